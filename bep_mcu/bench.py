@@ -1,0 +1,162 @@
+"""Benchmarks that print figures (never timed assertions).
+
+    python -m bep_mcu.bench speed      # numpy engine throughput vs a plain dense baseline
+    python -m bep_mcu.bench accuracy   # the acceptance table: default settings, 3 seeds
+
+Speed runs on one core (BLAS threads pinned to 1) and measures, in the same run, a
+plain dense-matrix BEP step (per-sample updates, full repack with np.where) as the
+baseline, so the printed ratio means something on a shared, noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from . import rng
+from .bep import BatchResult, Network, winner_mask
+from .data import load_dataset
+from .estimator import BEPClassifier, epoch_order, initial_hidden
+from .classifier import binary_equiangular_frame
+from .spec import HyperParams, NetSpec, int_params, reinforcement_probability
+
+
+class DenseBaseline(Network):
+    """The straightforward implementation: same maths, one sample's update at a time
+    and a full np.where repack of every layer after each batch."""
+
+    def train_batch(self, X, y, trace=None):
+        y = np.asarray(y, dtype=np.int64)
+        ins, zs, acts, logits = self._forward(X)
+        predictions = logits.argmax(axis=1)
+        hit = np.flatnonzero(self._triggered(logits, y))
+        counter = self.batch_counter
+        self.batch_counter += 1
+        if hit.size == 0:
+            return BatchResult(predictions, 0, 0)
+        L = self.spec.n_layers
+        target = [None] * L
+        target[L - 1] = self.P[y[hit]]
+        for layer in range(L - 2, -1, -1):
+            gated = np.where(np.abs(zs[layer + 1][hit]) <= self.gate[layer + 1], target[layer + 1], 0)
+            v = gated @ self.W[layer + 1]
+            target[layer] = np.where(v > 0, 1, np.where(v < 0, -1, ins[layer + 1][hit])).astype(np.float32)
+        for layer in range(L):
+            mask = winner_mask(target[layer] * zs[layer][hit], self.gamma[layer])
+            for s in range(hit.size):
+                rows = np.flatnonzero(mask[s])
+                delta = 2 * target[layer][s, rows, None] * ins[layer][hit[s]][None, :]
+                self.H[layer][rows] = np.clip(self.H[layer][rows] + delta, self.lo, self.hi)
+        for layer, H in enumerate(self.H):
+            draws = rng.reinforcement_indices(self.seed, counter, layer, self.reinforce_q[layer], H.size)
+            flat = H.reshape(-1)
+            for i in draws:
+                flat[i] = np.clip(flat[i] + 2 * np.sign(flat[i]), self.lo, self.hi)
+            self.W[layer] = np.where(H >= 0, np.float32(1), np.float32(-1))
+        return BatchResult(predictions, int(hit.size), 0)
+
+
+def _throughput(net_cls, spec, X, y, epochs: int, seed: int = 0) -> tuple[float, list[np.ndarray]]:
+    hp = HyperParams()
+    ip = int_params(spec, hp)
+    net = net_cls(spec, ip, initial_hidden(spec, hp.sigma, seed),
+                  binary_equiangular_frame(spec.n_classes, spec.hidden[-1], seed), seed)
+    start = time.perf_counter()
+    error = 1.0
+    for epoch in range(epochs):
+        q = [rng.reinforcement_q(reinforcement_probability(hp.p_r, error, spec.fan_in(i)), r * c)
+             for i, (r, c) in enumerate(spec.layer_shapes())]
+        net.set_epoch_params(ip.gamma, q)
+        order = epoch_order(seed, epoch, len(y))
+        wrong = 0
+        for i in range(0, len(order), 100):
+            b = order[i:i + 100]
+            wrong += int((net.train_batch(X[b], y[b]).predictions != y[b]).sum())
+        error = wrong / len(y)
+    seconds = time.perf_counter() - start
+    return epochs * len(y) / seconds, [h.copy() for h in net.H]
+
+
+def speed(epochs: int) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    results = {}
+    with threadpool_limits(limits=1):
+        data = load_dataset("prototypes")
+        X = data.X_train.astype(np.float32)
+        y = data.y_train.astype(np.int64)
+        spec = NetSpec("mlp", X.shape[1], (512,), 10, 8)
+        fast, _ = _throughput(Network, spec, X, y, epochs)
+        slow, _ = _throughput(DenseBaseline, spec, X, y, epochs)
+        results["mlp_1000_512_10_samples_per_second"] = fast
+        results["dense_baseline_samples_per_second"] = slow
+        results["ratio_vs_dense_baseline"] = fast / slow
+        print(f"numpy engine, prototypes 1000-512-10, batch 100, one core: {fast:,.0f} samples/s", flush=True)
+        print(f"plain dense baseline, same data and run:                 {slow:,.0f} samples/s"
+              f"  (engine is {fast / slow:.2f}x)", flush=True)
+
+        gp = load_dataset("ucr:GunPoint")
+        clf = BEPClassifier(model="rnn", hidden=(256,), epochs=epochs * 20, val_fraction=0.0)
+        start = time.perf_counter()
+        clf.fit(gp.X_train, gp.y_train)
+        train_seconds = sum(r["seconds"] for r in clf.history)
+        seqs = clf.epochs_ * len(gp.y_train) / train_seconds
+        results["rnn_gunpoint_sequences_per_second"] = seqs
+        print(f"numpy engine, GunPoint RNN 256 hidden, {clf.spec_.steps} steps, batch {clf.batch_size_}: "
+              f"{seqs:,.0f} sequences/s", flush=True)
+    return results
+
+
+ACCEPTANCE = [
+    # (label, dataset, classifier arguments, required mean test accuracy)
+    ("prototypes 512", "prototypes", {"hidden": (512,)}, 0.95),
+    ("prototypes 512-512", "prototypes", {"hidden": (512, 512)}, 0.94),
+    ("digits median 512", "digits", {"hidden": (512,), "binarize": "median"}, 0.87),
+    ("GunPoint rnn", "ucr:GunPoint", {"model": "rnn", "hidden": (256,)}, 0.88),
+    ("ItalyPowerDemand rnn", "ucr:ItalyPowerDemand", {"model": "rnn", "hidden": (256,)}, 0.88),
+]
+UNTUNED = [
+    ("digits default (thermometer:4) 512", "digits", {"hidden": (512,)}, None),
+    ("ArrowHead rnn (T=251)", "ucr:ArrowHead", {"model": "rnn", "hidden": (256,)}, None),
+    ("BasicMotions rnn (6 channels)", "ucr:BasicMotions", {"model": "rnn", "hidden": (256,)}, None),
+    ("OSULeaf rnn (T=427, 6 classes)", "ucr:OSULeaf", {"model": "rnn", "hidden": (256,)}, None),
+    ("ItalyPowerDemand mlp", "ucr:ItalyPowerDemand", {"hidden": (512,)}, None),
+]
+
+
+def accuracy(seeds: int, include_untuned: bool) -> list[dict]:
+    rows = []
+    for label, name, kwargs, target in ACCEPTANCE + (UNTUNED if include_untuned else []):
+        data = load_dataset(name)
+        scores = []
+        start = time.perf_counter()
+        for seed in range(seeds):
+            clf = BEPClassifier(seed=seed, **kwargs).fit(data.X_train, data.y_train)
+            scores.append(clf.score(data.X_test, data.y_test))
+        row = {"config": label, "mean": float(np.mean(scores)), "scores": scores, "target": target,
+               "epochs": clf.epochs_, "seconds": time.perf_counter() - start}
+        rows.append(row)
+        status = "" if target is None else ("  ok" if row["mean"] >= target else "  BELOW TARGET")
+        print(f"{label:<36} mean {row['mean']:.4f}  seeds {' '.join(f'{s:.4f}' for s in scores)}"
+              f"  target {target if target is not None else '-'}{status}", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["speed", "accuracy"])
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per speed measurement")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--untuned", action="store_true", help="also datasets nobody tuned for")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    result = speed(args.epochs) if args.what == "speed" else accuracy(args.seeds, args.untuned)
+    if args.json:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""The numpy BEP engine: binary MLPs and binary Elman RNNs (BEP.md §2–3).
+
+Speed without losing exactness:
+- ±1 activations and visible weights are float32 matrices, so forward and backward
+  passes are BLAS matrix products. Every value is an integer below 2^24, so float32
+  arithmetic is exact.
+- Hidden weights are kept as float32 holding exact integers in the B-bit range; they
+  are exposed as int8/int16 (``hidden_weights()``).
+- Per-sample updates must be applied in sample order with saturation after each one
+  (§2.6). Updates to different rows commute, so they are applied in "rounds": round k
+  applies, for every row at once, the k-th update that row receives in this batch.
+  That is exact and needs as many numpy calls as the busiest row has updates, not as
+  many as there are samples.
+
+Decisions beyond BEP.md (the C runtime follows them too):
+- Within one RNN sample, updates are applied for t = T, T-1, …, 1 (the order of the
+  backward sweep).
+- The batch counter that feeds the reinforcement generator counts every batch, with or
+  without triggered samples.
+- The RNN cell is one layer (index 0) whose row j is ``[H_x[j, :], H_h[j, :]]``;
+  reinforcement draws flat indices over that K_h × (K_x + K_h) matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import rng
+from .spec import IntParams, NetSpec
+
+_NOT_WRONG = np.float32(np.inf)
+
+
+@dataclass
+class Counters:
+    """What a device reports as well: samples seen, triggered, wrong, updated rows."""
+
+    samples: int = 0
+    triggered: int = 0
+    errors: int = 0
+    updates: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"samples": self.samples, "triggered": self.triggered, "errors": self.errors, "updates": self.updates}
+
+
+def sign_pm1(x: np.ndarray) -> np.ndarray:
+    """sign with sign(0) = +1, as float32 ±1.
+
+    ``x + 0`` turns a -0.0 into +0.0, then copysign is one cheap pass (np.where is
+    several times slower on the full weight matrices repacked every batch).
+    """
+    return np.copysign(np.float32(1), np.asarray(x, dtype=np.float32) + np.float32(0))
+
+
+def winner_mask(stability: np.ndarray, gamma: int) -> np.ndarray:
+    """Winner-takes-update (§2.5): in each group of γ consecutive neurons, the wrong
+    neuron (stability < 0) with the smallest |stability|, lowest index on ties.
+
+    ``stability`` is (n, K); returns a bool mask of the same shape.
+    """
+    n, k = stability.shape
+    groups = -(-k // gamma)
+    key = np.full((n, groups * gamma), _NOT_WRONG, dtype=np.float32)
+    key[:, :k] = np.where(stability < 0, -stability, _NOT_WRONG)
+    key = key.reshape(n, groups, gamma)
+    winner = key.argmin(axis=2)  # argmin takes the first minimum: lowest index wins ties
+    chosen = np.take_along_axis(key, winner[:, :, None], axis=2)[:, :, 0] < _NOT_WRONG
+    mask = np.zeros((n, groups, gamma), dtype=bool)
+    np.put_along_axis(mask, winner[:, :, None], chosen[:, :, None], axis=2)
+    return mask.reshape(n, groups * gamma)[:, :k]
+
+
+def apply_updates(
+    H: np.ndarray, mask: np.ndarray, target: np.ndarray, inputs: np.ndarray, lo: float, hi: float
+) -> np.ndarray:
+    """``H[j, :] += 2 · target[e, j] · inputs[e, :]`` for every event e (in order) and
+    chosen row j (``mask[e, j]``), saturating at [lo, hi] after every event.
+
+    Returns the indices of the rows that changed (their visible weights need a refresh).
+    """
+    ev, rows = np.nonzero(mask)  # row-major: events in order, then rows
+    if ev.size == 0:
+        return rows
+    # rank = how many earlier events of this batch chose the same row.
+    by_row = np.argsort(rows, kind="stable")  # stable: event order kept inside a row
+    sorted_rows = rows[by_row]
+    run_start = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+    run_len = np.diff(np.r_[run_start, sorted_rows.size])
+    rank = np.empty_like(by_row)
+    rank[by_row] = np.arange(by_row.size) - np.repeat(run_start, run_len)
+    order = np.argsort(rank, kind="stable")
+    ev, rows, rank = ev[order], rows[order], rank[order]
+    bounds = np.flatnonzero(np.diff(rank)) + 1
+    for sel in np.split(np.arange(ev.size), bounds):
+        e, j = ev[sel], rows[sel]
+        delta = (2 * target[e, j])[:, None] * inputs[e]
+        H[j] = np.clip(H[j] + delta, lo, hi)
+    return np.unique(rows)
+
+
+def reinforce(H: np.ndarray, flat_indices: np.ndarray, lo: float, hi: float) -> None:
+    """§2.7: each draw pushes its weight 2 further from zero (zero stays), saturating.
+
+    Draws of one weight all push the same way, so summing them first and saturating
+    once equals saturating after every draw.
+    """
+    if flat_indices.size == 0:
+        return
+    idx, count = np.unique(flat_indices, return_counts=True)
+    flat = H.reshape(-1)
+    h = flat[idx]
+    flat[idx] = np.clip(h + 2 * np.sign(h) * count, lo, hi)
+
+
+@dataclass
+class BatchResult:
+    """Per-batch outcome; ``predictions`` are class indices from the forward pass."""
+
+    predictions: np.ndarray
+    triggered: int
+    updates: int
+
+
+class Network:
+    """A BEP network: hidden weights, fixed classifier and the integers that drive it.
+
+    Inputs are ±1 arrays: (n, n_inputs) for an MLP, (n, steps, n_inputs) for an RNN.
+    Labels are class indices 0..C-1.
+    """
+
+    def __init__(
+        self,
+        spec: NetSpec,
+        params: IntParams,
+        hidden: list[np.ndarray],
+        classifier: np.ndarray,
+        seed: int,
+        batch_counter: int = 0,
+    ) -> None:
+        self.spec = spec
+        self.trigger_margin = params.trigger_margin
+        self.gate = list(params.gate)
+        self.gamma = list(params.gamma)
+        self.reinforce_q = [0] * spec.n_layers
+        self.seed = int(seed) & rng.MASK32
+        self.batch_counter = int(batch_counter)
+        self.counters = Counters()
+        self.lo, self.hi = (float(v) for v in spec.weight_limits)
+        for (rows, cols), h in zip(spec.layer_shapes(), hidden):
+            if h.shape != (rows, cols):
+                raise ValueError(f"hidden weights of shape {h.shape}, expected {(rows, cols)}")
+        self.H = [np.ascontiguousarray(h, dtype=np.float32) for h in hidden]
+        self.W = [sign_pm1(h) for h in self.H]
+        self.P = np.asarray(classifier, dtype=np.float32)
+
+    # ----------------------------------------------------------------- state
+    def hidden_weights(self) -> list[np.ndarray]:
+        dtype = np.int8 if self.spec.hidden_bits == 8 else np.int16
+        return [h.astype(dtype) for h in self.H]
+
+    def set_epoch_params(self, gamma: list[int], reinforce_q: list[int]) -> None:
+        """Per-epoch parameters, computed on the host (γ schedule, fixed-point Q)."""
+        self.gamma = [int(g) for g in gamma]
+        self.reinforce_q = [int(q) for q in reinforce_q]
+
+    # --------------------------------------------------------------- forward
+    def _forward(self, X: np.ndarray):
+        """Returns (inputs per layer/step, pre-activations, activations, logits)."""
+        X = np.asarray(X, dtype=np.float32)
+        if self.spec.model == "mlp":
+            ins, zs = [], []
+            a = X
+            for W in self.W:
+                ins.append(a)
+                z = a @ W.T
+                zs.append(z)
+                a = sign_pm1(z)
+            return ins, zs, a, a @ self.P.T
+        n = X.shape[0]
+        kh = self.spec.hidden[0]
+        a = np.ones((n, kh), dtype=np.float32)
+        W = self.W[0]
+        ins = np.empty((n, self.spec.steps, self.spec.fan_in(0)), dtype=np.float32)
+        zs = np.empty((n, self.spec.steps, kh), dtype=np.float32)
+        acts = np.empty_like(zs)
+        for t in range(self.spec.steps):
+            ins[:, t, : self.spec.n_inputs] = X[:, t]
+            ins[:, t, self.spec.n_inputs :] = a
+            zs[:, t] = ins[:, t] @ W.T
+            a = acts[:, t] = sign_pm1(zs[:, t])
+        return ins, zs, acts, a @ self.P.T
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        return self._forward(X)[3].astype(np.int64)
+
+    def predict(self, X: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        """Class indices; ties go to the lowest index (np.argmax)."""
+        out = [self._forward(X[i : i + chunk])[3].argmax(axis=1) for i in range(0, len(X), chunk)]
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+    # ------------------------------------------------------------- training
+    def _triggered(self, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+        n = len(y)
+        correct = logits[np.arange(n), y]
+        rivals = logits.copy()
+        rivals[np.arange(n), y] = -np.inf
+        return correct - rivals.max(axis=1) < self.trigger_margin
+
+    def train_batch(self, X: np.ndarray, y: np.ndarray, trace: dict | None = None) -> BatchResult:
+        """One batch in the normative order of §2.6: forward and backward with the
+        visible weights of the batch start, updates in sample order, then
+        reinforcement, then repacking W = sign(H).
+
+        ``trace``, when given, receives the intermediates (for tests and debugging):
+        pre-activations, logits, triggered samples, desired activations, gates, winner
+        masks and reinforcement draws.
+        """
+        y = np.asarray(y, dtype=np.int64)
+        ins, zs, acts, logits = self._forward(X)
+        predictions = logits.argmax(axis=1)
+        hit = np.flatnonzero(self._triggered(logits, y))
+        if trace is not None:
+            trace.update(z=zs, logits=logits, triggered=hit, targets=[], gates=[], masks=[], draws=[])
+        counter = self.batch_counter
+        self.batch_counter += 1
+        self.counters.samples += len(y)
+        self.counters.errors += int((predictions != y).sum())
+        if hit.size == 0:
+            return BatchResult(predictions, 0, 0)
+        self.counters.triggered += int(hit.size)
+        if self.spec.model == "mlp":
+            changed, n_updates = self._learn_mlp(ins, zs, acts, y, hit, trace)
+        else:
+            changed, n_updates = self._learn_rnn(ins, zs, acts, y, hit, trace)
+        self.counters.updates += n_updates
+        for layer, H in enumerate(self.H):
+            n_weights = H.size
+            draws = rng.reinforcement_indices(self.seed, counter, layer, self.reinforce_q[layer], n_weights)
+            if trace is not None:
+                trace["draws"].append(draws)
+            reinforce(H, draws, self.lo, self.hi)
+            # Reinforcement never flips a sign, so only rows touched by updates repack.
+            rows = changed[layer]
+            if rows.size:
+                self.W[layer][rows] = sign_pm1(H[rows])
+        return BatchResult(predictions, int(hit.size), n_updates)
+
+    def _learn_mlp(self, ins, zs, a_out, y, hit, trace):
+        L = self.spec.n_layers
+        target = [None] * L
+        target[L - 1] = self.P[y[hit]]
+        for layer in range(L - 2, -1, -1):
+            gate = np.abs(zs[layer + 1][hit]) <= self.gate[layer + 1]
+            if trace is not None:
+                trace["gates"].insert(0, gate)
+            gated = np.where(gate, target[layer + 1], np.float32(0))
+            v = gated @ self.W[layer + 1]
+            own = ins[layer + 1][hit]  # the forward activation of this layer
+            target[layer] = np.where(v > 0, np.float32(1), np.where(v < 0, np.float32(-1), own))
+        changed, n_updates = [], 0
+        for layer in range(L):
+            mask = winner_mask(target[layer] * zs[layer][hit], self.gamma[layer])
+            if trace is not None:
+                trace["targets"].append(target[layer])
+                trace["masks"].append(mask)
+            n_updates += int(mask.sum())
+            changed.append(apply_updates(self.H[layer], mask, target[layer], ins[layer][hit], self.lo, self.hi))
+        return changed, n_updates
+
+    def _learn_rnn(self, ins, zs, acts, y, hit, trace):
+        steps, kx = self.spec.steps, self.spec.n_inputs
+        z, a = zs[hit], acts[hit]
+        target = np.empty_like(z)
+        target[:, steps - 1] = self.P[y[hit]]
+        W_h = self.W[0][:, kx:]
+        for t in range(steps - 2, -1, -1):
+            gated = np.where(np.abs(z[:, t + 1]) <= self.gate[0], target[:, t + 1], np.float32(0))
+            v = gated @ W_h
+            target[:, t] = np.where(v > 0, np.float32(1), np.where(v < 0, np.float32(-1), a[:, t]))
+        # Events in application order: sample by sample, t = T..1 within a sample.
+        kh = self.spec.hidden[0]
+        tgt_ev = target[:, ::-1].reshape(-1, kh)
+        mask = winner_mask(tgt_ev * z[:, ::-1].reshape(-1, kh), self.gamma[0])
+        inp_ev = ins[hit][:, ::-1].reshape(-1, self.spec.fan_in(0))
+        changed = apply_updates(self.H[0], mask, tgt_ev, inp_ev, self.lo, self.hi)
+        if trace is not None:
+            trace["targets"].append(target)
+            trace["masks"].append(mask.reshape(len(hit), steps, kh)[:, ::-1])
+        return [changed], int(mask.sum())

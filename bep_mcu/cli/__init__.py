@@ -1,0 +1,1 @@
+"""The ``bep-mcu`` command line: one module per command, registered in ``main``."""

@@ -1,0 +1,66 @@
+"""Options and output shared by the commands.
+
+Every command takes ``--json``: then the last line of standard output is one JSON
+object and progress goes to standard error. User mistakes raise ``BEPError`` and are
+printed by ``main`` as one line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable
+
+import click
+
+from ..data import Dataset, load_dataset, load_files
+from ..errors import BEPError
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
+
+
+def data_options(f: Callable) -> Callable:
+    """--dataset NAME | --data PATH [--test-data PATH]."""
+    f = click.option("--test-data", "test_data", type=click.Path(dir_okay=False),
+                     help="Test set file (same format) for a --data file without its own test part.")(f)
+    f = click.option("--data", "data_path", type=click.Path(dir_okay=False),
+                     help="CSV (header; label column 'label' or last) or NPZ (X_train, y_train, X_test, y_test | X, y).")(f)
+    f = click.option("--dataset", "dataset", metavar="NAME",
+                     help="Built-in: prototypes[:key=value,...], digits, ucr:<Name>.")(f)
+    return f
+
+
+def load_data(dataset: str | None, data_path: str | None, test_data: str | None, split_seed: int = 0) -> Dataset:
+    if (dataset is None) == (data_path is None):
+        raise BEPError("give exactly one of --dataset NAME or --data PATH")
+    if dataset is not None:
+        if test_data is not None:
+            raise BEPError("--test-data goes with --data, not with --dataset")
+        return load_dataset(dataset)
+    return load_files(data_path, test_data, split_seed)
+
+
+def progress(message: str) -> None:
+    """Human progress on standard error (standard output stays machine-readable)."""
+    click.echo(message, err=True)
+
+
+def emit(result: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], str]) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
+    else:
+        click.echo(human(result))
+
+
+def parse_int_list(value: str | None, name: str) -> tuple[int, ...] | None:
+    """'256,256' → (256, 256); anything else is a one-line error naming the option."""
+    if value is None:
+        return None
+    parts = [p.strip() for p in str(value).split(",")]
+    try:
+        numbers = tuple(int(p) for p in parts)
+    except ValueError:
+        numbers = ()
+    if not numbers or any(n <= 0 for n in numbers):
+        raise BEPError(f"{name} must be a comma-separated list of positive integers, got '{value}'")
+    return numbers

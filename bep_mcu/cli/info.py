@@ -1,0 +1,33 @@
+"""``bep-mcu info``: shapes, parameter counts and state bytes of a saved model."""
+
+from __future__ import annotations
+
+import click
+
+from ..estimator import BEPClassifier
+from .common import emit, json_option
+
+
+def _human(d: dict) -> str:
+    lines = [f"{d['model']} network, {d['inputs']} input bits"
+             + (f" x {d['steps']} steps (window {d['window']})" if d["model"] == "rnn" else "")
+             + f", {d['classes']} classes, {d['hidden_bits']}-bit hidden weights, binariser {d['binarizer']}"]
+    for layer in d["layers"]:
+        lines.append(f"  {layer['name']:<9} {layer['shape'][0]:>5} x {layer['shape'][1]:<5} "
+                     f"{layer['synapses']:>9} synapses  hidden {layer['hidden_weight_bytes']:>9} B  "
+                     f"packed {layer['packed_weight_bytes']:>8} B")
+    lines.append(f"  classifier {d['classes']} x {d['hidden'][-1]} (fixed): {d['classifier_bytes']} B")
+    lines.append(f"training state:  {d['training_state_bytes']} B (hidden + packed weights + "
+                 f"{d['activation_bytes']} B activations)")
+    lines.append(f"inference state: {d['inference_state_bytes']} B (packed weights + classifier)")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@json_option
+def info(model_path, as_json) -> None:
+    """Describe MODEL: layers, 1-bit parameters, bytes of training and inference state."""
+    summary = BEPClassifier.load(model_path).summary()
+    summary["path"] = model_path
+    emit(summary, as_json, _human)

@@ -1,0 +1,55 @@
+"""Entry point: the click group, the commands it registers, and the error policy.
+
+A ``BEPError`` (a user mistake) prints ``error: <one line>`` on standard error and exits
+with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from ..errors import BEPError
+from . import eval as eval_cmd
+from . import info as info_cmd
+from . import train as train_cmd
+
+
+class UserError(click.ClickException):
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BEPError as e:
+            raise UserError(str(e)) from None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, prog_name="bep-mcu")
+def cli() -> None:
+    """Train fully-binary networks with Binary Error Propagation, on the host and on Cortex-M."""
+
+
+cli.add_command(train_cmd.train)
+cli.add_command(eval_cmd.evaluate)
+cli.add_command(info_cmd.info)
+
+
+def main() -> None:
+    """Console entry point: every user mistake, click's usage errors included, is one line."""
+    try:
+        cli.main(prog_name="bep-mcu", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        raise SystemExit(130) from None
+    except click.ClickException as e:
+        message = e.format_message().replace("\n", " ")
+        hint = f" (see 'bep-mcu {e.ctx.info_name} --help')" if getattr(e, "ctx", None) and e.ctx.parent else ""
+        click.echo(f"error: {message}{hint}", err=True)
+        raise SystemExit(e.exit_code) from None

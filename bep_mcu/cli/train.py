@@ -1,0 +1,74 @@
+"""``bep-mcu train``: fit a BEP network on a dataset and write a model file."""
+
+from __future__ import annotations
+
+import time
+
+import click
+import numpy as np
+
+from ..estimator import BEPClassifier
+from ..modelio import check_writable
+from .common import data_options, emit, json_option, load_data, parse_int_list, progress
+
+
+@click.command()
+@data_options
+@click.option("--model", type=click.Choice(["mlp", "rnn"]), default="mlp", help="Binary MLP or binary Elman RNN (BEP-TT).")
+@click.option("--hidden", default="512", help="Hidden widths, comma-separated (an rnn takes one).")
+@click.option("--epochs", type=int, default=None, help="Epochs [default: 50, more for small sets].")
+@click.option("--batch-size", type=int, default=None, help="Batch size [default: 100, or 10 below 1000 samples].")
+@click.option("--seed", type=int, default=0, help="Seed of initial weights, classifier, order and reinforcement.")
+@click.option("--binarize", default="auto",
+              help="auto | median | median:global | thermometer:N[:uniform] | passthrough "
+                   "(auto: passthrough for ±1/0-1 data, else thermometer:4 (mlp) / thermometer:8 (rnn)).")
+@click.option("--window", type=int, default=None, help="RNN window length in points [default: about 8 steps].")
+@click.option("--hidden-bits", type=int, default=8, help="Bits per hidden weight: 8 or 16.")
+@click.option("--r", "r", type=float, default=0.5, help="Trigger margin r (R = floor(r * last width)).")
+@click.option("--nu", type=float, default=0.05, help="Gate half-width relative to fan-in.")
+@click.option("--gamma", default=None, help="Initial winner-takes-update group size per layer [default: width/16].")
+@click.option("--p-r", "p_r", type=float, default=0.5, help="Reinforcement strength p_r.")
+@click.option("--sigma", type=float, default=16.0, help="Std-dev of the initial hidden weights.")
+@click.option("--patience", type=int, default=3, help="Epochs without a better validation accuracy before γ doubles.")
+@click.option("--val-fraction", type=float, default=0.1, help="Validation split carved from the training data.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default="model.npz", help="Model file to write.")
+@json_option
+def train(dataset, data_path, test_data, model, hidden, epochs, batch_size, seed, binarize, window, hidden_bits,
+          r, nu, gamma, p_r, sigma, patience, val_fraction, out, as_json) -> None:
+    """Train a binary network with BEP and save it."""
+    from tqdm import tqdm
+
+    widths = parse_int_list(hidden, "--hidden")
+    gammas = parse_int_list(gamma, "--gamma")
+    clf = BEPClassifier(model=model, hidden=widths, epochs=epochs, batch_size=batch_size, seed=seed,
+                        binarize=binarize, window=window, hidden_bits=hidden_bits, r=r, nu=nu, gamma=gammas,
+                        p_r=p_r, sigma=sigma, patience=patience, val_fraction=val_fraction)
+    check_writable(out)
+    data = load_data(dataset, data_path, test_data)
+    progress(f"{data.name}: {len(data.y_train)} training and {len(data.y_test)} test samples")
+    start = time.perf_counter()
+    with tqdm(desc="epochs", unit="epoch", file=click.get_text_stream("stderr"), disable=None, leave=False) as bar:
+        def on_epoch(rec: dict) -> None:
+            bar.total = clf.epochs_
+            bar.set_postfix(val=f"{rec['val_accuracy']:.3f}", err=f"{rec['train_error']:.3f}", gamma=rec["gamma"])
+            bar.update(1)
+
+        clf.fit(data.X_train, data.y_train, on_epoch=on_epoch)
+    seconds = time.perf_counter() - start
+    train_seconds = sum(rec["seconds"] for rec in clf.history)
+    samples = sum(rec["samples_per_second"] * rec["seconds"] for rec in clf.history)
+    test_acc = clf.score(data.X_test, data.y_test)
+    train_acc = clf.score(data.X_train, data.y_train)
+    clf.save(out, extra_meta={"dataset": data.name, "test_accuracy": test_acc, "train_accuracy": train_acc})
+    result = {
+        "model": str(out), "dataset": data.name, "network": clf.spec_.model, "hidden": list(clf.spec_.hidden),
+        "inputs": clf.spec_.n_inputs, "steps": clf.spec_.steps, "epochs": clf.epochs_, "batch_size": clf.batch_size_,
+        "binarize": clf.binarizer_.describe(), "test_accuracy": test_acc, "train_accuracy": train_acc,
+        "val_accuracy": clf.history[-1]["val_accuracy"], "gamma": list(clf.gamma_), "seconds": seconds,
+        "samples_per_second": float(samples / train_seconds) if train_seconds > 0 else None,
+        "seed": seed, "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
+    }
+    emit(result, as_json, lambda d: (
+        f"{d['network']} {d['inputs']}-{'-'.join(map(str, d['hidden']))}-{len(np.unique(data.y_train))} on {d['dataset']}: "
+        f"test accuracy {d['test_accuracy']:.4f}, train {d['train_accuracy']:.4f} after {d['epochs']} epochs "
+        f"({d['samples_per_second']:.0f} samples/s); saved {d['model']}"))

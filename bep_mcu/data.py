@@ -1,0 +1,653 @@
+"""Dataset loaders: synthetic Random Prototypes, scikit-learn digits, UCR/UEA series
+shipped inside aeon, and the user's own CSV / NPZ files.
+
+Every loader returns a :class:`Dataset` with a fixed train/test split, checked by
+:func:`check_xy`, so a bad file fails here with one line naming the file, line and
+column instead of deep inside training. Nothing is ever downloaded: digits ships with
+scikit-learn and the UCR sets are read from the ``.ts`` files inside the aeon package.
+
+Example usage::
+
+    ds = load_dataset("prototypes:classes=5,flip=0.3")
+    ds = load_dataset("ucr:GunPoint")           # X_train (50, 150, 1)
+    ds = load_files("my.csv", split_seed=1)     # seeded stratified 80/20 split
+
+Decisions:
+- Unequal-length UCR series (JapaneseVowels, PickupGestureWiimoteZ) are padded to the
+  longest series of train and test together by repeating each series' last value, so
+  a recurrent net sees a held final state rather than an artificial zero.
+- Labels keep the type found in the source: int64 where every label is an integer,
+  else str (``.ts`` files always give str). When a separate test file's labels have
+  the other type, both sides become str so that ``1`` and ``"1"`` still match.
+- Test labels that never occur in training are refused: a closed-set classifier can
+  never predict them, so the accuracy would silently be capped.
+- ``load_dataset`` also accepts a ``.csv`` / ``.npz`` path and forwards it to
+  :func:`load_files` (without a separate test file).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bep_mcu.errors import BEPError
+
+PIP_HINT = "pip install bep-mcu[data]"
+DATASET_FORMS = (
+    "prototypes[:classes=C,features=F,flip=P,samples=N,seed=S]",
+    "digits",
+    "ucr:<Name>",
+    "<file>.csv",
+    "<file>.npz",
+)
+FILE_EXTENSIONS = (".csv", ".npz")
+NPZ_SPLIT_KEYS = ("X_train", "y_train", "X_test", "y_test")
+NPZ_WHOLE_KEYS = ("X", "y")
+# Fixed so that every training seed sees the same digits split (results comparable).
+DIGITS_SPLIT_SEED = 0
+DEFAULT_TEST_FRACTION = 0.2
+# Predecessor paper setting (BEP.md §5): 12,000 samples, the last 2,000 are the test set.
+PROTOTYPES_TEST_DIVISOR = 6
+
+
+@dataclass
+class Dataset:
+    """A fixed train/test split.
+
+    X is float64: tabular ``(n, d)`` or series ``(n, T, channels)``. Labels are 1-D,
+    int64 or str, as found in the source.
+    """
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    kind: str  # "tabular" or "series"
+
+
+@dataclass(frozen=True)
+class PrototypesSpec:
+    """Parameters of the Random Prototypes generator (defaults: BEP.md §5)."""
+
+    classes: int = 10
+    features: int = 1000
+    flip: float = 0.44
+    samples: int = 12000
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _label_repr(label: object) -> str:
+    # numpy scalars repr as "np.int64(1)"; users wrote 1 or 'a'.
+    return repr(label.item() if isinstance(label, np.generic) else label)
+
+
+def _check_x_values(X: np.ndarray, y: np.ndarray, source: str) -> None:
+    """Shape and value checks that apply to both the train and the test part."""
+    if X.dtype.kind not in "biuf":
+        raise BEPError(f"{source}: X must be numeric, got dtype {X.dtype}")
+    if X.ndim not in (2, 3):
+        raise BEPError(
+            f"{source}: X must be (samples, features) or (samples, time, channels), "
+            f"got shape {X.shape}"
+        )
+    if y.ndim != 1:
+        raise BEPError(f"{source}: y must be 1-D, got shape {y.shape}")
+    if len(X) != len(y):
+        raise BEPError(f"{source}: X has {len(X)} samples but y has {len(y)} labels")
+    if len(X) == 0:
+        raise BEPError(f"{source}: no samples")
+    if X.dtype.kind == "f":
+        bad = ~np.isfinite(X)
+        if bad.any():
+            first = np.unravel_index(int(np.argmax(bad)), X.shape)
+            what = "NaN" if np.isnan(X[first]) else "infinite"
+            if X.ndim == 2:
+                where = f"sample {first[0]}, feature {first[1]}"
+            else:
+                where = f"sample {first[0]}, time step {first[1]}, channel {first[2]}"
+            raise BEPError(f"{source}: {what} value at {where}")
+
+
+def check_xy(X: np.ndarray, y: np.ndarray, source: str) -> None:
+    """Raise a one-line :class:`BEPError` naming ``source`` if (X, y) cannot be trained on.
+
+    Checks: numeric X of ndim 2 or 3, no NaN/inf (first bad sample and feature
+    named), 1-D y with one label per sample, at least one sample and at least two
+    classes. "Fewer samples than classes" needs no separate test: the classes are
+    the distinct labels of y, so each has at least one sample.
+    """
+    X = np.asarray(X)
+    y = np.asarray(y)
+    _check_x_values(X, y, source)
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise BEPError(
+            f"only one class ({_label_repr(classes[0])}) in {source}; "
+            "need at least 2 classes"
+        )
+
+
+def _check_test(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                source: str) -> None:
+    """The test part must match the train part's shape and use only known labels."""
+    X_train, y_train = train
+    X_test, y_test = test
+    _check_x_values(X_test, y_test, source)
+    if X_test.ndim != X_train.ndim or X_test.shape[1:] != X_train.shape[1:]:
+        if X_train.ndim == 2 and X_test.ndim == 2:
+            raise BEPError(
+                f"{source}: test data has {X_test.shape[1]} features, "
+                f"training data has {X_train.shape[1]}"
+            )
+        raise BEPError(
+            f"{source}: test sample shape {X_test.shape[1:]} differs from "
+            f"training sample shape {X_train.shape[1:]}"
+        )
+    unseen = np.setdiff1d(np.unique(y_test), np.unique(y_train))
+    if len(unseen):
+        shown = ", ".join(_label_repr(v) for v in unseen[:5])
+        raise BEPError(f"{source}: test labels never seen in training: {shown}")
+
+
+def _finish(name: str, train: tuple[np.ndarray, np.ndarray],
+            test: tuple[np.ndarray, np.ndarray], kind: str, source: str) -> Dataset:
+    """Check both parts and build the Dataset with canonical dtypes."""
+    check_xy(train[0], train[1], f"{source} (train)")
+    _check_test(train, test, f"{source} (test)")
+    return Dataset(
+        name=name,
+        X_train=np.ascontiguousarray(train[0], dtype=np.float64),
+        y_train=train[1],
+        X_test=np.ascontiguousarray(test[0], dtype=np.float64),
+        y_test=test[1],
+        kind=kind,
+    )
+
+
+# ---------------------------------------------------------------------- splitting
+
+
+def stratified_split(y: np.ndarray, test_fraction: float, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded stratified split into sorted index arrays ``(train_idx, test_idx)``.
+
+    Each class sends ``round(n_c * test_fraction)`` samples to the test part, clamped
+    to ``1 .. n_c - 1`` so that a class with at least 2 samples appears on both
+    sides; a class with a single sample stays in training. Deterministic in
+    ``(y, test_fraction, seed)``.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise BEPError(f"test fraction must be between 0 and 1, got {test_fraction}")
+    y = np.asarray(y)
+    n = len(y)
+    _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    n_test = np.clip(np.round(counts * test_fraction).astype(np.int64), 1, counts - 1)
+    # Random order, then grouped by class (stable sort keeps the random order inside
+    # each class); the first n_test[c] of each group go to the test part.
+    order = np.random.default_rng(seed).permutation(n)
+    order = order[np.argsort(inverse[order], kind="stable")]
+    group_start = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    rank = np.arange(n) - group_start[inverse[order]]
+    to_test = rank < n_test[inverse[order]]
+    return np.sort(order[~to_test]), np.sort(order[to_test])
+
+
+# --------------------------------------------------------------------- prototypes
+
+_PROTOTYPE_TYPES = {"classes": int, "features": int, "flip": float, "samples": int,
+                    "seed": int}
+
+
+def _parse_prototypes(params: str) -> PrototypesSpec:
+    """Parse ``classes=5,flip=0.3`` overrides; unknown keys and bad values fail."""
+    values: dict[str, int | float] = {}
+    for item in filter(None, (p.strip() for p in params.split(","))):
+        key, sep, raw = (s.strip() for s in item.partition("="))
+        if key not in _PROTOTYPE_TYPES:
+            raise BEPError(
+                f"prototypes: unknown parameter '{key}'; valid: "
+                + ", ".join(_PROTOTYPE_TYPES)
+            )
+        if not sep:
+            raise BEPError(f"prototypes: parameter '{key}' needs a value ({key}=...)")
+        try:
+            values[key] = _PROTOTYPE_TYPES[key](raw)
+        except ValueError:
+            kind = "an integer" if _PROTOTYPE_TYPES[key] is int else "a number"
+            raise BEPError(f"prototypes: {key}={raw!r} is not {kind}") from None
+    spec = PrototypesSpec(**values)  # type: ignore[arg-type]
+    _validate_prototypes(spec)
+    return spec
+
+
+def _validate_prototypes(spec: PrototypesSpec) -> None:
+    if spec.classes < 2:
+        raise BEPError(f"prototypes: classes={spec.classes} must be at least 2")
+    if spec.features < 1:
+        raise BEPError(f"prototypes: features={spec.features} must be at least 1")
+    if not 0.0 <= spec.flip <= 1.0:
+        raise BEPError(f"prototypes: flip={spec.flip} must be between 0 and 1")
+    if spec.samples < PROTOTYPES_TEST_DIVISOR * spec.classes:
+        raise BEPError(
+            f"prototypes: samples={spec.samples} is too small; need at least "
+            f"{PROTOTYPES_TEST_DIVISOR * spec.classes} for {spec.classes} classes"
+        )
+    if spec.seed < 0:
+        raise BEPError(f"prototypes: seed={spec.seed} must be >= 0")
+
+
+def make_prototypes(spec: PrototypesSpec) -> tuple[np.ndarray, np.ndarray]:
+    """All ``spec.samples`` samples, X in {-1.0, +1.0} float64 and int64 labels."""
+    rng = np.random.default_rng(spec.seed)
+    prototypes = np.where(rng.random((spec.classes, spec.features)) < 0.5, -1.0, 1.0)
+    labels = rng.integers(0, spec.classes, size=spec.samples, dtype=np.int64)
+    flips = rng.random((spec.samples, spec.features)) < spec.flip
+    X = prototypes[labels]
+    X[flips] *= -1.0
+    return X, labels
+
+
+def load_prototypes(params: str = "") -> Dataset:
+    """Random Prototypes; the last 1/6 of the samples are the test set."""
+    spec = _parse_prototypes(params)
+    X, y = make_prototypes(spec)
+    n_train = spec.samples - spec.samples // PROTOTYPES_TEST_DIVISOR
+    name = "prototypes" if spec == PrototypesSpec() else (
+        f"prototypes:classes={spec.classes},features={spec.features},"
+        f"flip={spec.flip},samples={spec.samples},seed={spec.seed}"
+    )
+    return _finish(name, (X[:n_train], y[:n_train]), (X[n_train:], y[n_train:]),
+                   "tabular", name)
+
+
+# ------------------------------------------------------------------------- digits
+
+
+def load_digits_dataset() -> Dataset:
+    """scikit-learn's 8x8 digits (1797 x 64), fixed seeded stratified 80/20 split."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise BEPError(f"the 'digits' dataset needs scikit-learn: {PIP_HINT}") from None
+    X, y = load_digits(return_X_y=True)
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    train_idx, test_idx = stratified_split(y, DEFAULT_TEST_FRACTION, DIGITS_SPLIT_SEED)
+    return _finish("digits", (X[train_idx], y[train_idx]), (X[test_idx], y[test_idx]),
+                   "tabular", "digits")
+
+
+# ---------------------------------------------------------------------------- UCR
+
+
+def _aeon_data_dir() -> Path:
+    # find_spec locates aeon without importing it (importing takes over a second).
+    spec = importlib.util.find_spec("aeon")
+    if spec is None or not spec.submodule_search_locations:
+        raise BEPError(f"UCR datasets need aeon: {PIP_HINT}")
+    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+
+
+def _ts_paths(root: Path, name: str) -> tuple[Path, Path]:
+    return root / name / f"{name}_TRAIN.ts", root / name / f"{name}_TEST.ts"
+
+
+def _is_classification_ts(path: Path) -> bool:
+    """True when the .ts header declares ``@classLabel true`` (not a regression set)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                words = line.strip().lower().split()
+                if not words:
+                    continue
+                if words[0] == "@data":
+                    return False
+                if words[0] == "@classlabel":
+                    return len(words) > 1 and words[1] == "true"
+    except (OSError, UnicodeDecodeError):
+        return False
+    return False
+
+
+def available_ucr() -> list[str]:
+    """Names of the classification sets shipped inside aeon (TRAIN and TEST .ts present)."""
+    root = _aeon_data_dir()
+    if not root.is_dir():
+        return []
+    names = []
+    for sub in sorted(root.iterdir()):
+        train, test = _ts_paths(root, sub.name)
+        if train.is_file() and test.is_file() and _is_classification_ts(train):
+            names.append(sub.name)
+    return names
+
+
+def _pad_series(series: list[np.ndarray], length: int, source: str) -> np.ndarray:
+    """Ragged list of (channels, T_i) -> (n, length, channels), repeating the last value.
+
+    Vectorised: concatenate along time once, then gather with the time index clamped
+    to each series' last step.
+    """
+    channels = {s.shape[0] for s in series}
+    if len(channels) != 1:
+        raise BEPError(f"{source}: series have different channel counts {sorted(channels)}")
+    lengths = np.array([s.shape[1] for s in series])
+    if lengths.min() == 0:
+        raise BEPError(f"{source}: sample {int(np.argmin(lengths))} is an empty series")
+    flat = np.concatenate(series, axis=1)  # (channels, sum T_i)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    idx = starts[:, None] + np.minimum(np.arange(length)[None, :], lengths[:, None] - 1)
+    return flat[:, idx].transpose(1, 2, 0)  # (channels, n, length) -> (n, length, channels)
+
+
+def _as_series(X: np.ndarray | list, length: int, source: str) -> np.ndarray:
+    if isinstance(X, list):
+        return _pad_series([np.asarray(s, dtype=np.float64) for s in X], length, source)
+    return np.asarray(X, dtype=np.float64).transpose(0, 2, 1)  # aeon: (n, channels, T)
+
+
+def _series_length(X: np.ndarray | list) -> int:
+    return max(np.shape(s)[-1] for s in X) if isinstance(X, list) else X.shape[2]
+
+
+def _read_ts(path: Path, source: str) -> tuple[np.ndarray | list, np.ndarray]:
+    try:
+        from aeon.datasets import load_from_ts_file
+    except ImportError:
+        raise BEPError(f"UCR datasets need aeon: {PIP_HINT}") from None
+    try:
+        X, y = load_from_ts_file(str(path))
+    except (OSError, ValueError, IndexError) as exc:
+        raise BEPError(f"{source}: cannot read '{path}': {exc}") from None
+    return X, np.asarray(y).astype(str)
+
+
+def load_ucr(name: str) -> Dataset:
+    """A UCR/UEA classification set from aeon's bundled ``.ts`` files, official split.
+
+    X is (n, T, channels) float64; labels are the strings of the ``.ts`` file.
+    """
+    available = available_ucr()
+    if name not in available:
+        # Forgive case only when it is unambiguous ("gunpoint" -> "GunPoint").
+        matches = [a for a in available if a.lower() == name.lower()]
+        if len(matches) != 1:
+            raise BEPError(
+                f"unknown UCR dataset '{name}'; available: {', '.join(available)}"
+            )
+        name = matches[0]
+    source = f"ucr:{name}"
+    train_path, test_path = _ts_paths(_aeon_data_dir(), name)
+    X_train, y_train = _read_ts(train_path, source)
+    X_test, y_test = _read_ts(test_path, source)
+    length = max(_series_length(X_train), _series_length(X_test))
+    return _finish(source,
+                   (_as_series(X_train, length, source), y_train),
+                   (_as_series(X_test, length, source), y_test),
+                   "series", source)
+
+
+# -------------------------------------------------------------------------- files
+
+
+def _labels_from_strings(labels: np.ndarray) -> np.ndarray:
+    """int64 when every label is an integer, else the (stripped) strings."""
+    labels = np.char.strip(labels.astype(str))
+    try:
+        return labels.astype(np.int64)
+    except (ValueError, OverflowError):
+        return labels
+
+
+def _normalise_labels(y: np.ndarray, source: str) -> np.ndarray:
+    """Labels from an npz: int64 or str, 1-D (an (n, 1) column is accepted)."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise BEPError(f"{source}: y must be 1-D, got shape {y.shape}")
+    if y.dtype.kind in "biu":
+        return y.astype(np.int64)
+    if y.dtype.kind == "f":
+        if np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            return y.astype(np.int64)
+        raise BEPError(f"{source}: labels must be integers or strings, got non-integer floats")
+    if y.dtype.kind == "S":
+        return y.astype(str)
+    if y.dtype.kind == "U":
+        return y
+    raise BEPError(f"{source}: labels must be integers or strings, got dtype {y.dtype}")
+
+
+def _read_text(path: str) -> list[tuple[int, list[str]]]:
+    """Non-blank CSV rows with their (1-based) line numbers."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            rows = [(reader.line_num, row) for row in reader
+                    if len(row) > 1 or (row and row[0].strip())]
+    except OSError as exc:
+        raise BEPError(f"cannot read '{path}': {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise BEPError(f"{path}: not a UTF-8 text CSV file") from None
+    except csv.Error as exc:
+        raise BEPError(f"{path}: not a valid CSV file: {exc}") from None
+    return rows
+
+
+def _looks_numeric(fields: list[str]) -> bool:
+    try:
+        np.array(fields).astype(np.float64)
+    except ValueError:
+        return False
+    return True
+
+
+def _first_non_number(values: np.ndarray) -> tuple[int, int]:
+    """(row, column) of the first value float() refuses; only called on the error path."""
+    for i, row in enumerate(values):
+        for j, v in enumerate(row):
+            try:
+                float(v)
+            except ValueError:
+                return i, j
+    raise AssertionError("a value failed to convert but none fails on its own")
+
+
+def read_csv(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(X float64 (n, d), labels) from a CSV with a header row.
+
+    The label column is the one named ``label``, else the last column.
+    """
+    rows = _read_text(path)
+    if not rows:
+        raise BEPError(f"{path}: empty file (need a header row and data rows)")
+    header_line, header = rows[0]
+    header = [h.strip() for h in header]
+    if _looks_numeric(header):
+        raise BEPError(
+            f"{path}: line {header_line} looks like data; a header row naming the "
+            "columns is required"
+        )
+    if len(rows) == 1:
+        raise BEPError(f"{path}: header only, no data rows")
+    if len(header) < 2:
+        raise BEPError(f"{path}: need at least one feature column and a label column")
+    if header.count("label") > 1:
+        raise BEPError(f"{path}: more than one column is named 'label'")
+    label_col = header.index("label") if "label" in header else len(header) - 1
+    for line, row in rows[1:]:
+        if len(row) != len(header):
+            raise BEPError(
+                f"{path}: line {line} has {len(row)} fields, expected {len(header)}"
+            )
+    table = np.array([row for _, row in rows[1:]], dtype=str)
+    feature_cols = [j for j in range(len(header)) if j != label_col]
+    features = table[:, feature_cols]
+    try:
+        X = np.char.strip(features).astype(np.float64)
+    except ValueError:
+        i, j = _first_non_number(features)
+        raise BEPError(
+            f"{path}: line {rows[1 + i][0]}, column '{header[feature_cols[j]]}': "
+            f"{str(features[i, j])!r} is not a number"
+        ) from None
+    raw_labels = np.char.strip(table[:, label_col])
+    empty = np.flatnonzero(raw_labels == "")
+    if len(empty):
+        raise BEPError(
+            f"{path}: line {rows[1 + empty[0]][0]}, column '{header[label_col]}': "
+            "empty label"
+        )
+    return X, _labels_from_strings(raw_labels)
+
+
+def _open_npz(path: str) -> dict[str, np.ndarray]:
+    """All arrays of an npz, loaded eagerly (allow_pickle=False: no code from files)."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except OSError as exc:
+        raise BEPError(f"cannot read '{path}': {exc.strerror or exc}") from None
+    except (ValueError, EOFError, zipfile.BadZipFile):
+        # Not a zip and not .npy: numpy falls back to pickle and refuses.
+        raise BEPError(f"{path}: not a valid .npz file") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise BEPError(f"{path}: not an .npz archive (a single .npy array?)")
+    try:
+        with loaded:
+            return {key: loaded[key] for key in loaded.files}
+    except ValueError as exc:
+        if "Object arrays" in str(exc):
+            raise BEPError(
+                f"{path}: holds object (pickled) arrays; save plain numeric or "
+                "string arrays"
+            ) from None
+        raise BEPError(f"{path}: not a valid .npz file: {exc}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        # The archive opens lazily, so a corrupt member only fails when read.
+        raise BEPError(f"{path}: not a valid .npz file: {exc}") from None
+
+
+def _require_keys(arrays: dict[str, np.ndarray], keys: tuple[str, ...], path: str) -> None:
+    for key in keys:
+        if key not in arrays:
+            present = ", ".join(arrays) or "none"
+            raise BEPError(
+                f"{path}: missing key '{key}' (expected {', '.join(NPZ_SPLIT_KEYS)} "
+                f"or {', '.join(NPZ_WHOLE_KEYS)}; keys present: {present})"
+            )
+
+
+def _npz_xy(arrays: dict[str, np.ndarray], x_key: str, y_key: str, path: str
+            ) -> tuple[np.ndarray, np.ndarray]:
+    X = arrays[x_key]
+    if X.dtype.kind not in "biuf":
+        raise BEPError(f"{path}: {x_key} must be numeric, got dtype {X.dtype}")
+    return X, _normalise_labels(arrays[y_key], f"{path}: {y_key}")
+
+
+def read_npz(path: str) -> tuple[tuple[np.ndarray, np.ndarray],
+                                  tuple[np.ndarray, np.ndarray] | None]:
+    """((X, y), test part or None) from an npz with X_train/.../y_test or X, y."""
+    arrays = _open_npz(path)
+    if "X_train" in arrays or "X_test" in arrays:
+        _require_keys(arrays, NPZ_SPLIT_KEYS, path)
+        return (_npz_xy(arrays, "X_train", "y_train", path),
+                _npz_xy(arrays, "X_test", "y_test", path))
+    _require_keys(arrays, NPZ_WHOLE_KEYS, path)
+    return _npz_xy(arrays, "X", "y", path), None
+
+
+def _read_any(path: str) -> tuple[tuple[np.ndarray, np.ndarray],
+                                   tuple[np.ndarray, np.ndarray] | None]:
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".csv":
+        return read_csv(path), None
+    if ext == ".npz":
+        return read_npz(path)
+    raise BEPError(
+        f"'{path}': unsupported file type '{ext or '(none)'}'; use .csv or .npz"
+    )
+
+
+def _match_label_types(y_train: np.ndarray, y_test: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    # Separate files may disagree (train all ints, test has a word): compare as text.
+    if (y_train.dtype.kind == "U") != (y_test.dtype.kind == "U"):
+        return y_train.astype(str), y_test.astype(str)
+    return y_train, y_test
+
+
+def load_files(path: str, test_path: str | None = None, split_seed: int = 0) -> Dataset:
+    """A Dataset from a ``.csv`` or ``.npz`` file.
+
+    The test part is, in order: the file's own (npz ``X_test``/``y_test``), else
+    ``test_path`` (same format rules), else a stratified 80/20 split seeded by
+    ``split_seed``. X of ndim 2 is "tabular", ndim 3 "series".
+    """
+    path = str(path)
+    train, test = _read_any(path)
+    X, y = train
+    if test is not None and test_path is not None:
+        raise BEPError(
+            f"{path} already holds a test part (X_test, y_test); "
+            f"do not also give a test file ('{test_path}')"
+        )
+    if test is None and test_path is not None:
+        test_path = str(test_path)
+        test, own_test = _read_any(test_path)
+        if own_test is not None:
+            raise BEPError(f"{test_path}: a test file must hold X, y (not X_train, X_test)")
+        check_xy(X, y, path)
+        y, y_test = _match_label_types(y, test[1])
+        _check_test((X, y), (test[0], y_test), test_path)
+        test = (test[0], y_test)
+    elif test is None:
+        check_xy(X, y, path)
+        train_idx, test_idx = stratified_split(y, DEFAULT_TEST_FRACTION, split_seed)
+        if len(test_idx) == 0:
+            raise BEPError(
+                f"{path}: every class has a single sample, nothing left for a test "
+                "split; give a test file"
+            )
+        X, y, test = X[train_idx], y[train_idx], (X[test_idx], y[test_idx])
+    kind = "tabular" if np.ndim(X) == 2 else "series"
+    return _finish(path, (X, y), test, kind, path)
+
+
+def read_eval_file(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluation data from a file: its test part if it has one, else every row."""
+    path = str(path)
+    train, test = _read_any(path)
+    X, y = test if test is not None else train
+    if len(y) == 0:
+        raise BEPError(f"{path}: no samples to evaluate")
+    _check_x_values(np.asarray(X), np.asarray(y), path)
+    return X, y
+
+
+# ---------------------------------------------------------------------- dispatcher
+
+
+def load_dataset(name: str) -> Dataset:
+    """Load by name: ``prototypes[:k=v,...]``, ``digits``, ``ucr:<Name>`` or a file path."""
+    name = name.strip()
+    head, sep, rest = name.partition(":")
+    if head == "prototypes":
+        return load_prototypes(rest)
+    if name == "digits":
+        return load_digits_dataset()
+    if head == "ucr" and sep and rest.strip():
+        return load_ucr(rest.strip())
+    if name.lower().endswith(FILE_EXTENSIONS):
+        return load_files(name)
+    raise BEPError(f"unknown dataset '{name}'; valid forms: {', '.join(DATASET_FORMS)}")

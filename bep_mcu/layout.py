@@ -1,0 +1,102 @@
+"""The state-buffer plan: every byte the C runtime uses, decided on the host.
+
+The runtime (templates/runtime/bep_runtime.c) gets these offsets through the generated
+``bep_config_t``; nothing is allocated on the device. The same numbers feed ``bep-mcu
+info``/``size`` reports and the firmware RAM budget.
+
+State buffer = header, then per layer:
+  h      hidden weights, int8/int16, rows x cols                        (learnable)
+  w      packed visible weights, rows x words(K_in)                     (derived: sign(h))
+  wr     rnn: packed recurrent weights, rows x words(K_h)               (derived)
+  wt     packed transpose for the backward pass (mlp layers >= 2: cols x words(rows);
+         rnn: W_h^T, K_h x words(K_h))                                  (derived)
+  z      int16 pre-activations (rnn: one row per step)                  (activations)
+  a      packed activations (rnn: one per step)                         (activations)
+  t      packed desired activations a* (rnn: a*_t, a*_{t-1}, all-ones a_0)
+  dirty  one bit per row updated in the open batch
+then one packed gate mask of the widest layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .spec import NetSpec
+
+HEADER_BYTES = 56  # sizeof(bep_state_header_t), pinned by a static assert in the C
+MAX_LAYERS = 4
+MAX_FAN_IN = 32767  # pre-activations are int16
+
+
+def words(bits: int) -> int:
+    return (bits + 31) // 32
+
+
+def _align4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+@dataclass
+class LayerPlan:
+    rows: int
+    cols: int
+    in_bits: int
+    in_words: int
+    rec_words: int
+    out_words: int
+    gate: int
+    n_weights: int
+    offsets: dict[str, int] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class StatePlan:
+    layers: list[LayerPlan]
+    gate_off: int
+    state_bytes: int
+    input_words: int
+    class_words: int
+
+    def bytes_by_kind(self) -> dict[str, int]:
+        """Hidden weights, packed weights (incl. transposes), activations/scratch, header."""
+        hidden = sum(p.sizes["h"] for p in self.layers)
+        packed = sum(p.sizes["w"] + p.sizes["wr"] + p.sizes["wt"] for p in self.layers)
+        return {"header": HEADER_BYTES, "hidden_weights": hidden, "packed_weights": packed,
+                "activations": self.state_bytes - HEADER_BYTES - hidden - packed}
+
+
+def plan_state(spec: NetSpec, gates: tuple[int, ...]) -> StatePlan:
+    """Lay out the state buffer of ``spec`` (gates: G per layer, from IntParams)."""
+    if spec.n_layers > MAX_LAYERS:
+        raise ValueError(f"the C runtime supports up to {MAX_LAYERS} hidden layers, got {spec.n_layers}")
+    wbytes = spec.hidden_bits // 8
+    offset = HEADER_BYTES
+    layers = []
+    for i, (rows, cols) in enumerate(spec.layer_shapes()):
+        if cols > MAX_FAN_IN or rows > 65535:
+            raise ValueError(f"layer {i} is {rows} x {cols}; the C runtime needs fan-in <= {MAX_FAN_IN}")
+        rnn = spec.model == "rnn"
+        in_bits = spec.n_inputs if rnn else cols
+        p = LayerPlan(rows=rows, cols=cols, in_bits=in_bits, in_words=words(in_bits),
+                      rec_words=words(rows) if rnn else 0, out_words=words(rows), gate=int(gates[i]),
+                      n_weights=rows * cols)
+        steps = spec.steps if rnn else 1
+        p.sizes = {
+            "h": _align4(rows * cols * wbytes),
+            "w": rows * p.in_words * 4,
+            "wr": rows * p.rec_words * 4,
+            "wt": (rows * p.out_words * 4) if rnn else (cols * p.out_words * 4 if i > 0 else 0),
+            "z": _align4(steps * rows * 2),
+            "a": steps * p.out_words * 4,
+            "t": (3 if rnn else 1) * p.out_words * 4,
+            "dirty": p.out_words * 4,
+        }
+        for name in ("h", "w", "wr", "wt", "z", "a", "t", "dirty"):
+            p.offsets[name] = offset if p.sizes[name] else 0
+            offset += p.sizes[name]
+        layers.append(p)
+    gate_off = offset
+    offset += max(p.out_words for p in layers) * 4
+    input_words = spec.steps * words(spec.n_inputs) if spec.model == "rnn" else words(spec.n_inputs)
+    return StatePlan(layers, gate_off, offset, input_words, words(spec.hidden[-1]))

@@ -1,0 +1,140 @@
+"""Network description and hyperparameters, validated once, hashed for the C side.
+
+Floats given by the user (r, ν, p_r, …) are turned into the integers the training
+step actually uses (``R``, ``G``, ``γ``, fixed-point ``Q``) here, on the host, so the
+numpy engine and the C code read the very same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+from .errors import BEPError
+
+MODELS = ("mlp", "rnn")
+HIDDEN_BITS = (8, 16)
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """Shapes of a binary network.
+
+    mlp: ``n_inputs`` bits → hidden widths → ``n_classes`` (fixed classifier).
+    rnn: an Elman cell of width ``hidden[0]`` reading ``n_inputs`` bits per step for
+    ``steps`` steps; its hidden weights are one matrix whose row j is
+    ``[H_x[j, :], H_h[j, :]]`` (fan-in ``n_inputs + hidden[0]``).
+    """
+
+    model: str
+    n_inputs: int
+    hidden: tuple[int, ...]
+    n_classes: int
+    hidden_bits: int = 8
+    steps: int = 1
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise BEPError(f"model must be one of {', '.join(MODELS)}, got '{self.model}'")
+        if self.hidden_bits not in HIDDEN_BITS:
+            raise BEPError(f"hidden bits must be 8 or 16, got {self.hidden_bits}")
+        if not self.hidden or any(int(k) <= 0 for k in self.hidden):
+            raise BEPError(f"hidden must be a list of positive integers, got {list(self.hidden)}")
+        if self.model == "rnn" and len(self.hidden) != 1:
+            raise BEPError(f"an rnn has one hidden layer, got hidden={list(self.hidden)}")
+        if self.n_inputs <= 0:
+            raise BEPError(f"the network needs at least one input bit, got {self.n_inputs}")
+        if self.n_classes < 2:
+            raise BEPError(f"a classifier needs at least 2 classes, got {self.n_classes}")
+        if self.steps < 1:
+            raise BEPError(f"an rnn needs at least one step, got {self.steps}")
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.hidden)
+
+    def fan_in(self, layer: int) -> int:
+        """Inputs of hidden layer ``layer`` (0-based)."""
+        if self.model == "rnn":
+            return self.n_inputs + self.hidden[0]
+        return self.n_inputs if layer == 0 else self.hidden[layer - 1]
+
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        """(rows, columns) of each hidden-weight matrix."""
+        return [(self.hidden[i], self.fan_in(i)) for i in range(self.n_layers)]
+
+    @property
+    def weight_limits(self) -> tuple[int, int]:
+        """Saturation bounds of the hidden weights: [-2^(B-1), 2^(B-1) - 1]."""
+        half = 1 << (self.hidden_bits - 1)
+        return -half, half - 1
+
+    @property
+    def synapses(self) -> int:
+        return sum(r * c for r, c in self.layer_shapes())
+
+
+@dataclass(frozen=True)
+class HyperParams:
+    """BEP hyperparameters (BEP.md §2); defaults come from the sweep in the README."""
+
+    r: float = 0.5  # trigger margin, relative to the last hidden width
+    nu: float = 0.05  # gate half-width, relative to the fan-in of the gated layer
+    gamma: tuple[int, ...] | None = None  # initial group size per layer; None → width // 16
+    gamma_growth: int = 2  # factor applied to γ when validation accuracy stalls
+    patience: int = 3  # epochs without a new best validation accuracy before γ grows
+    p_r: float = 0.5  # reinforcement strength
+    sigma: float = 16.0  # std-dev of the initial hidden weights
+    alpha: float = 1.0  # variance weight of the BEF objective
+
+    def __post_init__(self) -> None:
+        for name in ("r", "nu", "p_r", "sigma"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise BEPError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.gamma is not None and any(int(g) < 1 for g in self.gamma):
+            raise BEPError(f"gamma must be positive integers, got {list(self.gamma)}")
+        if self.gamma_growth < 1:
+            raise BEPError(f"gamma growth must be >= 1, got {self.gamma_growth}")
+        if self.patience < 1:
+            raise BEPError(f"patience must be >= 1, got {self.patience}")
+
+
+@dataclass(frozen=True)
+class IntParams:
+    """The integers a training step uses (what the C code receives)."""
+
+    trigger_margin: int  # R = floor(r · K_L)
+    gate: tuple[int, ...]  # G per layer: floor(ν · fan-in of that layer)
+    gamma: tuple[int, ...] = field(default=())  # initial γ per layer
+
+
+def int_params(spec: NetSpec, hp: HyperParams) -> IntParams:
+    widths = spec.hidden
+    if hp.gamma is None:
+        gamma = tuple(max(1, k // 16) for k in widths)
+    else:
+        gamma = tuple(int(g) for g in hp.gamma)
+        if len(gamma) == 1 and len(widths) > 1:
+            gamma = gamma * len(widths)
+        if len(gamma) != len(widths):
+            raise BEPError(f"gamma needs one value per hidden layer ({len(widths)}), got {list(gamma)}")
+        gamma = tuple(min(g, k) for g, k in zip(gamma, widths))
+    return IntParams(
+        trigger_margin=int(math.floor(hp.r * widths[-1])),
+        gate=tuple(int(math.floor(hp.nu * spec.fan_in(i))) for i in range(spec.n_layers)),
+        gamma=gamma,
+    )
+
+
+def reinforcement_probability(p_r: float, error_rate: float, fan_in: int) -> float:
+    """Per-weight, per-batch probability p = p_r · sqrt(E) · sqrt(2 / (π · K_in))."""
+    return p_r * math.sqrt(max(0.0, error_rate)) * math.sqrt(2.0 / (math.pi * fan_in))
+
+
+def config_hash(spec: NetSpec, ip: IntParams) -> str:
+    """A short hash of everything the C code is specialised on (shapes and integers)."""
+    doc = {"spec": asdict(spec), "int": {"R": ip.trigger_margin, "G": list(ip.gate)}}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]

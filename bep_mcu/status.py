@@ -1,0 +1,22 @@
+"""Status codes of the C runtime: the one list the enum and its strings are rendered from."""
+
+from __future__ import annotations
+
+# (name without the BEP_ prefix, value, meaning). BEP_OK is 0, errors are negative.
+STATUS: list[tuple[str, int, str]] = [
+    ("OK", 0, "success"),
+    ("ERR_NULL", -1, "a required pointer is NULL"),
+    ("ERR_SIZE", -2, "a buffer is too small or has the wrong length"),
+    ("ERR_ABI", -3, "generated code and runtime were built for different ABI versions"),
+    ("ERR_ALIGN", -4, "the state buffer is not 4-byte aligned"),
+    ("ERR_STATE", -5, "the state buffer was not initialised for this network"),
+    ("ERR_ARG", -6, "an argument is out of range"),
+    ("ERR_LABEL", -7, "the label is not a class of this network"),
+]
+
+BY_VALUE = {value: (name, meaning) for name, value, meaning in STATUS}
+
+
+def status_name(value: int) -> str:
+    name, meaning = BY_VALUE.get(value, (f"UNKNOWN({value})", "unknown status"))
+    return f"BEP_{name}: {meaning}"

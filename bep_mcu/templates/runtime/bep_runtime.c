@@ -1,0 +1,604 @@
+/*
+ * bep_runtime.c - the BEP learning rule in portable C99 (see bep_runtime.h).
+ *
+ * Everything here mirrors bep_mcu/bep.py; the comments name the BEP.md section each
+ * step implements. Packed vectors: bit i of word i/32 is feature i, 1 = +1, padding 0.
+ */
+#include "bep_runtime.h"
+
+/* ------------------------------------------------------------------ helpers */
+
+#if BEP_POPCOUNT_TABLE
+static const uint8_t bep_pop8[256] = {
+#define B2(n) n, n + 1, n + 1, n + 2
+#define B4(n) B2(n), B2(n + 1), B2(n + 1), B2(n + 2)
+#define B6(n) B4(n), B4(n + 1), B4(n + 1), B4(n + 2)
+    B6(0), B6(1), B6(1), B6(2)
+#undef B2
+#undef B4
+#undef B6
+};
+
+uint32_t bep_popcount32(uint32_t x)
+{
+    return (uint32_t)bep_pop8[x & 0xFFu] + bep_pop8[(x >> 8) & 0xFFu] + bep_pop8[(x >> 16) & 0xFFu] +
+           bep_pop8[x >> 24];
+}
+#else
+/* Cortex-M has no popcount instruction and GCC calls libgcc for __builtin_popcount,
+ * so the SWAR form is written out (about 12 instructions on M3/M4/M7/M33). */
+uint32_t bep_popcount32(uint32_t x)
+{
+    x = x - ((x >> 1) & 0x55555555u);
+    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+    x = (x + (x >> 4)) & 0x0F0F0F0Fu;
+    return (x * 0x01010101u) >> 24;
+}
+#endif
+
+static uint32_t bep_mix32(uint32_t x)
+{
+    x ^= x >> 16;
+    x *= 0x7FEB352Du;
+    x ^= x >> 15;
+    x *= 0x846CA68Bu;
+    x ^= x >> 16;
+    return x;
+}
+
+/* Prefix of a draw that does not depend on the draw index. */
+static uint32_t bep_draw_key(uint32_t seed, uint32_t counter, uint32_t layer)
+{
+    return bep_mix32(bep_mix32(bep_mix32(seed ^ 0x9E3779B9u) ^ counter) ^ layer);
+}
+
+uint32_t bep_draw(uint32_t seed, uint32_t counter, uint32_t layer, uint32_t index)
+{
+    return bep_mix32(bep_draw_key(seed, counter, layer) ^ index);
+}
+
+static uint32_t bep_words(uint32_t bits) { return (bits + 31u) >> 5; }
+
+/* Mask of the valid bits in the last word of a vector of `bits` bits. */
+static uint32_t bep_last_mask(uint32_t bits)
+{
+    uint32_t r = bits & 31u;
+    return r ? ((1u << r) - 1u) : 0xFFFFFFFFu;
+}
+
+static uint32_t bep_get_bit(const uint32_t *v, uint32_t i) { return (v[i >> 5] >> (i & 31u)) & 1u; }
+
+static void bep_put_bit(uint32_t *v, uint32_t i, uint32_t bit)
+{
+    uint32_t m = 1u << (i & 31u);
+    v[i >> 5] = bit ? (v[i >> 5] | m) : (v[i >> 5] & ~m);
+}
+
+/* Number of agreeing positions of two packed ±1 vectors of `bits` bits. */
+static uint32_t bep_agree(const uint32_t *w, const uint32_t *a, uint32_t bits)
+{
+    uint32_t n = bep_words(bits), k, acc = 0;
+    for (k = 0; k + 1u < n; ++k) acc += bep_popcount32(~(w[k] ^ a[k]));
+    return acc + bep_popcount32(~(w[n - 1u] ^ a[n - 1u]) & bep_last_mask(bits));
+}
+
+/* <w, a> = 2 * agreements - K (BEP.md §1). */
+static int32_t bep_dot(const uint32_t *w, const uint32_t *a, uint32_t bits)
+{
+    return 2 * (int32_t)bep_agree(w, a, bits) - (int32_t)bits;
+}
+
+static void bep_zero(uint32_t *v, uint32_t words)
+{
+    uint32_t k;
+    for (k = 0; k < words; ++k) v[k] = 0;
+}
+
+static bep_state_header_t *bep_header(void *state) { return (bep_state_header_t *)state; }
+
+static uint8_t *bep_bytes(void *state, uint32_t off) { return (uint8_t *)state + off; }
+static uint32_t *bep_u32(void *state, uint32_t off) { return (uint32_t *)(void *)bep_bytes(state, off); }
+static int16_t *bep_i16(void *state, uint32_t off) { return (int16_t *)(void *)bep_bytes(state, off); }
+
+/* Hidden weight (row, col) of a layer, as int32, whatever B is. */
+static int32_t bep_h_get(const bep_config_t *cfg, void *state, const bep_layer_t *L, uint32_t idx)
+{
+    if (cfg->hidden_bits == 8u) return ((int8_t *)(void *)bep_bytes(state, L->h_off))[idx];
+    return bep_i16(state, L->h_off)[idx];
+}
+
+static void bep_h_set(const bep_config_t *cfg, void *state, const bep_layer_t *L, uint32_t idx, int32_t v)
+{
+    if (cfg->hidden_bits == 8u)
+        ((int8_t *)(void *)bep_bytes(state, L->h_off))[idx] = (int8_t)v;
+    else
+        bep_i16(state, L->h_off)[idx] = (int16_t)v;
+}
+
+static int32_t bep_h_max(const bep_config_t *cfg) { return cfg->hidden_bits == 8u ? 127 : 32767; }
+
+/* h[i] += bit(v, i) == up ? +2 : -2, saturating, for i < bits (§2.5). `flip` is 0 when
+ * the target is +1 and all ones when it is -1, so a set bit of v ^ flip means +2. */
+static void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
+{
+    uint32_t w, n;
+    for (w = 0; bits > 0u; ++w, bits -= n) {
+        uint32_t x = v[w] ^ flip;
+        n = bits < 32u ? bits : 32u;
+        for (uint32_t b = 0; b < n; ++b, x >>= 1, ++h) {
+            int32_t t = *h;
+            if (x & 1u)
+                t = t > 125 ? 127 : t + 2;
+            else
+                t = t < -126 ? -128 : t - 2;
+            *h = (int8_t)t;
+        }
+    }
+}
+
+static void bep_row_add16(int16_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
+{
+    uint32_t w, n;
+    for (w = 0; bits > 0u; ++w, bits -= n) {
+        uint32_t x = v[w] ^ flip;
+        n = bits < 32u ? bits : 32u;
+        for (uint32_t b = 0; b < n; ++b, x >>= 1, ++h) {
+            int32_t t = *h;
+            if (x & 1u)
+                t = t > 32765 ? 32767 : t + 2;
+            else
+                t = t < -32766 ? -32768 : t - 2;
+            *h = (int16_t)t;
+        }
+    }
+}
+
+/* Packed sign of `bits` hidden weights starting at element `first` (sign(0) = +1). */
+static void bep_row_sign(const bep_config_t *cfg, void *state, const bep_layer_t *L, uint32_t first,
+                         uint32_t bits, uint32_t *out)
+{
+    uint32_t w, n, b;
+    if (cfg->hidden_bits == 8u) {
+        const int8_t *h = (const int8_t *)(void *)bep_bytes(state, L->h_off) + first;
+        for (w = 0; bits > 0u; ++w, bits -= n) {
+            uint32_t x = 0;
+            n = bits < 32u ? bits : 32u;
+            for (b = 0; b < n; ++b) x |= (uint32_t)(h[b] >= 0) << b;
+            out[w] = x;
+            h += n;
+        }
+    } else {
+        const int16_t *h = bep_i16(state, L->h_off) + first;
+        for (w = 0; bits > 0u; ++w, bits -= n) {
+            uint32_t x = 0;
+            n = bits < 32u ? bits : 32u;
+            for (b = 0; b < n; ++b) x |= (uint32_t)(h[b] >= 0) << b;
+            out[w] = x;
+            h += n;
+        }
+    }
+}
+
+static bep_status_t bep_check(const bep_config_t *cfg, const void *state, size_t state_len)
+{
+    if (cfg == NULL || state == NULL) return BEP_ERR_NULL;
+    if (cfg->abi != BEP_RUNTIME_ABI) return BEP_ERR_ABI;
+    if (((uintptr_t)state & 3u) != 0u) return BEP_ERR_ALIGN;
+    if (state_len < cfg->state_bytes) return BEP_ERR_SIZE;
+    if (((const bep_state_header_t *)state)->magic != cfg->config_hash) return BEP_ERR_STATE;
+    return BEP_OK;
+}
+
+/* ------------------------------------------------------------- visible weights */
+
+/* W[row] = sign(H[row]) (sign(0) = +1), and the row's bit in every row of the
+ * transpose kept for the backward pass. */
+static void bep_pack_row(const bep_config_t *cfg, void *state, const bep_layer_t *L, uint32_t row)
+{
+    uint32_t *w = bep_u32(state, L->w_off) + row * L->in_words;
+    uint32_t *wt = bep_u32(state, L->wt_off), i;
+    bep_row_sign(cfg, state, L, row * L->cols, L->in_bits, w);
+    if (cfg->model == BEP_MODEL_RNN) {
+        uint32_t *wr = bep_u32(state, L->wr_off) + row * L->rec_words;
+        bep_row_sign(cfg, state, L, row * L->cols + L->in_bits, L->rows, wr);
+        /* W_h^T: row i holds, for every neuron, its recurrent weight from neuron i. */
+        for (i = 0; i < L->rows; ++i) bep_put_bit(wt + i * L->out_words, row, bep_get_bit(wr, i));
+    } else if (L->wt_off != 0u) {
+        for (i = 0; i < L->cols; ++i) bep_put_bit(wt + i * L->out_words, row, bep_get_bit(w, i));
+    }
+}
+
+static void bep_pack_layer(const bep_config_t *cfg, void *state, const bep_layer_t *L)
+{
+    uint32_t row;
+    if (L->wt_off != 0u) bep_zero(bep_u32(state, L->wt_off), (uint32_t)(cfg->model == BEP_MODEL_RNN ? L->rows : L->cols) * L->out_words);
+    for (row = 0; row < L->rows; ++row) bep_pack_row(cfg, state, L, row);
+}
+
+/* ----------------------------------------------------------------- forward */
+
+/* z = W a (+ W_h a_prev for the RNN), a_out = sign(z). */
+static void bep_layer_forward(const bep_layer_t *L, void *state, const uint32_t *in, const uint32_t *prev,
+                              int16_t *z, uint32_t *a_out)
+{
+    const uint32_t *w = bep_u32(state, L->w_off);
+    const uint32_t *wr = bep_u32(state, L->wr_off);
+    uint32_t j;
+    bep_zero(a_out, L->out_words);
+    for (j = 0; j < L->rows; ++j) {
+        int32_t zj = bep_dot(w + j * L->in_words, in, L->in_bits);
+        if (prev != NULL) zj += bep_dot(wr + j * L->rec_words, prev, L->rows);
+        z[j] = (int16_t)zj;
+        if (zj >= 0) a_out[j >> 5] |= 1u << (j & 31u);
+    }
+}
+
+/* Runs the network on one packed sample; returns the last hidden activation and
+ * writes the logits' argmax (ties to the lowest class) and the trigger decision. */
+static const uint32_t *bep_forward(const bep_config_t *cfg, void *state, const uint32_t *x)
+{
+    uint32_t l, t;
+    if (cfg->model == BEP_MODEL_MLP) {
+        const uint32_t *in = x;
+        for (l = 0; l < cfg->n_layers; ++l) {
+            const bep_layer_t *L = &cfg->layer[l];
+            uint32_t *a = bep_u32(state, L->a_off);
+            bep_layer_forward(L, state, in, NULL, bep_i16(state, L->z_off), a);
+            in = a;
+        }
+        return in;
+    } else {
+        const bep_layer_t *L = &cfg->layer[0];
+        const uint32_t *prev = bep_u32(state, L->t_off) + 2u * L->out_words; /* a_0 = +1 */
+        for (t = 0; t < cfg->steps; ++t) {
+            uint32_t *a = bep_u32(state, L->a_off) + t * L->out_words;
+            bep_layer_forward(L, state, x + t * L->in_words, prev, bep_i16(state, L->z_off) + t * L->rows, a);
+            prev = a;
+        }
+        return prev;
+    }
+}
+
+/* Logits y_c = <P_c, a_L>; prediction and trigger margin (BEP.md §2.1, §2.3). */
+static uint16_t bep_classify(const bep_config_t *cfg, const uint32_t *a_last, int32_t label, int32_t *margin)
+{
+    uint32_t bits = cfg->layer[cfg->n_layers - 1u].rows, c;
+    int32_t best = 0, rival = 0, own = 0;
+    uint16_t arg = 0;
+    int first_rival = 1;
+    for (c = 0; c < cfg->n_classes; ++c) {
+        int32_t y = bep_dot(cfg->classifier + c * cfg->class_words, a_last, bits);
+        if (c == 0u || y > best) {
+            best = y;
+            arg = (uint16_t)c;
+        }
+        if ((int32_t)c == label) {
+            own = y;
+        } else if (first_rival || y > rival) {
+            rival = y;
+            first_rival = 0;
+        }
+    }
+    if (margin != NULL) *margin = own - rival;
+    return arg;
+}
+
+/* ---------------------------------------------------------------- learning */
+
+/* Winner-takes-update (§2.5) on one layer/step and the saturating row updates:
+ * H[j, :] += 2 a*_j [in, prev] for the wrong neuron with the smallest |s| per group. */
+static uint32_t bep_update(const bep_config_t *cfg, void *state, const bep_layer_t *L, uint32_t gamma,
+                           const int16_t *z, const uint32_t *target, const uint32_t *in, const uint32_t *prev)
+{
+    bep_state_header_t *hd = bep_header(state);
+    uint32_t *dirty = bep_u32(state, L->dirty_off);
+    uint32_t start, n_updates = 0;
+    for (start = 0; start < L->rows; start += gamma) {
+        uint32_t end = start + gamma < L->rows ? start + gamma : L->rows;
+        uint32_t j, winner = 0xFFFFFFFFu;
+        int32_t best = 0;
+        for (j = start; j < end; ++j) {
+            int32_t s = bep_get_bit(target, j) ? z[j] : -(int32_t)z[j];
+            if (s < 0 && (winner == 0xFFFFFFFFu || -s < best)) {
+                best = -s;
+                winner = j;
+            }
+        }
+        if (winner == 0xFFFFFFFFu) continue;
+        {
+            uint32_t flip = bep_get_bit(target, winner) ? 0u : 0xFFFFFFFFu, base = winner * L->cols;
+            if (cfg->hidden_bits == 8u) {
+                int8_t *h = (int8_t *)(void *)bep_bytes(state, L->h_off) + base;
+                bep_row_add8(h, in, L->in_bits, flip);
+                if (prev != NULL) bep_row_add8(h + L->in_bits, prev, L->rows, flip);
+            } else {
+                int16_t *h = bep_i16(state, L->h_off) + base;
+                bep_row_add16(h, in, L->in_bits, flip);
+                if (prev != NULL) bep_row_add16(h + L->in_bits, prev, L->rows, flip);
+            }
+            dirty[winner >> 5] |= 1u << (winner & 31u);
+            ++n_updates;
+        }
+    }
+    hd->counters.updates += n_updates;
+    return n_updates;
+}
+
+/* Desired activation of the layer below (§2.4): a*_i = sign(v_i), v = W^T (g ⊙ a*),
+ * keeping the current activation where v_i = 0. `wt` rows are the columns of W. */
+static void bep_backward(const bep_layer_t *upper, const uint32_t *wt, uint32_t n_below,
+                         const int16_t *z_upper, const uint32_t *t_upper, const uint32_t *a_below,
+                         uint32_t *t_below, uint32_t *gate)
+{
+    uint32_t j, i, open = 0;
+    bep_zero(gate, upper->out_words);
+    for (j = 0; j < upper->rows; ++j) {
+        int32_t zj = z_upper[j];
+        if ((zj < 0 ? -zj : zj) <= upper->gate) {
+            gate[j >> 5] |= 1u << (j & 31u);
+            ++open;
+        }
+    }
+    for (i = 0; i < n_below; ++i) {
+        const uint32_t *col = wt + i * upper->out_words;
+        uint32_t k, agree = 0;
+        int32_t v;
+        for (k = 0; k < upper->out_words; ++k) agree += bep_popcount32(~(col[k] ^ t_upper[k]) & gate[k]);
+        v = 2 * (int32_t)agree - (int32_t)open;
+        bep_put_bit(t_below, i, v > 0 ? 1u : (v < 0 ? 0u : bep_get_bit(a_below, i)));
+    }
+}
+
+static void bep_learn_mlp(const bep_config_t *cfg, void *state, const uint32_t *x, uint16_t label)
+{
+    bep_state_header_t *hd = bep_header(state);
+    uint32_t *gate = bep_u32(state, cfg->gate_off);
+    int l;
+    const bep_layer_t *top = &cfg->layer[cfg->n_layers - 1u];
+    uint32_t k, *t_top = bep_u32(state, top->t_off);
+    for (k = 0; k < cfg->class_words; ++k) t_top[k] = cfg->classifier[label * cfg->class_words + k];
+    /* All a* come from the forward state, so compute them before any update. */
+    for (l = (int)cfg->n_layers - 1; l >= 1; --l) {
+        const bep_layer_t *U = &cfg->layer[l], *D = &cfg->layer[l - 1];
+        bep_backward(U, bep_u32(state, U->wt_off), D->rows, bep_i16(state, U->z_off), bep_u32(state, U->t_off),
+                     bep_u32(state, D->a_off), bep_u32(state, D->t_off), gate);
+    }
+    for (l = 0; l < (int)cfg->n_layers; ++l) {
+        const bep_layer_t *L = &cfg->layer[l];
+        const uint32_t *in = l == 0 ? x : bep_u32(state, cfg->layer[l - 1].a_off);
+        bep_update(cfg, state, L, hd->gamma[l], bep_i16(state, L->z_off), bep_u32(state, L->t_off), in, NULL);
+    }
+}
+
+/* BEP through time (§3): a*_T = P[c]; for t = T..1 the step's winners move H, then
+ * a*_{t-1} comes from W_h^T and the gate on z_t (W is frozen, so order is free). */
+static void bep_learn_rnn(const bep_config_t *cfg, void *state, const uint32_t *x, uint16_t label)
+{
+    bep_state_header_t *hd = bep_header(state);
+    const bep_layer_t *L = &cfg->layer[0];
+    uint32_t *gate = bep_u32(state, cfg->gate_off);
+    uint32_t *cur = bep_u32(state, L->t_off);       /* a*_t */
+    uint32_t *next = cur + L->out_words;            /* a*_{t-1} */
+    const uint32_t *ones = cur + 2u * L->out_words; /* a_0 = +1 */
+    uint32_t k, t;
+    for (k = 0; k < cfg->class_words; ++k) cur[k] = cfg->classifier[label * cfg->class_words + k];
+    for (t = cfg->steps; t-- > 0u;) {
+        const int16_t *z = bep_i16(state, L->z_off) + t * L->rows;
+        const uint32_t *prev = t > 0u ? bep_u32(state, L->a_off) + (t - 1u) * L->out_words : ones;
+        bep_update(cfg, state, L, hd->gamma[0], z, cur, x + t * L->in_words, prev);
+        if (t > 0u) {
+            bep_backward(L, bep_u32(state, L->wt_off), L->rows, z, cur, prev, next, gate);
+            for (k = 0; k < L->out_words; ++k) cur[k] = next[k];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------- API */
+
+bep_status_t bep_init(const bep_config_t *cfg, void *state, size_t state_len, uint32_t seed, uint32_t batches)
+{
+    bep_state_header_t *hd;
+    uint32_t l, k;
+    if (cfg == NULL || state == NULL) return BEP_ERR_NULL;
+    if (cfg->abi != BEP_RUNTIME_ABI) return BEP_ERR_ABI;
+    if (((uintptr_t)state & 3u) != 0u) return BEP_ERR_ALIGN;
+    if (state_len < cfg->state_bytes) return BEP_ERR_SIZE;
+    bep_zero((uint32_t *)state, cfg->state_bytes / 4u);
+    hd = bep_header(state);
+    hd->magic = cfg->config_hash;
+    hd->seed = seed;
+    hd->counters.batches = batches;
+    for (l = 0; l < cfg->n_layers; ++l) {
+        const bep_layer_t *L = &cfg->layer[l];
+        uint32_t n = L->n_weights;
+        hd->gamma[l] = 1;
+        if (cfg->initial_hidden[l] != NULL) {
+            for (k = 0; k < n; ++k) {
+                int32_t v = cfg->hidden_bits == 8u ? ((const int8_t *)cfg->initial_hidden[l])[k]
+                                                   : ((const int16_t *)cfg->initial_hidden[l])[k];
+                bep_h_set(cfg, state, L, k, v);
+            }
+        }
+        bep_pack_layer(cfg, state, L);
+    }
+    if (cfg->model == BEP_MODEL_RNN) {
+        /* A packed all-ones vector: a_0 = +1 (§3). */
+        const bep_layer_t *L = &cfg->layer[0];
+        uint32_t *ones = bep_u32(state, L->t_off) + 2u * L->out_words;
+        for (k = 0; k < L->out_words; ++k) ones[k] = 0xFFFFFFFFu;
+        ones[L->out_words - 1u] = bep_last_mask(L->rows);
+    }
+    return BEP_OK;
+}
+
+bep_status_t bep_load_hidden(const bep_config_t *cfg, void *state, size_t state_len, uint32_t layer,
+                             const void *hidden, size_t hidden_len)
+{
+    bep_status_t st = bep_check(cfg, state, state_len);
+    const bep_layer_t *L;
+    uint32_t k;
+    if (st != BEP_OK) return st;
+    if (hidden == NULL) return BEP_ERR_NULL;
+    if (layer >= cfg->n_layers) return BEP_ERR_ARG;
+    L = &cfg->layer[layer];
+    if (hidden_len != (size_t)L->n_weights * (cfg->hidden_bits / 8u)) return BEP_ERR_SIZE;
+    for (k = 0; k < L->n_weights; ++k) {
+        int32_t v = cfg->hidden_bits == 8u ? ((const int8_t *)hidden)[k] : ((const int16_t *)hidden)[k];
+        bep_h_set(cfg, state, L, k, v);
+    }
+    bep_pack_layer(cfg, state, L);
+    return BEP_OK;
+}
+
+bep_status_t bep_read_hidden(const bep_config_t *cfg, const void *state, size_t state_len, uint32_t layer,
+                             void *out, size_t out_len)
+{
+    bep_status_t st = bep_check(cfg, state, state_len);
+    const bep_layer_t *L;
+    const uint8_t *src;
+    uint8_t *dst = (uint8_t *)out;
+    size_t k, n;
+    if (st != BEP_OK) return st;
+    if (out == NULL) return BEP_ERR_NULL;
+    if (layer >= cfg->n_layers) return BEP_ERR_ARG;
+    L = &cfg->layer[layer];
+    n = (size_t)L->n_weights * (cfg->hidden_bits / 8u);
+    if (out_len != n) return BEP_ERR_SIZE;
+    src = (const uint8_t *)state + L->h_off;
+    for (k = 0; k < n; ++k) dst[k] = src[k];
+    return BEP_OK;
+}
+
+bep_status_t bep_set_epoch(const bep_config_t *cfg, void *state, size_t state_len, const uint16_t *gamma,
+                           size_t n_gamma, const uint32_t *q, size_t n_q)
+{
+    bep_status_t st = bep_check(cfg, state, state_len);
+    bep_state_header_t *hd;
+    uint32_t l;
+    if (st != BEP_OK) return st;
+    if (gamma == NULL || q == NULL) return BEP_ERR_NULL;
+    if (n_gamma != cfg->n_layers || n_q != cfg->n_layers) return BEP_ERR_ARG;
+    for (l = 0; l < cfg->n_layers; ++l) {
+        if (gamma[l] < 1u || gamma[l] > cfg->layer[l].rows) return BEP_ERR_ARG;
+        if (q[l] > 0xFFFFFFFFu - 0xFFFFu) return BEP_ERR_ARG;
+    }
+    hd = bep_header(state);
+    for (l = 0; l < cfg->n_layers; ++l) {
+        hd->gamma[l] = gamma[l];
+        hd->q[l] = q[l];
+    }
+    return BEP_OK;
+}
+
+bep_status_t bep_infer(const bep_config_t *cfg, void *state, size_t state_len, const uint32_t *x, size_t x_words,
+                       uint16_t *out_class)
+{
+    bep_status_t st = bep_check(cfg, state, state_len);
+    if (st != BEP_OK) return st;
+    if (x == NULL || out_class == NULL) return BEP_ERR_NULL;
+    if (x_words != cfg->input_words) return BEP_ERR_SIZE;
+    *out_class = bep_classify(cfg, bep_forward(cfg, state, x), -1, NULL);
+    return BEP_OK;
+}
+
+bep_status_t bep_train_sample(const bep_config_t *cfg, void *state, size_t state_len, const uint32_t *x,
+                              size_t x_words, uint16_t label, uint16_t *out_class)
+{
+    bep_status_t st = bep_check(cfg, state, state_len);
+    bep_state_header_t *hd;
+    int32_t margin = 0;
+    uint16_t pred;
+    if (st != BEP_OK) return st;
+    if (x == NULL || out_class == NULL) return BEP_ERR_NULL;
+    if (x_words != cfg->input_words) return BEP_ERR_SIZE;
+    if (label >= cfg->n_classes) return BEP_ERR_LABEL;
+    hd = bep_header(state);
+    pred = bep_classify(cfg, bep_forward(cfg, state, x), (int32_t)label, &margin);
+    *out_class = pred;
+    hd->counters.samples++;
+    if (pred != label) hd->counters.errors++;
+    if (margin >= cfg->trigger_margin) return BEP_OK; /* §2.3: not triggered, nothing changes */
+    hd->counters.triggered++;
+    hd->batch_triggered++;
+    if (cfg->model == BEP_MODEL_MLP)
+        bep_learn_mlp(cfg, state, x, label);
+    else
+        bep_learn_rnn(cfg, state, x, label);
+    return BEP_OK;
+}
+
+bep_status_t bep_end_batch(const bep_config_t *cfg, void *state, size_t state_len)
+{
+    bep_status_t st = bep_check(cfg, state, state_len);
+    bep_state_header_t *hd;
+    uint32_t l, counter;
+    if (st != BEP_OK) return st;
+    hd = bep_header(state);
+    counter = hd->counters.batches++;
+    if (hd->batch_triggered == 0u) return BEP_OK;
+    hd->batch_triggered = 0;
+    for (l = 0; l < cfg->n_layers; ++l) {
+        const bep_layer_t *L = &cfg->layer[l];
+        uint32_t *dirty = bep_u32(state, L->dirty_off);
+        /* §2.7: M = (Q + (u & 0xFFFF)) >> 16 draws, index (d * N) >> 32, each pushes
+         * its weight 2 away from zero (zero stays), saturating. Never flips a sign,
+         * so only the rows updated in this batch need repacking. */
+        uint32_t key = bep_draw_key(hd->seed, counter, l);
+        uint32_t m = (hd->q[l] + (bep_mix32(key) & 0xFFFFu)) >> 16, k, row;
+        int32_t hmax = bep_h_max(cfg), hmin = -hmax - 1;
+        for (k = 1; k <= m; ++k) {
+            uint32_t idx = (uint32_t)(((uint64_t)bep_mix32(key ^ k) * L->n_weights) >> 32);
+            int32_t h = bep_h_get(cfg, state, L, idx);
+            if (h > 0)
+                bep_h_set(cfg, state, L, idx, h > hmax - 2 ? hmax : h + 2);
+            else if (h < 0)
+                bep_h_set(cfg, state, L, idx, h < hmin + 2 ? hmin : h - 2);
+        }
+        for (row = 0; row < L->rows; ++row) {
+            if (bep_get_bit(dirty, row)) bep_pack_row(cfg, state, L, row);
+        }
+        bep_zero(dirty, L->out_words);
+    }
+    return BEP_OK;
+}
+
+bep_status_t bep_train_batch(const bep_config_t *cfg, void *state, size_t state_len, const uint32_t *x,
+                             size_t x_words, const uint16_t *labels, uint16_t *out_class, size_t n_samples)
+{
+    bep_status_t st = bep_check(cfg, state, state_len);
+    size_t k;
+    if (st != BEP_OK) return st;
+    if (x == NULL || labels == NULL || out_class == NULL) return BEP_ERR_NULL;
+    if (x_words != n_samples * cfg->input_words) return BEP_ERR_SIZE;
+    for (k = 0; k < n_samples; ++k) {
+        if (labels[k] >= cfg->n_classes) return BEP_ERR_LABEL; /* checked first: a batch applies whole or not at all */
+    }
+    for (k = 0; k < n_samples; ++k) {
+        st = bep_train_sample(cfg, state, state_len, x + k * cfg->input_words, cfg->input_words, labels[k],
+                              out_class + k);
+        if (st != BEP_OK) return st;
+    }
+    return bep_end_batch(cfg, state, state_len);
+}
+
+bep_status_t bep_read_counters(const bep_config_t *cfg, const void *state, size_t state_len, bep_counters_t *out)
+{
+    bep_status_t st = bep_check(cfg, state, state_len);
+    if (st != BEP_OK) return st;
+    if (out == NULL) return BEP_ERR_NULL;
+    *out = ((const bep_state_header_t *)state)->counters;
+    return BEP_OK;
+}
+
+bep_status_t bep_reset_counters(const bep_config_t *cfg, void *state, size_t state_len)
+{
+    bep_status_t st = bep_check(cfg, state, state_len);
+    bep_state_header_t *hd;
+    uint32_t batches;
+    if (st != BEP_OK) return st;
+    hd = bep_header(state);
+    batches = hd->counters.batches;
+    hd->counters.samples = hd->counters.triggered = hd->counters.errors = hd->counters.updates = 0;
+    hd->counters.batches = batches;
+    return BEP_OK;
+}

@@ -1,0 +1,165 @@
+/*
+ * bep_runtime.h - portable C99 Binary Error Propagation (BEP) training runtime.
+ *
+ * Hand-written, copied verbatim by `bep-mcu generate`. The generator emits only data
+ * (sizes, offsets, constant tables) in bep_<net>.c/.h; all logic lives here.
+ *
+ * Contract: for the same model, data, seed and per-epoch parameters, this code produces
+ * hidden weights and predictions identical, bit for bit, to the numpy engine
+ * (bep_mcu/bep.py). Integers only: no float, no malloc, no libc beyond <stdint.h> and
+ * <stddef.h>. All state lives in one caller-owned buffer of BEP_<NET>_STATE_BYTES
+ * bytes; its layout is planned on the host and described by a const bep_config_t.
+ *
+ * Options (define before including, or with -D):
+ *   BEP_POPCOUNT_TABLE  1 = 8-bit lookup table popcount (cheaper on Cortex-M0, which
+ *                       has no barrel-shifted operands), 0 = SWAR (default).
+ *
+ * Example usage (through the generated wrappers of a network called "net"):
+ *
+ *     static uint32_t state[BEP_NET_STATE_WORDS];
+ *     bep_net_init(state, sizeof state, seed, 0);
+ *     for each epoch:
+ *         bep_net_set_epoch(state, sizeof state, gamma, n_layers, q, n_layers);
+ *         for each batch:
+ *             for each sample: bep_net_train_sample(state, sizeof state, x, x_words, label, &pred);
+ *             bep_net_end_batch(state, sizeof state);
+ *     bep_net_infer(state, sizeof state, x, x_words, &pred);
+ */
+#ifndef BEP_RUNTIME_H
+#define BEP_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bep_status.h"
+
+/* Bumped whenever bep_config_t or the state layout changes; generated files check it. */
+#define BEP_RUNTIME_ABI 1
+#define BEP_MAX_LAYERS 4
+
+#ifndef BEP_POPCOUNT_TABLE
+#define BEP_POPCOUNT_TABLE 0
+#endif
+
+#define BEP_MODEL_MLP 0u
+#define BEP_MODEL_RNN 1u
+
+/* One hidden layer (for an RNN: the cell, with x and recurrent parts). All offsets are
+ * byte offsets into the state buffer, planned on the host (bep_mcu/layout.py). */
+typedef struct {
+    uint16_t rows;        /* K_out: neurons */
+    uint16_t cols;        /* fan-in: K_in (rnn: K_x + K_h) */
+    uint16_t in_bits;     /* mlp: K_in; rnn: K_x (the x part of a row) */
+    uint16_t in_words;    /* packed words of in_bits */
+    uint16_t rec_words;   /* rnn: packed words of K_h (recurrent part), else 0 */
+    uint16_t out_words;   /* packed words of rows */
+    int32_t gate;         /* G: gate open iff |z| <= G (used when back-propagating into the layer below) */
+    uint32_t n_weights;   /* rows * cols: reinforcement index range */
+    uint32_t h_off;       /* int8/int16 hidden weights, rows x cols, row-major */
+    uint32_t w_off;       /* packed visible weights, rows x in_words (mlp) */
+    uint32_t wr_off;      /* rnn: packed recurrent weights, rows x rec_words */
+    uint32_t wt_off;      /* packed transpose used by the backward pass, or 0 when unused:
+                             mlp: cols x out_words (layers >= 1), rnn: rows x out_words of W_h^T */
+    uint32_t z_off;       /* int16 pre-activations: rows (mlp) or steps x rows (rnn) */
+    uint32_t a_off;       /* packed activations: out_words (mlp) or steps x out_words (rnn) */
+    uint32_t t_off;       /* packed desired activations a*: out_words (rnn: 3 x out_words:
+                             a*_t, a*_{t-1} and the all-ones a_0) */
+    uint32_t dirty_off;   /* one bit per row: rows updated in this batch (repacked at its end) */
+} bep_layer_t;
+
+/* Everything the runtime needs to know about a network; generated, const (flash). */
+typedef struct {
+    uint32_t abi;             /* BEP_RUNTIME_ABI the generator targeted */
+    uint32_t config_hash;     /* first 32 bits of the host's config hash */
+    uint32_t state_bytes;     /* size of the state buffer */
+    uint8_t model;            /* BEP_MODEL_MLP or BEP_MODEL_RNN */
+    uint8_t n_layers;
+    uint8_t hidden_bits;      /* 8 or 16 */
+    uint8_t reserved;
+    uint16_t n_classes;
+    uint16_t steps;           /* rnn: T; mlp: 1 */
+    uint16_t input_words;     /* packed words of one sample (rnn: steps x words of K_x) */
+    uint16_t class_words;     /* packed words of the last hidden width */
+    int32_t trigger_margin;   /* R */
+    uint32_t gate_off;        /* scratch: packed gate mask, largest out_words */
+    const uint32_t *classifier;     /* n_classes x class_words, packed P */
+    const void *initial_hidden[BEP_MAX_LAYERS]; /* int8/int16 tables, or NULL */
+    bep_layer_t layer[BEP_MAX_LAYERS];
+} bep_config_t;
+
+/* Counters a host reads after an epoch (also in the state header). */
+typedef struct {
+    uint32_t samples;     /* training samples seen */
+    uint32_t triggered;   /* samples whose margin was below R */
+    uint32_t errors;      /* training samples predicted wrong (forward pass) */
+    uint32_t updates;     /* hidden-weight rows updated */
+    uint32_t batches;     /* batch counter (keys the reinforcement generator) */
+} bep_counters_t;
+
+/* The first bytes of every state buffer (BEP_STATE_HEADER_BYTES, pinned by a static
+ * assert in the generated code so the host plan and the compiler agree). */
+typedef struct {
+    uint32_t magic;             /* cfg->config_hash once initialised: foreign buffers are refused */
+    uint32_t seed;              /* reinforcement generator seed */
+    uint32_t batch_triggered;   /* samples triggered in the open batch */
+    bep_counters_t counters;
+    uint32_t q[BEP_MAX_LAYERS];     /* per-epoch fixed-point reinforcement count */
+    uint16_t gamma[BEP_MAX_LAYERS]; /* per-epoch winner-takes-update group size */
+} bep_state_header_t;
+
+#define BEP_STATE_HEADER_BYTES 56u
+
+/** Initialise a state buffer: copies the initial hidden weights (if any), packs W.
+ * @param[in]  cfg        network configuration (generated)
+ * @param[out] state      caller buffer, 4-byte aligned, cfg->state_bytes long
+ * @param[in]  state_len  bytes available at state
+ * @param[in]  seed       reinforcement generator seed (the model's training seed)
+ * @param[in]  batches    initial batch counter (0 for a fresh model)
+ * @return BEP_OK, BEP_ERR_NULL, BEP_ERR_SIZE (buffer short), BEP_ERR_ABI, BEP_ERR_ALIGN */
+bep_status_t bep_init(const bep_config_t *cfg, void *state, size_t state_len, uint32_t seed, uint32_t batches);
+
+/** Replace one layer's hidden weights (int8 or int16 row-major, rows x cols) and repack. */
+bep_status_t bep_load_hidden(const bep_config_t *cfg, void *state, size_t state_len, uint32_t layer,
+                             const void *hidden, size_t hidden_len);
+
+/** Copy one layer's hidden weights out (int8 or int16 row-major). */
+bep_status_t bep_read_hidden(const bep_config_t *cfg, const void *state, size_t state_len, uint32_t layer,
+                             void *out, size_t out_len);
+
+/** Set γ (group size, 1..rows) and Q (fixed-point reinforcement count) of every layer. */
+bep_status_t bep_set_epoch(const bep_config_t *cfg, void *state, size_t state_len, const uint16_t *gamma,
+                           size_t n_gamma, const uint32_t *q, size_t n_q);
+
+/** Predict one sample (packed input, cfg->input_words words) into *out_class. */
+bep_status_t bep_infer(const bep_config_t *cfg, void *state, size_t state_len, const uint32_t *x,
+                       size_t x_words, uint16_t *out_class);
+
+/** Train on one sample of the current batch: forward with the batch-start visible
+ * weights, trigger, backward, winner-takes-update into H. *out_class gets the
+ * forward prediction. */
+bep_status_t bep_train_sample(const bep_config_t *cfg, void *state, size_t state_len, const uint32_t *x,
+                              size_t x_words, uint16_t label, uint16_t *out_class);
+
+/** Close a batch: reinforcement (if any sample triggered), repack updated rows,
+ * advance the batch counter. */
+bep_status_t bep_end_batch(const bep_config_t *cfg, void *state, size_t state_len);
+
+/** Train on a whole batch: bep_train_sample for each of n_samples samples (x holds
+ * n_samples x cfg->input_words words, x_words in total), then bep_end_batch. */
+bep_status_t bep_train_batch(const bep_config_t *cfg, void *state, size_t state_len, const uint32_t *x,
+                             size_t x_words, const uint16_t *labels, uint16_t *out_class, size_t n_samples);
+
+/** Read the counters. */
+bep_status_t bep_read_counters(const bep_config_t *cfg, const void *state, size_t state_len,
+                               bep_counters_t *out);
+
+/** Reset the counters (not the weights, not the batch counter). */
+bep_status_t bep_reset_counters(const bep_config_t *cfg, void *state, size_t state_len);
+
+/** The counter-based generator shared with the host (bep_mcu/rng.py). */
+uint32_t bep_draw(uint32_t seed, uint32_t counter, uint32_t layer, uint32_t index);
+
+/** Number of set bits of a 32-bit word (SWAR or table, see BEP_POPCOUNT_TABLE). */
+uint32_t bep_popcount32(uint32_t x);
+
+#endif /* BEP_RUNTIME_H */
