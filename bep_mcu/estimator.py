@@ -21,7 +21,8 @@ from .bep import Network
 from .classifier import binary_equiangular_frame
 from .data import check_xy, stratified_split
 from .errors import BEPError
-from .spec import HyperParams, IntParams, NetSpec, int_params, reinforcement_probability
+from .schedule import EpochSchedule
+from .spec import HyperParams, IntParams, NetSpec, int_params
 
 DEFAULT_BINARIZE = {"mlp": "thermometer:4", "rnn": "thermometer:8"}
 RNN_TARGET_STEPS = 8  # BEP.md §3: about 8 steps per sequence trains; 60 stays at chance
@@ -216,15 +217,11 @@ class BEPClassifier:
         return self
 
     def _train(self, Xt, yt, Xv, yv, on_epoch) -> None:
-        net, spec, hp = self.network, self.spec_, self.hp
-        gamma = list(self.params_.gamma)
-        error_rate, best, stalled = 1.0, -1.0, 0
+        net, hp = self.network, self.hp
+        schedule = EpochSchedule(self.spec_, list(self.params_.gamma), hp.p_r, hp.patience, hp.gamma_growth)
         for epoch in range(self.epochs_):
             start = time.perf_counter()
-            q = [
-                rng.reinforcement_q(reinforcement_probability(hp.p_r, error_rate, spec.fan_in(i)), rows * cols)
-                for i, (rows, cols) in enumerate(spec.layer_shapes())
-            ]
+            gamma, q = list(schedule.gamma), schedule.q()
             net.set_epoch_params(gamma, q)
             before = dict(net.counters.as_dict())
             order = epoch_order(self.seed, epoch, len(yt))
@@ -236,7 +233,7 @@ class BEPClassifier:
             error_rate = (after["errors"] - before["errors"]) / max(1, len(yt))
             val_acc = float((net.predict(Xv) == yv).mean()) if len(yv) else 1.0 - error_rate
             record = {
-                "epoch": epoch + 1, "train_error": error_rate, "val_accuracy": val_acc, "gamma": list(gamma),
+                "epoch": epoch + 1, "train_error": error_rate, "val_accuracy": val_acc, "gamma": gamma,
                 "reinforce_q": q, "triggered": after["triggered"] - before["triggered"],
                 "updates": after["updates"] - before["updates"], "seconds": seconds,
                 "samples_per_second": len(yt) / seconds if seconds > 0 else float("inf"),
@@ -244,16 +241,9 @@ class BEPClassifier:
             self.history.append(record)
             if on_epoch:
                 on_epoch(record)
-            # γ schedule (BEP.md §2.5): sparser updates once validation accuracy stalls.
-            if val_acc > best:
-                best, stalled = val_acc, 0
-            else:
-                stalled += 1
-                if stalled >= hp.patience:
-                    gamma = [min(g * hp.gamma_growth, k) for g, k in zip(gamma, spec.hidden)]
-                    stalled = 0
-        self.gamma_ = gamma
-        self.error_rate_ = error_rate
+            schedule.end_epoch(error_rate, val_acc)
+        self.gamma_ = schedule.gamma
+        self.error_rate_ = schedule.error_rate
 
     # ----------------------------------------------------------- inference
     def _check_fitted(self) -> None:

@@ -11,8 +11,12 @@ import click
 from .. import __version__
 from ..errors import BEPError
 from . import eval as eval_cmd
+from . import generate as generate_cmd
+from . import golden as golden_cmd
 from . import info as info_cmd
+from . import size as size_cmd
 from . import train as train_cmd
+from . import verify as verify_cmd
 
 
 class UserError(click.ClickException):
@@ -39,6 +43,10 @@ def cli() -> None:
 cli.add_command(train_cmd.train)
 cli.add_command(eval_cmd.evaluate)
 cli.add_command(info_cmd.info)
+cli.add_command(generate_cmd.generate)
+cli.add_command(golden_cmd.golden)
+cli.add_command(size_cmd.size)
+cli.add_command(verify_cmd.verify)
 
 
 def main() -> None:

@@ -19,15 +19,18 @@ static const uint8_t bep_pop8[256] = {
 #undef B6
 };
 
-uint32_t bep_popcount32(uint32_t x)
+static uint32_t bep_pop(uint32_t x)
 {
     return (uint32_t)bep_pop8[x & 0xFFu] + bep_pop8[(x >> 8) & 0xFFu] + bep_pop8[(x >> 16) & 0xFFu] +
            bep_pop8[x >> 24];
 }
+#elif BEP_POPCOUNT_BUILTIN
+/* Hosts with a popcount instruction (x86 -mpopcnt, AArch64): used by the host twin. */
+static uint32_t bep_pop(uint32_t x) { return (uint32_t)__builtin_popcount(x); }
 #else
 /* Cortex-M has no popcount instruction and GCC calls libgcc for __builtin_popcount,
  * so the SWAR form is written out (about 12 instructions on M3/M4/M7/M33). */
-uint32_t bep_popcount32(uint32_t x)
+static uint32_t bep_pop(uint32_t x)
 {
     x = x - ((x >> 1) & 0x55555555u);
     x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
@@ -35,6 +38,10 @@ uint32_t bep_popcount32(uint32_t x)
     return (x * 0x01010101u) >> 24;
 }
 #endif
+
+/* Internal calls use the static bep_pop so it inlines (a public symbol in a shared
+ * object is called through the PLT). */
+uint32_t bep_popcount32(uint32_t x) { return bep_pop(x); }
 
 static uint32_t bep_mix32(uint32_t x)
 {
@@ -78,8 +85,8 @@ static void bep_put_bit(uint32_t *v, uint32_t i, uint32_t bit)
 static uint32_t bep_agree(const uint32_t *w, const uint32_t *a, uint32_t bits)
 {
     uint32_t n = bep_words(bits), k, acc = 0;
-    for (k = 0; k + 1u < n; ++k) acc += bep_popcount32(~(w[k] ^ a[k]));
-    return acc + bep_popcount32(~(w[n - 1u] ^ a[n - 1u]) & bep_last_mask(bits));
+    for (k = 0; k + 1u < n; ++k) acc += bep_pop(~(w[k] ^ a[k]));
+    return acc + bep_pop(~(w[n - 1u] ^ a[n - 1u]) & bep_last_mask(bits));
 }
 
 /* <w, a> = 2 * agreements - K (BEP.md §1). */
@@ -119,20 +126,35 @@ static int32_t bep_h_max(const bep_config_t *cfg) { return cfg->hidden_bits == 8
 
 /* h[i] += bit(v, i) == up ? +2 : -2, saturating, for i < bits (§2.5). `flip` is 0 when
  * the target is +1 and all ones when it is -1, so a set bit of v ^ flip means +2. */
+/* bep_delta8[n][k] = +2 if bit k of n is set, else -2: the update of eight weights
+ * from one byte of input bits (2 KB of flash, no per-bit shifting). */
+#define BEP_D(n, k) (((n) >> (k)) & 1 ? 2 : -2)
+#define BEP_D8(n) {BEP_D(n, 0), BEP_D(n, 1), BEP_D(n, 2), BEP_D(n, 3), BEP_D(n, 4), BEP_D(n, 5), BEP_D(n, 6), BEP_D(n, 7)}
+#define BEP_D8x4(n) BEP_D8(n), BEP_D8(n + 1), BEP_D8(n + 2), BEP_D8(n + 3)
+#define BEP_D8x16(n) BEP_D8x4(n), BEP_D8x4(n + 4), BEP_D8x4(n + 8), BEP_D8x4(n + 12)
+#define BEP_D8x64(n) BEP_D8x16(n), BEP_D8x16(n + 16), BEP_D8x16(n + 32), BEP_D8x16(n + 48)
+static const int8_t bep_delta8[256][8] = {BEP_D8x64(0), BEP_D8x64(64), BEP_D8x64(128), BEP_D8x64(192)};
+#undef BEP_D8x64
+#undef BEP_D8x16
+#undef BEP_D8x4
+#undef BEP_D8
+#undef BEP_D
+
 static void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
 {
-    uint32_t w, n;
-    for (w = 0; bits > 0u; ++w, bits -= n) {
-        uint32_t x = v[w] ^ flip;
-        n = bits < 32u ? bits : 32u;
-        for (uint32_t b = 0; b < n; ++b, x >>= 1, ++h) {
-            int32_t t = *h;
-            if (x & 1u)
-                t = t > 125 ? 127 : t + 2;
-            else
-                t = t < -126 ? -128 : t - 2;
-            *h = (int8_t)t;
+    uint32_t i, b;
+    for (i = 0; i + 8u <= bits; i += 8u) {
+        const int8_t *d = bep_delta8[((v[i >> 5] ^ flip) >> (i & 31u)) & 0xFFu];
+        for (b = 0; b < 8u; ++b) { /* independent lanes: vectorises on hosts */
+            int32_t t = h[i + b] + d[b];
+            t = t > 127 ? 127 : t;
+            h[i + b] = (int8_t)(t < -128 ? -128 : t);
         }
+    }
+    for (b = 0; i + b < bits; ++b) {
+        int32_t t = h[i + b] + bep_delta8[((v[i >> 5] ^ flip) >> (i & 31u)) & 0xFFu][b];
+        t = t > 127 ? 127 : t;
+        h[i + b] = (int8_t)(t < -128 ? -128 : t);
     }
 }
 
@@ -143,12 +165,9 @@ static void bep_row_add16(int16_t *h, const uint32_t *v, uint32_t bits, uint32_t
         uint32_t x = v[w] ^ flip;
         n = bits < 32u ? bits : 32u;
         for (uint32_t b = 0; b < n; ++b, x >>= 1, ++h) {
-            int32_t t = *h;
-            if (x & 1u)
-                t = t > 32765 ? 32767 : t + 2;
-            else
-                t = t < -32766 ? -32768 : t - 2;
-            *h = (int16_t)t;
+            int32_t t = *h + (int32_t)((x & 1u) << 2) - 2;
+            t = t > 32767 ? 32767 : t;
+            *h = (int16_t)(t < -32768 ? -32768 : t);
         }
     }
 }
@@ -343,7 +362,7 @@ static void bep_backward(const bep_layer_t *upper, const uint32_t *wt, uint32_t 
         const uint32_t *col = wt + i * upper->out_words;
         uint32_t k, agree = 0;
         int32_t v;
-        for (k = 0; k < upper->out_words; ++k) agree += bep_popcount32(~(col[k] ^ t_upper[k]) & gate[k]);
+        for (k = 0; k < upper->out_words; ++k) agree += bep_pop(~(col[k] ^ t_upper[k]) & gate[k]);
         v = 2 * (int32_t)agree - (int32_t)open;
         bep_put_bit(t_below, i, v > 0 ? 1u : (v < 0 ? 0u : bep_get_bit(a_below, i)));
     }
@@ -549,10 +568,10 @@ bep_status_t bep_end_batch(const bep_config_t *cfg, void *state, size_t state_le
         for (k = 1; k <= m; ++k) {
             uint32_t idx = (uint32_t)(((uint64_t)bep_mix32(key ^ k) * L->n_weights) >> 32);
             int32_t h = bep_h_get(cfg, state, L, idx);
-            if (h > 0)
-                bep_h_set(cfg, state, L, idx, h > hmax - 2 ? hmax : h + 2);
-            else if (h < 0)
-                bep_h_set(cfg, state, L, idx, h < hmin + 2 ? hmin : h - 2);
+            /* Branch-free: the sign of a random weight is unpredictable. */
+            int32_t t = h + 2 * ((h > 0) - (h < 0));
+            t = t > hmax ? hmax : t;
+            bep_h_set(cfg, state, L, idx, t < hmin ? hmin : t);
         }
         for (row = 0; row < L->rows; ++row) {
             if (bep_get_bit(dirty, row)) bep_pack_row(cfg, state, L, row);

@@ -11,8 +11,10 @@
  * bytes; its layout is planned on the host and described by a const bep_config_t.
  *
  * Options (define before including, or with -D):
- *   BEP_POPCOUNT_TABLE  1 = 8-bit lookup table popcount (cheaper on Cortex-M0, which
- *                       has no barrel-shifted operands), 0 = SWAR (default).
+ *   BEP_POPCOUNT_TABLE    1 = 8-bit lookup table popcount (cheaper on Cortex-M0, which
+ *                         has no barrel-shifted operands), 0 = SWAR (default).
+ *   BEP_POPCOUNT_BUILTIN  1 = __builtin_popcount, for hosts with a popcount instruction
+ *                         (GCC/Clang; never on Cortex-M, where it calls libgcc).
  *
  * Example usage (through the generated wrappers of a network called "net"):
  *
@@ -39,6 +41,9 @@
 
 #ifndef BEP_POPCOUNT_TABLE
 #define BEP_POPCOUNT_TABLE 0
+#endif
+#ifndef BEP_POPCOUNT_BUILTIN
+#define BEP_POPCOUNT_BUILTIN 0
 #endif
 
 #define BEP_MODEL_MLP 0u

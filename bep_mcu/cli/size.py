@@ -1,0 +1,63 @@
+"""``bep-mcu size``: flash and RAM of a model's generated training code on a target.
+
+How it is measured (objects, not a linked image) is documented in bep_mcu/firmware.py.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+from .. import firmware
+from ..codegen import generate as generate_c
+from ..errors import BEPError
+from .common import emit, json_option
+
+
+def _human(d: dict) -> str:
+    kinds = d["state_by_kind"]
+    lines = [f"network '{d['name']}' on {d['target']} ({d['compiler']}), generated C compiled as objects",
+             f"  {'level':<6}{'text':>8}{'rodata':>8}{'data':>6}{'bss':>6}{'flash':>8}{'RAM':>8}"]
+    for level, s in d["levels"].items():
+        lines.append(f"  -{level:<5}{s['text']:>8}{s['rodata']:>8}{s['data']:>6}{s['bss']:>6}"
+                     f"{s['flash']:>8}{s['ram']:>8}")
+    lines.append(f"  flash = text + rodata + data; RAM = data + bss + state buffer {d['state_bytes']} B "
+                 f"(hidden weights {kinds['hidden_weights']} B, packed weights {kinds['packed_weights']} B, "
+                 f"activations {kinds['activations']} B, header {kinds['header']} B)")
+    if d["fits"]:
+        level = firmware.BUDGET_LEVEL
+        used = {"RAM": (d["levels"][level]["ram"], d["ram_budget"]),
+                "flash": (d["levels"][level]["flash"], d["flash_budget"])}
+        parts = [f"{what} {n} of {budget} B" for what, (n, budget) in used.items() if budget is not None]
+        lines.append(f"fits at -{level}: " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@click.option("--target", required=True, type=click.Choice(firmware.TARGETS, case_sensitive=False),
+              help="Core to compile for (host: the host C compiler).")
+@click.option("--name", default="net", help="Network name used in C symbols (bep_<name>_*).")
+@click.option("--ram", "ram", metavar="BYTES", default=None, help="RAM budget, e.g. 65536, 64k, 1m.")
+@click.option("--flash", "flash", metavar="BYTES", default=None, help="Flash budget, e.g. 262144, 256k, 1m.")
+@json_option
+def size(model_path, target, name, ram, flash, as_json) -> None:
+    """Flash and RAM of MODEL's generated training code, at -Os and -O2.
+
+    Exits with an error when a --ram/--flash budget is exceeded (judged at -Os).
+    """
+    target = target.lower()
+    ram_budget = None if ram is None else firmware.parse_bytes(ram, "--ram")
+    flash_budget = None if flash is None else firmware.parse_bytes(flash, "--flash")
+    tools = firmware.toolchain(target)
+    with tempfile.TemporaryDirectory(prefix="bep-mcu-size-") as tmp:
+        gen = generate_c(model_path, str(Path(tmp) / "c"), name)
+        report = firmware.measure(gen, target, Path(tmp) / "obj", ram_budget, flash_budget, tools)
+    emit(report.to_dict(), as_json, _human)
+    over = report.excess()
+    if over:
+        budget = {"RAM": "--ram", "flash": "--flash"}
+        raise BEPError(f"'{name}' does not fit on {target} at -{firmware.BUDGET_LEVEL}: " + "; ".join(
+            f"{what} {used} B exceeds {budget[what]} {limit} B by {used - limit} B" for what, used, limit in over))

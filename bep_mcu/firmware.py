@@ -1,0 +1,314 @@
+"""Cross builds of the generated C, and what they cost in flash and RAM.
+
+What is measured, and why this way
+----------------------------------
+``bep-mcu size`` measures the *training code alone*: every ``.c`` file of a generated
+directory (``bep_<net>.c``, ``bep_runtime.c``, ``bep_status.c``) is compiled to an
+object file, with no link, at ``-Os`` and at ``-O2``::
+
+    arm-none-eabi-gcc -std=c99 -mcpu=<target> -mthumb -ffreestanding
+                      -ffunction-sections -fdata-sections -O<level> -c ...
+
+(``host`` uses the host C compiler, ``$CC`` or ``cc``, without the two ARM flags.)
+Objects rather than a linked image because a link needs a start-up file, a vector
+table, a linker script and libgcc, all of which belong to the caller's firmware, and
+because the numbers then are exactly what ``arm-none-eabi-size`` prints for the same
+objects (a test checks this). The numbers are an upper bound for the training code:
+every public function of the runtime is counted, including ones a firmware might never
+call (``--gc-sections`` would drop those). Not counted: libgcc integer helpers the
+objects call (``__aeabi_lmul`` on Cortex-M0, a few dozen bytes), start-up code, and
+the caller's stack.
+
+The sizes come from binutils ``size`` on the objects:
+
+* ``text``   code: ``size``'s (Berkeley) text minus ``rodata``. Berkeley text counts
+  every allocated read-only section, const tables included, so the tables are taken
+  out here to be reported on their own (on the host, ``.eh_frame`` stays in text).
+* ``rodata`` the ``.rodata*`` sections of ``size -A`` (the section headers): the
+  generated const tables (config, classifier, initial hidden weights) and strings.
+* ``data``, ``bss`` as ``size`` prints them (the generated code has none of either:
+  all mutable state lives in the caller's buffer).
+* ``flash = text + rodata + data`` (``data`` has its initial values in flash).
+* ``RAM = data + bss + state``, where ``state`` is the caller-owned state buffer,
+  ``BEP_<NET>_STATE_BYTES`` from the host's layout plan (bep_mcu/layout.py).
+
+A RAM/flash budget is judged on the ``-Os`` build (``BUDGET_LEVEL``): the build one
+ships when space is tight.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .codegen import Generated
+from .errors import BEPError
+from .twin import STRICT_FLAGS
+
+ARM_TARGETS = ("cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33")
+TARGETS = (*ARM_TARGETS, "host")
+OPT_LEVELS = ("Os", "O2")
+BUDGET_LEVEL = "Os"
+ARM_PREFIX = "arm-none-eabi-"
+ARM_APT_PACKAGE = "gcc-arm-none-eabi"
+COMMON_FLAGS = ["-ffreestanding", "-ffunction-sections", "-fdata-sections"]
+
+_BYTES = re.compile(r"^(\d+)\s*([km]?)(i?b)?$", re.IGNORECASE)
+_MULTIPLIER = {"": 1, "k": 1024, "m": 1024 * 1024}
+
+
+class BuildError(RuntimeError):
+    """The compiler rejected generated code: a bug in bep-mcu, reported with its output."""
+
+
+# ---------------------------------------------------------------------- tools
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """The programs that build and inspect objects for one target."""
+
+    target: str
+    cc: str
+    size: str
+    nm: str
+
+    def version(self) -> str:
+        """First line of ``cc --version`` (e.g. 'arm-none-eabi-gcc (...) 12.2.1 20221205')."""
+        proc = subprocess.run([self.cc, "--version"], capture_output=True, text=True)
+        lines = proc.stdout.strip().splitlines()
+        return lines[0] if lines else self.cc
+
+
+def _require(program: str, hint: str) -> str:
+    path = shutil.which(program)
+    if path is None:
+        raise BEPError(f"'{program}' not found: {hint}")
+    return path
+
+
+def check_target(target: str) -> str:
+    if target not in TARGETS:
+        raise BEPError(f"unknown target '{target}': choose one of {', '.join(TARGETS)}")
+    return target
+
+
+def toolchain(target: str, cc: str | None = None) -> Toolchain:
+    """Find the tools for ``target``; a missing one is a ``BEPError`` naming the package.
+
+    ``cc`` overrides the compiler (the host default is ``$CC`` or ``cc``).
+    """
+    check_target(target)
+    if target == "host":
+        binutils = "install binutils (apt-get install binutils)"
+        compiler = cc or os.environ.get("CC", "cc")
+        return Toolchain(target, _require(compiler, "set CC or install gcc (apt-get install gcc)"),
+                         _require("size", binutils), _require("nm", binutils))
+    hint = f"install the Arm GNU toolchain (apt-get install {ARM_APT_PACKAGE})"
+    return Toolchain(target, _require(cc or ARM_PREFIX + "gcc", hint), _require(ARM_PREFIX + "size", hint),
+                     _require(ARM_PREFIX + "nm", hint))
+
+
+def cflags(target: str, level: str, strict: bool = False, defines: dict[str, str] | None = None) -> list[str]:
+    """The flags ``size`` compiles with; ``strict`` adds the twin's warning set with -Werror."""
+    check_target(target)
+    if level not in OPT_LEVELS:
+        raise BEPError(f"optimisation level '{level}' is not one of {', '.join(OPT_LEVELS)}")
+    arch = [] if target == "host" else [f"-mcpu={target}", "-mthumb"]
+    warnings = list(STRICT_FLAGS) if strict else ["-std=c99"]
+    macros = [f"-D{k}={v}" for k, v in (defines or {}).items()]
+    return [*warnings, *arch, *COMMON_FLAGS, f"-{level}", *macros]
+
+
+def compile_objects(tools: Toolchain, sources: list[Path], include: Path, out_dir: Path, level: str,
+                    strict: bool = False, defines: dict[str, str] | None = None) -> list[Path]:
+    """Compile each source to ``out_dir/<stem>.o`` (all at once, in parallel).
+
+    Raises ``BuildError`` with the compiler's output when any source fails (with
+    ``strict``, any warning fails).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    flags = cflags(tools.target, level, strict, defines)
+    jobs = []
+    for src in sources:
+        obj = out_dir / (Path(src).stem + ".o")
+        cmd = [tools.cc, *flags, "-I", str(include), "-c", str(src), "-o", str(obj)]
+        jobs.append((cmd, obj, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+    failures = []
+    for cmd, _, proc in jobs:
+        output, _ = proc.communicate()
+        if proc.returncode != 0:
+            failures.append(f"$ {' '.join(cmd)}\n{output}")
+    if failures:
+        raise BuildError("compiling the generated C failed:\n" + "\n".join(failures))
+    return [obj for _, obj, _ in jobs]
+
+
+def generated_sources(gen: Generated) -> list[Path]:
+    return [gen.directory / f for f in gen.files if f.endswith(".c")]
+
+
+# ---------------------------------------------------------------------- sizes
+
+
+@dataclass(frozen=True)
+class ObjectSizes:
+    """Bytes of one object, or of several summed (see the module docstring)."""
+
+    text: int
+    rodata: int
+    data: int
+    bss: int
+
+    @property
+    def flash(self) -> int:
+        return self.text + self.rodata + self.data
+
+    @property
+    def static_ram(self) -> int:
+        return self.data + self.bss
+
+    def __add__(self, other: ObjectSizes) -> ObjectSizes:
+        return ObjectSizes(self.text + other.text, self.rodata + other.rodata, self.data + other.data,
+                           self.bss + other.bss)
+
+
+def _run(cmd: list[str]) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"$ {' '.join(cmd)}\n{proc.stderr}")
+    return proc.stdout
+
+
+def parse_berkeley(output: str) -> dict[str, tuple[int, int, int]]:
+    """``size -B`` output → {filename: (text, data, bss)}."""
+    result = {}
+    for line in output.splitlines()[1:]:
+        parts = line.split(None, 5)
+        if len(parts) == 6:
+            result[parts[5]] = (int(parts[0]), int(parts[1]), int(parts[2]))
+    return result
+
+
+def parse_sysv(output: str) -> dict[str, dict[str, int]]:
+    """``size -A`` output → {filename: {section: bytes}}."""
+    result: dict[str, dict[str, int]] = {}
+    current: dict[str, int] | None = None
+    for line in output.splitlines():
+        if line.rstrip().endswith(":") and not line.startswith((" ", ".")):
+            current = result.setdefault(line.rstrip()[:-1].rstrip(), {})
+            continue
+        parts = line.split()
+        if current is not None and len(parts) == 3 and parts[1].isdigit() and parts[0] != "section":
+            current[parts[0]] = current.get(parts[0], 0) + int(parts[1])
+    return result
+
+
+def is_rodata(section: str) -> bool:
+    return section == ".rodata" or section.startswith(".rodata.")
+
+
+def object_sizes(tools: Toolchain, objects: list[Path]) -> dict[Path, ObjectSizes]:
+    """Sizes of each object, from ``size -B`` (text/data/bss) and ``size -A`` (rodata)."""
+    names = [str(o) for o in objects]
+    berkeley = parse_berkeley(_run([tools.size, "-B", *names]))
+    sections = parse_sysv(_run([tools.size, "-A", *names]))
+    sizes = {}
+    for obj, name in zip(objects, names):
+        text, data, bss = berkeley[name]
+        rodata = sum(n for s, n in sections[name].items() if is_rodata(s))
+        sizes[obj] = ObjectSizes(text - rodata, rodata, data, bss)
+    return sizes
+
+
+def total(sizes: dict[Path, ObjectSizes]) -> ObjectSizes:
+    result = ObjectSizes(0, 0, 0, 0)
+    for s in sizes.values():
+        result = result + s
+    return result
+
+
+def undefined_symbols(tools: Toolchain, objects: list[Path]) -> set[str]:
+    """Symbols the objects need from outside themselves (``nm``: undefined in one, defined in none)."""
+    undefined, defined = set(), set()
+    for line in _run([tools.nm, "-A", "-P", "-g", *[str(o) for o in objects]]).splitlines():
+        _, _, rest = line.rpartition(": ")
+        parts = rest.split()
+        if len(parts) >= 2:
+            (undefined if parts[1] in ("U", "w", "v") else defined).add(parts[0])
+    return undefined - defined
+
+
+# ---------------------------------------------------------------------- budgets
+
+
+def parse_bytes(value: str, option: str) -> int:
+    """'64k' / '65536' / '1m' (case-insensitive; k = 1024) → bytes; else a one-line BEPError."""
+    m = _BYTES.match(str(value).strip())
+    if not m or int(m.group(1)) == 0:
+        raise BEPError(f"{option} must be a positive number of bytes such as 65536, 64k or 1m, got '{value}'")
+    return int(m.group(1)) * _MULTIPLIER[m.group(2).lower()]
+
+
+@dataclass(frozen=True)
+class SizeReport:
+    """What one network's training code costs on one target, per optimisation level."""
+
+    target: str
+    name: str
+    compiler: str
+    state_bytes: int
+    state_by_kind: dict[str, int]
+    levels: dict[str, ObjectSizes]
+    ram_budget: int | None = None
+    flash_budget: int | None = None
+    objects: dict[str, dict[str, ObjectSizes]] = field(default_factory=dict)
+
+    def ram(self, level: str) -> int:
+        return self.levels[level].static_ram + self.state_bytes
+
+    def flash(self, level: str) -> int:
+        return self.levels[level].flash
+
+    def excess(self, level: str = BUDGET_LEVEL) -> list[tuple[str, int, int]]:
+        """(what, used, budget) for each budget the ``level`` build exceeds."""
+        over = []
+        if self.ram_budget is not None and self.ram(level) > self.ram_budget:
+            over.append(("RAM", self.ram(level), self.ram_budget))
+        if self.flash_budget is not None and self.flash(level) > self.flash_budget:
+            over.append(("flash", self.flash(level), self.flash_budget))
+        return over
+
+    @property
+    def fits(self) -> bool | None:
+        """None without a budget, else whether the ``BUDGET_LEVEL`` build fits every budget."""
+        if self.ram_budget is None and self.flash_budget is None:
+            return None
+        return not self.excess()
+
+    def to_dict(self) -> dict:
+        levels = {level: {"text": s.text, "rodata": s.rodata, "data": s.data, "bss": s.bss, "flash": s.flash,
+                          "ram": self.ram(level)} for level, s in self.levels.items()}
+        return {"target": self.target, "name": self.name, "compiler": self.compiler,
+                "state_bytes": self.state_bytes, "state_by_kind": dict(self.state_by_kind), "levels": levels,
+                "fits": self.fits, "ram_budget": self.ram_budget, "flash_budget": self.flash_budget}
+
+
+def measure(gen: Generated, target: str, work_dir: Path, ram_budget: int | None = None,
+            flash_budget: int | None = None, tools: Toolchain | None = None) -> SizeReport:
+    """Compile ``gen``'s sources for ``target`` at every level under ``work_dir`` and size them."""
+    tools = tools or toolchain(target)
+    sources = generated_sources(gen)
+    levels, per_object = {}, {}
+    for level in OPT_LEVELS:
+        objects = compile_objects(tools, sources, gen.directory, Path(work_dir) / level, level)
+        sizes = object_sizes(tools, objects)
+        levels[level] = total(sizes)
+        per_object[level] = {obj.name: s for obj, s in sizes.items()}
+    return SizeReport(target=target, name=gen.name, compiler=tools.version(), state_bytes=gen.plan.state_bytes,
+                      state_by_kind=gen.plan.bytes_by_kind(), levels=levels, ram_budget=ram_budget,
+                      flash_budget=flash_budget, objects=per_object)
