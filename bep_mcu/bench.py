@@ -1,6 +1,6 @@
 """Benchmarks that print figures (never timed assertions).
 
-    python -m bep_mcu.bench speed      # numpy engine throughput vs a plain dense baseline
+    python -m bep_mcu.bench speed      # numpy engine vs a plain dense baseline; C twin vs numpy
     python -m bep_mcu.bench accuracy   # the acceptance table: default settings, 3 seeds
 
 Speed runs on one core (BLAS threads pinned to 1) and measures, in the same run, a
@@ -21,7 +21,8 @@ from .bep import BatchResult, Network, winner_mask
 from .data import load_dataset
 from .estimator import BEPClassifier, epoch_order, initial_hidden
 from .classifier import binary_equiangular_frame
-from .spec import HyperParams, NetSpec, int_params, reinforcement_probability
+from .schedule import reinforcement_counts
+from .spec import HyperParams, NetSpec, int_params
 
 
 class DenseBaseline(Network):
@@ -67,8 +68,7 @@ def _throughput(net_cls, spec, X, y, epochs: int, seed: int = 0) -> tuple[float,
     start = time.perf_counter()
     error = 1.0
     for epoch in range(epochs):
-        q = [rng.reinforcement_q(reinforcement_probability(hp.p_r, error, spec.fan_in(i)), r * c)
-             for i, (r, c) in enumerate(spec.layer_shapes())]
+        q = reinforcement_counts(spec, hp.p_r, error)
         net.set_epoch_params(ip.gamma, q)
         order = epoch_order(seed, epoch, len(y))
         wrong = 0
@@ -98,9 +98,10 @@ def speed(epochs: int) -> dict:
         print(f"plain dense baseline, same data and run:                 {slow:,.0f} samples/s"
               f"  (engine is {fast / slow:.2f}x)", flush=True)
 
+        results.update(twin_speed(data, spec))
+
         gp = load_dataset("ucr:GunPoint")
         clf = BEPClassifier(model="rnn", hidden=(256,), epochs=epochs * 20, val_fraction=0.0)
-        start = time.perf_counter()
         clf.fit(gp.X_train, gp.y_train)
         train_seconds = sum(r["seconds"] for r in clf.history)
         seqs = clf.epochs_ * len(gp.y_train) / train_seconds
@@ -108,6 +109,57 @@ def speed(epochs: int) -> dict:
         print(f"numpy engine, GunPoint RNN 256 hidden, {clf.spec_.steps} steps, batch {clf.batch_size_}: "
               f"{seqs:,.0f} sequences/s", flush=True)
     return results
+
+
+def twin_speed(data, spec: NetSpec, n_samples: int = 3000) -> dict:
+    """The generated C (host twin) vs the numpy engine on the same samples, same run,
+    at batch size 1 (online learning, as on a device) and 100. Both start from the same
+    initial weights, first-epoch reinforcement (E = 1) on."""
+    import tempfile
+
+    from .codegen import render
+    from .twin import Twin, pack_inputs
+
+    clf = BEPClassifier(hidden=spec.hidden, epochs=1, val_fraction=0.0)
+    clf.fit(data.X_train[:200], data.y_train[:200])  # any model of this shape: the state is re-initialised
+    hp = clf.hp
+    X = clf.encode(data.X_train[:n_samples])
+    y = clf._encode_labels(data.y_train[:n_samples])
+    Xp = pack_inputs(X, clf.spec_)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        from pathlib import Path
+
+        from .codegen import Generated
+
+        files, plan, chash = render(clf, "bench")
+        for name, text in files.items():
+            (Path(tmp) / name).write_text(text)
+        twin = Twin(Generated(Path(tmp), "bench", plan, chash, sorted(files)), clf.spec_)
+    q = reinforcement_counts(clf.spec_, hp.p_r, 1.0)
+    gamma = list(clf.params_.gamma)
+    for batch in (1, 100):
+        net = Network(clf.spec_, clf.params_, initial_hidden(clf.spec_, hp.sigma, 0), clf.network.P, 0)
+        net.set_epoch_params(gamma, q)
+        n_np = n_samples if batch > 1 else n_samples // 3  # numpy at batch 1 is slow: fewer samples
+        start = time.perf_counter()
+        for i in range(0, n_np, batch):
+            net.train_batch(X[i:i + batch], y[i:i + batch])
+        numpy_sps = n_np / (time.perf_counter() - start)
+        twin.init(0, 0)
+        for layer, h in enumerate(initial_hidden(clf.spec_, hp.sigma, 0)):
+            twin.load_hidden(layer, h)
+        twin.set_epoch(gamma, q)
+        start = time.perf_counter()
+        for i in range(0, n_samples, batch):
+            twin.train_batch(Xp[i:i + batch], y[i:i + batch])
+        c_sps = n_samples / (time.perf_counter() - start)
+        out[f"twin_batch{batch}_samples_per_second"] = c_sps
+        out[f"numpy_batch{batch}_samples_per_second"] = numpy_sps
+        out[f"twin_vs_numpy_batch{batch}"] = c_sps / numpy_sps
+        print(f"batch {batch:>3}: C twin {c_sps:>9,.0f} samples/s, numpy {numpy_sps:>9,.0f} samples/s "
+              f"-> C is {c_sps / numpy_sps:.1f}x (1000-512-10, first-epoch reinforcement)", flush=True)
+    return out
 
 
 ACCEPTANCE = [

@@ -256,7 +256,11 @@ def parse_bytes(value: str, option: str) -> int:
 
 @dataclass(frozen=True)
 class SizeReport:
-    """What one network's training code costs on one target, per optimisation level."""
+    """What one network's training code costs on one target, per optimisation level.
+
+    ``levels`` sums the objects; ``objects`` keeps them apart ({level: {"bep_runtime.o":
+    sizes, ...}}), e.g. to tell the runtime's code from the network's tables.
+    """
 
     target: str
     name: str

@@ -74,7 +74,8 @@ from .data import Dataset, load_dataset, load_files
 from .errors import BEPError
 from .estimator import BEPClassifier, epoch_order
 from .modelio import check_writable
-from .spec import NetSpec, config_hash, reinforcement_probability
+from .schedule import reinforcement_counts
+from .spec import NetSpec, config_hash
 from .twin import pack_inputs
 
 MAGIC = b"BEPGOLD\0"
@@ -135,8 +136,7 @@ class Golden:
 
 def epoch_q(spec: NetSpec, p_r: float, error_rate: float = 1.0) -> list[int]:
     """Fixed-point reinforcement counts Q per layer (the first epoch's: error rate 1)."""
-    return [rng.reinforcement_q(reinforcement_probability(p_r, error_rate, spec.fan_in(i)), rows * cols)
-            for i, (rows, cols) in enumerate(spec.layer_shapes())]
+    return reinforcement_counts(spec, p_r, error_rate)
 
 
 def batch_indices(seed: int, n: int, batch_size: int, n_batches: int) -> tuple[list[np.ndarray], int]:
@@ -323,12 +323,14 @@ def write_golden_file(model_path: str, out: str, dataset: str | None = None, dat
                       batches: int = DEFAULT_BATCHES, batch_size: int | None = None) -> dict:
     """``bep-mcu golden``: compute and write a golden file; returns a summary."""
     out_path = Path(out)
+    if batches < 1 or (batch_size is not None and batch_size < 1):
+        raise BEPError(f"--batches and --batch-size must be >= 1, got {batches} and {batch_size}")
+    if (dataset is None) == (data_path is None):
+        raise BEPError("give exactly one of --dataset NAME or --data PATH")
     check_writable(out_path)
     clf = BEPClassifier.load(model_path)
     data = load_training_data(dataset, data_path)
     batch_size = int(batch_size) if batch_size is not None else int(clf.batch_size_)
-    if batches < 1 or batch_size < 1:
-        raise BEPError(f"--batches and --batch-size must be >= 1, got {batches} and {batch_size}")
     X = clf.encode(np.asarray(data.X_train))
     y = clf._encode_labels(np.asarray(data.y_train))
     n_epochs = batch_indices(clf.network.seed, len(y), batch_size, batches)[1]

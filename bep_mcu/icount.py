@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import os
 import re
 import shutil
 import struct
@@ -314,6 +313,10 @@ class Image:
     warnings: str = ""
     size: dict[str, int] = field(default_factory=dict)
     cflags: list[str] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list, repr=False)  # function start addresses (bisect)
+
+    def __post_init__(self) -> None:
+        self.starts = [f[0] for f in self.functions]
 
     def address(self, symbol: str) -> int:
         try:
@@ -325,8 +328,10 @@ class Image:
             verify: bool = False) -> dict:
         """Train on the samples in the emulator; see :func:`count_training` for the result.
 
-        ``verify`` also counts every instruction with a per-instruction hook (several
-        times slower) and fails if that total differs from the block-hook count.
+        ``verify`` also runs a per-instruction hook (several times slower) and checks
+        the block-hook count against it instruction by instruction (see ``_verify``);
+        the result's ``it_skipped`` then holds the condition-failed IT-block
+        instructions, which are counted as executed.
         """
         return _run(self, X_packed, labels, batch_size, gamma, q, seed, batches, verify)
 
@@ -336,7 +341,8 @@ def build_image(gen_dir, name: str, cpu: str, opt: str = "-Os", build_dir=None,
     """Cross-build the measurement ELF of a generated directory for ``cpu``.
 
     ``build_dir`` keeps the artifacts (harness, linker script, objects, ELF); by
-    default a temporary directory is used and removed.
+    default a temporary directory is used and removed (the returned image holds
+    everything needed to run, so ``Image.elf`` then names a file that is gone).
     """
     _check_tools()
     if cpu not in CPUS:
@@ -361,11 +367,12 @@ def _build(gen_dir: Path, info: NetInfo, cpu: str, opt: str, out: Path, extra: l
     (out / "icount_main.c").write_text(harness)
     (out / "icount.ld").write_text(LINKER_SCRIPT)
     arch = [f"-mcpu={cpu}", "-mthumb", "-mfloat-abi=soft"]
-    cflags = [*arch, opt, "-ffreestanding", "-fno-builtin", "-ffunction-sections", "-fdata-sections", "-g0",
-              *extra]
-    sources = sorted(p for p in gen_dir.glob("*.c"))
-    if not sources:
-        raise BEPError(f"no C sources in '{gen_dir}'")
+    cflags = [*arch, opt, "-ffreestanding", "-ffunction-sections", "-fdata-sections", "-g0", *extra]
+    # Exactly the generated sources (a directory may hold other C files, e.g. a firmware main).
+    sources = [gen_dir / f for f in (f"bep_{name}.c", "bep_runtime.c", "bep_status.c")]
+    for src in sources:
+        if not src.is_file():
+            raise BEPError(f"'{src}' not found: regenerate '{gen_dir}' with bep-mcu generate")
     objects, warnings = [], []
     for src in sources:
         obj = out / (src.stem + ".o")
@@ -503,10 +510,10 @@ def _run(image: Image, X_packed, labels, batch_size: int, gamma, q, seed: int, b
     entry = image.address("icount_run") & ~1
     uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
     uc.hook_add(unicorn.UC_HOOK_CODE, on_mark, begin=mark, end=mark)
-    stepped = [0]
+    stepped: dict[int, int] = {}
     if verify:
-        def on_insn(_uc, _address, _size, _user):
-            stepped[0] += 1
+        def on_insn(_uc, address, _size, _user):
+            stepped[address] = stepped.get(address, 0) + 1
 
         uc.hook_add(unicorn.UC_HOOK_CODE, on_insn)
     uc.reg_write(arm_const.UC_ARM_REG_SP, image.address("icount_stack_top"))
@@ -561,9 +568,8 @@ def _run(image: Image, X_packed, labels, batch_size: int, gamma, q, seed: int, b
     train_fn = _merge(batch_fns)
     total = sum(sum(t.values()) for _, t in tallies)
     harness = sum(v for _, t in tallies for fn, v in t.items() if fn.startswith(HARNESS_PREFIX))
-    if verify and stepped[0] != total:
-        raise BEPError(f"block-hook count {total} differs from the per-instruction count {stepped[0]}")
-    if done * 1 != len(batch_fns) or done != -(-n // batch_size):
+    it_skipped = _verify(image, uc, segments, stepped) if verify else None
+    if done != len(batch_fns) or done != -(-n // batch_size):
         raise BEPError(f"trained {done} batches, marked {len(batch_fns)}, expected {-(-n // batch_size)}")
 
     state = image.address("icount_state")
@@ -589,11 +595,64 @@ def _run(image: Image, X_packed, labels, batch_size: int, gamma, q, seed: int, b
         "predictions": pred,
         "hidden": hidden,
         "size": dict(image.size),
+        "code_bytes": sum(size for _, size, fn in image.functions if not fn.startswith(HARNESS_PREFIX)),
         "emulation_seconds": seconds,
         "instructions_per_second": total / seconds if seconds > 0 else float("inf"),
         "warnings": image.warnings,
         "verified": bool(verify),
+        "it_skipped": it_skipped,
     }
+
+
+def thumb_decode(code: bytes, base: int) -> list[tuple[int, bool]]:
+    """(address, inside an IT block) of every Thumb instruction in ``code`` at ``base``."""
+    out, pos, it_left = [], 0, 0
+    while pos < len(code):
+        hw = code[pos] | (code[pos + 1] << 8)
+        out.append((base + pos, it_left > 0))
+        it_left = max(0, it_left - 1)
+        if (hw & 0xFF00) == 0xBF00 and (hw & 0xF):  # IT{x{y{z}}}: the mask's lowest set bit ends it
+            it_left = 4 - ((hw & 0xF) & -(hw & 0xF)).bit_length() + 1
+        pos += 4 if (hw >> 11) in (0b11101, 0b11110, 0b11111) else 2
+    return out
+
+
+def _verify(image: Image, uc, segments, stepped: dict[int, int]) -> int:
+    """Check the block-hook count against a per-instruction hook; returns the number of
+    condition-failed instructions in IT blocks.
+
+    QEMU/unicorn does not call the code hook for an instruction of an IT block whose
+    condition fails; the block hook counts it (on the core it still takes its issue slot
+    and is "architecturally executed" as a NOP). So: every instruction outside an IT
+    block must be seen exactly as often as its block ran; inside one, at most as often.
+    A translated block may start inside an IT block, so IT membership comes from
+    decoding whole functions, not blocks.
+    """
+    expected: dict[int, int] = {}
+    conditional: set[int] = set()
+    for start, size, _name in image.functions:
+        conditional.update(a for a, in_it in thumb_decode(bytes(uc.mem_read(start, size & ~1)), start) if in_it)
+    for _, d in segments:
+        for key, times in d.items():
+            address, size = key >> 16, key & 0xFFFF
+            for addr, in_it in thumb_decode(bytes(uc.mem_read(address, size)), address):
+                expected[addr] = expected.get(addr, 0) + times
+                if in_it:
+                    conditional.add(addr)
+    for addr in stepped:
+        if addr not in expected:
+            raise BEPError(f"instruction at 0x{addr:08X} ran but is not an instruction start of any counted block")
+    skipped = 0
+    for addr, want in expected.items():
+        got = stepped.get(addr, 0)
+        if got == want:
+            continue
+        if addr in conditional and got < want:
+            skipped += want - got
+            continue
+        raise BEPError(f"instruction at 0x{addr:08X}: block hook counts {want} executions, the per-instruction "
+                       f"hook {got}")
+    return skipped
 
 
 def _merge(parts: list[dict[str, int]]) -> dict[str, int]:
@@ -610,10 +669,7 @@ def _runtime_only(per_fn: dict[str, int]) -> dict[str, int]:
 
 
 def _function_at(image: Image, address: int) -> str:
-    starts = getattr(image, "_starts", None)
-    if starts is None:
-        starts = image._starts = [f[0] for f in image.functions]
-    i = bisect.bisect_right(starts, address & ~1) - 1
+    i = bisect.bisect_right(image.starts, address & ~1) - 1
     if i >= 0:
         start, size, name = image.functions[i]
         if address < start + size:
@@ -639,7 +695,8 @@ def count_training(gen_dir, name: str, cpu: str, X_packed, labels, batch_size: i
     ``batch_instructions`` (per batch), ``functions`` (per-function instructions of init
     and training), ``counters`` (the state header after training), ``predictions``,
     ``hidden`` (the trained hidden weights read back from emulated RAM), ``size``
-    (text/data/bss of the image), ``warnings`` (compiler output). All counts exclude
+    (text/data/bss of the whole image), ``code_bytes`` (executable code without the
+    harness), ``warnings`` (compiler output). All counts exclude
     the harness (``icount_*``).
     """
     image = build_image(gen_dir, name, cpu, opt, build_dir, extra_cflags)
@@ -657,17 +714,23 @@ def unpack_inputs(X_packed: np.ndarray, spec) -> np.ndarray:
 
 
 def reference_training(model_path, X_packed, labels, batch_size: int, gamma, q, seed: int | None = None,
-                       batches: int | None = None) -> dict:
-    """The numpy engine on the same batches, from the same model: hidden weights and counters.
+                       batches: int | None = None, hidden_bits: int | None = None) -> dict:
+    """The numpy engine on the same batches, from the same model: hidden weights,
+    counters and forward predictions.
 
-    ``seed`` and ``batches`` default to the model's (what the generated header holds).
+    ``seed`` and ``batches`` default to the model's (what the generated header holds);
+    ``hidden_bits`` mirrors ``generate(..., hidden_bits=)``.
     """
+    from dataclasses import replace
+
     from .bep import Network
     from .estimator import BEPClassifier
 
     clf = BEPClassifier.load(model_path)
-    old = clf.network
-    net = Network(clf.spec_, clf.params_, old.hidden_weights(), old.P, old.seed if seed is None else seed,
+    old, spec = clf.network, clf.spec_
+    if hidden_bits is not None and hidden_bits != spec.hidden_bits:
+        spec = replace(spec, hidden_bits=hidden_bits)
+    net = Network(spec, clf.params_, old.hidden_weights(), old.P, old.seed if seed is None else seed,
                   old.batch_counter if batches is None else batches)
     net.set_epoch_params(gamma, q)
     X = unpack_inputs(X_packed, clf.spec_)
@@ -681,11 +744,9 @@ def reference_training(model_path, X_packed, labels, batch_size: int, gamma, q, 
 
 def epoch_q(spec, error_rate: float, p_r: float = 0.5) -> list[int]:
     """Fixed-point reinforcement count Q per layer for a training error rate E (as the estimator does)."""
-    from . import rng
-    from .spec import reinforcement_probability
+    from .schedule import reinforcement_counts
 
-    return [rng.reinforcement_q(reinforcement_probability(p_r, error_rate, spec.fan_in(i)), rows * cols)
-            for i, (rows, cols) in enumerate(spec.layer_shapes())]
+    return reinforcement_counts(spec, p_r, error_rate)
 
 
 # ------------------------------------------------------------------------ main
@@ -713,11 +774,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", default="1,100")
     parser.add_argument("--errors", default="1.0,0.1", help="training error rates E that set Q")
     parser.add_argument("--samples", type=int, default=300, help="training samples per measurement")
-    parser.add_argument("--opt", default="-Os", choices=OPTS)
+    parser.add_argument("--opt", default="-Os", type=lambda v: v if v.startswith("-") else f"-{v}",
+                        choices=OPTS, help="optimisation level: Os, O2, ... (or --opt=-O2)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", default=None, help="keep model, generated C and ELF files in this directory")
+    parser.add_argument("--cflags", default="", help="extra compiler flags, e.g. --cflags=-DBEP_POPCOUNT_TABLE=1")
     parser.add_argument("--no-profile", action="store_true", help="skip the per-function breakdown")
+    parser.add_argument("--profile-no-inline", action="store_true",
+                        help="also profile a -fno-inline build (static helpers get their own rows)")
     args = parser.parse_args(argv)
     missing = missing_tools()
     if missing:
@@ -728,6 +793,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cpus = [c.strip() for c in args.cpus.split(",") if c.strip()]
     sizes = [int(v) for v in args.batch_sizes.split(",")]
+    extra = args.cflags.split()
     errors = [float(v) for v in args.errors.split(",")]
     tmp = None
     if args.keep:
@@ -750,38 +816,45 @@ def main(argv: list[str] | None = None) -> int:
               f"int{spec.hidden_bits} hidden weights, trained {args.epochs} epochs on {DEMO_DATA} "
               f"(train error {clf.error_rate_:.3f}) in {time.perf_counter() - t0:.1f} s; "
               f"gamma {gamma}, trigger margin R = {clf.params_.trigger_margin}")
-        print(f"measured: {n} training samples (the first of the training set), {args.opt}, continuing from the "
-              f"saved model (seed {seed}, batch counter {batches}); counts are instructions, not cycles\n")
+        print(f"measured: {n} training samples (the first of the training set), {' '.join([args.opt, *extra])}, "
+              f"continuing from the saved model (seed {seed}, batch counter {batches}); "
+              f"counts are instructions, not cycles\n")
         header = (f"{'cpu':<11} {'batch':>5} {'E':>4} {'Q (draws/batch)':>15} {'trig':>5} "
-                  f"{'instr/sample':>12} {'init':>9} {'text B':>7}  bit-exact")
+                  f"{'instr/sample':>12} {'init':>9} {'code B':>7}  bit-exact")
         print(header)
         print("-" * len(header))
         results = []
         for cpu in cpus:
             image = build_image(gen.directory, gen.name, cpu, args.opt,
-                                work / f"elf-{cpu}" if args.keep else None)
+                                work / f"elf-{cpu}" if args.keep else None, extra)
             for err in errors:
                 q = epoch_q(spec, err, clf.hp.p_r)
                 for bs in sizes:
                     r = image.run(X_packed, y, bs, gamma, q, seed, batches)
                     ref = reference_training(model, X_packed, y, bs, gamma, q, seed, batches)
                     exact = all(np.array_equal(a, b) for a, b in zip(r["hidden"], ref["hidden"])) and \
-                        np.array_equal(r["predictions"], ref["predictions"])
+                        np.array_equal(r["predictions"], ref["predictions"]) and r["counters"] == ref["counters"]
                     r["bit_exact"] = exact
                     results.append((cpu, err, bs, r))
                     c = r["counters"]
                     print(f"{cpu:<11} {bs:>5} {err:>4.2f} {q[0] / 65536:>15.1f} {c['triggered'] / n:>5.2f} "
                           f"{r['instructions_per_sample']:>12,.0f} {r['init_instructions']:>9,} "
-                          f"{r['size'].get('text', 0):>7,}  {'yes' if exact else 'NO'}", flush=True)
+                          f"{r['code_bytes']:>7,}  {'yes' if exact else 'NO'}", flush=True)
         print("\ntrig = fraction of samples whose margin was below R (they run backward + update);"
-              " init = bep_net_init (copy and pack the hidden weights) once.")
-        target = [r for cpu, _, _, r in results if cpu == "cortex-m4"]
-        if target:
-            worst = max(r["instructions_per_sample"] for r in target)
-            print(f"issue target: <= 50,000 instructions per sample on M4; worst measured above: {worst:,.0f} "
-                  f"({'meets' if worst <= 50_000 else 'misses'} it)")
+              " init = bep_net_init (copy and pack the hidden weights) once;\n"
+              "code B = bytes of executable code (runtime + generated wrappers + libgcc, without the const tables"
+              " and the harness); bit-exact = trained weights and predictions read back from emulated RAM equal"
+              " the numpy engine's (and so do the counters).")
+        for bs in sizes:
+            m4 = [(err, r["instructions_per_sample"]) for cpu, err, b, r in results if cpu == "cortex-m4" and b == bs]
+            if m4:
+                figures = ", ".join(f"{v:,.0f} at E = {err:g}" for err, v in m4)
+                verdict = "meets" if max(v for _, v in m4) <= 50_000 else "misses"
+                print(f"issue target <= 50,000 instructions per sample on M4, batch {bs}: {figures} ({verdict} it)")
         if not args.no_profile and results:
-            _print_profile(gen, X_packed, y, gamma, spec, clf, seed, batches, args.opt, work if args.keep else None)
+            done = {(cpu, err, bs): r for cpu, err, bs, r in results}
+            _print_profile(gen, X_packed, y, gamma, spec, clf, seed, batches, args.opt, extra,
+                           args.profile_no_inline, work if args.keep else None, done)
         if any(not r["bit_exact"] for *_, r in results):
             print("error: emulated training differs from the numpy engine", file=sys.stderr)
             return 1
@@ -791,14 +864,22 @@ def main(argv: list[str] | None = None) -> int:
             tmp.cleanup()
 
 
-def _print_profile(gen, X_packed, y, gamma, spec, clf, seed, batches, opt, keep) -> None:
-    """Where the training instructions go, per function, on M4 (as built, and with -fno-inline)."""
+def _print_profile(gen, X_packed, y, gamma, spec, clf, seed, batches, opt, extra, no_inline, keep,
+                   done: dict) -> None:
+    """Where the training instructions go, per function, on M4 (as built; optionally -fno-inline)."""
     q = epoch_q(spec, 1.0, clf.hp.p_r)
-    for bs in (1, 100):
-        for label, extra in ((opt, []), (f"{opt} -fno-inline", ["-fno-inline"])):
-            image = build_image(gen.directory, gen.name, "cortex-m4", opt,
-                                keep / f"elf-profile-{bs}-{len(extra)}" if keep else None, extra)
-            r = image.run(X_packed, y, bs, gamma, q, seed, batches)
+    variants = [(" ".join([opt, *extra]), list(extra))]
+    if no_inline:
+        variants.append((" ".join([opt, *extra, "-fno-inline"]), [*extra, "-fno-inline"]))
+    for k, (label, flags) in enumerate(variants):
+        image = None
+        for bs in (1, 100):
+            r = done.get(("cortex-m4", 1.0, bs)) if k == 0 else None
+            if r is None:
+                if image is None:
+                    image = build_image(gen.directory, gen.name, "cortex-m4", opt,
+                                        keep / f"elf-profile-{k}" if keep else None, flags)
+                r = image.run(X_packed, y, bs, gamma, q, seed, batches)
             total = r["train_instructions"]
             print(f"\nwhere training instructions go: cortex-m4 {label}, batch {bs}, E = 1.0 "
                   f"({r['instructions_per_sample']:,.0f} per sample)")

@@ -66,15 +66,18 @@ class StatePlan:
                 "activations": self.state_bytes - HEADER_BYTES - hidden - packed}
 
 
-def plan_state(spec: NetSpec, gates: tuple[int, ...]) -> StatePlan:
-    """Lay out the state buffer of ``spec`` (gates: G per layer, from IntParams)."""
-    if spec.n_layers > MAX_LAYERS:
+def plan_state(spec: NetSpec, gates: tuple[int, ...], check_limits: bool = True) -> StatePlan:
+    """Lay out the state buffer of ``spec`` (gates: G per layer, from IntParams).
+
+    ``check_limits`` refuses shapes the C runtime cannot hold (the numpy engine can);
+    reports that only count bytes pass False."""
+    if check_limits and spec.n_layers > MAX_LAYERS:
         raise ValueError(f"the C runtime supports up to {MAX_LAYERS} hidden layers, got {spec.n_layers}")
     wbytes = spec.hidden_bits // 8
     offset = HEADER_BYTES
     layers = []
     for i, (rows, cols) in enumerate(spec.layer_shapes()):
-        if cols > MAX_FAN_IN or rows > 65535:
+        if check_limits and (cols > MAX_FAN_IN or rows > 65535):
             raise ValueError(f"layer {i} is {rows} x {cols}; the C runtime needs fan-in <= {MAX_FAN_IN}")
         rnn = spec.model == "rnn"
         in_bits = spec.n_inputs if rnn else cols

@@ -12,6 +12,14 @@ from . import rng
 from .spec import NetSpec, reinforcement_probability
 
 
+def reinforcement_counts(spec: NetSpec, p_r: float, error_rate: float) -> list[int]:
+    """Fixed-point reinforcement count Q per layer for a training error rate E."""
+    return [
+        rng.reinforcement_q(reinforcement_probability(p_r, error_rate, spec.fan_in(i)), rows * cols)
+        for i, (rows, cols) in enumerate(spec.layer_shapes())
+    ]
+
+
 class EpochSchedule:
     def __init__(self, spec: NetSpec, gamma: list[int], p_r: float, patience: int, growth: int = 2,
                  error_rate: float = 1.0) -> None:
@@ -23,10 +31,7 @@ class EpochSchedule:
 
     def q(self) -> list[int]:
         """Fixed-point reinforcement count per layer for the coming epoch."""
-        return [
-            rng.reinforcement_q(reinforcement_probability(self.p_r, self.error_rate, self.spec.fan_in(i)), rows * cols)
-            for i, (rows, cols) in enumerate(self.spec.layer_shapes())
-        ]
+        return reinforcement_counts(self.spec, self.p_r, self.error_rate)
 
     def end_epoch(self, error_rate: float, val_accuracy: float) -> None:
         """Record the epoch's training error and validation accuracy; maybe grow γ."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from ..golden import DEFAULT_BATCHES, write_golden_file
-from .common import emit, json_option, progress
+from .common import emit, json_option
 
 
 @click.command()
@@ -22,7 +22,6 @@ from .common import emit, json_option, progress
 def golden(model_path, dataset, data_path, out, batches, batch_size, as_json) -> None:
     """Write golden vectors for MODEL: batches of the data, the expected predictions and
     every layer's hidden weights after each batch (numpy engine; reproducible bytes)."""
-    progress(f"running {batches} batches of the numpy engine from {model_path}")
     result = write_golden_file(model_path, out, dataset=dataset, data_path=data_path, batches=batches,
                                batch_size=batch_size)
     emit(result, as_json, lambda d: (

@@ -15,10 +15,12 @@ def _human(d: dict) -> str:
     for layer in d["layers"]:
         lines.append(f"  {layer['name']:<9} {layer['shape'][0]:>5} x {layer['shape'][1]:<5} "
                      f"{layer['synapses']:>9} synapses  hidden {layer['hidden_weight_bytes']:>9} B  "
-                     f"packed {layer['packed_weight_bytes']:>8} B")
+                     f"packed {layer['packed_weight_bytes']:>8} B"
+                     + (f" (+{layer['transpose_bytes']} B transpose for the backward pass)"
+                        if layer["transpose_bytes"] else ""))
     lines.append(f"  classifier {d['classes']} x {d['hidden'][-1]} (fixed): {d['classifier_bytes']} B")
-    lines.append(f"training state:  {d['training_state_bytes']} B (hidden + packed weights + "
-                 f"{d['activation_bytes']} B activations)")
+    lines.append(f"training state:  {d['training_state_bytes']} B (the C state buffer: hidden + packed weights + "
+                 f"{d['activation_bytes']} B activations and header)")
     lines.append(f"inference state: {d['inference_state_bytes']} B (packed weights + classifier)")
     return "\n".join(lines)
 

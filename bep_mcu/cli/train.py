@@ -24,7 +24,9 @@ from .common import data_options, emit, json_option, load_data, parse_int_list, 
                    "(auto: passthrough for ±1/0-1 data, else thermometer:4 (mlp) / thermometer:8 (rnn)).")
 @click.option("--window", type=int, default=None, help="RNN window length in points [default: about 8 steps].")
 @click.option("--hidden-bits", type=int, default=8, help="Bits per hidden weight: 8 or 16.")
-@click.option("--r", "r", type=float, default=0.5, help="Trigger margin r (R = floor(r * last width)).")
+@click.option("--r", "r", type=float, default=None,
+              help="Trigger margin r, R = floor(r * last width) [default: 0.5 for one hidden layer, "
+                   "1.0 for two or more].")
 @click.option("--nu", type=float, default=0.05, help="Gate half-width relative to fan-in.")
 @click.option("--gamma", default=None, help="Initial winner-takes-update group size per layer [default: width/16].")
 @click.option("--p-r", "p_r", type=float, default=0.5, help="Reinforcement strength p_r.")

@@ -1,0 +1,187 @@
+"""The generated C builds without a single warning, everywhere it is meant to run.
+
+For an MLP with two hidden layers and an RNN, every generated ``.c`` file compiles with
+the strict set (``-std=c99 -Wall -Wextra -Wconversion -Wsign-conversion -Wundef
+-Wshadow -pedantic -Werror``) under host gcc and clang and under arm-none-eabi-gcc for
+Cortex-M0, M0+, M3, M4, M7 and M33, at ``-Os`` and ``-O2``, with ``BEP_POPCOUNT_TABLE``
+0 and 1. The objects must need nothing from outside but integer libgcc helpers: no
+soft-float routine (``__aeabi_f*``, ``__aeabi_d*``, ``__addsf3``-style names), no
+``malloc``/``free``/``printf`` (checked with ``nm`` on the undefined symbols), and the
+sources use no ``float``/``double`` at all. Allowed and expected: ``__aeabi_lmul`` on
+Cortex-M0/M0+ (a 64-bit multiply; ARMv6-M has no UMULL), which libgcc provides.
+
+Negative controls prove the checks can fail: a warning breaks a strict build, and a
+float operation shows up as a soft-float helper. Tests skip, with the reason, when
+clang or arm-none-eabi-gcc is not installed (both are in CI).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bep_mcu import firmware
+from bep_mcu.cli.main import cli
+from bep_mcu.codegen import generate
+from bep_mcu.twin import STRICT_FLAGS
+
+MODELS = {
+    "mlp": ["--dataset", "prototypes:classes=4,features=100,samples=1200", "--hidden", "64,32", "--epochs", "1"],
+    "rnn": ["--dataset", "ucr:GunPoint", "--model", "rnn", "--hidden", "32", "--epochs", "1"],
+}
+REQUIRED_WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Wsign-conversion", "-Wundef", "-Wshadow",
+                     "-pedantic", "-Werror"]
+# (compiler, target): host gcc and clang, then every Cortex-M core with arm-none-eabi-gcc.
+BUILDS = [("gcc", "host"), ("clang", "host"), *[("arm-none-eabi-gcc", t) for t in firmware.ARM_TARGETS]]
+BUILD_IDS = ["gcc", "clang", *firmware.ARM_TARGETS]
+
+FLOAT_HELPER = re.compile(r"^__aeabi_(?:f|d|u?i2[fd]|u?l2[fd])|^__[a-z]*(?:sf|df|tf|hf|xf)[a-z]*\d*$")
+LIBC = re.compile(r"^_*(?:malloc|calloc|realloc|free|printf|sprintf|snprintf|fprintf|vprintf|puts|putchar|abort|exit)$")
+# Everything an ARM object may need from outside: integer libgcc helpers and the
+# memory primitives gcc may emit calls to (a freestanding firmware provides those).
+ARM_ALLOWED = {
+    "__aeabi_lmul", "__aeabi_idiv", "__aeabi_uidiv", "__aeabi_idivmod", "__aeabi_uidivmod", "__aeabi_ldivmod",
+    "__aeabi_uldivmod", "__aeabi_llsl", "__aeabi_llsr", "__aeabi_lasr", "__aeabi_lcmp", "__aeabi_ulcmp",
+    "memcpy", "memset", "memmove", "__aeabi_memcpy", "__aeabi_memcpy4", "__aeabi_memset", "__aeabi_memset4",
+    "__aeabi_memclr", "__aeabi_memclr4",
+}
+C_SOURCE_FORBIDDEN = re.compile(r"\b(?:float|double|malloc|calloc|realloc|free|printf|sprintf|snprintf|fprintf)\b")
+FLOAT_LITERAL = re.compile(r"(?<![\w.])(?:\d+\.\d*|\.\d+|\d+[eE][+-]?\d+)")
+_COMMENT_OR_LITERAL = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.DOTALL)
+
+
+def tools_for(compiler: str, target: str) -> firmware.Toolchain:
+    if shutil.which(compiler) is None:
+        package = "gcc-arm-none-eabi" if target != "host" else compiler
+        pytest.skip(f"{compiler} not installed (apt-get install {package})")
+    return firmware.toolchain(target, cc=compiler)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> dict:
+    """The two networks, trained briefly and generated once per module (names = model kinds)."""
+    root = tmp_path_factory.mktemp("strict")
+    out = {}
+    for kind, args in MODELS.items():
+        model = root / f"{kind}.npz"
+        result = CliRunner().invoke(cli, ["train", *args, "--out", str(model)])
+        assert result.exit_code == 0, result.stderr
+        out[kind] = generate(str(model), str(root / kind), kind)
+    return out
+
+
+def strict_build(tools: firmware.Toolchain, gen, out_dir: Path, level: str,
+                 defines: dict[str, str] | None = None) -> list[Path]:
+    try:
+        return firmware.compile_objects(tools, firmware.generated_sources(gen), gen.directory, out_dir, level,
+                                        strict=True, defines=defines)
+    except firmware.BuildError as e:
+        pytest.fail(f"{tools.cc} {tools.target} -{level} {defines or ''}: {e}")
+
+
+def assert_only_integer_helpers(tools: firmware.Toolchain, objects: list[Path], where: str) -> None:
+    external = firmware.undefined_symbols(tools, objects)
+    floats = sorted(s for s in external if FLOAT_HELPER.search(s))
+    libc = sorted(s for s in external if LIBC.match(s))
+    assert not floats, f"{where}: floating-point helpers {floats}"
+    assert not libc, f"{where}: libc calls {libc}"
+    if tools.target != "host":
+        assert external <= ARM_ALLOWED, f"{where}: unexpected external symbols {sorted(external - ARM_ALLOWED)}"
+
+
+# ---------------------------------------------------------------------- the builds
+
+
+def test_strict_flags_are_the_documented_set():
+    assert set(REQUIRED_WARNINGS) <= set(STRICT_FLAGS)
+    for target in firmware.TARGETS:
+        flags = firmware.cflags(target, "Os", strict=True)
+        assert set(REQUIRED_WARNINGS) <= set(flags) and "-ffreestanding" in flags
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+@pytest.mark.parametrize("compiler, target", BUILDS, ids=BUILD_IDS)
+def test_strict_build_without_warnings(generated, tmp_path, kind, compiler, target):
+    tools = tools_for(compiler, target)
+    gen = generated[kind]
+    for level in firmware.OPT_LEVELS:
+        objects = strict_build(tools, gen, tmp_path / level, level)
+        assert sorted(o.name for o in objects) == sorted(f"{Path(f).stem}.o" for f in gen.files if f.endswith(".c"))
+        assert_only_integer_helpers(tools, objects, f"{kind} {compiler} {target} -{level}")
+
+
+@pytest.mark.parametrize("compiler, target", [("gcc", "host"), ("clang", "host"),
+                                              ("arm-none-eabi-gcc", "cortex-m0"), ("arm-none-eabi-gcc", "cortex-m4")],
+                         ids=["gcc", "clang", "cortex-m0", "cortex-m4"])
+def test_both_popcount_variants_build_cleanly(generated, tmp_path, compiler, target):
+    tools = tools_for(compiler, target)
+    gen = generated["mlp"]
+    for table in ("0", "1"):
+        for level in firmware.OPT_LEVELS:
+            objects = strict_build(tools, gen, tmp_path / f"t{table}{level}", level, {"BEP_POPCOUNT_TABLE": table})
+            assert_only_integer_helpers(tools, objects, f"{compiler} {target} -{level} BEP_POPCOUNT_TABLE={table}")
+            runtime = next(o for o in objects if o.name == "bep_runtime.o")
+            # The define took effect: exactly the table build holds a 256-byte const table.
+            assert (256 in const_object_sizes(tools, runtime)) == (table == "1"), (table, level)
+
+
+def const_object_sizes(tools: firmware.Toolchain, obj: Path) -> set[int]:
+    """Sizes of the read-only data objects defined in ``obj`` (nm -S, types r/R)."""
+    out = subprocess.run([tools.nm, "-S", "--defined-only", str(obj)], capture_output=True, text=True, check=True)
+    return {int(p[1], 16) for p in (line.split() for line in out.stdout.splitlines()) if len(p) == 4 and p[2] in "rR"}
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_sources_are_integer_only_and_libc_free(generated, kind):
+    gen = generated[kind]
+    for filename in gen.files:
+        if not filename.endswith((".c", ".h")):
+            continue
+        code = _COMMENT_OR_LITERAL.sub(" ", (gen.directory / filename).read_text())
+        assert not C_SOURCE_FORBIDDEN.findall(code), f"{filename}: {sorted(set(C_SOURCE_FORBIDDEN.findall(code)))}"
+        assert not FLOAT_LITERAL.findall(code), f"{filename}: float literals {FLOAT_LITERAL.findall(code)[:5]}"
+        system = set(re.findall(r"#\s*include\s*<([^>]+)>", code))
+        assert system <= {"stdint.h", "stddef.h"}, f"{filename} includes {sorted(system)}"
+        local = set(re.findall(r'#\s*include\s*"([^"]+)"', (gen.directory / filename).read_text()))
+        assert local <= set(gen.files), f"{filename} includes {sorted(local - set(gen.files))}"
+
+
+# ---------------------------------------------------------------------- the checks can fail
+
+
+def test_symbol_patterns():
+    for name in ("__aeabi_fadd", "__aeabi_dmul", "__aeabi_i2f", "__aeabi_ul2d", "__addsf3", "__fixdfsi",
+                 "__floatsisf", "__extendsfdf2", "__truncdfsf2", "__eqsf2"):
+        assert FLOAT_HELPER.search(name), name
+    for name in ("__aeabi_lmul", "__aeabi_uidivmod", "__aeabi_uldivmod", "__udivmoddi4", "__divsi3", "__popcountsi2",
+                 "__ffsdi2", "__clzsi2", "memcpy"):
+        assert not FLOAT_HELPER.search(name), name
+    assert LIBC.match("malloc") and LIBC.match("printf") and not LIBC.match("bep_free_rows")
+    code = _COMMENT_OR_LITERAL.sub(" ", '/* no float */ const char *s = "double"; // malloc\nint x = 1;')
+    assert not C_SOURCE_FORBIDDEN.findall(code)
+    assert FLOAT_LITERAL.findall("x = 1.5f; y = 2e3; z = .5;") == ["1.5", "2e3", ".5"]
+    assert not FLOAT_LITERAL.findall("a = 0x1E3u; b = 12u; c = s.x1;")
+
+
+def test_a_warning_fails_the_strict_build(tmp_path):
+    tools = tools_for("gcc", "host")
+    src = tmp_path / "narrow.c"
+    src.write_text("#include <stdint.h>\nuint8_t narrow(uint32_t x) { return x; }\n")
+    with pytest.raises(firmware.BuildError, match="Wconversion"):
+        firmware.compile_objects(tools, [src], tmp_path, tmp_path / "o", "Os", strict=True)
+
+
+def test_float_code_shows_up_as_a_soft_float_helper(tmp_path):
+    tools = tools_for("arm-none-eabi-gcc", "cortex-m0")
+    src = tmp_path / "f.c"
+    src.write_text("#include <stdint.h>\nint32_t scale(int32_t x, float k) { return (int32_t)((float)x * k); }\n")
+    objects = firmware.compile_objects(tools, [src], tmp_path, tmp_path / "o", "Os")
+    external = firmware.undefined_symbols(tools, objects)
+    assert any(FLOAT_HELPER.search(s) for s in external), external
+    with pytest.raises(AssertionError, match="floating-point helpers"):
+        assert_only_integer_helpers(tools, objects, "control")
