@@ -8,6 +8,14 @@
 
 /* ------------------------------------------------------------------ helpers */
 
+/* Hot helpers must inline even at -Os (a call per popcount costs a third of the
+ * forward pass on Cortex-M). */
+#if defined(__GNUC__)
+#define BEP_HOT static inline __attribute__((always_inline))
+#else
+#define BEP_HOT static
+#endif
+
 #if BEP_POPCOUNT_TABLE
 static const uint8_t bep_pop8[256] = {
 #define B2(n) n, n + 1, n + 1, n + 2
@@ -19,18 +27,18 @@ static const uint8_t bep_pop8[256] = {
 #undef B6
 };
 
-static uint32_t bep_pop(uint32_t x)
+BEP_HOT uint32_t bep_pop(uint32_t x)
 {
     return (uint32_t)bep_pop8[x & 0xFFu] + bep_pop8[(x >> 8) & 0xFFu] + bep_pop8[(x >> 16) & 0xFFu] +
            bep_pop8[x >> 24];
 }
 #elif BEP_POPCOUNT_BUILTIN
 /* Hosts with a popcount instruction (x86 -mpopcnt, AArch64): used by the host twin. */
-static uint32_t bep_pop(uint32_t x) { return (uint32_t)__builtin_popcount(x); }
+BEP_HOT uint32_t bep_pop(uint32_t x) { return (uint32_t)__builtin_popcount(x); }
 #else
 /* Cortex-M has no popcount instruction and GCC calls libgcc for __builtin_popcount,
  * so the SWAR form is written out (about 12 instructions on M3/M4/M7/M33). */
-static uint32_t bep_pop(uint32_t x)
+BEP_HOT uint32_t bep_pop(uint32_t x)
 {
     x = x - ((x >> 1) & 0x55555555u);
     x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
@@ -64,6 +72,42 @@ uint32_t bep_draw(uint32_t seed, uint32_t counter, uint32_t layer, uint32_t inde
     return bep_mix32(bep_draw_key(seed, counter, layer) ^ index);
 }
 
+/* High 32 bits of a 32 x 32 product: (a * b) >> 32, the reinforcement index. ARMv6-M
+ * (Cortex-M0/M0+) has no long multiply and libgcc's 64-bit one costs ~40 instructions,
+ * so there it is built from four 16 x 16 products (exact). */
+static uint32_t bep_mulhi(uint32_t a, uint32_t b)
+{
+#if defined(__ARM_ARCH_6M__) || defined(BEP_MULHI_PORTABLE)
+    uint32_t al = a & 0xFFFFu, ah = a >> 16, bl = b & 0xFFFFu, bh = b >> 16;
+    uint32_t lh = al * bh, hl = ah * bl;
+    uint32_t mid = ((al * bl) >> 16) + (lh & 0xFFFFu) + (hl & 0xFFFFu);
+    return ah * bh + (lh >> 16) + (hl >> 16) + (mid >> 16);
+#else
+    return (uint32_t)(((uint64_t)a * b) >> 32);
+#endif
+}
+
+/* Four int8 from memory as one little-endian word (no alignment needed; compilers
+ * merge this into one load where the core allows unaligned access). */
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && \
+    (defined(__ARM_FEATURE_UNALIGNED) || defined(__x86_64__) || defined(__i386__) || defined(__aarch64__))
+#define BEP_LE_BUILTINS 1 /* a 4-byte __builtin_memcpy is one unaligned load or store here */
+#else
+#define BEP_LE_BUILTINS 0
+#endif
+
+BEP_HOT uint32_t bep_load4(const int8_t *p)
+{
+#if BEP_LE_BUILTINS
+    uint32_t w;
+    __builtin_memcpy(&w, p, 4);
+    return w;
+#else
+    const uint8_t *b = (const uint8_t *)p;
+    return (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
+#endif
+}
+
 static uint32_t bep_words(uint32_t bits) { return (bits + 31u) >> 5; }
 
 /* Mask of the valid bits in the last word of a vector of `bits` bits. */
@@ -84,8 +128,25 @@ static void bep_put_bit(uint32_t *v, uint32_t i, uint32_t bit)
 /* Number of agreeing positions of two packed ±1 vectors of `bits` bits. */
 static uint32_t bep_agree(const uint32_t *w, const uint32_t *a, uint32_t bits)
 {
-    uint32_t n = bep_words(bits), k, acc = 0;
-    for (k = 0; k + 1u < n; ++k) acc += bep_pop(~(w[k] ^ a[k]));
+    uint32_t n = bep_words(bits), k = 0, acc = 0;
+#if BEP_POPCOUNT_TABLE || BEP_POPCOUNT_BUILTIN
+    for (; k + 1u < n; ++k) acc += bep_pop(~(w[k] ^ a[k]));
+#else
+    /* SWAR popcount sharing its last steps across up to three words: 4-bit partial
+     * counts (at most 4 each) of three words still fit a nibble (12), so only one
+     * byte fold and one multiply per three words (about 11 instead of 18
+     * instructions per word on Cortex-M3/M4). */
+    while (k + 1u < n) {
+        uint32_t nib = 0, end = k + 3u < n - 1u ? k + 3u : n - 1u;
+        for (; k < end; ++k) {
+            uint32_t x = ~(w[k] ^ a[k]);
+            x = x - ((x >> 1) & 0x55555555u);
+            nib += (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+        }
+        nib = (nib & 0x0F0F0F0Fu) + ((nib >> 4) & 0x0F0F0F0Fu);
+        acc += (nib * 0x01010101u) >> 24;
+    }
+#endif
     return acc + bep_pop(~(w[n - 1u] ^ a[n - 1u]) & bep_last_mask(bits));
 }
 
@@ -107,13 +168,6 @@ static uint8_t *bep_bytes(void *state, uint32_t off) { return (uint8_t *)state +
 static uint32_t *bep_u32(void *state, uint32_t off) { return (uint32_t *)(void *)bep_bytes(state, off); }
 static int16_t *bep_i16(void *state, uint32_t off) { return (int16_t *)(void *)bep_bytes(state, off); }
 
-/* Hidden weight (row, col) of a layer, as int32, whatever B is. */
-static int32_t bep_h_get(const bep_config_t *cfg, void *state, const bep_layer_t *L, uint32_t idx)
-{
-    if (cfg->hidden_bits == 8u) return ((int8_t *)(void *)bep_bytes(state, L->h_off))[idx];
-    return bep_i16(state, L->h_off)[idx];
-}
-
 static void bep_h_set(const bep_config_t *cfg, void *state, const bep_layer_t *L, uint32_t idx, int32_t v)
 {
     if (cfg->hidden_bits == 8u)
@@ -122,7 +176,6 @@ static void bep_h_set(const bep_config_t *cfg, void *state, const bep_layer_t *L
         bep_i16(state, L->h_off)[idx] = (int16_t)v;
 }
 
-static int32_t bep_h_max(const bep_config_t *cfg) { return cfg->hidden_bits == 8u ? 127 : 32767; }
 
 /* h[i] += bit(v, i) == up ? +2 : -2, saturating, for i < bits (§2.5). `flip` is 0 when
  * the target is +1 and all ones when it is -1, so a set bit of v ^ flip means +2. */
@@ -140,6 +193,50 @@ static const int8_t bep_delta8[256][8] = {BEP_D8x64(0), BEP_D8x64(64), BEP_D8x64
 #undef BEP_D8
 #undef BEP_D
 
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+/* Cortex-M4/M7/M33: QADD8 adds four int8 lanes with the same saturation as the C path
+ * ([-128, 127]); bep_delta4[n] holds +2 (0x02) or -2 (0xFE) per lane from nibble n. */
+static const uint32_t bep_delta4[16] = {
+    0xFEFEFEFEu, 0xFEFEFE02u, 0xFEFE02FEu, 0xFEFE0202u, 0xFE02FEFEu, 0xFE02FE02u, 0xFE0202FEu, 0xFE020202u,
+    0x02FEFEFEu, 0x02FEFE02u, 0x02FE02FEu, 0x02FE0202u, 0x0202FEFEu, 0x0202FE02u, 0x020202FEu, 0x02020202u,
+};
+
+BEP_HOT void bep_store4(int8_t *p, uint32_t w)
+{
+#if BEP_LE_BUILTINS
+    __builtin_memcpy(p, &w, 4);
+#else
+    uint8_t *b = (uint8_t *)p;
+    b[0] = (uint8_t)w;
+    b[1] = (uint8_t)(w >> 8);
+    b[2] = (uint8_t)(w >> 16);
+    b[3] = (uint8_t)(w >> 24);
+#endif
+}
+
+BEP_HOT uint32_t bep_qadd8(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("qadd8 %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+static void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
+{
+    uint32_t i, b;
+    for (i = 0; i + 32u <= bits; i += 32u) { /* one word of input bits: eight QADD8s */
+        uint32_t x = v[i >> 5] ^ flip, j;
+        for (j = 0; j < 32u; j += 4u, x >>= 4) bep_store4(h + i + j, bep_qadd8(bep_load4(h + i + j), bep_delta4[x & 0xFu]));
+    }
+    for (; i + 4u <= bits; i += 4u)
+        bep_store4(h + i, bep_qadd8(bep_load4(h + i), bep_delta4[((v[i >> 5] ^ flip) >> (i & 31u)) & 0xFu]));
+    for (b = 0; i + b < bits; ++b) {
+        int32_t t = h[i + b] + bep_delta8[((v[i >> 5] ^ flip) >> (i & 31u)) & 0xFFu][b];
+        t = t > 127 ? 127 : t;
+        h[i + b] = (int8_t)(t < -128 ? -128 : t);
+    }
+}
+#else
 static void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
 {
     uint32_t i, b;
@@ -157,6 +254,7 @@ static void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t f
         h[i + b] = (int8_t)(t < -128 ? -128 : t);
     }
 }
+#endif
 
 static void bep_row_add16(int16_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
 {
@@ -172,6 +270,10 @@ static void bep_row_add16(int16_t *h, const uint32_t *v, uint32_t bits, uint32_t
     }
 }
 
+/* Sign bits (1 = non-negative) of four int8 weights: lane k's bit lands on bit 8k,
+ * and the multiply gathers bits 0, 8, 16, 24 into bits 24..27 (no carries). */
+BEP_HOT uint32_t bep_sign4(const int8_t *h) { return (((~bep_load4(h) >> 7) & 0x01010101u) * 0x01020408u) >> 24; }
+
 /* Packed sign of `bits` hidden weights starting at element `first` (sign(0) = +1). */
 static void bep_row_sign(const bep_config_t *cfg, void *state, const bep_layer_t *L, uint32_t first,
                          uint32_t bits, uint32_t *out)
@@ -182,7 +284,15 @@ static void bep_row_sign(const bep_config_t *cfg, void *state, const bep_layer_t
         for (w = 0; bits > 0u; ++w, bits -= n) {
             uint32_t x = 0;
             n = bits < 32u ? bits : 32u;
-            for (b = 0; b < n; ++b) x |= (uint32_t)(h[b] >= 0) << b;
+            if (n == 32u) { /* a full word, unrolled: about 7 instructions per 4 weights */
+                x = bep_sign4(h) | bep_sign4(h + 4) << 4 | bep_sign4(h + 8) << 8 | bep_sign4(h + 12) << 12 |
+                    bep_sign4(h + 16) << 16 | bep_sign4(h + 20) << 20 | bep_sign4(h + 24) << 24 |
+                    bep_sign4(h + 28) << 28;
+                b = 32u;
+            } else {
+                for (b = 0; b + 4u <= n; b += 4u) x |= bep_sign4(h + b) << b;
+            }
+            for (; b < n; ++b) x |= (uint32_t)(h[b] >= 0) << b;
             out[w] = x;
             h += n;
         }
@@ -432,11 +542,9 @@ bep_status_t bep_init(const bep_config_t *cfg, void *state, size_t state_len, ui
         uint32_t n = L->n_weights;
         hd->gamma[l] = 1;
         if (cfg->initial_hidden[l] != NULL) {
-            for (k = 0; k < n; ++k) {
-                int32_t v = cfg->hidden_bits == 8u ? ((const int8_t *)cfg->initial_hidden[l])[k]
-                                                   : ((const int16_t *)cfg->initial_hidden[l])[k];
-                bep_h_set(cfg, state, L, k, v);
-            }
+            const uint8_t *src = (const uint8_t *)cfg->initial_hidden[l];
+            uint8_t *dst = bep_bytes(state, L->h_off);
+            for (k = 0; k < n * (cfg->hidden_bits / 8u); ++k) dst[k] = src[k];
         }
         bep_pack_layer(cfg, state, L);
     }
@@ -485,6 +593,54 @@ bep_status_t bep_read_hidden(const bep_config_t *cfg, const void *state, size_t 
     if (out_len != n) return BEP_ERR_SIZE;
     src = (const uint8_t *)state + L->h_off;
     for (k = 0; k < n; ++k) dst[k] = src[k];
+    return BEP_OK;
+}
+
+static bep_status_t bep_check_span(const bep_config_t *cfg, uint32_t layer, uint32_t offset, size_t n)
+{
+    size_t total;
+    if (layer >= cfg->n_layers) return BEP_ERR_ARG;
+    total = (size_t)cfg->layer[layer].n_weights * (cfg->hidden_bits / 8u);
+    if (offset > total || n > total - offset) return BEP_ERR_SIZE;
+    return BEP_OK;
+}
+
+bep_status_t bep_write_hidden_bytes(const bep_config_t *cfg, void *state, size_t state_len, uint32_t layer,
+                                    uint32_t offset, const uint8_t *src, size_t n)
+{
+    bep_status_t st = bep_check(cfg, state, state_len);
+    uint8_t *dst;
+    size_t k;
+    if (st != BEP_OK) return st;
+    if (src == NULL && n > 0u) return BEP_ERR_NULL;
+    st = bep_check_span(cfg, layer, offset, n);
+    if (st != BEP_OK) return st;
+    dst = bep_bytes(state, cfg->layer[layer].h_off) + offset;
+    for (k = 0; k < n; ++k) dst[k] = src[k];
+    return BEP_OK;
+}
+
+bep_status_t bep_read_hidden_bytes(const bep_config_t *cfg, const void *state, size_t state_len, uint32_t layer,
+                                   uint32_t offset, uint8_t *dst, size_t n)
+{
+    bep_status_t st = bep_check(cfg, state, state_len);
+    const uint8_t *src;
+    size_t k;
+    if (st != BEP_OK) return st;
+    if (dst == NULL && n > 0u) return BEP_ERR_NULL;
+    st = bep_check_span(cfg, layer, offset, n);
+    if (st != BEP_OK) return st;
+    src = (const uint8_t *)state + cfg->layer[layer].h_off + offset;
+    for (k = 0; k < n; ++k) dst[k] = src[k];
+    return BEP_OK;
+}
+
+bep_status_t bep_repack_layer(const bep_config_t *cfg, void *state, size_t state_len, uint32_t layer)
+{
+    bep_status_t st = bep_check(cfg, state, state_len);
+    if (st != BEP_OK) return st;
+    if (layer >= cfg->n_layers) return BEP_ERR_ARG;
+    bep_pack_layer(cfg, state, &cfg->layer[layer]);
     return BEP_OK;
 }
 
@@ -564,14 +720,23 @@ bep_status_t bep_end_batch(const bep_config_t *cfg, void *state, size_t state_le
          * so only the rows updated in this batch need repacking. */
         uint32_t key = bep_draw_key(hd->seed, counter, l);
         uint32_t m = (hd->q[l] + (bep_mix32(key) & 0xFFFFu)) >> 16, k, row;
-        int32_t hmax = bep_h_max(cfg), hmin = -hmax - 1;
-        for (k = 1; k <= m; ++k) {
-            uint32_t idx = (uint32_t)(((uint64_t)bep_mix32(key ^ k) * L->n_weights) >> 32);
-            int32_t h = bep_h_get(cfg, state, L, idx);
-            /* Branch-free: the sign of a random weight is unpredictable. */
-            int32_t t = h + 2 * ((h > 0) - (h < 0));
-            t = t > hmax ? hmax : t;
-            bep_h_set(cfg, state, L, idx, t < hmin ? hmin : t);
+        if (cfg->hidden_bits == 8u) {
+            int8_t *h8 = (int8_t *)(void *)bep_bytes(state, L->h_off);
+            for (k = 1; k <= m; ++k) {
+                uint32_t idx = bep_mulhi(bep_mix32(key ^ k), L->n_weights);
+                /* Branch-free: the sign of a random weight is unpredictable. */
+                int32_t h = h8[idx], t = h + 2 * ((h > 0) - (h < 0));
+                t = t > 127 ? 127 : t;
+                h8[idx] = (int8_t)(t < -128 ? -128 : t);
+            }
+        } else {
+            int16_t *h16 = bep_i16(state, L->h_off);
+            for (k = 1; k <= m; ++k) {
+                uint32_t idx = bep_mulhi(bep_mix32(key ^ k), L->n_weights);
+                int32_t h = h16[idx], t = h + 2 * ((h > 0) - (h < 0));
+                t = t > 32767 ? 32767 : t;
+                h16[idx] = (int16_t)(t < -32768 ? -32768 : t);
+            }
         }
         for (row = 0; row < L->rows; ++row) {
             if (bep_get_bit(dirty, row)) bep_pack_row(cfg, state, L, row);

@@ -131,6 +131,19 @@ bep_status_t bep_load_hidden(const bep_config_t *cfg, void *state, size_t state_
 bep_status_t bep_read_hidden(const bep_config_t *cfg, const void *state, size_t state_len, uint32_t layer,
                              void *out, size_t out_len);
 
+/** Write `n` bytes of one layer's hidden weights (int8/int16 row-major, as bytes) at
+ * byte offset `offset`, without repacking: for loading weights in pieces over a link.
+ * Call bep_repack_layer once the layer is complete. */
+bep_status_t bep_write_hidden_bytes(const bep_config_t *cfg, void *state, size_t state_len, uint32_t layer,
+                                    uint32_t offset, const uint8_t *src, size_t n);
+
+/** Copy `n` bytes of one layer's hidden weights from byte offset `offset`. */
+bep_status_t bep_read_hidden_bytes(const bep_config_t *cfg, const void *state, size_t state_len, uint32_t layer,
+                                   uint32_t offset, uint8_t *dst, size_t n);
+
+/** Recompute the packed visible weights (and transposes) of a layer from its hidden weights. */
+bep_status_t bep_repack_layer(const bep_config_t *cfg, void *state, size_t state_len, uint32_t layer);
+
 /** Set γ (group size, 1..rows) and Q (fixed-point reinforcement count) of every layer. */
 bep_status_t bep_set_epoch(const bep_config_t *cfg, void *state, size_t state_len, const uint16_t *gamma,
                            size_t n_gamma, const uint32_t *q, size_t n_q);
