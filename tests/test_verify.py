@@ -214,3 +214,15 @@ def test_generate_missing_and_corrupted_model(tmp_path):
                          text=True)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.parametrize("flags", [["-DBEP_POPCOUNT_TABLE=1", "-DBEP_MULHI_PORTABLE"], ["-UBEP_POPCOUNT_BUILTIN"]])
+def test_alternative_kernels_are_bit_exact(tmp_path_factory, tmp_path, flags):
+    """The table popcount, the SWAR popcount and the 16-bit multiply-high (the M0 paths)
+    compiled on the host give the same training as numpy."""
+    model, data = train_model(tmp_path_factory, "alt", PROTO, hidden=(48, 40), seed=2)
+    clf = BEPClassifier.load(model)
+    gen = generate(model, str(tmp_path / "g"), "net")
+    twin = Twin(gen, clf.spec_, extra_cflags=flags)
+    result = run_verify(clf, twin, clf.encode(data.X_train), clf._encode_labels(data.y_train), 2, 10, grow_every=1)
+    assert result.bit_exact, result.first_divergence
