@@ -2,6 +2,7 @@
 
     python -m bep_mcu.bench speed      # numpy engine vs a plain dense baseline; C twin vs numpy
     python -m bep_mcu.bench accuracy   # the acceptance table: default settings, 3 seeds
+    python -m bep_mcu.bench device     # on-device training over the emulated link (QEMU)
 
 Speed runs on one core (BLAS threads pinned to 1) and measures, in the same run, a
 plain dense-matrix BEP step (per-sample updates, full repack with np.where) as the
@@ -197,15 +198,51 @@ def accuracy(seeds: int, include_untuned: bool) -> list[dict]:
     return rows
 
 
+def device(epochs: int) -> dict:
+    """Samples per second of on-device training of a 256-128-10 int8 MLP on mps2-an386
+    (Cortex-M4 in QEMU) over the emulated UART, and the link's estimated share."""
+    import tempfile
+    from pathlib import Path
+
+    from .board_firmware import build
+    from .emulate import EmulatedBoard
+    from .stream import connect, stream_train
+
+    data = load_dataset("prototypes:classes=10,features=256,samples=3000")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model = str(Path(tmp) / "m.npz")
+        BEPClassifier(hidden=(128,), epochs=1, batch_size=100).fit(data.X_train, data.y_train).save(model)
+        clf = BEPClassifier.load(model)
+        X, y = clf.encode(data.X_train), clf._encode_labels(data.y_train)
+        fw = build(model, "mps2-an386", str(Path(tmp) / "fw"))
+        for batch in (100, 1):
+            with EmulatedBoard(fw.elf, "mps2-an386") as url, connect(url, clf, model) as link:
+                n = len(y) if batch > 1 else 500
+                r = stream_train(link, clf, X[:n], y[:n], epochs, batch)
+            share = r.link_seconds_estimate / r.seconds
+            results[f"batch{batch}"] = {"samples_per_second": r.samples_per_second, "link_share_estimate": share,
+                                        "frames": r.frames_sent}
+            print(f"on-device training, 256-128-10 int8, mps2-an386 (QEMU), batch {batch:>3}: "
+                  f"{r.samples_per_second:,.0f} samples/s; link ~{100 * share:.0f} % of the time "
+                  f"({r.frames_sent} frames), compute ~{100 * (1 - share):.0f} %", flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["speed", "accuracy"])
+    parser.add_argument("what", choices=["speed", "accuracy", "device"])
     parser.add_argument("--epochs", type=int, default=3, help="epochs per speed measurement")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--untuned", action="store_true", help="also datasets nobody tuned for")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = speed(args.epochs) if args.what == "speed" else accuracy(args.seeds, args.untuned)
+    if args.what == "speed":
+        result = speed(args.epochs)
+    elif args.what == "device":
+        result = device(1)
+    else:
+        result = accuracy(args.seeds, args.untuned)
     if args.json:
         print(json.dumps(result))
 

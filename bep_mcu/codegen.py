@@ -2,8 +2,9 @@
 
 The generator emits data only (sizes, offsets, integer constants, const tables) through
 Jinja templates; the learning rule is the hand-written runtime copied verbatim from
-``templates/runtime``. Output is reproducible byte for byte: no timestamps, numbers
-formatted by the filters below.
+``templates/runtime``, the board side of the serial protocol from ``templates/link``
+(with ``bep_proto.h`` rendered from ``protocol.py``). Output is reproducible byte for
+byte: no timestamps, numbers formatted by the filters below.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from . import __version__, bits
+from . import __version__, bits, protocol
 from .errors import BEPError
 from .estimator import BEPClassifier
 from .layout import StatePlan, plan_state
@@ -26,6 +27,7 @@ from .spec import config_hash
 from .status import STATUS
 
 RUNTIME_FILES = ("bep_runtime.h", "bep_runtime.c")
+LINK_FILES = ("bep_link.h", "bep_link.c")  # the board side of the serial protocol (docs/protocol.md)
 RUNTIME_ABI = 1  # must equal BEP_RUNTIME_ABI in bep_runtime.h (a test checks)
 C_KEYWORDS = frozenset(
     "auto break case char const continue default do double else enum extern float for goto if inline int "
@@ -112,9 +114,12 @@ def render(clf: BEPClassifier, name: str, hidden_bits: int | None = None) -> tup
                                ("status.h.j2", "bep_status.h"), ("status.c.j2", "bep_status.c"),
                                ("README.md.j2", "README.md")):
         out[filename] = env.get_template(template).render(template=template, **ctx)
-    runtime = resources.files("bep_mcu") / "templates" / "runtime"
-    for filename in RUNTIME_FILES:
-        out[filename] = (runtime / filename).read_text()
+    out["bep_proto.h"] = env.get_template("proto.h.j2").render(template="proto.h.j2", version=__version__,
+                                                              **protocol.c_context())
+    templates = resources.files("bep_mcu") / "templates"
+    for folder, filenames in (("runtime", RUNTIME_FILES), ("link", LINK_FILES)):
+        for filename in filenames:
+            out[filename] = (templates / folder / filename).read_text()
     return out, plan, chash
 
 

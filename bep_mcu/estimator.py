@@ -226,10 +226,34 @@ class BEPClassifier:
         self._train(Xt, yt, Xv, yv, on_epoch)
         return self
 
-    def _train(self, Xt, yt, Xv, yv, on_epoch) -> None:
+    def continue_fit(self, X, y, epochs: int, on_epoch: Callable[[dict], None] | None = None) -> "BEPClassifier":
+        """Keep training a trained (or loaded, or pulled from a board) network on more data.
+
+        The encoder, labels, network and schedule (γ, last error rate, sample-order
+        sequence) carry on from where they are; labels must be among the model's."""
+        self._check_fitted()
+        X = np.asarray(X)
+        y = _plain_labels(np.asarray(y))
+        check_xy(X, y, "training data")
+        if epochs < 1:
+            raise BEPError(f"epochs must be >= 1, got {epochs}")
+        Xe, ye = self.encode(X), self._encode_labels(y)
+        if self.val_fraction > 0 and len(y) >= 4 * len(np.unique(y)):
+            train_idx, val_idx = stratified_split(y, self.val_fraction, self.seed)
+        else:
+            train_idx, val_idx = np.arange(len(y)), np.zeros(0, dtype=np.int64)
+        first = self.epochs_
+        self.epochs_ = first + int(epochs)
+        self._train(Xe[train_idx], ye[train_idx], Xe[val_idx], ye[val_idx], on_epoch, first_epoch=first,
+                    gamma=list(self.gamma_), error_rate=self.error_rate_)
+        return self
+
+    def _train(self, Xt, yt, Xv, yv, on_epoch, first_epoch: int = 0, gamma: list[int] | None = None,
+               error_rate: float = 1.0) -> None:
         net, hp = self.network, self.hp
-        schedule = EpochSchedule(self.spec_, list(self.params_.gamma), hp.p_r, hp.patience, hp.gamma_growth)
-        for epoch in range(self.epochs_):
+        schedule = EpochSchedule(self.spec_, gamma or list(self.params_.gamma), hp.p_r, hp.patience,
+                                 hp.gamma_growth, error_rate)
+        for epoch in range(first_epoch, self.epochs_):
             start = time.perf_counter()
             gamma, q = list(schedule.gamma), schedule.q()
             net.set_epoch_params(gamma, q)

@@ -1,6 +1,24 @@
 #!/usr/bin/env bash
-# Everything a fresh Debian 12 machine needs, idempotent: Python package with its
-# data and test extras. (Run as root or in a virtualenv.)
+# Everything a fresh Debian 12 machine needs, idempotent:
+#  - apt: the Arm cross compiler, QEMU (emulated boards), clang and valgrind (tests);
+#  - pip: the package with its data and test extras (numpy, click, jinja2, cffi, pyserial,
+#    scikit-learn, aeon, pytest, hypothesis, unicorn, ...).
+# Run as root (apt) or in a virtualenv on a machine that already has the apt packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(gcc-arm-none-eabi qemu-system-arm clang valgrind make)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "setup: missing apt packages (${missing[*]}); run: sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
 python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'

@@ -30,6 +30,15 @@ def data_options(f: Callable) -> Callable:
     return f
 
 
+def port_options(f: Callable) -> Callable:
+    """--port URL (anything pyserial opens) and --timeout SECONDS (per attempt)."""
+    f = click.option("--timeout", type=float, default=2.0,
+                     help="Seconds to wait for each reply before resending (8 attempts).")(f)
+    f = click.option("--port", "port", required=True, metavar="URL",
+                     help="Serial port or pyserial URL: socket://127.0.0.1:PORT, /dev/ttyACM0, COM3.")(f)
+    return f
+
+
 def load_data(dataset: str | None, data_path: str | None, test_data: str | None, split_seed: int = 0) -> Dataset:
     if (dataset is None) == (data_path is None):
         raise BEPError("give exactly one of --dataset NAME or --data PATH")

@@ -10,11 +10,16 @@ import click
 
 from .. import __version__
 from ..errors import BEPError
+from . import demo as demo_cmd
+from . import emulate as emulate_cmd
 from . import eval as eval_cmd
+from . import firmware as firmware_cmd
 from . import generate as generate_cmd
 from . import golden as golden_cmd
 from . import info as info_cmd
+from . import pull as pull_cmd
 from . import size as size_cmd
+from . import stream as stream_cmd
 from . import train as train_cmd
 from . import verify as verify_cmd
 
@@ -47,6 +52,11 @@ cli.add_command(generate_cmd.generate)
 cli.add_command(golden_cmd.golden)
 cli.add_command(size_cmd.size)
 cli.add_command(verify_cmd.verify)
+cli.add_command(firmware_cmd.firmware_cmd)
+cli.add_command(emulate_cmd.emulate)
+cli.add_command(stream_cmd.stream)
+cli.add_command(pull_cmd.pull)
+cli.add_command(demo_cmd.demo)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ import time
 import click
 import numpy as np
 
+from ..errors import BEPError
 from ..estimator import BEPClassifier
 from ..modelio import check_writable
 from .common import data_options, emit, json_option, load_data, parse_int_list, progress
@@ -33,19 +34,30 @@ from .common import data_options, emit, json_option, load_data, parse_int_list, 
 @click.option("--sigma", type=float, default=16.0, help="Std-dev of the initial hidden weights.")
 @click.option("--patience", type=int, default=3, help="Epochs without a better validation accuracy before γ doubles.")
 @click.option("--val-fraction", type=float, default=0.1, help="Validation split carved from the training data.")
+@click.option("--init-from", "init_from", type=click.Path(dir_okay=False), default=None,
+              help="Continue training this model (e.g. one pulled from a board); the network, binariser and "
+                   "schedule come from it.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default="model.npz", help="Model file to write.")
 @json_option
 def train(dataset, data_path, test_data, model, hidden, epochs, batch_size, seed, binarize, window, hidden_bits,
-          r, nu, gamma, p_r, sigma, patience, val_fraction, out, as_json) -> None:
+          r, nu, gamma, p_r, sigma, patience, val_fraction, init_from, out, as_json) -> None:
     """Train a binary network with BEP and save it."""
     from tqdm import tqdm
 
+    ctx = click.get_current_context()
+    if init_from is not None:
+        fixed = [f"--{p.replace('_', '-')}" for p in ("model", "hidden", "hidden_bits", "binarize", "window", "r", "nu",
+                                                      "gamma", "p_r", "sigma", "patience", "seed")
+                 if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
+        if fixed:
+            raise BEPError(f"{', '.join(fixed)}: the network and its settings come from --init-from '{init_from}'")
     widths = parse_int_list(hidden, "--hidden")
     gammas = parse_int_list(gamma, "--gamma")
     clf = BEPClassifier(model=model, hidden=widths, epochs=epochs, batch_size=batch_size, seed=seed,
                         binarize=binarize, window=window, hidden_bits=hidden_bits, r=r, nu=nu, gamma=gammas,
                         p_r=p_r, sigma=sigma, patience=patience, val_fraction=val_fraction)
     check_writable(out)
+    base = BEPClassifier.load(init_from) if init_from is not None else None
     data = load_data(dataset, data_path, test_data)
     progress(f"{data.name}: {len(data.y_train)} training and {len(data.y_test)} test samples")
     start = time.perf_counter()
@@ -55,10 +67,16 @@ def train(dataset, data_path, test_data, model, hidden, epochs, batch_size, seed
             bar.set_postfix(val=f"{rec['val_accuracy']:.3f}", err=f"{rec['train_error']:.3f}", gamma=rec["gamma"])
             bar.update(1)
 
-        clf.fit(data.X_train, data.y_train, on_epoch=on_epoch)
+        if base is not None:
+            clf = base
+            clf.batch_size_ = batch_size or clf.batch_size_
+            clf.continue_fit(data.X_train, data.y_train, epochs if epochs is not None else 10, on_epoch=on_epoch)
+        else:
+            clf.fit(data.X_train, data.y_train, on_epoch=on_epoch)
     seconds = time.perf_counter() - start
-    train_seconds = sum(rec["seconds"] for rec in clf.history)
-    samples = sum(rec["samples_per_second"] * rec["seconds"] for rec in clf.history)
+    trained = clf.history[-(epochs or 10):] if base is not None else clf.history
+    train_seconds = sum(rec["seconds"] for rec in trained)
+    samples = sum(rec["samples_per_second"] * rec["seconds"] for rec in trained)
     test_acc = clf.score(data.X_test, data.y_test)
     train_acc = clf.score(data.X_train, data.y_train)
     clf.save(out, extra_meta={"dataset": data.name, "test_accuracy": test_acc, "train_accuracy": train_acc})

@@ -1,0 +1,209 @@
+"""Bootable training firmware for one board: planned, built and sized (``bep-mcu firmware``).
+
+MODEL is rendered into ``OUT/net`` (``bep-mcu generate``), then compiled together with
+the board support in ``bep_mcu/fw`` (start-up code, linker script, UART driver, port
+file, ``main.c``) into ``OUT/firmware.elf`` (and a raw ``OUT/firmware.bin``).
+
+The memory plan comes first, from numbers known before any compiler runs:
+
+* RAM   = state buffer (``bep_mcu/layout.py``)
+        + link (``sizeof(bep_link_t)``, ``bep_mcu/protocol.py:link_bytes`` at the board's
+          ``BEP_LINK_MAX_PAYLOAD``)
+        + stack (fixed per board in the linker script)
+        + the firmware's own static data (the receive ring, ``boards.firmware_static_bytes``).
+  A network that does not fit is refused in one line before anything is compiled. After
+  the link, the prediction must equal ``data + bss`` of ``arm-none-eabi-size`` (the
+  stack is a NOLOAD section and counts as bss); a mismatch is a bep-mcu bug and fails
+  the build.
+* flash = the network's const tables (classifier, initial hidden weights, the
+  ``bep_config_t``), predicted from the plan, + code and the runtime's own tables,
+  measured: ``text + data`` of ``arm-none-eabi-size``. The tables are predicted exactly
+  (a test compares them with ``nm -S`` of the ELF); the code is not predicted.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from . import boards, firmware, protocol
+from .codegen import Generated, check_name
+from .codegen import generate as generate_c
+from .errors import BEPError
+from .estimator import BEPClassifier
+from .layout import StatePlan, plan_state
+from .spec import NetSpec
+
+ELF_NAME = "firmware.elf"
+BIN_NAME = "firmware.bin"
+MAP_NAME = "firmware.map"
+NET_DIR = "net"
+BUILD_DIR = "build"
+LEVEL = firmware.BUDGET_LEVEL  # -Os
+FW_SOURCES = ("main.c", "startup.c", "mem.c")
+LINK_FLAGS = ["-nostdlib", "-Wl,--gc-sections", "-Wl,--fatal-warnings"]
+CONFIG_BYTES = 260  # sizeof(bep_config_t) with 32-bit pointers (checked against nm in the tests)
+
+
+def fw_dir() -> Path:
+    """The board-support sources shipped inside the package (bep_mcu/fw)."""
+    return Path(str(resources.files("bep_mcu") / "fw"))
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """What the firmware of one network needs on one board, before it is built."""
+
+    board: str
+    state_bytes: int
+    link_bytes: int
+    stack_bytes: int
+    firmware_static_bytes: int
+    table_bytes: dict[str, int]   # const tables of the network, by C symbol
+
+    @property
+    def ram_bytes(self) -> int:
+        return self.state_bytes + self.link_bytes + self.stack_bytes + self.firmware_static_bytes
+
+    @property
+    def tables_bytes(self) -> int:
+        return sum(self.table_bytes.values())
+
+
+def plan_memory(state: StatePlan, spec: NetSpec, board: boards.Board, name: str = "net") -> MemoryPlan:
+    """RAM and the network's flash tables of a network on ``board`` (see the module docstring)."""
+    wbytes = spec.hidden_bits // 8
+    tables = {f"bep_{name}_classifier": spec.n_classes * state.class_words * 4}
+    for i, (rows, cols) in enumerate(spec.layer_shapes()):
+        tables[f"bep_{name}_hidden{i}"] = rows * cols * wbytes
+    tables[f"bep_{name}_config"] = CONFIG_BYTES
+    return MemoryPlan(board.name, state.state_bytes, protocol.link_bytes(board.max_payload, 4), board.stack_bytes,
+                      boards.firmware_static_bytes(board), tables)
+
+
+def refuse_if_too_big(plan: MemoryPlan, board: boards.Board, name: str) -> None:
+    """One-line ``BEPError`` when the planned RAM, or the tables alone, exceed the board."""
+    if plan.ram_bytes > board.ram_bytes:
+        raise BEPError(
+            f"network '{name}' does not fit {board.name}: RAM {plan.ram_bytes} B (state {plan.state_bytes} + link "
+            f"{plan.link_bytes} + stack {plan.stack_bytes} + firmware {plan.firmware_static_bytes}) exceeds "
+            f"{board.ram_bytes} B by {plan.ram_bytes - board.ram_bytes} B")
+    if plan.tables_bytes > board.flash_bytes:
+        raise BEPError(f"network '{name}' does not fit {board.name}: its tables alone need {plan.tables_bytes} B "
+                       f"of flash, the board has {board.flash_bytes} B")
+
+
+@dataclass(frozen=True)
+class FirmwareBuild:
+    """A built image and its sizes (``arm-none-eabi-size``: Berkeley text/data/bss)."""
+
+    elf: Path
+    board: str
+    text: int
+    data: int
+    bss: int
+    plan: MemoryPlan
+    ram_budget: int
+    flash_budget: int
+    config_hash: str
+    compiler: str
+
+    @property
+    def ram_bytes(self) -> int:
+        return self.data + self.bss
+
+    @property
+    def flash_bytes(self) -> int:
+        return self.text + self.data
+
+    @property
+    def fits(self) -> bool:
+        return self.ram_bytes <= self.ram_budget and self.flash_bytes <= self.flash_budget
+
+    def to_dict(self) -> dict:
+        b = boards.board(self.board)
+        return {"elf": str(self.elf), "board": self.board, "ram_bytes": self.ram_bytes,
+                "flash_bytes": self.flash_bytes, "ram_budget": self.ram_budget, "flash_budget": self.flash_budget,
+                "fits": self.fits, "predicted_ram_bytes": self.plan.ram_bytes,
+                "predicted_tables_bytes": self.plan.tables_bytes, "text": self.text, "data": self.data,
+                "bss": self.bss, "state_bytes": self.plan.state_bytes, "link_bytes": self.plan.link_bytes,
+                "stack_bytes": self.plan.stack_bytes, "firmware_static_bytes": self.plan.firmware_static_bytes,
+                "max_payload": b.max_payload, "cpu": b.cpu, "qemu": b.qemu, "config_hash": self.config_hash,
+                "compiler": self.compiler}
+
+
+def build_flags(board: boards.Board, name: str) -> tuple[list[str], dict[str, str]]:
+    """Compiler flags (strict warnings, -Os, sections) and macros of a firmware build."""
+    defines = boards.c_defines(board)
+    defines.update({"BEP_FW_NET": name, "BEP_FW_NET_UPPER": name.upper(), "BEP_FW_NET_HEADER": f'"bep_{name}.h"'})
+    return firmware.cflags(board.cpu, LEVEL, strict=True, defines=defines), defines
+
+
+def _link(tools: firmware.Toolchain, board: boards.Board, objects: list[Path], build_dir: Path, elf: Path,
+          plan: MemoryPlan, name: str) -> None:
+    script = fw_dir() / "ld" / board.linker_script
+    cmd = [tools.cc, f"-mcpu={board.cpu}", "-mthumb", *LINK_FLAGS, "-T", str(script), "-L", str(build_dir),
+           f"-Wl,-Map={elf.parent / MAP_NAME}", *[str(o) for o in objects], "-lgcc", "-o", str(elf)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode == 0:
+        return
+    for line in proc.stderr.splitlines():
+        if "region `FLASH' overflowed by" in line:
+            over = int(line.rsplit("overflowed by", 1)[1].split()[0])
+            raise BEPError(f"network '{name}' does not fit {board.name}: flash {board.flash_bytes + over} B "
+                           f"(tables {plan.tables_bytes} B + code) exceeds {board.flash_bytes} B by {over} B")
+    raise firmware.BuildError(f"linking the firmware failed:\n$ {' '.join(cmd)}\n{proc.stderr}")
+
+
+def build_generated(gen: Generated, spec: NetSpec, board_name: str, out_dir: str | Path,
+                    tools: firmware.Toolchain | None = None) -> FirmwareBuild:
+    """Plan, compile and link the firmware of an already generated directory ``gen``."""
+    board = boards.board(board_name)
+    plan = plan_memory(gen.plan, spec, board, gen.name)
+    refuse_if_too_big(plan, board, gen.name)
+    tools = tools or firmware.toolchain(board.cpu)
+    out = Path(out_dir)
+    build_dir = out / BUILD_DIR
+    build_dir.mkdir(parents=True, exist_ok=True)
+    (build_dir / "memory.ld").write_text(boards.memory_script(board))
+    _, defines = build_flags(board, gen.name)
+    src = fw_dir()
+    sources = [src / f for f in (*FW_SOURCES, board.port_file)] + firmware.generated_sources(gen)
+    objects = firmware.compile_objects(tools, sources, gen.directory, build_dir, LEVEL, strict=True, defines=defines)
+    elf = out / ELF_NAME
+    _link(tools, board, objects, build_dir, elf, plan, gen.name)
+    sizes = firmware.object_sizes(tools, [elf])[elf]
+    result = FirmwareBuild(elf=elf, board=board.name, text=sizes.text + sizes.rodata, data=sizes.data, bss=sizes.bss,
+                           plan=plan, ram_budget=board.ram_bytes, flash_budget=board.flash_bytes,
+                           config_hash=gen.config_hash, compiler=tools.version())
+    if result.ram_bytes != plan.ram_bytes:
+        raise firmware.BuildError(f"RAM plan {plan.ram_bytes} B != data + bss {result.ram_bytes} B of {elf}: "
+                                  f"bep_mcu/fw or the generated C gained static data the plan does not count "
+                                  f"(see {elf.parent / MAP_NAME})")
+    objcopy = shutil.which(firmware.ARM_PREFIX + "objcopy")
+    if objcopy:
+        subprocess.run([objcopy, "-O", "binary", str(elf), str(out / BIN_NAME)], check=True)
+    return result
+
+
+def build(model_path: str, board_name: str, out_dir: str | Path, name: str = "net",
+          on_progress: Callable[[str], None] | None = None) -> FirmwareBuild:
+    """Plan MODEL on ``board_name`` (refusing it before anything is written when it does
+    not fit), generate its C into ``out_dir/net`` and build the firmware."""
+    board = boards.board(board_name)
+    check_name(name)
+    clf = BEPClassifier.load(model_path)
+    try:
+        state = plan_state(clf.spec_, clf.params_.gate)
+    except ValueError as e:
+        raise BEPError(str(e)) from None
+    refuse_if_too_big(plan_memory(state, clf.spec_, board, name), board, name)
+    tools = firmware.toolchain(board.cpu)
+    if on_progress:
+        on_progress(f"building {board.name} firmware for {model_path} in {out_dir}")
+    gen = generate_c(model_path, str(Path(out_dir) / NET_DIR), name)
+    return build_generated(gen, clf.spec_, board.name, out_dir, tools)

@@ -1,0 +1,115 @@
+"""The boards bep-mcu builds firmware for: one table, the only place board facts live.
+
+Everything else derives from it: the linker script's MEMORY block and stack size
+(:func:`memory_script`), the C macros the port and startup code compile with
+(:func:`c_defines`), the QEMU command line (bep_mcu/emulate.py) and the RAM/flash
+budgets of ``bep-mcu firmware``.
+
+Emulated boards (``qemu`` set) were measured in QEMU 7.2 (see EMBEDDED.md);
+``nucleo-f401re`` is a real board that builds with the same command but cannot run here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import BEPError
+
+FW_VERSION = 1
+"""Firmware version reported by HELLO (``fw_version``); bump when bep_mcu/fw changes behaviour."""
+
+RX_RING_BYTES = 128
+"""Receive ring of every port (a power of two). The host sends one frame and waits for
+the reply, so the ring only has to absorb the bytes that arrive while the main loop is
+between two reads; an overrun drops bytes, which the protocol sees as a bad frame and
+retries."""
+
+RX_RING_INDEX_BYTES = 8
+"""The ring's two free-running uint32 indices (head written by the IRQ, tail by main)."""
+
+
+@dataclass(frozen=True)
+class Board:
+    """One board. Addresses and sizes in bytes; ``uart_irq`` is the NVIC line (vector 16 + n)."""
+
+    name: str
+    qemu: str | None          # qemu-system-arm -M value, None for a real board only
+    cpu: str                  # -mcpu value
+    flash_origin: int
+    flash_bytes: int
+    ram_origin: int
+    ram_bytes: int
+    uart: str                 # driver: "cmsdk", "nrf51" or "stm32"
+    uart_base: int
+    uart_irq: int
+    max_payload: int          # BEP_LINK_MAX_PAYLOAD of this board's firmware
+    stack_bytes: int          # fixed in the linker script (multiple of 8)
+    linker_script: str        # in bep_mcu/fw/ld; INCLUDEs the rendered memory.ld
+    port_file: str            # in bep_mcu/fw
+    serial_index: int = 0     # which QEMU -serial (serial_hd(n)) is this UART
+    description: str = ""
+
+    @property
+    def emulated(self) -> bool:
+        return self.qemu is not None
+
+
+BOARDS: dict[str, Board] = {b.name: b for b in (
+    Board("mps2-an385", "mps2-an385", "cortex-m3", 0x00000000, 4 << 20, 0x20000000, 4 << 20,
+          "cmsdk", 0x40004000, 0, 1024, 4096, "bep_cortexm.ld", "port_mps2_an385.c",
+          description="Arm MPS2 FPGA, AN385 image: Cortex-M3 (QEMU)"),
+    Board("mps2-an386", "mps2-an386", "cortex-m4", 0x00000000, 4 << 20, 0x20000000, 4 << 20,
+          "cmsdk", 0x40004000, 0, 1024, 4096, "bep_cortexm.ld", "port_mps2_an386.c",
+          description="Arm MPS2 FPGA, AN386 image: Cortex-M4 (QEMU)"),
+    Board("mps2-an500", "mps2-an500", "cortex-m7", 0x00000000, 4 << 20, 0x20000000, 4 << 20,
+          "cmsdk", 0x40004000, 0, 1024, 4096, "bep_cortexm.ld", "port_mps2_an500.c",
+          description="Arm MPS2 FPGA, AN500 image: Cortex-M7 (QEMU)"),
+    Board("mps2-an505", "mps2-an505", "cortex-m33", 0x10000000, 4 << 20, 0x38000000, 4 << 20,
+          "cmsdk", 0x50200000, 32, 1024, 4096, "bep_cortexm.ld", "port_mps2_an505.c",
+          description="Arm MPS2+ FPGA, AN505 image: Cortex-M33, runs Secure (QEMU)"),
+    Board("microbit", "microbit", "cortex-m0", 0x00000000, 256 << 10, 0x20000000, 16 << 10,
+          "nrf51", 0x40002000, 2, 256, 1024, "bep_cortexm.ld", "port_microbit.c",
+          description="BBC micro:bit v1, nRF51822: Cortex-M0, 16 KB RAM (QEMU)"),
+    Board("nucleo-f401re", None, "cortex-m4", 0x08000000, 512 << 10, 0x20000000, 96 << 10,
+          "stm32", 0x40004400, 38, 1024, 4096, "bep_cortexm.ld", "port_nucleo_f401re.c",
+          description="ST NUCLEO-F401RE: STM32F401RE Cortex-M4F, USART2 = ST-LINK VCP (real board, untested)"),
+)}
+
+
+def board(name: str) -> Board:
+    """The board called ``name``; an unknown name is a one-line ``BEPError`` listing them."""
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise BEPError(f"unknown board '{name}': choose one of {', '.join(BOARDS)}") from None
+
+
+def firmware_static_bytes(b: Board) -> int:
+    """RAM the firmware itself holds besides the state buffer, the link and the stack:
+    the receive ring and its indices (nothing else in bep_mcu/fw has static data)."""
+    return RX_RING_BYTES + RX_RING_INDEX_BYTES
+
+
+def memory_script(b: Board) -> str:
+    """The ``memory.ld`` the shared linker script INCLUDEs: regions and stack size of ``b``."""
+    return (f"/* {b.name}: rendered by bep_mcu/boards.py, do not edit */\n"
+            "MEMORY\n{\n"
+            f"    FLASH (rx)  : ORIGIN = 0x{b.flash_origin:08X}, LENGTH = 0x{b.flash_bytes:08X}\n"
+            f"    RAM   (rwx) : ORIGIN = 0x{b.ram_origin:08X}, LENGTH = 0x{b.ram_bytes:08X}\n"
+            "}\n"
+            f"__bep_stack_bytes = 0x{b.stack_bytes:X};\n")
+
+
+def c_defines(b: Board) -> dict[str, str]:
+    """Macros every firmware source (and the generated C) compiles with for ``b``."""
+    return {
+        "BEP_BOARD_NAME": f'"{b.name}"',
+        "BEP_BOARD_UART_BASE": f"0x{b.uart_base:08X}u",
+        "BEP_BOARD_UART_IRQ": str(b.uart_irq),
+        "BEP_BOARD_QEMU": "1" if b.emulated else "0",  # semihosting exit on faults, I/O kick
+        "BEP_FW_VERSION": f"{FW_VERSION}u",
+        "BEP_FW_RX_RING": f"{RX_RING_BYTES}u",
+        "BEP_LINK_MAX_PAYLOAD": str(b.max_payload),
+        # An 8-bit table popcount is cheaper on the M0 (no barrel shifter in Thumb-1).
+        "BEP_POPCOUNT_TABLE": "1" if b.cpu in ("cortex-m0", "cortex-m0plus") else "0",
+    }

@@ -1,0 +1,52 @@
+"""``bep-mcu emulate``: run a firmware image on an emulated board, its UART on a TCP port.
+
+Prints ``socket://127.0.0.1:PORT`` (with ``--json``: one object with ``url``, ``port``,
+``board``, ``elf``, ``machine``) as soon as QEMU listens, then runs until QEMU exits
+or Ctrl-C; QEMU is stopped in every case. Other commands (or pyserial) connect to the
+URL; the board starts when the first client connects.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import boards
+from ..emulate import EmulatedBoard
+from ..errors import BEPError
+from .common import json_option, progress
+
+EMULATED = [b.name for b in boards.BOARDS.values() if b.emulated]
+
+
+@click.command()
+@click.argument("firmware_path", metavar="FIRMWARE", type=click.Path(dir_okay=False))
+@click.option("--board", "board_name", required=True, type=click.Choice(list(boards.BOARDS)),
+              help=f"Board the firmware was built for (emulated: {', '.join(EMULATED)}).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="TCP port of the board's UART on 127.0.0.1  [default: a free one]")
+@json_option
+def emulate(firmware_path, board_name, port, as_json) -> None:
+    """Run FIRMWARE (from bep-mcu firmware) in QEMU until it exits or Ctrl-C."""
+    board = EmulatedBoard(firmware_path, board_name, port)
+    try:
+        url = board.start()
+        result = {"url": url, "port": board.port, "board": board.board.name, "machine": board.board.qemu,
+                  "elf": str(firmware_path)}
+        if as_json:
+            import json
+
+            sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
+        else:
+            click.echo(url)
+        sys.stdout.flush()
+        progress(f"QEMU {board.board.qemu} running {firmware_path}; Ctrl-C stops it")
+        status = board.wait()
+        if status not in (0, -15):
+            raise BEPError(f"QEMU stopped with status {status}"
+                           + (" (the firmware faulted)" if status == 3 else ""))
+    except KeyboardInterrupt:
+        progress("stopping QEMU")
+    finally:
+        board.stop()

@@ -1,0 +1,104 @@
+"""``bep-mcu demo``: the whole toolchain in one command, on an emulated board.
+
+1. pre-train a network on the host (numpy engine) on a quarter of the training set;
+2. generate its C and verify the host twin bit for bit against numpy;
+3. build the firmware and boot it in QEMU;
+4. keep training on the device on the whole training set, streamed over the serial link
+   (on-device learning), while the numpy engine trains on the same batches; evaluate on
+   the device;
+5. pull the device's weights into a model file and compare them with the host's.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from . import boards
+from .data import load_dataset, stratified_split
+from .emulate import EmulatedBoard
+from .errors import BEPError
+from .estimator import BEPClassifier
+from .stream import connect, pull_model, stream_train
+from .verify import build_twin, run_verify
+
+DEFAULT_BOARD = "mps2-an386"
+DEFAULT_DATASET = "digits"
+
+
+def default_hidden(board: boards.Board) -> int:
+    """A network that leaves room on the board: 128 neurons, 32 on a 16 KB part."""
+    return 128 if board.ram_bytes >= 64 * 1024 else 32
+
+
+def run_demo(board_name: str = DEFAULT_BOARD, dataset: str = DEFAULT_DATASET, hidden: int | None = None,
+             host_epochs: int = 10, device_epochs: int = 3, seed: int = 0, out_dir: str | None = None,
+             pretrain_fraction: float = 0.25,
+             say: Callable[[str], None] = print) -> dict:
+    from .board_firmware import build  # the firmware build lives with its command
+
+    board = boards.board(board_name)
+    if not board.emulated:
+        raise BEPError(f"board '{board_name}' cannot be emulated here; demo boards: "
+                       f"{', '.join(b for b, v in boards.BOARDS.items() if v.emulated)}")
+    width = hidden or default_hidden(board)
+    work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="bep-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    data = load_dataset(dataset)
+    start = time.perf_counter()
+
+    # A stratified part of the training set, so every class is known before the device.
+    pre, _ = stratified_split(data.y_train, 1.0 - pretrain_fraction, seed)
+    say(f"[1/5] pre-training on the host: {dataset}, {len(pre)} of {len(data.y_train)} training samples, mlp, "
+        f"hidden {width}, {host_epochs} epochs")
+    clf = BEPClassifier(hidden=(width,), epochs=host_epochs, seed=seed).fit(data.X_train[pre], data.y_train[pre])
+    model = str(work / "model.npz")
+    clf.save(model)
+    pretrained_accuracy = clf.score(data.X_test, data.y_test)
+    clf = BEPClassifier.load(model)
+    X, y = clf.encode(data.X_train), clf._encode_labels(data.y_train)
+    Xt, yt = clf.encode(data.X_test), clf._encode_labels(data.y_test)
+
+    say("[2/5] generating C and verifying the host twin against numpy (1 epoch, every batch)")
+    twin_check = run_verify(clf, build_twin(model, clf, "net", None), X, y, 1, clf.batch_size_)
+    if not twin_check.bit_exact:
+        raise RuntimeError(f"host twin diverged from numpy: {twin_check.first_divergence}")
+
+    say(f"[3/5] building the {board.name} firmware ({board.cpu})")
+    fw = build(model, board.name, str(work / "firmware"))
+
+    say(f"[4/5] booting {board.name} in QEMU and training on the device for {device_epochs} epoch(s)")
+    with EmulatedBoard(fw.elf, board.name) as url:
+        with connect(url, clf, model) as link:
+            result = stream_train(link, clf, X, y, device_epochs, clf.batch_size_, Xt, yt, mirror=True)
+            say("[5/5] pulling the trained weights back from the board")
+            pulled = str(work / "device_model.npz")
+            pull_model(link, BEPClassifier.load(model), pulled, url)
+    report = {
+        "board": board.name, "cpu": board.cpu, "dataset": dataset, "network": f"{clf.spec_.n_inputs}-{width}-"
+        f"{clf.spec_.n_classes}", "host_pretrained_test_accuracy": pretrained_accuracy,
+        "host_test_accuracy": result.host_test_accuracy, "device_test_accuracy": result.device_test_accuracy,
+        "bit_exact": bool(result.bit_exact and twin_check.bit_exact), "twin_bit_exact": twin_check.bit_exact,
+        "device_bit_exact": result.bit_exact, "samples_per_second": result.samples_per_second,
+        "frames_retried": result.frames_retried, "link_share_estimate": result.as_dict()["link_share_estimate"],
+        "ram_bytes": fw.ram_bytes, "flash_bytes": fw.flash_bytes, "ram_budget": fw.ram_budget,
+        "flash_budget": fw.flash_budget, "state_bytes": fw.plan.state_bytes, "device_epochs": device_epochs,
+        "model": model, "device_model": pulled, "firmware": str(fw.elf), "seconds": time.perf_counter() - start,
+    }
+    return report
+
+
+def human_report(r: dict) -> str:
+    return "\n".join([
+        f"bep-mcu demo on {r['board']} ({r['cpu']}, emulated): {r['dataset']}, network {r['network']}",
+        f"  test accuracy   host {r['host_test_accuracy']:.4f}   device {r['device_test_accuracy']:.4f}   "
+        f"(after host pre-training: {r['host_pretrained_test_accuracy']:.4f})",
+        f"  bit-exact       {'yes' if r['bit_exact'] else 'NO'} (numpy = C twin = device hidden weights)",
+        f"  on-device       {r['samples_per_second']:.0f} samples/s over the emulated UART, "
+        f"{r['frames_retried']} frames retried",
+        f"  memory          RAM {r['ram_bytes']} B of {r['ram_budget']} (training state {r['state_bytes']} B), "
+        f"flash {r['flash_bytes']} B of {r['flash_budget']}",
+        f"  files           {r['model']}, {r['device_model']}, {r['firmware']}",
+    ])

@@ -1,0 +1,248 @@
+"""Emulated boards: a firmware image running in QEMU, its UART on a local TCP port.
+
+    with EmulatedBoard("firmware-microbit/firmware.elf", "microbit") as url:
+        link = Link(url)          # url = "socket://127.0.0.1:<port>"
+        ...
+
+QEMU runs the board's machine (``boards.Board.qemu``) with the UART as a TCP server
+that waits for the host (``server=on,wait=on``: nothing the board sends before the
+host connects is lost) and ``nodelay=on`` (no Nagle delay per frame). Semihosting is
+on, so a firmware that faults ends QEMU (bep_mcu/fw/startup.c) instead of hanging.
+
+QEMU is always stopped on leaving the context, normally or by an exception or Ctrl-C
+(terminate, then kill after a grace period); on Linux it also gets SIGTERM if this
+process dies first (PR_SET_PDEATHSIG, when started from the main thread), so no emulator outlives
+its host.
+
+The board an ELF was built for is recorded in its ``.bep_board`` section (see
+bep_mcu/fw/main.c); :func:`elf_board` reads it and :class:`EmulatedBoard` refuses an
+image built for another board.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from . import boards
+from .errors import BEPError
+
+QEMU = "qemu-system-arm"
+QEMU_APT_PACKAGE = "qemu-system-arm"
+BOARD_SECTION = ".bep_board"
+HOST = "127.0.0.1"
+START_TIMEOUT = 10.0  # seconds for QEMU to listen on its port
+STOP_TIMEOUT = 5.0    # seconds between SIGTERM and SIGKILL
+
+
+# ---------------------------------------------------------------------- ELF
+
+
+def elf_sections(path: str | Path) -> dict[str, bytes]:
+    """Contents of every section of a 32-bit little-endian ELF file, by name.
+
+    A small reader instead of a dependency: only what ``.bep_board`` needs."""
+    data = Path(path).read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 1 or data[5] != 1:
+        raise BEPError(f"'{path}' is not a 32-bit little-endian ELF file (a firmware image from bep-mcu firmware)")
+    shoff, = struct.unpack_from("<I", data, 0x20)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x2E)
+    headers = []
+    for i in range(shnum):
+        name, type_, _, _, offset, size = struct.unpack_from("<IIIIII", data, shoff + i * shentsize)
+        headers.append((name, type_, offset, size))
+    _, _, str_off, str_size = headers[shstrndx]
+    names = data[str_off:str_off + str_size]
+    sections = {}
+    for name, type_, offset, size in headers:
+        label = names[name:names.index(b"\0", name)].decode("ascii", "replace")
+        sections[label] = b"" if type_ == 8 else data[offset:offset + size]  # 8 = SHT_NOBITS
+    return sections
+
+
+def elf_board(path: str | Path) -> str | None:
+    """The board a firmware image was built for, or None when it carries no record."""
+    tag = elf_sections(path).get(BOARD_SECTION)
+    return None if tag is None else tag.split(b"\0", 1)[0].decode("ascii", "replace")
+
+
+def check_firmware(path: str | Path, board_name: str) -> boards.Board:
+    """The board, after checking that ``path`` is a firmware built for it and emulable."""
+    board = boards.board(board_name)
+    if not Path(path).is_file():
+        raise BEPError(f"firmware '{path}' not found")
+    built_for = elf_board(path)
+    if built_for is None:
+        raise BEPError(f"'{path}' records no board (no {BOARD_SECTION} section): build it with bep-mcu firmware")
+    if built_for != board.name:
+        raise BEPError(f"'{path}' was built for {built_for}, not {board.name}: "
+                       f"rebuild with bep-mcu firmware MODEL --board {board.name}")
+    if not board.emulated:
+        raise BEPError(f"{board.name} is a real board and cannot be emulated: flash it (see bep_mcu/fw/README.md) "
+                       f"and use its serial port")
+    return board
+
+
+# ---------------------------------------------------------------------- QEMU
+
+
+def qemu_binary() -> str:
+    path = shutil.which(QEMU)
+    if path is None:
+        raise BEPError(f"'{QEMU}' not found: install QEMU (apt-get install {QEMU_APT_PACKAGE})")
+    return path
+
+
+def qemu_command(elf: str | Path, board: boards.Board, port: int, qemu: str = QEMU) -> list[str]:
+    """The QEMU command line of ``board`` running ``elf`` with its UART on ``HOST:port``."""
+    serial = ["-serial", "null"] * board.serial_index + ["-serial", "chardev:u0"]
+    return [qemu, "-M", board.qemu, "-display", "none", "-monitor", "none", "-kernel", str(elf),
+            "-chardev", f"socket,id=u0,host={HOST},port={port},server=on,wait=on,nodelay=on",
+            *serial, "-semihosting-config", "enable=on,target=native"]
+
+
+def free_port() -> int:
+    """A TCP port on HOST that nothing listens on right now (the OS's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _listening(port: int) -> bool | None:
+    """Whether something listens on HOST:port, from /proc/net/tcp without connecting
+    (a probe connection would be QEMU's one client); None where /proc is missing."""
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    want = f"0100007F:{port:04X}"
+    return any(line.split()[1] == want and line.split()[3] == "0A" for line in lines if len(line.split()) > 3)
+
+
+def _libc_prctl():
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _libc_prctl() if sys.platform.startswith("linux") else None  # looked up here, not in the forked child
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies (Linux prctl PR_SET_PDEATHSIG)."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)
+
+
+def _pdeathsig_safe() -> bool:
+    """PR_SET_PDEATHSIG fires when the creating *thread* ends: use it from the main thread only."""
+    return _PRCTL is not None and threading.current_thread() is threading.main_thread()
+
+
+class EmulatedBoard:
+    """Context manager: QEMU running ``elf`` on ``board``; yields the UART's ``socket://`` URL.
+
+    ``port`` None picks a free one (and retries with another if QEMU loses a race for it).
+    """
+
+    def __init__(self, elf: str | Path, board: str, port: int | None = None) -> None:
+        self.elf = Path(elf)
+        self.board = check_firmware(self.elf, board)
+        self.requested_port = port
+        self.port: int | None = None
+        self.process: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def url(self) -> str:
+        return f"socket://{HOST}:{self.port}"
+
+    def start(self) -> str:
+        qemu = qemu_binary()
+        for _ in range(1 if self.requested_port else 3):
+            self.port = self.requested_port or free_port()
+            if self._launch(qemu):
+                return self.url
+        raise BEPError(f"QEMU could not listen on {HOST}:{self.port}: the port stayed in use")
+
+    def _launch(self, qemu: str) -> bool:
+        self._log = tempfile.TemporaryFile(prefix="bep-qemu-")  # noqa: SIM115 - lives as long as QEMU
+        self.process = subprocess.Popen(
+            qemu_command(self.elf, self.board, self.port, qemu), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=self._log,
+            preexec_fn=_die_with_parent if _pdeathsig_safe() else None)  # noqa: PLW1509 - one prctl call
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                message = self._stderr()
+                if "Address already in use" in message and not self.requested_port:
+                    self._close_log()
+                    return False
+                raise BEPError(f"QEMU exited at start (status {self.process.returncode}): {message}")
+            listening = _listening(self.port)
+            if listening or (listening is None and "waiting for connection" in self._stderr()):
+                return True
+            time.sleep(0.01)
+        self.stop()
+        raise BEPError(f"QEMU did not listen on {HOST}:{self.port} within {START_TIMEOUT:.0f} s")
+
+    def _stderr(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        lines = [line for line in self._log.read().decode(errors="replace").splitlines()
+                 if line.strip() and "waiting for connection" not in line]
+        return " | ".join(lines) or "(no message)"
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until QEMU exits (e.g. the firmware faulted: status 3); its exit status.
+        Raises ``subprocess.TimeoutExpired`` after ``timeout`` seconds."""
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        """Terminate QEMU (SIGTERM, SIGKILL after STOP_TIMEOUT s) and reap it. Idempotent."""
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._close_log()
+
+    def __enter__(self) -> str:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __del__(self) -> None:  # a forgotten board must not keep an emulator alive
+        try:
+            self.stop()
+        except Exception:  # noqa: BLE001, S110 - interpreter shutdown: nothing left to report to
+            pass
+

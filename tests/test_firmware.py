@@ -1,0 +1,484 @@
+"""Firmware for every board: planned, built, sized, booted in QEMU and trained over the link.
+
+What is asserted about memory (bep_mcu/board_firmware.py documents the plan):
+
+* RAM: the plan made before compiling (state buffer + sizeof(bep_link_t) + stack +
+  receive ring) equals ``data + bss`` of ``arm-none-eabi-size`` run here on the ELF,
+  for every board, exactly; and equals what the board reports in HELLO.
+* flash: ``text + data`` of ``arm-none-eabi-size`` is the reported flash; the network's
+  const tables (classifier, initial hidden weights, bep_config_t) predicted from the
+  plan equal their symbol sizes in the ELF (``nm -S``), exactly. Code is measured only.
+* stack: the deepest call chain from GCC's call graph (``-fcallgraph-info=su``) plus an
+  interrupt on top stays within two thirds of the smallest board stack.
+
+Test network: 64 inputs - 32 hidden - 4 classes, int8 hidden weights (MLP), which needs
+4220 B of the micro:bit's 16 KB RAM (state 2440 + link 620 + stack 1024 + ring 136).
+A 1000-64-4 network (state ~74 KB) is refused for the micro:bit in one line.
+
+Emulated boards run in QEMU (skipped when qemu-system-arm is missing); every run is
+inside ``EmulatedBoard``, and a fixture checks that no QEMU process outlives the tests.
+The non-slow part builds six images, boots five boards and trains two (about a minute);
+``-m slow`` trains on all five.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+from bep_mcu import boards, protocol
+from bep_mcu.board_firmware import CONFIG_BYTES, fw_dir
+from bep_mcu.cli.main import cli
+from bep_mcu.data import load_dataset
+from bep_mcu.emulate import EmulatedBoard, elf_board, qemu_command
+from bep_mcu.estimator import BEPClassifier, epoch_order
+from bep_mcu.link import Link
+from bep_mcu.schedule import EpochSchedule
+from bep_mcu.twin import pack_inputs
+from bep_mcu.verify import first_difference, fresh_network
+
+DATASET = "prototypes:classes=4,features=64,samples=600"
+SMALL = ["--dataset", DATASET, "--hidden", "32", "--hidden-bits", "8", "--epochs", "1"]
+DEEP_DATASET = "prototypes:classes=4,features=100,samples=600"
+DEEP = ["--dataset", DEEP_DATASET, "--hidden", "64,32", "--hidden-bits", "16", "--epochs", "1"]
+BIG = ["--dataset", "prototypes:classes=4,features=1000,samples=240", "--hidden", "64", "--hidden-bits", "8",
+       "--epochs", "1"]
+JSON_KEYS = {"elf", "board", "ram_bytes", "flash_bytes", "ram_budget", "flash_budget", "fits", "predicted_ram_bytes"}
+ALL_BOARDS = list(boards.BOARDS)
+EMULATED = [b for b in ALL_BOARDS if boards.BOARDS[b].emulated]
+FAST_TRAIN = ["mps2-an386", "microbit"]
+
+HAVE_ARM = all(shutil.which(t) for t in ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm"))
+HAVE_QEMU = shutil.which("qemu-system-arm") is not None
+pytestmark = pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
+needs_qemu = pytest.mark.skipif(not HAVE_QEMU, reason="qemu-system-arm not installed (apt-get install qemu-system-arm)")
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def invoke(*args) -> Result:
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def assert_ok(result: Result) -> None:
+    assert result.exit_code == 0, f"exit {result.exit_code}\nstderr: {result.stderr}\nexception: {result.exception!r}"
+
+
+def one_error_line(result: Result, *words: str) -> str:
+    assert result.exit_code == 2, f"exit {result.exit_code}, exception {result.exception!r}"
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word.lower() in lines[0].lower(), f"{word!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def berkeley(elf: Path) -> tuple[int, int, int]:
+    out = subprocess.run(["arm-none-eabi-size", "-B", str(elf)], capture_output=True, text=True, check=True).stdout
+    text, data, bss = (int(v) for v in out.splitlines()[1].split()[:3])
+    return text, data, bss
+
+
+def symbol_sizes(elf: Path) -> dict[str, int]:
+    out = subprocess.run(["arm-none-eabi-nm", "-S", str(elf)], capture_output=True, text=True, check=True).stdout
+    sizes = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            sizes[parts[3]] = int(parts[1], 16)
+    return sizes
+
+
+def our_qemus() -> list[int]:
+    """PIDs of qemu-system-arm processes whose parent is this test process."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError):
+            continue
+        if comm.startswith("qemu-system") and ppid == os.getpid():
+            pids.append(int(entry.name))
+    return pids
+
+
+# ---------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_stray_qemu():
+    yield
+    assert our_qemus() == [], "QEMU processes outlived the tests"
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("fw_model") / "small.npz"
+    assert_ok(invoke("train", *SMALL, "--out", path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def deep_model(tmp_path_factory) -> Path:
+    """Two hidden layers, int16 weights: the backward pass through a layer, the transposes."""
+    path = tmp_path_factory.mktemp("fw_model") / "deep.npz"
+    assert_ok(invoke("train", *DEEP, "--out", path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def deep_builds(deep_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("fw_deep")
+    cache: dict[str, dict] = {}
+
+    def get(board: str) -> dict:
+        if board not in cache:
+            result = invoke("firmware", deep_model, "--board", board, "--out", root / board, "--json")
+            assert_ok(result)
+            cache[board] = last_json(result.stdout)
+        return cache[board]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def builds(small_model, tmp_path_factory) -> dict[str, dict]:
+    """`bep-mcu firmware --json` for every board, run once per module."""
+    root = tmp_path_factory.mktemp("fw_builds")
+    cache: dict[str, dict] = {}
+
+    def get(board: str) -> dict:
+        if board not in cache:
+            result = invoke("firmware", small_model, "--board", board, "--out", root / board, "--json")
+            assert_ok(result)
+            cache[board] = last_json(result.stdout)
+        return cache[board]
+
+    return get
+
+
+# ---------------------------------------------------------------------- building
+
+
+@pytest.mark.parametrize("board", ALL_BOARDS)
+def test_build_plan_equals_size(builds, board):
+    d = builds(board)
+    b = boards.BOARDS[board]
+    elf = Path(d["elf"])
+    assert JSON_KEYS <= set(d)
+    assert elf.is_file() and d["board"] == board and d["fits"] is True
+    assert (d["ram_budget"], d["flash_budget"]) == (b.ram_bytes, b.flash_bytes)
+    text, data, bss = berkeley(elf)
+    # RAM: planned before the build == data + bss (the NOLOAD .stack is bss)
+    planned = d["state_bytes"] + protocol.link_bytes(b.max_payload) + b.stack_bytes + boards.firmware_static_bytes(b)
+    assert d["predicted_ram_bytes"] == planned == data + bss == d["ram_bytes"]
+    # flash: text + data; the network tables exactly as planned
+    assert d["flash_bytes"] == text + data
+    sizes = symbol_sizes(elf)
+    assert sizes["bep_net_config"] == CONFIG_BYTES
+    tables = sizes["bep_net_classifier"] + sizes["bep_net_hidden0"] + sizes["bep_net_config"]
+    assert tables == d["predicted_tables_bytes"]
+    # the parts of the RAM plan, symbol by symbol
+    assert sizes["bep_fw_state"] == d["state_bytes"]
+    assert sizes["bep_fw_link"] == protocol.link_bytes(b.max_payload)
+    assert elf_board(elf) == board
+
+
+@pytest.mark.parametrize("board", ["mps2-an505", "microbit", "nucleo-f401re"])
+def test_image_layout_follows_the_board_table(builds, board):
+    """Vector table at the flash origin, initial SP = top of the stack at the bottom of RAM,
+    reset vector inside the image (Thumb bit set)."""
+    b = boards.BOARDS[board]
+    elf = Path(builds(board)["elf"])
+    out = subprocess.run(["arm-none-eabi-objdump", "-h", str(elf)], capture_output=True, text=True, check=True).stdout
+    vma = {m.group(1): int(m.group(2), 16) for m in re.finditer(r"^\s*\d+\s+(\S+)\s+[0-9a-f]+\s+([0-9a-f]+)", out, re.MULTILINE)}
+    assert vma[".text"] == b.flash_origin and vma[".stack"] == b.ram_origin
+    raw = (elf.parent / "firmware.bin").read_bytes()
+    sp, reset = np.frombuffer(raw[:8], dtype="<u4")
+    assert sp == b.ram_origin + b.stack_bytes
+    assert reset & 1 and b.flash_origin <= reset < b.flash_origin + len(raw)
+
+
+def test_microbit_fits_16k(builds):
+    d = builds("microbit")
+    assert d["ram_bytes"] <= 16 * 1024 and d["max_payload"] == 256
+    assert d["ram_bytes"] == d["state_bytes"] + 620 + 1024 + 136
+
+
+def test_too_big_for_microbit_is_refused(tmp_path):
+    model = tmp_path / "big.npz"
+    assert_ok(invoke("train", *BIG, "--out", model))
+    result = invoke("firmware", model, "--board", "microbit", "--out", tmp_path / "fw", "--json")
+    one_error_line(result, "microbit", "RAM", "16384")
+    assert not (tmp_path / "fw" / "firmware.elf").exists()
+    assert_ok(invoke("firmware", model, "--board", "nucleo-f401re", "--out", tmp_path / "fw2"))  # 96 KB RAM: fits
+
+
+def test_firmware_user_errors(small_model, tmp_path):
+    assert invoke("firmware", small_model, "--board", "esp32", "--out", tmp_path).exit_code == 2
+    one_error_line(invoke("firmware", tmp_path / "missing.npz", "--board", "microbit", "--out", tmp_path / "o"),
+                   "missing.npz")
+
+
+def _call_graph_depth(ci_files: list[Path], root: str) -> tuple[int, list[str]]:
+    """Deepest stack use from ``root`` in GCC's .ci call graphs (bytes, path)."""
+    frame, calls = {}, {}
+    for f in ci_files:
+        text = f.read_text()
+        for m in re.finditer(r'node: \{ title: "([^"]+)" label: "([^"]*)"', text):
+            name = m.group(1).split(":")[-1]
+            su = re.search(r"\\n(\d+) bytes \((\w+)", m.group(2))
+            if su:
+                assert su.group(2) == "static", f"{name} uses a dynamic stack"
+                frame[name] = max(frame.get(name, 0), int(su.group(1)))
+        for m in re.finditer(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"', text):
+            target = m.group(2).split(":")[-1]
+            target = "bep_fw_write" if target == "__indirect_call" else target  # the link's only callback
+            calls.setdefault(m.group(1).split(":")[-1], set()).add(target)
+
+    def deepest(fn: str, seen: tuple[str, ...]) -> tuple[int, list[str]]:
+        assert fn not in seen, f"recursion: {' -> '.join(seen + (fn,))}"
+        best = (0, [])
+        for callee in calls.get(fn, ()):
+            best = max(best, deepest(callee, seen + (fn,)))
+        return frame.get(fn, 0) + best[0], [fn] + best[1]
+
+    return deepest(root, ())
+
+
+def test_stack_holds_the_deepest_call_chain(builds, tmp_path):
+    """The fixed stack of the smallest board holds the deepest chain + an interrupt, with room."""
+    board = boards.BOARDS["microbit"]
+    d = builds(board.name)
+    gen_dir = Path(d["elf"]).parent / "net"
+    from bep_mcu.board_firmware import FW_SOURCES, build_flags
+
+    flags, _ = build_flags(board, "net")
+    sources = [fw_dir() / s for s in (*FW_SOURCES, board.port_file)] + sorted(gen_dir.glob("*.c"))
+    for src in sources:
+        subprocess.run(["arm-none-eabi-gcc", *flags, "-fcallgraph-info=su", "-I", str(gen_dir), "-c", str(src),
+                        "-o", str(tmp_path / (src.stem + ".o")), "-dumpbase", str(tmp_path / src.stem)], check=True)
+    ci = list(tmp_path.glob("*.ci"))
+    main_depth, path = _call_graph_depth(ci, "main")
+    irq_depth, _ = _call_graph_depth(ci, "bep_port_uart_irq")
+    exception_frames = 2 * (32 + 4)  # the UART interrupt and a fault, 8-byte aligned, no FP context (M0)
+    libgcc_allowance = 64            # division helpers the call graph cannot see
+    needed = main_depth + irq_depth + exception_frames + libgcc_allowance
+    smallest = min(b.stack_bytes for b in boards.BOARDS.values())
+    assert needed <= smallest * 2 // 3, f"stack needs {needed} B ({' -> '.join(path)}), smallest stack {smallest} B"
+
+
+def test_board_table_renders_consistently():
+    for b in boards.BOARDS.values():
+        script = boards.memory_script(b)
+        assert f"ORIGIN = 0x{b.flash_origin:08X}, LENGTH = 0x{b.flash_bytes:08X}" in script
+        assert f"ORIGIN = 0x{b.ram_origin:08X}, LENGTH = 0x{b.ram_bytes:08X}" in script
+        assert b.stack_bytes % 8 == 0 and (fw_dir() / b.port_file).is_file()
+        assert (fw_dir() / "ld" / b.linker_script).is_file()
+        protocol.link_bytes(b.max_payload)  # within the protocol's range
+        if b.emulated:
+            cmd = qemu_command("x.elf", b, 5555)
+            assert cmd[cmd.index("-M") + 1] == b.qemu and "-nographic" not in cmd
+            assert cmd.count("-serial") == b.serial_index + 1
+
+
+# ---------------------------------------------------------------------- emulation
+
+
+@needs_qemu
+def test_emulate_refuses_a_firmware_for_another_board(builds):
+    elf = builds("microbit")["elf"]
+    one_error_line(invoke("emulate", elf, "--board", "mps2-an386"), "built for microbit", "mps2-an386")
+    one_error_line(invoke("emulate", builds("nucleo-f401re")["elf"], "--board", "nucleo-f401re"), "real board")
+    with pytest.raises(Exception, match="built for microbit"):
+        EmulatedBoard(elf, "mps2-an505")
+    assert our_qemus() == []
+
+
+@needs_qemu
+@pytest.mark.parametrize("board", EMULATED)
+def test_hello(builds, board):
+    d = builds(board)
+    header = (Path(d["elf"]).parent / "net" / "bep_net.h").read_text()
+    config_hash = int(re.search(r"#define BEP_NET_CONFIG_HASH 0x([0-9A-F]+)u", header).group(1), 16)
+    emulated = EmulatedBoard(d["elf"], board)
+    with emulated as url:
+        assert url == f"socket://127.0.0.1:{emulated.port}"
+        with Link(url, timeout=5.0) as link:
+            info = link.hello()
+            assert emulated.running()
+    assert not emulated.running() and our_qemus() == []
+    assert info.board == board and info.config_hash == config_hash
+    assert (info.ram_bytes, info.flash_bytes) == (d["ram_bytes"], d["flash_bytes"])
+    assert info.state_bytes == d["state_bytes"] and info.max_payload == d["max_payload"]
+    assert info.fw_version == boards.FW_VERSION
+
+
+def train_over_link(elf: str, board: str, model: Path, dataset: str = DATASET, epochs: int = 2, batch_size: int = 10,
+                    n: int = 300) -> None:
+    """Train on the board and with numpy on the same batches; compare predictions after
+    every batch and all hidden weights and counters after every epoch."""
+    clf = BEPClassifier.load(model)
+    data = load_dataset(dataset)
+    X, y = clf.encode(data.X_train)[:n], clf._encode_labels(data.y_train)[:n]
+    Xp = pack_inputs(X, clf.spec_)
+    net = fresh_network(clf)
+    schedule = EpochSchedule(clf.spec_, list(clf.gamma_), clf.hp.p_r, 1, clf.hp.gamma_growth)
+    shapes = clf.spec_.layer_shapes()
+    with EmulatedBoard(elf, board) as url, Link(url, timeout=10.0) as link:
+        link.hello()
+        link.init(net.seed, net.batch_counter)
+        for epoch in range(epochs):
+            gamma, q = list(schedule.gamma), schedule.q()
+            net.set_epoch_params(gamma, q)
+            link.set_epoch(gamma, q)
+            errors_before = net.counters.errors
+            order = epoch_order(net.seed, epoch, len(y))
+            for i in range(0, len(order), batch_size):
+                b = order[i:i + batch_size]
+                expected = net.train_batch(X[b], y[b]).predictions
+                got = link.train(Xp[b], y[b])
+                assert np.array_equal(got, expected), f"{board}: predictions differ in epoch {epoch}, batch {i}"
+            device = [link.read_hidden(k, shape) for k, shape in enumerate(shapes)]
+            assert first_difference(net.hidden_weights(), device) is None, (
+                f"{board}, epoch {epoch}: {first_difference(net.hidden_weights(), device)}")
+            assert link.counters() == {**net.counters.as_dict(), "batches": net.batch_counter}
+            error_rate = (net.counters.errors - errors_before) / len(y)
+            schedule.end_epoch(error_rate, 1.0 - error_rate)
+        assert any(q) and link.counters()["updates"] > 0  # reinforcement and updates really ran
+
+
+@needs_qemu
+@pytest.mark.parametrize("board", FAST_TRAIN)
+def test_training_over_the_link_is_bit_exact(builds, small_model, board):
+    train_over_link(builds(board)["elf"], board, small_model)
+    assert our_qemus() == []
+
+
+@needs_qemu
+def test_two_layer_int16_training_is_bit_exact(deep_builds, deep_model):
+    d = deep_builds("mps2-an386")
+    assert d["state_bytes"] > 16 * 1024 - 2000  # too big for the micro:bit, fine for the MPS2 boards
+    train_over_link(d["elf"], "mps2-an386", deep_model, DEEP_DATASET, epochs=2, batch_size=16, n=400)
+    assert our_qemus() == []
+
+
+@needs_qemu
+@pytest.mark.slow
+@pytest.mark.parametrize("board", EMULATED)
+def test_training_bit_exact_on_every_board(builds, small_model, deep_builds, deep_model, board):
+    train_over_link(builds(board)["elf"], board, small_model, epochs=3, batch_size=25, n=500)
+    if board != "microbit":
+        train_over_link(deep_builds(board)["elf"], board, deep_model, DEEP_DATASET, epochs=3, batch_size=20, n=500)
+    assert our_qemus() == []
+
+
+@needs_qemu
+def test_emulate_command_serves_the_board_and_stops_qemu(builds):
+    """The installed console script: JSON with the URL first, a working board behind it,
+    and Ctrl-C (SIGINT) stops QEMU with it."""
+    import signal
+    import sys
+
+    elf = builds("mps2-an385")["elf"]
+    exe = shutil.which("bep-mcu") or sys.executable
+    cmd = [exe] if exe.endswith("bep-mcu") else [exe, "-m", "bep_mcu.cli.main"]
+    proc = subprocess.Popen([*cmd, "emulate", elf, "--board", "mps2-an385", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        d = json.loads(proc.stdout.readline())
+        assert d["url"] == f"socket://127.0.0.1:{d['port']}" and d["board"] == "mps2-an385"
+        qemu = [p for p in _children(proc.pid) if "qemu" in p[1]]
+        assert len(qemu) == 1
+        with Link(d["url"], timeout=5.0) as link:
+            assert link.hello().board == "mps2-an385"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not Path(f"/proc/{qemu[0][0]}").exists() or "zombie" in Path(f"/proc/{qemu[0][0]}/status").read_text()
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+                found.append((int(entry.name), stat[stat.index("(") + 1:stat.rindex(")")]))
+    return found
+
+
+@needs_qemu
+@pytest.mark.parametrize("board", ["mps2-an386", "microbit"])
+def test_back_to_back_frames_are_not_lost(builds, board):
+    """200 requests written at once, without waiting for replies: the receive ring fills
+    while the board answers, the UART interrupt stalls (flow control) and every request
+    is still answered, in order."""
+    import socket
+    import struct
+
+    d = builds(board)
+    n = 200
+    wire = b"".join(protocol.encode_frame(protocol.Msg.HELLO, seq, struct.pack("<I", seq + 1)) for seq in range(n))
+    with EmulatedBoard(d["elf"], board) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(wire)
+            reader, frames = protocol.FrameReader(d["max_payload"]), []
+            while len(frames) < n:
+                chunk = sock.recv(65536)
+                assert chunk, "board closed the connection"
+                frames += reader.feed(chunk)
+    assert all(isinstance(f, protocol.Frame) for f in frames)
+    assert [f.seq for f in frames] == list(range(n))
+    assert [protocol.parse_hello(f.payload).session for f in frames] == [seq + 1 for seq in range(n)]
+
+
+@needs_qemu
+@pytest.mark.parametrize("board", ["mps2-an505", "microbit"])
+def test_a_fault_ends_qemu_with_status_3(small_model, tmp_path, monkeypatch, board):
+    """A firmware that faults (here: an undefined instruction right after boot) stops QEMU
+    through semihosting instead of hanging the host."""
+    from bep_mcu import board_firmware as fw_cli
+
+    src = tmp_path / "fw"
+    shutil.copytree(fw_dir(), src)
+    main_c = src / "main.c"
+    main_c.write_text(main_c.read_text().replace("    bep_port_init();\n",
+                                                 '    bep_port_init();\n    __asm__ volatile("udf #0");\n'))
+    monkeypatch.setattr(fw_cli, "fw_dir", lambda: src)
+    build = fw_cli.build(small_model, board, tmp_path / "out")
+    emulated = EmulatedBoard(build.elf, board)
+    with emulated as url:
+        import serial
+
+        port = serial.serial_for_url(url, timeout=1)  # the board starts when a client connects
+        try:
+            assert emulated.wait(timeout=30) == 3
+        finally:
+            port.close()

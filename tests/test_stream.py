@@ -1,0 +1,164 @@
+"""On-device learning end to end: real firmware in QEMU, real pyserial over socket://.
+
+`stream` trains the board while the numpy engine trains on the same batches; the final
+hidden weights must be identical, bit for bit, and so must the test accuracy.
+"""
+
+import json
+import socket
+import subprocess
+import threading
+
+import numpy as np
+import pytest
+
+from bep_mcu.board_firmware import build
+from bep_mcu.data import load_dataset
+from bep_mcu.emulate import EmulatedBoard
+from bep_mcu.estimator import BEPClassifier
+from bep_mcu.link import FaultyTransport, Link, SerialTransport
+from bep_mcu.stream import expected_hash, stream_train
+
+DATA = "prototypes:classes=4,features=100,samples=1200"
+
+
+def run(*args, timeout=300):
+    return subprocess.run(["bep-mcu", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def one_error_line(out):
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode != 0 and lines and lines[-1].startswith("error:"), out.stderr
+    assert "Traceback" not in out.stderr
+    return lines[-1]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stream") / "m.npz"
+    data = load_dataset(DATA)
+    BEPClassifier(hidden=(48, 32), epochs=2, seed=1).fit(data.X_train, data.y_train).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def firmware(model, tmp_path_factory):
+    out = {}
+    for board in ("mps2-an386", "microbit"):
+        out[board] = str(build(model, board, tmp_path_factory.mktemp(board)).elf)
+    return out
+
+
+@pytest.mark.parametrize("board", ["mps2-an386", "microbit"])
+def test_stream_is_bit_exact_with_the_host_and_pull_round_trips(model, firmware, board, tmp_path):
+    with EmulatedBoard(firmware[board], board) as url:
+        out = run("stream", model, "--port", url, "--dataset", DATA, "--epochs", "2", "--check-host", "--json")
+        assert out.returncode == 0, out.stderr
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        assert result["bit_exact"] is True
+        assert result["device_test_accuracy"] == result["host_test_accuracy"]
+        assert result["board"] == board and result["samples_per_second"] > 0 and result["frames_retried"] == 0
+        pulled = tmp_path / "pulled.npz"
+        out = run("pull", model, "--port", url, "--out", str(pulled), "--json")
+        assert out.returncode == 0, out.stderr
+    # the pulled model is a normal model: eval gives the device's accuracy
+    out = run("eval", str(pulled), "--dataset", DATA, "--json")
+    assert json.loads(out.stdout.strip().splitlines()[-1])["accuracy"] == result["device_test_accuracy"]
+    out = run("train", "--dataset", DATA, "--init-from", str(pulled), "--epochs", "1", "--out", str(tmp_path / "c.npz"))
+    assert out.returncode == 0, out.stderr
+
+
+def test_faulty_line_still_ends_in_the_identical_state(model, firmware):
+    """Drops, bit flips, truncation, duplicates and delays on ≥ 5 % of frames each way."""
+    clf = BEPClassifier.load(model)
+    data = load_dataset(DATA)
+    X, y = clf.encode(data.X_train[:300]), clf._encode_labels(data.y_train[:300])
+    with EmulatedBoard(firmware["mps2-an386"], "mps2-an386") as url:
+        faulty = FaultyTransport(SerialTransport.open(url), seed=7, drop=0.05, corrupt=0.05, truncate=0.05,
+                                 duplicate=0.05, delay=0.05, delay_seconds=0.05)
+        with Link(faulty, timeout=0.3, attempts=20) as link:
+            link.hello()
+            assert link.info.config_hash == expected_hash(clf)
+            result = stream_train(link, clf, X, y, 2, 20, mirror=True)
+    assert result.bit_exact, result.first_divergence
+    assert result.frames_retried > 0
+    for direction in ("to_device", "to_host"):
+        assert sum(faulty.faults[direction].values()) >= 0.05 * 5 * result.frames_sent / 2
+
+
+def test_board_with_another_network_is_refused(model, firmware, tmp_path):
+    other = tmp_path / "other.npz"
+    data = load_dataset(DATA)
+    BEPClassifier(hidden=(40,), epochs=1).fit(data.X_train, data.y_train).save(other)
+    with EmulatedBoard(firmware["mps2-an386"], "mps2-an386") as url:
+        line = one_error_line(run("stream", str(other), "--port", url, "--dataset", DATA))
+    assert "runs network" in line and "build the firmware from this model" in line
+
+
+def test_dataset_with_other_features_is_refused(model, firmware):
+    with EmulatedBoard(firmware["mps2-an386"], "mps2-an386") as url:
+        line = one_error_line(run("stream", model, "--port", url, "--dataset", "digits"))
+    assert "features" in line
+
+
+def test_port_that_does_not_open(model):
+    line = one_error_line(run("stream", model, "--port", "/dev/does-not-exist", "--dataset", DATA))
+    assert "/dev/does-not-exist" in line
+
+
+def test_board_that_does_not_answer(model):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    try:
+        out = run("stream", model, "--port", f"socket://127.0.0.1:{port}", "--dataset", DATA, "--timeout", "0.2",
+                  timeout=60)
+        line = one_error_line(out)
+        assert "did not answer" in line or "no answer" in line or "not answer" in line
+    finally:
+        server.close()
+
+
+def test_device_reset_mid_epoch_is_reported(model, firmware):
+    clf = BEPClassifier.load(model)
+    data = load_dataset(DATA)
+    X = clf.encode(data.X_train[:200])
+    from bep_mcu.twin import pack_inputs
+
+    Xp, y = pack_inputs(X, clf.spec_), clf._encode_labels(data.y_train[:200])
+    board = EmulatedBoard(firmware["mps2-an386"], "mps2-an386")
+    url = board.start()
+    try:
+        with Link(url, timeout=0.5, attempts=3) as link:
+            link.hello()
+            link.init(clf.network.seed, 0)
+            link.train(Xp[:20], y[:20])
+            # Reset the board: QEMU's monitor is off, so restart the emulator on the same port.
+            port = int(url.rsplit(":", 1)[1])
+            board.stop()
+            board = EmulatedBoard(firmware["mps2-an386"], "mps2-an386", port=port)
+            board.start()
+            link.transport.close()
+            link.transport = SerialTransport.open(url)
+            with pytest.raises(Exception) as err:
+                link.train(Xp[20:40], y[20:40])
+            assert "reset" in str(err.value)
+    finally:
+        board.stop()
+
+
+@pytest.mark.slow
+def test_demo_json(tmp_path):
+    out = run("demo", "--out", str(tmp_path / "demo"), "--json", "--host-epochs", "3", "--device-epochs", "1",
+              timeout=600)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ("bit_exact", "host_test_accuracy", "device_test_accuracy", "samples_per_second", "ram_bytes",
+                "flash_bytes", "board"):
+        assert key in report
+    assert report["bit_exact"] is True and report["board"] == "mps2-an386"
+    assert report["device_test_accuracy"] == report["host_test_accuracy"] > 0.8
+    assert np.isfinite(report["samples_per_second"])
