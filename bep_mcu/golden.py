@@ -63,7 +63,6 @@ import hashlib
 import os
 import shlex
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +72,7 @@ from . import __version__, rng
 from .data import Dataset, load_dataset, load_files
 from .errors import BEPError
 from .estimator import BEPClassifier, epoch_order
-from .modelio import check_writable
+from .modelio import check_writable, write_atomic
 from .schedule import reinforcement_counts
 from .spec import NetSpec, config_hash
 from .twin import pack_inputs
@@ -304,21 +303,6 @@ def command_line(model_path: str, dataset: str | None, data_path: str | None, ba
     return " ".join(shlex.quote(a) for a in args)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_golden_file(model_path: str, out: str, dataset: str | None = None, data_path: str | None = None,
                       batches: int = DEFAULT_BATCHES, batch_size: int | None = None) -> dict:
     """``bep-mcu golden``: compute and write a golden file; returns a summary."""
@@ -354,7 +338,7 @@ def write_golden_file(model_path: str, out: str, dataset: str | None = None, dat
     assert tuple(provenance) == PROVENANCE_KEYS
     g = compute_golden(clf, X, y, batches, batch_size, provenance)
     payload = to_bytes(g)
-    _write_atomic(out_path, payload)
+    write_atomic(out_path, lambda f: f.write(payload))
     last = g.batches[-1].counters
     return {
         "out": str(out_path), "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest(),

@@ -21,6 +21,7 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import numpy as np
 
@@ -60,14 +61,20 @@ def save_model(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dic
     payload[_META] = np.frombuffer(meta_bytes, dtype=np.uint8)
     payload[_CHECKSUM] = np.frombuffer(_digest(meta_bytes, arrays).encode(), dtype=np.uint8)
     check_writable(path)
+    write_atomic(path, lambda f: np.savez(f, **payload))
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file through ``write(f)`` to a temporary name beside ``path``, then rename
+    it into place: an interrupted write never leaves a half-written file at ``path``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        # mkstemp makes the file private (0600); a model gets the usual umask-based mode.
+        # mkstemp makes the file private (0600); give it the usual umask-based mode.
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -61,6 +61,13 @@ def emit(result: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]]
         click.echo(human(result))
 
 
+def check_positive(**values: int | None) -> None:
+    """One-line errors for counts that must be >= 1 (None means "not given")."""
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise BEPError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
 def parse_int_list(value: str | None, name: str) -> tuple[int, ...] | None:
     """'256,256' → (256, 256); anything else is a one-line error naming the option."""
     if value is None:

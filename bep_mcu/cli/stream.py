@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..errors import BEPError
 from ..estimator import BEPClassifier
 from ..stream import connect, stream_train
-from .common import data_options, emit, json_option, load_data, port_options, progress
+from .common import check_positive, data_options, emit, json_option, load_data, port_options, progress
 
 
 @click.command()
@@ -25,10 +24,7 @@ def stream(model_path, port, timeout, dataset, data_path, test_data, epochs, bat
     MODEL supplies the binariser, labels and schedule; its config hash must match the board's."""
     from tqdm import tqdm
 
-    if epochs < 1:
-        raise BEPError(f"--epochs must be >= 1, got {epochs}")
-    if batch_size is not None and batch_size < 1:
-        raise BEPError(f"--batch-size must be >= 1, got {batch_size}")
+    check_positive(epochs=epochs, batch_size=batch_size)
     clf = BEPClassifier.load(model_path)
     data = load_data(dataset, data_path, test_data)
     X, y = clf.encode(data.X_train), clf._encode_labels(data.y_train)

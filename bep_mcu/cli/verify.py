@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..errors import BEPError
 from ..estimator import BEPClassifier
 from ..verify import build_twin, run_verify
-from .common import data_options, emit, json_option, load_data
+from .common import check_positive, data_options, emit, json_option, load_data
 
 
 @click.command()
@@ -27,10 +26,7 @@ def verify(model_path, dataset, data_path, test_data, epochs, batch_size, patien
     """Train MODEL with numpy and with its C twin side by side; compare all state after every batch."""
     from tqdm import tqdm
 
-    if epochs < 1:
-        raise BEPError(f"--epochs must be >= 1, got {epochs}")
-    if batch_size is not None and batch_size < 1:
-        raise BEPError(f"--batch-size must be >= 1, got {batch_size}")
+    check_positive(epochs=epochs, batch_size=batch_size)
     clf = BEPClassifier.load(model_path)
     data = load_data(dataset, data_path, test_data)
     X = clf.encode(data.X_train)
