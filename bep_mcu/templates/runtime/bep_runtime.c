@@ -237,11 +237,11 @@ static void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t f
     }
 }
 #else
-static void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
+static void bep_row_add8(int8_t *restrict h, const uint32_t *restrict v, uint32_t bits, uint32_t flip)
 {
     uint32_t i, b;
     for (i = 0; i + 8u <= bits; i += 8u) {
-        const int8_t *d = bep_delta8[((v[i >> 5] ^ flip) >> (i & 31u)) & 0xFFu];
+        const int8_t *restrict d = bep_delta8[((v[i >> 5] ^ flip) >> (i & 31u)) & 0xFFu];
         for (b = 0; b < 8u; ++b) { /* independent lanes: vectorises on hosts */
             int32_t t = h[i + b] + d[b];
             t = t > 127 ? 127 : t;
