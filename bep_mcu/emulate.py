@@ -25,7 +25,6 @@ import ctypes
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -47,31 +46,22 @@ STOP_TIMEOUT = 5.0    # seconds between SIGTERM and SIGKILL
 # ---------------------------------------------------------------------- ELF
 
 
-def elf_sections(path: str | Path) -> dict[str, bytes]:
-    """Contents of every section of a 32-bit little-endian ELF file, by name.
+def elf_section(path: str | Path, name: str) -> bytes | None:
+    """Contents of one section of an ELF file (None when it has no such section)."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
 
-    A small reader instead of a dependency: only what ``.bep_board`` needs."""
-    data = Path(path).read_bytes()
-    if data[:4] != b"\x7fELF" or data[4] != 1 or data[5] != 1:
-        raise BEPError(f"'{path}' is not a 32-bit little-endian ELF file (a firmware image from bep-mcu firmware)")
-    shoff, = struct.unpack_from("<I", data, 0x20)
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x2E)
-    headers = []
-    for i in range(shnum):
-        name, type_, _, _, offset, size = struct.unpack_from("<IIIIII", data, shoff + i * shentsize)
-        headers.append((name, type_, offset, size))
-    _, _, str_off, str_size = headers[shstrndx]
-    names = data[str_off:str_off + str_size]
-    sections = {}
-    for name, type_, offset, size in headers:
-        label = names[name:names.index(b"\0", name)].decode("ascii", "replace")
-        sections[label] = b"" if type_ == 8 else data[offset:offset + size]  # 8 = SHT_NOBITS
-    return sections
+    try:
+        with open(path, "rb") as f:
+            section = ELFFile(f).get_section_by_name(name)
+            return None if section is None else section.data()
+    except (ELFError, OSError) as e:
+        raise BEPError(f"'{path}' is not a readable ELF file (a firmware image from bep-mcu firmware): {e}") from None
 
 
 def elf_board(path: str | Path) -> str | None:
     """The board a firmware image was built for, or None when it carries no record."""
-    tag = elf_sections(path).get(BOARD_SECTION)
+    tag = elf_section(path, BOARD_SECTION)
     return None if tag is None else tag.split(b"\0", 1)[0].decode("ascii", "replace")
 
 

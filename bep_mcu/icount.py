@@ -262,19 +262,13 @@ def read_header(gen_dir, name: str) -> NetInfo:
 # ------------------------------------------------------------------------- ELF
 
 
-def _elf_segments(data: bytes) -> list[tuple[int, bytes, int]]:
-    """PT_LOAD segments of a 32-bit little-endian ELF: (vaddr, file bytes, memsz)."""
-    if data[:4] != b"\x7fELF" or data[4] != 1 or data[5] != 1:
-        raise BEPError("not a 32-bit little-endian ELF file")
-    e_phoff, = struct.unpack_from("<I", data, 28)
-    e_phentsize, e_phnum = struct.unpack_from("<HH", data, 42)
-    out = []
-    for i in range(e_phnum):
-        p_type, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, _flags, _align = struct.unpack_from(
-            "<8I", data, e_phoff + i * e_phentsize)
-        if p_type == 1 and p_memsz:
-            out.append((p_vaddr, data[p_offset:p_offset + p_filesz], p_memsz))
-    return out
+def _elf_segments(path: Path) -> list[tuple[int, bytes, int]]:
+    """PT_LOAD segments of an ELF file: (vaddr, file bytes, memsz)."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        return [(seg["p_vaddr"], seg.data(), seg["p_memsz"]) for seg in ELFFile(f).iter_segments()
+                if seg["p_type"] == "PT_LOAD" and seg["p_memsz"]]
 
 
 def _symbols(elf: Path) -> tuple[dict[str, tuple[int, int, str]], list[tuple[int, int, str]]]:
@@ -404,7 +398,7 @@ def _build(gen_dir: Path, info: NetInfo, cpu: str, opt: str, out: Path, extra: l
         if len(lines) >= 2:
             text, data, bss = (int(v) for v in lines[1].split()[:3])
             size = {"text": text, "data": data, "bss": bss}
-    segments = _elf_segments(elf.read_bytes())
+    segments = _elf_segments(elf)
     image = Image(elf, cpu, opt, info, symbols, functions, segments, "".join(w for w in warnings if w.strip()),
                   size, cflags)
     return image
