@@ -216,9 +216,11 @@ def test_generate_missing_and_corrupted_model(tmp_path):
     assert not (tmp_path / "g").exists()
 
 
-@pytest.mark.parametrize("flags", [["-DBEP_POPCOUNT_TABLE=1", "-DBEP_MULHI_PORTABLE"], ["-UBEP_POPCOUNT_BUILTIN"]])
+@pytest.mark.parametrize("flags", [["-DBEP_POPCOUNT_TABLE=1", "-DBEP_MULHI_PORTABLE", "-DBEP_NO_SWAR64"],
+                                   ["-UBEP_POPCOUNT_BUILTIN"]])
 def test_alternative_kernels_are_bit_exact(tmp_path_factory, tmp_path, flags):
-    """The table popcount, the SWAR popcount and the 16-bit multiply-high (the M0 paths)
+    """The table popcount, the SWAR popcount, the 16-bit multiply-high and the table-driven
+    row update (the paths of 32-bit cores without DSP)
     compiled on the host give the same training as numpy."""
     model, data = train_model(tmp_path_factory, "alt", PROTO, hidden=(48, 40), seed=2)
     clf = BEPClassifier.load(model)
