@@ -125,35 +125,35 @@ static void bep_put_bit(uint32_t *v, uint32_t i, uint32_t bit)
     v[i >> 5] = bit ? (v[i >> 5] | m) : (v[i >> 5] & ~m);
 }
 
-/* Number of agreeing positions of two packed ±1 vectors of `bits` bits. */
-static uint32_t bep_agree(const uint32_t *w, const uint32_t *a, uint32_t bits)
+/* Number of agreeing positions of two packed ±1 vectors of n words, the last word
+ * masked to its valid bits (`last`). Inlined into the row loops, so the word count
+ * and the mask are computed once per layer, not once per row. */
+BEP_HOT uint32_t bep_agree(const uint32_t *w, const uint32_t *a, uint32_t n, uint32_t last)
 {
-    uint32_t n = bep_words(bits), k = 0, acc = 0;
+    uint32_t k = 0, acc = 0;
 #if BEP_POPCOUNT_TABLE || BEP_POPCOUNT_BUILTIN
     for (; k + 1u < n; ++k) acc += bep_pop(~(w[k] ^ a[k]));
 #else
-    /* SWAR popcount sharing its last steps across up to three words: 4-bit partial
-     * counts (at most 4 each) of three words still fit a nibble (12), so only one
-     * byte fold and one multiply per three words (about 11 instead of 18
-     * instructions per word on Cortex-M3/M4). */
-    while (k + 1u < n) {
-        uint32_t nib = 0, end = k + 3u < n - 1u ? k + 3u : n - 1u;
-        for (; k < end; ++k) {
-            uint32_t x = ~(w[k] ^ a[k]);
-            x = x - ((x >> 1) & 0x55555555u);
-            nib += (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
-        }
-        nib = (nib & 0x0F0F0F0Fu) + ((nib >> 4) & 0x0F0F0F0Fu);
-        acc += (nib * 0x01010101u) >> 24;
+    /* SWAR popcount sharing its last steps across pairs of words: the 4-bit partial
+     * counts (at most 4 each) of two words still fit a nibble, so one byte fold and
+     * one multiply serve two words (Cortex-M has no popcount instruction). */
+    for (; k + 2u < n; k += 2u) {
+        uint32_t x = ~(w[k] ^ a[k]), y = ~(w[k + 1u] ^ a[k + 1u]);
+        x = x - ((x >> 1) & 0x55555555u);
+        y = y - ((y >> 1) & 0x55555555u);
+        x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u) + (y & 0x33333333u) + ((y >> 2) & 0x33333333u);
+        x = (x & 0x0F0F0F0Fu) + ((x >> 4) & 0x0F0F0F0Fu);
+        acc += (x * 0x01010101u) >> 24;
     }
+    for (; k + 1u < n; ++k) acc += bep_pop(~(w[k] ^ a[k]));
 #endif
-    return acc + bep_pop(~(w[n - 1u] ^ a[n - 1u]) & bep_last_mask(bits));
+    return acc + bep_pop(~(w[n - 1u] ^ a[n - 1u]) & last);
 }
 
 /* <w, a> = 2 * agreements - K (BEP.md §1). */
-static int32_t bep_dot(const uint32_t *w, const uint32_t *a, uint32_t bits)
+BEP_HOT int32_t bep_dot(const uint32_t *w, const uint32_t *a, uint32_t bits)
 {
-    return 2 * (int32_t)bep_agree(w, a, bits) - (int32_t)bits;
+    return 2 * (int32_t)bep_agree(w, a, bep_words(bits), bep_last_mask(bits)) - (int32_t)bits;
 }
 
 static void bep_zero(uint32_t *v, uint32_t words)
@@ -388,11 +388,13 @@ static void bep_layer_forward(const bep_layer_t *L, void *state, const uint32_t 
 {
     const uint32_t *w = bep_u32(state, L->w_off);
     const uint32_t *wr = bep_u32(state, L->wr_off);
+    const uint32_t in_mask = bep_last_mask(L->in_bits), rec_mask = bep_last_mask(L->rows);
+    const int32_t in_bits = (int32_t)L->in_bits, rec_bits = (int32_t)L->rows;
     uint32_t j;
     bep_zero(a_out, L->out_words);
     for (j = 0; j < L->rows; ++j) {
-        int32_t zj = bep_dot(w + j * L->in_words, in, L->in_bits);
-        if (prev != NULL) zj += bep_dot(wr + j * L->rec_words, prev, L->rows);
+        int32_t zj = 2 * (int32_t)bep_agree(w + j * L->in_words, in, L->in_words, in_mask) - in_bits;
+        if (prev != NULL) zj += 2 * (int32_t)bep_agree(wr + j * L->rec_words, prev, L->rec_words, rec_mask) - rec_bits;
         z[j] = (int16_t)zj;
         if (zj >= 0) a_out[j >> 5] |= 1u << (j & 31u);
     }
