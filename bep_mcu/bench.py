@@ -125,7 +125,7 @@ def twin_speed(data, spec: NetSpec, n_samples: int = 3000) -> dict:
     clf.fit(data.X_train[:200], data.y_train[:200])  # any model of this shape: the state is re-initialised
     hp = clf.hp
     X = clf.encode(data.X_train[:n_samples])
-    y = clf._encode_labels(data.y_train[:n_samples])
+    y = clf.encode_labels(data.y_train[:n_samples])
     Xp = pack_inputs(X, clf.spec_)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -214,7 +214,7 @@ def device(epochs: int) -> dict:
         model = str(Path(tmp) / "m.npz")
         BEPClassifier(hidden=(128,), epochs=1, batch_size=100).fit(data.X_train, data.y_train).save(model)
         clf = BEPClassifier.load(model)
-        X, y = clf.encode(data.X_train), clf._encode_labels(data.y_train)
+        X, y = clf.encode(data.X_train), clf.encode_labels(data.y_train)
         fw = build(model, "mps2-an386", str(Path(tmp) / "fw"))
         for batch in (100, 1):
             with EmulatedBoard(fw.elf, "mps2-an386") as url, connect(url, clf, model) as link:

@@ -58,8 +58,8 @@ def run_demo(board_name: str = DEFAULT_BOARD, dataset: str = DEFAULT_DATASET, hi
     clf.save(model)
     pretrained_accuracy = clf.score(data.X_test, data.y_test)
     clf = BEPClassifier.load(model)
-    X, y = clf.encode(data.X_train), clf._encode_labels(data.y_train)
-    Xt, yt = clf.encode(data.X_test), clf._encode_labels(data.y_test)
+    X, y = clf.encode(data.X_train), clf.encode_labels(data.y_train)
+    Xt, yt = clf.encode(data.X_test), clf.encode_labels(data.y_test)
 
     say("[2/5] generating C and verifying the host twin against numpy (1 epoch, every batch)")
     twin_check = run_verify(clf, build_twin(model, clf, "net", None), X, y, 1, clf.batch_size_)

@@ -186,13 +186,19 @@ class BEPClassifier:
             bits = np.concatenate([bits, np.repeat(bits[:, -1:], pad, axis=1)], axis=1)
         return bits.reshape(n, steps, -1).astype(np.float32)
 
-    def _encode_labels(self, y: np.ndarray) -> np.ndarray:
-        y = np.asarray(y)
-        index = {label: i for i, label in enumerate(self.classes_.tolist())}
-        try:
-            return np.array([index[v] for v in y.tolist()], dtype=np.int64)
-        except KeyError as e:
-            raise BEPError(f"label {e.args[0]!r} was not seen in training (classes: {self.classes_.tolist()})") from None
+    def encode_labels(self, y: np.ndarray) -> np.ndarray:
+        """Labels → class indices 0..C-1 (the order of ``classes_``); unknown labels are an error."""
+        y, classes = np.asarray(y), self.classes_
+        if y.dtype.kind != classes.dtype.kind:  # 1 and "1" name the same class
+            y, classes = y.astype(str), classes.astype(str)
+        order = np.argsort(classes, kind="stable")  # as text, int classes may sort differently
+        pos = np.clip(np.searchsorted(classes[order], y), 0, len(classes) - 1)
+        index = order[pos]
+        unknown = classes[index] != y
+        if unknown.any():
+            raise BEPError(f"label {y[np.argmax(unknown)].item()!r} was not seen in training "
+                           f"(classes: {self.classes_.tolist()})")
+        return index.astype(np.int64)
 
     # ------------------------------------------------------------ training
     def fit(self, X, y, on_epoch: Callable[[dict], None] | None = None) -> "BEPClassifier":
@@ -206,7 +212,7 @@ class BEPClassifier:
             train_idx, val_idx = np.arange(len(y)), np.zeros(0, dtype=np.int64)
         self._fit_encoder(X[train_idx])
         Xe = self.encode(X)
-        ye = self._encode_labels(y)
+        ye = self.encode_labels(y)
         Xt, yt = Xe[train_idx], ye[train_idx]
         Xv, yv = Xe[val_idx], ye[val_idx]
 
@@ -237,7 +243,7 @@ class BEPClassifier:
         check_xy(X, y, "training data")
         if epochs < 1:
             raise BEPError(f"epochs must be >= 1, got {epochs}")
-        Xe, ye = self.encode(X), self._encode_labels(y)
+        Xe, ye = self.encode(X), self.encode_labels(y)
         if self.val_fraction > 0 and len(y) >= 4 * len(np.unique(y)):
             train_idx, val_idx = stratified_split(y, self.val_fraction, self.seed)
         else:

@@ -803,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = clf.spec_
         n = min(args.samples, len(data.y_train))
         X_packed = pack_inputs(clf.encode(data.X_train[:n]), spec)
-        y = clf._encode_labels(data.y_train[:n])
+        y = clf.encode_labels(data.y_train[:n])
         gamma = list(clf.gamma_)
         seed, batches = clf.network.seed, clf.network.batch_counter
         print(f"network {spec.n_inputs}-{'-'.join(map(str, spec.hidden))}-{spec.n_classes} MLP, "

@@ -338,7 +338,7 @@ def train_over_link(elf: str, board: str, model: Path, dataset: str = DATASET, e
     every batch and all hidden weights and counters after every epoch."""
     clf = BEPClassifier.load(model)
     data = load_dataset(dataset)
-    X, y = clf.encode(data.X_train)[:n], clf._encode_labels(data.y_train)[:n]
+    X, y = clf.encode(data.X_train)[:n], clf.encode_labels(data.y_train)[:n]
     Xp = pack_inputs(X, clf.spec_)
     net = fresh_network(clf)
     schedule = EpochSchedule(clf.spec_, list(clf.gamma_), clf.hp.p_r, 1, clf.hp.gamma_growth)

@@ -39,7 +39,7 @@ class Tiny:
         self.hidden_bits = hidden_bits
         self.gen = generate(str(self.model), str(root / "c"), "tiny", hidden_bits=hidden_bits)
         self.X = pack_inputs(self.clf.encode(data.X_train[:N]), self.clf.spec_)
-        self.y = self.clf._encode_labels(data.y_train[:N])
+        self.y = self.clf.encode_labels(data.y_train[:N])
         self.gamma = list(self.clf.gamma_)
         self.seed, self.batches = self.clf.network.seed, self.clf.network.batch_counter
         self._images = {}
@@ -207,7 +207,7 @@ def test_rnn_bit_exact(tmp_path):
     clf = BEPClassifier(model="rnn", hidden=(16,), epochs=1, seed=2, val_fraction=0.0).fit(X, y)
     clf.save(tmp_path / "rnn.npz")
     gen = generate(str(tmp_path / "rnn.npz"), str(tmp_path / "c"), "seq")
-    Xp, ye = pack_inputs(clf.encode(X), clf.spec_), clf._encode_labels(y)
+    Xp, ye = pack_inputs(clf.encode(X), clf.spec_), clf.encode_labels(y)
     q = icount.epoch_q(clf.spec_, 1.0)
     result = icount.count_training(gen.directory, "seq", "cortex-m4", Xp, ye, 10, clf.gamma_, q, clf.network.seed,
                                    batches=clf.network.batch_counter)

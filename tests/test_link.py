@@ -225,7 +225,7 @@ def data(clf):
 
     d = load_dataset(DATASET)
     X = clf.encode(d.X_train)
-    return pack_inputs(X, clf.spec_), X, clf._encode_labels(d.y_train)
+    return pack_inputs(X, clf.spec_), X, clf.encode_labels(d.y_train)
 
 
 def make_device(module, trained) -> InProcessDevice:
@@ -449,7 +449,7 @@ def test_rnn_and_int16_networks_through_the_link(tmp_path, kind, dataset, args):
     bits = clf.spec_.hidden_bits
     dev = InProcessDevice(build_device_module(gen, tmp_path / "build"), gen, hidden_bits=bits)
     d = load_dataset(dataset)
-    X, y = clf.encode(d.X_train), clf._encode_labels(d.y_train)
+    X, y = clf.encode(d.X_train), clf.encode_labels(d.y_train)
     Xp = pack_inputs(X, clf.spec_)
     net = fresh_network(clf)
     link = make_link(dev)

@@ -72,7 +72,7 @@ def test_faulty_line_still_ends_in_the_identical_state(model, firmware):
     """Drops, bit flips, truncation, duplicates and delays on ≥ 5 % of frames each way."""
     clf = BEPClassifier.load(model)
     data = load_dataset(DATA)
-    X, y = clf.encode(data.X_train[:300]), clf._encode_labels(data.y_train[:300])
+    X, y = clf.encode(data.X_train[:300]), clf.encode_labels(data.y_train[:300])
     with EmulatedBoard(firmware["mps2-an386"], "mps2-an386") as url:
         faulty = FaultyTransport(SerialTransport.open(url), seed=7, drop=0.05, corrupt=0.05, truncate=0.05,
                                  duplicate=0.05, delay=0.05, delay_seconds=0.05)
@@ -128,7 +128,7 @@ def test_device_reset_mid_epoch_is_reported(model, firmware):
     X = clf.encode(data.X_train[:200])
     from bep_mcu.twin import pack_inputs
 
-    Xp, y = pack_inputs(X, clf.spec_), clf._encode_labels(data.y_train[:200])
+    Xp, y = pack_inputs(X, clf.spec_), clf.encode_labels(data.y_train[:200])
     board = EmulatedBoard(firmware["mps2-an386"], "mps2-an386")
     url = board.start()
     try:

@@ -33,7 +33,7 @@ def train_model(tmp_path_factory, name, dataset, **kwargs):
 def verify_case(model_path, data, batch_size, epochs=5):
     clf = BEPClassifier.load(model_path)
     twin = build_twin(model_path, clf, "net", None)
-    X, y = clf.encode(data.X_train), clf._encode_labels(data.y_train)
+    X, y = clf.encode(data.X_train), clf.encode_labels(data.y_train)
     return run_verify(clf, twin, X, y, epochs, batch_size, grow_every=2)
 
 
@@ -86,7 +86,7 @@ def test_planted_one_bit_change_is_reported(tmp_path_factory, tmp_path):
     clf = BEPClassifier.load(model)
     twin = build_twin(model, clf, "net", str(gen_dir))
     honest = build_twin(model, clf, "net", None)
-    X, y = clf.encode(data.X_train), clf._encode_labels(data.y_train)
+    X, y = clf.encode(data.X_train), clf.encode_labels(data.y_train)
     from bep_mcu.estimator import epoch_order
     from bep_mcu.twin import pack_inputs
 
@@ -226,5 +226,5 @@ def test_alternative_kernels_are_bit_exact(tmp_path_factory, tmp_path, flags):
     clf = BEPClassifier.load(model)
     gen = generate(model, str(tmp_path / "g"), "net")
     twin = Twin(gen, clf.spec_, extra_cflags=flags)
-    result = run_verify(clf, twin, clf.encode(data.X_train), clf._encode_labels(data.y_train), 2, 10, grow_every=1)
+    result = run_verify(clf, twin, clf.encode(data.X_train), clf.encode_labels(data.y_train), 2, 10, grow_every=1)
     assert result.bit_exact, result.first_divergence

@@ -27,8 +27,8 @@ def stream(model_path, port, timeout, dataset, data_path, test_data, epochs, bat
     check_positive(epochs=epochs, batch_size=batch_size)
     clf = BEPClassifier.load(model_path)
     data = load_data(dataset, data_path, test_data)
-    X, y = clf.encode(data.X_train), clf._encode_labels(data.y_train)
-    Xt, yt = clf.encode(data.X_test), clf._encode_labels(data.y_test)
+    X, y = clf.encode(data.X_train), clf.encode_labels(data.y_train)
+    Xt, yt = clf.encode(data.X_test), clf.encode_labels(data.y_test)
     bs = batch_size or clf.batch_size_
     with connect(port, clf, model_path, timeout) as link:
         progress(f"{port}: {link.info.board}, network 0x{link.info.config_hash:08X}, "

@@ -30,7 +30,7 @@ def verify(model_path, dataset, data_path, test_data, epochs, batch_size, patien
     clf = BEPClassifier.load(model_path)
     data = load_data(dataset, data_path, test_data)
     X = clf.encode(data.X_train)
-    y = clf._encode_labels(data.y_train)
+    y = clf.encode_labels(data.y_train)
     twin = build_twin(model_path, clf, name, c_dir)
     bs = batch_size or clf.batch_size_
     total = epochs * -(-len(y) // bs)
