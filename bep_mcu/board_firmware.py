@@ -23,6 +23,7 @@ The memory plan comes first, from numbers known before any compiler runs:
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -30,13 +31,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from . import boards, firmware, protocol
+from . import boards, firmware, golden, protocol
 from .codegen import Generated, check_name
 from .codegen import generate as generate_c
 from .errors import BEPError
 from .estimator import BEPClassifier
 from .layout import StatePlan, plan_state
-from .spec import NetSpec
+from .spec import NetSpec, config_hash
 
 ELF_NAME = "firmware.elf"
 BIN_NAME = "firmware.bin"
@@ -207,3 +208,193 @@ def build(model_path: str, board_name: str, out_dir: str | Path, name: str = "ne
         on_progress(f"building {board.name} firmware for {model_path} in {out_dir}")
     gen = generate_c(model_path, str(Path(out_dir) / NET_DIR), name)
     return build_generated(gen, clf.spec_, board.name, out_dir, tools)
+
+
+# ---------------------------------------------------------------------- self-test
+#
+# ``bep-mcu firmware MODEL --board B --self-test GOLDEN``: the same build with
+# bep_mcu/fw/selftest.c as main and the golden file rendered into the build directory as
+# a const byte array. RAM = state + stack + receive ring + selftest.c's buffers (no
+# link), checked against arm-none-eabi-size like the training image; flash must hold the
+# golden file too. QEMU's exit status is the verdict (SELFTEST_EXIT).
+
+SELFTEST_SOURCES = ("selftest.c", "startup.c", "mem.c")
+SELFTEST_GOLDEN_C = "bep_selftest_golden.c"
+SELFTEST_OUT = "selftest-{board}"
+SELFTEST_CHUNK = 64  # BEP_ST_CHUNK: hidden-weight bytes selftest.c reads back per bep_read_hidden_bytes
+SELFTEST_EXIT = {0: "pass: predictions, counters and hidden weights match after every batch",
+                 1: "mismatch", 2: "foreign or damaged golden file, or a runtime call failed", 3: "fault"}
+"""QEMU exit status of a self-test image (bep_mcu/fw/selftest.c; 3 from startup.c)."""
+
+
+@dataclass(frozen=True)
+class SelfTestPlan:
+    """What an embedded golden file adds: its bytes in flash, selftest.c's buffers in RAM."""
+
+    golden_bytes: int
+    batches: int
+    max_samples: int   # the largest batch: sizes the input, label and prediction buffers
+    input_words: int   # of the compiled network
+
+    @property
+    def buffer_bytes(self) -> int:
+        """sizeof(bep_st_buf) in selftest.c: inputs, labels and predictions (slots
+        rounded up to even, so each is a multiple of 4 bytes) and the read-back chunk."""
+        slots = (self.max_samples + 1) & ~1
+        return 4 * self.max_samples * self.input_words + 2 * 2 * slots + SELFTEST_CHUNK
+
+
+@dataclass(frozen=True)
+class SelfTestMemoryPlan(MemoryPlan):
+    """RAM of a self-test image: state + stack + receive ring (linked through the
+    vector table's UART handler, never enabled) + selftest.c's buffers; no link."""
+
+    selftest_bytes: int = 0
+
+    @property
+    def ram_bytes(self) -> int:
+        return super().ram_bytes + self.selftest_bytes
+
+
+def plan_selftest_memory(state: StatePlan, spec: NetSpec, board: boards.Board, st: SelfTestPlan,
+                         name: str = "net") -> SelfTestMemoryPlan:
+    base = plan_memory(state, spec, board, name)
+    return SelfTestMemoryPlan(board.name, base.state_bytes, 0, base.stack_bytes, base.firmware_static_bytes,
+                              base.table_bytes, st.buffer_bytes)
+
+
+def refuse_selftest_if_too_big(plan: SelfTestMemoryPlan, st: SelfTestPlan, board: boards.Board, name: str,
+                               golden_name: str) -> None:
+    """One-line ``BEPError`` when the self-test's RAM, or the golden file with the
+    network's tables, exceed the board."""
+    if plan.ram_bytes > board.ram_bytes:
+        raise BEPError(
+            f"self-test of '{name}' does not fit {board.name}: RAM {plan.ram_bytes} B (state {plan.state_bytes} + "
+            f"stack {plan.stack_bytes} + firmware {plan.firmware_static_bytes} + self-test buffers "
+            f"{plan.selftest_bytes} for batches of {st.max_samples}) exceeds {board.ram_bytes} B by "
+            f"{plan.ram_bytes - board.ram_bytes} B: write the golden file with a smaller --batch-size")
+    if plan.tables_bytes + st.golden_bytes > board.flash_bytes:
+        raise BEPError(
+            f"golden file '{golden_name}' ({st.golden_bytes} B) and the network's tables ({plan.tables_bytes} B) "
+            f"exceed {board.name}'s flash of {board.flash_bytes} B: write it with fewer --batches")
+
+
+def render_golden_c(data: bytes, source: str) -> str:
+    """``bep_selftest_golden.c``: the golden file as the const byte array selftest.c reads
+    (``bep_st_golden``, 4-byte aligned like the file's sections; in flash)."""
+    label = "".join(ch if ch.isprintable() and ch != "*" else "_" for ch in source)
+    lines = [f"/* {SELFTEST_GOLDEN_C}: rendered by bep_mcu/board_firmware.py from {label}, do not edit.",
+             f" * {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()} */",
+             f"extern const unsigned char bep_st_golden[{len(data)}];",
+             f"const unsigned char bep_st_golden[{len(data)}] __attribute__((aligned(4))) = {{"]
+    for i in range(0, len(data), 16):
+        lines.append("    " + ", ".join(f"0x{b:02X}" for b in data[i:i + 16]) + ",")
+    lines.append("};")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class SelfTestBuild:
+    """A built self-test image, and the golden file inside it."""
+
+    firmware: FirmwareBuild
+    selftest: SelfTestPlan
+    golden: str
+
+    def to_dict(self) -> dict:
+        d = self.firmware.to_dict()
+        d.update({"self_test": True, "golden": self.golden, "golden_bytes": self.selftest.golden_bytes,
+                  "golden_batches": self.selftest.batches, "golden_max_batch": self.selftest.max_samples,
+                  "self_test_buffer_bytes": self.selftest.buffer_bytes})
+        return d
+
+
+def check_golden_for_model(g: golden.Golden, spec: NetSpec, chash: str, golden_name: str, model_name: str) -> None:
+    """Refuse, in one line, a golden file written for another network configuration
+    (a golden file of another model *with the same configuration* passes here and
+    fails on the board, exit 1, at the initial hidden weights)."""
+    want = int(chash[:8], 16)
+    if g.config_hash32 != want or g.shapes != list(spec.layer_shapes()):
+        raise BEPError(f"golden file '{golden_name}' was written for network config 0x{g.config_hash32:08X}, "
+                       f"'{model_name}' is 0x{want:08X}: write it from this model (bep-mcu golden {model_name} ...)")
+
+
+def _selftest_board(board_name: str) -> boards.Board:
+    board = boards.board(board_name)
+    if not board.emulated:
+        emulated = ", ".join(b.name for b in boards.BOARDS.values() if b.emulated)
+        raise BEPError(f"{board.name} is a real board: the self-test reports through semihosting, which bep-mcu "
+                       f"only drives in QEMU; choose one of {emulated}")
+    return board
+
+
+def build_selftest_generated(gen: Generated, spec: NetSpec, board_name: str, golden_data: bytes,
+                             out_dir: str | Path, tools: firmware.Toolchain | None = None,
+                             golden_name: str = "golden file") -> SelfTestBuild:
+    """Build the self-test image of an already generated directory with ``golden_data``
+    embedded. The file's format is validated here; whether it belongs to this network
+    is left to the board (exit status 2 on another configuration, see selftest.c):
+    :func:`build_selftest` refuses that earlier."""
+    board = _selftest_board(board_name)
+    g = golden.from_bytes(golden_data, golden_name)
+    st = SelfTestPlan(len(golden_data), len(g.batches), max((len(b.labels) for b in g.batches), default=1),
+                      gen.plan.input_words)
+    plan = plan_selftest_memory(gen.plan, spec, board, st, gen.name)
+    refuse_selftest_if_too_big(plan, st, board, gen.name, golden_name)
+    tools = tools or firmware.toolchain(board.cpu)
+    out = Path(out_dir)
+    build_dir = out / BUILD_DIR
+    build_dir.mkdir(parents=True, exist_ok=True)
+    (build_dir / "memory.ld").write_text(boards.memory_script(board))
+    golden_c = build_dir / SELFTEST_GOLDEN_C
+    golden_c.write_text(render_golden_c(golden_data, golden_name))
+    _, defines = build_flags(board, gen.name)
+    defines.update({"BEP_ST_GOLDEN_BYTES": f"{st.golden_bytes}u", "BEP_ST_MAX_N": f"{st.max_samples}u",
+                    "BEP_ST_CHUNK": f"{SELFTEST_CHUNK}u"})
+    src = fw_dir()
+    sources = [src / f for f in (*SELFTEST_SOURCES, board.port_file)] + [golden_c] + firmware.generated_sources(gen)
+    objects = firmware.compile_objects(tools, sources, gen.directory, build_dir, LEVEL, strict=True, defines=defines)
+    elf = out / ELF_NAME
+    try:
+        _link(tools, board, objects, build_dir, elf, plan, gen.name)
+    except BEPError as e:
+        raise BEPError(f"{e} (the golden file takes {st.golden_bytes} B of it: write fewer --batches)") from None
+    sizes = firmware.object_sizes(tools, [elf])[elf]
+    result = FirmwareBuild(elf=elf, board=board.name, text=sizes.text + sizes.rodata, data=sizes.data, bss=sizes.bss,
+                           plan=plan, ram_budget=board.ram_bytes, flash_budget=board.flash_bytes,
+                           config_hash=gen.config_hash, compiler=tools.version())
+    if result.ram_bytes != plan.ram_bytes:
+        raise firmware.BuildError(f"self-test RAM plan {plan.ram_bytes} B != data + bss {result.ram_bytes} B of "
+                                  f"{elf}: bep_mcu/fw/selftest.c or the generated C gained static data the plan "
+                                  f"does not count (see {elf.parent / MAP_NAME})")
+    objcopy = shutil.which(firmware.ARM_PREFIX + "objcopy")
+    if objcopy:
+        subprocess.run([objcopy, "-O", "binary", str(elf), str(out / BIN_NAME)], check=True)
+    return SelfTestBuild(result, st, golden_name)
+
+
+def build_selftest(model_path: str, board_name: str, golden_path: str, out_dir: str | Path, name: str = "net",
+                   on_progress: Callable[[str], None] | None = None) -> SelfTestBuild:
+    """``bep-mcu firmware MODEL --self-test GOLDEN``: an image that replays GOLDEN on the
+    board (bep_mcu/fw/selftest.c) instead of serving the link. Refuses, in one line and
+    before anything is written, a golden file of another network configuration, a board
+    without semihosting, and a self-test that does not fit."""
+    board = _selftest_board(board_name)
+    check_name(name)
+    clf = BEPClassifier.load(model_path)
+    g = golden.read_golden(golden_path)
+    check_golden_for_model(g, clf.spec_, config_hash(clf.spec_, clf.params_), str(golden_path), str(model_path))
+    try:
+        state = plan_state(clf.spec_, clf.params_.gate)
+    except ValueError as e:
+        raise BEPError(str(e)) from None
+    data = Path(golden_path).read_bytes()
+    st = SelfTestPlan(len(data), len(g.batches), max((len(b.labels) for b in g.batches), default=1),
+                      state.input_words)
+    refuse_selftest_if_too_big(plan_selftest_memory(state, clf.spec_, board, st, name), st, board, name,
+                               str(golden_path))
+    tools = firmware.toolchain(board.cpu)
+    if on_progress:
+        on_progress(f"building {board.name} self-test of {golden_path} for {model_path} in {out_dir}")
+    gen = generate_c(model_path, str(Path(out_dir) / NET_DIR), name)
+    return build_selftest_generated(gen, clf.spec_, board.name, data, out_dir, tools, str(golden_path))

@@ -17,6 +17,11 @@ its host.
 The board an ELF was built for is recorded in its ``.bep_board`` section (see
 bep_mcu/fw/main.c); :func:`elf_board` reads it and :class:`EmulatedBoard` refuses an
 image built for another board.
+
+An image that ends by itself (the self-test, bep_mcu/fw/selftest.c) runs with
+:func:`run_to_exit` / :func:`run_image` instead: no socket, the UART on a null chardev,
+QEMU's exit status is the firmware's semihosting exit status, and QEMU is killed after a
+timeout.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import boards
@@ -236,3 +242,58 @@ class EmulatedBoard:
         except Exception:  # noqa: BLE001, S110 - interpreter shutdown: nothing left to report to
             pass
 
+
+
+# ---------------------------------------------------------------------- run to completion
+
+RUN_TIMEOUT = 60.0  # seconds a self-ending image (the self-test) may run
+
+
+def exit_command(elf: str | Path, board: boards.Board, qemu: str = QEMU) -> list[str]:
+    """The QEMU command line of ``board`` running an image that ends QEMU itself through
+    semihosting (the self-test): the UART on a null chardev, the semihosting console on
+    QEMU's standard error."""
+    return [qemu, "-M", board.qemu, "-display", "none", "-monitor", "none", "-kernel", str(elf),
+            *["-serial", "null"] * (board.serial_index + 1), "-semihosting-config", "enable=on,target=native"]
+
+
+@dataclass(frozen=True)
+class ExitRun:
+    """How a self-ending image ended: QEMU's exit status (the firmware's
+    SYS_EXIT_EXTENDED status) and what it printed (semihosting SYS_WRITE0, plus any
+    QEMU message)."""
+
+    status: int
+    output: str
+    seconds: float
+
+
+def run_image(elf: str | Path, board: str, timeout: float = RUN_TIMEOUT) -> ExitRun:
+    """Run ``elf`` on ``board`` in QEMU until the firmware ends it; QEMU is killed after
+    ``timeout`` seconds (one-line ``BEPError``) and, whatever happens, never outlives
+    this call."""
+    b = check_firmware(elf, board)
+    qemu = qemu_binary()
+    with tempfile.TemporaryFile(prefix="bep-qemu-") as log:
+        start = time.monotonic()
+        proc = subprocess.Popen(exit_command(elf, b, qemu), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT,
+                                preexec_fn=_die_with_parent if _pdeathsig_safe() else None)  # noqa: PLW1509
+        try:
+            status = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise BEPError(f"'{elf}' did not end QEMU within {timeout:g} s on {b.name} (not a self-test image, "
+                           f"or it hangs)") from None
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        seconds = time.monotonic() - start
+        log.seek(0)
+        output = log.read().decode(errors="replace")
+    return ExitRun(status, output, seconds)
+
+
+def run_to_exit(elf: str | Path, board: str, timeout: float = RUN_TIMEOUT) -> int:
+    """QEMU's exit status after running ``elf`` to completion (see :func:`run_image`)."""
+    return run_image(elf, board, timeout).status
