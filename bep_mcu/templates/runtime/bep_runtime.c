@@ -51,7 +51,7 @@ BEP_HOT uint32_t bep_pop(uint32_t x)
  * object is called through the PLT). */
 uint32_t bep_popcount32(uint32_t x) { return bep_pop(x); }
 
-static uint32_t bep_mix32(uint32_t x)
+BEP_HOT uint32_t bep_mix32(uint32_t x)
 {
     x ^= x >> 16;
     x *= 0x7FEB352Du;
