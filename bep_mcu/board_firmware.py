@@ -167,22 +167,37 @@ def build_generated(gen: Generated, spec: NetSpec, board_name: str, out_dir: str
     plan = plan_memory(gen.plan, spec, board, gen.name)
     refuse_if_too_big(plan, board, gen.name)
     tools = tools or firmware.toolchain(board.cpu)
-    out = Path(out_dir)
+    _, defines = build_flags(board, gen.name)
+    return _build_image(tools, board, gen, FW_SOURCES, [], defines, Path(out_dir), plan, "RAM plan")
+
+
+def _build_dir(out: Path, board: boards.Board) -> Path:
     build_dir = out / BUILD_DIR
     build_dir.mkdir(parents=True, exist_ok=True)
     (build_dir / "memory.ld").write_text(boards.memory_script(board))
-    _, defines = build_flags(board, gen.name)
+    return build_dir
+
+
+def _build_image(tools: firmware.Toolchain, board: boards.Board, gen: Generated, fw_sources: tuple[str, ...],
+                 extra_sources: list[Path], defines: dict[str, str], out: Path, plan: "MemoryPlan",
+                 what: str, link_hint: str = "") -> FirmwareBuild:
+    """Compile the board sources, ``extra_sources`` and the generated C, link, size the
+    ELF and hold it to the RAM plan (a mismatch is a bep-mcu bug), write the .bin."""
+    build_dir = _build_dir(out, board)
     src = fw_dir()
-    sources = [src / f for f in (*FW_SOURCES, board.port_file)] + firmware.generated_sources(gen)
+    sources = [src / f for f in (*fw_sources, board.port_file)] + extra_sources + firmware.generated_sources(gen)
     objects = firmware.compile_objects(tools, sources, gen.directory, build_dir, LEVEL, strict=True, defines=defines)
     elf = out / ELF_NAME
-    _link(tools, board, objects, build_dir, elf, plan, gen.name)
+    try:
+        _link(tools, board, objects, build_dir, elf, plan, gen.name)
+    except BEPError as e:
+        raise BEPError(f"{e}{link_hint}") from None
     sizes = firmware.object_sizes(tools, [elf])[elf]
     result = FirmwareBuild(elf=elf, board=board.name, text=sizes.text + sizes.rodata, data=sizes.data, bss=sizes.bss,
                            plan=plan, ram_budget=board.ram_bytes, flash_budget=board.flash_bytes,
                            config_hash=gen.config_hash, compiler=tools.version())
     if result.ram_bytes != plan.ram_bytes:
-        raise firmware.BuildError(f"RAM plan {plan.ram_bytes} B != data + bss {result.ram_bytes} B of {elf}: "
+        raise firmware.BuildError(f"{what} {plan.ram_bytes} B != data + bss {result.ram_bytes} B of {elf}: "
                                   f"bep_mcu/fw or the generated C gained static data the plan does not count "
                                   f"(see {elf.parent / MAP_NAME})")
     objcopy = shutil.which(firmware.ARM_PREFIX + "objcopy")
@@ -343,33 +358,13 @@ def build_selftest_generated(gen: Generated, spec: NetSpec, board_name: str, gol
     refuse_selftest_if_too_big(plan, st, board, gen.name, golden_name)
     tools = tools or firmware.toolchain(board.cpu)
     out = Path(out_dir)
-    build_dir = out / BUILD_DIR
-    build_dir.mkdir(parents=True, exist_ok=True)
-    (build_dir / "memory.ld").write_text(boards.memory_script(board))
-    golden_c = build_dir / SELFTEST_GOLDEN_C
+    golden_c = _build_dir(out, board) / SELFTEST_GOLDEN_C
     golden_c.write_text(render_golden_c(golden_data, golden_name))
     _, defines = build_flags(board, gen.name)
     defines.update({"BEP_ST_GOLDEN_BYTES": f"{st.golden_bytes}u", "BEP_ST_MAX_N": f"{st.max_samples}u",
                     "BEP_ST_CHUNK": f"{SELFTEST_CHUNK}u"})
-    src = fw_dir()
-    sources = [src / f for f in (*SELFTEST_SOURCES, board.port_file)] + [golden_c] + firmware.generated_sources(gen)
-    objects = firmware.compile_objects(tools, sources, gen.directory, build_dir, LEVEL, strict=True, defines=defines)
-    elf = out / ELF_NAME
-    try:
-        _link(tools, board, objects, build_dir, elf, plan, gen.name)
-    except BEPError as e:
-        raise BEPError(f"{e} (the golden file takes {st.golden_bytes} B of it: write fewer --batches)") from None
-    sizes = firmware.object_sizes(tools, [elf])[elf]
-    result = FirmwareBuild(elf=elf, board=board.name, text=sizes.text + sizes.rodata, data=sizes.data, bss=sizes.bss,
-                           plan=plan, ram_budget=board.ram_bytes, flash_budget=board.flash_bytes,
-                           config_hash=gen.config_hash, compiler=tools.version())
-    if result.ram_bytes != plan.ram_bytes:
-        raise firmware.BuildError(f"self-test RAM plan {plan.ram_bytes} B != data + bss {result.ram_bytes} B of "
-                                  f"{elf}: bep_mcu/fw/selftest.c or the generated C gained static data the plan "
-                                  f"does not count (see {elf.parent / MAP_NAME})")
-    objcopy = shutil.which(firmware.ARM_PREFIX + "objcopy")
-    if objcopy:
-        subprocess.run([objcopy, "-O", "binary", str(elf), str(out / BIN_NAME)], check=True)
+    result = _build_image(tools, board, gen, SELFTEST_SOURCES, [golden_c], defines, out, plan, "self-test RAM plan",
+                          f" (the golden file takes {st.golden_bytes} B of it: write fewer --batches)")
     return SelfTestBuild(result, st, golden_name)
 
 

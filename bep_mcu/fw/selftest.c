@@ -40,6 +40,7 @@
 
 #include "bep_cortexm.h"
 #include BEP_FW_NET_HEADER
+#include "bep_golden.h" /* the file format, shared with host/bep_host_driver.c */
 
 #if !defined(BEP_ST_GOLDEN_BYTES) || !defined(BEP_ST_MAX_N) || !defined(BEP_ST_CHUNK)
 #error "BEP_ST_GOLDEN_BYTES, BEP_ST_MAX_N and BEP_ST_CHUNK are set by the build (bep_mcu/board_firmware.py)"
@@ -57,12 +58,6 @@
 #define BEP_FW_NET_MACRO(m) BEP_FW_PASTE(BEP_, BEP_FW_NET_UPPER, _##m)
 #define BEP_FW_NET_CONFIG BEP_FW_NET_FN(config)
 
-/* Golden file format version 1 (bep_mcu/golden.py). */
-#define GOLDEN_VERSION 1u
-#define GOLDEN_HEADER_BYTES 44u
-#define GOLDEN_LAYER_RECORD_BYTES 16u
-#define GOLDEN_N_COUNTERS 5u
-
 enum { ST_MATCH = 0, ST_MISMATCH = 1, ST_ERROR = 2 };
 
 extern const unsigned char bep_st_golden[BEP_ST_GOLDEN_BYTES];
@@ -70,11 +65,6 @@ extern const unsigned char bep_st_golden[BEP_ST_GOLDEN_BYTES];
 /* The board this image was built for (not allocated; see main.c): run_to_exit in
  * bep_mcu/emulate.py refuses an image built for another board. */
 __attribute__((section(".bep_board"), used)) static const char bep_fw_board_tag[] = BEP_BOARD_NAME;
-
-static const char golden_magic[8] = {'B', 'E', 'P', 'G', 'O', 'L', 'D', '\0'};
-static const char golden_end[8] = {'B', 'E', 'P', 'G', 'E', 'N', 'D', '\0'};
-static const char *const counter_names[GOLDEN_N_COUNTERS] = {"samples", "triggered", "errors", "updates",
-                                                              "batches"};
 
 static uint32_t bep_fw_state[BEP_FW_NET_MACRO(STATE_WORDS)];
 
@@ -174,164 +164,101 @@ __attribute__((noinline)) static void st_say(const char *fmt, ...)
 
 /* ------------------------------------------------------------ file reading */
 
-typedef struct {
-    size_t pos;
-} reader_t;
-
-static size_t pad4(size_t n) { return (n + 3u) & ~(size_t)3u; }
-
-static uint32_t le32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-static uint16_t le16(const unsigned char *p) { return (uint16_t)((unsigned)p[0] | ((unsigned)p[1] << 8)); }
-
 static unsigned long file_offset(const unsigned char *p) { return (unsigned long)(p - bep_st_golden); }
 
-static int same_bytes(const unsigned char *a, const char *b, size_t n)
+/* golden_take, with the one-line report of a section that does not fit. */
+static const unsigned char *take(golden_reader_t *r, size_t n, const char *what, long batch)
 {
-    size_t k;
-    for (k = 0; k < n; ++k) {
-        if (a[k] != (unsigned char)b[k]) return 0;
-    }
-    return 1;
+    const unsigned char *p = golden_take(r, n, what, batch);
+    if (p != NULL) return p;
+    if (batch >= 0)
+        st_say("ERROR truncated golden file (batch %d %s at offset %u)", batch, what, (unsigned long)r->pos);
+    else
+        st_say("ERROR truncated golden file (%s at offset %u)", what, (unsigned long)r->pos);
+    return NULL;
 }
-
-/* Claims n bytes (then skips the padding to 4); NULL, after one line, when the file
- * is too short. `batch` < 0: a section outside the batches. */
-static const unsigned char *take(reader_t *r, size_t n, const char *what, long batch)
-{
-    const unsigned char *p;
-    if (n > BEP_ST_GOLDEN_BYTES - r->pos || pad4(n) < n) {
-        if (batch >= 0)
-            st_say("ERROR truncated golden file (batch %d %s at offset %u)", batch, what, (unsigned long)r->pos);
-        else
-            st_say("ERROR truncated golden file (%s at offset %u)", what, (unsigned long)r->pos);
-        return NULL;
-    }
-    p = bep_st_golden + r->pos;
-    r->pos = pad4(n) > BEP_ST_GOLDEN_BYTES - r->pos ? BEP_ST_GOLDEN_BYTES : r->pos + pad4(n);
-    return p;
-}
-
-/* n * size without overflow (0 on overflow, which no valid section has). */
-static size_t mul_size(size_t n, size_t size) { return (size != 0u && n > (size_t)-1 / size) ? 0u : n * size; }
 
 /* --------------------------------------------------------------- the file */
 
 /* What pass 2 needs from the head; the shapes are the compiled config's (checked equal). */
 typedef struct {
-    uint32_t seed, batch_counter, n_batches;
+    golden_head_t h;
     uint16_t gamma[BEP_MAX_LAYERS];
     uint32_t q[BEP_MAX_LAYERS];
     const unsigned char *initial[BEP_MAX_LAYERS];
 } golden_t;
 
-/* Views into one batch record. */
-typedef struct {
-    uint32_t n;
-    const unsigned char *x, *labels, *predictions, *counters;
-    const unsigned char *hidden[BEP_MAX_LAYERS];
-} batch_t;
-
-static size_t layer_bytes(unsigned l)
-{
-    const bep_config_t *cfg = &BEP_FW_NET_CONFIG;
-    return (size_t)cfg->layer[l].n_weights * (cfg->hidden_bits / 8u);
-}
-
 /* Header, provenance, layer records and initial weights, checked against the
  * compiled network (the host driver's parse_head). 0, or -1 after one line. */
-static int parse_head(reader_t *r, golden_t *g)
+static int parse_head(golden_reader_t *r, golden_t *g)
 {
     const bep_config_t *cfg = &BEP_FW_NET_CONFIG;
     const unsigned char *h = take(r, GOLDEN_HEADER_BYTES, "header", -1), *p;
+    golden_layer_t rec;
     unsigned l;
     if (h == NULL) return -1;
-    if (!same_bytes(h, golden_magic, sizeof golden_magic)) {
+    if (!golden_same(h, golden_magic, sizeof golden_magic)) {
         st_say("ERROR not a bep-mcu golden file (bad magic)");
         return -1;
     }
-    if (le32(h + 8) != GOLDEN_VERSION) {
-        st_say("ERROR golden format version %u, this self-test reads %u", (unsigned long)le32(h + 8),
+    golden_decode_head(h, &g->h);
+    if (g->h.version != GOLDEN_VERSION) {
+        st_say("ERROR golden format version %u, this self-test reads %u", (unsigned long)g->h.version,
                (unsigned long)GOLDEN_VERSION);
         return -1;
     }
-    if (le32(h + 12) != BEP_FW_NET_MACRO(CONFIG_HASH)) {
+    if (g->h.config_hash != BEP_FW_NET_MACRO(CONFIG_HASH)) {
         st_say("ERROR golden file for config %x, this image was built for %x (regenerate the image or the golden "
-               "file from the same model)", (unsigned long)le32(h + 12),
+               "file from the same model)", (unsigned long)g->h.config_hash,
                (unsigned long)BEP_FW_NET_MACRO(CONFIG_HASH));
         return -1;
     }
-    if (h[16] != cfg->model || h[17] != cfg->hidden_bits || h[18] != cfg->n_layers ||
-        le16(h + 20) != cfg->n_classes || le16(h + 22) != cfg->steps || le32(h + 24) != cfg->input_words) {
+    if (g->h.model != cfg->model || g->h.hidden_bits != cfg->hidden_bits || g->h.n_layers != cfg->n_layers ||
+        g->h.n_classes != cfg->n_classes || g->h.steps != cfg->steps || g->h.input_words != cfg->input_words) {
         st_say("ERROR network shape differs from the compiled one");
         return -1;
     }
-    g->seed = le32(h + 28);
-    g->batch_counter = le32(h + 32);
-    g->n_batches = le32(h + 36);
-    if (take(r, le32(h + 40), "provenance", -1) == NULL) return -1;
+    if (take(r, g->h.prov_len, "provenance", -1) == NULL) return -1;
     for (l = 0; l < cfg->n_layers; ++l) {
         p = take(r, GOLDEN_LAYER_RECORD_BYTES, "layer record", -1);
         if (p == NULL) return -1;
-        if (le32(p) != cfg->layer[l].rows || le32(p + 4) != cfg->layer[l].cols) {
+        golden_decode_layer(p, &rec);
+        if (rec.rows != cfg->layer[l].rows || rec.cols != cfg->layer[l].cols) {
             st_say("ERROR layer %u is %u x %u, the compiled network's is %u x %u", (unsigned long)l,
-                   (unsigned long)le32(p), (unsigned long)le32(p + 4), (unsigned long)cfg->layer[l].rows,
+                   (unsigned long)rec.rows, (unsigned long)rec.cols, (unsigned long)cfg->layer[l].rows,
                    (unsigned long)cfg->layer[l].cols);
             return -1;
         }
-        if (le32(p + 8) > 0xFFFFu) {
-            st_say("ERROR layer %u gamma %u out of range", (unsigned long)l, (unsigned long)le32(p + 8));
+        if (rec.gamma > 0xFFFFu) {
+            st_say("ERROR layer %u gamma %u out of range", (unsigned long)l, (unsigned long)rec.gamma);
             return -1;
         }
-        g->gamma[l] = (uint16_t)le32(p + 8);
-        g->q[l] = le32(p + 12);
+        g->gamma[l] = (uint16_t)rec.gamma;
+        g->q[l] = rec.q;
     }
     for (l = 0; l < cfg->n_layers; ++l) {
-        g->initial[l] = take(r, layer_bytes(l), "initial hidden weights", -1);
+        g->initial[l] = take(r, golden_layer_bytes(cfg, l), "initial hidden weights", -1);
         if (g->initial[l] == NULL) return -1;
     }
     return 0;
 }
 
-static int parse_batch(reader_t *r, long b, batch_t *out)
+static int parse_batch(golden_reader_t *r, long b, golden_batch_t *out)
 {
-    const bep_config_t *cfg = &BEP_FW_NET_CONFIG;
-    const unsigned char *p = take(r, 4u, "sample count", b);
-    unsigned l;
-    size_t x_bytes;
-    if (p == NULL) return -1;
-    out->n = le32(p);
-    x_bytes = mul_size(mul_size(out->n, cfg->input_words), 4u);
-    if (out->n == 0u || x_bytes == 0u) {
+    int rc = golden_take_batch(r, &BEP_FW_NET_CONFIG, b, out);
+    if (rc == -2) {
         st_say("ERROR batch %d has a bad sample count %u", b, (unsigned long)out->n);
-        return -1;
-    }
-    /* The build sized the buffers for the largest batch of this very file. */
-    if (out->n > BEP_ST_MAX_N) {
+    } else if (rc != 0) {
+        st_say("ERROR truncated golden file (batch %d %s at offset %u)", b, r->fail_what, (unsigned long)r->pos);
+    } else if (out->n > BEP_ST_MAX_N) { /* the build sized the buffers for this very file */
         st_say("ERROR batch %d has %u samples, the image holds %u", b, (unsigned long)out->n,
                (unsigned long)BEP_ST_MAX_N);
-        return -1;
+        rc = -1;
     }
-    if ((out->x = take(r, x_bytes, "inputs", b)) == NULL) return -1;
-    if ((out->labels = take(r, mul_size(out->n, 2u), "labels", b)) == NULL) return -1;
-    if ((out->predictions = take(r, mul_size(out->n, 2u), "predictions", b)) == NULL) return -1;
-    if ((out->counters = take(r, 4u * GOLDEN_N_COUNTERS, "counters", b)) == NULL) return -1;
-    for (l = 0; l < cfg->n_layers; ++l) {
-        if ((out->hidden[l] = take(r, layer_bytes(l), "hidden weights", b)) == NULL) return -1;
-    }
-    return 0;
+    return rc;
 }
 
 /* ------------------------------------------------------------ comparison */
-
-static int32_t weight_at(const unsigned char *p, unsigned hidden_bits, size_t k)
-{
-    if (hidden_bits == 8u) return (int32_t)(int8_t)p[k];
-    return (int32_t)(int16_t)le16(p + 2u * k);
-}
 
 static int runtime_failed(const char *call, long batch, bep_status_t st)
 {
@@ -351,7 +278,7 @@ static int compare_hidden(const unsigned char *const expected[], long batch)
     const unsigned wb = cfg->hidden_bits / 8u;
     unsigned l;
     for (l = 0; l < cfg->n_layers; ++l) {
-        size_t total = layer_bytes(l), off, k;
+        size_t total = golden_layer_bytes(cfg, l), off, k;
         for (off = 0; off < total; off += BEP_ST_CHUNK) {
             size_t m = total - off < BEP_ST_CHUNK ? total - off : BEP_ST_CHUNK;
             bep_status_t st = bep_read_hidden_bytes(cfg, bep_fw_state, sizeof bep_fw_state, l, (uint32_t)off,
@@ -359,8 +286,8 @@ static int compare_hidden(const unsigned char *const expected[], long batch)
             if (st != BEP_OK) return runtime_failed("bep_read_hidden_bytes", batch, st);
             for (k = 0; k < m / wb; ++k) {
                 size_t idx = off / wb + k;
-                int32_t want = weight_at(expected[l], cfg->hidden_bits, idx);
-                int32_t got = weight_at(bep_st_buf.chunk, cfg->hidden_bits, k);
+                int32_t want = golden_weight(expected[l], cfg->hidden_bits, idx);
+                int32_t got = golden_weight(bep_st_buf.chunk, cfg->hidden_bits, k);
                 if (want == got) continue;
                 if (batch < 0)
                     st_say("MISMATCH after init (before batch 0) layer %u row %u col %u: expected %d, got %d "
@@ -379,20 +306,20 @@ static int compare_hidden(const unsigned char *const expected[], long batch)
     return ST_MATCH;
 }
 
-static int run_batch(const batch_t *bt, long b)
+static int run_batch(const golden_batch_t *bt, long b)
 {
     const bep_config_t *cfg = &BEP_FW_NET_CONFIG;
     size_t words = (size_t)bt->n * cfg->input_words, k;
     bep_counters_t c;
     uint32_t got_c[GOLDEN_N_COUNTERS];
     bep_status_t st;
-    for (k = 0; k < words; ++k) bep_st_buf.x[k] = le32(bt->x + 4u * k);
-    for (k = 0; k < bt->n; ++k) bep_st_buf.labels[k] = le16(bt->labels + 2u * k);
+    for (k = 0; k < words; ++k) bep_st_buf.x[k] = golden_le32(bt->x + 4u * k);
+    for (k = 0; k < bt->n; ++k) bep_st_buf.labels[k] = golden_le16(bt->labels + 2u * k);
     st = BEP_FW_NET_FN(train_batch)(bep_fw_state, sizeof bep_fw_state, bep_st_buf.x, words, bep_st_buf.labels,
                                     bep_st_buf.pred, bt->n);
     if (st != BEP_OK) return runtime_failed("bep_train_batch", b, st);
     for (k = 0; k < bt->n; ++k) {
-        uint16_t want = le16(bt->predictions + 2u * k);
+        uint16_t want = golden_le16(bt->predictions + 2u * k);
         if (bep_st_buf.pred[k] != want) {
             st_say("MISMATCH batch %d sample %u prediction: expected %u, got %u (file offset %u)", b,
                    (unsigned long)k, (unsigned long)want, (unsigned long)bep_st_buf.pred[k],
@@ -402,15 +329,11 @@ static int run_batch(const batch_t *bt, long b)
     }
     st = BEP_FW_NET_FN(read_counters)(bep_fw_state, sizeof bep_fw_state, &c);
     if (st != BEP_OK) return runtime_failed("bep_read_counters", b, st);
-    got_c[0] = c.samples;
-    got_c[1] = c.triggered;
-    got_c[2] = c.errors;
-    got_c[3] = c.updates;
-    got_c[4] = c.batches;
+    golden_counters(&c, got_c);
     for (k = 0; k < GOLDEN_N_COUNTERS; ++k) {
-        uint32_t want = le32(bt->counters + 4u * k);
+        uint32_t want = golden_le32(bt->counters + 4u * k);
         if (got_c[k] != want) {
-            st_say("MISMATCH batch %d counter %s: expected %u, got %u (file offset %u)", b, counter_names[k],
+            st_say("MISMATCH batch %d counter %s: expected %u, got %u (file offset %u)", b, golden_counter_names[k],
                    (unsigned long)want, (unsigned long)got_c[k], file_offset(bt->counters + 4u * k));
             return ST_MISMATCH;
         }
@@ -423,23 +346,22 @@ static int run_batch(const batch_t *bt, long b)
 static int run(void)
 {
     const bep_config_t *cfg = &BEP_FW_NET_CONFIG;
-    reader_t r;
+    golden_reader_t r = {bep_st_golden, BEP_ST_GOLDEN_BYTES, 0, NULL, 0};
     golden_t g;
-    batch_t bt;
+    golden_batch_t bt;
     uint32_t b;
     const unsigned char *end;
     bep_status_t st;
     int rc;
 
     /* Pass 1: validate the whole file, so a damaged one is reported as such. */
-    r.pos = 0;
     if (parse_head(&r, &g) != 0) return ST_ERROR;
-    for (b = 0; b < g.n_batches; ++b) {
+    for (b = 0; b < g.h.n_batches; ++b) {
         if (parse_batch(&r, (long)b, &bt) != 0) return ST_ERROR;
     }
     end = take(&r, sizeof golden_end, "end marker", -1);
     if (end == NULL) return ST_ERROR;
-    if (!same_bytes(end, golden_end, sizeof golden_end) || r.pos != BEP_ST_GOLDEN_BYTES) {
+    if (!golden_same(end, golden_end, sizeof golden_end) || r.pos != BEP_ST_GOLDEN_BYTES) {
         st_say("ERROR damaged golden file (no end marker at offset %u)", file_offset(end));
         return ST_ERROR;
     }
@@ -447,19 +369,19 @@ static int run(void)
     /* Pass 2: run. */
     r.pos = 0;
     if (parse_head(&r, &g) != 0) return ST_ERROR;
-    st = BEP_FW_NET_FN(init)(bep_fw_state, sizeof bep_fw_state, g.seed, g.batch_counter);
+    st = BEP_FW_NET_FN(init)(bep_fw_state, sizeof bep_fw_state, g.h.seed, g.h.batch_counter);
     if (st != BEP_OK) return runtime_failed("bep_init", -1, st);
     rc = compare_hidden(g.initial, -1);
     if (rc != ST_MATCH) return rc;
     st = BEP_FW_NET_FN(set_epoch)(bep_fw_state, sizeof bep_fw_state, g.gamma, cfg->n_layers, g.q, cfg->n_layers);
     if (st != BEP_OK) return runtime_failed("bep_set_epoch", -1, st);
-    for (b = 0; b < g.n_batches; ++b) {
+    for (b = 0; b < g.h.n_batches; ++b) {
         if (parse_batch(&r, (long)b, &bt) != 0) return ST_ERROR;
         rc = run_batch(&bt, (long)b);
         if (rc != ST_MATCH) return rc;
     }
     st_say("OK self-test on %s: %u batches, %u layers, %u-bit, config %x: predictions, counters and hidden "
-           "weights match", BEP_BOARD_NAME, (unsigned long)g.n_batches,
+           "weights match", BEP_BOARD_NAME, (unsigned long)g.h.n_batches,
            (unsigned long)cfg->n_layers, (unsigned long)cfg->hidden_bits,
            (unsigned long)BEP_FW_NET_MACRO(CONFIG_HASH));
     return ST_MATCH;
