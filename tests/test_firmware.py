@@ -313,6 +313,13 @@ def test_emulate_refuses_a_firmware_for_another_board(builds):
     assert our_qemus() == []
 
 
+def test_emulate_refuses_what_is_not_a_firmware_image(tmp_path):
+    not_elf = tmp_path / "model.npz"
+    not_elf.write_bytes(b"PK\x03\x04 not an ELF file")
+    one_error_line(invoke("emulate", not_elf, "--board", "mps2-an386"), "not a readable ELF file")
+    one_error_line(invoke("emulate", tmp_path / "missing.elf", "--board", "mps2-an386"), "missing.elf")
+
+
 @needs_qemu
 @pytest.mark.parametrize("board", EMULATED)
 def test_hello(builds, board):

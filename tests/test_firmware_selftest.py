@@ -30,7 +30,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
 from bep_mcu import boards, golden
 from bep_mcu.board_firmware import (
@@ -42,12 +41,11 @@ from bep_mcu.board_firmware import (
     build_selftest_generated,
     fw_dir,
 )
-from bep_mcu.cli.main import cli
 from bep_mcu.codegen import generate as generate_c
 from bep_mcu.emulate import run_image, run_to_exit
 from bep_mcu.errors import BEPError
 from bep_mcu.estimator import BEPClassifier
-from tests.test_firmware import our_qemus
+from tests.test_firmware import assert_ok, berkeley, invoke, one_error_line, our_qemus, symbol_sizes
 
 DATASET = "prototypes:classes=4,features=100,samples=1200"
 TRAIN = ["--dataset", DATASET, "--hidden", "32", "--epochs", "1"]
@@ -63,34 +61,6 @@ pytestmark = [
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def invoke(*args) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def assert_ok(result: Result) -> None:
-    assert result.exit_code == 0, f"exit {result.exit_code}\nstderr: {result.stderr}\nexception: {result.exception!r}"
-
-
-def one_error_line(result: Result, *words: str) -> str:
-    assert result.exit_code == 2, f"exit {result.exit_code}, exception {result.exception!r}"
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    for word in words:
-        assert word.lower() in lines[0].lower(), f"{word!r} not in {lines[0]!r}"
-    return lines[0]
-
-
-def berkeley(elf: Path) -> tuple[int, int, int]:
-    out = subprocess.run(["arm-none-eabi-size", "-B", str(elf)], capture_output=True, text=True, check=True).stdout
-    text, data, bss = (int(v) for v in out.splitlines()[1].split()[:3])
-    return text, data, bss
-
-
-def symbol_sizes(elf: Path) -> dict[str, int]:
-    out = subprocess.run(["arm-none-eabi-nm", "-S", str(elf)], capture_output=True, text=True, check=True).stdout
-    return {p[3]: int(p[1], 16) for p in (line.split() for line in out.splitlines()) if len(p) == 4}
 
 
 def corrupt_weight(src: Path, dst: Path, batch: int, layer: int, row: int, col: int) -> tuple[int, int, int]:
@@ -286,3 +256,30 @@ def test_stack_holds_the_deepest_call_chain(passing, tmp_path):
     depth, path = _call_graph_depth(list(tmp_path.glob("*.ci")), "main")
     needed = depth + (32 + 4) + 64
     assert needed <= board.stack_bytes * 2 // 3, f"stack needs {needed} B ({' -> '.join(path)})"
+
+
+@pytest.mark.parametrize("board", BOARDS)
+@pytest.mark.parametrize("variant", ["rnn", "rnn16", "mlp16"])
+def test_rnn_and_16_bit_networks_are_bit_exact_on_the_board(work, board, variant):
+    """The RNN path (two weight segments per row, W_h^T, steps backwards) and 16-bit
+    weights, run by the Cortex-M code: QADD8 on the M4, the plain C path on the M0.
+    Widths are not multiples of 4 or 32, so the unaligned and tail paths run too."""
+    model = work / f"{variant}.npz"
+    if not model.exists():
+        if variant.startswith("rnn"):
+            args = ["--dataset", "ucr:ItalyPowerDemand", "--model", "rnn", "--hidden", "30", "--window", "3",
+                    "--binarize", "thermometer:3", "--hidden-bits", "16" if variant == "rnn16" else "8"]
+        else:
+            args = ["--dataset", DATASET, "--hidden", "30,18", "--hidden-bits", "16"]
+        assert_ok(invoke("train", *args, "--epochs", "1", "--out", model))
+        data = ["--dataset", args[1]]
+        assert_ok(invoke("golden", model, *data, "--batches", "6", "--batch-size", "5", "--out",
+                         work / f"{variant}.bin"))
+    clf = BEPClassifier.load(model)
+    if variant.startswith("rnn"):
+        assert clf.spec_.n_inputs % 4 != 0 and clf.spec_.steps > 1
+    result = invoke("firmware", model, "--board", board, "--self-test", work / f"{variant}.bin", "--out",
+                    work / f"{variant}-{board}", "--run", "--json")
+    assert_ok(result)
+    d = json.loads(result.stdout.strip().splitlines()[-1])
+    assert d["self_test_passed"] is True and d["self_test_output"].startswith(f"OK self-test on {board}: 6 batches")

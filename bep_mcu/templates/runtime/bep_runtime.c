@@ -168,12 +168,16 @@ static uint8_t *bep_bytes(void *state, uint32_t off) { return (uint8_t *)state +
 static uint32_t *bep_u32(void *state, uint32_t off) { return (uint32_t *)(void *)bep_bytes(state, off); }
 static int16_t *bep_i16(void *state, uint32_t off) { return (int16_t *)(void *)bep_bytes(state, off); }
 
-static void bep_h_set(const bep_config_t *cfg, void *state, const bep_layer_t *L, uint32_t idx, int32_t v)
+/* Bytes of one layer's hidden weights (int8 or int16). */
+static size_t bep_layer_bytes(const bep_config_t *cfg, uint32_t layer)
 {
-    if (cfg->hidden_bits == 8u)
-        ((int8_t *)(void *)bep_bytes(state, L->h_off))[idx] = (int8_t)v;
-    else
-        bep_i16(state, L->h_off)[idx] = (int16_t)v;
+    return (size_t)cfg->layer[layer].n_weights * (cfg->hidden_bits / 8u);
+}
+
+static void bep_copy(uint8_t *dst, const uint8_t *src, size_t n)
+{
+    size_t k;
+    for (k = 0; k < n; ++k) dst[k] = src[k];
 }
 
 
@@ -577,13 +581,9 @@ bep_status_t bep_init(const bep_config_t *cfg, void *state, size_t state_len, ui
     hd->counters.batches = batches;
     for (l = 0; l < cfg->n_layers; ++l) {
         const bep_layer_t *L = &cfg->layer[l];
-        uint32_t n = L->n_weights;
         hd->gamma[l] = 1;
-        if (cfg->initial_hidden[l] != NULL) {
-            const uint8_t *src = (const uint8_t *)cfg->initial_hidden[l];
-            uint8_t *dst = bep_bytes(state, L->h_off);
-            for (k = 0; k < n * (cfg->hidden_bits / 8u); ++k) dst[k] = src[k];
-        }
+        if (cfg->initial_hidden[l] != NULL)
+            bep_copy(bep_bytes(state, L->h_off), (const uint8_t *)cfg->initial_hidden[l], bep_layer_bytes(cfg, l));
         bep_pack_layer(cfg, state, L);
     }
     if (cfg->model == BEP_MODEL_RNN) {
@@ -600,18 +600,12 @@ bep_status_t bep_load_hidden(const bep_config_t *cfg, void *state, size_t state_
                              const void *hidden, size_t hidden_len)
 {
     bep_status_t st = bep_check(cfg, state, state_len);
-    const bep_layer_t *L;
-    uint32_t k;
     if (st != BEP_OK) return st;
     if (hidden == NULL) return BEP_ERR_NULL;
     if (layer >= cfg->n_layers) return BEP_ERR_ARG;
-    L = &cfg->layer[layer];
-    if (hidden_len != (size_t)L->n_weights * (cfg->hidden_bits / 8u)) return BEP_ERR_SIZE;
-    for (k = 0; k < L->n_weights; ++k) {
-        int32_t v = cfg->hidden_bits == 8u ? ((const int8_t *)hidden)[k] : ((const int16_t *)hidden)[k];
-        bep_h_set(cfg, state, L, k, v);
-    }
-    bep_pack_layer(cfg, state, L);
+    if (hidden_len != bep_layer_bytes(cfg, layer)) return BEP_ERR_SIZE;
+    bep_copy(bep_bytes(state, cfg->layer[layer].h_off), (const uint8_t *)hidden, hidden_len);
+    bep_pack_layer(cfg, state, &cfg->layer[layer]);
     return BEP_OK;
 }
 
@@ -619,18 +613,11 @@ bep_status_t bep_read_hidden(const bep_config_t *cfg, const void *state, size_t 
                              void *out, size_t out_len)
 {
     bep_status_t st = bep_check(cfg, state, state_len);
-    const bep_layer_t *L;
-    const uint8_t *src;
-    uint8_t *dst = (uint8_t *)out;
-    size_t k, n;
     if (st != BEP_OK) return st;
     if (out == NULL) return BEP_ERR_NULL;
     if (layer >= cfg->n_layers) return BEP_ERR_ARG;
-    L = &cfg->layer[layer];
-    n = (size_t)L->n_weights * (cfg->hidden_bits / 8u);
-    if (out_len != n) return BEP_ERR_SIZE;
-    src = (const uint8_t *)state + L->h_off;
-    for (k = 0; k < n; ++k) dst[k] = src[k];
+    if (out_len != bep_layer_bytes(cfg, layer)) return BEP_ERR_SIZE;
+    bep_copy((uint8_t *)out, (const uint8_t *)state + cfg->layer[layer].h_off, out_len);
     return BEP_OK;
 }
 
@@ -638,7 +625,7 @@ static bep_status_t bep_check_span(const bep_config_t *cfg, uint32_t layer, uint
 {
     size_t total;
     if (layer >= cfg->n_layers) return BEP_ERR_ARG;
-    total = (size_t)cfg->layer[layer].n_weights * (cfg->hidden_bits / 8u);
+    total = bep_layer_bytes(cfg, layer);
     if (offset > total || n > total - offset) return BEP_ERR_SIZE;
     return BEP_OK;
 }
@@ -647,14 +634,11 @@ bep_status_t bep_write_hidden_bytes(const bep_config_t *cfg, void *state, size_t
                                     uint32_t offset, const uint8_t *src, size_t n)
 {
     bep_status_t st = bep_check(cfg, state, state_len);
-    uint8_t *dst;
-    size_t k;
     if (st != BEP_OK) return st;
     if (src == NULL && n > 0u) return BEP_ERR_NULL;
     st = bep_check_span(cfg, layer, offset, n);
     if (st != BEP_OK) return st;
-    dst = bep_bytes(state, cfg->layer[layer].h_off) + offset;
-    for (k = 0; k < n; ++k) dst[k] = src[k];
+    bep_copy(bep_bytes(state, cfg->layer[layer].h_off) + offset, src, n);
     return BEP_OK;
 }
 
@@ -662,14 +646,11 @@ bep_status_t bep_read_hidden_bytes(const bep_config_t *cfg, const void *state, s
                                    uint32_t offset, uint8_t *dst, size_t n)
 {
     bep_status_t st = bep_check(cfg, state, state_len);
-    const uint8_t *src;
-    size_t k;
     if (st != BEP_OK) return st;
     if (dst == NULL && n > 0u) return BEP_ERR_NULL;
     st = bep_check_span(cfg, layer, offset, n);
     if (st != BEP_OK) return st;
-    src = (const uint8_t *)state + cfg->layer[layer].h_off + offset;
-    for (k = 0; k < n; ++k) dst[k] = src[k];
+    bep_copy(dst, (const uint8_t *)state + cfg->layer[layer].h_off + offset, n);
     return BEP_OK;
 }
 
@@ -714,41 +695,43 @@ bep_status_t bep_infer(const bep_config_t *cfg, void *state, size_t state_len, c
     return BEP_OK;
 }
 
-bep_status_t bep_train_sample(const bep_config_t *cfg, void *state, size_t state_len, const uint32_t *x,
-                              size_t x_words, uint16_t label, uint16_t *out_class)
+/* One training sample after the caller's checks (§2.1-2.5); returns the prediction. */
+static uint16_t bep_learn_sample(const bep_config_t *cfg, void *state, const uint32_t *x, uint16_t label)
 {
-    bep_status_t st = bep_check(cfg, state, state_len);
-    bep_state_header_t *hd;
+    bep_state_header_t *hd = bep_header(state);
     int32_t margin = 0;
-    uint16_t pred;
-    if (st != BEP_OK) return st;
-    if (x == NULL || out_class == NULL) return BEP_ERR_NULL;
-    if (x_words != cfg->input_words) return BEP_ERR_SIZE;
-    if (label >= cfg->n_classes) return BEP_ERR_LABEL;
-    hd = bep_header(state);
-    pred = bep_classify(cfg, bep_forward(cfg, state, x), (int32_t)label, &margin);
-    *out_class = pred;
+    uint16_t pred = bep_classify(cfg, bep_forward(cfg, state, x), (int32_t)label, &margin);
     hd->counters.samples++;
     if (pred != label) hd->counters.errors++;
-    if (margin >= cfg->trigger_margin) return BEP_OK; /* §2.3: not triggered, nothing changes */
+    if (margin >= cfg->trigger_margin) return pred; /* §2.3: not triggered, nothing changes */
     hd->counters.triggered++;
     hd->batch_triggered++;
     if (cfg->model == BEP_MODEL_MLP)
         bep_learn_mlp(cfg, state, x, label);
     else
         bep_learn_rnn(cfg, state, x, label);
+    return pred;
+}
+
+bep_status_t bep_train_sample(const bep_config_t *cfg, void *state, size_t state_len, const uint32_t *x,
+                              size_t x_words, uint16_t label, uint16_t *out_class)
+{
+    bep_status_t st = bep_check(cfg, state, state_len);
+    if (st != BEP_OK) return st;
+    if (x == NULL || out_class == NULL) return BEP_ERR_NULL;
+    if (x_words != cfg->input_words) return BEP_ERR_SIZE;
+    if (label >= cfg->n_classes) return BEP_ERR_LABEL;
+    *out_class = bep_learn_sample(cfg, state, x, label);
     return BEP_OK;
 }
 
-bep_status_t bep_end_batch(const bep_config_t *cfg, void *state, size_t state_len)
+/* §2.6-2.7 at the end of a batch, after the caller's checks. */
+static void bep_close_batch(const bep_config_t *cfg, void *state)
 {
-    bep_status_t st = bep_check(cfg, state, state_len);
-    bep_state_header_t *hd;
+    bep_state_header_t *hd = bep_header(state);
     uint32_t l, counter;
-    if (st != BEP_OK) return st;
-    hd = bep_header(state);
     counter = hd->counters.batches++;
-    if (hd->batch_triggered == 0u) return BEP_OK;
+    if (hd->batch_triggered == 0u) return;
     hd->batch_triggered = 0;
     for (l = 0; l < cfg->n_layers; ++l) {
         const bep_layer_t *L = &cfg->layer[l];
@@ -781,6 +764,13 @@ bep_status_t bep_end_batch(const bep_config_t *cfg, void *state, size_t state_le
         }
         bep_zero(dirty, L->out_words);
     }
+}
+
+bep_status_t bep_end_batch(const bep_config_t *cfg, void *state, size_t state_len)
+{
+    bep_status_t st = bep_check(cfg, state, state_len);
+    if (st != BEP_OK) return st;
+    bep_close_batch(cfg, state);
     return BEP_OK;
 }
 
@@ -795,12 +785,10 @@ bep_status_t bep_train_batch(const bep_config_t *cfg, void *state, size_t state_
     for (k = 0; k < n_samples; ++k) {
         if (labels[k] >= cfg->n_classes) return BEP_ERR_LABEL; /* checked first: a batch applies whole or not at all */
     }
-    for (k = 0; k < n_samples; ++k) {
-        st = bep_train_sample(cfg, state, state_len, x + k * cfg->input_words, cfg->input_words, labels[k],
-                              out_class + k);
-        if (st != BEP_OK) return st;
-    }
-    return bep_end_batch(cfg, state, state_len);
+    /* Checked once for the whole batch, not again per sample. */
+    for (k = 0; k < n_samples; ++k) out_class[k] = bep_learn_sample(cfg, state, x + k * cfg->input_words, labels[k]);
+    bep_close_batch(cfg, state);
+    return BEP_OK;
 }
 
 bep_status_t bep_read_counters(const bep_config_t *cfg, const void *state, size_t state_len, bep_counters_t *out)
