@@ -141,6 +141,7 @@ class Network:
         batch_counter: int = 0,
     ) -> None:
         self.spec = spec
+        self.params = params
         self.trigger_margin = params.trigger_margin
         self.gate = list(params.gate)
         self.gamma = list(params.gamma)
@@ -157,6 +158,12 @@ class Network:
         self.P = np.asarray(classifier, dtype=np.float32)
 
     # ----------------------------------------------------------------- state
+    def copy(self, hidden: list[np.ndarray] | None = None, batch_counter: int | None = None) -> "Network":
+        """The same network (shape, integers, classifier, seed) with fresh counters, its
+        own copy of these hidden weights (default: this one's) and batch counter."""
+        return Network(self.spec, self.params, self.hidden_weights() if hidden is None else hidden, self.P,
+                       self.seed, self.batch_counter if batch_counter is None else batch_counter)
+
     def hidden_weights(self) -> list[np.ndarray]:
         dtype = np.int8 if self.spec.hidden_bits == 8 else np.int16
         return [h.astype(dtype) for h in self.H]

@@ -16,7 +16,6 @@ from typing import Callable
 
 import numpy as np
 
-from .bep import Network
 from .errors import BEPError
 from .estimator import BEPClassifier, epoch_order
 from .link import Link
@@ -89,7 +88,7 @@ def stream_train(link: Link, clf: BEPClassifier, X: np.ndarray, y: np.ndarray, e
     net = clf.network
     Xp = pack_inputs(X, spec)
     link.init(net.seed, net.batch_counter)  # the firmware's tables hold this model's weights
-    host = Network(spec, clf.params_, net.hidden_weights(), net.P, net.seed, net.batch_counter) if mirror else None
+    host = net.copy() if mirror else None
     # Continue the model's schedule: its last γ, and Q from its last epoch's training error.
     schedule = EpochSchedule(spec, list(clf.gamma_), clf.hp.p_r, clf.hp.patience, clf.hp.gamma_growth,
                              error_rate=clf.error_rate_)
@@ -148,8 +147,7 @@ def pull_model(link: Link, clf: BEPClassifier, out: str, source: str) -> dict:
     """Read the board's hidden weights and counters into a normal model file."""
     hidden = read_hidden(link, clf)
     counters = link.counters()
-    net = clf.network
-    clf.network = Network(clf.spec_, clf.params_, hidden, net.P, net.seed, counters["batches"])
+    clf.network = clf.network.copy(hidden, counters["batches"])
     clf.save(out, extra_meta={"pulled_from": source, "board": link.info.board, "device_counters": counters})
     return {"model": out, "board": link.info.board, "counters": counters,
             "synapses": clf.spec_.synapses}

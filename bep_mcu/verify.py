@@ -16,7 +16,6 @@ from typing import Callable
 
 import numpy as np
 
-from .bep import Network
 from .codegen import Generated, generate
 from .errors import BEPError
 from .estimator import BEPClassifier, epoch_order
@@ -50,11 +49,6 @@ def first_difference(numpy_hidden: list[np.ndarray], c_hidden: list[np.ndarray])
     return None
 
 
-def fresh_network(clf: BEPClassifier) -> Network:
-    net = clf.network
-    return Network(clf.spec_, clf.params_, net.hidden_weights(), net.P, net.seed, net.batch_counter)
-
-
 def run_verify(clf: BEPClassifier, twin: Twin, X: np.ndarray, y: np.ndarray, epochs: int, batch_size: int,
                patience: int = 1, on_batch: Callable[[int], None] | None = None,
                grow_every: int | None = None) -> VerifyResult:
@@ -62,7 +56,7 @@ def run_verify(clf: BEPClassifier, twin: Twin, X: np.ndarray, y: np.ndarray, epo
 
     ``grow_every`` doubles γ every that many epochs whatever the accuracy does, to make
     sure a verification run crosses γ changes."""
-    net = fresh_network(clf)
+    net = clf.network.copy()
     twin.init(net.seed, net.batch_counter)
     Xp = pack_inputs(X, clf.spec_)
     schedule = EpochSchedule(clf.spec_, list(clf.gamma_), clf.hp.p_r, patience, clf.hp.gamma_growth)

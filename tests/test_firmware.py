@@ -43,7 +43,7 @@ from bep_mcu.estimator import BEPClassifier, epoch_order
 from bep_mcu.link import Link
 from bep_mcu.schedule import EpochSchedule
 from bep_mcu.twin import pack_inputs
-from bep_mcu.verify import first_difference, fresh_network
+from bep_mcu.verify import first_difference
 
 DATASET = "prototypes:classes=4,features=64,samples=600"
 SMALL = ["--dataset", DATASET, "--hidden", "32", "--hidden-bits", "8", "--epochs", "1"]
@@ -347,7 +347,7 @@ def train_over_link(elf: str, board: str, model: Path, dataset: str = DATASET, e
     data = load_dataset(dataset)
     X, y = clf.encode(data.X_train)[:n], clf.encode_labels(data.y_train)[:n]
     Xp = pack_inputs(X, clf.spec_)
-    net = fresh_network(clf)
+    net = clf.network.copy()
     schedule = EpochSchedule(clf.spec_, list(clf.gamma_), clf.hp.p_r, 1, clf.hp.gamma_growth)
     shapes = clf.spec_.layer_shapes()
     with EmulatedBoard(elf, board) as url, Link(url, timeout=10.0) as link:

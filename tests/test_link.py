@@ -30,7 +30,7 @@ from bep_mcu.estimator import BEPClassifier, epoch_order
 from bep_mcu.link import FaultyTransport, Link
 from bep_mcu.schedule import EpochSchedule
 from bep_mcu.twin import compile_strict, pack_inputs
-from bep_mcu.verify import first_difference, fresh_network
+from bep_mcu.verify import first_difference
 
 DATASET = "prototypes:classes=4,features=100,samples=1200"
 TRAIN_ARGS = ["--dataset", DATASET, "--hidden", "64,32", "--epochs", "1"]
@@ -347,7 +347,7 @@ def test_every_message_round_trips(trained, device_module, clf, data):
         assert info.input_words == Xp.shape[1]
         with pytest.raises(BEPError, match="in-process: READ_COUNTERS failed on the board: BEP_ERR_STATE"):
             link.counters()  # never initialised: the runtime refuses, the link reports it
-        net = fresh_network(clf)
+        net = clf.network.copy()
         link.init(net.seed, net.batch_counter)
         shapes = spec.layer_shapes()
         assert_same_hidden(net.hidden_weights(), [link.read_hidden(i, s, np.int8) for i, s in enumerate(shapes)])
@@ -359,9 +359,7 @@ def test_every_message_round_trips(trained, device_module, clf, data):
         assert_same_hidden(new, [link.read_hidden(i, s) for i, s in enumerate(shapes)])
         assert_same_hidden(new, [dev.read_hidden(i) for i in range(len(shapes))])
         # the repack took effect: predictions equal a numpy network holding the same weights
-        from bep_mcu.bep import Network
-
-        ref = Network(spec, clf.params_, new, net.P, net.seed, net.batch_counter)
+        ref = net.copy(new)
         correct, pred = link.evaluate(Xp[:300], y[:300])
         assert np.array_equal(pred, ref.predict(X[:300])) and correct == int((pred == y[:300]).sum())
         link.set_epoch([2, 4], [1 << 16, 0])
@@ -383,7 +381,7 @@ def test_training_through_the_link_is_bit_exact(trained, device_module, clf, dat
     """Two epochs, batches of 100 (two TRAIN frames each), γ and Q as the estimator sets them."""
     Xp, X, y = data
     dev = make_device(device_module, trained)
-    net = fresh_network(clf)
+    net = clf.network.copy()
     link = make_link(dev)
     link.hello()
     link.init(net.seed, net.batch_counter)
@@ -413,7 +411,7 @@ def test_small_payload_splits_everything(trained, small_module, clf, data):
     """MAX_PAYLOAD 128: 6 samples a TRAIN frame, hidden weights in 122-byte pieces."""
     Xp, X, y = data
     dev = make_device(small_module, trained)
-    net = fresh_network(clf)
+    net = clf.network.copy()
     link = make_link(dev, max_payload=P.MAX_PAYLOAD)
     assert link.hello().max_payload == 128 and link.max_payload == 128
     link.init(net.seed, net.batch_counter)
@@ -451,7 +449,7 @@ def test_rnn_and_int16_networks_through_the_link(tmp_path, kind, dataset, args):
     d = load_dataset(dataset)
     X, y = clf.encode(d.X_train), clf.encode_labels(d.y_train)
     Xp = pack_inputs(X, clf.spec_)
-    net = fresh_network(clf)
+    net = clf.network.copy()
     link = make_link(dev)
     info = link.hello()
     assert (info.hidden_bits, info.steps, info.input_words) == (bits, clf.spec_.steps, Xp.shape[1])
@@ -462,9 +460,7 @@ def test_rnn_and_int16_networks_through_the_link(tmp_path, kind, dataset, args):
            for s in shapes]
     for k, h in enumerate(new):
         link.load_hidden(k, h)
-    from bep_mcu.bep import Network
-
-    ref = Network(clf.spec_, clf.params_, new, net.P, net.seed, net.batch_counter)
+    ref = net.copy(new)
     gamma = [max(1, r // 4) for r, _ in shapes]
     ref.set_epoch_params(gamma, [1 << 16] * len(shapes))
     link.set_epoch(gamma, [1 << 16] * len(shapes))
@@ -500,7 +496,7 @@ def raw(dev: InProcessDevice, type_: int, seq: int, payload: bytes = b"") -> lis
 
 def started(module, trained, clf) -> InProcessDevice:
     dev = make_device(module, trained)
-    net = fresh_network(clf)
+    net = clf.network.copy()
     (r,) = raw(dev, P.Msg.HELLO, 1, P.HELLO_REQ.pack(session=99))
     assert r.type == P.Msg.HELLO | P.REPLY_BIT
     (r,) = raw(dev, P.Msg.INIT, 2, P.INIT_REQ.pack(seed=net.seed, batches=0))
@@ -653,7 +649,7 @@ def test_faulty_line_ends_in_the_identical_state(trained, small_module, clf, dat
     dev = make_device(small_module, trained)
     line = FaultyTransport(DeviceTransport(dev), seed=seed, delay_seconds=0.06)
     link = Link(line, timeout=0.04, attempts=40)
-    net = fresh_network(clf)
+    net = clf.network.copy()
     link.hello()
     link.init(net.seed, net.batch_counter)
     train_epoch_through(link, net, clf, Xp, X, y, epochs=1, batch=50)
@@ -675,7 +671,7 @@ def test_duplicated_requests_are_applied_once(trained, device_module, clf, data)
     dev = make_device(device_module, trained)
     line = FaultyTransport(DeviceTransport(dev), seed=3, drop=0, corrupt=0, truncate=0, delay=0, duplicate=0.5)
     link = Link(line, timeout=0.2)
-    net = fresh_network(clf)
+    net = clf.network.copy()
     link.hello()
     link.init(net.seed, net.batch_counter)
     train_epoch_through(link, net, clf, Xp, X, y, epochs=1, batch=20)
@@ -772,7 +768,7 @@ def test_over_a_tcp_socket(trained, device_module, clf, data):
             sock = link.transport.port._socket
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
             assert link.hello().board == "in-process"
-            net = fresh_network(clf)
+            net = clf.network.copy()
             link.init(net.seed, net.batch_counter)
             net.set_epoch_params([4, 2], [1 << 16, 1 << 16])
             link.set_epoch([4, 2], [1 << 16, 1 << 16])
