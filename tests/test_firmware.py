@@ -179,6 +179,18 @@ def builds(small_model, tmp_path_factory) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("board", ALL_BOARDS)
+def test_firmware_image_has_no_float_and_no_heap(builds, board):
+    """The linked image (board support + generated C + libgcc): no soft-float routine and
+    no allocator or libc, so -lgcc cannot hide a float that slipped into bep_mcu/fw."""
+    from tests.test_strict_build import FLOAT_HELPER, LIBC
+
+    out = subprocess.run(["arm-none-eabi-nm", builds(board)["elf"]], capture_output=True, text=True, check=True)
+    names = {line.split()[-1] for line in out.stdout.splitlines() if line.split()}
+    assert not sorted(n for n in names if FLOAT_HELPER.search(n)), board
+    assert not sorted(n for n in names if LIBC.match(n)), board
+
+
+@pytest.mark.parametrize("board", ALL_BOARDS)
 def test_build_plan_equals_size(builds, board):
     d = builds(board)
     b = boards.BOARDS[board]
