@@ -17,13 +17,13 @@ import time
 
 import numpy as np
 
-from . import rng
-from .bep import BatchResult, Network, winner_mask
-from .data import load_dataset
-from .estimator import BEPClassifier, epoch_order, initial_hidden
-from .classifier import binary_equiangular_frame
-from .schedule import reinforcement_counts
-from .spec import HyperParams, NetSpec, int_params
+from bep_mcu.engine import rng
+from bep_mcu.engine.network import BatchResult, Network, winner_mask
+from bep_mcu.data.datasets import load_dataset
+from bep_mcu.estimator import BEPClassifier, epoch_order, initial_hidden
+from bep_mcu.engine.classifier import binary_equiangular_frame
+from bep_mcu.engine.schedule import reinforcement_counts
+from bep_mcu.engine.spec import HyperParams, NetSpec, int_params
 
 
 class DenseBaseline(Network):
@@ -118,8 +118,8 @@ def twin_speed(data, spec: NetSpec, n_samples: int = 3000) -> dict:
     initial weights, first-epoch reinforcement (E = 1) on."""
     import tempfile
 
-    from .codegen import render
-    from .twin import Twin, pack_inputs
+    from bep_mcu.cgen.codegen import render
+    from bep_mcu.twin.cffi_twin import Twin, pack_inputs
 
     clf = BEPClassifier(hidden=spec.hidden, epochs=1, val_fraction=0.0)
     clf.fit(data.X_train[:200], data.y_train[:200])  # any model of this shape: the state is re-initialised
@@ -131,7 +131,7 @@ def twin_speed(data, spec: NetSpec, n_samples: int = 3000) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         from pathlib import Path
 
-        from .codegen import Generated
+        from bep_mcu.cgen.codegen import Generated
 
         files, plan, chash = render(clf, "bench")
         for name, text in files.items():
@@ -204,9 +204,9 @@ def device(epochs: int) -> dict:
     import tempfile
     from pathlib import Path
 
-    from .board_firmware import build
-    from .emulate import EmulatedBoard
-    from .stream import connect, stream_train
+    from bep_mcu.device.firmware import build
+    from bep_mcu.device.emulate import EmulatedBoard
+    from bep_mcu.device.stream import connect, stream_train
 
     data = load_dataset("prototypes:classes=10,features=256,samples=3000")
     results = {}

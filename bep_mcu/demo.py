@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import boards
-from .data import load_dataset, stratified_split
-from .emulate import EmulatedBoard
-from .errors import BEPError
-from .estimator import BEPClassifier
-from .stream import connect, pull_model, stream_train
-from .verify import build_twin, run_verify
+from bep_mcu.device import boards
+from bep_mcu.data.datasets import load_dataset, stratified_split
+from bep_mcu.device.emulate import EmulatedBoard
+from bep_mcu.errors import BEPError
+from bep_mcu.estimator import BEPClassifier
+from bep_mcu.device.stream import connect, pull_model, stream_train
+from bep_mcu.twin.verify import build_twin, run_verify
 
 DEFAULT_BOARD = "mps2-an386"
 DEFAULT_DATASET = "digits"
@@ -37,7 +37,7 @@ def run_demo(board_name: str = DEFAULT_BOARD, dataset: str = DEFAULT_DATASET, hi
              host_epochs: int = 10, device_epochs: int = 3, seed: int = 0, out_dir: str | None = None,
              pretrain_fraction: float = 0.25,
              say: Callable[[str], None] = print) -> dict:
-    from .board_firmware import build  # the firmware build lives with its command
+    from bep_mcu.device.firmware import build  # the firmware build lives with its command
 
     board = boards.board(board_name)
     if not board.emulated:

@@ -15,15 +15,16 @@ from typing import Callable
 
 import numpy as np
 
-from . import __version__, modelio, rng
-from .binarize import Binarizer, binarizer_from_arrays, is_binary, make_binarizer
-from .bep import Network
-from .classifier import binary_equiangular_frame
-from .data import check_xy, stratified_split
-from .layout import plan_state
-from .errors import BEPError
-from .schedule import EpochSchedule
-from .spec import HyperParams, IntParams, NetSpec, int_params
+from bep_mcu import __version__, modelio
+from bep_mcu.engine import rng
+from bep_mcu.data.binarize import Binarizer, binarizer_from_arrays, is_binary, make_binarizer
+from bep_mcu.engine.network import Network
+from bep_mcu.engine.classifier import binary_equiangular_frame
+from bep_mcu.data.datasets import check_xy, stratified_split
+from bep_mcu.cgen.layout import plan_state
+from bep_mcu.errors import BEPError
+from bep_mcu.engine.schedule import EpochSchedule
+from bep_mcu.engine.spec import HyperParams, IntParams, NetSpec, int_params
 
 DEFAULT_BINARIZE = {"mlp": "thermometer:4", "rnn": "thermometer:8"}
 RNN_TARGET_STEPS = 8  # BEP.md §3: about 8 steps per sequence trains; 60 stays at chance

@@ -54,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BEPError
+from bep_mcu.errors import BEPError
 
 CC = "arm-none-eabi-gcc"
 NM = "arm-none-eabi-nm"
@@ -527,7 +527,7 @@ def _run(image: Image, X_packed, labels, batch_size: int, gamma, q, seed: int, b
     fields = struct.unpack(IO_FORMAT, bytes(uc.mem_read(io_addr, IO_BYTES)))
     status, done = list(fields[16:20]), fields[20]
     if any(status):
-        from .status import status_name
+        from bep_mcu.cgen.status import status_name
 
         phases = ("init", "set_epoch", "train_batch", "read_hidden")
         bad = "; ".join(f"{p}: {status_name(s)}" for p, s in zip(phases, status) if s)
@@ -699,7 +699,7 @@ def count_training(gen_dir, name: str, cpu: str, X_packed, labels, batch_size: i
 
 def unpack_inputs(X_packed: np.ndarray, spec) -> np.ndarray:
     """Packed C input words → the ±1 float32 network input (inverse of ``twin.pack_inputs``)."""
-    from . import bits
+    from bep_mcu.engine import bits
 
     X = np.asarray(X_packed, dtype=np.uint32)
     if spec.model == "rnn":
@@ -717,8 +717,8 @@ def reference_training(model_path, X_packed, labels, batch_size: int, gamma, q, 
     """
     from dataclasses import replace
 
-    from .bep import Network
-    from .estimator import BEPClassifier
+    from bep_mcu.engine.network import Network
+    from bep_mcu.estimator import BEPClassifier
 
     clf = BEPClassifier.load(model_path)
     old, spec = clf.network, clf.spec_
@@ -738,7 +738,7 @@ def reference_training(model_path, X_packed, labels, batch_size: int, gamma, q, 
 
 def epoch_q(spec, error_rate: float, p_r: float = 0.5) -> list[int]:
     """Fixed-point reinforcement count Q per layer for a training error rate E (as the estimator does)."""
-    from .schedule import reinforcement_counts
+    from bep_mcu.engine.schedule import reinforcement_counts
 
     return reinforcement_counts(spec, p_r, error_rate)
 
@@ -749,8 +749,8 @@ DEMO_DATA = "prototypes:classes=10,features=256,samples=3000"
 
 
 def _demo_model(work: Path, epochs: int, seed: int):
-    from .data import load_dataset
-    from .estimator import BEPClassifier
+    from bep_mcu.data.datasets import load_dataset
+    from bep_mcu.estimator import BEPClassifier
 
     data = load_dataset(DEMO_DATA)
     clf = BEPClassifier(hidden=(128,), epochs=epochs, seed=seed).fit(data.X_train, data.y_train)
@@ -782,8 +782,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: icount needs {', '.join(missing)}", file=sys.stderr)
         return 2
-    from .codegen import generate
-    from .twin import pack_inputs
+    from bep_mcu.cgen.codegen import generate
+    from bep_mcu.twin.cffi_twin import pack_inputs
 
     cpus = [c.strip() for c in args.cpus.split(",") if c.strip()]
     sizes = [int(v) for v in args.batch_sizes.split(",")]

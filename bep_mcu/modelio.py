@@ -25,7 +25,7 @@ from typing import BinaryIO, Callable
 
 import numpy as np
 
-from .errors import BEPError
+from bep_mcu.errors import BEPError
 
 FORMAT_NAME = "bep-mcu-model"
 FORMAT_VERSION = 1

@@ -10,7 +10,7 @@
  *
  * Usage: bep_host_driver [-v] GOLDEN_FILE
  *
- * The golden file (format: bep_mcu/golden.py, host/README.md) is validated completely
+ * The golden file (format: bep_mcu/twin/golden.py, host/README.md) is validated completely
  * before anything runs, so a damaged file is reported as such rather than as a
  * mismatch; all multi-byte values are decoded explicitly as little-endian, so the
  * driver runs on any host.

@@ -1,7 +1,7 @@
 """A deliberately literal, loop-based BEP reference trainer (BEP.md §2–3).
 
-Written from BEP.md and the decisions in the docstrings of ``bep_mcu/bep.py`` and
-``bep_mcu/rng.py`` only, NOT from the vectorised engine. It is slow on purpose:
+Written from BEP.md and the decisions in the docstrings of ``bep_mcu/engine/network.py`` and
+``bep_mcu/engine/rng.py`` only, NOT from the vectorised engine. It is slow on purpose:
 one neuron, one sample, one update, one random draw at a time, with plain Python
 integers for every scalar. It exists to check ``bep_mcu.bep.Network`` bit for bit on
 tiny networks (see ``test_engine_reference.py``).

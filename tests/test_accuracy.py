@@ -5,7 +5,7 @@ seeds, prototypes included, is printed by `python -m bep_mcu.bench accuracy`."""
 import numpy as np
 import pytest
 
-from bep_mcu.data import load_dataset
+from bep_mcu.data.datasets import load_dataset
 from bep_mcu.estimator import BEPClassifier
 
 

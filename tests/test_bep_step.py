@@ -7,8 +7,8 @@ runs), 8-bit hidden weights, r = 0.5 (R = 2), ν = 0.4 (G = floor(0.4 · 3) = 1)
 
 import numpy as np
 
-from bep_mcu.bep import Network
-from bep_mcu.spec import IntParams, NetSpec
+from bep_mcu.engine.network import Network
+from bep_mcu.engine.spec import IntParams, NetSpec
 
 MASK = 0xFFFFFFFF
 

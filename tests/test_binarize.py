@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from bep_mcu.binarize import (
+from bep_mcu.data.binarize import (
     Binarizer,
     MedianBinarizer,
     ThermometerBinarizer,

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from bep_mcu import bits
+from bep_mcu.engine import bits
 
 
 @settings(max_examples=200, deadline=None)

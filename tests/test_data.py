@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bep_mcu.data import (
+from bep_mcu.data.datasets import (
     Dataset,
     available_ucr,
     check_xy,
@@ -138,7 +138,7 @@ def test_ucr_italy_power_demand():
 def test_ucr_multivariate_is_time_major():
     from aeon.datasets import load_from_ts_file
 
-    from bep_mcu.data import _aeon_data_dir
+    from bep_mcu.data.datasets import _aeon_data_dir
 
     ds = load_dataset("ucr:BasicMotions")
     assert ds.X_train.shape == (40, 100, 6)
@@ -149,7 +149,7 @@ def test_ucr_multivariate_is_time_major():
 def test_ucr_unequal_length_padded_with_last_value():
     from aeon.datasets import load_from_ts_file
 
-    from bep_mcu.data import _aeon_data_dir
+    from bep_mcu.data.datasets import _aeon_data_dir
 
     ds = load_dataset("ucr:JapaneseVowels")
     raw, _ = load_from_ts_file(str(_aeon_data_dir() / "JapaneseVowels/JapaneseVowels_TRAIN.ts"))

@@ -31,10 +31,10 @@ from reference_bep import (  # noqa: E402
     winners,
 )
 
-from bep_mcu import rng  # noqa: E402
-from bep_mcu.bep import Network, winner_mask  # noqa: E402
-from bep_mcu.classifier import binary_equiangular_frame  # noqa: E402
-from bep_mcu.spec import IntParams, NetSpec  # noqa: E402
+from bep_mcu.engine import rng  # noqa: E402
+from bep_mcu.engine.network import Network, winner_mask  # noqa: E402
+from bep_mcu.engine.classifier import binary_equiangular_frame  # noqa: E402
+from bep_mcu.engine.spec import IntParams, NetSpec  # noqa: E402
 
 
 # ------------------------------------------------------------------- helpers
@@ -427,7 +427,7 @@ def test_int_params_follow_bep_md():
     RNN G = floor(ν · (K_x + K_h)); Q = floor(p · N · 2^16)."""
     import math
 
-    from bep_mcu.spec import HyperParams, int_params
+    from bep_mcu.engine.spec import HyperParams, int_params
 
     hp = HyperParams(r=0.37, nu=0.07, gamma=(5,))
     spec = NetSpec(model="mlp", n_inputs=37, hidden=(21, 33, 20), n_classes=4)

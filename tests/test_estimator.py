@@ -12,9 +12,9 @@ import math
 import numpy as np
 import pytest
 
-from bep_mcu.bep import Network
-from bep_mcu.classifier import binary_equiangular_frame
-from bep_mcu.data import load_dataset
+from bep_mcu.engine.network import Network
+from bep_mcu.engine.classifier import binary_equiangular_frame
+from bep_mcu.data.datasets import load_dataset
 from bep_mcu.errors import BEPError
 from bep_mcu.estimator import BEPClassifier, default_window, initial_hidden
 

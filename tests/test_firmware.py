@@ -1,6 +1,6 @@
 """Firmware for every board: planned, built, sized, booted in QEMU and trained over the link.
 
-What is asserted about memory (bep_mcu/board_firmware.py documents the plan):
+What is asserted about memory (bep_mcu/device/firmware.py documents the plan):
 
 * RAM: the plan made before compiling (state buffer + sizeof(bep_link_t) + stack +
   receive ring) equals ``data + bss`` of ``arm-none-eabi-size`` run here on the ELF,
@@ -34,16 +34,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
-from bep_mcu import boards, protocol
-from bep_mcu.board_firmware import CONFIG_BYTES, fw_dir
+from bep_mcu.device import boards, protocol
+from bep_mcu.device.firmware import CONFIG_BYTES, fw_dir
 from bep_mcu.cli.main import cli
-from bep_mcu.data import load_dataset
-from bep_mcu.emulate import EmulatedBoard, elf_board, qemu_command
+from bep_mcu.data.datasets import load_dataset
+from bep_mcu.device.emulate import EmulatedBoard, elf_board, qemu_command
 from bep_mcu.estimator import BEPClassifier, epoch_order
-from bep_mcu.link import Link
-from bep_mcu.schedule import EpochSchedule
-from bep_mcu.twin import pack_inputs
-from bep_mcu.verify import first_difference
+from bep_mcu.device.link import Link
+from bep_mcu.engine.schedule import EpochSchedule
+from bep_mcu.twin.cffi_twin import pack_inputs
+from bep_mcu.twin.verify import first_difference
 
 DATASET = "prototypes:classes=4,features=64,samples=600"
 SMALL = ["--dataset", DATASET, "--hidden", "32", "--hidden-bits", "8", "--epochs", "1"]
@@ -281,7 +281,7 @@ def test_stack_holds_the_deepest_call_chain(builds, tmp_path):
     board = boards.BOARDS["microbit"]
     d = builds(board.name)
     gen_dir = Path(d["elf"]).parent / "net"
-    from bep_mcu.board_firmware import FW_SOURCES, build_flags
+    from bep_mcu.device.firmware import FW_SOURCES, build_flags
 
     flags, _ = build_flags(board, "net")
     sources = [fw_dir() / s for s in (*FW_SOURCES, board.port_file)] + sorted(gen_dir.glob("*.c"))
@@ -483,7 +483,7 @@ def test_back_to_back_frames_are_not_lost(builds, board):
 def test_a_fault_ends_qemu_with_status_3(small_model, tmp_path, monkeypatch, board):
     """A firmware that faults (here: an undefined instruction right after boot) stops QEMU
     through semihosting instead of hanging the host."""
-    from bep_mcu import board_firmware as fw_cli
+    from bep_mcu.device import firmware as fw_cli
 
     src = tmp_path / "fw"
     shutil.copytree(fw_dir(), src)

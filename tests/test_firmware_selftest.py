@@ -31,8 +31,9 @@ from pathlib import Path
 
 import pytest
 
-from bep_mcu import boards, golden
-from bep_mcu.board_firmware import (
+from bep_mcu.device import boards
+from bep_mcu.twin import golden
+from bep_mcu.device.firmware import (
     FW_SOURCES,
     SELFTEST_CHUNK,
     SELFTEST_SOURCES,
@@ -41,8 +42,8 @@ from bep_mcu.board_firmware import (
     build_selftest_generated,
     fw_dir,
 )
-from bep_mcu.codegen import generate as generate_c
-from bep_mcu.emulate import run_image, run_to_exit
+from bep_mcu.cgen.codegen import generate as generate_c
+from bep_mcu.device.emulate import run_image, run_to_exit
 from bep_mcu.errors import BEPError
 from bep_mcu.estimator import BEPClassifier
 from tests.test_firmware import assert_ok, berkeley, invoke, one_error_line, our_qemus, symbol_sizes

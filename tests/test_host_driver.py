@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
-from bep_mcu import golden as golden_mod
+from bep_mcu.twin import golden as golden_mod
 from bep_mcu.cli.main import cli
 
 HOST_DIR = Path(__file__).resolve().parents[1] / "host"
@@ -363,7 +363,7 @@ def test_golden_file_is_reproducible(cases, tmp_path):
 def test_golden_from_data_file_equals_dataset(cases, tmp_path):
     """--data PATH with the same training part gives the same vectors (only the
     provenance differs)."""
-    from bep_mcu.data import load_dataset
+    from bep_mcu.data.datasets import load_dataset
 
     c = cases["mlp8"]
     ds = load_dataset(c.spec.dataset)

@@ -27,10 +27,10 @@ class Tiny:
     """The trained model, its generated C, the packed data and per-(cpu, opt) images."""
 
     def __init__(self, root, hidden_bits=None):
-        from bep_mcu.codegen import generate
-        from bep_mcu.data import load_dataset
+        from bep_mcu.cgen.codegen import generate
+        from bep_mcu.data.datasets import load_dataset
         from bep_mcu.estimator import BEPClassifier
-        from bep_mcu.twin import pack_inputs
+        from bep_mcu.twin.cffi_twin import pack_inputs
 
         data = load_dataset(DATASET)
         self.clf = BEPClassifier(hidden=(32,), epochs=1, seed=1).fit(data.X_train, data.y_train)
@@ -195,9 +195,9 @@ def test_sixteen_bit_hidden_weights(tmp_path):
 
 
 def test_rnn_bit_exact(tmp_path):
-    from bep_mcu.codegen import generate
+    from bep_mcu.cgen.codegen import generate
     from bep_mcu.estimator import BEPClassifier
-    from bep_mcu.twin import pack_inputs
+    from bep_mcu.twin.cffi_twin import pack_inputs
 
     g = np.random.default_rng(0)
     n, length = 60, 40

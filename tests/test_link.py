@@ -22,15 +22,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bep_mcu import protocol as P
+from bep_mcu.device import protocol as P
 from bep_mcu.cli.main import cli
-from bep_mcu.codegen import generate
+from bep_mcu.cgen.codegen import generate
 from bep_mcu.errors import BEPError
 from bep_mcu.estimator import BEPClassifier, epoch_order
-from bep_mcu.link import FaultyTransport, Link
-from bep_mcu.schedule import EpochSchedule
-from bep_mcu.twin import compile_strict, pack_inputs
-from bep_mcu.verify import first_difference
+from bep_mcu.device.link import FaultyTransport, Link
+from bep_mcu.engine.schedule import EpochSchedule
+from bep_mcu.twin.cffi_twin import compile_strict, pack_inputs
+from bep_mcu.twin.verify import first_difference
 
 DATASET = "prototypes:classes=4,features=100,samples=1200"
 TRAIN_ARGS = ["--dataset", DATASET, "--hidden", "64,32", "--epochs", "1"]
@@ -221,7 +221,7 @@ def clf(trained):
 
 @pytest.fixture(scope="module")
 def data(clf):
-    from bep_mcu.data import load_dataset
+    from bep_mcu.data.datasets import load_dataset
 
     d = load_dataset(DATASET)
     X = clf.encode(d.X_train)
@@ -437,7 +437,7 @@ def test_small_payload_splits_everything(trained, small_module, clf, data):
 def test_rnn_and_int16_networks_through_the_link(tmp_path, kind, dataset, args):
     """The link is network-agnostic: an RNN (inputs of steps x words) and 16-bit hidden
     weights (two bytes a weight, even offsets) train bit-exactly too."""
-    from bep_mcu.data import load_dataset
+    from bep_mcu.data.datasets import load_dataset
 
     model = tmp_path / "m.npz"
     result = CliRunner().invoke(cli, ["train", "--dataset", dataset, *args, "--epochs", "1", "--out", str(model)])

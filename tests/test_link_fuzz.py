@@ -45,10 +45,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bep_mcu import protocol as P
-from bep_mcu.twin import STRICT_FLAGS
+from bep_mcu.device import protocol as P
+from bep_mcu.twin.cffi_twin import STRICT_FLAGS
 
-from .test_link import clf, data, trained  # noqa: F401  (module fixtures)
+from tests.test_link import clf, data, trained  # noqa: F401  (module fixtures)
 
 N_INPUTS = 100_000
 SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
@@ -387,7 +387,7 @@ class Corpus:
 
 
 def learnable_regions(gen) -> list[tuple[int, int]]:
-    from bep_mcu.layout import HEADER_BYTES
+    from bep_mcu.cgen.layout import HEADER_BYTES
 
     regions = [(0, HEADER_BYTES)]
     for p in gen.plan.layers:

@@ -53,11 +53,11 @@ from pathlib import Path
 
 import pytest
 
-from bep_mcu import protocol as P
-from bep_mcu.twin import compile_strict
+from bep_mcu.device import protocol as P
+from bep_mcu.twin.cffi_twin import compile_strict
 
-from .test_link import clf, data, trained  # noqa: F401  (module fixtures)
-from .test_link_fuzz import (N_INPUTS, PLANTED, SANITIZE, check_results, make_corpus, parse_output, prelude_frames,
+from tests.test_link import clf, data, trained  # noqa: F401  (module fixtures)
+from tests.test_link_fuzz import (N_INPUTS, PLANTED, SANITIZE, check_results, make_corpus, parse_output, prelude_frames,
                              write_corpus)
 
 LINK_SANITIZE = ["-fsanitize=address,undefined"]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from bep_mcu import rng
+from bep_mcu.engine import rng
 from tests.test_bep_step import draw as int_draw
 from tests.test_bep_step import lowbias32
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from bep_mcu import firmware
+from bep_mcu.cgen import toolchain
 from bep_mcu.cli.main import cli, main
-from bep_mcu.codegen import generate
+from bep_mcu.cgen.codegen import generate
 from bep_mcu.estimator import BEPClassifier
-from bep_mcu.layout import plan_state
+from bep_mcu.cgen.layout import plan_state
 
 MLP_TRAIN = ["--dataset", "prototypes:classes=4,features=100,samples=1200", "--hidden", "64,32", "--epochs", "1"]
 LEVEL_KEYS = {"text", "rodata", "data", "bss", "flash", "ram"}
@@ -120,11 +120,11 @@ def test_numbers_equal_binutils_size_on_the_same_objects(reports, model, tmp_pat
     d = reports(target)
     gen = generate(str(model), str(tmp_path / "c"), "net")
     if target == "host":
-        cc, size_tool = firmware.toolchain("host").cc, "size"
+        cc, size_tool = toolchain.toolchain("host").cc, "size"
     else:
         cc, size_tool = "arm-none-eabi-gcc", "arm-none-eabi-size"
     for level in ("Os", "O2"):
-        flags = firmware.cflags(target, level)
+        flags = toolchain.cflags(target, level)
         for flag in ("-ffreestanding", "-ffunction-sections", "-fdata-sections", f"-{level}"):
             assert flag in flags
         if target != "host":
@@ -166,7 +166,7 @@ def test_name_option_names_the_symbols(model):
 @pytest.mark.parametrize("value, expected", [("64k", 65536), ("64K", 65536), ("65536", 65536), ("1m", 1 << 20),
                                              ("1M", 1 << 20), (" 256kB ", 262144), ("512", 512)])
 def test_budget_strings(value, expected):
-    assert firmware.parse_bytes(value, "--ram") == expected
+    assert toolchain.parse_bytes(value, "--ram") == expected
 
 
 @pytest.mark.parametrize("value", ["abc", "1.5k", "-5", "0", "64q", "", "k", "64 k m", "0x100"])

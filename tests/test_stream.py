@@ -12,12 +12,12 @@ import threading
 import numpy as np
 import pytest
 
-from bep_mcu.board_firmware import build
-from bep_mcu.data import load_dataset
-from bep_mcu.emulate import EmulatedBoard
+from bep_mcu.device.firmware import build
+from bep_mcu.data.datasets import load_dataset
+from bep_mcu.device.emulate import EmulatedBoard
 from bep_mcu.estimator import BEPClassifier
-from bep_mcu.link import FaultyTransport, Link, SerialTransport
-from bep_mcu.stream import expected_hash, stream_train
+from bep_mcu.device.link import FaultyTransport, Link, SerialTransport
+from bep_mcu.device.stream import expected_hash, stream_train
 
 DATA = "prototypes:classes=4,features=100,samples=1200"
 
@@ -126,7 +126,7 @@ def test_device_reset_mid_epoch_is_reported(model, firmware):
     clf = BEPClassifier.load(model)
     data = load_dataset(DATA)
     X = clf.encode(data.X_train[:200])
-    from bep_mcu.twin import pack_inputs
+    from bep_mcu.twin.cffi_twin import pack_inputs
 
     Xp, y = pack_inputs(X, clf.spec_), clf.encode_labels(data.y_train[:200])
     board = EmulatedBoard(firmware["mps2-an386"], "mps2-an386")

@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bep_mcu import firmware
+from bep_mcu.cgen import toolchain
 from bep_mcu.cli.main import cli
-from bep_mcu.codegen import generate
-from bep_mcu.twin import STRICT_FLAGS
+from bep_mcu.cgen.codegen import generate
+from bep_mcu.twin.cffi_twin import STRICT_FLAGS
 
 MODELS = {
     "mlp": ["--dataset", "prototypes:classes=4,features=100,samples=1200", "--hidden", "64,32", "--epochs", "1"],
@@ -37,8 +37,8 @@ MODELS = {
 REQUIRED_WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Wsign-conversion", "-Wundef", "-Wshadow",
                      "-pedantic", "-Werror"]
 # (compiler, target): host gcc and clang, then every Cortex-M core with arm-none-eabi-gcc.
-BUILDS = [("gcc", "host"), ("clang", "host"), *[("arm-none-eabi-gcc", t) for t in firmware.ARM_TARGETS]]
-BUILD_IDS = ["gcc", "clang", *firmware.ARM_TARGETS]
+BUILDS = [("gcc", "host"), ("clang", "host"), *[("arm-none-eabi-gcc", t) for t in toolchain.ARM_TARGETS]]
+BUILD_IDS = ["gcc", "clang", *toolchain.ARM_TARGETS]
 
 FLOAT_HELPER = re.compile(r"^__aeabi_(?:f|d|u?i2[fd]|u?l2[fd])|^__[a-z]*(?:sf|df|tf|hf|xf)[a-z]*\d*$")
 LIBC = re.compile(r"^_*(?:malloc|calloc|realloc|free|printf|sprintf|snprintf|fprintf|vprintf|puts|putchar|abort|exit)$")
@@ -55,11 +55,11 @@ FLOAT_LITERAL = re.compile(r"(?<![\w.])(?:\d+\.\d*|\.\d+|\d+[eE][+-]?\d+)")
 _COMMENT_OR_LITERAL = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.DOTALL)
 
 
-def tools_for(compiler: str, target: str) -> firmware.Toolchain:
+def tools_for(compiler: str, target: str) -> toolchain.Toolchain:
     if shutil.which(compiler) is None:
         package = "gcc-arm-none-eabi" if target != "host" else compiler
         pytest.skip(f"{compiler} not installed (apt-get install {package})")
-    return firmware.toolchain(target, cc=compiler)
+    return toolchain.toolchain(target, cc=compiler)
 
 
 @pytest.fixture(scope="module")
@@ -75,17 +75,17 @@ def generated(tmp_path_factory) -> dict:
     return out
 
 
-def strict_build(tools: firmware.Toolchain, gen, out_dir: Path, level: str,
+def strict_build(tools: toolchain.Toolchain, gen, out_dir: Path, level: str,
                  defines: dict[str, str] | None = None) -> list[Path]:
     try:
-        return firmware.compile_objects(tools, firmware.generated_sources(gen), gen.directory, out_dir, level,
+        return toolchain.compile_objects(tools, toolchain.generated_sources(gen), gen.directory, out_dir, level,
                                         strict=True, defines=defines)
-    except firmware.BuildError as e:
+    except toolchain.BuildError as e:
         pytest.fail(f"{tools.cc} {tools.target} -{level} {defines or ''}: {e}")
 
 
-def assert_only_integer_helpers(tools: firmware.Toolchain, objects: list[Path], where: str) -> None:
-    external = firmware.undefined_symbols(tools, objects)
+def assert_only_integer_helpers(tools: toolchain.Toolchain, objects: list[Path], where: str) -> None:
+    external = toolchain.undefined_symbols(tools, objects)
     floats = sorted(s for s in external if FLOAT_HELPER.search(s))
     libc = sorted(s for s in external if LIBC.match(s))
     assert not floats, f"{where}: floating-point helpers {floats}"
@@ -99,8 +99,8 @@ def assert_only_integer_helpers(tools: firmware.Toolchain, objects: list[Path], 
 
 def test_strict_flags_are_the_documented_set():
     assert set(REQUIRED_WARNINGS) <= set(STRICT_FLAGS)
-    for target in firmware.TARGETS:
-        flags = firmware.cflags(target, "Os", strict=True)
+    for target in toolchain.TARGETS:
+        flags = toolchain.cflags(target, "Os", strict=True)
         assert set(REQUIRED_WARNINGS) <= set(flags) and "-ffreestanding" in flags
 
 
@@ -109,7 +109,7 @@ def test_strict_flags_are_the_documented_set():
 def test_strict_build_without_warnings(generated, tmp_path, kind, compiler, target):
     tools = tools_for(compiler, target)
     gen = generated[kind]
-    for level in firmware.OPT_LEVELS:
+    for level in toolchain.OPT_LEVELS:
         objects = strict_build(tools, gen, tmp_path / level, level)
         assert sorted(o.name for o in objects) == sorted(f"{Path(f).stem}.o" for f in gen.files if f.endswith(".c"))
         assert_only_integer_helpers(tools, objects, f"{kind} {compiler} {target} -{level}")
@@ -122,7 +122,7 @@ def test_both_popcount_variants_build_cleanly(generated, tmp_path, compiler, tar
     tools = tools_for(compiler, target)
     gen = generated["mlp"]
     for table in ("0", "1"):
-        for level in firmware.OPT_LEVELS:
+        for level in toolchain.OPT_LEVELS:
             objects = strict_build(tools, gen, tmp_path / f"t{table}{level}", level, {"BEP_POPCOUNT_TABLE": table})
             assert_only_integer_helpers(tools, objects, f"{compiler} {target} -{level} BEP_POPCOUNT_TABLE={table}")
             runtime = next(o for o in objects if o.name == "bep_runtime.o")
@@ -130,7 +130,7 @@ def test_both_popcount_variants_build_cleanly(generated, tmp_path, compiler, tar
             assert (256 in const_object_sizes(tools, runtime)) == (table == "1"), (table, level)
 
 
-def const_object_sizes(tools: firmware.Toolchain, obj: Path) -> set[int]:
+def const_object_sizes(tools: toolchain.Toolchain, obj: Path) -> set[int]:
     """Sizes of the read-only data objects defined in ``obj`` (nm -S, types r/R)."""
     out = subprocess.run([tools.nm, "-S", "--defined-only", str(obj)], capture_output=True, text=True, check=True)
     return {int(p[1], 16) for p in (line.split() for line in out.stdout.splitlines()) if len(p) == 4 and p[2] in "rR"}
@@ -172,16 +172,16 @@ def test_a_warning_fails_the_strict_build(tmp_path):
     tools = tools_for("gcc", "host")
     src = tmp_path / "narrow.c"
     src.write_text("#include <stdint.h>\nuint8_t narrow(uint32_t x) { return x; }\n")
-    with pytest.raises(firmware.BuildError, match="Wconversion"):
-        firmware.compile_objects(tools, [src], tmp_path, tmp_path / "o", "Os", strict=True)
+    with pytest.raises(toolchain.BuildError, match="Wconversion"):
+        toolchain.compile_objects(tools, [src], tmp_path, tmp_path / "o", "Os", strict=True)
 
 
 def test_float_code_shows_up_as_a_soft_float_helper(tmp_path):
     tools = tools_for("arm-none-eabi-gcc", "cortex-m0")
     src = tmp_path / "f.c"
     src.write_text("#include <stdint.h>\nint32_t scale(int32_t x, float k) { return (int32_t)((float)x * k); }\n")
-    objects = firmware.compile_objects(tools, [src], tmp_path, tmp_path / "o", "Os")
-    external = firmware.undefined_symbols(tools, objects)
+    objects = toolchain.compile_objects(tools, [src], tmp_path, tmp_path / "o", "Os")
+    external = toolchain.undefined_symbols(tools, objects)
     assert any(FLOAT_HELPER.search(s) for s in external), external
     with pytest.raises(AssertionError, match="floating-point helpers"):
         assert_only_integer_helpers(tools, objects, "control")

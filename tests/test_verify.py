@@ -11,13 +11,13 @@ import subprocess
 import numpy as np
 import pytest
 
-from bep_mcu.codegen import RUNTIME_ABI, generate
-from bep_mcu.data import load_dataset
+from bep_mcu.cgen.codegen import RUNTIME_ABI, generate
+from bep_mcu.data.datasets import load_dataset
 from bep_mcu.estimator import BEPClassifier
-from bep_mcu.layout import plan_state
-from bep_mcu.status import STATUS
-from bep_mcu.twin import Twin
-from bep_mcu.verify import build_twin, run_verify
+from bep_mcu.cgen.layout import plan_state
+from bep_mcu.cgen.status import STATUS
+from bep_mcu.twin.cffi_twin import Twin
+from bep_mcu.twin.verify import build_twin, run_verify
 
 PROTO = "prototypes:classes=5,features=150,samples=1200"
 
@@ -88,12 +88,12 @@ def test_planted_one_bit_change_is_reported(tmp_path_factory, tmp_path):
     honest = build_twin(model, clf, "net", None)
     X, y = clf.encode(data.X_train), clf.encode_labels(data.y_train)
     from bep_mcu.estimator import epoch_order
-    from bep_mcu.twin import pack_inputs
+    from bep_mcu.twin.cffi_twin import pack_inputs
 
     Xp = pack_inputs(X, clf.spec_)
     twin.init(clf.network.seed, clf.network.batch_counter)
     honest.init(clf.network.seed, clf.network.batch_counter)
-    from bep_mcu.schedule import EpochSchedule
+    from bep_mcu.engine.schedule import EpochSchedule
 
     sched = EpochSchedule(clf.spec_, list(clf.gamma_), clf.hp.p_r, 1)
     twin.set_epoch(sched.gamma, sched.q())
@@ -175,7 +175,7 @@ def test_init_refuses_short_buffer_and_foreign_state(tmp_path_factory, tmp_path)
 
 
 def test_training_state_of_256_128_10_int8_fits_1_25_bytes_per_synapse():
-    from bep_mcu.spec import NetSpec
+    from bep_mcu.engine.spec import NetSpec
 
     for hidden in ((128,), (128, 64)):
         spec = NetSpec("mlp", 256, hidden, 10, 8)

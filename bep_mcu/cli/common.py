@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 import click
 
-from ..data import Dataset, load_dataset, load_files
-from ..errors import BEPError
+from bep_mcu.data.datasets import Dataset, load_dataset, load_files
+from bep_mcu.errors import BEPError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
 

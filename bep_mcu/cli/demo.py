@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .. import boards
-from ..demo import DEFAULT_BOARD, DEFAULT_DATASET, human_report, run_demo
-from .common import emit, json_option, progress
+from bep_mcu.device import boards
+from bep_mcu.demo import DEFAULT_BOARD, DEFAULT_DATASET, human_report, run_demo
+from bep_mcu.cli.common import emit, json_option, progress
 
 
 @click.command()

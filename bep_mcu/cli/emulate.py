@@ -12,10 +12,10 @@ import sys
 
 import click
 
-from .. import boards
-from ..emulate import EmulatedBoard
-from ..errors import BEPError
-from .common import json_option, progress
+from bep_mcu.device import boards
+from bep_mcu.device.emulate import EmulatedBoard
+from bep_mcu.errors import BEPError
+from bep_mcu.cli.common import json_option, progress
 
 EMULATED = [b.name for b in boards.BOARDS.values() if b.emulated]
 

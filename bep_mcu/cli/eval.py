@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..data import read_eval_file, load_dataset
-from ..errors import BEPError
-from ..estimator import BEPClassifier
-from .common import emit, json_option
+from bep_mcu.data.datasets import read_eval_file, load_dataset
+from bep_mcu.errors import BEPError
+from bep_mcu.estimator import BEPClassifier
+from bep_mcu.cli.common import emit, json_option
 
 
 @click.command("eval")

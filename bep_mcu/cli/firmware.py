@@ -1,5 +1,5 @@
 """``bep-mcu firmware``: build a training firmware for one board and report its size
-(the planning and building live in ``bep_mcu/board_firmware.py``); with ``--self-test
+(the planning and building live in ``bep_mcu/device/firmware.py``); with ``--self-test
 GOLDEN``, an image that replays a golden file on the board instead (and ``--run`` runs
 it in QEMU)."""
 
@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import click
 
-from .. import boards
-from ..board_firmware import LEVEL, SELFTEST_EXIT, SELFTEST_OUT, build, build_selftest
-from ..emulate import RUN_TIMEOUT, run_image
-from ..errors import BEPError
-from .common import emit, json_option, progress
+from bep_mcu.device import boards
+from bep_mcu.device.firmware import LEVEL, SELFTEST_EXIT, SELFTEST_OUT, build, build_selftest
+from bep_mcu.device.emulate import RUN_TIMEOUT, run_image
+from bep_mcu.errors import BEPError
+from bep_mcu.cli.common import emit, json_option, progress
 
 
 def _human(d: dict) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..codegen import generate as generate_c
-from .common import emit, json_option
+from bep_mcu.cgen.codegen import generate as generate_c
+from bep_mcu.cli.common import emit, json_option
 
 
 @click.command()

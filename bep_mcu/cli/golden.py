@@ -1,12 +1,12 @@
 """``bep-mcu golden``: write golden vectors (inputs and the numpy engine's state after
-every batch) that C drivers replay and compare bit for bit (format: bep_mcu/golden.py)."""
+every batch) that C drivers replay and compare bit for bit (format: bep_mcu/twin/golden.py)."""
 
 from __future__ import annotations
 
 import click
 
-from ..golden import DEFAULT_BATCHES, write_golden_file
-from .common import emit, json_option
+from bep_mcu.twin.golden import DEFAULT_BATCHES, write_golden_file
+from bep_mcu.cli.common import emit, json_option
 
 
 @click.command()

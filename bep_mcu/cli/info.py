@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..estimator import BEPClassifier
-from .common import emit, json_option
+from bep_mcu.estimator import BEPClassifier
+from bep_mcu.cli.common import emit, json_option
 
 
 def _human(d: dict) -> str:

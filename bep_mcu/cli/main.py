@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import click
 
-from .. import __version__
-from ..errors import BEPError
-from . import demo as demo_cmd
-from . import emulate as emulate_cmd
-from . import eval as eval_cmd
-from . import firmware as firmware_cmd
-from . import generate as generate_cmd
-from . import golden as golden_cmd
-from . import info as info_cmd
-from . import pull as pull_cmd
-from . import size as size_cmd
-from . import stream as stream_cmd
-from . import train as train_cmd
-from . import verify as verify_cmd
+from bep_mcu import __version__
+from bep_mcu.errors import BEPError
+from bep_mcu.cli import demo as demo_cmd
+from bep_mcu.cli import emulate as emulate_cmd
+from bep_mcu.cli import eval as eval_cmd
+from bep_mcu.cli import firmware as firmware_cmd
+from bep_mcu.cli import generate as generate_cmd
+from bep_mcu.cli import golden as golden_cmd
+from bep_mcu.cli import info as info_cmd
+from bep_mcu.cli import pull as pull_cmd
+from bep_mcu.cli import size as size_cmd
+from bep_mcu.cli import stream as stream_cmd
+from bep_mcu.cli import train as train_cmd
+from bep_mcu.cli import verify as verify_cmd
 
 
 class UserError(click.ClickException):

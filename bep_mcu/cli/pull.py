@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..estimator import BEPClassifier
-from ..modelio import check_writable
-from ..stream import connect, pull_model
-from .common import emit, json_option, port_options
+from bep_mcu.estimator import BEPClassifier
+from bep_mcu.modelio import check_writable
+from bep_mcu.device.stream import connect, pull_model
+from bep_mcu.cli.common import emit, json_option, port_options
 
 
 @click.command()

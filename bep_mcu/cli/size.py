@@ -1,6 +1,6 @@
 """``bep-mcu size``: flash and RAM of a model's generated training code on a target.
 
-How it is measured (objects, not a linked image) is documented in bep_mcu/firmware.py.
+How it is measured (objects, not a linked image) is documented in bep_mcu/cgen/toolchain.py.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import click
 
-from .. import firmware
-from ..codegen import generate as generate_c
-from ..errors import BEPError
-from .common import emit, json_option
+from bep_mcu.cgen import toolchain
+from bep_mcu.cgen.codegen import generate as generate_c
+from bep_mcu.errors import BEPError
+from bep_mcu.cli.common import emit, json_option
 
 
 def _human(d: dict) -> str:
@@ -27,7 +27,7 @@ def _human(d: dict) -> str:
                  f"(hidden weights {kinds['hidden_weights']} B, packed weights {kinds['packed_weights']} B, "
                  f"activations {kinds['activations']} B, header {kinds['header']} B)")
     if d["fits"]:
-        level = firmware.BUDGET_LEVEL
+        level = toolchain.BUDGET_LEVEL
         used = {"RAM": (d["levels"][level]["ram"], d["ram_budget"]),
                 "flash": (d["levels"][level]["flash"], d["flash_budget"])}
         parts = [f"{what} {n} of {budget} B" for what, (n, budget) in used.items() if budget is not None]
@@ -37,7 +37,7 @@ def _human(d: dict) -> str:
 
 @click.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
-@click.option("--target", required=True, type=click.Choice(firmware.TARGETS, case_sensitive=False),
+@click.option("--target", required=True, type=click.Choice(toolchain.TARGETS, case_sensitive=False),
               help="Core to compile for (host: the host C compiler).")
 @click.option("--name", default="net", help="Network name used in C symbols (bep_<name>_*).")
 @click.option("--ram", "ram", metavar="BYTES", default=None, help="RAM budget, e.g. 65536, 64k, 1m.")
@@ -49,15 +49,15 @@ def size(model_path, target, name, ram, flash, as_json) -> None:
     Exits with an error when a --ram/--flash budget is exceeded (judged at -Os).
     """
     target = target.lower()
-    ram_budget = None if ram is None else firmware.parse_bytes(ram, "--ram")
-    flash_budget = None if flash is None else firmware.parse_bytes(flash, "--flash")
-    tools = firmware.toolchain(target)
+    ram_budget = None if ram is None else toolchain.parse_bytes(ram, "--ram")
+    flash_budget = None if flash is None else toolchain.parse_bytes(flash, "--flash")
+    tools = toolchain.toolchain(target)
     with tempfile.TemporaryDirectory(prefix="bep-mcu-size-") as tmp:
         gen = generate_c(model_path, str(Path(tmp) / "c"), name)
-        report = firmware.measure(gen, target, Path(tmp) / "obj", ram_budget, flash_budget, tools)
+        report = toolchain.measure(gen, target, Path(tmp) / "obj", ram_budget, flash_budget, tools)
     emit(report.to_dict(), as_json, _human)
     over = report.excess()
     if over:
         budget = {"RAM": "--ram", "flash": "--flash"}
-        raise BEPError(f"'{name}' does not fit on {target} at -{firmware.BUDGET_LEVEL}: " + "; ".join(
+        raise BEPError(f"'{name}' does not fit on {target} at -{toolchain.BUDGET_LEVEL}: " + "; ".join(
             f"{what} {used} B exceeds {budget[what]} {limit} B by {used - limit} B" for what, used, limit in over))

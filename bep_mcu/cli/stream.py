@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..estimator import BEPClassifier
-from ..stream import connect, stream_train
-from .common import check_positive, data_options, emit, json_option, load_data, port_options, progress
+from bep_mcu.estimator import BEPClassifier
+from bep_mcu.device.stream import connect, stream_train
+from bep_mcu.cli.common import check_positive, data_options, emit, json_option, load_data, port_options, progress
 
 
 @click.command()

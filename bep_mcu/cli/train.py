@@ -7,10 +7,10 @@ import time
 import click
 import numpy as np
 
-from ..errors import BEPError
-from ..estimator import BEPClassifier
-from ..modelio import check_writable
-from .common import data_options, emit, json_option, load_data, parse_int_list, progress
+from bep_mcu.errors import BEPError
+from bep_mcu.estimator import BEPClassifier
+from bep_mcu.modelio import check_writable
+from bep_mcu.cli.common import data_options, emit, json_option, load_data, parse_int_list, progress
 
 
 @click.command()

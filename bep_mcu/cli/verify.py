@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..estimator import BEPClassifier
-from ..verify import build_twin, run_verify
-from .common import check_positive, data_options, emit, json_option, load_data
+from bep_mcu.estimator import BEPClassifier
+from bep_mcu.twin.verify import build_twin, run_verify
+from bep_mcu.cli.common import check_positive, data_options, emit, json_option, load_data
 
 
 @click.command()

@@ -1,5 +1,5 @@
 /*
- * bep_golden.h - the golden-vector file format (bep_mcu/golden.py), read in C.
+ * bep_golden.h - the golden-vector file format (bep_mcu/twin/golden.py), read in C.
  *
  * One reader for the two programs that replay golden files: the host driver
  * (host/bep_host_driver.c) and the firmware self-test (bep_mcu/fw/selftest.c). It only

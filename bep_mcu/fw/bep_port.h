@@ -4,7 +4,7 @@
  * One port file per board (port_<board>.c) implements this with one of the UART
  * drivers (uart_cmsdk.h, uart_nrf51.h, uart_stm32.h). Board facts (UART base address
  * and IRQ line, name, memory map) are not typed here: they come from the board table
- * in bep_mcu/boards.py as -D macros (BEP_BOARD_*) and as the rendered memory.ld.
+ * in bep_mcu/device/boards.py as -D macros (BEP_BOARD_*) and as the rendered memory.ld.
  */
 #ifndef BEP_PORT_H
 #define BEP_PORT_H

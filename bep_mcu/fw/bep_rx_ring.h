@@ -11,7 +11,7 @@
  * whatever the ring size; on real hardware a byte arriving meanwhile overruns the
  * UART, the frame fails its CRC and the host retries it.
  *
- * RAM: BEP_FW_RX_RING bytes + two uint32 indices; bep_mcu/boards.py counts exactly
+ * RAM: BEP_FW_RX_RING bytes + two uint32 indices; bep_mcu/device/boards.py counts exactly
  * this (firmware_static_bytes), and a test checks it against arm-none-eabi-size.
  * Include from exactly one file (the port file): the storage is static.
  */
@@ -24,7 +24,7 @@
 #include "bep_cortexm.h"
 
 #ifndef BEP_FW_RX_RING
-#error "BEP_FW_RX_RING is set by the build (bep_mcu/boards.py)"
+#error "BEP_FW_RX_RING is set by the build (bep_mcu/device/boards.py)"
 #endif
 #if (BEP_FW_RX_RING & (BEP_FW_RX_RING - 1u)) != 0u
 #error "BEP_FW_RX_RING must be a power of two"

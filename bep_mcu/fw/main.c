@@ -6,7 +6,7 @@
  * Then forever: sleep until bytes arrive, hand them to bep_link_rx, which decodes
  * frames, runs the requests and writes the replies back through the UART.
  *
- * RAM is planned on the host, all static, no heap (bep_mcu/board_firmware.py checks
+ * RAM is planned on the host, all static, no heap (bep_mcu/device/firmware.py checks
  * the plan against arm-none-eabi-size): the stack (linker script), the state buffer,
  * the link (its frame buffers are inside bep_link_t) and the port's receive ring.
  *

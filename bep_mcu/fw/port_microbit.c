@@ -4,7 +4,7 @@
  *
  * UART0 at 0x40002000, interrupt line 2; pins of the KL26 interface chip's USB serial
  * (TX P0.24, RX P0.25). The values of the base and line come from the board table
- * (bep_mcu/boards.py) as BEP_BOARD_UART_BASE and BEP_BOARD_UART_IRQ.
+ * (bep_mcu/device/boards.py) as BEP_BOARD_UART_BASE and BEP_BOARD_UART_IRQ.
  */
 #include "bep_port.h"
 #include "uart_nrf51.h"

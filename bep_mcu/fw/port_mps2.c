@@ -4,7 +4,7 @@
  *
  * All four talk through UART0, a CMSDK UART; they differ only in where it sits and
  * which interrupt line it raises, and those come from the board table
- * (bep_mcu/boards.py) as BEP_BOARD_UART_BASE and BEP_BOARD_UART_IRQ:
+ * (bep_mcu/device/boards.py) as BEP_BOARD_UART_BASE and BEP_BOARD_UART_IRQ:
  *   AN385/AN386/AN500: 0x40004000, line 0 (UART0 RX).
  *   AN505: the Secure alias 0x50200000 (Non-secure 0x40200000), line 32. The core
  *   boots in Secure state and every interrupt line is Secure after reset, so nothing

@@ -8,7 +8,7 @@
  * virtual COM port (/dev/ttyACM0 on Linux). The core runs from the reset clock, HSI
  * 16 MHz, with no PLL and no bus prescaler, so PCLK1 = 16 MHz and flash needs no wait
  * state. USART2's base (0x40004400) and interrupt line (38) come from the board table
- * (bep_mcu/boards.py) as BEP_BOARD_UART_BASE and BEP_BOARD_UART_IRQ.
+ * (bep_mcu/device/boards.py) as BEP_BOARD_UART_BASE and BEP_BOARD_UART_IRQ.
  */
 #include "bep_port.h"
 #include "uart_stm32.h"

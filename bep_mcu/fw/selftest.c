@@ -11,7 +11,7 @@
  * every hidden weight of every layer, compared with exact equality.
  *
  * Replaces main.c in a self-test image (bep-mcu firmware --self-test GOLDEN); the golden
- * file is rendered by bep_mcu/board_firmware.py into a generated C file of the build
+ * file is rendered by bep_mcu/device/firmware.py into a generated C file of the build
  * as `bep_st_golden`, a const byte array in flash. The build passes its sizes:
  *   BEP_ST_GOLDEN_BYTES  bytes of the file
  *   BEP_ST_MAX_N         the largest batch in it (sizes the input/label buffers)
@@ -43,7 +43,7 @@
 #include "bep_golden.h" /* the file format, shared with host/bep_host_driver.c */
 
 #if !defined(BEP_ST_GOLDEN_BYTES) || !defined(BEP_ST_MAX_N) || !defined(BEP_ST_CHUNK)
-#error "BEP_ST_GOLDEN_BYTES, BEP_ST_MAX_N and BEP_ST_CHUNK are set by the build (bep_mcu/board_firmware.py)"
+#error "BEP_ST_GOLDEN_BYTES, BEP_ST_MAX_N and BEP_ST_CHUNK are set by the build (bep_mcu/device/firmware.py)"
 #endif
 #if !BEP_BOARD_QEMU
 #error "the self-test reports through semihosting: build it for an emulated board"
@@ -63,7 +63,7 @@ enum { ST_MATCH = 0, ST_MISMATCH = 1, ST_ERROR = 2 };
 extern const unsigned char bep_st_golden[BEP_ST_GOLDEN_BYTES];
 
 /* The board this image was built for (not allocated; see main.c): run_to_exit in
- * bep_mcu/emulate.py refuses an image built for another board. */
+ * bep_mcu/device/emulate.py refuses an image built for another board. */
 __attribute__((section(".bep_board"), used)) static const char bep_fw_board_tag[] = BEP_BOARD_NAME;
 
 static uint32_t bep_fw_state[BEP_FW_NET_MACRO(STATE_WORDS)];

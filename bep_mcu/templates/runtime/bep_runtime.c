@@ -1,7 +1,7 @@
 /*
  * bep_runtime.c - the BEP learning rule in portable C99 (see bep_runtime.h).
  *
- * Everything here mirrors bep_mcu/bep.py; the comments name the BEP.md section each
+ * Everything here mirrors bep_mcu/engine/network.py; the comments name the BEP.md section each
  * step implements. Packed vectors: bit i of word i/32 is feature i, 1 = +1, padding 0.
  */
 #include "bep_runtime.h"

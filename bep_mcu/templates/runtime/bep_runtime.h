@@ -6,7 +6,7 @@
  *
  * Contract: for the same model, data, seed and per-epoch parameters, this code produces
  * hidden weights and predictions identical, bit for bit, to the numpy engine
- * (bep_mcu/bep.py). Integers only: no float, no malloc, no libc beyond <stdint.h> and
+ * (bep_mcu/engine/network.py). Integers only: no float, no malloc, no libc beyond <stdint.h> and
  * <stddef.h>. All state lives in one caller-owned buffer of BEP_<NET>_STATE_BYTES
  * bytes; its layout is planned on the host and described by a const bep_config_t.
  *
@@ -50,7 +50,7 @@
 #define BEP_MODEL_RNN 1u
 
 /* One hidden layer (for an RNN: the cell, with x and recurrent parts). All offsets are
- * byte offsets into the state buffer, planned on the host (bep_mcu/layout.py). */
+ * byte offsets into the state buffer, planned on the host (bep_mcu/cgen/layout.py). */
 typedef struct {
     uint16_t rows;        /* K_out: neurons */
     uint16_t cols;        /* fan-in: K_in (rnn: K_x + K_h) */
@@ -174,7 +174,7 @@ bep_status_t bep_read_counters(const bep_config_t *cfg, const void *state, size_
 /** Reset the counters (not the weights, not the batch counter). */
 bep_status_t bep_reset_counters(const bep_config_t *cfg, void *state, size_t state_len);
 
-/** The counter-based generator shared with the host (bep_mcu/rng.py). */
+/** The counter-based generator shared with the host (bep_mcu/engine/rng.py). */
 uint32_t bep_draw(uint32_t seed, uint32_t counter, uint32_t layer, uint32_t index);
 
 /** Number of set bits of a 32-bit word (SWAR or table, see BEP_POPCOUNT_TABLE). */

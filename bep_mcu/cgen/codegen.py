@@ -19,12 +19,14 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from . import __version__, bits, protocol
-from .errors import BEPError
-from .estimator import BEPClassifier
-from .layout import StatePlan, plan_state
-from .spec import config_hash
-from .status import STATUS
+from bep_mcu import __version__
+from bep_mcu.engine import bits
+from bep_mcu.device import protocol
+from bep_mcu.errors import BEPError
+from bep_mcu.estimator import BEPClassifier
+from bep_mcu.cgen.layout import StatePlan, plan_state
+from bep_mcu.engine.spec import config_hash
+from bep_mcu.cgen.status import STATUS
 
 RUNTIME_FILES = ("bep_runtime.h", "bep_runtime.c")
 LINK_FILES = ("bep_link.h", "bep_link.c")  # the board side of the serial protocol (docs/protocol.md)

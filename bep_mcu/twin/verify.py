@@ -16,11 +16,11 @@ from typing import Callable
 
 import numpy as np
 
-from .codegen import Generated, generate
-from .errors import BEPError
-from .estimator import BEPClassifier, epoch_order
-from .schedule import EpochSchedule
-from .twin import Twin, pack_inputs
+from bep_mcu.cgen.codegen import Generated, generate
+from bep_mcu.errors import BEPError
+from bep_mcu.estimator import BEPClassifier, epoch_order
+from bep_mcu.engine.schedule import EpochSchedule
+from bep_mcu.twin.cffi_twin import Twin, pack_inputs
 
 
 @dataclass
@@ -108,8 +108,8 @@ def build_twin(model_path: str, clf: BEPClassifier, name: str, c_dir: str | None
         if not (directory / f"bep_{name}.h").is_file():
             raise BEPError(f"--c-dir '{c_dir}' holds no bep_{name}.h: generate it with bep-mcu generate --name {name}")
         files = sorted(p.name for p in directory.iterdir() if p.suffix in (".c", ".h"))
-        from .layout import plan_state
-        from .spec import config_hash
+        from bep_mcu.cgen.layout import plan_state
+        from bep_mcu.engine.spec import config_hash
 
         gen = Generated(directory, name, plan_state(clf.spec_, clf.params_.gate), config_hash(clf.spec_, clf.params_),
                         files)

@@ -6,8 +6,8 @@ file, ``main.c``) into ``OUT/firmware.elf`` (and a raw ``OUT/firmware.bin``).
 
 The memory plan comes first, from numbers known before any compiler runs:
 
-* RAM   = state buffer (``bep_mcu/layout.py``)
-        + link (``sizeof(bep_link_t)``, ``bep_mcu/protocol.py:link_bytes`` at the board's
+* RAM   = state buffer (``bep_mcu/cgen/layout.py``)
+        + link (``sizeof(bep_link_t)``, ``bep_mcu/device/protocol.py:link_bytes`` at the board's
           ``BEP_LINK_MAX_PAYLOAD``)
         + stack (fixed per board in the linker script)
         + the firmware's own static data (the receive ring, ``boards.firmware_static_bytes``).
@@ -31,20 +31,22 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from . import boards, firmware, golden, protocol
-from .codegen import Generated, check_name
-from .codegen import generate as generate_c
-from .errors import BEPError
-from .estimator import BEPClassifier
-from .layout import StatePlan, plan_state
-from .spec import NetSpec, config_hash
+from bep_mcu.device import boards, protocol
+from bep_mcu.cgen import toolchain
+from bep_mcu.twin import golden
+from bep_mcu.cgen.codegen import Generated, check_name
+from bep_mcu.cgen.codegen import generate as generate_c
+from bep_mcu.errors import BEPError
+from bep_mcu.estimator import BEPClassifier
+from bep_mcu.cgen.layout import StatePlan, plan_state
+from bep_mcu.engine.spec import NetSpec, config_hash
 
 ELF_NAME = "firmware.elf"
 BIN_NAME = "firmware.bin"
 MAP_NAME = "firmware.map"
 NET_DIR = "net"
 BUILD_DIR = "build"
-LEVEL = firmware.BUDGET_LEVEL  # -Os
+LEVEL = toolchain.BUDGET_LEVEL  # -Os
 FW_SOURCES = ("main.c", "startup.c", "mem.c")
 LINK_FLAGS = ["-nostdlib", "-Wl,--gc-sections", "-Wl,--fatal-warnings"]
 CONFIG_BYTES = 260  # sizeof(bep_config_t) with 32-bit pointers (checked against nm in the tests)
@@ -141,10 +143,10 @@ def build_flags(board: boards.Board, name: str) -> tuple[list[str], dict[str, st
     """Compiler flags (strict warnings, -Os, sections) and macros of a firmware build."""
     defines = boards.c_defines(board)
     defines.update({"BEP_FW_NET": name, "BEP_FW_NET_UPPER": name.upper(), "BEP_FW_NET_HEADER": f'"bep_{name}.h"'})
-    return firmware.cflags(board.cpu, LEVEL, strict=True, defines=defines), defines
+    return toolchain.cflags(board.cpu, LEVEL, strict=True, defines=defines), defines
 
 
-def _link(tools: firmware.Toolchain, board: boards.Board, objects: list[Path], build_dir: Path, elf: Path,
+def _link(tools: toolchain.Toolchain, board: boards.Board, objects: list[Path], build_dir: Path, elf: Path,
           plan: MemoryPlan, name: str) -> None:
     script = fw_dir() / "ld" / board.linker_script
     cmd = [tools.cc, f"-mcpu={board.cpu}", "-mthumb", *LINK_FLAGS, "-T", str(script), "-L", str(build_dir),
@@ -157,16 +159,16 @@ def _link(tools: firmware.Toolchain, board: boards.Board, objects: list[Path], b
             over = int(line.rsplit("overflowed by", 1)[1].split()[0])
             raise BEPError(f"network '{name}' does not fit {board.name}: flash {board.flash_bytes + over} B "
                            f"(tables {plan.tables_bytes} B + code) exceeds {board.flash_bytes} B by {over} B")
-    raise firmware.BuildError(f"linking the firmware failed:\n$ {' '.join(cmd)}\n{proc.stderr}")
+    raise toolchain.BuildError(f"linking the firmware failed:\n$ {' '.join(cmd)}\n{proc.stderr}")
 
 
 def build_generated(gen: Generated, spec: NetSpec, board_name: str, out_dir: str | Path,
-                    tools: firmware.Toolchain | None = None) -> FirmwareBuild:
+                    tools: toolchain.Toolchain | None = None) -> FirmwareBuild:
     """Plan, compile and link the firmware of an already generated directory ``gen``."""
     board = boards.board(board_name)
     plan = plan_memory(gen.plan, spec, board, gen.name)
     refuse_if_too_big(plan, board, gen.name)
-    tools = tools or firmware.toolchain(board.cpu)
+    tools = tools or toolchain.toolchain(board.cpu)
     _, defines = build_flags(board, gen.name)
     return _build_image(tools, board, gen, FW_SOURCES, [], defines, Path(out_dir), plan, "RAM plan")
 
@@ -178,29 +180,29 @@ def _build_dir(out: Path, board: boards.Board) -> Path:
     return build_dir
 
 
-def _build_image(tools: firmware.Toolchain, board: boards.Board, gen: Generated, fw_sources: tuple[str, ...],
+def _build_image(tools: toolchain.Toolchain, board: boards.Board, gen: Generated, fw_sources: tuple[str, ...],
                  extra_sources: list[Path], defines: dict[str, str], out: Path, plan: "MemoryPlan",
                  what: str, link_hint: str = "") -> FirmwareBuild:
     """Compile the board sources, ``extra_sources`` and the generated C, link, size the
     ELF and hold it to the RAM plan (a mismatch is a bep-mcu bug), write the .bin."""
     build_dir = _build_dir(out, board)
     src = fw_dir()
-    sources = [src / f for f in (*fw_sources, board.port_file)] + extra_sources + firmware.generated_sources(gen)
-    objects = firmware.compile_objects(tools, sources, gen.directory, build_dir, LEVEL, strict=True, defines=defines)
+    sources = [src / f for f in (*fw_sources, board.port_file)] + extra_sources + toolchain.generated_sources(gen)
+    objects = toolchain.compile_objects(tools, sources, gen.directory, build_dir, LEVEL, strict=True, defines=defines)
     elf = out / ELF_NAME
     try:
         _link(tools, board, objects, build_dir, elf, plan, gen.name)
     except BEPError as e:
         raise BEPError(f"{e}{link_hint}") from None
-    sizes = firmware.object_sizes(tools, [elf])[elf]
+    sizes = toolchain.object_sizes(tools, [elf])[elf]
     result = FirmwareBuild(elf=elf, board=board.name, text=sizes.text + sizes.rodata, data=sizes.data, bss=sizes.bss,
                            plan=plan, ram_budget=board.ram_bytes, flash_budget=board.flash_bytes,
                            config_hash=gen.config_hash, compiler=tools.version())
     if result.ram_bytes != plan.ram_bytes:
-        raise firmware.BuildError(f"{what} {plan.ram_bytes} B != data + bss {result.ram_bytes} B of {elf}: "
+        raise toolchain.BuildError(f"{what} {plan.ram_bytes} B != data + bss {result.ram_bytes} B of {elf}: "
                                   f"bep_mcu/fw or the generated C gained static data the plan does not count "
                                   f"(see {elf.parent / MAP_NAME})")
-    objcopy = shutil.which(firmware.ARM_PREFIX + "objcopy")
+    objcopy = shutil.which(toolchain.ARM_PREFIX + "objcopy")
     if objcopy:
         subprocess.run([objcopy, "-O", "binary", str(elf), str(out / BIN_NAME)], check=True)
     return result
@@ -218,7 +220,7 @@ def build(model_path: str, board_name: str, out_dir: str | Path, name: str = "ne
     except ValueError as e:
         raise BEPError(str(e)) from None
     refuse_if_too_big(plan_memory(state, clf.spec_, board, name), board, name)
-    tools = firmware.toolchain(board.cpu)
+    tools = toolchain.toolchain(board.cpu)
     if on_progress:
         on_progress(f"building {board.name} firmware for {model_path} in {out_dir}")
     gen = generate_c(model_path, str(Path(out_dir) / NET_DIR), name)
@@ -298,7 +300,7 @@ def render_golden_c(data: bytes, source: str) -> str:
     """``bep_selftest_golden.c``: the golden file as the const byte array selftest.c reads
     (``bep_st_golden``, 4-byte aligned like the file's sections; in flash)."""
     label = "".join(ch if ch.isprintable() and ch != "*" else "_" for ch in source)
-    lines = [f"/* {SELFTEST_GOLDEN_C}: rendered by bep_mcu/board_firmware.py from {label}, do not edit.",
+    lines = [f"/* {SELFTEST_GOLDEN_C}: rendered by bep_mcu/device/firmware.py from {label}, do not edit.",
              f" * {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()} */",
              f"extern const unsigned char bep_st_golden[{len(data)}];",
              f"const unsigned char bep_st_golden[{len(data)}] __attribute__((aligned(4))) = {{"]
@@ -344,7 +346,7 @@ def _selftest_board(board_name: str) -> boards.Board:
 
 
 def build_selftest_generated(gen: Generated, spec: NetSpec, board_name: str, golden_data: bytes,
-                             out_dir: str | Path, tools: firmware.Toolchain | None = None,
+                             out_dir: str | Path, tools: toolchain.Toolchain | None = None,
                              golden_name: str = "golden file") -> SelfTestBuild:
     """Build the self-test image of an already generated directory with ``golden_data``
     embedded. The file's format is validated here; whether it belongs to this network
@@ -356,7 +358,7 @@ def build_selftest_generated(gen: Generated, spec: NetSpec, board_name: str, gol
                       gen.plan.input_words)
     plan = plan_selftest_memory(gen.plan, spec, board, st, gen.name)
     refuse_selftest_if_too_big(plan, st, board, gen.name, golden_name)
-    tools = tools or firmware.toolchain(board.cpu)
+    tools = tools or toolchain.toolchain(board.cpu)
     out = Path(out_dir)
     golden_c = _build_dir(out, board) / SELFTEST_GOLDEN_C
     golden_c.write_text(render_golden_c(golden_data, golden_name))
@@ -388,7 +390,7 @@ def build_selftest(model_path: str, board_name: str, golden_path: str, out_dir: 
                       state.input_words)
     refuse_selftest_if_too_big(plan_selftest_memory(state, clf.spec_, board, st, name), st, board, name,
                                str(golden_path))
-    tools = firmware.toolchain(board.cpu)
+    tools = toolchain.toolchain(board.cpu)
     if on_progress:
         on_progress(f"building {board.name} self-test of {golden_path} for {model_path} in {out_dir}")
     gen = generate_c(model_path, str(Path(out_dir) / NET_DIR), name)

@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-from .errors import BEPError
+from bep_mcu.errors import BEPError
 
 MODELS = ("mlp", "rnn")
 HIDDEN_BITS = (8, 16)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .spec import NetSpec
+from bep_mcu.engine.spec import NetSpec
 
 HEADER_BYTES = 56  # sizeof(bep_state_header_t), pinned by a static assert in the C
 MAX_LAYERS = 4

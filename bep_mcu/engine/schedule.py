@@ -8,8 +8,8 @@ device stream all use this one class, so they feed the C code identical integers
 
 from __future__ import annotations
 
-from . import rng
-from .spec import NetSpec, reinforcement_probability
+from bep_mcu.engine import rng
+from bep_mcu.engine.spec import NetSpec, reinforcement_probability
 
 
 def reinforcement_counts(spec: NetSpec, p_r: float, error_rate: float) -> list[int]:

@@ -68,14 +68,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, rng
-from .data import Dataset, load_dataset, load_files
-from .errors import BEPError
-from .estimator import BEPClassifier, epoch_order
-from .modelio import check_writable, write_atomic
-from .schedule import reinforcement_counts
-from .spec import NetSpec, config_hash
-from .twin import pack_inputs
+from bep_mcu import __version__
+from bep_mcu.engine import rng
+from bep_mcu.data.datasets import Dataset, load_dataset, load_files
+from bep_mcu.errors import BEPError
+from bep_mcu.estimator import BEPClassifier, epoch_order
+from bep_mcu.modelio import check_writable, write_atomic
+from bep_mcu.engine.schedule import reinforcement_counts
+from bep_mcu.engine.spec import NetSpec, config_hash
+from bep_mcu.twin.cffi_twin import pack_inputs
 
 MAGIC = b"BEPGOLD\0"
 END_MARKER = b"BEPGEND\0"

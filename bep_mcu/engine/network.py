@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import rng
-from .spec import IntParams, NetSpec
+from bep_mcu.engine import rng
+from bep_mcu.engine.spec import IntParams, NetSpec
 
 _NOT_WRONG = np.float32(np.inf)
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .codegen import Generated, source_digest
-from .errors import BEPError
-from .status import STATUS, status_name
+from bep_mcu.cgen.codegen import Generated, source_digest
+from bep_mcu.errors import BEPError
+from bep_mcu.cgen.status import STATUS, status_name
 
 STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Wsign-conversion", "-Wundef", "-Wshadow",
                 "-pedantic", "-Werror"]
@@ -191,7 +191,7 @@ class Twin:
 
 def pack_inputs(encoded: np.ndarray, spec) -> np.ndarray:
     """Encoded ±1 network inputs → packed C input words, one row per sample."""
-    from .bits import pack
+    from bep_mcu.engine.bits import pack
 
     packed = pack(encoded)  # mlp: (n, words); rnn: (n, T, words_x)
     return np.ascontiguousarray(packed.reshape(len(encoded), -1))

@@ -30,7 +30,7 @@ The sizes come from binutils ``size`` on the objects:
   all mutable state lives in the caller's buffer).
 * ``flash = text + rodata + data`` (``data`` has its initial values in flash).
 * ``RAM = data + bss + state``, where ``state`` is the caller-owned state buffer,
-  ``BEP_<NET>_STATE_BYTES`` from the host's layout plan (bep_mcu/layout.py).
+  ``BEP_<NET>_STATE_BYTES`` from the host's layout plan (bep_mcu/cgen/layout.py).
 
 A RAM/flash budget is judged on the ``-Os`` build (``BUDGET_LEVEL``): the build one
 ships when space is tight.
@@ -45,9 +45,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .codegen import Generated
-from .errors import BEPError
-from .twin import STRICT_FLAGS
+from bep_mcu.cgen.codegen import Generated
+from bep_mcu.errors import BEPError
+from bep_mcu.twin.cffi_twin import STRICT_FLAGS
 
 ARM_TARGETS = ("cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33")
 TARGETS = (*ARM_TARGETS, "host")

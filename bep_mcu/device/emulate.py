@@ -38,8 +38,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import boards
-from .errors import BEPError
+from bep_mcu.device import boards
+from bep_mcu.errors import BEPError
 
 QEMU = "qemu-system-arm"
 QEMU_APT_PACKAGE = "qemu-system-arm"

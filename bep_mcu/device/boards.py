@@ -2,7 +2,7 @@
 
 Everything else derives from it: the linker script's MEMORY block and stack size
 (:func:`memory_script`), the C macros the port and startup code compile with
-(:func:`c_defines`), the QEMU command line (bep_mcu/emulate.py) and the RAM/flash
+(:func:`c_defines`), the QEMU command line (bep_mcu/device/emulate.py) and the RAM/flash
 budgets of ``bep-mcu firmware``.
 
 Emulated boards (``qemu`` set) were measured in QEMU 7.2 (see EMBEDDED.md);
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import BEPError
+from bep_mcu.errors import BEPError
 
 FW_VERSION = 1
 """Firmware version reported by HELLO (``fw_version``); bump when bep_mcu/fw changes behaviour."""
@@ -92,7 +92,7 @@ def firmware_static_bytes(b: Board) -> int:
 
 def memory_script(b: Board) -> str:
     """The ``memory.ld`` the shared linker script INCLUDEs: regions and stack size of ``b``."""
-    return (f"/* {b.name}: rendered by bep_mcu/boards.py, do not edit */\n"
+    return (f"/* {b.name}: rendered by bep_mcu/device/boards.py, do not edit */\n"
             "MEMORY\n{\n"
             f"    FLASH (rx)  : ORIGIN = 0x{b.flash_origin:08X}, LENGTH = 0x{b.flash_bytes:08X}\n"
             f"    RAM   (rwx) : ORIGIN = 0x{b.ram_origin:08X}, LENGTH = 0x{b.ram_bytes:08X}\n"

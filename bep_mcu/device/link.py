@@ -38,9 +38,9 @@ from typing import Protocol
 
 import numpy as np
 
-from . import protocol as P
-from .errors import BEPError
-from .status import status_name
+from bep_mcu.device import protocol as P
+from bep_mcu.errors import BEPError
+from bep_mcu.cgen.status import status_name
 
 
 class Transport(Protocol):

@@ -16,12 +16,12 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import BEPError
-from .estimator import BEPClassifier, epoch_order
-from .link import Link
-from .schedule import EpochSchedule
-from .spec import config_hash
-from .twin import pack_inputs
+from bep_mcu.errors import BEPError
+from bep_mcu.estimator import BEPClassifier, epoch_order
+from bep_mcu.device.link import Link
+from bep_mcu.engine.schedule import EpochSchedule
+from bep_mcu.engine.spec import config_hash
+from bep_mcu.twin.cffi_twin import pack_inputs
 
 
 def expected_hash(clf: BEPClassifier) -> int:
@@ -128,7 +128,7 @@ def stream_train(link: Link, clf: BEPClassifier, X: np.ndarray, y: np.ndarray, e
         if host is not None:
             result.host_test_accuracy = float((host.predict(X_test) == y_test).mean())
     if host is not None:
-        from .verify import first_difference
+        from bep_mcu.twin.verify import first_difference
 
         device = read_hidden(link, clf)
         result.first_divergence = first_difference(host.hidden_weights(), device)

@@ -1,0 +1,1 @@
+"""Data: dataset loaders and input binarisers."""
