@@ -17,13 +17,11 @@ import time
 
 import numpy as np
 
+from bep_mcu import training
+from bep_mcu.data.datasets import load_dataset
 from bep_mcu.engine import rng
 from bep_mcu.engine.network import BatchResult, Network, winner_mask
-from bep_mcu.data.datasets import load_dataset
-from bep_mcu.estimator import BEPClassifier, epoch_order, initial_hidden
-from bep_mcu.engine.classifier import binary_equiangular_frame
-from bep_mcu.engine.schedule import reinforcement_counts
-from bep_mcu.engine.spec import HyperParams, NetSpec, int_params
+from bep_mcu.model import Model
 
 
 class DenseBaseline(Network):
@@ -61,24 +59,25 @@ class DenseBaseline(Network):
         return BatchResult(predictions, int(hit.size), 0)
 
 
-def _throughput(net_cls, spec, X, y, epochs: int, seed: int = 0) -> tuple[float, list[np.ndarray]]:
-    hp = HyperParams()
-    ip = int_params(spec, hp)
-    net = net_cls(spec, ip, initial_hidden(spec, hp.sigma, seed),
-                  binary_equiangular_frame(spec.n_classes, spec.hidden[-1], seed), seed)
-    start = time.perf_counter()
-    error = 1.0
-    for epoch in range(epochs):
-        q = reinforcement_counts(spec, hp.p_r, error)
-        net.set_epoch_params(ip.gamma, q)
-        order = epoch_order(seed, epoch, len(y))
-        wrong = 0
-        for i in range(0, len(order), 100):
-            b = order[i:i + 100]
-            wrong += int((net.train_batch(X[b], y[b]).predictions != y[b]).sum())
-        error = wrong / len(y)
-    seconds = time.perf_counter() - start
-    return epochs * len(y) / seconds, [h.copy() for h in net.H]
+class DenseTrainer(training.NumpyTrainer):
+    """The dense baseline as a trainer, so it runs through the same driver."""
+
+    name = "dense"
+
+    def __init__(self, model: Model) -> None:
+        self.net = DenseBaseline(model.spec, model.params, [h.copy() for h in model.hidden], model.classifier,
+                                 model.training.seed, model.training.batch_counter)
+
+
+def _fresh(X, y, hidden: tuple[int, ...], **settings) -> Model:
+    """An untrained model of this shape (its state is what every benchmark starts from)."""
+    return training.new_model(X, y, training.Settings(hidden=hidden, val_fraction=0.0, **settings))
+
+
+def _throughput(trainer, model: Model, data: training.EncodedData, epochs: int, batch_size: int) -> float:
+    report = training.run_epochs([trainer], data, training.Plan.continuing(model, epochs, batch_size, compare="never",
+                                                                           stall_signal="training"), spec=model.spec)
+    return report.samples_per_second(trainer.name)
 
 
 def speed(epochs: int) -> dict:
@@ -87,11 +86,10 @@ def speed(epochs: int) -> dict:
     results = {}
     with threadpool_limits(limits=1):
         data = load_dataset("prototypes")
-        X = data.X_train.astype(np.float32)
-        y = data.y_train.astype(np.int64)
-        spec = NetSpec("mlp", X.shape[1], (512,), 10, 8)
-        fast, _ = _throughput(Network, spec, X, y, epochs)
-        slow, _ = _throughput(DenseBaseline, spec, X, y, epochs)
+        model = _fresh(data.X_train, data.y_train, (512,))
+        train = training.encoded(model, data.X_train, data.y_train)
+        fast = _throughput(training.NumpyTrainer(model), model, train, epochs, 100)
+        slow = _throughput(DenseTrainer(model), model, train, epochs, 100)
         results["mlp_1000_512_10_samples_per_second"] = fast
         results["dense_baseline_samples_per_second"] = slow
         results["ratio_vs_dense_baseline"] = fast / slow
@@ -99,62 +97,34 @@ def speed(epochs: int) -> dict:
         print(f"plain dense baseline, same data and run:                 {slow:,.0f} samples/s"
               f"  (engine is {fast / slow:.2f}x)", flush=True)
 
-        results.update(twin_speed(data, spec))
+        results.update(twin_speed(data))
 
         gp = load_dataset("ucr:GunPoint")
-        clf = BEPClassifier(model="rnn", hidden=(256,), epochs=epochs * 20, val_fraction=0.0)
-        clf.fit(gp.X_train, gp.y_train)
-        train_seconds = sum(r["seconds"] for r in clf.history)
-        seqs = clf.epochs_ * len(gp.y_train) / train_seconds
+        rnn = _fresh(gp.X_train, gp.y_train, (256,), model="rnn")
+        seqs = _throughput(training.NumpyTrainer(rnn), rnn, training.encoded(rnn, gp.X_train, gp.y_train),
+                           epochs * 20, rnn.training.batch_size)
         results["rnn_gunpoint_sequences_per_second"] = seqs
-        print(f"numpy engine, GunPoint RNN 256 hidden, {clf.spec_.steps} steps, batch {clf.batch_size_}: "
+        print(f"numpy engine, GunPoint RNN 256 hidden, {rnn.spec.steps} steps, batch {rnn.training.batch_size}: "
               f"{seqs:,.0f} sequences/s", flush=True)
     return results
 
 
-def twin_speed(data, spec: NetSpec, n_samples: int = 3000) -> dict:
+def twin_speed(data, n_samples: int = 3000) -> dict:
     """The generated C (host twin) vs the numpy engine on the same samples, same run,
     at batch size 1 (online learning, as on a device) and 100. Both start from the same
     initial weights, first-epoch reinforcement (E = 1) on."""
-    import tempfile
+    from bep_mcu.twin.cffi_twin import TwinTrainer
+    from bep_mcu.twin.verify import build_twin
 
-    from bep_mcu.cgen.codegen import render
-    from bep_mcu.twin.cffi_twin import Twin, pack_inputs
-
-    clf = BEPClassifier(hidden=spec.hidden, epochs=1, val_fraction=0.0)
-    clf.fit(data.X_train[:200], data.y_train[:200])  # any model of this shape: the state is re-initialised
-    hp = clf.hp
-    X = clf.encode(data.X_train[:n_samples])
-    y = clf.encode_labels(data.y_train[:n_samples])
-    Xp = pack_inputs(X, clf.spec_)
+    model = _fresh(data.X_train[:n_samples], data.y_train[:n_samples], (512,))
+    train = training.encoded(model, data.X_train[:n_samples], data.y_train[:n_samples])
+    twin = build_twin(model, "bench")
     out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        from pathlib import Path
-
-        from bep_mcu.cgen.codegen import Generated
-
-        files, plan, chash = render(clf, "bench")
-        for name, text in files.items():
-            (Path(tmp) / name).write_text(text)
-        twin = Twin(Generated(Path(tmp), "bench", plan, chash, sorted(files)), clf.spec_)
-    q = reinforcement_counts(clf.spec_, hp.p_r, 1.0)
-    gamma = list(clf.params_.gamma)
     for batch in (1, 100):
-        net = Network(clf.spec_, clf.params_, initial_hidden(clf.spec_, hp.sigma, 0), clf.network.P, 0)
-        net.set_epoch_params(gamma, q)
-        n_np = n_samples if batch > 1 else n_samples // 3  # numpy at batch 1 is slow: fewer samples
-        start = time.perf_counter()
-        for i in range(0, n_np, batch):
-            net.train_batch(X[i:i + batch], y[i:i + batch])
-        numpy_sps = n_np / (time.perf_counter() - start)
-        twin.init(0, 0)
-        for layer, h in enumerate(initial_hidden(clf.spec_, hp.sigma, 0)):
-            twin.load_hidden(layer, h)
-        twin.set_epoch(gamma, q)
-        start = time.perf_counter()
-        for i in range(0, n_samples, batch):
-            twin.train_batch(Xp[i:i + batch], y[i:i + batch])
-        c_sps = n_samples / (time.perf_counter() - start)
+        part = train if batch > 1 else train.take(np.arange(n_samples // 3))  # numpy at batch 1 is slow
+        numpy_sps = _throughput(training.NumpyTrainer(model), model, part, 1, batch)
+        c_sps = _throughput(TwinTrainer(twin, model.training.seed, model.training.batch_counter), model, train, 1,
+                            batch)
         out[f"twin_batch{batch}_samples_per_second"] = c_sps
         out[f"numpy_batch{batch}_samples_per_second"] = numpy_sps
         out[f"twin_vs_numpy_batch{batch}"] = c_sps / numpy_sps
@@ -187,10 +157,10 @@ def accuracy(seeds: int, include_untuned: bool) -> list[dict]:
         scores = []
         start = time.perf_counter()
         for seed in range(seeds):
-            clf = BEPClassifier(seed=seed, **kwargs).fit(data.X_train, data.y_train)
-            scores.append(clf.score(data.X_test, data.y_test))
+            model = training.fit(data.X_train, data.y_train, training.Settings(seed=seed, **kwargs))
+            scores.append(model.score(data.X_test, data.y_test))
         row = {"config": label, "mean": float(np.mean(scores)), "scores": scores, "target": target,
-               "epochs": clf.epochs_, "seconds": time.perf_counter() - start}
+               "epochs": model.training.epochs, "seconds": time.perf_counter() - start}
         rows.append(row)
         status = "" if target is None else ("  ok" if row["mean"] >= target else "  BELOW TARGET")
         print(f"{label:<36} mean {row['mean']:.4f}  seeds {' '.join(f'{s:.4f}' for s in scores)}"
@@ -204,22 +174,20 @@ def device(epochs: int) -> dict:
     import tempfile
     from pathlib import Path
 
-    from bep_mcu.device.firmware import build
     from bep_mcu.device.emulate import EmulatedBoard
+    from bep_mcu.device.firmware import build
     from bep_mcu.device.stream import connect, stream_train
 
     data = load_dataset("prototypes:classes=10,features=256,samples=3000")
     results = {}
+    model = training.fit(data.X_train, data.y_train, training.Settings(hidden=(128,), epochs=1, batch_size=100))
+    train = training.encoded(model, data.X_train, data.y_train)
     with tempfile.TemporaryDirectory() as tmp:
-        model = str(Path(tmp) / "m.npz")
-        BEPClassifier(hidden=(128,), epochs=1, batch_size=100).fit(data.X_train, data.y_train).save(model)
-        clf = BEPClassifier.load(model)
-        X, y = clf.encode(data.X_train), clf.encode_labels(data.y_train)
-        fw = build(model, "mps2-an386", str(Path(tmp) / "fw"))
+        fw = build(model, "mps2-an386", Path(tmp) / "fw")
         for batch in (100, 1):
-            with EmulatedBoard(fw.elf, "mps2-an386") as url, connect(url, clf, model) as link:
-                n = len(y) if batch > 1 else 500
-                r = stream_train(link, clf, X[:n], y[:n], epochs, batch)
+            with EmulatedBoard(fw.elf, "mps2-an386") as url, connect(url, model) as link:
+                part = train if batch > 1 else train.take(np.arange(500))
+                r, _ = stream_train(link, model, part, epochs, batch)
             share = r.link_seconds_estimate / r.seconds
             results[f"batch{batch}"] = {"samples_per_second": r.samples_per_second, "link_share_estimate": share,
                                         "frames": r.frames_sent}

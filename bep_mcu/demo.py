@@ -16,13 +16,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bep_mcu.device import boards
+from bep_mcu import modelio, training
 from bep_mcu.data.datasets import load_dataset, stratified_split
+from bep_mcu.device import boards
 from bep_mcu.device.emulate import EmulatedBoard
-from bep_mcu.errors import BEPError
-from bep_mcu.estimator import BEPClassifier
+from bep_mcu.device.firmware import build
 from bep_mcu.device.stream import connect, pull_model, stream_train
-from bep_mcu.twin.verify import build_twin, run_verify
+from bep_mcu.errors import BEPError
+from bep_mcu.twin.verify import build_twin, verify
 
 DEFAULT_BOARD = "mps2-an386"
 DEFAULT_DATASET = "digits"
@@ -37,8 +38,6 @@ def run_demo(board_name: str = DEFAULT_BOARD, dataset: str = DEFAULT_DATASET, hi
              host_epochs: int = 10, device_epochs: int = 3, seed: int = 0, out_dir: str | None = None,
              pretrain_fraction: float = 0.25,
              say: Callable[[str], None] = print) -> dict:
-    from bep_mcu.device.firmware import build  # the firmware build lives with its command
-
     board = boards.board(board_name)
     if not board.emulated:
         raise BEPError(f"board '{board_name}' cannot be emulated here; demo boards: "
@@ -53,39 +52,39 @@ def run_demo(board_name: str = DEFAULT_BOARD, dataset: str = DEFAULT_DATASET, hi
     pre, _ = stratified_split(data.y_train, 1.0 - pretrain_fraction, seed)
     say(f"[1/5] pre-training on the host: {dataset}, {len(pre)} of {len(data.y_train)} training samples, mlp, "
         f"hidden {width}, {host_epochs} epochs")
-    clf = BEPClassifier(hidden=(width,), epochs=host_epochs, seed=seed).fit(data.X_train[pre], data.y_train[pre])
-    model = str(work / "model.npz")
-    clf.save(model)
-    pretrained_accuracy = clf.score(data.X_test, data.y_test)
-    clf = BEPClassifier.load(model)
-    X, y = clf.encode(data.X_train), clf.encode_labels(data.y_train)
-    Xt, yt = clf.encode(data.X_test), clf.encode_labels(data.y_test)
+    model = training.fit(data.X_train[pre], data.y_train[pre],
+                         training.Settings(hidden=(width,), epochs=host_epochs, seed=seed))
+    model_path = work / "model.npz"
+    modelio.save(model, model_path)
+    pretrained_accuracy = model.score(data.X_test, data.y_test)
+    train, test = training.encoded(model, data.X_train, data.y_train), training.encoded(model, data.X_test, data.y_test)
 
     say("[2/5] generating C and verifying the host twin against numpy (1 epoch, every batch)")
-    twin_check = run_verify(clf, build_twin(model, clf, "net", None), X, y, 1, clf.batch_size_)
+    twin_check = verify(model, build_twin(model), train, 1)
     if not twin_check.bit_exact:
-        raise RuntimeError(f"host twin diverged from numpy: {twin_check.first_divergence}")
+        raise RuntimeError(f"host twin diverged from numpy: {twin_check.divergence}")
 
     say(f"[3/5] building the {board.name} firmware ({board.cpu})")
-    fw = build(model, board.name, str(work / "firmware"))
+    fw = build(model, board.name, work / "firmware")
 
     say(f"[4/5] booting {board.name} in QEMU and training on the device for {device_epochs} epoch(s)")
     with EmulatedBoard(fw.elf, board.name) as url:
-        with connect(url, clf, model) as link:
-            result = stream_train(link, clf, X, y, device_epochs, clf.batch_size_, Xt, yt, mirror=True)
+        with connect(url, model) as link:
+            result, _ = stream_train(link, model, train, device_epochs, None, test, check_host=True)
             say("[5/5] pulling the trained weights back from the board")
-            pulled = str(work / "device_model.npz")
-            pull_model(link, BEPClassifier.load(model), pulled, url)
+            pulled = work / "device_model.npz"
+            modelio.save(pull_model(link, model), pulled)
     report = {
-        "board": board.name, "cpu": board.cpu, "dataset": dataset, "network": f"{clf.spec_.n_inputs}-{width}-"
-        f"{clf.spec_.n_classes}", "host_pretrained_test_accuracy": pretrained_accuracy,
+        "board": board.name, "cpu": board.cpu, "dataset": dataset, "network": f"{model.spec.n_inputs}-{width}-"
+        f"{model.spec.n_classes}", "host_pretrained_test_accuracy": pretrained_accuracy,
         "host_test_accuracy": result.host_test_accuracy, "device_test_accuracy": result.device_test_accuracy,
         "bit_exact": bool(result.bit_exact and twin_check.bit_exact), "twin_bit_exact": twin_check.bit_exact,
         "device_bit_exact": result.bit_exact, "samples_per_second": result.samples_per_second,
         "frames_retried": result.frames_retried, "link_share_estimate": result.as_dict()["link_share_estimate"],
         "ram_bytes": fw.ram_bytes, "flash_bytes": fw.flash_bytes, "ram_budget": fw.ram_budget,
         "flash_budget": fw.flash_budget, "state_bytes": fw.plan.state_bytes, "device_epochs": device_epochs,
-        "model": model, "device_model": pulled, "firmware": str(fw.elf), "seconds": time.perf_counter() - start,
+        "model": str(model_path), "device_model": str(pulled), "firmware": str(fw.elf),
+        "seconds": time.perf_counter() - start,
     }
     return report
 

@@ -715,19 +715,16 @@ def reference_training(model_path, X_packed, labels, batch_size: int, gamma, q, 
     ``seed`` and ``batches`` default to the model's (what the generated header holds);
     ``hidden_bits`` mirrors ``generate(..., hidden_bits=)``.
     """
-    from dataclasses import replace
-
+    from bep_mcu import modelio
+    from bep_mcu.cgen.codegen import with_hidden_bits
     from bep_mcu.engine.network import Network
-    from bep_mcu.estimator import BEPClassifier
 
-    clf = BEPClassifier.load(model_path)
-    old, spec = clf.network, clf.spec_
-    if hidden_bits is not None and hidden_bits != spec.hidden_bits:
-        spec = replace(spec, hidden_bits=hidden_bits)
-    net = Network(spec, clf.params_, old.hidden_weights(), old.P, old.seed if seed is None else seed,
-                  old.batch_counter if batches is None else batches)
+    model = with_hidden_bits(modelio.load(model_path), hidden_bits)
+    spec, t = model.spec, model.training
+    net = Network(spec, model.params, [h.copy() for h in model.hidden], model.classifier,
+                  t.seed if seed is None else seed, t.batch_counter if batches is None else batches)
     net.set_epoch_params(gamma, q)
-    X = unpack_inputs(X_packed, clf.spec_)
+    X = unpack_inputs(X_packed, spec)
     y = np.asarray(labels, dtype=np.int64)
     preds = []
     for i in range(0, len(y), batch_size):
@@ -749,14 +746,14 @@ DEMO_DATA = "prototypes:classes=10,features=256,samples=3000"
 
 
 def _demo_model(work: Path, epochs: int, seed: int):
+    from bep_mcu import modelio, training
     from bep_mcu.data.datasets import load_dataset
-    from bep_mcu.estimator import BEPClassifier
 
     data = load_dataset(DEMO_DATA)
-    clf = BEPClassifier(hidden=(128,), epochs=epochs, seed=seed).fit(data.X_train, data.y_train)
+    trained = training.fit(data.X_train, data.y_train, training.Settings(hidden=(128,), epochs=epochs, seed=seed))
     model = work / "model.npz"
-    clf.save(model)
-    return clf, model, data
+    modelio.save(trained, model)
+    return trained, model, data
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -783,7 +780,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: icount needs {', '.join(missing)}", file=sys.stderr)
         return 2
     from bep_mcu.cgen.codegen import generate
-    from bep_mcu.twin.cffi_twin import pack_inputs
+    from bep_mcu.engine.bits import pack_inputs
 
     cpus = [c.strip() for c in args.cpus.split(",") if c.strip()]
     sizes = [int(v) for v in args.batch_sizes.split(",")]
@@ -799,17 +796,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t0 = time.perf_counter()
         clf, model, data = _demo_model(work, args.epochs, args.seed)
-        gen = generate(str(model), str(work / "c"), "net")
-        spec = clf.spec_
+        gen = generate(clf, work / "c", "net")
+        spec = clf.spec
         n = min(args.samples, len(data.y_train))
-        X_packed = pack_inputs(clf.encode(data.X_train[:n]), spec)
+        X_packed = pack_inputs(clf.encode(data.X_train[:n]))
         y = clf.encode_labels(data.y_train[:n])
-        gamma = list(clf.gamma_)
-        seed, batches = clf.network.seed, clf.network.batch_counter
+        gamma = list(clf.training.gamma)
+        seed, batches = clf.training.seed, clf.training.batch_counter
         print(f"network {spec.n_inputs}-{'-'.join(map(str, spec.hidden))}-{spec.n_classes} MLP, "
               f"int{spec.hidden_bits} hidden weights, trained {args.epochs} epochs on {DEMO_DATA} "
-              f"(train error {clf.error_rate_:.3f}) in {time.perf_counter() - t0:.1f} s; "
-              f"gamma {gamma}, trigger margin R = {clf.params_.trigger_margin}")
+              f"(train error {clf.training.error_rate:.3f}) in {time.perf_counter() - t0:.1f} s; "
+              f"gamma {gamma}, trigger margin R = {clf.params.trigger_margin}")
         print(f"measured: {n} training samples (the first of the training set), {' '.join([args.opt, *extra])}, "
               f"continuing from the saved model (seed {seed}, batch counter {batches}); "
               f"counts are instructions, not cycles\n")
@@ -822,7 +819,7 @@ def main(argv: list[str] | None = None) -> int:
             image = build_image(gen.directory, gen.name, cpu, args.opt,
                                 work / f"elf-{cpu}" if args.keep else None, extra)
             for err in errors:
-                q = epoch_q(spec, err, clf.hp.p_r)
+                q = epoch_q(spec, err, clf.hyper.p_r)
                 for bs in sizes:
                     r = image.run(X_packed, y, bs, gamma, q, seed, batches)
                     ref = reference_training(model, X_packed, y, bs, gamma, q, seed, batches)
@@ -861,7 +858,7 @@ def main(argv: list[str] | None = None) -> int:
 def _print_profile(gen, X_packed, y, gamma, spec, clf, seed, batches, opt, extra, no_inline, keep,
                    done: dict) -> None:
     """Where the training instructions go, per function, on M4 (as built; optionally -fno-inline)."""
-    q = epoch_q(spec, 1.0, clf.hp.p_r)
+    q = epoch_q(spec, 1.0, clf.hyper.p_r)
     variants = [(" ".join([opt, *extra]), list(extra))]
     if no_inline:
         variants.append((" ".join([opt, *extra, "-fno-inline"]), [*extra, "-fno-inline"]))

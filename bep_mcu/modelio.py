@@ -1,36 +1,70 @@
-"""Versioned model files.
+"""Model files: the one place a :class:`~bep_mcu.model.Model` becomes a file and back.
 
 A model file is an uncompressed ``.npz`` (a zip of ``.npy`` arrays, readable by any
 numpy with ``allow_pickle=False``) holding:
-- ``__meta__``: a JSON document (format name and version, network spec, hyperparameters,
-  training metadata, label kind) stored as a uint8 array;
-- the arrays (hidden weights, classifier, binariser thresholds, label names, …);
-- ``__checksum__``: SHA-256 over the metadata and every array's name, dtype, shape and
-  bytes, so a flipped bit anywhere is caught on load.
 
-Files are written to a temporary name beside the target and renamed into place, so an
-interrupted save never leaves a half-written model where a good one was.
+- ``__meta__``: a JSON document (format name and version, network spec,
+  hyperparameters, the integers of the training step, the training record, the input
+  shape), stored as a uint8 array;
+- the arrays: ``hidden_<i>`` (int8/int16), ``classifier`` (int8 ±1), ``classes``
+  (label names), ``input_keep`` (bool), ``binarizer_spec``, ``binarizer_n_features``
+  and the binariser's ``binarizer_thresholds``;
+- ``__checksum__``: SHA-256 over the metadata and every array's name, dtype, shape
+  and bytes. It detects damage, not tampering: anyone can recompute it.
+
+A model file is untrusted input, so reading it never trusts it (docs/security.md):
+
+1. only a regular file of at most ``MAX_FILE_BYTES`` is opened;
+2. every member must be stored uncompressed (as ``np.savez`` writes it), so no file
+   can unpack to more than its own size;
+3. the metadata (at most ``MAX_META_BYTES``) is parsed and checked field by field
+   against the schema below (type and range of every value) *before* any array is
+   read; it fixes the dtype and shape of every array;
+4. each array's ``.npy`` header is checked against that expectation before its data
+   is read; unknown members are refused;
+5. the checksum is compared;
+6. the :class:`Model` is built, which checks what spans fields (shapes against the
+   spec, the encoder against the network's inputs, labels distinct and sorted).
+
+Any failure is one ``BEPError`` line naming the file and the field. Files are written
+atomically (``files.write_atomic``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+import math
 import os
-import tempfile
 import zipfile
-from pathlib import Path
-from typing import BinaryIO, Callable
+from dataclasses import asdict
 
 import numpy as np
 
+from bep_mcu import __version__, files, validate
+from bep_mcu.data.binarize import MAX_THERMOMETER_BITS, binarizer_from_arrays
+from bep_mcu.data.encoder import MAX_FEATURES, MAX_LENGTH, Encoder
+from bep_mcu.engine.network import Counters
+from bep_mcu.engine.spec import HIDDEN_BITS, MAX_CLASSES, MAX_FAN_IN, MAX_LAYERS, MAX_STEPS, MAX_WIDTH, MODELS, \
+    HyperParams, IntParams, NetSpec
 from bep_mcu.errors import BEPError
+from bep_mcu.model import COUNTER_MAX, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LABEL_CHARS, Model, Origin, \
+    TrainingRecord
 
 FORMAT_NAME = "bep-mcu-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READS_VERSIONS = (1, 2)  # version 1 kept provenance keys loose in "training"; mapped on read
+MAX_FILE_BYTES = 1 << 30  # a model file may be at most 1 GiB
+MAX_META_BYTES = 16 << 20  # metadata JSON (the per-epoch history dominates)
+MAX_HISTORY = 100_000
 _META = "__meta__"
 _CHECKSUM = "__checksum__"
+_V1_NOTE_KEYS = ("dataset", "test_accuracy", "train_accuracy")
+_HISTORY_KEYS = {"epoch", "train_error", "val_accuracy", "gamma", "reinforce_q", "triggered", "updates", "seconds",
+                 "samples_per_second", "best"}
+
+
+# ------------------------------------------------------------------ writing
 
 
 def _contiguous(a) -> np.ndarray:
@@ -49,95 +83,284 @@ def _digest(meta_bytes: bytes, arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def save_model(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    """Write arrays + metadata atomically to ``path``."""
-    path = Path(path)
-    for name, a in arrays.items():
-        if name.startswith("__") or np.asarray(a).dtype.hasobject:
-            raise ValueError(f"array '{name}' cannot be stored in a model file")
-    doc = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **meta}
-    meta_bytes = json.dumps(doc, sort_keys=True).encode()
+def _json_number(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def document(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
+    """The metadata document and the arrays of a model file."""
+    t = model.training
+    arrays = {f"hidden_{i}": h for i, h in enumerate(model.hidden)}
+    arrays["classifier"] = model.classifier
+    arrays["classes"] = model.labels
+    arrays["input_keep"] = model.encoder.input_keep
+    arrays.update({f"binarizer_{k}": v for k, v in model.encoder.binarizer.to_arrays().items()})
+    history = [{k: (_json_number(v) if isinstance(v, float) else v) for k, v in rec.items()} for rec in t.history]
+    meta = {
+        "format": FORMAT_NAME, "version": FORMAT_VERSION, "generator": f"bep-mcu {__version__}",
+        "spec": {**asdict(model.spec), "hidden": list(model.spec.hidden)},
+        "hyperparams": {**asdict(model.hyper), "gamma": None if model.hyper.gamma is None else list(model.hyper.gamma)},
+        "int_params": {"trigger_margin": model.params.trigger_margin, "gate": list(model.params.gate),
+                       "gamma": list(model.params.gamma)},
+        "training": {"seed": t.seed, "epochs": t.epochs, "batch_size": t.batch_size,
+                     "batch_counter": t.batch_counter, "gamma": list(t.gamma), "error_rate": t.error_rate,
+                     "val_fraction": t.val_fraction, "counters": t.counters.as_dict(), "history": history,
+                     "origin": {k: v for k, v in asdict(t.origin).items() if v is not None}, "notes": dict(t.notes)},
+        "input": {"n_features": model.encoder.n_features, "length": model.encoder.length,
+                  "window": model.encoder.window},
+    }
+    return meta, arrays
+
+
+def save(model: Model, path: str | os.PathLike) -> None:
+    """Write ``model`` to ``path`` atomically (only over a regular file or nothing)."""
+    meta, arrays = document(model)
+    meta_bytes = json.dumps(meta, sort_keys=True, allow_nan=False).encode()
     payload = {name: _contiguous(a) for name, a in arrays.items()}
     payload[_META] = np.frombuffer(meta_bytes, dtype=np.uint8)
     payload[_CHECKSUM] = np.frombuffer(_digest(meta_bytes, arrays).encode(), dtype=np.uint8)
-    check_writable(path)
-    write_atomic(path, lambda f: np.savez(f, **payload))
+    files.write_atomic(path, lambda f: np.savez(f, **payload))
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write a file through ``write(f)`` to a temporary name beside ``path``, then rename
-    it into place: an interrupted write never leaves a half-written file at ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp makes the file private (0600); give it the usual umask-based mode.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+# ------------------------------------------------------------------ reading
 
 
-def check_writable(path: str | os.PathLike) -> None:
-    """Fail early (before any training) when ``path`` cannot receive a model file."""
-    path = Path(path)
-    directory = path.parent
-    if not directory.is_dir():
-        raise BEPError(f"cannot write '{path}': directory '{directory}' does not exist")
-    if path.is_dir():
-        raise BEPError(f"cannot write '{path}': it is a directory")
-    if not os.access(directory, os.W_OK):
-        raise BEPError(f"cannot write '{path}': directory '{directory}' is not writable")
+class _Fields:
+    """A JSON object whose reads name their path ('training.batch_counter') in errors."""
+
+    def __init__(self, doc: object, path: str) -> None:
+        self.doc = validate.mapping(doc, f"field '{path}'" if path else "the metadata")
+        self.path = path
+
+    def _name(self, key: str) -> str:
+        return f"field '{self.path}.{key}'" if self.path else f"field '{key}'"
+
+    def _get(self, key: str, optional: bool = False):
+        if key not in self.doc:
+            if optional:
+                return None
+            raise BEPError(f"{self._name(key)} is missing")
+        return self.doc[key]
+
+    def obj(self, key: str) -> "_Fields":
+        return _Fields(self._get(key), f"{self.path}.{key}" if self.path else key)
+
+    def int(self, key: str, lo: int, hi: int, optional: bool = False) -> int | None:
+        value = self._get(key, optional)
+        return None if value is None and optional else validate.integer(value, self._name(key), lo, hi)
+
+    def num(self, key: str, lo: float, hi: float) -> float:
+        return validate.number(self._get(key), self._name(key), lo, hi)
+
+    def ints(self, key: str, lo: int, hi: int, length: int | None = None, optional: bool = False,
+             max_len: int = MAX_LAYERS):
+        value = self._get(key, optional)
+        if value is None and optional:
+            return None
+        return validate.integers(value, self._name(key), lo, hi, length=length, max_len=max_len)
+
+    def choice(self, key: str, choices) -> str:
+        return validate.choice(self._get(key), self._name(key), choices)
+
+    def text(self, key: str, max_len: int = 256, optional: bool = False) -> str | None:
+        value = self._get(key, optional)
+        return None if value is None and optional else validate.text(value, self._name(key), max_len)
 
 
-def load_model(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
-    """Read and check a model file; returns (arrays, metadata).
+def _spec(f: _Fields) -> NetSpec:
+    s = f.obj("spec")
+    model = s.choice("model", MODELS)
+    return NetSpec(model=model, n_inputs=s.int("n_inputs", 1, MAX_FAN_IN),
+                   hidden=s.ints("hidden", 1, MAX_WIDTH), n_classes=s.int("n_classes", 2, MAX_CLASSES),
+                   hidden_bits=s.int("hidden_bits", min(HIDDEN_BITS), max(HIDDEN_BITS)),
+                   steps=s.int("steps", 1, MAX_STEPS))
 
-    Raises BEPError for a missing, unreadable, corrupted, truncated or foreign file and
-    for a file written by a newer format version.
-    """
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise BEPError(f"cannot read model '{path}': {e.strerror or e}") from None
-    if not raw.startswith(b"PK"):
-        raise BEPError(f"'{path}' is not a bep-mcu model file (not an npz archive)")
-    try:
-        loaded = np.load(io.BytesIO(raw), allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ValueError("not an npz archive")
-        with loaded as z:
-            arrays = {name: z[name] for name in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, NotImplementedError, RuntimeError,
-            TypeError) as e:
-        # zipfile reports damaged archives in many ways (bad CRC, "encrypted", unknown
-        # compression); all of them mean the file cannot be trusted.
-        raise BEPError(f"'{path}' is corrupted or not a bep-mcu model file (damaged or truncated archive: {e})") from None
-    if _META not in arrays or _CHECKSUM not in arrays:
+
+def _hyper(f: _Fields) -> HyperParams:
+    h = f.obj("hyperparams")
+    return HyperParams(r=h.num("r", 0, 2), nu=h.num("nu", 0, 1), gamma=h.ints("gamma", 1, MAX_WIDTH, optional=True),
+                       gamma_growth=h.int("gamma_growth", 1, 1024), patience=h.int("patience", 1, 1_000_000),
+                       p_r=h.num("p_r", 0, 16), sigma=h.num("sigma", 0, 32768), alpha=h.num("alpha", 0, 1e6))
+
+
+def _params(f: _Fields, spec: NetSpec) -> IntParams:
+    p = f.obj("int_params")
+    n = spec.n_layers
+    return IntParams(trigger_margin=p.int("trigger_margin", 0, 2 * spec.hidden[-1]),
+                     gate=p.ints("gate", 0, MAX_FAN_IN, length=n), gamma=p.ints("gamma", 1, MAX_WIDTH, length=n))
+
+
+def _history(value: object, path: str) -> tuple[dict, ...]:
+    if not isinstance(value, list) or len(value) > MAX_HISTORY:
+        raise BEPError(f"field '{path}' must be a list of at most {MAX_HISTORY} epoch records")
+    out = []
+    for i, rec in enumerate(value):
+        rec = validate.mapping(rec, f"field '{path}[{i}]'")
+        for key, v in rec.items():
+            name = f"field '{path}[{i}].{validate.show(key, 24)}'"
+            if key not in _HISTORY_KEYS:
+                raise BEPError(f"{name} is not an epoch record field")
+            if isinstance(v, list):
+                validate.integers(v, name, 0, validate.UINT32_MAX, min_len=0, max_len=MAX_LAYERS)
+            elif v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise BEPError(f"{name} must be a number, got {validate.show(v)}")
+        out.append(dict(rec))
+    return tuple(out)
+
+
+def _notes(value: object, path: str) -> dict:
+    notes = validate.mapping(value, f"field '{path}'")
+    if len(notes) > 32:
+        raise BEPError(f"field '{path}' holds more than 32 notes")
+    for key, v in notes.items():
+        name = f"field '{path}.{validate.show(key, 24)}'"
+        validate.text(key, name, 64)
+        if isinstance(v, str):
+            validate.text(v, name, 1024)
+        elif v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise BEPError(f"{name} must be text or a number, got {validate.show(v)}")
+    return dict(notes)
+
+
+def _training(f: _Fields, version: int) -> TrainingRecord:
+    t = f.obj("training")
+    c = t.obj("counters")
+    counters = Counters(**{name: c.int(name, 0, COUNTER_MAX, optional=name == "batches") or 0
+                           for name in Counters.NAMES})
+    if version == 1:  # provenance lived beside the record
+        notes = {k: t.doc[k] for k in _V1_NOTE_KEYS if k in t.doc}
+        origin = Origin()
+        if "pulled_from" in t.doc:
+            device = t.obj("device_counters")
+            origin = Origin("board", t.text("board", 64), t.text("pulled_from", 256),
+                            device.int("batches", 0, validate.UINT32_MAX))
+    else:
+        notes = t.doc.get("notes", {})
+        o = t.obj("origin")
+        origin = Origin(o.choice("kind", ("host", "board")), o.text("board", 64, optional=True),
+                        o.text("port", 256, optional=True),
+                        o.int("device_batches", 0, validate.UINT32_MAX, optional=True))
+    return TrainingRecord(
+        seed=t.int("seed", 0, validate.UINT32_MAX), epochs=t.int("epochs", 0, MAX_EPOCHS),
+        batch_size=t.int("batch_size", 1, MAX_BATCH_SIZE), batch_counter=t.int("batch_counter", 0, validate.UINT32_MAX),
+        gamma=t.ints("gamma", 1, MAX_WIDTH), error_rate=t.num("error_rate", 0, 1),
+        val_fraction=t.num("val_fraction", 0, 0.5), counters=counters,
+        history=_history(t._get("history"), "training.history"), origin=origin,
+        notes=_notes(notes, "training.notes"))
+
+
+class _Expected:
+    """What each array member must be, from the checked metadata (before reading it)."""
+
+    def __init__(self, spec: NetSpec, n_features: int) -> None:
+        hidden = np.dtype("<i1" if spec.hidden_bits == 8 else "<i2")
+        self.fixed = {f"hidden_{i}": (hidden, shape) for i, shape in enumerate(spec.layer_shapes())}
+        self.fixed["classifier"] = (np.dtype("i1"), (spec.n_classes, spec.hidden[-1]))
+        self.fixed["binarizer_n_features"] = (np.dtype("<i8"), ())
+        self.n_classes, self.n_features = spec.n_classes, n_features
+        self.seen: set[str] = set()
+
+    def check(self, name: str, header: files.NpyHeader) -> None:
+        dtype, shape = header.dtype, header.shape
+        if name in self.fixed:
+            want_dtype, want_shape = self.fixed[name]
+            ok = dtype == want_dtype and shape == want_shape
+            what = f"{want_dtype} of shape {want_shape}"
+        elif name == "classes":
+            ok = shape == (self.n_classes,) and (dtype in (np.dtype("<i8"), np.dtype("<f8")) or
+                                                 (dtype.kind == "U" and dtype.itemsize <= 4 * MAX_LABEL_CHARS))
+            what = f"{self.n_classes} int64, float64 or text labels"
+        elif name == "input_keep":
+            ok = dtype == np.bool_ and len(shape) == 1 and shape[0] <= self.n_features * MAX_THERMOMETER_BITS
+            what = f"a boolean vector of at most {self.n_features * MAX_THERMOMETER_BITS} entries"
+        elif name == "binarizer_spec":
+            ok = dtype.kind == "U" and dtype.itemsize <= 4 * 64 and shape == ()
+            what = "a short text"
+        elif name == "binarizer_thresholds":
+            ok = dtype == np.dtype("<f8") and shape[:1] == (self.n_features,) and len(shape) <= 2 \
+                and (len(shape) == 1 or shape[1] <= MAX_THERMOMETER_BITS)
+            what = f"float64 of shape ({self.n_features},) or ({self.n_features}, N)"
+        elif name in (_META, _CHECKSUM):
+            limit = MAX_META_BYTES if name == _META else 64
+            ok = dtype == np.uint8 and len(shape) == 1 and shape[0] <= limit
+            what = f"at most {limit} bytes"
+        else:
+            raise BEPError(f"array '{validate.show(name, 40)}' does not belong in a model file")
+        if not ok:
+            raise BEPError(f"array '{name}' must be {what}, got {dtype} of shape {shape}")
+        self.seen.add(name)
+
+    def missing(self) -> list[str]:
+        required = set(self.fixed) | {"classes", "input_keep", "binarizer_spec"}
+        return sorted(required - self.seen)
+
+
+def _read_meta(z: zipfile.ZipFile, path) -> tuple[bytes, dict]:
+    """The metadata document, read and parsed before anything else (bounded in size)."""
+    for info in z.infolist():
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise BEPError(f"array '{validate.show(info.filename, 40)}' is compressed; model files store arrays "
+                           "uncompressed (so no file unpacks to more than its own size)")
+    names = set(z.namelist())
+    if f"{_META}.npy" not in names or f"{_CHECKSUM}.npy" not in names:
         raise BEPError(f"'{path}' is not a bep-mcu model file (no metadata)")
-    meta_bytes = arrays.pop(_META).tobytes()
-    checksum = arrays.pop(_CHECKSUM).tobytes().decode("ascii", "replace")
+
+    def metadata_only(name: str, header: files.NpyHeader) -> None:
+        if header.dtype != np.uint8 or len(header.shape) != 1:
+            raise BEPError(f"'{path}' is corrupted: damaged metadata array")
+
+    meta_bytes = files.read_members(z, f"model '{path}'", metadata_only, MAX_META_BYTES, only={_META})[_META]
+    meta_bytes = meta_bytes.tobytes()
     try:
         meta = json.loads(meta_bytes)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BEPError(f"'{path}' is corrupted: its metadata is not valid JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise BEPError(f"'{path}' is not a bep-mcu model file (format {meta.get('format')!r})"
-                       if isinstance(meta, dict) else f"'{path}' is not a bep-mcu model file")
+        fmt = validate.show(meta.get("format")) if isinstance(meta, dict) else "unknown"
+        raise BEPError(f"'{path}' is not a bep-mcu model file (format {fmt})")
     version = meta.get("version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise BEPError(
-            f"'{path}' has model format version {version}; this bep-mcu reads up to "
-            f"{FORMAT_VERSION}: upgrade bep-mcu"
-        )
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise BEPError(f"field 'version' must be a positive integer, got {validate.show(version)}")
+    if version > FORMAT_VERSION:
+        raise BEPError(f"'{path}' has model format version {version}; this bep-mcu reads up to {FORMAT_VERSION}: "
+                       "upgrade bep-mcu")
+    if version not in READS_VERSIONS:
+        raise BEPError(f"model format version {version} cannot be read by this bep-mcu")
+    return meta_bytes, meta
+
+
+def load(path: str | os.PathLike) -> Model:
+    """Read, check and rebuild a model (module docstring); one ``BEPError`` line on any fault."""
+    try:
+        return _load(path)
+    except BEPError as e:
+        message = str(e)  # schema errors name the field; say which file too
+        raise BEPError(message if f"'{path}'" in message else f"'{path}': {message}") from None
+
+
+def _load(path) -> Model:
+    with files.open_regular(path, "model", MAX_FILE_BYTES) as f, files.open_zip(f, f"model '{path}'") as z:
+        meta_bytes, meta = _read_meta(z, path)
+        fields = _Fields(meta, "")
+        spec = _spec(fields)
+        hyper = _hyper(fields)
+        params = _params(fields, spec)
+        training = _training(fields, meta["version"])
+        inp = fields.obj("input")
+        n_features = inp.int("n_features", 1, MAX_FEATURES)
+        length = inp.int("length", 1, MAX_LENGTH, optional=True)
+        window = inp.int("window", 1, MAX_LENGTH, optional=True)
+        expected = _Expected(spec, n_features)
+        arrays = files.read_members(z, f"model '{path}'", expected.check, MAX_FILE_BYTES)
+    missing = expected.missing()
+    if missing:
+        raise BEPError(f"array '{missing[0]}' is missing")
+    arrays.pop(_META)
+    checksum = arrays.pop(_CHECKSUM).tobytes().decode("ascii", "replace")
     if _digest(meta_bytes, arrays) != checksum:
         raise BEPError(f"'{path}' is corrupted: checksum mismatch")
-    return arrays, meta
+    binarizer = binarizer_from_arrays({k[len("binarizer_"):]: v for k, v in arrays.items()
+                                       if k.startswith("binarizer_")})
+    encoder = Encoder(spec.model, binarizer, arrays["input_keep"], n_features, length, window)
+    return Model(spec, hyper, params, tuple(arrays[f"hidden_{i}"] for i in range(spec.n_layers)),
+                 arrays["classifier"], encoder, arrays["classes"], training)

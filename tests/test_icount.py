@@ -27,21 +27,21 @@ class Tiny:
     """The trained model, its generated C, the packed data and per-(cpu, opt) images."""
 
     def __init__(self, root, hidden_bits=None):
-        from bep_mcu.cgen.codegen import generate
+        from bep_mcu import modelio, training
+        from bep_mcu.cgen.codegen import generate, with_hidden_bits
         from bep_mcu.data.datasets import load_dataset
-        from bep_mcu.estimator import BEPClassifier
-        from bep_mcu.twin.cffi_twin import pack_inputs
+        from bep_mcu.engine.bits import pack_inputs
 
         data = load_dataset(DATASET)
-        self.clf = BEPClassifier(hidden=(32,), epochs=1, seed=1).fit(data.X_train, data.y_train)
+        self.clf = training.fit(data.X_train, data.y_train, training.Settings(hidden=(32,), epochs=1, seed=1))
         self.model = root / "tiny.npz"
-        self.clf.save(self.model)
+        modelio.save(self.clf, self.model)
         self.hidden_bits = hidden_bits
-        self.gen = generate(str(self.model), str(root / "c"), "tiny", hidden_bits=hidden_bits)
-        self.X = pack_inputs(self.clf.encode(data.X_train[:N]), self.clf.spec_)
+        self.gen = generate(with_hidden_bits(self.clf, hidden_bits), root / "c", "tiny")
+        self.X = pack_inputs(self.clf.encode(data.X_train[:N]))
         self.y = self.clf.encode_labels(data.y_train[:N])
-        self.gamma = list(self.clf.gamma_)
-        self.seed, self.batches = self.clf.network.seed, self.clf.network.batch_counter
+        self.gamma = list(self.clf.training.gamma)
+        self.seed, self.batches = self.clf.training.seed, self.clf.training.batch_counter
         self._images = {}
 
     def image(self, cpu, opt="-Os"):
@@ -50,7 +50,7 @@ class Tiny:
         return self._images[cpu, opt]
 
     def q(self, error_rate):
-        return icount.epoch_q(self.clf.spec_, error_rate)
+        return icount.epoch_q(self.clf.spec, error_rate)
 
     def run(self, cpu, batch_size, error_rate=1.0, opt="-Os", n=N, verify=False):
         return self.image(cpu, opt).run(self.X[:n], self.y[:n], batch_size, self.gamma, self.q(error_rate), self.seed,
@@ -195,24 +195,25 @@ def test_sixteen_bit_hidden_weights(tmp_path):
 
 
 def test_rnn_bit_exact(tmp_path):
+    from bep_mcu import modelio, training
     from bep_mcu.cgen.codegen import generate
-    from bep_mcu.estimator import BEPClassifier
-    from bep_mcu.twin.cffi_twin import pack_inputs
+    from bep_mcu.engine.bits import pack_inputs
 
     g = np.random.default_rng(0)
     n, length = 60, 40
     y = g.integers(0, 2, n)
     t = np.linspace(0.0, 1.0, length)
     X = np.sin(2 * np.pi * np.where(y[:, None] == 0, 2, 5) * t + g.uniform(0, 6, (n, 1)))
-    clf = BEPClassifier(model="rnn", hidden=(16,), epochs=1, seed=2, val_fraction=0.0).fit(X, y)
-    clf.save(tmp_path / "rnn.npz")
-    gen = generate(str(tmp_path / "rnn.npz"), str(tmp_path / "c"), "seq")
-    Xp, ye = pack_inputs(clf.encode(X), clf.spec_), clf.encode_labels(y)
-    q = icount.epoch_q(clf.spec_, 1.0)
-    result = icount.count_training(gen.directory, "seq", "cortex-m4", Xp, ye, 10, clf.gamma_, q, clf.network.seed,
-                                   batches=clf.network.batch_counter)
+    model = training.fit(X, y, training.Settings(model="rnn", hidden=(16,), epochs=1, seed=2, val_fraction=0.0))
+    modelio.save(model, tmp_path / "rnn.npz")
+    gen = generate(model, tmp_path / "c", "seq")
+    Xp, ye = pack_inputs(model.encode(X)), model.encode_labels(y)
+    q = icount.epoch_q(model.spec, 1.0)
+    gamma = list(model.training.gamma)
+    result = icount.count_training(gen.directory, "seq", "cortex-m4", Xp, ye, 10, gamma, q, model.training.seed,
+                                   batches=model.training.batch_counter)
     assert result["instructions_per_sample"] > 0
-    assert_same_as_numpy(result, icount.reference_training(tmp_path / "rnn.npz", Xp, ye, 10, clf.gamma_, q))
+    assert_same_as_numpy(result, icount.reference_training(tmp_path / "rnn.npz", Xp, ye, 10, gamma, q))
 
 
 # -------------------------------------------------------------------- errors

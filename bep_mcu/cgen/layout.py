@@ -21,11 +21,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bep_mcu.engine.spec import NetSpec
+from bep_mcu.cgen.abi import MAX_LAYERS, STATE_HEADER_BYTES as HEADER_BYTES
+from bep_mcu.engine.spec import MAX_LAYERS as SPEC_MAX_LAYERS, NetSpec
+from bep_mcu.errors import BEPError
 
-HEADER_BYTES = 56  # sizeof(bep_state_header_t), pinned by a static assert in the C
-MAX_LAYERS = 4
-MAX_FAN_IN = 32767  # pre-activations are int16
+# The runtime's bep_config_t holds MAX_LAYERS layers; every NetSpec fits it.
+assert SPEC_MAX_LAYERS <= MAX_LAYERS
+MAX_STATE_BYTES = 0xFFFFFFFF  # bep_config_t.state_bytes is uint32
 
 
 def words(bits: int) -> int:
@@ -66,19 +68,13 @@ class StatePlan:
                 "activations": self.state_bytes - HEADER_BYTES - hidden - packed}
 
 
-def plan_state(spec: NetSpec, gates: tuple[int, ...], check_limits: bool = True) -> StatePlan:
-    """Lay out the state buffer of ``spec`` (gates: G per layer, from IntParams).
-
-    ``check_limits`` refuses shapes the C runtime cannot hold (the numpy engine can);
-    reports that only count bytes pass False."""
-    if check_limits and spec.n_layers > MAX_LAYERS:
-        raise ValueError(f"the C runtime supports up to {MAX_LAYERS} hidden layers, got {spec.n_layers}")
+def plan_state(spec: NetSpec, gates: tuple[int, ...]) -> StatePlan:
+    """Lay out the state buffer of ``spec`` (gates: G per layer, from IntParams). Every
+    shape a ``NetSpec`` accepts fits the runtime's types (spec.py holds the limits)."""
     wbytes = spec.hidden_bits // 8
     offset = HEADER_BYTES
     layers = []
     for i, (rows, cols) in enumerate(spec.layer_shapes()):
-        if check_limits and (cols > MAX_FAN_IN or rows > 65535):
-            raise ValueError(f"layer {i} is {rows} x {cols}; the C runtime needs fan-in <= {MAX_FAN_IN}")
         rnn = spec.model == "rnn"
         in_bits = spec.n_inputs if rnn else cols
         p = LayerPlan(rows=rows, cols=cols, in_bits=in_bits, in_words=words(in_bits),
@@ -101,5 +97,38 @@ def plan_state(spec: NetSpec, gates: tuple[int, ...], check_limits: bool = True)
         layers.append(p)
     gate_off = offset
     offset += max(p.out_words for p in layers) * 4
+    if offset > MAX_STATE_BYTES:
+        raise BEPError(f"the training state would need {offset} bytes; the C runtime addresses at most "
+                       f"{MAX_STATE_BYTES} (uint32)")
     input_words = spec.steps * words(spec.n_inputs) if spec.model == "rnn" else words(spec.n_inputs)
     return StatePlan(layers, gate_off, offset, input_words, words(spec.hidden[-1]))
+
+
+def describe(model) -> dict:
+    """Layer shapes, 1-bit parameter counts and the bytes of training and inference state
+    of a :class:`~bep_mcu.model.Model` (``bep-mcu info``).
+
+    Training state is the C runtime's state buffer as planned here (the number
+    ``generate``/``size`` report): hidden weights at B bits, packed visible weights (plus
+    the packed transposes the backward pass reads), activations. Inference needs only the
+    packed visible weights and the classifier."""
+    spec = model.spec
+    plan = plan_state(spec, model.params.gate)
+    layers = []
+    for i, ((rows, cols), p) in enumerate(zip(spec.layer_shapes(), plan.layers)):
+        layers.append({"name": f"hidden{i + 1}" if spec.model == "mlp" else "rnn_cell",
+                       "shape": [rows, cols], "synapses": rows * cols,
+                       "hidden_weight_bytes": p.sizes["h"], "packed_weight_bytes": p.sizes["w"] + p.sizes["wr"],
+                       "transpose_bytes": p.sizes["wt"]})
+    classifier_bytes = spec.n_classes * plan.class_words * 4
+    kinds = plan.bytes_by_kind()
+    enc = model.encoder
+    return {
+        "model": spec.model, "inputs": spec.n_inputs, "hidden": list(spec.hidden), "classes": spec.n_classes,
+        "steps": spec.steps, "hidden_bits": spec.hidden_bits, "layers": layers, "synapses": spec.synapses,
+        "classifier_bytes": classifier_bytes, "activation_bytes": kinds["activations"] + kinds["header"],
+        "training_state_bytes": plan.state_bytes,
+        "inference_state_bytes": sum(lay["packed_weight_bytes"] for lay in layers) + classifier_bytes,
+        "binarizer": enc.binarizer.describe(), "window": enc.window, "labels": model.labels.tolist(),
+        "epochs": model.training.epochs, "origin": model.training.origin.kind,
+    }

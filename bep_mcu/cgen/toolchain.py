@@ -45,13 +45,15 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bep_mcu.cgen.codegen import Generated
 from bep_mcu.errors import BEPError
-from bep_mcu.twin.cffi_twin import STRICT_FLAGS
 
 ARM_TARGETS = ("cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33")
 TARGETS = (*ARM_TARGETS, "host")
-OPT_LEVELS = ("Os", "O2")
+OPT_LEVELS = ("Os", "O2")  # what ``size`` reports
+LEVELS = (*OPT_LEVELS, "O3")  # -O3: the host twin
+# Every build of the generated C, on every compiler, passes these: any warning fails it.
+STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Wsign-conversion", "-Wundef", "-Wshadow",
+                "-pedantic", "-Werror"]
 BUDGET_LEVEL = "Os"
 ARM_PREFIX = "arm-none-eabi-"
 ARM_APT_PACKAGE = "gcc-arm-none-eabi"
@@ -113,26 +115,28 @@ def toolchain(target: str, cc: str | None = None) -> Toolchain:
                      _require(ARM_PREFIX + "nm", hint))
 
 
-def cflags(target: str, level: str, strict: bool = False, defines: dict[str, str] | None = None) -> list[str]:
-    """The flags ``size`` compiles with; ``strict`` adds the twin's warning set with -Werror."""
+def cflags(target: str, level: str, strict: bool = False, defines: dict[str, str] | None = None,
+           extra: list[str] | None = None) -> list[str]:
+    """The flags of every build: ``strict`` adds the warning set with -Werror."""
     check_target(target)
-    if level not in OPT_LEVELS:
-        raise BEPError(f"optimisation level '{level}' is not one of {', '.join(OPT_LEVELS)}")
+    if level not in LEVELS:
+        raise BEPError(f"optimisation level '{level}' is not one of {', '.join(LEVELS)}")
     arch = [] if target == "host" else [f"-mcpu={target}", "-mthumb"]
     warnings = list(STRICT_FLAGS) if strict else ["-std=c99"]
     macros = [f"-D{k}={v}" for k, v in (defines or {}).items()]
-    return [*warnings, *arch, *COMMON_FLAGS, f"-{level}", *macros]
+    return [*warnings, *arch, *COMMON_FLAGS, f"-{level}", *macros, *(extra or [])]
 
 
 def compile_objects(tools: Toolchain, sources: list[Path], include: Path, out_dir: Path, level: str,
-                    strict: bool = False, defines: dict[str, str] | None = None) -> list[Path]:
+                    strict: bool = False, defines: dict[str, str] | None = None,
+                    extra: list[str] | None = None) -> list[Path]:
     """Compile each source to ``out_dir/<stem>.o`` (all at once, in parallel).
 
     Raises ``BuildError`` with the compiler's output when any source fails (with
     ``strict``, any warning fails).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    flags = cflags(tools.target, level, strict, defines)
+    flags = cflags(tools.target, level, strict, defines, extra)
     jobs = []
     for src in sources:
         obj = out_dir / (Path(src).stem + ".o")
@@ -146,10 +150,6 @@ def compile_objects(tools: Toolchain, sources: list[Path], include: Path, out_di
     if failures:
         raise BuildError("compiling the generated C failed:\n" + "\n".join(failures))
     return [obj for _, obj, _ in jobs]
-
-
-def generated_sources(gen: Generated) -> list[Path]:
-    return [gen.directory / f for f in gen.files if f.endswith(".c")]
 
 
 # ---------------------------------------------------------------------- sizes
@@ -302,11 +302,11 @@ class SizeReport:
                 "fits": self.fits, "ram_budget": self.ram_budget, "flash_budget": self.flash_budget}
 
 
-def measure(gen: Generated, target: str, work_dir: Path, ram_budget: int | None = None,
+def measure(gen, target: str, work_dir: Path, ram_budget: int | None = None,
             flash_budget: int | None = None, tools: Toolchain | None = None) -> SizeReport:
     """Compile ``gen``'s sources for ``target`` at every level under ``work_dir`` and size them."""
     tools = tools or toolchain(target)
-    sources = generated_sources(gen)
+    sources = gen.sources()
     levels, per_object = {}, {}
     for level in OPT_LEVELS:
         objects = compile_objects(tools, sources, gen.directory, Path(work_dir) / level, level)

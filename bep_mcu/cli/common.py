@@ -2,7 +2,8 @@
 
 Every command takes ``--json``: then the last line of standard output is one JSON
 object and progress goes to standard error. User mistakes raise ``BEPError`` and are
-printed by ``main`` as one line.
+printed by ``main`` as one line. Only the CLI opens files: models through ``modelio``,
+data through ``data.datasets``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,20 @@ from typing import Any, Callable
 
 import click
 
+from bep_mcu import modelio, validate
 from bep_mcu.data.datasets import Dataset, load_dataset, load_files
 from bep_mcu.errors import BEPError
+from bep_mcu.model import Model
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
+
+
+def model_argument(f: Callable) -> Callable:
+    return click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))(f)
+
+
+def load_model(path: str) -> Model:
+    return modelio.load(path)
 
 
 def data_options(f: Callable) -> Callable:
@@ -33,7 +44,7 @@ def data_options(f: Callable) -> Callable:
 def port_options(f: Callable) -> Callable:
     """--port URL (anything pyserial opens) and --timeout SECONDS (per attempt)."""
     f = click.option("--timeout", type=float, default=2.0,
-                     help="Seconds to wait for each reply before resending (8 attempts).")(f)
+                     help="Seconds to wait for each reply before resending (8 attempts); a number > 0.")(f)
     f = click.option("--port", "port", required=True, metavar="URL",
                      help="Serial port or pyserial URL: socket://127.0.0.1:PORT, /dev/ttyACM0, COM3.")(f)
     return f
@@ -64,8 +75,12 @@ def emit(result: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]]
 def check_positive(**values: int | None) -> None:
     """One-line errors for counts that must be >= 1 (None means "not given")."""
     for name, value in values.items():
-        if value is not None and value < 1:
-            raise BEPError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if value is not None:
+            validate.integer(value, f"--{name.replace('_', '-')}", 1, 1 << 31)
+
+
+def check_timeout(value: float) -> float:
+    return validate.timeout(value)
 
 
 def parse_int_list(value: str | None, name: str) -> tuple[int, ...] | None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import click
 
-from bep_mcu.data.datasets import read_eval_file, load_dataset
+from bep_mcu.cli.common import emit, json_option, load_model, model_argument
+from bep_mcu.data.datasets import load_dataset, read_eval_file
 from bep_mcu.errors import BEPError
-from bep_mcu.estimator import BEPClassifier
-from bep_mcu.cli.common import emit, json_option
 
 
 @click.command("eval")
-@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@model_argument
 @click.option("--dataset", "dataset", metavar="NAME", help="Built-in dataset; its test part is evaluated.")
 @click.option("--data", "data_path", type=click.Path(dir_okay=False),
               help="CSV or NPZ; its test part if it has one (X_test, y_test), else every row.")
@@ -20,13 +19,13 @@ def evaluate(model_path, dataset, data_path, as_json) -> None:
     """Evaluate MODEL on a dataset."""
     if (dataset is None) == (data_path is None):
         raise BEPError("give exactly one of --dataset NAME or --data PATH")
-    clf = BEPClassifier.load(model_path)
+    model = load_model(model_path)
     if dataset is not None:
         data = load_dataset(dataset)
         X, y, source = data.X_test, data.y_test, f"{dataset} (test part)"
     else:
         X, y = read_eval_file(data_path)
         source = data_path
-    accuracy = clf.score(X, y)
+    accuracy = model.score(X, y)
     result = {"model": model_path, "data": source, "accuracy": accuracy, "n": int(len(y))}
     emit(result, as_json, lambda d: f"{d['model']} on {d['data']}: accuracy {d['accuracy']:.4f} over {d['n']} samples")

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import click
 
+from bep_mcu import validate
+from bep_mcu.cli.common import emit, json_option, load_model, model_argument, progress
 from bep_mcu.device import boards
-from bep_mcu.device.firmware import LEVEL, SELFTEST_EXIT, SELFTEST_OUT, build, build_selftest
 from bep_mcu.device.emulate import RUN_TIMEOUT, run_image
+from bep_mcu.device.firmware import LEVEL, SELFTEST_EXIT, SELFTEST_OUT, build, build_selftest
 from bep_mcu.errors import BEPError
-from bep_mcu.cli.common import emit, json_option, progress
 
 
 def _human(d: dict) -> str:
@@ -47,7 +48,7 @@ def _human_selftest(d: dict) -> str:
 
 
 @click.command(name="firmware")
-@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@model_argument
 @click.option("--board", "board_name", required=True, type=click.Choice(list(boards.BOARDS)),
               help="Board to build for.")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
@@ -71,12 +72,12 @@ def firmware_cmd(model_path, board_name, out_dir, name, golden_path, run, timeou
     if golden_path is None:
         if run:
             raise BEPError("--run goes with --self-test GOLDEN")
-        result = build(model_path, board_name, out_dir or f"firmware-{board_name}", name, on_progress=progress)
+        result = build(load_model(model_path), board_name, out_dir or f"firmware-{board_name}", name,
+                       on_progress=progress)
         emit(result.to_dict(), as_json, _human)
         return
-    if timeout <= 0:
-        raise BEPError(f"--timeout must be > 0, got {timeout:g}")
-    st = build_selftest(model_path, board_name, golden_path, out_dir or SELFTEST_OUT.format(board=board_name), name,
+    validate.timeout(timeout)
+    st = build_selftest(load_model(model_path), board_name, golden_path, out_dir or SELFTEST_OUT.format(board=board_name), name,
                         on_progress=progress)
     d = st.to_dict()
     if run:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from bep_mcu.estimator import BEPClassifier
-from bep_mcu.cli.common import emit, json_option
+from bep_mcu.cgen.layout import describe
+from bep_mcu.cli.common import emit, json_option, load_model, model_argument
 
 
 def _human(d: dict) -> str:
@@ -26,10 +26,10 @@ def _human(d: dict) -> str:
 
 
 @click.command()
-@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@model_argument
 @json_option
 def info(model_path, as_json) -> None:
     """Describe MODEL: layers, 1-bit parameters, bytes of training and inference state."""
-    summary = BEPClassifier.load(model_path).summary()
+    summary = describe(load_model(model_path))
     summary["path"] = model_path
     emit(summary, as_json, _human)

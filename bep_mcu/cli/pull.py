@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import click
 
-from bep_mcu.estimator import BEPClassifier
-from bep_mcu.modelio import check_writable
+from bep_mcu import files, modelio
+from bep_mcu.cli.common import check_timeout, emit, json_option, load_model, model_argument, port_options
 from bep_mcu.device.stream import connect, pull_model
-from bep_mcu.cli.common import emit, json_option, port_options
 
 
 @click.command()
-@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@model_argument
 @port_options
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Model file to write.")
 @json_option
 def pull(model_path, port, timeout, out, as_json) -> None:
-    """Copy the hidden weights of the board (running MODEL's network) into a new model file OUT."""
-    check_writable(out)
-    clf = BEPClassifier.load(model_path)
-    with connect(port, clf, model_path, timeout) as link:
-        result = pull_model(link, clf, out, port)
-    emit(result, as_json, lambda d: f"pulled {d['synapses']} hidden weights from {d['board']} into {d['model']}")
+    """Copy the hidden weights of the board (running MODEL's network) into a new model file OUT.
+
+    The file records that its weights came from that board and how many batches the
+    board ran since its INIT."""
+    check_timeout(timeout)
+    files.check_writable(out)
+    model = load_model(model_path)
+    with connect(port, model, timeout) as link:
+        pulled = pull_model(link, model)
+    modelio.save(pulled, out)
+    origin = pulled.training.origin
+    result = {"model": str(out), "board": origin.board, "port": origin.port, "device_batches": origin.device_batches,
+              "batch_counter": pulled.training.batch_counter, "synapses": pulled.spec.synapses}
+    emit(result, as_json, lambda d: f"pulled {d['synapses']} hidden weights from {d['board']} "
+                                    f"({d['device_batches']} batches since INIT) into {d['model']}")

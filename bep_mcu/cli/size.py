@@ -11,9 +11,9 @@ from pathlib import Path
 import click
 
 from bep_mcu.cgen import toolchain
-from bep_mcu.cgen.codegen import generate as generate_c
+from bep_mcu.cgen.codegen import check_name, generate as generate_c
+from bep_mcu.cli.common import emit, json_option, load_model, model_argument
 from bep_mcu.errors import BEPError
-from bep_mcu.cli.common import emit, json_option
 
 
 def _human(d: dict) -> str:
@@ -36,7 +36,7 @@ def _human(d: dict) -> str:
 
 
 @click.command()
-@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@model_argument
 @click.option("--target", required=True, type=click.Choice(toolchain.TARGETS, case_sensitive=False),
               help="Core to compile for (host: the host C compiler).")
 @click.option("--name", default="net", help="Network name used in C symbols (bep_<name>_*).")
@@ -51,9 +51,11 @@ def size(model_path, target, name, ram, flash, as_json) -> None:
     target = target.lower()
     ram_budget = None if ram is None else toolchain.parse_bytes(ram, "--ram")
     flash_budget = None if flash is None else toolchain.parse_bytes(flash, "--flash")
+    check_name(name)
     tools = toolchain.toolchain(target)
+    model = load_model(model_path)
     with tempfile.TemporaryDirectory(prefix="bep-mcu-size-") as tmp:
-        gen = generate_c(model_path, str(Path(tmp) / "c"), name)
+        gen = generate_c(model, Path(tmp) / "c", name)
         report = toolchain.measure(gen, target, Path(tmp) / "obj", ram_budget, flash_budget, tools)
     emit(report.to_dict(), as_json, _human)
     over = report.excess()

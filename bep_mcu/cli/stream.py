@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
-from bep_mcu.estimator import BEPClassifier
+from bep_mcu.cli.common import check_positive, check_timeout, data_options, emit, json_option, load_data, \
+    load_model, model_argument, port_options, progress
 from bep_mcu.device.stream import connect, stream_train
-from bep_mcu.cli.common import check_positive, data_options, emit, json_option, load_data, port_options, progress
+from bep_mcu.training import encoded
 
 
 @click.command()
-@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@model_argument
 @port_options
 @data_options
 @click.option("--epochs", type=int, default=3, help="Epochs of on-device training.")
@@ -25,22 +26,20 @@ def stream(model_path, port, timeout, dataset, data_path, test_data, epochs, bat
     from tqdm import tqdm
 
     check_positive(epochs=epochs, batch_size=batch_size)
-    clf = BEPClassifier.load(model_path)
+    check_timeout(timeout)
+    model = load_model(model_path)
     data = load_data(dataset, data_path, test_data)
-    X, y = clf.encode(data.X_train), clf.encode_labels(data.y_train)
-    Xt, yt = clf.encode(data.X_test), clf.encode_labels(data.y_test)
-    bs = batch_size or clf.batch_size_
-    with connect(port, clf, model_path, timeout) as link:
+    train, test = encoded(model, data.X_train, data.y_train), encoded(model, data.X_test, data.y_test)
+    bs = batch_size or model.training.batch_size
+    with connect(port, model, timeout) as link:
         progress(f"{port}: {link.info.board}, network 0x{link.info.config_hash:08X}, "
                  f"{link.info.state_bytes} B of training state")
-        total = epochs * -(-len(y) // bs)
-        with tqdm(total=total, desc="device batches", file=click.get_text_stream("stderr"), disable=None,
-                  leave=False) as bar:
-            result = stream_train(link, clf, X, y, epochs, bs, Xt, yt, mirror=check_host,
-                                  on_batch=lambda: bar.update(1))
+        with tqdm(total=epochs * -(-len(train) // bs), desc="device batches", file=click.get_text_stream("stderr"),
+                  disable=None, leave=False) as bar:
+            result, _ = stream_train(link, model, train, epochs, bs, test, check_host, on_batch=lambda: bar.update(1))
         board = link.info.board
     out = result.as_dict()
-    out.update(model=model_path, port=port, board=board, batch_size=bs, samples=int(len(y)))
+    out.update(model=model_path, port=port, board=board, batch_size=bs, samples=int(len(train)))
     emit(out, as_json, lambda d: (
         f"{d['board']}: device test accuracy {d['device_test_accuracy']:.4f} after {d['epochs']} epoch(s), "
         f"{d['samples_per_second']:.0f} samples/s, {d['frames_retried']} frames retried"

@@ -5,12 +5,10 @@ from __future__ import annotations
 import time
 
 import click
-import numpy as np
 
-from bep_mcu.errors import BEPError
-from bep_mcu.estimator import BEPClassifier
-from bep_mcu.modelio import check_writable
+from bep_mcu import files, modelio, training
 from bep_mcu.cli.common import data_options, emit, json_option, load_data, parse_int_list, progress
+from bep_mcu.errors import BEPError
 
 
 @click.command()
@@ -19,7 +17,7 @@ from bep_mcu.cli.common import data_options, emit, json_option, load_data, parse
 @click.option("--hidden", default="512", help="Hidden widths, comma-separated (an rnn takes one).")
 @click.option("--epochs", type=int, default=None, help="Epochs [default: 50, more for small sets].")
 @click.option("--batch-size", type=int, default=None, help="Batch size [default: 100, or 10 below 1000 samples].")
-@click.option("--seed", type=int, default=0, help="Seed of initial weights, classifier, order and reinforcement.")
+@click.option("--seed", type=int, default=0, help="Seed of initial weights, classifier, order and reinforcement (0..2^32-1).")
 @click.option("--binarize", default="auto",
               help="auto | median | median:global | thermometer:N[:uniform] | passthrough "
                    "(auto: passthrough for ±1/0-1 data, else thermometer:4 (mlp) / thermometer:8 (rnn)).")
@@ -51,44 +49,49 @@ def train(dataset, data_path, test_data, model, hidden, epochs, batch_size, seed
                  if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
         if fixed:
             raise BEPError(f"{', '.join(fixed)}: the network and its settings come from --init-from '{init_from}'")
-    widths = parse_int_list(hidden, "--hidden")
-    gammas = parse_int_list(gamma, "--gamma")
-    clf = BEPClassifier(model=model, hidden=widths, epochs=epochs, batch_size=batch_size, seed=seed,
-                        binarize=binarize, window=window, hidden_bits=hidden_bits, r=r, nu=nu, gamma=gammas,
-                        p_r=p_r, sigma=sigma, patience=patience, val_fraction=val_fraction)
-    check_writable(out)
-    base = BEPClassifier.load(init_from) if init_from is not None else None
+        base = modelio.load(init_from)
+        if batch_size is not None:
+            training.Plan.continuing(base, 1, batch_size)  # validates the batch size before any work
+    else:
+        settings = training.Settings(model=model, hidden=parse_int_list(hidden, "--hidden"), epochs=epochs,
+                                     batch_size=batch_size, seed=seed, binarize=binarize, window=window,
+                                     hidden_bits=hidden_bits, r=r, nu=nu, gamma=parse_int_list(gamma, "--gamma"),
+                                     p_r=p_r, sigma=sigma, patience=patience, val_fraction=val_fraction)
+    files.check_writable(out)
     data = load_data(dataset, data_path, test_data)
     progress(f"{data.name}: {len(data.y_train)} training and {len(data.y_test)} test samples")
     start = time.perf_counter()
     with tqdm(desc="epochs", unit="epoch", file=click.get_text_stream("stderr"), disable=None, leave=False) as bar:
         def on_epoch(rec: dict) -> None:
-            bar.total = clf.epochs_
-            bar.set_postfix(val=f"{rec['val_accuracy']:.3f}", err=f"{rec['train_error']:.3f}", gamma=rec["gamma"])
+            val = "-" if rec["val_accuracy"] is None else f"{rec['val_accuracy']:.3f}"
+            bar.set_postfix(val=val, err=f"{rec['train_error']:.3f}", gamma=rec["gamma"])
             bar.update(1)
 
-        if base is not None:
-            clf = base
-            clf.batch_size_ = batch_size or clf.batch_size_
-            clf.continue_fit(data.X_train, data.y_train, epochs if epochs is not None else 10, on_epoch=on_epoch)
+        if init_from is not None:
+            trained = training.train(base, data.X_train, data.y_train, epochs if epochs is not None else 10,
+                                     batch_size, on_epoch=on_epoch)
         else:
-            clf.fit(data.X_train, data.y_train, on_epoch=on_epoch)
+            trained = training.fit(data.X_train, data.y_train, settings, on_epoch=on_epoch)
     seconds = time.perf_counter() - start
-    trained = clf.history[-(epochs or 10):] if base is not None else clf.history
-    train_seconds = sum(rec["seconds"] for rec in trained)
-    samples = sum(rec["samples_per_second"] * rec["seconds"] for rec in trained)
-    test_acc = clf.score(data.X_test, data.y_test)
-    train_acc = clf.score(data.X_train, data.y_train)
-    clf.save(out, extra_meta={"dataset": data.name, "test_accuracy": test_acc, "train_accuracy": train_acc})
+    new = trained.training.history[len(base.training.history):] if init_from is not None else trained.training.history
+    train_seconds = sum(rec["seconds"] for rec in new)
+    test_acc = trained.score(data.X_test, data.y_test)
+    train_acc = trained.score(data.X_train, data.y_train)
+    trained = trained.with_training(notes={"dataset": data.name[:1024], "test_accuracy": test_acc,
+                                           "train_accuracy": train_acc})
+    modelio.save(trained, out)
+    spec = trained.spec
     result = {
-        "model": str(out), "dataset": data.name, "network": clf.spec_.model, "hidden": list(clf.spec_.hidden),
-        "inputs": clf.spec_.n_inputs, "steps": clf.spec_.steps, "epochs": clf.epochs_, "batch_size": clf.batch_size_,
-        "binarize": clf.binarizer_.describe(), "test_accuracy": test_acc, "train_accuracy": train_acc,
-        "val_accuracy": clf.history[-1]["val_accuracy"], "gamma": list(clf.gamma_), "seconds": seconds,
-        "samples_per_second": float(samples / train_seconds) if train_seconds > 0 else None,
-        "seed": seed, "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
+        "model": str(out), "dataset": data.name, "network": spec.model, "hidden": list(spec.hidden),
+        "inputs": spec.n_inputs, "steps": spec.steps, "epochs": trained.training.epochs,
+        "batch_size": trained.training.batch_size, "binarize": trained.encoder.binarizer.describe(),
+        "test_accuracy": test_acc, "train_accuracy": train_acc, "val_accuracy": new[-1]["val_accuracy"],
+        "gamma": list(trained.training.gamma), "seconds": seconds,
+        "samples_per_second": (sum(rec["samples_per_second"] * rec["seconds"] for rec in new
+                                   if rec["samples_per_second"]) / train_seconds) if train_seconds > 0 else None,
+        "seed": trained.training.seed, "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
     }
     emit(result, as_json, lambda d: (
-        f"{d['network']} {d['inputs']}-{'-'.join(map(str, d['hidden']))}-{len(np.unique(data.y_train))} on {d['dataset']}: "
-        f"test accuracy {d['test_accuracy']:.4f}, train {d['train_accuracy']:.4f} after {d['epochs']} epochs "
-        f"({d['samples_per_second']:.0f} samples/s); saved {d['model']}"))
+        f"{d['network']} {d['inputs']}-{'-'.join(map(str, d['hidden']))}-{spec.n_classes} on {d['dataset']}: "
+        f"test accuracy {d['test_accuracy']:.4f}, train {d['train_accuracy']:.4f} after {d['epochs']} epochs; "
+        f"saved {d['model']}"))

@@ -31,15 +31,16 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from bep_mcu.device import boards, protocol
-from bep_mcu.cgen import toolchain
-from bep_mcu.twin import golden
+from bep_mcu import files
+from bep_mcu.cgen import abi, cformat, toolchain
 from bep_mcu.cgen.codegen import Generated, check_name
 from bep_mcu.cgen.codegen import generate as generate_c
-from bep_mcu.errors import BEPError
-from bep_mcu.estimator import BEPClassifier
 from bep_mcu.cgen.layout import StatePlan, plan_state
-from bep_mcu.engine.spec import NetSpec, config_hash
+from bep_mcu.device import boards, protocol
+from bep_mcu.engine.spec import NetSpec
+from bep_mcu.errors import BEPError
+from bep_mcu.model import Model
+from bep_mcu.twin import golden
 
 ELF_NAME = "firmware.elf"
 BIN_NAME = "firmware.bin"
@@ -49,7 +50,7 @@ BUILD_DIR = "build"
 LEVEL = toolchain.BUDGET_LEVEL  # -Os
 FW_SOURCES = ("main.c", "startup.c", "mem.c")
 LINK_FLAGS = ["-nostdlib", "-Wl,--gc-sections", "-Wl,--fatal-warnings"]
-CONFIG_BYTES = 260  # sizeof(bep_config_t) with 32-bit pointers (checked against nm in the tests)
+CONFIG_BYTES = abi.CONFIG_BYTES_32  # sizeof(bep_config_t) on Cortex-M (pinned in bep_runtime.c)
 
 
 def fw_dir() -> Path:
@@ -170,14 +171,17 @@ def build_generated(gen: Generated, spec: NetSpec, board_name: str, out_dir: str
     refuse_if_too_big(plan, board, gen.name)
     tools = tools or toolchain.toolchain(board.cpu)
     _, defines = build_flags(board, gen.name)
-    return _build_image(tools, board, gen, FW_SOURCES, [], defines, Path(out_dir), plan, "RAM plan")
+    return _build_image(tools, board, gen, FW_SOURCES, [], defines, output_dir(out_dir), plan, "RAM plan")
 
 
 def _build_dir(out: Path, board: boards.Board) -> Path:
-    build_dir = out / BUILD_DIR
-    build_dir.mkdir(parents=True, exist_ok=True)
-    (build_dir / "memory.ld").write_text(boards.memory_script(board))
-    return build_dir
+    return files.write_text_files(out / BUILD_DIR, {"memory.ld": boards.memory_script(board)})
+
+
+def output_dir(out_dir: str | Path) -> Path:
+    """The output directory as an absolute path: a name such as ``-x`` must never reach
+    the compiler's command line as an option."""
+    return Path(out_dir).absolute()
 
 
 def _build_image(tools: toolchain.Toolchain, board: boards.Board, gen: Generated, fw_sources: tuple[str, ...],
@@ -187,7 +191,7 @@ def _build_image(tools: toolchain.Toolchain, board: boards.Board, gen: Generated
     ELF and hold it to the RAM plan (a mismatch is a bep-mcu bug), write the .bin."""
     build_dir = _build_dir(out, board)
     src = fw_dir()
-    sources = [src / f for f in (*fw_sources, board.port_file)] + extra_sources + toolchain.generated_sources(gen)
+    sources = [src / f for f in (*fw_sources, board.port_file)] + extra_sources + gen.sources()
     objects = toolchain.compile_objects(tools, sources, gen.directory, build_dir, LEVEL, strict=True, defines=defines)
     elf = out / ELF_NAME
     try:
@@ -208,23 +212,19 @@ def _build_image(tools: toolchain.Toolchain, board: boards.Board, gen: Generated
     return result
 
 
-def build(model_path: str, board_name: str, out_dir: str | Path, name: str = "net",
+def build(model: Model, board_name: str, out_dir: str | Path, name: str = "net",
           on_progress: Callable[[str], None] | None = None) -> FirmwareBuild:
-    """Plan MODEL on ``board_name`` (refusing it before anything is written when it does
-    not fit), generate its C into ``out_dir/net`` and build the firmware."""
+    """Plan ``model`` on ``board_name`` (refusing it before anything is written when it
+    does not fit), generate its C into ``out_dir/net`` and build the firmware."""
     board = boards.board(board_name)
     check_name(name)
-    clf = BEPClassifier.load(model_path)
-    try:
-        state = plan_state(clf.spec_, clf.params_.gate)
-    except ValueError as e:
-        raise BEPError(str(e)) from None
-    refuse_if_too_big(plan_memory(state, clf.spec_, board, name), board, name)
+    out = output_dir(out_dir)
+    refuse_if_too_big(plan_memory(plan_state(model.spec, model.params.gate), model.spec, board, name), board, name)
     tools = toolchain.toolchain(board.cpu)
     if on_progress:
-        on_progress(f"building {board.name} firmware for {model_path} in {out_dir}")
-    gen = generate_c(model_path, str(Path(out_dir) / NET_DIR), name)
-    return build_generated(gen, clf.spec_, board.name, out_dir, tools)
+        on_progress(f"building {board.name} firmware in {out_dir}")
+    gen = generate_c(model, out / NET_DIR, name)
+    return build_generated(gen, model.spec, board.name, out, tools)
 
 
 # ---------------------------------------------------------------------- self-test
@@ -299,7 +299,7 @@ def refuse_selftest_if_too_big(plan: SelfTestMemoryPlan, st: SelfTestPlan, board
 def render_golden_c(data: bytes, source: str) -> str:
     """``bep_selftest_golden.c``: the golden file as the const byte array selftest.c reads
     (``bep_st_golden``, 4-byte aligned like the file's sections; in flash)."""
-    label = "".join(ch if ch.isprintable() and ch != "*" else "_" for ch in source)
+    label = cformat.ctext(source)
     lines = [f"/* {SELFTEST_GOLDEN_C}: rendered by bep_mcu/device/firmware.py from {label}, do not edit.",
              f" * {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()} */",
              f"extern const unsigned char bep_st_golden[{len(data)}];",
@@ -359,9 +359,10 @@ def build_selftest_generated(gen: Generated, spec: NetSpec, board_name: str, gol
     plan = plan_selftest_memory(gen.plan, spec, board, st, gen.name)
     refuse_selftest_if_too_big(plan, st, board, gen.name, golden_name)
     tools = tools or toolchain.toolchain(board.cpu)
-    out = Path(out_dir)
-    golden_c = _build_dir(out, board) / SELFTEST_GOLDEN_C
-    golden_c.write_text(render_golden_c(golden_data, golden_name))
+    out = output_dir(out_dir)
+    build_dir = _build_dir(out, board)
+    files.write_text_files(build_dir, {SELFTEST_GOLDEN_C: render_golden_c(golden_data, golden_name)})
+    golden_c = build_dir / SELFTEST_GOLDEN_C
     _, defines = build_flags(board, gen.name)
     defines.update({"BEP_ST_GOLDEN_BYTES": f"{st.golden_bytes}u", "BEP_ST_MAX_N": f"{st.max_samples}u",
                     "BEP_ST_CHUNK": f"{SELFTEST_CHUNK}u"})
@@ -370,7 +371,7 @@ def build_selftest_generated(gen: Generated, spec: NetSpec, board_name: str, gol
     return SelfTestBuild(result, st, golden_name)
 
 
-def build_selftest(model_path: str, board_name: str, golden_path: str, out_dir: str | Path, name: str = "net",
+def build_selftest(model: Model, board_name: str, golden_path: str, out_dir: str | Path, name: str = "net",
                    on_progress: Callable[[str], None] | None = None) -> SelfTestBuild:
     """``bep-mcu firmware MODEL --self-test GOLDEN``: an image that replays GOLDEN on the
     board (bep_mcu/fw/selftest.c) instead of serving the link. Refuses, in one line and
@@ -378,20 +379,17 @@ def build_selftest(model_path: str, board_name: str, golden_path: str, out_dir: 
     without semihosting, and a self-test that does not fit."""
     board = _selftest_board(board_name)
     check_name(name)
-    clf = BEPClassifier.load(model_path)
-    g = golden.read_golden(golden_path)
-    check_golden_for_model(g, clf.spec_, config_hash(clf.spec_, clf.params_), str(golden_path), str(model_path))
-    try:
-        state = plan_state(clf.spec_, clf.params_.gate)
-    except ValueError as e:
-        raise BEPError(str(e)) from None
-    data = Path(golden_path).read_bytes()
+    out = output_dir(out_dir)
+    data = files.read_regular(golden_path, "golden file", golden.MAX_GOLDEN_BYTES)
+    g = golden.from_bytes(data, str(golden_path))
+    check_golden_for_model(g, model.spec, model.config_hash, str(golden_path), "the model")
+    state = plan_state(model.spec, model.params.gate)
     st = SelfTestPlan(len(data), len(g.batches), max((len(b.labels) for b in g.batches), default=1),
                       state.input_words)
-    refuse_selftest_if_too_big(plan_selftest_memory(state, clf.spec_, board, st, name), st, board, name,
+    refuse_selftest_if_too_big(plan_selftest_memory(state, model.spec, board, st, name), st, board, name,
                                str(golden_path))
     tools = toolchain.toolchain(board.cpu)
     if on_progress:
-        on_progress(f"building {board.name} self-test of {golden_path} for {model_path} in {out_dir}")
-    gen = generate_c(model_path, str(Path(out_dir) / NET_DIR), name)
-    return build_selftest_generated(gen, clf.spec_, board.name, data, out_dir, tools, str(golden_path))
+        on_progress(f"building {board.name} self-test of {golden_path} in {out_dir}")
+    gen = generate_c(model, out / NET_DIR, name)
+    return build_selftest_generated(gen, model.spec, board.name, data, out, tools, str(golden_path))

@@ -2,46 +2,70 @@
 
 The host owns everything that needs floating point or the whole dataset: binarising,
 packing, the sample order and the per-epoch schedule (Q from the device's own error
-counter, γ growth when the training accuracy stalls). The board only runs the
-integer training step on what it receives. With ``mirror`` the same batches also go
-through the numpy engine on the host, so a run can prove the device learnt exactly
-what the host would have.
+counter, γ growth when the training accuracy stalls). The board runs the integer
+training step on what it receives. A board is a :class:`~bep_mcu.training.Trainer`
+(:class:`DeviceTrainer`), so a stream is ``training.run_epochs`` like every other run;
+with ``check_host`` the numpy engine trains on the same batches beside it and the
+final states are compared.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from bep_mcu.errors import BEPError
-from bep_mcu.estimator import BEPClassifier, epoch_order
 from bep_mcu.device.link import Link
-from bep_mcu.engine.schedule import EpochSchedule
-from bep_mcu.engine.spec import config_hash
-from bep_mcu.twin.cffi_twin import pack_inputs
+from bep_mcu.engine.network import Counters
+from bep_mcu.errors import BEPError
+from bep_mcu.model import Model, Origin
+from bep_mcu.training import EncodedData, NumpyTrainer, Plan, run_epochs
 
 
-def expected_hash(clf: BEPClassifier) -> int:
-    """The 32-bit config hash a board built from this model reports."""
-    return int(config_hash(clf.spec_, clf.params_)[:8], 16)
-
-
-def connect(url: str, clf: BEPClassifier, model_path: str, timeout: float = 2.0, attempts: int = 8) -> Link:
+def connect(url: str, model: Model, timeout: float = 2.0, attempts: int = 8) -> Link:
     """Open the port, say HELLO and make sure the board runs this model's network."""
     link = Link(url, timeout=timeout, attempts=attempts)
     try:
         info = link.hello()
-        if info.config_hash != expected_hash(clf):
+        if info.config_hash != model.config_hash32:
             raise BEPError(
-                f"{url}: the board ({info.board}) runs network 0x{info.config_hash:08X}, but '{model_path}' is "
-                f"0x{expected_hash(clf):08X}: build the firmware from this model (bep-mcu firmware)")
+                f"{url}: the board ({info.board}) runs network 0x{info.config_hash:08X}, but the model is "
+                f"0x{model.config_hash32:08X}: build the firmware from this model (bep-mcu firmware)")
     except BaseException:
         link.close()
         raise
     return link
+
+
+class DeviceTrainer:
+    """A board behind a link, as a Trainer: it starts from its firmware's tables (the
+    model's weights) with the model's seed and batch counter."""
+
+    name = "device"
+
+    def __init__(self, link: Link, model: Model, start: bool = True) -> None:
+        """``start``: INIT the board (weights back to its tables); False reads a running board."""
+        self.link, self.spec = link, model.spec
+        if start:
+            link.init(model.training.seed, model.training.batch_counter)
+
+    def set_epoch(self, gamma, q) -> None:
+        self.link.set_epoch(gamma, q)
+
+    def train_batch(self, batch: EncodedData) -> np.ndarray:
+        return self.link.train(batch.packed, batch.y, end_batch=True)
+
+    def evaluate(self, data: EncodedData) -> np.ndarray:
+        return self.link.evaluate(data.packed, data.y)[1]
+
+    def counters(self) -> Counters:
+        return Counters(**self.link.counters())
+
+    def hidden_weights(self) -> list[np.ndarray]:
+        dtype = np.int8 if self.spec.hidden_bits == 8 else np.int16
+        return [self.link.read_hidden(i, shape, dtype) for i, shape in enumerate(self.spec.layer_shapes())]
 
 
 @dataclass
@@ -76,78 +100,43 @@ def ping_seconds(link: Link, n: int = 20) -> float:
     return float(np.median(times))
 
 
-def stream_train(link: Link, clf: BEPClassifier, X: np.ndarray, y: np.ndarray, epochs: int, batch_size: int,
-                 X_test: np.ndarray | None = None, y_test: np.ndarray | None = None, mirror: bool = False,
-                 on_batch: Callable[[], None] | None = None) -> StreamResult:
-    """Train on the board for ``epochs`` epochs from the firmware's initial state.
+def stream_train(link: Link, model: Model, data: EncodedData, epochs: int, batch_size: int | None = None,
+                 test: EncodedData | None = None, check_host: bool = False,
+                 on_batch: Callable[[], None] | None = None) -> tuple[StreamResult, Model]:
+    """Train on the board for ``epochs`` epochs, continuing ``model``'s schedule.
 
-    X, X_test are encoded ±1 inputs, y, y_test class indices. With ``mirror`` the numpy
-    engine trains on the same batches and the final hidden weights are compared.
-    """
-    spec = clf.spec_
-    net = clf.network
-    Xp = pack_inputs(X, spec)
-    link.init(net.seed, net.batch_counter)  # the firmware's tables hold this model's weights
-    host = net.copy() if mirror else None
-    # Continue the model's schedule: its last γ, and Q from its last epoch's training error.
-    schedule = EpochSchedule(spec, list(clf.gamma_), clf.hp.p_r, clf.hp.patience, clf.hp.gamma_growth,
-                             error_rate=clf.error_rate_)
-    first_epoch = int(getattr(clf, "epochs_", 0))  # continue the model's own sequence of orders
+    Returns the result and the model as the board now holds it (weights read back)."""
+    device = DeviceTrainer(link, model)
+    trainers = [device, NumpyTrainer(model)] if check_host else [device]
+    plan = Plan.continuing(model, epochs, batch_size, stall_signal="training", compare="end" if check_host else "never")
     frames_before = link.frames_sent
     start = time.perf_counter()
-    batches = 0
-    result = StreamResult(None, 0.0, 0, 0, epochs, 0, 0.0)
-    for epoch in range(epochs):
-        gamma, q = list(schedule.gamma), schedule.q()
-        result.gammas.append(gamma)
-        link.set_epoch(gamma, q)
-        if host is not None:
-            host.set_epoch_params(gamma, q)
-        errors_before = link.counters()["errors"]
-        order = epoch_order(net.seed, first_epoch + epoch, len(y))
-        for i in range(0, len(order), batch_size):
-            b = order[i:i + batch_size]
-            link.train(Xp[b], y[b], end_batch=True)
-            if host is not None:
-                host.train_batch(X[b], y[b])
-            batches += 1
-            if on_batch:
-                on_batch()
-        error_rate = (link.counters()["errors"] - errors_before) / len(y)
-        result.train_errors.append(error_rate)
-        schedule.end_epoch(error_rate, 1.0 - error_rate)
+    report = run_epochs(trainers, data, plan, on_batch=(lambda *_: on_batch()) if on_batch else None,
+                        spec=model.spec)
     seconds = time.perf_counter() - start
-    result.seconds = seconds
-    result.batches = batches
-    result.samples_per_second = epochs * len(y) / seconds if seconds > 0 else float("inf")
-    frames = link.frames_sent - frames_before
-    result.link_seconds_estimate = min(seconds, frames * ping_seconds(link))
-    if X_test is not None and y_test is not None and len(y_test):
-        correct, _ = link.evaluate(pack_inputs(X_test, spec), y_test)
-        result.device_test_accuracy = correct / len(y_test)
-        if host is not None:
-            result.host_test_accuracy = float((host.predict(X_test) == y_test).mean())
-    if host is not None:
-        from bep_mcu.twin.verify import first_difference
-
-        device = read_hidden(link, clf)
-        result.first_divergence = first_difference(host.hidden_weights(), device)
-        result.bit_exact = result.first_divergence is None
-    result.frames_retried = link.frames_retried
-    result.frames_sent = link.frames_sent
-    return result
+    result = StreamResult(None, report.samples / seconds if seconds > 0 else float("inf"), 0, 0, report.epochs,
+                          report.batches, seconds, [rec["train_error"] for rec in report.history],
+                          [rec["gamma"] for rec in report.history])
+    result.link_seconds_estimate = min(seconds, (link.frames_sent - frames_before) * ping_seconds(link))
+    if test is not None and len(test):
+        result.device_test_accuracy = float(np.mean(device.evaluate(test) == test.y))
+        if check_host:
+            result.host_test_accuracy = float(np.mean(trainers[1].evaluate(test) == test.y))
+    if check_host:
+        result.bit_exact = report.bit_exact
+        result.first_divergence = None if report.bit_exact else report.divergence.as_dict()
+    result.frames_retried, result.frames_sent = link.frames_retried, link.frames_sent
+    trained = report.advance(model, device, batch_size=plan.batch_size,
+                             origin=Origin("board", link.info.board, link.port, report.batches))
+    return result, trained
 
 
-def read_hidden(link: Link, clf: BEPClassifier) -> list[np.ndarray]:
-    dtype = np.int8 if clf.spec_.hidden_bits == 8 else np.int16
-    return [link.read_hidden(i, shape, dtype) for i, shape in enumerate(clf.spec_.layer_shapes())]
-
-
-def pull_model(link: Link, clf: BEPClassifier, out: str, source: str) -> dict:
-    """Read the board's hidden weights and counters into a normal model file."""
-    hidden = read_hidden(link, clf)
-    counters = link.counters()
-    clf.network = clf.network.copy(hidden, counters["batches"])
-    clf.save(out, extra_meta={"pulled_from": source, "board": link.info.board, "device_counters": counters})
-    return {"model": out, "board": link.info.board, "counters": counters,
-            "synapses": clf.spec_.synapses}
+def pull_model(link: Link, model: Model) -> Model:
+    """The board's current weights as a model, recorded as coming from that board with
+    the number of batches it ran since its INIT. The schedule fields stay the model's:
+    after an interrupted ``stream`` they describe where the host's record stood."""
+    device = DeviceTrainer(link, model, start=False)
+    counters = device.counters()
+    ran = (counters.batches - model.training.batch_counter) & 0xFFFFFFFF
+    return model.replace(hidden=tuple(device.hidden_weights())).with_training(
+        batch_counter=counters.batches, origin=Origin("board", link.info.board, link.port, ran))

@@ -77,3 +77,10 @@ def dot(w: np.ndarray, a: np.ndarray, n_bits: int) -> np.ndarray:
     """
     agree = ~(np.asarray(w, dtype=np.uint32) ^ np.asarray(a, dtype=np.uint32)) & valid_mask(n_bits)
     return 2 * popcount(agree) - n_bits
+
+
+def pack_inputs(encoded: np.ndarray) -> np.ndarray:
+    """±1 network inputs → the packed words the C code reads, one row per sample:
+    (n, K) → (n, words(K)); an rnn's (n, T, K) → (n, T · words(K)) (step-major)."""
+    packed = pack(encoded)
+    return np.ascontiguousarray(packed.reshape(len(encoded), -1))

@@ -35,15 +35,20 @@ _NOT_WRONG = np.float32(np.inf)
 
 @dataclass
 class Counters:
-    """What a device reports as well: samples seen, triggered, wrong, updated rows."""
+    """What every trainer reports (numpy, the C twin's ``bep_counters_t``, a board):
+    samples seen, triggered, predicted wrong, rows updated, and the batch counter that
+    keys the reinforcement generator (uint32 in C)."""
 
     samples: int = 0
     triggered: int = 0
     errors: int = 0
     updates: int = 0
+    batches: int = 0
+
+    NAMES = ("samples", "triggered", "errors", "updates", "batches")
 
     def as_dict(self) -> dict[str, int]:
-        return {"samples": self.samples, "triggered": self.triggered, "errors": self.errors, "updates": self.updates}
+        return {name: getattr(self, name) for name in self.NAMES}
 
 
 def sign_pm1(x: np.ndarray) -> np.ndarray:
@@ -148,7 +153,7 @@ class Network:
         self.reinforce_q = [0] * spec.n_layers
         self.seed = int(seed) & rng.MASK32
         self.batch_counter = int(batch_counter)
-        self.counters = Counters()
+        self.counters = Counters(batches=self.batch_counter & rng.MASK32)
         self.lo, self.hi = (float(v) for v in spec.weight_limits)
         for (rows, cols), h in zip(spec.layer_shapes(), hidden):
             if h.shape != (rows, cols):
@@ -233,6 +238,7 @@ class Network:
             trace.update(z=zs, logits=logits, triggered=hit, targets=[], gates=[], masks=[], draws=[])
         counter = self.batch_counter
         self.batch_counter += 1
+        self.counters.batches = self.batch_counter & rng.MASK32
         self.counters.samples += len(y)
         self.counters.errors += int((predictions != y).sum())
         if hit.size == 0:

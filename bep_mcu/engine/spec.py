@@ -12,10 +12,18 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
+from bep_mcu import validate
 from bep_mcu.errors import BEPError
 
 MODELS = ("mlp", "rnn")
 HIDDEN_BITS = (8, 16)
+# Limits of a network, from the C runtime's types (bep_runtime.h) and the host's cost:
+MAX_LAYERS = 4        # bep_config_t holds four layers
+MAX_FAN_IN = 32767    # pre-activations are int16: |z| <= fan-in
+MAX_WIDTH = 32767     # a width is the next layer's fan-in
+MAX_CLASSES = 256     # the fixed classifier's construction is quadratic in classes
+MAX_STEPS = 4096      # RNN steps per sequence
+MAX_INPUT_WORDS = 65535  # packed words of one sample (uint16 in bep_config_t)
 
 
 @dataclass(frozen=True)
@@ -36,20 +44,24 @@ class NetSpec:
     steps: int = 1
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise BEPError(f"model must be one of {', '.join(MODELS)}, got '{self.model}'")
-        if self.hidden_bits not in HIDDEN_BITS:
-            raise BEPError(f"hidden bits must be 8 or 16, got {self.hidden_bits}")
-        if not self.hidden or any(int(k) <= 0 for k in self.hidden):
-            raise BEPError(f"hidden must be a list of positive integers, got {list(self.hidden)}")
+        validate.choice(self.model, "model", MODELS)
+        if self.hidden_bits not in HIDDEN_BITS or isinstance(self.hidden_bits, bool):
+            raise BEPError(f"hidden bits must be 8 or 16, got {validate.show(self.hidden_bits)}")
+        if not isinstance(self.hidden, tuple) or not 1 <= len(self.hidden) <= MAX_LAYERS:
+            raise BEPError(f"hidden must list 1..{MAX_LAYERS} layer widths, got {validate.show(self.hidden)}")
+        for width in self.hidden:
+            validate.integer(width, "hidden width", 1, MAX_WIDTH)
         if self.model == "rnn" and len(self.hidden) != 1:
             raise BEPError(f"an rnn has one hidden layer, got hidden={list(self.hidden)}")
-        if self.n_inputs <= 0:
-            raise BEPError(f"the network needs at least one input bit, got {self.n_inputs}")
-        if self.n_classes < 2:
-            raise BEPError(f"a classifier needs at least 2 classes, got {self.n_classes}")
-        if self.steps < 1:
-            raise BEPError(f"an rnn needs at least one step, got {self.steps}")
+        validate.integer(self.n_inputs, "input bits", 1, MAX_FAN_IN)
+        validate.integer(self.n_classes, "classes", 2, MAX_CLASSES)
+        validate.integer(self.steps, "steps", 1, MAX_STEPS if self.model == "rnn" else 1)
+        for layer in range(self.n_layers):
+            if self.fan_in(layer) > MAX_FAN_IN:
+                raise BEPError(f"layer {layer} has fan-in {self.fan_in(layer)}; the C runtime holds at most "
+                               f"{MAX_FAN_IN} (int16 pre-activations)")
+        if self.steps * ((self.n_inputs + 31) // 32) > MAX_INPUT_WORDS:
+            raise BEPError(f"{self.steps} steps of {self.n_inputs} input bits exceed {MAX_INPUT_WORDS} packed words")
 
     @property
     def n_layers(self) -> int:
@@ -90,16 +102,12 @@ class HyperParams:
     alpha: float = 1.0  # variance weight of the BEF objective
 
     def __post_init__(self) -> None:
-        for name in ("r", "nu", "p_r", "sigma"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise BEPError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.gamma is not None and any(int(g) < 1 for g in self.gamma):
-            raise BEPError(f"gamma must be positive integers, got {list(self.gamma)}")
-        if self.gamma_growth < 1:
-            raise BEPError(f"gamma growth must be >= 1, got {self.gamma_growth}")
-        if self.patience < 1:
-            raise BEPError(f"patience must be >= 1, got {self.patience}")
+        for name, hi in (("r", 2.0), ("nu", 1.0), ("p_r", 16.0), ("sigma", 32768.0), ("alpha", 1e6)):
+            validate.number(getattr(self, name), name, 0.0, hi)
+        if self.gamma is not None:
+            validate.integers(self.gamma, "gamma", 1, MAX_WIDTH, max_len=MAX_LAYERS)
+        validate.integer(self.gamma_growth, "gamma growth", 1, 1024)
+        validate.integer(self.patience, "patience", 1, 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,15 @@ class IntParams:
     trigger_margin: int  # R = floor(r · K_L)
     gate: tuple[int, ...]  # G per layer: floor(ν · fan-in of that layer)
     gamma: tuple[int, ...] = field(default=())  # initial γ per layer
+
+    def check(self, spec: NetSpec, field_prefix: str = "") -> "IntParams":
+        """Refuse integers the network cannot use (and the C types cannot hold)."""
+        validate.integer(self.trigger_margin, f"{field_prefix}trigger_margin", 0, 2 * spec.hidden[-1])
+        validate.integers(self.gate, f"{field_prefix}gate", 0, MAX_FAN_IN, length=spec.n_layers)
+        for i, g in enumerate(validate.integers(self.gamma, f"{field_prefix}gamma", 1, MAX_WIDTH,
+                                                length=spec.n_layers)):
+            validate.integer(g, f"{field_prefix}gamma[{i}]", 1, spec.hidden[i])
+        return self
 
 
 def int_params(spec: NetSpec, hp: HyperParams) -> IntParams:
@@ -126,7 +143,7 @@ def int_params(spec: NetSpec, hp: HyperParams) -> IntParams:
         trigger_margin=int(math.floor(hp.r * widths[-1])),
         gate=tuple(int(math.floor(hp.nu * spec.fan_in(i))) for i in range(spec.n_layers)),
         gamma=gamma,
-    )
+    ).check(spec)
 
 
 def reinforcement_probability(p_r: float, error_rate: float, fan_in: int) -> float:

@@ -1,9 +1,11 @@
 """The host twin: the generated C, compiled on the host through cffi (API mode).
 
 The generated sources are compiled exactly as they ship, with the strict warning set
-(any warning fails the build), into objects that cffi links into an extension module.
-Modules are cached by a digest of the sources and flags, so a network is compiled once.
-numpy arrays cross the boundary without copies (``ffi.from_buffer``).
+(any warning fails the build; ``cgen.toolchain`` is the one compile path), into
+objects that cffi links into an extension module. The declarations cffi reads are
+taken from the generated headers themselves (``cgen.abi.cdef``), never typed here.
+Modules are cached by a digest of the sources and flags, so a network is compiled
+once. numpy arrays cross the boundary without copies (``ffi.from_buffer``).
 """
 
 from __future__ import annotations
@@ -12,22 +14,23 @@ import hashlib
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from bep_mcu.cgen.codegen import Generated, source_digest
-from bep_mcu.errors import BEPError
-from bep_mcu.cgen.status import STATUS, status_name
+from bep_mcu.cgen import abi, toolchain
+from bep_mcu.cgen.codegen import Generated
+from bep_mcu.cgen.status import status_name
+from bep_mcu.engine.network import Counters
+from bep_mcu.engine.spec import NetSpec
+from bep_mcu.training import EncodedData
 
-STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Wsign-conversion", "-Wundef", "-Wshadow",
-                "-pedantic", "-Werror"]
 # The twin runs the shipped sources; only code generation differs from a device build:
 # the host's own popcount instruction and vector units (BEP_POPCOUNT_BUILTIN, see
 # bep_runtime.h). Results are identical by construction (integer code).
-OPT_FLAGS = ["-O3", "-fPIC", "-march=native", "-DBEP_POPCOUNT_BUILTIN=1"]
+TWIN_DEFINES = {"BEP_POPCOUNT_BUILTIN": "1"}
+TWIN_FLAGS = ["-fPIC", "-march=native"]
 
 
 def cache_dir() -> Path:
@@ -35,75 +38,42 @@ def cache_dir() -> Path:
     return Path(root) / "twin"
 
 
-def compiler() -> str:
-    cc = os.environ.get("CC", "cc")
-    if shutil.which(cc) is None:
-        raise BEPError(f"C compiler '{cc}' not found (set CC or install gcc)")
-    return cc
+def generated_cdef(gen: Generated) -> str:
+    """The declarations of a generated directory's public API, from its own headers."""
+    headers = ["bep_status.h", "bep_runtime.h", f"bep_{gen.name}.h"]
+    return abi.cdef([(gen.directory / h).read_text() for h in headers])
 
 
-def _cdef(name: str) -> str:
-    enum = ",\n".join(f"    BEP_{n} = {v}" for n, v, _ in STATUS)
-    return f"""
-typedef enum {{
-{enum}
-}} bep_status_t;
-typedef struct {{
-    uint32_t samples; uint32_t triggered; uint32_t errors; uint32_t updates; uint32_t batches;
-}} bep_counters_t;
-const char *bep_status_str(bep_status_t status);
-size_t bep_{name}_state_size(void);
-bep_status_t bep_{name}_init(void *state, size_t state_len, uint32_t seed, uint32_t batches);
-bep_status_t bep_{name}_load_hidden(void *state, size_t state_len, uint32_t layer, const void *hidden, size_t hidden_len);
-bep_status_t bep_{name}_read_hidden(const void *state, size_t state_len, uint32_t layer, void *out, size_t out_len);
-bep_status_t bep_{name}_set_epoch(void *state, size_t state_len, const uint16_t *gamma, size_t n_gamma,
-                                  const uint32_t *q, size_t n_q);
-bep_status_t bep_{name}_infer(void *state, size_t state_len, const uint32_t *x, size_t x_words, uint16_t *out_class);
-bep_status_t bep_{name}_train_sample(void *state, size_t state_len, const uint32_t *x, size_t x_words,
-                                     uint16_t label, uint16_t *out_class);
-bep_status_t bep_{name}_end_batch(void *state, size_t state_len);
-bep_status_t bep_{name}_train_batch(void *state, size_t state_len, const uint32_t *x, size_t x_words,
-                                    const uint16_t *labels, uint16_t *out_class, size_t n_samples);
-bep_status_t bep_{name}_read_counters(const void *state, size_t state_len, bep_counters_t *out);
-bep_status_t bep_{name}_reset_counters(void *state, size_t state_len);
-"""
+def build_extension(gen: Generated, module_prefix: str, cdef: str, source: str = "", *,
+                    defines: dict[str, str] | None = None, extra_flags: list[str] | None = None,
+                    level: str = "O3", link_args: list[str] | None = None, build_root: Path | None = None):
+    """Compile ``gen``'s sources (strict) plus ``source`` into a cffi module and import it.
 
-
-def compile_strict(sources: list[Path], include: Path, out_dir: Path, extra: list[str] | None = None) -> list[Path]:
-    """Compile each source to an object with the strict flag set; a warning is an error."""
-    objects = []
-    for src in sources:
-        obj = out_dir / (src.stem + ".o")
-        cmd = [compiler(), *STRICT_FLAGS, *OPT_FLAGS, *(extra or []), "-I", str(include), "-c", str(src), "-o", str(obj)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"compiling {src.name} failed:\n{proc.stderr}")
-        objects.append(obj)
-    return objects
-
-
-def build_module(gen: Generated, extra_cflags: list[str] | None = None):
-    """Compile (or reuse) the twin extension of a generated directory; returns its module."""
+    Cached under ``build_root`` (default: the twin cache) by a digest of everything
+    that goes into the build; parallel builders publish atomically and race harmlessly."""
     import cffi
 
-    c_sources = [gen.directory / f for f in gen.files if f.endswith(".c")]
-    flags = " ".join(STRICT_FLAGS + OPT_FLAGS + (extra_cflags or []))
-    digest = hashlib.sha256((source_digest(gen.directory, gen.files) + flags + sys.version).encode()).hexdigest()[:16]
-    module_name = f"_bep_twin_{gen.name}_{digest}"
-    build_dir = cache_dir() / module_name
+    defines = {**TWIN_DEFINES, **(defines or {})}
+    flags = TWIN_FLAGS + (extra_flags or [])
+    key = "\0".join([gen.digest(), cdef, source, repr(sorted(defines.items())), " ".join(flags), level,
+                     " ".join(link_args or []), sys.version])
+    module_name = f"{module_prefix}_{gen.name}_{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    build_dir = (build_root or cache_dir()) / module_name
     built = list(build_dir.glob(f"{module_name}*.so")) if build_dir.is_dir() else []
     if not built:
         tmp = build_dir.with_name(build_dir.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        objects = compile_strict(c_sources, gen.directory, tmp, extra_cflags)
+        objects = toolchain.compile_objects(toolchain.toolchain("host"), gen.sources(), gen.directory, tmp, level,
+                                            strict=True, defines=defines, extra=flags)
         ffi = cffi.FFI()
-        ffi.cdef(_cdef(gen.name))
-        ffi.set_source(module_name, f'#include "bep_{gen.name}.h"', include_dirs=[str(gen.directory)],
-                       extra_objects=[str(o) for o in objects])
+        ffi.cdef(cdef)
+        ffi.set_source(module_name, source or f'#include "bep_{gen.name}.h"', include_dirs=[str(gen.directory)],
+                       extra_objects=[str(o) for o in objects], extra_compile_args=flags,
+                       extra_link_args=link_args or [])
         ffi.compile(tmpdir=str(tmp), verbose=False)
         try:
-            os.replace(tmp, build_dir)  # atomic publish: parallel builders race harmlessly
+            os.replace(tmp, build_dir)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
         built = list(build_dir.glob(f"{module_name}*.so"))
@@ -116,14 +86,16 @@ def build_module(gen: Generated, extra_cflags: list[str] | None = None):
 class Twin:
     """One network's generated C, with its own state buffer, driven from Python."""
 
-    def __init__(self, gen: Generated, spec, extra_cflags: list[str] | None = None) -> None:
+    def __init__(self, gen: Generated, spec: NetSpec, defines: dict[str, str] | None = None) -> None:
         self.gen, self.spec, self.name = gen, spec, gen.name
-        module = build_module(gen, extra_cflags)
+        module = build_extension(gen, "_bep_twin", generated_cdef(gen), defines=defines)
         self.ffi, self.lib = module.ffi, module.lib
         self.state = np.zeros(gen.plan.state_bytes // 4, dtype=np.uint32)
         self._state_ptr = self.ffi.from_buffer("uint32_t[]", self.state)
-        self._fn = lambda op: getattr(self.lib, f"bep_{self.name}_{op}")
         self.hidden_dtype = np.int8 if spec.hidden_bits == 8 else np.int16
+
+    def _fn(self, op: str):
+        return getattr(self.lib, f"bep_{self.name}_{op}")
 
     def _call(self, op: str, *args) -> None:
         status = self._fn(op)(self._state_ptr, self.state.nbytes, *args)
@@ -182,16 +154,32 @@ class Twin:
             preds[i] = out[0]
         return preds
 
-    def counters(self) -> dict[str, int]:
+    def counters(self) -> Counters:
         c = self.ffi.new("bep_counters_t *")
         self._call("read_counters", c)
-        return {"samples": c.samples, "triggered": c.triggered, "errors": c.errors, "updates": c.updates,
-                "batches": c.batches}
+        return Counters(**{name: int(getattr(c, name)) for name in Counters.NAMES})
 
 
-def pack_inputs(encoded: np.ndarray, spec) -> np.ndarray:
-    """Encoded ±1 network inputs → packed C input words, one row per sample."""
-    from bep_mcu.engine.bits import pack
+class TwinTrainer:
+    """The C twin as a :class:`~bep_mcu.training.Trainer`, started from a model's state."""
 
-    packed = pack(encoded)  # mlp: (n, words); rnn: (n, T, words_x)
-    return np.ascontiguousarray(packed.reshape(len(encoded), -1))
+    name = "c-twin"
+
+    def __init__(self, twin: Twin, seed: int, batch_counter: int) -> None:
+        self.twin, self.spec = twin, twin.spec
+        twin.init(seed, batch_counter)
+
+    def set_epoch(self, gamma, q) -> None:
+        self.twin.set_epoch(gamma, q)
+
+    def train_batch(self, batch: EncodedData) -> np.ndarray:
+        return self.twin.train_batch(batch.packed, batch.y)
+
+    def evaluate(self, data: EncodedData) -> np.ndarray:
+        return self.twin.predict(data.packed)
+
+    def counters(self) -> Counters:
+        return self.twin.counters()
+
+    def hidden_weights(self) -> list[np.ndarray]:
+        return self.twin.hidden_weights()

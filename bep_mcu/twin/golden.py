@@ -2,14 +2,12 @@
 batch, in a small binary file that C drivers (host/bep_host_driver.c, the firmware
 self-test) replay through the generated code and compare with exact equality.
 
-The vectors start from a model file's state (hidden weights, seed ``network.seed``,
-batch counter ``network.batch_counter``) and run ``Network.train_batch`` on batches of
-the dataset's training part, in the order ``epoch_order(seed, 0, n)`` (then epoch 1,
-2, … when more batches are asked for than one epoch holds; a batch never spans two
-epochs, as in training). One set of per-epoch parameters drives the whole file:
-γ = the model's current ``gamma_`` and Q = ``reinforcement_q(reinforcement_probability(
-p_r, 1.0, fan_in), rows * cols)`` per layer, the first epoch's value, so reinforcement
-fires on every triggered batch.
+The vectors start from a model's state (hidden weights, seed, batch counter) and run
+the numpy engine through ``training.run_epochs`` on batches of the dataset's training
+part, continuing the model's sequence of sample orders (a batch never spans two
+epochs, as in training). One set of per-epoch parameters drives the whole file (the
+plan's ``fixed_schedule``): γ = the model's current γ and Q = the first epoch's value
+(training error 1.0), so reinforcement fires on every triggered batch.
 
 File format, version 1. Little-endian; every section starts at a multiple of 4 bytes
 (byte arrays are zero-padded to 4), so a device can read values in place.
@@ -60,7 +58,6 @@ Example usage::
 from __future__ import annotations
 
 import hashlib
-import os
 import shlex
 import struct
 from dataclasses import dataclass
@@ -68,26 +65,27 @@ from pathlib import Path
 
 import numpy as np
 
-from bep_mcu import __version__
+from bep_mcu import __version__, files
+from bep_mcu.cgen import abi
 from bep_mcu.engine import rng
-from bep_mcu.data.datasets import Dataset, load_dataset, load_files
-from bep_mcu.errors import BEPError
-from bep_mcu.estimator import BEPClassifier, epoch_order
-from bep_mcu.modelio import check_writable, write_atomic
 from bep_mcu.engine.schedule import reinforcement_counts
-from bep_mcu.engine.spec import NetSpec, config_hash
-from bep_mcu.twin.cffi_twin import pack_inputs
+from bep_mcu.errors import BEPError
+from bep_mcu.model import Model
+from bep_mcu.training import EncodedData, NumpyTrainer, Plan, run_epochs
 
-MAGIC = b"BEPGOLD\0"
-END_MARKER = b"BEPGEND\0"
-FORMAT_VERSION = 1
-HEADER_BYTES = 44
-LAYER_RECORD_BYTES = 16
+_FORMAT = abi.header_defines("fw", "bep_golden.h")  # the format's one home (also read by the C reader)
+MAGIC = _FORMAT["GOLDEN_MAGIC"].encode() + b"\0"
+END_MARKER = _FORMAT["GOLDEN_END"].encode() + b"\0"
+FORMAT_VERSION = _FORMAT["GOLDEN_VERSION"]
+HEADER_BYTES = _FORMAT["GOLDEN_HEADER_BYTES"]
+LAYER_RECORD_BYTES = _FORMAT["GOLDEN_LAYER_RECORD_BYTES"]
 COUNTER_NAMES = ("samples", "triggered", "errors", "updates", "batches")
+assert len(COUNTER_NAMES) == _FORMAT["GOLDEN_N_COUNTERS"]
 MODEL_CODES = {"mlp": 0, "rnn": 1}
 PROVENANCE_KEYS = ("format", "generator", "config_hash", "model", "model_sha256", "dataset", "seed",
                    "batch_counter", "batch_size", "batches", "epochs", "gamma", "q", "command")
 DEFAULT_BATCHES = 10
+MAX_GOLDEN_BYTES = 64 << 20
 _HEADER = struct.Struct("<8sIIBBBBHHIIIII")
 assert _HEADER.size == HEADER_BYTES
 
@@ -134,50 +132,43 @@ class Golden:
 # --------------------------------------------------------------- computing
 
 
-def epoch_q(spec: NetSpec, p_r: float, error_rate: float = 1.0) -> list[int]:
-    """Fixed-point reinforcement counts Q per layer (the first epoch's: error rate 1)."""
-    return reinforcement_counts(spec, p_r, error_rate)
-
-
-def batch_indices(seed: int, n: int, batch_size: int, n_batches: int) -> tuple[list[np.ndarray], int]:
-    """The first ``n_batches`` batches of the training stream, and the epochs they span."""
-    out: list[np.ndarray] = []
-    epoch = 0
-    while len(out) < n_batches:
-        order = epoch_order(seed, epoch, n)
-        out.extend(order[i:i + batch_size] for i in range(0, n, batch_size))
-        epoch += 1
-    return out[:n_batches], epoch
-
-
-def compute_golden(clf: BEPClassifier, X: np.ndarray, y: np.ndarray, n_batches: int, batch_size: int,
+def compute_golden(model: Model, data: EncodedData, n_batches: int, batch_size: int,
                    provenance: dict[str, str]) -> Golden:
-    """Run the numpy engine from ``clf``'s state on encoded inputs ``X`` (±1) and class
-    indices ``y``. ``clf.network`` is advanced (load a fresh classifier per call)."""
+    """Run the numpy engine from ``model``'s state on ``data`` for ``n_batches`` batches."""
     if n_batches < 1 or batch_size < 1:
         raise BEPError(f"--batches and --batch-size must be >= 1, got {n_batches} and {batch_size}")
-    if len(y) == 0:
+    if len(data) == 0:
         raise BEPError("the dataset has no training samples")
-    spec, net = clf.spec_, clf.network
-    gamma = [int(g) for g in clf.gamma_]
-    q = epoch_q(spec, clf.hp.p_r)
-    net.set_epoch_params(gamma, q)
-    packed = pack_inputs(X, spec)
-    initial, start_counter = net.hidden_weights(), net.batch_counter & rng.MASK32
-    batches = []
-    for idx in batch_indices(net.seed, len(y), batch_size, n_batches)[0]:
-        result = net.train_batch(X[idx], y[idx])
-        c = net.counters
-        counters = np.array([c.samples, c.triggered, c.errors, c.updates, net.batch_counter & rng.MASK32],
-                            dtype=np.uint32)
-        batches.append(GoldenBatch(packed[idx], y[idx].astype(np.uint16), result.predictions.astype(np.uint16),
-                                   counters, net.hidden_weights()))
+    spec = model.spec
+    per_epoch = -(-len(data) // batch_size)
+    plan = Plan.continuing(model, epochs=-(-n_batches // per_epoch), batch_size=batch_size, error_rate=1.0,
+                           fixed_schedule=True, compare="never", max_batches=n_batches)
+    trainer = NumpyTrainer(model)
+    batches: list[GoldenBatch] = []
+
+    def record(_: int, index: np.ndarray, predictions: list[np.ndarray]) -> None:
+        counters = trainer.counters()
+        batches.append(GoldenBatch(data.packed[index], data.y[index].astype(np.uint16),
+                                   predictions[0].astype(np.uint16),
+                                   np.array([getattr(counters, n) for n in COUNTER_NAMES], dtype=np.uint32),
+                                   trainer.hidden_weights()))
+
+    run_epochs([trainer], data, plan, on_batch=record, spec=spec)
     return Golden(
-        config_hash32=int(config_hash(spec, clf.params_)[:8], 16), model=spec.model, hidden_bits=spec.hidden_bits,
-        n_classes=spec.n_classes, steps=spec.steps, input_words=int(packed.shape[1]), seed=net.seed,
-        batch_counter=start_counter, provenance=provenance,
-        shapes=list(spec.layer_shapes()), gamma=gamma, q=q, initial_hidden=initial, batches=batches,
-    )
+        config_hash32=model.config_hash32, model=spec.model, hidden_bits=spec.hidden_bits,
+        n_classes=spec.n_classes, steps=spec.steps, input_words=int(data.packed.shape[1]),
+        seed=model.training.seed, batch_counter=model.training.batch_counter & rng.MASK32, provenance=provenance,
+        shapes=list(spec.layer_shapes()), gamma=list(plan.gamma), q=first_epoch_q(model), initial_hidden=list(model.hidden),
+        batches=batches)
+
+
+def first_epoch_q(model: Model) -> list[int]:
+    """Q per layer at training error 1.0: what every golden file replays."""
+    return reinforcement_counts(model.spec, model.hyper.p_r, 1.0)
+
+
+def epochs_spanned(n_samples: int, batch_size: int, n_batches: int) -> int:
+    return -(-n_batches // -(-n_samples // batch_size))
 
 
 # --------------------------------------------------------------- encoding
@@ -265,12 +256,8 @@ def from_bytes(data: bytes, source: str = "golden file") -> Golden:
     return g
 
 
-def read_golden(path: str | os.PathLike) -> Golden:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise BEPError(f"cannot read golden file '{path}': {e.strerror or e}") from None
-    return from_bytes(data, str(path))
+def read_golden(path) -> Golden:
+    return from_bytes(files.read_regular(path, "golden file", MAX_GOLDEN_BYTES), str(path))
 
 
 def hidden_offset(g: Golden, batch: int, layer: int, row: int, col: int) -> int:
@@ -291,60 +278,44 @@ def hidden_offset(g: Golden, batch: int, layer: int, row: int, col: int) -> int:
 # --------------------------------------------------------------- the command
 
 
-def load_training_data(dataset: str | None, data_path: str | None) -> Dataset:
-    if (dataset is None) == (data_path is None):
-        raise BEPError("give exactly one of --dataset NAME or --data PATH")
-    return load_dataset(dataset) if dataset is not None else load_files(data_path, None, 0)
-
-
-def command_line(model_path: str, dataset: str | None, data_path: str | None, batches: int, batch_size: int) -> str:
+def command_line(model_path: str, source: list[str], batches: int, batch_size: int) -> str:
     """The canonical command that reproduces a file (no --out: it does not change the bytes)."""
-    source = ["--dataset", dataset] if dataset is not None else ["--data", str(data_path)]
     args = ["bep-mcu", "golden", str(model_path), *source, "--batches", str(batches), "--batch-size", str(batch_size)]
     return " ".join(shlex.quote(a) for a in args)
 
 
-def write_golden_file(model_path: str, out: str, dataset: str | None = None, data_path: str | None = None,
-                      batches: int = DEFAULT_BATCHES, batch_size: int | None = None) -> dict:
-    """``bep-mcu golden``: compute and write a golden file; returns a summary."""
-    out_path = Path(out)
-    if batches < 1 or (batch_size is not None and batch_size < 1):
+def golden_file(model: Model, data: EncodedData, dataset_name: str, model_path: str, model_sha256: str,
+                source: list[str], batches: int = DEFAULT_BATCHES, batch_size: int | None = None) -> tuple[Golden, bytes]:
+    """``bep-mcu golden``: the vectors of ``model`` on ``data`` and the file's bytes."""
+    batch_size = int(batch_size) if batch_size is not None else model.training.batch_size
+    if batches < 1 or batch_size < 1:
         raise BEPError(f"--batches and --batch-size must be >= 1, got {batches} and {batch_size}")
-    if (dataset is None) == (data_path is None):
-        raise BEPError("give exactly one of --dataset NAME or --data PATH")
-    check_writable(out_path)
-    clf = BEPClassifier.load(model_path)
-    data = load_training_data(dataset, data_path)
-    batch_size = int(batch_size) if batch_size is not None else int(clf.batch_size_)
-    X = clf.encode(np.asarray(data.X_train))
-    y = clf.encode_labels(np.asarray(data.y_train))
-    n_epochs = batch_indices(clf.network.seed, len(y), batch_size, batches)[1]
-    spec = clf.spec_
     provenance = {
-        "format": f"bep-mcu-golden {FORMAT_VERSION}",
-        "generator": f"bep-mcu {__version__}",
-        "config_hash": config_hash(spec, clf.params_),
-        "model": str(model_path),
-        "model_sha256": hashlib.sha256(Path(model_path).read_bytes()).hexdigest(),
-        "dataset": data.name,
-        "seed": str(clf.network.seed),
-        "batch_counter": str(clf.network.batch_counter),
-        "batch_size": str(batch_size),
-        "batches": str(batches),
-        "epochs": str(n_epochs),
-        "gamma": ",".join(str(int(g)) for g in clf.gamma_),
-        "q": ",".join(str(v) for v in epoch_q(spec, clf.hp.p_r)),
-        "command": command_line(model_path, dataset, data_path, batches, batch_size),
+        "format": f"bep-mcu-golden {FORMAT_VERSION}", "generator": f"bep-mcu {__version__}",
+        "config_hash": model.config_hash, "model": str(model_path), "model_sha256": model_sha256,
+        "dataset": dataset_name, "seed": str(model.training.seed), "batch_counter": str(model.training.batch_counter),
+        "batch_size": str(batch_size), "batches": str(batches),
+        "epochs": str(epochs_spanned(len(data), batch_size, batches)),
+        "gamma": ",".join(str(int(g)) for g in model.training.gamma),
+        "q": ",".join(str(v) for v in first_epoch_q(model)),
+        "command": command_line(model_path, source, batches, batch_size),
     }
     assert tuple(provenance) == PROVENANCE_KEYS
-    g = compute_golden(clf, X, y, batches, batch_size, provenance)
-    payload = to_bytes(g)
-    write_atomic(out_path, lambda f: f.write(payload))
+    g = compute_golden(model, data, batches, batch_size, provenance)
+    return g, to_bytes(g)
+
+
+def summary(g: Golden, payload: bytes, out: str) -> dict:
     last = g.batches[-1].counters
     return {
-        "out": str(out_path), "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest(),
-        "config_hash": provenance["config_hash"], "config_hash32": f"0x{g.config_hash32:08X}",
-        "dataset": data.name, "model": str(model_path), "batches": len(g.batches), "batch_size": batch_size,
-        "samples": int(last[0]), "triggered": int(last[1]), "errors": int(last[2]), "updates": int(last[3]),
-        "gamma": g.gamma, "q": g.q, "seed": g.seed, "batch_counter": g.batch_counter,
+        "out": str(out), "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest(),
+        "config_hash": g.provenance["config_hash"], "config_hash32": f"0x{g.config_hash32:08X}",
+        "dataset": g.provenance["dataset"], "model": g.provenance["model"], "batches": len(g.batches),
+        "batch_size": int(g.provenance["batch_size"]), "samples": int(last[0]), "triggered": int(last[1]),
+        "errors": int(last[2]), "updates": int(last[3]), "gamma": g.gamma, "q": g.q, "seed": g.seed,
+        "batch_counter": g.batch_counter,
     }
+
+
+def write(path, payload: bytes) -> None:
+    files.write_atomic(path, lambda f: f.write(payload))

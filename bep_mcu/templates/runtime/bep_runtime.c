@@ -6,6 +6,11 @@
  */
 #include "bep_runtime.h"
 
+/* The host plans memory with these numbers, read from bep_runtime.h (bep_mcu/cgen/abi.py):
+ * the compiler must agree with them. */
+typedef char bep_header_size_check[(sizeof(bep_state_header_t) == BEP_STATE_HEADER_BYTES) ? 1 : -1];
+typedef char bep_config_size_check[(sizeof(void *) != 4u || sizeof(bep_config_t) == BEP_CONFIG_BYTES_32) ? 1 : -1];
+
 /* ------------------------------------------------------------------ helpers */
 
 /* Hot helpers must inline even at -Os (a call per popcount costs a third of the

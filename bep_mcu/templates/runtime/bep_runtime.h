@@ -92,6 +92,7 @@ typedef struct {
     bep_layer_t layer[BEP_MAX_LAYERS];
 } bep_config_t;
 
+/* BEP_CDEF_BEGIN */
 /* Counters a host reads after an epoch (also in the state header). */
 typedef struct {
     uint32_t samples;     /* training samples seen */
@@ -100,6 +101,7 @@ typedef struct {
     uint32_t updates;     /* hidden-weight rows updated */
     uint32_t batches;     /* batch counter (keys the reinforcement generator) */
 } bep_counters_t;
+/* BEP_CDEF_END */
 
 /* The first bytes of every state buffer (BEP_STATE_HEADER_BYTES, pinned by a static
  * assert in the generated code so the host plan and the compiler agree). */
@@ -113,6 +115,8 @@ typedef struct {
 } bep_state_header_t;
 
 #define BEP_STATE_HEADER_BYTES 56u
+/* sizeof(bep_config_t) where pointers are 32 bits (Cortex-M): the host plans flash with it. */
+#define BEP_CONFIG_BYTES_32 260u
 
 /** Initialise a state buffer: copies the initial hidden weights (if any), packs W.
  * @param[in]  cfg        network configuration (generated)

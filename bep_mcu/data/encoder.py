@@ -1,0 +1,155 @@
+"""Raw features → the ±1 network input: binariser, dropped constant bits, RNN windows.
+
+An :class:`Encoder` is fitted on training data only and then travels with the model
+(``modelio``), so training, evaluation, the C twin and a board all see the same bits.
+
+- MLP: ``X`` (n, features) → binarise → keep the bits that vary on the training data
+  → (n, n_inputs).
+- RNN: ``X`` (n, T) or (n, T, channels) → binarise every point (thresholds shared over
+  time, per channel) → keep → cut into windows of ``window`` points (the last window
+  is padded by repeating the final point) → (n, steps, window · kept bits).
+
+Bits that never change on the training data carry no information, and in a network
+without biases they act as large constant offsets that stall BEP (digits under
+thermometer:4 has 120 such bits of 256 and collapses to chance), so they are dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from bep_mcu import validate
+from bep_mcu.data.binarize import Binarizer, is_binary, make_binarizer
+from bep_mcu.engine.spec import MAX_FAN_IN, MAX_STEPS, NetSpec
+from bep_mcu.errors import BEPError
+
+DEFAULT_BINARIZE = {"mlp": "thermometer:4", "rnn": "thermometer:8"}
+RNN_TARGET_STEPS = 8  # BEP.md §3: about 8 steps per sequence trains; 60 stays at chance
+MAX_FEATURES = 1 << 20
+MAX_LENGTH = 1 << 20
+
+
+def default_window(length: int) -> int:
+    """Window length that cuts a series into about ``RNN_TARGET_STEPS`` steps."""
+    return max(1, math.ceil(length / RNN_TARGET_STEPS))
+
+
+@dataclass(frozen=True, eq=False)
+class Encoder:
+    """The fitted input encoding of one model (see the module docstring)."""
+
+    model: str
+    binarizer: Binarizer
+    input_keep: np.ndarray  # bool, one entry per binarised bit (of one point, for an rnn)
+    n_features: int  # features (mlp) or channels of one point (rnn)
+    length: int | None = None  # rnn: points per series
+    window: int | None = None  # rnn: points per step
+
+    def __post_init__(self) -> None:
+        validate.choice(self.model, "encoder model", ("mlp", "rnn"))
+        validate.integer(self.n_features, "input.n_features", 1, MAX_FEATURES)
+        if self.binarizer.n_features != self.n_features:
+            raise BEPError(f"the binariser was fitted on {self.binarizer.n_features} features, the input has "
+                           f"{self.n_features}")
+        keep = self.input_keep
+        bits = self.binarizer.n_outputs(self.n_features)
+        if not isinstance(keep, np.ndarray) or keep.dtype != np.bool_ or keep.shape != (bits,):
+            raise BEPError(f"input_keep must be a boolean array of {bits} entries (one per binarised bit)")
+        if not keep.any():
+            raise BEPError("input_keep keeps no input bit")
+        keep.setflags(write=False)
+        if self.model == "rnn":
+            length = validate.integer(self.length, "input.length", 1, MAX_LENGTH)
+            validate.integer(self.window, "input.window", 1, length)
+        elif self.length is not None or self.window is not None:
+            raise BEPError("an mlp input has no series length or window")
+
+    # ------------------------------------------------------------ fitting
+    @classmethod
+    def fit(cls, X: np.ndarray, model: str, binarize: str = "auto", window: int | None = None) -> "Encoder":
+        """Fit on training data ``X`` (raw features or series)."""
+        X = as_model_shape(X, model)
+        rows = X if model == "mlp" else X.reshape(-1, X.shape[2])
+        if binarize == "auto":
+            binarize = "passthrough" if is_binary(rows) else DEFAULT_BINARIZE[model]
+        binarizer = make_binarizer(binarize).fit(rows)
+        bits = binarizer.transform(rows)
+        keep = bits.min(axis=0) != bits.max(axis=0)
+        if not keep.any():
+            raise BEPError(f"every input bit is constant on the training data after {binarize} binarisation")
+        if model == "mlp":
+            return cls("mlp", binarizer, keep, X.shape[1])
+        length = X.shape[1]
+        if window is None:
+            window = default_window(length)
+        window = validate.integer(window, "--window", 1, MAX_LENGTH)
+        if window > length:
+            raise BEPError(f"window {window} is longer than the series ({length} points)")
+        return cls("rnn", binarizer, keep, X.shape[2], length, window)
+
+    # ------------------------------------------------------------ shape
+    @property
+    def kept_bits(self) -> int:
+        return int(self.input_keep.sum())
+
+    @property
+    def steps(self) -> int:
+        return 1 if self.model == "mlp" else math.ceil(self.length / self.window)
+
+    @property
+    def n_inputs(self) -> int:
+        """Input bits of the network (per step, for an rnn)."""
+        return self.kept_bits if self.model == "mlp" else self.kept_bits * self.window
+
+    def check(self, spec: NetSpec) -> None:
+        """The network must read exactly what this encoder writes."""
+        if spec.model != self.model or spec.n_inputs != self.n_inputs or spec.steps != self.steps:
+            raise BEPError(f"the input encoding gives {self.model} inputs of {self.n_inputs} bits x {self.steps} "
+                           f"step(s), the network reads {spec.model} {spec.n_inputs} bits x {spec.steps}")
+        if self.n_inputs > MAX_FAN_IN or self.steps > MAX_STEPS:
+            raise BEPError(f"the input encoding gives {self.n_inputs} bits x {self.steps} steps, more than the "
+                           f"network can hold ({MAX_FAN_IN} bits, {MAX_STEPS} steps)")
+
+    # ------------------------------------------------------------ encoding
+    def encode(self, X: np.ndarray) -> np.ndarray:
+        """Raw features → the ±1 float32 network input."""
+        X = as_model_shape(X, self.model)
+        if self.model == "mlp":
+            if X.shape[1] != self.n_features:
+                raise BEPError(f"data has {X.shape[1]} features, the model expects {self.n_features}")
+            return self.binarizer.transform(X)[:, self.input_keep].astype(np.float32)
+        n, length, channels = X.shape
+        if channels != self.n_features or length != self.length:
+            raise BEPError(
+                f"series of length {length} with {channels} channel(s); the model expects "
+                f"length {self.length} with {self.n_features}"
+            )
+        bits = self.binarizer.transform(X.reshape(-1, channels))[:, self.input_keep].reshape(n, length, -1)
+        pad = self.steps * self.window - length
+        if pad:  # the last window repeats the final point
+            bits = np.concatenate([bits, np.repeat(bits[:, -1:], pad, axis=1)], axis=1)
+        return bits.reshape(n, self.steps, -1).astype(np.float32)
+
+    def describe(self) -> dict:
+        return {"binarizer": self.binarizer.describe(), "features": self.n_features, "kept_bits": self.kept_bits,
+                "length": self.length, "window": self.window}
+
+
+def as_model_shape(X, model: str) -> np.ndarray:
+    """Raw data as float64 (n, features) for an mlp (series flattened), (n, T, channels) for an rnn."""
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise BEPError(f"input data must be numeric, got dtype {X.dtype}")
+    X = X.astype(np.float64, copy=False)
+    if model == "mlp":
+        if X.ndim < 2:
+            raise BEPError(f"an mlp needs samples of shape (n, features), got {X.shape}")
+        return X.reshape(len(X), -1) if X.ndim > 2 else X
+    if X.ndim == 2:
+        return X[:, :, None]
+    if X.ndim != 3:
+        raise BEPError(f"an rnn needs series of shape (n, T) or (n, T, channels), got {X.shape}")
+    return X

@@ -1,0 +1,458 @@
+"""One training driver for every trainer: the numpy engine, the C twin, a board.
+
+A :class:`Trainer` runs the BEP training step somewhere; :func:`run_epochs` owns
+everything around it, once, for all of them:
+
+- the sample order (``epoch_order(seed, epoch)``, continuing the model's sequence),
+- batching,
+- the per-epoch schedule (Q from the last epoch's training error, γ growth on a
+  stall; ``engine.schedule``),
+- and the comparison of every other trainer's complete state (hidden weights,
+  forward predictions, all five counters) with the first one's.
+
+So "numpy = C twin = device, bit for bit" is a property of this one function: ``fit``,
+``verify``, ``stream --check-host``, golden vectors, the benchmarks and the tests all
+train through it, and what differs between them is a named field of the
+:class:`Plan`.
+
+Example::
+
+    model = new_model(X_train, y_train, Settings(hidden=(256,)))
+    data = encoded(model, X_train, y_train)
+    report = run_epochs([NumpyTrainer(model)], data, Plan.continuing(model, epochs=10))
+    model = report.advance(model, report.trainers[0])
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Protocol
+
+import numpy as np
+
+from bep_mcu import memory, validate
+from bep_mcu.data.datasets import stratified_split
+from bep_mcu.data.encoder import Encoder, as_model_shape
+from bep_mcu.engine import bits
+from bep_mcu.engine.classifier import binary_equiangular_frame
+from bep_mcu.engine.network import Counters, Network
+from bep_mcu.engine.schedule import EpochSchedule
+from bep_mcu.engine.spec import MAX_CLASSES, MAX_LAYERS, MAX_WIDTH, HyperParams, NetSpec, int_params
+from bep_mcu.errors import BEPError
+from bep_mcu.model import MAX_BATCH_SIZE, MAX_EPOCHS, Model, TrainingRecord, check_labels, plain_labels
+
+STALL_SIGNALS = ("validation", "training")
+COMPARE = ("batch", "end", "never")
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The sample order of one epoch (the same for every trainer)."""
+    return np.random.default_rng([seed & 0xFFFFFFFF, epoch, 0x5EED]).permutation(n)
+
+
+def initial_hidden(spec: NetSpec, sigma: float, seed: int) -> list[np.ndarray]:
+    """round(N(0, σ²)) clipped to the B-bit range (BEP.md §2.8)."""
+    g = np.random.default_rng([seed & 0xFFFFFFFF, 0x1417])
+    lo, hi = spec.weight_limits
+    dtype = np.int8 if spec.hidden_bits == 8 else np.int16
+    return [np.clip(np.rint(g.normal(0.0, sigma, shape)), lo, hi).astype(dtype) for shape in spec.layer_shapes()]
+
+
+def default_batch_size(n_train: int) -> int:
+    """100 as in the paper, 10 for small sets (few batches per epoch otherwise)."""
+    return 100 if n_train >= 1000 else 10
+
+
+def default_epochs(n_train: int) -> int:
+    """Enough updates on small sets too: at least 50 epochs and ~40,000 sample steps."""
+    return int(min(400, max(50, -(-40_000 // max(1, n_train)))))
+
+
+def default_r(n_layers: int) -> float:
+    """Trigger margin r from the sweep in the README: a deeper MLP needs a wider margin
+    (512-512 on prototypes: 94.0 % at r = 0.5, 95.1 % at 1.0) while one hidden layer,
+    the RNN cell included, does best at 0.5 (digits: 90.6 % at 0.5, 77.7 % at 1.0)."""
+    return 0.5 if n_layers == 1 else 1.0
+
+
+# ------------------------------------------------------------------- data
+
+
+@dataclass(eq=False)
+class EncodedData:
+    """Network inputs (±1 float32, what numpy reads) and class indices; the packed
+    words the C code reads are computed once, on first use."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @cached_property
+    def packed(self) -> np.ndarray:
+        return bits.pack_inputs(self.x)
+
+    def take(self, index: np.ndarray) -> "EncodedData":
+        part = EncodedData(self.x[index], self.y[index])
+        if "packed" in self.__dict__:
+            part.packed = self.packed[index]
+        return part
+
+
+def encoded(model: Model, X, y) -> EncodedData:
+    """Raw features and labels → what every trainer reads."""
+    return EncodedData(model.encode(X), model.encode_labels(y))
+
+
+# ------------------------------------------------------------------- trainers
+
+
+class Trainer(Protocol):
+    """Where a training step runs. Predictions are class indices; counters are
+    cumulative since the trainer started from the model's state."""
+
+    name: str
+
+    def set_epoch(self, gamma: Sequence[int], q: Sequence[int]) -> None: ...
+
+    def train_batch(self, batch: EncodedData) -> np.ndarray: ...
+
+    def evaluate(self, data: EncodedData) -> np.ndarray: ...
+
+    def counters(self) -> Counters: ...
+
+    def hidden_weights(self) -> list[np.ndarray]: ...
+
+
+class NumpyTrainer:
+    """The numpy engine (``engine.network``), from a model's state."""
+
+    name = "numpy"
+
+    def __init__(self, model: Model) -> None:
+        memory.require(12 * model.spec.synapses, f"a {model.spec.synapses}-synapse network")
+        self.net: Network = model.network()
+
+    def set_epoch(self, gamma, q) -> None:
+        self.net.set_epoch_params(gamma, q)
+
+    def train_batch(self, batch: EncodedData) -> np.ndarray:
+        return self.net.train_batch(batch.x, batch.y).predictions
+
+    def evaluate(self, data: EncodedData) -> np.ndarray:
+        return self.net.predict(data.x)
+
+    def counters(self) -> Counters:
+        return replace(self.net.counters)
+
+    def hidden_weights(self) -> list[np.ndarray]:
+        return self.net.hidden_weights()
+
+
+# ------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to run epochs; each field is a difference between today's callers."""
+
+    epochs: int
+    batch_size: int
+    seed: int  # keys the sample order
+    gamma: tuple[int, ...]  # γ of the first epoch
+    p_r: float
+    patience: int
+    growth: int
+    first_epoch: int = 0  # continue this sequence of sample orders
+    error_rate: float = 1.0  # the previous epoch's training error: Q of the first epoch
+    stall_signal: str = "validation"  # what a stall is judged on (no validation split → training accuracy)
+    compare: str = "batch"  # when the other trainers' states are compared with the first's
+    grow_every: int | None = None  # also multiply γ by ``growth`` every that many epochs (to test γ changes)
+    fixed_schedule: bool = False  # keep the first epoch's γ and Q throughout (golden vectors replay one set_epoch)
+    max_batches: int | None = None  # stop after this many batches (golden vectors)
+
+    def __post_init__(self) -> None:
+        validate.integer(self.epochs, "--epochs", 1, MAX_EPOCHS)
+        validate.integer(self.batch_size, "--batch-size", 1, MAX_BATCH_SIZE)
+        validate.choice(self.stall_signal, "stall signal", STALL_SIGNALS)
+        validate.choice(self.compare, "compare", COMPARE)
+        if self.grow_every is not None:
+            validate.integer(self.grow_every, "--grow-gamma-every", 1, MAX_EPOCHS)
+        if self.max_batches is not None:
+            validate.integer(self.max_batches, "--batches", 1, 1 << 31)
+
+    @classmethod
+    def continuing(cls, model: Model, epochs: int, batch_size: int | None = None, **changes) -> "Plan":
+        """Continue ``model``'s training: its sample-order sequence, γ, error rate and settings."""
+        t, hp = model.training, model.hyper
+        plan = cls(epochs=epochs, batch_size=batch_size or t.batch_size, seed=t.seed, gamma=tuple(t.gamma),
+                   p_r=hp.p_r, patience=hp.patience, growth=hp.gamma_growth, first_epoch=t.epochs,
+                   error_rate=t.error_rate)
+        return replace(plan, **changes)
+
+
+@dataclass
+class Divergence:
+    """The first place a trainer's state differs from the reference trainer's."""
+
+    trainer: str
+    batch: int
+    epoch: int
+    what: dict
+
+    def as_dict(self) -> dict:
+        return {"trainer": self.trainer, "batch": self.batch, "epoch": self.epoch, **self.what}
+
+
+@dataclass
+class Report:
+    """What a run did; ``trainers`` stay usable (e.g. to read their final state)."""
+
+    trainers: list
+    history: list[dict] = field(default_factory=list)
+    gamma: tuple[int, ...] = ()
+    error_rate: float = 1.0
+    epochs: int = 0  # whole epochs completed
+    batches: int = 0
+    samples: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)  # time spent in train_batch, per trainer
+    divergence: Divergence | None = None
+
+    @property
+    def bit_exact(self) -> bool:
+        return self.divergence is None
+
+    def samples_per_second(self, trainer: str) -> float:
+        return self.samples / max(self.seconds.get(trainer, 0.0), 1e-9)
+
+    def advance(self, model: Model, trainer: Trainer, **training_changes) -> Model:
+        """``model`` with ``trainer``'s weights and the schedule where this run left it."""
+        t = model.training
+        counters = trainer.counters()
+        return model.replace(hidden=tuple(trainer.hidden_weights()), training=replace(
+            t, epochs=t.epochs + self.epochs, batch_counter=counters.batches, gamma=tuple(self.gamma),
+            error_rate=self.error_rate, counters=_sum_counters(t.counters, counters),
+            history=t.history + tuple(self.history), **training_changes))
+
+
+def _sum_counters(before: Counters, run: Counters) -> Counters:
+    return Counters(*(getattr(before, n) + getattr(run, n) for n in Counters.NAMES[:4]), batches=run.batches)
+
+
+def first_difference(reference: list[np.ndarray], other: list[np.ndarray]) -> dict | None:
+    """Layer, row and column of the first differing hidden weight, with both values."""
+    for layer, (a, b) in enumerate(zip(reference, other)):
+        diff = np.argwhere(a != b)
+        if len(diff):
+            row, col = (int(v) for v in diff[0])
+            return {"layer": layer, "row": row, "column": col, "reference": int(a[row, col]),
+                    "other": int(b[row, col]), "differing_weights": int(len(diff))}
+    return None
+
+
+def compare_states(reference: Trainer, other: Trainer, predictions: tuple | None = None) -> dict | None:
+    """The first difference between two trainers' states: hidden weights, then the
+    forward predictions of the last batch (``(reference, other, batch indices)``), then counters."""
+    diff = first_difference(reference.hidden_weights(), other.hidden_weights())
+    if diff is not None:
+        return diff
+    if predictions is not None:
+        ref, oth, index = predictions
+        if not np.array_equal(ref, oth):
+            k = int(np.flatnonzero(np.asarray(ref) != np.asarray(oth))[0])
+            return {"prediction_of_sample": int(index[k]), "reference": int(ref[k]), "other": int(oth[k])}
+    a, b = reference.counters(), other.counters()
+    for name in Counters.NAMES:
+        if getattr(a, name) != getattr(b, name):
+            return {"counter": name, "reference": getattr(a, name), "other": getattr(b, name)}
+    return None
+
+
+# ------------------------------------------------------------------- the driver
+
+
+def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, validation: EncodedData | None = None,
+               on_batch: Callable[[int, np.ndarray, list[np.ndarray]], None] | None = None,
+               on_epoch: Callable[[dict], None] | None = None, spec: NetSpec | None = None) -> Report:
+    """Train every trainer on the same batches with the same per-epoch integers.
+
+    ``trainers[0]`` is the reference: its error counter drives the schedule and its
+    predictions judge validation; with ``plan.compare`` the others are compared with
+    it (after every batch, or at the end) and the run stops at the first divergence.
+    ``on_batch(batch_number, sample_indices, predictions_per_trainer)`` runs after each batch."""
+    if len(data) == 0:
+        raise BEPError("no training samples")
+    reference = trainers[0]
+    spec = spec or _spec_of(reference)
+    schedule = EpochSchedule(spec, list(plan.gamma), plan.p_r, plan.patience, plan.growth, plan.error_rate)
+    report = Report(list(trainers), seconds={t.name: 0.0 for t in trainers}, gamma=tuple(plan.gamma),
+                    error_rate=plan.error_rate)
+    for e in range(plan.epochs):
+        epoch = plan.first_epoch + e
+        gamma, q = list(schedule.gamma), schedule.q()
+        for t in trainers:
+            t.set_epoch(gamma, q)
+        start, before = time.perf_counter(), reference.counters()
+        order = epoch_order(plan.seed, epoch, len(data))
+        seen = 0
+        for i in range(0, len(order), plan.batch_size):
+            index = order[i:i + plan.batch_size]
+            batch = data.take(index)
+            predictions = []
+            for t in trainers:
+                t0 = time.perf_counter()
+                predictions.append(t.train_batch(batch))
+                report.seconds[t.name] += time.perf_counter() - t0
+            report.batches += 1
+            report.samples += len(index)
+            seen += len(index)
+            if plan.compare == "batch":
+                for t, p in zip(trainers[1:], predictions[1:]):
+                    diff = compare_states(reference, t, (predictions[0], p, index))
+                    if diff is not None:
+                        report.divergence = Divergence(t.name, report.batches - 1, epoch, diff)
+                        return report
+            if on_batch:
+                on_batch(report.batches - 1, index, predictions)
+            if plan.max_batches is not None and report.batches >= plan.max_batches:
+                return report
+        after = reference.counters()
+        error_rate = (after.errors - before.errors) / seen
+        val_accuracy = None
+        if validation is not None and len(validation):
+            val_accuracy = float(np.mean(reference.evaluate(validation) == validation.y))
+        signal = val_accuracy if plan.stall_signal == "validation" and val_accuracy is not None else 1.0 - error_rate
+        seconds = time.perf_counter() - start
+        record = {"epoch": epoch + 1, "train_error": error_rate, "val_accuracy": val_accuracy, "gamma": gamma,
+                  "reinforce_q": q, "triggered": after.triggered - before.triggered,
+                  "updates": after.updates - before.updates, "seconds": seconds,
+                  "samples_per_second": seen / seconds if seconds > 0 else None}
+        report.history.append(record)
+        if not plan.fixed_schedule:
+            schedule.end_epoch(error_rate, signal)
+        if plan.grow_every and (e + 1) % plan.grow_every == 0:
+            schedule.gamma = [min(g * plan.growth, k) for g, k in zip(schedule.gamma, spec.hidden)]
+        report.epochs += 1
+        report.gamma, report.error_rate = tuple(schedule.gamma), schedule.error_rate
+        if on_epoch:
+            on_epoch(record)
+    if plan.compare == "end":
+        for t in trainers[1:]:
+            diff = compare_states(reference, t)
+            if diff is not None:
+                report.divergence = Divergence(t.name, report.batches - 1, plan.first_epoch + plan.epochs - 1, diff)
+                break
+    return report
+
+
+def _spec_of(trainer) -> NetSpec:
+    spec = getattr(trainer, "spec", None) or getattr(getattr(trainer, "net", None), "spec", None)
+    if spec is None:
+        raise TypeError(f"pass spec= for a trainer without one ({trainer!r})")
+    return spec
+
+
+# ------------------------------------------------------------------- new models
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a user chooses for a new model (the CLI options, the estimator's params)."""
+
+    model: str = "mlp"
+    hidden: tuple[int, ...] = (512,)
+    epochs: int | None = None  # None: default_epochs(n_train)
+    batch_size: int | None = None  # None: default_batch_size(n_train)
+    seed: int = 0
+    binarize: str = "auto"
+    window: int | None = None
+    hidden_bits: int = 8
+    r: float | None = None  # None: default_r(layers)
+    nu: float = 0.05
+    gamma: tuple[int, ...] | None = None
+    p_r: float = 0.5
+    sigma: float = 16.0
+    patience: int = 3
+    gamma_growth: int = 2
+    val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        validate.choice(self.model, "--model", ("mlp", "rnn"))
+        validate.integers(self.hidden, "--hidden", 1, MAX_WIDTH, max_len=MAX_LAYERS if self.model == "mlp" else 1)
+        if self.hidden_bits not in (8, 16) or isinstance(self.hidden_bits, bool):
+            raise BEPError(f"--hidden-bits must be 8 or 16, got {validate.show(self.hidden_bits)}")
+        validate.seed(self.seed)
+        if self.epochs is not None:
+            validate.integer(self.epochs, "--epochs", 1, MAX_EPOCHS)
+        if self.batch_size is not None:
+            validate.integer(self.batch_size, "--batch-size", 1, MAX_BATCH_SIZE)
+        if self.window is not None:
+            validate.integer(self.window, "--window", 1, 1 << 20)
+        if not isinstance(self.val_fraction, (int, float)) or isinstance(self.val_fraction, bool) \
+                or not 0.0 <= self.val_fraction < 0.5:
+            raise BEPError(f"val fraction must be in [0, 0.5), got {validate.show(self.val_fraction)}")
+        self.hyper()  # validates r, nu, gamma, p_r, sigma, patience, growth
+
+    def hyper(self) -> HyperParams:
+        r = default_r(len(self.hidden)) if self.r is None else self.r
+        return HyperParams(r=r, nu=self.nu, gamma=None if self.gamma is None else tuple(self.gamma), p_r=self.p_r,
+                           sigma=self.sigma, patience=self.patience, gamma_growth=self.gamma_growth)
+
+
+def split_validation(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified validation split of the training data (none for tiny sets)."""
+    n_classes = len(np.unique(y))
+    if fraction > 0 and len(y) >= 4 * n_classes:
+        return stratified_split(y, fraction, seed)
+    return np.arange(len(y)), np.zeros(0, dtype=np.int64)
+
+
+def new_model(X, y, settings: Settings, classes: np.ndarray | None = None) -> Model:
+    """An untrained model for raw training data (encoder fitted on ``X`` only)."""
+    y = plain_labels(np.asarray(y))
+    labels = np.unique(y) if classes is None else np.asarray(classes)
+    if len(labels) > MAX_CLASSES:
+        raise BEPError(f"{len(labels)} classes; bep-mcu supports at most {MAX_CLASSES}")
+    labels = check_labels(plain_labels(labels), len(labels))
+    X = as_model_shape(X, settings.model)
+    encoder = Encoder.fit(X, settings.model, settings.binarize, settings.window)
+    spec = NetSpec(settings.model, encoder.n_inputs, tuple(settings.hidden), len(labels), settings.hidden_bits,
+                   encoder.steps)
+    memory.require(16 * spec.synapses + 8 * X.size, f"a {spec.synapses}-synapse network on {len(X)} samples")
+    hyper = settings.hyper()
+    params = int_params(spec, hyper)
+    n_train = len(y)
+    record = TrainingRecord(seed=settings.seed, batch_size=settings.batch_size or default_batch_size(n_train),
+                            gamma=params.gamma, val_fraction=settings.val_fraction)
+    return Model(spec, hyper, params, tuple(initial_hidden(spec, hyper.sigma, settings.seed)),
+                 binary_equiangular_frame(len(labels), spec.hidden[-1], settings.seed, hyper.alpha), encoder,
+                 labels, record)
+
+
+def train(model: Model, X, y, epochs: int, batch_size: int | None = None,
+          on_epoch: Callable[[dict], None] | None = None) -> Model:
+    """Train ``model`` (new, loaded or pulled from a board) for ``epochs`` more epochs on
+    raw data; a stratified part of it (the model's ``val_fraction``) judges γ stalls."""
+    data = encoded(model, X, y)
+    train_idx, val_idx = split_validation(np.asarray(data.y), model.training.val_fraction, model.training.seed)
+    trainer = NumpyTrainer(model)
+    plan = Plan.continuing(model, epochs, batch_size, compare="never")
+    report = run_epochs([trainer], data.take(train_idx), plan, data.take(val_idx), on_epoch=on_epoch,
+                        spec=model.spec)
+    return report.advance(model, trainer, batch_size=plan.batch_size)
+
+
+def fit(X, y, settings: Settings, on_epoch: Callable[[dict], None] | None = None) -> Model:
+    """A new model trained on raw data (the encoder sees the training part only)."""
+    y = plain_labels(np.asarray(y))
+    X = np.asarray(X)
+    if len(X) != len(y):
+        raise BEPError(f"X has {len(X)} samples but y has {len(y)} labels")
+    train_idx, _ = split_validation(y, settings.val_fraction, settings.seed)
+    model = new_model(X[train_idx], y[train_idx], settings, classes=np.unique(y))
+    epochs = settings.epochs or default_epochs(len(train_idx))
+    return train(model, X, y, epochs, on_epoch=on_epoch)

@@ -1,0 +1,110 @@
+"""Helpers shared by the test files: small data, fitting, the CLI runner and its checks,
+and the tool checks that skip what a machine cannot run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+from bep_mcu import modelio, training
+from bep_mcu.model import Model
+
+HAVE_ARM = all(shutil.which(t) for t in ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm"))
+HAVE_QEMU = shutil.which("qemu-system-arm") is not None
+needs_arm = pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
+needs_qemu = pytest.mark.skipif(not HAVE_QEMU, reason="qemu-system-arm not installed (apt-get install qemu-system-arm)")
+TIMING_KEYS = ("seconds", "samples_per_second")
+
+
+# ------------------------------------------------------------------ models and data
+
+
+def fit(X, y, **settings) -> Model:
+    """A model trained with ``training.fit`` (the settings are ``training.Settings``'s)."""
+    return training.fit(X, y, training.Settings(**settings))
+
+
+def saved(model: Model, path: Path) -> Path:
+    modelio.save(model, path)
+    return path
+
+
+def series(n: int, length: int, channels: int | None = None, seed: int = 0):
+    """Two classes of noisy sines (2 vs 5 periods per series), random phase."""
+    g = np.random.default_rng(seed)
+    y = g.integers(0, 2, n)
+    t = np.linspace(0.0, 1.0, length)
+    x = np.sin(2 * np.pi * np.where(y == 0, 2, 5)[:, None] * t + g.uniform(0, 2 * np.pi, (n, 1)))
+    x = x + 0.3 * g.normal(size=(n, length))
+    if channels is None:
+        return x, y
+    return np.stack([x * (c + 1) + 0.1 * g.normal(size=(n, length)) for c in range(channels)], axis=-1), y
+
+
+def blobs(n: int, features: int = 6, classes: int = 3, seed: int = 0):
+    """Well-separated Gaussian clusters: an easy tabular problem."""
+    g = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    centres = g.normal(0, 4, (classes, features))
+    return centres[y] + g.normal(0, 1, (n, features)), y
+
+
+def timeless(history) -> list[dict]:
+    return [{k: v for k, v in rec.items() if k not in TIMING_KEYS} for rec in history]
+
+
+def assert_same_weights(a, b) -> None:
+    assert len(a) == len(b)
+    for i, (x, y) in enumerate(zip(a, b)):
+        assert x.dtype == y.dtype and x.shape == y.shape, f"layer {i}"
+        if not np.array_equal(x, y):
+            where = np.argwhere(x != y)[0]
+            raise AssertionError(f"layer {i} differs first at {tuple(where)}: {x[tuple(where)]} vs {y[tuple(where)]}")
+
+
+# ------------------------------------------------------------------ the CLI
+
+
+def invoke(*args) -> Result:
+    from bep_mcu.cli.main import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def last_json(stdout: str) -> dict:
+    lines = stdout.strip().splitlines()
+    assert lines, "no standard output"
+    return json.loads(lines[-1])
+
+
+def assert_ok(result: Result) -> None:
+    assert result.exit_code == 0, (
+        f"exit {result.exit_code}\nstderr: {result.stderr}\nexception: {result.exception!r}")
+
+
+def assert_one_error_line(exit_code: int, stderr: str, words=(), status: int | None = None) -> str:
+    assert exit_code != 0, "expected a failure"
+    if status is not None:
+        assert exit_code == status, f"exit status {exit_code}, expected {status}: {stderr}"
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected exactly one line on stderr, got {lines}"
+    line = lines[0]
+    assert line.startswith("error: "), line
+    for word in words:
+        assert word.lower() in line.lower(), f"{word!r} not in {line!r}"
+    return line
+
+
+def assert_user_error(result: Result, *words: str) -> str:
+    """Exit 2, one `error:` line naming the problem, no traceback, nothing on stdout."""
+    # Anything but SystemExit means an exception escaped: the real CLI prints a traceback.
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        f"uncaught {type(result.exception).__name__}: {result.exception}")
+    assert result.stdout == "", f"stdout: {result.stdout!r}"
+    return assert_one_error_line(result.exit_code, result.stderr, words, status=2)
