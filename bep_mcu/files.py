@@ -124,7 +124,9 @@ def parse_npy_header(f: BinaryIO, where: str) -> NpyHeader:
         dtype = np.dtype(descr)
     except (TypeError, ValueError):
         raise BEPError(f"{where}: unknown dtype {descr!r:.60}") from None
-    if dtype.kind not in "biufUS" or dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+    if dtype.hasobject:
+        raise BEPError(f"{where}: holds object (pickled) arrays; save plain numeric or text arrays")
+    if dtype.kind not in "biufUS" or dtype.fields is not None or dtype.subdtype is not None:
         raise BEPError(f"{where}: dtype {descr!r:.60} is not a plain numeric, boolean or text dtype")
     return NpyHeader(dtype, shape)
 

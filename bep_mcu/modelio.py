@@ -225,7 +225,7 @@ def _notes(value: object, path: str) -> dict:
 def _training(f: _Fields, version: int) -> TrainingRecord:
     t = f.obj("training")
     c = t.obj("counters")
-    counters = Counters(**{name: c.int(name, 0, COUNTER_MAX, optional=name == "batches") or 0
+    counters = Counters(**{name: c.int(name, 0, COUNTER_MAX, optional=version == 1 and name == "batches") or 0
                            for name in Counters.NAMES})
     if version == 1:  # provenance lived beside the record
         notes = {k: t.doc[k] for k in _V1_NOTE_KEYS if k in t.doc}
@@ -342,6 +342,7 @@ def _load(path) -> Model:
     with files.open_regular(path, "model", MAX_FILE_BYTES) as f, files.open_zip(f, f"model '{path}'") as z:
         meta_bytes, meta = _read_meta(z, path)
         fields = _Fields(meta, "")
+        fields.text("generator", 128)
         spec = _spec(fields)
         hyper = _hyper(fields)
         params = _params(fields, spec)

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bep_mcu import files, memory
 from bep_mcu.errors import BEPError
 
 PIP_HINT = "pip install bep-mcu[data]"
@@ -54,6 +55,7 @@ DIGITS_SPLIT_SEED = 0
 DEFAULT_TEST_FRACTION = 0.2
 # Predecessor paper setting (BEP.md §5): 12,000 samples, the last 2,000 are the test set.
 PROTOTYPES_TEST_DIVISOR = 6
+MAX_DATA_FILE_BYTES = 16 << 30  # a CSV or NPZ data file may be at most 16 GiB
 
 
 @dataclass
@@ -248,6 +250,8 @@ def _validate_prototypes(spec: PrototypesSpec) -> None:
 
 def make_prototypes(spec: PrototypesSpec) -> tuple[np.ndarray, np.ndarray]:
     """All ``spec.samples`` samples, X in {-1.0, +1.0} float64 and int64 labels."""
+    # X (float64) and the flip draws (float64, then bool), and the training copy later.
+    memory.require(spec.samples * spec.features * 25, f"prototypes:samples={spec.samples},features={spec.features}")
     rng = np.random.default_rng(spec.seed)
     prototypes = np.where(rng.random((spec.classes, spec.features)) < 0.5, -1.0, 1.0)
     labels = rng.integers(0, spec.classes, size=spec.samples, dtype=np.int64)
@@ -430,8 +434,11 @@ def _normalise_labels(y: np.ndarray, source: str) -> np.ndarray:
 
 def _read_text(path: str) -> list[tuple[int, list[str]]]:
     """Non-blank CSV rows with their (1-based) line numbers."""
+    raw = files.open_regular(path, "data file", MAX_DATA_FILE_BYTES)
+    # A CSV needs a few times its size in memory as Python rows: check before reading.
+    memory.require(12 * os.fstat(raw.fileno()).st_size, f"reading '{path}'")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        with io.TextIOWrapper(raw, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             rows = [(reader.line_num, row) for row in reader
                     if len(row) > 1 or (row and row[0].strip())]
@@ -512,29 +519,11 @@ def read_csv(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _open_npz(path: str) -> dict[str, np.ndarray]:
-    """All arrays of an npz, loaded eagerly (allow_pickle=False: no code from files)."""
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except OSError as exc:
-        raise BEPError(f"cannot read '{path}': {exc.strerror or exc}") from None
-    except (ValueError, EOFError, zipfile.BadZipFile):
-        # Not a zip and not .npy: numpy falls back to pickle and refuses.
-        raise BEPError(f"{path}: not a valid .npz file") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise BEPError(f"{path}: not an .npz archive (a single .npy array?)")
-    try:
-        with loaded:
-            return {key: loaded[key] for key in loaded.files}
-    except ValueError as exc:
-        if "Object arrays" in str(exc):
-            raise BEPError(
-                f"{path}: holds object (pickled) arrays; save plain numeric or "
-                "string arrays"
-            ) from None
-        raise BEPError(f"{path}: not a valid .npz file: {exc}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        # The archive opens lazily, so a corrupt member only fails when read.
-        raise BEPError(f"{path}: not a valid .npz file: {exc}") from None
+    """All arrays of an npz, each checked before it is read (``files.read_npz``): plain
+    numeric or text dtypes only (no pickled objects), no header claiming more data than
+    the file holds, and no more than the memory this machine has free."""
+    budget = memory.available_bytes() // 2  # the data, and room to train on it
+    return files.read_npz(path, "data file", MAX_DATA_FILE_BYTES, lambda name, header: None, budget)
 
 
 def _require_keys(arrays: dict[str, np.ndarray], keys: tuple[str, ...], path: str) -> None:

@@ -1,0 +1,5 @@
+"""``python -m bep_mcu`` is the ``bep-mcu`` command."""
+
+from bep_mcu.cli.main import main
+
+main()
