@@ -149,7 +149,7 @@ def open_zip(f: BinaryIO, where: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(f)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError, NotImplementedError) as e:
-        raise BEPError(f"{where} is damaged or not an .npz archive ({e})"[:400]) from None
+        raise BEPError(f"{where}: not an .npz archive ({e})"[:400]) from None
 
 
 def read_members(z: zipfile.ZipFile, where: str, check: Callable[[str, NpyHeader], None],
@@ -201,7 +201,7 @@ def read_members(z: zipfile.ZipFile, where: str, check: Callable[[str, NpyHeader
             RuntimeError, OSError, KeyError, OverflowError) as e:
         # zipfile reports damage in many ways (bad CRC, "encrypted", unknown
         # compression, a short read); all mean the file cannot be trusted.
-        raise BEPError(f"{where} is damaged or not an .npz archive ({e})"[:400]) from None
+        raise BEPError(f"{where}: damaged archive ({e})"[:400]) from None
 
 
 # ---------------------------------------------------------------------- writing

@@ -309,7 +309,8 @@ def _read_meta(z: zipfile.ZipFile, path) -> tuple[bytes, dict]:
         if header.dtype != np.uint8 or len(header.shape) != 1:
             raise BEPError(f"'{path}' is corrupted: damaged metadata array")
 
-    meta_bytes = files.read_members(z, f"model '{path}'", metadata_only, MAX_META_BYTES, only={_META})[_META]
+    meta_bytes = files.read_members(z, f"'{path}' is corrupted", metadata_only,
+                                    MAX_META_BYTES, only={_META})[_META]
     meta_bytes = meta_bytes.tobytes()
     try:
         meta = json.loads(meta_bytes)
@@ -339,20 +340,29 @@ def load(path: str | os.PathLike) -> Model:
 
 
 def _load(path) -> Model:
-    with files.open_regular(path, "model", MAX_FILE_BYTES) as f, files.open_zip(f, f"model '{path}'") as z:
-        meta_bytes, meta = _read_meta(z, path)
-        fields = _Fields(meta, "")
-        fields.text("generator", 128)
-        spec = _spec(fields)
-        hyper = _hyper(fields)
-        params = _params(fields, spec)
-        training = _training(fields, meta["version"])
-        inp = fields.obj("input")
-        n_features = inp.int("n_features", 1, MAX_FEATURES)
-        length = inp.int("length", 1, MAX_LENGTH, optional=True)
-        window = inp.int("window", 1, MAX_LENGTH, optional=True)
-        expected = _Expected(spec, n_features)
-        arrays = files.read_members(z, f"model '{path}'", expected.check, MAX_FILE_BYTES)
+    with files.open_regular(path, "model", MAX_FILE_BYTES) as f:
+        try:
+            z = zipfile.ZipFile(f)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError, NotImplementedError):
+            raise BEPError(f"'{path}' is not a bep-mcu model file (not an npz archive)") from None
+        with z:
+            return _read_model(path, z)
+
+
+def _read_model(path, z: zipfile.ZipFile) -> Model:
+    meta_bytes, meta = _read_meta(z, path)
+    fields = _Fields(meta, "")
+    fields.text("generator", 128)
+    spec = _spec(fields)
+    hyper = _hyper(fields)
+    params = _params(fields, spec)
+    training = _training(fields, meta["version"])
+    inp = fields.obj("input")
+    n_features = inp.int("n_features", 1, MAX_FEATURES)
+    length = inp.int("length", 1, MAX_LENGTH, optional=True)
+    window = inp.int("window", 1, MAX_LENGTH, optional=True)
+    expected = _Expected(spec, n_features)
+    arrays = files.read_members(z, f"'{path}' is corrupted", expected.check, MAX_FILE_BYTES)
     missing = expected.missing()
     if missing:
         raise BEPError(f"array '{missing[0]}' is missing")

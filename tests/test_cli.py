@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
-
 from bep_mcu import modelio
-from bep_mcu.cli.main import cli
+
+from .conftest import assert_ok, assert_one_error_line, assert_user_error, blobs, invoke, last_json
 
 DATASET = "prototypes:classes=3,features=64,samples=600"
 FAST = ["--hidden", "32", "--epochs", "2"]
@@ -31,42 +30,6 @@ BEP_MCU = shutil.which("bep-mcu")
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def last_json(stdout: str) -> dict:
-    lines = stdout.strip().splitlines()
-    assert lines, "no standard output"
-    return json.loads(lines[-1])
-
-
-def assert_ok(result: Result) -> None:
-    assert result.exit_code == 0, (
-        f"exit {result.exit_code}\nstderr: {result.stderr}\nexception: {result.exception!r}")
-
-
-def assert_one_error_line(exit_code: int, stderr: str, words: tuple[str, ...]) -> str:
-    assert exit_code != 0, "expected a failure"
-    assert "Traceback" not in stderr, stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected exactly one line on stderr, got {lines}"
-    line = lines[0]
-    assert line.startswith("error: "), line
-    for word in words:
-        assert word.lower() in line.lower(), f"{word!r} not in {line!r}"
-    return line
-
-
-def assert_user_error(result: Result, *words: str) -> str:
-    """Exit != 0, one `error:` line naming the problem, no traceback, nothing on stdout."""
-    # Anything but SystemExit means an exception escaped: the real CLI prints a traceback.
-    assert result.exception is None or isinstance(result.exception, SystemExit), (
-        f"uncaught {type(result.exception).__name__}: {result.exception}")
-    assert result.stdout == "", f"stdout: {result.stdout!r}"
-    return assert_one_error_line(result.exit_code, result.stderr, words)
 
 
 def train_json(tmp_path: Path, *args: str, out: str = "model.npz") -> tuple[dict, Path]:
@@ -92,14 +55,6 @@ def model_copy(trained, tmp_path) -> Path:
 def write_csv(path: Path, rows: list[list], header: list[str]) -> Path:
     path.write_text(",".join(header) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
     return path
-
-
-def blobs(n: int, features: int = 6, classes: int = 3, seed: int = 0):
-    """Well-separated Gaussian clusters: an easy tabular problem."""
-    g = np.random.default_rng(seed)
-    y = np.arange(n) % classes
-    centres = g.normal(0, 4, (classes, features))
-    return centres[y] + g.normal(0, 1, (n, features)), y
 
 
 def series(n: int, length: int, seed: int = 0):
@@ -225,8 +180,7 @@ def test_train_is_reproducible(tmp_path):
     a, pa = train_json(tmp_path, "--dataset", DATASET, *FAST, "--seed", "7", out="a.npz")
     b, pb = train_json(tmp_path, "--dataset", DATASET, *FAST, "--seed", "7", out="b.npz")
     assert a["test_accuracy"] == b["test_accuracy"] and a["train_accuracy"] == b["train_accuracy"]
-    wa, wb = modelio.load_model(pa)[0], modelio.load_model(pb)[0]
-    np.testing.assert_array_equal(wa["hidden_0"], wb["hidden_0"])
+    np.testing.assert_array_equal(modelio.load(pa).hidden[0], modelio.load(pb).hidden[0])
 
 
 def test_train_overwrites_existing_model(tmp_path, trained):
@@ -235,7 +189,7 @@ def test_train_overwrites_existing_model(tmp_path, trained):
     before = out.read_bytes()
     result, _ = train_json(tmp_path, "--dataset", DATASET, "--hidden", "16", "--epochs", "1", out="m.npz")
     assert out.read_bytes() != before
-    assert modelio.load_model(out)[0]["hidden_0"].shape == (16, 64)
+    assert modelio.load(out).hidden[0].shape == (16, 64)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
 
 
@@ -488,8 +442,7 @@ def _corrupt_array_data(src: Path, dst: Path) -> None:
 
 def _flip_raw_byte(src: Path, dst: Path) -> None:
     raw = bytearray(src.read_bytes())
-    arrays, _ = modelio.load_model(src)
-    at = bytes(raw).find(arrays["hidden_0"].tobytes())
+    at = bytes(raw).find(modelio.load(src).hidden[0].tobytes())
     assert at > 0
     raw[at + 100] ^= 0x10
     dst.write_bytes(bytes(raw))
