@@ -99,7 +99,7 @@ def test_hand_computed_step():
     assert h2.tolist() == expected2.tolist()
     # W = sign(H) after the batch: H1 row 1 = [0, 3, 3, 1] → all +1.
     assert net.W[0][1].tolist() == [1, 1, 1, 1]
-    assert net.counters.as_dict() == {"samples": 1, "triggered": 1, "errors": 1, "updates": 3}
+    assert net.counters.as_dict() == {"samples": 1, "triggered": 1, "errors": 1, "updates": 3, "batches": 1}
     assert net.batch_counter == 1
 
 

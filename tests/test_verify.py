@@ -11,30 +11,32 @@ import subprocess
 import numpy as np
 import pytest
 
-from bep_mcu.cgen.codegen import RUNTIME_ABI, generate
-from bep_mcu.data.datasets import load_dataset
-from bep_mcu.estimator import BEPClassifier
+from bep_mcu import modelio
+from bep_mcu.cgen import abi
+from bep_mcu.cgen.codegen import generate
 from bep_mcu.cgen.layout import plan_state
 from bep_mcu.cgen.status import STATUS
-from bep_mcu.twin.cffi_twin import Twin
-from bep_mcu.twin.verify import build_twin, run_verify
+from bep_mcu.data.datasets import load_dataset
+from bep_mcu.training import Plan, encoded, run_epochs
+from bep_mcu.twin.cffi_twin import Twin, TwinTrainer
+from bep_mcu.twin.verify import build_twin, summary, verify
+
+from .conftest import fit, saved
 
 PROTO = "prototypes:classes=5,features=150,samples=1200"
 
 
 def train_model(tmp_path_factory, name, dataset, **kwargs):
-    path = tmp_path_factory.mktemp("models") / f"{name}.npz"
     data = load_dataset(dataset)
-    clf = BEPClassifier(epochs=2, **kwargs).fit(data.X_train, data.y_train)
-    clf.save(path)
-    return str(path), data
+    model = fit(data.X_train, data.y_train, epochs=2, **kwargs)
+    return str(saved(model, tmp_path_factory.mktemp("models") / f"{name}.npz")), data
 
 
-def verify_case(model_path, data, batch_size, epochs=5):
-    clf = BEPClassifier.load(model_path)
-    twin = build_twin(model_path, clf, "net", None)
-    X, y = clf.encode(data.X_train), clf.encode_labels(data.y_train)
-    return run_verify(clf, twin, X, y, epochs, batch_size, grow_every=2)
+def verify_case(model_path, data, batch_size, epochs=5, defines=None):
+    model = modelio.load(model_path)
+    report = verify(model, build_twin(model, defines=defines), encoded(model, data.X_train, data.y_train), epochs,
+                    batch_size, grow_every=2)
+    return summary(report, batch_size)
 
 
 @pytest.mark.parametrize("hidden,bits", [((64,), 8), ((48, 40), 8), ((40, 33, 20), 8), ((48, 40), 16), ((33,), 16)])
@@ -42,75 +44,58 @@ def verify_case(model_path, data, batch_size, epochs=5):
 def test_mlp_bit_exact(tmp_path_factory, hidden, bits, batch_size):
     model, data = train_model(tmp_path_factory, "mlp", PROTO, hidden=hidden, hidden_bits=bits, seed=3)
     result = verify_case(model, data, batch_size)
-    assert result.bit_exact, result.first_divergence
-    assert result.epochs == 5 and result.batches == 5 * -(-len(data.y_train) // batch_size)
-    assert result.reinforced_epochs == 5
-    assert len({tuple(g) for g in result.gammas}) > 1, "γ never changed"
+    assert result["bit_exact"], result["first_divergence"]
+    assert result["epochs"] == 5 and result["batches"] == 5 * -(-len(data.y_train) // batch_size)
+    assert result["reinforced_epochs"] == 5
+    assert len({tuple(g) for g in result["gammas"]}) > 1, "γ never changed"
 
 
 def test_rnn_gunpoint_bit_exact(tmp_path_factory):
     model, data = train_model(tmp_path_factory, "rnn", "ucr:GunPoint", model="rnn", hidden=(64,), seed=1)
     result = verify_case(model, data, batch_size=5, epochs=6)
-    assert result.bit_exact, result.first_divergence
-    assert len({tuple(g) for g in result.gammas}) > 1
+    assert result["bit_exact"], result["first_divergence"]
+    assert len({tuple(g) for g in result["gammas"]}) > 1
 
 
 def test_rnn_int16_batch1_bit_exact(tmp_path_factory):
     model, data = train_model(tmp_path_factory, "rnn16", "ucr:ItalyPowerDemand", model="rnn", hidden=(40,),
                               hidden_bits=16, window=5)
     result = verify_case(model, data, batch_size=1)
-    assert result.bit_exact, result.first_divergence
+    assert result["bit_exact"], result["first_divergence"]
 
 
-def _planted(model_path, tmp_path, old: str, new: str):
-    gen_dir = tmp_path / "gen"
-    generate(model_path, str(gen_dir), "net")
-    runtime = gen_dir / "bep_runtime.c"
+def _planted(model, tmp_path, old: str, new: str):
+    gen = generate(model, tmp_path / "gen", "net")
+    runtime = gen.directory / "bep_runtime.c"
     text = runtime.read_text()
     assert text.count(old) == 1
     runtime.write_text(text.replace(old, new))
-    return gen_dir
+    return gen.directory
 
 
 def test_planted_one_bit_change_is_reported(tmp_path_factory, tmp_path):
-    model, data = train_model(tmp_path_factory, "plant", PROTO, hidden=(48, 40), seed=5)
+    path, data = train_model(tmp_path_factory, "plant", PROTO, hidden=(48, 40), seed=5)
+    model = modelio.load(path)
     # One bit of one constant: the mask of the reinforcement draw count (0xFFFF → 0x7FFF).
     gen_dir = _planted(model, tmp_path, "(bep_mix32(key) & 0xFFFFu)", "(bep_mix32(key) & 0x7FFFu)")
-    out = subprocess.run(["bep-mcu", "verify", model, "--dataset", PROTO, "--epochs", "2", "--c-dir", str(gen_dir),
+    out = subprocess.run(["bep-mcu", "verify", path, "--dataset", PROTO, "--epochs", "2", "--c-dir", str(gen_dir),
                           "--json"], capture_output=True, text=True)
     assert out.returncode == 1, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["bit_exact"] is False
     div = result["first_divergence"]
-    # Reproduce independently: the numpy state after `batch` batches vs the planted C.
-    clf = BEPClassifier.load(model)
-    twin = build_twin(model, clf, "net", str(gen_dir))
-    honest = build_twin(model, clf, "net", None)
-    X, y = clf.encode(data.X_train), clf.encode_labels(data.y_train)
-    from bep_mcu.estimator import epoch_order
-    from bep_mcu.twin.cffi_twin import pack_inputs
-
-    Xp = pack_inputs(X, clf.spec_)
-    twin.init(clf.network.seed, clf.network.batch_counter)
-    honest.init(clf.network.seed, clf.network.batch_counter)
-    from bep_mcu.engine.schedule import EpochSchedule
-
-    sched = EpochSchedule(clf.spec_, list(clf.gamma_), clf.hp.p_r, 1)
-    twin.set_epoch(sched.gamma, sched.q())
-    honest.set_epoch(sched.gamma, sched.q())
-    order = epoch_order(clf.network.seed, 0, len(y))
-    bs = clf.batch_size_
-    for k in range(div["batch"] + 1):
-        b = order[k * bs:(k + 1) * bs]
-        twin.train_batch(Xp[b], y[b])
-        honest.train_batch(Xp[b], y[b])
-        same = all((a == c).all() for a, c in zip(twin.hidden_weights(), honest.hidden_weights()))
-        assert same == (k < div["batch"]), f"batch {k}"
-    layer, row, col = div["layer"], div["row"], div["column"]
-    assert twin.hidden_weights()[layer][row, col] == div["c"]
-    assert honest.hidden_weights()[layer][row, col] == div["numpy"]
-    earlier = np.argwhere(twin.hidden_weights()[layer] != honest.hidden_weights()[layer])[0]
-    assert tuple(earlier) == (row, col)
+    assert div["trainer"] == "c-twin"
+    # Reproduce independently: the honest C against the planted C, through the same driver.
+    t = model.training
+    honest = TwinTrainer(build_twin(model), t.seed, t.batch_counter)
+    honest.name = "honest"
+    planted = TwinTrainer(build_twin(model, c_dir=str(gen_dir)), t.seed, t.batch_counter)
+    plan = Plan.continuing(model, 2, patience=1, stall_signal="training")
+    report = run_epochs([honest, planted], encoded(model, data.X_train, data.y_train), plan, spec=model.spec)
+    again = report.divergence.as_dict()
+    assert (again["batch"], again["layer"], again["row"], again["column"]) == \
+        (div["batch"], div["layer"], div["row"], div["column"])
+    assert (again["reference"], again["other"]) == (div["reference"], div["other"])
 
 
 def test_generate_is_reproducible_and_self_contained(tmp_path_factory, tmp_path):
@@ -133,27 +118,28 @@ def test_generate_is_reproducible_and_self_contained(tmp_path_factory, tmp_path)
 
 
 def test_runtime_abi_and_status_list_are_one_source_of_truth(tmp_path_factory, tmp_path):
-    model, _ = train_model(tmp_path_factory, "abi", PROTO, hidden=(40,))
-    gen = generate(model, str(tmp_path / "g"), "net")
+    path, _ = train_model(tmp_path_factory, "abi", PROTO, hidden=(40,))
+    model = modelio.load(path)
+    gen = generate(model, tmp_path / "g", "net")
     runtime_h = (gen.directory / "bep_runtime.h").read_text()
-    assert f"#define BEP_RUNTIME_ABI {RUNTIME_ABI}\n" in runtime_h
+    assert f"#define BEP_RUNTIME_ABI {abi.RUNTIME_ABI}\n" in runtime_h
+    assert f"#if BEP_RUNTIME_ABI != {abi.RUNTIME_ABI}" in (gen.directory / "bep_net.h").read_text()
     status_h = (gen.directory / "bep_status.h").read_text()
     status_c = (gen.directory / "bep_status.c").read_text()
     for name, value, meaning in STATUS:
         assert f"BEP_{name} = {value}," in status_h
         assert f'"BEP_{name}: {meaning}"' in status_c
-    clf = BEPClassifier.load(model)
-    twin = Twin(gen, clf.spec_)
-    assert twin.state_size() == plan_state(clf.spec_, clf.params_.gate).state_bytes
+    twin = Twin(gen, model.spec)
+    assert twin.state_size() == plan_state(model.spec, model.params.gate).state_bytes
     for value in (v for _, v, _ in STATUS):
         assert twin.ffi.string(twin.lib.bep_status_str(value)).decode().startswith("BEP_")
 
 
 def test_init_refuses_short_buffer_and_foreign_state(tmp_path_factory, tmp_path):
-    model, _ = train_model(tmp_path_factory, "short", PROTO, hidden=(40,))
-    gen = generate(model, str(tmp_path / "g"), "net")
-    clf = BEPClassifier.load(model)
-    twin = Twin(gen, clf.spec_)
+    path, _ = train_model(tmp_path_factory, "short", PROTO, hidden=(40,))
+    model = modelio.load(path)
+    twin = Twin(generate(model, tmp_path / "g", "net"), model.spec)
+    gen = twin.gen
     lib, ffi = twin.lib, twin.ffi
     codes = {name: value for name, value, _ in STATUS}
     buf = np.zeros(twin.state.size, dtype=np.uint32)
@@ -216,15 +202,14 @@ def test_generate_missing_and_corrupted_model(tmp_path):
     assert not (tmp_path / "g").exists()
 
 
-@pytest.mark.parametrize("flags", [["-DBEP_POPCOUNT_TABLE=1", "-DBEP_MULHI_PORTABLE", "-DBEP_NO_SWAR64"],
-                                   ["-UBEP_POPCOUNT_BUILTIN"]])
-def test_alternative_kernels_are_bit_exact(tmp_path_factory, tmp_path, flags):
+@pytest.mark.parametrize("defines", [{"BEP_POPCOUNT_TABLE": "1", "BEP_MULHI_PORTABLE": "1", "BEP_NO_SWAR64": "1"},
+                                     {"BEP_POPCOUNT_BUILTIN": "0"}])
+def test_alternative_kernels_are_bit_exact(tmp_path_factory, tmp_path, defines):
     """The table popcount, the SWAR popcount, the 16-bit multiply-high and the table-driven
     row update (the paths of 32-bit cores without DSP)
     compiled on the host give the same training as numpy."""
-    model, data = train_model(tmp_path_factory, "alt", PROTO, hidden=(48, 40), seed=2)
-    clf = BEPClassifier.load(model)
-    gen = generate(model, str(tmp_path / "g"), "net")
-    twin = Twin(gen, clf.spec_, extra_cflags=flags)
-    result = run_verify(clf, twin, clf.encode(data.X_train), clf.encode_labels(data.y_train), 2, 10, grow_every=1)
-    assert result.bit_exact, result.first_divergence
+    path, data = train_model(tmp_path_factory, "alt", PROTO, hidden=(48, 40), seed=2)
+    model = modelio.load(path)
+    report = verify(model, build_twin(model, defines=defines), encoded(model, data.X_train, data.y_train), 2, 10,
+                    grow_every=1)
+    assert report.bit_exact, report.divergence
