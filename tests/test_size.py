@@ -17,49 +17,26 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
-
+from bep_mcu import modelio
 from bep_mcu.cgen import toolchain
-from bep_mcu.cli.main import cli, main
 from bep_mcu.cgen.codegen import generate
-from bep_mcu.estimator import BEPClassifier
 from bep_mcu.cgen.layout import plan_state
+from bep_mcu.cli.main import main
+
+from .conftest import assert_ok, assert_one_error_line, invoke, last_json, needs_arm
 
 MLP_TRAIN = ["--dataset", "prototypes:classes=4,features=100,samples=1200", "--hidden", "64,32", "--epochs", "1"]
 LEVEL_KEYS = {"text", "rodata", "data", "bss", "flash", "ram"}
-HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("arm-none-eabi-size") is not None
-needs_arm = pytest.mark.skipif(not HAVE_ARM,
-                               reason="arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
 TARGETS = [pytest.param("cortex-m4", marks=needs_arm), "host"]
 
 
-def invoke(*args) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def assert_ok(result: Result) -> None:
-    assert result.exit_code == 0, f"exit {result.exit_code}\nstderr: {result.stderr}\nexception: {result.exception!r}"
-
-
 def one_error_line(exit_code: int, stderr: str, *words: str) -> str:
-    assert exit_code != 0, "expected a failure"
-    assert "Traceback" not in stderr, stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one line on stderr, got {lines}"
-    assert lines[0].startswith("error: "), lines[0]
-    for word in words:
-        assert word.lower() in lines[0].lower(), f"{word!r} not in {lines[0]!r}"
-    return lines[0]
+    return assert_one_error_line(exit_code, stderr, words)
 
 
-def user_error(result: Result, *words: str) -> str:
+def user_error(result, *words: str) -> str:
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.exit_code == 2
-    return one_error_line(result.exit_code, result.stderr, *words)
-
-
-def last_json(stdout: str) -> dict:
-    return json.loads(stdout.strip().splitlines()[-1])
+    return assert_one_error_line(result.exit_code, result.stderr, words, status=2)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +95,7 @@ def _binutils_sizes(size_tool: str, objects: list[Path]) -> tuple[int, int, int,
 @pytest.mark.parametrize("target", TARGETS)
 def test_numbers_equal_binutils_size_on_the_same_objects(reports, model, tmp_path, target):
     d = reports(target)
-    gen = generate(str(model), str(tmp_path / "c"), "net")
+    gen = generate(modelio.load(model), tmp_path / "c", "net")
     if target == "host":
         cc, size_tool = toolchain.toolchain("host").cc, "size"
     else:
@@ -144,11 +121,11 @@ def test_numbers_equal_binutils_size_on_the_same_objects(reports, model, tmp_pat
 @pytest.mark.parametrize("target", TARGETS)
 def test_state_bytes_equal_plan_and_header(reports, model, tmp_path, target):
     d = reports(target)
-    gen = generate(str(model), str(tmp_path / "c"), "net")
+    gen = generate(modelio.load(model), tmp_path / "c", "net")
     header = (gen.directory / "bep_net.h").read_text()
     in_header = int(re.search(r"#define BEP_NET_STATE_BYTES (\d+)u", header).group(1))
-    clf = BEPClassifier.load(str(model))
-    planned = plan_state(clf.spec_, clf.params_.gate)
+    loaded = modelio.load(model)
+    planned = plan_state(loaded.spec, loaded.params.gate)
     assert d["state_bytes"] == in_header == planned.state_bytes == gen.plan.state_bytes
     assert sum(planned.bytes_by_kind().values()) == d["state_bytes"]
 

@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from bep_mcu import modelio
 from bep_mcu.cgen import toolchain
 from bep_mcu.cli.main import cli
 from bep_mcu.cgen.codegen import generate
-from bep_mcu.twin.cffi_twin import STRICT_FLAGS
 
 MODELS = {
     "mlp": ["--dataset", "prototypes:classes=4,features=100,samples=1200", "--hidden", "64,32", "--epochs", "1"],
@@ -71,14 +71,14 @@ def generated(tmp_path_factory) -> dict:
         model = root / f"{kind}.npz"
         result = CliRunner().invoke(cli, ["train", *args, "--out", str(model)])
         assert result.exit_code == 0, result.stderr
-        out[kind] = generate(str(model), str(root / kind), kind)
+        out[kind] = generate(modelio.load(model), root / kind, kind)
     return out
 
 
 def strict_build(tools: toolchain.Toolchain, gen, out_dir: Path, level: str,
                  defines: dict[str, str] | None = None) -> list[Path]:
     try:
-        return toolchain.compile_objects(tools, toolchain.generated_sources(gen), gen.directory, out_dir, level,
+        return toolchain.compile_objects(tools, gen.sources(), gen.directory, out_dir, level,
                                         strict=True, defines=defines)
     except toolchain.BuildError as e:
         pytest.fail(f"{tools.cc} {tools.target} -{level} {defines or ''}: {e}")
@@ -98,7 +98,7 @@ def assert_only_integer_helpers(tools: toolchain.Toolchain, objects: list[Path],
 
 
 def test_strict_flags_are_the_documented_set():
-    assert set(REQUIRED_WARNINGS) <= set(STRICT_FLAGS)
+    assert set(REQUIRED_WARNINGS) <= set(toolchain.STRICT_FLAGS)
     for target in toolchain.TARGETS:
         flags = toolchain.cflags(target, "Os", strict=True)
         assert set(REQUIRED_WARNINGS) <= set(flags) and "-ffreestanding" in flags
