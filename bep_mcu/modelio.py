@@ -180,7 +180,7 @@ def _hyper(f: _Fields) -> HyperParams:
     h = f.obj("hyperparams")
     return HyperParams(r=h.num("r", 0, 2), nu=h.num("nu", 0, 1), gamma=h.ints("gamma", 1, MAX_WIDTH, optional=True),
                        gamma_growth=h.int("gamma_growth", 1, 1024), patience=h.int("patience", 1, 1_000_000),
-                       p_r=h.num("p_r", 0, 16), sigma=h.num("sigma", 0, 32768), alpha=h.num("alpha", 0, 1e6))
+                       p_r=h.num("p_r", 0, 16), sigma=h.num("sigma", 0, 1e6), alpha=h.num("alpha", 0, 1e6))
 
 
 def _params(f: _Fields, spec: NetSpec) -> IntParams:

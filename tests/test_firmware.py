@@ -32,18 +32,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
-
 from bep_mcu.device import boards, protocol
 from bep_mcu.device.firmware import CONFIG_BYTES, fw_dir
-from bep_mcu.cli.main import cli
 from bep_mcu.data.datasets import load_dataset
 from bep_mcu.device.emulate import EmulatedBoard, elf_board, qemu_command
-from bep_mcu.estimator import BEPClassifier, epoch_order
+from bep_mcu import modelio
 from bep_mcu.device.link import Link
-from bep_mcu.engine.schedule import EpochSchedule
-from bep_mcu.twin.cffi_twin import pack_inputs
-from bep_mcu.twin.verify import first_difference
+from bep_mcu.device.stream import DeviceTrainer
+from bep_mcu.training import NumpyTrainer, Plan, encoded, run_epochs
+
+from .conftest import assert_ok, assert_one_error_line, invoke, last_json, needs_arm, needs_qemu
 
 DATASET = "prototypes:classes=4,features=64,samples=600"
 SMALL = ["--dataset", DATASET, "--hidden", "32", "--hidden-bits", "8", "--epochs", "1"]
@@ -56,35 +54,14 @@ ALL_BOARDS = list(boards.BOARDS)
 EMULATED = [b for b in ALL_BOARDS if boards.BOARDS[b].emulated]
 FAST_TRAIN = ["mps2-an386", "microbit"]
 
-HAVE_ARM = all(shutil.which(t) for t in ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm"))
-HAVE_QEMU = shutil.which("qemu-system-arm") is not None
-pytestmark = pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
-needs_qemu = pytest.mark.skipif(not HAVE_QEMU, reason="qemu-system-arm not installed (apt-get install qemu-system-arm)")
+pytestmark = needs_arm
 
 
 # ---------------------------------------------------------------------- helpers
 
 
-def invoke(*args) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def assert_ok(result: Result) -> None:
-    assert result.exit_code == 0, f"exit {result.exit_code}\nstderr: {result.stderr}\nexception: {result.exception!r}"
-
-
-def one_error_line(result: Result, *words: str) -> str:
-    assert result.exit_code == 2, f"exit {result.exit_code}, exception {result.exception!r}"
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    assert "Traceback" not in result.stderr
-    for word in words:
-        assert word.lower() in lines[0].lower(), f"{word!r} not in {lines[0]!r}"
-    return lines[0]
-
-
-def last_json(stdout: str) -> dict:
-    return json.loads(stdout.strip().splitlines()[-1])
+def one_error_line(result, *words: str) -> str:
+    return assert_one_error_line(result.exit_code, result.stderr, words, status=2)
 
 
 def berkeley(elf: Path) -> tuple[int, int, int]:
@@ -353,36 +330,19 @@ def test_hello(builds, board):
 
 def train_over_link(elf: str, board: str, model: Path, dataset: str = DATASET, epochs: int = 2, batch_size: int = 10,
                     n: int = 300) -> None:
-    """Train on the board and with numpy on the same batches; compare predictions after
-    every batch and all hidden weights and counters after every epoch."""
-    clf = BEPClassifier.load(model)
+    """Train on the board and with numpy on the same batches (the one driver); every
+    hidden weight, prediction and counter is compared after every batch."""
+    loaded = modelio.load(model)
     data = load_dataset(dataset)
-    X, y = clf.encode(data.X_train)[:n], clf.encode_labels(data.y_train)[:n]
-    Xp = pack_inputs(X, clf.spec_)
-    net = clf.network.copy()
-    schedule = EpochSchedule(clf.spec_, list(clf.gamma_), clf.hp.p_r, 1, clf.hp.gamma_growth)
-    shapes = clf.spec_.layer_shapes()
+    train = encoded(loaded, data.X_train[:n], data.y_train[:n])
+    plan = Plan.continuing(loaded, epochs, batch_size, patience=1, stall_signal="training", compare="batch")
     with EmulatedBoard(elf, board) as url, Link(url, timeout=10.0) as link:
         link.hello()
-        link.init(net.seed, net.batch_counter)
-        for epoch in range(epochs):
-            gamma, q = list(schedule.gamma), schedule.q()
-            net.set_epoch_params(gamma, q)
-            link.set_epoch(gamma, q)
-            errors_before = net.counters.errors
-            order = epoch_order(net.seed, epoch, len(y))
-            for i in range(0, len(order), batch_size):
-                b = order[i:i + batch_size]
-                expected = net.train_batch(X[b], y[b]).predictions
-                got = link.train(Xp[b], y[b])
-                assert np.array_equal(got, expected), f"{board}: predictions differ in epoch {epoch}, batch {i}"
-            device = [link.read_hidden(k, shape) for k, shape in enumerate(shapes)]
-            assert first_difference(net.hidden_weights(), device) is None, (
-                f"{board}, epoch {epoch}: {first_difference(net.hidden_weights(), device)}")
-            assert link.counters() == {**net.counters.as_dict(), "batches": net.batch_counter}
-            error_rate = (net.counters.errors - errors_before) / len(y)
-            schedule.end_epoch(error_rate, 1.0 - error_rate)
-        assert any(q) and link.counters()["updates"] > 0  # reinforcement and updates really ran
+        device = DeviceTrainer(link, loaded)
+        report = run_epochs([NumpyTrainer(loaded), device], train, plan, spec=loaded.spec)
+        assert report.bit_exact, f"{board}: {report.divergence}"
+        assert report.batches == epochs * -(-len(train) // batch_size)
+        assert any(any(rec["reinforce_q"]) for rec in report.history) and device.counters().updates > 0
 
 
 @needs_qemu
@@ -491,7 +451,7 @@ def test_a_fault_ends_qemu_with_status_3(small_model, tmp_path, monkeypatch, boa
     main_c.write_text(main_c.read_text().replace("    bep_port_init();\n",
                                                  '    bep_port_init();\n    __asm__ volatile("udf #0");\n'))
     monkeypatch.setattr(fw_cli, "fw_dir", lambda: src)
-    build = fw_cli.build(small_model, board, tmp_path / "out")
+    build = fw_cli.build(modelio.load(small_model), board, tmp_path / "out")
     emulated = EmulatedBoard(build.elf, board)
     with emulated as url:
         import serial

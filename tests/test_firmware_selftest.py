@@ -45,20 +45,16 @@ from bep_mcu.device.firmware import (
 from bep_mcu.cgen.codegen import generate as generate_c
 from bep_mcu.device.emulate import run_image, run_to_exit
 from bep_mcu.errors import BEPError
-from bep_mcu.estimator import BEPClassifier
-from tests.test_firmware import assert_ok, berkeley, invoke, one_error_line, our_qemus, symbol_sizes
+from bep_mcu import modelio
+from .conftest import assert_ok, invoke, needs_arm, needs_qemu
+from .test_firmware import berkeley, one_error_line, our_qemus, symbol_sizes
 
 DATASET = "prototypes:classes=4,features=100,samples=1200"
 TRAIN = ["--dataset", DATASET, "--hidden", "32", "--epochs", "1"]
 GOLDEN = ["--dataset", DATASET, "--batches", "4", "--batch-size", "10"]
 BOARDS = ["mps2-an386", "microbit"]
 
-HAVE_ARM = all(shutil.which(t) for t in ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm"))
-HAVE_QEMU = shutil.which("qemu-system-arm") is not None
-pytestmark = [
-    pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)"),
-    pytest.mark.skipif(not HAVE_QEMU, reason="qemu-system-arm not installed (apt-get install qemu-system-arm)"),
-]
+pytestmark = [needs_arm, needs_qemu]
 
 
 # ---------------------------------------------------------------------- helpers
@@ -166,7 +162,7 @@ def test_ram_plan_is_exact_and_the_golden_file_is_in_flash(passing, golden_file,
 def test_one_corrupted_weight_fails_with_exit_1(work, model, golden_file, board):
     bad = work / f"corrupt-{board}.bin"
     off, wrong, true = corrupt_weight(golden_file, bad, batch=2, layer=0, row=5, col=17)
-    st = build_selftest(str(model), board, str(bad), work / f"bad-{board}")
+    st = build_selftest(modelio.load(model), board, str(bad), work / f"bad-{board}")
     ran = run_image(st.firmware.elf, board, timeout=30)
     assert ran.status == 1, ran.output
     assert ran.output.strip() == (f"MISMATCH batch 2 layer 0 row 5 col 17: expected {wrong}, got {true} "
@@ -200,15 +196,15 @@ def test_board_refuses_a_foreign_golden_file_with_exit_2(work, model, other_conf
     """What the build-time check guards against: forced into an image through the API,
     a golden file of another configuration is refused by the board itself."""
     other = other_config_golden
-    clf = BEPClassifier.load(model)
-    gen = generate_c(str(model), str(work / "forced" / "net"), "net")
-    st = build_selftest_generated(gen, clf.spec_, "mps2-an386", other.read_bytes(), work / "forced")
+    loaded = modelio.load(model)
+    gen = generate_c(loaded, work / "forced" / "net", "net")
+    st = build_selftest_generated(gen, loaded.spec, "mps2-an386", other.read_bytes(), work / "forced")
     ran = run_image(st.firmware.elf, "mps2-an386", timeout=30)
     assert ran.status == 2
     assert ran.output.startswith("ERROR golden file for config 0x") and "this image was built for" in ran.output
     # a damaged file never gets that far: refused by the build, like bep_host_driver would
     with pytest.raises(BEPError, match="truncated|damaged"):
-        build_selftest_generated(gen, clf.spec_, "mps2-an386", other.read_bytes()[:-8], work / "forced2")
+        build_selftest_generated(gen, loaded.spec, "mps2-an386", other.read_bytes()[:-8], work / "forced2")
 
 
 def test_refusals(work, model, golden_file):
@@ -276,9 +272,9 @@ def test_rnn_and_16_bit_networks_are_bit_exact_on_the_board(work, board, variant
         data = ["--dataset", args[1]]
         assert_ok(invoke("golden", model, *data, "--batches", "6", "--batch-size", "5", "--out",
                          work / f"{variant}.bin"))
-    clf = BEPClassifier.load(model)
+    spec = modelio.load(model).spec
     if variant.startswith("rnn"):
-        assert clf.spec_.n_inputs % 4 != 0 and clf.spec_.steps > 1
+        assert spec.n_inputs % 4 != 0 and spec.steps > 1
     result = invoke("firmware", model, "--board", board, "--self-test", work / f"{variant}.bin", "--out",
                     work / f"{variant}-{board}", "--run", "--json")
     assert_ok(result)

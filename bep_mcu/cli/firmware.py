@@ -77,8 +77,8 @@ def firmware_cmd(model_path, board_name, out_dir, name, golden_path, run, timeou
         emit(result.to_dict(), as_json, _human)
         return
     validate.timeout(timeout)
-    st = build_selftest(load_model(model_path), board_name, golden_path, out_dir or SELFTEST_OUT.format(board=board_name), name,
-                        on_progress=progress)
+    st = build_selftest(load_model(model_path), board_name, golden_path, out_dir or SELFTEST_OUT.format(board=board_name),
+                        name, on_progress=progress, model_name=str(model_path))
     d = st.to_dict()
     if run:
         progress(f"running {st.firmware.elf} in QEMU ({board_name})")

@@ -372,7 +372,7 @@ def build_selftest_generated(gen: Generated, spec: NetSpec, board_name: str, gol
 
 
 def build_selftest(model: Model, board_name: str, golden_path: str, out_dir: str | Path, name: str = "net",
-                   on_progress: Callable[[str], None] | None = None) -> SelfTestBuild:
+                   on_progress: Callable[[str], None] | None = None, model_name: str = "the model") -> SelfTestBuild:
     """``bep-mcu firmware MODEL --self-test GOLDEN``: an image that replays GOLDEN on the
     board (bep_mcu/fw/selftest.c) instead of serving the link. Refuses, in one line and
     before anything is written, a golden file of another network configuration, a board
@@ -382,7 +382,7 @@ def build_selftest(model: Model, board_name: str, golden_path: str, out_dir: str
     out = output_dir(out_dir)
     data = files.read_regular(golden_path, "golden file", golden.MAX_GOLDEN_BYTES)
     g = golden.from_bytes(data, str(golden_path))
-    check_golden_for_model(g, model.spec, model.config_hash, str(golden_path), "the model")
+    check_golden_for_model(g, model.spec, model.config_hash, str(golden_path), model_name)
     state = plan_state(model.spec, model.params.gate)
     st = SelfTestPlan(len(data), len(g.batches), max((len(b.labels) for b in g.batches), default=1),
                       state.input_words)

@@ -102,7 +102,7 @@ class HyperParams:
     alpha: float = 1.0  # variance weight of the BEF objective
 
     def __post_init__(self) -> None:
-        for name, hi in (("r", 2.0), ("nu", 1.0), ("p_r", 16.0), ("sigma", 32768.0), ("alpha", 1e6)):
+        for name, hi in (("r", 2.0), ("nu", 1.0), ("p_r", 16.0), ("sigma", 1e6), ("alpha", 1e6)):
             validate.number(getattr(self, name), name, 0.0, hi)
         if self.gamma is not None:
             validate.integers(self.gamma, "gamma", 1, MAX_WIDTH, max_len=MAX_LAYERS)
