@@ -20,17 +20,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from bep_mcu.device import protocol as P
-from bep_mcu.cli.main import cli
+from bep_mcu import modelio
 from bep_mcu.cgen.codegen import generate
-from bep_mcu.errors import BEPError
-from bep_mcu.estimator import BEPClassifier, epoch_order
+from bep_mcu.device import protocol as P
 from bep_mcu.device.link import FaultyTransport, Link
-from bep_mcu.engine.schedule import EpochSchedule
-from bep_mcu.twin.cffi_twin import compile_strict, pack_inputs
-from bep_mcu.twin.verify import first_difference
+from bep_mcu.device.stream import DeviceTrainer
+from bep_mcu.engine.bits import pack_inputs
+from bep_mcu.errors import BEPError
+from bep_mcu.training import NumpyTrainer, Plan, encoded, first_difference, run_epochs
+from bep_mcu.twin.cffi_twin import build_extension
+
+from .conftest import assert_ok, invoke
 
 DATASET = "prototypes:classes=4,features=100,samples=1200"
 TRAIN_ARGS = ["--dataset", DATASET, "--hidden", "64,32", "--epochs", "1"]
@@ -81,26 +82,10 @@ int bep_{name}_read_hidden(const void *state, size_t state_len, uint32_t layer, 
 
 
 def build_device_module(gen, build_dir: Path, max_payload: int | None = None):
-    """Compile the generated directory (strict flags) plus a byte-sink shim into a cffi module."""
-    import importlib.util
-
-    import cffi
-
-    build_dir.mkdir(parents=True, exist_ok=True)
-    extra = [] if max_payload is None else [f"-DBEP_LINK_MAX_PAYLOAD={max_payload}"]
-    sources = [gen.directory / f for f in gen.files if f.endswith(".c")]
-    objects = compile_strict(sources, gen.directory, build_dir, extra)
-    module_name = f"_bep_link_dev_{gen.name}_{max_payload or 'default'}"
-    ffi = cffi.FFI()
-    ffi.cdef(CDEF.format(name=gen.name))
-    ffi.set_source(module_name, SHIM.format(name=gen.name), include_dirs=[str(gen.directory)],
-                   extra_objects=[str(o) for o in objects], extra_compile_args=extra)
-    ffi.compile(tmpdir=str(build_dir), verbose=False)
-    built = next(build_dir.glob(f"{module_name}*.so"))
-    spec = importlib.util.spec_from_file_location(module_name, built)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The generated directory (strict flags) plus a byte-sink shim as a cffi module."""
+    defines = {} if max_payload is None else {"BEP_LINK_MAX_PAYLOAD": str(max_payload)}
+    return build_extension(gen, "_bep_link_dev", CDEF.format(name=gen.name), SHIM.format(name=gen.name),
+                           defines=defines, build_root=build_dir)
 
 
 class InProcessDevice:
@@ -195,9 +180,8 @@ class SilentTransport:
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("link")
     model = root / "m.npz"
-    result = CliRunner().invoke(cli, ["train", *TRAIN_ARGS, "--out", str(model)])
-    assert result.exit_code == 0, result.output
-    gen = generate(str(model), str(root / "gen"), "net")
+    assert_ok(invoke("train", *TRAIN_ARGS, "--out", model))
+    gen = generate(modelio.load(model), root / "gen", "net")
     return model, gen, root
 
 
@@ -215,17 +199,17 @@ def small_module(trained):
 
 
 @pytest.fixture(scope="module")
-def clf(trained):
-    return BEPClassifier.load(str(trained[0]))
+def net_model(trained):
+    return modelio.load(trained[0])
 
 
 @pytest.fixture(scope="module")
-def data(clf):
+def data(net_model):
     from bep_mcu.data.datasets import load_dataset
 
     d = load_dataset(DATASET)
-    X = clf.encode(d.X_train)
-    return pack_inputs(X, clf.spec_), X, clf.encode_labels(d.y_train)
+    X = net_model.encode(d.X_train)
+    return pack_inputs(X), X, net_model.encode_labels(d.y_train)
 
 
 def make_device(module, trained) -> InProcessDevice:
@@ -332,12 +316,12 @@ def test_link_bytes_pinned_for_host_and_cortex_m(trained, device_module, small_m
 # ---------------------------------------------------------------------- every message
 
 
-def test_every_message_round_trips(trained, device_module, clf, data):
+def test_every_message_round_trips(trained, device_module, net_model, data):
     Xp, X, y = data
     dev = make_device(device_module, trained)
     with make_link(dev) as link:
         info = link.hello(0x12345678)
-        spec = clf.spec_
+        spec = net_model.spec
         assert info.session == 0x12345678 and info.board == "in-process" and info.fw_version == 7
         assert info.proto_version == P.PROTO_VERSION and info.max_payload == P.MAX_PAYLOAD
         assert info.config_hash == int(trained[1].config_hash[:8], 16)
@@ -347,7 +331,7 @@ def test_every_message_round_trips(trained, device_module, clf, data):
         assert info.input_words == Xp.shape[1]
         with pytest.raises(BEPError, match="in-process: READ_COUNTERS failed on the board: BEP_ERR_STATE"):
             link.counters()  # never initialised: the runtime refuses, the link reports it
-        net = clf.network.copy()
+        net = net_model.network()
         link.init(net.seed, net.batch_counter)
         shapes = spec.layer_shapes()
         assert_same_hidden(net.hidden_weights(), [link.read_hidden(i, s, np.int8) for i, s in enumerate(shapes)])
@@ -377,41 +361,33 @@ def test_every_message_round_trips(trained, device_module, clf, data):
     assert link.transport.closed
 
 
-def test_training_through_the_link_is_bit_exact(trained, device_module, clf, data):
-    """Two epochs, batches of 100 (two TRAIN frames each), γ and Q as the estimator sets them."""
+def test_training_through_the_link_is_bit_exact(trained, device_module, net_model, data):
+    """Two epochs, batches of 100 (two TRAIN frames each), γ and Q as training sets them;
+    the one driver compares every weight, prediction and counter after every batch."""
     Xp, X, y = data
-    dev = make_device(device_module, trained)
-    net = clf.network.copy()
-    link = make_link(dev)
+    link = make_link(make_device(device_module, trained))
     link.hello()
-    link.init(net.seed, net.batch_counter)
-    schedule = EpochSchedule(clf.spec_, list(clf.gamma_), clf.hp.p_r, 1)
-    shapes = clf.spec_.layer_shapes()
-    for epoch in range(2):
-        gamma, q = list(schedule.gamma), schedule.q()
-        assert any(q), "reinforcement on"
-        net.set_epoch_params(gamma, q)
-        link.set_epoch(gamma, q)
-        order = epoch_order(net.seed, epoch, len(y))
-        errors = net.counters.errors
-        for i in range(0, len(order), 100):
-            b = order[i:i + 100]
-            res = net.train_batch(X[b], y[b])
-            assert np.array_equal(link.train(Xp[b], y[b]), res.predictions), f"epoch {epoch} batch {i // 100}"
-        assert_same_hidden(net.hidden_weights(), [link.read_hidden(k, s) for k, s in enumerate(shapes)])
-        rate = (net.counters.errors - errors) / len(y)
-        schedule.end_epoch(rate, 1 - rate)
-    assert link.counters() == {**net.counters.as_dict(), "batches": net.batch_counter}
+    plan = Plan.continuing(net_model, 2, 100, patience=1, stall_signal="training", compare="batch")
+    numpy = NumpyTrainer(net_model)
+    report = run_epochs([numpy, DeviceTrainer(link, net_model)], encoded_data(X, y), plan, spec=net_model.spec)
+    assert report.bit_exact, report.divergence
+    assert all(any(rec["reinforce_q"]) for rec in report.history), "reinforcement on"
     correct, pred = link.evaluate(Xp, y)
-    assert np.array_equal(pred, net.predict(X))
+    assert np.array_equal(pred, numpy.evaluate(encoded_data(X, y)))
     assert link.frames_retried == 0 and link.frames_sent > 2 * 20
 
 
-def test_small_payload_splits_everything(trained, small_module, clf, data):
+def encoded_data(X, y):
+    from bep_mcu.training import EncodedData
+
+    return EncodedData(X, y)
+
+
+def test_small_payload_splits_everything(trained, small_module, net_model, data):
     """MAX_PAYLOAD 128: 6 samples a TRAIN frame, hidden weights in 122-byte pieces."""
     Xp, X, y = data
     dev = make_device(small_module, trained)
-    net = clf.network.copy()
+    net = net_model.network()
     link = make_link(dev, max_payload=P.MAX_PAYLOAD)
     assert link.hello().max_payload == 128 and link.max_payload == 128
     link.init(net.seed, net.batch_counter)
@@ -423,7 +399,7 @@ def test_small_payload_splits_everything(trained, small_module, clf, data):
         assert np.array_equal(link.train(Xp[i:i + 40], y[i:i + 40]), res.predictions)
     assert P.samples_per_frame(Xp.shape[1], 128) == 6
     assert link.frames_sent - sent == 5 * 7  # ceil(40 / 6) frames a batch
-    shapes = clf.spec_.layer_shapes()
+    shapes = net_model.spec.layer_shapes()
     assert_same_hidden(net.hidden_weights(), [link.read_hidden(k, s) for k, s in enumerate(shapes)])
     new = [np.full(s, -3, dtype=np.int8) for s in shapes]
     link.load_hidden(0, new[0])
@@ -440,22 +416,21 @@ def test_rnn_and_int16_networks_through_the_link(tmp_path, kind, dataset, args):
     from bep_mcu.data.datasets import load_dataset
 
     model = tmp_path / "m.npz"
-    result = CliRunner().invoke(cli, ["train", "--dataset", dataset, *args, "--epochs", "1", "--out", str(model)])
-    assert result.exit_code == 0, result.output
-    gen = generate(str(model), str(tmp_path / "gen"), kind)
-    clf = BEPClassifier.load(str(model))
-    bits = clf.spec_.hidden_bits
+    assert_ok(invoke("train", "--dataset", dataset, *args, "--epochs", "1", "--out", model))
+    net_model = modelio.load(model)
+    gen = generate(net_model, tmp_path / "gen", kind)
+    bits = net_model.spec.hidden_bits
     dev = InProcessDevice(build_device_module(gen, tmp_path / "build"), gen, hidden_bits=bits)
     d = load_dataset(dataset)
-    X, y = clf.encode(d.X_train), clf.encode_labels(d.y_train)
-    Xp = pack_inputs(X, clf.spec_)
-    net = clf.network.copy()
+    X, y = net_model.encode(d.X_train), net_model.encode_labels(d.y_train)
+    Xp = pack_inputs(X)
+    net = net_model.network()
     link = make_link(dev)
     info = link.hello()
-    assert (info.hidden_bits, info.steps, info.input_words) == (bits, clf.spec_.steps, Xp.shape[1])
+    assert (info.hidden_bits, info.steps, info.input_words) == (bits, net_model.spec.steps, Xp.shape[1])
     link.init(net.seed, net.batch_counter)
-    shapes = clf.spec_.layer_shapes()
-    lo, hi = clf.spec_.weight_limits
+    shapes = net_model.spec.layer_shapes()
+    lo, hi = net_model.spec.weight_limits
     new = [np.random.default_rng(3).integers(lo, hi + 1, size=s).astype(net.hidden_weights()[0].dtype)
            for s in shapes]
     for k, h in enumerate(new):
@@ -476,7 +451,7 @@ def test_rnn_and_int16_networks_through_the_link(tmp_path, kind, dataset, args):
         assert P.ERROR_REPLY.unpack(r.payload)["code"] == P.ErrorCode.BAD_PAYLOAD
 
 
-def test_host_caps_its_own_payload(trained, device_module, clf, data):
+def test_host_caps_its_own_payload(trained, device_module, net_model, data):
     Xp, X, y = data
     dev = make_device(device_module, trained)
     link = make_link(dev, max_payload=200)
@@ -494,12 +469,12 @@ def raw(dev: InProcessDevice, type_: int, seq: int, payload: bytes = b"") -> lis
     return dev.exchange(b"\0" + P.encode_frame(type_, seq, payload))
 
 
-def started(module, trained, clf) -> InProcessDevice:
+def started(module, trained, net_model) -> InProcessDevice:
     dev = make_device(module, trained)
-    net = clf.network.copy()
+    net = net_model.network()
     (r,) = raw(dev, P.Msg.HELLO, 1, P.HELLO_REQ.pack(session=99))
     assert r.type == P.Msg.HELLO | P.REPLY_BIT
-    (r,) = raw(dev, P.Msg.INIT, 2, P.INIT_REQ.pack(seed=net.seed, batches=0))
+    (r,) = raw(dev, P.Msg.INIT, 2, P.INIT_REQ.pack(seed=net.seed & 0xFFFFFFFF, batches=0))
     assert r.payload == P.STATUS_REPLY.pack(session=99, status=0)
     (r,) = raw(dev, P.Msg.SET_EPOCH, 3, P.set_epoch_payload([2, 2], [1 << 16, 1 << 16]))
     assert r.payload == P.STATUS_REPLY.pack(session=99, status=0)
@@ -513,9 +488,9 @@ def error_of(replies) -> tuple[int, int, int]:
     return r.seq, e["code"], e["request_type"]
 
 
-def test_broken_frames_get_error_replies_and_change_nothing(trained, device_module, clf, data):
+def test_broken_frames_get_error_replies_and_change_nothing(trained, device_module, net_model, data):
     Xp, X, y = data
-    dev = started(device_module, trained, clf)
+    dev = started(device_module, trained, net_model)
     before = dev.state.copy()
     E = P.ErrorCode
     good = P.samples_payload(Xp[:3], y[:3], True)
@@ -569,9 +544,9 @@ def test_broken_frames_get_error_replies_and_change_nothing(trained, device_modu
     assert not np.array_equal(dev.state, before)
 
 
-def test_repeated_request_is_applied_once(trained, device_module, clf, data):
+def test_repeated_request_is_applied_once(trained, device_module, net_model, data):
     Xp, X, y = data
-    dev = started(device_module, trained, clf)
+    dev = started(device_module, trained, net_model)
     wire = b"\0" + P.encode_frame(P.Msg.TRAIN, 20, P.samples_payload(Xp[:5], y[:5], True))
     first = dev.exchange(wire)
     state = dev.state.copy()
@@ -597,18 +572,18 @@ def test_repeated_request_is_applied_once(trained, device_module, clf, data):
     assert P.parse_hello(h3.payload).session == 2
 
 
-def test_any_split_of_the_stream_gives_the_same_replies(trained, device_module, clf, data):
+def test_any_split_of_the_stream_gives_the_same_replies(trained, device_module, net_model, data):
     Xp, X, y = data
     frames = [P.encode_frame(P.Msg.TRAIN, 30 + i, P.samples_payload(Xp[i * 4:i * 4 + 4], y[i * 4:i * 4 + 4], i % 2))
               for i in range(6)] + [P.encode_frame(P.Msg.READ_HIDDEN, 40, P.READ_HIDDEN_REQ.pack(
                   layer=0, offset=0, length=P.MAX_PAYLOAD - 5))]
     stream = b"\0junk\0" + b"\0".join(frames)
-    whole = started(device_module, trained, clf)
+    whole = started(device_module, trained, net_model)
     whole.feed(stream)
     expected = whole.take()
     rng = np.random.default_rng(5)
     for trial in range(3):
-        dev = started(device_module, trained, clf)
+        dev = started(device_module, trained, net_model)
         cuts = np.sort(rng.choice(len(stream), size=40, replace=False)) if trial else np.arange(len(stream))
         for a, b in zip([0, *cuts], [*cuts, len(stream)]):
             dev.feed(stream[a:b])
@@ -624,24 +599,17 @@ def test_any_split_of_the_stream_gives_the_same_replies(trained, device_module, 
 # ---------------------------------------------------------------------- a bad line
 
 
-def train_epoch_through(link: Link, net, clf, Xp, X, y, epochs: int = 2, batch: int = 100):
-    schedule = EpochSchedule(clf.spec_, list(clf.gamma_), clf.hp.p_r, 1)
-    for epoch in range(epochs):
-        gamma, q = list(schedule.gamma), schedule.q()
-        net.set_epoch_params(gamma, q)
-        link.set_epoch(gamma, q)
-        order = epoch_order(net.seed, epoch, len(y))
-        errors = net.counters.errors
-        for i in range(0, len(order), batch):
-            b = order[i:i + batch]
-            res = net.train_batch(X[b], y[b])
-            assert np.array_equal(link.train(Xp[b], y[b]), res.predictions)
-        rate = (net.counters.errors - errors) / len(y)
-        schedule.end_epoch(rate, 1 - rate)
+def train_through(link: Link, net_model, X, y, epochs: int = 2, batch: int = 100, compare: str = "end"):
+    """numpy and the board behind ``link`` through the one driver; returns numpy's trainer."""
+    numpy = NumpyTrainer(net_model)
+    plan = Plan.continuing(net_model, epochs, batch, patience=1, stall_signal="training", compare=compare)
+    report = run_epochs([numpy, DeviceTrainer(link, net_model)], encoded_data(X, y), plan, spec=net_model.spec)
+    assert report.bit_exact, report.divergence
+    return numpy
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_faulty_line_ends_in_the_identical_state(trained, small_module, clf, data, seed):
+def test_faulty_line_ends_in_the_identical_state(trained, small_module, net_model, data, seed):
     """5 % of frames each way dropped, 5 % corrupted, 5 % truncated, 5 % duplicated, 5 %
     delayed past the timeout: training still matches numpy bit for bit, every sample is
     counted exactly once, and the link had to retry."""
@@ -649,15 +617,10 @@ def test_faulty_line_ends_in_the_identical_state(trained, small_module, clf, dat
     dev = make_device(small_module, trained)
     line = FaultyTransport(DeviceTransport(dev), seed=seed, delay_seconds=0.06)
     link = Link(line, timeout=0.04, attempts=40)
-    net = clf.network.copy()
     link.hello()
-    link.init(net.seed, net.batch_counter)
-    train_epoch_through(link, net, clf, Xp, X, y, epochs=1, batch=50)
-    shapes = clf.spec_.layer_shapes()
-    assert_same_hidden(net.hidden_weights(), [link.read_hidden(k, s) for k, s in enumerate(shapes)])
-    assert link.counters() == {**net.counters.as_dict(), "batches": net.batch_counter}
+    numpy = train_through(link, net_model, X, y, epochs=1, batch=50)  # weights and counters compared at the end
     correct, pred = link.evaluate(Xp[:200], y[:200])
-    assert np.array_equal(pred, net.predict(X[:200]))
+    assert np.array_equal(pred, numpy.net.predict(X[:200]))
     assert link.frames_retried > 0
     for direction in ("to_device", "to_host"):
         for kind in FaultyTransport.KINDS:
@@ -666,22 +629,19 @@ def test_faulty_line_ends_in_the_identical_state(trained, small_module, clf, dat
     assert sum(line.faults["to_device"].values()) >= 0.15 * sent
 
 
-def test_duplicated_requests_are_applied_once(trained, device_module, clf, data):
+def test_duplicated_requests_are_applied_once(trained, device_module, net_model, data):
     Xp, X, y = data
     dev = make_device(device_module, trained)
     line = FaultyTransport(DeviceTransport(dev), seed=3, drop=0, corrupt=0, truncate=0, delay=0, duplicate=0.5)
     link = Link(line, timeout=0.2)
-    net = clf.network.copy()
     link.hello()
-    link.init(net.seed, net.batch_counter)
-    train_epoch_through(link, net, clf, Xp, X, y, epochs=1, batch=20)
+    train_through(link, net_model, X, y, epochs=1, batch=20)
     assert line.faults["to_device"]["duplicate"] > 10 and line.faults["to_host"]["duplicate"] > 10
-    assert link.counters() == {**net.counters.as_dict(), "batches": net.batch_counter}
     assert link.counters()["samples"] == len(y)
     assert link.replies_ignored > 0 and link.frames_retried == 0
 
 
-def test_device_reset_mid_epoch_is_a_clear_error(trained, device_module, clf, data):
+def test_device_reset_mid_epoch_is_a_clear_error(trained, device_module, net_model, data):
     Xp, X, y = data
     dev = make_device(device_module, trained)
     link = make_link(dev)
@@ -732,7 +692,7 @@ def test_unexpected_reply_is_a_clear_error(trained, device_module):
         link.hello()
 
 
-def test_over_a_tcp_socket(trained, device_module, clf, data):
+def test_over_a_tcp_socket(trained, device_module, net_model, data):
     """pyserial socket:// to a server that starts late (the host retries), TCP_NODELAY set."""
     Xp, X, y = data
     dev = make_device(device_module, trained)
@@ -768,7 +728,7 @@ def test_over_a_tcp_socket(trained, device_module, clf, data):
             sock = link.transport.port._socket
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
             assert link.hello().board == "in-process"
-            net = clf.network.copy()
+            net = net_model.network()
             link.init(net.seed, net.batch_counter)
             net.set_epoch_params([4, 2], [1 << 16, 1 << 16])
             link.set_epoch([4, 2], [1 << 16, 1 << 16])
@@ -777,7 +737,7 @@ def test_over_a_tcp_socket(trained, device_module, clf, data):
                 res = net.train_batch(X[i:i + 100], y[i:i + 100])
                 assert np.array_equal(link.train(Xp[i:i + 100], y[i:i + 100]), res.predictions)
             assert time.monotonic() - t0 < 2.0  # no 40 ms Nagle stall per frame
-            shapes = clf.spec_.layer_shapes()
+            shapes = net_model.spec.layer_shapes()
             assert_same_hidden(net.hidden_weights(), [link.read_hidden(k, s) for k, s in enumerate(shapes)])
     finally:
         stop.set()

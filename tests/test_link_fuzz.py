@@ -46,9 +46,9 @@ import numpy as np
 import pytest
 
 from bep_mcu.device import protocol as P
-from bep_mcu.twin.cffi_twin import STRICT_FLAGS
+from bep_mcu.cgen import toolchain
 
-from tests.test_link import clf, data, trained  # noqa: F401  (module fixtures)
+from .test_link import data, net_model, trained  # noqa: F401  (module fixtures)
 
 N_INPUTS = 100_000
 SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
@@ -217,13 +217,11 @@ def build_driver(gen, out: Path) -> Path:
     name = gen.name
     defines = [f'-DFUZZ_HEADER="bep_{name}.h"', f"-DBEP_FUZZ_CONFIG=bep_{name}_config",
                f"-DBEP_FUZZ_STATE_BYTES={gen.plan.state_bytes}u"]
-    sources = [str(gen.directory / f) for f in gen.files if f.endswith(".c")]
-    # the shipped sources with the strict set; the driver (host test code, uses libc) without -Wconversion
-    objects = []
-    for s in sources:
-        obj = out.parent / (Path(s).stem + ".asan.o")
-        subprocess.run([cc, *STRICT_FLAGS, *SANITIZE, "-I", str(gen.directory), "-c", s, "-o", str(obj)], check=True)
-        objects.append(str(obj))
+    # the shipped sources with the strict set (SANITIZE's -O1 after the level wins); the
+    # driver (host test code, uses libc) without -Wconversion
+    objects = [str(o) for o in toolchain.compile_objects(toolchain.toolchain("host", cc), gen.sources(), gen.directory,
+                                                         out.parent / "asan-objects", "O2", strict=True,
+                                                         extra=SANITIZE)]
     proc = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", *SANITIZE, *defines, "-I", str(gen.directory),
                            str(src), *objects, "-o", str(out)], capture_output=True, text=True)
     if proc.returncode != 0 and "asan" in proc.stderr.lower():
@@ -482,18 +480,18 @@ def check_results(inputs, parsed) -> tuple[Counter, Counter, int]:
     return codes, ok_types, changed_inputs
 
 
-def make_corpus(clf, data, gen, n: int,  # noqa: F811
+def make_corpus(net_model, data, gen, n: int,  # noqa: F811
                 seed: int) -> tuple[list[tuple[int, bytes]], np.random.Generator]:
     Xp, X, y = data
     rng = np.random.default_rng(seed)
-    corpus = Corpus(rng, Xp, y, gen, clf.spec_.n_classes)
+    corpus = Corpus(rng, Xp, y, gen, net_model.spec.n_classes)
     return [corpus.mutate() for _ in range(n)], rng
 
 
-def test_fuzz_bep_link_rx_under_asan_ubsan(trained, clf, data, tmp_path):  # noqa: F811
+def test_fuzz_bep_link_rx_under_asan_ubsan(trained, net_model, data, tmp_path):  # noqa: F811
     model, gen, root = trained
-    inputs, rng = make_corpus(clf, data, gen, N_INPUTS, 2024)
-    proc, parsed = run_fuzz(gen, tmp_path, inputs, int(clf.network.seed), rng)
+    inputs, rng = make_corpus(net_model, data, gen, N_INPUTS, 2024)
+    proc, parsed = run_fuzz(gen, tmp_path, inputs, int(net_model.training.seed), rng)
     assert proc.returncode == 0, f"driver failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
     assert "runtime error" not in proc.stderr and "Sanitizer" not in proc.stderr, proc.stderr[-4000:]
     codes, ok_types, changed_inputs = check_results(inputs, parsed)
@@ -518,7 +516,7 @@ PLANTED = {
 
 
 @pytest.mark.parametrize("bug", sorted(PLANTED))
-def test_fuzz_catches_planted_bugs(trained, clf, data, tmp_path, bug):  # noqa: F811
+def test_fuzz_catches_planted_bugs(trained, net_model, data, tmp_path, bug):  # noqa: F811
     """Negative controls: the same driver and checks, on a small corpus, catch a planted bug."""
     import dataclasses
 
@@ -530,11 +528,11 @@ def test_fuzz_catches_planted_bugs(trained, clf, data, tmp_path, bug):  # noqa: 
     assert source.count(old) == 1
     (planted / "bep_link.c").write_text(source.replace(old, new))
     bad_gen = dataclasses.replace(gen, directory=planted)
-    inputs, rng = make_corpus(clf, data, gen, 3000, 7)
+    inputs, rng = make_corpus(net_model, data, gen, 3000, 7)
     inputs += [(0, b"\xff" * 20000),
                (1, P.cobs_encode(P.frame_body(P.Msg.READ_HIDDEN, 9, P.READ_HIDDEN_REQ.pack(layer=0, offset=0,
                                                                                             length=2000))))]
-    proc, parsed = run_fuzz(bad_gen, tmp_path / "run", inputs, int(clf.network.seed), rng)
+    proc, parsed = run_fuzz(bad_gen, tmp_path / "run", inputs, int(net_model.training.seed), rng)
     if caught_by == "check":
         assert proc.returncode == 0, proc.stderr[-2000:]
         with pytest.raises(AssertionError, match="state changed without an OK reply"):

@@ -54,9 +54,9 @@ from pathlib import Path
 import pytest
 
 from bep_mcu.device import protocol as P
-from bep_mcu.twin.cffi_twin import compile_strict
+from bep_mcu.twin.cffi_twin import build_extension
 
-from tests.test_link import clf, data, trained  # noqa: F401  (module fixtures)
+from .test_link import data, net_model, trained  # noqa: F401  (module fixtures)
 from tests.test_link_fuzz import (N_INPUTS, PLANTED, SANITIZE, check_results, make_corpus, parse_output, prelude_frames,
                              write_corpus)
 
@@ -245,23 +245,11 @@ def sanitizer_runtimes() -> list[str]:
 
 def build_asan_module(gen, build_dir: Path, tag: str) -> tuple[Path, str]:
     """The generated directory (strict flags + sanitizers) + the sink shim as a cffi module: (.so, module name)."""
-    import cffi
-
     if "clang" in os.environ.get("CC", ""):
         pytest.skip("the sanitizer runtimes preloaded are gcc's")
-    build_dir.mkdir(parents=True, exist_ok=True)
-    sources = [gen.directory / f for f in gen.files if f.endswith(".c")]
-    # compile_strict: the strict set, -fPIC; SANITIZE comes after its -O3 (so -O1 wins)
-    objects = compile_strict(sources, gen.directory, build_dir, SANITIZE)
-    module_name = f"_bep_link_asan_{gen.name}_{tag}"
-    ffi = cffi.FFI()
-    ffi.cdef(CDEF.format(name=gen.name))
-    ffi.set_source(module_name, SHIM.format(name=gen.name), include_dirs=[str(gen.directory)],
-                   extra_objects=[str(o) for o in objects], extra_compile_args=SANITIZE,
-                   extra_link_args=LINK_SANITIZE)
-    ffi.compile(tmpdir=str(build_dir), verbose=False)
-    built = next(build_dir.glob(f"{module_name}*.so"))
-    return built, module_name
+    # SANITIZE comes after the strict set and -O3, so its -O1 wins
+    return build_extension(gen, f"_bep_link_asan_{tag}", CDEF.format(name=gen.name), SHIM.format(name=gen.name),
+                           extra_flags=SANITIZE, link_args=LINK_SANITIZE, build_root=build_dir, load=False)
 
 
 def run_child(gen, work: Path, inputs, net_seed: int, rng, tag: str) -> tuple[subprocess.CompletedProcess, object]:
@@ -288,11 +276,11 @@ def assert_clean(proc: subprocess.CompletedProcess) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_fuzz_bep_link_rx_through_cffi_under_asan_ubsan(trained, clf, data, tmp_path):  # noqa: F811
+def test_fuzz_bep_link_rx_through_cffi_under_asan_ubsan(trained, net_model, data, tmp_path):  # noqa: F811
     _, gen, _ = trained
     t0 = time.perf_counter()
-    inputs, rng = make_corpus(clf, data, gen, N_INPUTS, 2024)
-    proc, parsed = run_child(gen, tmp_path, inputs, int(clf.network.seed), rng, "main")
+    inputs, rng = make_corpus(net_model, data, gen, N_INPUTS, 2024)
+    proc, parsed = run_child(gen, tmp_path, inputs, int(net_model.training.seed), rng, "main")
     stats = assert_clean(proc)
     assert stats["inputs"] == len(inputs) >= 100_000
     assert stats["bytes"] > 2 * 20_000_000  # each input, then the whole corpus as one stream
@@ -323,7 +311,7 @@ CFFI_PLANTED = {
 
 
 @pytest.mark.parametrize("bug", sorted(CFFI_PLANTED))
-def test_sanitizers_active_through_cffi(trained, clf, data, tmp_path, bug):  # noqa: F811
+def test_sanitizers_active_through_cffi(trained, net_model, data, tmp_path, bug):  # noqa: F811
     """Negative controls: the same build and replay, with a planted bug, die with a sanitizer report."""
     _, gen, _ = trained
     planted = tmp_path / "gen"
@@ -333,11 +321,11 @@ def test_sanitizers_active_through_cffi(trained, clf, data, tmp_path, bug):  # n
     assert source.count(old) == 1, old
     (planted / "bep_link.c").write_text(source.replace(old, new))
     bad_gen = dataclasses.replace(gen, directory=planted)
-    inputs, rng = make_corpus(clf, data, gen, 300, 7)
+    inputs, rng = make_corpus(net_model, data, gen, 300, 7)
     inputs = [(0, b"\xff" * 20000),
               (1, P.cobs_encode(P.frame_body(P.Msg.READ_HIDDEN, 9, P.READ_HIDDEN_REQ.pack(layer=0, offset=0,
                                                                                            length=2000))))] + inputs
-    proc, _ = run_child(bad_gen, tmp_path / "run", inputs, int(clf.network.seed), rng, bug)
+    proc, _ = run_child(bad_gen, tmp_path / "run", inputs, int(net_model.training.seed), rng, bug)
     assert proc.returncode != 0, f"{bug}: not caught\n{proc.stderr[-2000:]}"
     assert expected in proc.stderr, proc.stderr[-3000:]
     assert "bep_link.c" in proc.stderr  # the report points into the parser

@@ -12,12 +12,16 @@ import threading
 import numpy as np
 import pytest
 
-from bep_mcu.device.firmware import build
+from bep_mcu import modelio
 from bep_mcu.data.datasets import load_dataset
 from bep_mcu.device.emulate import EmulatedBoard
-from bep_mcu.estimator import BEPClassifier
+from bep_mcu.device.firmware import build
 from bep_mcu.device.link import FaultyTransport, Link, SerialTransport
-from bep_mcu.device.stream import expected_hash, stream_train
+from bep_mcu.device.stream import stream_train
+from bep_mcu.engine.bits import pack_inputs
+from bep_mcu.training import encoded
+
+from .conftest import fit, saved
 
 DATA = "prototypes:classes=4,features=100,samples=1200"
 
@@ -35,17 +39,16 @@ def one_error_line(out):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("stream") / "m.npz"
     data = load_dataset(DATA)
-    BEPClassifier(hidden=(48, 32), epochs=2, seed=1).fit(data.X_train, data.y_train).save(path)
-    return str(path)
+    return str(saved(fit(data.X_train, data.y_train, hidden=(48, 32), epochs=2, seed=1),
+                     tmp_path_factory.mktemp("stream") / "m.npz"))
 
 
 @pytest.fixture(scope="module")
 def firmware(model, tmp_path_factory):
     out = {}
     for board in ("mps2-an386", "microbit"):
-        out[board] = str(build(model, board, tmp_path_factory.mktemp(board)).elf)
+        out[board] = str(build(modelio.load(model), board, tmp_path_factory.mktemp(board)).elf)
     return out
 
 
@@ -61,7 +64,10 @@ def test_stream_is_bit_exact_with_the_host_and_pull_round_trips(model, firmware,
         pulled = tmp_path / "pulled.npz"
         out = run("pull", model, "--port", url, "--out", str(pulled), "--json")
         assert out.returncode == 0, out.stderr
-    # the pulled model is a normal model: eval gives the device's accuracy
+    # the pulled model is a normal model that says where it came from: eval gives the device's accuracy
+    origin = modelio.load(pulled).training.origin
+    assert (origin.kind, origin.board, origin.port) == ("board", board, url)
+    assert origin.device_batches == 2 * -(-1000 // modelio.load(model).training.batch_size)
     out = run("eval", str(pulled), "--dataset", DATA, "--json")
     assert json.loads(out.stdout.strip().splitlines()[-1])["accuracy"] == result["device_test_accuracy"]
     out = run("train", "--dataset", DATA, "--init-from", str(pulled), "--epochs", "1", "--out", str(tmp_path / "c.npz"))
@@ -70,26 +76,26 @@ def test_stream_is_bit_exact_with_the_host_and_pull_round_trips(model, firmware,
 
 def test_faulty_line_still_ends_in_the_identical_state(model, firmware):
     """Drops, bit flips, truncation, duplicates and delays on ≥ 5 % of frames each way."""
-    clf = BEPClassifier.load(model)
+    loaded = modelio.load(model)
     data = load_dataset(DATA)
-    X, y = clf.encode(data.X_train[:300]), clf.encode_labels(data.y_train[:300])
+    train = encoded(loaded, data.X_train[:300], data.y_train[:300])
     with EmulatedBoard(firmware["mps2-an386"], "mps2-an386") as url:
         faulty = FaultyTransport(SerialTransport.open(url), seed=7, drop=0.05, corrupt=0.05, truncate=0.05,
                                  duplicate=0.05, delay=0.05, delay_seconds=0.05)
         with Link(faulty, timeout=0.3, attempts=20) as link:
             link.hello()
-            assert link.info.config_hash == expected_hash(clf)
-            result = stream_train(link, clf, X, y, 2, 20, mirror=True)
+            assert link.info.config_hash == loaded.config_hash32
+            result, trained = stream_train(link, loaded, train, 2, 20, check_host=True)
     assert result.bit_exact, result.first_divergence
+    assert trained.training.epochs == loaded.training.epochs + 2 and trained.training.origin.kind == "board"
     assert result.frames_retried > 0
     for direction in ("to_device", "to_host"):
         assert sum(faulty.faults[direction].values()) >= 0.05 * 5 * result.frames_sent / 2
 
 
 def test_board_with_another_network_is_refused(model, firmware, tmp_path):
-    other = tmp_path / "other.npz"
     data = load_dataset(DATA)
-    BEPClassifier(hidden=(40,), epochs=1).fit(data.X_train, data.y_train).save(other)
+    other = saved(fit(data.X_train, data.y_train, hidden=(40,), epochs=1), tmp_path / "other.npz")
     with EmulatedBoard(firmware["mps2-an386"], "mps2-an386") as url:
         line = one_error_line(run("stream", str(other), "--port", url, "--dataset", DATA))
     assert "runs network" in line and "build the firmware from this model" in line
@@ -123,18 +129,15 @@ def test_board_that_does_not_answer(model):
 
 
 def test_device_reset_mid_epoch_is_reported(model, firmware):
-    clf = BEPClassifier.load(model)
+    loaded = modelio.load(model)
     data = load_dataset(DATA)
-    X = clf.encode(data.X_train[:200])
-    from bep_mcu.twin.cffi_twin import pack_inputs
-
-    Xp, y = pack_inputs(X, clf.spec_), clf.encode_labels(data.y_train[:200])
+    Xp, y = pack_inputs(loaded.encode(data.X_train[:200])), loaded.encode_labels(data.y_train[:200])
     board = EmulatedBoard(firmware["mps2-an386"], "mps2-an386")
     url = board.start()
     try:
         with Link(url, timeout=0.5, attempts=3) as link:
             link.hello()
-            link.init(clf.network.seed, 0)
+            link.init(loaded.training.seed, 0)
             link.train(Xp[:20], y[:20])
             # Reset the board: QEMU's monitor is off, so restart the emulator on the same port.
             port = int(url.rsplit(":", 1)[1])

@@ -46,8 +46,11 @@ def generated_cdef(gen: Generated) -> str:
 
 def build_extension(gen: Generated, module_prefix: str, cdef: str, source: str = "", *,
                     defines: dict[str, str] | None = None, extra_flags: list[str] | None = None,
-                    level: str = "O3", link_args: list[str] | None = None, build_root: Path | None = None):
-    """Compile ``gen``'s sources (strict) plus ``source`` into a cffi module and import it.
+                    level: str = "O3", link_args: list[str] | None = None, build_root: Path | None = None,
+                    load: bool = True):
+    """Compile ``gen``'s sources (strict) plus ``source`` into a cffi module and import it
+    (``load=False``: return the path of the built module instead, e.g. for a sanitized
+    build that only a child process with the sanitizer runtime preloaded can import).
 
     Cached under ``build_root`` (default: the twin cache) by a digest of everything
     that goes into the build; parallel builders publish atomically and race harmlessly."""
@@ -69,7 +72,8 @@ def build_extension(gen: Generated, module_prefix: str, cdef: str, source: str =
         ffi = cffi.FFI()
         ffi.cdef(cdef)
         ffi.set_source(module_name, source or f'#include "bep_{gen.name}.h"', include_dirs=[str(gen.directory)],
-                       extra_objects=[str(o) for o in objects], extra_compile_args=flags,
+                       extra_objects=[str(o) for o in objects],
+                       extra_compile_args=flags + [f"-D{k}={v}" for k, v in defines.items()],
                        extra_link_args=link_args or [])
         ffi.compile(tmpdir=str(tmp), verbose=False)
         try:
@@ -77,6 +81,8 @@ def build_extension(gen: Generated, module_prefix: str, cdef: str, source: str =
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
         built = list(build_dir.glob(f"{module_name}*.so"))
+    if not load:
+        return built[0], module_name
     spec = importlib.util.spec_from_file_location(module_name, built[0])
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
