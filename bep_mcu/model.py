@@ -9,7 +9,7 @@ golden files, firmware builds, streaming to a board and evaluation all take a
 
 A ``Model`` checks itself when it is made, so one that exists is consistent: every
 integer in range for the C types, every array of the dtype and shape the spec implies.
-That is what makes it safe to render into C (BEP.md and docs/security.md).
+That is what makes it safe to render into C (docs/algorithm.md and docs/security.md).
 """
 
 from __future__ import annotations

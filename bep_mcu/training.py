@@ -54,7 +54,7 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 
 
 def initial_hidden(spec: NetSpec, sigma: float, seed: int) -> list[np.ndarray]:
-    """round(N(0, σ²)) clipped to the B-bit range (BEP.md §2.8)."""
+    """round(N(0, σ²)) clipped to the B-bit range (docs/algorithm.md §2.8)."""
     g = np.random.default_rng([seed & 0xFFFFFFFF, 0x1417])
     lo, hi = spec.weight_limits
     dtype = np.int8 if spec.hidden_bits == 8 else np.int16

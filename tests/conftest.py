@@ -101,6 +101,18 @@ def assert_one_error_line(exit_code: int, stderr: str, words=(), status: int | N
     return line
 
 
+def assert_error_after_progress(exit_code: int, stderr: str, words=()) -> str:
+    """Exit 2 after some progress: the last line of stderr is the one `error:` line."""
+    assert exit_code == 2, f"exit status {exit_code}: {stderr}"
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], lines
+    for word in words:
+        assert word.lower() in errors[0].lower(), f"{word!r} not in {errors[0]!r}"
+    return errors[0]
+
+
 def assert_user_error(result: Result, *words: str) -> str:
     """Exit 2, one `error:` line naming the problem, no traceback, nothing on stdout."""
     # Anything but SystemExit means an exception escaped: the real CLI prints a traceback.

@@ -1,12 +1,12 @@
-"""A deliberately literal, loop-based BEP reference trainer (BEP.md §2–3).
+"""A deliberately literal, loop-based BEP reference trainer (docs/algorithm.md §2–3).
 
-Written from BEP.md and the decisions in the docstrings of ``bep_mcu/engine/network.py`` and
+Written from docs/algorithm.md and the decisions in the docstrings of ``bep_mcu/engine/network.py`` and
 ``bep_mcu/engine/rng.py`` only, NOT from the vectorised engine. It is slow on purpose:
 one neuron, one sample, one update, one random draw at a time, with plain Python
 integers for every scalar. It exists to check ``bep_mcu.bep.Network`` bit for bit on
 tiny networks (see ``test_engine_reference.py``).
 
-Conventions (all from BEP.md / the docstrings):
+Conventions (all from docs/algorithm.md / the docstrings):
 - sign(0) = +1 for visible weights, activations and desired activations;
 - argmax ties go to the lowest class index;
 - trigger iff y_c - max_{c' != c} y_c' < R;
@@ -320,7 +320,7 @@ def _train_sample_rnn(state: RefState, x_seq, label: int, row_count: dict) -> tu
 
 
 def reference_train_batch(state: RefState, X, y) -> dict:
-    """One batch (BEP.md §2.6). Returns predictions (batch-start forward), the number
+    """One batch (docs/algorithm.md §2.6). Returns predictions (batch-start forward), the number
     of triggered samples and of row updates; mutates ``state``."""
     counter = state.counter
     state.counter += 1  # every batch counts, triggered or not

@@ -1,4 +1,4 @@
-"""Packed ±1 vectors (BEP.md §1): layout, round trips, popcount and dot products."""
+"""Packed ±1 vectors (docs/algorithm.md §1): layout, round trips, popcount and dot products."""
 
 import numpy as np
 from hypothesis import given, settings

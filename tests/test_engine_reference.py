@@ -421,7 +421,7 @@ def test_random_shapes_match_reference(cfg):
     run_side_by_side(net, ref, batches, probe)
 
 
-# ------------------------------------------------ host-side integers (BEP.md)
+# ------------------------------------------------ host-side integers (docs/algorithm.md)
 def test_int_params_follow_bep_md():
     """R = floor(r · K_L); G_{l+1} = floor(ν · K_l) (fan-in of the gated layer);
     RNN G = floor(ν · (K_x + K_h)); Q = floor(p · N · 2^16)."""

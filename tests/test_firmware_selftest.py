@@ -4,7 +4,7 @@
 an image whose ``main`` replays it with the host driver's checks (config hash, initial
 weights, per-batch predictions, counters, every hidden weight) and ends QEMU through
 semihosting: 0 match, 1 first mismatch, 2 foreign or damaged file. The same golden files
-as tests/test_host_driver.py's (STYLE.md item 11), from ``bep-mcu golden``.
+as tests/test_host_driver.py's, from ``bep-mcu golden``.
 
 Asserted here, on mps2-an386 (Cortex-M4) and microbit (Cortex-M0, 16 KB RAM):
 

@@ -742,3 +742,35 @@ def test_over_a_tcp_socket(trained, device_module, net_model, data):
     finally:
         stop.set()
         thread.join(5)
+
+
+def test_reserved_sequence_number_is_refused(trained, device_module, net_model, data):
+    """0xFFFF marks error replies to untrusted frames (docs/protocol.md): never a request's."""
+    Xp, X, y = data
+    dev = started(device_module, trained, net_model)
+    before = dev.state.copy()
+    good = P.samples_payload(Xp[:3], y[:3], True)
+    assert error_of(raw(dev, P.Msg.TRAIN, P.NO_SEQ, good)) == (P.NO_SEQ, P.ErrorCode.BAD_PAYLOAD, P.Msg.TRAIN)
+    assert np.array_equal(dev.state, before)
+    (r,) = raw(dev, P.Msg.TRAIN, 0xFFFE, good)  # the largest request seq is fine
+    assert r.type == P.Msg.TRAIN | P.REPLY_BIT
+
+
+def test_pull_after_an_interrupted_stream_records_the_board(trained, device_module, net_model, data):
+    """Weights pulled in the middle of on-device training say where they came from and
+    how many batches the board had run, not just the original model's record."""
+    from bep_mcu.device.stream import pull_model
+
+    Xp, X, y = data
+    dev = make_device(device_module, trained)
+    link = make_link(dev)
+    link.hello()
+    link.init(net_model.training.seed, net_model.training.batch_counter)
+    link.set_epoch(list(net_model.training.gamma), [1 << 16, 1 << 16])
+    for i in range(3):  # then the host stops (Ctrl-C, a lost laptop, ...)
+        link.train(Xp[i * 20:(i + 1) * 20], y[i * 20:(i + 1) * 20])
+    pulled = pull_model(link, net_model)
+    origin = pulled.training.origin
+    assert (origin.kind, origin.board, origin.device_batches) == ("board", "in-process", 3)
+    assert pulled.training.batch_counter == net_model.training.batch_counter + 3
+    assert_same_hidden([dev.read_hidden(k) for k in range(2)], list(pulled.hidden))

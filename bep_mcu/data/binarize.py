@@ -1,4 +1,4 @@
-"""Input binarisers (BEP.md §4): float features -> ±1 bits, fitted on training data only.
+"""Input binarisers (docs/algorithm.md §4): float features -> ±1 bits, fitted on training data only.
 
 A binariser works on 2-D float arrays (rows, features) and returns int8 arrays of
 -1/+1 of shape (rows, n_outputs(features)); callers reshape time series themselves.

@@ -53,7 +53,7 @@ NPZ_WHOLE_KEYS = ("X", "y")
 # Fixed so that every training seed sees the same digits split (results comparable).
 DIGITS_SPLIT_SEED = 0
 DEFAULT_TEST_FRACTION = 0.2
-# Predecessor paper setting (BEP.md §5): 12,000 samples, the last 2,000 are the test set.
+# Predecessor paper setting (docs/algorithm.md §5): 12,000 samples, the last 2,000 are the test set.
 PROTOTYPES_TEST_DIVISOR = 6
 MAX_DATA_FILE_BYTES = 16 << 30  # a CSV or NPZ data file may be at most 16 GiB
 
@@ -76,7 +76,7 @@ class Dataset:
 
 @dataclass(frozen=True)
 class PrototypesSpec:
-    """Parameters of the Random Prototypes generator (defaults: BEP.md §5)."""
+    """Parameters of the Random Prototypes generator (defaults: docs/algorithm.md §5)."""
 
     classes: int = 10
     features: int = 1000

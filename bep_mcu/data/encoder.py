@@ -27,7 +27,7 @@ from bep_mcu.engine.spec import MAX_FAN_IN, MAX_STEPS, NetSpec
 from bep_mcu.errors import BEPError
 
 DEFAULT_BINARIZE = {"mlp": "thermometer:4", "rnn": "thermometer:8"}
-RNN_TARGET_STEPS = 8  # BEP.md §3: about 8 steps per sequence trains; 60 stays at chance
+RNN_TARGET_STEPS = 8  # docs/algorithm.md §3: about 8 steps per sequence trains; 60 stays at chance
 MAX_FEATURES = 1 << 20
 MAX_LENGTH = 1 << 20
 

@@ -5,7 +5,7 @@ Everything else derives from it: the linker script's MEMORY block and stack size
 (:func:`c_defines`), the QEMU command line (bep_mcu/device/emulate.py) and the RAM/flash
 budgets of ``bep-mcu firmware``.
 
-Emulated boards (``qemu`` set) were measured in QEMU 7.2 (see EMBEDDED.md);
+Emulated boards (``qemu`` set) were measured in QEMU 7.2 (see docs/embedded.md);
 ``nucleo-f401re`` is a real board that builds with the same command but cannot run here.
 """
 

@@ -39,6 +39,7 @@ from typing import Protocol
 import numpy as np
 
 from bep_mcu.device import protocol as P
+from bep_mcu import validate
 from bep_mcu.errors import BEPError
 from bep_mcu.cgen.status import status_name
 
@@ -210,8 +211,8 @@ class Link:
 
     def __init__(self, transport: Transport | str, *, timeout: float = 2.0, attempts: int = 8,
                  baudrate: int = 115200, connect_timeout: float = 5.0, max_payload: int = P.MAX_PAYLOAD) -> None:
-        if attempts < 1:
-            raise ValueError("attempts must be at least 1")
+        validate.timeout(timeout, "timeout")
+        validate.integer(attempts, "attempts", 1, 1000)
         if isinstance(transport, str):
             transport = SerialTransport.open(transport, baudrate, connect_timeout)
         self.transport = transport

@@ -1,4 +1,4 @@
-"""Packed ±1 vectors (BEP.md §1).
+"""Packed ±1 vectors (docs/algorithm.md §1).
 
 Bit 1 means +1, bit 0 means -1. Feature ``i`` is bit ``i % 32`` of word ``i // 32``
 (little-endian bit order inside little-endian ``uint32`` words). Padding bits beyond
@@ -21,7 +21,7 @@ def n_words(n_bits: int) -> int:
 def to_bits(x: np.ndarray) -> np.ndarray:
     """±1 (or bool) array → bool array, True where the value is +1 (``x >= 0``).
 
-    sign(0) = +1 (BEP.md §1 decision), so a zero maps to True as well.
+    sign(0) = +1 (docs/algorithm.md §1 decision), so a zero maps to True as well.
     """
     x = np.asarray(x)
     if x.dtype == np.bool_:

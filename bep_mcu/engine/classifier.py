@@ -1,4 +1,4 @@
-"""The fixed output classifier P: a Binary Equiangular Frame (BEP.md §2.2).
+"""The fixed output classifier P: a Binary Equiangular Frame (docs/algorithm.md §2.2).
 
 Rows of P are ±1 class prototypes pushed as far apart as greedy single-bit flips can
 get them, by lowering J = Σ_{i<j} <ρ_i, ρ_j> + α · Var_{i<j}(<ρ_i, ρ_j>). Computed once

@@ -1,4 +1,4 @@
-"""The numpy BEP engine: binary MLPs and binary Elman RNNs (BEP.md §2–3).
+"""The numpy BEP engine: binary MLPs and binary Elman RNNs (docs/algorithm.md §2–3).
 
 Speed without losing exactness:
 - ±1 activations and visible weights are float32 matrices, so forward and backward
@@ -12,7 +12,7 @@ Speed without losing exactness:
   That is exact and needs as many numpy calls as the busiest row has updates, not as
   many as there are samples.
 
-Decisions beyond BEP.md (the C runtime follows them too):
+Decisions beyond docs/algorithm.md (the C runtime follows them too):
 - Within one RNN sample, updates are applied for t = T, T-1, …, 1 (the order of the
   backward sweep).
 - The batch counter that feeds the reinforcement generator counts every batch, with or

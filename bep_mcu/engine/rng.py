@@ -1,4 +1,4 @@
-"""The counter-based generator shared by numpy and C (BEP.md §2.7).
+"""The counter-based generator shared by numpy and C (docs/algorithm.md §2.7).
 
 Every random draw made during training is a pure function of
 ``(seed, batch counter, layer, draw index)``, so the numpy engine, the host C twin and

@@ -1,4 +1,4 @@
-"""The host-side schedule between epochs (BEP.md §2.5, §2.7).
+"""The host-side schedule between epochs (docs/algorithm.md §2.5, §2.7).
 
 Per epoch the host turns the previous epoch's training error into each layer's
 fixed-point reinforcement count Q, and grows γ (sparser updates) once validation
@@ -26,7 +26,7 @@ class EpochSchedule:
         self.spec = spec
         self.gamma = [int(g) for g in gamma]
         self.p_r, self.patience, self.growth = p_r, patience, growth
-        self.error_rate = error_rate  # 1.0 before the first epoch (BEP.md §2.7)
+        self.error_rate = error_rate  # 1.0 before the first epoch (docs/algorithm.md §2.7)
         self.best, self.stalled = -1.0, 0
 
     def q(self) -> list[int]:

@@ -90,7 +90,7 @@ class NetSpec:
 
 @dataclass(frozen=True)
 class HyperParams:
-    """BEP hyperparameters (BEP.md §2); defaults come from the sweep in the README."""
+    """BEP hyperparameters (docs/algorithm.md §2); defaults come from the sweep in the README."""
 
     r: float = 0.5  # trigger margin, relative to the last hidden width
     nu: float = 0.05  # gate half-width, relative to the fan-in of the gated layer

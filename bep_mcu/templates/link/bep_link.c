@@ -413,6 +413,10 @@ static void bep_link_frame(bep_link_t *link, uint32_t n)
         bep_link_error(link, seq, BEP_PROTO_ERR_BAD_LENGTH, type);
         return;
     }
+    if (seq == BEP_PROTO_NO_SEQ) { /* reserved for error replies: never a request's */
+        bep_link_error(link, seq, BEP_PROTO_ERR_BAD_PAYLOAD, type);
+        return;
+    }
     if (type != BEP_MSG_HELLO && link->tx_len != 0u && type == link->cached_type && seq == link->cached_seq &&
         crc == link->cached_crc) {
         bep_link_send(link, link->tx, link->tx_len); /* a repeat: answered, not processed again */

@@ -1,7 +1,7 @@
 /*
  * bep_runtime.c - the BEP learning rule in portable C99 (see bep_runtime.h).
  *
- * Everything here mirrors bep_mcu/engine/network.py; the comments name the BEP.md section each
+ * Everything here mirrors bep_mcu/engine/network.py; the comments name the docs/algorithm.md section each
  * step implements. Packed vectors: bit i of word i/32 is feature i, 1 = +1, padding 0.
  */
 #include "bep_runtime.h"
@@ -155,7 +155,7 @@ BEP_HOT uint32_t bep_agree(const uint32_t *w, const uint32_t *a, uint32_t n, uin
     return acc + bep_pop(~(w[n - 1u] ^ a[n - 1u]) & last);
 }
 
-/* <w, a> = 2 * agreements - K (BEP.md §1). */
+/* <w, a> = 2 * agreements - K (docs/algorithm.md §1). */
 BEP_HOT int32_t bep_dot(const uint32_t *w, const uint32_t *a, uint32_t bits)
 {
     return 2 * (int32_t)bep_agree(w, a, bep_words(bits), bep_last_mask(bits)) - (int32_t)bits;
@@ -435,7 +435,7 @@ static const uint32_t *bep_forward(const bep_config_t *cfg, void *state, const u
     }
 }
 
-/* Logits y_c = <P_c, a_L>; prediction and trigger margin (BEP.md §2.1, §2.3). */
+/* Logits y_c = <P_c, a_L>; prediction and trigger margin (docs/algorithm.md §2.1, §2.3). */
 static uint16_t bep_classify(const bep_config_t *cfg, const uint32_t *a_last, int32_t label, int32_t *margin)
 {
     uint32_t bits = cfg->layer[cfg->n_layers - 1u].rows, c;
