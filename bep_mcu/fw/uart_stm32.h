@@ -4,6 +4,13 @@
  * SR 0x00 (bit3 ORE, bit5 RXNE, bit7 TXE), DR 0x04, BRR 0x08 (oversampling by 16:
  * BRR = f_pclk / baud, rounded), CR1 0x0C (bit2 RE, bit3 TE, bit5 RXNEIE, bit13 UE).
  * Reading SR then DR clears RXNE and an overrun (ORE).
+ *
+ * QEMU's model (hw/char/stm32f2xx_usart.c, -M netduinoplus2) differs in two ways that
+ * matter here: it drops, rather than refuses, bytes that arrive while CR1.UE or CR1.RE
+ * is clear (so the port does nothing slow before enabling the USART; a request sent as
+ * QEMU starts can still be lost, and the host resends it), and it takes no new byte
+ * while RXNE is set, which is what makes the ring's flow control lossless there
+ * (bep_rx_ring.h). It never sets ORE; transmission is synchronous (TXE always set).
  */
 #ifndef BEP_UART_STM32_H
 #define BEP_UART_STM32_H
