@@ -21,6 +21,10 @@
 
 #include "bep_runtime.h"
 
+#ifdef __cplusplus
+extern "C" { /* C linkage for C++ callers */
+#endif
+
 #define GOLDEN_VERSION 1u
 #define GOLDEN_HEADER_BYTES 44u
 #define GOLDEN_LAYER_RECORD_BYTES 16u
@@ -165,5 +169,9 @@ static inline void golden_counters(const bep_counters_t *c, uint32_t out[GOLDEN_
     out[3] = c->updates;
     out[4] = c->batches;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* BEP_GOLDEN_H */

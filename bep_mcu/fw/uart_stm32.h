@@ -20,6 +20,10 @@
 #include "bep_cortexm.h"
 #include "bep_rx_ring.h"
 
+#ifdef __cplusplus
+extern "C" { /* C linkage for C++ callers */
+#endif
+
 #define BEP_STM32_SR(base) BEP_REG32((base) + 0x00u)
 #define BEP_STM32_DR(base) BEP_REG32((base) + 0x04u)
 #define BEP_STM32_BRR(base) BEP_REG32((base) + 0x08u)
@@ -66,5 +70,9 @@ static inline void bep_stm32_rx_irq(uint32_t base)
         if (sr & BEP_STM32_SR_RXNE) bep_rx_push(byte);
     }
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* BEP_UART_STM32_H */
