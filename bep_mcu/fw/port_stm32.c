@@ -72,22 +72,18 @@
 #endif
 #define BEP_STM32_FLASH_WS ((BEP_STM32_SYSCLK_HZ - 1u) / 30000000u)
 
-/* Smallest prescaler that keeps each APB bus within its limit, and its RCC_CFGR code. */
+/* The smallest APB prescaler that keeps each bus within its limit, as its RCC_CFGR code
+ * (0 = /1, 4 = /2, 5 = /4). bep_stm32_pclk_hz reads it back rather than trusting it. */
 #if BEP_STM32_SYSCLK_HZ <= 42000000u
-#define BEP_STM32_APB1_DIV 1u
 #define BEP_STM32_PPRE1 0u
 #elif BEP_STM32_SYSCLK_HZ <= 84000000u
-#define BEP_STM32_APB1_DIV 2u
 #define BEP_STM32_PPRE1 4u
 #else
-#define BEP_STM32_APB1_DIV 4u
 #define BEP_STM32_PPRE1 5u
 #endif
 #if BEP_STM32_SYSCLK_HZ <= 84000000u
-#define BEP_STM32_APB2_DIV 1u
 #define BEP_STM32_PPRE2 0u
 #else
-#define BEP_STM32_APB2_DIV 2u
 #define BEP_STM32_PPRE2 4u
 #endif
 
