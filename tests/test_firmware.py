@@ -17,8 +17,12 @@ A 1000-64-4 network (state ~74 KB) is refused for the micro:bit in one line.
 
 Emulated boards run in QEMU (skipped when qemu-system-arm is missing); every run is
 inside ``EmulatedBoard``, and a fixture checks that no QEMU process outlives the tests.
-The non-slow part builds six images, boots five boards and trains two (about a minute);
-``-m slow`` trains on all five.
+The non-slow part builds seven images, boots six boards and trains two (about a minute);
+``-m slow`` trains on all six.
+
+netduinoplus2 (an STM32F405 in QEMU) runs port_stm32.c, the port of the real
+NUCLEO-F401RE, so that code boots, receives by interrupt, stalls its flow control and
+faults here; its clock set-up is run with and without the emulator detection.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -191,7 +196,7 @@ def test_build_plan_equals_size(builds, board):
     assert elf_board(elf) == board
 
 
-@pytest.mark.parametrize("board", ["mps2-an505", "microbit", "nucleo-f401re"])
+@pytest.mark.parametrize("board", ["mps2-an505", "microbit", "nucleo-f401re", "netduinoplus2"])
 def test_image_layout_follows_the_board_table(builds, board):
     """Vector table at the flash origin, initial SP = top of the stack at the bottom of RAM,
     reset vector inside the image (Thumb bit set)."""
@@ -412,11 +417,13 @@ def _children(pid: int) -> list[tuple[int, str]]:
 
 
 @needs_qemu
-@pytest.mark.parametrize("board", ["mps2-an386", "microbit"])
+@pytest.mark.parametrize("board", ["mps2-an386", "microbit", "netduinoplus2"])
 def test_back_to_back_frames_are_not_lost(builds, board):
     """200 requests written at once, without waiting for replies: the receive ring fills
     while the board answers, the UART interrupt stalls (flow control) and every request
-    is still answered, in order."""
+    is still answered, in order. The board is up first (one HELLO answered over a first
+    connection): QEMU's STM32 USART drops bytes that arrive before the firmware enables
+    it, which the host's retries absorb but a raw burst would not."""
     import socket
     import struct
 
@@ -424,6 +431,8 @@ def test_back_to_back_frames_are_not_lost(builds, board):
     n = 200
     wire = b"".join(protocol.encode_frame(protocol.Msg.HELLO, seq, struct.pack("<I", seq + 1)) for seq in range(n))
     with EmulatedBoard(d["elf"], board) as url:
+        with Link(url, timeout=5.0) as link:
+            link.hello()
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -439,7 +448,7 @@ def test_back_to_back_frames_are_not_lost(builds, board):
 
 
 @needs_qemu
-@pytest.mark.parametrize("board", ["mps2-an505", "microbit"])
+@pytest.mark.parametrize("board", ["mps2-an505", "microbit", "netduinoplus2"])
 def test_a_fault_ends_qemu_with_status_3(small_model, tmp_path, monkeypatch, board):
     """A firmware that faults (here: an undefined instruction right after boot) stops QEMU
     through semihosting instead of hanging the host."""
@@ -461,3 +470,63 @@ def test_a_fault_ends_qemu_with_status_3(small_model, tmp_path, monkeypatch, boa
             assert emulated.wait(timeout=30) == 3
         finally:
             port.close()
+
+
+def unimplemented_accesses(elf: Path, log: Path, timeout: float = 20.0) -> list[str]:
+    """What netduinoplus2 firmware does to devices QEMU does not model (``-d unimp``: one
+    line per access to the RCC, the flash interface, the GPIOs), up to bep_port_init's
+    last RCC access (reading RCC_CFGR for the baud divisor)."""
+    last = "RCC: unimplemented device read  (size 4, offset 0x008)"
+    proc = subprocess.Popen(["qemu-system-arm", "-M", "netduinoplus2", "-display", "none", "-monitor", "none",
+                             "-kernel", str(elf), "-serial", "null", "-d", "unimp", "-D", str(log)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not (log.is_file() and last in log.read_text()):
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    lines = log.read_text().splitlines()
+    assert last in lines, f"bep_port_init did not get to the USART within {timeout:g} s: {lines[-3:]}"
+    return lines[:lines.index(last) + 1]
+
+
+@needs_qemu
+def test_stm32_port_detects_the_emulator_and_skips_the_clock_setup(builds, tmp_path):
+    """QEMU's RCC reads 0: no oscillator is ready, so port_stm32.c sets no clock and waits
+    for nothing; then the USART1 clock (APB2ENR bit 4) and PA9/PA10 as AF7."""
+    lines = unimplemented_accesses(Path(builds("netduinoplus2")["elf"]), tmp_path / "unimp.log")
+    assert lines[0] == "RCC: unimplemented device read  (size 4, offset 0x000)"  # RCC_CR, the detection
+    assert not [line for line in lines if line.startswith("Flash Int") or "offset 0x004" in line]  # ACR, PLLCFGR
+    assert "RCC: unimplemented device write (size 4, offset 0x044, value 0x00000010)" in lines
+    assert "GPIOA: unimplemented device write (size 4, offset 0x024, value 0x00000700)" in lines  # AFRH: PA10 AF7
+
+
+@needs_qemu
+def test_stm32_clock_setup_ends_without_an_rcc(small_model, tmp_path, monkeypatch):
+    """port_stm32.c with its emulator detection removed: no ready flag ever rises in QEMU,
+    so the bounded wait for the flash wait states must give up after exactly its 10000
+    polls, the port fall back to the reset clock without touching the PLL, and the board
+    answer (on silicon: a part whose clock never gets ready still boots, slower)."""
+    from bep_mcu import board_firmware as fw_cli
+
+    src = tmp_path / "fw"
+    shutil.copytree(fw_dir(), src)
+    port = src / "port_stm32.c"
+    detection = "if ((BEP_STM32_RCC_CR & (BEP_STM32_CR_HSIRDY | BEP_STM32_CR_HSERDY | BEP_STM32_CR_PLLRDY)) == 0u) {"
+    assert port.read_text().count(detection) == 1
+    port.write_text(port.read_text().replace(detection, "if (0) {"))
+    monkeypatch.setattr(fw_cli, "fw_dir", lambda: src)
+    build = fw_cli.build(small_model, "netduinoplus2", tmp_path / "out")
+    lines = unimplemented_accesses(build.elf, tmp_path / "unimp.log")
+    # 168 MHz: 5 wait states, prefetch and caches on; then 10000 reads of FLASH_ACR
+    assert lines[0] == "Flash Int: unimplemented device write (size 4, offset 0x000, value 0x00000705)"
+    assert lines.count("Flash Int: unimplemented device read  (size 4, offset 0x000)") == 10000
+    assert not [line for line in lines if "RCC" in line and "offset 0x004" in line]  # the PLL left alone
+    with EmulatedBoard(build.elf, "netduinoplus2") as url, Link(url, timeout=5.0) as link:
+        assert link.hello().board == "netduinoplus2"

@@ -7,6 +7,8 @@ budgets of ``bep-mcu firmware``.
 
 Emulated boards (``qemu`` set) were measured in QEMU 7.2 (see docs/embedded.md);
 ``nucleo-f401re`` is a real board that builds with the same command but cannot run here.
+Its port file (``port_stm32.c``) also serves ``netduinoplus2``, an STM32F405 in QEMU, so
+the code the NUCLEO runs is exercised by the emulated tests.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Board:
     port_file: str            # in bep_mcu/fw
     serial_index: int = 0     # which QEMU -serial (serial_hd(n)) is this UART
     description: str = ""
+    port_defines: tuple[tuple[str, str], ...] = ()  # macros only this board's port file reads
 
     @property
     def emulated(self) -> bool:
@@ -70,9 +73,23 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("microbit", "microbit", "cortex-m0", 0x00000000, 256 << 10, 0x20000000, 16 << 10,
           "nrf51", 0x40002000, 2, 256, 1024, "bep_cortexm.ld", "port_microbit.c",
           description="BBC micro:bit v1, nRF51822: Cortex-M0, 16 KB RAM (QEMU)"),
+    # The two STM32F4 boards share port_stm32.c; the BEP_STM32_* macros say where their
+    # USART, its clock enable and its pins are, and the core clock to run at.
     Board("nucleo-f401re", None, "cortex-m4", 0x08000000, 512 << 10, 0x20000000, 96 << 10,
-          "stm32", 0x40004400, 38, 1024, 4096, "bep_cortexm.ld", "port_nucleo_f401re.c",
-          description="ST NUCLEO-F401RE: STM32F401RE Cortex-M4F, USART2 = ST-LINK VCP (real board, untested)"),
+          "stm32", 0x40004400, 38, 1024, 4096, "bep_cortexm.ld", "port_stm32.c",
+          description="ST NUCLEO-F401RE: STM32F401RE Cortex-M4F, USART2 = ST-LINK VCP (real board, untested)",
+          port_defines=(("BEP_STM32_USART_APB", "1"), ("BEP_STM32_USART_RCC_BIT", "17u"),  # USART2 on APB1
+                        ("BEP_STM32_GPIO_PORT", "0u"), ("BEP_STM32_TX_PIN", "2u"), ("BEP_STM32_RX_PIN", "3u"),
+                        ("BEP_STM32_GPIO_AF", "7u"), ("BEP_STM32_SYSCLK_HZ", "84000000u"))),
+    # QEMU 7.2 maps 192 KB of RAM at 0x20000000 and no CCM; the STM32F405 has 128 KB
+    # there (SRAM1 + SRAM2) and 64 KB CCM at 0x10000000: the table keeps to the chip.
+    # QEMU's first -serial is USART1 (0x40011000, line 37).
+    Board("netduinoplus2", "netduinoplus2", "cortex-m4", 0x08000000, 1 << 20, 0x20000000, 128 << 10,
+          "stm32", 0x40011000, 37, 1024, 4096, "bep_cortexm.ld", "port_stm32.c",
+          description="Netduino Plus 2, STM32F405RG: Cortex-M4F, USART1 (QEMU)",
+          port_defines=(("BEP_STM32_USART_APB", "2"), ("BEP_STM32_USART_RCC_BIT", "4u"),  # USART1 on APB2
+                        ("BEP_STM32_GPIO_PORT", "0u"), ("BEP_STM32_TX_PIN", "9u"), ("BEP_STM32_RX_PIN", "10u"),
+                        ("BEP_STM32_GPIO_AF", "7u"), ("BEP_STM32_SYSCLK_HZ", "168000000u"))),
 )}
 
 
@@ -112,4 +129,5 @@ def c_defines(b: Board) -> dict[str, str]:
         "BEP_LINK_MAX_PAYLOAD": str(b.max_payload),
         # An 8-bit table popcount is cheaper on the M0 (no barrel shifter in Thumb-1).
         "BEP_POPCOUNT_TABLE": "1" if b.cpu in ("cortex-m0", "cortex-m0plus") else "0",
+        **dict(b.port_defines),
     }

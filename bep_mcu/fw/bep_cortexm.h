@@ -7,6 +7,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" { /* C linkage for C++ callers */
+#endif
+
 #define BEP_REG32(addr) (*(volatile uint32_t *)(uintptr_t)(addr))
 
 /* NVIC set-enable registers: one bit per external interrupt line. */
@@ -44,5 +48,9 @@ static inline void bep_qemu_io_kick(void)
     BEP_SYST_CSR = 0x5u; /* enable, processor clock, no interrupt */
     BEP_SYST_CSR = 0u;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* BEP_CORTEXM_H */

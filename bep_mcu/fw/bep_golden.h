@@ -21,6 +21,10 @@
 
 #include "bep_runtime.h"
 
+#ifdef __cplusplus
+extern "C" { /* C linkage for C++ callers */
+#endif
+
 /* The format's one home: bep_mcu/twin/golden.py reads these lines. */
 #define GOLDEN_VERSION 1u
 #define GOLDEN_HEADER_BYTES 44u
@@ -168,5 +172,9 @@ static inline void golden_counters(const bep_counters_t *c, uint32_t out[GOLDEN_
     out[3] = c->updates;
     out[4] = c->batches;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* BEP_GOLDEN_H */

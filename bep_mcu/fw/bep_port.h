@@ -12,6 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" { /* C linkage for C++ callers */
+#endif
+
 /** Clocks, pins and the UART: 8N1, receive interrupt enabled. Called once, interrupts on. */
 void bep_port_init(void);
 
@@ -23,5 +27,9 @@ size_t bep_port_read(uint8_t *dst, size_t max);
 
 /** The UART interrupt handler (the vector table entry 16 + BEP_BOARD_UART_IRQ). */
 void bep_port_uart_irq(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* BEP_PORT_H */

@@ -23,6 +23,10 @@
 
 #include "bep_cortexm.h"
 
+#ifdef __cplusplus
+extern "C" { /* C linkage for C++ callers */
+#endif
+
 #ifndef BEP_FW_RX_RING
 #error "BEP_FW_RX_RING is set by the build (bep_mcu/device/boards.py)"
 #endif
@@ -71,5 +75,9 @@ static inline size_t bep_rx_pop(uint8_t *dst, size_t max)
     bep_nvic_enable(BEP_BOARD_UART_IRQ); /* undo a bep_rx_stall: there is room now */
     return n;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* BEP_RX_RING_H */

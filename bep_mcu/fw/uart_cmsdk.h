@@ -14,6 +14,10 @@
 #include "bep_cortexm.h"
 #include "bep_rx_ring.h"
 
+#ifdef __cplusplus
+extern "C" { /* C linkage for C++ callers */
+#endif
+
 #define BEP_CMSDK_DATA(base) BEP_REG32((base) + 0x00u)
 #define BEP_CMSDK_STATE(base) BEP_REG32((base) + 0x04u)
 #define BEP_CMSDK_CTRL(base) BEP_REG32((base) + 0x08u)
@@ -59,5 +63,9 @@ static inline void bep_cmsdk_rx_irq(uint32_t base)
         if ((BEP_CMSDK_STATE(base) & BEP_CMSDK_STATE_RXFULL) == 0u) return;
     }
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* BEP_UART_CMSDK_H */

@@ -15,6 +15,10 @@
 #include "bep_cortexm.h"
 #include "bep_rx_ring.h"
 
+#ifdef __cplusplus
+extern "C" { /* C linkage for C++ callers */
+#endif
+
 #define BEP_NRF51_STARTRX(base) BEP_REG32((base) + 0x000u)
 #define BEP_NRF51_STARTTX(base) BEP_REG32((base) + 0x008u)
 #define BEP_NRF51_RXDRDY(base) BEP_REG32((base) + 0x108u)
@@ -65,5 +69,9 @@ static inline void bep_nrf51_rx_irq(uint32_t base)
         bep_rx_push((uint8_t)(BEP_NRF51_RXD(base) & 0xFFu));
     }
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* BEP_UART_NRF51_H */

@@ -4,6 +4,13 @@
  * SR 0x00 (bit3 ORE, bit5 RXNE, bit7 TXE), DR 0x04, BRR 0x08 (oversampling by 16:
  * BRR = f_pclk / baud, rounded), CR1 0x0C (bit2 RE, bit3 TE, bit5 RXNEIE, bit13 UE).
  * Reading SR then DR clears RXNE and an overrun (ORE).
+ *
+ * QEMU's model (hw/char/stm32f2xx_usart.c, -M netduinoplus2) differs in two ways that
+ * matter here: it drops, rather than refuses, bytes that arrive while CR1.UE or CR1.RE
+ * is clear (so the port does nothing slow before enabling the USART; a request sent as
+ * QEMU starts can still be lost, and the host resends it), and it takes no new byte
+ * while RXNE is set, which is what makes the ring's flow control lossless there
+ * (bep_rx_ring.h). It never sets ORE; transmission is synchronous (TXE always set).
  */
 #ifndef BEP_UART_STM32_H
 #define BEP_UART_STM32_H
@@ -12,6 +19,10 @@
 
 #include "bep_cortexm.h"
 #include "bep_rx_ring.h"
+
+#ifdef __cplusplus
+extern "C" { /* C linkage for C++ callers */
+#endif
 
 #define BEP_STM32_SR(base) BEP_REG32((base) + 0x00u)
 #define BEP_STM32_DR(base) BEP_REG32((base) + 0x04u)
@@ -59,5 +70,9 @@ static inline void bep_stm32_rx_irq(uint32_t base)
         if (sr & BEP_STM32_SR_RXNE) bep_rx_push(byte);
     }
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* BEP_UART_STM32_H */

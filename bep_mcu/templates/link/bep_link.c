@@ -367,26 +367,34 @@ static int32_t bep_link_reset_counters(bep_link_t *link, const uint8_t *p, uint3
 }
 
 /* Handlers by request type: a const table (flash) rather than a switch, which Thumb-1
- * compilers turn into calls to a libgcc jump-table helper. */
+ * compilers turn into calls to a libgcc jump-table helper. Positional rather than
+ * designated ([BEP_MSG_HELLO] = ...), which C++ lacks, so the file also compiles as C++;
+ * the typedef below pins every slot to its message type at compile time. */
 typedef int32_t (*bep_link_handler_t)(bep_link_t *link, const uint8_t *p, uint32_t len);
 static const bep_link_handler_t bep_link_handlers[BEP_PROTO_LAST_REQUEST + 1u] = {
-    [BEP_MSG_HELLO] = bep_link_hello,
-    [BEP_MSG_INIT] = bep_link_init_req,
-    [BEP_MSG_LOAD_HIDDEN] = bep_link_load_hidden,
-    [BEP_MSG_READ_HIDDEN] = bep_link_read_hidden,
-    [BEP_MSG_SET_EPOCH] = bep_link_set_epoch,
-    [BEP_MSG_TRAIN] = bep_link_train,
-    [BEP_MSG_EVAL] = bep_link_eval,
-    [BEP_MSG_READ_COUNTERS] = bep_link_counters,
-    [BEP_MSG_RESET_COUNTERS] = bep_link_reset_counters,
+    NULL,                    /* 0x00: no request */
+    bep_link_hello,          /* BEP_MSG_HELLO */
+    bep_link_init_req,       /* BEP_MSG_INIT */
+    bep_link_load_hidden,    /* BEP_MSG_LOAD_HIDDEN */
+    bep_link_read_hidden,    /* BEP_MSG_READ_HIDDEN */
+    bep_link_set_epoch,      /* BEP_MSG_SET_EPOCH */
+    bep_link_train,          /* BEP_MSG_TRAIN */
+    bep_link_eval,           /* BEP_MSG_EVAL */
+    bep_link_counters,       /* BEP_MSG_READ_COUNTERS */
+    bep_link_reset_counters, /* BEP_MSG_RESET_COUNTERS */
 };
+typedef char bep_link_handlers_in_type_order[(BEP_MSG_HELLO == 1 && BEP_MSG_INIT == 2 && BEP_MSG_LOAD_HIDDEN == 3 &&
+                                              BEP_MSG_READ_HIDDEN == 4 && BEP_MSG_SET_EPOCH == 5 &&
+                                              BEP_MSG_TRAIN == 6 && BEP_MSG_EVAL == 7 &&
+                                              BEP_MSG_READ_COUNTERS == 8 && BEP_MSG_RESET_COUNTERS == 9 &&
+                                              BEP_PROTO_LAST_REQUEST == 9u) ? 1 : -1];
 
 static int32_t bep_link_dispatch(bep_link_t *link, uint32_t type, const uint8_t *p, uint32_t len)
 {
     bep_link_handler_t handler;
     if (type >= sizeof bep_link_handlers / sizeof bep_link_handlers[0]) return BEP_PROTO_ERR_UNKNOWN_TYPE;
     handler = bep_link_handlers[type];
-    return handler != NULL ? handler(link, p, len) : BEP_PROTO_ERR_UNKNOWN_TYPE;
+    return handler != NULL ? handler(link, p, len) : (int32_t)BEP_PROTO_ERR_UNKNOWN_TYPE;
 }
 
 /* ------------------------------------------------------------------ frames */

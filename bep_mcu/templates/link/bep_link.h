@@ -46,6 +46,10 @@
 #include "bep_proto.h"
 #include "bep_runtime.h"
 
+#ifdef __cplusplus
+extern "C" { /* C linkage for C++ callers */
+#endif
+
 #ifndef BEP_LINK_MAX_PAYLOAD
 #define BEP_LINK_MAX_PAYLOAD BEP_PROTO_MAX_PAYLOAD_DEFAULT
 #endif
@@ -120,5 +124,9 @@ void bep_link_init(bep_link_t *link, const bep_config_t *cfg, void *state, size_
  * @param[in]     data  received bytes (may be NULL when n is 0)
  * @param[in]     n     number of bytes */
 void bep_link_rx(bep_link_t *link, const uint8_t *data, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* BEP_LINK_H */

@@ -21,6 +21,16 @@ typedef char bep_config_size_check[(sizeof(void *) != 4u || sizeof(bep_config_t)
 #define BEP_HOT static
 #endif
 
+/* C99's restrict is not a C++ keyword; GCC and Clang spell it __restrict__ there, so
+ * this file also compiles as C++ (e.g. added to a C++ firmware project as is). */
+#if !defined(__cplusplus)
+#define BEP_RESTRICT restrict
+#elif defined(__GNUC__)
+#define BEP_RESTRICT __restrict__
+#else
+#define BEP_RESTRICT
+#endif
+
 #if BEP_POPCOUNT_TABLE
 static const uint8_t bep_pop8[256] = {
 #define B2(n) n, n + 1, n + 1, n + 2
@@ -265,7 +275,7 @@ BEP_HOT uint64_t bep_add8x8(uint64_t h, uint32_t bits8)
     return ((r & ~(top | bottom)) | top) ^ highs;
 }
 
-static void bep_row_add8(int8_t *restrict h, const uint32_t *restrict v, uint32_t bits, uint32_t flip)
+static void bep_row_add8(int8_t *BEP_RESTRICT h, const uint32_t *BEP_RESTRICT v, uint32_t bits, uint32_t flip)
 {
     uint32_t i, b;
     for (i = 0; i + 8u <= bits; i += 8u) {
@@ -281,11 +291,11 @@ static void bep_row_add8(int8_t *restrict h, const uint32_t *restrict v, uint32_
     }
 }
 #else
-static void bep_row_add8(int8_t *restrict h, const uint32_t *restrict v, uint32_t bits, uint32_t flip)
+static void bep_row_add8(int8_t *BEP_RESTRICT h, const uint32_t *BEP_RESTRICT v, uint32_t bits, uint32_t flip)
 {
     uint32_t i, b;
     for (i = 0; i + 8u <= bits; i += 8u) {
-        const int8_t *restrict d = bep_delta8[((v[i >> 5] ^ flip) >> (i & 31u)) & 0xFFu];
+        const int8_t *BEP_RESTRICT d = bep_delta8[((v[i >> 5] ^ flip) >> (i & 31u)) & 0xFFu];
         for (b = 0; b < 8u; ++b) { /* independent lanes: vectorises on hosts */
             int32_t t = h[i + b] + d[b];
             t = t > 127 ? 127 : t;

@@ -35,6 +35,10 @@
 
 #include "bep_status.h"
 
+#ifdef __cplusplus
+extern "C" { /* C linkage for C++ callers */
+#endif
+
 /* Bumped whenever bep_config_t or the state layout changes; generated files check it. */
 #define BEP_RUNTIME_ABI 1
 #define BEP_MAX_LAYERS 4
@@ -183,5 +187,9 @@ uint32_t bep_draw(uint32_t seed, uint32_t counter, uint32_t layer, uint32_t inde
 
 /** Number of set bits of a 32-bit word (SWAR or table, see BEP_POPCOUNT_TABLE). */
 uint32_t bep_popcount32(uint32_t x);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* BEP_RUNTIME_H */
