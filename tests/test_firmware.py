@@ -513,7 +513,7 @@ def test_stm32_clock_setup_ends_without_an_rcc(small_model, tmp_path, monkeypatc
     so the bounded wait for the flash wait states must give up after exactly its 10000
     polls, the port fall back to the reset clock without touching the PLL, and the board
     answer (on silicon: a part whose clock never gets ready still boots, slower)."""
-    from bep_mcu import board_firmware as fw_cli
+    from bep_mcu.device import firmware as fw_cli
 
     src = tmp_path / "fw"
     shutil.copytree(fw_dir(), src)
@@ -522,7 +522,7 @@ def test_stm32_clock_setup_ends_without_an_rcc(small_model, tmp_path, monkeypatc
     assert port.read_text().count(detection) == 1
     port.write_text(port.read_text().replace(detection, "if (0) {"))
     monkeypatch.setattr(fw_cli, "fw_dir", lambda: src)
-    build = fw_cli.build(small_model, "netduinoplus2", tmp_path / "out")
+    build = fw_cli.build(modelio.load(small_model), "netduinoplus2", tmp_path / "out")
     lines = unimplemented_accesses(build.elf, tmp_path / "unimp.log")
     # 168 MHz: 5 wait states, prefetch and caches on; then 10000 reads of FLASH_ACR
     assert lines[0] == "Flash Int: unimplemented device write (size 4, offset 0x000, value 0x00000705)"
