@@ -36,7 +36,8 @@ from bep_mcu import modelio
 from bep_mcu.cgen import toolchain
 from bep_mcu.cgen.codegen import generate
 from bep_mcu.data.datasets import load_dataset
-from bep_mcu.device import boards, protocol
+from bep_mcu.cgen import protocol
+from bep_mcu.device import boards
 from bep_mcu.device.firmware import FW_SOURCES, build_flags, fw_dir
 from bep_mcu.training import NumpyTrainer, Plan, encoded, first_difference, run_epochs
 

@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bep_mcu.device import boards, protocol
+from bep_mcu.cgen import protocol
+from bep_mcu.device import boards
 from bep_mcu.device.firmware import CONFIG_BYTES, fw_dir
 from bep_mcu.data.datasets import load_dataset
 from bep_mcu.device.emulate import EmulatedBoard, elf_board, qemu_command

@@ -23,7 +23,7 @@ import pytest
 
 from bep_mcu import modelio
 from bep_mcu.cgen.codegen import generate
-from bep_mcu.device import protocol as P
+from bep_mcu.cgen import protocol as P
 from bep_mcu.device.link import FaultyTransport, Link
 from bep_mcu.device.stream import DeviceTrainer
 from bep_mcu.engine.bits import pack_inputs

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bep_mcu.device import protocol as P
+from bep_mcu.cgen import protocol as P
 from bep_mcu.cgen import toolchain
 
 from .test_link import data, net_model, trained  # noqa: F401  (module fixtures)

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import pytest
 
-from bep_mcu.device import protocol as P
+from bep_mcu.cgen import protocol as P
 from bep_mcu.twin.cffi_twin import build_extension
 
 from .test_link import data, net_model, trained  # noqa: F401  (module fixtures)

@@ -26,7 +26,7 @@ from bep_mcu import __version__, files
 from bep_mcu.cgen import abi, cformat
 from bep_mcu.cgen.layout import StatePlan, plan_state
 from bep_mcu.cgen.status import STATUS
-from bep_mcu.device import protocol
+from bep_mcu.cgen import protocol
 from bep_mcu.engine import bits
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model

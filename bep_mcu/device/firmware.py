@@ -7,7 +7,7 @@ file, ``main.c``) into ``OUT/firmware.elf`` (and a raw ``OUT/firmware.bin``).
 The memory plan comes first, from numbers known before any compiler runs:
 
 * RAM   = state buffer (``bep_mcu/cgen/layout.py``)
-        + link (``sizeof(bep_link_t)``, ``bep_mcu/device/protocol.py:link_bytes`` at the board's
+        + link (``sizeof(bep_link_t)``, ``bep_mcu/cgen/protocol.py:link_bytes`` at the board's
           ``BEP_LINK_MAX_PAYLOAD``)
         + stack (fixed per board in the linker script)
         + the firmware's own static data (the receive ring, ``boards.firmware_static_bytes``).
@@ -32,11 +32,11 @@ from importlib import resources
 from pathlib import Path
 
 from bep_mcu import files
-from bep_mcu.cgen import abi, cformat, toolchain
+from bep_mcu.cgen import abi, cformat, protocol, toolchain
 from bep_mcu.cgen.codegen import Generated, check_name
 from bep_mcu.cgen.codegen import generate as generate_c
 from bep_mcu.cgen.layout import StatePlan, plan_state
-from bep_mcu.device import boards, protocol
+from bep_mcu.device import boards
 from bep_mcu.engine.spec import NetSpec
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model

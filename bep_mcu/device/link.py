@@ -38,7 +38,7 @@ from typing import Protocol
 
 import numpy as np
 
-from bep_mcu.device import protocol as P
+from bep_mcu.cgen import protocol as P
 from bep_mcu import validate
 from bep_mcu.errors import BEPError
 from bep_mcu.cgen.status import status_name

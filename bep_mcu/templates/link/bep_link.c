@@ -22,7 +22,7 @@
 #define BEP_LINK_ERR_DATA_OFF (2u + BEP_LINK_ERR_FRAME / BEP_PROTO_COBS_BLOCK)
 #define BEP_LINK_PAYLOAD_OFF (BEP_LINK_TX_DATA_OFF + BEP_PROTO_HEADER_BYTES)
 
-/* The host's planner (bep_mcu/device/protocol.py link_bytes) and the compiler agree. */
+/* The host's planner (bep_mcu/cgen/protocol.py link_bytes) and the compiler agree. */
 typedef char bep_link_size_check[(sizeof(bep_link_t) == BEP_LINK_BYTES) ? 1 : -1];
 typedef char bep_link_tx_check[(BEP_LINK_TX_DATA_OFF + BEP_LINK_FRAME_MAX <= BEP_LINK_TX_BYTES &&
                                 BEP_LINK_ERR_DATA_OFF + BEP_LINK_ERR_FRAME <= BEP_LINK_ERR_BYTES &&

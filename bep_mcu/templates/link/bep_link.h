@@ -2,7 +2,7 @@
  * bep_link.h - the board side of the bep-mcu serial protocol (docs/protocol.md).
  *
  * Hand-written, copied verbatim by `bep-mcu generate`; constants come from the generated
- * bep_proto.h (bep_mcu/device/protocol.py). Pure C99: integers only, no dynamic memory, no libc
+ * bep_proto.h (bep_mcu/cgen/protocol.py). Pure C99: integers only, no dynamic memory, no libc
  * beyond <stdint.h> and <stddef.h>; every buffer lives inside bep_link_t.
  *
  * Invariants (what the fuzz tests pin, whatever bytes arrive):
@@ -57,7 +57,7 @@ extern "C" { /* C linkage for C++ callers */
 #error "BEP_LINK_MAX_PAYLOAD is outside BEP_PROTO_MIN_MAX_PAYLOAD..BEP_PROTO_MAX_MAX_PAYLOAD"
 #endif
 
-/* Buffer sizes; bep_mcu/device/protocol.py link_bytes() computes the same numbers on the host. */
+/* Buffer sizes; bep_mcu/cgen/protocol.py link_bytes() computes the same numbers on the host. */
 #define BEP_LINK_FRAME_MAX (BEP_PROTO_HEADER_BYTES + BEP_LINK_MAX_PAYLOAD + BEP_PROTO_CRC_BYTES)
 #define BEP_LINK_COBS_MAX(n) ((n) + (n) / BEP_PROTO_COBS_BLOCK + 1u)
 #define BEP_LINK_ROUND8(n) (((n) + 7u) & ~7u)

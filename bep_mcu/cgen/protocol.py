@@ -19,6 +19,8 @@ from enum import IntEnum
 
 import numpy as np
 
+from bep_mcu.cgen import abi
+
 PROTO_VERSION = 1
 MAX_PAYLOAD = 1024  # default of BEP_LINK_MAX_PAYLOAD; a board may build with less
 MIN_MAX_PAYLOAD = 64  # smallest BEP_LINK_MAX_PAYLOAD a build accepts (a HELLO reply must fit)
@@ -373,8 +375,7 @@ def link_bytes(max_payload: int = MAX_PAYLOAD, pointer_bytes: int = 4) -> int:
     rx = (frame + 7) // 8 * 8
     tx = _round8(cobs_max(frame) + 2)
     err = _round8(cobs_max(HEADER_BYTES + ERROR_REPLY.size + CRC_BYTES) + 2)
-    fixed = 32
-    return fixed + rx + tx + err + LINK_POINTERS * pointer_bytes
+    return abi.LINK_FIXED_BYTES + rx + tx + err + LINK_POINTERS * pointer_bytes
 
 
 # ------------------------------------------------------------------ C rendering
