@@ -285,7 +285,7 @@ class _Expected:
             ok = dtype == np.uint8 and len(shape) == 1 and shape[0] <= limit
             what = f"at most {limit} bytes"
         else:
-            raise BEPError(f"array '{validate.show(name, 40)}' does not belong in a model file")
+            raise BEPError(f"array {validate.show(name, 40)} does not belong in a model file")
         if not ok:
             raise BEPError(f"array '{name}' must be {what}, got {dtype} of shape {shape}")
         self.seen.add(name)
@@ -299,7 +299,7 @@ def _read_meta(z: zipfile.ZipFile, path) -> tuple[bytes, dict]:
     """The metadata document, read and parsed before anything else (bounded in size)."""
     for info in z.infolist():
         if info.compress_type != zipfile.ZIP_STORED:
-            raise BEPError(f"array '{validate.show(info.filename, 40)}' is compressed; model files store arrays "
+            raise BEPError(f"array {validate.show(info.filename, 40)} is compressed; model files store arrays "
                            "uncompressed (so no file unpacks to more than its own size)")
     names = set(z.namelist())
     if f"{_META}.npy" not in names or f"{_CHECKSUM}.npy" not in names:

@@ -191,14 +191,30 @@ def test_classes_that_do_not_match_the_network(original, tmp_path):
 # ---------------------------------------------------------------- memory bombs
 
 
-def peak_rss(args: list[str]) -> tuple[int, str, int]:
-    """(exit status, stderr, peak RSS bytes) of one ``bep-mcu`` run, measured by wait4."""
-    proc = subprocess.Popen([sys.executable, "-m", "bep_mcu", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    stderr = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, stderr.decode(), usage.ru_maxrss * 1024
+PEAK_CHILD = r"""
+import atexit, sys
+
+REPORT = sys.argv[1]
+
+def report():  # VmHWM: this process image's own peak RSS (ru_maxrss would include the parent's)
+    with open("/proc/self/status") as status:
+        peak = next(line for line in status if line.startswith("VmHWM:")).split()[1]
+    with open(REPORT, "w") as out:
+        out.write(peak)
+
+atexit.register(report)
+sys.argv = ["bep-mcu", *sys.argv[2:]]
+from bep_mcu.cli.main import main
+main()
+"""
+
+
+def peak_rss(args: list[str], tmp_path: Path) -> tuple[int, str, int]:
+    """(exit status, stderr, peak RSS in bytes) of one ``bep-mcu`` run in a fresh process."""
+    report = tmp_path / "peak.txt"
+    proc = subprocess.run([sys.executable, "-c", PEAK_CHILD, str(report), *args], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    return proc.returncode, proc.stderr, int(report.read_text()) * 1024
 
 
 def test_inflating_member_is_refused_in_bounded_memory(original, tmp_path):
@@ -214,7 +230,7 @@ def test_inflating_member_is_refused_in_bounded_memory(original, tmp_path):
             for _ in range(1024):
                 member.write(block)
     assert bomb.stat().st_size < 4 << 20
-    status, stderr, rss = peak_rss(["info", str(bomb)])
+    status, stderr, rss = peak_rss(["info", str(bomb)], tmp_path)
     assert_one_error_line(status, stderr, ("bomb.npz",), status=2)
     assert rss < 300 << 20, f"peak RSS {rss >> 20} MiB"
 
@@ -225,12 +241,12 @@ def test_header_claiming_a_trillion_elements_is_refused_in_bounded_memory(origin
     forged_header = head.replace(b"(2, 3)", b"(1000000, 1000000)")
     contents["hidden_0.npy"] = forged_header[:128] + contents["hidden_0.npy"][128:]
     path = write_members(tmp_path / "claims.npz", contents)
-    status, stderr, rss = peak_rss(["info", str(path)])
+    status, stderr, rss = peak_rss(["info", str(path)], tmp_path)
     assert_one_error_line(status, stderr, ("hidden_0",), status=2)
     assert rss < 300 << 20
     data = tmp_path / "data.npz"
     write_members(data, {"X.npy": forged_header[:128] + bytes(64), "y.npy": npy_bytes(np.arange(2))})
-    status, stderr, rss = peak_rss(["train", "--data", str(data), "--out", str(tmp_path / "m.npz")])
+    status, stderr, rss = peak_rss(["train", "--data", str(data), "--out", str(tmp_path / "m.npz")], tmp_path)
     assert_one_error_line(status, stderr, ("data.npz",), status=2)
     assert rss < 300 << 20
 
@@ -246,7 +262,8 @@ for path in sys.argv[2:]:
         print(json.dumps({"path": path, "ok": True}))
     except BEPError as e:
         print(json.dumps({"path": path, "ok": False, "lines": len(str(e).splitlines())}))
-print(json.dumps({"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+with open("/proc/self/status") as status:  # VmHWM: this image's own peak (ru_maxrss counts the parent's)
+    print(json.dumps({"rss": int(next(l for l in status if l.startswith("VmHWM:")).split()[1]) * 1024}))
 """
 
 
