@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from bep_mcu.errors import BEPError
+from bep_mcu.errors import DoesNotFit
 
 
 def available_bytes() -> int:
@@ -35,4 +35,4 @@ def require(needed: int, what: str) -> None:
     """Refuse ``what`` when its estimate ``needed`` exceeds the memory available."""
     have = available_bytes()
     if needed > have:
-        raise BEPError(f"{what} needs about {human(needed)} of memory; this machine has {human(have)} available")
+        raise DoesNotFit(f"{what} needs about {human(needed)} of memory; this machine has {human(have)} available")

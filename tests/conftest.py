@@ -101,9 +101,9 @@ def assert_one_error_line(exit_code: int, stderr: str, words=(), status: int | N
     return line
 
 
-def assert_error_after_progress(exit_code: int, stderr: str, words=()) -> str:
-    """Exit 2 after some progress: the last line of stderr is the one `error:` line."""
-    assert exit_code == 2, f"exit status {exit_code}: {stderr}"
+def assert_error_after_progress(exit_code: int, stderr: str, words=(), status: int = 2) -> str:
+    """An error after some progress: the last line of stderr is the one `error:` line."""
+    assert exit_code == status, f"exit status {exit_code}, expected {status}: {stderr}"
     assert "Traceback" not in stderr, stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("error: ")]

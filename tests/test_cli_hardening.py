@@ -18,7 +18,8 @@ import pytest
 
 from bep_mcu import modelio
 
-from .conftest import assert_error_after_progress, assert_ok, assert_user_error, invoke, needs_arm
+from .conftest import assert_error_after_progress, assert_ok, assert_one_error_line, assert_user_error, invoke, \
+    needs_arm
 
 DATA = "prototypes:classes=3,features=40,samples=300"
 FAST = ["--dataset", DATA, "--hidden", "8", "--epochs", "1"]
@@ -48,14 +49,15 @@ def test_hidden_outside_the_documented_bounds(tmp_path, hidden):
 
 @pytest.mark.parametrize("dataset", ["prototypes:samples=1000000000000", "prototypes:features=1000000000000"])
 def test_generated_data_that_cannot_fit_in_memory(tmp_path, dataset):
-    line = assert_user_error(invoke("train", "--dataset", dataset, "--out", tmp_path / "m.npz"), "memory")
+    result = invoke("train", "--dataset", dataset, "--out", tmp_path / "m.npz")
+    line = assert_one_error_line(result.exit_code, result.stderr, ("memory",), status=3)  # 3: does not fit
     assert "GiB" in line or "TiB" in line
 
 
 def test_network_that_cannot_fit_in_memory(tmp_path):
     result = invoke("train", "--dataset", "prototypes:features=30000,samples=60", "--hidden", "32000,32000,32000",
                     "--out", tmp_path / "m.npz")
-    assert_error_after_progress(result.exit_code, result.stderr, ("memory", "GiB"))
+    assert_error_after_progress(result.exit_code, result.stderr, ("memory", "GiB"), status=3)
 
 
 def test_out_through_a_symlink_writes_its_target(model, tmp_path):
@@ -137,3 +139,51 @@ def test_timeout_must_be_a_finite_positive_number(model, tmp_path, command, time
 ])
 def test_bad_training_options(tmp_path, args, words):
     assert_user_error(invoke("train", *FAST, *args, "--out", tmp_path / "m.npz"), *words)
+
+
+# ------------------------------------------------------------------ exit statuses and JSON errors
+
+
+def test_json_errors_are_a_json_object_too(tmp_path):
+    result = invoke("train", *FAST, "--seed", "-1", "--out", tmp_path / "m.npz", "--json")
+    assert result.exit_code == 2
+    from .conftest import last_json
+
+    d = last_json(result.stdout)
+    assert d["exit_status"] == 2 and "--seed" in d["error"] and "\n" not in d["error"]
+    assert result.stderr.strip() == f"error: {d['error']}"
+
+
+def test_usage_errors_are_json_too_under_json(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "bep_mcu", "train", "--no-such-option", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    d = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert d["exit_status"] == 2 and "no-such-option" in d["error"]
+
+
+def test_board_errors_have_their_own_status(model, tmp_path):
+    result = invoke("pull", model, "--port", "/dev/ttyNOPE", "--out", tmp_path / "p.npz", "--timeout", "0.2")
+    from .conftest import assert_one_error_line as one_line
+
+    one_line(result.exit_code, result.stderr, ("/dev/ttyNOPE",), status=4)  # 4: the board or its port
+
+
+def test_boards_lists_every_board():
+    from bep_mcu.device import boards
+
+    result = invoke("boards", "--json")
+    assert_ok(result)
+    from .conftest import last_json
+
+    listed = {b["name"]: b for b in last_json(result.stdout)["boards"]}
+    assert set(listed) == set(boards.BOARDS)
+    assert listed["microbit"]["ram_bytes"] == 16 << 10 and listed["microbit"]["emulated"] is True
+    assert listed["nucleo-f401re"]["emulated"] is False and "pyocd" in listed["nucleo-f401re"]["how_to_run"]
+    human = invoke("boards")
+    assert_ok(human)
+    assert "netduinoplus2" in human.stdout and "cortex-m4" in human.stdout

@@ -66,8 +66,8 @@ pytestmark = needs_arm
 # ---------------------------------------------------------------------- helpers
 
 
-def one_error_line(result, *words: str) -> str:
-    return assert_one_error_line(result.exit_code, result.stderr, words, status=2)
+def one_error_line(result, *words: str, status: int = 2) -> str:
+    return assert_one_error_line(result.exit_code, result.stderr, words, status=status)
 
 
 def berkeley(elf: Path) -> tuple[int, int, int]:
@@ -222,7 +222,7 @@ def test_too_big_for_microbit_is_refused(tmp_path):
     model = tmp_path / "big.npz"
     assert_ok(invoke("train", *BIG, "--out", model))
     result = invoke("firmware", model, "--board", "microbit", "--out", tmp_path / "fw", "--json")
-    one_error_line(result, "microbit", "RAM", "16384")
+    one_error_line(result, "microbit", "RAM", "16384", status=3)  # 3: does not fit
     assert not (tmp_path / "fw" / "firmware.elf").exists()
     assert_ok(invoke("firmware", model, "--board", "nucleo-f401re", "--out", tmp_path / "fw2"))  # 96 KB RAM: fits
 
@@ -386,11 +386,15 @@ def test_emulate_command_serves_the_board_and_stops_qemu(builds):
     elf = builds("mps2-an385")["elf"]
     exe = shutil.which("bep-mcu") or sys.executable
     cmd = [exe] if exe.endswith("bep-mcu") else [exe, "-m", "bep_mcu.cli.main"]
-    proc = subprocess.Popen([*cmd, "emulate", elf, "--board", "mps2-an385", "--json"], stdout=subprocess.PIPE,
+    from bep_mcu.device.emulate import free_port
+
+    tcp_port = free_port()
+    # no --board: the image records the board it was built for
+    proc = subprocess.Popen([*cmd, "emulate", elf, "--tcp-port", str(tcp_port), "--json"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         d = json.loads(proc.stdout.readline())
-        assert d["url"] == f"socket://127.0.0.1:{d['port']}" and d["board"] == "mps2-an385"
+        assert d["url"] == f"socket://127.0.0.1:{tcp_port}" and d["board"] == "mps2-an385"
         qemu = [p for p in _children(proc.pid) if "qemu" in p[1]]
         assert len(qemu) == 1
         with Link(d["url"], timeout=5.0) as link:

@@ -219,7 +219,7 @@ def test_refusals(work, model, golden_file):
     assert_ok(invoke("golden", model, "--dataset", DATASET, "--batches", "80", "--batch-size", "10", "--out", big))
     assert big.stat().st_size > 256 * 1024
     one_error_line(invoke("firmware", model, "--board", "microbit", "--self-test", big, "--out", work / "big"),
-                   "big.bin", "flash", "--batches")
+                   "big.bin", "flash", "--batches", status=3)
     assert not (work / "big").exists()
     one_error_line(invoke("firmware", model, "--board", "microbit", "--self-test", work / "missing.bin", "--out",
                           work / "missing"), "missing.bin")

@@ -34,6 +34,12 @@ def one_error_line(exit_code: int, stderr: str, *words: str) -> str:
     return assert_one_error_line(exit_code, stderr, words)
 
 
+def does_not_fit(result, *words: str) -> str:
+    """Exit status 3 (does not fit), one error line."""
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return assert_one_error_line(result.exit_code, result.stderr, words, status=3)
+
+
 def user_error(result, *words: str) -> str:
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     return assert_one_error_line(result.exit_code, result.stderr, words, status=2)
@@ -173,15 +179,15 @@ def test_budget_fail_names_what_and_by_how_much(model, reports):
     os_ = reports("cortex-m4")["levels"]["Os"]
     ram_budget, flash_budget = os_["ram"] - 100, os_["flash"] - 7
     result = invoke("size", model, "--target", "cortex-m4", "--ram", ram_budget, "--json")
-    line = user_error(result, "RAM", "--ram", "by 100 B", str(os_["ram"]))
+    line = does_not_fit(result, "RAM", "--ram", "by 100 B", str(os_["ram"]))
     assert "flash" not in line
-    j = last_json(result.stdout)  # the report is still printed, saying it does not fit
-    assert j["fits"] is False and j["ram_budget"] == ram_budget
+    j = last_json(result.stdout)  # the report is still the last line, saying it does not fit and why
+    assert j["fits"] is False and j["ram_budget"] == ram_budget and j["exit_status"] == 3 and "by 100 B" in j["error"]
     result = invoke("size", model, "--target", "cortex-m4", "--flash", flash_budget)
-    line = user_error(result, "flash", "--flash", "by 7 B", str(os_["flash"]))
+    line = does_not_fit(result, "flash", "--flash", "by 7 B", str(os_["flash"]))
     assert "RAM" not in line
-    both = user_error(invoke("size", model, "--target", "cortex-m4", "--ram", "1k", "--flash", "1k"),
-                      "RAM", "flash", f"by {os_['ram'] - 1024} B", f"by {os_['flash'] - 1024} B")
+    both = does_not_fit(invoke("size", model, "--target", "cortex-m4", "--ram", "1k", "--flash", "1k"),
+                        "RAM", "flash", f"by {os_['ram'] - 1024} B", f"by {os_['flash'] - 1024} B")
     assert both.count("exceeds") == 2
 
 

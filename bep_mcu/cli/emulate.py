@@ -13,7 +13,7 @@ import sys
 import click
 
 from bep_mcu.device import boards
-from bep_mcu.device.emulate import EmulatedBoard
+from bep_mcu.device.emulate import EmulatedBoard, recorded_board
 from bep_mcu.errors import BEPError
 from bep_mcu.cli.common import json_option, progress
 
@@ -22,14 +22,16 @@ EMULATED = [b.name for b in boards.BOARDS.values() if b.emulated]
 
 @click.command()
 @click.argument("firmware_path", metavar="FIRMWARE", type=click.Path(dir_okay=False))
-@click.option("--board", "board_name", required=True, type=click.Choice(list(boards.BOARDS)),
-              help=f"Board the firmware was built for (emulated: {', '.join(EMULATED)}).")
-@click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="TCP port of the board's UART on 127.0.0.1  [default: a free one]")
+@click.option("--board", "board_name", default=None, type=click.Choice(list(boards.BOARDS)),
+              help=f"Board the firmware was built for [default: the one the image records] "
+                   f"(emulated: {', '.join(EMULATED)}).")
+@click.option("--tcp-port", "tcp_port", type=click.IntRange(1, 65535), default=None,
+              help="TCP port of the board's UART on 127.0.0.1; other commands reach it with "
+                   "--port socket://127.0.0.1:TCP_PORT  [default: a free one]")
 @json_option
-def emulate(firmware_path, board_name, port, as_json) -> None:
+def emulate(firmware_path, board_name, tcp_port, as_json) -> None:
     """Run FIRMWARE (from bep-mcu firmware) in QEMU until it exits or Ctrl-C."""
-    board = EmulatedBoard(firmware_path, board_name, port)
+    board = EmulatedBoard(firmware_path, board_name or recorded_board(firmware_path), tcp_port)
     try:
         url = board.start()
         result = {"url": url, "port": board.port, "board": board.board.name, "machine": board.board.qemu,

@@ -65,7 +65,7 @@ def _human_selftest(d: dict) -> str:
 def firmware_cmd(model_path, board_name, out_dir, name, golden_path, run, timeout, as_json) -> None:
     """Build a training firmware for BOARD running MODEL's network, and report its size.
 
-    Refuses (exit status 2, one line) when the network does not fit the board's RAM or flash.
+    Refuses (exit status 3, one line) when the network does not fit the board's RAM or flash.
     With --self-test GOLDEN it builds the self-test image (bep_mcu/fw/selftest.c) instead,
     refusing a golden file of another network configuration in one line.
     """

@@ -13,7 +13,7 @@ import click
 from bep_mcu.cgen import toolchain
 from bep_mcu.cgen.codegen import check_name, generate as generate_c
 from bep_mcu.cli.common import emit, json_option, load_model, model_argument
-from bep_mcu.errors import BEPError
+from bep_mcu.errors import DoesNotFit
 
 
 def _human(d: dict) -> str:
@@ -57,9 +57,15 @@ def size(model_path, target, name, ram, flash, as_json) -> None:
     with tempfile.TemporaryDirectory(prefix="bep-mcu-size-") as tmp:
         gen = generate_c(model, Path(tmp) / "c", name)
         report = toolchain.measure(gen, target, Path(tmp) / "obj", ram_budget, flash_budget, tools)
-    emit(report.to_dict(), as_json, _human)
+    result = report.to_dict()
     over = report.excess()
-    if over:
-        budget = {"RAM": "--ram", "flash": "--flash"}
-        raise BEPError(f"'{name}' does not fit on {target} at -{toolchain.BUDGET_LEVEL}: " + "; ".join(
-            f"{what} {used} B exceeds {budget[what]} {limit} B by {used - limit} B" for what, used, limit in over))
+    if not over:
+        emit(result, as_json, _human)
+        return
+    budget = {"RAM": "--ram", "flash": "--flash"}
+    error = DoesNotFit(f"'{name}' does not fit on {target} at -{toolchain.BUDGET_LEVEL}: " + "; ".join(
+        f"{what} {used} B exceeds {budget[what]} {limit} B by {used - limit} B" for what, used, limit in over))
+    # One JSON object stays the last line: the report, with the error in it.
+    emit({**result, "error": str(error), "exit_status": error.exit_status} if as_json else result, as_json, _human)
+    click.echo(f"error: {error}", err=True)
+    raise SystemExit(error.exit_status)

@@ -51,6 +51,7 @@ class Board:
     serial_index: int = 0     # which QEMU -serial (serial_hd(n)) is this UART
     description: str = ""
     port_defines: tuple[tuple[str, str], ...] = ()  # macros only this board's port file reads
+    flash_command: str = ""   # a real board: how to put firmware.elf on it (docs/porting.md)
 
     @property
     def emulated(self) -> bool:
@@ -78,6 +79,7 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("nucleo-f401re", None, "cortex-m4", 0x08000000, 512 << 10, 0x20000000, 96 << 10,
           "stm32", 0x40004400, 38, 1024, 4096, "bep_cortexm.ld", "port_stm32.c",
           description="ST NUCLEO-F401RE: STM32F401RE Cortex-M4F, USART2 = ST-LINK VCP (real board, untested)",
+          flash_command="pyocd flash -t stm32f401retx firmware.elf",
           port_defines=(("BEP_STM32_USART_APB", "1"), ("BEP_STM32_USART_RCC_BIT", "17u"),  # USART2 on APB1
                         ("BEP_STM32_GPIO_PORT", "0u"), ("BEP_STM32_TX_PIN", "2u"), ("BEP_STM32_RX_PIN", "3u"),
                         ("BEP_STM32_GPIO_AF", "7u"), ("BEP_STM32_SYSCLK_HZ", "84000000u"))),
@@ -91,6 +93,13 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
                         ("BEP_STM32_GPIO_PORT", "0u"), ("BEP_STM32_TX_PIN", "9u"), ("BEP_STM32_RX_PIN", "10u"),
                         ("BEP_STM32_GPIO_AF", "7u"), ("BEP_STM32_SYSCLK_HZ", "168000000u"))),
 )}
+
+
+def describe(b: Board) -> dict:
+    """What ``bep-mcu boards`` lists about a board."""
+    return {"name": b.name, "cpu": b.cpu, "ram_bytes": b.ram_bytes, "flash_bytes": b.flash_bytes,
+            "emulated": b.emulated, "qemu_machine": b.qemu, "description": b.description,
+            "how_to_run": "bep-mcu emulate firmware.elf" if b.emulated else b.flash_command}
 
 
 def board(name: str) -> Board:

@@ -38,6 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bep_mcu import files
 from bep_mcu.device import boards
 from bep_mcu.errors import BEPError
 
@@ -52,13 +53,16 @@ STOP_TIMEOUT = 5.0    # seconds between SIGTERM and SIGKILL
 # ---------------------------------------------------------------------- ELF
 
 
+MAX_ELF_BYTES = 64 << 20
+
+
 def elf_section(path: str | Path, name: str) -> bytes | None:
     """Contents of one section of an ELF file (None when it has no such section)."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
     try:
-        with open(path, "rb") as f:
+        with files.open_regular(path, "firmware", MAX_ELF_BYTES) as f:
             section = ELFFile(f).get_section_by_name(name)
             return None if section is None else section.data()
     except (ELFError, OSError) as e:
@@ -69,6 +73,14 @@ def elf_board(path: str | Path) -> str | None:
     """The board a firmware image was built for, or None when it carries no record."""
     tag = elf_section(path, BOARD_SECTION)
     return None if tag is None else tag.split(b"\0", 1)[0].decode("ascii", "replace")
+
+
+def recorded_board(path: str | Path) -> str:
+    """The board an image records (``emulate`` without ``--board``)."""
+    built_for = elf_board(path)
+    if built_for is None:
+        raise BEPError(f"'{path}' records no board (no {BOARD_SECTION} section): build it with bep-mcu firmware")
+    return built_for
 
 
 def check_firmware(path: str | Path, board_name: str) -> boards.Board:

@@ -38,7 +38,7 @@ from bep_mcu.cgen.codegen import generate as generate_c
 from bep_mcu.cgen.layout import StatePlan, plan_state
 from bep_mcu.device import boards
 from bep_mcu.engine.spec import NetSpec
-from bep_mcu.errors import BEPError
+from bep_mcu.errors import BEPError, DoesNotFit
 from bep_mcu.model import Model
 from bep_mcu.twin import golden
 
@@ -92,12 +92,12 @@ def plan_memory(state: StatePlan, spec: NetSpec, board: boards.Board, name: str 
 def refuse_if_too_big(plan: MemoryPlan, board: boards.Board, name: str) -> None:
     """One-line ``BEPError`` when the planned RAM, or the tables alone, exceed the board."""
     if plan.ram_bytes > board.ram_bytes:
-        raise BEPError(
+        raise DoesNotFit(
             f"network '{name}' does not fit {board.name}: RAM {plan.ram_bytes} B (state {plan.state_bytes} + link "
             f"{plan.link_bytes} + stack {plan.stack_bytes} + firmware {plan.firmware_static_bytes}) exceeds "
             f"{board.ram_bytes} B by {plan.ram_bytes - board.ram_bytes} B")
     if plan.tables_bytes > board.flash_bytes:
-        raise BEPError(f"network '{name}' does not fit {board.name}: its tables alone need {plan.tables_bytes} B "
+        raise DoesNotFit(f"network '{name}' does not fit {board.name}: its tables alone need {plan.tables_bytes} B "
                        f"of flash, the board has {board.flash_bytes} B")
 
 
@@ -158,7 +158,7 @@ def _link(tools: toolchain.Toolchain, board: boards.Board, objects: list[Path], 
     for line in proc.stderr.splitlines():
         if "region `FLASH' overflowed by" in line:
             over = int(line.rsplit("overflowed by", 1)[1].split()[0])
-            raise BEPError(f"network '{name}' does not fit {board.name}: flash {board.flash_bytes + over} B "
+            raise DoesNotFit(f"network '{name}' does not fit {board.name}: flash {board.flash_bytes + over} B "
                            f"(tables {plan.tables_bytes} B + code) exceeds {board.flash_bytes} B by {over} B")
     raise toolchain.BuildError(f"linking the firmware failed:\n$ {' '.join(cmd)}\n{proc.stderr}")
 
@@ -285,7 +285,7 @@ def refuse_selftest_if_too_big(plan: SelfTestMemoryPlan, st: SelfTestPlan, board
     """One-line ``BEPError`` when the self-test's RAM, or the golden file with the
     network's tables, exceed the board."""
     if plan.ram_bytes > board.ram_bytes:
-        raise BEPError(
+        raise DoesNotFit(
             f"self-test of '{name}' does not fit {board.name}: RAM {plan.ram_bytes} B (state {plan.state_bytes} + "
             f"stack {plan.stack_bytes} + firmware {plan.firmware_static_bytes} + self-test buffers "
             f"{plan.selftest_bytes} for batches of {st.max_samples}) exceeds {board.ram_bytes} B by "

@@ -9,7 +9,7 @@ error reply that carries the request's seq is final (the board read the request
 intact and refused it). Every reply carries the session token set by ``hello``; a
 different token means the board was reset.
 
-Errors the user can act on are ``BEPError`` one-liners that name the port. The byte
+Errors the user can act on are ``BoardError`` one-liners (exit status 4) that name the port. The byte
 pipe is a ``Transport``: pyserial for any URL (``/dev/ttyACM0``, ``socket://host:port``
 for QEMU, ``loop://``), or anything with ``write``/``read``/``close``, so tests can put
 a fault injector (``FaultyTransport``) or a device compiled into the test between host
@@ -40,7 +40,7 @@ import numpy as np
 
 from bep_mcu.cgen import protocol as P
 from bep_mcu import validate
-from bep_mcu.errors import BEPError
+from bep_mcu.errors import BoardError
 from bep_mcu.cgen.status import status_name
 
 
@@ -74,11 +74,11 @@ class SerialTransport:
                 port = serial.serial_for_url(url, timeout=0, baudrate=baudrate)
                 break
             except ValueError as e:
-                raise BEPError(f"{url}: port does not open ({e})") from None
+                raise BoardError(f"{url}: port does not open ({e})") from None
             except (serial.SerialException, OSError) as e:
                 if time.monotonic() >= deadline:
                     reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-                    raise BEPError(f"{url}: port does not open after {connect_timeout:g} s ({reason})") from None
+                    raise BoardError(f"{url}: port does not open after {connect_timeout:g} s ({reason})") from None
                 time.sleep(0.05)
         sock = getattr(port, "_socket", None)
         if url.startswith("socket://") and sock is not None:
@@ -91,7 +91,7 @@ class SerialTransport:
         try:
             self.port.write(data)
         except (serial.SerialException, OSError) as e:
-            raise BEPError(f"{self.name}: writing to the port failed ({e})") from None
+            raise BoardError(f"{self.name}: writing to the port failed ({e})") from None
 
     def read(self, timeout: float) -> bytes:
         import serial
@@ -104,7 +104,7 @@ class SerialTransport:
             self.port.timeout = 0  # then whatever else is already there, without waiting
             return first + self.port.read(65536)
         except (serial.SerialException, OSError) as e:
-            raise BEPError(f"{self.name}: reading from the port failed ({e})") from None
+            raise BoardError(f"{self.name}: reading from the port failed ({e})") from None
 
     def close(self) -> None:
         self.port.close()
@@ -236,8 +236,8 @@ class Link:
     def close(self) -> None:
         self.transport.close()
 
-    def _error(self, what: str) -> BEPError:
-        return BEPError(f"{self.port}: {what}")
+    def _error(self, what: str) -> BoardError:
+        return BoardError(f"{self.port}: {what}")
 
     def _check_session(self, session: int) -> None:
         if self.session is not None and session != self.session:

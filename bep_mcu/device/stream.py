@@ -19,7 +19,7 @@ import numpy as np
 
 from bep_mcu.device.link import Link
 from bep_mcu.engine.network import Counters
-from bep_mcu.errors import BEPError
+from bep_mcu.errors import BoardError
 from bep_mcu.model import Model, Origin
 from bep_mcu.training import EncodedData, NumpyTrainer, Plan, run_epochs
 
@@ -30,7 +30,7 @@ def connect(url: str, model: Model, timeout: float = 2.0, attempts: int = 8) -> 
     try:
         info = link.hello()
         if info.config_hash != model.config_hash32:
-            raise BEPError(
+            raise BoardError(
                 f"{url}: the board ({info.board}) runs network 0x{info.config_hash:08X}, but the model is "
                 f"0x{model.config_hash32:08X}: build the firmware from this model (bep-mcu firmware)")
     except BaseException:
