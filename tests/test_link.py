@@ -29,7 +29,7 @@ from bep_mcu.device.stream import DeviceTrainer
 from bep_mcu.engine.bits import pack_inputs
 from bep_mcu.errors import BEPError
 from bep_mcu.training import NumpyTrainer, Plan, encoded, first_difference, run_epochs
-from bep_mcu.twin.cffi_twin import build_extension
+from bep_mcu.twin.cffi_twin import build_extension, generated_cdef
 
 from .conftest import assert_ok, invoke
 
@@ -62,19 +62,13 @@ static size_t dev_link_bytes(void) {{ return BEP_LINK_BYTES; }}
 static size_t dev_max_payload(void) {{ return BEP_LINK_MAX_PAYLOAD; }}
 """
 
-CDEF = """
-typedef struct bep_link {{ ...; }} bep_link_t;
-typedef void (*bep_link_write_fn)(void *ctx, const uint8_t *data, size_t n);
-typedef struct {{ const char *board; uint32_t ram_bytes; uint32_t flash_bytes; uint16_t fw_version; }} bep_board_info_t;
-typedef struct {{ uint8_t *buf; size_t cap; size_t len; uint32_t overflow; }} bep_sink_t;
-void bep_link_init(bep_link_t *link, const void *cfg, void *state, size_t state_len,
-                   const bep_board_info_t *info, bep_link_write_fn write, void *ctx);
-void bep_link_rx(bep_link_t *link, const uint8_t *data, size_t n);
+# Only the shim is declared here; the library's declarations come from its headers.
+SHIM_CDEF = """
+typedef struct { uint8_t *buf; size_t cap; size_t len; uint32_t overflow; } bep_sink_t;
 void dev_init(bep_link_t *link, void *state, size_t state_len, bep_sink_t *sink, const bep_board_info_t *info);
 size_t dev_sizeof_link(void);
 size_t dev_link_bytes(void);
 size_t dev_max_payload(void);
-int bep_{name}_read_hidden(const void *state, size_t state_len, uint32_t layer, void *out, size_t out_len);
 """
 
 
@@ -84,7 +78,8 @@ int bep_{name}_read_hidden(const void *state, size_t state_len, uint32_t layer, 
 def build_device_module(gen, build_dir: Path, max_payload: int | None = None):
     """The generated directory (strict flags) plus a byte-sink shim as a cffi module."""
     defines = {} if max_payload is None else {"BEP_LINK_MAX_PAYLOAD": str(max_payload)}
-    return build_extension(gen, "_bep_link_dev", CDEF.format(name=gen.name), SHIM.format(name=gen.name),
+    return build_extension(gen, "_bep_link_dev", generated_cdef(gen, link=True) + SHIM_CDEF,
+                           SHIM.format(name=gen.name),
                            defines=defines, build_root=build_dir)
 
 

@@ -54,7 +54,7 @@ from pathlib import Path
 import pytest
 
 from bep_mcu.cgen import protocol as P
-from bep_mcu.twin.cffi_twin import build_extension
+from bep_mcu.twin.cffi_twin import build_extension, generated_cdef
 
 from .test_link import data, net_model, trained  # noqa: F401  (module fixtures)
 from tests.test_link_fuzz import (N_INPUTS, PLANTED, SANITIZE, check_results, make_corpus, parse_output, prelude_frames,
@@ -97,14 +97,11 @@ static int dev_idle(const bep_link_t *link)
 }}
 """
 
-CDEF = """
-typedef struct bep_link {{ ...; }} bep_link_t;
-typedef struct {{ const char *board; uint32_t ram_bytes; uint32_t flash_bytes; uint16_t fw_version; }} bep_board_info_t;
-typedef struct {{ uint8_t *buf; size_t cap; size_t len; }} bep_sink_t;
+# Only the shim and libc's allocator are declared here; the library's come from its headers.
+SHIM_CDEF = """
+typedef struct { uint8_t *buf; size_t cap; size_t len; } bep_sink_t;
 void *malloc(size_t n);
 void free(void *p);
-int bep_{name}_init(void *state, size_t state_len, uint32_t seed, uint32_t batches);
-void bep_link_rx(bep_link_t *link, const uint8_t *data, size_t n);
 void dev_init(bep_link_t *link, void *state, size_t state_len, bep_sink_t *sink, const bep_board_info_t *info);
 int dev_idle(const bep_link_t *link);
 """
@@ -248,7 +245,8 @@ def build_asan_module(gen, build_dir: Path, tag: str) -> tuple[Path, str]:
     if "clang" in os.environ.get("CC", ""):
         pytest.skip("the sanitizer runtimes preloaded are gcc's")
     # SANITIZE comes after the strict set and -O3, so its -O1 wins
-    return build_extension(gen, f"_bep_link_asan_{tag}", CDEF.format(name=gen.name), SHIM.format(name=gen.name),
+    return build_extension(gen, f"_bep_link_asan_{tag}", generated_cdef(gen, link=True) + SHIM_CDEF,
+                           SHIM.format(name=gen.name),
                            extra_flags=SANITIZE, link_args=LINK_SANITIZE, build_root=build_dir, load=False)
 
 

@@ -316,3 +316,7 @@ def measure(gen, target: str, work_dir: Path, ram_budget: int | None = None,
     return SizeReport(target=target, name=gen.name, compiler=tools.version(), state_bytes=gen.plan.state_bytes,
                       state_by_kind=gen.plan.bytes_by_kind(), levels=levels, ram_budget=ram_budget,
                       flash_budget=flash_budget, objects=per_object)
+
+
+if __name__ == "__main__":  # `python -m bep_mcu.cgen.toolchain`: the strict flags, for Makefiles (host/)
+    print(" ".join(STRICT_FLAGS))

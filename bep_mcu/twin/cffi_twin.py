@@ -38,10 +38,12 @@ def cache_dir() -> Path:
     return Path(root) / "twin"
 
 
-def generated_cdef(gen: Generated) -> str:
-    """The declarations of a generated directory's public API, from its own headers."""
-    headers = ["bep_status.h", "bep_runtime.h", f"bep_{gen.name}.h"]
-    return abi.cdef([(gen.directory / h).read_text() for h in headers])
+def generated_cdef(gen: Generated, link: bool = False) -> str:
+    """The declarations of a generated directory's public API, from its own headers
+    (``link``: the board side of the serial protocol too, its structs left opaque)."""
+    headers = ["bep_status.h", "bep_runtime.h", f"bep_{gen.name}.h", *(["bep_link.h"] if link else [])]
+    opaque = "typedef struct { ...; } bep_config_t;\ntypedef struct bep_link { ...; } bep_link_t;\n" if link else ""
+    return opaque + abi.cdef([(gen.directory / h).read_text() for h in headers])
 
 
 def build_extension(gen: Generated, module_prefix: str, cdef: str, source: str = "", *,

@@ -72,6 +72,7 @@ extern "C" { /* C linkage for C++ callers */
 /** sizeof(bep_link_t): 2156 bytes on Cortex-M with the default payload (pinned by a static assert). */
 #define BEP_LINK_BYTES (BEP_LINK_DATA_BYTES + BEP_PROTO_LINK_POINTERS * sizeof(void *))
 
+/* BEP_CDEF_BEGIN */
 /** Sends `n` bytes to the host (blocking until they are queued or sent). */
 typedef void (*bep_link_write_fn)(void *ctx, const uint8_t *data, size_t n);
 
@@ -82,6 +83,7 @@ typedef struct {
     uint32_t flash_bytes;  /* flash the firmware image uses (text + data) */
     uint16_t fw_version;   /* the firmware's own version number */
 } bep_board_info_t;
+/* BEP_CDEF_END */
 
 /** One link: all of its buffers inside, nothing else allocated. Treat as opaque. */
 typedef struct bep_link {
@@ -105,6 +107,7 @@ typedef struct bep_link {
     uint8_t err[BEP_LINK_ERR_BYTES];
 } bep_link_t;
 
+/* BEP_CDEF_BEGIN */
 /** Set up a link over a network's state buffer. Touches neither the state (the host
  * sends INIT) nor the transport.
  * @param[out] link       the link; all of its memory
@@ -124,6 +127,7 @@ void bep_link_init(bep_link_t *link, const bep_config_t *cfg, void *state, size_
  * @param[in]     data  received bytes (may be NULL when n is 0)
  * @param[in]     n     number of bytes */
 void bep_link_rx(bep_link_t *link, const uint8_t *data, size_t n);
+/* BEP_CDEF_END */
 
 #ifdef __cplusplus
 }
