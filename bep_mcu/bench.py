@@ -75,8 +75,8 @@ def _fresh(X, y, hidden: tuple[int, ...], **settings) -> Model:
 
 
 def _throughput(trainer, model: Model, data: training.EncodedData, epochs: int, batch_size: int) -> float:
-    report = training.run_epochs([trainer], data, training.Plan.continuing(model, epochs, batch_size, compare="never",
-                                                                           stall_signal="training"), spec=model.spec)
+    plan = training.Plan.continuing(model, epochs, batch_size, compare="never", stall_signal="training")
+    report = training.run_epochs([trainer], data, plan)
     return report.samples_per_second(trainer.name)
 
 

@@ -112,8 +112,8 @@ def encoded(model: Model, X, y) -> EncodedData:
 
 
 class Trainer(Protocol):
-    """Where a training step runs. Predictions are class indices; counters are
-    cumulative since the trainer started from the model's state."""
+    """Where a training step runs. Predictions are class indices. Counters count from
+    the trainer's start (the model's state), except ``batches``: the batch counter."""
 
     name: str
 
@@ -160,6 +160,7 @@ class NumpyTrainer:
 class Plan:
     """How to run epochs; each field is a difference between today's callers."""
 
+    spec: NetSpec  # the network (γ's caps and Q's fan-ins come from it)
     epochs: int
     batch_size: int
     seed: int  # keys the sample order
@@ -189,7 +190,8 @@ class Plan:
     def continuing(cls, model: Model, epochs: int, batch_size: int | None = None, **changes) -> "Plan":
         """Continue ``model``'s training: its sample-order sequence, γ, error rate and settings."""
         t, hp = model.training, model.hyper
-        plan = cls(epochs=epochs, batch_size=batch_size or t.batch_size, seed=t.seed, gamma=tuple(t.gamma),
+        plan = cls(spec=model.spec, epochs=epochs, batch_size=batch_size or t.batch_size, seed=t.seed,
+                   gamma=tuple(t.gamma),
                    p_r=hp.p_r, patience=hp.patience, growth=hp.gamma_growth, first_epoch=t.epochs,
                    error_rate=t.error_rate)
         return replace(plan, **changes)
@@ -277,7 +279,7 @@ def compare_states(reference: Trainer, other: Trainer, predictions: tuple | None
 
 def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, validation: EncodedData | None = None,
                on_batch: Callable[[int, np.ndarray, list[np.ndarray]], None] | None = None,
-               on_epoch: Callable[[dict], None] | None = None, spec: NetSpec | None = None) -> Report:
+               on_epoch: Callable[[dict], None] | None = None) -> Report:
     """Train every trainer on the same batches with the same per-epoch integers.
 
     ``trainers[0]`` is the reference: its error counter drives the schedule and its
@@ -286,8 +288,7 @@ def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, valid
     ``on_batch(batch_number, sample_indices, predictions_per_trainer)`` runs after each batch."""
     if len(data) == 0:
         raise BEPError("no training samples")
-    reference = trainers[0]
-    spec = spec or _spec_of(reference)
+    reference, spec = trainers[0], plan.spec
     schedule = EpochSchedule(spec, list(plan.gamma), plan.p_r, plan.patience, plan.growth, plan.error_rate)
     report = Report(list(trainers), seconds={t.name: 0.0 for t in trainers}, gamma=tuple(plan.gamma),
                     error_rate=plan.error_rate)
@@ -347,13 +348,6 @@ def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, valid
                 report.divergence = Divergence(t.name, report.batches - 1, plan.first_epoch + plan.epochs - 1, diff)
                 break
     return report
-
-
-def _spec_of(trainer) -> NetSpec:
-    spec = getattr(trainer, "spec", None) or getattr(getattr(trainer, "net", None), "spec", None)
-    if spec is None:
-        raise TypeError(f"pass spec= for a trainer without one ({trainer!r})")
-    return spec
 
 
 # ------------------------------------------------------------------- new models
@@ -441,8 +435,7 @@ def train(model: Model, X, y, epochs: int, batch_size: int | None = None,
     train_idx, val_idx = split_validation(np.asarray(data.y), model.training.val_fraction, model.training.seed)
     trainer = NumpyTrainer(model)
     plan = Plan.continuing(model, epochs, batch_size, compare="never")
-    report = run_epochs([trainer], data.take(train_idx), plan, data.take(val_idx), on_epoch=on_epoch,
-                        spec=model.spec)
+    report = run_epochs([trainer], data.take(train_idx), plan, data.take(val_idx), on_epoch=on_epoch)
     return report.advance(model, trainer, batch_size=plan.batch_size)
 
 

@@ -110,7 +110,7 @@ def cases(work, models) -> dict[str, dict]:
         trainer = NumpyTrainer(model)
         order, preds = [], []
         report = run_epochs([trainer], data_part, plan,
-                            on_batch=lambda _, index, p: (order.append(index), preds.append(p[0])), spec=model.spec)
+                            on_batch=lambda _, index, p: (order.append(index), preds.append(p[0])))
         gamma, q = report.history[0]["gamma"], report.history[0]["reinforce_q"]
         assert any(q), "the case must exercise reinforcement"
         trained = data_part.take(np.concatenate(order))

@@ -345,7 +345,7 @@ def train_over_link(elf: str, board: str, model: Path, dataset: str = DATASET, e
     with EmulatedBoard(elf, board) as url, Link(url, timeout=10.0) as link:
         link.hello()
         device = DeviceTrainer(link, loaded)
-        report = run_epochs([NumpyTrainer(loaded), device], train, plan, spec=loaded.spec)
+        report = run_epochs([NumpyTrainer(loaded), device], train, plan)
         assert report.bit_exact, f"{board}: {report.divergence}"
         assert report.batches == epochs * -(-len(train) // batch_size)
         assert any(any(rec["reinforce_q"]) for rec in report.history) and device.counters().updates > 0

@@ -364,7 +364,7 @@ def test_training_through_the_link_is_bit_exact(trained, device_module, net_mode
     link.hello()
     plan = Plan.continuing(net_model, 2, 100, patience=1, stall_signal="training", compare="batch")
     numpy = NumpyTrainer(net_model)
-    report = run_epochs([numpy, DeviceTrainer(link, net_model)], encoded_data(X, y), plan, spec=net_model.spec)
+    report = run_epochs([numpy, DeviceTrainer(link, net_model)], encoded_data(X, y), plan)
     assert report.bit_exact, report.divergence
     assert all(any(rec["reinforce_q"]) for rec in report.history), "reinforcement on"
     correct, pred = link.evaluate(Xp, y)
@@ -598,7 +598,7 @@ def train_through(link: Link, net_model, X, y, epochs: int = 2, batch: int = 100
     """numpy and the board behind ``link`` through the one driver; returns numpy's trainer."""
     numpy = NumpyTrainer(net_model)
     plan = Plan.continuing(net_model, epochs, batch, patience=1, stall_signal="training", compare=compare)
-    report = run_epochs([numpy, DeviceTrainer(link, net_model)], encoded_data(X, y), plan, spec=net_model.spec)
+    report = run_epochs([numpy, DeviceTrainer(link, net_model)], encoded_data(X, y), plan)
     assert report.bit_exact, report.divergence
     return numpy
 

@@ -91,7 +91,7 @@ def test_planted_one_bit_change_is_reported(tmp_path_factory, tmp_path):
     honest.name = "honest"
     planted = TwinTrainer(build_twin(model, c_dir=str(gen_dir)), t.seed, t.batch_counter)
     plan = Plan.continuing(model, 2, patience=1, stall_signal="training")
-    report = run_epochs([honest, planted], encoded(model, data.X_train, data.y_train), plan, spec=model.spec)
+    report = run_epochs([honest, planted], encoded(model, data.X_train, data.y_train), plan)
     again = report.divergence.as_dict()
     assert (again["batch"], again["layer"], again["row"], again["column"]) == \
         (div["batch"], div["layer"], div["row"], div["column"])

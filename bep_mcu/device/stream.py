@@ -111,8 +111,7 @@ def stream_train(link: Link, model: Model, data: EncodedData, epochs: int, batch
     plan = Plan.continuing(model, epochs, batch_size, stall_signal="training", compare="end" if check_host else "never")
     frames_before = link.frames_sent
     start = time.perf_counter()
-    report = run_epochs(trainers, data, plan, on_batch=(lambda *_: on_batch()) if on_batch else None,
-                        spec=model.spec)
+    report = run_epochs(trainers, data, plan, on_batch=(lambda *_: on_batch()) if on_batch else None)
     seconds = time.perf_counter() - start
     result = StreamResult(None, report.samples / seconds if seconds > 0 else float("inf"), 0, 0, report.epochs,
                           report.batches, seconds, [rec["train_error"] for rec in report.history],

@@ -153,7 +153,7 @@ def compute_golden(model: Model, data: EncodedData, n_batches: int, batch_size: 
                                    np.array([getattr(counters, n) for n in COUNTER_NAMES], dtype=np.uint32),
                                    trainer.hidden_weights()))
 
-    run_epochs([trainer], data, plan, on_batch=record, spec=spec)
+    run_epochs([trainer], data, plan, on_batch=record)
     return Golden(
         config_hash32=model.config_hash32, model=spec.model, hidden_bits=spec.hidden_bits,
         n_classes=spec.n_classes, steps=spec.steps, input_words=int(data.packed.shape[1]),

@@ -45,7 +45,7 @@ def verify(model: Model, twin: Twin, data: EncodedData, epochs: int, batch_size:
     plan = Plan.continuing(model, epochs, batch_size, patience=patience, stall_signal="training", compare="batch",
                            grow_every=grow_every)
     trainers = [NumpyTrainer(model), TwinTrainer(twin, model.training.seed, model.training.batch_counter)]
-    return run_epochs(trainers, data, plan, on_batch=on_batch, spec=model.spec)
+    return run_epochs(trainers, data, plan, on_batch=on_batch)
 
 
 def summary(report: Report, batch_size: int) -> dict:
