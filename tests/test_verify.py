@@ -216,12 +216,16 @@ def test_generate_missing_and_corrupted_model(tmp_path):
     assert not (tmp_path / "g").exists()
 
 
-@pytest.mark.parametrize("flags", [["-DBEP_POPCOUNT_TABLE=1", "-DBEP_MULHI_PORTABLE", "-DBEP_NO_SWAR64"],
-                                   ["-UBEP_POPCOUNT_BUILTIN"]])
+@pytest.mark.parametrize("flags", [
+    ["-DBEP_POPCOUNT_TABLE=1", "-DBEP_MULHI_PORTABLE=1", "-DBEP_UPDATE8=2"],  # Cortex-M0/M3 without assembly
+    ["-UBEP_POPCOUNT_BUILTIN"],  # the paired SWAR dot, SWAR64 row updates
+    ["-UBEP_POPCOUNT_BUILTIN", "-DBEP_UPDATE8=1"],  # the one-weight-at-a-time reference update
+], ids=["table-swar32-mulhi", "paired-swar", "reference-update"])
 def test_alternative_kernels_are_bit_exact(tmp_path_factory, tmp_path, flags):
-    """The table popcount, the SWAR popcount, the 16-bit multiply-high and the table-driven
-    row update (the paths of 32-bit cores without DSP)
-    compiled on the host give the same training as numpy."""
+    """Every portable kernel variant compiled on the host trains the same weights as numpy:
+    the table and paired-SWAR dots, the 16-bit multiply-high of ARMv6-M, and the SWAR32,
+    SWAR64 and one-weight-at-a-time int8 row updates (their ARM-only siblings run in the
+    emulator, tests/test_icount.py)."""
     model, data = train_model(tmp_path_factory, "alt", PROTO, hidden=(48, 40), seed=2)
     clf = BEPClassifier.load(model)
     gen = generate(model, str(tmp_path / "g"), "net")
