@@ -449,6 +449,38 @@ BEP_HOT void bep_add8(bep_pair_t *h, uint32_t nibbles)
 BEP_KERNEL void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
 {
     uint32_t i = 0;
+#if BEP_USE_ASM && defined(BEP_ROW8_DSP)
+    if (((uintptr_t)h & 3u) == 0u && bits >= 32u) {
+        /* The loop below, scheduled by hand: per eight weights two nibbles pick two lane
+         * keys, one LDRD, two QADD8, one STRD (GCC splits the 64-bit load in two and
+         * spends five instructions a word on addressing). */
+        uint32_t words = bits >> 5, x, a, b, k1, k2;
+        const uint32_t *vp = v;
+        int8_t *hp = h;
+#define BEP_QADD8_PAIR(lo, hi)                                                         \
+    lo "ldr %[k1], [%[t], %[k1], lsl #2]\n\t" hi "ldr %[k2], [%[t], %[k2], lsl #2]\n\t" \
+       "ldrd %[a], %[b], [%[h]]\n\t"                                                 \
+       "qadd8 %[a], %[a], %[k1]\n\t"                                                 \
+       "qadd8 %[b], %[b], %[k2]\n\t"                                                 \
+       "strd %[a], %[b], [%[h]], #8\n\t"
+        __asm__ volatile( /* it writes memory and no output is used */
+                "1:\n\t"
+                "ldr %[x], [%[v]], #4\n\t"
+                "eor %[x], %[x], %[flip]\n\t"
+                BEP_QADD8_PAIR("and %[k1], %[x], #15\n\t", "ubfx %[k2], %[x], #4, #4\n\t")
+                BEP_QADD8_PAIR("ubfx %[k1], %[x], #8, #4\n\t", "ubfx %[k2], %[x], #12, #4\n\t")
+                BEP_QADD8_PAIR("ubfx %[k1], %[x], #16, #4\n\t", "ubfx %[k2], %[x], #20, #4\n\t")
+                BEP_QADD8_PAIR("ubfx %[k1], %[x], #24, #4\n\t", "lsr %[k2], %[x], #28\n\t")
+                "subs %[n], %[n], #1\n\t"
+                "bne 1b"
+                : [h] "+&r"(hp), [v] "+&r"(vp), [n] "+&r"(words), [x] "=&r"(x), [a] "=&r"(a), [b] "=&r"(b),
+                  [k1] "=&r"(k1), [k2] "=&r"(k2)
+                : [t] "r"(bep_lanes4), [flip] "r"(flip)
+                : "cc", "memory");
+#undef BEP_QADD8_PAIR
+        i = bits & ~31u;
+    }
+#else
     if (((uintptr_t)h & 3u) == 0u) {
         /* 32 weights per input word, written out so every lane key comes from a nibble
          * of one register. */
@@ -461,6 +493,7 @@ BEP_KERNEL void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32
             bep_add8(h2 + 3, x >> 24);
         }
     }
+#endif
     for (; i + 4u <= bits; i += 4u)
         bep_store4(h + i, bep_add4(bep_load4(h + i), bep_lanes4[((v[i >> 5] ^ flip) >> (i & 31u)) & 15u]));
     for (; i < bits; ++i) bep_add1(h + i, ((v[i >> 5] ^ flip) >> (i & 31u)) & 1u);
@@ -541,11 +574,19 @@ static void bep_row_sign(const bep_config_t *cfg, void *state, const bep_layer_t
         if (((uintptr_t)h & 3u) == 0u) {
             /* Full words of an aligned row: four gathers of eight, word loads. */
             for (; bits >= 32u; bits -= 32u, h += 32) {
+#if defined(__thumb2__)
+                /* Pairs of words as one 64-bit load each: LDRD. */
+                const bep_w64_t *hw = (const bep_w64_t *)(const void *)h;
+                const uint64_t q0 = hw[0], q1 = hw[1], q2 = hw[2], q3 = hw[3];
+#define BEP_SIGN8(v) bep_sign8((uint32_t)(v), (uint32_t)((v) >> 32), m_lo, m_hi, gather)
+#else
                 const bep_w32_t *hw = (const bep_w32_t *)(const void *)h;
-                *out++ = bep_sign8(hw[0], hw[1], m_lo, m_hi, gather) >> 24 |
-                         (bep_sign8(hw[2], hw[3], m_lo, m_hi, gather) >> 24) << 8 |
-                         (bep_sign8(hw[4], hw[5], m_lo, m_hi, gather) >> 24) << 16 |
-                         (bep_sign8(hw[6], hw[7], m_lo, m_hi, gather) & 0xFF000000u);
+                const bep_w32_t *q0 = hw, *q1 = hw + 2, *q2 = hw + 4, *q3 = hw + 6;
+#define BEP_SIGN8(v) bep_sign8((v)[0], (v)[1], m_lo, m_hi, gather)
+#endif
+                *out++ = BEP_SIGN8(q0) >> 24 | (BEP_SIGN8(q1) >> 24) << 8 | (BEP_SIGN8(q2) >> 24) << 16 |
+                         (BEP_SIGN8(q3) & 0xFF000000u);
+#undef BEP_SIGN8
             }
         }
         for (w = 0; bits > 0u; ++w, bits -= n) {
@@ -1014,14 +1055,19 @@ BEP_KERNEL void bep_reinforce(const bep_config_t *cfg, void *state, const bep_la
     const uint32_t n = L->n_weights;
     uint32_t m = (q + (bep_mix32(key) & 0xFFFFu)) >> 16, k;
     if (cfg->hidden_bits == 8u) {
-        /* Two draws per turn: the loop test is a tenth of a draw's cost. */
+        /* Draw 1, then the pairs (k, k + 1) with k even, whose keys differ in bit 0 only:
+         * one loop test and one key per two draws, in draw order. */
         uint8_t *h8 = bep_bytes(state, L->h_off);
-        uint32_t i, j;
-        for (k = 1; k < m; k += 2u) {
-            i = bep_mulhi(bep_mix32(key ^ k), n);
+        uint32_t i;
+        if (m == 0u) return;
+        i = bep_mulhi(bep_mix32(key ^ 1u), n);
+        h8[i] = bep_reinforce8[h8[i]];
+        for (k = 2; k < m; k += 2u) {
+            const uint32_t d = key ^ k;
+            i = bep_mulhi(bep_mix32(d), n);
             h8[i] = bep_reinforce8[h8[i]];
-            j = bep_mulhi(bep_mix32(key ^ (k + 1u)), n);
-            h8[j] = bep_reinforce8[h8[j]];
+            i = bep_mulhi(bep_mix32(d ^ 1u), n);
+            h8[i] = bep_reinforce8[h8[i]];
         }
         if (k == m) {
             i = bep_mulhi(bep_mix32(key ^ k), n);
@@ -1045,9 +1091,13 @@ BEP_KERNEL void bep_repack_dirty(const bep_config_t *cfg, void *state, const bep
     uint32_t *dirty = bep_u32(state, L->dirty_off), k;
     for (k = 0; k < L->out_words; ++k) {
         uint32_t left = dirty[k], row = k * 32u;
+#if BEP_HAS_CTZ
+        for (; left != 0u; left &= left - 1u) bep_pack_row(cfg, state, L, row + (uint32_t)__builtin_ctz(left));
+#else
         for (; left != 0u; left >>= 1, ++row) {
             if (left & 1u) bep_pack_row(cfg, state, L, row);
         }
+#endif
         dirty[k] = 0;
     }
 }
