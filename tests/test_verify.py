@@ -232,3 +232,16 @@ def test_alternative_kernels_are_bit_exact(tmp_path_factory, tmp_path, flags):
     twin = Twin(gen, clf.spec_, extra_cflags=flags)
     result = run_verify(clf, twin, clf.encode(data.X_train), clf.encode_labels(data.y_train), 2, 10, grow_every=1)
     assert result.bit_exact, result.first_divergence
+
+
+def test_portable_multiply_high_on_a_layer_of_more_than_65535_weights(tmp_path_factory, tmp_path):
+    """ARMv6-M's index (d * N) >> 32 takes four 16 x 16 products once N >= 2^16 (two
+    below): a 300 x 256 layer (76,800 weights) trains the same as numpy with it."""
+    model, data = train_model(tmp_path_factory, "wide", "prototypes:classes=5,features=300,samples=600",
+                              hidden=(256,), seed=4)
+    clf = BEPClassifier.load(model)
+    assert clf.spec_.layer_shapes()[0][0] * clf.spec_.layer_shapes()[0][1] >= 65536
+    gen = generate(model, str(tmp_path / "g"), "net")
+    twin = Twin(gen, clf.spec_, extra_cflags=["-DBEP_MULHI_PORTABLE=1", "-UBEP_POPCOUNT_BUILTIN"])
+    result = run_verify(clf, twin, clf.encode(data.X_train), clf.encode_labels(data.y_train), 2, 1, grow_every=1)
+    assert result.bit_exact, result.first_divergence

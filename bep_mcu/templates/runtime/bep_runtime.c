@@ -34,7 +34,8 @@
 
 /* GCC folds a constant into each instruction that uses it, and Thumb-2 can then not
  * use the barrel shifter on the other operand ("and r, m, x, lsr #1" needs m in a
- * register). An empty asm makes the constant opaque, so it lives in a register. */
+ * register); Thumb-1 reloads it from a literal pool. An empty asm makes the constant
+ * opaque, so it is loaded once and lives in a register. */
 #if defined(__GNUC__) && defined(__thumb__)
 #define BEP_IN_REGISTER(v) __asm__("" : "+r"(v))
 #else
@@ -239,7 +240,7 @@ BEP_HOT uint32_t bep_differ(const uint32_t *w, const uint32_t *a, uint32_t n)
                 : [m1] "r"(m1), [m2] "r"(m2), [m4] "r"(m4), [k] "r"(BEP_USE_DSP ? 0u : 0x01010101u)
                 : "cc", "memory");
     }
-#elif BEP_USE_ASM && defined(__thumb__)
+#elif BEP_USE_ASM && defined(__ARM_ARCH_6M__)
     /* ARMv6-M: a two-operand ALU, most of it on r0-r7 only, and GCC needs a low register
      * of its own to fill high ones, so the loop works in two low registers (x, p) and
      * parks the first word's counts and the masks it does not use often in high ones.
@@ -480,7 +481,7 @@ BEP_KERNEL void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32
 #undef BEP_QADD8_PAIR
         i = bits & ~31u;
     }
-#elif BEP_USE_ASM && defined(BEP_ROW8_SWAR32) && defined(__thumb__) && !defined(__thumb2__)
+#elif BEP_USE_ASM && defined(BEP_ROW8_SWAR32) && defined(__ARM_ARCH_6M__)
     if (((uintptr_t)h & 3u) == 0u && bits >= 32u) {
         /* ARMv6-M: bep_add4 on four weights in 19 instructions (GCC: about 25), on the
          * seven low registers; constants and the loop bounds sit in named high registers

@@ -14,20 +14,22 @@
  * the defaults pick the fastest one the compiler says the core supports, and every
  * variant trains bit-exactly the same weights (tests/test_verify.py, tests/test_icount.py).
  *   BEP_POPCOUNT_TABLE    1 = the XNOR-popcount dot counts word by word with an 8-bit
- *                         lookup table. 0 (default) = the grouped SWAR dot: partial bit
- *                         counts of three words are added before they are folded, so the
- *                         fold and the horizontal sum are paid once per three words.
+ *                         lookup table. 0 (default) = the paired SWAR dot: the nibble
+ *                         counts of two words are added before they are folded, so the
+ *                         fold and the horizontal sum are paid once per two words.
  *   BEP_POPCOUNT_BUILTIN  1 = word by word with __builtin_popcount, for hosts with a
  *                         popcount instruction (GCC/Clang; never on Cortex-M, where it
  *                         calls libgcc). Used by the host twin.
- *   BEP_USE_DSP           1 = use the Arm DSP extension: QADD8/QSUB8 saturating int8 row
+ *   BEP_USE_DSP           1 = use the Arm DSP extension: QADD8 saturating int8 row
  *                         updates and USADA8 horizontal sums. Defaults to 1 where the
  *                         compiler defines __ARM_FEATURE_DSP (Cortex-M4, M7, M33); 0 = the
  *                         portable paths on those cores too.
- *   BEP_USE_ASM           1 = the inner loop of the grouped SWAR dot in inline assembly
- *                         (Thumb-2 on Cortex-M3/M4/M7/M33, Thumb-1 on M0/M0+), where GCC
- *                         at -Os spends a third more instructions on addressing and moves.
- *                         Defaults to 1 with GCC-compatible compilers on Cortex-M; 0 = C.
+ *   BEP_USE_ASM           1 = the inner loops of the dot (Thumb-2 on Cortex-M3/M4/M7/M33,
+ *                         Thumb-1 on M0/M0+) and of the int8 row update (QADD8 on DSP
+ *                         cores, SWAR32 on M0/M0+) in inline assembly, where GCC at -Os
+ *                         spends a quarter to a third more instructions on addressing and
+ *                         moves. Defaults to 1 with GCC-compatible compilers on Cortex-M;
+ *                         0 = the C loops.
  *   BEP_UPDATE8           int8 row update where BEP_USE_DSP is 0: 0 (default) = SWAR, four
  *                         weights per 32-bit word (eight per 64-bit word on 64-bit hosts);
  *                         1 = one weight at a time (the reference); 2 = SWAR32 everywhere.
