@@ -15,16 +15,11 @@ top five bits are 0b11101/0b11110/0b11111 starts a 32-bit Thumb-2 instruction) i
 Blocks are attributed to functions through ``arm-none-eabi-nm``; the harness's functions
 (``icount_*``) are left out of every figure.
 
-Cycles (Cortex-M4 only, ``cycles=True``): each instruction costs what the Cortex-M4
-Technical Reference Manual (ARM DDI 0439, Table 3-1; FPU instructions from its FPU
-chapter) gives for zero wait states, with P = 2 for a pipeline refill (the TRM: 1 to 3):
-ALU, multiply (MUL/MLA/UMULL...), DSP and IT 1; LDR/STR 2, but 1 right after another
-single load or store (the TRM's pipelining note); LDRD/STRD 3; LDM/STM/PUSH/POP 1 + N;
-SDIV/UDIV 12 (the TRM's worst case); VLDR/VSTR 2, VLDM/VSTM/VPUSH/VPOP 1 + N; VMLA/VFMA
-and their negations 3; VDIV/VSQRT 14; other FPU instructions 1; a taken branch, call,
-return or other write to PC adds P (taken = the next block does not start where this one
-ends). Not modelled: address-dependency stalls, flash wait states, conditional
-instructions that fail (charged as executed). An estimate, not a measurement.
+Cycles (Cortex-M4 only, ``cycles=True``): every executed instruction is priced with the
+Cortex-M4 TRM's table for zero wait states (``_M4`` below; P = 2 per taken branch or other
+write to PC, a branch being taken when the next block does not start where its block
+ends). An estimate, not a measurement: the model and what it leaves out are in
+docs/performance.md.
 """
 
 from __future__ import annotations
@@ -150,7 +145,8 @@ class Image:
     def instructions(self) -> dict[int, tuple[str, str]]:
         """address → (mnemonic, operands), from objdump (for the cycle model)."""
         out = {}
-        for m in re.finditer(r"^\s*([0-9a-f]+):\t(?:[0-9a-f]{4} ?){1,2}\s*\t(\S+)\s*([^\n;@]*)", self.disassembly, re.M):
+        line = re.compile(r"^\s*([0-9a-f]+):\t(?:[0-9a-f]{4} ?){1,2}\s*\t(\S+)\s*([^\n;@]*)", re.M)
+        for m in line.finditer(self.disassembly):
             out[int(m[1], 16)] = (m[2], m[3].strip())
         return out
 
@@ -207,8 +203,8 @@ def _build(sources, includes, defines, cpu, opt, abi, info, build_dir, extra) ->
     incs = [f"-I{d}" for d in [*includes, c_dir()]]
     objects, warnings = [], []
     # The harness's memcpy/memset loops must not be turned back into memcpy/memset calls.
-    jobs = [(src, WARN_FLAGS) for src in sources] + [(c_dir() / "icount_main.c", ["-std=c99", "-Wall", "-Wextra",
-                                                                                    "-fno-tree-loop-distribute-patterns"])]
+    harness_flags = ["-std=c99", "-Wall", "-Wextra", "-fno-tree-loop-distribute-patterns"]
+    jobs = [(src, WARN_FLAGS) for src in sources] + [(c_dir() / "icount_main.c", harness_flags)]
     for src, flags in jobs:
         obj = out / (Path(src).stem + ".o")
         proc = subprocess.run([CC, *cflags, *flags, *defines, *incs, "-c", str(src), "-o", str(obj)],
@@ -219,7 +215,8 @@ def _build(sources, includes, defines, cpu, opt, abi, info, build_dir, extra) ->
         objects.append(obj)
     elf = out / f"icount_{info.name if info else 'float'}_{cpu}{opt}.elf"
     proc = subprocess.run([CC, *arch, "-nostdlib", "-nostartfiles", "-T", str(c_dir() / "icount.ld"),
-                           "-Wl,--gc-sections", *map(str, objects), "-lgcc", "-o", str(elf)], capture_output=True, text=True)
+                           "-Wl,--gc-sections", *map(str, objects), "-lgcc", "-o", str(elf)],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise BEPError(f"linking the icount image failed ({cpu} {opt}):\n{proc.stderr}")
     symbols, functions = _symbols(elf)
@@ -496,9 +493,9 @@ def _run_bep(image: Image, X_packed, labels, batch_size, gamma, q, seed, batches
     hidden_len = [r * c * info.hidden_bits // 8 for r, c in info.shapes]
     data = [("x", X.tobytes()), ("labels", y.tobytes()), ("pred", bytes(2 * n)),
             *((f"h{i}", bytes(size)) for i, size in enumerate(hidden_len))]
-    io = lambda at: _io(seed=seed, batches=batches, n=n, batch_size=batch_size, x=at["x"], labels=at["labels"],  # noqa: E731
-                        pred=at["pred"], q=q, gamma=gamma, hidden=[at[f"h{i}"] for i in range(info.n_layers)],
-                        hidden_len=hidden_len)
+    io = lambda at: _io(seed=seed, batches=batches, n=n, batch_size=batch_size, x=at["x"],  # noqa: E731
+                        labels=at["labels"], pred=at["pred"], q=q, gamma=gamma,
+                        hidden=[at[f"h{i}"] for i in range(info.n_layers)], hidden_len=hidden_len)
     trace, at = _emulate(image, data, io, cycles, verify)
     uc = trace.uc
     fields = struct.unpack(IO_FORMAT, bytes(uc.mem_read(image.address("icount_io"), IO_BYTES)))
@@ -524,7 +521,8 @@ def _run_bep(image: Image, X_packed, labels, batch_size, gamma, q, seed, batches
         "set_epoch_instructions": sum(_merged(tallies, PH_SET_EPOCH, 1).values()),
         "train_instructions": sum(train.values()),
         "batch_instructions": [runtime(ins) for ins in batch_fns],
-        "harness_instructions": sum(v for _, ins, _ in tallies for fn, v in ins.items() if fn.startswith(HARNESS_PREFIX)),
+        "harness_instructions": sum(v for _, ins, _ in tallies for fn, v in ins.items()
+                                    if fn.startswith(HARNESS_PREFIX)),
         "functions": {"init": _merged(tallies, PH_INIT, 1), "train": train},
         "counters": dict(zip(("samples", "triggered", "errors", "updates", "batches"), header[3:8])),
         "predictions": np.frombuffer(bytes(uc.mem_read(at["pred"], 2 * n)), dtype=np.uint16).astype(np.int64),
@@ -544,19 +542,11 @@ def _run_bep(image: Image, X_packed, labels, batch_size, gamma, q, seed, batches
 def count_training(gen_dir, name: str, cpu: str, X_packed, labels, batch_size: int, gamma, q, seed: int,
                    opt: str = "-Os", batches: int = 0, extra_cflags=(), build_dir=None, verify: bool = False,
                    cycles: bool = False) -> dict:
-    """Build the measurement image of ``gen_dir`` for ``cpu`` and train on the samples.
-
-    ``X_packed`` is (n, input_words) uint32 (``twin.pack_inputs``), ``labels`` class
-    indices; batches are consecutive slices of ``batch_size`` samples (the last may be
-    shorter); ``gamma``, ``q`` per layer go to ``bep_set_epoch``, ``seed``, ``batches`` to
-    ``bep_init``. Returns ``instructions_per_sample``, ``init_instructions``,
-    ``set_epoch_instructions``, ``train_instructions``, ``batch_instructions`` (per batch),
-    ``functions`` (per function, init and training), ``counters``, ``predictions``,
-    ``hidden`` (trained weights read back from emulated RAM), ``state_bytes``,
-    ``code_bytes``; with ``cycles`` (Cortex-M4) also ``cycles_per_sample`` and
-    ``functions_cycles``; with ``verify`` the per-instruction cross-check. Counts exclude
-    the harness (``icount_*``).
-    """
+    """Build the image of ``gen_dir`` for ``cpu`` and train on consecutive batches of
+    ``X_packed`` ((n, input_words) uint32, ``twin.pack_inputs``) with epoch parameters
+    ``gamma``, ``q`` from ``seed``/``batches``. Returns the counts (instructions per sample,
+    per batch, per function; init; with ``cycles`` on Cortex-M4 the cycle estimate), the
+    state's counters, predictions and trained hidden weights read back from emulated RAM."""
     image = build_image(gen_dir, name, cpu, opt, build_dir, extra_cflags)
     return image.run(X_packed, labels, batch_size, gamma, q, seed, batches, verify, cycles)
 

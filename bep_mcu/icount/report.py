@@ -72,7 +72,8 @@ def reference_training(model_path, X_packed, labels, batch_size: int, gamma, q, 
                   old.batch_counter if batches is None else batches)
     net.set_epoch_params(gamma, q)
     X, y = unpack_inputs(X_packed, clf.spec_), np.asarray(labels, dtype=np.int64)
-    preds = [net.train_batch(X[i:i + batch_size], y[i:i + batch_size]).predictions for i in range(0, len(y), batch_size)]
+    preds = [net.train_batch(X[i:i + batch_size], y[i:i + batch_size]).predictions
+             for i in range(0, len(y), batch_size)]
     return {"hidden": net.hidden_weights(), "counters": {**net.counters.as_dict(), "batches": net.batch_counter},
             "predictions": np.concatenate(preds).astype(np.int64)}
 
@@ -120,7 +121,8 @@ class Workload:
         self.X = pack_inputs(encoded, self.clf.spec_)
         self.X_float = np.asarray(encoded, dtype=np.float32)
         self.y = self.clf.encode_labels(data.y_train[:n])
-        self.gamma, self.seed, self.batches = list(self.clf.gamma_), self.clf.network.seed, self.clf.network.batch_counter
+        self.gamma = list(self.clf.gamma_)
+        self.seed, self.batches = self.clf.network.seed, self.clf.network.batch_counter
         spec = self.clf.spec_
         self.shape = (spec.n_inputs, spec.hidden[0], spec.n_classes)
         self.n_weights = sum(r * c for r, c in spec.layer_shapes())
@@ -159,7 +161,8 @@ def summary(m: dict, n_weights: int) -> dict:
     per = lambda r: round(r["instructions_per_sample"]) if r else None  # noqa: E731
     out = {
         "batch_1": per(b1), "batch_100": per(b100), "float_sgd": round(flt["instructions_per_sample"]),
-        "float_over_batch_100": round(flt["instructions_per_sample"] / b100["instructions_per_sample"], 2) if b100 else None,
+        "float_over_batch_100":
+            round(flt["instructions_per_sample"] / b100["instructions_per_sample"], 2) if b100 else None,
         "bytes_per_weight": round(next(iter(rows.values()))["state_bytes"] / n_weights, 3),
         "float_bytes_per_weight": round(flt["state_bytes"] / flt["weights"], 3),
         "cycles_batch_100": round(b100["cycles_per_sample"]) if m["cycles"] and b100 else None,
