@@ -3,9 +3,9 @@
 For an MLP with two hidden layers and an RNN, every generated ``.c`` file compiles with
 the strict set (``-std=c99 -Wall -Wextra -Wconversion -Wsign-conversion -Wundef
 -Wshadow -pedantic -Werror``) under host gcc and clang and under arm-none-eabi-gcc for
-Cortex-M0, M0+, M3, M4, M7 and M33, at ``-Os`` and ``-O2``, with ``BEP_POPCOUNT_TABLE``
-0 and 1. The objects must need nothing from outside but integer libgcc helpers: no
-soft-float routine (``__aeabi_f*``, ``__aeabi_d*``, ``__addsf3``-style names), no
+Cortex-M0, M0+, M3, M4, M7 and M33, at ``-Os`` and ``-O2``, and with every ``-D`` option
+of ``bep_runtime.h`` on the hosts, a Cortex-M0 and a Cortex-M4. The objects must need
+nothing from outside but integer libgcc helpers: no soft-float routine (``__aeabi_f*``, ``__aeabi_d*``, ``__addsf3``-style names), no
 ``malloc``/``free``/``printf`` (checked with ``nm`` on the undefined symbols), and the
 sources use no ``float``/``double`` at all. Allowed and expected: ``__aeabi_lmul`` on
 Cortex-M0/M0+ (a 64-bit multiply; ARMv6-M has no UMULL), which libgcc provides.
@@ -115,25 +115,44 @@ def test_strict_build_without_warnings(generated, tmp_path, kind, compiler, targ
         assert_only_integer_helpers(tools, objects, f"{kind} {compiler} {target} -{level}")
 
 
+# Every -D option of bep_runtime.h, where it applies: the portable variants on the hosts,
+# the ARM ones on an ARMv6-M and an ARMv7E-M core (trained bit-exactly: test_verify.py
+# on the host, test_icount.py in the emulator).
+VARIANTS = {
+    "host": [{"BEP_POPCOUNT_TABLE": "1"}, {"BEP_POPCOUNT_BUILTIN": "1"}, {"BEP_UPDATE8": "1"}, {"BEP_UPDATE8": "2"},
+             {"BEP_MULHI_PORTABLE": "1"}, {"BEP_MEASURE": "1"}],
+    "cortex-m0": [{"BEP_POPCOUNT_TABLE": "1"}, {"BEP_USE_ASM": "0"}, {"BEP_UPDATE8": "1"}, {"BEP_MEASURE": "1"}],
+    "cortex-m4": [{"BEP_POPCOUNT_TABLE": "1"}, {"BEP_USE_ASM": "0"}, {"BEP_USE_DSP": "0"}, {"BEP_UPDATE8": "1"},
+                  {"BEP_USE_DSP": "0", "BEP_USE_ASM": "0"}, {"BEP_MEASURE": "1"}],
+}
+
+
 @pytest.mark.parametrize("compiler, target", [("gcc", "host"), ("clang", "host"),
                                               ("arm-none-eabi-gcc", "cortex-m0"), ("arm-none-eabi-gcc", "cortex-m4")],
                          ids=["gcc", "clang", "cortex-m0", "cortex-m4"])
-def test_both_popcount_variants_build_cleanly(generated, tmp_path, compiler, target):
+def test_every_runtime_option_builds_cleanly(generated, tmp_path, compiler, target):
     tools = tools_for(compiler, target)
     gen = generated["mlp"]
-    for table in ("0", "1"):
+    for k, defines in enumerate(VARIANTS[target]):
         for level in toolchain.OPT_LEVELS:
-            objects = strict_build(tools, gen, tmp_path / f"t{table}{level}", level, {"BEP_POPCOUNT_TABLE": table})
-            assert_only_integer_helpers(tools, objects, f"{compiler} {target} -{level} BEP_POPCOUNT_TABLE={table}")
+            objects = strict_build(tools, gen, tmp_path / f"v{k}{level}", level, defines)
+            assert_only_integer_helpers(tools, objects, f"{compiler} {target} -{level} {defines}")
             runtime = next(o for o in objects if o.name == "bep_runtime.o")
-            # The define took effect: exactly the table build holds a 256-byte const table.
-            assert (256 in const_object_sizes(tools, runtime)) == (table == "1"), (table, level)
+            # The define took effect: exactly the table builds hold the popcount table, and
+            # on the DSP core exactly the builds that keep the extension use QADD8.
+            assert ("bep_pop8" in const_object_names(tools, runtime)) == ("BEP_POPCOUNT_TABLE" in defines)
+            if target == "cortex-m4":
+                assert ("qadd8" in disassembly(runtime)) == (defines.get("BEP_USE_DSP") != "0"), defines
 
 
-def const_object_sizes(tools: toolchain.Toolchain, obj: Path) -> set[int]:
-    """Sizes of the read-only data objects defined in ``obj`` (nm -S, types r/R)."""
-    out = subprocess.run([tools.nm, "-S", "--defined-only", str(obj)], capture_output=True, text=True, check=True)
-    return {int(p[1], 16) for p in (line.split() for line in out.stdout.splitlines()) if len(p) == 4 and p[2] in "rR"}
+def const_object_names(tools: toolchain.Toolchain, obj: Path) -> set[str]:
+    """Names of the read-only data objects defined in ``obj`` (nm, types r/R)."""
+    out = subprocess.run([tools.nm, "--defined-only", str(obj)], capture_output=True, text=True, check=True)
+    return {p[2] for p in (line.split() for line in out.stdout.splitlines()) if len(p) == 3 and p[1] in "rR"}
+
+
+def disassembly(obj: Path) -> str:
+    return subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True, text=True, check=True).stdout
 
 
 @pytest.mark.parametrize("kind", sorted(MODELS))

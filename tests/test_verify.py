@@ -202,14 +202,31 @@ def test_generate_missing_and_corrupted_model(tmp_path):
     assert not (tmp_path / "g").exists()
 
 
-@pytest.mark.parametrize("defines", [{"BEP_POPCOUNT_TABLE": "1", "BEP_MULHI_PORTABLE": "1", "BEP_NO_SWAR64": "1"},
-                                     {"BEP_POPCOUNT_BUILTIN": "0"}])
+@pytest.mark.parametrize("defines", [
+    {"BEP_POPCOUNT_TABLE": "1", "BEP_MULHI_PORTABLE": "1", "BEP_UPDATE8": "2"},  # Cortex-M0/M3 without assembly
+    {"BEP_POPCOUNT_BUILTIN": "0"},  # the paired SWAR dot, SWAR64 row updates
+    {"BEP_POPCOUNT_BUILTIN": "0", "BEP_UPDATE8": "1"},  # the one-weight-at-a-time reference update
+], ids=["table-swar32-mulhi", "paired-swar", "reference-update"])
 def test_alternative_kernels_are_bit_exact(tmp_path_factory, tmp_path, defines):
-    """The table popcount, the SWAR popcount, the 16-bit multiply-high and the table-driven
-    row update (the paths of 32-bit cores without DSP)
-    compiled on the host give the same training as numpy."""
+    """Every portable kernel variant compiled on the host trains the same weights as numpy:
+    the table and paired-SWAR dots, the 16-bit multiply-high of ARMv6-M, and the SWAR32,
+    SWAR64 and one-weight-at-a-time int8 row updates (their ARM-only siblings run in the
+    emulator, tests/test_icount.py)."""
     path, data = train_model(tmp_path_factory, "alt", PROTO, hidden=(48, 40), seed=2)
     model = modelio.load(path)
     report = verify(model, build_twin(model, defines=defines), encoded(model, data.X_train, data.y_train), 2, 10,
                     grow_every=1)
+    assert report.bit_exact, report.divergence
+
+
+def test_portable_multiply_high_on_a_layer_of_more_than_65535_weights(tmp_path_factory, tmp_path):
+    """ARMv6-M's index (d * N) >> 32 takes four 16 x 16 products once N >= 2^16 (two
+    below): a 300 x 256 layer (76,800 weights) trains the same as numpy with it."""
+    path, data = train_model(tmp_path_factory, "wide", "prototypes:classes=5,features=300,samples=600",
+                             hidden=(256,), seed=4)
+    model = modelio.load(path)
+    rows, cols = model.spec.layer_shapes()[0]
+    assert rows * cols >= 65536
+    twin = build_twin(model, defines={"BEP_MULHI_PORTABLE": "1", "BEP_POPCOUNT_BUILTIN": "0"})
+    report = verify(model, twin, encoded(model, data.X_train, data.y_train), 2, 1, grow_every=1)
     assert report.bit_exact, report.divergence

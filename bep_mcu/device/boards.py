@@ -136,7 +136,5 @@ def c_defines(b: Board) -> dict[str, str]:
         "BEP_FW_VERSION": f"{FW_VERSION}u",
         "BEP_FW_RX_RING": f"{RX_RING_BYTES}u",
         "BEP_LINK_MAX_PAYLOAD": str(b.max_payload),
-        # An 8-bit table popcount is cheaper on the M0 (no barrel shifter in Thumb-1).
-        "BEP_POPCOUNT_TABLE": "1" if b.cpu in ("cortex-m0", "cortex-m0plus") else "0",
         **dict(b.port_defines),
     }

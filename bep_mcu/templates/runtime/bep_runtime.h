@@ -10,11 +10,34 @@
  * <stddef.h>. All state lives in one caller-owned buffer of BEP_<NET>_STATE_BYTES
  * bytes; its layout is planned on the host and described by a const bep_config_t.
  *
- * Options (define before including, or with -D):
- *   BEP_POPCOUNT_TABLE    1 = 8-bit lookup table popcount (cheaper on Cortex-M0, which
- *                         has no barrel-shifted operands), 0 = SWAR (default).
- *   BEP_POPCOUNT_BUILTIN  1 = __builtin_popcount, for hosts with a popcount instruction
- *                         (GCC/Clang; never on Cortex-M, where it calls libgcc).
+ * Options (define before including, or with -D). Every kernel has a portable C path;
+ * the defaults pick the fastest one the compiler says the core supports, and every
+ * variant trains bit-exactly the same weights (tests/test_verify.py, tests/test_icount.py).
+ *   BEP_POPCOUNT_TABLE    1 = the XNOR-popcount dot counts word by word with an 8-bit
+ *                         lookup table. 0 (default) = the paired SWAR dot: the nibble
+ *                         counts of two words are added before they are folded, so the
+ *                         fold and the horizontal sum are paid once per two words.
+ *   BEP_POPCOUNT_BUILTIN  1 = word by word with __builtin_popcount, for hosts with a
+ *                         popcount instruction (GCC/Clang; never on Cortex-M, where it
+ *                         calls libgcc). Used by the host twin.
+ *   BEP_USE_DSP           1 = use the Arm DSP extension: QADD8 saturating int8 row
+ *                         updates and USADA8 horizontal sums. Defaults to 1 where the
+ *                         compiler defines __ARM_FEATURE_DSP (Cortex-M4, M7, M33); 0 = the
+ *                         portable paths on those cores too.
+ *   BEP_USE_ASM           1 = the inner loops of the dot (Thumb-2 on Cortex-M3/M4/M7/M33,
+ *                         Thumb-1 on M0/M0+) and of the int8 row update (QADD8 on DSP
+ *                         cores, SWAR32 on M0/M0+) in inline assembly, where GCC at -Os
+ *                         spends a quarter to a third more instructions on addressing and
+ *                         moves. Defaults to 1 with GCC-compatible compilers on Cortex-M;
+ *                         0 = the C loops.
+ *   BEP_UPDATE8           int8 row update where BEP_USE_DSP is 0: 0 (default) = SWAR, four
+ *                         weights per 32-bit word (eight per 64-bit word on 64-bit hosts);
+ *                         1 = one weight at a time (the reference); 2 = SWAR32 everywhere.
+ *   BEP_MULHI_PORTABLE    1 = the reinforcement index (d * N) >> 32 from 16 x 16 products,
+ *                         as on ARMv6-M (Cortex-M0/M0+), which has no long multiply.
+ *   BEP_MEASURE           1 = the kernels are not inlined, so per-function instruction
+ *                         counts split a training step into its parts (bep_mcu.icount).
+ *                         For measurement builds only: it costs call overhead.
  *
  * Example usage (through the generated wrappers of a network called "net"):
  *
@@ -48,6 +71,33 @@ extern "C" { /* C linkage for C++ callers */
 #endif
 #ifndef BEP_POPCOUNT_BUILTIN
 #define BEP_POPCOUNT_BUILTIN 0
+#endif
+#ifndef BEP_USE_DSP
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#define BEP_USE_DSP 1
+#else
+#define BEP_USE_DSP 0
+#endif
+#endif
+#ifndef BEP_USE_ASM
+#if defined(__GNUC__) && defined(__thumb__)
+#define BEP_USE_ASM 1
+#else
+#define BEP_USE_ASM 0
+#endif
+#endif
+#ifndef BEP_UPDATE8
+#define BEP_UPDATE8 0
+#endif
+#ifndef BEP_MULHI_PORTABLE
+#if defined(__ARM_ARCH_6M__)
+#define BEP_MULHI_PORTABLE 1
+#else
+#define BEP_MULHI_PORTABLE 0
+#endif
+#endif
+#ifndef BEP_MEASURE
+#define BEP_MEASURE 0
 #endif
 
 #define BEP_MODEL_MLP 0u
@@ -185,7 +235,7 @@ bep_status_t bep_reset_counters(const bep_config_t *cfg, void *state, size_t sta
 /** The counter-based generator shared with the host (bep_mcu/engine/rng.py). */
 uint32_t bep_draw(uint32_t seed, uint32_t counter, uint32_t layer, uint32_t index);
 
-/** Number of set bits of a 32-bit word (SWAR or table, see BEP_POPCOUNT_TABLE). */
+/** Number of set bits of a 32-bit word (SWAR, table or builtin, see BEP_POPCOUNT_*). */
 uint32_t bep_popcount32(uint32_t x);
 
 #ifdef __cplusplus

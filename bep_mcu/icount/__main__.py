@@ -1,0 +1,5 @@
+import sys
+
+from bep_mcu.icount.report import main
+
+sys.exit(main())
