@@ -196,8 +196,8 @@ def _build_image(tools: toolchain.Toolchain, board: boards.Board, gen: Generated
     elf = out / ELF_NAME
     try:
         _link(tools, board, objects, build_dir, elf, plan, gen.name)
-    except BEPError as e:
-        raise BEPError(f"{e}{link_hint}") from None
+    except DoesNotFit as e:
+        raise DoesNotFit(f"{e}{link_hint}") from None
     sizes = toolchain.object_sizes(tools, [elf])[elf]
     result = FirmwareBuild(elf=elf, board=board.name, text=sizes.text + sizes.rodata, data=sizes.data, bss=sizes.bss,
                            plan=plan, ram_budget=board.ram_bytes, flash_budget=board.flash_bytes,
@@ -291,7 +291,7 @@ def refuse_selftest_if_too_big(plan: SelfTestMemoryPlan, st: SelfTestPlan, board
             f"{plan.selftest_bytes} for batches of {st.max_samples}) exceeds {board.ram_bytes} B by "
             f"{plan.ram_bytes - board.ram_bytes} B: write the golden file with a smaller --batch-size")
     if plan.tables_bytes + st.golden_bytes > board.flash_bytes:
-        raise BEPError(
+        raise DoesNotFit(
             f"golden file '{golden_name}' ({st.golden_bytes} B) and the network's tables ({plan.tables_bytes} B) "
             f"exceed {board.name}'s flash of {board.flash_bytes} B: write it with fewer --batches")
 
