@@ -332,7 +332,7 @@ class Image:
 
 def build_image(gen_dir, name: str, cpu: str, opt: str = "-Os", build_dir=None,
                 extra_cflags: list[str] | tuple[str, ...] = ()) -> Image:
-    """Cross-build the measurement ELF of a generated directory for ``cpu``.
+    """Cross-build the measurement ELF of a generated library (``Generated.src``) for ``cpu``.
 
     ``build_dir`` keeps the artifacts (harness, linker script, objects, ELF); by
     default a temporary directory is used and removed (the returned image holds
@@ -816,7 +816,7 @@ def main(argv: list[str] | None = None) -> int:
         print("-" * len(header))
         results = []
         for cpu in cpus:
-            image = build_image(gen.directory, gen.name, cpu, args.opt,
+            image = build_image(gen.src, gen.name, cpu, args.opt,
                                 work / f"elf-{cpu}" if args.keep else None, extra)
             for err in errors:
                 q = epoch_q(spec, err, clf.hyper.p_r)
@@ -868,7 +868,7 @@ def _print_profile(gen, X_packed, y, gamma, spec, clf, seed, batches, opt, extra
             r = done.get(("cortex-m4", 1.0, bs)) if k == 0 else None
             if r is None:
                 if image is None:
-                    image = build_image(gen.directory, gen.name, "cortex-m4", opt,
+                    image = build_image(gen.src, gen.name, "cortex-m4", opt,
                                         keep / f"elf-profile-{k}" if keep else None, flags)
                 r = image.run(X_packed, y, bs, gamma, q, seed, batches)
             total = r["train_instructions"]

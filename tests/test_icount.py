@@ -46,7 +46,7 @@ class Tiny:
 
     def image(self, cpu, opt="-Os"):
         if (cpu, opt) not in self._images:
-            self._images[cpu, opt] = icount.build_image(self.gen.directory, "tiny", cpu, opt)
+            self._images[cpu, opt] = icount.build_image(self.gen.src, "tiny", cpu, opt)
         return self._images[cpu, opt]
 
     def q(self, error_rate):
@@ -117,7 +117,7 @@ def test_counts_positive_and_deterministic(tiny, cpu):
 def test_counts_identical_across_builds(tiny):
     """A fresh build of the same sources counts exactly the same."""
     a = tiny.run("cortex-m4", 25, n=50)
-    b = icount.count_training(tiny.gen.directory, "tiny", "cortex-m4", tiny.X[:50], tiny.y[:50], 25, tiny.gamma,
+    b = icount.count_training(tiny.gen.src, "tiny", "cortex-m4", tiny.X[:50], tiny.y[:50], 25, tiny.gamma,
                               tiny.q(1.0), tiny.seed, batches=tiny.batches)
     assert (a["init_instructions"], a["batch_instructions"]) == (b["init_instructions"], b["batch_instructions"])
 
@@ -210,7 +210,7 @@ def test_rnn_bit_exact(tmp_path):
     Xp, ye = pack_inputs(model.encode(X)), model.encode_labels(y)
     q = icount.epoch_q(model.spec, 1.0)
     gamma = list(model.training.gamma)
-    result = icount.count_training(gen.directory, "seq", "cortex-m4", Xp, ye, 10, gamma, q, model.training.seed,
+    result = icount.count_training(gen.src, "seq", "cortex-m4", Xp, ye, 10, gamma, q, model.training.seed,
                                    batches=model.training.batch_counter)
     assert result["instructions_per_sample"] > 0
     assert_same_as_numpy(result, icount.reference_training(tmp_path / "rnn.npz", Xp, ye, 10, gamma, q))
@@ -221,11 +221,11 @@ def test_rnn_bit_exact(tmp_path):
 
 def test_bad_arguments(tiny):
     with pytest.raises(BEPError, match="cpu"):
-        icount.build_image(tiny.gen.directory, "tiny", "cortex-a53")
+        icount.build_image(tiny.gen.src, "tiny", "cortex-a53")
     with pytest.raises(BEPError, match="opt"):
-        icount.build_image(tiny.gen.directory, "tiny", "cortex-m4", "-Ofast")
+        icount.build_image(tiny.gen.src, "tiny", "cortex-m4", "-Ofast")
     with pytest.raises(BEPError, match="not found"):
-        icount.build_image(tiny.gen.directory, "other", "cortex-m4")
+        icount.build_image(tiny.gen.src, "other", "cortex-m4")
     image = tiny.image("cortex-m4")
     with pytest.raises(BEPError, match="words"):
         image.run(tiny.X[:, :1], tiny.y, 10, tiny.gamma, tiny.q(1.0), tiny.seed)

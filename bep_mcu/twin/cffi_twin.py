@@ -41,7 +41,7 @@ def cache_dir() -> Path:
 def generated_cdef(gen: Generated) -> str:
     """The declarations of a generated directory's public API, from its own headers."""
     headers = ["bep_status.h", "bep_runtime.h", f"bep_{gen.name}.h"]
-    return abi.cdef([(gen.directory / h).read_text() for h in headers])
+    return abi.cdef([(gen.src / h).read_text() for h in headers])
 
 
 def build_extension(gen: Generated, module_prefix: str, cdef: str, source: str = "", *,
@@ -67,11 +67,11 @@ def build_extension(gen: Generated, module_prefix: str, cdef: str, source: str =
         tmp = build_dir.with_name(build_dir.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        objects = toolchain.compile_objects(toolchain.toolchain("host"), gen.sources(), gen.directory, tmp, level,
+        objects = toolchain.compile_objects(toolchain.toolchain("host"), gen.sources(), gen.src, tmp, level,
                                             strict=True, defines=defines, extra=flags)
         ffi = cffi.FFI()
         ffi.cdef(cdef)
-        ffi.set_source(module_name, source or f'#include "bep_{gen.name}.h"', include_dirs=[str(gen.directory)],
+        ffi.set_source(module_name, source or f'#include "bep_{gen.name}.h"', include_dirs=[str(gen.src)],
                        extra_objects=[str(o) for o in objects],
                        extra_compile_args=flags + [f"-D{k}={v}" for k, v in defines.items()],
                        extra_link_args=link_args or [])
