@@ -33,7 +33,8 @@ epoch with patience 1 so that the example trainer's γ grows within a few epochs
   Arduino core), and links freestanding with the library, the trainer and
   tests/package/arduino/arduino_stub.cpp (a main that calls setup and loop).
 * Every build file names the files of the parts as ``generate`` wrote them, and each
-  library source is in exactly one part.
+  library source is in exactly one part; a network name whose files would be a shared
+  file's (``--name runtime``) is refused.
 * Values reach the build files only through cformat's formatters: ``cpath`` and
   ``cversion`` refuse anything that could break out of a CMake, JSON, YAML or properties
   value, and hostile labels leave every build file parseable.
@@ -54,12 +55,13 @@ import yaml
 
 import bep_mcu
 from bep_mcu import modelio
-from bep_mcu.cgen import cformat, package, protocol
+from bep_mcu.cgen import cformat, codegen, package, protocol
 from bep_mcu.cgen.codegen import environment, generate
 from bep_mcu.data.datasets import load_dataset
 from bep_mcu.device import boards, emulate
 from bep_mcu.device.firmware import fw_dir
 from bep_mcu.engine.schedule import reinforcement_counts
+from bep_mcu.errors import BEPError
 from bep_mcu.training import NumpyTrainer, encoded
 
 from .conftest import assert_ok, blobs, fit, invoke, needs_arm, needs_qemu
@@ -353,6 +355,13 @@ def test_cmake_lists_name_every_part_file(gen):
     assert "file(" not in code.lower() and "glob" not in code.lower()
     assert "add_library(bep_net STATIC" in text and "add_library(bep_net_link STATIC" in text
     assert "target_include_directories(bep_net PUBLIC" in text and "c_std_99" in text
+
+
+@pytest.mark.parametrize("name", codegen.SHARED_NAMES)
+def test_a_name_cannot_overwrite_a_shared_file(model, tmp_path, name):
+    with pytest.raises(BEPError, match="shared files"):
+        generate(model, tmp_path / "gen", name)
+    assert not (tmp_path / "gen").exists()
 
 
 def test_readme_names_existing_files_and_every_build_system(gen):

@@ -34,6 +34,8 @@ from bep_mcu.model import Model
 
 RUNTIME_FILES = ("bep_runtime.h", "bep_runtime.c")
 LINK_FILES = ("bep_link.h", "bep_link.c")  # the board side of the serial protocol (docs/protocol.md)
+# bep_<name>.[ch] of these would be the runtime's, the status strings', the protocol's or the link's files
+SHARED_NAMES = ("runtime", "status", "proto", "link")
 MAX_NAME = 32
 
 
@@ -46,6 +48,8 @@ def check_name(name: object) -> str:
         raise BEPError(f"--name '{name}' is a C keyword")
     if name.startswith("_") or keyword.iskeyword(name):
         raise BEPError(f"--name '{name}' is reserved (leading underscore or a Python keyword)")
+    if name in SHARED_NAMES:
+        raise BEPError(f"--name '{name}' is taken: bep_{name}.c/.h are the library's shared files")
     return name
 
 

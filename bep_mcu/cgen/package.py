@@ -46,7 +46,7 @@ KCONFIG = "zephyr/Kconfig"
 # The example trainer looks the next epoch's Q up by training error in steps of 1/ERROR_STEPS.
 ERROR_STEPS = 16
 EPOCH_BATCHES = 10  # the example trainer's default epoch, in batches
-# (template, path) of the build files; {name} is the network's name.
+# (template, path) of the build files and of the example's files ({name}: the network's name).
 BUILD_FILES = (("package/CMakeLists.txt.j2", "CMakeLists.txt"), ("package/library.json.j2", "library.json"),
                ("package/library.properties.j2", "library.properties"), ("package/module.yml.j2", "zephyr/module.yml"),
                ("package/Kconfig.j2", KCONFIG), ("README.md.j2", "README.md"))
