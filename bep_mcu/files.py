@@ -272,15 +272,20 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
 
 
 def write_text_files(directory: str | os.PathLike, files: dict[str, str]) -> Path:
-    """Write ``{name: text}`` into ``directory`` (created if needed), each file
-    atomically and only when its text changed (so build tools see no new time)."""
+    """Write ``{relative path: text}`` into ``directory`` (created if needed, and the
+    folders the paths name), each file atomically and only when its text changed (so
+    build tools see no new time)."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise BEPError(f"--out '{directory}' exists and is not a directory")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise BEPError(f"cannot create directory '{directory}': {_why(e)}") from None
+    for name in files:
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ValueError(f"{name!r} is not a path inside the output directory")  # a bep-mcu bug
+    for folder in sorted({directory / Path(name).parent for name in files}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BEPError(f"cannot create directory '{folder}': {_why(e)}") from None
     for name, text in files.items():
         target = directory / name
         data = text.encode()

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Everything a fresh Debian 12 machine needs, idempotent:
-#  - apt: the Arm cross compiler (C and C++), QEMU (emulated boards), clang, g++ and valgrind (tests);
+#  - apt: the Arm cross compiler (C and C++), QEMU (emulated boards), clang, g++, valgrind and cmake
+#    (tests; cmake builds the generated library as a CMake project would);
 #  - pip: the package with its data and test extras (numpy, click, jinja2, cffi, pyserial,
 #    scikit-learn, aeon, pytest, hypothesis, unicorn, ...).
 # Run as root (apt) or in a virtualenv on a machine that already has the apt packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(gcc-arm-none-eabi qemu-system-arm clang g++ valgrind make)
+APT_PACKAGES=(gcc-arm-none-eabi qemu-system-arm clang g++ valgrind make cmake)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -2,7 +2,8 @@
 
 Asserted:
 
-* every header that ships (the generated ones, the runtime, the link, bep_mcu/fw) wraps
+* every header that ships (the generated ones, the runtime, the link, the example
+  trainer, bep_mcu/fw) wraps
   its declarations in ``extern "C"`` for C++ callers;
 * host: tests/cpp/train_main.cpp, a C++ program using the generated network, builds
   with g++ (and clang++) against the generated ``.c`` files compiled as C (the usual
@@ -146,7 +147,7 @@ def build_host(case: dict, out: Path, cxx: str, std: str, extra: list[str], libr
     Returns (program, "") or (None, the linker's complaint) when only the link fails."""
     out.mkdir(parents=True)
     gen = case["gen"]
-    include = ["-I", str(headers or gen.directory), "-I", str(case["include"])]
+    include = ["-I", str(headers or gen.src), "-I", str(case["include"])]
     cxxflags = [f"-std={std}", *WARN, *extra, "-O2"]
     objects = []
     for src in gen.sources():
@@ -195,9 +196,9 @@ def check_output(stdout: str, case: dict) -> None:
 
 
 def test_every_shipped_header_has_c_linkage_for_cxx(cases):
-    headers = [h for case in cases.values() for h in sorted(case["gen"].directory.glob("*.h"))]
+    headers = [case["gen"].directory / f for case in cases.values() for f in case["gen"].files if f.endswith(".h")]
     headers += sorted(fw_dir().glob("*.h"))
-    assert len(headers) >= 2 * 5 + 7
+    assert len(headers) >= 2 * 6 + 7  # per network: net, runtime, status, proto, link, the example trainer
     for h in headers:
         text = h.read_text()
         assert len(EXTERN_C_BLOCK.findall(text)) == 2, f"{h.name}: no (or an unbalanced) extern \"C\" block"
@@ -231,7 +232,7 @@ def test_without_extern_c_the_cxx_program_does_not_link(cases, tmp_path):
     case = cases["mlp16"]
     stripped = tmp_path / "headers"
     stripped.mkdir()
-    for h in case["gen"].directory.glob("*.h"):
+    for h in case["gen"].src.glob("*.h"):
         text, n = EXTERN_C_BLOCK.subn("", h.read_text())
         assert n == 2, h.name
         (stripped / h.name).write_text(text)
@@ -263,9 +264,9 @@ def test_cxx_firmware_trains_bit_exact_on_netduinoplus2(models, cases, work):
     for src in sources:
         obj = build / (src.stem + ".o")
         if src.name in as_c:
-            run(["arm-none-eabi-gcc", *cflags, "-I", case["gen"].directory, "-c", src, "-o", obj])
+            run(["arm-none-eabi-gcc", *cflags, "-I", case["gen"].src, "-c", src, "-o", obj])
         else:
-            run(["arm-none-eabi-g++", "-x", "c++", *cxxflags, "-I", case["gen"].directory, "-c", src, "-o", obj])
+            run(["arm-none-eabi-g++", "-x", "c++", *cxxflags, "-I", case["gen"].src, "-c", src, "-o", obj])
         objects.append(obj)
     elf = out / "firmware.elf"
     run(["arm-none-eabi-g++", f"-mcpu={board.cpu}", "-mthumb", "-nostdlib", "-Wl,--gc-sections",

@@ -263,7 +263,7 @@ def test_stack_holds_the_deepest_call_chain(builds, tmp_path):
     """The fixed stack of the smallest board holds the deepest chain + an interrupt, with room."""
     board = boards.BOARDS["microbit"]
     d = builds(board.name)
-    gen_dir = Path(d["elf"]).parent / "net"
+    gen_dir = Path(d["elf"]).parent / "net" / "src"
     from bep_mcu.device.firmware import FW_SOURCES, build_flags
 
     flags, _ = build_flags(board, "net")
@@ -319,7 +319,7 @@ def test_emulate_refuses_what_is_not_a_firmware_image(tmp_path):
 @pytest.mark.parametrize("board", EMULATED)
 def test_hello(builds, board):
     d = builds(board)
-    header = (Path(d["elf"]).parent / "net" / "bep_net.h").read_text()
+    header = (Path(d["elf"]).parent / "net" / "src" / "bep_net.h").read_text()
     config_hash = int(re.search(r"#define BEP_NET_CONFIG_HASH 0x([0-9A-F]+)u", header).group(1), 16)
     emulated = EmulatedBoard(d["elf"], board)
     with emulated as url:

@@ -244,7 +244,7 @@ def test_stack_holds_the_deepest_call_chain(passing, tmp_path):
 
     board = boards.BOARDS["microbit"]
     d = passing(board.name)
-    gen_dir = Path(d["elf"]).parent / "net"
+    gen_dir = Path(d["elf"]).parent / "net" / "src"
     build_dir = Path(d["elf"]).parent / "build"
     flags, _ = build_flags(board, "net")
     flags += [f"-DBEP_ST_GOLDEN_BYTES={d['golden_bytes']}u", "-DBEP_ST_MAX_N=10u", f"-DBEP_ST_CHUNK={SELFTEST_CHUNK}u"]

@@ -298,9 +298,9 @@ def test_broken_runtime_copy_is_caught(cases, tmp_path, original, broken):
     c = cases["mlp8"]
     gen = tmp_path / "gen"
     shutil.copytree(c.gen, gen)
-    source = (gen / "bep_runtime.c").read_text()
+    source = (gen / "src" / "bep_runtime.c").read_text()
     assert source.count(original) == 1, f"bep_runtime.c changed: update this mutation ({original!r})"
-    (gen / "bep_runtime.c").write_text(source.replace(original, broken))
+    (gen / "src" / "bep_runtime.c").write_text(source.replace(original, broken))
     proc = make(f"GEN={gen}", f"NET={c.name}", f"BUILD={tmp_path / 'build'}", "all")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     proc = run([tmp_path / "build" / "bep_host_driver", c.golden])
@@ -390,7 +390,7 @@ def test_golden_contents(cases, name):
     g = golden_mod.from_bytes(data)
     assert golden_mod.to_bytes(g) == data
     # The header's hash is the one the generated code was built for.
-    header = (c.gen / f"bep_{name}.h").read_text()
+    header = (c.gen / "src" / f"bep_{name}.h").read_text()
     macro = re.search(rf"#define BEP_{name.upper()}_CONFIG_HASH 0x([0-9A-F]{{8}})u", header)
     assert macro and int(macro.group(1), 16) == g.config_hash32
     assert tuple(g.provenance) == golden_mod.PROVENANCE_KEYS

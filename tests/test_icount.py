@@ -50,7 +50,7 @@ class Tiny:
     def image(self, cpu, opt="-Os", flags=()):
         key = (cpu, opt, tuple(flags))
         if key not in self._images:
-            self._images[key] = icount.build_image(self.gen.directory, "tiny", cpu, opt, extra_cflags=flags)
+            self._images[key] = icount.build_image(self.gen.src, "tiny", cpu, opt, extra_cflags=flags)
         return self._images[key]
 
     def q(self, error_rate):
@@ -144,7 +144,7 @@ def test_counts_positive_and_deterministic(tiny, cpu):
 def test_counts_identical_across_builds(tiny):
     """A fresh build of the same sources counts exactly the same."""
     a = tiny.run("cortex-m4", 25, n=50)
-    b = icount.count_training(tiny.gen.directory, "tiny", "cortex-m4", tiny.X[:50], tiny.y[:50], 25, tiny.gamma,
+    b = icount.count_training(tiny.gen.src, "tiny", "cortex-m4", tiny.X[:50], tiny.y[:50], 25, tiny.gamma,
                               tiny.q(1.0), tiny.seed, batches=tiny.batches)
     assert (a["init_instructions"], a["batch_instructions"]) == (b["init_instructions"], b["batch_instructions"])
 
@@ -271,7 +271,7 @@ def test_rnn_bit_exact(tmp_path, cpu):
     Xp, ye = pack_inputs(model.encode(X)), model.encode_labels(y)
     q = icount.epoch_q(model.spec, 1.0)
     gamma = list(model.training.gamma)
-    result = icount.count_training(gen.directory, "seq", cpu, Xp, ye, 10, gamma, q, model.training.seed,
+    result = icount.count_training(gen.src, "seq", cpu, Xp, ye, 10, gamma, q, model.training.seed,
                                    batches=model.training.batch_counter)
     assert result["instructions_per_sample"] > 0
     assert_same_as_numpy(result, icount.reference_training(model, Xp, ye, 10, gamma, q))
@@ -334,8 +334,8 @@ def demo(tmp_path_factory):
 def test_targets_of_the_worst_case_workload(demo):
     """256-128-10, int8, ~95 % of the samples triggering, E = 1.0, -Os: the issue's
     targets as deterministic instruction counts, every run bit-exact with numpy."""
-    m4 = icount.build_image(demo.gen.directory, "net", "cortex-m4")
-    m0 = icount.build_image(demo.gen.directory, "net", "cortex-m0")
+    m4 = icount.build_image(demo.gen.src, "net", "cortex-m4")
+    m0 = icount.build_image(demo.gen.src, "net", "cortex-m0")
     b100, b1 = demo.run(m4, 100, cycles=True), demo.run(m4, 1)
     m0_100 = demo.run(m0, 100)
     for r in (b100, b1, m0_100):
@@ -353,7 +353,7 @@ def test_targets_of_the_worst_case_workload(demo):
 def test_breakdown_covers_the_measurement_build(demo):
     """The parts of the BEP_MEASURE build add up to its total, and each kernel lands in its
     part (forward, update, winner, reinforcement, repack)."""
-    image = icount.build_image(demo.gen.directory, "net", "cortex-m4", extra_cflags=["-DBEP_MEASURE=1"])
+    image = icount.build_image(demo.gen.src, "net", "cortex-m4", extra_cflags=["-DBEP_MEASURE=1"])
     r = demo.run(image, 1)
     parts = report.breakdown(r["functions"]["train"], r["samples"])
     assert abs(sum(parts.values()) - r["instructions_per_sample"]) <= len(parts)  # rounding only
@@ -381,11 +381,11 @@ def test_main_json(capsys):
 
 def test_bad_arguments(tiny):
     with pytest.raises(BEPError, match="cpu"):
-        icount.build_image(tiny.gen.directory, "tiny", "cortex-a53")
+        icount.build_image(tiny.gen.src, "tiny", "cortex-a53")
     with pytest.raises(BEPError, match="opt"):
-        icount.build_image(tiny.gen.directory, "tiny", "cortex-m4", "-Ofast")
+        icount.build_image(tiny.gen.src, "tiny", "cortex-m4", "-Ofast")
     with pytest.raises(BEPError, match="not found"):
-        icount.build_image(tiny.gen.directory, "other", "cortex-m4")
+        icount.build_image(tiny.gen.src, "other", "cortex-m4")
     image = tiny.image("cortex-m4")
     with pytest.raises(BEPError, match="words"):
         image.run(tiny.X[:, :1], tiny.y, 10, tiny.gamma, tiny.q(1.0), tiny.seed)

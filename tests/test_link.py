@@ -259,7 +259,7 @@ def test_frame_round_trip_and_checks():
 
 
 def test_rendered_header_and_doc_match_protocol_py(trained):
-    header = (trained[1].directory / "bep_proto.h").read_text()
+    header = (trained[1].src / "bep_proto.h").read_text()
     for name, value, _ in P.MESSAGES:
         assert f"BEP_MSG_{name} = 0x{value:02X}," in header
     for name, value, _ in P.ERRORS:
@@ -300,9 +300,9 @@ def test_link_bytes_pinned_for_host_and_cortex_m(trained, device_module, small_m
             check.write_text('#include "bep_link.h"\n'
                              f"typedef char c[(sizeof(bep_link_t) == {P.link_bytes(payload, pointer)}u) ? 1 : -1];\n")
             subprocess.run([cc, "-std=c99", "-Wall", "-pedantic", "-Werror", *flags, f"-DBEP_LINK_MAX_PAYLOAD={payload}",
-                            "-I", str(gen.directory), "-c", str(check), "-o", str(tmp_path / "c.o")], check=True)
+                            "-I", str(gen.src), "-c", str(check), "-o", str(tmp_path / "c.o")], check=True)
             ran += 1
-        bad = subprocess.run([cc, "-std=c99", *flags, "-DBEP_LINK_MAX_PAYLOAD=63", "-I", str(gen.directory), "-c",
+        bad = subprocess.run([cc, "-std=c99", *flags, "-DBEP_LINK_MAX_PAYLOAD=63", "-I", str(gen.src), "-c",
                               str(check), "-o", str(tmp_path / "c.o")], capture_output=True, text=True)
         assert bad.returncode != 0 and "BEP_LINK_MAX_PAYLOAD" in bad.stderr
     assert ran >= 16

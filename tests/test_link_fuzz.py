@@ -219,10 +219,10 @@ def build_driver(gen, out: Path) -> Path:
                f"-DBEP_FUZZ_STATE_BYTES={gen.plan.state_bytes}u"]
     # the shipped sources with the strict set (SANITIZE's -O1 after the level wins); the
     # driver (host test code, uses libc) without -Wconversion
-    objects = [str(o) for o in toolchain.compile_objects(toolchain.toolchain("host", cc), gen.sources(), gen.directory,
+    objects = [str(o) for o in toolchain.compile_objects(toolchain.toolchain("host", cc), gen.sources(), gen.src,
                                                          out.parent / "asan-objects", "O2", strict=True,
                                                          extra=SANITIZE)]
-    proc = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", *SANITIZE, *defines, "-I", str(gen.directory),
+    proc = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", *SANITIZE, *defines, "-I", str(gen.src),
                            str(src), *objects, "-o", str(out)], capture_output=True, text=True)
     if proc.returncode != 0 and "asan" in proc.stderr.lower():
         pytest.skip(f"AddressSanitizer runtime not available: {proc.stderr.splitlines()[-1]}")
@@ -524,9 +524,9 @@ def test_fuzz_catches_planted_bugs(trained, net_model, data, tmp_path, bug):  # 
     planted = tmp_path / "gen"
     shutil.copytree(gen.directory, planted)
     old, new, caught_by = PLANTED[bug]
-    source = (planted / "bep_link.c").read_text()
+    source = (planted / "src" / "bep_link.c").read_text()
     assert source.count(old) == 1
-    (planted / "bep_link.c").write_text(source.replace(old, new))
+    (planted / "src" / "bep_link.c").write_text(source.replace(old, new))
     bad_gen = dataclasses.replace(gen, directory=planted)
     inputs, rng = make_corpus(net_model, data, gen, 3000, 7)
     inputs += [(0, b"\xff" * 20000),

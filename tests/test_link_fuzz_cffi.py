@@ -315,9 +315,9 @@ def test_sanitizers_active_through_cffi(trained, net_model, data, tmp_path, bug)
     planted = tmp_path / "gen"
     shutil.copytree(gen.directory, planted)
     old, new, expected = CFFI_PLANTED[bug]
-    source = (planted / "bep_link.c").read_text()
+    source = (planted / "src" / "bep_link.c").read_text()
     assert source.count(old) == 1, old
-    (planted / "bep_link.c").write_text(source.replace(old, new))
+    (planted / "src" / "bep_link.c").write_text(source.replace(old, new))
     bad_gen = dataclasses.replace(gen, directory=planted)
     inputs, rng = make_corpus(net_model, data, gen, 300, 7)
     inputs = [(0, b"\xff" * 20000),

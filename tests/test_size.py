@@ -1,8 +1,11 @@
-"""``bep-mcu size``: flash/RAM of the generated training code, and RAM/flash budgets.
+"""``bep-mcu size``: flash/RAM of the generated code per part (training, link, example),
+and RAM/flash budgets on the training part.
 
-The numbers must be exactly what binutils ``size`` prints for the same objects (built
-here independently with the documented flags), the state bytes exactly the layout plan
-and the generated header's ``BEP_NET_STATE_BYTES``. Every user mistake (bad budget,
+The numbers of each part must be exactly what binutils ``size`` prints for that part's
+objects (built here independently with the documented flags), the parts must add up to
+the total and to ``size`` on all the objects together, the training part must hold no
+link code, the state bytes must be exactly the layout plan and the generated header's
+``BEP_NET_STATE_BYTES``, the link's buffer ``sizeof(bep_link_t)``. Every user mistake (bad budget,
 unknown target, missing model, missing toolchain, a network over budget) is a non-zero
 exit with one ``error:`` line. The ARM cases skip when arm-none-eabi-gcc is missing.
 """
@@ -12,13 +15,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from bep_mcu import modelio
-from bep_mcu.cgen import toolchain
+from bep_mcu.cgen import package, protocol, toolchain
 from bep_mcu.cgen.codegen import generate
 from bep_mcu.cgen.layout import plan_state
 from bep_mcu.cli.main import main
@@ -27,6 +31,8 @@ from .conftest import assert_ok, assert_one_error_line, invoke, last_json, needs
 
 MLP_TRAIN = ["--dataset", "prototypes:classes=4,features=100,samples=1200", "--hidden", "64,32", "--epochs", "1"]
 LEVEL_KEYS = {"text", "rodata", "data", "bss", "flash", "ram"}
+PART_FILES = {"training": ["src/bep_net.c", "src/bep_runtime.c", "src/bep_status.c"], "link": ["src/bep_link.c"],
+              "example": ["examples/net_train/bep_net_trainer.c"]}
 TARGETS = [pytest.param("cortex-m4", marks=needs_arm), "host"]
 
 
@@ -73,17 +79,53 @@ def reports(model):
 @pytest.mark.parametrize("target", TARGETS)
 def test_json_report_shape_and_definitions(reports, target):
     d = reports(target)
-    assert {"target", "state_bytes", "levels", "fits", "ram_budget", "flash_budget"} <= set(d)
+    assert {"target", "state_bytes", "parts", "total", "fits", "ram_budget", "flash_budget"} <= set(d)
     assert d["target"] == target and d["fits"] is None and d["ram_budget"] is None and d["flash_budget"] is None
-    assert set(d["levels"]) == {"Os", "O2"}
-    for level in d["levels"].values():
-        assert set(level) == LEVEL_KEYS
-        assert level["flash"] == level["text"] + level["rodata"] + level["data"]
-        assert level["ram"] == level["data"] + level["bss"] + d["state_bytes"]
+    assert set(d["parts"]) == set(package.PARTS) == {"training", "link", "example"}
+    assert {part: p["files"] for part, p in d["parts"].items()} == PART_FILES
+    pointer = 4 if target != "host" else struct.calcsize("P")
+    assert d["parts"]["training"]["buffer_bytes"] == d["state_bytes"]
+    assert d["parts"]["link"]["buffer_bytes"] == protocol.link_bytes(protocol.MAX_PAYLOAD, pointer)
+    assert d["parts"]["example"]["buffer_bytes"] == 0  # the trainer's state is static: its bss
+    for part in d["parts"].values():
+        assert set(part["levels"]) == {"Os", "O2"}
+        for level in part["levels"].values():
+            assert set(level) == LEVEL_KEYS
+            assert level["flash"] == level["text"] + level["rodata"] + level["data"]
+            assert level["ram"] == level["data"] + level["bss"] + part["buffer_bytes"]
+            assert level["text"] > 0
+    for level in d["parts"]["training"]["levels"].values():
         # 64x100 + 32x64 int8 initial hidden weights are const tables: rodata, not text.
-        assert level["rodata"] >= 64 * 100 + 32 * 64 and level["text"] > 0
+        assert level["rodata"] >= 64 * 100 + 32 * 64
     if target != "host":
-        assert d["levels"]["Os"]["data"] == d["levels"]["Os"]["bss"] == 0  # all mutable state is the caller's
+        for part in ("training", "link"):  # all mutable state is the caller's
+            assert d["parts"][part]["levels"]["Os"]["data"] == d["parts"][part]["levels"]["Os"]["bss"] == 0
+    assert d["parts"]["example"]["levels"]["Os"]["bss"] > 0
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_parts_add_up_to_the_total(reports, target):
+    d = reports(target)
+    assert set(d["total"]) == {"Os", "O2"}
+    for level, got in d["total"].items():
+        assert got == {k: sum(p["levels"][level][k] for p in d["parts"].values()) for k in LEVEL_KEYS}, level
+
+
+@needs_arm
+def test_human_output_has_every_part(model, reports):
+    d = reports("cortex-m4")
+    result = invoke("size", model, "--target", "cortex-m4")
+    assert_ok(result)
+    rows = {tuple(line.split()[:2]): [int(v) for v in line.split()[2:]] for line in result.stdout.splitlines()
+            if line.split()[:1] in (["training"], ["link"], ["example"], ["total"]) and len(line.split()) == 8}
+    columns = ("text", "rodata", "data", "bss", "flash", "ram")
+    for part, p in d["parts"].items():
+        for level, want in p["levels"].items():
+            assert rows[part, f"-{level}"] == [want[k] for k in columns]
+    for level, want in d["total"].items():
+        assert rows["total", f"-{level}"] == [want[k] for k in columns]
+    assert f"link bep_link_t {d['parts']['link']['buffer_bytes']} B" in result.stdout
+    assert "example: examples/net_train/bep_net_trainer.c" in result.stdout
 
 
 def _binutils_sizes(size_tool: str, objects: list[Path]) -> tuple[int, int, int, int]:
@@ -112,23 +154,38 @@ def test_numbers_equal_binutils_size_on_the_same_objects(reports, model, tmp_pat
             assert flag in flags
         if target != "host":
             assert f"-mcpu={target}" in flags and "-mthumb" in flags
-        objects = []
-        for src in sorted(gen.directory.glob("*.c")):
-            obj = tmp_path / f"{src.stem}.{level}.o"
-            subprocess.run([cc, *flags, "-I", str(gen.directory), "-c", str(src), "-o", str(obj)], check=True)
-            objects.append(obj)
-        assert len(objects) == 4  # runtime, network, status strings, protocol parser
-        text, data, bss, rodata = _binutils_sizes(size_tool, objects)
-        got = d["levels"][level]
-        assert (got["text"] + got["rodata"], got["data"], got["bss"], got["rodata"]) == (text, data, bss, rodata), level
-        assert got["flash"] == text + data  # Berkeley text already holds rodata: counted once
+        every = []
+        for part, files in PART_FILES.items():
+            objects = []
+            for src in files:
+                obj = tmp_path / f"{Path(src).stem}.{level}.o"
+                subprocess.run([cc, *flags, "-I", str(gen.src), "-c", str(gen.directory / src), "-o", str(obj)],
+                               check=True)
+                objects.append(obj)
+            text, data, bss, rodata = _binutils_sizes(size_tool, objects)
+            got = d["parts"][part]["levels"][level]
+            assert (got["text"] + got["rodata"], got["data"], got["bss"], got["rodata"]) == (text, data, bss, rodata), \
+                (part, level)
+            assert got["flash"] == text + data  # Berkeley text already holds rodata: counted once
+            every += objects
+        # every .c file generate wrote is in exactly one part, and the parts together are size on all of them
+        assert sorted(f for files in PART_FILES.values() for f in files) == [f for f in gen.files if f.endswith(".c")]
+        text, data, bss, rodata = _binutils_sizes(size_tool, every)
+        total = d["total"][level]
+        assert (total["text"] + total["rodata"], total["data"], total["bss"], total["rodata"]) == (text, data, bss, rodata)
+
+
+def test_training_part_holds_no_link_code(reports):
+    """The link's code is in the link part only: the training figures exclude it."""
+    d = reports("host")
+    assert not any("link" in f or "proto" in f for f in d["parts"]["training"]["files"])
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_state_bytes_equal_plan_and_header(reports, model, tmp_path, target):
     d = reports(target)
     gen = generate(modelio.load(model), tmp_path / "c", "net")
-    header = (gen.directory / "bep_net.h").read_text()
+    header = (gen.src / "bep_net.h").read_text()
     in_header = int(re.search(r"#define BEP_NET_STATE_BYTES (\d+)u", header).group(1))
     loaded = modelio.load(model)
     planned = plan_state(loaded.spec, loaded.params.gate)
@@ -166,17 +223,17 @@ def test_budget_pass(model, reports):
     assert_ok(result)
     j = last_json(result.stdout)
     assert (j["fits"], j["ram_budget"], j["flash_budget"]) == (True, 65536, 262144)
-    assert j["levels"] == d["levels"]
+    assert j["parts"] == d["parts"]
     human = invoke("size", model, "--target", "cortex-m4", "--ram", "64k")
     assert_ok(human)
-    fits = [line for line in human.stdout.splitlines() if line.startswith("fits")]
-    assert len(fits) == 1 and str(d["levels"]["Os"]["ram"]) in fits[0] and "65536" in fits[0]
+    fits = [line for line in human.stdout.splitlines() if line.startswith("training code fits")]
+    assert len(fits) == 1 and str(d["parts"]["training"]["levels"]["Os"]["ram"]) in fits[0] and "65536" in fits[0]
     assert human.stderr == ""
 
 
 @needs_arm
 def test_budget_fail_names_what_and_by_how_much(model, reports):
-    os_ = reports("cortex-m4")["levels"]["Os"]
+    os_ = reports("cortex-m4")["parts"]["training"]["levels"]["Os"]
     ram_budget, flash_budget = os_["ram"] - 100, os_["flash"] - 7
     result = invoke("size", model, "--target", "cortex-m4", "--ram", ram_budget, "--json")
     line = does_not_fit(result, "RAM", "--ram", "by 100 B", str(os_["ram"]))

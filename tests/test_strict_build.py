@@ -1,6 +1,7 @@
 """The generated C builds without a single warning, everywhere it is meant to run.
 
-For an MLP with two hidden layers and an RNN, every generated ``.c`` file compiles with
+For an MLP with two hidden layers and an RNN, every generated ``.c`` file (the library
+and the example trainer) compiles with
 the strict set (``-std=c99 -Wall -Wextra -Wconversion -Wsign-conversion -Wundef
 -Wshadow -pedantic -Werror``) under host gcc and clang and under arm-none-eabi-gcc for
 Cortex-M0, M0+, M3, M4, M7 and M33, at ``-Os`` and ``-O2``, and with every ``-D`` option
@@ -26,7 +27,7 @@ import pytest
 from click.testing import CliRunner
 
 from bep_mcu import modelio
-from bep_mcu.cgen import toolchain
+from bep_mcu.cgen import package, toolchain
 from bep_mcu.cli.main import cli
 from bep_mcu.cgen.codegen import generate
 
@@ -78,7 +79,7 @@ def generated(tmp_path_factory) -> dict:
 def strict_build(tools: toolchain.Toolchain, gen, out_dir: Path, level: str,
                  defines: dict[str, str] | None = None) -> list[Path]:
     try:
-        return toolchain.compile_objects(tools, gen.sources(), gen.directory, out_dir, level,
+        return toolchain.compile_objects(tools, gen.sources(package.PARTS), gen.src, out_dir, level,
                                         strict=True, defines=defines)
     except toolchain.BuildError as e:
         pytest.fail(f"{tools.cc} {tools.target} -{level} {defines or ''}: {e}")
@@ -112,6 +113,7 @@ def test_strict_build_without_warnings(generated, tmp_path, kind, compiler, targ
     for level in toolchain.OPT_LEVELS:
         objects = strict_build(tools, gen, tmp_path / level, level)
         assert sorted(o.name for o in objects) == sorted(f"{Path(f).stem}.o" for f in gen.files if f.endswith(".c"))
+        assert {"bep_runtime.o", f"bep_{kind}.o", "bep_link.o", f"bep_{kind}_trainer.o"} <= {o.name for o in objects}
         assert_only_integer_helpers(tools, objects, f"{kind} {compiler} {target} -{level}")
 
 
@@ -161,13 +163,16 @@ def test_sources_are_integer_only_and_libc_free(generated, kind):
     for filename in gen.files:
         if not filename.endswith((".c", ".h")):
             continue
-        code = _COMMENT_OR_LITERAL.sub(" ", (gen.directory / filename).read_text())
+        path = gen.directory / filename
+        code = _COMMENT_OR_LITERAL.sub(" ", path.read_text())
         assert not C_SOURCE_FORBIDDEN.findall(code), f"{filename}: {sorted(set(C_SOURCE_FORBIDDEN.findall(code)))}"
         assert not FLOAT_LITERAL.findall(code), f"{filename}: float literals {FLOAT_LITERAL.findall(code)[:5]}"
         system = set(re.findall(r"#\s*include\s*<([^>]+)>", code))
         assert system <= {"stdint.h", "stddef.h"}, f"{filename} includes {sorted(system)}"
-        local = set(re.findall(r'#\s*include\s*"([^"]+)"', (gen.directory / filename).read_text()))
-        assert local <= set(gen.files), f"{filename} includes {sorted(local - set(gen.files))}"
+        # a quoted include is found beside the file or in src/, the one include directory
+        local = set(re.findall(r'#\s*include\s*"([^"]+)"', path.read_text()))
+        found = {p.name for p in (*path.parent.iterdir(), *gen.src.iterdir())}
+        assert local <= found, f"{filename} includes {sorted(local - found)}"
 
 
 # ---------------------------------------------------------------------- the checks can fail

@@ -66,7 +66,7 @@ def test_rnn_int16_batch1_bit_exact(tmp_path_factory):
 
 def _planted(model, tmp_path, old: str, new: str):
     gen = generate(model, tmp_path / "gen", "net")
-    runtime = gen.directory / "bep_runtime.c"
+    runtime = gen.src / "bep_runtime.c"
     text = runtime.read_text()
     assert text.count(old) == 1
     runtime.write_text(text.replace(old, new))
@@ -104,28 +104,32 @@ def test_generate_is_reproducible_and_self_contained(tmp_path_factory, tmp_path)
     for d in (a, b):
         subprocess.run(["bep-mcu", "generate", model, "--out", str(d), "--name", "kws"], check=True,
                        capture_output=True)
-    files = sorted(p.name for p in a.iterdir())
-    assert files == ["README.md", "bep_kws.c", "bep_kws.h", "bep_link.c", "bep_link.h", "bep_proto.h", "bep_runtime.c",
-                     "bep_runtime.h", "bep_status.c", "bep_status.h"]
+    files = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
+    assert files == ["CMakeLists.txt", "README.md", "examples/kws_train/bep_kws_trainer.c",
+                     "examples/kws_train/bep_kws_trainer.h", "examples/kws_train/kws_train.ino", "library.json",
+                     "library.properties", "src/bep_kws.c", "src/bep_kws.h", "src/bep_link.c", "src/bep_link.h",
+                     "src/bep_proto.h", "src/bep_runtime.c", "src/bep_runtime.h", "src/bep_status.c",
+                     "src/bep_status.h", "zephyr/Kconfig", "zephyr/module.yml"]
+    assert sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file()) == files
     for f in files:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
-    header = (a / "bep_kws.h").read_text()
+    header = (a / "src" / "bep_kws.h").read_text()
     assert "DO NOT EDIT" in header and "BEP_KWS_STATE_BYTES" in header
-    # compiles as is, with nothing but the directory on the include path
+    # compiles as is, with nothing but src/ on the include path
     cc = shutil.which("cc") or shutil.which("gcc")
-    subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-c", str(a / "bep_kws.c"), "-I", str(a), "-o",
-                    str(tmp_path / "k.o")], check=True)
+    subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-c", str(a / "src" / "bep_kws.c"), "-I", str(a / "src"),
+                    "-o", str(tmp_path / "k.o")], check=True)
 
 
 def test_runtime_abi_and_status_list_are_one_source_of_truth(tmp_path_factory, tmp_path):
     path, _ = train_model(tmp_path_factory, "abi", PROTO, hidden=(40,))
     model = modelio.load(path)
     gen = generate(model, tmp_path / "g", "net")
-    runtime_h = (gen.directory / "bep_runtime.h").read_text()
+    runtime_h = (gen.src / "bep_runtime.h").read_text()
     assert f"#define BEP_RUNTIME_ABI {abi.RUNTIME_ABI}\n" in runtime_h
-    assert f"#if BEP_RUNTIME_ABI != {abi.RUNTIME_ABI}" in (gen.directory / "bep_net.h").read_text()
-    status_h = (gen.directory / "bep_status.h").read_text()
-    status_c = (gen.directory / "bep_status.c").read_text()
+    assert f"#if BEP_RUNTIME_ABI != {abi.RUNTIME_ABI}" in (gen.src / "bep_net.h").read_text()
+    status_h = (gen.src / "bep_status.h").read_text()
+    status_c = (gen.src / "bep_status.c").read_text()
     for name, value, meaning in STATUS:
         assert f"BEP_{name} = {value}," in status_h
         assert f'"BEP_{name}: {meaning}"' in status_c

@@ -11,7 +11,14 @@ functions. What each accepts:
 - ``cstr``: any text, as a C string literal with every byte outside a small safe set
   written as an octal escape (so no quote, backslash, newline or trigraph survives);
 - ``ctext``: text for comments and prose: characters outside a small safe set become
-  ``_`` (so no ``*/`` can end a comment).
+  ``_`` (so no ``*/`` can end a comment);
+- ``cpath``: a relative path inside the generated directory, for the build files
+  (CMake, JSON, YAML, properties): '/'-separated names of letters, digits, ``_ . -``
+  that start with a letter, digit or ``_`` (no space, quote, ``$``, ``;``, ``..``);
+- ``cversion``: a package version (digits and dots, then letters, digits, ``. + -``).
+
+Every formatter's output is safe, unquoted or inside double quotes, in C, CMake,
+JSON, YAML and Java properties alike.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ C_KEYWORDS = frozenset(
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SAFE_STR = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 _-.,:+=()[]/#")
 _SAFE_TEXT = re.compile(r"[^A-Za-z0-9 _\-.,:+=()\[\]#%<>@!^~|&;']")
+_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
+_VERSION = re.compile(r"[0-9]+(\.[0-9]+)*([.+-]?[A-Za-z0-9]+)*")
 INT64_MIN, UINT64_MAX = -(1 << 63), (1 << 64) - 1
 
 
@@ -103,6 +112,19 @@ def ctext(text: object, max_len: int = 200) -> C:
     return C(_SAFE_TEXT.sub("_", text[:max_len]))
 
 
+def cpath(path: object) -> C:
+    """A relative path inside the generated directory (see the module docstring)."""
+    if not isinstance(path, str) or len(path) > 200 or not _PATH.fullmatch(path):
+        raise ValueError(f"{str(path)[:40]!r} is not a safe relative path")
+    return C(path)
+
+
+def cversion(version: object) -> C:
+    if not isinstance(version, str) or len(version) > 40 or not _VERSION.fullmatch(version):
+        raise ValueError(f"{str(version)[:40]!r} is not a version")
+    return C(version)
+
+
 def finalize(value: object) -> C:
     """Jinja's finalize hook: only formatter output may be printed into generated files."""
     if isinstance(value, C):
@@ -112,4 +134,4 @@ def finalize(value: object) -> C:
 
 
 FILTERS = {"cint": cint, "chex": chex, "cints": cints, "cjoin": cjoin, "chex_words": chex_words, "cident": cident,
-           "cstr": cstr, "ctext": ctext}
+           "cstr": cstr, "ctext": ctext, "cpath": cpath, "cversion": cversion}

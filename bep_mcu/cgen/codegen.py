@@ -1,10 +1,11 @@
-"""``bep-mcu generate``: render a :class:`~bep_mcu.model.Model` into a self-contained C99 directory.
+"""``bep-mcu generate``: render a :class:`~bep_mcu.model.Model` into a self-contained C99 library.
 
 The generator emits data only (sizes, offsets, integer constants, const tables) through
 Jinja templates; the learning rule is the hand-written runtime copied verbatim from
 ``templates/runtime``, the board side of the serial protocol from ``templates/link``
-(with ``bep_proto.h`` rendered from ``device/protocol.py``). Output is reproducible
-byte for byte: no timestamps.
+(with ``bep_proto.h`` rendered from ``cgen/protocol.py``). ``cgen/package`` places the
+C in ``src/`` and adds the example and the build files (CMake, PlatformIO, Arduino,
+Zephyr). Output is reproducible byte for byte: no timestamps.
 
 Every value a template prints goes through one formatter of ``cformat`` (the
 environment's ``finalize`` refuses anything else), and the model it comes from was
@@ -23,7 +24,7 @@ import jinja2
 import numpy as np
 
 from bep_mcu import __version__, files
-from bep_mcu.cgen import abi, cformat
+from bep_mcu.cgen import abi, cformat, package
 from bep_mcu.cgen.layout import StatePlan, plan_state
 from bep_mcu.cgen.status import STATUS
 from bep_mcu.cgen import protocol
@@ -33,6 +34,8 @@ from bep_mcu.model import Model
 
 RUNTIME_FILES = ("bep_runtime.h", "bep_runtime.c")
 LINK_FILES = ("bep_link.h", "bep_link.c")  # the board side of the serial protocol (docs/protocol.md)
+# bep_<name>.[ch] of these would be the runtime's, the status strings', the protocol's or the link's files
+SHARED_NAMES = ("runtime", "status", "proto", "link")
 MAX_NAME = 32
 
 
@@ -45,6 +48,8 @@ def check_name(name: object) -> str:
         raise BEPError(f"--name '{name}' is a C keyword")
     if name.startswith("_") or keyword.iskeyword(name):
         raise BEPError(f"--name '{name}' is reserved (leading underscore or a Python keyword)")
+    if name in SHARED_NAMES:
+        raise BEPError(f"--name '{name}' is taken: bep_{name}.c/.h are the library's shared files")
     return name
 
 
@@ -59,16 +64,25 @@ def environment() -> jinja2.Environment:
 
 @dataclass
 class Generated:
-    """A generated directory: where, the network name, its state plan and config hash."""
+    """A generated directory: where, the network name, its state plan and config hash,
+    its files (relative paths) and which of them form each part (``cgen/package``)."""
 
     directory: Path
     name: str
     plan: StatePlan
     config_hash: str
     files: list[str]
+    parts: dict[str, list[str]]
 
-    def sources(self) -> list[Path]:
-        return [self.directory / f for f in self.files if f.endswith(".c")]
+    @property
+    def src(self) -> Path:
+        """The library's one include directory (every part compiles with just this on the path:
+        the example's sources find their own header beside them)."""
+        return self.directory / package.SRC_DIR
+
+    def sources(self, parts: tuple[str, ...] = package.LIBRARY_PARTS) -> list[Path]:
+        """The ``.c`` files of ``parts`` (default: the library, what a firmware links)."""
+        return [self.directory / f for p in parts for f in self.parts[p] if f.endswith(".c")]
 
     def digest(self) -> str:
         """Hash of the directory's sources (the twin's cache key)."""
@@ -91,8 +105,8 @@ def with_hidden_bits(model: Model, hidden_bits: int | None) -> Model:
                          hidden=tuple(h.astype(dtype) for h in model.hidden))
 
 
-def render(model: Model, name: str = "net") -> tuple[dict[str, str], StatePlan]:
-    """All files of the C directory as {filename: text}."""
+def render(model: Model, name: str = "net") -> tuple[dict[str, str], StatePlan, dict[str, list[str]]]:
+    """All files of the directory as {relative path: text}, the state plan and the parts."""
     check_name(name)
     spec, params, t = model.spec, model.params, model.training
     plan = plan_state(spec, params.gate)
@@ -105,22 +119,22 @@ def render(model: Model, name: str = "net") -> tuple[dict[str, str], StatePlan]:
         "labels": [str(c) for c in model.labels.tolist()], "kinds": plan.bytes_by_kind(),
     }
     env = environment()
-    out = {}
+    library = {}  # the C library, {filename: text}; cgen/package puts it in src/
     for template, filename in (("net.h.j2", f"bep_{name}.h"), ("net.c.j2", f"bep_{name}.c"),
-                               ("status.h.j2", "bep_status.h"), ("status.c.j2", "bep_status.c"),
-                               ("README.md.j2", "README.md")):
-        out[filename] = env.get_template(template).render(template=template, **ctx)
-    out["bep_proto.h"] = env.get_template("proto.h.j2").render(template="proto.h.j2", version=__version__,
-                                                              **protocol.c_context())
+                               ("status.h.j2", "bep_status.h"), ("status.c.j2", "bep_status.c")):
+        library[filename] = env.get_template(template).render(template=template, **ctx)
+    library["bep_proto.h"] = env.get_template("proto.h.j2").render(template="proto.h.j2", version=__version__,
+                                                                  **protocol.c_context())
     for folder, filenames in (("runtime", RUNTIME_FILES), ("link", LINK_FILES)):
         for filename in filenames:
-            out[filename] = abi.template_path(folder, filename).read_text()
-    return out, plan
+            library[filename] = abi.template_path(folder, filename).read_text()
+    out, parts = package.render(env, ctx, model, library)
+    return out, plan, parts
 
 
 def generate(model: Model, out_dir: str | Path, name: str = "net") -> Generated:
     """Render ``model`` into ``out_dir`` (created if needed; only our files are written,
     each only when its text changed)."""
-    texts, plan = render(model, name)
+    texts, plan, parts = render(model, name)
     directory = files.write_text_files(out_dir, texts)
-    return Generated(directory, name, plan, model.config_hash, sorted(texts))
+    return Generated(directory, name, plan, model.config_hash, sorted(texts), parts)

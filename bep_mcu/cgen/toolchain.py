@@ -2,9 +2,12 @@
 
 What is measured, and why this way
 ----------------------------------
-``bep-mcu size`` measures the *training code alone*: every ``.c`` file of a generated
-directory (``bep_<net>.c``, ``bep_runtime.c``, ``bep_status.c``) is compiled to an
-object file, with no link, at ``-Os`` and at ``-O2``::
+``bep-mcu size`` measures each part of a generated directory (``cgen/package``) on its
+own: the *training* code (``bep_<net>.c``, ``bep_runtime.c``, ``bep_status.c``), the
+*link* (``bep_link.c``, the serial protocol) and the *example* code
+(``bep_<net>_trainer.c``; the Arduino sketch around it needs an Arduino core and is not
+measured). Every ``.c`` file of a part is compiled to an object file, with no link, at
+``-Os`` and at ``-O2``::
 
     arm-none-eabi-gcc -std=c99 -mcpu=<target> -mthumb -ffreestanding
                       -ffunction-sections -fdata-sections -O<level> -c ...
@@ -29,10 +32,15 @@ The sizes come from binutils ``size`` on the objects:
 * ``data``, ``bss`` as ``size`` prints them (the generated code has none of either:
   all mutable state lives in the caller's buffer).
 * ``flash = text + rodata + data`` (``data`` has its initial values in flash).
-* ``RAM = data + bss + state``, where ``state`` is the caller-owned state buffer,
-  ``BEP_<NET>_STATE_BYTES`` from the host's layout plan (bep_mcu/cgen/layout.py).
+* ``RAM = data + bss + buffer``, where ``buffer`` is the caller-owned memory the part
+  works in: for training the state buffer, ``BEP_<NET>_STATE_BYTES`` from the host's
+  layout plan (bep_mcu/cgen/layout.py); for the link ``sizeof(bep_link_t)`` with the
+  default payload (``cgen/protocol.py:link_bytes``, at the target's pointer size); the
+  example trainer keeps its state static (in its ``bss``).
 
-A RAM/flash budget is judged on the ``-Os`` build (``BUDGET_LEVEL``): the build one
+The parts add up: ``total`` is their sum, field by field, and equals ``size`` on all the
+objects together. A RAM/flash budget is judged on the training part (what learning
+needs; the JSON has the others to add) at ``-Os`` (``BUDGET_LEVEL``): the build one
 ships when space is tight.
 """
 
@@ -41,10 +49,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from bep_mcu.cgen import package, protocol
 from bep_mcu.errors import BEPError
 
 ARM_TARGETS = ("cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33")
@@ -254,32 +264,49 @@ def parse_bytes(value: str, option: str) -> int:
     return int(m.group(1)) * _MULTIPLIER[m.group(2).lower()]
 
 
+def _level_dict(s: ObjectSizes, ram: int) -> dict[str, int]:
+    return {"text": s.text, "rodata": s.rodata, "data": s.data, "bss": s.bss, "flash": s.flash, "ram": ram}
+
+
+@dataclass(frozen=True)
+class PartSizes:
+    """One part's objects, summed per optimisation level, and the caller-owned memory it
+    works in (``buffer_bytes``: see the module docstring)."""
+
+    files: tuple[str, ...]
+    buffer_bytes: int
+    levels: dict[str, ObjectSizes]
+
+    def ram(self, level: str) -> int:
+        return self.levels[level].static_ram + self.buffer_bytes
+
+    def to_dict(self) -> dict:
+        return {"files": list(self.files), "buffer_bytes": self.buffer_bytes,
+                "levels": {level: _level_dict(s, self.ram(level)) for level, s in self.levels.items()}}
+
+
 @dataclass(frozen=True)
 class SizeReport:
-    """What one network's training code costs on one target, per optimisation level.
-
-    ``levels`` sums the objects; ``objects`` keeps them apart ({level: {"bep_runtime.o":
-    sizes, ...}}), e.g. to tell the runtime's code from the network's tables.
-    """
+    """What one network's generated code costs on one target, per part and optimisation
+    level; budgets are judged on the training part."""
 
     target: str
     name: str
     compiler: str
     state_bytes: int
     state_by_kind: dict[str, int]
-    levels: dict[str, ObjectSizes]
+    parts: dict[str, PartSizes]
     ram_budget: int | None = None
     flash_budget: int | None = None
-    objects: dict[str, dict[str, ObjectSizes]] = field(default_factory=dict)
 
     def ram(self, level: str) -> int:
-        return self.levels[level].static_ram + self.state_bytes
+        return self.parts["training"].ram(level)
 
     def flash(self, level: str) -> int:
-        return self.levels[level].flash
+        return self.parts["training"].levels[level].flash
 
     def excess(self, level: str = BUDGET_LEVEL) -> list[tuple[str, int, int]]:
-        """(what, used, budget) for each budget the ``level`` build exceeds."""
+        """(what, used, budget) for each budget the ``level`` build of the training code exceeds."""
         over = []
         if self.ram_budget is not None and self.ram(level) > self.ram_budget:
             over.append(("RAM", self.ram(level), self.ram_budget))
@@ -295,27 +322,40 @@ class SizeReport:
         return not self.excess()
 
     def to_dict(self) -> dict:
-        levels = {level: {"text": s.text, "rodata": s.rodata, "data": s.data, "bss": s.bss, "flash": s.flash,
-                          "ram": self.ram(level)} for level, s in self.levels.items()}
+        total = {}
+        for level in OPT_LEVELS:
+            summed = sum((p.levels[level] for p in self.parts.values()), ObjectSizes(0, 0, 0, 0))
+            total[level] = _level_dict(summed, sum(p.ram(level) for p in self.parts.values()))
         return {"target": self.target, "name": self.name, "compiler": self.compiler,
-                "state_bytes": self.state_bytes, "state_by_kind": dict(self.state_by_kind), "levels": levels,
+                "state_bytes": self.state_bytes, "state_by_kind": dict(self.state_by_kind),
+                "parts": {name: p.to_dict() for name, p in self.parts.items()}, "total": total,
                 "fits": self.fits, "ram_budget": self.ram_budget, "flash_budget": self.flash_budget}
+
+
+def buffer_bytes(gen, part: str, target: str) -> int:
+    """Caller-owned RAM a part works in (see the module docstring)."""
+    if part == "training":
+        return gen.plan.state_bytes
+    if part == "link":
+        return protocol.link_bytes(protocol.MAX_PAYLOAD, struct.calcsize("P") if target == "host" else 4)
+    return 0
 
 
 def measure(gen, target: str, work_dir: Path, ram_budget: int | None = None,
             flash_budget: int | None = None, tools: Toolchain | None = None) -> SizeReport:
-    """Compile ``gen``'s sources for ``target`` at every level under ``work_dir`` and size them."""
+    """Compile each part of ``gen`` for ``target`` at every level under ``work_dir`` and size it."""
     tools = tools or toolchain(target)
-    sources = gen.sources()
-    levels, per_object = {}, {}
-    for level in OPT_LEVELS:
-        objects = compile_objects(tools, sources, gen.directory, Path(work_dir) / level, level)
-        sizes = object_sizes(tools, objects)
-        levels[level] = total(sizes)
-        per_object[level] = {obj.name: s for obj, s in sizes.items()}
+    parts = {}
+    for part in package.PARTS:
+        sources = gen.sources((part,))
+        levels = {level: total(object_sizes(tools, compile_objects(tools, sources, gen.src,
+                                                                   Path(work_dir) / part / level, level)))
+                  for level in OPT_LEVELS}
+        files = tuple(src.relative_to(gen.directory).as_posix() for src in sources)
+        parts[part] = PartSizes(files, buffer_bytes(gen, part, target), levels)
     return SizeReport(target=target, name=gen.name, compiler=tools.version(), state_bytes=gen.plan.state_bytes,
-                      state_by_kind=gen.plan.bytes_by_kind(), levels=levels, ram_budget=ram_budget,
-                      flash_budget=flash_budget, objects=per_object)
+                      state_by_kind=gen.plan.bytes_by_kind(), parts=parts, ram_budget=ram_budget,
+                      flash_budget=flash_budget)
 
 
 if __name__ == "__main__":  # `python -m bep_mcu.cgen.toolchain`: the strict flags, for Makefiles (host/)

@@ -1,4 +1,5 @@
-"""``bep-mcu size``: flash and RAM of a model's generated training code on a target.
+"""``bep-mcu size``: flash and RAM of a model's generated code on a target, per part
+(training, link, example).
 
 How it is measured (objects, not a linked image) is documented in bep_mcu/cgen/toolchain.py.
 """
@@ -17,21 +18,26 @@ from bep_mcu.errors import DoesNotFit
 
 
 def _human(d: dict) -> str:
-    kinds = d["state_by_kind"]
+    kinds, parts = d["state_by_kind"], d["parts"]
     lines = [f"network '{d['name']}' on {d['target']} ({d['compiler']}), generated C compiled as objects",
-             f"  {'level':<6}{'text':>8}{'rodata':>8}{'data':>6}{'bss':>6}{'flash':>8}{'RAM':>8}"]
-    for level, s in d["levels"].items():
-        lines.append(f"  -{level:<5}{s['text']:>8}{s['rodata']:>8}{s['data']:>6}{s['bss']:>6}"
-                     f"{s['flash']:>8}{s['ram']:>8}")
-    lines.append(f"  flash = text + rodata + data; RAM = data + bss + state buffer {d['state_bytes']} B "
-                 f"(hidden weights {kinds['hidden_weights']} B, packed weights {kinds['packed_weights']} B, "
-                 f"activations {kinds['activations']} B, header {kinds['header']} B)")
+             f"  {'part':<10}{'level':<6}{'text':>8}{'rodata':>8}{'data':>6}{'bss':>6}{'flash':>8}{'RAM':>8}"]
+    rows = [(name, p["levels"]) for name, p in parts.items()] + [("total", d["total"])]
+    for name, levels in rows:
+        for level, s in levels.items():
+            lines.append(f"  {name:<10}-{level:<5}{s['text']:>8}{s['rodata']:>8}{s['data']:>6}{s['bss']:>6}"
+                         f"{s['flash']:>8}{s['ram']:>8}")
+    lines.append(f"  flash = text + rodata + data; RAM = data + bss + the caller's buffer: training state "
+                 f"{parts['training']['buffer_bytes']} B (hidden weights {kinds['hidden_weights']} B, packed weights "
+                 f"{kinds['packed_weights']} B, activations {kinds['activations']} B, header {kinds['header']} B), "
+                 f"link bep_link_t {parts['link']['buffer_bytes']} B")
+    for name, p in parts.items():
+        lines.append(f"  {name}: {' '.join(p['files'])}")
     if d["fits"]:
         level = toolchain.BUDGET_LEVEL
-        used = {"RAM": (d["levels"][level]["ram"], d["ram_budget"]),
-                "flash": (d["levels"][level]["flash"], d["flash_budget"])}
-        parts = [f"{what} {n} of {budget} B" for what, (n, budget) in used.items() if budget is not None]
-        lines.append(f"fits at -{level}: " + ", ".join(parts))
+        training = parts["training"]["levels"][level]
+        used = {"RAM": (training["ram"], d["ram_budget"]), "flash": (training["flash"], d["flash_budget"])}
+        budgets = [f"{what} {n} of {budget} B" for what, (n, budget) in used.items() if budget is not None]
+        lines.append(f"training code fits at -{level}: " + ", ".join(budgets))
     return "\n".join(lines)
 
 
@@ -44,9 +50,10 @@ def _human(d: dict) -> str:
 @click.option("--flash", "flash", metavar="BYTES", default=None, help="Flash budget, e.g. 262144, 256k, 1m.")
 @json_option
 def size(model_path, target, name, ram, flash, as_json) -> None:
-    """Flash and RAM of MODEL's generated training code, at -Os and -O2.
+    """Flash and RAM of MODEL's generated code at -Os and -O2: training code, link (serial
+    protocol) and example code apart, and their total.
 
-    Exits with an error when a --ram/--flash budget is exceeded (judged at -Os).
+    Exits with an error when the training code exceeds a --ram/--flash budget (judged at -Os).
     """
     target = target.lower()
     ram_budget = None if ram is None else toolchain.parse_bytes(ram, "--ram")
@@ -63,7 +70,7 @@ def size(model_path, target, name, ram, flash, as_json) -> None:
         emit(result, as_json, _human)
         return
     budget = {"RAM": "--ram", "flash": "--flash"}
-    error = DoesNotFit(f"'{name}' does not fit on {target} at -{toolchain.BUDGET_LEVEL}: " + "; ".join(
+    error = DoesNotFit(f"'{name}' training code does not fit on {target} at -{toolchain.BUDGET_LEVEL}: " + "; ".join(
         f"{what} {used} B exceeds {budget[what]} {limit} B by {used - limit} B" for what, used, limit in over))
     # One JSON object stays the last line: the report, with the error in it.
     emit({**result, "error": str(error), "exit_status": error.exit_status} if as_json else result, as_json, _human)

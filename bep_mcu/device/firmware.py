@@ -192,7 +192,7 @@ def _build_image(tools: toolchain.Toolchain, board: boards.Board, gen: Generated
     build_dir = _build_dir(out, board)
     src = fw_dir()
     sources = [src / f for f in (*fw_sources, board.port_file)] + extra_sources + gen.sources()
-    objects = toolchain.compile_objects(tools, sources, gen.directory, build_dir, LEVEL, strict=True, defines=defines)
+    objects = toolchain.compile_objects(tools, sources, gen.src, build_dir, LEVEL, strict=True, defines=defines)
     elf = out / ELF_NAME
     try:
         _link(tools, board, objects, build_dir, elf, plan, gen.name)

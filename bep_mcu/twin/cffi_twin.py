@@ -43,7 +43,7 @@ def generated_cdef(gen: Generated, link: bool = False) -> str:
     (``link``: the board side of the serial protocol too, its structs left opaque)."""
     headers = ["bep_status.h", "bep_runtime.h", f"bep_{gen.name}.h", *(["bep_link.h"] if link else [])]
     opaque = "typedef struct { ...; } bep_config_t;\ntypedef struct bep_link { ...; } bep_link_t;\n" if link else ""
-    return opaque + abi.cdef([(gen.directory / h).read_text() for h in headers])
+    return opaque + abi.cdef([(gen.src / h).read_text() for h in headers])
 
 
 def build_extension(gen: Generated, module_prefix: str, cdef: str, source: str = "", *,
@@ -69,11 +69,11 @@ def build_extension(gen: Generated, module_prefix: str, cdef: str, source: str =
         tmp = build_dir.with_name(build_dir.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        objects = toolchain.compile_objects(toolchain.toolchain("host"), gen.sources(), gen.directory, tmp, level,
+        objects = toolchain.compile_objects(toolchain.toolchain("host"), gen.sources(), gen.src, tmp, level,
                                             strict=True, defines=defines, extra=flags)
         ffi = cffi.FFI()
         ffi.cdef(cdef)
-        ffi.set_source(module_name, source or f'#include "bep_{gen.name}.h"', include_dirs=[str(gen.directory)],
+        ffi.set_source(module_name, source or f'#include "bep_{gen.name}.h"', include_dirs=[str(gen.src)],
                        extra_objects=[str(o) for o in objects],
                        extra_compile_args=flags + [f"-D{k}={v}" for k, v in defines.items()],
                        extra_link_args=link_args or [])

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from bep_mcu.cgen import package
 from bep_mcu.cgen.codegen import Generated, check_name, generate
 from bep_mcu.cgen.layout import plan_state
 from bep_mcu.errors import BEPError
@@ -26,10 +27,14 @@ def build_twin(model: Model, name: str = "net", c_dir: str | None = None,
     check_name(name)
     if c_dir is not None:
         directory = Path(c_dir)
-        if not (directory / f"bep_{name}.h").is_file():
-            raise BEPError(f"--c-dir '{c_dir}' holds no bep_{name}.h: generate it with bep-mcu generate --name {name}")
-        files = sorted(p.name for p in directory.iterdir() if p.suffix in (".c", ".h"))
-        gen = Generated(directory, name, plan_state(model.spec, model.params.gate), model.config_hash, files)
+        src = directory / package.SRC_DIR
+        if not (src / f"bep_{name}.h").is_file():
+            raise BEPError(f"--c-dir '{c_dir}' holds no {package.SRC_DIR}/bep_{name}.h: generate it with "
+                           f"bep-mcu generate --name {name}")
+        library = sorted(p.name for p in src.iterdir() if p.suffix in (".c", ".h"))
+        parts = {**package.library_parts(library), "example": []}
+        gen = Generated(directory, name, plan_state(model.spec, model.params.gate), model.config_hash,
+                        [f for p in parts.values() for f in p], parts)
         return Twin(gen, model.spec, defines)
     with tempfile.TemporaryDirectory(prefix="bep-verify-") as tmp:
         return Twin(generate(model, tmp, name), model.spec, defines)  # the module is cached; sources may go
