@@ -17,9 +17,11 @@ from bep_mcu.cli import firmware as firmware_cmd
 from bep_mcu.cli import generate as generate_cmd
 from bep_mcu.cli import golden as golden_cmd
 from bep_mcu.cli import info as info_cmd
+from bep_mcu.cli import plot as plot_cmd
 from bep_mcu.cli import pull as pull_cmd
 from bep_mcu.cli import size as size_cmd
 from bep_mcu.cli import stream as stream_cmd
+from bep_mcu.cli import sweep as sweep_cmd
 from bep_mcu.cli import train as train_cmd
 from bep_mcu.cli import verify as verify_cmd
 
@@ -57,6 +59,8 @@ cli.add_command(emulate_cmd.emulate)
 cli.add_command(stream_cmd.stream)
 cli.add_command(pull_cmd.pull)
 cli.add_command(demo_cmd.demo)
+cli.add_command(sweep_cmd.sweep_cmd)
+cli.add_command(plot_cmd.plot)
 
 
 def main() -> None:
