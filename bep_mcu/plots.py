@@ -74,7 +74,7 @@ def learning_curve(model: Model, title: str) -> bytes:
 
 
 def _label(summary: dict) -> str:
-    return "-".join(map(str, summary["config"]["hidden"]))
+    return "-".join(map(str, summary["network"]))
 
 
 def pareto_fronts(summaries: Sequence[dict], fronts: dict[str, list[dict]], winner: dict | None, board_name: str,
@@ -103,13 +103,15 @@ def pareto_fronts(summaries: Sequence[dict], fronts: dict[str, list[dict]], winn
         if skipped:  # no accuracy: a tick on the axis where each configuration would have been
             ax.scatter(skipped, [0.01] * len(skipped), marker="|", s=120, color="tab:red",
                        transform=ax.get_xaxis_transform(), label="skipped: does not fit")
+            ran = [s[cost_key] for s in summaries if cost_key in s]
+            ax.set_xlim(min(ran) / 1.3, max(ran) * 1.3)  # the blended transform does not autoscale x
         if limits.get(cost_key):
             ax.axvline(limits[cost_key], color="tab:red", linestyle=":", label="board limit")
         ax.set_xscale("log")
         ax.set_xlabel(titles[cost_key])
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("validation accuracy")
-    axes[0].legend(fontsize="small", loc="lower right")
+    axes[0].legend(fontsize="small", loc="best")
     skipped = sum(s["status"] == "skipped" for s in summaries)
     fig.suptitle(f"bep-mcu sweep on {board_name}: {len(summaries)} configurations, {skipped} skipped "
                  f"(do not fit)", fontsize="medium")

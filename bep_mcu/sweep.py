@@ -303,7 +303,7 @@ def _trial(config: dict, X: np.ndarray, y: np.ndarray, settings: SweepSettings) 
         tune.report({"val_accuracy": rec["val_accuracy"], "train_accuracy": 1.0 - rec["train_error"],
                      "gamma": rec["gamma"], **where})
 
-    training.train(training.initial_model(X, y, s), X, y, settings.epochs, on_epoch=on_epoch)
+    training.fit(X, y, s, on_epoch=on_epoch)
 
 
 def run_trials(X: np.ndarray, y: np.ndarray, settings: SweepSettings, pending: Sequence[dict],
