@@ -138,6 +138,18 @@ def test_the_plan_is_the_trained_models_and_what_does_not_fit_is_skipped():
         .endswith("exceed --max-instructions 1")
 
 
+def test_rnn_trials_are_planned_as_trained():
+    S, y = series(80, 48)
+    s = settings(model="rnn", trials=3, seeds=2)
+    planned = sweep.plan_trials(S, y, s, "id")
+    assert [sweep.key(p) for p in planned] == [(i, k) for i in range(3) for k in range(2)]
+    p = planned[1]
+    model = training.fit(S, y, s.training_settings(p["config"], p["seed"]))
+    assert model.spec.model == "rnn" and model.encoder.window == p["config"]["window"] and p["seed"] == 1
+    plan = firmware.plan_memory(plan_state(model.spec, model.params.gate), model.spec, boards.board(BOARD))
+    assert p["ram_bytes"] == plan.ram_bytes
+
+
 @needs_arm
 def test_flash_prediction_equals_the_built_firmware_on_every_board(tmp_path):
     """CODE_BYTES is measured: a firmware build must agree byte for byte (if the firmware's

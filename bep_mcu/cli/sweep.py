@@ -74,7 +74,7 @@ def _human(d: dict) -> str:
 @click.option("--max-instructions", type=int, default=None,
               help="Skip networks predicted to need more instructions per training sample on the board's core.")
 @click.option("--address", default=None, metavar="ADDR",
-              help="Run the trials on the Ray cluster at ADDR (e.g. 10.0.0.5:6379) [default: Ray in this process, "
+              help="Run the trials on the Ray cluster whose head is at ADDR (HOST:PORT) [default: Ray in this process, "
                    "on this machine's cores].")
 @click.option("--results", "results_path", type=click.Path(), default=None,
               help="JSONL file the trials are appended to as they finish; an interrupted sweep given the same file "
