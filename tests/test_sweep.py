@@ -23,8 +23,8 @@ from bep_mcu.cgen.layout import plan_state
 from bep_mcu.device import boards, firmware
 from bep_mcu.engine.spec import NetSpec
 from bep_mcu.errors import BEPError
-from .conftest import HAVE_ARM, assert_error_after_progress, assert_ok, assert_user_error, blobs, fit, invoke, last_json, needs_arm, saved, \
-    series
+from .conftest import (HAVE_ARM, assert_error_after_progress, assert_ok, assert_user_error, blobs, fit, invoke,
+                       last_json, needs_arm, saved, series)
 
 ray = pytest.importorskip("ray", reason="the sweep extra is not installed (pip install -e '.[sweep]')")
 

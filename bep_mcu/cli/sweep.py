@@ -152,7 +152,7 @@ def sweep_cmd(dataset, data_path, test_data, board_name, trials, network, seeds,
     if winner is None:
         raise BEPError(f"none of the {trials} configuration(s) fits {board_name}: "
                        f"{next(s['reason'] for s in summaries if s['status'] == 'skipped')}")
-    fronts = {"ram_bytes": sweep.pareto(summaries, "ram_bytes"), "instructions": sweep.pareto(summaries, "instructions")}
+    fronts = {cost_key: sweep.pareto(summaries, cost_key) for cost_key in ("ram_bytes", "instructions")}
     progress(f"retraining the best network (trial {winner['trial']}, seed {winner['best_seed']}) to test it")
     trained = sweep.retrain(data.X_train, data.y_train, winner, settings)
     test_accuracy = trained.score(data.X_test, data.y_test)
