@@ -296,3 +296,24 @@ def write_text_files(directory: str | os.PathLike, files: dict[str, str]) -> Pat
         if not unchanged:
             write_atomic(target, lambda f, data=data: f.write(data))
     return directory
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one line to a regular file (created if missing) in a single write, so a
+    record is either whole in the file or absent (an append-only log such as a sweep's
+    results); anything but a regular file is refused."""
+    data = (line.rstrip("\n") + "\n").encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0), 0o666)
+    except OSError as e:
+        raise BEPError(f"cannot write '{path}': {_why(e)}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BEPError(f"cannot write '{path}': not a regular file")
+        if os.write(fd, data) != len(data):
+            raise BEPError(f"cannot write '{path}': short write (disk full?)")
+        os.fsync(fd)
+    except OSError as e:
+        raise BEPError(f"cannot write '{path}': {_why(e)}") from None
+    finally:
+        os.close(fd)

@@ -439,13 +439,21 @@ def train(model: Model, X, y, epochs: int, batch_size: int | None = None,
     return report.advance(model, trainer, batch_size=plan.batch_size)
 
 
-def fit(X, y, settings: Settings, on_epoch: Callable[[dict], None] | None = None) -> Model:
-    """A new model trained on raw data (the encoder sees the training part only)."""
+def initial_model(X, y, settings: Settings) -> Model:
+    """The untrained model ``fit`` starts from: the encoder sees the training part of
+    ``X`` only (what remains after the validation split). Its shape is the trained
+    model's, so memory can be planned before any training (``bep-mcu sweep``)."""
     y = plain_labels(np.asarray(y))
     X = np.asarray(X)
     if len(X) != len(y):
         raise BEPError(f"X has {len(X)} samples but y has {len(y)} labels")
     train_idx, _ = split_validation(y, settings.val_fraction, settings.seed)
-    model = new_model(X[train_idx], y[train_idx], settings, classes=np.unique(y))
-    epochs = settings.epochs or default_epochs(len(train_idx))
+    return new_model(X[train_idx], y[train_idx], settings, classes=np.unique(y))
+
+
+def fit(X, y, settings: Settings, on_epoch: Callable[[dict], None] | None = None) -> Model:
+    """A new model trained on raw data (the encoder sees the training part only)."""
+    model = initial_model(X, y, settings)
+    X, y = np.asarray(X), plain_labels(np.asarray(y))
+    epochs = settings.epochs or default_epochs(len(split_validation(y, settings.val_fraction, settings.seed)[0]))
     return train(model, X, y, epochs, on_epoch=on_epoch)

@@ -22,9 +22,11 @@ from bep_mcu.cli import firmware as firmware_cmd
 from bep_mcu.cli import generate as generate_cmd
 from bep_mcu.cli import golden as golden_cmd
 from bep_mcu.cli import info as info_cmd
+from bep_mcu.cli import plot as plot_cmd
 from bep_mcu.cli import pull as pull_cmd
 from bep_mcu.cli import size as size_cmd
 from bep_mcu.cli import stream as stream_cmd
+from bep_mcu.cli import sweep as sweep_cmd
 from bep_mcu.cli import train as train_cmd
 from bep_mcu.cli import verify as verify_cmd
 from bep_mcu.errors import BEPError
@@ -66,9 +68,9 @@ def cli() -> None:
     Exit status: 0 success, 1 a check failed, 2 bad input, 3 does not fit, 4 the board."""
 
 
-for command in (train_cmd.train, eval_cmd.evaluate, info_cmd.info, generate_cmd.generate, golden_cmd.golden,
-                size_cmd.size, verify_cmd.verify, boards_cmd.boards, firmware_cmd.firmware_cmd, emulate_cmd.emulate,
-                stream_cmd.stream, pull_cmd.pull, demo_cmd.demo):
+for command in (train_cmd.train, eval_cmd.evaluate, info_cmd.info, plot_cmd.plot, generate_cmd.generate,
+                golden_cmd.golden, size_cmd.size, verify_cmd.verify, boards_cmd.boards, firmware_cmd.firmware_cmd,
+                emulate_cmd.emulate, stream_cmd.stream, pull_cmd.pull, demo_cmd.demo, sweep_cmd.sweep_cmd):
     cli.add_command(command)
 
 

@@ -1,0 +1,172 @@
+"""Instructions per training sample of the generated C on a Cortex-M core, predicted.
+
+``python -m bep_mcu.icount`` counts them exactly by executing the cross-compiled code,
+which takes minutes per network; a sweep needs a figure for every candidate network
+in microseconds. This is a linear model of the C runtime's work per training sample,
+in the worst case (every sample triggers an update, as in a barely trained network):
+
+  instructions = s · (W_X · xnor_words + W_U · update_bytes + W_N · neurons)   per-sample work
+               + c_draw · draws / B                                             reinforcement
+               + c_pack · repacked_words / B                                    repacking dirty rows
+
+- ``xnor_words``: packed words read by XNOR-popcount per sample: the forward pass of
+  every layer and the classifier, the backward pass through the packed transposes
+  (MLP layers after the first, the RNN's recurrent weights), every step of an RNN.
+- ``update_bytes``: hidden-weight bytes written per sample: one winner per group of γ
+  neurons per layer (per step for an RNN), a whole row each.
+- ``neurons``: hidden neurons per sample (winner selection, gates, signs).
+- ``draws``: expected reinforcement draws per batch, p_r·√E·√(2/(π·fan-in))·rows·cols.
+- ``repacked_words``: packed words rebuilt per batch, for every dirty row (at most all).
+
+The split of the per-sample work (W_X, W_U, W_N) is the Cortex-M4's, from icount's
+per-part breakdown at batch 100 (``python -m bep_mcu.icount --json``, docs/performance.md:
+forward 15.3 k, row updates 5.2 k, winner selection and the rest 1.9 k for 256-128-10). Each core then
+has three coefficients (s, c_draw, c_pack), fitted by :func:`calibrate` to measured
+totals; :data:`PUBLISHED` holds icount's published totals and :data:`DEFAULT` the
+model fitted to them. Counts are instructions, not cycles. Cores without their own
+figures use the nearest measured one (:data:`CORE_FAMILY`).
+
+Example::
+
+    features(spec, params.gamma, batch_size=100, error_rate=1.0).instructions(DEFAULT["cortex-m4"])
+    model = calibrate([Measurement("cortex-m4", spec, gamma, 100, 1.0, 22431), ...])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bep_mcu.engine.spec import NetSpec, reinforcement_probability
+from bep_mcu.errors import BEPError
+
+# M4 instructions per unit of per-sample work, from icount's breakdown of 256-128-10 at
+# batch 100, E = 1 (features below: 1064 XNOR words, 4096 update bytes, 128 neurons):
+# forward 15,297; update 5,163; winner 1,257 + other 226 + repack/reinforcement 523.
+W_XNOR = 15_297 / 1064
+W_UPDATE = 5_163 / 4096
+W_NEURON = 1_483 / 128
+
+CORE_FAMILY = {  # -mcpu → the core whose coefficients it uses
+    "cortex-m0": "cortex-m0", "cortex-m0plus": "cortex-m0",  # ARMv6-M: Thumb-1 assembly, SWAR32 update
+    # Thumb-2 cores run the M4's instruction stream but for QADD8 (DSP: M4, M7, M33; the M3
+    # updates with the C SWAR loop, so its update_bytes term is underestimated).
+    "cortex-m3": "cortex-m4", "cortex-m4": "cortex-m4", "cortex-m7": "cortex-m4", "cortex-m33": "cortex-m4",
+}
+P_R = 0.5  # the reinforcement strength icount's published figures were measured with (the default)
+
+
+def _words(bits: int) -> int:
+    return (bits + 31) // 32
+
+
+@dataclass(frozen=True)
+class Coefficients:
+    """One core's model: per-sample work scale, instructions per draw and per repacked word."""
+
+    sample: float
+    draw: float
+    pack: float
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.sample, self.draw, self.pack])
+
+
+@dataclass(frozen=True)
+class Features:
+    """The work of one training sample at a batch size and error rate (module docstring)."""
+
+    xnor_words: float
+    update_bytes: float
+    neurons: float
+    draws: float  # per sample (per-batch draws / B)
+    repacked_words: float  # per sample
+
+    def as_array(self) -> np.ndarray:
+        """The three terms the coefficients multiply."""
+        work = W_XNOR * self.xnor_words + W_UPDATE * self.update_bytes + W_NEURON * self.neurons
+        return np.array([work, self.draws, self.repacked_words])
+
+    def instructions(self, c: Coefficients) -> float:
+        return float(self.as_array() @ c.as_array())
+
+
+def features(spec: NetSpec, gamma: Sequence[int], batch_size: int, error_rate: float = 1.0,
+             p_r: float = P_R) -> Features:
+    """The per-sample work of ``spec`` with groups ``gamma`` (worst case: every sample triggers)."""
+    steps = spec.steps
+    wbytes = spec.hidden_bits // 8
+    xnor = update = neurons = draws = repack = 0.0
+    for i, ((rows, cols), g) in enumerate(zip(spec.layer_shapes(), gamma)):
+        winners = math.ceil(rows / g)
+        if spec.model == "rnn":
+            row_words = _words(spec.n_inputs) + _words(rows)  # visible and recurrent parts
+            xnor += steps * rows * (row_words + _words(rows))  # forward, then back through W_h^T
+        else:
+            row_words = _words(cols)
+            xnor += rows * row_words + (cols * _words(rows) if i > 0 else 0)  # forward, backward (transpose)
+        update += steps * winners * cols * wbytes
+        neurons += steps * rows
+        draws += reinforcement_probability(p_r, error_rate, spec.fan_in(i)) * rows * cols
+        transposed = spec.model == "rnn" or i > 0
+        repack += min(rows, batch_size * steps * winners) * row_words * (2 if transposed else 1)
+    xnor += spec.n_classes * _words(spec.hidden[-1])
+    return Features(xnor, update, neurons, draws / batch_size, repack / batch_size)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Instructions per training sample counted by icount for one network and setting."""
+
+    core: str
+    spec: NetSpec
+    gamma: tuple[int, ...]
+    batch_size: int
+    error_rate: float
+    instructions: float
+
+
+def calibrate(measurements: Iterable[Measurement]) -> dict[str, Coefficients]:
+    """Per core, the coefficients that fit its measured totals best in relative error
+    (non-negative least squares). A core needs three measurements that vary the batch
+    size and the error rate, as icount's published table does."""
+    from scipy.optimize import nnls
+
+    rows: dict[str, list[tuple[np.ndarray, float]]] = {}
+    for m in measurements:
+        f = features(m.spec, m.gamma, m.batch_size, m.error_rate).as_array()
+        rows.setdefault(m.core, []).append((f / m.instructions, 1.0))
+    fitted = {}
+    for core, pairs in rows.items():
+        if len(pairs) < 3:
+            raise BEPError(f"calibrating {core} needs at least 3 measurements, got {len(pairs)}")
+        a = np.array([p[0] for p in pairs])
+        coef, _ = nnls(a, np.array([p[1] for p in pairs]))
+        fitted[core] = Coefficients(*(float(c) for c in coef))
+    return fitted
+
+
+# icount's published table (README "Instructions per training sample"): 256-128-10, int8,
+# γ = 8 (width/16), -Os, reinforcement included, a barely trained model.
+_ICOUNT_SPEC = NetSpec("mlp", 256, (128,), 10)
+PUBLISHED: tuple[Measurement, ...] = tuple(
+    Measurement(core, _ICOUNT_SPEC, (8,), batch, e, n)
+    for core, figures in (("cortex-m4", (22_431, 22_366, 35_963, 29_321)),
+                          ("cortex-m0", (51_672, 51_492, 85_311, 67_053)))
+    for (batch, e), n in zip(((100, 1.0), (100, 0.1), (1, 1.0), (1, 0.1)), figures)
+)
+DEFAULT: dict[str, Coefficients] = calibrate(PUBLISHED)
+
+
+def instructions_per_sample(spec: NetSpec, gamma: Sequence[int], cpu: str, batch_size: int,
+                            error_rate: float = 1.0, model: dict[str, Coefficients] | None = None) -> int:
+    """Predicted instructions per training sample of ``spec`` on ``cpu`` (an -mcpu name)."""
+    try:
+        core = CORE_FAMILY[cpu]
+    except KeyError:
+        raise BEPError(f"no instruction model for {cpu}: choose one of {', '.join(CORE_FAMILY)}") from None
+    coefficients = (model or DEFAULT)[core]
+    return int(round(features(spec, gamma, batch_size, error_rate).instructions(coefficients)))

@@ -1,0 +1,182 @@
+"""``bep-mcu sweep``: search for the most accurate network that fits a board, on Ray Tune
+(the search lives in ``bep_mcu/sweep.py``; this module reads and writes the files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+
+import click
+
+from bep_mcu import files, modelio, plots, sweep
+from bep_mcu.cli.common import data_options, emit, json_option, load_data, progress
+from bep_mcu.device import boards
+from bep_mcu.errors import BEPError
+
+MAX_RESULTS_BYTES = 1 << 30
+
+
+def read_results(path: str) -> list[dict]:
+    """The records of a results file (none when it does not exist yet). A last line cut
+    short by a kill is dropped from the file, so appending continues on a clean line."""
+    if not os.path.lexists(path):
+        return []
+    data = files.read_regular(path, "results file", MAX_RESULTS_BYTES)
+    lines = data.split(b"\n")
+    if lines[-1]:  # no newline at the end: the last record was being written
+        progress(f"{path}: dropping an incomplete last line (an interrupted write)")
+        try:
+            os.truncate(path, len(data) - len(lines[-1]))
+        except OSError as e:
+            raise BEPError(f"cannot repair results file '{path}': {e.strerror or e}") from None
+    records = []
+    for n, line in enumerate(lines[:-1], 1):
+        try:
+            records.append(json.loads(line))
+        except (UnicodeDecodeError, ValueError):
+            raise BEPError(f"results file '{path}' line {n} is not JSON (not a bep-mcu sweep results file?)") from None
+    return records
+
+
+def _public(summary: dict) -> dict:
+    keep = ("trial", "config", "network", "val_accuracy", "ram_bytes", "flash_bytes", "instructions",
+            "inference_bytes", "seeds")
+    return {k: summary[k] for k in keep if k in summary}
+
+
+def _human(d: dict) -> str:
+    b = d["best"]
+    lines = [f"{d['trials']} configuration(s) on {d['board']}: {d['ran']} trained on {len(d['nodes'])} Ray node(s) "
+             f"({d['stopped']} stopped early), {d['skipped']} skipped (do not fit)"
+             + (f"; {d['resumed']} taken from {d['results']}" if d["resumed"] else ""),
+             "Pareto front (validation accuracy vs RAM):"]
+    for s in d["pareto"]:
+        lines.append(f"  trial {s['trial']:>4}  {'-'.join(map(str, s['network'])):<16} val {s['val_accuracy']:.4f}  "
+                     f"RAM {s['ram_bytes']:>8} B  flash {s['flash_bytes']:>8} B  {s['instructions']:>9} instr/sample")
+    lines.append(f"best: trial {b['trial']} {b['config']}: val {b['val_accuracy']:.4f}, test {b['test_accuracy']:.4f}, "
+                 f"RAM {b['ram_bytes']} of {d['board_ram_bytes']} B"
+                 + (f"; saved {b['model']}" if b["model"] else ""))
+    return "\n".join(lines)
+
+
+@click.command(name="sweep")
+@data_options
+@click.option("--board", "board_name", required=True, help=f"Board to fit: {', '.join(boards.BOARDS)}.")
+@click.option("--trials", type=int, default=16, help="Network configurations to sample.")
+@click.option("--model", "network", type=click.Choice(["mlp", "rnn"]), default="mlp",
+              help="Binary MLP or binary Elman RNN.")
+@click.option("--seeds", type=int, default=1, help="Training seeds per configuration (its accuracy is their mean).")
+@click.option("--seed", type=int, default=0, help="Seed of the sampled configurations and the first training seed.")
+@click.option("--epochs", type=int, default=10, help="Epochs per trial (ASHA may stop a trial earlier).")
+@click.option("--val-fraction", type=float, default=0.2, help="Validation split carved from the training data.")
+@click.option("--max-instructions", type=int, default=None,
+              help="Skip networks predicted to need more instructions per training sample on the board's core.")
+@click.option("--address", default=None, metavar="ADDR",
+              help="Run the trials on the Ray cluster whose head is at ADDR (HOST:PORT) [default: Ray in this process, "
+                   "on this machine's cores].")
+@click.option("--results", "results_path", type=click.Path(), default=None,
+              help="JSONL file the trials are appended to as they finish; an interrupted sweep given the same file "
+                   "runs only the missing trials.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Write the best network, retrained, as a model file (for bep-mcu firmware).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the Pareto fronts (accuracy vs RAM and vs instructions) as a PNG.")
+@json_option
+def sweep_cmd(dataset, data_path, test_data, board_name, trials, network, seeds, seed, epochs, val_fraction,
+              max_instructions, address, results_path, out, plot_path, as_json) -> None:
+    """Find the most accurate network that fits BOARD: trials on Ray Tune, skipped when
+    they do not fit (RAM, flash, instructions), scored on a validation split."""
+    from tqdm import tqdm
+
+    settings = sweep.SweepSettings(board=board_name, model=network, trials=trials, seeds=seeds, seed=seed,
+                                   epochs=epochs, val_fraction=val_fraction, max_instructions=max_instructions)
+    sweep.prepare_ray(address)  # before anything imports Ray: it reads its environment then
+    if plot_path is not None:
+        plots.require_matplotlib()
+    for path in (out, plot_path):
+        if path is not None:
+            files.check_writable(path)
+    existing = read_results(results_path) if results_path is not None else []
+    if results_path is not None:
+        files.check_writable(results_path)
+    data = load_data(dataset, data_path, test_data)
+    start = time.perf_counter()
+    sweep_id = sweep.fingerprint(data.name, data.X_train, data.y_train, settings)
+    finished = sweep.check_records(existing, sweep_id, f"results file '{results_path}'")
+    progress(f"{data.name}: {len(data.y_train)} training samples; planning {trials} configuration(s) x {seeds} "
+             f"seed(s) on {board_name}")
+    planned = sweep.plan_trials(data.X_train, data.y_train, settings, sweep_id)
+    resumed = sum(sweep.key(p) in finished for p in planned)
+
+    run_id = uuid.uuid4().hex[:12]  # marks the records of this invocation
+    failed: list[dict] = []
+
+    def record(rec: dict) -> None:
+        if results_path is not None:
+            files.append_line(results_path, json.dumps(rec, sort_keys=True))
+        if rec["status"] in sweep.FINISHED:
+            finished[sweep.key(rec)] = rec
+        else:
+            failed.append(rec)
+
+    for p in planned:
+        if p["reason"] is not None and sweep.key(p) not in finished:
+            record({**p, "status": "skipped", "run": run_id})
+    pending = [p for p in planned if sweep.key(p) not in finished]
+    engine_address = None
+    if pending:
+        progress(f"training {len(pending)} trial(s) on Ray Tune "
+                 + (f"at {address}" if address else "in this process") + (f", {resumed} already in {results_path}"
+                                                                           if resumed else ""))
+        with sweep.ray_session(address) as engine_address, \
+                tqdm(total=len(pending), desc="trials", unit="trial", file=click.get_text_stream("stderr"),
+                     disable=None) as bar:
+            def on_record(rec: dict) -> None:
+                record(rec)
+                bar.update(1)
+                if rec["status"] in ("done", "stopped"):
+                    best_so_far = max(r["val_accuracy"] for r in finished.values() if "val_accuracy" in r)
+                    bar.set_postfix(best_val=f"{best_so_far:.3f}")
+
+            sweep.run_trials(data.X_train, data.y_train, settings, pending, on_record, run_id)
+    missing = [p for p in planned if sweep.key(p) not in finished]
+    if missing:
+        why = (f"failed (trial {failed[0]['trial']}: {failed[0]['error']})" if failed else "interrupted")
+        again = f"; the same command runs them again (the others are in {results_path})" if results_path else ""
+        raise BEPError(f"{len(missing)} of {len(planned)} trial(s) did not finish: {why}{again}")
+
+    summaries = sweep.summarise(planned, finished)
+    winner = sweep.best(summaries)
+    if winner is None:
+        raise BEPError(f"none of the {trials} configuration(s) fits {board_name}: "
+                       f"{next(s['reason'] for s in summaries if s['status'] == 'skipped')}")
+    fronts = {cost_key: sweep.pareto(summaries, cost_key) for cost_key in ("ram_bytes", "instructions")}
+    progress(f"retraining the best network (trial {winner['trial']}, seed {winner['best_seed']}) to test it")
+    trained = sweep.retrain(data.X_train, data.y_train, winner, settings)
+    test_accuracy = trained.score(data.X_test, data.y_test)
+    if out is not None:
+        modelio.save(trained.with_training(notes={
+            "dataset": data.name[:1024], "test_accuracy": test_accuracy, "val_accuracy": winner["val_accuracy"],
+            "sweep_board": board_name, "sweep_trial": winner["trial"]}), out)
+    board = boards.board(board_name)
+    if plot_path is not None:
+        png = plots.pareto_fronts(summaries, fronts, winner, board_name,
+                                  {"ram_bytes": board.ram_bytes, "instructions": max_instructions})
+        files.write_atomic(plot_path, lambda f: f.write(png))
+    counts = {s: sum(x["status"] == s for x in summaries) for s in ("done", "stopped", "skipped")}
+    result = {
+        "engine": "ray", "address": address, "ray_address": engine_address, "dataset": data.name,
+        "board": board_name, "cpu": board.cpu, "board_ram_bytes": board.ram_bytes,
+        "board_flash_bytes": board.flash_bytes, "model": network, "trials": len(summaries), "seeds": seeds,
+        "seed": seed, "epochs": epochs, "ran": counts["done"] + counts["stopped"], "stopped": counts["stopped"],
+        "skipped": counts["skipped"], "resumed": resumed, "results": results_path, "sweep": sweep_id,
+        "nodes": sorted({n for s in summaries for n in s.get("nodes", [])}),
+        "best": {**_public(winner), "seed": winner["best_seed"], "test_accuracy": test_accuracy,
+                 "retrained_val_accuracy": trained.training.history[-1]["val_accuracy"], "model": out},
+        "pareto": [_public(s) for s in fronts["ram_bytes"]],
+        "pareto_instructions": [_public(s) for s in fronts["instructions"]],
+        "plot": plot_path, "seconds": time.perf_counter() - start,
+    }
+    emit(result, as_json, _human)

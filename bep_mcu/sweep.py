@@ -1,0 +1,404 @@
+"""``bep-mcu sweep``: the most accurate network that fits a board, searched on Ray Tune.
+
+A sweep samples ``trials`` network configurations (widths, r, ν, γ0, binariser, RNN
+window) from a seeded search space, plans each one on the board with the project's own
+planners before training it, and trains those that fit as Ray Tune trials, in this
+process's Ray instance (the default) or on an existing Ray cluster (``address``).
+
+- Sampling: configuration i is drawn from the space (Tune's ``tune.choice`` domains)
+  with a generator seeded by ``(seed, i)``, so the same seed gives the same trials,
+  and a larger ``trials`` extends a sweep instead of changing it.
+- Fitting: each (configuration, training seed) is built untrained exactly as training
+  builds it (``training.initial_model``: the encoder fitted on the training part), then
+  planned: RAM from ``device.firmware.plan_memory`` (exact), flash from the network's
+  tables plus the firmware's code (:data:`CODE_BYTES`, measured), instructions per
+  training sample from ``cgen.cost`` (a model calibrated on icount's figures), the
+  bytes an inference-only image would hold (``cgen.layout.describe``). A trial that
+  does not fit is recorded as skipped with the reason, and never run.
+- Scoring: every trial trains on the training data minus a stratified validation part
+  (``val_fraction``, carved by ``training.fit`` itself and seeded by the training seed)
+  and is scored by its validation accuracy after the last epoch; the test split is
+  never seen by the search. ``training.fit``'s ``on_epoch`` reports the validation
+  accuracy to Tune after every epoch, where ASHA stops trials that trail their peers.
+- Records: one JSON object per finished (trial, repeat), handed to ``on_record`` as it
+  finishes (the CLI appends it to a JSONL file), keyed by the sweep's fingerprint (data,
+  board and settings). Given the records of an interrupted run, a sweep runs only what
+  is missing.
+- The result: per configuration the mean validation accuracy over its training seeds,
+  the Pareto fronts of accuracy vs RAM and vs instructions, and the best configuration
+  (highest accuracy, then least RAM), retrained on the driver with its best seed (bit for
+  bit the trial's model: training is deterministic) and scored once on the test split.
+
+Ray Tune is an optional extra (``pip install 'bep-mcu[sweep]'``); it is imported only
+when a sweep runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bep_mcu import training, validate
+from bep_mcu.cgen import cost
+from bep_mcu.cgen.layout import describe, plan_state
+from bep_mcu.data.binarize import is_binary
+from bep_mcu.data.encoder import as_model_shape
+from bep_mcu.device import boards
+from bep_mcu.device.firmware import plan_memory, refuse_if_too_big
+from bep_mcu.errors import BEPError
+from bep_mcu.model import Model, plain_labels
+
+INSTALL_HINT = "pip install 'bep-mcu[sweep]'"
+MAX_TRIALS = 100_000
+MAX_SEEDS = 100
+
+# The search space. Widths and γ0 = width // divisor scale together (the default
+# divisor is 16); r and ν bracket the defaults of the README's sweep.
+WIDTHS = (16, 32, 64, 128, 256, 512)
+MLP_LAYERS = (1, 2)
+R_VALUES = (0.25, 0.5, 0.75, 1.0)
+NU_VALUES = (0.02, 0.05, 0.1)
+GAMMA_DIVISORS = (4, 8, 16, 32)
+BINARIZERS = {"mlp": ("median", "thermometer:2", "thermometer:4", "thermometer:8"),
+              "rnn": ("median", "thermometer:4", "thermometer:8")}
+RNN_STEPS = (4, 8, 16)  # window = ceil(series length / steps)
+
+CODE_BYTES = {
+    # Flash of the training firmware besides the network's tables (code, the runtime's
+    # own tables, data), measured with `bep-mcu firmware` (arm-none-eabi-gcc 12.2, -Os):
+    # the same for every network on a board. tests/test_sweep.py checks it against a build.
+    "mps2-an385": 9464, "mps2-an386": 9572, "mps2-an500": 9560, "mps2-an505": 9716,
+    "microbit": 9956, "nucleo-f401re": 10040, "netduinoplus2": 10060,
+}
+
+STATUSES = ("done", "stopped", "skipped", "error")
+FINISHED = ("done", "stopped", "skipped")  # an errored trial runs again when the sweep resumes
+
+
+def require_ray():
+    """``ray.tune``, or a one-line error saying how to install it."""
+    try:
+        from ray import tune
+    except ImportError:
+        raise BEPError(f"bep-mcu sweep runs on Ray Tune, which is not installed: {INSTALL_HINT}") from None
+    return tune
+
+
+def prepare_ray(address: str | None) -> None:
+    """Set Ray's environment, then check it is installed. Ray reads its environment when
+    first imported, so this comes first: Tune's classic console output (it honours
+    ``verbose=0``, the newer one does not, and standard output belongs to the CLI) and,
+    for a local instance (no ``address``), addresses on 127.0.0.1 only instead of the
+    machine's network address (the variable also reaches the workers Ray starts)."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if address is None:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    require_ray()
+
+
+# ---------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """What a sweep searches for (the CLI's options)."""
+
+    board: str
+    model: str = "mlp"
+    trials: int = 16
+    seeds: int = 1  # training seeds per configuration: seed, seed + 1, ...
+    seed: int = 0  # seeds the sampling of configurations and the first training seed
+    epochs: int = 10
+    val_fraction: float = 0.2
+    max_instructions: int | None = None  # per training sample on the board's core
+
+    def __post_init__(self) -> None:
+        boards.board(self.board)
+        validate.choice(self.model, "--model", ("mlp", "rnn"))
+        validate.integer(self.trials, "--trials", 1, MAX_TRIALS)
+        validate.integer(self.seeds, "--seeds", 1, MAX_SEEDS)
+        validate.seed(self.seed)
+        validate.seed(self.seed + self.seeds - 1, "--seed + --seeds - 1")
+        validate.integer(self.epochs, "--epochs", 1, 10_000)
+        if not isinstance(self.val_fraction, (int, float)) or not 0.0 < self.val_fraction < 0.5:
+            raise BEPError(f"--val-fraction must be in (0, 0.5), got {validate.show(self.val_fraction)}")
+        if self.max_instructions is not None:
+            validate.integer(self.max_instructions, "--max-instructions", 1, 1 << 40)
+
+    @property
+    def board_info(self) -> boards.Board:
+        return boards.board(self.board)
+
+    def training_settings(self, config: dict, seed: int) -> training.Settings:
+        return training.Settings(model=config["model"], hidden=tuple(config["hidden"]), epochs=self.epochs, seed=seed,
+                                 binarize=config["binarize"], window=config["window"], r=config["r"], nu=config["nu"],
+                                 gamma=tuple(config["gamma"]), val_fraction=self.val_fraction)
+
+
+# ---------------------------------------------------------------------- the space
+
+
+def search_space(model: str, binary_data: bool) -> dict:
+    """Tune's domains of one configuration (binary data is passed through as it is)."""
+    tune = require_ray()
+    space = {"width1": tune.choice(WIDTHS), "r": tune.choice(R_VALUES), "nu": tune.choice(NU_VALUES),
+             "gamma_divisor": tune.choice(GAMMA_DIVISORS),
+             "binarize": tune.choice(("passthrough",) if binary_data else BINARIZERS[model])}
+    if model == "mlp":
+        space.update(layers=tune.choice(MLP_LAYERS), width2=tune.choice(WIDTHS))
+    else:
+        space.update(steps=tune.choice(RNN_STEPS))
+    return space
+
+
+def _plain(value):
+    """Tune samples numpy scalars; records hold plain JSON values."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def sample_configs(model: str, trials: int, seed: int, X: np.ndarray) -> list[dict]:
+    """The configurations of trials 0..trials-1; trial i depends only on (seed, i)."""
+    space = search_space(model, bool(is_binary(X.reshape(-1, X.shape[-1]) if model == "rnn" else X)))
+    configs = []
+    for i in range(trials):
+        rng = np.random.default_rng([seed, i])
+        v = {name: _plain(domain.sample(random_state=rng)) for name, domain in space.items()}
+        hidden = [v["width1"], v["width2"]][:v["layers"]] if model == "mlp" else [v["width1"]]
+        configs.append({"model": model, "hidden": hidden, "r": v["r"], "nu": v["nu"],
+                        "gamma": [max(1, w // v["gamma_divisor"]) for w in hidden], "binarize": v["binarize"],
+                        "window": math.ceil(X.shape[1] / v["steps"]) if model == "rnn" else None})
+    return configs
+
+
+# ---------------------------------------------------------------------- fitting the board
+
+
+def assess(model: Model, settings: SweepSettings) -> tuple[dict, str | None]:
+    """What ``model``'s network needs on the sweep's board (the module docstring), and
+    why it does not fit (None when it does)."""
+    board = settings.board_info
+    mem = plan_memory(plan_state(model.spec, model.params.gate), model.spec, board)
+    fp = {"ram_bytes": mem.ram_bytes, "flash_bytes": mem.tables_bytes + CODE_BYTES[board.name],
+          "state_bytes": mem.state_bytes, "tables_bytes": mem.tables_bytes,
+          "inference_bytes": describe(model)["inference_state_bytes"],
+          "instructions": cost.instructions_per_sample(model.spec, model.params.gamma, board.cpu,
+                                                       model.training.batch_size)}
+    try:
+        refuse_if_too_big(mem, board, "net")
+    except BEPError as e:
+        return fp, str(e)
+    if fp["flash_bytes"] > board.flash_bytes:
+        return fp, (f"flash {fp['flash_bytes']} B (tables {fp['tables_bytes']} + code {CODE_BYTES[board.name]}) "
+                    f"exceeds {board.name}'s {board.flash_bytes} B")
+    if settings.max_instructions is not None and fp["instructions"] > settings.max_instructions:
+        return fp, (f"{fp['instructions']} instructions per training sample on {board.cpu} exceed "
+                    f"--max-instructions {settings.max_instructions}")
+    return fp, None
+
+
+def fingerprint(name: str, X: np.ndarray, y: np.ndarray, settings: SweepSettings) -> str:
+    """Identifies a sweep: its data and every setting that changes a trial's record."""
+    h = hashlib.sha256()
+    for a in (np.ascontiguousarray(X, dtype=np.float64), np.asarray(y).astype(str)):
+        h.update(repr(a.shape).encode())
+        h.update(a.tobytes())
+    h.update(json.dumps([name, settings.board, settings.model, settings.seed, settings.epochs, settings.val_fraction,
+                         settings.max_instructions, sorted(CODE_BYTES.items())]).encode())
+    return h.hexdigest()[:16]
+
+
+def plan_trials(X: np.ndarray, y: np.ndarray, settings: SweepSettings, sweep_id: str) -> list[dict]:
+    """Every (trial, repeat) of the sweep with its configuration, footprint and, when it
+    does not fit the board, the reason (deterministic: no training happens here)."""
+    X = as_model_shape(X, settings.model)
+    y = plain_labels(np.asarray(y))
+    _, val = training.split_validation(y, settings.val_fraction, settings.seed)
+    if len(val) == 0:
+        raise BEPError(f"{len(y)} training samples of {len(np.unique(y))} classes are too few to carve a validation "
+                       f"split from (at least 4 per class)")
+    planned = []
+    for i, config in enumerate(sample_configs(settings.model, settings.trials, settings.seed, X)):
+        for k in range(settings.seeds):
+            seed = settings.seed + k
+            try:
+                model = training.initial_model(X, y, settings.training_settings(config, seed))
+            except BEPError as e:  # e.g. a binariser that leaves no varying bit
+                planned.append({"sweep": sweep_id, "trial": i, "repeat": k, "seed": seed, "config": config,
+                                "reason": str(e)})
+                continue
+            fp, reason = assess(model, settings)
+            planned.append({"sweep": sweep_id, "trial": i, "repeat": k, "seed": seed, "config": config,
+                            "network": [model.spec.n_inputs, *model.spec.hidden, model.spec.n_classes], **fp,
+                            "reason": reason})
+    return planned
+
+
+def key(record: dict) -> tuple[int, int]:
+    return record["trial"], record["repeat"]
+
+
+# ---------------------------------------------------------------------- records
+
+
+def check_records(records: Sequence[dict], sweep_id: str, where: str) -> dict[tuple[int, int], dict]:
+    """The finished records of this sweep, by (trial, repeat); records of another sweep
+    are refused (one results file holds one sweep)."""
+    finished = {}
+    for n, rec in enumerate(records, 1):
+        if not isinstance(rec, dict) or not {"sweep", "trial", "repeat", "status"} <= rec.keys() \
+                or rec["status"] not in STATUSES:
+            raise BEPError(f"{where}: record {n} is not a bep-mcu sweep record")
+        if rec["sweep"] != sweep_id:
+            raise BEPError(f"{where} holds another sweep (other data, board or settings: record {n} is of sweep "
+                           f"{validate.show(rec['sweep'])}, this one is {sweep_id}); give another --results file")
+        if rec["status"] in FINISHED:
+            finished[key(rec)] = rec
+    return finished
+
+
+# ---------------------------------------------------------------------- Ray
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None) -> Iterator[str]:
+    """A Ray driver for the sweep: a new local instance on this machine's cores, or a
+    connection to the cluster at ``address``. Yields the address of the Ray it joined."""
+    prepare_ray(address)
+    import ray
+
+    if address is None:
+        # "local" starts a new instance even where `ray start` left one running.
+        context = ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+    else:
+        try:
+            context = ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            raise BEPError(f"cannot join the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
+    try:
+        yield context.address_info["address"]
+    finally:
+        ray.shutdown()
+
+
+def _trial(config: dict, X: np.ndarray, y: np.ndarray, settings: SweepSettings) -> None:
+    """One Tune trial: train one configuration with one seed, reporting every epoch."""
+    import ray
+    from ray import tune
+
+    planned = config["planned"]
+    where = {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "pid": os.getpid()}
+    s = settings.training_settings(planned["config"], planned["seed"])
+
+    def on_epoch(rec: dict) -> None:
+        tune.report({"val_accuracy": rec["val_accuracy"], "train_accuracy": 1.0 - rec["train_error"],
+                     "gamma": rec["gamma"], **where})
+
+    training.fit(X, y, s, on_epoch=on_epoch)
+
+
+def run_trials(X: np.ndarray, y: np.ndarray, settings: SweepSettings, pending: Sequence[dict],
+               on_record: Callable[[dict], None], sweep_run: str) -> None:
+    """Train ``pending`` (planned trials that fit) as Tune trials on the connected Ray;
+    ``on_record`` gets each one's record as it finishes (on this process)."""
+    tune = require_ray()
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    history: dict[str, list] = {}
+
+    class Recorder(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            history.setdefault(trial.trial_id, []).append(result["val_accuracy"])
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            r = trial.last_result
+            epochs = r["training_iteration"]
+            on_record({**trial.config["planned"], "status": "done" if epochs >= settings.epochs else "stopped",
+                       "val_accuracy": r["val_accuracy"], "train_accuracy": r["train_accuracy"], "epochs": epochs,
+                       "val_history": history.get(trial.trial_id, []), "node_id": r["node_id"], "host": r["host"],
+                       "pid": r["pid"], "seconds": r["time_total_s"], "run": sweep_run})
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            error = str(trial.get_error() or "unknown error").strip().splitlines() or ["unknown error"]
+            on_record({**trial.config["planned"], "status": "error", "error": error[-1][:500], "run": sweep_run})
+
+    # ASHA compares trials at rungs of grace, 3·grace, ... epochs and stops the bottom two
+    # thirds; below 4 epochs there is no rung before the end worth stopping at.
+    scheduler = (ASHAScheduler(max_t=settings.epochs, grace_period=max(1, settings.epochs // 4),
+                               reduction_factor=3) if settings.epochs >= 4 else FIFOScheduler())
+    storage = tempfile.mkdtemp(prefix="bep-mcu-sweep-")  # Tune's own files: scratch, the records are the results
+    try:
+        tuner = tune.Tuner(
+            tune.with_parameters(_trial, X=X, y=y, settings=settings),
+            param_space={"planned": tune.grid_search(list(pending))},
+            tune_config=tune.TuneConfig(metric="val_accuracy", mode="max", scheduler=scheduler, reuse_actors=True),
+            run_config=tune.RunConfig(name="bep-mcu-sweep", storage_path=storage, verbose=0, callbacks=[Recorder()]))
+        tuner.fit()
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- results
+
+
+def summarise(planned: Sequence[dict], finished: dict[tuple[int, int], dict]) -> list[dict]:
+    """One summary per configuration of a finished sweep: its footprint (the largest over
+    its seeds), the mean validation accuracy of its seeds, and its status: skipped (does
+    not fit), stopped (by ASHA, for any seed) or done."""
+    by_trial: dict[int, list[dict]] = {}
+    for p in planned:
+        by_trial.setdefault(p["trial"], []).append(finished[key(p)])
+    out = []
+    for trial, recs in sorted(by_trial.items()):
+        statuses = {r["status"] for r in recs}
+        status = next(s for s in ("skipped", "stopped", "done") if s in statuses)
+        summary = {"trial": trial, "config": recs[0]["config"], "status": status,
+                   "seeds": [r["seed"] for r in recs]}
+        if "ram_bytes" in recs[0]:  # planned (a configuration whose encoding failed has no footprint)
+            for name in ("ram_bytes", "flash_bytes", "state_bytes", "inference_bytes", "instructions"):
+                summary[name] = max(r[name] for r in recs)
+            summary["network"] = recs[0]["network"]
+        if status == "skipped":
+            summary["reason"] = next(r["reason"] for r in recs if r["status"] == "skipped")
+        else:
+            accs = [r["val_accuracy"] for r in recs]
+            summary["val_accuracy"] = float(np.mean(accs))
+            summary["best_seed"] = recs[int(np.argmax(accs))]["seed"]  # the first of equals
+            summary["nodes"] = sorted({r["node_id"] for r in recs})
+        out.append(summary)
+    return out
+
+
+def pareto(summaries: Sequence[dict], cost_key: str) -> list[dict]:
+    """Finished configurations no other beats on both accuracy and ``cost_key``, by cost."""
+    done = sorted((s for s in summaries if s["status"] == "done"),
+                  key=lambda s: (s[cost_key], -s["val_accuracy"], s["trial"]))
+    front, best = [], -1.0
+    for s in done:
+        if s["val_accuracy"] > best:
+            front.append(s)
+            best = s["val_accuracy"]
+    return front
+
+
+def best(summaries: Sequence[dict]) -> dict | None:
+    """The most accurate finished configuration; ties go to less RAM, then fewer instructions."""
+    done = [s for s in summaries if s["status"] == "done"]
+    if not done:
+        return None
+    return min(done, key=lambda s: (-s["val_accuracy"], s["ram_bytes"], s["instructions"], s["trial"]))
+
+
+def retrain(X: np.ndarray, y: np.ndarray, summary: dict, settings: SweepSettings) -> Model:
+    """The winner's model: its configuration trained again with its best seed (the same
+    integers in the same order, so the same model the trial trained)."""
+    return training.fit(X, y, settings.training_settings(summary["config"], summary["best_seed"]))

@@ -1,0 +1,397 @@
+"""bep-mcu sweep (Ray Tune) and bep-mcu plot: the search space, the board plan, the cost
+model, the records, and the real command on a real Ray: in this process, on a Ray head
+started here, interrupted and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bep_mcu import files, modelio, sweep, training
+from bep_mcu.cgen import cost
+from bep_mcu.cgen.layout import plan_state
+from bep_mcu.device import boards, firmware
+from bep_mcu.engine.spec import NetSpec
+from bep_mcu.errors import BEPError
+from .conftest import (HAVE_ARM, assert_error_after_progress, assert_ok, assert_user_error, blobs, fit, invoke,
+                       last_json, needs_arm, saved, series)
+
+ray = pytest.importorskip("ray", reason="the sweep extra is not installed (pip install -e '.[sweep]')")
+
+BOARD = "microbit"
+RUN_TIMEOUT = 600
+
+
+def write_csv(path: Path, n: int = 300, features: int = 8, classes: int = 3, seed: int = 0) -> Path:
+    """A small real-valued CSV: overlapping Gaussian clusters, string labels."""
+    g = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    X = g.normal(0, 2, (classes, features))[y] + g.normal(0, 1.5, (n, features))
+    lines = [",".join(f"f{i}" for i in range(features)) + ",label"]
+    lines += [",".join(f"{v:.4f}" for v in row) + f",c{label}" for row, label in zip(X, y)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def settings(**changes) -> sweep.SweepSettings:
+    return sweep.SweepSettings(**{"board": BOARD, "trials": 8, "epochs": 3, **changes})
+
+
+def run_cli(*args, env: dict | None = None, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
+    """The installed command in its own process (Ray starts and stops inside it)."""
+    return subprocess.run([sys.executable, "-m", "bep_mcu", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env, check=False)
+
+
+def ok_json(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstderr: {proc.stderr[-3000:]}"
+    return last_json(proc.stdout)
+
+
+# ------------------------------------------------------------------ the cost model
+
+
+def test_cost_model_reproduces_icounts_published_figures():
+    for m in cost.PUBLISHED:
+        predicted = cost.instructions_per_sample(m.spec, m.gamma, m.core, m.batch_size, m.error_rate)
+        assert abs(predicted / m.instructions - 1) < 0.01, (m, predicted)
+
+
+def test_cost_model_calibrates_from_measurements():
+    """calibrate() recovers a core's coefficients from counts such as icount's (here made
+    by a known model over several networks, batch sizes and error rates)."""
+    truth = cost.Coefficients(sample=1.7, draw=40.0, pack=90.0)
+    measured = []
+    for spec, gamma in ((NetSpec("mlp", 256, (128,), 10), (8,)), (NetSpec("mlp", 64, (32, 32), 3), (4, 4)),
+                        (NetSpec("rnn", 24, (64,), 2, steps=8), (4,))):
+        for batch, e in ((1, 1.0), (1, 0.1), (100, 1.0)):
+            n = cost.features(spec, gamma, batch, e).instructions(truth)
+            measured.append(cost.Measurement("cortex-m3", spec, gamma, batch, e, n))
+    fitted = cost.calibrate(measured)["cortex-m3"]
+    assert np.allclose(fitted.as_array(), truth.as_array(), rtol=1e-6)
+    with pytest.raises(BEPError, match="at least 3"):
+        cost.calibrate(measured[:2])
+
+
+def test_cost_grows_with_the_network_and_the_core():
+    small, big = NetSpec("mlp", 64, (32,), 3), NetSpec("mlp", 64, (256,), 3)
+    m4 = cost.instructions_per_sample(small, (2,), "cortex-m4", 10)
+    assert cost.instructions_per_sample(big, (16,), "cortex-m4", 10) > 4 * m4
+    assert cost.instructions_per_sample(small, (2,), "cortex-m0", 10) > 2 * m4
+    with pytest.raises(BEPError, match="no instruction model"):
+        cost.instructions_per_sample(small, (2,), "cortex-a53", 10)
+
+
+# ------------------------------------------------------------------ space, plan, records
+
+
+def test_the_same_seed_samples_the_same_configurations():
+    X, _ = blobs(120, 8)
+    a = sweep.sample_configs("mlp", 12, 7, X)
+    assert a == sweep.sample_configs("mlp", 12, 7, X)
+    assert a[:5] == sweep.sample_configs("mlp", 5, 7, X), "trial i depends on (seed, i) only"
+    assert a != sweep.sample_configs("mlp", 12, 8, X)
+    assert len({json.dumps(c, sort_keys=True) for c in a}) > 6
+    for c in a:
+        assert set(c["hidden"]) <= set(sweep.WIDTHS) and len(c["hidden"]) in sweep.MLP_LAYERS
+        assert any(c["gamma"] == [max(1, w // d) for w in c["hidden"]] for d in sweep.GAMMA_DIVISORS)
+        assert c["binarize"] in sweep.BINARIZERS["mlp"] and c["window"] is None
+    assert {c["binarize"] for c in sweep.sample_configs("mlp", 4, 0, np.sign(X))} == {"passthrough"}
+    S, _ = series(30, 40)
+    for c in sweep.sample_configs("rnn", 6, 0, S[..., None]):
+        assert len(c["hidden"]) == 1 and c["window"] in {int(np.ceil(40 / s)) for s in sweep.RNN_STEPS}
+
+
+def test_the_plan_is_the_trained_models_and_what_does_not_fit_is_skipped():
+    X, y = blobs(200, 8)
+    s = settings(trials=12)
+    planned = sweep.plan_trials(X, y, s, "id")
+    assert [sweep.key(p) for p in planned] == [(i, 0) for i in range(12)]
+    fits = [p for p in planned if p["reason"] is None]
+    skipped = [p for p in planned if p["reason"] is not None]
+    assert fits and skipped, "the space straddles the micro:bit's 16 KB of RAM"
+    for p in skipped:
+        assert "does not fit microbit" in p["reason"] and p["ram_bytes"] > boards.board(BOARD).ram_bytes
+    p = fits[0]
+    model = training.fit(X, y, s.training_settings(p["config"], p["seed"]))
+    plan = firmware.plan_memory(plan_state(model.spec, model.params.gate), model.spec, boards.board(BOARD))
+    assert (p["ram_bytes"], p["state_bytes"], p["tables_bytes"]) == (plan.ram_bytes, plan.state_bytes,
+                                                                     plan.tables_bytes)
+    assert p["network"] == [model.spec.n_inputs, *model.spec.hidden, model.spec.n_classes]
+    assert p["instructions"] == cost.instructions_per_sample(model.spec, model.params.gamma, "cortex-m0",
+                                                             model.training.batch_size)
+    assert sweep.plan_trials(X, y, settings(trials=12, max_instructions=1), "id")[planned.index(p)]["reason"] \
+        .endswith("exceed --max-instructions 1")
+
+
+def test_rnn_trials_are_planned_as_trained():
+    S, y = series(80, 48)
+    s = settings(model="rnn", trials=3, seeds=2)
+    planned = sweep.plan_trials(S, y, s, "id")
+    assert [sweep.key(p) for p in planned] == [(i, k) for i in range(3) for k in range(2)]
+    p = planned[1]
+    model = training.fit(S, y, s.training_settings(p["config"], p["seed"]))
+    assert model.spec.model == "rnn" and model.encoder.window == p["config"]["window"] and p["seed"] == 1
+    plan = firmware.plan_memory(plan_state(model.spec, model.params.gate), model.spec, boards.board(BOARD))
+    assert p["ram_bytes"] == plan.ram_bytes
+
+
+@needs_arm
+def test_flash_prediction_equals_the_built_firmware_on_every_board(tmp_path):
+    """CODE_BYTES is measured: a firmware build must agree byte for byte (if the firmware's
+    code changes, this names the number to update)."""
+    model = fit(*blobs(60, 4), hidden=(16,), epochs=1)
+    tables = firmware.plan_memory(plan_state(model.spec, model.params.gate), model.spec,
+                                  boards.board(BOARD)).tables_bytes
+    wrong = {}
+    for name in boards.BOARDS:
+        built = firmware.build(model, name, tmp_path / name)
+        if built.flash_bytes - tables != sweep.CODE_BYTES[name]:
+            wrong[name] = built.flash_bytes - tables
+    assert not wrong, f"update sweep.CODE_BYTES: {wrong}"
+
+
+def _summary(trial, status, acc=None, ram=0, instr=0):
+    s = {"trial": trial, "config": {"hidden": [trial]}, "status": status, "ram_bytes": ram, "instructions": instr}
+    return s if acc is None else {**s, "val_accuracy": acc}
+
+
+def test_pareto_front_and_best():
+    summaries = [_summary(0, "done", 0.80, 1000, 50), _summary(1, "done", 0.90, 3000, 40),
+                 _summary(2, "done", 0.85, 2000, 90), _summary(3, "done", 0.85, 2500, 10),
+                 _summary(4, "stopped", 0.99, 500, 5), _summary(5, "skipped", ram=90000),
+                 _summary(6, "done", 0.90, 2800, 45)]
+    assert [s["trial"] for s in sweep.pareto(summaries, "ram_bytes")] == [0, 2, 6]
+    assert [s["trial"] for s in sweep.pareto(summaries, "instructions")] == [3, 1]
+    assert sweep.best(summaries)["trial"] == 6, "most accurate, then least RAM; stopped trials never win"
+    assert sweep.best(summaries[4:6]) is None
+
+
+def test_records_of_another_sweep_are_refused():
+    rec = {"sweep": "a", "trial": 0, "repeat": 0, "status": "done"}
+    assert sweep.check_records([rec, {**rec, "status": "error"}], "a", "f") == {(0, 0): rec}
+    with pytest.raises(BEPError, match="holds another sweep"):
+        sweep.check_records([rec], "b", "f")
+    with pytest.raises(BEPError, match="record 2 is not a bep-mcu sweep record"):
+        sweep.check_records([rec, {"trial": 1}], "a", "f")
+
+
+def test_append_line_writes_whole_lines_to_regular_files_only(tmp_path):
+    path = tmp_path / "r.jsonl"
+    files.append_line(path, '{"a": 1}')
+    files.append_line(path, '{"a": 2}\n')
+    assert path.read_text() == '{"a": 1}\n{"a": 2}\n'
+    with pytest.raises(BEPError, match="cannot write"):
+        files.append_line(tmp_path, "x")
+
+
+# ------------------------------------------------------------------ bad input (before Ray starts)
+
+
+def test_sweep_bad_input_is_one_error_line(tmp_path, monkeypatch):
+    data = write_csv(tmp_path / "small.csv")
+    assert_user_error(invoke("sweep", "--data", data, "--board", "arduino"), "unknown board", "microbit")
+    assert_user_error(invoke("sweep", "--data", data, "--board", BOARD, "--trials", 0), "--trials", "1..")
+    assert_user_error(invoke("sweep", "--data", data, "--board", BOARD, "--seeds", 0), "--seeds")
+    assert_user_error(invoke("sweep", "--data", data, "--board", BOARD, "--results", tmp_path),
+                      "results file", "directory")
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_text('{"sweep": "x"}\nnot json\n')
+    assert_user_error(invoke("sweep", "--data", data, "--board", BOARD, "--results", garbage), "line 2 is not JSON")
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"sweep": "0123456789abcdef", "trial": 0, "repeat": 0, "status": "done"}) + "\n")
+    assert_user_error(invoke("sweep", "--data", data, "--board", BOARD, "--results", other), "another sweep")
+    tiny = tmp_path / "tiny.csv"
+    tiny.write_text("a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(8)))
+    result = invoke("sweep", "--data", tiny, "--board", BOARD)
+    assert_error_after_progress(result.exit_code, result.stderr, ["too few"])
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    assert_user_error(invoke("sweep", "--data", data, "--board", BOARD), "Ray Tune", "pip install 'bep-mcu[sweep]'")
+
+
+def test_plot_bad_input_is_one_error_line(tmp_path, monkeypatch):
+    untrained = saved(training.new_model(*blobs(40, 4), training.Settings(hidden=(8,))), tmp_path / "new.npz")
+    assert_user_error(invoke("plot", untrained, "--out", tmp_path / "c.png"), "no training history")
+    assert_user_error(invoke("plot", tmp_path / "missing.npz", "--out", tmp_path / "c.png"), "missing.npz")
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):  # as if not installed
+        monkeypatch.setitem(sys.modules, name, None)
+    assert_user_error(invoke("plot", untrained, "--out", tmp_path / "c.png"), "matplotlib", "bep-mcu[sweep]")
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", "not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_plot_writes_the_learning_curve(tmp_path):
+    X, y = blobs(300, 6)
+    model = saved(fit(X, y, hidden=(64, 32), epochs=12, patience=1), tmp_path / "m.npz")
+    result = invoke("plot", model, "--out", tmp_path / "curve.png", "--json")
+    assert_ok(result)
+    d = last_json(result.stdout)
+    assert d["epochs"] == 12 and d["plot"] == str(tmp_path / "curve.png")
+    width, height = png_size(tmp_path / "curve.png")
+    assert 600 <= width <= 1200 and 300 <= height <= 800
+    assert (tmp_path / "curve.png").stat().st_size == d["bytes"] > 20_000
+
+
+# ------------------------------------------------------------------ the real thing, on Ray
+
+
+@pytest.mark.slow
+def test_sweep_on_ray_in_process_finds_a_network_that_fits(tmp_path):
+    data = write_csv(tmp_path / "small.csv")
+    out, plot = tmp_path / "best.npz", tmp_path / "pareto.png"
+    d = ok_json(run_cli("sweep", "--data", data, "--board", BOARD, "--trials", 8, "--results", tmp_path / "a.jsonl",
+                        "--out", out, "--plot", plot, "--json"))
+    assert d["engine"] == "ray" and d["trials"] == 8 and d["address"] is None
+    assert d["ray_address"].startswith("127.0.0.1:"), "a local sweep stays on the loopback address"
+    assert d["skipped"] >= 1 and d["ran"] + d["skipped"] == 8 and len(d["nodes"]) == 1
+    board = boards.board(BOARD)
+    best = d["best"]
+    assert set(best) >= {"config", "val_accuracy", "test_accuracy", "ram_bytes", "flash_bytes"}
+    assert best["ram_bytes"] <= board.ram_bytes and best["flash_bytes"] <= board.flash_bytes
+    assert best["val_accuracy"] > 0.8 and best["test_accuracy"] > 0.8
+    assert best["retrained_val_accuracy"] == best["val_accuracy"], "the retrained winner is the trial's model"
+    assert d["pareto"] and d["pareto"][-1]["val_accuracy"] == best["val_accuracy"]
+    assert all(a["ram_bytes"] < b["ram_bytes"] and a["val_accuracy"] < b["val_accuracy"]
+               for a, b in zip(d["pareto"], d["pareto"][1:]))
+    recs = records(tmp_path / "a.jsonl")
+    assert sorted(r["trial"] for r in recs) == list(range(8))
+    assert {r["status"] for r in recs} <= {"done", "stopped", "skipped"}
+    for r in recs:
+        assert (r["status"] == "skipped") == (r["ram_bytes"] > board.ram_bytes), r
+    assert all(len(r["val_history"]) == r["epochs"] for r in recs if r["status"] != "skipped")
+    model = modelio.load(out)
+    plan = firmware.plan_memory(plan_state(model.spec, model.params.gate), model.spec, board)
+    assert plan.ram_bytes == best["ram_bytes"] and list(model.spec.hidden) == best["config"]["hidden"]
+    assert model.training.notes["sweep_board"] == BOARD
+    width, height = png_size(plot)
+    assert width > 800 and height > 300
+
+    again = ok_json(run_cli("sweep", "--data", data, "--board", BOARD, "--trials", 8, "--results",
+                            tmp_path / "b.jsonl", "--json"))
+    first = {r["trial"]: r for r in recs}
+    second = {r["trial"]: r for r in records(tmp_path / "b.jsonl")}
+    assert [first[i]["config"] for i in range(8)] == [second[i]["config"] for i in range(8)]
+    for i in range(8):  # ASHA's stops depend on timing; what trained to the end trained the same
+        if first[i]["status"] == second[i]["status"] == "done":
+            assert first[i]["val_history"] == second[i]["val_history"]
+    assert again["sweep"] == d["sweep"] and again["skipped"] == d["skipped"]
+
+    if HAVE_ARM:  # `bep-mcu firmware` takes the winner as it is, and builds what the sweep planned
+        built = ok_json(run_cli("firmware", out, "--board", BOARD, "--out", tmp_path / "fw", "--json"))
+        assert built["ram_bytes"] == best["ram_bytes"] and built["flash_bytes"] == best["flash_bytes"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_sweep_runs_its_trials_on_a_ray_cluster(tmp_path):
+    """A Ray head on 127.0.0.1 (its own process, token authentication): the sweep joins it
+    with --address, and every trial reports the head's node id."""
+    import secrets
+
+    port = free_port()
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(16), "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+    head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+                             "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false",
+                             "--disable-usage-stats"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    try:
+        head_node = _head_node_id(address, env, head)
+        data = write_csv(tmp_path / "small.csv")
+        d = ok_json(run_cli("sweep", "--data", data, "--board", BOARD, "--trials", 3, "--seeds", 2, "--epochs", 2,
+                            "--address", address, "--results", tmp_path / "c.jsonl", "--json", env=env))
+        assert d["address"] == address and d["ray_address"] == address
+        assert d["nodes"] == [head_node]
+        ran = [r for r in records(tmp_path / "c.jsonl") if r["status"] != "skipped"]
+        assert ran and {r["node_id"] for r in ran} == {head_node}
+        assert sorted({r["seed"] for r in ran}) == [0, 1]
+        best = [r for r in ran if r["trial"] == d["best"]["trial"]]
+        assert d["best"]["val_accuracy"] == pytest.approx(np.mean([r["val_accuracy"] for r in best]))
+    finally:
+        _stop(head)
+
+
+def _head_node_id(address: str, env: dict, head: subprocess.Popen) -> str:
+    """The head's node id, from its GCS (no dashboard): retried while the head starts."""
+    probe = ("import json, ray; ray.init(address=%r, log_to_driver=False); "
+             "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))" % address)
+    deadline = time.monotonic() + 120
+    while True:
+        assert head.poll() is None, f"the Ray head exited: {head.stderr.read()[-2000:]}"
+        proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120,
+                              check=False)
+        if proc.returncode == 0:
+            nodes = json.loads(proc.stdout.strip().splitlines()[-1])
+            assert len(nodes) == 1
+            return nodes[0]
+        assert time.monotonic() < deadline, proc.stderr[-2000:]
+        time.sleep(2)
+
+
+def _stop(head: subprocess.Popen) -> None:
+    """Stop the head we started, by its process id (SIGTERM: it stops its own children);
+    its process group only if it does not."""
+    head.terminate()
+    try:
+        head.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
+    data = write_csv(tmp_path / "small.csv", n=600)
+    results = tmp_path / "r.jsonl"
+    args = ["sweep", "--data", data, "--board", BOARD, "--trials", 16, "--epochs", 20, "--results", results, "--json"]
+    proc = subprocess.Popen([sys.executable, "-m", "bep_mcu", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (results.exists() and sum(r["status"] != "skipped" for r in records(results)) >= 2):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)  # Ctrl+C: Tune stops the trials still running
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode == 2 and out == "", err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("error: ") and "interrupted" in err.strip().splitlines()[-1]
+    before = records(results)
+    assert len(before) < 16
+    with results.open("a") as f:
+        f.write('{"sweep": "cut short by a kill')  # a record whose write was interrupted
+
+    d = ok_json(run_cli(*args))
+    after = records(results)
+    assert after[:len(before)] == before, "finished records are kept as they were"
+    assert d["resumed"] == len(before) and d["trials"] == 16
+    keys = [(r["trial"], r["repeat"]) for r in after]
+    assert sorted(keys) == [(i, 0) for i in range(16)], "each trial exactly once: nothing ran twice"
+    assert len({r["run"] for r in after[len(before):]}) == 1 and after[-1]["run"] != before[-1]["run"]
