@@ -114,9 +114,13 @@ def assert_error_after_progress(exit_code: int, stderr: str, words=(), status: i
 
 
 def assert_user_error(result: Result, *words: str) -> str:
-    """Exit 2, one `error:` line naming the problem, no traceback, nothing on stdout."""
+    """Exit 2, one `error:` line naming the problem, no traceback; nothing on stdout but,
+    under --json, the same error as one JSON object."""
     # Anything but SystemExit means an exception escaped: the real CLI prints a traceback.
     assert result.exception is None or isinstance(result.exception, SystemExit), (
         f"uncaught {type(result.exception).__name__}: {result.exception}")
-    assert result.stdout == "", f"stdout: {result.stdout!r}"
-    return assert_one_error_line(result.exit_code, result.stderr, words, status=2)
+    line = assert_one_error_line(result.exit_code, result.stderr, words, status=2)
+    if result.stdout:
+        assert result.stdout.count("\n") == 1, f"stdout: {result.stdout!r}"
+        assert json.loads(result.stdout) == {"error": line[len("error: "):], "exit_status": 2}
+    return line

@@ -381,8 +381,10 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-    assert proc.returncode == 2 and out == "", err[-3000:]
-    assert err.strip().splitlines()[-1].startswith("error: ") and "interrupted" in err.strip().splitlines()[-1]
+    assert proc.returncode == 2, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "interrupted" in last
+    assert json.loads(out) == {"error": last[len("error: "):], "exit_status": 2}  # --json: the error as JSON
     before = records(results)
     assert len(before) < 16
     with results.open("a") as f:
