@@ -2,6 +2,8 @@
 
     python -m bep_mcu.bench speed      # numpy engine vs a plain dense baseline; C twin vs numpy
     python -m bep_mcu.bench accuracy   # the acceptance table: default settings, 3 seeds
+    python -m bep_mcu.bench accuracy --baseline qat [--sets ArrowHead:rnn,...] [--json]
+                                       # BEP vs QAT vs QAT + batch norm on the same inputs
     python -m bep_mcu.bench device     # on-device training over the emulated link (QEMU)
 
 Speed runs on one core (BLAS threads pinned to 1) and measures, in the same run, a
@@ -168,6 +170,81 @@ def accuracy(seeds: int, include_untuned: bool) -> list[dict]:
     return rows
 
 
+# The side-by-side table of docs/accuracy.md: ``<set>:<network>`` keys (see ``parse_config``).
+BASELINE_SETS = [
+    "prototypes:512", "prototypes:512-512", "prototypes-p46:512", "digits-median:512",
+    "GunPoint:rnn", "GunPoint:mlp", "ItalyPowerDemand:rnn", "ItalyPowerDemand:mlp", "ArrowHead:rnn",
+    "ArrowHead:mlp", "BasicMotions:rnn", "BasicMotions:mlp", "OSULeaf:rnn", "OSULeaf:mlp",
+]
+# Sets nobody tuned on (the hold-out check of the defaults).
+HOLDOUT_SETS = ["JapaneseVowels:rnn", "JapaneseVowels:mlp", "PickupGestureWiimoteZ:rnn",
+                "PickupGestureWiimoteZ:mlp", "ACSF1:rnn", "ACSF1:mlp"]
+
+
+def parse_config(key: str) -> tuple[str, dict]:
+    """``<set>:<network>`` → (dataset name, ``training.Settings`` arguments).
+
+    set: ``prototypes`` (p = 0.44), ``prototypes-p46`` (p = 0.46), ``digits`` (default
+    binariser), ``digits-median``, or a UCR name; network: ``rnn`` (256 hidden), ``mlp``
+    (512) or widths such as ``512-512`` (an MLP)."""
+    name, _, net = key.partition(":")
+    net = net or "mlp"
+    if net == "rnn":
+        kwargs: dict = {"model": "rnn", "hidden": (256,)}
+    elif net == "mlp":
+        kwargs = {"hidden": (512,)}
+    else:
+        kwargs = {"hidden": tuple(int(w) for w in net.split("-"))}
+    if name == "prototypes":
+        return "prototypes", kwargs
+    if name.startswith("prototypes-p"):
+        return f"prototypes:flip=0.{name[len('prototypes-p'):]}", kwargs
+    if name == "digits-median":
+        return "digits", {**kwargs, "binarize": "median"}
+    if name == "digits":
+        return "digits", kwargs
+    return f"ucr:{name}", kwargs
+
+
+def _mean_std(scores) -> str:
+    return f"{100 * np.mean(scores):5.1f} ± {100 * np.std(scores):3.1f}"
+
+
+def accuracy_vs_baseline(keys: list[str], seeds: int, rates=None, decays=None) -> list[dict]:
+    """BEP (defaults) vs QAT and QAT + batch norm on the same inputs, per ``<set>:<network>``:
+    mean ± std over seeds of the final model's test accuracy, and seconds."""
+    from bep_mcu import qat
+
+    rows = []
+    print(f"{'configuration':<28} {'BEP':>13} {'s':>6}   {'QAT':>13} {'s':>6}   {'QAT+BN':>13} {'s':>6}", flush=True)
+    for key in keys:
+        name, kwargs = parse_config(key)
+        data = load_dataset(name)
+        scores, train = [], []
+        start = time.perf_counter()
+        for seed in range(seeds):
+            model = training.fit(data.X_train, data.y_train, training.Settings(seed=seed, **kwargs))
+            scores.append(model.score(data.X_test, data.y_test))
+            train.append(model.score(data.X_train, data.y_train))
+        bep_seconds = time.perf_counter() - start
+        row = {"config": key, "dataset": name, "kwargs": {k: list(v) if isinstance(v, tuple) else v
+                                                          for k, v in kwargs.items()},
+               "seeds": seeds, "epochs": model.training.epochs,
+               "bep": {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "scores": scores,
+                       "train": train, "seconds": bep_seconds}}
+        for label, bn in (("qat", False), ("qat_bn", True)):
+            res = qat.tuned_qat(kwargs, data, seeds, batch_norm=bn, learning_rates=rates or qat.LEARNING_RATES,
+                                weight_decays=decays or qat.WEIGHT_DECAYS)
+            row[label] = {"mean": float(np.mean(res["scores"])), "std": float(np.std(res["scores"])),
+                          "scores": res["scores"], "train": res["train"], "chosen": res["chosen"],
+                          "seconds": res["seconds"], "grid": res["grid"]}
+        rows.append(row)
+        print(f"{key:<28} {_mean_std(scores):>13} {bep_seconds:6.0f}   {_mean_std(row['qat']['scores']):>13} "
+              f"{row['qat']['seconds']:6.0f}   {_mean_std(row['qat_bn']['scores']):>13} {row['qat_bn']['seconds']:6.0f}",
+              flush=True)
+    return rows
+
+
 def device(epochs: int) -> dict:
     """Samples per second of on-device training of a 256-128-10 int8 MLP on mps2-an386
     (Cortex-M4 in QEMU) over the emulated UART, and the link's estimated share."""
@@ -203,9 +280,29 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs per speed measurement")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--untuned", action="store_true", help="also datasets nobody tuned for")
+    parser.add_argument("--baseline", choices=["qat"], default=None,
+                        help="accuracy: also train the QAT baseline (and QAT + batch norm) on the same inputs "
+                             "(pip install 'bep-mcu[bench]')")
+    parser.add_argument("--sets", default=None,
+                        help="accuracy --baseline: comma-separated <set>:<network> keys, 'holdout' for the "
+                             "untuned hold-out sets [default: " + ",".join(BASELINE_SETS) + "]")
+    parser.add_argument("--qat-rates", default=None, help="QAT learning rates to try [default: 1e-3,1e-2]")
+    parser.add_argument("--qat-decays", default=None, help="QAT weight decays to try [default: 0,1e-4]")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    if args.what == "speed":
+    if args.sets and not args.baseline:
+        parser.error("--sets goes with --baseline")
+
+    def floats(text):
+        return tuple(float(v) for v in text.split(",")) if text else None
+
+    if args.what == "accuracy" and args.baseline:
+        keys = []
+        for k in (args.sets.split(",") if args.sets else BASELINE_SETS):
+            keys += HOLDOUT_SETS if k == "holdout" else ([] if not k.strip() else [k.strip()])
+        result = {"baseline": args.baseline, "rows": accuracy_vs_baseline(keys, args.seeds, floats(args.qat_rates),
+                                                                          floats(args.qat_decays))}
+    elif args.what == "speed":
         result = speed(args.epochs)
     elif args.what == "device":
         result = device(1)

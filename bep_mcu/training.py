@@ -427,15 +427,22 @@ def new_model(X, y, settings: Settings, classes: np.ndarray | None = None) -> Mo
                  labels, record)
 
 
+def split_encoded(model: Model, X, y) -> tuple[EncodedData, EncodedData]:
+    """Raw data → (training part, validation part) as ``model``'s network reads them; the
+    split is stratified and seeded by the model's ``val_fraction`` and seed."""
+    data = encoded(model, X, y)
+    train_idx, val_idx = split_validation(np.asarray(data.y), model.training.val_fraction, model.training.seed)
+    return data.take(train_idx), data.take(val_idx)
+
+
 def train(model: Model, X, y, epochs: int, batch_size: int | None = None,
           on_epoch: Callable[[dict], None] | None = None) -> Model:
     """Train ``model`` (new, loaded or pulled from a board) for ``epochs`` more epochs on
     raw data; a stratified part of it (the model's ``val_fraction``) judges γ stalls."""
-    data = encoded(model, X, y)
-    train_idx, val_idx = split_validation(np.asarray(data.y), model.training.val_fraction, model.training.seed)
+    train_part, val_part = split_encoded(model, X, y)
     trainer = NumpyTrainer(model)
     plan = Plan.continuing(model, epochs, batch_size, compare="never")
-    report = run_epochs([trainer], data.take(train_idx), plan, data.take(val_idx), on_epoch=on_epoch)
+    report = run_epochs([trainer], train_part, plan, val_part, on_epoch=on_epoch)
     return report.advance(model, trainer, batch_size=plan.batch_size)
 
 
@@ -449,6 +456,13 @@ def initial_model(X, y, settings: Settings) -> Model:
         raise BEPError(f"X has {len(X)} samples but y has {len(y)} labels")
     train_idx, _ = split_validation(y, settings.val_fraction, settings.seed)
     return new_model(X[train_idx], y[train_idx], settings, classes=np.unique(y))
+
+
+def encoded_split(X, y, settings: Settings) -> tuple[Model, EncodedData, EncodedData]:
+    """The untrained model ``fit`` starts from and the training and validation parts it
+    trains on, as the network reads them (e.g. for a baseline trained on the same bits)."""
+    model = initial_model(X, y, settings)
+    return (model, *split_encoded(model, X, y))
 
 
 def fit(X, y, settings: Settings, on_epoch: Callable[[dict], None] | None = None) -> Model:

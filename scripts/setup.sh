@@ -4,7 +4,7 @@
 #    (tests; cmake builds the generated library as a CMake project would);
 #  - pip: the package with its data, test and sweep extras (numpy, click, jinja2, cffi, pyserial,
 #    scikit-learn, aeon, pytest, hypothesis, unicorn, ..., Ray Tune and matplotlib: the tests of
-#    bep-mcu sweep and bep-mcu plot run them).
+#    bep-mcu sweep and bep-mcu plot run them; torch 2.13.0, a CPU build: the QAT baseline's test).
 # Run as root (apt) or in a virtualenv on a machine that already has the apt packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,4 +23,4 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-python3 -m pip install --quiet --disable-pip-version-check -e '.[dev,sweep]'
+python3 -m pip install --quiet --disable-pip-version-check -e '.[dev,sweep,bench]'
