@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import keyword
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 
 import jinja2
@@ -27,12 +28,18 @@ from bep_mcu.cgen import abi, cformat
 from bep_mcu.cgen.layout import StatePlan, plan_state
 from bep_mcu.cgen.status import STATUS
 from bep_mcu.cgen import protocol
+from bep_mcu.data import inputformat
+from bep_mcu.data.binarize import PassthroughBinarizer
+from bep_mcu.data.inputformat import InputFormat
 from bep_mcu.engine import bits
+from bep_mcu.engine.schedule import Q_LEVELS, q_table, rate_level
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model
 
 RUNTIME_FILES = ("bep_runtime.h", "bep_runtime.c")
 LINK_FILES = ("bep_link.h", "bep_link.c")  # the board side of the serial protocol (docs/protocol.md)
+ENCODE_FILES = ("bep_encode.h", "bep_encode.c")  # raw device values → packed input (bep_encode.h)
+STANDALONE_FILES = ("bep_standalone.h", "bep_standalone.c")  # epoch schedule, sample order, snapshots
 MAX_NAME = 32
 
 
@@ -91,7 +98,36 @@ def with_hidden_bits(model: Model, hidden_bits: int | None) -> Model:
                          hidden=tuple(h.astype(dtype) for h in model.hidden))
 
 
-def render(model: Model, name: str = "net") -> tuple[dict[str, str], StatePlan]:
+def input_context(model: Model, fmt: InputFormat | None) -> dict:
+    """What the encoder templates print: the device input format (default
+    ``inputformat.choose``) and the encoder's integer tables, validated there."""
+    enc = model.encoder
+    fmt = fmt or inputformat.choose(enc)
+    kept, threshold = inputformat.device_thresholds(enc, fmt)
+    return {"type": fmt.input_type, "ctype": fmt.ctype, "scales": list(fmt.scales), "kept": kept,
+            "threshold": threshold, "equal": isinstance(enc.binarizer, PassthroughBinarizer),
+            "features": enc.n_features, "length": enc.length or 1, "window": enc.window or 1,
+            "point_bits": enc.kept_bits, "step_words": bits.n_words(model.spec.n_inputs),
+            "binarizer": enc.binarizer.describe()}
+
+
+def snapshot_bytes(plan: StatePlan) -> int:
+    """Bytes of a snapshot (bep_standalone.h): header, each layer's hidden weights padded to 4, CRC."""
+    return abi.SNAPSHOT_HEADER_BYTES + sum(p.sizes["h"] for p in plan.layers) + 4
+
+
+def schedule_context(model: Model, plan: StatePlan) -> dict:
+    """The on-device schedule's constants (engine/schedule.py:IntegerSchedule's parameters)."""
+    growth = Fraction(model.hyper.gamma_growth)
+    return {"levels": Q_LEVELS, "q_table": np.array(q_table(model.spec, model.hyper.p_r), dtype=np.int64),
+            "growth_num": growth.numerator, "growth_den": growth.denominator, "patience": model.hyper.patience,
+            "epoch0": model.training.epochs, "level0": rate_level(model.training.error_rate),
+            "gamma0": list(model.training.gamma), "cap": list(model.spec.hidden),
+            "snapshot_bytes": snapshot_bytes(plan)}
+
+
+def render(model: Model, name: str = "net", input_format: InputFormat | None = None
+           ) -> tuple[dict[str, str], StatePlan]:
     """All files of the C directory as {filename: text}."""
     check_name(name)
     spec, params, t = model.spec, model.params, model.training
@@ -103,6 +139,8 @@ def render(model: Model, name: str = "net") -> tuple[dict[str, str], StatePlan]:
         "batches": t.batch_counter, "classifier": bits.pack(model.classifier), "hidden": model.hidden,
         "hidden_ctype": "int8_t" if spec.hidden_bits == 8 else "int16_t", "status": STATUS,
         "labels": [str(c) for c in model.labels.tolist()], "kinds": plan.bytes_by_kind(),
+        "input": input_context(model, input_format), "schedule": schedule_context(model, plan),
+        "batch_size": t.batch_size,
     }
     env = environment()
     out = {}
@@ -112,15 +150,18 @@ def render(model: Model, name: str = "net") -> tuple[dict[str, str], StatePlan]:
         out[filename] = env.get_template(template).render(template=template, **ctx)
     out["bep_proto.h"] = env.get_template("proto.h.j2").render(template="proto.h.j2", version=__version__,
                                                               **protocol.c_context())
-    for folder, filenames in (("runtime", RUNTIME_FILES), ("link", LINK_FILES)):
+    for folder, filenames in (("runtime", RUNTIME_FILES), ("link", LINK_FILES), ("runtime", ENCODE_FILES),
+                              ("runtime", STANDALONE_FILES)):
         for filename in filenames:
             out[filename] = abi.template_path(folder, filename).read_text()
     return out, plan
 
 
-def generate(model: Model, out_dir: str | Path, name: str = "net") -> Generated:
+def generate(model: Model, out_dir: str | Path, name: str = "net", input_format: InputFormat | None = None
+             ) -> Generated:
     """Render ``model`` into ``out_dir`` (created if needed; only our files are written,
-    each only when its text changed)."""
-    texts, plan = render(model, name)
+    each only when its text changed); ``input_format``: the device's raw inputs
+    (default ``inputformat.choose``)."""
+    texts, plan = render(model, name, input_format)
     directory = files.write_text_files(out_dir, texts)
     return Generated(directory, name, plan, model.config_hash, sorted(texts))

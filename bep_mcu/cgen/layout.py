@@ -14,14 +14,15 @@ State buffer = header, then per layer:
   a      packed activations (rnn: one per step)                         (activations)
   t      packed desired activations a* (rnn: a*_t, a*_{t-1}, all-ones a_0)
   dirty  one bit per row updated in the open batch
-then one packed gate mask of the widest layer.
+then one packed gate mask of the widest layer, then the epoch schedule's state
+(bep_standalone.h: bep_schedule_state_t), counted with the header as bookkeeping.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bep_mcu.cgen.abi import MAX_LAYERS, STATE_HEADER_BYTES as HEADER_BYTES
+from bep_mcu.cgen.abi import MAX_LAYERS, SCHEDULE_STATE_BYTES, STATE_HEADER_BYTES as HEADER_BYTES
 from bep_mcu.engine.spec import MAX_LAYERS as SPEC_MAX_LAYERS, NetSpec
 from bep_mcu.errors import BEPError
 
@@ -59,13 +60,16 @@ class StatePlan:
     state_bytes: int
     input_words: int
     class_words: int
+    schedule_off: int
 
     def bytes_by_kind(self) -> dict[str, int]:
-        """Hidden weights, packed weights (incl. transposes), activations/scratch, header."""
+        """Hidden weights, packed weights (incl. transposes), activations/scratch, header
+        (the runtime's and the schedule's bookkeeping)."""
         hidden = sum(p.sizes["h"] for p in self.layers)
         packed = sum(p.sizes["w"] + p.sizes["wr"] + p.sizes["wt"] for p in self.layers)
-        return {"header": HEADER_BYTES, "hidden_weights": hidden, "packed_weights": packed,
-                "activations": self.state_bytes - HEADER_BYTES - hidden - packed}
+        header = HEADER_BYTES + SCHEDULE_STATE_BYTES
+        return {"header": header, "hidden_weights": hidden, "packed_weights": packed,
+                "activations": self.state_bytes - header - hidden - packed}
 
 
 def plan_state(spec: NetSpec, gates: tuple[int, ...]) -> StatePlan:
@@ -97,11 +101,13 @@ def plan_state(spec: NetSpec, gates: tuple[int, ...]) -> StatePlan:
         layers.append(p)
     gate_off = offset
     offset += max(p.out_words for p in layers) * 4
+    schedule_off = offset
+    offset += SCHEDULE_STATE_BYTES
     if offset > MAX_STATE_BYTES:
         raise BEPError(f"the training state would need {offset} bytes; the C runtime addresses at most "
                        f"{MAX_STATE_BYTES} (uint32)")
     input_words = spec.steps * words(spec.n_inputs) if spec.model == "rnn" else words(spec.n_inputs)
-    return StatePlan(layers, gate_off, offset, input_words, words(spec.hidden[-1]))
+    return StatePlan(layers, gate_off, offset, input_words, words(spec.hidden[-1]), schedule_off)
 
 
 def describe(model) -> dict:
