@@ -25,7 +25,7 @@ import numpy as np
 
 from bep_mcu import __version__, files
 from bep_mcu.cgen import abi, cformat
-from bep_mcu.cgen.layout import StatePlan, plan_state
+from bep_mcu.cgen.layout import InferencePlan, StatePlan, plan_inference, plan_state
 from bep_mcu.cgen.status import STATUS
 from bep_mcu.cgen import protocol
 from bep_mcu.data import inputformat
@@ -40,6 +40,7 @@ RUNTIME_FILES = ("bep_runtime.h", "bep_runtime.c")
 LINK_FILES = ("bep_link.h", "bep_link.c")  # the board side of the serial protocol (docs/protocol.md)
 ENCODE_FILES = ("bep_encode.h", "bep_encode.c")  # raw device values → packed input (bep_encode.h)
 STANDALONE_FILES = ("bep_standalone.h", "bep_standalone.c")  # epoch schedule, sample order, snapshots
+INFERENCE_FILES = ("bep_infer.h", "bep_infer.c")  # generate --inference-only: prediction from flash weights
 MAX_NAME = 32
 
 
@@ -73,6 +74,7 @@ class Generated:
     plan: StatePlan
     config_hash: str
     files: list[str]
+    inference: InferencePlan | None = None  # set for inference-only output (plan then sizes nothing it holds)
 
     def sources(self) -> list[Path]:
         return [self.directory / f for f in self.files if f.endswith(".c")]
@@ -104,8 +106,11 @@ def input_context(model: Model, fmt: InputFormat | None) -> dict:
     enc = model.encoder
     fmt = fmt or inputformat.choose(enc)
     kept, threshold = inputformat.device_thresholds(enc, fmt)
-    return {"type": fmt.input_type, "ctype": fmt.ctype, "scales": list(fmt.scales), "kept": kept,
-            "threshold": threshold, "equal": isinstance(enc.binarizer, PassthroughBinarizer),
+    kept_stride, threshold_stride = int(len(set(kept.tolist())) > 1), int(len(set(threshold.tolist())) > 1)
+    return {"type": fmt.input_type, "ctype": fmt.ctype, "scales": list(fmt.scales),
+            "kept": kept if kept_stride else kept[:1], "kept_stride": kept_stride,
+            "threshold": threshold if threshold_stride else threshold[:1], "threshold_stride": threshold_stride,
+            "equal": isinstance(enc.binarizer, PassthroughBinarizer),
             "features": enc.n_features, "length": enc.length or 1, "window": enc.window or 1,
             "point_bits": enc.kept_bits, "step_words": bits.n_words(model.spec.n_inputs),
             "binarizer": enc.binarizer.describe()}
@@ -140,7 +145,7 @@ def render(model: Model, name: str = "net", input_format: InputFormat | None = N
         "hidden_ctype": "int8_t" if spec.hidden_bits == 8 else "int16_t", "status": STATUS,
         "labels": [str(c) for c in model.labels.tolist()], "kinds": plan.bytes_by_kind(),
         "input": input_context(model, input_format), "schedule": schedule_context(model, plan),
-        "batch_size": t.batch_size,
+        "batch_size": t.batch_size, "inference_only": False,
     }
     env = environment()
     out = {}
@@ -157,11 +162,55 @@ def render(model: Model, name: str = "net", input_format: InputFormat | None = N
     return out, plan
 
 
-def generate(model: Model, out_dir: str | Path, name: str = "net", input_format: InputFormat | None = None
-             ) -> Generated:
+def inference_context(model: Model, plan: InferencePlan) -> dict:
+    """The packed visible weights, sign(H) with sign(0) = +1, a row's input part and (rnn)
+    its recurrent part packed separately, as bep_infer.h reads them."""
+    spec = model.spec
+    layers = []
+    for h, (rows, cols) in zip(model.hidden, spec.layer_shapes()):
+        in_bits = spec.n_inputs if spec.model == "rnn" else cols
+        layers.append({"rows": rows, "in_bits": in_bits, "in_words": bits.n_words(in_bits),
+                       "rec_words": bits.n_words(rows) if spec.model == "rnn" else 0,
+                       "w": bits.pack(h[:, :in_bits]), "wr": bits.pack(h[:, in_bits:]) if spec.model == "rnn" else None})
+    return {"layers": layers, "input_words": plan.input_words, "scratch_words": plan.scratch_words,
+            "work_words": plan.work_words, "class_words": plan.class_words, "weight_bytes": plan.weight_bytes,
+            "classifier_bytes": plan.classifier_bytes}
+
+
+def render_inference(model: Model, name: str = "net", input_format: InputFormat | None = None
+                     ) -> tuple[dict[str, str], InferencePlan]:
+    """The files of inference-only output: the network's packed weights, the encoder,
+    ``bep_<net>_predict``; no training runtime."""
+    check_name(name)
+    plan = plan_inference(model.spec)
+    inp = input_context(model, input_format)
+    infer = inference_context(model, plan)
+    infer["encoder_bytes"] = int(inp["kept"].size + inp["threshold"].size * np.dtype(inp["type"]).itemsize)
+    ctx = {"name": name, "NAME": name.upper(), "version": __version__, "config_hash": model.config_hash,
+           "config_hash32": model.config_hash32, "spec": model.spec, "classifier": bits.pack(model.classifier),
+           "labels": [str(c) for c in model.labels.tolist()], "input": inp, "infer": infer, "status": STATUS,
+           "inference_only": True}
+    env = environment()
+    out = {}
+    for template, filename in (("infer.h.j2", f"bep_{name}.h"), ("infer.c.j2", f"bep_{name}.c"),
+                               ("status.h.j2", "bep_status.h"), ("status.c.j2", "bep_status.c"),
+                               ("README.md.j2", "README.md")):
+        out[filename] = env.get_template(template).render(template=template, **ctx)
+    for filename in (*INFERENCE_FILES, *ENCODE_FILES):
+        out[filename] = abi.template_path("runtime", filename).read_text()
+    return out, plan
+
+
+def generate(model: Model, out_dir: str | Path, name: str = "net", input_format: InputFormat | None = None,
+             inference_only: bool = False) -> Generated:
     """Render ``model`` into ``out_dir`` (created if needed; only our files are written,
     each only when its text changed); ``input_format``: the device's raw inputs
-    (default ``inputformat.choose``)."""
+    (default ``inputformat.choose``); ``inference_only``: prediction code alone."""
+    state = plan_state(model.spec, model.params.gate)
+    if inference_only:
+        texts, infer = render_inference(model, name, input_format)
+        directory = files.write_text_files(out_dir, texts)
+        return Generated(directory, name, state, model.config_hash, sorted(texts), infer)
     texts, plan = render(model, name, input_format)
     directory = files.write_text_files(out_dir, texts)
     return Generated(directory, name, plan, model.config_hash, sorted(texts))

@@ -110,14 +110,42 @@ def plan_state(spec: NetSpec, gates: tuple[int, ...]) -> StatePlan:
     return StatePlan(layers, gate_off, offset, input_words, words(spec.hidden[-1]), schedule_off)
 
 
+@dataclass
+class InferencePlan:
+    """What inference-only code holds (bep_infer.h): packed visible weights and the
+    classifier in flash; in RAM only the packed input and two activation vectors of the
+    widest layer (``work_words``)."""
+
+    input_words: int
+    scratch_words: int
+    class_words: int
+    weight_bytes: int
+    classifier_bytes: int
+
+    @property
+    def work_words(self) -> int:
+        return self.input_words + self.scratch_words
+
+
+def plan_inference(spec: NetSpec) -> InferencePlan:
+    rnn = spec.model == "rnn"
+    weight_words = sum(rows * (words(spec.n_inputs if rnn else cols) + (words(rows) if rnn else 0))
+                       for rows, cols in spec.layer_shapes())
+    class_words = words(spec.hidden[-1])
+    input_words = spec.steps * words(spec.n_inputs)
+    return InferencePlan(input_words, 2 * max(words(k) for k in spec.hidden), class_words, 4 * weight_words,
+                         4 * spec.n_classes * class_words)
+
+
 def describe(model) -> dict:
     """Layer shapes, 1-bit parameter counts and the bytes of training and inference state
     of a :class:`~bep_mcu.model.Model` (``bep-mcu info``).
 
     Training state is the C runtime's state buffer as planned here (the number
     ``generate``/``size`` report): hidden weights at B bits, packed visible weights (plus
-    the packed transposes the backward pass reads), activations. Inference needs only the
-    packed visible weights and the classifier."""
+    the packed transposes the backward pass reads), activations. Inference-only code
+    (``generate --inference-only``) keeps the packed visible weights and the classifier
+    in flash and needs only the packed input and two activation vectors of RAM."""
     spec = model.spec
     plan = plan_state(spec, model.params.gate)
     layers = []
@@ -128,6 +156,7 @@ def describe(model) -> dict:
                        "transpose_bytes": p.sizes["wt"]})
     classifier_bytes = spec.n_classes * plan.class_words * 4
     kinds = plan.bytes_by_kind()
+    infer = plan_inference(spec)
     enc = model.encoder
     return {
         "model": spec.model, "inputs": spec.n_inputs, "hidden": list(spec.hidden), "classes": spec.n_classes,
@@ -135,6 +164,8 @@ def describe(model) -> dict:
         "classifier_bytes": classifier_bytes, "activation_bytes": kinds["activations"] + kinds["header"],
         "training_state_bytes": plan.state_bytes,
         "inference_state_bytes": sum(lay["packed_weight_bytes"] for lay in layers) + classifier_bytes,
+        "inference_flash_bytes": infer.weight_bytes + infer.classifier_bytes,
+        "inference_ram_bytes": 4 * infer.work_words,
         "binarizer": enc.binarizer.describe(), "window": enc.window, "labels": model.labels.tolist(),
         "epochs": model.training.epochs, "origin": model.training.origin.kind,
     }

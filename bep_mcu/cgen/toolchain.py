@@ -30,7 +30,9 @@ The sizes come from binutils ``size`` on the objects:
   all mutable state lives in the caller's buffer).
 * ``flash = text + rodata + data`` (``data`` has its initial values in flash).
 * ``RAM = data + bss + state``, where ``state`` is the caller-owned state buffer,
-  ``BEP_<NET>_STATE_BYTES`` from the host's layout plan (bep_mcu/cgen/layout.py).
+  ``BEP_<NET>_STATE_BYTES`` from the host's layout plan (bep_mcu/cgen/layout.py); for
+  inference-only code (``generate --inference-only``) the caller's work buffer,
+  ``BEP_<NET>_WORK_WORDS`` words (the packed input and two activation vectors).
 
 A RAM/flash budget is judged on the ``-Os`` build (``BUDGET_LEVEL``): the build one
 ships when space is tight.
@@ -313,6 +315,12 @@ def measure(gen, target: str, work_dir: Path, ram_budget: int | None = None,
         sizes = object_sizes(tools, objects)
         levels[level] = total(sizes)
         per_object[level] = {obj.name: s for obj, s in sizes.items()}
-    return SizeReport(target=target, name=gen.name, compiler=tools.version(), state_bytes=gen.plan.state_bytes,
-                      state_by_kind=gen.plan.bytes_by_kind(), levels=levels, ram_budget=ram_budget,
-                      flash_budget=flash_budget, objects=per_object)
+    if gen.inference is not None:  # inference-only code: the caller's RAM is the work buffer
+        infer = gen.inference
+        state_bytes = 4 * infer.work_words
+        kinds = {"packed_input": 4 * infer.input_words, "activations": 4 * infer.scratch_words}
+    else:
+        state_bytes, kinds = gen.plan.state_bytes, gen.plan.bytes_by_kind()
+    return SizeReport(target=target, name=gen.name, compiler=tools.version(), state_bytes=state_bytes,
+                      state_by_kind=kinds, levels=levels, ram_budget=ram_budget, flash_budget=flash_budget,
+                      objects=per_object)

@@ -40,7 +40,8 @@ def cache_dir() -> Path:
 
 def generated_cdef(gen: Generated) -> str:
     """The declarations of a generated directory's public API, from its own headers."""
-    headers = ["bep_status.h", "bep_runtime.h", "bep_standalone.h", f"bep_{gen.name}.h"]
+    headers = ["bep_status.h", f"bep_{gen.name}.h"] if gen.inference else \
+        ["bep_status.h", "bep_runtime.h", "bep_standalone.h", f"bep_{gen.name}.h"]
     return abi.cdef([(gen.directory / h).read_text() for h in headers])
 
 
@@ -240,3 +241,41 @@ class TwinTrainer:
 
     def hidden_weights(self) -> list[np.ndarray]:
         return self.twin.hidden_weights()
+
+
+class InferenceTwin:
+    """Inference-only output (``generate --inference-only``) on the host: the packed
+    weights in const tables, ``bep_<net>_predict`` and ``bep_<net>_predict_raw``."""
+
+    def __init__(self, gen: Generated) -> None:
+        assert gen.inference is not None, "not an inference-only directory"
+        self.gen, self.name = gen, gen.name
+        module = build_extension(gen, "_bep_infer", generated_cdef(gen))
+        self.ffi, self.lib = module.ffi, module.lib
+        self.work = np.zeros(gen.inference.work_words, dtype=np.uint32)
+
+    def _predict(self, op: str, samples: np.ndarray, ctype: str) -> np.ndarray:
+        fn, out = getattr(self.lib, f"bep_{self.name}_{op}"), self.ffi.new("uint16_t *")
+        work = self.ffi.from_buffer("uint32_t[]", self.work)
+        preds = np.empty(len(samples), dtype=np.int64)
+        for i, sample in enumerate(samples):
+            if op == "predict":  # the packed input, then the scratch after it
+                scratch = self.ffi.from_buffer("uint32_t[]", self.work[self.gen.inference.input_words:])
+                status = fn(self.ffi.from_buffer(ctype, sample), sample.size, scratch,
+                            self.gen.inference.scratch_words, out)
+            else:
+                status = fn(self.ffi.from_buffer(ctype, sample), sample.size, work, self.work.size, out)
+            if status != 0:
+                raise RuntimeError(f"bep_{self.name}_{op}: {status_name(status)}")
+            preds[i] = out[0]
+        return preds
+
+    def predict(self, x_packed: np.ndarray) -> np.ndarray:
+        """Class indices of packed samples (n, input words)."""
+        return self._predict("predict", np.ascontiguousarray(x_packed, dtype=np.uint32), "uint32_t[]")
+
+    def predict_raw(self, raw: np.ndarray) -> np.ndarray:
+        """Class indices of raw device values (n, values of a sample), encoded by the C."""
+        ctype = f"bep_{self.name}_input_t"
+        raw = np.ascontiguousarray(raw, dtype=self.ffi.typeof(ctype).cname.removesuffix("_t"))
+        return self._predict("predict_raw", raw, f"{ctype}[]")

@@ -24,8 +24,9 @@ static void bep_encode_point(const bep_encoder_t *enc, const void *raw, size_t f
     uint32_t f, k, j = 0;
     for (f = 0; f < enc->features; ++f) {
         int32_t value = bep_value(raw, enc->input_type, first + f);
-        for (k = 0; k < enc->kept[f]; ++k, ++j, ++bit) {
-            int32_t t = bep_value(enc->threshold, enc->input_type, j);
+        uint32_t kept = enc->kept[f * enc->kept_stride];
+        for (k = 0; k < kept; ++k, ++j, ++bit) {
+            int32_t t = bep_value(enc->threshold, enc->input_type, j * enc->threshold_stride);
             uint32_t on = enc->compare == BEP_ENCODE_EQUAL ? (uint32_t)(value == t) : (uint32_t)(value >= t);
             v[bit >> 5] |= on << (bit & 31u);
         }

@@ -45,6 +45,9 @@ typedef struct {
     uint8_t input_type;     /* BEP_INPUT_*: raw values and thresholds are of this type */
     uint8_t compare;        /* BEP_ENCODE_* */
     uint16_t point_bits;    /* kept bits of one point (mlp: of the sample) */
+    uint8_t kept_stride;    /* 1: kept[] has an entry per feature; 0: one entry for all */
+    uint8_t threshold_stride; /* 1: threshold[] has an entry per kept bit; 0: one for all */
+    uint16_t reserved;
     uint32_t features;      /* values of one point (mlp: of the sample) */
     uint32_t length;        /* points of a sample (mlp: 1) */
     uint32_t window;        /* points per step (mlp: 1) */
@@ -52,6 +55,8 @@ typedef struct {
     uint32_t step_words;    /* packed words of one step */
     const uint8_t *kept;    /* per feature: how many of its bits are kept (in threshold order) */
     const void *threshold;  /* per kept bit, of input_type */
+    /* A table whose entries are all equal is one entry (stride 0): a passthrough input
+     * of 1000 features then needs two bytes of tables, not 2000. */
 } bep_encoder_t;
 
 /** Encode one sample into packed words x (enc->steps * enc->step_words of them).
