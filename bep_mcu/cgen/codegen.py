@@ -41,6 +41,7 @@ LINK_FILES = ("bep_link.h", "bep_link.c")  # the board side of the serial protoc
 ENCODE_FILES = ("bep_encode.h", "bep_encode.c")  # raw device values → packed input (bep_encode.h)
 STANDALONE_FILES = ("bep_standalone.h", "bep_standalone.c")  # epoch schedule, sample order, snapshots
 INFERENCE_FILES = ("bep_infer.h", "bep_infer.c")  # generate --inference-only: prediction from flash weights
+STANDALONE_DATA_C = "bep_sa_data.c"  # a standalone image's training and test sets (bep_mcu/fw/standalone.c)
 MAX_NAME = 32
 
 
@@ -214,3 +215,19 @@ def generate(model: Model, out_dir: str | Path, name: str = "net", input_format:
     texts, plan = render(model, name, input_format)
     directory = files.write_text_files(out_dir, texts)
     return Generated(directory, name, plan, model.config_hash, sorted(texts))
+
+
+def render_standalone_data(fmt: InputFormat, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                           source: str) -> str:
+    """``bep_sa_data.c``: a standalone image's training and test sets, device values of
+    ``fmt`` (n, values of a sample) and class indices, as const arrays in flash."""
+    ctx = {"input_type": fmt.input_type, "ctype": fmt.ctype, "source": source, "version": __version__}
+    for part, (x, y) in (("train", train), ("test", test)):
+        x, y = np.asarray(x), np.asarray(y)
+        if x.dtype.kind not in "iu" or (x.size and (x.min() < fmt.lo or x.max() > fmt.hi)):
+            raise ValueError(f"{part} values must be {fmt.input_type} integers")
+        if y.dtype.kind not in "iu" or (y.size and (y.min() < 0 or y.max() > 255)) or len(y) != len(x):
+            raise ValueError(f"{part} labels must be class indices 0..255, one per sample")
+        ctx.update({f"{part}_x": x.astype(np.int64), f"{part}_y": y.astype(np.int64), f"n_{part}": len(y)})
+        ctx["values"] = x.shape[1]
+    return environment().get_template("standalone_data.c.j2").render(template="standalone_data.c.j2", **ctx)
