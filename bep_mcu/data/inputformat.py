@@ -190,10 +190,25 @@ def encode(encoder: Encoder, fmt: InputFormat, V) -> np.ndarray:
 # ------------------------------------------------------------------ choosing and reporting
 
 
-def _fits(fmt: InputFormat, values: np.ndarray, encoder: Encoder) -> bool:
-    """Scaled training values inside the type, and every threshold strictly inside it
-    (so saturating a value never changes a bit)."""
-    if values.size and (values.min() < fmt.lo or values.max() > fmt.hi):
+def _spans(encoder: Encoder, rows: np.ndarray | None, robust: bool) -> np.ndarray:
+    """Per feature, the real values the device must hold: the training values (all of
+    them, or ``robust``: the 1st..99th percentile, so a few outliers saturate), widened to
+    every threshold of the feature. Shape (features, 2)."""
+    feature, t, op = point_thresholds(encoder)
+    spans = np.zeros((encoder.n_features, 2))
+    if rows is not None:
+        spans[:, 0], spans[:, 1] = (np.quantile(rows, (0.01, 0.99), axis=0, method="nearest") if robust
+                                    else (rows.min(axis=0), rows.max(axis=0)))
+    for f in np.unique(feature):
+        spans[f] = min(spans[f, 0], t[feature == f].min()), max(spans[f, 1], t[feature == f].max())
+    return spans
+
+
+def _fits(fmt: InputFormat, spans: np.ndarray, encoder: Encoder) -> bool:
+    """The spans inside the type, and every threshold strictly inside it (so saturating
+    a value never changes a bit)."""
+    scaled = spans * np.asarray(fmt.scales, dtype=np.float64)[:, None]
+    if scaled.min() < fmt.lo or scaled.max() > fmt.hi:
         return False
     try:
         _, T = device_thresholds(encoder, fmt)
@@ -202,10 +217,10 @@ def _fits(fmt: InputFormat, values: np.ndarray, encoder: Encoder) -> bool:
     return not len(T) or bool(T.min() > fmt.lo)
 
 
-def _decimal_scale(column: np.ndarray, fmt_type: str) -> int:
-    """Largest 10^k (k = 0..MAX_DECIMALS) that keeps ``column`` · 10^k inside the type."""
+def _decimal_scale(span: np.ndarray, fmt_type: str) -> int:
+    """Largest 10^k (k = 0..MAX_DECIMALS) that keeps ``span`` · 10^k inside the type."""
     lo, hi, _ = INPUT_TYPES[fmt_type]
-    top = float(np.max(np.abs(column))) if column.size else 0.0
+    top = float(np.max(np.abs(span)))
     k = 0
     while k < MAX_DECIMALS and top * 10 ** (k + 1) <= min(hi, -lo if lo < 0 else hi):
         k += 1
@@ -215,7 +230,9 @@ def _decimal_scale(column: np.ndarray, fmt_type: str) -> int:
 def choose(encoder: Encoder, X=None, input_type: str | None = None, scales: tuple[int, ...] | None = None
            ) -> InputFormat:
     """The input format of a board (module docstring for the defaults); ``X`` is the
-    raw training data when it is known."""
+    raw training data when it is known. A type and scale that hold all of it are
+    preferred; failing that, ones that hold all but a few outliers (which saturate
+    without changing a bit: every threshold is inside the type)."""
     n = encoder.n_features
     if scales is not None and len(scales) != n:
         raise BEPError(f"--input-scale needs one value per feature ({n}), got {len(scales)}")
@@ -224,20 +241,25 @@ def choose(encoder: Encoder, X=None, input_type: str | None = None, scales: tupl
     rows = None
     if X is not None:
         X = as_model_shape(X, encoder.model)
+        want = (n,) if encoder.model == "mlp" else (encoder.length, n)
+        if X.shape[1:] != want:
+            raise BEPError(f"data of shape {X.shape[1:]}, the model reads {want}")
         rows = X.reshape(-1, n)
     integer = rows is None or bool(np.all(rows == np.round(rows)))
     candidates = [input_type] if input_type else (SIGNED_WIDENING if integer else SIGNED_WIDENING[1:])
-    for name in candidates:
-        if scales is not None:
-            chosen = scales
-        elif integer:
-            chosen = (1,) * n
-        else:
-            chosen = tuple(_decimal_scale(rows[:, f], name) for f in range(n))
-        fmt = InputFormat(name, chosen)
-        if input_type or _fits(fmt, np.zeros(0) if rows is None else rows * np.asarray(chosen), encoder):
-            device_thresholds(encoder, fmt)  # a given type must hold every threshold: one line if not
-            return fmt
+    for robust in (False, True):
+        spans = _spans(encoder, rows, robust)
+        for name in candidates:
+            if scales is not None:
+                chosen = scales
+            elif integer:
+                chosen = (1,) * n
+            else:
+                chosen = tuple(_decimal_scale(spans[f], name) for f in range(n))
+            fmt = InputFormat(name, chosen)
+            if input_type or _fits(fmt, spans, encoder):
+                device_thresholds(encoder, fmt)  # a given type must hold every threshold: one line if not
+                return fmt
     raise BEPError("no input type holds the training data and every threshold at scale 1: give --input-type "
                    "and --input-scale")
 

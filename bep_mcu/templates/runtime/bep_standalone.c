@@ -7,6 +7,12 @@
  */
 #include "bep_standalone.h"
 
+#if defined(__GNUC__)
+#define BEP_NOINLINE __attribute__((noinline))
+#else
+#define BEP_NOINLINE
+#endif
+
 typedef char bep_schedule_state_size_check[(sizeof(bep_schedule_state_t) == BEP_SCHEDULE_STATE_BYTES) ? 1 : -1];
 typedef char bep_schedule_layers_check[(BEP_MAX_LAYERS == 4) ? 1 : -1]; /* bep_schedule_info_t, the snapshot */
 
@@ -279,35 +285,47 @@ static bep_status_t bep_check_snapshot(const bep_config_t *cfg, const bep_schedu
     return BEP_OK;
 }
 
-bep_status_t bep_restore(const bep_config_t *cfg, const bep_schedule_config_t *sc, void *state, size_t state_len,
-                         const void *buf, size_t buf_len)
+/* The hidden weights of a checked snapshot into the state, through a small copy (the
+ * file is little-endian); apart from bep_restore so that its buffer is not on the stack
+ * while bep_init and the repacking run (the micro:bit has 1 KB of stack). */
+static BEP_NOINLINE bep_status_t bep_restore_hidden(const bep_config_t *cfg, void *state, size_t state_len,
+                                                    const uint8_t *in)
 {
-    const uint8_t *in = (const uint8_t *)buf;
-    bep_state_header_t *hd;
-    bep_schedule_state_t *s;
     uint8_t chunk[64];
-    uint16_t gamma[BEP_MAX_LAYERS];
-    uint32_t q[BEP_MAX_LAYERS], l;
-    size_t off = BEP_SNAPSHOT_HEADER_BYTES;
+    size_t off = BEP_SNAPSHOT_HEADER_BYTES, done, m, k;
+    uint32_t l;
     bep_status_t st;
-    if (cfg == NULL || sc == NULL || state == NULL || buf == NULL) return BEP_ERR_NULL;
-    st = bep_check_snapshot(cfg, sc, in, buf_len);
-    if (st != BEP_OK) return st;
-    st = bep_init(cfg, state, state_len, bep_get32(in + SNAP_SEED), bep_get32(in + SNAP_COUNTERS + 16));
-    if (st != BEP_OK) return st;
     for (l = 0; l < cfg->n_layers; ++l) {
-        size_t n = bep_hidden_bytes(cfg, l), done, m, k;
-        for (done = 0; done < n; done += m) { /* through a small copy: the file is little-endian */
+        size_t n = bep_hidden_bytes(cfg, l);
+        for (done = 0; done < n; done += m) {
             m = n - done < sizeof chunk ? n - done : sizeof chunk;
             for (k = 0; k < m; ++k) chunk[k] = in[off + done + k];
             if (cfg->hidden_bits == 16u && bep_big_endian()) bep_swap16(chunk, m);
             st = bep_write_hidden_bytes(cfg, state, state_len, l, (uint32_t)done, chunk, m);
             if (st != BEP_OK) return st;
         }
-        st = bep_repack_layer(cfg, state, state_len, l);
-        if (st != BEP_OK) return st;
         off += bep_pad4(n);
     }
+    return BEP_OK;
+}
+
+bep_status_t bep_restore(const bep_config_t *cfg, const bep_schedule_config_t *sc, void *state, size_t state_len,
+                         const void *buf, size_t buf_len)
+{
+    const uint8_t *in = (const uint8_t *)buf;
+    bep_state_header_t *hd;
+    bep_schedule_state_t *s;
+    uint16_t gamma[BEP_MAX_LAYERS];
+    uint32_t q[BEP_MAX_LAYERS], l;
+    bep_status_t st;
+    if (cfg == NULL || sc == NULL || state == NULL || buf == NULL) return BEP_ERR_NULL;
+    st = bep_check_snapshot(cfg, sc, in, buf_len);
+    if (st != BEP_OK) return st;
+    st = bep_init(cfg, state, state_len, bep_get32(in + SNAP_SEED), bep_get32(in + SNAP_COUNTERS + 16));
+    if (st != BEP_OK) return st;
+    st = bep_restore_hidden(cfg, state, state_len, in);
+    for (l = 0; st == BEP_OK && l < cfg->n_layers; ++l) st = bep_repack_layer(cfg, state, state_len, l);
+    if (st != BEP_OK) return st;
     for (l = 0; l < cfg->n_layers; ++l) {
         gamma[l] = (uint16_t)((uint32_t)in[SNAP_GAMMA + 2u * l] | ((uint32_t)in[SNAP_GAMMA + 2u * l + 1u] << 8));
         q[l] = bep_get32(in + SNAP_Q + 4u * l);
