@@ -105,8 +105,9 @@ def test_generate_is_reproducible_and_self_contained(tmp_path_factory, tmp_path)
         subprocess.run(["bep-mcu", "generate", model, "--out", str(d), "--name", "kws"], check=True,
                        capture_output=True)
     files = sorted(p.name for p in a.iterdir())
-    assert files == ["README.md", "bep_kws.c", "bep_kws.h", "bep_link.c", "bep_link.h", "bep_proto.h", "bep_runtime.c",
-                     "bep_runtime.h", "bep_status.c", "bep_status.h"]
+    assert files == ["README.md", "bep_encode.c", "bep_encode.h", "bep_kws.c", "bep_kws.h", "bep_link.c", "bep_link.h",
+                     "bep_proto.h", "bep_runtime.c", "bep_runtime.h", "bep_standalone.c", "bep_standalone.h",
+                     "bep_status.c", "bep_status.h"]
     for f in files:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
     header = (a / "bep_kws.h").read_text()
@@ -169,8 +170,8 @@ def test_training_state_of_256_128_10_int8_fits_1_25_bytes_per_synapse():
         kinds = plan.bytes_by_kind()
         assert kinds["hidden_weights"] + kinds["packed_weights"] <= 1.25 * spec.synapses
     plan = plan_state(NetSpec("mlp", 256, (128,), 10, 8), (0,))
-    assert plan.bytes_by_kind() == {"header": 56, "hidden_weights": 32768, "packed_weights": 4096,
-                                    "activations": plan.state_bytes - 56 - 32768 - 4096}
+    assert plan.bytes_by_kind() == {"header": 56 + 32, "hidden_weights": 32768, "packed_weights": 4096,
+                                    "activations": plan.state_bytes - 88 - 32768 - 4096}
     assert plan.bytes_by_kind()["activations"] < 1024
 
 

@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" { /* C linkage for C++ callers */
+#endif
+
 /* SYS_EXIT_EXTENDED (0x20) with ADP_Stopped_ApplicationExit: QEMU exits with `status`. */
 __attribute__((noreturn)) static void bep_sh_exit(uint32_t status)
 {
@@ -92,5 +96,9 @@ __attribute__((noinline)) static void bep_sh_say(const char *fmt, ...)
     line[len] = '\0';
     bep_sh_write0(line);
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* BEP_SEMIHOST_H */
