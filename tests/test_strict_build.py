@@ -1,6 +1,7 @@
 """The generated C builds without a single warning, everywhere it is meant to run.
 
-For an MLP with two hidden layers and an RNN, every generated ``.c`` file compiles with
+For an MLP with two hidden layers and an RNN, training code and inference-only code
+(``generate --inference-only``), every generated ``.c`` file compiles with
 the strict set (``-std=c99 -Wall -Wextra -Wconversion -Wsign-conversion -Wundef
 -Wshadow -pedantic -Werror``) under host gcc and clang and under arm-none-eabi-gcc for
 Cortex-M0, M0+, M3, M4, M7 and M33, at ``-Os`` and ``-O2``, with ``BEP_POPCOUNT_TABLE``
@@ -39,6 +40,7 @@ REQUIRED_WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Wsign-con
 # (compiler, target): host gcc and clang, then every Cortex-M core with arm-none-eabi-gcc.
 BUILDS = [("gcc", "host"), ("clang", "host"), *[("arm-none-eabi-gcc", t) for t in toolchain.ARM_TARGETS]]
 BUILD_IDS = ["gcc", "clang", *toolchain.ARM_TARGETS]
+KINDS = [*MODELS, *(f"{kind}-inference" for kind in MODELS)]
 
 FLOAT_HELPER = re.compile(r"^__aeabi_(?:f|d|u?i2[fd]|u?l2[fd])|^__[a-z]*(?:sf|df|tf|hf|xf)[a-z]*\d*$")
 LIBC = re.compile(r"^_*(?:malloc|calloc|realloc|free|printf|sprintf|snprintf|fprintf|vprintf|puts|putchar|abort|exit)$")
@@ -64,7 +66,8 @@ def tools_for(compiler: str, target: str) -> toolchain.Toolchain:
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> dict:
-    """The two networks, trained briefly and generated once per module (names = model kinds)."""
+    """The two networks, trained briefly and generated once per module (names = model kinds),
+    as training code and as inference-only code."""
     root = tmp_path_factory.mktemp("strict")
     out = {}
     for kind, args in MODELS.items():
@@ -72,6 +75,8 @@ def generated(tmp_path_factory) -> dict:
         result = CliRunner().invoke(cli, ["train", *args, "--out", str(model)])
         assert result.exit_code == 0, result.stderr
         out[kind] = generate(modelio.load(model), root / kind, kind)
+        out[f"{kind}-inference"] = generate(modelio.load(model), root / f"{kind}-inference", kind,
+                                            inference_only=True)
     return out
 
 
@@ -104,7 +109,7 @@ def test_strict_flags_are_the_documented_set():
         assert set(REQUIRED_WARNINGS) <= set(flags) and "-ffreestanding" in flags
 
 
-@pytest.mark.parametrize("kind", sorted(MODELS))
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("compiler, target", BUILDS, ids=BUILD_IDS)
 def test_strict_build_without_warnings(generated, tmp_path, kind, compiler, target):
     tools = tools_for(compiler, target)
@@ -136,7 +141,7 @@ def const_object_sizes(tools: toolchain.Toolchain, obj: Path) -> set[int]:
     return {int(p[1], 16) for p in (line.split() for line in out.stdout.splitlines()) if len(p) == 4 and p[2] in "rR"}
 
 
-@pytest.mark.parametrize("kind", sorted(MODELS))
+@pytest.mark.parametrize("kind", KINDS)
 def test_sources_are_integer_only_and_libc_free(generated, kind):
     gen = generated[kind]
     for filename in gen.files:
