@@ -111,7 +111,7 @@ def test_numbers_equal_binutils_size_on_the_same_objects(reports, model, tmp_pat
             obj = tmp_path / f"{src.stem}.{level}.o"
             subprocess.run([cc, *flags, "-I", str(gen.directory), "-c", str(src), "-o", str(obj)], check=True)
             objects.append(obj)
-        assert len(objects) == 6  # runtime, network, status strings, protocol parser, encoder, standalone
+        assert len(objects) == 7  # runtime, network, status strings, protocol parser; board: tables, encoder, schedule
         text, data, bss, rodata = _binutils_sizes(size_tool, objects)
         got = d["levels"][level]
         assert (got["text"] + got["rodata"], got["data"], got["bss"], got["rodata"]) == (text, data, bss, rodata), level

@@ -222,6 +222,8 @@ def test_end_epoch_refusals(noisy_model, tmp_path):
     model, data = noisy_model
     twin = twin_of(model, tmp_path)
     twin.init(model.training.seed)
+    assert twin.lib.bep_net_end_epoch(twin._state_ptr, twin.state.nbytes) == CODES["ERR_STATE"]  # never started
+    twin.start(model.training.seed)
     assert twin.lib.bep_net_end_epoch(twin._state_ptr, twin.state.nbytes) == CODES["ERR_ARG"]  # no sample yet
     assert twin.train_sample(data.packed[0], int(data.y[0])) >= 0
     triggered = twin.counters().triggered
@@ -235,7 +237,7 @@ def test_end_epoch_refusals(noisy_model, tmp_path):
 def test_sample_order_is_the_same_permutation_in_c(noisy_model, tmp_path_factory, n):
     model, _ = noisy_model
     twin = twin_of(model, tmp_path_factory.mktemp("order"))
-    twin.init(0xC0FFEE)
+    twin.start(0xC0FFEE)
     epoch = model.training.epochs
     want = rng.sample_order(0xC0FFEE, epoch, n)
     assert sorted(want.tolist()) == list(range(n))
@@ -303,7 +305,7 @@ def test_refused_snapshots_leave_the_state_untouched(noisy_model, tmp_path):
     twin, _, _ = trained_twin(model, data, tmp_path)
     _, snap = twin.twin.snapshot()
     target = twin_of(model, tmp_path / "t")
-    target.init(5)
+    target.start(5)
     before = target.state.copy()
 
     def refused(blob: bytes, code: str) -> None:
@@ -318,7 +320,7 @@ def test_refused_snapshots_leave_the_state_untouched(noisy_model, tmp_path):
         refused(snap[:cut], "ERR_SIZE")
     other = fit(*blobs(200, features=7), hidden=(48, 24), epochs=1)  # another configuration
     foreign_twin = twin_of(other, tmp_path / "o")
-    foreign_twin.init(1)
+    foreign_twin.start(1)
     refused(foreign_twin.snapshot()[1], "ERR_FOREIGN")
     # a snapshot longer than the buffer it is written to
     assert twin.twin.snapshot(len(snap) - 1)[0] == CODES["ERR_SIZE"]

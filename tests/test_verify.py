@@ -105,9 +105,9 @@ def test_generate_is_reproducible_and_self_contained(tmp_path_factory, tmp_path)
         subprocess.run(["bep-mcu", "generate", model, "--out", str(d), "--name", "kws"], check=True,
                        capture_output=True)
     files = sorted(p.name for p in a.iterdir())
-    assert files == ["README.md", "bep_encode.c", "bep_encode.h", "bep_kws.c", "bep_kws.h", "bep_link.c", "bep_link.h",
-                     "bep_proto.h", "bep_runtime.c", "bep_runtime.h", "bep_standalone.c", "bep_standalone.h",
-                     "bep_status.c", "bep_status.h"]
+    assert files == ["README.md", "bep_encode.c", "bep_encode.h", "bep_kws.c", "bep_kws.h", "bep_kws_board.c",
+                     "bep_kws_board.h", "bep_link.c", "bep_link.h", "bep_proto.h", "bep_runtime.c", "bep_runtime.h",
+                     "bep_standalone.c", "bep_standalone.h", "bep_status.c", "bep_status.h"]
     for f in files:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
     header = (a / "bep_kws.h").read_text()

@@ -152,7 +152,8 @@ def render(model: Model, name: str = "net", input_format: InputFormat | None = N
     out = {}
     for template, filename in (("net.h.j2", f"bep_{name}.h"), ("net.c.j2", f"bep_{name}.c"),
                                ("status.h.j2", "bep_status.h"), ("status.c.j2", "bep_status.c"),
-                               ("README.md.j2", "README.md")):
+                               ("README.md.j2", "README.md"),
+                               ("board.h.j2", f"bep_{name}_board.h"), ("board.c.j2", f"bep_{name}_board.c")):
         out[filename] = env.get_template(template).render(template=template, **ctx)
     out["bep_proto.h"] = env.get_template("proto.h.j2").render(template="proto.h.j2", version=__version__,
                                                               **protocol.c_context())

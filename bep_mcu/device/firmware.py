@@ -504,7 +504,7 @@ def build_standalone(model: Model, board_name: str, data: StandaloneData, epochs
     _, defines = build_flags(board, gen.name)
     defines.update({"BEP_SA_TRAIN_N": f"{len(data.train_y)}u", "BEP_SA_TEST_N": f"{len(data.test_y)}u",
                     "BEP_SA_EPOCHS": f"{epochs}u", "BEP_SA_BATCH": f"{batch_size}u",
-                    "BEP_SA_SNAPSHOT_EPOCH": f"{snapshot_after}u"})
+                    "BEP_SA_SNAPSHOT_EPOCH": f"{snapshot_after}u", "BEP_SA_BOARD_HEADER": f'"bep_{gen.name}_board.h"'})
     result = _build_image(tools, board, gen, STANDALONE_SOURCES, [build_dir / STANDALONE_DATA_C], defines, out, plan,
                           "standalone RAM plan", f" (the data takes {data.flash_bytes} B of it: use fewer samples)")
     return StandaloneBuild(result, data, epochs, batch_size, snapshot_after)

@@ -6,7 +6,7 @@
  * generated C file of the build (bep_sa_data.c, rendered by bep_mcu/cgen/codegen.py), and
  * everything a host did before happens here:
  *
- *   bep_<net>_init                      weights from flash, the schedule's first γ and Q
+ *   bep_<net>_start                     weights from flash, the schedule's first γ and Q
  *   per epoch, per position i:          bep_<net>_sample_index (the board's own order),
  *                                       bep_<net>_encode (raw values -> packed bits),
  *                                       bep_<net>_train_sample, bep_<net>_end_batch
@@ -36,12 +36,12 @@
 #include <stdint.h>
 
 #include "bep_cortexm.h"
-#include BEP_FW_NET_HEADER
+#include BEP_SA_BOARD_HEADER
 #include "bep_semihost.h"
 
 #if !defined(BEP_SA_TRAIN_N) || !defined(BEP_SA_TEST_N) || !defined(BEP_SA_EPOCHS) || !defined(BEP_SA_BATCH) || \
-    !defined(BEP_SA_SNAPSHOT_EPOCH)
-#error "BEP_SA_TRAIN_N, BEP_SA_TEST_N, BEP_SA_EPOCHS, BEP_SA_BATCH, BEP_SA_SNAPSHOT_EPOCH come from the build"
+    !defined(BEP_SA_SNAPSHOT_EPOCH) || !defined(BEP_SA_BOARD_HEADER)
+#error "BEP_SA_TRAIN_N, _TEST_N, _EPOCHS, _BATCH, _SNAPSHOT_EPOCH and _BOARD_HEADER come from the build"
 #endif
 #if !BEP_BOARD_QEMU
 #error "the standalone image reports through semihosting: build it for an emulated board"
@@ -144,7 +144,7 @@ int main(void)
     uint32_t e, i, correct = 0, crc = 0;
     uint16_t pred;
     uint8_t p;
-    BEP_SA_CHECK(BEP_FW_NET_FN(init)(BEP_SA_STATE, BEP_FW_NET_MACRO(SEED), BEP_FW_NET_MACRO(BATCHES)));
+    BEP_SA_CHECK(BEP_FW_NET_FN(start)(BEP_SA_STATE, BEP_FW_NET_MACRO(SEED), BEP_FW_NET_MACRO(BATCHES)));
     for (e = 1; e <= BEP_SA_EPOCHS; ++e) {
         BEP_SA_CHECK(BEP_FW_NET_FN(read_counters)(BEP_SA_STATE, &before));
         bep_sa_train_epoch();

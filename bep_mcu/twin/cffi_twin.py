@@ -41,7 +41,7 @@ def cache_dir() -> Path:
 def generated_cdef(gen: Generated) -> str:
     """The declarations of a generated directory's public API, from its own headers."""
     headers = ["bep_status.h", f"bep_{gen.name}.h"] if gen.inference else \
-        ["bep_status.h", "bep_runtime.h", "bep_standalone.h", f"bep_{gen.name}.h"]
+        ["bep_status.h", "bep_runtime.h", "bep_standalone.h", f"bep_{gen.name}.h", f"bep_{gen.name}_board.h"]
     return abi.cdef([(gen.directory / h).read_text() for h in headers])
 
 
@@ -95,7 +95,8 @@ class Twin:
 
     def __init__(self, gen: Generated, spec: NetSpec, defines: dict[str, str] | None = None) -> None:
         self.gen, self.spec, self.name = gen, spec, gen.name
-        module = build_extension(gen, "_bep_twin", generated_cdef(gen), defines=defines)
+        module = build_extension(gen, "_bep_twin", generated_cdef(gen), f'#include "bep_{gen.name}_board.h"',
+                                 defines=defines)
         self.ffi, self.lib = module.ffi, module.lib
         self.state = np.zeros(gen.plan.state_bytes // 4, dtype=np.uint32)
         self._state_ptr = self.ffi.from_buffer("uint32_t[]", self.state)
@@ -114,6 +115,10 @@ class Twin:
 
     def init(self, seed: int, batches: int = 0) -> None:
         self._call("init", seed & 0xFFFFFFFF, batches & 0xFFFFFFFF)
+
+    def start(self, seed: int, batches: int = 0) -> None:
+        """init, then the on-device schedule's first epoch (bep_<net>_start)."""
+        self._call("start", seed & 0xFFFFFFFF, batches & 0xFFFFFFFF)
 
     def load_hidden(self, layer: int, hidden: np.ndarray) -> None:
         h = np.ascontiguousarray(hidden, dtype=self.hidden_dtype)
@@ -220,7 +225,7 @@ class TwinTrainer:
         chose for every epoch, to compare with the host's."""
         self.twin, self.spec, self.own_schedule = twin, twin.spec, own_schedule
         self.schedules: list[dict] = []
-        twin.init(seed, batch_counter)
+        (twin.start if own_schedule else twin.init)(seed, batch_counter)
 
     def set_epoch(self, gamma, q) -> None:
         if not self.own_schedule:
