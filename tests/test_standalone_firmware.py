@@ -34,7 +34,8 @@ import pytest
 
 from bep_mcu.device import boards
 from bep_mcu.device import firmware as fw
-from bep_mcu.device.firmware import STANDALONE_SOURCES, build_flags, fw_dir
+from bep_mcu.cgen import toolchain
+from bep_mcu.device.firmware import STANDALONE_SOURCES, fw_dir, standalone_defines
 
 from .conftest import assert_ok, assert_user_error, invoke, last_json, needs_arm, needs_qemu
 from .test_firmware import berkeley, our_qemus, symbol_sizes
@@ -182,9 +183,9 @@ def test_stack_holds_the_deepest_call_chain(runs, tmp_path):
     board = boards.BOARDS["microbit"]
     d = runs(board.name)
     out = Path(d["elf"]).parent
-    flags, _ = build_flags(board, "net")
-    flags += [f"-DBEP_SA_{k}={v}u" for k, v in (("TRAIN_N", d["train_samples"]), ("TEST_N", d["test_samples"]),
-                                                ("EPOCHS", 3), ("BATCH", d["batch_size"]), ("SNAPSHOT_EPOCH", 1))]
+    defines = standalone_defines(board, "net", d["train_samples"], d["test_samples"], d["epochs"], d["batch_size"],
+                                 d["snapshot_after"])
+    flags = toolchain.cflags(board.cpu, fw.LEVEL, strict=True, defines=defines)
     sources = [fw_dir() / s for s in (*STANDALONE_SOURCES, board.port_file)] + sorted((out / "net").glob("*.c"))
     for src in sources:
         subprocess.run(["arm-none-eabi-gcc", *flags, "-fcallgraph-info=su", "-I", str(out / "net"), "-c", str(src),

@@ -480,6 +480,16 @@ class StandaloneBuild:
         return d
 
 
+def standalone_defines(board: boards.Board, name: str, n_train: int, n_test: int, epochs: int, batch_size: int,
+                       snapshot_after: int) -> dict[str, str]:
+    """The macros standalone.c compiles with (besides the board's and the network's)."""
+    _, defines = build_flags(board, name)
+    defines.update({"BEP_SA_TRAIN_N": f"{n_train}u", "BEP_SA_TEST_N": f"{n_test}u", "BEP_SA_EPOCHS": f"{epochs}u",
+                    "BEP_SA_BATCH": f"{batch_size}u", "BEP_SA_SNAPSHOT_EPOCH": f"{snapshot_after}u",
+                    "BEP_SA_BOARD_HEADER": f'"bep_{name}_board.h"'})
+    return defines
+
+
 def build_standalone(model: Model, board_name: str, data: StandaloneData, epochs: int, batch_size: int,
                      out_dir: str | Path, name: str = "net",
                      on_progress: Callable[[str], None] | None = None) -> StandaloneBuild:
@@ -501,10 +511,8 @@ def build_standalone(model: Model, board_name: str, data: StandaloneData, epochs
     files.write_text_files(build_dir, {STANDALONE_DATA_C: render_standalone_data(
         data.fmt, (data.train_x, data.train_y), (data.test_x, data.test_y), data.source)})
     snapshot_after = epochs // 2
-    _, defines = build_flags(board, gen.name)
-    defines.update({"BEP_SA_TRAIN_N": f"{len(data.train_y)}u", "BEP_SA_TEST_N": f"{len(data.test_y)}u",
-                    "BEP_SA_EPOCHS": f"{epochs}u", "BEP_SA_BATCH": f"{batch_size}u",
-                    "BEP_SA_SNAPSHOT_EPOCH": f"{snapshot_after}u", "BEP_SA_BOARD_HEADER": f'"bep_{gen.name}_board.h"'})
+    defines = standalone_defines(board, gen.name, len(data.train_y), len(data.test_y), epochs, batch_size,
+                                 snapshot_after)
     result = _build_image(tools, board, gen, STANDALONE_SOURCES, [build_dir / STANDALONE_DATA_C], defines, out, plan,
                           "standalone RAM plan", f" (the data takes {data.flash_bytes} B of it: use fewer samples)")
     return StandaloneBuild(result, data, epochs, batch_size, snapshot_after)
