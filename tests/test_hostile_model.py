@@ -341,7 +341,8 @@ def test_forged_thresholds_reach_c_only_as_checked_integers(tmp_path):
         assert_one_error_line(result.exit_code, result.stderr, status=2)
     assert not (tmp_path / "g").exists() and not (tmp_path / "fw").exists()
     tiny = with_threshold(-1e300, tmp_path / "tiny.npz")
-    result = invoke("generate", tiny, "--out", tmp_path / "ok", "--input-type", "int16", "--input-scale", "10", "--json")
+    result = invoke("generate", tiny, "--out", tmp_path / "ok", "--input-type", "int16", "--input-scale", "10",
+                    "--json")
     assert result.exit_code == 0, result.stderr
     assert "static const int16_t bep_net_input_threshold" in (tmp_path / "ok" / "bep_net.c").read_text()
     assert "-32768" in (tmp_path / "ok" / "bep_net.c").read_text()

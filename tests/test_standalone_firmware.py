@@ -246,7 +246,8 @@ def test_extreme_values_saturate_without_harm(work, model):
     X, y = noisy_sensors(120, seed=3)
     X[7, 2], X[9, 4] = 1e300, -1e300
     result = invoke("firmware", model, "--board", "mps2-an386", "--standalone-data",
-                    write_csv(work / "extreme.csv", X, y), "--epochs", "1", "--out", work / "extreme", "--run", "--json")
+                    write_csv(work / "extreme.csv", X, y), "--epochs", "1", "--out", work / "extreme", "--run",
+                    "--json")
     assert_ok(result)
     d = last_json(result.stdout)
     assert d["bit_exact"] is True and d["input_report"]["saturated_values"] >= 1

@@ -171,9 +171,10 @@ def inference_context(model: Model, plan: InferencePlan) -> dict:
     layers = []
     for h, (rows, cols) in zip(model.hidden, spec.layer_shapes()):
         in_bits = spec.n_inputs if spec.model == "rnn" else cols
+        rnn = spec.model == "rnn"
         layers.append({"rows": rows, "in_bits": in_bits, "in_words": bits.n_words(in_bits),
-                       "rec_words": bits.n_words(rows) if spec.model == "rnn" else 0,
-                       "w": bits.pack(h[:, :in_bits]), "wr": bits.pack(h[:, in_bits:]) if spec.model == "rnn" else None})
+                       "rec_words": bits.n_words(rows) if rnn else 0,
+                       "w": bits.pack(h[:, :in_bits]), "wr": bits.pack(h[:, in_bits:]) if rnn else None})
     return {"layers": layers, "input_words": plan.input_words, "scratch_words": plan.scratch_words,
             "work_words": plan.work_words, "class_words": plan.class_words, "weight_bytes": plan.weight_bytes,
             "classifier_bytes": plan.classifier_bytes}

@@ -459,8 +459,8 @@ def refuse_standalone_if_too_big(plan: StandaloneMemoryPlan, data: StandaloneDat
             f"snapshot {plan.standalone_bytes}) exceeds {board.ram_bytes} B by {plan.ram_bytes - board.ram_bytes} B")
     if plan.tables_bytes + data.flash_bytes > board.flash_bytes:
         raise BEPError(f"the data of '{data.source}' ({data.flash_bytes} B as {data.fmt.input_type}) and the "
-                       f"network's tables ({plan.tables_bytes} B) exceed {board.name}'s flash of {board.flash_bytes} B: "
-                       f"use fewer samples")
+                       f"network's tables ({plan.tables_bytes} B) exceed {board.name}'s flash of "
+                       f"{board.flash_bytes} B: use fewer samples")
 
 
 @dataclass(frozen=True)

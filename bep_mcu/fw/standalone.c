@@ -134,7 +134,8 @@ static void bep_sa_train_epoch(void)
                                            BEP_FW_NET_MACRO(INPUT_WORDS)));
         BEP_SA_CHECK(BEP_FW_NET_FN(train_sample)(BEP_SA_STATE, bep_sa_buf.x, BEP_FW_NET_MACRO(INPUT_WORDS),
                                                  bep_sa_train_y[idx], &pred));
-        if ((i + 1u) % BEP_SA_BATCH == 0u || i + 1u == BEP_SA_TRAIN_N) BEP_SA_CHECK(BEP_FW_NET_FN(end_batch)(BEP_SA_STATE));
+        if ((i + 1u) % BEP_SA_BATCH == 0u || i + 1u == BEP_SA_TRAIN_N)
+            BEP_SA_CHECK(BEP_FW_NET_FN(end_batch)(BEP_SA_STATE));
     }
 }
 
