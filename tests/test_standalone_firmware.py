@@ -24,8 +24,9 @@ Asserted on mps2-an386 (Cortex-M4) and microbit (Cortex-M0, 16 KB RAM):
 from __future__ import annotations
 
 import csv
-import json
+import itertools
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -277,3 +278,34 @@ def test_data_too_big_for_the_flash_is_refused(work, model):
                       "big.csv", "flash", "fewer samples")
     assert not out.exists()
     assert os.path.getsize(big) > 1_000_000
+
+
+@pytest.mark.parametrize("cpu", ["cortex-m0", "cortex-m4"])
+def test_documented_stack_need_holds(cpu, tmp_path):
+    """The README's stack figures (codegen.STACK_BYTES) bound the deepest call of every
+    generated function of a two-layer MLP and an RNN, training and inference-only code,
+    at -Os and -O2, from GCC's call graphs."""
+    from bep_mcu.cgen.codegen import STACK_BYTES, generate
+    from tests.test_firmware import _call_graph_depth
+
+    from .conftest import fit, series
+
+    X, y = noisy_sensors(120)
+    Xs, ys = series(60, 20, 2)
+    models = {"mlp": fit(X, y, hidden=(40, 24), epochs=1), "rnn": fit(Xs, ys, model="rnn", hidden=(16,), epochs=1)}
+    for (network, model), (kind, inference_only) in itertools.product(models.items(), (("training", False),
+                                                                                     ("inference", True))):
+        gen = generate(model, tmp_path / network / kind, "net", inference_only=inference_only)
+        for level in ("Os", "O2"):
+            out = tmp_path / network / f"{kind}-{level}"
+            out.mkdir()
+            flags = toolchain.cflags(cpu, level, strict=True)
+            for src in gen.sources():
+                subprocess.run(["arm-none-eabi-gcc", *flags, "-fcallgraph-info=su", "-I", str(gen.directory), "-c",
+                                str(src), "-o", str(out / (src.stem + ".o")), "-dumpbase", str(out / src.stem)],
+                               check=True)
+            ci = list(out.glob("*.ci"))
+            names = {m for f in ci for m in re.findall(r'title: "(?:[^"]*:)?(bep_net_\w+)"', f.read_text())}
+            assert len(names) >= (3 if inference_only else 15), names
+            deepest = max((_call_graph_depth(ci, n) for n in names), key=lambda d: d[0])
+            assert deepest[0] <= STACK_BYTES[kind], f"{network} {kind} {cpu} -{level}: {' -> '.join(deepest[1])}"

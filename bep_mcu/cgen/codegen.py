@@ -43,6 +43,9 @@ STANDALONE_FILES = ("bep_standalone.h", "bep_standalone.c")  # epoch schedule, s
 INFERENCE_FILES = ("bep_infer.h", "bep_infer.c")  # generate --inference-only: prediction from flash weights
 STANDALONE_DATA_C = "bep_sa_data.c"  # a standalone image's training and test sets (bep_mcu/fw/standalone.c)
 MAX_NAME = 32
+# Upper bounds of the generated code's deepest stack use on Cortex-M (M0 and M4, -Os and -O2),
+# printed in the README and checked against GCC's call graphs by tests/test_standalone_firmware.py.
+STACK_BYTES = {"training": 512, "inference": 256}
 
 
 def check_name(name: object) -> str:
@@ -146,7 +149,7 @@ def render(model: Model, name: str = "net", input_format: InputFormat | None = N
         "hidden_ctype": "int8_t" if spec.hidden_bits == 8 else "int16_t", "status": STATUS,
         "labels": [str(c) for c in model.labels.tolist()], "kinds": plan.bytes_by_kind(),
         "input": input_context(model, input_format), "schedule": schedule_context(model, plan),
-        "batch_size": t.batch_size, "inference_only": False,
+        "batch_size": t.batch_size, "inference_only": False, "stack": STACK_BYTES,
     }
     env = environment()
     out = {}
@@ -192,7 +195,7 @@ def render_inference(model: Model, name: str = "net", input_format: InputFormat 
     ctx = {"name": name, "NAME": name.upper(), "version": __version__, "config_hash": model.config_hash,
            "config_hash32": model.config_hash32, "spec": model.spec, "classifier": bits.pack(model.classifier),
            "labels": [str(c) for c in model.labels.tolist()], "input": inp, "infer": infer, "status": STATUS,
-           "inference_only": True}
+           "inference_only": True, "stack": STACK_BYTES}
     env = environment()
     out = {}
     for template, filename in (("infer.h.j2", f"bep_{name}.h"), ("infer.c.j2", f"bep_{name}.c"),

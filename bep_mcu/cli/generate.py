@@ -5,10 +5,11 @@ or, with ``--inference-only``, prediction code from the packed visible weights."
 from __future__ import annotations
 
 import click
+import numpy as np
 
 from bep_mcu.cgen.codegen import check_name, generate as generate_c, with_hidden_bits
 from bep_mcu.cli.common import data_options, emit, input_format, input_format_options, json_option, load_data, \
-    load_model, model_argument
+    load_model, model_argument, progress
 from bep_mcu.data import inputformat
 
 
@@ -47,6 +48,10 @@ def generate(model_path, out_dir, name, hidden_bits, inference_only, input_type,
     model = with_hidden_bits(load_model(model_path), hidden_bits)
     X = None if dataset is None and data_path is None else load_data(dataset, data_path, test_data).X_train
     fmt = input_format(model, X, input_type, input_scale)
+    _, thresholds, op = inputformat.point_thresholds(model.encoder)
+    if X is None and input_scale is None and op != "==" and np.any(thresholds != np.round(thresholds)):
+        progress("note: the encoder's thresholds are not integers, and scale 1 is exact for integer inputs only: "
+                 "give the training data (--data/--dataset) or --input-scale to choose the device's resolution")
     gen = generate_c(model, out_dir, name, fmt, inference_only)
     result = {"out": str(gen.directory), "name": gen.name, "files": gen.files, "config_hash": gen.config_hash,
               "inference_only": inference_only, **fmt.describe()}
