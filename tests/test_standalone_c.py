@@ -72,7 +72,8 @@ def assert_encoder_exact(model, fmt: InputFormat, tmp_path, n: int = 300, seed: 
 
 
 @pytest.mark.parametrize("binarize", ["median", "median:global", "thermometer:4", "thermometer:5:uniform"])
-@pytest.mark.parametrize("input_type,scale", [("int16", 1000), ("int8", 10), ("int32", 100000), ("uint16", 1)])
+@pytest.mark.parametrize("input_type,scale", [("int16", 1000), ("int8", 10), ("int32", 100000), ("uint16", 1),
+                                              ("uint8", 4)])
 def test_encoder_is_bit_exact_for_every_binariser_and_type(tmp_path, binarize, input_type, scale):
     X, y = blobs(240, features=5)
     if input_type.startswith("u"):
@@ -157,6 +158,18 @@ def test_labels_reach_c_exactly(tmp_path):
     got = [twin.ffi.string(twin.lib.bep_net_label(i)).decode() for i in range(3)]
     assert got == [str(c) for c in model.labels.tolist()]
     assert twin.ffi.string(twin.lib.bep_net_label(3)) == b""
+
+
+def test_every_input_type_has_its_c_code():
+    """The generator prints BEP_INPUT_<TYPE>; bep_encode.c decodes it by bits."""
+    from bep_mcu.cgen import abi
+
+    defines = abi.header_defines("templates", "runtime", "bep_encode.h")
+    for name, (lo, _, ctype) in inputformat.INPUT_TYPES.items():
+        code = defines[f"BEP_INPUT_{name.upper()}"]
+        assert bool(code & defines["BEP_INPUT_UNSIGNED"]) == (lo == 0) and ctype == f"{name}_t"
+        width = 32 if code & defines["BEP_INPUT_32BIT"] else 16 if code & defines["BEP_INPUT_16BIT"] else 8
+        assert np.dtype(name).itemsize * 8 == width
 
 
 def test_thresholds_beyond_the_type_are_refused():

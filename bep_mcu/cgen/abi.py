@@ -51,10 +51,6 @@ def standalone_define(name: str) -> int:
     return header_defines("templates", "runtime", "bep_standalone.h")[name]
 
 
-def encode_define(name: str) -> int:
-    return header_defines("templates", "runtime", "bep_encode.h")[name]
-
-
 RUNTIME_ABI = runtime_define("BEP_RUNTIME_ABI")
 STATE_HEADER_BYTES = runtime_define("BEP_STATE_HEADER_BYTES")
 CONFIG_BYTES_32 = runtime_define("BEP_CONFIG_BYTES_32")  # sizeof(bep_config_t) with 32-bit pointers
