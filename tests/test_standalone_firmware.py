@@ -309,3 +309,13 @@ def test_documented_stack_need_holds(cpu, tmp_path):
             assert len(names) >= (3 if inference_only else 15), names
             deepest = max((_call_graph_depth(ci, n) for n in names), key=lambda d: d[0])
             assert deepest[0] <= STACK_BYTES[kind], f"{network} {kind} {cpu} -{level}: {' -> '.join(deepest[1])}"
+
+
+def test_network_too_big_for_the_ram_is_refused(work):
+    data = "prototypes:classes=4,features=1000,samples=240"
+    big = work / "big.npz"
+    assert_ok(invoke("train", "--dataset", data, "--hidden", "64", "--epochs", "1", "--out", big))
+    out = work / "big-ram"
+    assert_user_error(invoke("firmware", big, "--board", "microbit", "--standalone-data", data, "--out", out),
+                      "does not fit microbit", "RAM", "16384")
+    assert not out.exists()
