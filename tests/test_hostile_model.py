@@ -344,5 +344,5 @@ def test_forged_thresholds_reach_c_only_as_checked_integers(tmp_path):
     result = invoke("generate", tiny, "--out", tmp_path / "ok", "--input-type", "int16", "--input-scale", "10",
                     "--json")
     assert result.exit_code == 0, result.stderr
-    assert "static const int16_t bep_net_input_threshold" in (tmp_path / "ok" / "bep_net.c").read_text()
-    assert "-32768" in (tmp_path / "ok" / "bep_net.c").read_text()
+    board = (tmp_path / "ok" / "bep_net_board.c").read_text()
+    assert "static const int16_t bep_net_input_threshold" in board and "-32768" in board
