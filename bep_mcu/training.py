@@ -3,10 +3,12 @@
 A :class:`Trainer` runs the BEP training step somewhere; :func:`run_epochs` owns
 everything around it, once, for all of them:
 
-- the sample order (``epoch_order(seed, epoch)``, continuing the model's sequence),
+- the sample order (``epoch_order(seed, epoch)``, continuing the model's sequence; or
+  the counter-based order a board computes itself, ``rng.sample_order``),
 - batching,
 - the per-epoch schedule (Q from the last epoch's training error, γ growth on a
-  stall; ``engine.schedule``),
+  stall; ``engine.schedule``: floating point judged on validation accuracy for
+  ``fit``, the integer on-device rule wherever a board's own counters drive it),
 - and the comparison of every other trainer's complete state (hidden weights,
   forward predictions, all five counters) with the first one's.
 
@@ -36,16 +38,17 @@ import numpy as np
 from bep_mcu import memory, validate
 from bep_mcu.data.datasets import stratified_split
 from bep_mcu.data.encoder import Encoder, as_model_shape
-from bep_mcu.engine import bits
+from bep_mcu.engine import bits, rng
 from bep_mcu.engine.classifier import binary_equiangular_frame
 from bep_mcu.engine.network import Counters, Network
-from bep_mcu.engine.schedule import EpochSchedule
+from bep_mcu.engine.schedule import EpochSchedule, IntegerSchedule
 from bep_mcu.engine.spec import MAX_CLASSES, MAX_LAYERS, MAX_WIDTH, HyperParams, NetSpec, int_params
 from bep_mcu.errors import BEPError
 from bep_mcu.model import MAX_BATCH_SIZE, MAX_EPOCHS, Model, TrainingRecord, check_labels, plain_labels
 
 STALL_SIGNALS = ("validation", "training")
 COMPARE = ("batch", "end", "never")
+SAMPLE_ORDERS = ("numpy", "counter")
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -170,7 +173,11 @@ class Plan:
     growth: int
     first_epoch: int = 0  # continue this sequence of sample orders
     error_rate: float = 1.0  # the previous epoch's training error: Q of the first epoch
-    stall_signal: str = "validation"  # what a stall is judged on (no validation split → training accuracy)
+    # What a stall is judged on. "training": the on-device schedule (engine.schedule.IntegerSchedule), the
+    # training error counter and integers only, as a board computes it; "validation": host fit, in floating
+    # point (the training accuracy where there is no validation split).
+    stall_signal: str = "validation"
+    sample_order: str = "numpy"  # "counter": rng.sample_order, the order a board that learns alone computes
     compare: str = "batch"  # when the other trainers' states are compared with the first's
     grow_every: int | None = None  # also multiply γ by ``growth`` every that many epochs (to test γ changes)
     fixed_schedule: bool = False  # keep the first epoch's γ and Q throughout (golden vectors replay one set_epoch)
@@ -181,6 +188,7 @@ class Plan:
         validate.integer(self.batch_size, "--batch-size", 1, MAX_BATCH_SIZE)
         validate.choice(self.stall_signal, "stall signal", STALL_SIGNALS)
         validate.choice(self.compare, "compare", COMPARE)
+        validate.choice(self.sample_order, "sample order", SAMPLE_ORDERS)
         if self.grow_every is not None:
             validate.integer(self.grow_every, "--grow-gamma-every", 1, MAX_EPOCHS)
         if self.max_batches is not None:
@@ -223,6 +231,7 @@ class Report:
     samples: int = 0
     seconds: dict[str, float] = field(default_factory=dict)  # time spent in train_batch, per trainer
     divergence: Divergence | None = None
+    schedule_states: list[dict] = field(default_factory=list)  # integer schedule: its state after each epoch
 
     @property
     def bit_exact(self) -> bool:
@@ -289,7 +298,9 @@ def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, valid
     if len(data) == 0:
         raise BEPError("no training samples")
     reference, spec = trainers[0], plan.spec
-    schedule = EpochSchedule(spec, list(plan.gamma), plan.p_r, plan.patience, plan.growth, plan.error_rate)
+    on_device = plan.stall_signal == "training"
+    schedule_type = IntegerSchedule if on_device else EpochSchedule
+    schedule = schedule_type(spec, list(plan.gamma), plan.p_r, plan.patience, plan.growth, error_rate=plan.error_rate)
     report = Report(list(trainers), seconds={t.name: 0.0 for t in trainers}, gamma=tuple(plan.gamma),
                     error_rate=plan.error_rate)
     for e in range(plan.epochs):
@@ -298,7 +309,7 @@ def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, valid
         for t in trainers:
             t.set_epoch(gamma, q)
         start, before = time.perf_counter(), reference.counters()
-        order = epoch_order(plan.seed, epoch, len(data))
+        order = (rng.sample_order if plan.sample_order == "counter" else epoch_order)(plan.seed, epoch, len(data))
         seen = 0
         for i in range(0, len(order), plan.batch_size):
             index = order[i:i + plan.batch_size]
@@ -334,7 +345,11 @@ def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, valid
                   "samples_per_second": seen / seconds if seconds > 0 else None}
         report.history.append(record)
         if not plan.fixed_schedule:
-            schedule.end_epoch(error_rate, signal)
+            if on_device:
+                schedule.end_epoch_counts(after.errors - before.errors, seen)
+                report.schedule_states.append(schedule.state())
+            else:
+                schedule.end_epoch(error_rate, signal)
         if plan.grow_every and (e + 1) % plan.grow_every == 0:
             schedule.gamma = [min(g * plan.growth, k) for g, k in zip(schedule.gamma, spec.hidden)]
         report.epochs += 1

@@ -4,7 +4,8 @@ Every metadata field and every array of a real model is replaced, one at a time,
 C source text, a float, a bool, a negative number, 2^80, null, a list, an object,
 a wrong shape or a wrong dtype, and the checksum is recomputed (anyone can: it
 detects damage, not tampering). Each forged file then goes through ``info``,
-``eval``, ``generate``, ``verify``, ``golden`` and ``firmware``: a refused file must
+``eval``, ``generate`` (training and inference-only code), ``verify``, ``golden`` and
+``firmware`` (the training image and a standalone one): a refused file must
 give exit status 2 and exactly one ``error:`` line naming the field; an accepted one
 (free text in notes, numbers in the history) must run, and the injected text must
 appear in no generated file. The memory bombs (a member inflating to GiBs, an
@@ -74,12 +75,15 @@ def run_commands(model: Path, work: Path, all_commands: bool) -> list[tuple[str,
     """(command, result) for every command on ``model``; outputs go under ``work``."""
     out = []
     runs = [("info", [model]), ("eval", [model, "--dataset", DATA]),
-            ("generate", [model, "--out", work / "gen"])]
+            ("generate", [model, "--out", work / "gen"]),
+            ("generate", [model, "--out", work / "inf", "--inference-only", "--dataset", DATA])]
     if all_commands:
         runs += [("verify", [model, "--dataset", DATA, "--epochs", "1"]),
                  ("golden", [model, "--dataset", DATA, "--out", work / "g.bin", "--batches", "2"])]
         if HAVE_ARM:
             runs.append(("firmware", [model, "--board", "microbit", "--out", work / "fw"]))
+            runs.append(("firmware", [model, "--board", "microbit", "--standalone-data", DATA, "--epochs", "1",
+                                      "--out", work / "sa"]))
     for command, args in runs:
         out.append((command, invoke(command, *args)))
     return out
@@ -306,3 +310,39 @@ def test_fuzzed_archives_under_a_memory_limit(original, tmp_path_factory, data):
     for row in rows[:-1]:
         assert row["ok"] or row["lines"] == 1, row
     assert rows[-1]["rss"] < 300 << 20
+
+
+def test_forged_thresholds_reach_c_only_as_checked_integers(tmp_path):
+    """Binariser thresholds become the device encoder's integers (data.inputformat): a
+    forged threshold beyond every input type is refused in one line by generate, training
+    or inference-only, and by a standalone build; one far below is the type's minimum (the
+    bit is +1 for every value, as the model says)."""
+    g = np.random.default_rng(2)
+    X, y = g.normal(0, 3, (200, 4)), np.arange(200) % 2
+    original = saved(fit(X, y, hidden=(8,), epochs=1, binarize="thermometer:3"), tmp_path / "thermo.npz")
+    np.savez(tmp_path / "data.npz", X=X, y=y)
+
+    def with_threshold(value: float, dst: Path) -> Path:
+        def edit(arrays):
+            t = np.array(arrays["binarizer_thresholds"])
+            t[1, 2] = value
+            arrays["binarizer_thresholds"] = t
+        return forge(original, dst, arrays_edit=edit)
+
+    huge = with_threshold(1e300, tmp_path / "huge.npz")
+    for args in (["--out", tmp_path / "g"], ["--out", tmp_path / "g", "--inference-only"],
+                 ["--out", tmp_path / "g", "--input-type", "int32", "--input-scale", "1000000000"]):
+        result = invoke("generate", huge, *args)
+        assert_one_error_line(result.exit_code, result.stderr, status=2)
+        assert "threshold" in result.stderr or "no input type" in result.stderr
+    if HAVE_ARM:
+        result = invoke("firmware", huge, "--board", "microbit", "--standalone-data", tmp_path / "data.npz", "--out",
+                        tmp_path / "fw")
+        assert_one_error_line(result.exit_code, result.stderr, status=2)
+    assert not (tmp_path / "g").exists() and not (tmp_path / "fw").exists()
+    tiny = with_threshold(-1e300, tmp_path / "tiny.npz")
+    result = invoke("generate", tiny, "--out", tmp_path / "ok", "--input-type", "int16", "--input-scale", "10",
+                    "--json")
+    assert result.exit_code == 0, result.stderr
+    board = (tmp_path / "ok" / "src" / "bep_net_board.c").read_text()
+    assert "static const int16_t bep_net_input_threshold" in board and "-32768" in board

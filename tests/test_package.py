@@ -60,7 +60,7 @@ from bep_mcu.cgen.codegen import environment, generate
 from bep_mcu.data.datasets import load_dataset
 from bep_mcu.device import boards, emulate
 from bep_mcu.device.firmware import fw_dir
-from bep_mcu.engine.schedule import reinforcement_counts
+from bep_mcu.engine.schedule import IntegerSchedule, reinforcement_counts
 from bep_mcu.errors import BEPError
 from bep_mcu.training import NumpyTrainer, encoded
 
@@ -79,7 +79,7 @@ needs_arm_gxx = pytest.mark.skipif(shutil.which("arm-none-eabi-g++") is None,
 
 
 def library_sources(gen) -> list[str]:
-    return [f for part in package.LIBRARY_PARTS for f in gen.parts[part] if f.endswith(".c")]
+    return [p.relative_to(gen.directory).as_posix() for p in gen.sources()]
 
 
 def run(cmd: list, **kw) -> subprocess.CompletedProcess:
@@ -137,31 +137,24 @@ def api_lines(model, data) -> list[str]:
 
 
 def trainer_lines(model, data) -> list[str]:
-    """What the example trainer prints, from a mirror of its integer schedule (the model's
-    γ and Q to start; Q from the epoch's errors rounded to 1/16; γ × growth, capped at the
-    layer's width, after ``patience`` epochs without fewer errors) over the numpy engine."""
+    """What the example trainer prints: the host's integer schedule (engine/schedule.py,
+    the rule of the board part's bep_<net>_end_epoch) over the numpy engine."""
     spec, hyper = model.spec, model.hyper
     trainer = NumpyTrainer(model)
-    gamma, q = list(model.training.gamma), case_q(model)
-    best, stalled, i, lines = None, 0, 0, []
+    schedule = IntegerSchedule(spec, list(model.training.gamma), hyper.p_r, hyper.patience, hyper.gamma_growth,
+                               error_rate=model.training.error_rate)
+    i, lines = 0, []
     for epoch in range(1, TRAINER_EPOCHS + 1):
-        trainer.set_epoch(gamma, q)
+        trainer.set_epoch(schedule.gamma, schedule.q())
         before = trainer.counters()
         for _ in range(TRAINER_EPOCH_BATCHES):
             trainer.train_batch(data.take((i + np.arange(TRAINER_BATCH)) % N))
             i = (i + TRAINER_BATCH) % N
         after = trainer.counters()
         samples, errors = after.samples - before.samples, after.errors - before.errors
-        step = (errors * package.ERROR_STEPS + samples // 2) // samples
-        q = reinforcement_counts(spec, hyper.p_r, step / package.ERROR_STEPS)
-        if best is None or errors < best:
-            best, stalled = errors, 0
-        else:
-            stalled += 1
-            if stalled >= hyper.patience:
-                gamma = [min(g * hyper.gamma_growth, h) for g, h in zip(gamma, spec.hidden)]
-                stalled = 0
-        lines.append(f"epoch {epoch} errors {errors} gamma {' '.join(map(str, gamma))} q {' '.join(map(str, q))}")
+        schedule.end_epoch_counts(errors, samples)
+        lines.append(f"epoch {epoch} errors {errors} gamma {' '.join(map(str, schedule.gamma))} "
+                     f"q {' '.join(map(str, schedule.q()))}")
     return lines + hidden_lines("trained", trainer.hidden_weights(), spec.hidden_bits)
 
 
@@ -231,7 +224,8 @@ def test_cmake_host_add_subdirectory_c_and_cxx_programs_train_like_numpy(gen, ca
     build = work / "cmake-host"
     cmake(HERE, build, f"BEP_GEN={gen.directory}", f"BEP_CASE={case['include']}", "CMAKE_C_COMPILER=gcc",
           "CMAKE_CXX_COMPILER=g++")
-    for lib in ("bep_net/libbep_net.a", "bep_net/libbep_net_link.a", "bep_net/libbep_net_trainer.a"):
+    for lib in ("bep_net/libbep_net.a", "bep_net/libbep_net_board.a", "bep_net/libbep_net_link.a",
+                "bep_net/libbep_net_trainer.a"):
         assert (build / lib).is_file(), lib
     for program in ("train_c", "train_cxx"):
         check_output(run([build / program], timeout=120).stdout, case)
@@ -248,7 +242,7 @@ def test_cmake_cortex_m4_toolchain_file_cross_build_runs_in_qemu(gen, case, work
     cmake(HERE, build, f"BEP_GEN={gen.directory}", f"BEP_CASE={case['include']}", "BEP_CORTEX_M=ON",
           f"BEP_FW_DIR={fw_dir()}", f"BEP_MEMORY_DIR={memory}", "CMAKE_BUILD_TYPE=MinSizeRel",
           toolchain=HERE / "arm-none-eabi.cmake")
-    for lib in ("libbep_net.a", "libbep_net_link.a", "libbep_net_trainer.a"):
+    for lib in ("libbep_net.a", "libbep_net_board.a", "libbep_net_link.a", "libbep_net_trainer.a"):
         members = run(["arm-none-eabi-objdump", "-f", build / "bep_net" / lib]).stdout
         assert "elf32-littlearm" in members, lib
     for program in ("train_c", "train_cxx"):
@@ -278,11 +272,14 @@ def test_zephyr_module_builds_one_zephyr_library(gen, work):
     def files(paths):
         return sorted(Path(p).relative_to(gen.directory).as_posix() for p in paths)
 
-    training, link = gen.parts["training"], gen.parts["link"]
-    sources, includes = zephyr_configure(gen, work / "zephyr-both", "CONFIG_BEP_NET=y", "CONFIG_BEP_NET_LINK=y")
-    assert files(sources) == sorted(training + link)
+    training, board, link = gen.parts["training"], gen.parts["board"], gen.parts["link"]
+    sources, includes = zephyr_configure(gen, work / "zephyr-all", "CONFIG_BEP_NET=y", "CONFIG_BEP_NET_BOARD=y",
+                                         "CONFIG_BEP_NET_LINK=y")
+    assert files(sources) == sorted(training + board + link)
     assert [Path(i) for i in includes] == [gen.src]
-    run(["cmake", "--build", work / "zephyr-both", "--parallel", "2"])
+    run(["cmake", "--build", work / "zephyr-all", "--parallel", "2"])
+    sources, _ = zephyr_configure(gen, work / "zephyr-link", "CONFIG_BEP_NET=y", "CONFIG_BEP_NET_LINK=y")
+    assert files(sources) == sorted(training + link)
     sources, _ = zephyr_configure(gen, work / "zephyr-training", "CONFIG_BEP_NET=y")
     assert files(sources) == sorted(training)
     assert zephyr_configure(gen, work / "zephyr-off") == ([], [])
@@ -295,8 +292,9 @@ def test_zephyr_module_yml_and_kconfig(gen):
     kconfig = (gen.directory / module["build"]["kconfig"]).read_text()
     defined = set(re.findall(r"^config (\w+)$", kconfig, re.MULTILINE))
     used = set(re.findall(r"\bCONFIG_(\w+)", (gen.directory / "CMakeLists.txt").read_text()))
-    assert used == defined == {"BEP_NET", "BEP_NET_LINK"}
-    assert re.search(r"^config BEP_NET_LINK\n\tbool [^\n]+\n\tdepends on BEP_NET\n", kconfig, re.MULTILINE)
+    assert used == defined == {"BEP_NET", "BEP_NET_BOARD", "BEP_NET_LINK"}
+    for option in ("BEP_NET_BOARD", "BEP_NET_LINK"):
+        assert re.search(rf"^config {option}\n\tbool [^\n]+\n\tdepends on BEP_NET\n", kconfig, re.MULTILINE)
 
 
 # ---------------------------------------------------------------------- PlatformIO, Arduino
@@ -340,7 +338,7 @@ def test_arduino_library_properties_and_layout(gen):
     for header in props["includes"].split(","):
         assert (gen.src / header.strip()).is_file(), header
     # 1.5 layout: every source in src/, each example in a folder named as its .ino
-    assert all(f.startswith("src/") for part in package.LIBRARY_PARTS for f in gen.parts[part])
+    assert all(f.startswith("src/") for part in gen.parts if part != "example" for f in gen.parts[part])
     (sketch,) = [Path(f) for f in gen.parts["example"] if f.endswith(".ino")]
     assert sketch.parent.parent.as_posix() == "examples" and sketch.parent.name == sketch.stem
 
@@ -399,7 +397,7 @@ def test_arduino_example_compiles_as_cxx_for_cortex_m4(gen, work, from_serial):
     run([*sketch_cxx, "-O0", "-o", objects[0]])
     run([*cxx, "-Os", "-c", HERE / "arduino" / "arduino_stub.cpp", "-o", objects[1]])
     # an Arduino core brings a C library; here bep_mcu/fw/mem.c gives the memset/memcpy gcc may call
-    for src in [*gen.sources(package.PARTS), fw_dir() / "mem.c"]:
+    for src in [*gen.sources(tuple(gen.parts)), fw_dir() / "mem.c"]:
         obj = out / (src.stem + ".o")
         run(["arm-none-eabi-gcc", *arch, *warn, "-Os", "-std=c99", "-I", gen.src, "-c", src, "-o", obj])
         objects.append(obj)
@@ -407,7 +405,8 @@ def test_arduino_example_compiles_as_cxx_for_cortex_m4(gen, work, from_serial):
     run([*link, *objects, "-lgcc", "-o", out / "sketch_o0.elf"])
     symbols = run(["arm-none-eabi-nm", out / "sketch_o0.elf"]).stdout
     used = ("bep_link_init", "bep_link_rx", "bep_train_sample") if from_serial else \
-        ("bep_net_trainer_init", "bep_net_trainer_sample", "bep_net_trainer_info", "bep_net_train_sample")
+        ("bep_net_trainer_init", "bep_net_trainer_sample", "bep_net_trainer_info", "bep_net_train_sample",
+         "bep_net_encode", "bep_end_epoch")
     for symbol in used:
         assert re.search(rf" T {symbol}\b", symbols), symbol
     run([*link, out / "sketch_os.o", *objects[1:], "-lgcc", "-o", out / "sketch_os.elf"])
@@ -446,7 +445,8 @@ def test_cversion(good, ok):
 def test_build_files_print_only_through_formatters(tmp_path):
     """The package templates render in codegen's environment, whose finalize refuses a raw
     value; hostile labels (quotes, newlines, $, braces) reach only the README, through ctext,
-    and every build file still parses."""
+    and the board part's label table, through cstr (every character a letter, digit, space
+    or an octal escape inside one string literal), and every build file still parses."""
     with pytest.raises(TypeError, match="without a formatter"):
         environment().from_string("{{ name }}").render(name="net")
     X, y = blobs(90, features=6, classes=3)
@@ -458,6 +458,9 @@ def test_build_files_print_only_through_formatters(tmp_path):
     for f in gen.files:
         if f != "README.md":
             text = (gen.directory / f).read_text()
+            if f == "src/bep_kws_board.c":
+                assert '"c\\012\\044(rm -rf x)"' in text and '"a\\042b"' in text
+                text = text.replace('"c\\012\\044(rm -rf x)"', "")
             assert "rm -rf" not in text and 'a"b' not in text, f
     readme = (gen.directory / "README.md").read_text()
     assert "a_b" in readme and "c__(rm -rf x)" in readme and "$(rm" not in readme and "__;%" in readme

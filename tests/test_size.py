@@ -31,8 +31,9 @@ from .conftest import assert_ok, assert_one_error_line, invoke, last_json, needs
 
 MLP_TRAIN = ["--dataset", "prototypes:classes=4,features=100,samples=1200", "--hidden", "64,32", "--epochs", "1"]
 LEVEL_KEYS = {"text", "rodata", "data", "bss", "flash", "ram"}
-PART_FILES = {"training": ["src/bep_net.c", "src/bep_runtime.c", "src/bep_status.c"], "link": ["src/bep_link.c"],
-              "example": ["examples/net_train/bep_net_trainer.c"]}
+PART_FILES = {"training": ["src/bep_net.c", "src/bep_runtime.c", "src/bep_status.c"],
+              "board": ["src/bep_encode.c", "src/bep_net_board.c", "src/bep_standalone.c"],
+              "link": ["src/bep_link.c"], "example": ["examples/net_train/bep_net_trainer.c"]}
 TARGETS = [pytest.param("cortex-m4", marks=needs_arm), "host"]
 
 
@@ -81,12 +82,13 @@ def test_json_report_shape_and_definitions(reports, target):
     d = reports(target)
     assert {"target", "state_bytes", "parts", "total", "fits", "ram_budget", "flash_budget"} <= set(d)
     assert d["target"] == target and d["fits"] is None and d["ram_budget"] is None and d["flash_budget"] is None
-    assert set(d["parts"]) == set(package.PARTS) == {"training", "link", "example"}
+    assert set(d["parts"]) == set(package.PARTS) == {"training", "board", "link", "example"}
     assert {part: p["files"] for part, p in d["parts"].items()} == PART_FILES
     pointer = 4 if target != "host" else struct.calcsize("P")
     assert d["parts"]["training"]["buffer_bytes"] == d["state_bytes"]
     assert d["parts"]["link"]["buffer_bytes"] == protocol.link_bytes(protocol.MAX_PAYLOAD, pointer)
     assert d["parts"]["example"]["buffer_bytes"] == 0  # the trainer's state is static: its bss
+    assert d["parts"]["board"]["buffer_bytes"] == 0  # it works in the training state
     for part in d["parts"].values():
         assert set(part["levels"]) == {"Os", "O2"}
         for level in part["levels"].values():
@@ -98,7 +100,7 @@ def test_json_report_shape_and_definitions(reports, target):
         # 64x100 + 32x64 int8 initial hidden weights are const tables: rodata, not text.
         assert level["rodata"] >= 64 * 100 + 32 * 64
     if target != "host":
-        for part in ("training", "link"):  # all mutable state is the caller's
+        for part in ("training", "board", "link"):  # all mutable state is the caller's
             assert d["parts"][part]["levels"]["Os"]["data"] == d["parts"][part]["levels"]["Os"]["bss"] == 0
     assert d["parts"]["example"]["levels"]["Os"]["bss"] > 0
 
@@ -117,7 +119,8 @@ def test_human_output_has_every_part(model, reports):
     result = invoke("size", model, "--target", "cortex-m4")
     assert_ok(result)
     rows = {tuple(line.split()[:2]): [int(v) for v in line.split()[2:]] for line in result.stdout.splitlines()
-            if line.split()[:1] in (["training"], ["link"], ["example"], ["total"]) and len(line.split()) == 8}
+            if line.split()[:1] in (["training"], ["board"], ["link"], ["example"], ["total"])
+            and len(line.split()) == 8}
     columns = ("text", "rodata", "data", "bss", "flash", "ram")
     for part, p in d["parts"].items():
         for level, want in p["levels"].items():

@@ -1,7 +1,8 @@
 """The generated C builds without a single warning, everywhere it is meant to run.
 
-For an MLP with two hidden layers and an RNN, every generated ``.c`` file (the library
-and the example trainer) compiles with
+For an MLP with two hidden layers and an RNN, training code (the library and the
+example trainer) and inference-only code (``generate --inference-only``), every
+generated ``.c`` file compiles with
 the strict set (``-std=c99 -Wall -Wextra -Wconversion -Wsign-conversion -Wundef
 -Wshadow -pedantic -Werror``) under host gcc and clang and under arm-none-eabi-gcc for
 Cortex-M0, M0+, M3, M4, M7 and M33, at ``-Os`` and ``-O2``, and with every ``-D`` option
@@ -40,6 +41,7 @@ REQUIRED_WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Wsign-con
 # (compiler, target): host gcc and clang, then every Cortex-M core with arm-none-eabi-gcc.
 BUILDS = [("gcc", "host"), ("clang", "host"), *[("arm-none-eabi-gcc", t) for t in toolchain.ARM_TARGETS]]
 BUILD_IDS = ["gcc", "clang", *toolchain.ARM_TARGETS]
+KINDS = [*MODELS, *(f"{kind}-inference" for kind in MODELS)]
 
 FLOAT_HELPER = re.compile(r"^__aeabi_(?:f|d|u?i2[fd]|u?l2[fd])|^__[a-z]*(?:sf|df|tf|hf|xf)[a-z]*\d*$")
 LIBC = re.compile(r"^_*(?:malloc|calloc|realloc|free|printf|sprintf|snprintf|fprintf|vprintf|puts|putchar|abort|exit)$")
@@ -65,7 +67,8 @@ def tools_for(compiler: str, target: str) -> toolchain.Toolchain:
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> dict:
-    """The two networks, trained briefly and generated once per module (names = model kinds)."""
+    """The two networks, trained briefly and generated once per module (names = model kinds),
+    as training code and as inference-only code."""
     root = tmp_path_factory.mktemp("strict")
     out = {}
     for kind, args in MODELS.items():
@@ -73,13 +76,15 @@ def generated(tmp_path_factory) -> dict:
         result = CliRunner().invoke(cli, ["train", *args, "--out", str(model)])
         assert result.exit_code == 0, result.stderr
         out[kind] = generate(modelio.load(model), root / kind, kind)
+        out[f"{kind}-inference"] = generate(modelio.load(model), root / f"{kind}-inference", kind,
+                                            inference_only=True)
     return out
 
 
 def strict_build(tools: toolchain.Toolchain, gen, out_dir: Path, level: str,
                  defines: dict[str, str] | None = None) -> list[Path]:
     try:
-        return toolchain.compile_objects(tools, gen.sources(package.PARTS), gen.src, out_dir, level,
+        return toolchain.compile_objects(tools, gen.sources(tuple(gen.parts)), gen.src, out_dir, level,
                                         strict=True, defines=defines)
     except toolchain.BuildError as e:
         pytest.fail(f"{tools.cc} {tools.target} -{level} {defines or ''}: {e}")
@@ -105,7 +110,7 @@ def test_strict_flags_are_the_documented_set():
         assert set(REQUIRED_WARNINGS) <= set(flags) and "-ffreestanding" in flags
 
 
-@pytest.mark.parametrize("kind", sorted(MODELS))
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("compiler, target", BUILDS, ids=BUILD_IDS)
 def test_strict_build_without_warnings(generated, tmp_path, kind, compiler, target):
     tools = tools_for(compiler, target)
@@ -113,7 +118,10 @@ def test_strict_build_without_warnings(generated, tmp_path, kind, compiler, targ
     for level in toolchain.OPT_LEVELS:
         objects = strict_build(tools, gen, tmp_path / level, level)
         assert sorted(o.name for o in objects) == sorted(f"{Path(f).stem}.o" for f in gen.files if f.endswith(".c"))
-        assert {"bep_runtime.o", f"bep_{kind}.o", "bep_link.o", f"bep_{kind}_trainer.o"} <= {o.name for o in objects}
+        net = kind.removesuffix("-inference")
+        want = {f"bep_{net}.o", "bep_infer.o", "bep_encode.o"} if kind != net else \
+            {"bep_runtime.o", f"bep_{net}.o", "bep_link.o", f"bep_{net}_board.o", "bep_standalone.o", f"bep_{net}_trainer.o"}
+        assert want <= {o.name for o in objects}
         assert_only_integer_helpers(tools, objects, f"{kind} {compiler} {target} -{level}")
 
 
@@ -157,7 +165,7 @@ def disassembly(obj: Path) -> str:
     return subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True, text=True, check=True).stdout
 
 
-@pytest.mark.parametrize("kind", sorted(MODELS))
+@pytest.mark.parametrize("kind", KINDS)
 def test_sources_are_integer_only_and_libc_free(generated, kind):
     gen = generated[kind]
     for filename in gen.files:

@@ -15,7 +15,8 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-_DEFINE = re.compile(r'^#define\s+([A-Z][A-Z0-9_]*)\s+(\d+u?|"[A-Za-z0-9_]*")\s*(?:/\*.*)?$', re.MULTILINE)
+_DEFINE = re.compile(r'^#define\s+([A-Z][A-Z0-9_]*)\s+(0x[0-9A-Fa-f]+u?|\d+u?|"[A-Za-z0-9_]*")\s*(?:/\*.*)?$',
+                     re.MULTILINE)
 _CDEF = re.compile(r"/\* BEP_CDEF_BEGIN \*/(.*?)/\* BEP_CDEF_END \*/", re.DOTALL)
 _COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
 
@@ -34,7 +35,7 @@ def header_defines(*parts: str) -> dict[str, int | str]:
     ``("templates", "runtime", "bep_runtime.h")``."""
     out: dict[str, int | str] = {}
     for name, value in _DEFINE.findall(package_path(*parts).read_text()):
-        out[name] = value.strip('"') if value.startswith('"') else int(value.rstrip("u"))
+        out[name] = value.strip('"') if value.startswith('"') else int(value.rstrip("u"), 0)
     return out
 
 
@@ -46,11 +47,17 @@ def link_define(name: str) -> int:
     return header_defines("templates", "link", "bep_link.h")[name]
 
 
+def standalone_define(name: str) -> int:
+    return header_defines("templates", "runtime", "bep_standalone.h")[name]
+
+
 RUNTIME_ABI = runtime_define("BEP_RUNTIME_ABI")
 STATE_HEADER_BYTES = runtime_define("BEP_STATE_HEADER_BYTES")
 CONFIG_BYTES_32 = runtime_define("BEP_CONFIG_BYTES_32")  # sizeof(bep_config_t) with 32-bit pointers
 MAX_LAYERS = runtime_define("BEP_MAX_LAYERS")
 LINK_FIXED_BYTES = link_define("BEP_LINK_FIXED_BYTES")
+SCHEDULE_STATE_BYTES = standalone_define("BEP_SCHEDULE_STATE_BYTES")
+SNAPSHOT_HEADER_BYTES = standalone_define("BEP_SNAPSHOT_HEADER_BYTES")
 
 
 def cdef(headers: list[str]) -> str:

@@ -4,8 +4,8 @@ The generator emits data only (sizes, offsets, integer constants, const tables) 
 Jinja templates; the learning rule is the hand-written runtime copied verbatim from
 ``templates/runtime``, the board side of the serial protocol from ``templates/link``
 (with ``bep_proto.h`` rendered from ``cgen/protocol.py``). ``cgen/package`` places the
-C in ``src/`` and adds the example and the build files (CMake, PlatformIO, Arduino,
-Zephyr). Output is reproducible byte for byte: no timestamps.
+C in ``src/``, part by part, and adds the example and the build files (CMake,
+PlatformIO, Arduino, Zephyr). Output is reproducible byte for byte: no timestamps.
 
 Every value a template prints goes through one formatter of ``cformat`` (the
 environment's ``finalize`` refuses anything else), and the model it comes from was
@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import keyword
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 
 import jinja2
@@ -25,18 +26,29 @@ import numpy as np
 
 from bep_mcu import __version__, files
 from bep_mcu.cgen import abi, cformat, package
-from bep_mcu.cgen.layout import StatePlan, plan_state
+from bep_mcu.cgen.layout import InferencePlan, StatePlan, plan_inference, plan_state
 from bep_mcu.cgen.status import STATUS
 from bep_mcu.cgen import protocol
+from bep_mcu.data import inputformat
+from bep_mcu.data.binarize import PassthroughBinarizer
+from bep_mcu.data.inputformat import InputFormat
 from bep_mcu.engine import bits
+from bep_mcu.engine.schedule import Q_LEVELS, q_table, rate_level
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model
 
 RUNTIME_FILES = ("bep_runtime.h", "bep_runtime.c")
 LINK_FILES = ("bep_link.h", "bep_link.c")  # the board side of the serial protocol (docs/protocol.md)
-# bep_<name>.[ch] of these would be the runtime's, the status strings', the protocol's or the link's files
-SHARED_NAMES = ("runtime", "status", "proto", "link")
+ENCODE_FILES = ("bep_encode.h", "bep_encode.c")  # raw device values → packed input (bep_encode.h)
+STANDALONE_FILES = ("bep_standalone.h", "bep_standalone.c")  # epoch schedule, sample order, snapshots
+INFERENCE_FILES = ("bep_infer.h", "bep_infer.c")  # generate --inference-only: prediction from flash weights
+STANDALONE_DATA_C = "bep_sa_data.c"  # a standalone image's training and test sets (bep_mcu/fw/standalone.c)
+# bep_<name>.[ch] of these would be a shared file of the library
+SHARED_NAMES = ("runtime", "status", "proto", "link", "encode", "standalone", "infer")
 MAX_NAME = 32
+# Upper bounds of the generated code's deepest stack use on Cortex-M (M0 and M4, -Os and -O2),
+# printed in the README and checked against GCC's call graphs by tests/test_standalone_firmware.py.
+STACK_BYTES = {"training": 512, "inference": 256}
 
 
 def check_name(name: object) -> str:
@@ -73,6 +85,7 @@ class Generated:
     config_hash: str
     files: list[str]
     parts: dict[str, list[str]]
+    inference: InferencePlan | None = None  # set for inference-only output (plan then sizes nothing it holds)
 
     @property
     def src(self) -> Path:
@@ -80,8 +93,9 @@ class Generated:
         the example's sources find their own header beside them)."""
         return self.directory / package.SRC_DIR
 
-    def sources(self, parts: tuple[str, ...] = package.LIBRARY_PARTS) -> list[Path]:
-        """The ``.c`` files of ``parts`` (default: the library, what a firmware links)."""
+    def sources(self, parts: tuple[str, ...] | None = None) -> list[Path]:
+        """The ``.c`` files of ``parts`` (default: the library's, what a firmware links; not the example)."""
+        parts = tuple(p for p in self.parts if p != "example") if parts is None else parts
         return [self.directory / f for p in parts for f in self.parts[p] if f.endswith(".c")]
 
     def digest(self) -> str:
@@ -105,7 +119,39 @@ def with_hidden_bits(model: Model, hidden_bits: int | None) -> Model:
                          hidden=tuple(h.astype(dtype) for h in model.hidden))
 
 
-def render(model: Model, name: str = "net") -> tuple[dict[str, str], StatePlan, dict[str, list[str]]]:
+def input_context(model: Model, fmt: InputFormat | None) -> dict:
+    """What the encoder templates print: the device input format (default
+    ``inputformat.choose``) and the encoder's integer tables, validated there."""
+    enc = model.encoder
+    fmt = fmt or inputformat.choose(enc)
+    kept, threshold = inputformat.device_thresholds(enc, fmt)
+    kept_stride, threshold_stride = int(len(set(kept.tolist())) > 1), int(len(set(threshold.tolist())) > 1)
+    return {"type": fmt.input_type, "ctype": fmt.ctype, "scales": list(fmt.scales),
+            "kept": kept if kept_stride else kept[:1], "kept_stride": kept_stride,
+            "threshold": threshold if threshold_stride else threshold[:1], "threshold_stride": threshold_stride,
+            "equal": isinstance(enc.binarizer, PassthroughBinarizer),
+            "features": enc.n_features, "length": enc.length or 1, "window": enc.window or 1,
+            "point_bits": enc.kept_bits, "step_words": bits.n_words(model.spec.n_inputs),
+            "binarizer": enc.binarizer.describe()}
+
+
+def snapshot_bytes(plan: StatePlan) -> int:
+    """Bytes of a snapshot (bep_standalone.h): header, each layer's hidden weights padded to 4, CRC."""
+    return abi.SNAPSHOT_HEADER_BYTES + sum(p.sizes["h"] for p in plan.layers) + 4
+
+
+def schedule_context(model: Model, plan: StatePlan) -> dict:
+    """The on-device schedule's constants (engine/schedule.py:IntegerSchedule's parameters)."""
+    growth = Fraction(model.hyper.gamma_growth)
+    return {"levels": Q_LEVELS, "q_table": np.array(q_table(model.spec, model.hyper.p_r), dtype=np.int64),
+            "growth_num": growth.numerator, "growth_den": growth.denominator, "patience": model.hyper.patience,
+            "epoch0": model.training.epochs, "level0": rate_level(model.training.error_rate),
+            "gamma0": list(model.training.gamma), "cap": list(model.spec.hidden),
+            "snapshot_bytes": snapshot_bytes(plan)}
+
+
+def render(model: Model, name: str = "net", input_format: InputFormat | None = None
+           ) -> tuple[dict[str, str], StatePlan, dict[str, list[str]]]:
     """All files of the directory as {relative path: text}, the state plan and the parts."""
     check_name(name)
     spec, params, t = model.spec, model.params, model.training
@@ -117,24 +163,97 @@ def render(model: Model, name: str = "net") -> tuple[dict[str, str], StatePlan, 
         "batches": t.batch_counter, "classifier": bits.pack(model.classifier), "hidden": model.hidden,
         "hidden_ctype": "int8_t" if spec.hidden_bits == 8 else "int16_t", "status": STATUS,
         "labels": [str(c) for c in model.labels.tolist()], "kinds": plan.bytes_by_kind(),
+        "input": input_context(model, input_format), "schedule": schedule_context(model, plan),
+        "batch_size": t.batch_size, "inference_only": False, "stack": STACK_BYTES,
     }
     env = environment()
-    library = {}  # the C library, {filename: text}; cgen/package puts it in src/
-    for template, filename in (("net.h.j2", f"bep_{name}.h"), ("net.c.j2", f"bep_{name}.c"),
-                               ("status.h.j2", "bep_status.h"), ("status.c.j2", "bep_status.c")):
-        library[filename] = env.get_template(template).render(template=template, **ctx)
-    library["bep_proto.h"] = env.get_template("proto.h.j2").render(template="proto.h.j2", version=__version__,
-                                                                  **protocol.c_context())
-    for folder, filenames in (("runtime", RUNTIME_FILES), ("link", LINK_FILES)):
-        for filename in filenames:
-            library[filename] = abi.template_path(folder, filename).read_text()
+
+    def rendered(*pairs: tuple[str, str]) -> dict[str, str]:
+        return {filename: env.get_template(template).render(template=template, **ctx) for template, filename in pairs}
+
+    def copied(folder: str, filenames: tuple[str, ...]) -> dict[str, str]:
+        return {filename: abi.template_path(folder, filename).read_text() for filename in filenames}
+
+    # The C library by part, {part: {filename: text}}; cgen/package puts it in src/.
+    library = {
+        "training": {**rendered(("net.h.j2", f"bep_{name}.h"), ("net.c.j2", f"bep_{name}.c"),
+                                ("status.h.j2", "bep_status.h"), ("status.c.j2", "bep_status.c")),
+                     **copied("runtime", RUNTIME_FILES)},
+        "board": {**rendered(("board.h.j2", f"bep_{name}_board.h"), ("board.c.j2", f"bep_{name}_board.c")),
+                  **copied("runtime", ENCODE_FILES), **copied("runtime", STANDALONE_FILES)},
+        "link": {"bep_proto.h": env.get_template("proto.h.j2").render(template="proto.h.j2", version=__version__,
+                                                                      **protocol.c_context()),
+                 **copied("link", LINK_FILES)},
+    }
     out, parts = package.render(env, ctx, model, library)
     return out, plan, parts
 
 
-def generate(model: Model, out_dir: str | Path, name: str = "net") -> Generated:
+def inference_context(model: Model, plan: InferencePlan) -> dict:
+    """The packed visible weights, sign(H) with sign(0) = +1, a row's input part and (rnn)
+    its recurrent part packed separately, as bep_infer.h reads them."""
+    spec = model.spec
+    layers = []
+    for h, (rows, cols) in zip(model.hidden, spec.layer_shapes()):
+        in_bits = spec.n_inputs if spec.model == "rnn" else cols
+        rnn = spec.model == "rnn"
+        layers.append({"rows": rows, "in_bits": in_bits, "in_words": bits.n_words(in_bits),
+                       "rec_words": bits.n_words(rows) if rnn else 0,
+                       "w": bits.pack(h[:, :in_bits]), "wr": bits.pack(h[:, in_bits:]) if rnn else None})
+    return {"layers": layers, "input_words": plan.input_words, "scratch_words": plan.scratch_words,
+            "work_words": plan.work_words, "class_words": plan.class_words, "weight_bytes": plan.weight_bytes,
+            "classifier_bytes": plan.classifier_bytes}
+
+
+def render_inference(model: Model, name: str = "net", input_format: InputFormat | None = None
+                     ) -> tuple[dict[str, str], InferencePlan, dict[str, list[str]]]:
+    """The files of inference-only output: the network's packed weights, the encoder,
+    ``bep_<net>_predict``; no training runtime."""
+    check_name(name)
+    plan = plan_inference(model.spec)
+    inp = input_context(model, input_format)
+    infer = inference_context(model, plan)
+    infer["encoder_bytes"] = int(inp["kept"].size + inp["threshold"].size * np.dtype(inp["type"]).itemsize)
+    ctx = {"name": name, "NAME": name.upper(), "version": __version__, "config_hash": model.config_hash,
+           "config_hash32": model.config_hash32, "spec": model.spec, "classifier": bits.pack(model.classifier),
+           "labels": [str(c) for c in model.labels.tolist()], "input": inp, "infer": infer, "status": STATUS,
+           "inference_only": True, "stack": STACK_BYTES}
+    env = environment()
+    library = {filename: env.get_template(template).render(template=template, **ctx)
+               for template, filename in (("infer.h.j2", f"bep_{name}.h"), ("infer.c.j2", f"bep_{name}.c"),
+                                          ("status.h.j2", "bep_status.h"), ("status.c.j2", "bep_status.c"))}
+    for filename in (*INFERENCE_FILES, *ENCODE_FILES):
+        library[filename] = abi.template_path("runtime", filename).read_text()
+    out, parts = package.render_inference(env, ctx, library)
+    return out, plan, parts
+
+
+def generate(model: Model, out_dir: str | Path, name: str = "net", input_format: InputFormat | None = None,
+             inference_only: bool = False) -> Generated:
     """Render ``model`` into ``out_dir`` (created if needed; only our files are written,
-    each only when its text changed)."""
-    texts, plan, parts = render(model, name)
+    each only when its text changed); ``input_format``: the device's raw inputs
+    (default ``inputformat.choose``); ``inference_only``: prediction code alone."""
+    state = plan_state(model.spec, model.params.gate)
+    if inference_only:
+        texts, infer, parts = render_inference(model, name, input_format)
+        directory = files.write_text_files(out_dir, texts)
+        return Generated(directory, name, state, model.config_hash, sorted(texts), parts, infer)
+    texts, plan, parts = render(model, name, input_format)
     directory = files.write_text_files(out_dir, texts)
     return Generated(directory, name, plan, model.config_hash, sorted(texts), parts)
+
+
+def render_standalone_data(fmt: InputFormat, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                           source: str) -> str:
+    """``bep_sa_data.c``: a standalone image's training and test sets, device values of
+    ``fmt`` (n, values of a sample) and class indices, as const arrays in flash."""
+    ctx = {"input_type": fmt.input_type, "ctype": fmt.ctype, "source": source, "version": __version__}
+    for part, (x, y) in (("train", train), ("test", test)):
+        x, y = np.asarray(x), np.asarray(y)
+        if x.dtype.kind not in "iu" or (x.size and (x.min() < fmt.lo or x.max() > fmt.hi)):
+            raise ValueError(f"{part} values must be {fmt.input_type} integers")
+        if y.dtype.kind not in "iu" or (y.size and (y.min() < 0 or y.max() > 255)) or len(y) != len(x):
+            raise ValueError(f"{part} labels must be class indices 0..255, one per sample")
+        ctx.update({f"{part}_x": x.astype(np.int64), f"{part}_y": y.astype(np.int64), f"n_{part}": len(y)})
+        ctx["values"] = x.shape[1]
+    return environment().get_template("standalone_data.c.j2").render(template="standalone_data.c.j2", **ctx)

@@ -14,14 +14,15 @@ State buffer = header, then per layer:
   a      packed activations (rnn: one per step)                         (activations)
   t      packed desired activations a* (rnn: a*_t, a*_{t-1}, all-ones a_0)
   dirty  one bit per row updated in the open batch
-then one packed gate mask of the widest layer.
+then one packed gate mask of the widest layer, then the epoch schedule's state
+(bep_standalone.h: bep_schedule_state_t), counted with the header as bookkeeping.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bep_mcu.cgen.abi import MAX_LAYERS, STATE_HEADER_BYTES as HEADER_BYTES
+from bep_mcu.cgen.abi import MAX_LAYERS, SCHEDULE_STATE_BYTES, STATE_HEADER_BYTES as HEADER_BYTES
 from bep_mcu.engine.spec import MAX_LAYERS as SPEC_MAX_LAYERS, NetSpec
 from bep_mcu.errors import BEPError
 
@@ -59,13 +60,16 @@ class StatePlan:
     state_bytes: int
     input_words: int
     class_words: int
+    schedule_off: int
 
     def bytes_by_kind(self) -> dict[str, int]:
-        """Hidden weights, packed weights (incl. transposes), activations/scratch, header."""
+        """Hidden weights, packed weights (incl. transposes), activations/scratch, header
+        (the runtime's and the schedule's bookkeeping)."""
         hidden = sum(p.sizes["h"] for p in self.layers)
         packed = sum(p.sizes["w"] + p.sizes["wr"] + p.sizes["wt"] for p in self.layers)
-        return {"header": HEADER_BYTES, "hidden_weights": hidden, "packed_weights": packed,
-                "activations": self.state_bytes - HEADER_BYTES - hidden - packed}
+        header = HEADER_BYTES + SCHEDULE_STATE_BYTES
+        return {"header": header, "hidden_weights": hidden, "packed_weights": packed,
+                "activations": self.state_bytes - header - hidden - packed}
 
 
 def plan_state(spec: NetSpec, gates: tuple[int, ...]) -> StatePlan:
@@ -97,11 +101,40 @@ def plan_state(spec: NetSpec, gates: tuple[int, ...]) -> StatePlan:
         layers.append(p)
     gate_off = offset
     offset += max(p.out_words for p in layers) * 4
+    schedule_off = offset
+    offset += SCHEDULE_STATE_BYTES
     if offset > MAX_STATE_BYTES:
         raise BEPError(f"the training state would need {offset} bytes; the C runtime addresses at most "
                        f"{MAX_STATE_BYTES} (uint32)")
     input_words = spec.steps * words(spec.n_inputs) if spec.model == "rnn" else words(spec.n_inputs)
-    return StatePlan(layers, gate_off, offset, input_words, words(spec.hidden[-1]))
+    return StatePlan(layers, gate_off, offset, input_words, words(spec.hidden[-1]), schedule_off)
+
+
+@dataclass
+class InferencePlan:
+    """What inference-only code holds (bep_infer.h): packed visible weights and the
+    classifier in flash; in RAM only the packed input and two activation vectors of the
+    widest layer (``work_words``)."""
+
+    input_words: int
+    scratch_words: int
+    class_words: int
+    weight_bytes: int
+    classifier_bytes: int
+
+    @property
+    def work_words(self) -> int:
+        return self.input_words + self.scratch_words
+
+
+def plan_inference(spec: NetSpec) -> InferencePlan:
+    rnn = spec.model == "rnn"
+    weight_words = sum(rows * (words(spec.n_inputs if rnn else cols) + (words(rows) if rnn else 0))
+                       for rows, cols in spec.layer_shapes())
+    class_words = words(spec.hidden[-1])
+    input_words = spec.steps * words(spec.n_inputs)
+    return InferencePlan(input_words, 2 * max(words(k) for k in spec.hidden), class_words, 4 * weight_words,
+                         4 * spec.n_classes * class_words)
 
 
 def describe(model) -> dict:
@@ -110,8 +143,9 @@ def describe(model) -> dict:
 
     Training state is the C runtime's state buffer as planned here (the number
     ``generate``/``size`` report): hidden weights at B bits, packed visible weights (plus
-    the packed transposes the backward pass reads), activations. Inference needs only the
-    packed visible weights and the classifier."""
+    the packed transposes the backward pass reads), activations. Inference-only code
+    (``generate --inference-only``) keeps the packed visible weights and the classifier
+    in flash and needs only the packed input and two activation vectors of RAM."""
     spec = model.spec
     plan = plan_state(spec, model.params.gate)
     layers = []
@@ -122,6 +156,7 @@ def describe(model) -> dict:
                        "transpose_bytes": p.sizes["wt"]})
     classifier_bytes = spec.n_classes * plan.class_words * 4
     kinds = plan.bytes_by_kind()
+    infer = plan_inference(spec)
     enc = model.encoder
     return {
         "model": spec.model, "inputs": spec.n_inputs, "hidden": list(spec.hidden), "classes": spec.n_classes,
@@ -129,6 +164,8 @@ def describe(model) -> dict:
         "classifier_bytes": classifier_bytes, "activation_bytes": kinds["activations"] + kinds["header"],
         "training_state_bytes": plan.state_bytes,
         "inference_state_bytes": sum(lay["packed_weight_bytes"] for lay in layers) + classifier_bytes,
+        "inference_flash_bytes": infer.weight_bytes + infer.classifier_bytes,
+        "inference_ram_bytes": 4 * infer.work_words,
         "binarizer": enc.binarizer.describe(), "window": enc.window, "labels": model.labels.tolist(),
         "epochs": model.training.epochs, "origin": model.training.origin.kind,
     }

@@ -12,6 +12,9 @@ STATUS: list[tuple[str, int, str]] = [
     ("ERR_STATE", -5, "the state buffer was not initialised for this network"),
     ("ERR_ARG", -6, "an argument is out of range"),
     ("ERR_LABEL", -7, "the label is not a class of this network"),
+    ("ERR_BATCH_OPEN", -8, "a batch with updates is open: call end_batch first"),
+    ("ERR_FOREIGN", -9, "the snapshot was written by another network configuration"),
+    ("ERR_CORRUPT", -10, "the snapshot is damaged (magic, version, length, CRC or contents)"),
 ]
 
 BY_VALUE = {value: (name, meaning) for name, value, meaning in STATUS}

@@ -4,7 +4,8 @@ What is measured, and why this way
 ----------------------------------
 ``bep-mcu size`` measures each part of a generated directory (``cgen/package``) on its
 own: the *training* code (``bep_<net>.c``, ``bep_runtime.c``, ``bep_status.c``), the
-*link* (``bep_link.c``, the serial protocol) and the *example* code
+*board* code for learning alone (``bep_<net>_board.c``, ``bep_encode.c``,
+``bep_standalone.c``), the *link* (``bep_link.c``, the serial protocol) and the *example* code
 (``bep_<net>_trainer.c``; the Arduino sketch around it needs an Arduino core and is not
 measured). Every ``.c`` file of a part is compiled to an object file, with no link, at
 ``-Os`` and at ``-O2``::
@@ -35,13 +36,17 @@ The sizes come from binutils ``size`` on the objects:
 * ``RAM = data + bss + buffer``, where ``buffer`` is the caller-owned memory the part
   works in: for training the state buffer, ``BEP_<NET>_STATE_BYTES`` from the host's
   layout plan (bep_mcu/cgen/layout.py); for the link ``sizeof(bep_link_t)`` with the
-  default payload (``cgen/protocol.py:link_bytes``, at the target's pointer size); the
-  example trainer keeps its state static (in its ``bss``).
+  default payload (``cgen/protocol.py:link_bytes``, at the target's pointer size); for
+  inference-only code (``generate --inference-only``) the work buffer,
+  ``BEP_<NET>_WORK_WORDS`` words (the packed input and two activation vectors). The
+  board part works in the training state (a snapshot buffer, if kept in RAM, is the
+  caller's: ``BEP_<NET>_SNAPSHOT_BYTES``); the example trainer keeps its state static
+  (in its ``bss``).
 
 The parts add up: ``total`` is their sum, field by field, and equals ``size`` on all the
-objects together. A RAM/flash budget is judged on the training part (what learning
-needs; the JSON has the others to add) at ``-Os`` (``BUDGET_LEVEL``): the build one
-ships when space is tight.
+objects together. A RAM/flash budget is judged on one part, ``training`` (what learning
+needs; the JSON has the others to add) or, for inference-only code, ``inference``, at
+``-Os`` (``BUDGET_LEVEL``): the build one ships when space is tight.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from bep_mcu.cgen import package, protocol
+from bep_mcu.cgen import protocol
 from bep_mcu.errors import BEPError
 
 ARM_TARGETS = ("cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33")
@@ -288,7 +293,7 @@ class PartSizes:
 @dataclass(frozen=True)
 class SizeReport:
     """What one network's generated code costs on one target, per part and optimisation
-    level; budgets are judged on the training part."""
+    level; budgets are judged on one part (``judged``)."""
 
     target: str
     name: str
@@ -296,17 +301,18 @@ class SizeReport:
     state_bytes: int
     state_by_kind: dict[str, int]
     parts: dict[str, PartSizes]
+    judged: str = "training"
     ram_budget: int | None = None
     flash_budget: int | None = None
 
     def ram(self, level: str) -> int:
-        return self.parts["training"].ram(level)
+        return self.parts[self.judged].ram(level)
 
     def flash(self, level: str) -> int:
-        return self.parts["training"].levels[level].flash
+        return self.parts[self.judged].levels[level].flash
 
     def excess(self, level: str = BUDGET_LEVEL) -> list[tuple[str, int, int]]:
-        """(what, used, budget) for each budget the ``level`` build of the training code exceeds."""
+        """(what, used, budget) for each budget the ``level`` build of the judged part exceeds."""
         over = []
         if self.ram_budget is not None and self.ram(level) > self.ram_budget:
             over.append(("RAM", self.ram(level), self.ram_budget))
@@ -329,13 +335,15 @@ class SizeReport:
         return {"target": self.target, "name": self.name, "compiler": self.compiler,
                 "state_bytes": self.state_bytes, "state_by_kind": dict(self.state_by_kind),
                 "parts": {name: p.to_dict() for name, p in self.parts.items()}, "total": total,
-                "fits": self.fits, "ram_budget": self.ram_budget, "flash_budget": self.flash_budget}
+                "judged": self.judged, "fits": self.fits, "ram_budget": self.ram_budget, "flash_budget": self.flash_budget}
 
 
 def buffer_bytes(gen, part: str, target: str) -> int:
     """Caller-owned RAM a part works in (see the module docstring)."""
     if part == "training":
         return gen.plan.state_bytes
+    if part == "inference":
+        return 4 * gen.inference.work_words
     if part == "link":
         return protocol.link_bytes(protocol.MAX_PAYLOAD, struct.calcsize("P") if target == "host" else 4)
     return 0
@@ -346,16 +354,22 @@ def measure(gen, target: str, work_dir: Path, ram_budget: int | None = None,
     """Compile each part of ``gen`` for ``target`` at every level under ``work_dir`` and size it."""
     tools = tools or toolchain(target)
     parts = {}
-    for part in package.PARTS:
+    for part in gen.parts:
         sources = gen.sources((part,))
         levels = {level: total(object_sizes(tools, compile_objects(tools, sources, gen.src,
                                                                    Path(work_dir) / part / level, level)))
                   for level in OPT_LEVELS}
         files = tuple(src.relative_to(gen.directory).as_posix() for src in sources)
         parts[part] = PartSizes(files, buffer_bytes(gen, part, target), levels)
-    return SizeReport(target=target, name=gen.name, compiler=tools.version(), state_bytes=gen.plan.state_bytes,
-                      state_by_kind=gen.plan.bytes_by_kind(), parts=parts, ram_budget=ram_budget,
-                      flash_budget=flash_budget)
+    if gen.inference is not None:
+        infer = gen.inference
+        state_bytes = 4 * infer.work_words
+        kinds = {"packed_input": 4 * infer.input_words, "activations": 4 * infer.scratch_words}
+    else:
+        state_bytes, kinds = gen.plan.state_bytes, gen.plan.bytes_by_kind()
+    return SizeReport(target=target, name=gen.name, compiler=tools.version(), state_bytes=state_bytes,
+                      state_by_kind=kinds, parts=parts, judged="inference" if gen.inference else "training",
+                      ram_budget=ram_budget, flash_budget=flash_budget)
 
 
 if __name__ == "__main__":  # `python -m bep_mcu.cgen.toolchain`: the strict flags, for Makefiles (host/)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import click
 
 from bep_mcu import modelio, validate
+from bep_mcu.data import inputformat
 from bep_mcu.data.datasets import Dataset, load_dataset, load_files
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model
@@ -95,3 +96,21 @@ def parse_int_list(value: str | None, name: str) -> tuple[int, ...] | None:
     if not numbers or any(n <= 0 for n in numbers):
         raise BEPError(f"{name} must be a comma-separated list of positive integers, got '{value}'")
     return numbers
+
+
+def input_format_options(f: Callable) -> Callable:
+    """--input-type TYPE and --input-scale N[,N...]: the device's raw inputs (data.inputformat)."""
+    f = click.option("--input-scale", "input_scale", metavar="N[,N...]", default=None,
+                     help="Device value = round(x * N) of a feature's real value x: one integer for every feature, "
+                          "or one per feature.  [default: 1 for integer data, else the largest power of ten that "
+                          "keeps the training data in range]")(f)
+    f = click.option("--input-type", "input_type", type=click.Choice(list(inputformat.INPUT_TYPES)), default=None,
+                     help="Integer type of the device's raw values.  [default: the narrowest signed type that holds "
+                          "the data and every threshold; int16 for non-integer data]")(f)
+    return f
+
+
+def input_format(model: Model, X, input_type: str | None, input_scale: str | None) -> inputformat.InputFormat:
+    """The device input format from the options (``X``: training data, or None)."""
+    scales = inputformat.parse_scale(input_scale, model.encoder.n_features)
+    return inputformat.choose(model.encoder, X, input_type, scales)

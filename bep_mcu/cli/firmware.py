@@ -1,17 +1,22 @@
 """``bep-mcu firmware``: build a training firmware for one board and report its size
 (the planning and building live in ``bep_mcu/device/firmware.py``); with ``--self-test
-GOLDEN``, an image that replays a golden file on the board instead (and ``--run`` runs
-it in QEMU)."""
+GOLDEN``, an image that replays a golden file on the board instead; with
+``--standalone-data DATA``, a board that learns DATA on its own (``device/standalone.py``).
+``--run`` runs either in QEMU."""
 
 from __future__ import annotations
 
 import click
 
 from bep_mcu import validate
-from bep_mcu.cli.common import emit, json_option, load_model, model_argument, progress
-from bep_mcu.device import boards
+from bep_mcu.cli.common import emit, input_format, input_format_options, json_option, load_model, model_argument, \
+    progress
+from bep_mcu.data import inputformat
+from bep_mcu.data.datasets import load_dataset
+from bep_mcu.device import boards, standalone
 from bep_mcu.device.emulate import RUN_TIMEOUT, run_image
-from bep_mcu.device.firmware import LEVEL, SELFTEST_EXIT, SELFTEST_OUT, build, build_selftest
+from bep_mcu.device.firmware import LEVEL, SELFTEST_EXIT, SELFTEST_OUT, STANDALONE_OUT, build, build_selftest, \
+    build_standalone
 from bep_mcu.errors import BEPError
 
 
@@ -47,6 +52,27 @@ def _human_selftest(d: dict) -> str:
     return "\n".join(lines)
 
 
+def _human_standalone(d: dict) -> str:
+    lines = [f"{d['elf']}: {d['board']} ({d['cpu']}) learning {d['data']} on its own, built with -{LEVEL}",
+             f"  text {d['text']}  data {d['data_bytes']} of it the samples  bss {d['bss']}  (arm-none-eabi-size)",
+             (f"  RAM   {d['ram_bytes']:>8} of {d['ram_budget']:>8} B: state {d['state_bytes']} + stack "
+              f"{d['stack_bytes']} + firmware {d['firmware_static_bytes']} + sample and snapshot "
+              f"{d['standalone_buffer_bytes']}; predicted {d['predicted_ram_bytes']}"),
+             (f"  flash {d['flash_bytes']:>8} of {d['flash_budget']:>8} B: {d['train_samples']} training and "
+              f"{d['test_samples']} test samples as {d['input_type']} ({d['data_bytes']} B) + network tables "
+              f"{d['predicted_tables_bytes']} + code and the rest"),
+             (f"  inputs: {d['input_type']}; training values within one quantum of a threshold "
+              f"{d['input_report']['near_threshold_values']} of {d['input_report']['values']}, saturated "
+              f"{d['input_report']['saturated_values']}, bits that differ from the real values' "
+              f"{d['input_report']['differing_bits']}")]
+    if "bit_exact" in d:
+        verdict = "bit-exact with the host" if d["bit_exact"] else f"DIFFERS from the host: {d['first_difference']}"
+        lines.append(f"  ran {d['epochs']} epochs ({d['samples']} samples) in QEMU in {d['seconds']:.2f} s: "
+                     f"{verdict}")
+        lines.append(f"  test accuracy   device {d['device_test_accuracy']}   host {d['host_test_accuracy']}")
+    return "\n".join(lines)
+
+
 @click.command(name="firmware")
 @model_argument
 @click.option("--board", "board_name", required=True, type=click.Choice(list(boards.BOARDS)),
@@ -57,21 +83,42 @@ def _human_selftest(d: dict) -> str:
 @click.option("--self-test", "golden_path", default=None, metavar="GOLDEN", type=click.Path(dir_okay=False),
               help="Build a self-test instead: the image replays this golden file (bep-mcu golden) and ends QEMU "
                    "with exit status 0 (match), 1 (mismatch), 2 (foreign file). [default --out: selftest-<board>]")
+@click.option("--standalone-data", "standalone_data", default=None, metavar="DATA",
+              help="Build a board that learns on its own instead: DATA's training set (a dataset name, .csv or "
+                   ".npz) in flash as raw device values, encoded, learnt and scheduled on the board, then its test "
+                   "set evaluated; no link. [default --out: standalone-<board>]")
+@click.option("--epochs", type=int, default=None, help="With --standalone-data: epochs to learn.  [default: 3]")
+@click.option("--batch-size", type=int, default=None, help="With --standalone-data: batch size [default: the model's].")
+@input_format_options
 @click.option("--run", "run", is_flag=True, help="With --self-test: run the image in QEMU and report the verdict "
-              "(JSON key self_test_passed); exit status 1 when it fails.")
+              "(JSON key self_test_passed); with --standalone-data: run it, simulate the same run on the host and "
+              "compare (JSON key bit_exact). Exit status 1 when either fails.")
 @click.option("--timeout", type=float, default=RUN_TIMEOUT, show_default=True,
               help="With --run: seconds before QEMU is killed.")
 @json_option
-def firmware_cmd(model_path, board_name, out_dir, name, golden_path, run, timeout, as_json) -> None:
+def firmware_cmd(model_path, board_name, out_dir, name, golden_path, standalone_data, epochs, batch_size, input_type,
+                 input_scale, run, timeout, as_json) -> None:
     """Build a training firmware for BOARD running MODEL's network, and report its size.
 
     Refuses (exit status 3, one line) when the network does not fit the board's RAM or flash.
     With --self-test GOLDEN it builds the self-test image (bep_mcu/fw/selftest.c) instead,
-    refusing a golden file of another network configuration in one line.
+    refusing a golden file of another network configuration in one line. With
+    --standalone-data DATA it builds an image that learns DATA on its own
+    (bep_mcu/fw/standalone.c).
     """
+    if standalone_data is not None:
+        if golden_path is not None:
+            raise BEPError("give --self-test GOLDEN or --standalone-data DATA, not both")
+        _standalone(model_path, board_name, out_dir, name, standalone_data, epochs, batch_size, input_type,
+                    input_scale, run, timeout, as_json)
+        return
+    for option, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--input-type", input_type),
+                          ("--input-scale", input_scale)):
+        if value is not None:
+            raise BEPError(f"{option} goes with --standalone-data DATA")
     if golden_path is None:
         if run:
-            raise BEPError("--run goes with --self-test GOLDEN")
+            raise BEPError("--run goes with --self-test GOLDEN or --standalone-data DATA")
         result = build(load_model(model_path), board_name, out_dir or f"firmware-{board_name}", name,
                        on_progress=progress)
         emit(result.to_dict(), as_json, _human)
@@ -90,3 +137,23 @@ def firmware_cmd(model_path, board_name, out_dir, name, golden_path, run, timeou
     if run and not d["self_test_passed"]:
         raise SystemExit(1)
 
+
+
+def _standalone(model_path, board_name, out_dir, name, data_name, epochs, batch_size, input_type, input_scale, run,
+                timeout, as_json) -> None:
+    if run:
+        validate.timeout(timeout)
+    model = load_model(model_path)
+    plan = standalone.board_plan(model, 3 if epochs is None else epochs, batch_size)
+    dataset = load_dataset(data_name)
+    fmt = input_format(model, dataset.X_train, input_type, input_scale)
+    data = standalone.standalone_data(model, dataset, fmt)
+    built = build_standalone(model, board_name, data, plan.epochs, plan.batch_size,
+                             out_dir or STANDALONE_OUT.format(board=board_name), name, on_progress=progress)
+    d = {**built.to_dict(), "input_report": inputformat.report(model.encoder, fmt, dataset.X_train)}
+    if run:
+        progress(f"running {built.firmware.elf} in QEMU ({board_name}) and the same run on the host")
+        d.update(standalone.run(built, model, plan, timeout))
+    emit(d, as_json, _human_standalone)
+    if run and not d["bit_exact"]:
+        raise SystemExit(1)

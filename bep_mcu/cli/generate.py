@@ -1,11 +1,31 @@
-"""``bep-mcu generate``: write the C99 training code of a model into a directory."""
+"""``bep-mcu generate``: write the C99 code of a model into a directory: training code
+(runtime + tables + wrappers, the device encoder, the on-device schedule and snapshots)
+or, with ``--inference-only``, prediction code from the packed visible weights."""
 
 from __future__ import annotations
 
 import click
+import numpy as np
 
 from bep_mcu.cgen.codegen import check_name, generate as generate_c, with_hidden_bits
-from bep_mcu.cli.common import emit, json_option, load_model, model_argument
+from bep_mcu.cli.common import data_options, emit, input_format, input_format_options, json_option, load_data, \
+    load_model, model_argument, progress
+from bep_mcu.data import inputformat
+
+
+def _human(d: dict) -> str:
+    what = "inference-only code" if d["inference_only"] else "training code"
+    memory = (f"flash tables {d['flash_tables_bytes']} B, RAM {d['ram_bytes']} B" if d["inference_only"]
+              else f"state {d['state_bytes']} B")
+    lines = [f"wrote {len(d['files'])} files of {what} to {d['out']} (network '{d['name']}', {memory}, "
+             f"config {d['config_hash']})",
+             f"  inputs: {d['input_type']}, scale {','.join(str(s) for s in sorted(set(d['input_scale'])))}"]
+    if "input_report" in d:
+        r = d["input_report"]
+        lines.append(f"  training data: {r['near_threshold_values']} of {r['values']} values within one quantum of a "
+                     f"threshold, {r['saturated_values']} saturated, {r['differing_bits']} bits differ in "
+                     f"{r['differing_samples']} samples")
+    return "\n".join(lines)
 
 
 @click.command()
@@ -13,13 +33,34 @@ from bep_mcu.cli.common import emit, json_option, load_model, model_argument
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory to write.")
 @click.option("--name", default="net", help="Network name used in C symbols (bep_<name>_*).")
 @click.option("--hidden-bits", type=int, default=None, help="8 or 16 [default: the model's].")
+@click.option("--inference-only", is_flag=True,
+              help="Prediction code only: packed visible weights (1 bit each, in flash), the encoder and "
+                   "bep_<name>_predict; RAM for activations only.")
+@input_format_options
+@data_options
 @json_option
-def generate(model_path, out_dir, name, hidden_bits, as_json) -> None:
-    """Generate self-contained C99 training code (runtime + tables + wrappers) for MODEL."""
+def generate(model_path, out_dir, name, hidden_bits, inference_only, input_type, input_scale, dataset, data_path,
+             test_data, as_json) -> None:
+    """Generate self-contained C99 code for MODEL: training code, or with --inference-only
+    prediction code. A --dataset/--data (the training data) chooses the input format's
+    defaults and reports how the device's integers differ from it."""
     check_name(name)
-    gen = generate_c(with_hidden_bits(load_model(model_path), hidden_bits), out_dir, name)
-    kinds = gen.plan.bytes_by_kind()
+    model = with_hidden_bits(load_model(model_path), hidden_bits)
+    X = None if dataset is None and data_path is None else load_data(dataset, data_path, test_data).X_train
+    fmt = input_format(model, X, input_type, input_scale)
+    _, thresholds, op = inputformat.point_thresholds(model.encoder)
+    if X is None and input_scale is None and op != "==" and np.any(thresholds != np.round(thresholds)):
+        progress("note: the encoder's thresholds are not integers, and scale 1 is exact for integer inputs only: "
+                 "give the training data (--data/--dataset) or --input-scale to choose the device's resolution")
+    gen = generate_c(model, out_dir, name, fmt, inference_only)
     result = {"out": str(gen.directory), "name": gen.name, "files": gen.files, "config_hash": gen.config_hash,
-              "state_bytes": gen.plan.state_bytes, **{f"{k}_bytes": v for k, v in kinds.items()}}
-    emit(result, as_json, lambda d: f"wrote {len(d['files'])} files to {d['out']} (network '{d['name']}', "
-                                    f"state {d['state_bytes']} B, config {d['config_hash']})")
+              "inference_only": inference_only, **fmt.describe()}
+    if gen.inference is not None:
+        result.update({"flash_tables_bytes": gen.inference.weight_bytes + gen.inference.classifier_bytes,
+                       "ram_bytes": 4 * gen.inference.work_words})
+    else:
+        kinds = gen.plan.bytes_by_kind()
+        result.update({"state_bytes": gen.plan.state_bytes, **{f"{k}_bytes": v for k, v in kinds.items()}})
+    if X is not None:
+        result["input_report"] = inputformat.report(model.encoder, fmt, X)
+    emit(result, as_json, _human)

@@ -21,7 +21,8 @@ def _human(d: dict) -> str:
     lines.append(f"  classifier {d['classes']} x {d['hidden'][-1]} (fixed): {d['classifier_bytes']} B")
     lines.append(f"training state:  {d['training_state_bytes']} B (the C state buffer: hidden + packed weights + "
                  f"{d['activation_bytes']} B activations and header)")
-    lines.append(f"inference state: {d['inference_state_bytes']} B (packed weights + classifier)")
+    lines.append(f"inference state: {d['inference_flash_bytes']} B of flash (packed weights + classifier), "
+                 f"{d['inference_ram_bytes']} B of RAM (packed input + activations; generate --inference-only)")
     return "\n".join(lines)
 
 
@@ -29,7 +30,7 @@ def _human(d: dict) -> str:
 @model_argument
 @json_option
 def info(model_path, as_json) -> None:
-    """Describe MODEL: layers, 1-bit parameters, bytes of training and inference state."""
+    """Describe MODEL: layers, 1-bit parameters, the training and the inference-only footprints."""
     summary = describe(load_model(model_path))
     summary["path"] = model_path
     emit(summary, as_json, _human)

@@ -31,11 +31,14 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from bep_mcu import files
 from bep_mcu.cgen import abi, cformat, protocol, toolchain
-from bep_mcu.cgen.codegen import Generated, check_name
+from bep_mcu.cgen.codegen import STANDALONE_DATA_C, Generated, check_name, render_standalone_data, snapshot_bytes
 from bep_mcu.cgen.codegen import generate as generate_c
 from bep_mcu.cgen.layout import StatePlan, plan_state
+from bep_mcu.data.inputformat import InputFormat
 from bep_mcu.device import boards
 from bep_mcu.engine.spec import NetSpec
 from bep_mcu.errors import BEPError, DoesNotFit
@@ -336,11 +339,11 @@ def check_golden_for_model(g: golden.Golden, spec: NetSpec, chash: str, golden_n
                        f"'{model_name}' is 0x{want:08X}: write it from this model (bep-mcu golden {model_name} ...)")
 
 
-def _selftest_board(board_name: str) -> boards.Board:
+def _selftest_board(board_name: str, what: str = "the self-test") -> boards.Board:
     board = boards.board(board_name)
     if not board.emulated:
         emulated = ", ".join(b.name for b in boards.BOARDS.values() if b.emulated)
-        raise BEPError(f"{board.name} is a real board: the self-test reports through semihosting, which bep-mcu "
+        raise BEPError(f"{board.name} is a real board: {what} reports through semihosting, which bep-mcu "
                        f"only drives in QEMU; choose one of {emulated}")
     return board
 
@@ -393,3 +396,123 @@ def build_selftest(model: Model, board_name: str, golden_path: str, out_dir: str
         on_progress(f"building {board.name} self-test of {golden_path} in {out_dir}")
     gen = generate_c(model, out / NET_DIR, name)
     return build_selftest_generated(gen, model.spec, board.name, data, out, tools, str(golden_path))
+
+
+# ---------------------------------------------------------------------- standalone
+#
+# ``bep-mcu firmware MODEL --board B --standalone-data DATA``: a board that learns on its
+# own. bep_mcu/fw/standalone.c as main, the training and test sets rendered into the build
+# directory as const arrays of device values (bep_sa_data.c, flash), no link. RAM = state
+# + stack + receive ring (linked through the vector table, never enabled) + one packed
+# sample and one snapshot (bep_sa_buf), checked against arm-none-eabi-size like the
+# training image. QEMU's exit status: STANDALONE_EXIT.
+
+STANDALONE_SOURCES = ("standalone.c", "startup.c", "mem.c")
+STANDALONE_OUT = "standalone-{board}"
+STANDALONE_EXIT = {0: "done", 2: "a runtime call failed", 3: "fault"}
+"""QEMU exit status of a standalone image (bep_mcu/fw/standalone.c; 3 from startup.c)."""
+
+
+@dataclass(frozen=True)
+class StandaloneData:
+    """What a standalone image learns from: device values (n, values of a sample) of
+    ``fmt`` and class indices, for training and test."""
+
+    fmt: InputFormat
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    source: str
+
+    @property
+    def flash_bytes(self) -> int:
+        values = (len(self.train_x) + len(self.test_x)) * self.train_x.shape[1]
+        return values * self.fmt.itemsize + len(self.train_y) + len(self.test_y)
+
+
+@dataclass(frozen=True)
+class StandaloneMemoryPlan(MemoryPlan):
+    """RAM of a standalone image: state + stack + receive ring + bep_sa_buf (one packed
+    sample and one snapshot); no link."""
+
+    standalone_bytes: int = 0
+
+    @property
+    def ram_bytes(self) -> int:
+        return super().ram_bytes + self.standalone_bytes
+
+
+def plan_standalone_memory(state: StatePlan, spec: NetSpec, board: boards.Board, name: str = "net"
+                           ) -> StandaloneMemoryPlan:
+    base = plan_memory(state, spec, board, name)
+    return StandaloneMemoryPlan(board.name, base.state_bytes, 0, base.stack_bytes, base.firmware_static_bytes,
+                                base.table_bytes, 4 * state.input_words + snapshot_bytes(state))
+
+
+def refuse_standalone_if_too_big(plan: StandaloneMemoryPlan, data: StandaloneData, board: boards.Board,
+                                 name: str) -> None:
+    if plan.ram_bytes > board.ram_bytes:
+        raise BEPError(
+            f"standalone image of '{name}' does not fit {board.name}: RAM {plan.ram_bytes} B (state "
+            f"{plan.state_bytes} + stack {plan.stack_bytes} + firmware {plan.firmware_static_bytes} + sample and "
+            f"snapshot {plan.standalone_bytes}) exceeds {board.ram_bytes} B by {plan.ram_bytes - board.ram_bytes} B")
+    if plan.tables_bytes + data.flash_bytes > board.flash_bytes:
+        raise BEPError(f"the data of '{data.source}' ({data.flash_bytes} B as {data.fmt.input_type}) and the "
+                       f"network's tables ({plan.tables_bytes} B) exceed {board.name}'s flash of "
+                       f"{board.flash_bytes} B: use fewer samples")
+
+
+@dataclass(frozen=True)
+class StandaloneBuild:
+    firmware: FirmwareBuild
+    data: StandaloneData
+    epochs: int
+    batch_size: int
+    snapshot_after: int  # the image snapshots, wipes and restores its state after this epoch (0: never)
+
+    def to_dict(self) -> dict:
+        d = self.firmware.to_dict()
+        d.update({"standalone": True, "data": self.data.source, "train_samples": len(self.data.train_y),
+                  "test_samples": len(self.data.test_y), "data_bytes": self.data.flash_bytes, "epochs": self.epochs,
+                  "batch_size": self.batch_size, "snapshot_after": self.snapshot_after,
+                  "standalone_buffer_bytes": self.firmware.plan.standalone_bytes, **self.data.fmt.describe()})
+        return d
+
+
+def standalone_defines(board: boards.Board, name: str, n_train: int, n_test: int, epochs: int, batch_size: int,
+                       snapshot_after: int) -> dict[str, str]:
+    """The macros standalone.c compiles with (besides the board's and the network's)."""
+    _, defines = build_flags(board, name)
+    defines.update({"BEP_SA_TRAIN_N": f"{n_train}u", "BEP_SA_TEST_N": f"{n_test}u", "BEP_SA_EPOCHS": f"{epochs}u",
+                    "BEP_SA_BATCH": f"{batch_size}u", "BEP_SA_SNAPSHOT_EPOCH": f"{snapshot_after}u",
+                    "BEP_SA_BOARD_HEADER": f'"bep_{name}_board.h"'})
+    return defines
+
+
+def build_standalone(model: Model, board_name: str, data: StandaloneData, epochs: int, batch_size: int,
+                     out_dir: str | Path, name: str = "net",
+                     on_progress: Callable[[str], None] | None = None) -> StandaloneBuild:
+    """``bep-mcu firmware MODEL --standalone-data DATA``: an image that trains on ``data``
+    for ``epochs`` epochs with the on-device schedule, no link, and reports through
+    semihosting (bep_mcu/fw/standalone.c). Refuses, in one line and before anything is
+    written, a board without semihosting and an image that does not fit."""
+    board = _selftest_board(board_name, "the standalone image")
+    check_name(name)
+    out = output_dir(out_dir)
+    state = plan_state(model.spec, model.params.gate)
+    plan = plan_standalone_memory(state, model.spec, board, name)
+    refuse_standalone_if_too_big(plan, data, board, name)
+    tools = toolchain.toolchain(board.cpu)
+    if on_progress:
+        on_progress(f"building {board.name} standalone image of {data.source} in {out_dir}")
+    gen = generate_c(model, out / NET_DIR, name, data.fmt)
+    build_dir = _build_dir(out, board)
+    files.write_text_files(build_dir, {STANDALONE_DATA_C: render_standalone_data(
+        data.fmt, (data.train_x, data.train_y), (data.test_x, data.test_y), data.source)})
+    snapshot_after = epochs // 2
+    defines = standalone_defines(board, gen.name, len(data.train_y), len(data.test_y), epochs, batch_size,
+                                 snapshot_after)
+    result = _build_image(tools, board, gen, STANDALONE_SOURCES, [build_dir / STANDALONE_DATA_C], defines, out, plan,
+                          "standalone RAM plan", f" (the data takes {data.flash_bytes} B of it: use fewer samples)")
+    return StandaloneBuild(result, data, epochs, batch_size, snapshot_after)

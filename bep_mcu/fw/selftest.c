@@ -34,13 +34,13 @@
  * fits the training firmware (which holds a link of several hundred bytes instead)
  * also fits its self-test.
  */
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "bep_cortexm.h"
 #include BEP_FW_NET_HEADER
 #include "bep_golden.h" /* the file format, shared with host/bep_host_driver.c */
+#include "bep_semihost.h"
 
 #if !defined(BEP_ST_GOLDEN_BYTES) || !defined(BEP_ST_MAX_N) || !defined(BEP_ST_CHUNK)
 #error "BEP_ST_GOLDEN_BYTES, BEP_ST_MAX_N and BEP_ST_CHUNK are set by the build (bep_mcu/device/firmware.py)"
@@ -77,91 +77,6 @@ static struct {
     uint8_t chunk[BEP_ST_CHUNK];
 } bep_st_buf;
 
-/* ------------------------------------------------------------ semihosting */
-
-/* SYS_EXIT_EXTENDED (0x20) with ADP_Stopped_ApplicationExit: QEMU exits with `status`. */
-__attribute__((noreturn)) static void st_exit(uint32_t status)
-{
-    uint32_t block[2];
-    block[0] = 0x20026u;
-    block[1] = status;
-    {
-        register uint32_t op __asm__("r0") = 0x20u;
-        register const uint32_t *arg __asm__("r1") = block;
-        __asm__ volatile("bkpt 0xAB" : : "r"(op), "r"(arg) : "memory");
-    }
-    for (;;) {
-    }
-}
-
-/* SYS_WRITE0 (0x04): a NUL-terminated string to the emulator's console. */
-static void st_write0(const char *s)
-{
-    register uint32_t op __asm__("r0") = 0x04u;
-    register const char *arg __asm__("r1") = s;
-    __asm__ volatile("bkpt 0xAB" : "+r"(op) : "r"(arg) : "memory");
-}
-
-/* ------------------------------------------------------------ one report line */
-
-/* Longest line: a MISMATCH with every number at its widest, about 120 characters
- * (longer ones are cut, never overrun). */
-#define ST_LINE 160u
-
-/* One line to the console. A tiny format language, not printf's: %s a string, %u an
- * unsigned long, %d a long, %x an unsigned long as 0x%08lX. The buffer lives in this
- * frame only, and this is called only on the way out, so it never adds to the
- * deepest stack (main -> bep_train_batch -> the forward pass). */
-__attribute__((noinline)) static void st_say(const char *fmt, ...)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    char line[ST_LINE], digits[10];
-    size_t len = 0, n;
-    unsigned long u;
-    const char *s;
-    va_list ap;
-    va_start(ap, fmt);
-    for (; *fmt != '\0' && len + 2u < ST_LINE; ++fmt) {
-        if (*fmt != '%' || fmt[1] == '\0') {
-            line[len++] = *fmt;
-            continue;
-        }
-        switch (*++fmt) {
-        case 's':
-            for (s = va_arg(ap, const char *); *s != '\0' && len + 2u < ST_LINE; ++s) line[len++] = *s;
-            break;
-        case 'd':
-        case 'u':
-            if (*fmt == 'd') {
-                long v = va_arg(ap, long);
-                if (v < 0) line[len++] = '-';
-                u = v < 0 ? 0ul - (unsigned long)v : (unsigned long)v;
-            } else {
-                u = va_arg(ap, unsigned long);
-            }
-            n = 0;
-            do {
-                digits[n++] = (char)('0' + (char)(u % 10u));
-                u /= 10u;
-            } while (u != 0u);
-            while (n > 0u && len + 2u < ST_LINE) line[len++] = digits[--n];
-            break;
-        case 'x':
-            u = va_arg(ap, unsigned long);
-            for (n = 0; n < 10u && len + 2u < ST_LINE; ++n)
-                line[len++] = n == 0u ? '0' : n == 1u ? 'x' : hex[(u >> (36u - 4u * n)) & 0xFu];
-            break;
-        default:
-            line[len++] = *fmt;
-            break;
-        }
-    }
-    va_end(ap);
-    line[len++] = '\n';
-    line[len] = '\0';
-    st_write0(line);
-}
-
 /* ------------------------------------------------------------ file reading */
 
 static unsigned long file_offset(const unsigned char *p) { return (unsigned long)(p - bep_st_golden); }
@@ -172,9 +87,9 @@ static const unsigned char *take(golden_reader_t *r, size_t n, const char *what,
     const unsigned char *p = golden_take(r, n, what, batch);
     if (p != NULL) return p;
     if (batch >= 0)
-        st_say("ERROR truncated golden file (batch %d %s at offset %u)", batch, what, (unsigned long)r->pos);
+        bep_sh_say("ERROR truncated golden file (batch %d %s at offset %u)", batch, what, (unsigned long)r->pos);
     else
-        st_say("ERROR truncated golden file (%s at offset %u)", what, (unsigned long)r->pos);
+        bep_sh_say("ERROR truncated golden file (%s at offset %u)", what, (unsigned long)r->pos);
     return NULL;
 }
 
@@ -198,24 +113,24 @@ static int parse_head(golden_reader_t *r, golden_t *g)
     unsigned l;
     if (h == NULL) return -1;
     if (!golden_same(h, golden_magic, sizeof golden_magic)) {
-        st_say("ERROR not a bep-mcu golden file (bad magic)");
+        bep_sh_say("ERROR not a bep-mcu golden file (bad magic)");
         return -1;
     }
     golden_decode_head(h, &g->h);
     if (g->h.version != GOLDEN_VERSION) {
-        st_say("ERROR golden format version %u, this self-test reads %u", (unsigned long)g->h.version,
+        bep_sh_say("ERROR golden format version %u, this self-test reads %u", (unsigned long)g->h.version,
                (unsigned long)GOLDEN_VERSION);
         return -1;
     }
     if (g->h.config_hash != BEP_FW_NET_MACRO(CONFIG_HASH)) {
-        st_say("ERROR golden file for config %x, this image was built for %x (regenerate the image or the golden "
+        bep_sh_say("ERROR golden file for config %x, this image was built for %x (regenerate the image or the golden "
                "file from the same model)", (unsigned long)g->h.config_hash,
                (unsigned long)BEP_FW_NET_MACRO(CONFIG_HASH));
         return -1;
     }
     if (g->h.model != cfg->model || g->h.hidden_bits != cfg->hidden_bits || g->h.n_layers != cfg->n_layers ||
         g->h.n_classes != cfg->n_classes || g->h.steps != cfg->steps || g->h.input_words != cfg->input_words) {
-        st_say("ERROR network shape differs from the compiled one");
+        bep_sh_say("ERROR network shape differs from the compiled one");
         return -1;
     }
     if (take(r, g->h.prov_len, "provenance", -1) == NULL) return -1;
@@ -224,13 +139,13 @@ static int parse_head(golden_reader_t *r, golden_t *g)
         if (p == NULL) return -1;
         golden_decode_layer(p, &rec);
         if (rec.rows != cfg->layer[l].rows || rec.cols != cfg->layer[l].cols) {
-            st_say("ERROR layer %u is %u x %u, the compiled network's is %u x %u", (unsigned long)l,
+            bep_sh_say("ERROR layer %u is %u x %u, the compiled network's is %u x %u", (unsigned long)l,
                    (unsigned long)rec.rows, (unsigned long)rec.cols, (unsigned long)cfg->layer[l].rows,
                    (unsigned long)cfg->layer[l].cols);
             return -1;
         }
         if (rec.gamma > 0xFFFFu) {
-            st_say("ERROR layer %u gamma %u out of range", (unsigned long)l, (unsigned long)rec.gamma);
+            bep_sh_say("ERROR layer %u gamma %u out of range", (unsigned long)l, (unsigned long)rec.gamma);
             return -1;
         }
         g->gamma[l] = (uint16_t)rec.gamma;
@@ -247,11 +162,11 @@ static int parse_batch(golden_reader_t *r, long b, golden_batch_t *out)
 {
     int rc = golden_take_batch(r, &BEP_FW_NET_CONFIG, b, out);
     if (rc == -2) {
-        st_say("ERROR batch %d has a bad sample count %u", b, (unsigned long)out->n);
+        bep_sh_say("ERROR batch %d has a bad sample count %u", b, (unsigned long)out->n);
     } else if (rc != 0) {
-        st_say("ERROR truncated golden file (batch %d %s at offset %u)", b, r->fail_what, (unsigned long)r->pos);
+        bep_sh_say("ERROR truncated golden file (batch %d %s at offset %u)", b, r->fail_what, (unsigned long)r->pos);
     } else if (out->n > BEP_ST_MAX_N) { /* the build sized the buffers for this very file */
-        st_say("ERROR batch %d has %u samples, the image holds %u", b, (unsigned long)out->n,
+        bep_sh_say("ERROR batch %d has %u samples, the image holds %u", b, (unsigned long)out->n,
                (unsigned long)BEP_ST_MAX_N);
         rc = -1;
     }
@@ -263,9 +178,9 @@ static int parse_batch(golden_reader_t *r, long b, golden_batch_t *out)
 static int runtime_failed(const char *call, long batch, bep_status_t st)
 {
     if (batch >= 0)
-        st_say("ERROR batch %d: %s: status %d", batch, call, (long)st);
+        bep_sh_say("ERROR batch %d: %s: status %d", batch, call, (long)st);
     else
-        st_say("ERROR %s: status %d", call, (long)st);
+        bep_sh_say("ERROR %s: status %d", call, (long)st);
     return ST_ERROR;
 }
 
@@ -290,12 +205,12 @@ static int compare_hidden(const unsigned char *const expected[], long batch)
                 int32_t got = golden_weight(bep_st_buf.chunk, cfg->hidden_bits, k);
                 if (want == got) continue;
                 if (batch < 0)
-                    st_say("MISMATCH after init (before batch 0) layer %u row %u col %u: expected %d, got %d "
+                    bep_sh_say("MISMATCH after init (before batch 0) layer %u row %u col %u: expected %d, got %d "
                            "(file offset %u)", (unsigned long)l, (unsigned long)(idx / cfg->layer[l].cols),
                            (unsigned long)(idx % cfg->layer[l].cols), (long)want, (long)got,
                            file_offset(expected[l] + idx * wb));
                 else
-                    st_say("MISMATCH batch %d layer %u row %u col %u: expected %d, got %d (file offset %u)", batch,
+                    bep_sh_say("MISMATCH batch %d layer %u row %u col %u: expected %d, got %d (file offset %u)", batch,
                            (unsigned long)l, (unsigned long)(idx / cfg->layer[l].cols),
                            (unsigned long)(idx % cfg->layer[l].cols), (long)want, (long)got,
                            file_offset(expected[l] + idx * wb));
@@ -321,7 +236,7 @@ static int run_batch(const golden_batch_t *bt, long b)
     for (k = 0; k < bt->n; ++k) {
         uint16_t want = golden_le16(bt->predictions + 2u * k);
         if (bep_st_buf.pred[k] != want) {
-            st_say("MISMATCH batch %d sample %u prediction: expected %u, got %u (file offset %u)", b,
+            bep_sh_say("MISMATCH batch %d sample %u prediction: expected %u, got %u (file offset %u)", b,
                    (unsigned long)k, (unsigned long)want, (unsigned long)bep_st_buf.pred[k],
                    file_offset(bt->predictions + 2u * k));
             return ST_MISMATCH;
@@ -333,7 +248,7 @@ static int run_batch(const golden_batch_t *bt, long b)
     for (k = 0; k < GOLDEN_N_COUNTERS; ++k) {
         uint32_t want = golden_le32(bt->counters + 4u * k);
         if (got_c[k] != want) {
-            st_say("MISMATCH batch %d counter %s: expected %u, got %u (file offset %u)", b, golden_counter_names[k],
+            bep_sh_say("MISMATCH batch %d counter %s: expected %u, got %u (file offset %u)", b, golden_counter_names[k],
                    (unsigned long)want, (unsigned long)got_c[k], file_offset(bt->counters + 4u * k));
             return ST_MISMATCH;
         }
@@ -362,7 +277,7 @@ static int run(void)
     end = take(&r, sizeof golden_end, "end marker", -1);
     if (end == NULL) return ST_ERROR;
     if (!golden_same(end, golden_end, sizeof golden_end) || r.pos != BEP_ST_GOLDEN_BYTES) {
-        st_say("ERROR damaged golden file (no end marker at offset %u)", file_offset(end));
+        bep_sh_say("ERROR damaged golden file (no end marker at offset %u)", file_offset(end));
         return ST_ERROR;
     }
 
@@ -380,11 +295,11 @@ static int run(void)
         rc = run_batch(&bt, (long)b);
         if (rc != ST_MATCH) return rc;
     }
-    st_say("OK self-test on %s: %u batches, %u layers, %u-bit, config %x: predictions, counters and hidden "
+    bep_sh_say("OK self-test on %s: %u batches, %u layers, %u-bit, config %x: predictions, counters and hidden "
            "weights match", BEP_BOARD_NAME, (unsigned long)g.h.n_batches,
            (unsigned long)cfg->n_layers, (unsigned long)cfg->hidden_bits,
            (unsigned long)BEP_FW_NET_MACRO(CONFIG_HASH));
     return ST_MATCH;
 }
 
-int main(void) { st_exit((uint32_t)run()); }
+int main(void) { bep_sh_exit((uint32_t)run()); }

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bep_mcu.cgen import abi, toolchain
-from bep_mcu.cgen.codegen import Generated
+from bep_mcu.cgen.codegen import Generated, snapshot_bytes
 from bep_mcu.cgen.status import status_name
 from bep_mcu.engine.network import Counters
 from bep_mcu.engine.spec import NetSpec
@@ -41,7 +41,11 @@ def cache_dir() -> Path:
 def generated_cdef(gen: Generated, link: bool = False) -> str:
     """The declarations of a generated directory's public API, from its own headers
     (``link``: the board side of the serial protocol too, its structs left opaque)."""
-    headers = ["bep_status.h", "bep_runtime.h", f"bep_{gen.name}.h", *(["bep_link.h"] if link else [])]
+    if gen.inference:
+        headers = ["bep_status.h", f"bep_{gen.name}.h"]
+    else:
+        headers = ["bep_status.h", "bep_runtime.h", "bep_standalone.h", f"bep_{gen.name}.h",
+                   f"bep_{gen.name}_board.h", *(["bep_link.h"] if link else [])]
     opaque = "typedef struct { ...; } bep_config_t;\ntypedef struct bep_link { ...; } bep_link_t;\n" if link else ""
     return opaque + abi.cdef([(gen.src / h).read_text() for h in headers])
 
@@ -96,7 +100,8 @@ class Twin:
 
     def __init__(self, gen: Generated, spec: NetSpec, defines: dict[str, str] | None = None) -> None:
         self.gen, self.spec, self.name = gen, spec, gen.name
-        module = build_extension(gen, "_bep_twin", generated_cdef(gen), defines=defines)
+        module = build_extension(gen, "_bep_twin", generated_cdef(gen), f'#include "bep_{gen.name}_board.h"',
+                                 defines=defines)
         self.ffi, self.lib = module.ffi, module.lib
         self.state = np.zeros(gen.plan.state_bytes // 4, dtype=np.uint32)
         self._state_ptr = self.ffi.from_buffer("uint32_t[]", self.state)
@@ -115,6 +120,10 @@ class Twin:
 
     def init(self, seed: int, batches: int = 0) -> None:
         self._call("init", seed & 0xFFFFFFFF, batches & 0xFFFFFFFF)
+
+    def start(self, seed: int, batches: int = 0) -> None:
+        """init, then the on-device schedule's first epoch (bep_<net>_start)."""
+        self._call("start", seed & 0xFFFFFFFF, batches & 0xFFFFFFFF)
 
     def load_hidden(self, layer: int, hidden: np.ndarray) -> None:
         h = np.ascontiguousarray(hidden, dtype=self.hidden_dtype)
@@ -167,18 +176,69 @@ class Twin:
         self._call("read_counters", c)
         return Counters(**{name: int(getattr(c, name)) for name in Counters.NAMES})
 
+    # ------------------------------------------------ a board that learns on its own
+
+    def encode(self, raw: np.ndarray) -> np.ndarray:
+        """Device values (n, values of a sample) → packed inputs (n, input words), by the C encoder."""
+        ctype = f"bep_{self.name}_input_t"
+        raw = np.ascontiguousarray(raw, dtype=self.ffi.typeof(ctype).cname.removesuffix("_t"))
+        words = self.gen.plan.input_words
+        out = np.zeros((len(raw), words), dtype=np.uint32)
+        for i in range(len(raw)):
+            status = self._fn("encode")(self.ffi.from_buffer(f"{ctype}[]", raw[i]), raw[i].size,
+                                        self.ffi.from_buffer("uint32_t[]", out[i]), words)
+            if status != 0:
+                raise RuntimeError(f"bep_{self.name}_encode: {status_name(status)}")
+        return out
+
+    def end_epoch(self) -> None:
+        self._call("end_epoch")
+
+    def schedule(self) -> dict:
+        """Where the C schedule stands: epoch, level, stalled, best epoch, γ and Q in use."""
+        info = self.ffi.new("bep_schedule_info_t *")
+        self._call("read_schedule", info)
+        n = self.spec.n_layers
+        return {"epoch": info.epoch, "level": info.level, "stalled": info.stalled, "best_errors": info.best_errors,
+                "best_samples": info.best_samples, "gamma": list(info.gamma)[:n], "q": list(info.q)[:n]}
+
+    def sample_index(self, n: int, i: int) -> int:
+        out = self.ffi.new("uint32_t *")
+        self._call("sample_index", n, i, out)
+        return int(out[0])
+
+    def snapshot(self, size: int | None = None) -> tuple[int, bytes]:
+        """(status, bytes written) of bep_<net>_snapshot into a buffer of ``size`` bytes."""
+        buf = bytearray(snapshot_bytes(self.gen.plan) if size is None else size)
+        status = self._fn("snapshot")(self._state_ptr, self.state.nbytes, self.ffi.from_buffer(buf), len(buf))
+        return status, bytes(buf)
+
+    def restore(self, data: bytes) -> int:
+        """Status of bep_<net>_restore from ``data``."""
+        return self._fn("restore")(self._state_ptr, self.state.nbytes, self.ffi.from_buffer(bytearray(data)),
+                                   len(data))
+
 
 class TwinTrainer:
     """The C twin as a :class:`~bep_mcu.training.Trainer`, started from a model's state."""
 
     name = "c-twin"
 
-    def __init__(self, twin: Twin, seed: int, batch_counter: int) -> None:
-        self.twin, self.spec = twin, twin.spec
-        twin.init(seed, batch_counter)
+    def __init__(self, twin: Twin, seed: int, batch_counter: int, own_schedule: bool = False) -> None:
+        """``own_schedule``: the C schedules itself, as a board that learns alone does
+        (bep_<net>_end_epoch between epochs); ``schedules`` then records the γ and Q it
+        chose for every epoch, to compare with the host's."""
+        self.twin, self.spec, self.own_schedule = twin, twin.spec, own_schedule
+        self.schedules: list[dict] = []
+        (twin.start if own_schedule else twin.init)(seed, batch_counter)
 
     def set_epoch(self, gamma, q) -> None:
-        self.twin.set_epoch(gamma, q)
+        if not self.own_schedule:
+            self.twin.set_epoch(gamma, q)
+            return
+        if self.schedules:  # every epoch but the first: init started the schedule
+            self.twin.end_epoch()
+        self.schedules.append(self.twin.schedule())
 
     def train_batch(self, batch: EncodedData) -> np.ndarray:
         return self.twin.train_batch(batch.packed, batch.y)
@@ -191,3 +251,41 @@ class TwinTrainer:
 
     def hidden_weights(self) -> list[np.ndarray]:
         return self.twin.hidden_weights()
+
+
+class InferenceTwin:
+    """Inference-only output (``generate --inference-only``) on the host: the packed
+    weights in const tables, ``bep_<net>_predict`` and ``bep_<net>_predict_raw``."""
+
+    def __init__(self, gen: Generated) -> None:
+        assert gen.inference is not None, "not an inference-only directory"
+        self.gen, self.name = gen, gen.name
+        module = build_extension(gen, "_bep_infer", generated_cdef(gen))
+        self.ffi, self.lib = module.ffi, module.lib
+        self.work = np.zeros(gen.inference.work_words, dtype=np.uint32)
+
+    def _predict(self, op: str, samples: np.ndarray, ctype: str) -> np.ndarray:
+        fn, out = getattr(self.lib, f"bep_{self.name}_{op}"), self.ffi.new("uint16_t *")
+        work = self.ffi.from_buffer("uint32_t[]", self.work)
+        preds = np.empty(len(samples), dtype=np.int64)
+        for i, sample in enumerate(samples):
+            if op == "predict":  # the packed input, then the scratch after it
+                scratch = self.ffi.from_buffer("uint32_t[]", self.work[self.gen.inference.input_words:])
+                status = fn(self.ffi.from_buffer(ctype, sample), sample.size, scratch,
+                            self.gen.inference.scratch_words, out)
+            else:
+                status = fn(self.ffi.from_buffer(ctype, sample), sample.size, work, self.work.size, out)
+            if status != 0:
+                raise RuntimeError(f"bep_{self.name}_{op}: {status_name(status)}")
+            preds[i] = out[0]
+        return preds
+
+    def predict(self, x_packed: np.ndarray) -> np.ndarray:
+        """Class indices of packed samples (n, input words)."""
+        return self._predict("predict", np.ascontiguousarray(x_packed, dtype=np.uint32), "uint32_t[]")
+
+    def predict_raw(self, raw: np.ndarray) -> np.ndarray:
+        """Class indices of raw device values (n, values of a sample), encoded by the C."""
+        ctype = f"bep_{self.name}_input_t"
+        raw = np.ascontiguousarray(raw, dtype=self.ffi.typeof(ctype).cname.removesuffix("_t"))
+        return self._predict("predict_raw", raw, f"{ctype}[]")

@@ -31,10 +31,10 @@ def build_twin(model: Model, name: str = "net", c_dir: str | None = None,
         if not (src / f"bep_{name}.h").is_file():
             raise BEPError(f"--c-dir '{c_dir}' holds no {package.SRC_DIR}/bep_{name}.h: generate it with "
                            f"bep-mcu generate --name {name}")
-        library = sorted(p.name for p in src.iterdir() if p.suffix in (".c", ".h"))
-        parts = {**package.library_parts(library), "example": []}
+        # the user's directory, maybe edited: every source of src/ is compiled, as one part
+        library = sorted(f"{package.SRC_DIR}/{p.name}" for p in src.iterdir() if p.suffix in (".c", ".h"))
         gen = Generated(directory, name, plan_state(model.spec, model.params.gate), model.config_hash,
-                        [f for p in parts.values() for f in p], parts)
+                        library, {"library": library})
         return Twin(gen, model.spec, defines)
     with tempfile.TemporaryDirectory(prefix="bep-verify-") as tmp:
         return Twin(generate(model, tmp, name), model.spec, defines)  # the module is cached; sources may go

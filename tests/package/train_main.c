@@ -159,7 +159,7 @@ static int train_with_the_trainer(void)
         if (check("trainer_sample", bep_net_trainer_sample(case_x + i * BEP_NET_INPUT_WORDS, case_y[i], &pred)))
             return 1;
         i = (i + 1u) % CASE_N;
-        bep_net_trainer_info(&t);
+        if (check("trainer_info", bep_net_trainer_info(&t))) return 1;
         if (t.epochs == epochs) continue;
         epochs = t.epochs;
         put_str("epoch ");

@@ -1,0 +1,42 @@
+"""Snapshots of what a board learnt: the bytes ``bep_<net>_snapshot`` writes.
+
+The format's home is ``templates/runtime/bep_standalone.h`` (its layout comment and the
+``BEP_SNAPSHOT_*`` defines, read here through ``abi``). The host composes the snapshot a
+board must write from a trainer's state and the schedule's (:func:`compose`), so a
+board's snapshot, or just its CRC, is compared with the host's bit for bit.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from bep_mcu.cgen import abi
+from bep_mcu.engine.network import Counters
+
+MAGIC = abi.standalone_define("BEP_SNAPSHOT_MAGIC")
+VERSION = abi.standalone_define("BEP_SNAPSHOT_VERSION")
+HEADER_BYTES = abi.SNAPSHOT_HEADER_BYTES
+SCHEDULE_FIELDS = ("epoch", "level", "stalled", "best_errors", "best_samples", "start_errors", "start_samples")
+
+
+def compose(config_hash32: int, seed: int, counters: Counters, gamma: Sequence[int], q: Sequence[int],
+            schedule: dict[str, int], hidden: Sequence[np.ndarray]) -> bytes:
+    """The snapshot of a state (bep_standalone.h's layout): ``schedule`` holds
+    ``SCHEDULE_FIELDS``; γ and Q are the ones in use."""
+    pad = [0] * (abi.MAX_LAYERS - len(gamma))
+    head = struct.pack("<5I5I4H4I7I4x", MAGIC, VERSION, config_hash32, 0, seed & 0xFFFFFFFF,
+                       *(getattr(counters, n) & 0xFFFFFFFF for n in Counters.NAMES), *gamma, *pad, *q, *pad,
+                       *(schedule[f] & 0xFFFFFFFF for f in SCHEDULE_FIELDS))
+    assert len(head) == HEADER_BYTES
+    body = b"".join(_padded(np.ascontiguousarray(h).astype(h.dtype.newbyteorder("<")).tobytes()) for h in hidden)
+    total = HEADER_BYTES + len(body) + 4
+    data = head[:12] + struct.pack("<I", total) + head[16:] + body
+    return data + struct.pack("<I", zlib.crc32(data))
+
+
+def _padded(b: bytes) -> bytes:
+    return b + bytes(-len(b) % 4)

@@ -1,0 +1,177 @@
+/*
+ * standalone.c - a board that learns on its own: training data in flash, no link.
+ *
+ * Replaces main.c in a standalone image (bep-mcu firmware MODEL --standalone-data DATA).
+ * The training and test sets are raw device values (the network's input type) in a
+ * generated C file of the build (bep_sa_data.c, rendered by bep_mcu/cgen/codegen.py), and
+ * everything a host did before happens here:
+ *
+ *   bep_<net>_start                     weights from flash, the schedule's first γ and Q
+ *   per epoch, per position i:          bep_<net>_sample_index (the board's own order),
+ *                                       bep_<net>_encode (raw values -> packed bits),
+ *                                       bep_<net>_train_sample, bep_<net>_end_batch
+ *                                       every BEP_SA_BATCH samples and at the epoch's end
+ *   bep_<net>_end_epoch                 the next epoch's Q and γ from this epoch's errors
+ *   after epoch BEP_SA_SNAPSHOT_EPOCH:  bep_<net>_snapshot into RAM, the state wiped
+ *                                       (bep_<net>_init with another seed), bep_<net>_restore:
+ *                                       what a reset between two epochs does to a board
+ *                                       that keeps its snapshot in flash
+ *   then the test set:                  bep_<net>_encode, bep_<net>_infer
+ *
+ * In real use the flash arrays are replaced by the sensor: the generated README shows
+ * the same loop around a read callback.
+ *
+ * Report (semihosting, one line each; the host parses them, bep_mcu/device/standalone.py):
+ *   EPOCH <epoch> samples <n> errors <e> gamma <g,...> q <q,...>   (γ and Q this epoch used)
+ *   SNAPSHOT after <e> bytes <n> crc <0x...>     (after the e-th epoch of this run: the snapshot's CRC)
+ *   TEST correct <c> of <n> predictions_crc <0x...>                 (CRC-32 of the predicted classes)
+ *   RESULT epochs <E> samples <S> batches <B> snapshot_crc <0x...>  (a snapshot of the final state)
+ * and QEMU's exit status: 0 done, 2 a runtime call failed ("ERROR <call>: status <s>").
+ *
+ * RAM is static and planned on the host (bep_mcu/device/firmware.py: plan_standalone_memory):
+ * the state buffer, `bep_sa_buf` (one packed sample and one snapshot), the stack and the
+ * port's receive ring (linked through the vector table, never enabled).
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bep_cortexm.h"
+#include BEP_SA_BOARD_HEADER
+#include "bep_semihost.h"
+
+#if !defined(BEP_SA_TRAIN_N) || !defined(BEP_SA_TEST_N) || !defined(BEP_SA_EPOCHS) || !defined(BEP_SA_BATCH) || \
+    !defined(BEP_SA_SNAPSHOT_EPOCH) || !defined(BEP_SA_BOARD_HEADER)
+#error "BEP_SA_TRAIN_N, _TEST_N, _EPOCHS, _BATCH, _SNAPSHOT_EPOCH and _BOARD_HEADER come from the build"
+#endif
+#if !BEP_BOARD_QEMU
+#error "the standalone image reports through semihosting: build it for an emulated board"
+#endif
+
+#define BEP_FW_PASTE_(a, b, c) a##b##c
+#define BEP_FW_PASTE(a, b, c) BEP_FW_PASTE_(a, b, c)
+#define BEP_FW_NET_FN(op) BEP_FW_PASTE(bep_, BEP_FW_NET, _##op)
+#define BEP_FW_NET_MACRO(m) BEP_FW_PASTE(BEP_, BEP_FW_NET_UPPER, _##m)
+#define BEP_SA_INPUT_T BEP_FW_NET_FN(input_t)
+#define BEP_SA_VALUES BEP_FW_NET_MACRO(INPUT_VALUES)
+
+/* The training and test sets (bep_sa_data.c), in flash. */
+extern const BEP_SA_INPUT_T bep_sa_train_x[BEP_SA_TRAIN_N * BEP_SA_VALUES];
+extern const uint8_t bep_sa_train_y[BEP_SA_TRAIN_N];
+extern const BEP_SA_INPUT_T bep_sa_test_x[BEP_SA_TEST_N * BEP_SA_VALUES];
+extern const uint8_t bep_sa_test_y[BEP_SA_TEST_N];
+
+__attribute__((section(".bep_board"), used)) static const char bep_fw_board_tag[] = BEP_BOARD_NAME;
+
+static uint32_t bep_fw_state[BEP_FW_NET_MACRO(STATE_WORDS)];
+#define BEP_SA_STATE bep_fw_state, sizeof bep_fw_state
+
+/* One struct so the RAM plan is a plain sum (both members are whole words). */
+static struct {
+    uint32_t x[BEP_FW_NET_MACRO(INPUT_WORDS)];
+    uint32_t snapshot[BEP_FW_NET_MACRO(SNAPSHOT_WORDS)];
+} bep_sa_buf;
+
+#define BEP_SA_CHECK(call)                                                                                       \
+    do {                                                                                                         \
+        bep_status_t st_ = (call);                                                                               \
+        if (st_ != BEP_OK) {                                                                                     \
+            bep_sh_say("ERROR %s: status %d", #call, (long)st_);                                                 \
+            bep_sh_exit(2u);                                                                                     \
+        }                                                                                                        \
+    } while (0)
+
+/* "a,b,c" of the first n values, into out (n <= BEP_MAX_LAYERS numbers of 10 digits). */
+static const char *bep_sa_list(const uint32_t *v, uint32_t n, char *out)
+{
+    size_t len = 0;
+    uint32_t k;
+    for (k = 0; k < n; ++k) {
+        char digits[10];
+        size_t d = 0;
+        uint32_t u = v[k];
+        if (k > 0u) out[len++] = ',';
+        do {
+            digits[d++] = (char)('0' + (char)(u % 10u));
+            u /= 10u;
+        } while (u != 0u);
+        while (d > 0u) out[len++] = digits[--d];
+    }
+    out[len] = '\0';
+    return out;
+}
+
+/* The line of an epoch about to close: its samples and errors, the γ and Q it used. */
+static void bep_sa_report_epoch(const bep_counters_t *before)
+{
+    bep_counters_t c;
+    bep_schedule_info_t s;
+    uint32_t gamma[BEP_MAX_LAYERS], l;
+    char g_text[BEP_MAX_LAYERS * 11u], q_text[BEP_MAX_LAYERS * 11u];
+    BEP_SA_CHECK(BEP_FW_NET_FN(read_counters)(BEP_SA_STATE, &c));
+    BEP_SA_CHECK(BEP_FW_NET_FN(read_schedule)(BEP_SA_STATE, &s));
+    for (l = 0; l < BEP_MAX_LAYERS; ++l) gamma[l] = s.gamma[l];
+    bep_sh_say("EPOCH %u samples %u errors %u gamma %s q %s", (unsigned long)s.epoch,
+               (unsigned long)(c.samples - before->samples), (unsigned long)(c.errors - before->errors),
+               bep_sa_list(gamma, BEP_FW_NET_MACRO(N_LAYERS), g_text),
+               bep_sa_list(s.q, BEP_FW_NET_MACRO(N_LAYERS), q_text));
+}
+
+/* A snapshot of the state into bep_sa_buf.snapshot; its CRC (the last word, little-endian). */
+static uint32_t bep_sa_snapshot(void)
+{
+    const uint8_t *end = (const uint8_t *)bep_sa_buf.snapshot + BEP_FW_NET_MACRO(SNAPSHOT_BYTES) - 4u;
+    BEP_SA_CHECK(BEP_FW_NET_FN(snapshot)(BEP_SA_STATE, bep_sa_buf.snapshot, sizeof bep_sa_buf.snapshot));
+    return (uint32_t)end[0] | ((uint32_t)end[1] << 8) | ((uint32_t)end[2] << 16) | ((uint32_t)end[3] << 24);
+}
+
+static void bep_sa_train_epoch(void)
+{
+    uint32_t i, idx;
+    uint16_t pred;
+    for (i = 0; i < BEP_SA_TRAIN_N; ++i) {
+        BEP_SA_CHECK(BEP_FW_NET_FN(sample_index)(BEP_SA_STATE, BEP_SA_TRAIN_N, i, &idx));
+        BEP_SA_CHECK(BEP_FW_NET_FN(encode)(bep_sa_train_x + (size_t)idx * BEP_SA_VALUES, BEP_SA_VALUES, bep_sa_buf.x,
+                                           BEP_FW_NET_MACRO(INPUT_WORDS)));
+        BEP_SA_CHECK(BEP_FW_NET_FN(train_sample)(BEP_SA_STATE, bep_sa_buf.x, BEP_FW_NET_MACRO(INPUT_WORDS),
+                                                 bep_sa_train_y[idx], &pred));
+        if ((i + 1u) % BEP_SA_BATCH == 0u || i + 1u == BEP_SA_TRAIN_N)
+            BEP_SA_CHECK(BEP_FW_NET_FN(end_batch)(BEP_SA_STATE));
+    }
+}
+
+int main(void)
+{
+    bep_counters_t before, c;
+    uint32_t e, i, correct = 0, crc = 0;
+    uint16_t pred;
+    uint8_t p;
+    BEP_SA_CHECK(BEP_FW_NET_FN(start)(BEP_SA_STATE, BEP_FW_NET_MACRO(SEED), BEP_FW_NET_MACRO(BATCHES)));
+    for (e = 1; e <= BEP_SA_EPOCHS; ++e) {
+        BEP_SA_CHECK(BEP_FW_NET_FN(read_counters)(BEP_SA_STATE, &before));
+        bep_sa_train_epoch();
+        bep_sa_report_epoch(&before);
+        BEP_SA_CHECK(BEP_FW_NET_FN(end_epoch)(BEP_SA_STATE));
+        if (e == BEP_SA_SNAPSHOT_EPOCH) {
+            uint32_t snap_crc = bep_sa_snapshot();
+            /* A reset: the state wiped back to the flash tables (and another seed), then restored. */
+            BEP_SA_CHECK(BEP_FW_NET_FN(init)(BEP_SA_STATE, ~BEP_FW_NET_MACRO(SEED), 0u));
+            BEP_SA_CHECK(BEP_FW_NET_FN(restore)(BEP_SA_STATE, bep_sa_buf.snapshot, sizeof bep_sa_buf.snapshot));
+            bep_sh_say("SNAPSHOT after %u bytes %u crc %x", (unsigned long)e,
+                       (unsigned long)BEP_FW_NET_MACRO(SNAPSHOT_BYTES), (unsigned long)snap_crc);
+        }
+    }
+    for (i = 0; i < BEP_SA_TEST_N; ++i) {
+        BEP_SA_CHECK(BEP_FW_NET_FN(encode)(bep_sa_test_x + (size_t)i * BEP_SA_VALUES, BEP_SA_VALUES, bep_sa_buf.x,
+                                           BEP_FW_NET_MACRO(INPUT_WORDS)));
+        BEP_SA_CHECK(BEP_FW_NET_FN(infer)(BEP_SA_STATE, bep_sa_buf.x, BEP_FW_NET_MACRO(INPUT_WORDS), &pred));
+        correct += (uint32_t)(pred == bep_sa_test_y[i]);
+        p = (uint8_t)pred;
+        crc = bep_crc32(crc, &p, 1u);
+    }
+    bep_sh_say("TEST correct %u of %u predictions_crc %x", (unsigned long)correct, (unsigned long)BEP_SA_TEST_N,
+               (unsigned long)crc);
+    BEP_SA_CHECK(BEP_FW_NET_FN(read_counters)(BEP_SA_STATE, &c));
+    bep_sh_say("RESULT epochs %u samples %u batches %u snapshot_crc %x", (unsigned long)BEP_SA_EPOCHS,
+               (unsigned long)c.samples, (unsigned long)c.batches, (unsigned long)bep_sa_snapshot());
+    bep_sh_exit(0u);
+}

@@ -1,0 +1,350 @@
+/*
+ * bep_standalone.c - the epoch schedule, sample order and snapshots (see bep_standalone.h).
+ *
+ * Works through bep_runtime.h's public functions and its state header; the schedule's
+ * own state lives in the state buffer at a planned offset, so the training step and the
+ * state layout of bep_runtime.c are unchanged.
+ */
+#include "bep_standalone.h"
+
+#if defined(__GNUC__)
+#define BEP_NOINLINE __attribute__((noinline))
+#else
+#define BEP_NOINLINE
+#endif
+
+typedef char bep_schedule_state_size_check[(sizeof(bep_schedule_state_t) == BEP_SCHEDULE_STATE_BYTES) ? 1 : -1];
+typedef char bep_schedule_layers_check[(BEP_MAX_LAYERS == 4) ? 1 : -1]; /* bep_schedule_info_t, the snapshot */
+
+static bep_schedule_state_t *bep_sched(void *state, const bep_schedule_config_t *sc)
+{
+    return (bep_schedule_state_t *)(void *)((uint8_t *)state + sc->state_off);
+}
+
+static const bep_schedule_state_t *bep_sched_c(const void *state, const bep_schedule_config_t *sc)
+{
+    return (const bep_schedule_state_t *)(const void *)((const uint8_t *)state + sc->state_off);
+}
+
+/* A state buffer this network initialised (bep_read_counters runs the runtime's checks). */
+static bep_status_t bep_valid(const bep_config_t *cfg, const bep_schedule_config_t *sc, const void *state,
+                              size_t state_len, bep_counters_t *counters)
+{
+    if (sc == NULL) return BEP_ERR_NULL;
+    return bep_read_counters(cfg, state, state_len, counters);
+}
+
+/* Q of every layer at `level`, and γ, into the state (bep_set_epoch checks both). */
+static bep_status_t bep_apply(const bep_config_t *cfg, const bep_schedule_config_t *sc, void *state, size_t state_len,
+                              const uint16_t *gamma, uint32_t level)
+{
+    uint32_t q[BEP_MAX_LAYERS], l;
+    for (l = 0; l < cfg->n_layers; ++l) q[l] = sc->q_table[l * (sc->levels + 1u) + level];
+    return bep_set_epoch(cfg, state, state_len, gamma, cfg->n_layers, q, cfg->n_layers);
+}
+
+bep_status_t bep_schedule_start(const bep_config_t *cfg, const bep_schedule_config_t *sc, void *state,
+                                size_t state_len)
+{
+    bep_counters_t c;
+    bep_schedule_state_t *s;
+    bep_status_t st = bep_valid(cfg, sc, state, state_len, &c);
+    if (st != BEP_OK) return st;
+    st = bep_apply(cfg, sc, state, state_len, sc->gamma0, sc->level0);
+    if (st != BEP_OK) return st;
+    s = bep_sched(state, sc);
+    s->magic = cfg->config_hash;
+    s->epoch = sc->epoch0;
+    s->level = sc->level0;
+    s->stalled = s->best_errors = s->best_samples = 0;
+    s->start_errors = c.errors;
+    s->start_samples = c.samples;
+    return BEP_OK;
+}
+
+bep_status_t bep_end_epoch(const bep_config_t *cfg, const bep_schedule_config_t *sc, void *state, size_t state_len)
+{
+    bep_counters_t c;
+    bep_schedule_state_t *s;
+    const bep_state_header_t *hd = (const bep_state_header_t *)state;
+    uint16_t gamma[BEP_MAX_LAYERS];
+    uint32_t errors, samples, level, l;
+    bep_status_t st = bep_valid(cfg, sc, state, state_len, &c);
+    if (st != BEP_OK) return st;
+    s = bep_sched(state, sc);
+    if (s->magic != cfg->config_hash) return BEP_ERR_STATE;
+    if (hd->batch_triggered != 0u) return BEP_ERR_BATCH_OPEN;
+    errors = c.errors - s->start_errors; /* modulo 2^32, as the counters wrap */
+    samples = c.samples - s->start_samples;
+    if (samples == 0u) return BEP_ERR_ARG;
+    level = (uint32_t)(((uint64_t)errors * (2u * sc->levels) + samples) / (2u * (uint64_t)samples));
+    for (l = 0; l < cfg->n_layers; ++l) gamma[l] = hd->gamma[l];
+    if (s->best_samples == 0u || (uint64_t)errors * s->best_samples < (uint64_t)s->best_errors * samples) {
+        s->best_errors = errors;
+        s->best_samples = samples;
+        s->stalled = 0;
+    } else if (++s->stalled >= sc->patience) {
+        for (l = 0; l < cfg->n_layers; ++l) {
+            uint32_t g = (gamma[l] * sc->growth_num + sc->growth_den - 1u) / sc->growth_den;
+            gamma[l] = (uint16_t)(g < sc->cap[l] ? g : sc->cap[l]);
+        }
+        s->stalled = 0;
+    }
+    st = bep_apply(cfg, sc, state, state_len, gamma, level);
+    if (st != BEP_OK) return st;
+    s->level = level;
+    s->epoch++;
+    s->start_errors = c.errors;
+    s->start_samples = c.samples;
+    return BEP_OK;
+}
+
+bep_status_t bep_read_schedule(const bep_config_t *cfg, const bep_schedule_config_t *sc, const void *state,
+                               size_t state_len, bep_schedule_info_t *out)
+{
+    bep_counters_t c;
+    const bep_schedule_state_t *s;
+    const bep_state_header_t *hd = (const bep_state_header_t *)state;
+    uint32_t l;
+    bep_status_t st = bep_valid(cfg, sc, state, state_len, &c);
+    if (st != BEP_OK) return st;
+    if (out == NULL) return BEP_ERR_NULL;
+    s = bep_sched_c(state, sc);
+    out->epoch = s->epoch;
+    out->level = s->level;
+    out->stalled = s->stalled;
+    out->best_errors = s->best_errors;
+    out->best_samples = s->best_samples;
+    for (l = 0; l < BEP_MAX_LAYERS; ++l) {
+        out->gamma[l] = hd->gamma[l];
+        out->q[l] = hd->q[l];
+    }
+    return BEP_OK;
+}
+
+/* ------------------------------------------------------------- sample order */
+
+uint32_t bep_sample_index(uint32_t seed, uint32_t epoch, uint32_t n, uint32_t i)
+{
+    uint32_t bits = 2u, half, mask, x = i, r;
+    while (bits < 32u && (1u << bits) < n) ++bits;
+    half = (bits + 1u) / 2u;
+    mask = (1u << half) - 1u;
+    do { /* a Feistel permutation of 0..2^(2 half)-1, walked until it lands below n */
+        uint32_t left = x >> half, right = x & mask;
+        for (r = 0; r < 4u; ++r) {
+            uint32_t t = right;
+            right = left ^ (bep_draw(seed, epoch, BEP_ORDER_LAYER, (r << 16) | right) & mask);
+            left = t;
+        }
+        x = (left << half) | right;
+    } while (x >= n);
+    return x;
+}
+
+bep_status_t bep_epoch_sample(const bep_config_t *cfg, const bep_schedule_config_t *sc, const void *state,
+                              size_t state_len, uint32_t n, uint32_t i, uint32_t *out)
+{
+    bep_counters_t c;
+    bep_status_t st = bep_valid(cfg, sc, state, state_len, &c);
+    if (st != BEP_OK) return st;
+    if (out == NULL) return BEP_ERR_NULL;
+    if (i >= n) return BEP_ERR_ARG;
+    *out = bep_sample_index(((const bep_state_header_t *)state)->seed, bep_sched_c(state, sc)->epoch, n, i);
+    return BEP_OK;
+}
+
+/* ------------------------------------------------------------- snapshots */
+
+uint32_t bep_crc32(uint32_t crc, const uint8_t *p, size_t n)
+{
+    size_t k;
+    uint32_t b;
+    crc = ~crc;
+    for (k = 0; k < n; ++k) {
+        crc ^= p[k];
+        for (b = 0; b < 8u; ++b) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
+    return ~crc;
+}
+
+static void bep_put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t bep_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+/* 1 on a big-endian core: int16 hidden weights are byte-swapped to and from the file. */
+static int bep_big_endian(void)
+{
+    const uint16_t one = 1u;
+    return *(const uint8_t *)&one == 0u;
+}
+
+static void bep_swap16(uint8_t *p, size_t n)
+{
+    size_t k;
+    for (k = 0; k + 1u < n; k += 2u) {
+        uint8_t t = p[k];
+        p[k] = p[k + 1u];
+        p[k + 1u] = t;
+    }
+}
+
+static size_t bep_pad4(size_t n) { return (n + 3u) & ~(size_t)3u; }
+
+static size_t bep_hidden_bytes(const bep_config_t *cfg, uint32_t l)
+{
+    return (size_t)cfg->layer[l].n_weights * (cfg->hidden_bits / 8u);
+}
+
+/* Offsets of the fixed part of a snapshot (bep_standalone.h). */
+enum {
+    SNAP_MAGIC = 0, SNAP_VERSION = 4, SNAP_HASH = 8, SNAP_BYTES = 12, SNAP_SEED = 16, SNAP_COUNTERS = 20,
+    SNAP_GAMMA = 40, SNAP_Q = 48, SNAP_SCHEDULE = 64
+};
+
+bep_status_t bep_snapshot(const bep_config_t *cfg, const bep_schedule_config_t *sc, const void *state,
+                          size_t state_len, void *buf, size_t buf_len)
+{
+    bep_counters_t c;
+    const bep_state_header_t *hd = (const bep_state_header_t *)state;
+    const bep_schedule_state_t *s;
+    uint8_t *out = (uint8_t *)buf;
+    uint32_t l, k;
+    size_t off = BEP_SNAPSHOT_HEADER_BYTES;
+    bep_status_t st = bep_valid(cfg, sc, state, state_len, &c);
+    if (st != BEP_OK) return st;
+    if (buf == NULL) return BEP_ERR_NULL;
+    if (buf_len < sc->snapshot_bytes) return BEP_ERR_SIZE;
+    if (hd->batch_triggered != 0u) return BEP_ERR_BATCH_OPEN;
+    s = bep_sched_c(state, sc);
+    for (k = 0; k < BEP_SNAPSHOT_HEADER_BYTES; ++k) out[k] = 0;
+    bep_put32(out + SNAP_MAGIC, BEP_SNAPSHOT_MAGIC);
+    bep_put32(out + SNAP_VERSION, BEP_SNAPSHOT_VERSION);
+    bep_put32(out + SNAP_HASH, cfg->config_hash);
+    bep_put32(out + SNAP_BYTES, sc->snapshot_bytes);
+    bep_put32(out + SNAP_SEED, hd->seed);
+    bep_put32(out + SNAP_COUNTERS, c.samples);
+    bep_put32(out + SNAP_COUNTERS + 4, c.triggered);
+    bep_put32(out + SNAP_COUNTERS + 8, c.errors);
+    bep_put32(out + SNAP_COUNTERS + 12, c.updates);
+    bep_put32(out + SNAP_COUNTERS + 16, c.batches);
+    for (l = 0; l < BEP_MAX_LAYERS; ++l) {
+        out[SNAP_GAMMA + 2u * l] = (uint8_t)hd->gamma[l];
+        out[SNAP_GAMMA + 2u * l + 1u] = (uint8_t)(hd->gamma[l] >> 8);
+        bep_put32(out + SNAP_Q + 4u * l, hd->q[l]);
+    }
+    bep_put32(out + SNAP_SCHEDULE, s->epoch);
+    bep_put32(out + SNAP_SCHEDULE + 4, s->level);
+    bep_put32(out + SNAP_SCHEDULE + 8, s->stalled);
+    bep_put32(out + SNAP_SCHEDULE + 12, s->best_errors);
+    bep_put32(out + SNAP_SCHEDULE + 16, s->best_samples);
+    bep_put32(out + SNAP_SCHEDULE + 20, s->start_errors);
+    bep_put32(out + SNAP_SCHEDULE + 24, s->start_samples);
+    for (l = 0; l < cfg->n_layers; ++l) {
+        size_t n = bep_hidden_bytes(cfg, l);
+        st = bep_read_hidden_bytes(cfg, state, state_len, l, 0u, out + off, n);
+        if (st != BEP_OK) return st;
+        if (cfg->hidden_bits == 16u && bep_big_endian()) bep_swap16(out + off, n);
+        for (k = (uint32_t)n; k < bep_pad4(n); ++k) out[off + k] = 0;
+        off += bep_pad4(n);
+    }
+    bep_put32(out + off, bep_crc32(0u, out, off));
+    return BEP_OK;
+}
+
+/* Everything bep_restore checks before it writes anything. */
+static bep_status_t bep_check_snapshot(const bep_config_t *cfg, const bep_schedule_config_t *sc, const uint8_t *in,
+                                       size_t buf_len)
+{
+    uint32_t l, bytes;
+    if (buf_len < BEP_SNAPSHOT_HEADER_BYTES) return BEP_ERR_SIZE;
+    if (bep_get32(in + SNAP_MAGIC) != BEP_SNAPSHOT_MAGIC || bep_get32(in + SNAP_VERSION) != BEP_SNAPSHOT_VERSION)
+        return BEP_ERR_CORRUPT;
+    bytes = bep_get32(in + SNAP_BYTES);
+    if (bytes != sc->snapshot_bytes) /* another network, or a damaged length */
+        return bep_get32(in + SNAP_HASH) != cfg->config_hash ? BEP_ERR_FOREIGN : BEP_ERR_CORRUPT;
+    if (buf_len < bytes) return BEP_ERR_SIZE;
+    if (bep_crc32(0u, in, bytes - 4u) != bep_get32(in + bytes - 4u)) return BEP_ERR_CORRUPT;
+    if (bep_get32(in + SNAP_HASH) != cfg->config_hash) return BEP_ERR_FOREIGN;
+    for (l = 0; l < BEP_MAX_LAYERS; ++l) {
+        uint32_t g = (uint32_t)in[SNAP_GAMMA + 2u * l] | ((uint32_t)in[SNAP_GAMMA + 2u * l + 1u] << 8);
+        uint32_t q = bep_get32(in + SNAP_Q + 4u * l);
+        if (l < cfg->n_layers ? (g < 1u || g > cfg->layer[l].rows || q > 0xFFFFFFFFu - 0xFFFFu) : (g != 0u || q != 0u))
+            return BEP_ERR_CORRUPT;
+    }
+    if (bep_get32(in + SNAP_SCHEDULE + 4) > sc->levels) return BEP_ERR_CORRUPT;
+    return BEP_OK;
+}
+
+/* The hidden weights of a checked snapshot into the state, through a small copy (the
+ * file is little-endian); apart from bep_restore so that its buffer is not on the stack
+ * while bep_init and the repacking run (the micro:bit has 1 KB of stack). */
+static BEP_NOINLINE bep_status_t bep_restore_hidden(const bep_config_t *cfg, void *state, size_t state_len,
+                                                    const uint8_t *in)
+{
+    uint8_t chunk[64];
+    size_t off = BEP_SNAPSHOT_HEADER_BYTES, done, m, k;
+    uint32_t l;
+    bep_status_t st;
+    for (l = 0; l < cfg->n_layers; ++l) {
+        size_t n = bep_hidden_bytes(cfg, l);
+        for (done = 0; done < n; done += m) {
+            m = n - done < sizeof chunk ? n - done : sizeof chunk;
+            for (k = 0; k < m; ++k) chunk[k] = in[off + done + k];
+            if (cfg->hidden_bits == 16u && bep_big_endian()) bep_swap16(chunk, m);
+            st = bep_write_hidden_bytes(cfg, state, state_len, l, (uint32_t)done, chunk, m);
+            if (st != BEP_OK) return st;
+        }
+        off += bep_pad4(n);
+    }
+    return BEP_OK;
+}
+
+bep_status_t bep_restore(const bep_config_t *cfg, const bep_schedule_config_t *sc, void *state, size_t state_len,
+                         const void *buf, size_t buf_len)
+{
+    const uint8_t *in = (const uint8_t *)buf;
+    bep_state_header_t *hd;
+    bep_schedule_state_t *s;
+    uint16_t gamma[BEP_MAX_LAYERS];
+    uint32_t q[BEP_MAX_LAYERS], l;
+    bep_status_t st;
+    if (cfg == NULL || sc == NULL || state == NULL || buf == NULL) return BEP_ERR_NULL;
+    st = bep_check_snapshot(cfg, sc, in, buf_len);
+    if (st != BEP_OK) return st;
+    st = bep_init(cfg, state, state_len, bep_get32(in + SNAP_SEED), bep_get32(in + SNAP_COUNTERS + 16));
+    if (st != BEP_OK) return st;
+    st = bep_restore_hidden(cfg, state, state_len, in);
+    for (l = 0; st == BEP_OK && l < cfg->n_layers; ++l) st = bep_repack_layer(cfg, state, state_len, l);
+    if (st != BEP_OK) return st;
+    for (l = 0; l < cfg->n_layers; ++l) {
+        gamma[l] = (uint16_t)((uint32_t)in[SNAP_GAMMA + 2u * l] | ((uint32_t)in[SNAP_GAMMA + 2u * l + 1u] << 8));
+        q[l] = bep_get32(in + SNAP_Q + 4u * l);
+    }
+    st = bep_set_epoch(cfg, state, state_len, gamma, cfg->n_layers, q, cfg->n_layers);
+    if (st != BEP_OK) return st;
+    hd = (bep_state_header_t *)state;
+    hd->counters.samples = bep_get32(in + SNAP_COUNTERS);
+    hd->counters.triggered = bep_get32(in + SNAP_COUNTERS + 4);
+    hd->counters.errors = bep_get32(in + SNAP_COUNTERS + 8);
+    hd->counters.updates = bep_get32(in + SNAP_COUNTERS + 12);
+    s = bep_sched(state, sc);
+    s->magic = cfg->config_hash;
+    s->epoch = bep_get32(in + SNAP_SCHEDULE);
+    s->level = bep_get32(in + SNAP_SCHEDULE + 4);
+    s->stalled = bep_get32(in + SNAP_SCHEDULE + 8);
+    s->best_errors = bep_get32(in + SNAP_SCHEDULE + 12);
+    s->best_samples = bep_get32(in + SNAP_SCHEDULE + 16);
+    s->start_errors = bep_get32(in + SNAP_SCHEDULE + 20);
+    s->start_samples = bep_get32(in + SNAP_SCHEDULE + 24);
+    return BEP_OK;
+}

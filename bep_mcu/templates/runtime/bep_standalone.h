@@ -1,0 +1,128 @@
+/*
+ * bep_standalone.h - what a board needs to learn on its own: the epoch schedule, the
+ * sample order, and snapshots of what it learnt.
+ *
+ * Hand-written, copied verbatim by `bep-mcu generate`; works on a state buffer of
+ * bep_runtime.h and never changes how a training step runs.
+ *
+ * The schedule (docs/algorithm.md §6; bep_mcu/engine/schedule.py:IntegerSchedule runs
+ * the same lines on the host): at the end of an epoch, the epoch's own error count
+ * (from the state's counters) becomes a level = round(errors * levels / samples), and
+ * Q of every layer for the next epoch is read from a table over levels generated on the
+ * host. γ grows, γ' = min(cap, ceil(γ * growth_num / growth_den)), after `patience`
+ * epochs whose error rate is not lower than the best epoch's (compared exactly:
+ * errors * best_samples < best_errors * samples). Integers only.
+ *
+ * The sample order (bep_mcu/engine/rng.py:sample_order): position i of epoch e visits
+ * sample bep_sample_index(seed, e, n, i), a permutation computed without memory.
+ *
+ * Snapshots: hidden weights, counters, seed, γ, Q and the schedule state written to a
+ * caller buffer with the config hash and a CRC-32, so a board can keep its learning
+ * across resets in its own flash; bep_restore refuses a foreign or damaged snapshot and
+ * leaves the state untouched. Layout (little-endian, 4-byte fields):
+ *   0 magic "BEPS", 4 version, 8 config hash, 12 total bytes, 16 seed,
+ *   20 counters (samples, triggered, errors, updates, batches), 40 gamma[4] (uint16),
+ *   48 q[4], 64 schedule (epoch, level, stalled, best_errors, best_samples,
+ *   start_errors, start_samples), 92 reserved, 96 hidden weights of each layer
+ *   (int8 or int16 little-endian, each padded to 4 bytes), then the CRC-32 (IEEE, as
+ *   zlib.crc32) of every byte before it.
+ */
+#ifndef BEP_STANDALONE_H
+#define BEP_STANDALONE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bep_runtime.h"
+
+#ifdef __cplusplus
+extern "C" { /* C linkage for C++ callers */
+#endif
+
+/* The sample-order draws' "layer" (bep_mcu/engine/rng.py ORDER_LAYER). */
+#define BEP_ORDER_LAYER 0x5EEDu
+#define BEP_SCHEDULE_STATE_BYTES 32u
+#define BEP_SNAPSHOT_MAGIC 0x53504542u /* "BEPS" */
+#define BEP_SNAPSHOT_VERSION 1u
+#define BEP_SNAPSHOT_HEADER_BYTES 96u
+
+/* Kept in the state buffer at bep_schedule_config_t.state_off (planned by bep_mcu/cgen/layout.py). */
+typedef struct {
+    uint32_t magic;         /* the config hash once the schedule started */
+    uint32_t epoch;         /* epochs completed: keys the sample order */
+    uint32_t level;         /* quantised error rate of the last epoch: the column of the Q table */
+    uint32_t stalled;       /* epochs since the best one */
+    uint32_t best_errors;   /* the best epoch's error count and samples (best_samples 0: none yet) */
+    uint32_t best_samples;
+    uint32_t start_errors;  /* the counters when this epoch began */
+    uint32_t start_samples;
+} bep_schedule_state_t;
+
+/* The schedule of one network; generated, const (flash). */
+typedef struct {
+    uint32_t state_off;                 /* offset of the bep_schedule_state_t in the state buffer */
+    uint32_t levels;                    /* error levels: the Q table has levels + 1 columns */
+    uint32_t growth_num, growth_den;    /* γ growth factor on a stall */
+    uint32_t patience;                  /* epochs without a better error rate before γ grows */
+    uint32_t epoch0;                    /* epochs the model had trained before */
+    uint32_t level0;                    /* level of the model's last training error */
+    uint32_t snapshot_bytes;
+    uint16_t gamma0[BEP_MAX_LAYERS];    /* γ of the first epoch */
+    uint16_t cap[BEP_MAX_LAYERS];       /* largest γ per layer */
+    const uint32_t *q_table;            /* n_layers x (levels + 1) */
+} bep_schedule_config_t;
+
+/* BEP_CDEF_BEGIN */
+/* Where the schedule stands (bep_read_schedule). */
+typedef struct {
+    uint32_t epoch;
+    uint32_t level;
+    uint32_t stalled;
+    uint32_t best_errors;
+    uint32_t best_samples;
+    uint16_t gamma[4];  /* BEP_MAX_LAYERS */
+    uint32_t q[4];
+} bep_schedule_info_t;
+/* BEP_CDEF_END */
+
+/** Start the schedule: γ and Q of the first epoch, epoch counter, no best epoch yet. */
+bep_status_t bep_schedule_start(const bep_config_t *cfg, const bep_schedule_config_t *sc, void *state,
+                                size_t state_len);
+
+/** Close an epoch (call after its last bep_end_batch): the next epoch's Q and γ from
+ * this epoch's error count. BEP_ERR_STATE before bep_schedule_start, BEP_ERR_ARG when
+ * the epoch saw no sample, BEP_ERR_BATCH_OPEN inside a batch that triggered. */
+bep_status_t bep_end_epoch(const bep_config_t *cfg, const bep_schedule_config_t *sc, void *state, size_t state_len);
+
+/** Where the schedule stands, with the γ and Q in use. */
+bep_status_t bep_read_schedule(const bep_config_t *cfg, const bep_schedule_config_t *sc, const void *state,
+                               size_t state_len, bep_schedule_info_t *out);
+
+/** The sample visited at position i (< n) of epoch `epoch`: a permutation of 0..n-1. */
+uint32_t bep_sample_index(uint32_t seed, uint32_t epoch, uint32_t n, uint32_t i);
+
+/** The sample to visit at position i (< n) of the current epoch: bep_sample_index with
+ * the state's seed and the schedule's epoch counter. */
+bep_status_t bep_epoch_sample(const bep_config_t *cfg, const bep_schedule_config_t *sc, const void *state,
+                              size_t state_len, uint32_t n, uint32_t i, uint32_t *out);
+
+/** Write a snapshot (sc->snapshot_bytes bytes) to buf. BEP_ERR_SIZE when buf_len is
+ * short, BEP_ERR_BATCH_OPEN inside a batch that triggered (its rows are not repacked). */
+bep_status_t bep_snapshot(const bep_config_t *cfg, const bep_schedule_config_t *sc, const void *state,
+                          size_t state_len, void *buf, size_t buf_len);
+
+/** Restore a snapshot into a state buffer (initialised or not). Refused, with the state
+ * untouched: BEP_ERR_SIZE (buffer shorter than the snapshot), BEP_ERR_FOREIGN (written
+ * by another network configuration), BEP_ERR_CORRUPT (bad magic, version, length,
+ * CRC or contents). */
+bep_status_t bep_restore(const bep_config_t *cfg, const bep_schedule_config_t *sc, void *state, size_t state_len,
+                         const void *buf, size_t buf_len);
+
+/** CRC-32 (IEEE 802.3, reflected, as zlib.crc32) of n bytes, continuing from crc (0 to start). */
+uint32_t bep_crc32(uint32_t crc, const uint8_t *p, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BEP_STANDALONE_H */

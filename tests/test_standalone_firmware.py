@@ -1,0 +1,321 @@
+"""A board that learns on its own, in QEMU: ``bep-mcu firmware MODEL --board B
+--standalone-data DATA --epochs N --run --json``.
+
+The image holds DATA's training and test sets as raw device values (int16 of real-valued
+CSV features at a power-of-ten scale), encodes, orders, trains and schedules on the board
+(no link), snapshots, wipes and restores its state midway, evaluates the test set and
+reports through semihosting; the host simulates the same run and compares every line.
+
+Asserted on mps2-an386 (Cortex-M4) and microbit (Cortex-M0, 16 KB RAM):
+
+* ``bit_exact`` is true, device and host test accuracy are equal, and the JSON holds
+  epochs, samples, seconds, RAM and flash (equal to ``arm-none-eabi-size``) and the board;
+* over six epochs of a noisy problem the board's schedule really works: errors, Q and γ
+  change between epochs (γ grows after a stall) and the mid-run restore continues exactly;
+* an RNN (UCR ItalyPowerDemand: windows, padding) learns bit-exactly on the board too;
+* the RAM plan (state + stack + receive ring + one sample and one snapshot) equals
+  ``data + bss``, the data is in flash, no link is linked, the linked image holds no
+  soft-float routine and no allocator, and the deepest call chain fits the micro:bit's stack;
+* a planted one-constant bug in the board's schedule makes the run differ (exit 1);
+* bad input (hostile CSV files, wrong shapes, a type too narrow, option clashes, a real
+  board, data too big) is one ``error:`` line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bep_mcu.device import boards
+from bep_mcu.device import firmware as fw
+from bep_mcu.cgen import toolchain
+from bep_mcu.device.firmware import STANDALONE_SOURCES, fw_dir, standalone_defines
+
+from .conftest import assert_ok, assert_user_error, invoke, last_json, needs_arm, needs_qemu
+from .test_firmware import berkeley, our_qemus, symbol_sizes
+
+BOARDS = ["mps2-an386", "microbit"]
+NAMES = np.array(["idle", "walk", "run"])
+
+pytestmark = [needs_arm, needs_qemu]
+
+
+def write_csv(path: Path, X: np.ndarray, y: np.ndarray, header=None) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header or [f"f{i}" for i in range(X.shape[1])] + ["label"])
+        for row, label in zip(X, y):
+            w.writerow([f"{v:.5f}" for v in row] + [label])
+    return path
+
+
+def noisy_sensors(n: int = 400, seed: int = 11) -> tuple[np.ndarray, np.ndarray]:
+    """Three overlapping classes of six real-valued features (about 85 % separable)."""
+    g = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    return g.normal(0, 1.2, (3, 6))[y] + g.normal(0, 1, (n, 6)), NAMES[y]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_stray_qemu():
+    yield
+    assert our_qemus() == [], "QEMU processes outlived the tests"
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("standalone")
+
+
+@pytest.fixture(scope="module")
+def data_csv(work) -> Path:
+    X, y = noisy_sensors()
+    assert not np.all(X == np.round(X))
+    return write_csv(work / "sensors.csv", X, y)
+
+
+@pytest.fixture(scope="module")
+def model(work, data_csv) -> Path:
+    path = work / "model.npz"
+    assert_ok(invoke("train", "--data", data_csv, "--hidden", "32", "--epochs", "1", "--patience", "1", "--out", path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(work, model, data_csv):
+    cache: dict[tuple[str, int], dict] = {}
+
+    def get(board: str, epochs: int = 3) -> dict:
+        if (board, epochs) not in cache:
+            result = invoke("firmware", model, "--board", board, "--standalone-data", data_csv, "--epochs", epochs,
+                            "--out", work / f"sa-{board}-{epochs}", "--run", "--json")
+            assert_ok(result)
+            cache[board, epochs] = last_json(result.stdout)
+        return cache[board, epochs]
+
+    return get
+
+
+# ---------------------------------------------------------------------- learning on the board
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_learns_on_its_own_bit_exactly(runs, board):
+    d = runs(board)
+    assert d["bit_exact"] is True and d["first_difference"] is None and d["exit_status"] == 0
+    assert d["device_test_accuracy"] == d["host_test_accuracy"] > 0.6
+    assert d["epochs"] == 3 and d["samples"] == 3 * d["train_samples"] and d["seconds"] > 0
+    assert d["board"] == board and d["input_type"] == "int16" and set(d["input_scale"]) <= {1000, 10000}
+    text, data, bss = berkeley(Path(d["elf"]))
+    assert (d["ram_bytes"], d["flash_bytes"]) == (data + bss, text + data)
+    lines = d["device_output"].splitlines()
+    assert [line.split()[0] for line in lines[:5]] == ["EPOCH", "SNAPSHOT", "EPOCH", "EPOCH", "TEST"]
+    assert lines[5].startswith("RESULT epochs 3 samples")
+    report = d["input_report"]  # real values rounded to thousandths: a few land across a threshold
+    assert report["values"] == 6 * d["train_samples"] and report["saturated_values"] == 0
+    assert report["differing_bits"] <= report["near_threshold_values"] < report["values"] // 20
+    if board == "microbit":
+        assert d["ram_bytes"] <= 16 * 1024
+
+
+def test_the_schedule_runs_on_the_board(runs):
+    """Six epochs: the board's own error counts set Q each epoch, γ grows after a stall,
+    and the snapshot taken, wiped and restored after epoch 3 continues exactly."""
+    d = runs("mps2-an386", 6)
+    assert d["bit_exact"] is True, d["first_difference"]
+    epochs = [line.split() for line in d["device_output"].splitlines() if line.startswith("EPOCH")]
+    errors = [int(e[5]) for e in epochs]
+    gammas = [e[7] for e in epochs]
+    qs = [e[9] for e in epochs]
+    assert len(epochs) == 6 and 0 < min(errors) and len(set(errors)) > 2
+    assert len(set(qs)) == 6 and len(set(gammas)) >= 2 and int(gammas[-1]) > int(gammas[0])
+    assert "SNAPSHOT after 3 bytes" in d["device_output"] and d["snapshot_after"] == 3
+
+
+def test_rnn_learns_on_its_own(work):
+    model = work / "rnn.npz"
+    assert_ok(invoke("train", "--dataset", "ucr:ItalyPowerDemand", "--model", "rnn", "--hidden", "24", "--window", "5",
+                     "--epochs", "1", "--patience", "1", "--out", model))
+    result = invoke("firmware", model, "--board", "microbit", "--standalone-data", "ucr:ItalyPowerDemand", "--epochs",
+                    "2", "--out", work / "rnn-fw", "--run", "--json")
+    assert_ok(result)
+    d = last_json(result.stdout)
+    assert d["bit_exact"] is True, d["first_difference"]
+    assert d["device_test_accuracy"] == d["host_test_accuracy"] > 0.7 and d["test_samples"] == 1029
+
+
+# ---------------------------------------------------------------------- the image
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_ram_plan_is_exact_and_the_data_is_in_flash(runs, board):
+    d = runs(board)
+    b = boards.BOARDS[board]
+    sizes = symbol_sizes(Path(d["elf"]))
+    assert d["predicted_ram_bytes"] == d["ram_bytes"] == (d["state_bytes"] + b.stack_bytes
+                                                          + boards.firmware_static_bytes(b)
+                                                          + d["standalone_buffer_bytes"])
+    assert sizes["bep_fw_state"] == d["state_bytes"] and sizes["bep_sa_buf"] == d["standalone_buffer_bytes"]
+    assert sizes["bep_sa_train_x"] == 2 * 6 * d["train_samples"] and sizes["bep_sa_test_y"] == d["test_samples"]
+    assert "bep_fw_link" not in sizes and "bep_link_rx" not in sizes
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_image_has_no_float_and_no_heap(runs, board):
+    from tests.test_strict_build import FLOAT_HELPER, LIBC
+
+    out = subprocess.run(["arm-none-eabi-nm", runs(board)["elf"]], capture_output=True, text=True, check=True)
+    names = {line.split()[-1] for line in out.stdout.splitlines() if line.split()}
+    assert {"bep_end_epoch", "bep_encode", "bep_snapshot", "bep_restore", "bep_sample_index"} <= names
+    assert not sorted(n for n in names if FLOAT_HELPER.search(n)), board
+    assert not sorted(n for n in names if LIBC.match(n)), board
+
+
+def test_stack_holds_the_deepest_call_chain(runs, tmp_path):
+    from tests.test_firmware import _call_graph_depth
+
+    board = boards.BOARDS["microbit"]
+    d = runs(board.name)
+    out = Path(d["elf"]).parent
+    defines = standalone_defines(board, "net", d["train_samples"], d["test_samples"], d["epochs"], d["batch_size"],
+                                 d["snapshot_after"])
+    flags = toolchain.cflags(board.cpu, fw.LEVEL, strict=True, defines=defines)
+    sources = [fw_dir() / s for s in (*STANDALONE_SOURCES, board.port_file)] + sorted((out / "net" / "src").glob("*.c"))
+    for src in sources:
+        subprocess.run(["arm-none-eabi-gcc", *flags, "-fcallgraph-info=su", "-I", str(out / "net" / "src"), "-c", str(src),
+                        "-o", str(tmp_path / (src.stem + ".o")), "-dumpbase", str(tmp_path / src.stem)], check=True)
+    depth, path = _call_graph_depth(list(tmp_path.glob("*.ci")), "main")
+    needed = depth + (32 + 4) + 64  # a fault's exception frame, libgcc's division helpers
+    assert needed <= board.stack_bytes * 2 // 3, f"stack needs {needed} B ({' -> '.join(path)})"
+
+
+def test_a_planted_schedule_bug_is_caught(work, model, data_csv, monkeypatch):
+    """One constant of the board's error level changed (round half up -> up by one level):
+    the board picks other Q than the host from its second epoch on, and the run says so."""
+    real = fw.generate_c
+
+    def planted(*args, **kwargs):
+        gen = real(*args, **kwargs)
+        src = gen.src / "bep_standalone.c"
+        text = src.read_text()
+        old = "(uint64_t)errors * (2u * sc->levels) + samples)"
+        assert text.count(old) == 1
+        src.write_text(text.replace(old, "(uint64_t)errors * (2u * sc->levels) + 3u * samples)"))
+        return gen
+
+    monkeypatch.setattr(fw, "generate_c", planted)
+    result = invoke("firmware", model, "--board", "mps2-an386", "--standalone-data", data_csv, "--epochs", "2", "--out",
+                    work / "planted", "--run", "--json")
+    assert result.exit_code == 1, result.stderr
+    d = last_json(result.stdout)
+    assert d["bit_exact"] is False and d["first_difference"]["part"] == "epochs"
+    host, device = d["first_difference"]["host"], d["first_difference"]["device"]
+    assert host[0] == device[0] and host[1]["q"] != device[1]["q"]
+
+
+# ---------------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize("body,words", [
+    ("f0,f1,f2,f3,f4,f5,label\n1,2,3,4,5,6\n", ["line 2", "6 fields"]),
+    ("f0,f1,f2,f3,f4,f5,label\n1,2,3,4,5,x;system(1),idle\n", ["not a number"]),
+    ("f0,f1,f2,f3,f4,f5,label\n1,2,3,4,5,nan,idle\n1,2,3,4,5,6,walk\n", ["NaN"]),
+    ("f0,f1,f2,f3,f4,f5,label\n1,2,3,4,5,inf,idle\n1,2,3,4,5,6,walk\n", ["infinite"]),
+    ("f0,f1,f2,f3,f4,f5,label\n", ["header only"]),
+    ("f0,f1,f2,f3,label\n" + "1,2,3,4,idle\n" * 10 + "1,2,3,4,walk\n" * 10, ["shape (4,)", "model reads (6,)"]),
+    ("f0,f1,f2,f3,f4,f5,label\n" + '1,2,3,4,5,6,"*/ int x; /*"\n' * 10 + "1,2,3,4,5,6,idle\n" * 10,
+     ["not seen in training"]),
+])
+def test_hostile_data_files_are_one_line(work, model, body, words):
+    bad = work / "bad.csv"
+    bad.write_text(body)
+    out = work / "bad-fw"
+    assert_user_error(invoke("firmware", model, "--board", "microbit", "--standalone-data", bad, "--out", out), *words)
+    assert not out.exists()
+
+
+def test_extreme_values_saturate_without_harm(work, model):
+    """1e300 and -1e300 become the type's limits: every threshold is inside the range,
+    so the bits are those of any large value; the report counts them as saturated."""
+    X, y = noisy_sensors(120, seed=3)
+    X[7, 2], X[9, 4] = 1e300, -1e300
+    result = invoke("firmware", model, "--board", "mps2-an386", "--standalone-data",
+                    write_csv(work / "extreme.csv", X, y), "--epochs", "1", "--out", work / "extreme", "--run",
+                    "--json")
+    assert_ok(result)
+    d = last_json(result.stdout)
+    assert d["bit_exact"] is True and d["input_report"]["saturated_values"] >= 1
+
+
+def test_option_mistakes_are_one_line(work, model, data_csv, tmp_path):
+    base = ["firmware", model, "--standalone-data", data_csv, "--out", tmp_path / "o"]
+    assert_user_error(invoke(*base, "--board", "nucleo-f401re"), "real board", "semihosting")
+    assert_user_error(invoke(*base, "--board", "microbit", "--self-test", tmp_path / "g.bin"), "not both")
+    assert_user_error(invoke(*base, "--board", "microbit", "--epochs", "0"), "--epochs")
+    assert_user_error(invoke(*base, "--board", "microbit", "--batch-size", "-3"), "--batch-size")
+    assert_user_error(invoke(*base, "--board", "microbit", "--input-type", "int8", "--input-scale", "1000"),
+                      "beyond int8", "--input-type")
+    assert_user_error(invoke(*base, "--board", "microbit", "--input-scale", "1,2"), "--input-scale", "6 of them")
+    assert_user_error(invoke(*base, "--board", "microbit", "--input-scale", "0"), "--input-scale")
+    assert_user_error(invoke("firmware", model, "--board", "microbit", "--epochs", "3", "--out", tmp_path / "p"),
+                      "--epochs", "--standalone-data")
+    assert_user_error(invoke(*base, "--board", "microbit", "--timeout", "-1", "--run"), "timeout")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "p").exists()
+
+
+def test_data_too_big_for_the_flash_is_refused(work, model):
+    X, y = noisy_sensors(24_000, seed=4)  # 24000 x 6 x 2 B = 288 KB > the micro:bit's 256 KB
+    big = write_csv(work / "big.csv", X, y)
+    out = work / "big-fw"
+    assert_user_error(invoke("firmware", model, "--board", "microbit", "--standalone-data", big, "--out", out),
+                      "big.csv", "flash", "fewer samples")
+    assert not out.exists()
+    assert os.path.getsize(big) > 1_000_000
+
+
+@pytest.mark.parametrize("cpu", ["cortex-m0", "cortex-m4"])
+def test_documented_stack_need_holds(cpu, tmp_path):
+    """The README's stack figures (codegen.STACK_BYTES) bound the deepest call of every
+    generated function of a two-layer MLP and an RNN, training and inference-only code,
+    at -Os and -O2, from GCC's call graphs."""
+    from bep_mcu.cgen.codegen import STACK_BYTES, generate
+    from tests.test_firmware import _call_graph_depth
+
+    from .conftest import fit, series
+
+    X, y = noisy_sensors(120)
+    Xs, ys = series(60, 20, 2)
+    models = {"mlp": fit(X, y, hidden=(40, 24), epochs=1), "rnn": fit(Xs, ys, model="rnn", hidden=(16,), epochs=1)}
+    for (network, model), (kind, inference_only) in itertools.product(models.items(), (("training", False),
+                                                                                     ("inference", True))):
+        gen = generate(model, tmp_path / network / kind, "net", inference_only=inference_only)
+        for level in ("Os", "O2"):
+            out = tmp_path / network / f"{kind}-{level}"
+            out.mkdir()
+            flags = toolchain.cflags(cpu, level, strict=True)
+            for src in gen.sources():
+                subprocess.run(["arm-none-eabi-gcc", *flags, "-fcallgraph-info=su", "-I", str(gen.src), "-c",
+                                str(src), "-o", str(out / (src.stem + ".o")), "-dumpbase", str(out / src.stem)],
+                               check=True)
+            ci = list(out.glob("*.ci"))
+            names = {m for f in ci for m in re.findall(r'title: "(?:[^"]*:)?(bep_net_\w+)"', f.read_text())}
+            assert len(names) >= (3 if inference_only else 15), names
+            deepest = max((_call_graph_depth(ci, n) for n in names), key=lambda d: d[0])
+            assert deepest[0] <= STACK_BYTES[kind], f"{network} {kind} {cpu} -{level}: {' -> '.join(deepest[1])}"
+
+
+def test_network_too_big_for_the_ram_is_refused(work):
+    data = "prototypes:classes=4,features=1000,samples=240"
+    big = work / "big.npz"
+    assert_ok(invoke("train", "--dataset", data, "--hidden", "64", "--epochs", "1", "--out", big))
+    out = work / "big-ram"
+    assert_user_error(invoke("firmware", big, "--board", "microbit", "--standalone-data", data, "--out", out),
+                      "does not fit microbit", "RAM", "16384")
+    assert not out.exists()
