@@ -38,14 +38,14 @@ def cache_dir() -> Path:
     return Path(root) / "twin"
 
 
-def generated_cdef(gen: Generated, link: bool = False) -> str:
+def generated_cdef(gen: Generated, board: bool = False, link: bool = False) -> str:
     """The declarations of a generated directory's public API, from its own headers
-    (``link``: the board side of the serial protocol too, its structs left opaque)."""
+    (``board``: the board part's too; ``link``: the board side of the serial protocol,
+    its structs left opaque)."""
     if gen.inference:
-        headers = ["bep_status.h", f"bep_{gen.name}.h"]
-    else:
-        headers = ["bep_status.h", "bep_runtime.h", "bep_standalone.h", f"bep_{gen.name}.h",
-                   f"bep_{gen.name}_board.h", *(["bep_link.h"] if link else [])]
+        return abi.cdef([(gen.src / h).read_text() for h in ("bep_status.h", f"bep_{gen.name}.h")])
+    headers = ["bep_status.h", "bep_runtime.h", f"bep_{gen.name}.h",
+               *(["bep_standalone.h", f"bep_{gen.name}_board.h"] if board else []), *(["bep_link.h"] if link else [])]
     opaque = "typedef struct { ...; } bep_config_t;\ntypedef struct bep_link { ...; } bep_link_t;\n" if link else ""
     return opaque + abi.cdef([(gen.src / h).read_text() for h in headers])
 
@@ -100,7 +100,7 @@ class Twin:
 
     def __init__(self, gen: Generated, spec: NetSpec, defines: dict[str, str] | None = None) -> None:
         self.gen, self.spec, self.name = gen, spec, gen.name
-        module = build_extension(gen, "_bep_twin", generated_cdef(gen), f'#include "bep_{gen.name}_board.h"',
+        module = build_extension(gen, "_bep_twin", generated_cdef(gen, board=True), f'#include "bep_{gen.name}_board.h"',
                                  defines=defines)
         self.ffi, self.lib = module.ffi, module.lib
         self.state = np.zeros(gen.plan.state_bytes // 4, dtype=np.uint32)
