@@ -54,7 +54,7 @@ def _human_selftest(d: dict) -> str:
 
 def _human_standalone(d: dict) -> str:
     lines = [f"{d['elf']}: {d['board']} ({d['cpu']}) learning {d['data']} on its own, built with -{LEVEL}",
-             f"  text {d['text']}  data {d['data_bytes']} of it the samples  bss {d['bss']}  (arm-none-eabi-size)",
+             f"  text {d['text']} (the samples: {d['data_bytes']})  bss {d['bss']}  (arm-none-eabi-size)",
              (f"  RAM   {d['ram_bytes']:>8} of {d['ram_budget']:>8} B: state {d['state_bytes']} + stack "
               f"{d['stack_bytes']} + firmware {d['firmware_static_bytes']} + sample and snapshot "
               f"{d['standalone_buffer_bytes']}; predicted {d['predicted_ram_bytes']}"),
@@ -69,7 +69,7 @@ def _human_standalone(d: dict) -> str:
         verdict = "bit-exact with the host" if d["bit_exact"] else f"DIFFERS from the host: {d['first_difference']}"
         lines.append(f"  ran {d['epochs']} epochs ({d['samples']} samples) in QEMU in {d['seconds']:.2f} s: "
                      f"{verdict}")
-        lines.append(f"  test accuracy   device {d['device_test_accuracy']}   host {d['host_test_accuracy']}")
+        lines.append(f"  test accuracy   device {d['device_test_accuracy']:.4f}   host {d['host_test_accuracy']:.4f}")
     return "\n".join(lines)
 
 
