@@ -43,7 +43,7 @@ import numpy as np
 
 from bep_mcu import __version__, files, validate
 from bep_mcu.data.binarize import MAX_THERMOMETER_BITS, binarizer_from_arrays
-from bep_mcu.data.encoder import MAX_FEATURES, MAX_LENGTH, Encoder
+from bep_mcu.data.encoder import MAX_BIAS_BITS, MAX_FEATURES, MAX_LENGTH, Encoder
 from bep_mcu.engine.network import Counters
 from bep_mcu.engine.spec import HIDDEN_BITS, MAX_CLASSES, MAX_FAN_IN, MAX_LAYERS, MAX_STEPS, MAX_WIDTH, MODELS, \
     HyperParams, IntParams, NetSpec, growth
@@ -107,7 +107,7 @@ def document(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
                      "val_fraction": t.val_fraction, "counters": t.counters.as_dict(), "history": history,
                      "origin": {k: v for k, v in asdict(t.origin).items() if v is not None}, "notes": dict(t.notes)},
         "input": {"n_features": model.encoder.n_features, "length": model.encoder.length,
-                  "window": model.encoder.window},
+                  "window": model.encoder.window, "bias_bits": model.encoder.bias_bits},
     }
     return meta, arrays
 
@@ -375,6 +375,7 @@ def _read_model(path, z: zipfile.ZipFile) -> Model:
     n_features = inp.int("n_features", 1, MAX_FEATURES)
     length = inp.int("length", 1, MAX_LENGTH, optional=True)
     window = inp.int("window", 1, MAX_LENGTH, optional=True)
+    bias_bits = inp.int("bias_bits", 0, MAX_BIAS_BITS) if "bias_bits" in inp.doc else 0  # older files: none
     expected = _Expected(spec, n_features)
     arrays = files.read_members(z, f"'{path}' is corrupted", expected.check, MAX_FILE_BYTES)
     missing = expected.missing()
@@ -386,6 +387,6 @@ def _read_model(path, z: zipfile.ZipFile) -> Model:
         raise BEPError(f"'{path}' is corrupted: checksum mismatch")
     binarizer = binarizer_from_arrays({k[len("binarizer_"):]: v for k, v in arrays.items()
                                        if k.startswith("binarizer_")})
-    encoder = Encoder(spec.model, binarizer, arrays["input_keep"], n_features, length, window)
+    encoder = Encoder(spec.model, binarizer, arrays["input_keep"], n_features, length, window, bias_bits)
     return Model(spec, hyper, params, tuple(arrays[f"hidden_{i}"] for i in range(spec.n_layers)),
                  arrays["classifier"], encoder, arrays["classes"], training)

@@ -39,7 +39,7 @@ import numpy as np
 
 from bep_mcu import memory, validate
 from bep_mcu.data.datasets import stratified_split
-from bep_mcu.data.encoder import Encoder, as_model_shape
+from bep_mcu.data.encoder import MAX_BIAS_BITS, Encoder, as_model_shape
 from bep_mcu.engine import bits, rng
 from bep_mcu.engine.classifier import binary_equiangular_frame
 from bep_mcu.engine.network import Counters, Network
@@ -396,6 +396,7 @@ class Settings:
     patience: int = 3
     gamma_growth: int | float = 1.5
     gamma_cap_div: int = 4
+    bias_bits: int | None = None  # None: data.encoder.DEFAULT_BIAS_BITS (8 for an rnn, 0 for an mlp)
     restore_best: bool = False
     val_fraction: float = 0.1
 
@@ -411,6 +412,8 @@ class Settings:
             validate.integer(self.batch_size, "--batch-size", 1, MAX_BATCH_SIZE)
         if self.window is not None:
             validate.integer(self.window, "--window", 1, 1 << 20)
+        if self.bias_bits is not None:
+            validate.integer(self.bias_bits, "--bias-bits", 0, MAX_BIAS_BITS)
         if not isinstance(self.val_fraction, (int, float)) or isinstance(self.val_fraction, bool) \
                 or not 0.0 <= self.val_fraction < 0.5:
             raise BEPError(f"val fraction must be in [0, 0.5), got {validate.show(self.val_fraction)}")
@@ -438,8 +441,8 @@ def new_model(X, y, settings: Settings, classes: np.ndarray | None = None) -> Mo
     if len(labels) > MAX_CLASSES:
         raise BEPError(f"{len(labels)} classes; bep-mcu supports at most {MAX_CLASSES}")
     labels = check_labels(plain_labels(labels), len(labels))
+    encoder = Encoder.fit(X, settings.model, settings.binarize, settings.window, settings.bias_bits)  # sees X's shape
     X = as_model_shape(X, settings.model)
-    encoder = Encoder.fit(X, settings.model, settings.binarize, settings.window)
     spec = NetSpec(settings.model, encoder.n_inputs, tuple(settings.hidden), len(labels), settings.hidden_bits,
                    encoder.steps)
     memory.require(16 * spec.synapses + 8 * X.size, f"a {spec.synapses}-synapse network on {len(X)} samples")

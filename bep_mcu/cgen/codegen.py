@@ -130,7 +130,7 @@ def input_context(model: Model, fmt: InputFormat | None) -> dict:
             "threshold": threshold if threshold_stride else threshold[:1], "threshold_stride": threshold_stride,
             "equal": isinstance(enc.binarizer, PassthroughBinarizer),
             "features": enc.n_features, "length": enc.length or 1, "window": enc.window or 1,
-            "point_bits": enc.kept_bits, "step_words": bits.n_words(model.spec.n_inputs),
+            "point_bits": enc.kept_bits, "bias_bits": enc.bias_bits, "step_words": bits.n_words(model.spec.n_inputs),
             "binarizer": enc.binarizer.describe()}
 
 
