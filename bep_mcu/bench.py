@@ -4,6 +4,7 @@
     python -m bep_mcu.bench accuracy   # the acceptance table: default settings, 3 seeds
     python -m bep_mcu.bench accuracy --baseline qat [--sets ArrowHead:rnn,...] [--json]
                                        # BEP vs QAT vs QAT + batch norm on the same inputs
+    python -m bep_mcu.bench accuracy --sets GunPoint:mlp,...   # BEP alone on chosen sets
     python -m bep_mcu.bench device     # on-device training over the emulated link (QEMU)
 
 Speed runs on one core (BLAS threads pinned to 1) and measures, in the same run, a
@@ -210,13 +211,16 @@ def _mean_std(scores) -> str:
     return f"{100 * np.mean(scores):5.1f} ± {100 * np.std(scores):3.1f}"
 
 
-def accuracy_vs_baseline(keys: list[str], seeds: int, rates=None, decays=None) -> list[dict]:
+def accuracy_vs_baseline(keys: list[str], seeds: int, rates=None, decays=None, baseline: bool = True) -> list[dict]:
     """BEP (defaults) vs QAT and QAT + batch norm on the same inputs, per ``<set>:<network>``:
-    mean ± std over seeds of the final model's test accuracy, and seconds."""
-    from bep_mcu import qat
+    mean ± std over seeds of the final model's test accuracy, and seconds (``baseline``
+    False: BEP alone)."""
+    if baseline:
+        from bep_mcu import qat
 
     rows = []
-    print(f"{'configuration':<28} {'BEP':>13} {'s':>6}   {'QAT':>13} {'s':>6}   {'QAT+BN':>13} {'s':>6}", flush=True)
+    print(f"{'configuration':<28} {'BEP':>13} {'s':>6}" +
+          (f"   {'QAT':>13} {'s':>6}   {'QAT+BN':>13} {'s':>6}" if baseline else ""), flush=True)
     for key in keys:
         name, kwargs = parse_config(key)
         data = load_dataset(name)
@@ -232,13 +236,16 @@ def accuracy_vs_baseline(keys: list[str], seeds: int, rates=None, decays=None) -
                "seeds": seeds, "epochs": model.training.epochs,
                "bep": {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "scores": scores,
                        "train": train, "seconds": bep_seconds}}
+        rows.append(row)
+        if not baseline:
+            print(f"{key:<28} {_mean_std(scores):>13} {bep_seconds:6.0f}", flush=True)
+            continue
         for label, bn in (("qat", False), ("qat_bn", True)):
             res = qat.tuned_qat(kwargs, data, seeds, batch_norm=bn, learning_rates=rates or qat.LEARNING_RATES,
                                 weight_decays=decays or qat.WEIGHT_DECAYS)
             row[label] = {"mean": float(np.mean(res["scores"])), "std": float(np.std(res["scores"])),
                           "scores": res["scores"], "train": res["train"], "chosen": res["chosen"],
                           "seconds": res["seconds"], "grid": res["grid"]}
-        rows.append(row)
         print(f"{key:<28} {_mean_std(scores):>13} {bep_seconds:6.0f}   {_mean_std(row['qat']['scores']):>13} "
               f"{row['qat']['seconds']:6.0f}   {_mean_std(row['qat_bn']['scores']):>13} {row['qat_bn']['seconds']:6.0f}",
               flush=True)
@@ -284,24 +291,24 @@ def main() -> None:
                         help="accuracy: also train the QAT baseline (and QAT + batch norm) on the same inputs "
                              "(pip install 'bep-mcu[bench]')")
     parser.add_argument("--sets", default=None,
-                        help="accuracy --baseline: comma-separated <set>:<network> keys, 'holdout' for the "
-                             "untuned hold-out sets [default: " + ",".join(BASELINE_SETS) + "]")
+                        help="accuracy: comma-separated <set>:<network> keys, 'holdout' for the untuned hold-out "
+                             "sets (without --baseline: BEP alone) [default with --baseline: "
+                             + ",".join(BASELINE_SETS) + "]")
     parser.add_argument("--qat-rates", default=None, help="QAT learning rates to try [default: 1e-3,1e-2]")
     parser.add_argument("--qat-decays", default=None, help="QAT weight decays to try [default: 0,1e-4]")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    if args.sets and not args.baseline:
-        parser.error("--sets goes with --baseline")
 
     def floats(text):
         return tuple(float(v) for v in text.split(",")) if text else None
 
-    if args.what == "accuracy" and args.baseline:
+    if args.what == "accuracy" and (args.baseline or args.sets):
         keys = []
         for k in (args.sets.split(",") if args.sets else BASELINE_SETS):
             keys += HOLDOUT_SETS if k == "holdout" else ([] if not k.strip() else [k.strip()])
         result = {"baseline": args.baseline, "rows": accuracy_vs_baseline(keys, args.seeds, floats(args.qat_rates),
-                                                                          floats(args.qat_decays))}
+                                                                          floats(args.qat_decays),
+                                                                          baseline=args.baseline is not None)}
     elif args.what == "speed":
         result = speed(args.epochs)
     elif args.what == "device":

@@ -42,8 +42,10 @@ class BEPClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, model: str = "mlp", hidden=(512,), epochs: int | None = None, batch_size: int | None = None,
                  seed: int = 0, binarize: str = "auto", window: int | None = None, hidden_bits: int = 8,
-                 r: float | None = None, nu: float = 0.05, gamma=None, p_r: float = 0.5, sigma: float = 16.0,
-                 patience: int = 3, gamma_growth: int = 2, val_fraction: float = 0.1) -> None:
+                 bias_bits: int | None = None, r: float | None = None, nu: float = 0.05, gamma=None, p_r: float = 0.5,
+                 sigma: float = 16.0,
+                 patience: int = 3, gamma_growth: float = 1.5, gamma_cap_div: int = 4, restore_best: bool = False,
+                 val_fraction: float = 0.1) -> None:
         self.model = model
         self.hidden = hidden
         self.epochs = epochs
@@ -52,6 +54,7 @@ class BEPClassifier(ClassifierMixin, BaseEstimator):
         self.binarize = binarize
         self.window = window
         self.hidden_bits = hidden_bits
+        self.bias_bits = bias_bits
         self.r = r
         self.nu = nu
         self.gamma = gamma
@@ -59,6 +62,8 @@ class BEPClassifier(ClassifierMixin, BaseEstimator):
         self.sigma = sigma
         self.patience = patience
         self.gamma_growth = gamma_growth
+        self.gamma_cap_div = gamma_cap_div
+        self.restore_best = restore_best
         self.val_fraction = val_fraction
 
     # ------------------------------------------------------------ helpers
@@ -70,8 +75,9 @@ class BEPClassifier(ClassifierMixin, BaseEstimator):
             raise BEPError(f"hidden and gamma must be integers, got {self.hidden!r}, {self.gamma!r}") from None
         return training.Settings(model=self.model, hidden=hidden, epochs=self.epochs, batch_size=self.batch_size,
                                  seed=self.seed, binarize=self.binarize, window=self.window,
-                                 hidden_bits=self.hidden_bits, r=self.r, nu=self.nu, gamma=gamma, p_r=self.p_r,
+                                 hidden_bits=self.hidden_bits, bias_bits=self.bias_bits, r=self.r, nu=self.nu, gamma=gamma, p_r=self.p_r,
                                  sigma=self.sigma, patience=self.patience, gamma_growth=self.gamma_growth,
+                                 gamma_cap_div=self.gamma_cap_div, restore_best=self.restore_best,
                                  val_fraction=self.val_fraction)
 
     def _validate(self, X, reset: bool = False):
@@ -141,8 +147,9 @@ class BEPClassifier(ClassifierMixin, BaseEstimator):
         hp = model.hyper
         clf = cls(model=model.spec.model, hidden=model.spec.hidden, batch_size=model.training.batch_size,
                   seed=model.training.seed, binarize=model.encoder.binarizer.spec(), window=model.encoder.window,
-                  hidden_bits=model.spec.hidden_bits, r=hp.r, nu=hp.nu, gamma=hp.gamma, p_r=hp.p_r, sigma=hp.sigma,
-                  patience=hp.patience, gamma_growth=hp.gamma_growth, val_fraction=model.training.val_fraction)
+                  hidden_bits=model.spec.hidden_bits, bias_bits=model.encoder.bias_bits, r=hp.r, nu=hp.nu, gamma=hp.gamma, p_r=hp.p_r, sigma=hp.sigma,
+                  patience=hp.patience, gamma_growth=hp.gamma_growth, gamma_cap_div=hp.gamma_cap_div,
+                  restore_best=hp.restore_best, val_fraction=model.training.val_fraction)
         clf.n_features_in_ = model.encoder.n_features if model.spec.model == "mlp" else model.encoder.length
         return clf._adopt(model)
 

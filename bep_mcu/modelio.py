@@ -43,10 +43,10 @@ import numpy as np
 
 from bep_mcu import __version__, files, validate
 from bep_mcu.data.binarize import MAX_THERMOMETER_BITS, binarizer_from_arrays
-from bep_mcu.data.encoder import MAX_FEATURES, MAX_LENGTH, Encoder
+from bep_mcu.data.encoder import MAX_BIAS_BITS, MAX_FEATURES, MAX_LENGTH, Encoder
 from bep_mcu.engine.network import Counters
 from bep_mcu.engine.spec import HIDDEN_BITS, MAX_CLASSES, MAX_FAN_IN, MAX_LAYERS, MAX_STEPS, MAX_WIDTH, MODELS, \
-    HyperParams, IntParams, NetSpec
+    HyperParams, IntParams, NetSpec, growth
 from bep_mcu.errors import BEPError
 from bep_mcu.model import COUNTER_MAX, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LABEL_CHARS, Model, Origin, \
     TrainingRecord
@@ -61,7 +61,7 @@ _META = "__meta__"
 _CHECKSUM = "__checksum__"
 _V1_NOTE_KEYS = ("dataset", "test_accuracy", "train_accuracy")
 _HISTORY_KEYS = {"epoch", "train_error", "val_accuracy", "gamma", "reinforce_q", "triggered", "updates", "seconds",
-                 "samples_per_second", "best"}
+                 "samples_per_second", "best", "restored_epoch"}
 
 
 # ------------------------------------------------------------------ writing
@@ -107,7 +107,7 @@ def document(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
                      "val_fraction": t.val_fraction, "counters": t.counters.as_dict(), "history": history,
                      "origin": {k: v for k, v in asdict(t.origin).items() if v is not None}, "notes": dict(t.notes)},
         "input": {"n_features": model.encoder.n_features, "length": model.encoder.length,
-                  "window": model.encoder.window},
+                  "window": model.encoder.window, "bias_bits": model.encoder.bias_bits},
     }
     return meta, arrays
 
@@ -159,6 +159,12 @@ class _Fields:
             return None
         return validate.integers(value, self._name(key), lo, hi, length=length, max_len=max_len)
 
+    def flag(self, key: str) -> bool:
+        value = self._get(key)
+        if not isinstance(value, bool):
+            raise BEPError(f"{self._name(key)} must be true or false, got {validate.show(value)}")
+        return value
+
     def choice(self, key: str, choices) -> str:
         return validate.choice(self._get(key), self._name(key), choices)
 
@@ -178,9 +184,14 @@ def _spec(f: _Fields) -> NetSpec:
 
 def _hyper(f: _Fields) -> HyperParams:
     h = f.obj("hyperparams")
+    # Files written before the issue-11 defaults have no cap divisor or restore_best: they keep
+    # training as they did (γ up to the full width, the last epoch's weights).
+    cap_div = h.int("gamma_cap_div", 1, MAX_WIDTH) if "gamma_cap_div" in h.doc else 1
     return HyperParams(r=h.num("r", 0, 2), nu=h.num("nu", 0, 1), gamma=h.ints("gamma", 1, MAX_WIDTH, optional=True),
-                       gamma_growth=h.int("gamma_growth", 1, 1024), patience=h.int("patience", 1, 1_000_000),
-                       p_r=h.num("p_r", 0, 16), sigma=h.num("sigma", 0, 1e6), alpha=h.num("alpha", 0, 1e6))
+                       gamma_growth=growth(h._get("gamma_growth"), "field 'hyperparams.gamma_growth'"),
+                       gamma_cap_div=cap_div, patience=h.int("patience", 1, 1_000_000),
+                       p_r=h.num("p_r", 0, 16), sigma=h.num("sigma", 0, 1e6), alpha=h.num("alpha", 0, 1e6),
+                       restore_best=h.flag("restore_best") if "restore_best" in h.doc else False)
 
 
 def _params(f: _Fields, spec: NetSpec) -> IntParams:
@@ -200,7 +211,10 @@ def _history(value: object, path: str) -> tuple[dict, ...]:
             name = f"field '{path}[{i}].{validate.show(key, 24)}'"
             if key not in _HISTORY_KEYS:
                 raise BEPError(f"{name} is not an epoch record field")
-            if isinstance(v, list):
+            if key == "best":  # the epoch set a new best stall criterion
+                if not isinstance(v, bool):
+                    raise BEPError(f"{name} must be true or false, got {validate.show(v)}")
+            elif isinstance(v, list):
                 validate.integers(v, name, 0, validate.UINT32_MAX, min_len=0, max_len=MAX_LAYERS)
             elif v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 raise BEPError(f"{name} must be a number, got {validate.show(v)}")
@@ -361,6 +375,7 @@ def _read_model(path, z: zipfile.ZipFile) -> Model:
     n_features = inp.int("n_features", 1, MAX_FEATURES)
     length = inp.int("length", 1, MAX_LENGTH, optional=True)
     window = inp.int("window", 1, MAX_LENGTH, optional=True)
+    bias_bits = inp.int("bias_bits", 0, MAX_BIAS_BITS) if "bias_bits" in inp.doc else 0  # older files: none
     expected = _Expected(spec, n_features)
     arrays = files.read_members(z, f"'{path}' is corrupted", expected.check, MAX_FILE_BYTES)
     missing = expected.missing()
@@ -372,6 +387,6 @@ def _read_model(path, z: zipfile.ZipFile) -> Model:
         raise BEPError(f"'{path}' is corrupted: checksum mismatch")
     binarizer = binarizer_from_arrays({k[len("binarizer_"):]: v for k, v in arrays.items()
                                        if k.startswith("binarizer_")})
-    encoder = Encoder(spec.model, binarizer, arrays["input_keep"], n_features, length, window)
+    encoder = Encoder(spec.model, binarizer, arrays["input_keep"], n_features, length, window, bias_bits)
     return Model(spec, hyper, params, tuple(arrays[f"hidden_{i}"] for i in range(spec.n_layers)),
                  arrays["classifier"], encoder, arrays["classes"], training)

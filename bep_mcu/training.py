@@ -6,9 +6,10 @@ everything around it, once, for all of them:
 - the sample order (``epoch_order(seed, epoch)``, continuing the model's sequence; or
   the counter-based order a board computes itself, ``rng.sample_order``),
 - batching,
-- the per-epoch schedule (Q from the last epoch's training error, γ growth on a
-  stall; ``engine.schedule``: floating point judged on validation accuracy for
-  ``fit``, the integer on-device rule wherever a board's own counters drive it),
+- the per-epoch schedule (``engine.schedule.IntegerSchedule``, integers only, the
+  rule a board runs: Q from the last epoch's training error, γ growth on a stall,
+  judged on the training counts where a board's own counters drive it and on the
+  validation split, or validation and training pooled, on the host's ``fit``),
 - and the comparison of every other trainer's complete state (hidden weights,
   forward predictions, all five counters) with the first one's.
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from functools import cached_property
 from typing import Protocol
 
@@ -37,16 +39,15 @@ import numpy as np
 
 from bep_mcu import memory, validate
 from bep_mcu.data.datasets import stratified_split
-from bep_mcu.data.encoder import Encoder, as_model_shape
+from bep_mcu.data.encoder import MAX_BIAS_BITS, Encoder, as_model_shape
 from bep_mcu.engine import bits, rng
 from bep_mcu.engine.classifier import binary_equiangular_frame
 from bep_mcu.engine.network import Counters, Network
-from bep_mcu.engine.schedule import EpochSchedule, IntegerSchedule
+from bep_mcu.engine.schedule import STALL_SIGNALS, IntegerSchedule, gamma_caps, grown, stall_counts
 from bep_mcu.engine.spec import MAX_CLASSES, MAX_LAYERS, MAX_WIDTH, HyperParams, NetSpec, int_params
 from bep_mcu.errors import BEPError
 from bep_mcu.model import MAX_BATCH_SIZE, MAX_EPOCHS, Model, TrainingRecord, check_labels, plain_labels
 
-STALL_SIGNALS = ("validation", "training")
 COMPARE = ("batch", "end", "never")
 SAMPLE_ORDERS = ("numpy", "counter")
 
@@ -163,20 +164,22 @@ class NumpyTrainer:
 class Plan:
     """How to run epochs; each field is a difference between today's callers."""
 
-    spec: NetSpec  # the network (γ's caps and Q's fan-ins come from it)
+    spec: NetSpec  # the network (Q's fan-ins come from it)
     epochs: int
     batch_size: int
     seed: int  # keys the sample order
     gamma: tuple[int, ...]  # γ of the first epoch
     p_r: float
     patience: int
-    growth: int
+    growth: Fraction
+    cap: tuple[int, ...]  # largest γ per layer (engine.schedule.gamma_caps)
     first_epoch: int = 0  # continue this sequence of sample orders
     error_rate: float = 1.0  # the previous epoch's training error: Q of the first epoch
-    # What a stall is judged on. "training": the on-device schedule (engine.schedule.IntegerSchedule), the
-    # training error counter and integers only, as a board computes it; "validation": host fit, in floating
-    # point (the training accuracy where there is no validation split).
-    stall_signal: str = "validation"
+    # What a stall is judged on (engine.schedule.stall_counts). "training": the epoch's training error
+    # counter, as a board computes it (stream, verify, a board alone); "auto": host fit, the validation
+    # split from MIN_VALIDATION samples on, else validation and training pooled.
+    stall_signal: str = "auto"
+    restore_best: bool = False  # end with the reference trainer's weights of the best epoch (host fit)
     sample_order: str = "numpy"  # "counter": rng.sample_order, the order a board that learns alone computes
     compare: str = "batch"  # when the other trainers' states are compared with the first's
     grow_every: int | None = None  # also multiply γ by ``growth`` every that many epochs (to test γ changes)
@@ -187,6 +190,7 @@ class Plan:
         validate.integer(self.epochs, "--epochs", 1, MAX_EPOCHS)
         validate.integer(self.batch_size, "--batch-size", 1, MAX_BATCH_SIZE)
         validate.choice(self.stall_signal, "stall signal", STALL_SIGNALS)
+        validate.integers(self.cap, "gamma cap", 1, MAX_WIDTH, length=self.spec.n_layers)
         validate.choice(self.compare, "compare", COMPARE)
         validate.choice(self.sample_order, "sample order", SAMPLE_ORDERS)
         if self.grow_every is not None:
@@ -199,8 +203,8 @@ class Plan:
         """Continue ``model``'s training: its sample-order sequence, γ, error rate and settings."""
         t, hp = model.training, model.hyper
         plan = cls(spec=model.spec, epochs=epochs, batch_size=batch_size or t.batch_size, seed=t.seed,
-                   gamma=tuple(t.gamma),
-                   p_r=hp.p_r, patience=hp.patience, growth=hp.gamma_growth, first_epoch=t.epochs,
+                   gamma=tuple(t.gamma), p_r=hp.p_r, patience=hp.patience, growth=hp.growth,
+                   cap=tuple(gamma_caps(model.spec, hp, model.params.gamma)), first_epoch=t.epochs,
                    error_rate=t.error_rate)
         return replace(plan, **changes)
 
@@ -231,7 +235,8 @@ class Report:
     samples: int = 0
     seconds: dict[str, float] = field(default_factory=dict)  # time spent in train_batch, per trainer
     divergence: Divergence | None = None
-    schedule_states: list[dict] = field(default_factory=list)  # integer schedule: its state after each epoch
+    schedule_states: list[dict] = field(default_factory=list)  # the schedule's state after each epoch
+    best: tuple[int, list[np.ndarray]] | None = None  # plan.restore_best: (epoch, the reference's weights)
 
     @property
     def bit_exact(self) -> bool:
@@ -241,10 +246,12 @@ class Report:
         return self.samples / max(self.seconds.get(trainer, 0.0), 1e-9)
 
     def advance(self, model: Model, trainer: Trainer, **training_changes) -> Model:
-        """``model`` with ``trainer``'s weights and the schedule where this run left it."""
+        """``model`` with ``trainer``'s weights (the best epoch's, with ``plan.restore_best``)
+        and the schedule where this run left it."""
         t = model.training
         counters = trainer.counters()
-        return model.replace(hidden=tuple(trainer.hidden_weights()), training=replace(
+        hidden = trainer.hidden_weights() if self.best is None else self.best[1]
+        return model.replace(hidden=tuple(hidden), training=replace(
             t, epochs=t.epochs + self.epochs, batch_counter=counters.batches, gamma=tuple(self.gamma),
             error_rate=self.error_rate, counters=_sum_counters(t.counters, counters),
             history=t.history + tuple(self.history), **training_changes))
@@ -298,9 +305,8 @@ def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, valid
     if len(data) == 0:
         raise BEPError("no training samples")
     reference, spec = trainers[0], plan.spec
-    on_device = plan.stall_signal == "training"
-    schedule_type = IntegerSchedule if on_device else EpochSchedule
-    schedule = schedule_type(spec, list(plan.gamma), plan.p_r, plan.patience, plan.growth, error_rate=plan.error_rate)
+    schedule = IntegerSchedule(spec, list(plan.gamma), plan.p_r, plan.patience, plan.growth, list(plan.cap),
+                               error_rate=plan.error_rate)
     report = Report(list(trainers), seconds={t.name: 0.0 for t in trainers}, gamma=tuple(plan.gamma),
                     error_rate=plan.error_rate)
     for e in range(plan.epochs):
@@ -333,27 +339,29 @@ def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, valid
             if plan.max_batches is not None and report.batches >= plan.max_batches:
                 return report
         after = reference.counters()
-        error_rate = (after.errors - before.errors) / seen
-        val_accuracy = None
+        errors = after.errors - before.errors
+        val_accuracy, val_counts = None, (0, 0)
         if validation is not None and len(validation):
-            val_accuracy = float(np.mean(reference.evaluate(validation) == validation.y))
-        signal = val_accuracy if plan.stall_signal == "validation" and val_accuracy is not None else 1.0 - error_rate
+            val_errors = int(np.count_nonzero(reference.evaluate(validation) != validation.y))
+            val_accuracy, val_counts = 1.0 - val_errors / len(validation), (val_errors, len(validation))
         seconds = time.perf_counter() - start
-        record = {"epoch": epoch + 1, "train_error": error_rate, "val_accuracy": val_accuracy, "gamma": gamma,
+        record = {"epoch": epoch + 1, "train_error": errors / seen, "val_accuracy": val_accuracy, "gamma": gamma,
                   "reinforce_q": q, "triggered": after.triggered - before.triggered,
                   "updates": after.updates - before.updates, "seconds": seconds,
                   "samples_per_second": seen / seconds if seconds > 0 else None}
         report.history.append(record)
         if not plan.fixed_schedule:
-            if on_device:
-                schedule.end_epoch_counts(after.errors - before.errors, seen)
-                report.schedule_states.append(schedule.state())
-            else:
-                schedule.end_epoch(error_rate, signal)
-        if plan.grow_every and (e + 1) % plan.grow_every == 0:
-            schedule.gamma = [min(g * plan.growth, k) for g, k in zip(schedule.gamma, spec.hidden)]
+            judged = stall_counts(plan.stall_signal, (errors, seen), val_counts)
+            record["best"] = schedule.end_epoch_counts(errors, seen, judged)
+            report.schedule_states.append(schedule.state())
+            if plan.restore_best and record["best"]:
+                report.best = (epoch + 1, [w.copy() for w in reference.hidden_weights()])
+        if plan.grow_every and (e + 1) % plan.grow_every == 0:  # uncapped: the widest range of γ for tests
+            schedule.gamma = [grown(g, plan.growth, k) for g, k in zip(schedule.gamma, spec.hidden)]
         report.epochs += 1
         report.gamma, report.error_rate = tuple(schedule.gamma), schedule.error_rate
+        if report.best is not None and e == plan.epochs - 1:
+            record["restored_epoch"] = report.best[0]  # the weights the model keeps (Report.advance)
         if on_epoch:
             on_epoch(record)
     if plan.compare == "end":
@@ -386,7 +394,10 @@ class Settings:
     p_r: float = 0.5
     sigma: float = 16.0
     patience: int = 3
-    gamma_growth: int = 2
+    gamma_growth: int | float = 1.5
+    gamma_cap_div: int = 4
+    bias_bits: int | None = None  # None: data.encoder.DEFAULT_BIAS_BITS (8 for an rnn, 0 for an mlp)
+    restore_best: bool = False
     val_fraction: float = 0.1
 
     def __post_init__(self) -> None:
@@ -401,15 +412,18 @@ class Settings:
             validate.integer(self.batch_size, "--batch-size", 1, MAX_BATCH_SIZE)
         if self.window is not None:
             validate.integer(self.window, "--window", 1, 1 << 20)
+        if self.bias_bits is not None:
+            validate.integer(self.bias_bits, "--bias-bits", 0, MAX_BIAS_BITS)
         if not isinstance(self.val_fraction, (int, float)) or isinstance(self.val_fraction, bool) \
                 or not 0.0 <= self.val_fraction < 0.5:
             raise BEPError(f"val fraction must be in [0, 0.5), got {validate.show(self.val_fraction)}")
-        self.hyper()  # validates r, nu, gamma, p_r, sigma, patience, growth
+        self.hyper()  # validates r, nu, gamma, p_r, sigma, patience, growth, cap, restore_best
 
     def hyper(self) -> HyperParams:
         r = default_r(len(self.hidden)) if self.r is None else self.r
         return HyperParams(r=r, nu=self.nu, gamma=None if self.gamma is None else tuple(self.gamma), p_r=self.p_r,
-                           sigma=self.sigma, patience=self.patience, gamma_growth=self.gamma_growth)
+                           sigma=self.sigma, patience=self.patience, gamma_growth=self.gamma_growth,
+                           gamma_cap_div=self.gamma_cap_div, restore_best=self.restore_best)
 
 
 def split_validation(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -427,8 +441,8 @@ def new_model(X, y, settings: Settings, classes: np.ndarray | None = None) -> Mo
     if len(labels) > MAX_CLASSES:
         raise BEPError(f"{len(labels)} classes; bep-mcu supports at most {MAX_CLASSES}")
     labels = check_labels(plain_labels(labels), len(labels))
+    encoder = Encoder.fit(X, settings.model, settings.binarize, settings.window, settings.bias_bits)  # sees X's shape
     X = as_model_shape(X, settings.model)
-    encoder = Encoder.fit(X, settings.model, settings.binarize, settings.window)
     spec = NetSpec(settings.model, encoder.n_inputs, tuple(settings.hidden), len(labels), settings.hidden_bits,
                    encoder.steps)
     memory.require(16 * spec.synapses + 8 * X.size, f"a {spec.synapses}-synapse network on {len(X)} samples")
@@ -453,10 +467,11 @@ def split_encoded(model: Model, X, y) -> tuple[EncodedData, EncodedData]:
 def train(model: Model, X, y, epochs: int, batch_size: int | None = None,
           on_epoch: Callable[[dict], None] | None = None) -> Model:
     """Train ``model`` (new, loaded or pulled from a board) for ``epochs`` more epochs on
-    raw data; a stratified part of it (the model's ``val_fraction``) judges γ stalls."""
+    raw data; a stratified part of it (the model's ``val_fraction``) judges γ stalls
+    (engine.schedule.stall_counts, "auto")."""
     train_part, val_part = split_encoded(model, X, y)
     trainer = NumpyTrainer(model)
-    plan = Plan.continuing(model, epochs, batch_size, compare="never")
+    plan = Plan.continuing(model, epochs, batch_size, compare="never", restore_best=model.hyper.restore_best)
     report = run_epochs([trainer], train_part, plan, val_part, on_epoch=on_epoch)
     return report.advance(model, trainer, batch_size=plan.batch_size)
 

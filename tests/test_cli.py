@@ -299,11 +299,11 @@ def test_train_rnn_on_npz_series(tmp_path):
     data = tmp_path / "series.npz"
     np.savez(data, X=X, y=y)
     result, model = train_json(tmp_path, "--data", data, "--model", "rnn", "--hidden", "32", "--epochs", "2")
-    assert result["network"] == "rnn" and result["steps"] == 8  # default window 5 on 40 points
-    assert result["inputs"] == 5 * 8  # thermometer:8 per point
+    assert result["network"] == "rnn" and result["steps"] == 2  # default window 20 on 40 points
+    assert result["inputs"] == 20 * 8 + 8  # thermometer:8 per point, 8 bias bits
     d = last_json(invoke("info", model, "--json").stdout)
-    assert d["model"] == "rnn" and d["window"] == 5 and d["steps"] == 8
-    assert d["layers"][0]["shape"] == [32, 40 + 32]
+    assert d["model"] == "rnn" and d["window"] == 20 and d["steps"] == 2
+    assert d["layers"][0]["shape"] == [32, 168 + 32]
     ev = invoke("eval", model, "--data", data, "--json")
     assert_ok(ev)
     assert last_json(ev.stdout)["n"] == 160
@@ -314,8 +314,8 @@ def test_train_rnn_with_explicit_window(tmp_path):
     data = tmp_path / "series.npz"
     np.savez(data, X=X, y=y)
     result, _ = train_json(tmp_path, "--data", data, "--model", "rnn", "--window", "10", "--hidden", "16",
-                           "--epochs", "1")
-    assert result["steps"] == 3 and result["inputs"] == 10 * 8
+                           "--epochs", "1", "--bias-bits", "3")
+    assert result["steps"] == 3 and result["inputs"] == 10 * 8 + 3
 
 
 def test_eval_rnn_on_series_of_another_length(tmp_path):

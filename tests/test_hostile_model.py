@@ -131,16 +131,19 @@ def test_every_forged_metadata_field(original, tmp_path):
             forged.unlink()
     # Every field that reaches C or the network is refused whatever the bad value is.
     for field in ("spec.hidden", "spec.n_inputs", "int_params.trigger_margin", "int_params.gate", "training.seed",
-                  "training.batch_counter", "training.gamma", "input.n_features", "version"):
+                  "training.batch_counter", "training.gamma", "input.n_features", "input.bias_bits",
+                  "hyperparams.gamma_growth", "hyperparams.gamma_cap_div", "version"):
         for name in BAD_VALUES:
             if (field, name) in outcomes:
                 assert outcomes[field, name] == "refused", f"{field}={name} was accepted"
     # What may be accepted: free text and numbers for people (notes, the epoch history),
     # and values that are valid in their field (a null γ means the default; an mlp has
-    # no series length or window; σ and α are real numbers).
+    # no series length or window; σ and α are real numbers; restore_best is a flag).
     accepted = {k for k, v in outcomes.items() if v == "accepted"}
     valid = {("training.history", "list"), ("hyperparams.gamma", "null"), ("hyperparams.sigma", "float"), ("hyperparams.alpha", "float"),
-             ("input.length", "null"), ("input.window", "null")}
+             ("input.length", "null"), ("input.window", "null"), ("hyperparams.restore_best", "bool")}
+    assert {("hyperparams.gamma_cap_div", "float"), ("input.bias_bits", "float"),
+            ("hyperparams.restore_best", "bool")} <= set(outcomes)  # the issue-11 fields are forged too
     unexpected = {k for k in accepted - valid if not k[0].startswith(("training.notes", "training.history."))}
     assert not unexpected, unexpected
 
@@ -176,6 +179,11 @@ def test_every_forged_array(original, tmp_path):
     (("spec", "hidden"), [16.7], ("hidden",)),
     (("int_params", "gate"), [10 ** 9], ("gate",)),
     (("training", "seed"), -1, ("seed",)),
+    (("hyperparams", "gamma_growth"), 1.1, ("hyperparams.gamma_growth", "1/16")),
+    (("hyperparams", "gamma_cap_div"), 0, ("hyperparams.gamma_cap_div",)),
+    (("hyperparams", "restore_best"), "yes", ("hyperparams.restore_best",)),
+    (("input", "bias_bits"), PAYLOAD, ("input.bias_bits",)),
+    (("input", "bias_bits"), 2, ("input encoding",)),
 ])
 def test_refusals_name_the_field(original, tmp_path, field, value, words):
     forged = forge(original, tmp_path / "f.npz", lambda m: set_path(m, field, value))

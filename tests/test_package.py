@@ -60,7 +60,7 @@ from bep_mcu.cgen.codegen import environment, generate
 from bep_mcu.data.datasets import load_dataset
 from bep_mcu.device import boards, emulate
 from bep_mcu.device.firmware import fw_dir
-from bep_mcu.engine.schedule import IntegerSchedule, reinforcement_counts
+from bep_mcu.engine.schedule import IntegerSchedule, gamma_caps, reinforcement_counts
 from bep_mcu.errors import BEPError
 from bep_mcu.training import NumpyTrainer, encoded
 
@@ -141,8 +141,8 @@ def trainer_lines(model, data) -> list[str]:
     the rule of the board part's bep_<net>_end_epoch) over the numpy engine."""
     spec, hyper = model.spec, model.hyper
     trainer = NumpyTrainer(model)
-    schedule = IntegerSchedule(spec, list(model.training.gamma), hyper.p_r, hyper.patience, hyper.gamma_growth,
-                               error_rate=model.training.error_rate)
+    schedule = IntegerSchedule(spec, list(model.training.gamma), hyper.p_r, hyper.patience, hyper.growth,
+                               gamma_caps(spec, hyper, model.params.gamma), error_rate=model.training.error_rate)
     i, lines = 0, []
     for epoch in range(1, TRAINER_EPOCHS + 1):
         trainer.set_epoch(schedule.gamma, schedule.q())

@@ -175,24 +175,24 @@ def test_unseen_label_in_training_data_is_a_one_line_error(protos):
 
 
 @pytest.mark.parametrize("length", [40, 30, 7, 1])
-def test_default_window_gives_about_eight_steps(length):
+def test_default_window_gives_about_two_steps(length):
     window = default_window(length)
     steps = math.ceil(length / window)
-    assert window >= 1 and steps <= 8 and (steps >= 7 or length < 8)
+    assert window >= 1 and steps <= 2 and (steps == 2 or length < 2)
 
 
 def test_rnn_on_n_by_t_uses_default_window():
     X, y = series(240, 40)
     model = fit(X, y, model="rnn", hidden=(32,), epochs=2)
     enc = model.encoder
-    assert enc.window == 5 and enc.length == 40 and enc.n_features == 1
-    assert model.spec.steps == 8
-    # thermometer:8 (the rnn default) gives 8 bits per point, window points per step.
+    assert enc.window == 20 and enc.length == 40 and enc.n_features == 1
+    assert model.spec.steps == 2
+    # thermometer:8 (the rnn default) gives 8 bits per point, window points per step, then 8 bias bits.
     assert enc.binarizer.describe().startswith("thermometer:8")
-    assert model.spec.n_inputs == 5 * 8
-    assert model.encode(X).shape == (240, 8, 40)
+    assert model.spec.n_inputs == 20 * 8 + 8
+    assert model.encode(X).shape == (240, 2, 168)
     assert model.predict(X).shape == (240,)
-    assert describe(model)["window"] == 5 and describe(model)["steps"] == 8
+    assert describe(model)["window"] == 20 and describe(model)["steps"] == 2
 
 
 def test_rnn_on_n_by_t_by_channels_with_explicit_window():
@@ -200,9 +200,9 @@ def test_rnn_on_n_by_t_by_channels_with_explicit_window():
     model = fit(X, y, model="rnn", hidden=(24,), epochs=2, window=7)
     assert model.encoder.window == 7 and model.encoder.n_features == 2 and model.encoder.length == 30
     assert model.spec.steps == math.ceil(30 / 7) == 5
-    assert model.spec.n_inputs == 7 * 2 * 8
-    assert model.spec.layer_shapes() == [(24, 7 * 2 * 8 + 24)]
-    assert model.encode(X).shape == (200, 5, 112)
+    assert model.spec.n_inputs == 7 * 2 * 8 + 8  # and the 8 bias bits
+    assert model.spec.layer_shapes() == [(24, 7 * 2 * 8 + 8 + 24)]
+    assert model.encode(X).shape == (200, 5, 120)
 
 
 def test_rnn_window_padding_repeats_the_last_point():
@@ -210,7 +210,7 @@ def test_rnn_window_padding_repeats_the_last_point():
     g = np.random.default_rng(0)
     X = np.where(g.random((40, 10)) < 0.5, -1.0, 1.0)
     y = np.arange(40) % 2
-    model = fit(X, y, model="rnn", hidden=(8,), epochs=1, window=4, binarize="passthrough")
+    model = fit(X, y, model="rnn", hidden=(8,), epochs=1, window=4, binarize="passthrough", bias_bits=0)
     enc = model.encode(X)
     assert enc.shape == (40, 3, 4)
     np.testing.assert_array_equal(enc[:, 0], X[:, 0:4])
@@ -221,7 +221,9 @@ def test_rnn_window_padding_repeats_the_last_point():
 def test_rnn_learns_sine_frequencies():
     X, y = series(400, 40, seed=1)
     Xt, yt = series(200, 40, seed=2)
-    model = fit(X, y, model="rnn", hidden=(64,), epochs=10, window=10, seed=0)
+    # 20 epochs: γ grows by 1.5 per stall (was 2), so it reaches the group sizes this task
+    # learns with a few epochs later (10 epochs: 0.61 with ×1.5, 0.965 with ×2; 20: 0.995)
+    model = fit(X, y, model="rnn", hidden=(64,), epochs=20, window=10, seed=0)
     assert _untrained_accuracy(model, Xt, yt) < 0.6
     assert model.score(Xt, yt) > 0.75
     history = model.training.history
@@ -233,7 +235,8 @@ def test_rnn_learns_gunpoint():
     d = load_dataset("ucr:GunPoint")
     model = fit(d.X_train, d.y_train, model="rnn", hidden=(64,), epochs=20, window=25, seed=0)
     assert model.spec.steps == 6 and model.labels.tolist() == ["1", "2"]
-    assert _untrained_accuracy(model, d.X_test, d.y_test) < 0.6
+    # the untrained network is at chance: 0.45-0.65 over seeds 0-2 (seed 0: 0.61 with the 8 bias bits)
+    assert _untrained_accuracy(model, d.X_test, d.y_test) < 0.65
     assert model.score(d.X_test, d.y_test) > 0.8
 
 
@@ -355,7 +358,7 @@ def test_summary_rnn_byte_counts_by_hand():
     input and two hidden vectors of 2 words: 32 B of RAM.
     """
     X, y = _pm1(60, 12, 2)
-    s = describe(fit(X, y, model="rnn", hidden=(40,), epochs=1, window=3))
+    s = describe(fit(X, y, model="rnn", hidden=(40,), epochs=1, window=3, bias_bits=0))
     assert s["inputs"] == 3 and s["steps"] == 4 and s["window"] == 3
     (cell,) = s["layers"]
     assert cell["shape"] == [40, 43] and cell["synapses"] == 1720

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import keyword
 from dataclasses import dataclass, replace
-from fractions import Fraction
 from pathlib import Path
 
 import jinja2
@@ -33,7 +32,7 @@ from bep_mcu.data import inputformat
 from bep_mcu.data.binarize import PassthroughBinarizer
 from bep_mcu.data.inputformat import InputFormat
 from bep_mcu.engine import bits
-from bep_mcu.engine.schedule import Q_LEVELS, q_table, rate_level
+from bep_mcu.engine.schedule import Q_LEVELS, gamma_caps, q_table, rate_level
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model
 
@@ -131,7 +130,7 @@ def input_context(model: Model, fmt: InputFormat | None) -> dict:
             "threshold": threshold if threshold_stride else threshold[:1], "threshold_stride": threshold_stride,
             "equal": isinstance(enc.binarizer, PassthroughBinarizer),
             "features": enc.n_features, "length": enc.length or 1, "window": enc.window or 1,
-            "point_bits": enc.kept_bits, "step_words": bits.n_words(model.spec.n_inputs),
+            "point_bits": enc.kept_bits, "bias_bits": enc.bias_bits, "step_words": bits.n_words(model.spec.n_inputs),
             "binarizer": enc.binarizer.describe()}
 
 
@@ -142,11 +141,11 @@ def snapshot_bytes(plan: StatePlan) -> int:
 
 def schedule_context(model: Model, plan: StatePlan) -> dict:
     """The on-device schedule's constants (engine/schedule.py:IntegerSchedule's parameters)."""
-    growth = Fraction(model.hyper.gamma_growth)
+    growth = model.hyper.growth
     return {"levels": Q_LEVELS, "q_table": np.array(q_table(model.spec, model.hyper.p_r), dtype=np.int64),
             "growth_num": growth.numerator, "growth_den": growth.denominator, "patience": model.hyper.patience,
             "epoch0": model.training.epochs, "level0": rate_level(model.training.error_rate),
-            "gamma0": list(model.training.gamma), "cap": list(model.spec.hidden),
+            "gamma0": list(model.training.gamma), "cap": gamma_caps(model.spec, model.hyper, model.params.gamma),
             "snapshot_bytes": snapshot_bytes(plan)}
 
 

@@ -4,14 +4,19 @@ An :class:`Encoder` is fitted on training data only and then travels with the mo
 (``modelio``), so training, evaluation, the C twin and a board all see the same bits.
 
 - MLP: ``X`` (n, features) → binarise → keep the bits that vary on the training data
-  → (n, n_inputs).
+  → append ``bias_bits`` constant +1 bits → (n, kept bits + bias bits).
 - RNN: ``X`` (n, T) or (n, T, channels) → binarise every point (thresholds shared over
   time, per channel) → keep → cut into windows of ``window`` points (the last window
-  is padded by repeating the final point) → (n, steps, window · kept bits).
+  is padded by repeating the final point) → append ``bias_bits`` constant +1 bits to
+  every step → (n, steps, window · kept bits + bias bits).
 
 Bits that never change on the training data carry no information, and in a network
 without biases they act as large constant offsets that stall BEP (digits under
 thermometer:4 has 120 such bits of 256 and collapses to chance), so they are dropped.
+A few constant bits *added on purpose* are another matter: each neuron's weights on
+them are a threshold that BEP trains like any other weight (the RNN gains 1-3 points
+with 8 of them; docs/accuracy.md §2). They are input bits, so the training step is
+unchanged; the device encoder sets them too (bep_encode.c).
 """
 
 from __future__ import annotations
@@ -26,8 +31,15 @@ from bep_mcu.data.binarize import Binarizer, is_binary, make_binarizer
 from bep_mcu.engine.spec import MAX_FAN_IN, MAX_STEPS, NetSpec
 from bep_mcu.errors import BEPError
 
-DEFAULT_BINARIZE = {"mlp": "thermometer:4", "rnn": "thermometer:8"}
-RNN_TARGET_STEPS = 8  # docs/algorithm.md §3: about 8 steps per sequence trains; 60 stays at chance
+# "auto" binarisation of non-binary data: a point of a series (an RNN's, or an MLP's input of
+# shape (n, T, channels)) gets 8 thermometer bits, a tabular feature 4 (series MLPs: +1.1
+# points over five UCR sets with 8, validation agreeing; docs/accuracy.md §2).
+DEFAULT_BINARIZE = {"tabular": "thermometer:4", "series": "thermometer:8"}
+# About 2 steps per series: the largest single gain of the issue-11 study (8 → 4 → 2 steps:
+# 76.2 → 76.5 → 79.4 % over five UCR sets; docs/accuracy.md §2). 60 steps stay at chance.
+RNN_TARGET_STEPS = 2
+DEFAULT_BIAS_BITS = {"mlp": 0, "rnn": 8}  # the MLP is neutral to them (−0.3), the RNN gains
+MAX_BIAS_BITS = 1024
 MAX_FEATURES = 1 << 20
 MAX_LENGTH = 1 << 20
 
@@ -47,10 +59,12 @@ class Encoder:
     n_features: int  # features (mlp) or channels of one point (rnn)
     length: int | None = None  # rnn: points per series
     window: int | None = None  # rnn: points per step
+    bias_bits: int = 0  # constant +1 bits after the kept bits (of every step, for an rnn)
 
     def __post_init__(self) -> None:
         validate.choice(self.model, "encoder model", ("mlp", "rnn"))
         validate.integer(self.n_features, "input.n_features", 1, MAX_FEATURES)
+        validate.integer(self.bias_bits, "input.bias_bits", 0, MAX_BIAS_BITS)
         if self.binarizer.n_features != self.n_features:
             raise BEPError(f"the binariser was fitted on {self.binarizer.n_features} features, the input has "
                            f"{self.n_features}")
@@ -69,26 +83,32 @@ class Encoder:
 
     # ------------------------------------------------------------ fitting
     @classmethod
-    def fit(cls, X: np.ndarray, model: str, binarize: str = "auto", window: int | None = None) -> "Encoder":
-        """Fit on training data ``X`` (raw features or series)."""
+    def fit(cls, X: np.ndarray, model: str, binarize: str = "auto", window: int | None = None,
+            bias_bits: int | None = None) -> "Encoder":
+        """Fit on training data ``X`` (raw features or series; ``bias_bits`` None: the
+        model's default)."""
+        series = model == "rnn" or np.ndim(X) == 3
         X = as_model_shape(X, model)
         rows = X if model == "mlp" else X.reshape(-1, X.shape[2])
+        if bias_bits is None:
+            bias_bits = DEFAULT_BIAS_BITS[model]
+        bias_bits = validate.integer(bias_bits, "--bias-bits", 0, MAX_BIAS_BITS)
         if binarize == "auto":
-            binarize = "passthrough" if is_binary(rows) else DEFAULT_BINARIZE[model]
+            binarize = "passthrough" if is_binary(rows) else DEFAULT_BINARIZE["series" if series else "tabular"]
         binarizer = make_binarizer(binarize).fit(rows)
         bits = binarizer.transform(rows)
         keep = bits.min(axis=0) != bits.max(axis=0)
         if not keep.any():
             raise BEPError(f"every input bit is constant on the training data after {binarize} binarisation")
         if model == "mlp":
-            return cls("mlp", binarizer, keep, X.shape[1])
+            return cls("mlp", binarizer, keep, X.shape[1], bias_bits=bias_bits)
         length = X.shape[1]
         if window is None:
             window = default_window(length)
         window = validate.integer(window, "--window", 1, MAX_LENGTH)
         if window > length:
             raise BEPError(f"window {window} is longer than the series ({length} points)")
-        return cls("rnn", binarizer, keep, X.shape[2], length, window)
+        return cls("rnn", binarizer, keep, X.shape[2], length, window, bias_bits)
 
     # ------------------------------------------------------------ shape
     @property
@@ -102,7 +122,7 @@ class Encoder:
     @property
     def n_inputs(self) -> int:
         """Input bits of the network (per step, for an rnn)."""
-        return self.kept_bits if self.model == "mlp" else self.kept_bits * self.window
+        return (self.kept_bits if self.model == "mlp" else self.kept_bits * self.window) + self.bias_bits
 
     def check(self, spec: NetSpec) -> None:
         """The network must read exactly what this encoder writes."""
@@ -120,7 +140,7 @@ class Encoder:
         if self.model == "mlp":
             if X.shape[1] != self.n_features:
                 raise BEPError(f"data has {X.shape[1]} features, the model expects {self.n_features}")
-            return self.binarizer.transform(X)[:, self.input_keep].astype(np.float32)
+            return self.with_bias(self.binarizer.transform(X)[:, self.input_keep].astype(np.float32))
         n, length, channels = X.shape
         if channels != self.n_features or length != self.length:
             raise BEPError(
@@ -131,11 +151,16 @@ class Encoder:
         pad = self.steps * self.window - length
         if pad:  # the last window repeats the final point
             bits = np.concatenate([bits, np.repeat(bits[:, -1:], pad, axis=1)], axis=1)
-        return bits.reshape(n, self.steps, -1).astype(np.float32)
+        return self.with_bias(bits.reshape(n, self.steps, -1).astype(np.float32))
+
+    def with_bias(self, bits: np.ndarray) -> np.ndarray:
+        """±1 inputs (..., bits) with the ``bias_bits`` constant +1 bits appended."""
+        ones = np.ones(bits.shape[:-1] + (self.bias_bits,), dtype=np.float32)
+        return np.concatenate([bits.astype(np.float32, copy=False), ones], axis=-1)
 
     def describe(self) -> dict:
         return {"binarizer": self.binarizer.describe(), "features": self.n_features, "kept_bits": self.kept_bits,
-                "length": self.length, "window": self.window}
+                "bias_bits": self.bias_bits, "length": self.length, "window": self.window}
 
 
 def as_model_shape(X, model: str) -> np.ndarray:

@@ -162,7 +162,7 @@ def device_thresholds(encoder: Encoder, fmt: InputFormat) -> tuple[np.ndarray, n
 
 def encode(encoder: Encoder, fmt: InputFormat, V) -> np.ndarray:
     """Device integers → the ±1 float32 network input, with integer comparisons only
-    (what the generated C does); equal to ``encoder.encode(fmt.to_real(V))``."""
+    (what the generated C does), bias bits included; equal to ``encoder.encode(fmt.to_real(V))``."""
     V = np.asarray(V)
     if V.dtype.kind not in "iu":
         raise BEPError(f"device values must be integers, got dtype {V.dtype}")
@@ -174,7 +174,7 @@ def encode(encoder: Encoder, fmt: InputFormat, V) -> np.ndarray:
         if V.ndim != 2 or V.shape[1] != encoder.n_features:
             raise BEPError(f"device values of shape {V.shape}; the model expects (n, {encoder.n_features})")
         vals = V[:, feature]
-        return np.where((vals == T) if equal else (vals >= T), 1.0, -1.0).astype(np.float32)
+        return encoder.with_bias(np.where((vals == T) if equal else (vals >= T), 1.0, -1.0))
     V = V[:, :, None] if V.ndim == 2 else V
     if V.ndim != 3 or V.shape[1:] != (encoder.length, encoder.n_features):
         raise BEPError(f"device values of shape {V.shape}; the model expects (n, {encoder.length}, "
@@ -184,7 +184,7 @@ def encode(encoder: Encoder, fmt: InputFormat, V) -> np.ndarray:
     pad = encoder.steps * encoder.window - encoder.length
     if pad:  # the last window repeats the final point, as Encoder.encode does
         bits = np.concatenate([bits, np.repeat(bits[:, -1:], pad, axis=1)], axis=1)
-    return bits.reshape(len(V), encoder.steps, -1)
+    return encoder.with_bias(bits.reshape(len(V), encoder.steps, -1))
 
 
 # ------------------------------------------------------------------ choosing and reporting

@@ -1,17 +1,21 @@
-"""The schedule between epochs (docs/algorithm.md §2.5, §2.7, §6).
+"""The schedule between epochs (docs/algorithm.md §2.5, §2.7, §6): one for every trainer.
 
 Per epoch the previous epoch's training error becomes each layer's fixed-point
-reinforcement count Q, and γ grows (sparser updates) once the stall signal has not
-improved for ``patience`` epochs. Two modes:
+reinforcement count Q, and γ grows (sparser updates) once the stall criterion has not
+improved for ``patience`` epochs. :class:`IntegerSchedule` does it with integers only,
+the same lines as ``bep_end_epoch`` in the C runtime (bep_standalone.c), so numpy, the
+C twin and a board compute the same γ and Q from their own counters:
 
-- :class:`EpochSchedule` (host ``fit``): Q from the error rate in floating point, stalls
-  judged on the validation accuracy.
-- :class:`IntegerSchedule` (on-device training: ``stream``, ``verify``, a board that
-  learns on its own): integers only, the same lines as ``bep_end_epoch`` in the C
-  runtime (bep_standalone.c), so numpy, the C twin and a board compute the same γ and
-  Q from their own error counters. Q comes from a table over quantised error rates
-  (:func:`q_table`, rendered into the generated C), stalls from the epoch's error
-  count compared exactly (cross-multiplied) with the best epoch's.
+- Q comes from a table over quantised training error rates (:func:`q_table`, rendered
+  into the generated C);
+- a stall is an epoch whose judged error count is not lower than the best epoch's
+  (compared exactly, cross-multiplied); what is judged is an (errors, samples) pair the
+  caller chooses (:func:`stall_counts`): the epoch's training counts on a board, in
+  ``verify`` and ``stream`` (the C only ever sees those), the validation split's or
+  validation + training pooled on the host's ``fit``;
+- γ' = min(cap, ceil(γ · growth)), growth a multiple of 1/16 (1.5 by default) and the
+  cap per layer max(γ0, width // gamma_cap_div) (:func:`gamma_caps`), one value for the
+  host and the generated C.
 """
 
 from __future__ import annotations
@@ -20,7 +24,13 @@ import math
 from fractions import Fraction
 
 from bep_mcu.engine import rng
-from bep_mcu.engine.spec import NetSpec, reinforcement_probability
+from bep_mcu.engine.spec import HyperParams, NetSpec, reinforcement_probability
+
+STALL_SIGNALS = ("auto", "training")
+# "auto" judges stalls on the validation split alone from this many samples on; below, its
+# correct count hardly ever improves (3-6 samples on small sets), so the epoch's training
+# predictions are pooled with it (docs/accuracy.md §2).
+MIN_VALIDATION = 20
 
 
 def reinforcement_counts(spec: NetSpec, p_r: float, error_rate: float) -> list[int]:
@@ -29,31 +39,6 @@ def reinforcement_counts(spec: NetSpec, p_r: float, error_rate: float) -> list[i
         rng.reinforcement_q(reinforcement_probability(p_r, error_rate, spec.fan_in(i)), rows * cols)
         for i, (rows, cols) in enumerate(spec.layer_shapes())
     ]
-
-
-class EpochSchedule:
-    def __init__(self, spec: NetSpec, gamma: list[int], p_r: float, patience: int, growth: int = 2,
-                 error_rate: float = 1.0) -> None:
-        self.spec = spec
-        self.gamma = [int(g) for g in gamma]
-        self.p_r, self.patience, self.growth = p_r, patience, growth
-        self.error_rate = error_rate  # 1.0 before the first epoch (docs/algorithm.md §2.7)
-        self.best, self.stalled = -1.0, 0
-
-    def q(self) -> list[int]:
-        """Fixed-point reinforcement count per layer for the coming epoch."""
-        return reinforcement_counts(self.spec, self.p_r, self.error_rate)
-
-    def end_epoch(self, error_rate: float, val_accuracy: float) -> None:
-        """Record the epoch's training error and validation accuracy; maybe grow γ."""
-        self.error_rate = error_rate
-        if val_accuracy > self.best:
-            self.best, self.stalled = val_accuracy, 0
-            return
-        self.stalled += 1
-        if self.stalled >= self.patience:
-            self.gamma = [min(g * self.growth, k) for g, k in zip(self.gamma, self.spec.hidden)]
-            self.stalled = 0
 
 
 Q_LEVELS = 256
@@ -83,17 +68,37 @@ def grown(gamma: int, growth: Fraction, cap: int) -> int:
     return min(cap, -(-gamma * growth.numerator // growth.denominator))
 
 
-class IntegerSchedule:
-    """The on-device schedule (module docstring). Parameters: p_r (through the Q table),
-    ``patience``, the growth factor (a rational, e.g. 2 or Fraction(3, 2)) and the cap of
-    γ per layer (default: the layer widths)."""
+def gamma_caps(spec: NetSpec, hyper: HyperParams, gamma0) -> list[int]:
+    """The largest γ per layer: max(γ0, width // gamma_cap_div), γ0 the model's initial γ
+    (``IntParams.gamma``), so a cap never lowers a γ the user chose."""
+    return [max(int(g), width // hyper.gamma_cap_div) for g, width in zip(gamma0, spec.hidden)]
 
-    def __init__(self, spec: NetSpec, gamma: list[int], p_r: float, patience: int, growth: int | Fraction = 2,
-                 cap: list[int] | None = None, error_rate: float = 1.0) -> None:
+
+def stall_counts(signal: str, training: tuple[int, int], validation: tuple[int, int]) -> tuple[int, int]:
+    """The (errors, samples) an epoch's stall is judged on, from its training and
+    validation (errors, samples): ``"training"`` the training counts (what a board has);
+    ``"auto"`` the validation counts when there are at least MIN_VALIDATION samples, else
+    both pooled (the training counts when there is no validation split)."""
+    if signal == "training":
+        return training
+    if signal != "auto":
+        raise ValueError(f"unknown stall signal {signal!r}")
+    if validation[1] >= MIN_VALIDATION:
+        return validation
+    return training[0] + validation[0], training[1] + validation[1]
+
+
+class IntegerSchedule:
+    """The schedule (module docstring). Parameters: p_r (through the Q table),
+    ``patience``, the growth factor (a rational, e.g. 2 or Fraction(3, 2)) and the cap of
+    γ per layer (:func:`gamma_caps`)."""
+
+    def __init__(self, spec: NetSpec, gamma: list[int], p_r: float, patience: int, growth: int | Fraction,
+                 cap: list[int], error_rate: float = 1.0) -> None:
         self.spec = spec
         self.gamma = [int(g) for g in gamma]
         self.patience, self.growth = patience, Fraction(growth)
-        self.cap = list(spec.hidden) if cap is None else [int(c) for c in cap]
+        self.cap = [int(c) for c in cap]
         self.table = q_table(spec, p_r)
         self.level = rate_level(error_rate)
         self.error_rate = error_rate  # for the model's record only; the schedule reads ``level``
@@ -102,18 +107,22 @@ class IntegerSchedule:
     def q(self) -> list[int]:
         return [row[self.level] for row in self.table]
 
-    def end_epoch_counts(self, errors: int, samples: int) -> None:
-        """Record an epoch's error count; γ grows after ``patience`` epochs without a
-        lower error rate than the best one (compared exactly: e·s_best < e_best·s)."""
+    def end_epoch_counts(self, errors: int, samples: int, judged: tuple[int, int] | None = None) -> bool:
+        """Record an epoch's training error count (Q of the next epoch); γ grows after
+        ``patience`` epochs whose ``judged`` (errors, samples) (default: the training
+        counts) have no lower error rate than the best epoch's (compared exactly:
+        e·s_best < e_best·s). True if this epoch is the new best."""
         self.error_rate = errors / samples
         self.level = error_level(errors, samples)
-        if self.best_samples == 0 or errors * self.best_samples < self.best_errors * samples:
-            self.best_errors, self.best_samples, self.stalled = errors, samples, 0
-            return
+        e, s = (errors, samples) if judged is None else judged
+        if self.best_samples == 0 or e * self.best_samples < self.best_errors * s:
+            self.best_errors, self.best_samples, self.stalled = e, s, 0
+            return True
         self.stalled += 1
         if self.stalled >= self.patience:
             self.gamma = [grown(g, self.growth, c) for g, c in zip(self.gamma, self.cap)]
             self.stalled = 0
+        return False
 
     def state(self) -> dict[str, int]:
         """What a board keeps between epochs (bep_schedule_state_t), for snapshots."""

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 
 from bep_mcu import validate
 from bep_mcu.errors import BEPError
@@ -24,6 +25,10 @@ MAX_WIDTH = 32767     # a width is the next layer's fan-in
 MAX_CLASSES = 256     # the fixed classifier's construction is quadratic in classes
 MAX_STEPS = 4096      # RNN steps per sequence
 MAX_INPUT_WORDS = 65535  # packed words of one sample (uint16 in bep_config_t)
+# γ's growth factor is a multiple of 1/GROWTH_DENOMINATOR, so that it is exact as a JSON number and
+# as the C schedule's integers (γ · numerator stays far inside uint32: 32767 · 1024 · 16 < 2^30).
+GROWTH_DENOMINATOR = 16
+MAX_GROWTH = 1024
 
 
 @dataclass(frozen=True)
@@ -95,19 +100,45 @@ class HyperParams:
     r: float = 0.5  # trigger margin, relative to the last hidden width
     nu: float = 0.05  # gate half-width, relative to the fan-in of the gated layer
     gamma: tuple[int, ...] | None = None  # initial group size per layer; None → width // 16
-    gamma_growth: int = 2  # factor applied to γ when validation accuracy stalls
-    patience: int = 3  # epochs without a new best validation accuracy before γ grows
+    # γ after a stall: ceil(γ · growth), at most the layer's cap (engine/schedule.py). ×1.5 and a cap of
+    # width / 4 come from the issue-11 study (docs/accuracy.md §2): uncapped, γ reached the full width (one
+    # update per sample) by epoch ~20 on small sets. Model files without gamma_cap_div mean 1 (the width).
+    gamma_growth: int | float = 1.5
+    gamma_cap_div: int = 4  # cap of γ per layer: max(initial γ, width // gamma_cap_div)
+    patience: int = 3  # epochs without a better stall criterion before γ grows
     p_r: float = 0.5  # reinforcement strength
     sigma: float = 16.0  # std-dev of the initial hidden weights
     alpha: float = 1.0  # variance weight of the BEF objective
+    # Host fit: end with the hidden weights of the epoch with the best stall criterion (the history marks
+    # it). Off: with the 3-6 validation samples of small sets it picked early, lucky epochs and cost 5-6
+    # points in the study (docs/accuracy.md §5); it may help with a large validation split.
+    restore_best: bool = False
 
     def __post_init__(self) -> None:
         for name, hi in (("r", 2.0), ("nu", 1.0), ("p_r", 16.0), ("sigma", 1e6), ("alpha", 1e6)):
             validate.number(getattr(self, name), name, 0.0, hi)
         if self.gamma is not None:
             validate.integers(self.gamma, "gamma", 1, MAX_WIDTH, max_len=MAX_LAYERS)
-        validate.integer(self.gamma_growth, "gamma growth", 1, 1024)
+        exact = growth(self.gamma_growth, "gamma growth")  # stored as a plain JSON number (2 or 1.5)
+        object.__setattr__(self, "gamma_growth", int(exact) if exact.denominator == 1 else float(exact))
+        validate.integer(self.gamma_cap_div, "gamma cap divisor", 1, MAX_WIDTH)
         validate.integer(self.patience, "patience", 1, 1_000_000)
+        if not isinstance(self.restore_best, bool):
+            raise BEPError(f"restore best must be true or false, got {validate.show(self.restore_best)}")
+
+    @property
+    def growth(self) -> Fraction:
+        """γ's growth factor as the exact rational the schedules multiply by."""
+        return growth(self.gamma_growth, "gamma growth")
+
+
+def growth(value: object, field: str) -> Fraction:
+    """A γ growth factor: a number in 1..MAX_GROWTH that is a multiple of 1/GROWTH_DENOMINATOR."""
+    number = validate.number(value, field, 1, MAX_GROWTH)
+    exact = Fraction(number)
+    if (exact * GROWTH_DENOMINATOR).denominator != 1:
+        raise BEPError(f"{field} must be a multiple of 1/{GROWTH_DENOMINATOR} (e.g. 1.5, 2), got {value!r}")
+    return exact
 
 
 @dataclass(frozen=True)

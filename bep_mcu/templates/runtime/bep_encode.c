@@ -36,7 +36,7 @@ static void bep_encode_point(const bep_encoder_t *enc, const void *raw, size_t f
 bep_status_t bep_encode(const bep_encoder_t *enc, const void *raw, size_t n_values, uint32_t oldest, uint32_t *x,
                         size_t x_words)
 {
-    uint32_t s, w, k;
+    uint32_t s, w, k, bit;
     if (enc == NULL || raw == NULL || x == NULL) return BEP_ERR_NULL;
     if (n_values != (size_t)enc->length * enc->features || x_words != (size_t)enc->steps * enc->step_words)
         return BEP_ERR_SIZE;
@@ -51,6 +51,8 @@ bep_status_t bep_encode(const bep_encoder_t *enc, const void *raw, size_t n_valu
             bep_encode_point(enc, raw, (size_t)slot * enc->features, x + (size_t)s * enc->step_words,
                              w * enc->point_bits);
         }
+        for (k = 0, bit = enc->window * enc->point_bits; k < enc->bias_bits; ++k, ++bit)
+            x[(size_t)s * enc->step_words + (bit >> 5)] |= 1u << (bit & 31u);
     }
     return BEP_OK;
 }

@@ -13,7 +13,9 @@
  * `features` values (point-major); the series is cut into `steps` windows of `window`
  * points (the last window repeats the final point), each window one packed step of
  * `step_words` words. An RNN sample can also come from a ring buffer of the last
- * `length` points (bep_ring_push), oldest first.
+ * `length` points (bep_ring_push), oldest first. Every step (the MLP's one) ends with
+ * `bias_bits` constant +1 bits after its window's kept bits: inputs whose weights act as
+ * a trained threshold per neuron (bep_mcu/data/encoder.py).
  */
 #ifndef BEP_ENCODE_H
 #define BEP_ENCODE_H
@@ -47,7 +49,7 @@ typedef struct {
     uint16_t point_bits;    /* kept bits of one point (mlp: of the sample) */
     uint8_t kept_stride;    /* 1: kept[] has an entry per feature; 0: one entry for all */
     uint8_t threshold_stride; /* 1: threshold[] has an entry per kept bit; 0: one for all */
-    uint16_t reserved;
+    uint16_t bias_bits;     /* constant +1 bits after a step's window (window * point_bits on) */
     uint32_t features;      /* values of one point (mlp: of the sample) */
     uint32_t length;        /* points of a sample (mlp: 1) */
     uint32_t window;        /* points per step (mlp: 1) */
