@@ -6,7 +6,8 @@
 4. keep training on the device on the whole training set, streamed over the serial link
    (on-device learning), while the numpy engine trains on the same batches; evaluate on
    the device;
-5. pull the device's weights into a model file and compare them with the host's.
+5. pull the device's weights into a model file (with the stream's training record) and
+   check that they are the weights the stream ended with.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 from bep_mcu import modelio, training
 from bep_mcu.data.datasets import load_dataset, stratified_split
@@ -70,15 +73,20 @@ def run_demo(board_name: str = DEFAULT_BOARD, dataset: str = DEFAULT_DATASET, hi
     say(f"[4/5] booting {board.name} in QEMU and training on the device for {device_epochs} epoch(s)")
     with EmulatedBoard(fw.elf, board.name) as url:
         with connect(url, model) as link:
-            result, _ = stream_train(link, model, train, device_epochs, None, test, check_host=True)
+            result, trained = stream_train(link, model, train, device_epochs, None, test, check_host=True)
             say("[5/5] pulling the trained weights back from the board")
+            device_weights = pull_model(link, model).hidden
+            pulled_equal = all(np.array_equal(a, b) for a, b in zip(device_weights, trained.hidden))
             pulled = work / "device_model.npz"
-            modelio.save(pull_model(link, model), pulled)
+            # The pulled weights with the stream's record (epochs, history, batch counter), so the
+            # file continues where the board stopped (train --init-from, stream again).
+            modelio.save(trained.replace(hidden=device_weights), pulled)
     report = {
         "board": board.name, "cpu": board.cpu, "dataset": dataset, "network": f"{model.spec.n_inputs}-{width}-"
         f"{model.spec.n_classes}", "host_pretrained_test_accuracy": pretrained_accuracy,
         "host_test_accuracy": result.host_test_accuracy, "device_test_accuracy": result.device_test_accuracy,
-        "bit_exact": bool(result.bit_exact and twin_check.bit_exact), "twin_bit_exact": twin_check.bit_exact,
+        "bit_exact": bool(result.bit_exact and twin_check.bit_exact and pulled_equal),
+        "twin_bit_exact": twin_check.bit_exact, "pulled_equal": pulled_equal,
         "device_bit_exact": result.bit_exact, "samples_per_second": result.samples_per_second,
         "frames_retried": result.frames_retried, "link_share_estimate": result.as_dict()["link_share_estimate"],
         "ram_bytes": fw.ram_bytes, "flash_bytes": fw.flash_bytes, "ram_budget": fw.ram_budget,
