@@ -4,6 +4,7 @@ and the tool checks that skip what a machine cannot run."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -124,3 +125,30 @@ def assert_user_error(result: Result, *words: str) -> str:
         assert result.stdout.count("\n") == 1, f"stdout: {result.stdout!r}"
         assert json.loads(result.stdout) == {"error": line[len("error: "):], "exit_status": 2}
     return line
+
+
+# ---------------------------------------------------------------------- emulator processes
+
+
+def our_qemus() -> list[int]:
+    """PIDs of qemu-system-arm processes whose parent is this test process."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError):
+            continue
+        if comm.startswith("qemu-system") and ppid == os.getpid():
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def no_stray_qemu():
+    """Use in a module that boots boards: every QEMU it started is gone when it ends."""
+    yield
+    assert our_qemus() == [], "QEMU processes outlived the tests"

@@ -42,8 +42,8 @@ from bep_mcu.device import boards
 from bep_mcu.device.firmware import FW_SOURCES, build_flags, fw_dir
 from bep_mcu.training import NumpyTrainer, Plan, encoded, first_difference, run_epochs
 
-from .conftest import assert_ok, invoke
-from .test_firmware import berkeley, our_qemus, train_over_link
+from .conftest import assert_ok, invoke, our_qemus
+from .test_firmware import berkeley, train_over_link
 
 CPP_MAIN = Path(__file__).parent / "cpp" / "train_main.cpp"
 DATASET = "prototypes:classes=4,features=100,samples=600"

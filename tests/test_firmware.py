@@ -28,7 +28,6 @@ faults here; its clock set-up is run with and without the emulator detection.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -47,7 +46,7 @@ from bep_mcu.device.link import Link
 from bep_mcu.device.stream import DeviceTrainer
 from bep_mcu.training import NumpyTrainer, Plan, encoded, run_epochs
 
-from .conftest import assert_ok, assert_one_error_line, invoke, last_json, needs_arm, needs_qemu
+from .conftest import assert_ok, assert_one_error_line, invoke, last_json, needs_arm, needs_qemu, our_qemus
 
 DATASET = "prototypes:classes=4,features=64,samples=600"
 SMALL = ["--dataset", DATASET, "--hidden", "32", "--hidden-bits", "8", "--epochs", "1"]
@@ -60,7 +59,7 @@ ALL_BOARDS = list(boards.BOARDS)
 EMULATED = [b for b in ALL_BOARDS if boards.BOARDS[b].emulated]
 FAST_TRAIN = ["mps2-an386", "microbit"]
 
-pytestmark = needs_arm
+pytestmark = [needs_arm, pytest.mark.usefixtures("no_stray_qemu")]
 
 
 # ---------------------------------------------------------------------- helpers
@@ -86,30 +85,7 @@ def symbol_sizes(elf: Path) -> dict[str, int]:
     return sizes
 
 
-def our_qemus() -> list[int]:
-    """PIDs of qemu-system-arm processes whose parent is this test process."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            comm = stat[stat.index("(") + 1:stat.rindex(")")]
-            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        except (OSError, ValueError):
-            continue
-        if comm.startswith("qemu-system") and ppid == os.getpid():
-            pids.append(int(entry.name))
-    return pids
-
-
 # ---------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module", autouse=True)
-def no_stray_qemu():
-    yield
-    assert our_qemus() == [], "QEMU processes outlived the tests"
 
 
 @pytest.fixture(scope="module")

@@ -47,8 +47,8 @@ from bep_mcu.cgen.codegen import generate as generate_c
 from bep_mcu.device.emulate import run_image, run_to_exit
 from bep_mcu.errors import BEPError
 from bep_mcu import modelio
-from .conftest import assert_ok, invoke, needs_arm, needs_qemu
-from .test_firmware import berkeley, one_error_line, our_qemus, symbol_sizes
+from .conftest import assert_ok, invoke, needs_arm, needs_qemu, our_qemus
+from .test_firmware import berkeley, one_error_line, symbol_sizes
 
 DATASET = "prototypes:classes=4,features=100,samples=1200"
 TRAIN = ["--dataset", DATASET, "--hidden", "32", "--epochs", "1"]
@@ -58,7 +58,7 @@ BOARDS = ["mps2-an386", "microbit"]
 # checks are about the file and the runtime, not the board, and run on BOARDS only.
 PASSING_BOARDS = [*BOARDS, "netduinoplus2"]
 
-pytestmark = [needs_arm, needs_qemu]
+pytestmark = [needs_arm, needs_qemu, pytest.mark.usefixtures("no_stray_qemu")]
 
 
 # ---------------------------------------------------------------------- helpers
@@ -79,12 +79,6 @@ def corrupt_weight(src: Path, dst: Path, batch: int, layer: int, row: int, col: 
 
 
 # ---------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module", autouse=True)
-def no_stray_qemu():
-    yield
-    assert our_qemus() == [], "QEMU processes outlived the tests"
 
 
 @pytest.fixture(scope="module")

@@ -175,13 +175,14 @@ def test_every_input_type_has_its_c_code():
 def test_thresholds_beyond_the_type_are_refused():
     X, y = blobs(100, features=3)
     model = fit(X * 100, y, hidden=(8,), epochs=1, binarize="median")
+    from bep_mcu.cli.common import parse_scale
     from bep_mcu.errors import BEPError
 
     with pytest.raises(BEPError, match="beyond int8.*wider --input-type or a smaller --input-scale"):
         inputformat.choose(model.encoder, None, "int8", (1000, 1000, 1000))
     with pytest.raises(BEPError, match="one integer in 1..1000000000 or 3 of them"):
-        inputformat.parse_scale("1,2", 3)
-    assert inputformat.parse_scale("7", 3) == (7, 7, 7)
+        parse_scale("1,2", 3)
+    assert parse_scale("7", 3) == (7, 7, 7)
 
 
 # ---------------------------------------------------------------------- schedule

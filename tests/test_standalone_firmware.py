@@ -39,12 +39,12 @@ from bep_mcu.cgen import toolchain
 from bep_mcu.device.firmware import STANDALONE_SOURCES, fw_dir, standalone_defines
 
 from .conftest import assert_ok, assert_user_error, invoke, last_json, needs_arm, needs_qemu
-from .test_firmware import berkeley, our_qemus, symbol_sizes
+from .test_firmware import berkeley, symbol_sizes
 
 BOARDS = ["mps2-an386", "microbit"]
 NAMES = np.array(["idle", "walk", "run"])
 
-pytestmark = [needs_arm, needs_qemu]
+pytestmark = [needs_arm, needs_qemu, pytest.mark.usefixtures("no_stray_qemu")]
 
 
 def write_csv(path: Path, X: np.ndarray, y: np.ndarray, header=None) -> Path:
@@ -61,12 +61,6 @@ def noisy_sensors(n: int = 400, seed: int = 11) -> tuple[np.ndarray, np.ndarray]
     g = np.random.default_rng(seed)
     y = np.arange(n) % 3
     return g.normal(0, 1.2, (3, 6))[y] + g.normal(0, 1, (n, 6)), NAMES[y]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def no_stray_qemu():
-    yield
-    assert our_qemus() == [], "QEMU processes outlived the tests"
 
 
 @pytest.fixture(scope="module")

@@ -84,15 +84,19 @@ def check_timeout(value: float) -> float:
     return validate.timeout(value)
 
 
+def _integers(value: str) -> tuple[int, ...]:
+    """'256,256' → (256, 256); () if any part is not an integer."""
+    try:
+        return tuple(int(p.strip()) for p in str(value).split(","))
+    except ValueError:
+        return ()
+
+
 def parse_int_list(value: str | None, name: str) -> tuple[int, ...] | None:
     """'256,256' → (256, 256); anything else is a one-line error naming the option."""
     if value is None:
         return None
-    parts = [p.strip() for p in str(value).split(",")]
-    try:
-        numbers = tuple(int(p) for p in parts)
-    except ValueError:
-        numbers = ()
+    numbers = _integers(value)
     if not numbers or any(n <= 0 for n in numbers):
         raise BEPError(f"{name} must be a comma-separated list of positive integers, got '{value}'")
     return numbers
@@ -110,7 +114,18 @@ def input_format_options(f: Callable) -> Callable:
     return f
 
 
+def parse_scale(value: str | None, n_values: int) -> tuple[int, ...] | None:
+    """``--input-scale``: one integer for every feature, or one per feature, comma-separated."""
+    if value is None:
+        return None
+    scales = _integers(value)
+    if not scales or any(not 1 <= s <= inputformat.MAX_SCALE for s in scales) or len(scales) not in (1, n_values):
+        raise BEPError(f"--input-scale must be one integer in 1..{inputformat.MAX_SCALE} or {n_values} of them "
+                       f"(one per feature), comma-separated, got {validate.show(value)}")
+    return scales * n_values if len(scales) == 1 else scales
+
+
 def input_format(model: Model, X, input_type: str | None, input_scale: str | None) -> inputformat.InputFormat:
     """The device input format from the options (``X``: training data, or None)."""
-    scales = inputformat.parse_scale(input_scale, model.encoder.n_features)
+    scales = parse_scale(input_scale, model.encoder.n_features)
     return inputformat.choose(model.encoder, X, input_type, scales)

@@ -90,21 +90,6 @@ class InputFormat:
         return {"input_type": self.input_type, "input_scale": list(self.scales)}
 
 
-def parse_scale(value: str | None, n_values: int) -> tuple[int, ...] | None:
-    """``--input-scale``: one integer for every feature, or one per feature, comma-separated."""
-    if value is None:
-        return None
-    parts = [p.strip() for p in str(value).split(",")]
-    try:
-        scales = tuple(int(p) for p in parts)
-    except ValueError:
-        scales = ()
-    if not scales or any(not 1 <= s <= MAX_SCALE for s in scales) or len(scales) not in (1, n_values):
-        raise BEPError(f"--input-scale must be one integer in 1..{MAX_SCALE} or {n_values} of them "
-                       f"(one per feature), comma-separated, got {validate.show(value)}")
-    return scales * n_values if len(scales) == 1 else scales
-
-
 # ------------------------------------------------------------------ thresholds
 
 
