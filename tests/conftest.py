@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,10 @@ def no_stray_qemu():
     """Use in a module that boots boards: every QEMU it started is gone when it ends."""
     yield
     assert our_qemus() == [], "QEMU processes outlived the tests"
+
+
+def run_ok(cmd: list, **kw) -> subprocess.CompletedProcess:
+    """Run a program (compiler, cmake, emulator); a non-zero exit fails with its command and output."""
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+    assert proc.returncode == 0, f"$ {' '.join(map(str, cmd))}\n{proc.stdout}\n{proc.stderr}"
+    return proc

@@ -42,7 +42,7 @@ from bep_mcu.device import boards
 from bep_mcu.device.firmware import FW_SOURCES, build_flags, fw_dir
 from bep_mcu.training import NumpyTrainer, Plan, encoded, first_difference, run_epochs
 
-from .conftest import assert_ok, invoke, our_qemus
+from .conftest import assert_ok, invoke, our_qemus, run_ok
 from .test_firmware import berkeley, train_over_link
 
 CPP_MAIN = Path(__file__).parent / "cpp" / "train_main.cpp"
@@ -71,12 +71,6 @@ def need(program: str) -> str:
     if path is None:
         pytest.skip(f"{program} not installed")
     return path
-
-
-def run(cmd: list, **kw) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
-    assert proc.returncode == 0, f"$ {' '.join(map(str, cmd))}\n{proc.stdout}{proc.stderr}"
-    return proc
 
 
 # ---------------------------------------------------------------------- fixtures
@@ -153,12 +147,12 @@ def build_host(case: dict, out: Path, cxx: str, std: str, extra: list[str], libr
     for src in gen.sources():
         obj = out / (src.stem + ".o")
         if library_as_cxx:
-            run([cxx, "-x", "c++", *cxxflags, *include, "-c", src, "-o", obj])
+            run_ok([cxx, "-x", "c++", *cxxflags, *include, "-c", src, "-o", obj])
         else:
-            run(["gcc", *toolchain.cflags("host", "O2", strict=True), *include, "-c", src, "-o", obj])
+            run_ok(["gcc", *toolchain.cflags("host", "O2", strict=True), *include, "-c", src, "-o", obj])
         objects.append(obj)
     main_obj = out / "train_main.o"
-    run([cxx, *cxxflags, *include, "-c", CPP_MAIN, "-o", main_obj])
+    run_ok([cxx, *cxxflags, *include, "-c", CPP_MAIN, "-o", main_obj])
     program = out / "train_main"
     proc = subprocess.run([cxx, main_obj, *objects, "-o", program], capture_output=True, text=True)
     return (program, "") if proc.returncode == 0 else (None, proc.stderr)
@@ -216,14 +210,14 @@ def test_cxx_program_trains_bit_exact_with_numpy(cases, tmp_path, variant):
     case = cases["mlp16"]
     program, error = build_host(case, tmp_path / "build", cxx, std, extra, library_as_cxx)
     assert program is not None, error
-    check_output(run([program], timeout=60).stdout, case)
+    check_output(run_ok([program], timeout=60).stdout, case)
 
 
 def test_cxx_program_int8_network(cases, tmp_path):
     need("g++")
     program, error = build_host(cases["mlp8"], tmp_path / "build", "g++", "c++11", [], False)
     assert program is not None, error
-    check_output(run([program], timeout=60).stdout, cases["mlp8"])
+    check_output(run_ok([program], timeout=60).stdout, cases["mlp8"])
 
 
 def test_without_extern_c_the_cxx_program_does_not_link(cases, tmp_path):
@@ -264,12 +258,12 @@ def test_cxx_firmware_trains_bit_exact_on_netduinoplus2(models, cases, work):
     for src in sources:
         obj = build / (src.stem + ".o")
         if src.name in as_c:
-            run(["arm-none-eabi-gcc", *cflags, "-I", case["gen"].src, "-c", src, "-o", obj])
+            run_ok(["arm-none-eabi-gcc", *cflags, "-I", case["gen"].src, "-c", src, "-o", obj])
         else:
-            run(["arm-none-eabi-g++", "-x", "c++", *cxxflags, "-I", case["gen"].src, "-c", src, "-o", obj])
+            run_ok(["arm-none-eabi-g++", "-x", "c++", *cxxflags, "-I", case["gen"].src, "-c", src, "-o", obj])
         objects.append(obj)
     elf = out / "firmware.elf"
-    run(["arm-none-eabi-g++", f"-mcpu={board.cpu}", "-mthumb", "-nostdlib", "-Wl,--gc-sections",
+    run_ok(["arm-none-eabi-g++", f"-mcpu={board.cpu}", "-mthumb", "-nostdlib", "-Wl,--gc-sections",
          "-Wl,--fatal-warnings", "-T", fw_dir() / "ld" / board.linker_script, "-L", build, *objects, "-lgcc",
          "-o", elf])
     # the same RAM as the C image: C++ added no static data, no guard variables, no heap

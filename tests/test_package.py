@@ -46,7 +46,6 @@ import configparser
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +63,7 @@ from bep_mcu.engine.schedule import IntegerSchedule, gamma_caps, reinforcement_c
 from bep_mcu.errors import BEPError
 from bep_mcu.training import NumpyTrainer, encoded
 
-from .conftest import assert_ok, blobs, fit, invoke, needs_arm, needs_qemu
+from .conftest import assert_ok, blobs, fit, invoke, needs_arm, needs_qemu, run_ok
 
 HERE = Path(__file__).parent / "package"
 DATASET = "prototypes:classes=4,features=100,samples=600"
@@ -80,12 +79,6 @@ needs_arm_gxx = pytest.mark.skipif(shutil.which("arm-none-eabi-g++") is None,
 
 def library_sources(gen) -> list[str]:
     return [p.relative_to(gen.directory).as_posix() for p in gen.sources()]
-
-
-def run(cmd: list, **kw) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
-    assert proc.returncode == 0, f"$ {' '.join(map(str, cmd))}\n{proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 # ---------------------------------------------------------------------- fixtures
@@ -211,8 +204,8 @@ def cmake(source: Path, build: Path, *defines: str, toolchain: Path | None = Non
                                 f"BEP_TRAINER_EPOCH_BATCHES={TRAINER_EPOCH_BATCHES}")]
     if toolchain is not None:
         args.append(f"-DCMAKE_TOOLCHAIN_FILE={toolchain}")
-    run(["cmake", "-S", source, "-B", build, *args])
-    run(["cmake", "--build", build, "--parallel", "2"])
+    run_ok(["cmake", "-S", source, "-B", build, *args])
+    run_ok(["cmake", "--build", build, "--parallel", "2"])
 
 
 # ---------------------------------------------------------------------- CMake
@@ -228,7 +221,7 @@ def test_cmake_host_add_subdirectory_c_and_cxx_programs_train_like_numpy(gen, ca
                 "bep_net/libbep_net_trainer.a"):
         assert (build / lib).is_file(), lib
     for program in ("train_c", "train_cxx"):
-        check_output(run([build / program], timeout=120).stdout, case)
+        check_output(run_ok([build / program], timeout=120).stdout, case)
 
 
 @needs_cmake
@@ -243,11 +236,11 @@ def test_cmake_cortex_m4_toolchain_file_cross_build_runs_in_qemu(gen, case, work
           f"BEP_FW_DIR={fw_dir()}", f"BEP_MEMORY_DIR={memory}", "CMAKE_BUILD_TYPE=MinSizeRel",
           toolchain=HERE / "arm-none-eabi.cmake")
     for lib in ("libbep_net.a", "libbep_net_board.a", "libbep_net_link.a", "libbep_net_trainer.a"):
-        members = run(["arm-none-eabi-objdump", "-f", build / "bep_net" / lib]).stdout
+        members = run_ok(["arm-none-eabi-objdump", "-f", build / "bep_net" / lib]).stdout
         assert "elf32-littlearm" in members, lib
     for program in ("train_c", "train_cxx"):
         elf = build / program
-        assert "Tag_CPU_arch: v7E-M" in run(["arm-none-eabi-readelf", "-A", elf]).stdout
+        assert "Tag_CPU_arch: v7E-M" in run_ok(["arm-none-eabi-readelf", "-A", elf]).stdout
         result = emulate.run_image(elf, BOARD, timeout=120)
         assert result.status == 0, result.output
         lines = [line for line in result.output.splitlines() if line]
@@ -259,7 +252,7 @@ def test_cmake_cortex_m4_toolchain_file_cross_build_runs_in_qemu(gen, case, work
 
 def zephyr_configure(gen, build: Path, *config: str) -> tuple[list[str], list[str]]:
     """(sources, include directories) the stand-in Zephyr build gave the module's library."""
-    proc = run(["cmake", "-S", HERE / "zephyr_stub", "-B", build, f"-DBEP_GEN={gen.directory}",
+    proc = run_ok(["cmake", "-S", HERE / "zephyr_stub", "-B", build, f"-DBEP_GEN={gen.directory}",
                 *[f"-D{c}" for c in config]])
     sources = re.search(r"zephyr-library-sources: (.*)", proc.stdout).group(1)
     includes = re.search(r"zephyr-include-directories: (.*)", proc.stdout)
@@ -277,7 +270,7 @@ def test_zephyr_module_builds_one_zephyr_library(gen, work):
                                          "CONFIG_BEP_NET_LINK=y")
     assert files(sources) == sorted(training + board + link)
     assert [Path(i) for i in includes] == [gen.src]
-    run(["cmake", "--build", work / "zephyr-all", "--parallel", "2"])
+    run_ok(["cmake", "--build", work / "zephyr-all", "--parallel", "2"])
     sources, _ = zephyr_configure(gen, work / "zephyr-link", "CONFIG_BEP_NET=y", "CONFIG_BEP_NET_LINK=y")
     assert files(sources) == sorted(training + link)
     sources, _ = zephyr_configure(gen, work / "zephyr-training", "CONFIG_BEP_NET=y")
@@ -392,25 +385,25 @@ def test_arduino_example_compiles_as_cxx_for_cortex_m4(gen, work, from_serial):
            "-I", gen.src]
     (sketch,) = [gen.directory / f for f in gen.parts["example"] if f.endswith(".ino")]
     sketch_cxx = [*cxx, f"-DBEP_EXAMPLE_FROM_SERIAL={from_serial}", "-x", "c++", "-include", "Arduino.h", "-c", sketch]
-    run([*sketch_cxx, "-Os", "-o", out / "sketch_os.o"])
+    run_ok([*sketch_cxx, "-Os", "-o", out / "sketch_os.o"])
     objects = [out / "sketch.o", out / "arduino_stub.o"]
-    run([*sketch_cxx, "-O0", "-o", objects[0]])
-    run([*cxx, "-Os", "-c", HERE / "arduino" / "arduino_stub.cpp", "-o", objects[1]])
+    run_ok([*sketch_cxx, "-O0", "-o", objects[0]])
+    run_ok([*cxx, "-Os", "-c", HERE / "arduino" / "arduino_stub.cpp", "-o", objects[1]])
     # an Arduino core brings a C library; here bep_mcu/fw/mem.c gives the memset/memcpy gcc may call
     for src in [*gen.sources(tuple(gen.parts)), fw_dir() / "mem.c"]:
         obj = out / (src.stem + ".o")
-        run(["arm-none-eabi-gcc", *arch, *warn, "-Os", "-std=c99", "-I", gen.src, "-c", src, "-o", obj])
+        run_ok(["arm-none-eabi-gcc", *arch, *warn, "-Os", "-std=c99", "-I", gen.src, "-c", src, "-o", obj])
         objects.append(obj)
     link = ["arm-none-eabi-g++", *arch, "-nostdlib", "-nostartfiles", "-Wl,-e,main", "-Wl,--gc-sections"]
-    run([*link, *objects, "-lgcc", "-o", out / "sketch_o0.elf"])
-    symbols = run(["arm-none-eabi-nm", out / "sketch_o0.elf"]).stdout
+    run_ok([*link, *objects, "-lgcc", "-o", out / "sketch_o0.elf"])
+    symbols = run_ok(["arm-none-eabi-nm", out / "sketch_o0.elf"]).stdout
     used = ("bep_link_init", "bep_link_rx", "bep_train_sample") if from_serial else \
         ("bep_net_trainer_init", "bep_net_trainer_sample", "bep_net_trainer_info", "bep_net_train_sample",
          "bep_net_encode", "bep_end_epoch")
     for symbol in used:
         assert re.search(rf" T {symbol}\b", symbols), symbol
-    run([*link, out / "sketch_os.o", *objects[1:], "-lgcc", "-o", out / "sketch_os.elf"])
-    symbols = run(["arm-none-eabi-nm", out / "sketch_os.elf"]).stdout
+    run_ok([*link, out / "sketch_os.o", *objects[1:], "-lgcc", "-o", out / "sketch_os.elf"])
+    symbols = run_ok(["arm-none-eabi-nm", out / "sketch_os.elf"]).stdout
     chosen, dropped = ("bep_link_rx", "bep_net_trainer_init") if from_serial else ("bep_net_trainer_init", "bep_link_rx")
     assert re.search(rf" T {chosen}\b", symbols) and not re.search(rf"\b{dropped}\b", symbols)
 
