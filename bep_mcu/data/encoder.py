@@ -155,6 +155,8 @@ class Encoder:
 
     def with_bias(self, bits: np.ndarray) -> np.ndarray:
         """±1 inputs (..., bits) with the ``bias_bits`` constant +1 bits appended."""
+        if not self.bias_bits:
+            return bits.astype(np.float32, copy=False)
         ones = np.ones(bits.shape[:-1] + (self.bias_bits,), dtype=np.float32)
         return np.concatenate([bits.astype(np.float32, copy=False), ones], axis=-1)
 
