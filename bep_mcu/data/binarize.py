@@ -134,9 +134,6 @@ class Binarizer(ABC):
             )
         return self._transform(a)
 
-    def fit_transform(self, X: np.ndarray) -> np.ndarray:
-        return self.fit(X).transform(X)
-
     def n_outputs(self, n_features: int) -> int:
         return n_features * self.bits_per_feature()
 

@@ -54,11 +54,6 @@ def unpack(words: np.ndarray, n_bits: int) -> np.ndarray:
     return bits[..., :n_bits].astype(bool)
 
 
-def to_pm1(bits: np.ndarray, dtype=np.int8) -> np.ndarray:
-    """bool → ±1 in ``dtype``."""
-    return np.where(bits, 1, -1).astype(dtype)
-
-
 def valid_mask(n_bits: int) -> np.ndarray:
     """Words with a 1 in every bit that belongs to the vector and 0 in the padding."""
     return pack(np.ones(n_bits, dtype=bool))

@@ -10,12 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def _pair_objective(gram: np.ndarray, alpha: float) -> float:
-    iu = np.triu_indices(gram.shape[0], k=1)
-    g = gram[iu]
-    return float(g.sum() + alpha * g.var())
-
-
 def binary_equiangular_frame(
     n_classes: int, width: int, seed: int, alpha: float = 1.0, max_flips: int = 20000
 ) -> np.ndarray:
@@ -50,9 +44,3 @@ def binary_equiangular_frame(
         rho[r, k] = -rho[r, k]
         gram = rho @ rho.T
     return rho.astype(np.int8)
-
-
-def frame_objective(P: np.ndarray, alpha: float = 1.0) -> float:
-    """J of a classifier table (for tests and reports)."""
-    p = P.astype(np.int64)
-    return _pair_objective(p @ p.T, alpha)
