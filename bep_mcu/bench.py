@@ -186,16 +186,21 @@ def parse_config(key: str) -> tuple[str, dict]:
     """``<set>:<network>`` → (dataset name, ``training.Settings`` arguments).
 
     set: ``prototypes`` (p = 0.44), ``prototypes-p46`` (p = 0.46), ``digits`` (default
-    binariser), ``digits-median``, or a UCR name; network: ``rnn`` (256 hidden), ``mlp``
+    binariser), ``digits-median``, or a UCR name; network: ``rnn`` (256 hidden, the issue's
+    configuration), ``rnn-W`` (W hidden, e.g. ``rnn-512``, the CLI's default width), ``mlp``
     (512) or widths such as ``512-512`` (an MLP)."""
     name, _, net = key.partition(":")
     net = net or "mlp"
     if net == "rnn":
         kwargs: dict = {"model": "rnn", "hidden": (256,)}
+    elif net.startswith("rnn-"):
+        kwargs = {"model": "rnn", "hidden": (int(net[len("rnn-"):]),)}
     elif net == "mlp":
         kwargs = {"hidden": (512,)}
     else:
         kwargs = {"hidden": tuple(int(w) for w in net.split("-"))}
+    if min(kwargs["hidden"]) < 1:
+        raise ValueError(f"width below 1 in '{key}'")
     if name == "prototypes":
         return "prototypes", kwargs
     if name.startswith("prototypes-p"):
@@ -306,6 +311,12 @@ def main() -> None:
         keys = []
         for k in (args.sets.split(",") if args.sets else BASELINE_SETS):
             keys += HOLDOUT_SETS if k == "holdout" else ([] if not k.strip() else [k.strip()])
+        for key in keys:
+            try:
+                parse_config(key)
+            except ValueError:
+                parser.error(f"--sets: '{key}' is not <set>:<network> (network: rnn, rnn-<width>, mlp or "
+                             "widths such as 512-512)")
         result = {"baseline": args.baseline, "rows": accuracy_vs_baseline(keys, args.seeds, floats(args.qat_rates),
                                                                           floats(args.qat_decays),
                                                                           baseline=args.baseline is not None)}

@@ -287,3 +287,15 @@ def test_bench_accuracy_against_qat_runs_end_to_end():
         assert all(0.0 <= s <= 1.0 for s in row[learner]["scores"] + row[learner]["train"])
         assert 0.0 <= row[learner]["mean"] <= 1.0
     assert row["bep"]["mean"] > 0.8  # BEP learns this set (about 0.95 over three seeds, docs/accuracy.md)
+
+
+def test_bench_network_keys():
+    from bep_mcu.bench import parse_config
+    assert parse_config("ArrowHead:rnn") == ("ucr:ArrowHead", {"model": "rnn", "hidden": (256,)})
+    assert parse_config("ArrowHead:rnn-512") == ("ucr:ArrowHead", {"model": "rnn", "hidden": (512,)})
+    assert parse_config("OSULeaf:mlp") == ("ucr:OSULeaf", {"hidden": (512,)})
+    assert parse_config("prototypes-p46:512-512") == ("prototypes:flip=0.46", {"hidden": (512, 512)})
+    out = subprocess.run([sys.executable, "-m", "bep_mcu.bench", "accuracy", "--sets", "ArrowHead:rnn-x"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--sets: 'ArrowHead:rnn-x'" in out.stderr.strip().splitlines()[-1]
