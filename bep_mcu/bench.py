@@ -191,10 +191,8 @@ def parse_config(key: str) -> tuple[str, dict]:
     (512) or widths such as ``512-512`` (an MLP)."""
     name, _, net = key.partition(":")
     net = net or "mlp"
-    if net == "rnn":
-        kwargs: dict = {"model": "rnn", "hidden": (256,)}
-    elif net.startswith("rnn-"):
-        kwargs = {"model": "rnn", "hidden": (int(net[len("rnn-"):]),)}
+    if net == "rnn" or net.startswith("rnn-"):
+        kwargs: dict = {"model": "rnn", "hidden": (int(net[len("rnn-"):]) if net != "rnn" else 256,)}
     elif net == "mlp":
         kwargs = {"hidden": (512,)}
     else:
@@ -304,8 +302,11 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    def floats(text):
-        return tuple(float(v) for v in text.split(",")) if text else None
+    def floats(text, option):
+        try:
+            return tuple(float(v) for v in text.split(",")) if text else None
+        except ValueError:
+            parser.error(f"{option}: '{text}' is not a comma-separated list of numbers")
 
     if args.what == "accuracy" and (args.baseline or args.sets):
         keys = []
@@ -317,8 +318,8 @@ def main() -> None:
             except ValueError:
                 parser.error(f"--sets: '{key}' is not <set>:<network> (network: rnn, rnn-<width>, mlp or "
                              "widths such as 512-512)")
-        result = {"baseline": args.baseline, "rows": accuracy_vs_baseline(keys, args.seeds, floats(args.qat_rates),
-                                                                          floats(args.qat_decays),
+        rates, decays = floats(args.qat_rates, "--qat-rates"), floats(args.qat_decays, "--qat-decays")
+        result = {"baseline": args.baseline, "rows": accuracy_vs_baseline(keys, args.seeds, rates, decays,
                                                                           baseline=args.baseline is not None)}
     elif args.what == "speed":
         result = speed(args.epochs)

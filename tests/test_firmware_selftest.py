@@ -26,7 +26,6 @@ About 10 s (a dozen small builds; every QEMU run takes well under a second).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -29,7 +28,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bep_mcu import modelio
 from bep_mcu.data.datasets import load_dataset
 
 from .conftest import HAVE_ARM, assert_one_error_line, fit, invoke, saved

@@ -28,7 +28,7 @@ from bep_mcu.device.link import FaultyTransport, Link
 from bep_mcu.device.stream import DeviceTrainer
 from bep_mcu.engine.bits import pack_inputs
 from bep_mcu.errors import BEPError
-from bep_mcu.training import NumpyTrainer, Plan, encoded, first_difference, run_epochs
+from bep_mcu.training import NumpyTrainer, Plan, first_difference, run_epochs
 from bep_mcu.twin.cffi_twin import build_extension, generated_cdef
 
 from .conftest import assert_ok, invoke

@@ -54,7 +54,7 @@ import yaml
 
 import bep_mcu
 from bep_mcu import modelio
-from bep_mcu.cgen import cformat, codegen, package, protocol
+from bep_mcu.cgen import cformat, codegen, protocol
 from bep_mcu.cgen.codegen import environment, generate
 from bep_mcu.data.datasets import load_dataset
 from bep_mcu.device import boards, emulate

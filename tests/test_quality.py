@@ -30,7 +30,6 @@ from bep_mcu.cgen.codegen import generate, schedule_context
 from bep_mcu.cgen.layout import plan_state
 from bep_mcu.cli.train import train as train_command
 from bep_mcu.data import inputformat
-from bep_mcu.data.datasets import load_dataset
 from bep_mcu.engine import bits
 from bep_mcu.engine.schedule import MIN_VALIDATION, gamma_caps, grown, stall_counts
 from bep_mcu.engine.spec import HyperParams
@@ -299,3 +298,7 @@ def test_bench_network_keys():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "--sets: 'ArrowHead:rnn-x'" in out.stderr.strip().splitlines()[-1]
+    out = subprocess.run([sys.executable, "-m", "bep_mcu.bench", "accuracy", "--sets", "ArrowHead:rnn",
+                          "--baseline", "qat", "--qat-rates", "fast"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--qat-rates: 'fast'" in out.stderr.strip().splitlines()[-1]

@@ -12,9 +12,7 @@ exit with one ``error:`` line. The ARM cases skip when arm-none-eabi-gcc is miss
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 import struct
 import subprocess
 import sys

@@ -28,7 +28,7 @@ import pytest
 from click.testing import CliRunner
 
 from bep_mcu import modelio
-from bep_mcu.cgen import package, toolchain
+from bep_mcu.cgen import toolchain
 from bep_mcu.cli.main import cli
 from bep_mcu.cgen.codegen import generate
 

@@ -61,7 +61,6 @@ import hashlib
 import shlex
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
