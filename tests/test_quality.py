@@ -88,6 +88,21 @@ def test_gamma_cap_is_one_rule_for_host_and_c():
     assert gamma_caps(chosen.spec, chosen.hyper, chosen.params.gamma) == [100]
 
 
+def test_default_initial_gamma_per_model():
+    """An MLP starts at width/16 and grows to its cap; an RNN starts at its cap, width/4, so
+    its γ stays put however many stalls (docs/accuracy.md §2)."""
+    X, y = blobs(200, features=8)
+    mlp = fit(X, y, hidden=(512,), epochs=1)
+    assert list(mlp.params.gamma) == [32] and gamma_caps(mlp.spec, mlp.hyper, mlp.params.gamma) == [128]
+    Xs, ys = series(60, 40)
+    rnn = fit(Xs, ys, model="rnn", hidden=(256,), epochs=12, patience=1)
+    assert list(rnn.params.gamma) == [64] and gamma_caps(rnn.spec, rnn.hyper, rnn.params.gamma) == [64]
+    assert {tuple(h["gamma"]) for h in rnn.training.history} == {(64,)}
+    # the same run from γ 16 does stall and grow, so the constant γ above is the default's doing
+    grows = fit(Xs, ys, model="rnn", hidden=(256,), epochs=12, patience=1, gamma=(16,))
+    assert grows.training.history[-1]["gamma"][0] > 16
+
+
 @pytest.mark.parametrize("value,words", [(1.3, "multiple of 1/16"), (0.5, "1..1024"), (True, "gamma growth")])
 def test_growth_must_be_exact(value, words):
     with pytest.raises(BEPError, match=words):

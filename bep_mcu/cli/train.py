@@ -30,7 +30,8 @@ from bep_mcu.errors import BEPError
               help="Trigger margin r, R = floor(r * last width) [default: 0.5 for one hidden layer, "
                    "1.0 for two or more].")
 @click.option("--nu", type=float, default=0.05, help="Gate half-width relative to fan-in.")
-@click.option("--gamma", default=None, help="Initial winner-takes-update group size per layer [default: width/16].")
+@click.option("--gamma", default=None, help="Initial winner-takes-update group size per layer "
+              "[default: width/16 for an MLP, width/4 for an RNN].")
 @click.option("--p-r", "p_r", type=float, default=0.5, help="Reinforcement strength p_r.")
 @click.option("--sigma", type=float, default=16.0, help="Std-dev of the initial hidden weights.")
 @click.option("--patience", type=int, default=3,
