@@ -21,7 +21,8 @@ import time
 import numpy as np
 
 from bep_mcu import training
-from bep_mcu.data.datasets import load_dataset
+from bep_mcu.data.datasets import available_ucr, load_dataset
+from bep_mcu.errors import BEPError
 from bep_mcu.engine import rng
 from bep_mcu.engine.network import BatchResult, Network, winner_mask
 from bep_mcu.model import Model
@@ -197,12 +198,13 @@ def parse_config(key: str) -> tuple[str, dict]:
         kwargs = {"hidden": (512,)}
     else:
         kwargs = {"hidden": tuple(int(w) for w in net.split("-"))}
-    if min(kwargs["hidden"]) < 1:
-        raise ValueError(f"width below 1 in '{key}'")
     if name == "prototypes":
         return "prototypes", kwargs
     if name.startswith("prototypes-p"):
-        return f"prototypes:flip=0.{name[len('prototypes-p'):]}", kwargs
+        digits = name[len("prototypes-p"):]
+        if not digits.isdigit():
+            raise ValueError(f"'{name}' is not prototypes-p<digits of the flip probability>")
+        return f"prototypes:flip=0.{digits}", kwargs
     if name == "digits-median":
         return "digits", {**kwargs, "binarize": "median"}
     if name == "digits":
@@ -301,7 +303,32 @@ def main() -> None:
     parser.add_argument("--qat-decays", default=None, help="QAT weight decays to try [default: 0,1e-4]")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    try:
+        result = run(args, parser)
+    except BEPError as err:  # a missing extra or data set: one line, like the CLI's errors
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    if args.json:
+        print(json.dumps(result))
 
+
+def check_sets(keys: list[str], parser: argparse.ArgumentParser) -> None:
+    """Refuse a bad ``--sets`` key before any training (rows can take minutes each): its
+    network through ``training.Settings``' own checks, a UCR name against aeon's sets."""
+    ucr = None
+    for key in keys:
+        try:
+            name, kwargs = parse_config(key)
+            training.Settings(**kwargs)
+        except (ValueError, BEPError) as err:
+            parser.error(f"--sets: '{key}' is not <set>:<network> (network: rnn, rnn-<width>, mlp or "
+                         f"widths such as 512-512): {err}")
+        if name.startswith("ucr:"):
+            ucr = available_ucr() if ucr is None else ucr
+            if name[len("ucr:"):] not in ucr:
+                parser.error(f"--sets: '{key}' names no UCR set; available: {', '.join(ucr)}")
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
     def floats(text, option):
         try:
             return tuple(float(v) for v in text.split(",")) if text else None
@@ -312,23 +339,15 @@ def main() -> None:
         keys = []
         for k in (args.sets.split(",") if args.sets else BASELINE_SETS):
             keys += HOLDOUT_SETS if k == "holdout" else ([] if not k.strip() else [k.strip()])
-        for key in keys:
-            try:
-                parse_config(key)
-            except ValueError:
-                parser.error(f"--sets: '{key}' is not <set>:<network> (network: rnn, rnn-<width>, mlp or "
-                             "widths such as 512-512)")
+        check_sets(keys, parser)
         rates, decays = floats(args.qat_rates, "--qat-rates"), floats(args.qat_decays, "--qat-decays")
-        result = {"baseline": args.baseline, "rows": accuracy_vs_baseline(keys, args.seeds, rates, decays,
-                                                                          baseline=args.baseline is not None)}
-    elif args.what == "speed":
-        result = speed(args.epochs)
-    elif args.what == "device":
-        result = device(1)
-    else:
-        result = accuracy(args.seeds, args.untuned)
-    if args.json:
-        print(json.dumps(result))
+        return {"baseline": args.baseline, "rows": accuracy_vs_baseline(keys, args.seeds, rates, decays,
+                                                                        baseline=args.baseline is not None)}
+    if args.what == "speed":
+        return speed(args.epochs)
+    if args.what == "device":
+        return device(1)
+    return accuracy(args.seeds, args.untuned)
 
 
 if __name__ == "__main__":

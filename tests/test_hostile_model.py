@@ -176,6 +176,7 @@ def test_every_forged_array(original, tmp_path):
     (("training", "batch_counter"), 2 ** 32, ("batch_counter", "4294967295")),
     (("spec", "hidden"), [16.7], ("hidden",)),
     (("int_params", "gate"), [10 ** 9], ("gate",)),
+    (("int_params", "gamma"), [9], ("gamma[0]", "1..8")),  # in range for the type, wider than the layer (8)
     (("training", "seed"), -1, ("seed",)),
     (("hyperparams", "gamma_growth"), 1.1, ("hyperparams.gamma_growth", "1/16")),
     (("hyperparams", "gamma_cap_div"), 0, ("hyperparams.gamma_cap_div",)),

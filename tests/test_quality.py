@@ -317,3 +317,12 @@ def test_bench_network_keys():
                           "--baseline", "qat", "--qat-rates", "fast"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "--qat-rates: 'fast'" in out.stderr.strip().splitlines()[-1]
+    # hostile keys are refused by name before any data set loads or network trains
+    for key, words in (("ArrowHead:rnn-99999999", "1..32767"), ("ArrowHead:" + "-".join(["8"] * 9), "1..4"),
+                       ("GunPoint:512-0", "1..32767"), ("Nope:mlp", "names no UCR set"),
+                       ("prototypes-p1e9:512", "prototypes-p<digits")):
+        out = subprocess.run([sys.executable, "-m", "bep_mcu.bench", "accuracy", "--sets", key],
+                             capture_output=True, text=True, timeout=120)
+        last = out.stderr.strip().splitlines()[-1]
+        assert out.returncode == 2 and "Traceback" not in out.stderr and f"'{key}'" in last and words in last, last
+        assert not out.stdout  # refused before the table's header
