@@ -46,12 +46,11 @@ import numpy as np
 import pytest
 
 from bep_mcu.cgen import protocol as P
-from bep_mcu.cgen import toolchain
 
+from .conftest import SANITIZER_ENV, build_sanitized
 from .test_link import data, net_model, trained  # noqa: F401  (module fixtures)
 
 N_INPUTS = 100_000
-SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 SESSION = 99
 CHANGING = {P.Msg.INIT, P.Msg.LOAD_HIDDEN, P.Msg.SET_EPOCH, P.Msg.TRAIN, P.Msg.RESET_COUNTERS}
 
@@ -209,25 +208,9 @@ int main(int argc, char **argv)
 
 
 def build_driver(gen, out: Path) -> Path:
-    cc = shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        pytest.skip("no C compiler")
-    src = out.parent / "fuzz_driver.c"
-    src.write_text(DRIVER)
     name = gen.name
-    defines = [f'-DFUZZ_HEADER="bep_{name}.h"', f"-DBEP_FUZZ_CONFIG=bep_{name}_config",
-               f"-DBEP_FUZZ_STATE_BYTES={gen.plan.state_bytes}u"]
-    # the shipped sources with the strict set (SANITIZE's -O1 after the level wins); the
-    # driver (host test code, uses libc) without -Wconversion
-    objects = [str(o) for o in toolchain.compile_objects(toolchain.toolchain("host", cc), gen.sources(), gen.src,
-                                                         out.parent / "asan-objects", "O2", strict=True,
-                                                         extra=SANITIZE)]
-    proc = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", *SANITIZE, *defines, "-I", str(gen.src),
-                           str(src), *objects, "-o", str(out)], capture_output=True, text=True)
-    if proc.returncode != 0 and "asan" in proc.stderr.lower():
-        pytest.skip(f"AddressSanitizer runtime not available: {proc.stderr.splitlines()[-1]}")
-    assert proc.returncode == 0, proc.stderr
-    return out
+    return build_sanitized(gen, DRIVER, out, [f'-DFUZZ_HEADER="bep_{name}.h"', f"-DBEP_FUZZ_CONFIG=bep_{name}_config",
+                                              f"-DBEP_FUZZ_STATE_BYTES={gen.plan.state_bytes}u"])
 
 
 # ---------------------------------------------------------------------- corpus
@@ -448,8 +431,7 @@ def run_fuzz(gen, work: Path, inputs: list[tuple[int, bytes]], net_seed: int, rn
     path, out = work / "corpus.bin", work / "out.bin"
     write_corpus(path, gen, inputs, prelude_frames(net_seed), seeds)
     proc = subprocess.run([str(driver), str(path), str(out)], capture_output=True, text=True, timeout=600,
-                          env={"ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "print_stacktrace=1",
-                               "PATH": "/usr/bin:/bin"})
+                          env=SANITIZER_ENV)
     return proc, (parse_output(out, len(inputs)) if proc.returncode == 0 else None)
 
 

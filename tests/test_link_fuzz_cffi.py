@@ -57,7 +57,8 @@ from bep_mcu.cgen import protocol as P
 from bep_mcu.twin.cffi_twin import build_extension, generated_cdef
 
 from .test_link import data, net_model, trained  # noqa: F401  (module fixtures)
-from tests.test_link_fuzz import (N_INPUTS, PLANTED, SANITIZE, check_results, make_corpus, parse_output, prelude_frames,
+from tests.conftest import SANITIZE
+from tests.test_link_fuzz import (N_INPUTS, PLANTED, check_results, make_corpus, parse_output, prelude_frames,
                              write_corpus)
 
 LINK_SANITIZE = ["-fsanitize=address,undefined"]

@@ -247,6 +247,24 @@ def test_end_epoch_refusals(noisy_model, tmp_path):
     assert twin.lib.bep_net_end_epoch(twin._state_ptr, twin.state.nbytes) == CODES["OK"]
 
 
+def test_reset_counters_mid_epoch_counts_the_epoch_from_the_reset(noisy_model, tmp_path):
+    """bep_<net>_reset_counters (the link's RESET_COUNTERS too) moves the schedule's
+    epoch-start marks with the counters: the epoch is then judged on the samples since the
+    reset. Before, a reset after many correct samples left the marks above the counters,
+    the errors since them wrapped above the samples and the level indexed past the Q table."""
+    model, data = noisy_model
+    twin = twin_of(model, tmp_path)
+    twin.start(model.training.seed)
+    x, y = data.packed, data.y.astype(np.uint16)
+    twin.train_batch(x[:300], y[:300])
+    twin.reset_counters()
+    twin.train_batch(x[300:340], y[300:340])
+    c = twin.counters()
+    assert c.samples == 40
+    twin.end_epoch()
+    assert twin.schedule()["level"] == error_level(c.errors, 40)
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 17, 100, 1000, 4097, 70001])
 def test_sample_order_is_the_same_permutation_in_c(noisy_model, tmp_path_factory, n):
     model, _ = noisy_model

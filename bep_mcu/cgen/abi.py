@@ -56,7 +56,7 @@ STATE_HEADER_BYTES = runtime_define("BEP_STATE_HEADER_BYTES")
 CONFIG_BYTES_32 = runtime_define("BEP_CONFIG_BYTES_32")  # sizeof(bep_config_t) with 32-bit pointers
 MAX_LAYERS = runtime_define("BEP_MAX_LAYERS")
 LINK_FIXED_BYTES = link_define("BEP_LINK_FIXED_BYTES")
-SCHEDULE_STATE_BYTES = standalone_define("BEP_SCHEDULE_STATE_BYTES")
+SCHEDULE_STATE_BYTES = runtime_define("BEP_SCHEDULE_STATE_BYTES")
 SNAPSHOT_HEADER_BYTES = standalone_define("BEP_SNAPSHOT_HEADER_BYTES")
 
 

@@ -15,7 +15,7 @@ State buffer = header, then per layer:
   t      packed desired activations a* (rnn: a*_t, a*_{t-1}, all-ones a_0)
   dirty  one bit per row updated in the open batch
 then one packed gate mask of the widest layer, then the epoch schedule's state
-(bep_standalone.h: bep_schedule_state_t), counted with the header as bookkeeping.
+(bep_runtime.h: bep_schedule_state_t), counted with the header as bookkeeping.
 """
 
 from __future__ import annotations

@@ -21,6 +21,20 @@ MAGIC = abi.standalone_define("BEP_SNAPSHOT_MAGIC")
 VERSION = abi.standalone_define("BEP_SNAPSHOT_VERSION")
 HEADER_BYTES = abi.SNAPSHOT_HEADER_BYTES
 SCHEDULE_FIELDS = ("epoch", "level", "stalled", "best_errors", "best_samples", "start_errors", "start_samples")
+# The fixed part, field by field (bep_standalone.h): γ and Q have one entry per possible
+# layer, 4 bytes are reserved at the end.
+HEADER_FIELDS = (("magic", "I"), ("version", "I"), ("hash", "I"), ("bytes", "I"), ("seed", "I"),
+                 *((n, "I") for n in Counters.NAMES), *((f"gamma{i}", "H") for i in range(abi.MAX_LAYERS)),
+                 *((f"q{i}", "I") for i in range(abi.MAX_LAYERS)), *((n, "I") for n in SCHEDULE_FIELDS))
+HEADER_FORMAT = "<" + "".join(code for _, code in HEADER_FIELDS) + "4x"
+
+
+def header_offsets() -> dict[str, tuple[int, int]]:
+    """Each header field's (byte offset, size)."""
+    out, off = {}, 0
+    for name, code in HEADER_FIELDS:
+        out[name], off = (off, struct.calcsize(code)), off + struct.calcsize(code)
+    return out
 
 
 def compose(config_hash32: int, seed: int, counters: Counters, gamma: Sequence[int], q: Sequence[int],
@@ -28,7 +42,7 @@ def compose(config_hash32: int, seed: int, counters: Counters, gamma: Sequence[i
     """The snapshot of a state (bep_standalone.h's layout): ``schedule`` holds
     ``SCHEDULE_FIELDS``; γ and Q are the ones in use."""
     pad = [0] * (abi.MAX_LAYERS - len(gamma))
-    head = struct.pack("<5I5I4H4I7I4x", MAGIC, VERSION, config_hash32, 0, seed & 0xFFFFFFFF,
+    head = struct.pack(HEADER_FORMAT, MAGIC, VERSION, config_hash32, 0, seed & 0xFFFFFFFF,
                        *(getattr(counters, n) & 0xFFFFFFFF for n in Counters.NAMES), *gamma, *pad, *q, *pad,
                        *(schedule[f] & 0xFFFFFFFF for f in SCHEDULE_FIELDS))
     assert len(head) == HEADER_BYTES

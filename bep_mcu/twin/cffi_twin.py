@@ -194,6 +194,9 @@ class Twin:
     def end_epoch(self) -> None:
         self._call("end_epoch")
 
+    def reset_counters(self) -> None:
+        self._call("reset_counters")
+
     def schedule(self) -> dict:
         """Where the C schedule stands: epoch, level, stalled, best epoch, γ and Q in use."""
         info = self.ffi.new("bep_schedule_info_t *")

@@ -12,6 +12,7 @@
 /* The host plans memory with these numbers, read from bep_runtime.h (bep_mcu/cgen/abi.py):
  * the compiler must agree with them. */
 typedef char bep_header_size_check[(sizeof(bep_state_header_t) == BEP_STATE_HEADER_BYTES) ? 1 : -1];
+typedef char bep_schedule_state_size_check[(sizeof(bep_schedule_state_t) == BEP_SCHEDULE_STATE_BYTES) ? 1 : -1];
 typedef char bep_config_size_check[(sizeof(void *) != 4u || sizeof(bep_config_t) == BEP_CONFIG_BYTES_32) ? 1 : -1];
 #if BEP_USE_DSP && !(defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP)
 #error "BEP_USE_DSP=1 needs a core with the Arm DSP extension (Cortex-M4, M7, M33)"
@@ -340,6 +341,10 @@ static void bep_zero(uint32_t *v, uint32_t words)
 }
 
 static bep_state_header_t *bep_header(void *state) { return (bep_state_header_t *)state; }
+static bep_schedule_state_t *bep_schedule(const bep_config_t *cfg, void *state)
+{
+    return (bep_schedule_state_t *)(void *)((uint8_t *)state + cfg->schedule_off);
+}
 
 static uint8_t *bep_bytes(void *state, uint32_t off) { return (uint8_t *)state + off; }
 static uint32_t *bep_u32(void *state, uint32_t off) { return (uint32_t *)(void *)bep_bytes(state, off); }
@@ -1078,8 +1083,13 @@ static uint16_t bep_learn_sample(const bep_config_t *cfg, void *state, const uin
     bep_state_header_t *hd = bep_header(state);
     int32_t margin = 0;
     uint16_t pred = bep_classify(cfg, bep_forward(cfg, state, x), (int32_t)label, &margin);
+    bep_schedule_state_t *sched = bep_schedule(cfg, state);
     hd->counters.samples++;
     if (pred != label) hd->counters.errors++;
+    if (hd->counters.samples - sched->start_samples >= BEP_EPOCH_MAX_SAMPLES) { /* bep_schedule_state_t */
+        sched->start_samples = hd->counters.samples;
+        sched->start_errors = hd->counters.errors;
+    }
     if (margin >= cfg->trigger_margin) return pred; /* §2.3: not triggered, nothing changes */
     hd->counters.triggered++;
     hd->batch_triggered++;
@@ -1225,11 +1235,14 @@ bep_status_t bep_reset_counters(const bep_config_t *cfg, void *state, size_t sta
 {
     bep_status_t st = bep_check(cfg, state, state_len);
     bep_state_header_t *hd;
+    bep_schedule_state_t *sched;
     uint32_t batches;
     if (st != BEP_OK) return st;
     hd = bep_header(state);
     batches = hd->counters.batches;
     hd->counters.samples = hd->counters.triggered = hd->counters.errors = hd->counters.updates = 0;
     hd->counters.batches = batches;
+    sched = bep_schedule(cfg, state); /* the open epoch is counted from here (bep_schedule_state_t) */
+    sched->start_errors = sched->start_samples = 0;
     return BEP_OK;
 }

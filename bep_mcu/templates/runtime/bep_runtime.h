@@ -63,7 +63,7 @@ extern "C" { /* C linkage for C++ callers */
 #endif
 
 /* Bumped whenever bep_config_t or the state layout changes; generated files check it. */
-#define BEP_RUNTIME_ABI 1
+#define BEP_RUNTIME_ABI 2
 #define BEP_MAX_LAYERS 4
 
 #ifndef BEP_POPCOUNT_TABLE
@@ -141,6 +141,7 @@ typedef struct {
     uint16_t class_words;     /* packed words of the last hidden width */
     int32_t trigger_margin;   /* R */
     uint32_t gate_off;        /* scratch: packed gate mask, largest out_words */
+    uint32_t schedule_off;    /* the epoch schedule's bep_schedule_state_t (bep_standalone.h) */
     const uint32_t *classifier;     /* n_classes x class_words, packed P */
     const void *initial_hidden[BEP_MAX_LAYERS]; /* int8/int16 tables, or NULL */
     bep_layer_t layer[BEP_MAX_LAYERS];
@@ -170,7 +171,28 @@ typedef struct {
 
 #define BEP_STATE_HEADER_BYTES 56u
 /* sizeof(bep_config_t) where pointers are 32 bits (Cortex-M): the host plans flash with it. */
-#define BEP_CONFIG_BYTES_32 260u
+#define BEP_CONFIG_BYTES_32 264u
+
+/* The epoch schedule's state (bep_standalone.h), kept in the state buffer at
+ * cfg->schedule_off. Declared here because the runtime keeps its epoch-start marks within
+ * reach of the counters: bep_reset_counters moves them with the counters, and an epoch that
+ * reaches BEP_EPOCH_MAX_SAMPLES samples (a board that learns for weeks without closing an
+ * epoch) is counted from there on. So for every state the runtime keeps, the samples since
+ * the marks are below BEP_EPOCH_MAX_SAMPLES and the errors since them are no more than the
+ * samples (both modulo 2^32, as the counters wrap): bep_restore refuses any other. */
+typedef struct {
+    uint32_t magic;         /* the config hash once the schedule started */
+    uint32_t epoch;         /* epochs completed: keys the sample order */
+    uint32_t level;         /* quantised error rate of the last epoch: the column of the Q table */
+    uint32_t stalled;       /* epochs since the best one (always below the patience) */
+    uint32_t best_errors;   /* the best epoch's error count and samples (best_samples 0: none yet) */
+    uint32_t best_samples;
+    uint32_t start_errors;  /* the counters when this epoch began */
+    uint32_t start_samples;
+} bep_schedule_state_t;
+
+#define BEP_SCHEDULE_STATE_BYTES 32u
+#define BEP_EPOCH_MAX_SAMPLES 0x80000000u
 
 /** Initialise a state buffer: copies the initial hidden weights (if any), packs W.
  * @param[in]  cfg        network configuration (generated)
@@ -229,7 +251,8 @@ bep_status_t bep_train_batch(const bep_config_t *cfg, void *state, size_t state_
 bep_status_t bep_read_counters(const bep_config_t *cfg, const void *state, size_t state_len,
                                bep_counters_t *out);
 
-/** Reset the counters (not the weights, not the batch counter). */
+/** Reset the counters (not the weights, not the batch counter); the epoch schedule
+ * then counts the open epoch from here. */
 bep_status_t bep_reset_counters(const bep_config_t *cfg, void *state, size_t state_len);
 
 /** The counter-based generator shared with the host (bep_mcu/engine/rng.py). */

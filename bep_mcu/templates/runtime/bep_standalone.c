@@ -13,17 +13,16 @@
 #define BEP_NOINLINE
 #endif
 
-typedef char bep_schedule_state_size_check[(sizeof(bep_schedule_state_t) == BEP_SCHEDULE_STATE_BYTES) ? 1 : -1];
 typedef char bep_schedule_layers_check[(BEP_MAX_LAYERS == 4) ? 1 : -1]; /* bep_schedule_info_t, the snapshot */
 
-static bep_schedule_state_t *bep_sched(void *state, const bep_schedule_config_t *sc)
+static bep_schedule_state_t *bep_sched(void *state, const bep_config_t *cfg)
 {
-    return (bep_schedule_state_t *)(void *)((uint8_t *)state + sc->state_off);
+    return (bep_schedule_state_t *)(void *)((uint8_t *)state + cfg->schedule_off);
 }
 
-static const bep_schedule_state_t *bep_sched_c(const void *state, const bep_schedule_config_t *sc)
+static const bep_schedule_state_t *bep_sched_c(const void *state, const bep_config_t *cfg)
 {
-    return (const bep_schedule_state_t *)(const void *)((const uint8_t *)state + sc->state_off);
+    return (const bep_schedule_state_t *)(const void *)((const uint8_t *)state + cfg->schedule_off);
 }
 
 /* A state buffer this network initialised (bep_read_counters runs the runtime's checks). */
@@ -34,11 +33,14 @@ static bep_status_t bep_valid(const bep_config_t *cfg, const bep_schedule_config
     return bep_read_counters(cfg, state, state_len, counters);
 }
 
-/* Q of every layer at `level`, and γ, into the state (bep_set_epoch checks both). */
+/* Q of every layer at `level`, and γ, into the state (bep_set_epoch checks γ and Q). The
+ * level indexes a table of levels + 1 columns: every caller has bounded it, and it is
+ * bounded here once more so that no state can read past the table. */
 static bep_status_t bep_apply(const bep_config_t *cfg, const bep_schedule_config_t *sc, void *state, size_t state_len,
                               const uint16_t *gamma, uint32_t level)
 {
     uint32_t q[BEP_MAX_LAYERS], l;
+    if (level > sc->levels) return BEP_ERR_STATE;
     for (l = 0; l < cfg->n_layers; ++l) q[l] = sc->q_table[l * (sc->levels + 1u) + level];
     return bep_set_epoch(cfg, state, state_len, gamma, cfg->n_layers, q, cfg->n_layers);
 }
@@ -52,7 +54,7 @@ bep_status_t bep_schedule_start(const bep_config_t *cfg, const bep_schedule_conf
     if (st != BEP_OK) return st;
     st = bep_apply(cfg, sc, state, state_len, sc->gamma0, sc->level0);
     if (st != BEP_OK) return st;
-    s = bep_sched(state, sc);
+    s = bep_sched(state, cfg);
     s->magic = cfg->config_hash;
     s->epoch = sc->epoch0;
     s->level = sc->level0;
@@ -71,12 +73,15 @@ bep_status_t bep_end_epoch(const bep_config_t *cfg, const bep_schedule_config_t 
     uint32_t errors, samples, level, l;
     bep_status_t st = bep_valid(cfg, sc, state, state_len, &c);
     if (st != BEP_OK) return st;
-    s = bep_sched(state, sc);
+    s = bep_sched(state, cfg);
     if (s->magic != cfg->config_hash) return BEP_ERR_STATE;
     if (hd->batch_triggered != 0u) return BEP_ERR_BATCH_OPEN;
     errors = c.errors - s->start_errors; /* modulo 2^32, as the counters wrap */
     samples = c.samples - s->start_samples;
     if (samples == 0u) return BEP_ERR_ARG;
+    /* Never true for a state this runtime kept (bep_runtime.h, bep_schedule_state_t): clamped
+     * so that the level below stays within the Q table whatever the state. */
+    if (errors > samples) errors = samples;
     level = (uint32_t)(((uint64_t)errors * (2u * sc->levels) + samples) / (2u * (uint64_t)samples));
     for (l = 0; l < cfg->n_layers; ++l) gamma[l] = hd->gamma[l];
     if (s->best_samples == 0u || (uint64_t)errors * s->best_samples < (uint64_t)s->best_errors * samples) {
@@ -109,7 +114,7 @@ bep_status_t bep_read_schedule(const bep_config_t *cfg, const bep_schedule_confi
     bep_status_t st = bep_valid(cfg, sc, state, state_len, &c);
     if (st != BEP_OK) return st;
     if (out == NULL) return BEP_ERR_NULL;
-    s = bep_sched_c(state, sc);
+    s = bep_sched_c(state, cfg);
     out->epoch = s->epoch;
     out->level = s->level;
     out->stalled = s->stalled;
@@ -150,7 +155,7 @@ bep_status_t bep_epoch_sample(const bep_config_t *cfg, const bep_schedule_config
     if (st != BEP_OK) return st;
     if (out == NULL) return BEP_ERR_NULL;
     if (i >= n) return BEP_ERR_ARG;
-    *out = bep_sample_index(((const bep_state_header_t *)state)->seed, bep_sched_c(state, sc)->epoch, n, i);
+    *out = bep_sample_index(((const bep_state_header_t *)state)->seed, bep_sched_c(state, cfg)->epoch, n, i);
     return BEP_OK;
 }
 
@@ -225,7 +230,7 @@ bep_status_t bep_snapshot(const bep_config_t *cfg, const bep_schedule_config_t *
     if (buf == NULL) return BEP_ERR_NULL;
     if (buf_len < sc->snapshot_bytes) return BEP_ERR_SIZE;
     if (hd->batch_triggered != 0u) return BEP_ERR_BATCH_OPEN;
-    s = bep_sched_c(state, sc);
+    s = bep_sched_c(state, cfg);
     for (k = 0; k < BEP_SNAPSHOT_HEADER_BYTES; ++k) out[k] = 0;
     bep_put32(out + SNAP_MAGIC, BEP_SNAPSHOT_MAGIC);
     bep_put32(out + SNAP_VERSION, BEP_SNAPSHOT_VERSION);
@@ -261,6 +266,25 @@ bep_status_t bep_snapshot(const bep_config_t *cfg, const bep_schedule_config_t *
     return BEP_OK;
 }
 
+/* The schedule state of a snapshot must be one the runtime keeps: a level within the Q
+ * table, fewer stalled epochs than the patience, no more errors than samples in the best
+ * epoch, and since the open epoch's marks fewer than BEP_EPOCH_MAX_SAMPLES samples and no
+ * more errors than samples (modulo 2^32, as bep_end_epoch takes them; bep_runtime.h). A
+ * snapshot whose CRC is right but whose schedule is not is refused as corrupt: restored, it
+ * would have indexed past the Q table. */
+static bep_status_t bep_check_schedule(const bep_schedule_config_t *sc, const uint8_t *in)
+{
+    const uint8_t *s = in + SNAP_SCHEDULE;
+    uint32_t level = bep_get32(s + 4), stalled = bep_get32(s + 8);
+    uint32_t best_errors = bep_get32(s + 12), best_samples = bep_get32(s + 16);
+    uint32_t errors = bep_get32(in + SNAP_COUNTERS + 8) - bep_get32(s + 20);
+    uint32_t samples = bep_get32(in + SNAP_COUNTERS) - bep_get32(s + 24);
+    if (level > sc->levels || stalled >= sc->patience || best_errors > best_samples ||
+        samples >= BEP_EPOCH_MAX_SAMPLES || errors > samples)
+        return BEP_ERR_CORRUPT;
+    return BEP_OK;
+}
+
 /* Everything bep_restore checks before it writes anything. */
 static bep_status_t bep_check_snapshot(const bep_config_t *cfg, const bep_schedule_config_t *sc, const uint8_t *in,
                                        size_t buf_len)
@@ -281,8 +305,7 @@ static bep_status_t bep_check_snapshot(const bep_config_t *cfg, const bep_schedu
         if (l < cfg->n_layers ? (g < 1u || g > cfg->layer[l].rows || q > 0xFFFFFFFFu - 0xFFFFu) : (g != 0u || q != 0u))
             return BEP_ERR_CORRUPT;
     }
-    if (bep_get32(in + SNAP_SCHEDULE + 4) > sc->levels) return BEP_ERR_CORRUPT;
-    return BEP_OK;
+    return bep_check_schedule(sc, in);
 }
 
 /* The hidden weights of a checked snapshot into the state, through a small copy (the
@@ -337,7 +360,7 @@ bep_status_t bep_restore(const bep_config_t *cfg, const bep_schedule_config_t *s
     hd->counters.triggered = bep_get32(in + SNAP_COUNTERS + 4);
     hd->counters.errors = bep_get32(in + SNAP_COUNTERS + 8);
     hd->counters.updates = bep_get32(in + SNAP_COUNTERS + 12);
-    s = bep_sched(state, sc);
+    s = bep_sched(state, cfg);
     s->magic = cfg->config_hash;
     s->epoch = bep_get32(in + SNAP_SCHEDULE);
     s->level = bep_get32(in + SNAP_SCHEDULE + 4);

@@ -41,26 +41,12 @@ extern "C" { /* C linkage for C++ callers */
 
 /* The sample-order draws' "layer" (bep_mcu/engine/rng.py ORDER_LAYER). */
 #define BEP_ORDER_LAYER 0x5EEDu
-#define BEP_SCHEDULE_STATE_BYTES 32u
 #define BEP_SNAPSHOT_MAGIC 0x53504542u /* "BEPS" */
 #define BEP_SNAPSHOT_VERSION 1u
 #define BEP_SNAPSHOT_HEADER_BYTES 96u
 
-/* Kept in the state buffer at bep_schedule_config_t.state_off (planned by bep_mcu/cgen/layout.py). */
-typedef struct {
-    uint32_t magic;         /* the config hash once the schedule started */
-    uint32_t epoch;         /* epochs completed: keys the sample order */
-    uint32_t level;         /* quantised error rate of the last epoch: the column of the Q table */
-    uint32_t stalled;       /* epochs since the best one */
-    uint32_t best_errors;   /* the best epoch's error count and samples (best_samples 0: none yet) */
-    uint32_t best_samples;
-    uint32_t start_errors;  /* the counters when this epoch began */
-    uint32_t start_samples;
-} bep_schedule_state_t;
-
 /* The schedule of one network; generated, const (flash). */
 typedef struct {
-    uint32_t state_off;                 /* offset of the bep_schedule_state_t in the state buffer */
     uint32_t levels;                    /* error levels: the Q table has levels + 1 columns */
     uint32_t growth_num, growth_den;    /* γ growth factor on a stall */
     uint32_t patience;                  /* epochs without a better error rate before γ grows */
