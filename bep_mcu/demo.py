@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from bep_mcu import modelio, training
+from bep_mcu import files, modelio, training
 from bep_mcu.data.datasets import load_dataset, stratified_split
 from bep_mcu.device import boards
 from bep_mcu.device.emulate import EmulatedBoard
@@ -30,6 +30,7 @@ from bep_mcu.twin.verify import build_twin, verify
 
 DEFAULT_BOARD = "mps2-an386"
 DEFAULT_DATASET = "digits"
+MODEL_FILE, DEVICE_MODEL_FILE = "model.npz", "device_model.npz"
 
 
 def default_hidden(board: boards.Board) -> int:
@@ -47,6 +48,7 @@ def run_demo(board_name: str = DEFAULT_BOARD, dataset: str = DEFAULT_DATASET, hi
                        f"{', '.join(b for b, v in boards.BOARDS.items() if v.emulated)}")
     width = hidden or default_hidden(board)
     work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="bep-demo-"))
+    files.check_tree(work, [MODEL_FILE, DEVICE_MODEL_FILE])  # a planted symlink would be followed
     work.mkdir(parents=True, exist_ok=True)
     data = load_dataset(dataset)
     start = time.perf_counter()
@@ -57,7 +59,7 @@ def run_demo(board_name: str = DEFAULT_BOARD, dataset: str = DEFAULT_DATASET, hi
         f"hidden {width}, {host_epochs} epochs")
     model = training.fit(data.X_train[pre], data.y_train[pre],
                          training.Settings(hidden=(width,), epochs=host_epochs, seed=seed))
-    model_path = work / "model.npz"
+    model_path = work / MODEL_FILE
     modelio.save(model, model_path)
     pretrained_accuracy = model.score(data.X_test, data.y_test)
     train, test = training.encoded(model, data.X_train, data.y_train), training.encoded(model, data.X_test, data.y_test)
@@ -77,7 +79,7 @@ def run_demo(board_name: str = DEFAULT_BOARD, dataset: str = DEFAULT_DATASET, hi
             say("[5/5] pulling the trained weights back from the board")
             device_weights = pull_model(link, model).hidden
             pulled_equal = all(np.array_equal(a, b) for a, b in zip(device_weights, trained.hidden))
-            pulled = work / "device_model.npz"
+            pulled = work / DEVICE_MODEL_FILE
             # The pulled weights with the stream's record (epochs, history, batch counter), so the
             # file continues where the board stopped (train --init-from, stream again).
             modelio.save(trained.replace(hidden=device_weights), pulled)

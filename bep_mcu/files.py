@@ -11,19 +11,25 @@ the one place that opens such paths:
   expects and against the member's real size, so no allocation is ever larger than
   the bytes actually present (and no larger than the caller's limit);
 - files are written atomically (a temporary file beside the target, fsync, rename),
-  only over a regular file or nothing; a symlink is followed and its target replaced,
-  so the link stays a link. Any failure is one ``BEPError`` line and leaves the old
-  file as it was, with no temporary file left behind.
+  only over a regular file or nothing; a symlink the user names is followed and its
+  target replaced, so the link stays a link. Any failure is one ``BEPError`` line and
+  leaves the old file as it was, with no temporary file left behind;
+- a tree (``generate``'s output, a firmware's build directory) is written whole or not
+  at all, and never through a symlink inside it (see :func:`write_text_files`).
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import json
 import os
+import signal
 import stat
 import tempfile
+import threading
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -243,16 +249,13 @@ def check_writable(path: str | os.PathLike) -> Path:
     return target
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
-    """Write a file through ``write(f)`` to a temporary name beside ``path``'s target,
-    then rename it into place: an interrupted or failed write never leaves a
-    half-written file, and never replaces anything that is not a regular file."""
-    path = Path(path)
-    target = check_writable(path)
+def _temporary(folder: Path, name: str, write: Callable[[BinaryIO], None], where: Path) -> Path:
+    """A new file in ``folder`` (a hidden temporary name from ``name``) holding what
+    ``write(f)`` wrote, fsynced; nothing is left behind when it fails."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     except OSError as e:
-        raise BEPError(f"cannot write '{path}': {_why(e)}") from None
+        raise BEPError(f"cannot write '{where}': {_why(e)}") from None
     try:
         # mkstemp makes the file private (0600); give it the usual umask-based mode.
         umask = os.umask(0)
@@ -262,40 +265,210 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, target)
+        return Path(tmp)
     except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(e, OSError):  # a full disk, a file size limit, a vanished directory
+            raise BEPError(f"cannot write '{where}': {_why(e)}") from None
+        raise
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file through ``write(f)`` to a temporary name beside ``path``'s target,
+    then rename it into place: an interrupted or failed write never leaves a
+    half-written file, and never replaces anything that is not a regular file."""
+    path = Path(path)
+    target = check_writable(path)
+    tmp = _temporary(target.parent, target.name, write, path)
+    try:
+        os.replace(tmp, target)
+    except BaseException as e:
+        os.unlink(tmp)
+        if isinstance(e, OSError):
             raise BEPError(f"cannot write '{path}': {_why(e)}") from None
         raise
 
 
+# ------------------------------------------------------------------------ trees
+#
+# A generated tree is often a checked-in folder of a cloned repository, so anything in
+# it may have been planted: a symlink at a generated name (or a folder on the way) would
+# send our writes, or a compiler's -o, to any file the user can write. So no symlink is
+# followed inside a tree, the tree's own folder included: it is refused in one line
+# (removing it is the user's decision, it may be theirs). And a tree is replaced as a
+# whole, never file by file: every changed file is first written to a temporary file
+# beside its target, then all are renamed into place at once, with Ctrl-C and SIGTERM
+# held back until the last rename (see _commit). Only the tree's own files are touched,
+# so a user's files beside them (a README, .git) stay as they are, and the folder
+# itself stays the same folder (a mount point, an open shell in it, its permissions).
+
+COMMIT_RECORD = ".bep-mcu-commit"  # in a tree only while its renames are under way
+MAX_COMMIT_RECORD_BYTES = 1 << 20
+HELD_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def _relative(name: str) -> Path:
+    if Path(name).is_absolute() or ".." in Path(name).parts or not Path(name).parts:
+        raise ValueError(f"{name!r} is not a path inside the output directory")  # a bep-mcu bug
+    return Path(name)
+
+
+def _entry(path: Path, root: Path, folder: bool) -> bool:
+    """Whether ``path`` exists, after refusing a symlink there, and a folder that is
+    not a directory or a file that is not a regular file."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise BEPError(f"cannot write '{path}': {_why(e)}") from None
+    if stat.S_ISLNK(mode) and path == root:
+        raise BEPError(f"'{path}' is a symbolic link: give the directory itself (bep-mcu writes through no link "
+                       f"in its output)")
+    if stat.S_ISLNK(mode):
+        raise BEPError(f"'{path}' in the output directory '{root}' is a symbolic link: remove it (bep-mcu writes "
+                       f"through no link in its output, it could point anywhere)")
+    if folder and not stat.S_ISDIR(mode):
+        raise BEPError(f"cannot write into '{path}': it exists and is not a directory")
+    if not folder and stat.S_ISDIR(mode):
+        raise BEPError(f"cannot write '{path}': it is a directory")
+    if not folder and not stat.S_ISREG(mode):
+        raise BEPError(f"cannot write '{path}': it exists and is not a regular file")
+    return True
+
+
+def check_tree(directory: str | os.PathLike, names: Iterable[str]) -> Path:
+    """Refuse, in one line, a tree ``directory`` where writing the files ``names``
+    (relative paths) would follow a symlink (``directory`` itself, a folder on the way
+    or the file) or replace what is not a regular file; for writes by other programs
+    too (a compiler's objects, a linker's image). Returns ``directory`` as a Path."""
+    directory = Path(directory)
+    _entry(directory, directory, folder=True)
+    for name in names:
+        parts = _relative(name).parts
+        path = directory
+        for i, part in enumerate(parts):
+            path = path / part
+            if not _entry(path, directory, folder=i < len(parts) - 1):
+                break  # absent: the rest is created
+    return directory
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP wait until the block has run, then act as they would
+    have. Python runs signal handlers in the main thread only, so this holds them whatever
+    thread the kernel delivers them to (pthread_sigmask would not: numpy's threads)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers can be set from the main thread only; a library caller's thread
+        return
+    caught: list[int] = []
+    held = {}
+    for name in HELD_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not None:  # None: set outside Python
+            held[number] = signal.signal(number, lambda n, _frame: caught.append(n))
+    try:
+        yield
+    finally:
+        for number, handler in held.items():
+            signal.signal(number, handler)
+        for number in caught:
+            signal.raise_signal(number)
+
+
+def _commit(directory: Path, renames: list[tuple[str, str]]) -> None:
+    """Rename each temporary file onto its target, all of them: the record written
+    first lets the next write finish the job should this process be killed (SIGKILL,
+    power loss) between two renames."""
+    record = directory / COMMIT_RECORD
+    with _signals_held():
+        write_atomic(record, lambda f: f.write(json.dumps(renames).encode()))
+        for target, tmp in renames:
+            if os.path.lexists(directory / tmp):  # gone: renamed before an earlier process was killed
+                os.replace(directory / tmp, directory / target)
+        os.unlink(record)
+
+
+def _finish_interrupted(directory: Path) -> None:
+    """Complete the renames of a write killed while committing (its record is there;
+    every temporary file it names was whole before the record was written)."""
+    record = directory / COMMIT_RECORD
+    if not os.path.lexists(record):
+        return
+    raw = read_regular(record, "record of an interrupted write", MAX_COMMIT_RECORD_BYTES)
+    try:
+        renames = [(target, tmp) for target, tmp in json.loads(raw)]
+        for target, tmp in renames:  # only a temporary file of a target's own name, beside it
+            t, p = _relative(target), _relative(tmp)
+            if p.parent != t.parent or not (p.name.startswith(f".{t.name}.") and p.name.endswith(".tmp")):
+                raise ValueError(tmp)
+    except (ValueError, TypeError, RecursionError):  # _relative's ValueError too: names from a file
+        raise BEPError(f"'{record}' (left by an interrupted bep-mcu write) is damaged: remove it and check "
+                       f"'{directory}'") from None
+    check_tree(directory, [name for pair in renames for name in pair])
+    try:
+        _commit(directory, renames)
+    except OSError as e:
+        raise BEPError(f"cannot finish the interrupted write of '{directory}': {_why(e)}") from None
+
+
+def _unchanged(path: Path, data: bytes) -> bool:
+    """Whether ``path`` (checked: a regular file or nothing) already holds ``data``; its
+    size first, so a huge file put there is never read."""
+    try:
+        return os.lstat(path).st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
+
+
 def write_text_files(directory: str | os.PathLike, files: dict[str, str]) -> Path:
     """Write ``{relative path: text}`` into ``directory`` (created if needed, and the
-    folders the paths name), each file atomically and only when its text changed (so
-    build tools see no new time)."""
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise BEPError(f"--out '{directory}' exists and is not a directory")
-    for name in files:
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise ValueError(f"{name!r} is not a path inside the output directory")  # a bep-mcu bug
-    for folder in sorted({directory / Path(name).parent for name in files}):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise BEPError(f"cannot create directory '{folder}': {_why(e)}") from None
-    for name, text in files.items():
-        target = directory / name
-        data = text.encode()
-        try:
-            unchanged = target.is_file() and not target.is_symlink() and target.read_bytes() == data
-        except OSError:
-            unchanged = False
-        if not unchanged:
-            write_atomic(target, lambda f, data=data: f.write(data))
+    folders the paths name) as one tree: each file only when its text changed (so build
+    tools see no new time), all or none of them, never through a symlink (see above).
+    Files of ``directory`` that are not in ``files`` are left alone."""
+    directory = check_tree(directory, [COMMIT_RECORD])
+    _finish_interrupted(directory)
+    check_tree(directory, files)
+    changed = {name: text.encode() for name, text in files.items()}
+    changed = {name: data for name, data in changed.items() if not _unchanged(directory / name, data)}
+    created: list[Path] = []  # folders this write made: removed again when it fails
+    renames: list[tuple[str, str]] = []
+    try:
+        for name, data in changed.items():
+            target = directory / name
+            _make_folders(target.parent, created)
+            tmp = _temporary(target.parent, target.name, lambda f, data=data: f.write(data), target)
+            renames.append((name, (Path(name).parent / tmp.name).as_posix()))
+        if renames:
+            _commit(directory, renames)
+    except BaseException as e:
+        if not os.path.lexists(directory / COMMIT_RECORD):  # else: the next write finishes it
+            for _, tmp in renames:
+                with contextlib.suppress(OSError):
+                    os.unlink(directory / tmp)
+            for folder in reversed(created):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        if isinstance(e, OSError):
+            raise BEPError(f"cannot write into '{directory}': {_why(e)}") from None
+        raise
     return directory
+
+
+def _make_folders(folder: Path, created: list[Path]) -> None:
+    """Create ``folder`` and the missing folders above it (checked: no symlink on the way)."""
+    missing = []
+    while not os.path.lexists(folder):
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path)
+        except OSError as e:
+            raise BEPError(f"cannot create directory '{path}': {_why(e)}") from None
+        created.append(path)
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:

@@ -230,8 +230,9 @@ def render_inference(model: Model, name: str = "net", input_format: InputFormat 
 def generate(model: Model, out_dir: str | Path, name: str = "net", input_format: InputFormat | None = None,
              inference_only: bool = False) -> Generated:
     """Render ``model`` into ``out_dir`` (created if needed; only our files are written,
-    each only when its text changed); ``input_format``: the device's raw inputs
-    (default ``inputformat.choose``); ``inference_only``: prediction code alone."""
+    each only when its text changed, all of them or none, never through a symlink:
+    ``files.write_text_files``); ``input_format``: the device's raw inputs (default
+    ``inputformat.choose``); ``inference_only``: prediction code alone."""
     state = plan_state(model.spec, model.params.gate)
     if inference_only:
         texts, infer, parts = render_inference(model, name, input_format)

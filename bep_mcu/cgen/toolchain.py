@@ -59,6 +59,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from bep_mcu import files
 from bep_mcu.cgen import protocol
 from bep_mcu.errors import BEPError
 
@@ -150,11 +151,13 @@ def compile_objects(tools: Toolchain, sources: list[Path], include: Path, out_di
     Raises ``BuildError`` with the compiler's output when any source fails (with
     ``strict``, any warning fails).
     """
+    objects = [Path(src).stem + ".o" for src in sources]
+    files.check_tree(out_dir, objects)  # the compiler would write through a symlink planted there
     out_dir.mkdir(parents=True, exist_ok=True)
     flags = cflags(tools.target, level, strict, defines, extra)
     jobs = []
-    for src in sources:
-        obj = out_dir / (Path(src).stem + ".o")
+    for src, name in zip(sources, objects):
+        obj = out_dir / name
         cmd = [tools.cc, *flags, "-I", str(include), "-c", str(src), "-o", str(obj)]
         jobs.append((cmd, obj, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
     failures = []

@@ -26,6 +26,7 @@ timeout.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import shutil
 import signal
@@ -35,12 +36,17 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bep_mcu import files
 from bep_mcu.device import boards
 from bep_mcu.errors import BEPError
+
+if TYPE_CHECKING:
+    from elftools.elf.elffile import ELFFile
 
 QEMU = "qemu-system-arm"
 QEMU_APT_PACKAGE = "qemu-system-arm"
@@ -54,24 +60,53 @@ STOP_TIMEOUT = 5.0    # seconds between SIGTERM and SIGKILL
 
 
 MAX_ELF_BYTES = 64 << 20
+MAX_ELF_SECTIONS = 4096  # a firmware image has a few dozen; pyelftools parses each one to find a name
+MAX_ELF_SEGMENTS = 256
+BOARD_SECTION_BYTES = 64  # the board's name, NUL-terminated (bep_mcu/fw/main.c)
 
 
-def elf_section(path: str | Path, name: str) -> bytes | None:
-    """Contents of one section of an ELF file (None when it has no such section)."""
+@contextlib.contextmanager
+def open_elf(path: str | Path, what: str = "firmware") -> Iterator[ELFFile]:
+    """An ELF file of at most MAX_ELF_BYTES bytes and a bounded number of sections and
+    segments; any damage, here or while the caller reads it, is one ``BEPError``."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
     try:
-        with files.open_regular(path, "firmware", MAX_ELF_BYTES) as f:
-            section = ELFFile(f).get_section_by_name(name)
-            return None if section is None else section.data()
+        with files.open_regular(path, what, MAX_ELF_BYTES) as f:
+            elf = ELFFile(f)
+            if elf.num_sections() > MAX_ELF_SECTIONS or elf.num_segments() > MAX_ELF_SEGMENTS:
+                raise BEPError(f"'{path}' has {elf.num_sections()} sections and {elf.num_segments()} segments, more "
+                               f"than a {what} image has (at most {MAX_ELF_SECTIONS} and {MAX_ELF_SEGMENTS})")
+            yield elf
     except (ELFError, OSError) as e:
-        raise BEPError(f"'{path}' is not a readable ELF file (a firmware image from bep-mcu firmware): {e}") from None
+        raise BEPError(f"'{path}' is not a readable ELF file (a {what} image from bep-mcu): {e}") from None
+
+
+def elf_section(path: str | Path, name: str, max_bytes: int) -> bytes | None:
+    """Contents of one section of an ELF file (None when it has no such section), of at
+    most ``max_bytes`` bytes. Its size is checked before it is read, and a compressed
+    section (SHF_COMPRESSED: pyelftools would inflate whatever size its header claims)
+    or one without file data (NOBITS: pyelftools would allocate its size in zeros) is
+    refused unread."""
+    with open_elf(path) as elf:
+        section = elf.get_section_by_name(name)
+        if section is None:
+            return None
+        if section.compressed:
+            why = "is compressed"
+        elif section["sh_type"] == "SHT_NOBITS":
+            why = "holds no data (NOBITS)"
+        elif section["sh_size"] > max_bytes:
+            why = f"is {section['sh_size']} bytes, more than {max_bytes}"
+        else:
+            return section.data()
+        raise BEPError(f"'{path}' is not a firmware image from bep-mcu firmware: its {name} section {why}")
 
 
 def elf_board(path: str | Path) -> str | None:
     """The board a firmware image was built for, or None when it carries no record."""
-    tag = elf_section(path, BOARD_SECTION)
+    tag = elf_section(path, BOARD_SECTION, BOARD_SECTION_BYTES)
     return None if tag is None else tag.split(b"\0", 1)[0].decode("ascii", "replace")
 
 

@@ -183,8 +183,10 @@ def _build_dir(out: Path, board: boards.Board) -> Path:
 
 def output_dir(out_dir: str | Path) -> Path:
     """The output directory as an absolute path: a name such as ``-x`` must never reach
-    the compiler's command line as an option."""
-    return Path(out_dir).absolute()
+    the compiler's command line as an option. Refused (one line) when it, or a file the
+    linker and objcopy write there, is a symlink: they would follow it (``net/`` and
+    ``build/`` are checked where they are written)."""
+    return files.check_tree(Path(out_dir).absolute(), [ELF_NAME, BIN_NAME, MAP_NAME])
 
 
 def _build_image(tools: toolchain.Toolchain, board: boards.Board, gen: Generated, fw_sources: tuple[str, ...],

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bep_mcu.device.emulate import open_elf
 from bep_mcu.errors import BEPError
 
 CC, NM, OBJDUMP = "arm-none-eabi-gcc", "arm-none-eabi-nm", "arm-none-eabi-objdump"
@@ -220,14 +221,27 @@ def _build(sources, includes, defines, cpu, opt, abi, info, build_dir, extra) ->
     if proc.returncode != 0:
         raise BEPError(f"linking the icount image failed ({cpu} {opt}):\n{proc.stderr}")
     symbols, functions = _symbols(elf)
-    from elftools.elf.elffile import ELFFile
-
-    with open(elf, "rb") as f:
-        segments = [(s["p_vaddr"], s.data(), s["p_memsz"]) for s in ELFFile(f).iter_segments()
-                    if s["p_type"] == "PT_LOAD" and s["p_memsz"]]
+    segments = _segments(elf)
     dis = subprocess.run([OBJDUMP, "-d", str(elf)], capture_output=True, text=True, check=True).stdout
     return Image(elf, cpu, opt, info, symbols, functions, segments, dis, "".join(w for w in warnings if w.strip()),
                  cflags)
+
+
+def _segments(elf: Path) -> list[tuple[int, bytes, int]]:
+    """The PT_LOAD segments (address, file bytes, memory size), each checked to lie in
+    flash or RAM before its bytes are read."""
+    regions = list(_memory().values())
+    segments = []
+    with open_elf(elf, "icount") as image:
+        for s in image.iter_segments():
+            vaddr, memsz = s["p_vaddr"], s["p_memsz"]
+            if s["p_type"] != "PT_LOAD" or not memsz:
+                continue
+            if s["p_filesz"] > memsz or not any(base <= vaddr and vaddr + memsz <= base + size
+                                                for base, size in regions):
+                raise BEPError(f"ELF segment at 0x{vaddr:08X} ({memsz} bytes) is outside flash and RAM")
+            segments.append((vaddr, s.data(), memsz))
+    return segments
 
 
 def _symbols(elf: Path):
@@ -290,12 +304,9 @@ def _emulate(image: Image, data: list[tuple[str, bytes]], io, cycles: bool, veri
 
     uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
     uc.ctl_set_cpu_model(getattr(arm_const, CPUS[image.cpu]))
-    regions = list(_memory().values())
-    for base, size in regions:
+    for base, size in _memory().values():
         uc.mem_map(base, size)
-    for vaddr, blob, memsz in image.segments:
-        if not any(base <= vaddr and vaddr + memsz <= base + size for base, size in regions):
-            raise BEPError(f"ELF segment at 0x{vaddr:08X} ({memsz} bytes) is outside flash and RAM")
+    for vaddr, blob, _ in image.segments:  # inside flash or RAM: _segments
         uc.mem_write(vaddr, bytes(blob))
     where, cursor = {}, DATA_BASE
     for key, blob in data:
