@@ -40,10 +40,11 @@ RUNTIME_FILES = ("bep_runtime.h", "bep_runtime.c")
 LINK_FILES = ("bep_link.h", "bep_link.c")  # the board side of the serial protocol (docs/protocol.md)
 ENCODE_FILES = ("bep_encode.h", "bep_encode.c")  # raw device values → packed input (bep_encode.h)
 STANDALONE_FILES = ("bep_standalone.h", "bep_standalone.c")  # epoch schedule, sample order, snapshots
+STORE_FILES = ("bep_store.h", "bep_store.c")  # snapshots in flash slots that survive a power cut
 INFERENCE_FILES = ("bep_infer.h", "bep_infer.c")  # generate --inference-only: prediction from flash weights
 STANDALONE_DATA_C = "bep_sa_data.c"  # a standalone image's training and test sets (bep_mcu/fw/standalone.c)
 # bep_<name>.[ch] of these would be a shared file of the library
-SHARED_NAMES = ("runtime", "status", "proto", "link", "encode", "standalone", "infer")
+SHARED_NAMES = ("runtime", "status", "proto", "link", "encode", "standalone", "store", "infer")
 MAX_NAME = 32
 # Upper bounds of the generated code's deepest stack use on Cortex-M (M0 and M4, -Os and -O2),
 # printed in the README and checked against GCC's call graphs by tests/test_standalone_firmware.py.
@@ -179,7 +180,8 @@ def render(model: Model, name: str = "net", input_format: InputFormat | None = N
                                 ("status.h.j2", "bep_status.h"), ("status.c.j2", "bep_status.c")),
                      **copied("runtime", RUNTIME_FILES)},
         "board": {**rendered(("board.h.j2", f"bep_{name}_board.h"), ("board.c.j2", f"bep_{name}_board.c")),
-                  **copied("runtime", ENCODE_FILES), **copied("runtime", STANDALONE_FILES)},
+                  **copied("runtime", ENCODE_FILES), **copied("runtime", STANDALONE_FILES),
+                  **copied("runtime", STORE_FILES)},
         "link": {"bep_proto.h": env.get_template("proto.h.j2").render(template="proto.h.j2", version=__version__,
                                                                       **protocol.c_context()),
                  **copied("link", LINK_FILES)},

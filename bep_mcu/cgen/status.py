@@ -15,6 +15,8 @@ STATUS: list[tuple[str, int, str]] = [
     ("ERR_BATCH_OPEN", -8, "a batch with updates is open: call end_batch first"),
     ("ERR_FOREIGN", -9, "the snapshot was written by another network configuration"),
     ("ERR_CORRUPT", -10, "the snapshot is damaged (magic, version, length, CRC or contents)"),
+    ("ERR_EMPTY", -11, "the store holds no valid snapshot of this network"),
+    ("ERR_FLASH", -12, "the flash driver failed, or what it programmed did not read back"),
 ]
 
 BY_VALUE = {value: (name, meaning) for name, value, meaning in STATUS}

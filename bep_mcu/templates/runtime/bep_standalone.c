@@ -203,45 +203,53 @@ static void bep_swap16(uint8_t *p, size_t n)
     }
 }
 
-static size_t bep_pad4(size_t n) { return (n + 3u) & ~(size_t)3u; }
+static uint32_t bep_pad4(uint32_t n) { return (n + 3u) & ~3u; }
 
-static size_t bep_hidden_bytes(const bep_config_t *cfg, uint32_t l)
+static uint32_t bep_hidden_bytes(const bep_config_t *cfg, uint32_t l)
 {
-    return (size_t)cfg->layer[l].n_weights * (cfg->hidden_bits / 8u);
+    return cfg->layer[l].n_weights * (cfg->hidden_bits / 8u);
 }
 
 /* Offsets of the fixed part of a snapshot (bep_standalone.h). */
 enum {
     SNAP_MAGIC = 0, SNAP_VERSION = 4, SNAP_HASH = 8, SNAP_BYTES = 12, SNAP_SEED = 16, SNAP_COUNTERS = 20,
-    SNAP_GAMMA = 40, SNAP_Q = 48, SNAP_SCHEDULE = 64
+    SNAP_GAMMA = 40, SNAP_Q = 48, SNAP_SCHEDULE = 64, SNAP_GENERATION = 92
 };
 
-bep_status_t bep_snapshot(const bep_config_t *cfg, const bep_schedule_config_t *sc, const void *state,
-                          size_t state_len, void *buf, size_t buf_len)
+/* Pieces of a snapshot through the sink, with the running CRC: the snapshot is never
+ * whole in RAM, so a flash store needs no buffer of its size. */
+typedef struct {
+    bep_snapshot_write_fn write;
+    void *ctx;
+    uint32_t offset, crc;
+} bep_emit_t;
+
+static bep_status_t bep_emit(bep_emit_t *e, const uint8_t *p, uint32_t n)
 {
-    bep_counters_t c;
+    if (e->write(e->ctx, e->offset, p, n) != 0) return BEP_ERR_FLASH;
+    e->crc = bep_crc32(e->crc, p, n);
+    e->offset += n;
+    return BEP_OK;
+}
+
+/* The fixed part (bep_standalone.h) of the state's snapshot. */
+static void bep_snapshot_header(const bep_config_t *cfg, const bep_schedule_config_t *sc, const void *state,
+                                const bep_counters_t *c, uint32_t generation, uint8_t *out)
+{
     const bep_state_header_t *hd = (const bep_state_header_t *)state;
-    const bep_schedule_state_t *s;
-    uint8_t *out = (uint8_t *)buf;
+    const bep_schedule_state_t *s = bep_sched_c(state, cfg);
     uint32_t l, k;
-    size_t off = BEP_SNAPSHOT_HEADER_BYTES;
-    bep_status_t st = bep_valid(cfg, sc, state, state_len, &c);
-    if (st != BEP_OK) return st;
-    if (buf == NULL) return BEP_ERR_NULL;
-    if (buf_len < sc->snapshot_bytes) return BEP_ERR_SIZE;
-    if (hd->batch_triggered != 0u) return BEP_ERR_BATCH_OPEN;
-    s = bep_sched_c(state, cfg);
     for (k = 0; k < BEP_SNAPSHOT_HEADER_BYTES; ++k) out[k] = 0;
     bep_put32(out + SNAP_MAGIC, BEP_SNAPSHOT_MAGIC);
     bep_put32(out + SNAP_VERSION, BEP_SNAPSHOT_VERSION);
     bep_put32(out + SNAP_HASH, cfg->config_hash);
     bep_put32(out + SNAP_BYTES, sc->snapshot_bytes);
     bep_put32(out + SNAP_SEED, hd->seed);
-    bep_put32(out + SNAP_COUNTERS, c.samples);
-    bep_put32(out + SNAP_COUNTERS + 4, c.triggered);
-    bep_put32(out + SNAP_COUNTERS + 8, c.errors);
-    bep_put32(out + SNAP_COUNTERS + 12, c.updates);
-    bep_put32(out + SNAP_COUNTERS + 16, c.batches);
+    bep_put32(out + SNAP_COUNTERS, c->samples);
+    bep_put32(out + SNAP_COUNTERS + 4, c->triggered);
+    bep_put32(out + SNAP_COUNTERS + 8, c->errors);
+    bep_put32(out + SNAP_COUNTERS + 12, c->updates);
+    bep_put32(out + SNAP_COUNTERS + 16, c->batches);
     for (l = 0; l < BEP_MAX_LAYERS; ++l) {
         out[SNAP_GAMMA + 2u * l] = (uint8_t)hd->gamma[l];
         out[SNAP_GAMMA + 2u * l + 1u] = (uint8_t)(hd->gamma[l] >> 8);
@@ -254,16 +262,89 @@ bep_status_t bep_snapshot(const bep_config_t *cfg, const bep_schedule_config_t *
     bep_put32(out + SNAP_SCHEDULE + 16, s->best_samples);
     bep_put32(out + SNAP_SCHEDULE + 20, s->start_errors);
     bep_put32(out + SNAP_SCHEDULE + 24, s->start_samples);
+    bep_put32(out + SNAP_GENERATION, generation);
+}
+
+/* The hidden weights, their padding and the CRC, after the header (apart from
+ * bep_snapshot_to so that the header's buffer is off the stack meanwhile). */
+static BEP_NOINLINE bep_status_t bep_snapshot_body(const bep_config_t *cfg, const void *state, size_t state_len,
+                                                   bep_emit_t *e)
+{
+    static const uint8_t zeros[3] = {0u, 0u, 0u};
+    uint8_t chunk[64];
+    uint32_t l, done, m;
+    bep_status_t st;
     for (l = 0; l < cfg->n_layers; ++l) {
-        size_t n = bep_hidden_bytes(cfg, l);
-        st = bep_read_hidden_bytes(cfg, state, state_len, l, 0u, out + off, n);
+        uint32_t n = bep_hidden_bytes(cfg, l);
+        for (done = 0; done < n; done += m) {
+            m = n - done < sizeof chunk ? n - done : (uint32_t)sizeof chunk;
+            st = bep_read_hidden_bytes(cfg, state, state_len, l, done, chunk, m);
+            if (st != BEP_OK) return st;
+            if (cfg->hidden_bits == 16u && bep_big_endian()) bep_swap16(chunk, m);
+            st = bep_emit(e, chunk, m);
+            if (st != BEP_OK) return st;
+        }
+        st = bep_emit(e, zeros, bep_pad4(n) - n);
         if (st != BEP_OK) return st;
-        if (cfg->hidden_bits == 16u && bep_big_endian()) bep_swap16(out + off, n);
-        for (k = (uint32_t)n; k < bep_pad4(n); ++k) out[off + k] = 0;
-        off += bep_pad4(n);
     }
-    bep_put32(out + off, bep_crc32(0u, out, off));
-    return BEP_OK;
+    bep_put32(chunk, e->crc);
+    e->crc = 0u;
+    return e->write(e->ctx, e->offset, chunk, 4u) != 0 ? BEP_ERR_FLASH : BEP_OK;
+}
+
+bep_status_t bep_snapshot_to(const bep_config_t *cfg, const bep_schedule_config_t *sc, const void *state,
+                             size_t state_len, uint32_t generation, bep_snapshot_write_fn write, void *ctx)
+{
+    bep_counters_t c;
+    bep_emit_t e;
+    bep_status_t st = bep_valid(cfg, sc, state, state_len, &c);
+    if (st != BEP_OK) return st;
+    if (write == NULL) return BEP_ERR_NULL;
+    if (((const bep_state_header_t *)state)->batch_triggered != 0u) return BEP_ERR_BATCH_OPEN;
+    e.write = write;
+    e.ctx = ctx;
+    e.offset = e.crc = 0u;
+    {
+        uint8_t head[BEP_SNAPSHOT_HEADER_BYTES];
+        bep_snapshot_header(cfg, sc, state, &c, generation, head);
+        st = bep_emit(&e, head, BEP_SNAPSHOT_HEADER_BYTES);
+        if (st != BEP_OK) return st;
+    }
+    return bep_snapshot_body(cfg, state, state_len, &e);
+}
+
+/* A snapshot held in a buffer, as a source or a sink. */
+typedef struct {
+    uint8_t *out;
+    const uint8_t *in;
+} bep_buffer_t;
+
+static int bep_buffer_write(void *ctx, uint32_t offset, const uint8_t *src, uint32_t n)
+{
+    uint8_t *dst = ((bep_buffer_t *)ctx)->out + offset;
+    uint32_t k;
+    for (k = 0; k < n; ++k) dst[k] = src[k];
+    return 0;
+}
+
+static int bep_buffer_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t n)
+{
+    const uint8_t *src = ((const bep_buffer_t *)ctx)->in + offset;
+    uint32_t k;
+    for (k = 0; k < n; ++k) dst[k] = src[k];
+    return 0;
+}
+
+bep_status_t bep_snapshot(const bep_config_t *cfg, const bep_schedule_config_t *sc, const void *state,
+                          size_t state_len, void *buf, size_t buf_len)
+{
+    bep_buffer_t b;
+    if (sc == NULL) return BEP_ERR_NULL;
+    if (buf == NULL) return BEP_ERR_NULL;
+    if (buf_len < sc->snapshot_bytes) return BEP_ERR_SIZE;
+    b.out = (uint8_t *)buf;
+    b.in = NULL;
+    return bep_snapshot_to(cfg, sc, state, state_len, 0u, bep_buffer_write, &b);
 }
 
 /* The schedule state of a snapshot must be one the runtime keeps: a level within the Q
@@ -285,19 +366,22 @@ static bep_status_t bep_check_schedule(const bep_schedule_config_t *sc, const ui
     return BEP_OK;
 }
 
-/* Everything bep_restore checks before it writes anything. */
-static bep_status_t bep_check_snapshot(const bep_config_t *cfg, const bep_schedule_config_t *sc, const uint8_t *in,
-                                       size_t buf_len)
+/* A snapshot of this network's layout: magic, version and length (another network's
+ * length: BEP_ERR_FOREIGN, when its hash says so). */
+static bep_status_t bep_check_frame(const bep_config_t *cfg, const bep_schedule_config_t *sc, const uint8_t *in)
 {
-    uint32_t l, bytes;
-    if (buf_len < BEP_SNAPSHOT_HEADER_BYTES) return BEP_ERR_SIZE;
     if (bep_get32(in + SNAP_MAGIC) != BEP_SNAPSHOT_MAGIC || bep_get32(in + SNAP_VERSION) != BEP_SNAPSHOT_VERSION)
         return BEP_ERR_CORRUPT;
-    bytes = bep_get32(in + SNAP_BYTES);
-    if (bytes != sc->snapshot_bytes) /* another network, or a damaged length */
+    if (bep_get32(in + SNAP_BYTES) != sc->snapshot_bytes) /* another network, or a damaged length */
         return bep_get32(in + SNAP_HASH) != cfg->config_hash ? BEP_ERR_FOREIGN : BEP_ERR_CORRUPT;
-    if (buf_len < bytes) return BEP_ERR_SIZE;
-    if (bep_crc32(0u, in, bytes - 4u) != bep_get32(in + bytes - 4u)) return BEP_ERR_CORRUPT;
+    return BEP_OK;
+}
+
+/* What a whole (CRC-checked) snapshot's header says: this network, γ and Q in range, a
+ * schedule the runtime could have kept. */
+static bep_status_t bep_check_contents(const bep_config_t *cfg, const bep_schedule_config_t *sc, const uint8_t *in)
+{
+    uint32_t l;
     if (bep_get32(in + SNAP_HASH) != cfg->config_hash) return BEP_ERR_FOREIGN;
     for (l = 0; l < BEP_MAX_LAYERS; ++l) {
         uint32_t g = (uint32_t)in[SNAP_GAMMA + 2u * l] | ((uint32_t)in[SNAP_GAMMA + 2u * l + 1u] << 8);
@@ -308,23 +392,57 @@ static bep_status_t bep_check_snapshot(const bep_config_t *cfg, const bep_schedu
     return bep_check_schedule(sc, in);
 }
 
-/* The hidden weights of a checked snapshot into the state, through a small copy (the
- * file is little-endian); apart from bep_restore so that its buffer is not on the stack
- * while bep_init and the repacking run (the micro:bit has 1 KB of stack). */
-static BEP_NOINLINE bep_status_t bep_restore_hidden(const bep_config_t *cfg, void *state, size_t state_len,
-                                                    const uint8_t *in)
+/* 1 if the CRC of the snapshot's first `bytes` - 4 bytes equals its last 4, 0 if not, -1
+ * if the source failed (read in pieces: the snapshot may be in flash). */
+static BEP_NOINLINE int bep_crc_matches(bep_snapshot_read_fn read, void *ctx, uint32_t bytes)
 {
     uint8_t chunk[64];
-    size_t off = BEP_SNAPSHOT_HEADER_BYTES, done, m, k;
-    uint32_t l;
+    uint32_t crc = 0u, done, m;
+    for (done = 0; done + 4u < bytes; done += m) {
+        m = bytes - 4u - done < sizeof chunk ? bytes - 4u - done : (uint32_t)sizeof chunk;
+        if (read(ctx, done, chunk, m) != 0) return -1;
+        crc = bep_crc32(crc, chunk, m);
+    }
+    if (read(ctx, bytes - 4u, chunk, 4u) != 0) return -1;
+    return crc == bep_get32(chunk) ? 1 : 0;
+}
+
+bep_status_t bep_snapshot_check(const bep_config_t *cfg, const bep_schedule_config_t *sc, bep_snapshot_read_fn read,
+                                void *ctx, size_t available, uint32_t *generation)
+{
+    uint8_t head[BEP_SNAPSHOT_HEADER_BYTES];
+    bep_status_t st;
+    int crc;
+    if (cfg == NULL || sc == NULL || read == NULL) return BEP_ERR_NULL;
+    if (available < BEP_SNAPSHOT_HEADER_BYTES) return BEP_ERR_SIZE;
+    if (read(ctx, 0u, head, BEP_SNAPSHOT_HEADER_BYTES) != 0) return BEP_ERR_FLASH;
+    st = bep_check_frame(cfg, sc, head);
+    if (st != BEP_OK) return st;
+    if (available < sc->snapshot_bytes) return BEP_ERR_SIZE;
+    crc = bep_crc_matches(read, ctx, sc->snapshot_bytes);
+    if (crc < 0) return BEP_ERR_FLASH;
+    if (crc == 0) return BEP_ERR_CORRUPT;
+    st = bep_check_contents(cfg, sc, head);
+    if (st == BEP_OK && generation != NULL) *generation = bep_get32(head + SNAP_GENERATION);
+    return st;
+}
+
+/* The hidden weights of a checked snapshot into the state, through a small copy (the
+ * file is little-endian); apart from bep_restore_from so that its buffer is not on the
+ * stack while bep_init and the repacking run (the micro:bit has 1 KB of stack). */
+static BEP_NOINLINE bep_status_t bep_restore_hidden(const bep_config_t *cfg, void *state, size_t state_len,
+                                                    bep_snapshot_read_fn read, void *ctx)
+{
+    uint8_t chunk[64];
+    uint32_t off = BEP_SNAPSHOT_HEADER_BYTES, done, m, l;
     bep_status_t st;
     for (l = 0; l < cfg->n_layers; ++l) {
-        size_t n = bep_hidden_bytes(cfg, l);
+        uint32_t n = bep_hidden_bytes(cfg, l);
         for (done = 0; done < n; done += m) {
-            m = n - done < sizeof chunk ? n - done : sizeof chunk;
-            for (k = 0; k < m; ++k) chunk[k] = in[off + done + k];
+            m = n - done < sizeof chunk ? n - done : (uint32_t)sizeof chunk;
+            if (read(ctx, off + done, chunk, m) != 0) return BEP_ERR_FLASH;
             if (cfg->hidden_bits == 16u && bep_big_endian()) bep_swap16(chunk, m);
-            st = bep_write_hidden_bytes(cfg, state, state_len, l, (uint32_t)done, chunk, m);
+            st = bep_write_hidden_bytes(cfg, state, state_len, l, done, chunk, m);
             if (st != BEP_OK) return st;
         }
         off += bep_pad4(n);
@@ -332,35 +450,28 @@ static BEP_NOINLINE bep_status_t bep_restore_hidden(const bep_config_t *cfg, voi
     return BEP_OK;
 }
 
-bep_status_t bep_restore(const bep_config_t *cfg, const bep_schedule_config_t *sc, void *state, size_t state_len,
-                         const void *buf, size_t buf_len)
+/* The header's counters, γ, Q and schedule into a state whose weights are restored (its
+ * own copy of the header: none is on the stack while the weights are restored). */
+static BEP_NOINLINE bep_status_t bep_restore_header(const bep_config_t *cfg, void *state, size_t state_len,
+                                                    bep_snapshot_read_fn read, void *ctx)
 {
-    const uint8_t *in = (const uint8_t *)buf;
-    bep_state_header_t *hd;
-    bep_schedule_state_t *s;
+    uint8_t in[BEP_SNAPSHOT_HEADER_BYTES];
+    bep_state_header_t *hd = (bep_state_header_t *)state;
+    bep_schedule_state_t *s = bep_sched(state, cfg);
     uint16_t gamma[BEP_MAX_LAYERS];
     uint32_t q[BEP_MAX_LAYERS], l;
     bep_status_t st;
-    if (cfg == NULL || sc == NULL || state == NULL || buf == NULL) return BEP_ERR_NULL;
-    st = bep_check_snapshot(cfg, sc, in, buf_len);
-    if (st != BEP_OK) return st;
-    st = bep_init(cfg, state, state_len, bep_get32(in + SNAP_SEED), bep_get32(in + SNAP_COUNTERS + 16));
-    if (st != BEP_OK) return st;
-    st = bep_restore_hidden(cfg, state, state_len, in);
-    for (l = 0; st == BEP_OK && l < cfg->n_layers; ++l) st = bep_repack_layer(cfg, state, state_len, l);
-    if (st != BEP_OK) return st;
+    if (read(ctx, 0u, in, BEP_SNAPSHOT_HEADER_BYTES) != 0) return BEP_ERR_FLASH;
     for (l = 0; l < cfg->n_layers; ++l) {
         gamma[l] = (uint16_t)((uint32_t)in[SNAP_GAMMA + 2u * l] | ((uint32_t)in[SNAP_GAMMA + 2u * l + 1u] << 8));
         q[l] = bep_get32(in + SNAP_Q + 4u * l);
     }
     st = bep_set_epoch(cfg, state, state_len, gamma, cfg->n_layers, q, cfg->n_layers);
     if (st != BEP_OK) return st;
-    hd = (bep_state_header_t *)state;
     hd->counters.samples = bep_get32(in + SNAP_COUNTERS);
     hd->counters.triggered = bep_get32(in + SNAP_COUNTERS + 4);
     hd->counters.errors = bep_get32(in + SNAP_COUNTERS + 8);
     hd->counters.updates = bep_get32(in + SNAP_COUNTERS + 12);
-    s = bep_sched(state, cfg);
     s->magic = cfg->config_hash;
     s->epoch = bep_get32(in + SNAP_SCHEDULE);
     s->level = bep_get32(in + SNAP_SCHEDULE + 4);
@@ -370,4 +481,31 @@ bep_status_t bep_restore(const bep_config_t *cfg, const bep_schedule_config_t *s
     s->start_errors = bep_get32(in + SNAP_SCHEDULE + 20);
     s->start_samples = bep_get32(in + SNAP_SCHEDULE + 24);
     return BEP_OK;
+}
+
+bep_status_t bep_restore_from(const bep_config_t *cfg, const bep_schedule_config_t *sc, void *state,
+                              size_t state_len, bep_snapshot_read_fn read, void *ctx, size_t available)
+{
+    uint8_t seed[4], batches[4];
+    uint32_t l;
+    bep_status_t st;
+    if (state == NULL) return BEP_ERR_NULL;
+    st = bep_snapshot_check(cfg, sc, read, ctx, available, NULL);
+    if (st != BEP_OK) return st; /* refused: the state is untouched */
+    if (read(ctx, SNAP_SEED, seed, 4u) != 0 || read(ctx, SNAP_COUNTERS + 16, batches, 4u) != 0) return BEP_ERR_FLASH;
+    st = bep_init(cfg, state, state_len, bep_get32(seed), bep_get32(batches));
+    if (st != BEP_OK) return st;
+    st = bep_restore_hidden(cfg, state, state_len, read, ctx);
+    for (l = 0; st == BEP_OK && l < cfg->n_layers; ++l) st = bep_repack_layer(cfg, state, state_len, l);
+    return st == BEP_OK ? bep_restore_header(cfg, state, state_len, read, ctx) : st;
+}
+
+bep_status_t bep_restore(const bep_config_t *cfg, const bep_schedule_config_t *sc, void *state, size_t state_len,
+                         const void *buf, size_t buf_len)
+{
+    bep_buffer_t b;
+    if (buf == NULL) return BEP_ERR_NULL;
+    b.out = NULL;
+    b.in = (const uint8_t *)buf;
+    return bep_restore_from(cfg, sc, state, state_len, bep_buffer_read, &b, buf_len);
 }

@@ -23,9 +23,11 @@
  *   0 magic "BEPS", 4 version, 8 config hash, 12 total bytes, 16 seed,
  *   20 counters (samples, triggered, errors, updates, batches), 40 gamma[4] (uint16),
  *   48 q[4], 64 schedule (epoch, level, stalled, best_errors, best_samples,
- *   start_errors, start_samples), 92 reserved, 96 hidden weights of each layer
- *   (int8 or int16 little-endian, each padded to 4 bytes), then the CRC-32 (IEEE, as
- *   zlib.crc32) of every byte before it.
+ *   start_errors, start_samples), 92 generation (a store's write count, bep_store.h; 0
+ *   from bep_snapshot), 96 hidden weights of each layer (int8 or int16 little-endian, each
+ *   padded to 4 bytes), then the CRC-32 (IEEE, as zlib.crc32) of every byte before it.
+ * A snapshot is written and read in pieces through a sink or a source (a buffer here, the
+ * pages of a flash store in bep_store.c), so it never has to be whole in RAM.
  */
 #ifndef BEP_STANDALONE_H
 #define BEP_STANDALONE_H
@@ -91,6 +93,30 @@ uint32_t bep_sample_index(uint32_t seed, uint32_t epoch, uint32_t n, uint32_t i)
  * the state's seed and the schedule's epoch counter. */
 bep_status_t bep_epoch_sample(const bep_config_t *cfg, const bep_schedule_config_t *sc, const void *state,
                               size_t state_len, uint32_t n, uint32_t i, uint32_t *out);
+
+/** Where a snapshot is written to or read from, piece by piece: `n` bytes at byte
+ * `offset` of the snapshot. Return 0 on success, anything else on a failure (a flash
+ * driver's error), which the caller reports as BEP_ERR_FLASH. Pieces are written in order,
+ * each at most 96 bytes. */
+typedef int (*bep_snapshot_write_fn)(void *ctx, uint32_t offset, const uint8_t *src, uint32_t n);
+typedef int (*bep_snapshot_read_fn)(void *ctx, uint32_t offset, uint8_t *dst, uint32_t n);
+
+/** Write the state's snapshot (sc->snapshot_bytes bytes) through `write`, with
+ * `generation` at offset 92. BEP_ERR_BATCH_OPEN inside a batch that triggered,
+ * BEP_ERR_FLASH when `write` fails. */
+bep_status_t bep_snapshot_to(const bep_config_t *cfg, const bep_schedule_config_t *sc, const void *state,
+                             size_t state_len, uint32_t generation, bep_snapshot_write_fn write, void *ctx);
+
+/** Check the snapshot `read` gives (`available` bytes at most) without restoring it: the
+ * statuses of bep_restore, BEP_ERR_FLASH when `read` fails; on BEP_OK its generation goes to
+ * *generation (when not NULL). */
+bep_status_t bep_snapshot_check(const bep_config_t *cfg, const bep_schedule_config_t *sc, bep_snapshot_read_fn read,
+                                void *ctx, size_t available, uint32_t *generation);
+
+/** bep_restore from a source: checked whole first (refused: the state untouched); a source
+ * that fails after the check gives BEP_ERR_FLASH with the state initialised but incomplete. */
+bep_status_t bep_restore_from(const bep_config_t *cfg, const bep_schedule_config_t *sc, void *state,
+                              size_t state_len, bep_snapshot_read_fn read, void *ctx, size_t available);
 
 /** Write a snapshot (sc->snapshot_bytes bytes) to buf. BEP_ERR_SIZE when buf_len is
  * short, BEP_ERR_BATCH_OPEN inside a batch that triggered (its rows are not repacked). */
