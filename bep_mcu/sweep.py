@@ -42,9 +42,11 @@ import math
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 
@@ -61,6 +63,7 @@ from bep_mcu.model import Model, plain_labels
 INSTALL_HINT = "pip install 'bep-mcu[sweep]'"
 MAX_TRIALS = 100_000
 MAX_SEEDS = 100
+CONNECT_TIMEOUT = 30  # seconds until --address gives up on a cluster that does not answer (prepare_ray)
 
 # The search space. Widths and γ0 = width // divisor scale together (the default
 # divisors are spec.GAMMA0_DIV: 16 for an MLP, 4 for an RNN); r and ν bracket the
@@ -100,10 +103,19 @@ def prepare_ray(address: str | None) -> None:
     first imported, so this comes first: Tune's classic console output (it honours
     ``verbose=0``, the newer one does not, and standard output belongs to the CLI) and,
     for a local instance (no ``address``), addresses on 127.0.0.1 only instead of the
-    machine's network address (the variable also reaches the workers Ray starts)."""
+    machine's network address (the variable also reaches the workers Ray starts).
+
+    For a cluster, ``ray.init`` would try 20 times to reach its head's GCS, each time
+    waiting 5 s for the connection, 5 s for its pubsub, 30 s for the cluster's id and a
+    1 s pause: about 15 minutes for a wrong address, printing warnings. One attempt with
+    the id wait cut to 19 s gives up after :data:`CONNECT_TIMEOUT` s (both variables
+    bound only connecting to the GCS; an operator's own values win)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if address is None:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    else:
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "1")  # Ray's number of attempts
+        os.environ.setdefault("RAY_py_gcs_connect_timeout_s", str(CONNECT_TIMEOUT - 5 - 5 - 1))
     require_ray()
 
 
@@ -351,6 +363,41 @@ class Records:
 
 
 @contextlib.contextmanager
+def _stderr_to(file: BinaryIO) -> Iterator[None]:
+    """File descriptor 2 into ``file``: Ray's core writes its warnings there, not
+    through Python."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        os.dup2(file.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _join(address: str) -> str:
+    """``ray.init`` on the cluster at ``address`` (returns the address it joined); if it
+    cannot, one line, without the warnings Ray printed while it retried (they are shown
+    when it succeeds)."""
+    import ray
+    from ray.exceptions import RayError
+
+    with tempfile.TemporaryFile() as log:
+        try:
+            with _stderr_to(log):
+                context = ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, ValueError, RuntimeError, RayError) as e:
+            ray.shutdown()
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise BEPError(f"cannot reach a Ray cluster at {address} within {CONNECT_TIMEOUT} s: {reason[:300]} "
+                           f"(is its head running? `ray start --head` prints its address)") from None
+        log.seek(0)
+        sys.stderr.write(log.read().decode(errors="replace"))
+    return context.address_info["address"]
+
+
+@contextlib.contextmanager
 def ray_session(address: str | None) -> Iterator[str]:
     """A Ray driver for the sweep: a new local instance on this machine's cores, or a
     connection to the cluster at ``address``. Yields the address of the Ray it joined."""
@@ -359,14 +406,12 @@ def ray_session(address: str | None) -> Iterator[str]:
 
     if address is None:
         # "local" starts a new instance even where `ray start` left one running.
-        context = ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+        joined = ray.init(address="local", include_dashboard=False, log_to_driver=False,
+                          configure_logging=False).address_info["address"]
     else:
-        try:
-            context = ray.init(address=address, log_to_driver=False, configure_logging=False)
-        except (ConnectionError, ValueError, RuntimeError) as e:
-            raise BEPError(f"cannot join the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
+        joined = _join(address)
     try:
-        yield context.address_info["address"]
+        yield joined
     finally:
         ray.shutdown()
 

@@ -494,6 +494,24 @@ def test_sweep_runs_its_trials_on_a_ray_cluster(tmp_path):
         _stop(head)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("listening", [False, True], ids=["nothing-listens", "a-port-that-never-answers"])
+def test_an_address_where_no_ray_head_answers_is_one_line(tmp_path, listening):
+    """Ray alone retries for about 15 minutes, printing warnings; the sweep gives up after
+    about CONNECT_TIMEOUT s with one line (the subprocess timeout bounds the test)."""
+    data = write_csv(tmp_path / "small.csv")
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        address = f"127.0.0.1:{silent.getsockname()[1] if listening else 1}"
+        proc = run_cli("sweep", "--data", data, "--board", BOARD, "--trials", 2, "--epochs", 1, "--address", address,
+                       env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}, timeout=4 * sweep.CONNECT_TIMEOUT)
+    assert_error_after_progress(proc.returncode, proc.stderr,
+                                [f"cannot reach a Ray cluster at {address} within {sweep.CONNECT_TIMEOUT} s"])
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 3 and lines[1] == f"training 2 trial(s) on Ray Tune at {address}", lines  # no Ray noise
+
+
 def _head_node_id(address: str, env: dict, head: subprocess.Popen) -> str:
     """The head's node id, from its GCS (no dashboard): retried while the head starts."""
     probe = ("import json, ray; ray.init(address=%r, log_to_driver=False); "

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import click
 
-from bep_mcu import files, modelio, plots, sweep
+from bep_mcu import files, modelio, plots, sweep, validate
 from bep_mcu.cli.common import data_options, emit, json_option, load_data, progress
 from bep_mcu.device import boards
 from bep_mcu.errors import BEPError
@@ -88,8 +88,9 @@ def _human(d: dict) -> str:
 @click.option("--max-instructions", type=int, default=None,
               help="Skip networks predicted to need more instructions per training sample on the board's core.")
 @click.option("--address", default=None, metavar="ADDR",
-              help="Run the trials on the Ray cluster whose head is at ADDR (HOST:PORT) [default: Ray in this process, "
-                   "on this machine's cores].")
+              help="Run the trials on the Ray cluster whose head is at ADDR (HOST:PORT, or auto: the one `ray start` "
+                   f"started on this machine); gives up after about {sweep.CONNECT_TIMEOUT} s when no head answers "
+                   "there [default: Ray in this process, on this machine's cores].")
 @click.option("--results", "results_path", type=click.Path(), default=None,
               help="JSONL file the trials are appended to as they finish; an interrupted sweep given the same file "
                    "runs only the missing trials.")
@@ -106,6 +107,8 @@ def sweep_cmd(dataset, data_path, test_data, board_name, trials, network, seeds,
 
     settings = sweep.SweepSettings(board=board_name, model=network, trials=trials, seeds=seeds, seed=seed,
                                    epochs=epochs, val_fraction=val_fraction, max_instructions=max_instructions)
+    if address is not None:
+        validate.text(address, "--address")
     sweep.prepare_ray(address)  # before anything imports Ray: it reads its environment then
     if plot_path is not None:
         plots.require_matplotlib()
