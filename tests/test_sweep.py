@@ -382,6 +382,26 @@ def test_an_oversized_line_is_refused_in_bounded_memory(tmp_path):
     assert rss < 300 << 20, f"peak RSS {rss >> 20} MiB"
 
 
+@needs_arm
+def test_every_footprint_sweep_prints_is_what_the_measuring_commands_report(tmp_path):
+    """For the saved winner: RAM and flash are what `firmware` builds, the training state
+    is `size`'s buffer, the inference bytes are `info`'s (instructions: the cost model's
+    tests above)."""
+    data = write_csv(tmp_path / "small.csv")
+    results = write_records(tmp_path / "r.jsonl", finished_records(plan_of(data)))
+    out = tmp_path / "best.npz"
+    result = invoke("sweep", "--data", data, *SMALL, "--results", results, "--out", out, "--json")
+    assert_ok(result)
+    best = last_json(result.stdout)["best"]
+    built = ok_json(run_cli("firmware", out, "--board", BOARD, "--out", tmp_path / "fw", "--json"))
+    assert (built["ram_bytes"], built["flash_bytes"]) == (best["ram_bytes"], best["flash_bytes"])
+    sized = ok_json(run_cli("size", out, "--board", BOARD, "--json"))
+    assert sized["state_bytes"] == sized["parts"]["training"]["buffer_bytes"] == best["state_bytes"]
+    info = ok_json(run_cli("info", out, "--json"))
+    assert info["inference_state_bytes"] == best["inference_bytes"]
+    assert info["training_state_bytes"] == best["state_bytes"]
+
+
 def test_plot_bad_input_is_one_error_line(tmp_path, monkeypatch):
     untrained = saved(training.new_model(*blobs(40, 4), training.Settings(hidden=(8,))), tmp_path / "new.npz")
     assert_user_error(invoke("plot", untrained, "--out", tmp_path / "c.png"), "no training history")
