@@ -23,7 +23,7 @@ process's Ray instance (the default) or on an existing Ray cluster (``address``)
 - Records: one JSON object per finished (trial, repeat), handed to ``on_record`` as it
   finishes (the CLI appends it to a JSONL file), keyed by the sweep's fingerprint (data,
   board and settings). Given the records of an interrupted run, a sweep runs only what
-  is missing.
+  is missing; it takes from them only what trials measured, checked (:class:`Records`).
 - The result: per configuration the mean validation accuracy over its training seeds,
   the Pareto fronts of accuracy vs RAM and vs instructions, and the best configuration
   (highest accuracy, then least RAM), retrained on the driver with its best seed (bit for
@@ -42,9 +42,11 @@ import math
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 
@@ -61,6 +63,7 @@ from bep_mcu.model import Model, plain_labels
 INSTALL_HINT = "pip install 'bep-mcu[sweep]'"
 MAX_TRIALS = 100_000
 MAX_SEEDS = 100
+CONNECT_TIMEOUT = 30  # seconds until --address gives up on a cluster that does not answer (prepare_ray)
 
 # The search space. Widths and γ0 = width // divisor scale together (the default
 # divisors are spec.GAMMA0_DIV: 16 for an MLP, 4 for an RNN); r and ν bracket the
@@ -100,10 +103,19 @@ def prepare_ray(address: str | None) -> None:
     first imported, so this comes first: Tune's classic console output (it honours
     ``verbose=0``, the newer one does not, and standard output belongs to the CLI) and,
     for a local instance (no ``address``), addresses on 127.0.0.1 only instead of the
-    machine's network address (the variable also reaches the workers Ray starts)."""
+    machine's network address (the variable also reaches the workers Ray starts).
+
+    For a cluster, ``ray.init`` would try 20 times to reach its head's GCS, each time
+    waiting 5 s for the connection, 5 s for its pubsub, 30 s for the cluster's id and a
+    1 s pause: about 15 minutes for a wrong address, printing warnings. One attempt with
+    the id wait cut to 19 s gives up after :data:`CONNECT_TIMEOUT` s (both variables
+    bound only connecting to the GCS; an operator's own values win)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if address is None:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    else:
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "1")  # Ray's number of attempts
+        os.environ.setdefault("RAY_py_gcs_connect_timeout_s", str(CONNECT_TIMEOUT - 5 - 5 - 1))
     require_ray()
 
 
@@ -251,23 +263,138 @@ def key(record: dict) -> tuple[int, int]:
 # ---------------------------------------------------------------------- records
 
 
-def check_records(records: Sequence[dict], sweep_id: str, where: str) -> dict[tuple[int, int], dict]:
-    """The finished records of this sweep, by (trial, repeat); records of another sweep
-    are refused (one results file holds one sweep)."""
-    finished = {}
-    for n, rec in enumerate(records, 1):
-        if not isinstance(rec, dict) or not {"sweep", "trial", "repeat", "status"} <= rec.keys() \
-                or rec["status"] not in STATUSES:
-            raise BEPError(f"{where}: record {n} is not a bep-mcu sweep record")
-        if rec["sweep"] != sweep_id:
-            raise BEPError(f"{where} holds another sweep (other data, board or settings: record {n} is of sweep "
-                           f"{validate.show(rec['sweep'])}, this one is {sweep_id}); give another --results file")
-        if rec["status"] in FINISHED:
-            finished[key(rec)] = rec
-    return finished
+def _digest(value: object) -> bytes:
+    """What a record's config or network is, in 32 bytes (the record may be a hostile
+    megabyte; only whether it equals the plan's matters)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).digest()
+
+
+def _flat_config(value: object, field: str) -> dict:
+    """A configuration as records hold it: names to numbers, strings or lists of numbers
+    (so nothing in it nests, and comparing it with the plan's cannot recurse)."""
+    config = validate.mapping(value, field)
+    for name, v in config.items():
+        if not all(x is None or isinstance(x, (str, int, float)) for x in (v if isinstance(v, list) else [v])):
+            raise BEPError(f"{field} must map names to numbers, strings or lists of numbers, got {validate.show(v)} "
+                           f"for {validate.show(name)}")
+    return config
+
+
+class Records:
+    """The records of a results file, checked line by line as they are read.
+
+    A record is trusted only for what a trial measured: its status, validation
+    accuracy and node. Everything else is the sweep's own plan: a finished record must
+    name a trial of this sweep with the plan's configuration, seed and network
+    (:meth:`match`), and footprints, configurations and reasons always come from the
+    plan. A record that names a trial of the plan and disagrees with it is refused, as
+    a record of another sweep is: one results file holds one sweep, and a file that
+    contradicts the plan was edited or written by another bep-mcu, so neither its
+    results nor more appended to it can be told apart from this sweep's.
+
+    Only the finished records of this sweep's (trial, repeat)s are kept, each in a few
+    fields, so memory grows with the plan, not with the file."""
+
+    def __init__(self, settings: SweepSettings, sweep_id: str, where: str) -> None:
+        self.settings, self.sweep_id, self.where = settings, sweep_id, where
+        self.finished: dict[tuple[int, int], dict] = {}
+
+    def add(self, n: int, line: bytes) -> None:
+        """Check line ``n`` of the file and keep it if it is a finished trial of the plan."""
+        at = f"{self.where} line {n}"
+        try:
+            rec = json.loads(line)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; nesting beyond Python's limit
+            raise BEPError(f"{at} is not JSON (not a bep-mcu sweep results file?)") from None
+        if not isinstance(rec, dict):
+            raise BEPError(f"{at} is not a bep-mcu sweep record")
+
+        def field(name: str) -> tuple[object, str]:
+            if name not in rec:
+                raise BEPError(f"{at}: field '{name}' is missing (not a bep-mcu sweep record?)")
+            return rec[name], f"{at}: field '{name}'"
+
+        sweep_id = field("sweep")[0]
+        if sweep_id != self.sweep_id:
+            raise BEPError(f"{self.where} holds another sweep (other data, board or settings: line {n} is of sweep "
+                           f"{validate.show(sweep_id)}, this one is {self.sweep_id}); give another --results file")
+        trial = validate.integer(*field("trial"), 0, MAX_TRIALS - 1)
+        repeat = validate.integer(*field("repeat"), 0, MAX_SEEDS - 1)
+        status = validate.choice(*field("status"), STATUSES)
+        if status not in FINISHED or trial >= self.settings.trials or repeat >= self.settings.seeds:
+            return  # an errored trial runs again; a larger sweep's trials are not this one's
+        network = validate.integers(*field("network"), 1, 1 << 31) if "network" in rec else None
+        kept = {"line": n, "status": status, "seed": validate.seed(*field("seed")),
+                "config": _digest(_flat_config(*field("config"))), "network": _digest(network)}
+        if status != "skipped":
+            epochs = validate.integer(*field("epochs"), 1, self.settings.epochs)
+            if (status == "done") != (epochs == self.settings.epochs):
+                want = "" if status == "done" else "below "
+                raise BEPError(f"{at}: field 'epochs' of a {status} trial must be {want}{self.settings.epochs}, "
+                               f"got {epochs}")
+            kept.update(val_accuracy=validate.number(*field("val_accuracy"), 0.0, 1.0),
+                        node_id=validate.text(*field("node_id"), 128))
+        self.finished[(trial, repeat)] = kept  # the last record of a trial is its outcome
+
+    def match(self, planned: Sequence[dict]) -> dict[tuple[int, int], dict]:
+        """The measured results of the planned trials that finished, by (trial, repeat);
+        a record that disagrees with its planned trial is refused (class docstring)."""
+        finished = {}
+        for p in planned:
+            rec = self.finished.get(key(p))
+            if rec is None:
+                continue
+            reason = p["reason"]
+            for name, same, plan in (
+                    ("seed", rec["seed"] == p["seed"], p["seed"]),
+                    ("config", rec["config"] == _digest(p["config"]), p["config"]),
+                    ("network", rec["network"] == _digest(p.get("network")), p.get("network")),
+                    ("status", (rec["status"] == "skipped") == (reason is not None),
+                     f"skipped: {reason}" if reason else "trained")):
+                if not same:
+                    raise BEPError(f"{self.where} line {rec['line']}: field '{name}' is not this sweep's trial "
+                                   f"{p['trial']} repeat {p['repeat']} (its plan: {validate.show(plan, 120)}): the "
+                                   f"file was edited or written by another bep-mcu; give another --results file")
+            finished[key(p)] = {name: rec[name] for name in ("status", "val_accuracy", "node_id") if name in rec}
+        return finished
 
 
 # ---------------------------------------------------------------------- Ray
+
+
+@contextlib.contextmanager
+def _stderr_to(file: BinaryIO) -> Iterator[None]:
+    """File descriptor 2 into ``file``: Ray's core writes its warnings there, not
+    through Python."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        os.dup2(file.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _join(address: str) -> str:
+    """``ray.init`` on the cluster at ``address`` (returns the address it joined); if it
+    cannot, one line, without the warnings Ray printed while it retried (they are shown
+    when it succeeds)."""
+    import ray
+    from ray.exceptions import RayError
+
+    with tempfile.TemporaryFile() as log:
+        try:
+            with _stderr_to(log):
+                context = ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, ValueError, RuntimeError, RayError) as e:
+            ray.shutdown()
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise BEPError(f"cannot reach a Ray cluster at {address} within {CONNECT_TIMEOUT} s: {reason[:300]} "
+                           f"(is its head running? `ray start --head` prints its address)") from None
+        log.seek(0)
+        sys.stderr.write(log.read().decode(errors="replace"))
+    return context.address_info["address"]
 
 
 @contextlib.contextmanager
@@ -279,14 +406,12 @@ def ray_session(address: str | None) -> Iterator[str]:
 
     if address is None:
         # "local" starts a new instance even where `ray start` left one running.
-        context = ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+        joined = ray.init(address="local", include_dashboard=False, log_to_driver=False,
+                          configure_logging=False).address_info["address"]
     else:
-        try:
-            context = ray.init(address=address, log_to_driver=False, configure_logging=False)
-        except (ConnectionError, ValueError, RuntimeError) as e:
-            raise BEPError(f"cannot join the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
+        joined = _join(address)
     try:
-        yield context.address_info["address"]
+        yield joined
     finally:
         ray.shutdown()
 
@@ -352,28 +477,29 @@ def run_trials(X: np.ndarray, y: np.ndarray, settings: SweepSettings, pending: S
 
 
 def summarise(planned: Sequence[dict], finished: dict[tuple[int, int], dict]) -> list[dict]:
-    """One summary per configuration of a finished sweep: its footprint (the largest over
-    its seeds), the mean validation accuracy of its seeds, and its status: skipped (does
-    not fit), stopped (by ASHA, for any seed) or done."""
+    """One summary per configuration of a finished sweep: its configuration, network and
+    footprint (the largest over its seeds) from the plan, the mean validation accuracy
+    of its seeds from their records, and its status: skipped (does not fit), stopped
+    (by ASHA, for any seed) or done."""
     by_trial: dict[int, list[dict]] = {}
     for p in planned:
-        by_trial.setdefault(p["trial"], []).append(finished[key(p)])
+        by_trial.setdefault(p["trial"], []).append(p)
     out = []
-    for trial, recs in sorted(by_trial.items()):
+    for trial, plans in sorted(by_trial.items()):
+        recs = [finished[key(p)] for p in plans]
         statuses = {r["status"] for r in recs}
         status = next(s for s in ("skipped", "stopped", "done") if s in statuses)
-        summary = {"trial": trial, "config": recs[0]["config"], "status": status,
-                   "seeds": [r["seed"] for r in recs]}
-        if "ram_bytes" in recs[0]:  # planned (a configuration whose encoding failed has no footprint)
+        summary = {"trial": trial, "config": plans[0]["config"], "status": status, "seeds": [p["seed"] for p in plans]}
+        if "ram_bytes" in plans[0]:  # a configuration whose encoding failed has no footprint
             for name in ("ram_bytes", "flash_bytes", "state_bytes", "inference_bytes", "instructions"):
-                summary[name] = max(r[name] for r in recs)
-            summary["network"] = recs[0]["network"]
+                summary[name] = max(p[name] for p in plans)
+            summary["network"] = plans[0]["network"]
         if status == "skipped":
-            summary["reason"] = next(r["reason"] for r in recs if r["status"] == "skipped")
+            summary["reason"] = next(p["reason"] for p in plans if p["reason"] is not None)
         else:
             accs = [r["val_accuracy"] for r in recs]
             summary["val_accuracy"] = float(np.mean(accs))
-            summary["best_seed"] = recs[int(np.argmax(accs))]["seed"]  # the first of equals
+            summary["best_seed"] = plans[int(np.argmax(accs))]["seed"]  # the first of equals
             summary["nodes"] = sorted({r["node_id"] for r in recs})
         out.append(summary)
     return out

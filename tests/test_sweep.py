@@ -20,11 +20,13 @@ import pytest
 from bep_mcu import files, modelio, sweep, training
 from bep_mcu.cgen import cost
 from bep_mcu.cgen.layout import plan_state
+from bep_mcu.cli.common import load_data
 from bep_mcu.device import boards, firmware
 from bep_mcu.engine.spec import NetSpec
 from bep_mcu.errors import BEPError
-from .conftest import (HAVE_ARM, assert_error_after_progress, assert_ok, assert_user_error, blobs, fit, invoke,
-                       last_json, needs_arm, saved, series)
+from .conftest import (HAVE_ARM, assert_error_after_progress, assert_one_error_line, assert_ok, assert_user_error,
+                       blobs, fit, invoke, last_json, needs_arm, saved, series)
+from .test_hostile_model import peak_rss
 
 ray = pytest.importorskip("ray", reason="the sweep extra is not installed (pip install -e '.[sweep]')")
 
@@ -182,12 +184,15 @@ def test_pareto_front_and_best():
 
 
 def test_records_of_another_sweep_are_refused():
-    rec = {"sweep": "a", "trial": 0, "repeat": 0, "status": "done"}
-    assert sweep.check_records([rec, {**rec, "status": "error"}], "a", "f") == {(0, 0): rec}
+    rec = {"sweep": "a", "trial": 0, "repeat": 0, "status": "skipped", "seed": 0, "config": {}}
+    records = sweep.Records(settings(), "a", "f")
+    records.add(1, json.dumps(rec).encode())
+    records.add(2, json.dumps({**rec, "status": "error", "config": "x"}).encode())  # an errored trial runs again
+    assert list(records.finished) == [(0, 0)]
     with pytest.raises(BEPError, match="holds another sweep"):
-        sweep.check_records([rec], "b", "f")
-    with pytest.raises(BEPError, match="record 2 is not a bep-mcu sweep record"):
-        sweep.check_records([rec, {"trial": 1}], "a", "f")
+        sweep.Records(settings(), "b", "f").add(1, json.dumps(rec).encode())
+    with pytest.raises(BEPError, match="f line 2: field 'sweep' is missing"):
+        records.add(2, b'{"trial": 1}')
 
 
 def test_append_line_writes_whole_lines_to_regular_files_only(tmp_path):
@@ -210,10 +215,11 @@ def test_sweep_bad_input_is_one_error_line(tmp_path, monkeypatch):
     assert_user_error(invoke("sweep", "--data", data, "--board", BOARD, "--results", tmp_path),
                       "results file", "directory")
     garbage = tmp_path / "garbage.jsonl"
-    garbage.write_text('{"sweep": "x"}\nnot json\n')
-    assert_user_error(invoke("sweep", "--data", data, "--board", BOARD, "--results", garbage), "line 2 is not JSON")
+    garbage.write_text('not json\n{"sweep": "x"}\n')
+    assert_user_error(invoke("sweep", "--data", data, "--board", BOARD, "--results", garbage), "line 1 is not JSON")
     other = tmp_path / "other.jsonl"
-    other.write_text(json.dumps({"sweep": "0123456789abcdef", "trial": 0, "repeat": 0, "status": "done"}) + "\n")
+    other.write_text(json.dumps({"sweep": "0123456789abcdef", "trial": 0, "repeat": 0, "status": "skipped", "seed": 0,
+                                 "config": {}}) + "\n")
     assert_user_error(invoke("sweep", "--data", data, "--board", BOARD, "--results", other), "another sweep")
     tiny = tmp_path / "tiny.csv"
     tiny.write_text("a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(8)))
@@ -221,6 +227,179 @@ def test_sweep_bad_input_is_one_error_line(tmp_path, monkeypatch):
     assert_error_after_progress(result.exit_code, result.stderr, ["too few"])
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
     assert_user_error(invoke("sweep", "--data", data, "--board", BOARD), "Ray Tune", "pip install 'bep-mcu[sweep]'")
+
+
+# ------------------------------------------------------------------ the results file: measured results only
+
+SMALL = ("--board", BOARD, "--trials", 6, "--epochs", 2)
+
+
+def plan_of(data: Path) -> list[dict]:
+    """The plan of `sweep --data DATA *SMALL`, as the command makes it."""
+    d = load_data(None, str(data), None)
+    s = settings(trials=6, epochs=2)
+    return sweep.plan_trials(d.X_train, d.y_train, s, sweep.fingerprint(d.name, d.X_train, d.y_train, s))
+
+
+def finished_records(plan: list[dict]) -> list[dict]:
+    """What a run of that sweep appends to its results file: every trial finished (trial i
+    at validation accuracy 0.5 + i / 100), so resuming it needs no Ray."""
+    recs = []
+    for p in plan:
+        if p["reason"] is not None:
+            recs.append({**p, "status": "skipped", "run": "r"})
+        else:
+            acc = 0.5 + p["trial"] / 100
+            recs.append({**p, "status": "done", "val_accuracy": acc, "train_accuracy": 0.9, "epochs": 2,
+                         "val_history": [0.4, acc], "node_id": "ab" * 28, "host": "h", "pid": 1, "seconds": 0.5,
+                         "run": "r"})
+    assert {r["status"] for r in recs} == {"done", "skipped"}, "the small sweep straddles the micro:bit's RAM"
+    return recs
+
+
+def write_records(path: Path, recs: list) -> Path:
+    """One line per record: a dict as JSON, bytes as they are."""
+    path.write_bytes(b"".join((r if isinstance(r, bytes) else json.dumps(r, sort_keys=True).encode()) + b"\n"
+                              for r in recs))
+    return path
+
+
+def test_a_resumed_sweep_takes_only_measured_results_from_its_file(tmp_path):
+    """Footprints, configurations and networks are the sweep's own plan whatever its file
+    says; the file gives the validation accuracies (here: the largest network wins)."""
+    data = write_csv(tmp_path / "small.csv")
+    plan = plan_of(data)
+    recs = finished_records(plan)
+    winner = max((r for r in recs if r["status"] == "done"), key=lambda r: r["ram_bytes"])
+    for r in recs:
+        r.update(ram_bytes=1, flash_bytes=1, state_bytes=1, inference_bytes=1, instructions=1, reason="forged")
+    winner["val_accuracy"] = 0.99
+    results = write_records(tmp_path / "r.jsonl", recs)
+    before = results.read_bytes()
+    out = tmp_path / "best.npz"
+    result = invoke("sweep", "--data", data, *SMALL, "--results", results, "--out", out, "--json")
+    assert_ok(result)
+    d = last_json(result.stdout)
+    assert d["resumed"] == 6 and d["ran"] + d["skipped"] == 6 and results.read_bytes() == before
+    planned = {p["trial"]: p for p in plan}
+    best = d["best"]
+    assert best["trial"] == winner["trial"] and best["val_accuracy"] == 0.99
+    for s in [best, *d["pareto"], *d["pareto_instructions"]]:
+        p = planned[s["trial"]]
+        assert s["config"] == p["config"] and s["network"] == p["network"]
+        for name in ("ram_bytes", "flash_bytes", "state_bytes", "inference_bytes", "instructions"):
+            assert s[name] == p[name], (s["trial"], name)
+    assert list(modelio.load(out).spec.hidden) == planned[winner["trial"]]["config"]["hidden"]
+
+
+def _huge(r: dict) -> None:
+    """The attack: a finished record of a 4 x 4000 network that claims 1 byte of RAM."""
+    r["config"] = {**r["config"], "hidden": [4000] * 4, "gamma": [250] * 4}
+    r.update(network=[r["network"][0], 4000, 4000, 4000, 4000, r["network"][-1]], ram_bytes=1, flash_bytes=1,
+             instructions=1, val_accuracy=1.0)
+
+
+@pytest.mark.parametrize("edit, status, field", [
+    (_huge, "done", "config"),
+    (lambda r: r.update(seed=7), "done", "seed"),
+    (lambda r: r.update(network=[8, 16, 3]), "done", "network"),
+    (lambda r: r.update(status="skipped"), "done", "status"),
+    (lambda r: r.update(status="done", val_accuracy=1.0, epochs=2, node_id="n", ram_bytes=1), "skipped", "status"),
+], ids=["huge-network-tiny-ram", "seed", "network", "skips-a-network-that-fits", "trains-one-that-does-not"])
+def test_a_record_that_disagrees_with_the_plan_is_refused(tmp_path, edit, status, field):
+    data = write_csv(tmp_path / "small.csv")
+    recs = finished_records(plan_of(data))
+    n = next(i for i, r in enumerate(recs) if r["status"] == status)
+    edit(recs[n])
+    results = write_records(tmp_path / "r.jsonl", recs)
+    before = results.read_bytes()
+    out = tmp_path / "best.npz"
+    result = invoke("sweep", "--data", data, *SMALL, "--results", results, "--out", out, "--json")
+    assert_error_after_progress(result.exit_code, result.stderr,
+                                [f"results file '{results}' line {n + 1}: field '{field}'", "give another --results"])
+    assert not out.exists() and results.read_bytes() == before
+
+
+DEEP = b'{"sweep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda r: r.update(trial=[0]), ["field 'trial' must be an integer", "[0]"]),
+    (lambda r: r.update(trial=True), ["field 'trial' must be an integer"]),
+    (lambda r: r.update(val_accuracy="x"), ["field 'val_accuracy' must be a number in 0..1", "'x'"]),
+    (lambda r: r.update(val_accuracy=float("nan")), ["field 'val_accuracy' must be a number"]),
+    (lambda r: r.update(val_accuracy=1.5), ["field 'val_accuracy' must be a number in 0..1, got 1.5"]),
+    (lambda r: r.__delitem__("node_id"), ["field 'node_id' is missing"]),
+    (lambda r: r.update(node_id={"a": 1}), ["field 'node_id' must be a string"]),
+    (lambda r: r.update(config="x"), ["field 'config' must be an object"]),
+    (lambda r: r.update(config={**r["config"], "hidden": [[[16]]]}), ["field 'config' must map names to numbers"]),
+    (lambda r: r.update(network="x"), ["field 'network' must be a list"]),
+    (lambda r: r.update(epochs=-1), ["field 'epochs' must be an integer in 1..2, got -1"]),
+    (lambda r: r.update(epochs=10**6), ["field 'epochs' must be an integer in 1..2"]),
+    (lambda r: r.update(epochs=1), ["field 'epochs' of a done trial must be 2, got 1"]),
+    (lambda r: r.update(status="won"), ["field 'status' must be one of"]),
+    (lambda r: r.update(seed=-1), ["field 'seed' must be an integer"]),
+    (lambda r: DEEP, ["is not JSON"]),
+    (lambda r: b"[1, 2]", ["is not a bep-mcu sweep record"]),
+    (lambda r: b'{"sweep": "\xff"}', ["is not JSON"]),
+], ids=["trial-list", "trial-bool", "accuracy-text", "accuracy-nan", "accuracy-above-1", "no-node-id",
+        "node-id-object", "config-text", "config-nested", "network-text", "epochs-negative",
+        "epochs-beyond-the-budget", "done-too-early", "status", "seed", "nested-100000-deep", "not-an-object",
+        "not-utf8"])
+def test_a_malformed_record_is_one_line_naming_file_line_and_field(tmp_path, edit, words):
+    data = write_csv(tmp_path / "small.csv")
+    recs = finished_records(plan_of(data))
+    n = next(i for i, r in enumerate(recs) if r["status"] == "done")
+    recs[n] = edit(recs[n]) or recs[n]
+    results = write_records(tmp_path / "r.jsonl", recs)
+    before = results.read_bytes()
+    result = invoke("sweep", "--data", data, *SMALL, "--results", results, "--out", tmp_path / "best.npz")
+    assert_user_error(result, f"results file '{results}' line {n + 1}", *words)
+    assert results.read_bytes() == before and not (tmp_path / "best.npz").exists()
+
+
+def test_a_file_that_is_refused_keeps_its_last_line(tmp_path):
+    """An incomplete last line is cut off only from a file known to be this sweep's."""
+    data = write_csv(tmp_path / "small.csv")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\nno newline at the end")
+    assert_user_error(invoke("sweep", "--data", data, *SMALL, "--results", notes), "line 1 is not JSON")
+    assert notes.read_text() == "my notes\nno newline at the end"
+
+
+def test_an_oversized_line_is_refused_in_bounded_memory(tmp_path):
+    """One 256 MB line: refused after reading at most a megabyte of it."""
+    data = write_csv(tmp_path / "small.csv")
+    big = tmp_path / "big.jsonl"
+    with big.open("wb") as f:
+        f.write(b'{"sweep": "')
+        block = b"a" * (1 << 20)
+        for _ in range(256):
+            f.write(block)
+        f.write(b'"}\n')
+    status, stderr, rss = peak_rss(["sweep", "--data", str(data), *map(str, SMALL), "--results", str(big)], tmp_path)
+    assert_one_error_line(status, stderr, (f"results file '{big}' line 1 is longer than 1048576 bytes",), status=2)
+    assert rss < 300 << 20, f"peak RSS {rss >> 20} MiB"
+
+
+@needs_arm
+def test_every_footprint_sweep_prints_is_what_the_measuring_commands_report(tmp_path):
+    """For the saved winner: RAM and flash are what `firmware` builds, the training state
+    is `size`'s buffer, the inference bytes are `info`'s (instructions: the cost model's
+    tests above)."""
+    data = write_csv(tmp_path / "small.csv")
+    results = write_records(tmp_path / "r.jsonl", finished_records(plan_of(data)))
+    out = tmp_path / "best.npz"
+    result = invoke("sweep", "--data", data, *SMALL, "--results", results, "--out", out, "--json")
+    assert_ok(result)
+    best = last_json(result.stdout)["best"]
+    built = ok_json(run_cli("firmware", out, "--board", BOARD, "--out", tmp_path / "fw", "--json"))
+    assert (built["ram_bytes"], built["flash_bytes"]) == (best["ram_bytes"], best["flash_bytes"])
+    sized = ok_json(run_cli("size", out, "--board", BOARD, "--json"))
+    assert sized["state_bytes"] == sized["parts"]["training"]["buffer_bytes"] == best["state_bytes"]
+    info = ok_json(run_cli("info", out, "--json"))
+    assert info["inference_state_bytes"] == best["inference_bytes"]
+    assert info["training_state_bytes"] == best["state_bytes"]
 
 
 def test_plot_bad_input_is_one_error_line(tmp_path, monkeypatch):
@@ -333,6 +512,24 @@ def test_sweep_runs_its_trials_on_a_ray_cluster(tmp_path):
         assert d["best"]["val_accuracy"] == pytest.approx(np.mean([r["val_accuracy"] for r in best]))
     finally:
         _stop(head)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("listening", [False, True], ids=["nothing-listens", "a-port-that-never-answers"])
+def test_an_address_where_no_ray_head_answers_is_one_line(tmp_path, listening):
+    """Ray alone retries for about 15 minutes, printing warnings; the sweep gives up after
+    about CONNECT_TIMEOUT s with one line (the subprocess timeout bounds the test)."""
+    data = write_csv(tmp_path / "small.csv")
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        address = f"127.0.0.1:{silent.getsockname()[1] if listening else 1}"
+        proc = run_cli("sweep", "--data", data, "--board", BOARD, "--trials", 2, "--epochs", 1, "--address", address,
+                       env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}, timeout=4 * sweep.CONNECT_TIMEOUT)
+    assert_error_after_progress(proc.returncode, proc.stderr,
+                                [f"cannot reach a Ray cluster at {address} within {sweep.CONNECT_TIMEOUT} s"])
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 3 and lines[1] == f"training 2 trial(s) on Ray Tune at {address}", lines  # no Ray noise
 
 
 def _head_node_id(address: str, env: dict, head: subprocess.Popen) -> str:

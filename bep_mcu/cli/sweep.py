@@ -7,41 +7,55 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 
 import click
 
-from bep_mcu import files, modelio, plots, sweep
+from bep_mcu import files, modelio, plots, sweep, validate
 from bep_mcu.cli.common import data_options, emit, json_option, load_data, progress
 from bep_mcu.device import boards
 from bep_mcu.errors import BEPError
 
 MAX_RESULTS_BYTES = 1 << 30
+MAX_LINE_BYTES = 1 << 20  # a record is about 1 KB, plus 20 B an epoch of its validation history
 
 
-def read_results(path: str) -> list[dict]:
-    """The records of a results file (none when it does not exist yet). A last line cut
-    short by a kill is dropped from the file, so appending continues on a clean line."""
+def read_results(path: str, add: Callable[[int, bytes], None]) -> int | None:
+    """Hand each line of a results file to ``add(line number, line)``, reading one line
+    at a time and none longer than :data:`MAX_LINE_BYTES`. Returns where an incomplete
+    last line starts (a write cut short by a kill), else None; no file is no records."""
     if not os.path.lexists(path):
-        return []
-    data = files.read_regular(path, "results file", MAX_RESULTS_BYTES)
-    lines = data.split(b"\n")
-    if lines[-1]:  # no newline at the end: the last record was being written
-        progress(f"{path}: dropping an incomplete last line (an interrupted write)")
+        return None
+    where = f"results file '{path}'"
+    offset = 0
+    with files.open_regular(path, "results file", MAX_RESULTS_BYTES) as f:
         try:
-            os.truncate(path, len(data) - len(lines[-1]))
+            for n, line in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), 1):
+                if not line.endswith(b"\n"):
+                    if len(line) > MAX_LINE_BYTES:
+                        raise BEPError(f"{where} line {n} is longer than {MAX_LINE_BYTES} bytes (not a bep-mcu "
+                                       f"sweep results file?)")
+                    return offset  # the end of the file, in the middle of a line
+                add(n, line)
+                offset += len(line)
+                if offset > MAX_RESULTS_BYTES:  # it grew while it was read
+                    raise BEPError(f"{where} is more than the limit of {MAX_RESULTS_BYTES} bytes")
         except OSError as e:
-            raise BEPError(f"cannot repair results file '{path}': {e.strerror or e}") from None
-    records = []
-    for n, line in enumerate(lines[:-1], 1):
-        try:
-            records.append(json.loads(line))
-        except (UnicodeDecodeError, ValueError):
-            raise BEPError(f"results file '{path}' line {n} is not JSON (not a bep-mcu sweep results file?)") from None
-    return records
+            raise BEPError(f"cannot read {where}: {e.strerror or e}") from None
+    return None
+
+
+def drop_incomplete_line(path: str, offset: int) -> None:
+    """Cut an interrupted last record off, so appending continues on a clean line."""
+    progress(f"{path}: dropping an incomplete last line (an interrupted write)")
+    try:
+        os.truncate(path, offset)
+    except OSError as e:
+        raise BEPError(f"cannot repair results file '{path}': {e.strerror or e}") from None
 
 
 def _public(summary: dict) -> dict:
-    keep = ("trial", "config", "network", "val_accuracy", "ram_bytes", "flash_bytes", "instructions",
+    keep = ("trial", "config", "network", "val_accuracy", "ram_bytes", "flash_bytes", "state_bytes", "instructions",
             "inference_bytes", "seeds")
     return {k: summary[k] for k in keep if k in summary}
 
@@ -74,8 +88,9 @@ def _human(d: dict) -> str:
 @click.option("--max-instructions", type=int, default=None,
               help="Skip networks predicted to need more instructions per training sample on the board's core.")
 @click.option("--address", default=None, metavar="ADDR",
-              help="Run the trials on the Ray cluster whose head is at ADDR (HOST:PORT) [default: Ray in this process, "
-                   "on this machine's cores].")
+              help="Run the trials on the Ray cluster whose head is at ADDR (HOST:PORT, or auto: the one `ray start` "
+                   f"started on this machine); gives up after about {sweep.CONNECT_TIMEOUT} s when no head answers "
+                   "there [default: Ray in this process, on this machine's cores].")
 @click.option("--results", "results_path", type=click.Path(), default=None,
               help="JSONL file the trials are appended to as they finish; an interrupted sweep given the same file "
                    "runs only the missing trials.")
@@ -92,23 +107,28 @@ def sweep_cmd(dataset, data_path, test_data, board_name, trials, network, seeds,
 
     settings = sweep.SweepSettings(board=board_name, model=network, trials=trials, seeds=seeds, seed=seed,
                                    epochs=epochs, val_fraction=val_fraction, max_instructions=max_instructions)
+    if address is not None:
+        validate.text(address, "--address")
     sweep.prepare_ray(address)  # before anything imports Ray: it reads its environment then
     if plot_path is not None:
         plots.require_matplotlib()
     for path in (out, plot_path):
         if path is not None:
             files.check_writable(path)
-    existing = read_results(results_path) if results_path is not None else []
-    if results_path is not None:
-        files.check_writable(results_path)
     data = load_data(dataset, data_path, test_data)
     start = time.perf_counter()
     sweep_id = sweep.fingerprint(data.name, data.X_train, data.y_train, settings)
-    finished = sweep.check_records(existing, sweep_id, f"results file '{results_path}'")
+    records = sweep.Records(settings, sweep_id, f"results file '{results_path}'")
+    incomplete = read_results(results_path, records.add) if results_path is not None else None
+    if results_path is not None:
+        files.check_writable(results_path)
     progress(f"{data.name}: {len(data.y_train)} training samples; planning {trials} configuration(s) x {seeds} "
              f"seed(s) on {board_name}")
     planned = sweep.plan_trials(data.X_train, data.y_train, settings, sweep_id)
-    resumed = sum(sweep.key(p) in finished for p in planned)
+    finished = records.match(planned)
+    if incomplete is not None:  # only once the file is known to be this sweep's
+        drop_incomplete_line(results_path, incomplete)
+    resumed = len(finished)
 
     run_id = uuid.uuid4().hex[:12]  # marks the records of this invocation
     failed: list[dict] = []
