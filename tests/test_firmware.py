@@ -209,8 +209,11 @@ def test_firmware_user_errors(small_model, tmp_path):
                    "missing.npz")
 
 
-def _call_graph_depth(ci_files: list[Path], root: str) -> tuple[int, list[str]]:
-    """Deepest stack use from ``root`` in GCC's .ci call graphs (bytes, path)."""
+def _call_graph_depth(ci_files: list[Path], root: str,
+                      indirect: dict[str, tuple[str, ...]] | None = None) -> tuple[int, list[str]]:
+    """Deepest stack use from ``root`` in GCC's .ci call graphs (bytes, path); a call
+    through a pointer from function f may reach any of ``indirect[f]`` (the callbacks the
+    image passes; by default any call through a pointer is the link's writer)."""
     frame, calls = {}, {}
     for f in ci_files:
         text = f.read_text()
@@ -222,13 +225,20 @@ def _call_graph_depth(ci_files: list[Path], root: str) -> tuple[int, list[str]]:
                 frame[name] = max(frame.get(name, 0), int(su.group(1)))
         for m in re.finditer(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"', text):
             target = m.group(2).split(":")[-1]
-            target = "bep_fw_write" if target == "__indirect_call" else target  # the link's only callback
             calls.setdefault(m.group(1).split(":")[-1], set()).add(target)
+
+    def callees(fn: str) -> set[str]:
+        out = calls.get(fn, set())
+        if "__indirect_call" not in out:
+            return out
+        known = {"bep_fw_write"} if indirect is None else indirect.get(fn.split(".")[0])
+        assert known is not None, f"{fn} calls through a pointer: say what it may reach"
+        return (out - {"__indirect_call"}) | set(known)
 
     def deepest(fn: str, seen: tuple[str, ...]) -> tuple[int, list[str]]:
         assert fn not in seen, f"recursion: {' -> '.join(seen + (fn,))}"
         best = (0, [])
-        for callee in calls.get(fn, ()):
+        for callee in callees(fn):
             best = max(best, deepest(callee, seen + (fn,)))
         return frame.get(fn, 0) + best[0], [fn] + best[1]
 

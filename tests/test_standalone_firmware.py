@@ -33,15 +33,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bep_mcu.device import boards
+from bep_mcu import modelio
+from bep_mcu.device import boards, persistence
 from bep_mcu.device import firmware as fw
 from bep_mcu.cgen import toolchain
 from bep_mcu.device.firmware import STANDALONE_SOURCES, fw_dir, standalone_defines
 
-from .conftest import assert_ok, assert_user_error, invoke, last_json, needs_arm, needs_qemu
+from .conftest import assert_ok, assert_one_error_line, assert_user_error, invoke, last_json, needs_arm, needs_qemu
 from .test_firmware import berkeley, symbol_sizes
 
 BOARDS = ["mps2-an386", "microbit"]
+POWER_CUTS = 20
 NAMES = np.array(["idle", "walk", "run"])
 
 pytestmark = [needs_arm, needs_qemu, pytest.mark.usefixtures("no_stray_qemu")]
@@ -97,6 +99,21 @@ def runs(work, model, data_csv):
     return get
 
 
+@pytest.fixture(scope="module")
+def cut_runs(work, model, data_csv):
+    cache: dict[str, dict] = {}
+
+    def get(board: str) -> dict:
+        if board not in cache:
+            result = invoke("firmware", model, "--board", board, "--standalone-data", data_csv, "--epochs", 3,
+                            "--power-cuts", POWER_CUTS, "--out", work / f"cuts-{board}", "--run", "--json")
+            assert_ok(result)
+            cache[board] = last_json(result.stdout)
+        return cache[board]
+
+    return get
+
+
 # ---------------------------------------------------------------------- learning on the board
 
 
@@ -131,6 +148,51 @@ def test_the_schedule_runs_on_the_board(runs):
     assert len(epochs) == 6 and 0 < min(errors) and len(set(errors)) > 2
     assert len(set(qs)) == 6 and len(set(gammas)) >= 2 and int(gammas[-1]) > int(gammas[0])
     assert "SNAPSHOT after 3 bytes" in d["device_output"] and d["snapshot_after"] == 3
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_power_cuts_keep_what_was_learnt(cut_runs, board):
+    """A store in the board's flash (the port's driver: emulated NOR on MPS2, the nRF51's
+    NVMC on the micro:bit), the board reset at 20 flash operations spread over its saves:
+    every boot resumes from the last whole save, the run ends bit-exact with the host's
+    uninterrupted one, and every epoch and save the board redid was the same again."""
+    d = cut_runs(board)
+    assert d["bit_exact"] is True, d["first_difference"]
+    assert d["resets"] == d["learning_kept"] == d["power_cuts"] == POWER_CUTS and d["saves"] >= 3
+    lines = d["device_output"].splitlines()
+    boots = [line.split() for line in lines if line.startswith("BOOT")]
+    assert len(boots) == POWER_CUTS + 1 and boots[0][3] == "0" and all(int(b[3]) >= 1 for b in boots[1:])
+    assert sum(line.startswith("CUT") for line in lines) == POWER_CUTS
+    assert sum(line.startswith("EPOCH") for line in lines) > 3  # epochs redone after cuts
+    store = d["store"]
+    assert store["slots"] == 2 and store["flash_driver"] == boards.BOARDS[board].flash_driver
+    assert store["lifetime_seconds_at_least"] == pytest.approx(
+        store["endurance"] * 2 * store["every_samples"] / store["samples_per_second_at_most"], rel=1e-3)
+    b = boards.BOARDS[board]
+    assert d["predicted_ram_bytes"] == d["ram_bytes"] <= b.ram_bytes
+    assert d["flash_bytes"] + store["store_bytes"] + store["page_bytes"] <= b.flash_bytes  # slots + the boot log
+
+
+def test_a_store_rewritten_in_place_loses_the_learning(work, model, data_csv, monkeypatch):
+    """Negative control: the save planted to overwrite the newest slot (one snapshot
+    rewritten in place): boots after cuts find nothing whole, and the run says so."""
+    real = fw.generate_c
+
+    def planted(*args, **kwargs):
+        gen = real(*args, **kwargs)
+        src = gen.src / "bep_store.c"
+        text = src.read_text()
+        old = "target = store->slot >= f->n_slots - 1u ? 0u : store->slot + 1u;"
+        assert text.count(old) == 1
+        src.write_text(text.replace(old, "target = store->slot >= f->n_slots ? 0u : store->slot;"))
+        return gen
+
+    monkeypatch.setattr(fw, "generate_c", planted)
+    result = invoke("firmware", model, "--board", "mps2-an386", "--standalone-data", data_csv, "--epochs", "3",
+                    "--power-cuts", "6", "--out", work / "planted-store", "--run", "--json")
+    assert result.exit_code == 1, result.stderr
+    d = last_json(result.stdout)
+    assert d["bit_exact"] is False and d["learning_kept"] < d["resets"]
 
 
 def test_rnn_learns_on_its_own(work):
@@ -172,22 +234,40 @@ def test_image_has_no_float_and_no_heap(runs, board):
     assert not sorted(n for n in names if LIBC.match(n)), board
 
 
-def test_stack_holds_the_deepest_call_chain(runs, tmp_path):
+# What a call through a pointer may reach in a standalone image, by caller: a snapshot's
+# sinks and sources, and the store's flash functions (standalone.c's power-cut wrappers and
+# the port's).
+SINKS, SOURCES = ("bep_buffer_write", "bep_program_piece"), ("bep_buffer_read", "bep_slot_read")
+CALLBACKS = {"bep_emit": SINKS, "bep_snapshot_body": SINKS, "bep_crc_matches": SOURCES, "bep_snapshot_check": SOURCES,
+             "bep_restore_hidden": SOURCES, "bep_restore_header": SOURCES, "bep_restore_from": SOURCES,
+             "bep_slot_read": ("bep_port_flash_read",), "bep_program_unit": ("bep_sa_program",),
+             "bep_store_save": ("bep_sa_erase",)}
+
+
+@pytest.mark.parametrize("cuts", [False, True], ids=["plain", "power-cuts"])
+def test_stack_holds_the_deepest_call_chain(runs, cut_runs, model, tmp_path, cuts):
+    """The micro:bit's 1 KB stack holds the deepest chain, with a third to spare; with power
+    cuts the deepest goes through the store's open or save down to the flash driver."""
     from tests.test_firmware import _call_graph_depth
 
     board = boards.BOARDS["microbit"]
-    d = runs(board.name)
+    d = cut_runs(board.name) if cuts else runs(board.name)
     out = Path(d["elf"]).parent
+    power = fw.PowerCuts(persistence.plan_store(modelio.load(model), board, d["store"]["every_samples"]),
+                         ((2, 0),) * d["power_cuts"]) if cuts else None
     defines = standalone_defines(board, "net", d["train_samples"], d["test_samples"], d["epochs"], d["batch_size"],
-                                 d["snapshot_after"])
+                                 d["snapshot_after"], power)
     flags = toolchain.cflags(board.cpu, fw.LEVEL, strict=True, defines=defines)
     sources = [fw_dir() / s for s in (*STANDALONE_SOURCES, board.port_file)] + sorted((out / "net" / "src").glob("*.c"))
     for src in sources:
         subprocess.run(["arm-none-eabi-gcc", *flags, "-fcallgraph-info=su", "-I", str(out / "net" / "src"), "-c", str(src),
                         "-o", str(tmp_path / (src.stem + ".o")), "-dumpbase", str(tmp_path / src.stem)], check=True)
-    depth, path = _call_graph_depth(list(tmp_path.glob("*.ci")), "main")
+    depth, path = _call_graph_depth(list(tmp_path.glob("*.ci")), "main", CALLBACKS)
     needed = depth + (32 + 4) + 64  # a fault's exception frame, libgcc's division helpers
     assert needed <= board.stack_bytes * 2 // 3, f"stack needs {needed} B ({' -> '.join(path)})"
+    if cuts:  # the deepest call is the store's, down to the flash driver
+        assert {"bep_store_open", "bep_store_save"} & set(path) and "bep_port_flash_read" in path or \
+            "bep_port_flash_program" in path, path
 
 
 def test_a_planted_schedule_bug_is_caught(work, model, data_csv, monkeypatch):
@@ -264,12 +344,40 @@ def test_option_mistakes_are_one_line(work, model, data_csv, tmp_path):
     assert not (tmp_path / "o").exists() and not (tmp_path / "p").exists()
 
 
+def test_power_cut_mistakes_are_one_line(work, model, data_csv):
+    base = ("firmware", model, "--standalone-data", data_csv, "--out", work / "cut-mistakes")
+    assert_user_error(invoke(*base, "--board", "netduinoplus2", "--power-cuts", "3"), "no flash driver", "microbit")
+    assert_user_error(invoke(*base, "--board", "microbit", "--snapshot-every", "40"), "--snapshot-every",
+                      "--power-cuts")
+    assert_user_error(invoke(*base, "--board", "microbit", "--power-cuts", "0"), "--power-cuts")
+    assert_user_error(invoke(*base, "--board", "microbit", "--power-cuts", "300"), "at most 84")
+    assert_user_error(invoke(*base, "--board", "microbit", "--power-cuts", "3", "--snapshot-every", "100000"),
+                      "at least two saves")
+    assert_user_error(invoke(*base, "--board", "microbit", "--power-cuts", "3", "--slots", "1"), "--slots")
+    assert_user_error(invoke("firmware", model, "--board", "microbit", "--power-cuts", "3"), "--standalone-data")
+    assert not (work / "cut-mistakes").exists()
+
+
+def test_size_plans_the_store_and_its_lifetime(model):
+    """size --snapshot-every: slots of whole pages, and the flash's life under the policy."""
+    result = invoke("size", model, "--board", "microbit", "--snapshot-every", "5000", "--slots", "4", "--json")
+    assert_ok(result)
+    store = last_json(result.stdout)["store"]
+    assert store["slots"] == 4 and store["page_bytes"] == 1024 and store["endurance"] == 20_000
+    assert store["store_bytes"] == 4 * store["slot_pages"] * 1024 >= 4 * store["snapshot_bytes"]
+    assert store["saves_before_wear_out"] == 80_000
+    assert store["lifetime_seconds_at_least"] == pytest.approx(80_000 * 5000 / store["samples_per_second_at_most"],
+                                                               rel=1e-3)
+    assert_user_error(invoke("size", model, "--target", "cortex-m0", "--snapshot-every", "5"), "--board")
+    assert_user_error(invoke("size", model, "--board", "microbit", "--slots", "3"), "--snapshot-every")
+
+
 def test_data_too_big_for_the_flash_is_refused(work, model):
     X, y = noisy_sensors(24_000, seed=4)  # 24000 x 6 x 2 B = 288 KB > the micro:bit's 256 KB
     big = write_csv(work / "big.csv", X, y)
     out = work / "big-fw"
-    assert_user_error(invoke("firmware", model, "--board", "microbit", "--standalone-data", big, "--out", out),
-                      "big.csv", "flash", "fewer samples")
+    result = invoke("firmware", model, "--board", "microbit", "--standalone-data", big, "--out", out)
+    assert_one_error_line(result.exit_code, result.stderr, ("big.csv", "flash", "fewer samples"), status=3)
     assert not out.exists()
     assert os.path.getsize(big) > 1_000_000
 
@@ -310,6 +418,6 @@ def test_network_too_big_for_the_ram_is_refused(work):
     big = work / "big.npz"
     assert_ok(invoke("train", "--dataset", data, "--hidden", "64", "--epochs", "1", "--out", big))
     out = work / "big-ram"
-    assert_user_error(invoke("firmware", big, "--board", "microbit", "--standalone-data", data, "--out", out),
-                      "does not fit microbit", "RAM", "16384")
+    result = invoke("firmware", big, "--board", "microbit", "--standalone-data", data, "--out", out)
+    assert_one_error_line(result.exit_code, result.stderr, ("does not fit microbit", "RAM", "16384"), status=3)
     assert not out.exists()

@@ -51,6 +51,10 @@ def standalone_define(name: str) -> int:
     return header_defines("templates", "runtime", "bep_standalone.h")[name]
 
 
+def store_define(name: str) -> int:
+    return header_defines("templates", "runtime", "bep_store.h")[name]
+
+
 RUNTIME_ABI = runtime_define("BEP_RUNTIME_ABI")
 STATE_HEADER_BYTES = runtime_define("BEP_STATE_HEADER_BYTES")
 CONFIG_BYTES_32 = runtime_define("BEP_CONFIG_BYTES_32")  # sizeof(bep_config_t) with 32-bit pointers
@@ -58,6 +62,7 @@ MAX_LAYERS = runtime_define("BEP_MAX_LAYERS")
 LINK_FIXED_BYTES = link_define("BEP_LINK_FIXED_BYTES")
 SCHEDULE_STATE_BYTES = runtime_define("BEP_SCHEDULE_STATE_BYTES")
 SNAPSHOT_HEADER_BYTES = standalone_define("BEP_SNAPSHOT_HEADER_BYTES")
+STORE_BYTES = store_define("BEP_STORE_BYTES")  # sizeof(bep_store_t) with 32-bit pointers
 
 
 def cdef(headers: list[str]) -> str:

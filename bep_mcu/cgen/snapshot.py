@@ -22,11 +22,12 @@ VERSION = abi.standalone_define("BEP_SNAPSHOT_VERSION")
 HEADER_BYTES = abi.SNAPSHOT_HEADER_BYTES
 SCHEDULE_FIELDS = ("epoch", "level", "stalled", "best_errors", "best_samples", "start_errors", "start_samples")
 # The fixed part, field by field (bep_standalone.h): γ and Q have one entry per possible
-# layer, 4 bytes are reserved at the end.
+# layer; the generation is a store's write count (bep_store.h), 0 in a snapshot to a buffer.
 HEADER_FIELDS = (("magic", "I"), ("version", "I"), ("hash", "I"), ("bytes", "I"), ("seed", "I"),
                  *((n, "I") for n in Counters.NAMES), *((f"gamma{i}", "H") for i in range(abi.MAX_LAYERS)),
-                 *((f"q{i}", "I") for i in range(abi.MAX_LAYERS)), *((n, "I") for n in SCHEDULE_FIELDS))
-HEADER_FORMAT = "<" + "".join(code for _, code in HEADER_FIELDS) + "4x"
+                 *((f"q{i}", "I") for i in range(abi.MAX_LAYERS)), *((n, "I") for n in SCHEDULE_FIELDS),
+                 ("generation", "I"))
+HEADER_FORMAT = "<" + "".join(code for _, code in HEADER_FIELDS)
 
 
 def header_offsets() -> dict[str, tuple[int, int]]:
@@ -38,13 +39,13 @@ def header_offsets() -> dict[str, tuple[int, int]]:
 
 
 def compose(config_hash32: int, seed: int, counters: Counters, gamma: Sequence[int], q: Sequence[int],
-            schedule: dict[str, int], hidden: Sequence[np.ndarray]) -> bytes:
+            schedule: dict[str, int], hidden: Sequence[np.ndarray], generation: int = 0) -> bytes:
     """The snapshot of a state (bep_standalone.h's layout): ``schedule`` holds
-    ``SCHEDULE_FIELDS``; γ and Q are the ones in use."""
+    ``SCHEDULE_FIELDS``; γ and Q are the ones in use; ``generation`` a store's (0: a buffer's)."""
     pad = [0] * (abi.MAX_LAYERS - len(gamma))
     head = struct.pack(HEADER_FORMAT, MAGIC, VERSION, config_hash32, 0, seed & 0xFFFFFFFF,
                        *(getattr(counters, n) & 0xFFFFFFFF for n in Counters.NAMES), *gamma, *pad, *q, *pad,
-                       *(schedule[f] & 0xFFFFFFFF for f in SCHEDULE_FIELDS))
+                       *(schedule[f] & 0xFFFFFFFF for f in SCHEDULE_FIELDS), generation & 0xFFFFFFFF)
     assert len(head) == HEADER_BYTES
     body = b"".join(_padded(np.ascontiguousarray(h).astype(h.dtype.newbyteorder("<")).tobytes()) for h in hidden)
     total = HEADER_BYTES + len(body) + 4

@@ -13,10 +13,10 @@ from bep_mcu.cli.common import emit, input_format, input_format_options, json_op
     progress
 from bep_mcu.data import inputformat
 from bep_mcu.data.datasets import load_dataset
-from bep_mcu.device import boards, standalone
+from bep_mcu.device import boards, persistence, standalone
 from bep_mcu.device.emulate import RUN_TIMEOUT, run_image
-from bep_mcu.device.firmware import LEVEL, SELFTEST_EXIT, SELFTEST_OUT, STANDALONE_OUT, build, build_selftest, \
-    build_standalone
+from bep_mcu.device.firmware import LEVEL, SELFTEST_EXIT, SELFTEST_OUT, STANDALONE_OUT, PowerCuts, build, \
+    build_selftest, build_standalone
 from bep_mcu.errors import BEPError
 
 
@@ -65,10 +65,15 @@ def _human_standalone(d: dict) -> str:
               f"{d['input_report']['near_threshold_values']} of {d['input_report']['values']}, saturated "
               f"{d['input_report']['saturated_values']}, bits that differ from the real values' "
               f"{d['input_report']['differing_bits']}")]
+    if "store" in d:
+        lines.append(f"  {persistence.describe(d['store'])}")
     if "bit_exact" in d:
         verdict = "bit-exact with the host" if d["bit_exact"] else f"DIFFERS from the host: {d['first_difference']}"
         lines.append(f"  ran {d['epochs']} epochs ({d['samples']} samples) in QEMU in {d['seconds']:.2f} s: "
                      f"{verdict}")
+    if "learning_kept" in d:
+        lines.append(f"  power cuts: {d['resets']} resets during its {d['saves']} saves; {d['learning_kept']} resumed "
+                     f"from a save (learning kept)")
         lines.append(f"  test accuracy   device {d['device_test_accuracy']:.4f}   host {d['host_test_accuracy']:.4f}")
     return "\n".join(lines)
 
@@ -89,6 +94,13 @@ def _human_standalone(d: dict) -> str:
                    "set evaluated; no link. [default --out: standalone-<board>]")
 @click.option("--epochs", type=int, default=None, help="With --standalone-data: epochs to learn.  [default: 3]")
 @click.option("--batch-size", type=int, default=None, help="With --standalone-data: batch size [default: the model's].")
+@click.option("--power-cuts", "power_cuts", type=int, default=None, metavar="K",
+              help="With --standalone-data: keep the learning in a flash store (bep_store.h) and reset the board at K "
+                   "flash operations spread over its saves, as power cuts would; with --run, JSON keys learning_kept "
+                   "(resets that resumed from a save) and bit_exact.")
+@click.option("--snapshot-every", "snapshot_every", type=int, default=None, metavar="N",
+              help="With --power-cuts: save every N samples (after a batch). [default: half an epoch, whole batches]")
+@click.option("--slots", type=int, default=None, help="With --power-cuts: slots of the store.  [default: 2]")
 @input_format_options
 @click.option("--run", "run", is_flag=True, help="With --self-test: run the image in QEMU and report the verdict "
               "(JSON key self_test_passed); with --standalone-data: run it, simulate the same run on the host and "
@@ -96,8 +108,8 @@ def _human_standalone(d: dict) -> str:
 @click.option("--timeout", type=float, default=RUN_TIMEOUT, show_default=True,
               help="With --run: seconds before QEMU is killed.")
 @json_option
-def firmware_cmd(model_path, board_name, out_dir, name, golden_path, standalone_data, epochs, batch_size, input_type,
-                 input_scale, run, timeout, as_json) -> None:
+def firmware_cmd(model_path, board_name, out_dir, name, golden_path, standalone_data, epochs, batch_size, power_cuts,
+                 snapshot_every, slots, input_type, input_scale, run, timeout, as_json) -> None:
     """Build a training firmware for BOARD running MODEL's network, and report its size.
 
     Refuses (exit status 3, one line) when the network does not fit the board's RAM or flash.
@@ -109,11 +121,12 @@ def firmware_cmd(model_path, board_name, out_dir, name, golden_path, standalone_
     if standalone_data is not None:
         if golden_path is not None:
             raise BEPError("give --self-test GOLDEN or --standalone-data DATA, not both")
-        _standalone(model_path, board_name, out_dir, name, standalone_data, epochs, batch_size, input_type,
-                    input_scale, run, timeout, as_json)
+        _standalone(model_path, board_name, out_dir, name, standalone_data, epochs, batch_size,
+                    (power_cuts, snapshot_every, slots), input_type, input_scale, run, timeout, as_json)
         return
     for option, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--input-type", input_type),
-                          ("--input-scale", input_scale)):
+                          ("--input-scale", input_scale), ("--power-cuts", power_cuts),
+                          ("--snapshot-every", snapshot_every), ("--slots", slots)):
         if value is not None:
             raise BEPError(f"{option} goes with --standalone-data DATA")
     if golden_path is None:
@@ -139,8 +152,30 @@ def firmware_cmd(model_path, board_name, out_dir, name, golden_path, standalone_
 
 
 
-def _standalone(model_path, board_name, out_dir, name, data_name, epochs, batch_size, input_type, input_scale, run,
-                timeout, as_json) -> None:
+def _power_cuts(model, board_name: str, data, plan, options: tuple) -> PowerCuts | None:
+    """The store and the cut points of ``--power-cuts K`` (None without it)."""
+    k, every, slots = options
+    if k is None:
+        for option, value in (("--snapshot-every", every), ("--slots", slots)):
+            if value is not None:
+                raise BEPError(f"{option} goes with --power-cuts K")
+        return None
+    validate.integer(k, "--power-cuts", 1, 1000)
+    if every is None:  # half an epoch, in whole batches
+        every = max(1, -(-len(data.train_y) // (2 * plan.batch_size))) * plan.batch_size
+    validate.integer(every, "--snapshot-every", 1, 0xFFFFFFFF)
+    board = boards.board(board_name)
+    store = persistence.plan_store(model, board, every, persistence.DEFAULT_SLOTS if slots is None else slots)
+    most = (store.page_bytes - 4) // 12 - 1  # standalone.c: a magic, then 3 words per boot
+    if k > most:
+        raise BEPError(f"--power-cuts {k}: at most {most} on {board.name} (the boot log is one page of "
+                       f"{store.page_bytes} B)")
+    _, _, points = standalone.simulate(model, data, plan, 0, store)
+    return PowerCuts(store, standalone.plan_cuts(len(points), store.ops_per_save, k))
+
+
+def _standalone(model_path, board_name, out_dir, name, data_name, epochs, batch_size, cut_options, input_type,
+                input_scale, run, timeout, as_json) -> None:
     if run:
         validate.timeout(timeout)
     model = load_model(model_path)
@@ -148,8 +183,10 @@ def _standalone(model_path, board_name, out_dir, name, data_name, epochs, batch_
     dataset = load_dataset(data_name)
     fmt = input_format(model, dataset.X_train, input_type, input_scale)
     data = standalone.standalone_data(model, dataset, fmt)
+    cuts = _power_cuts(model, board_name, data, plan, cut_options)
     built = build_standalone(model, board_name, data, plan.epochs, plan.batch_size,
-                             out_dir or STANDALONE_OUT.format(board=board_name), name, on_progress=progress)
+                             out_dir or STANDALONE_OUT.format(board=board_name), name, on_progress=progress,
+                             power_cuts=cuts)
     d = {**built.to_dict(), "input_report": inputformat.report(model.encoder, fmt, dataset.X_train)}
     if run:
         progress(f"running {built.firmware.elf} in QEMU ({board_name}) and the same run on the host")

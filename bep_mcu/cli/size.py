@@ -15,7 +15,7 @@ import click
 from bep_mcu.cgen import toolchain
 from bep_mcu.cgen.codegen import check_name, generate as generate_c
 from bep_mcu.cli.common import emit, json_option, load_model, model_argument
-from bep_mcu.device import boards
+from bep_mcu.device import boards, persistence
 from bep_mcu.errors import BEPError, DoesNotFit
 
 
@@ -36,6 +36,8 @@ def _human(d: dict) -> str:
                  f"link bep_link_t {parts['link']['buffer_bytes']} B, inference work buffer {inf['state_bytes']} B "
                  f"(packed input {inf_kinds['packed_input']} B, activations {inf_kinds['activations']} B)")
     lines.append("  total: training, board, link and example; inference: the code of generate --inference-only alone")
+    if "store" in d:
+        lines.append(f"  {persistence.describe(d['store'])}")
     for name, p in [*parts.items(), ("inference", inf["parts"]["inference"])]:
         lines.append(f"  {name}: {' '.join(p['files'])}")
     judged = inf if d["judged"] == "inference" else d
@@ -58,8 +60,12 @@ def _human(d: dict) -> str:
 @click.option("--ram", "ram", metavar="BYTES", default=None, help="RAM budget, e.g. 65536, 64k, 1m.")
 @click.option("--flash", "flash", metavar="BYTES", default=None, help="Flash budget, e.g. 262144, 256k, 1m.")
 @click.option("--inference-only", is_flag=True, help="Judge the budgets on the inference-only code.")
+@click.option("--snapshot-every", "snapshot_every", type=int, default=None, metavar="N",
+              help="With --board: plan a store of snapshots in the board's flash (bep_store.h) saving every N samples "
+                   "(0: on request) and print how long the flash lasts (JSON key store).")
+@click.option("--slots", type=int, default=None, help="With --snapshot-every: slots of the store.  [default: 2]")
 @json_option
-def size(model_path, target, board_name, name, ram, flash, inference_only, as_json) -> None:
+def size(model_path, target, board_name, name, ram, flash, inference_only, snapshot_every, slots, as_json) -> None:
     """Flash and RAM of MODEL's generated code at -Os and -O2: training code, board code
     (learning alone), link (serial protocol) and example code apart, their total, and the
     inference-only code.
@@ -69,6 +75,10 @@ def size(model_path, target, board_name, name, ram, flash, inference_only, as_js
     """
     if (target is None) == (board_name is None):
         raise BEPError("give one of --target CORE or --board BOARD")
+    if snapshot_every is None and slots is not None:
+        raise BEPError("--slots goes with --snapshot-every N")
+    if snapshot_every is not None and board_name is None:
+        raise BEPError("--snapshot-every needs --board BOARD (its flash pages and endurance)")
     board = boards.board(board_name) if board_name else None
     target = board.cpu if board else target.lower()
     ram_budget = None if ram is None else toolchain.parse_bytes(ram, "--ram")
@@ -87,6 +97,9 @@ def size(model_path, target, board_name, name, ram, flash, inference_only, as_js
                                               ram_budget if judged else None, flash_budget if judged else None, tools)
     result = {**reports["training"].to_dict(), "inference": reports["inference"].to_dict(),
               "judged": "inference" if inference_only else "training", "board": board_name}
+    if snapshot_every is not None:
+        result["store"] = persistence.plan_store(model, board, snapshot_every,
+                                                 persistence.DEFAULT_SLOTS if slots is None else slots).to_dict()
     over = reports[result["judged"]].excess()
     if not over:
         emit(result, as_json, _human)

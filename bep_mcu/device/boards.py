@@ -29,6 +29,9 @@ retries."""
 RX_RING_INDEX_BYTES = 8
 """The ring's two free-running uint32 indices (head written by the IRQ, tail by main)."""
 
+EMULATED_NOR = "emulated NOR (QEMU's code memory, kept across resets)"
+"""QEMU's MPS2 boards have no flash controller; port_mps2.c keeps the store with NOR rules."""
+
 
 @dataclass(frozen=True)
 class Board:
@@ -52,6 +55,14 @@ class Board:
     description: str = ""
     port_defines: tuple[tuple[str, str], ...] = ()  # macros only this board's port file reads
     flash_command: str = ""   # a real board: how to put firmware.elf on it (docs/porting.md)
+    # The flash a store of snapshots uses (bep_store.h): the erase unit at the end of flash
+    # where the store sits, the program unit, the erase cycles a page is rated for, and the
+    # port's driver (None: the port has none; bep_port_flash_* in the port file).
+    flash_page_bytes: int = 4096
+    flash_write_bytes: int = 4
+    flash_endurance: int = 10_000
+    flash_driver: str | None = None
+    clock_hz: int = 25_000_000  # the core clock the port runs at (the store's lifetime estimate)
 
     @property
     def emulated(self) -> bool:
@@ -61,19 +72,22 @@ class Board:
 BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("mps2-an385", "mps2-an385", "cortex-m3", 0x00000000, 4 << 20, 0x20000000, 4 << 20,
           "cmsdk", 0x40004000, 0, 1024, 4096, "bep_cortexm.ld", "port_mps2.c",
-          description="Arm MPS2 FPGA, AN385 image: Cortex-M3 (QEMU)"),
+          description="Arm MPS2 FPGA, AN385 image: Cortex-M3 (QEMU)", flash_driver=EMULATED_NOR),
     Board("mps2-an386", "mps2-an386", "cortex-m4", 0x00000000, 4 << 20, 0x20000000, 4 << 20,
           "cmsdk", 0x40004000, 0, 1024, 4096, "bep_cortexm.ld", "port_mps2.c",
-          description="Arm MPS2 FPGA, AN386 image: Cortex-M4 (QEMU)"),
+          description="Arm MPS2 FPGA, AN386 image: Cortex-M4 (QEMU)", flash_driver=EMULATED_NOR),
     Board("mps2-an500", "mps2-an500", "cortex-m7", 0x00000000, 4 << 20, 0x20000000, 4 << 20,
           "cmsdk", 0x40004000, 0, 1024, 4096, "bep_cortexm.ld", "port_mps2.c",
-          description="Arm MPS2 FPGA, AN500 image: Cortex-M7 (QEMU)"),
+          description="Arm MPS2 FPGA, AN500 image: Cortex-M7 (QEMU)", flash_driver=EMULATED_NOR),
     Board("mps2-an505", "mps2-an505", "cortex-m33", 0x10000000, 4 << 20, 0x38000000, 4 << 20,
           "cmsdk", 0x50200000, 32, 1024, 4096, "bep_cortexm.ld", "port_mps2.c",
-          description="Arm MPS2+ FPGA, AN505 image: Cortex-M33, runs Secure (QEMU)"),
+          description="Arm MPS2+ FPGA, AN505 image: Cortex-M33, runs Secure (QEMU)", flash_driver=EMULATED_NOR,
+          clock_hz=20_000_000),
     Board("microbit", "microbit", "cortex-m0", 0x00000000, 256 << 10, 0x20000000, 16 << 10,
           "nrf51", 0x40002000, 2, 256, 1024, "bep_cortexm.ld", "port_microbit.c",
-          description="BBC micro:bit v1, nRF51822: Cortex-M0, 16 KB RAM (QEMU)"),
+          description="BBC micro:bit v1, nRF51822: Cortex-M0, 16 KB RAM (QEMU)",
+          # nRF51 product specification: 1 KB pages, word writes, 20,000 erase cycles; 16 MHz
+          flash_page_bytes=1024, flash_endurance=20_000, flash_driver="nRF51 NVMC", clock_hz=16_000_000),
     # The two STM32F4 boards share port_stm32.c; the BEP_STM32_* macros say where their
     # USART, its clock enable and its pins are, and the core clock to run at.
     Board("nucleo-f401re", None, "cortex-m4", 0x08000000, 512 << 10, 0x20000000, 96 << 10,
@@ -82,7 +96,9 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
           flash_command="pyocd flash -t stm32f401retx firmware.elf",
           port_defines=(("BEP_STM32_USART_APB", "1"), ("BEP_STM32_USART_RCC_BIT", "17u"),  # USART2 on APB1
                         ("BEP_STM32_GPIO_PORT", "0u"), ("BEP_STM32_TX_PIN", "2u"), ("BEP_STM32_RX_PIN", "3u"),
-                        ("BEP_STM32_GPIO_AF", "7u"), ("BEP_STM32_SYSCLK_HZ", "84000000u"))),
+                        ("BEP_STM32_GPIO_AF", "7u"), ("BEP_STM32_SYSCLK_HZ", "84000000u")),
+          # RM0368: the last sectors are 128 KB; 10,000 erase cycles (DS10086); no driver in the port
+          flash_page_bytes=128 << 10, clock_hz=84_000_000),
     # QEMU 7.2 maps 192 KB of RAM at 0x20000000 and no CCM; the STM32F405 has 128 KB
     # there (SRAM1 + SRAM2) and 64 KB CCM at 0x10000000: the table keeps to the chip.
     # QEMU's first -serial is USART1 (0x40011000, line 37).
@@ -91,7 +107,8 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
           description="Netduino Plus 2, STM32F405RG: Cortex-M4F, USART1 (QEMU)",
           port_defines=(("BEP_STM32_USART_APB", "2"), ("BEP_STM32_USART_RCC_BIT", "4u"),  # USART1 on APB2
                         ("BEP_STM32_GPIO_PORT", "0u"), ("BEP_STM32_TX_PIN", "9u"), ("BEP_STM32_RX_PIN", "10u"),
-                        ("BEP_STM32_GPIO_AF", "7u"), ("BEP_STM32_SYSCLK_HZ", "168000000u"))),
+                        ("BEP_STM32_GPIO_AF", "7u"), ("BEP_STM32_SYSCLK_HZ", "168000000u")),
+          flash_page_bytes=128 << 10, clock_hz=168_000_000),
 )}
 
 
@@ -116,14 +133,21 @@ def firmware_static_bytes(b: Board) -> int:
     return RX_RING_BYTES + RX_RING_INDEX_BYTES
 
 
-def memory_script(b: Board) -> str:
-    """The ``memory.ld`` the shared linker script INCLUDEs: regions and stack size of ``b``."""
+def memory_script(b: Board, store_bytes: int = 0) -> str:
+    """The ``memory.ld`` the shared linker script INCLUDEs: regions and stack size of ``b``,
+    and the last ``store_bytes`` of flash (whole pages) kept out of the image for a store
+    of snapshots (bep_port.h: __bep_store_start, __bep_store_bytes)."""
+    if store_bytes % b.flash_page_bytes or not 0 <= store_bytes < b.flash_bytes:
+        raise ValueError(f"a store of {store_bytes} B is not whole pages of {b.name}'s flash")  # a bep-mcu bug
+    image = b.flash_bytes - store_bytes
     return (f"/* {b.name}: rendered by bep_mcu/device/boards.py, do not edit */\n"
             "MEMORY\n{\n"
-            f"    FLASH (rx)  : ORIGIN = 0x{b.flash_origin:08X}, LENGTH = 0x{b.flash_bytes:08X}\n"
+            f"    FLASH (rx)  : ORIGIN = 0x{b.flash_origin:08X}, LENGTH = 0x{image:08X}\n"
             f"    RAM   (rwx) : ORIGIN = 0x{b.ram_origin:08X}, LENGTH = 0x{b.ram_bytes:08X}\n"
             "}\n"
-            f"__bep_stack_bytes = 0x{b.stack_bytes:X};\n")
+            f"__bep_stack_bytes = 0x{b.stack_bytes:X};\n"
+            f"__bep_store_start = 0x{b.flash_origin + image:08X};\n"
+            f"__bep_store_bytes = 0x{store_bytes:X};\n")
 
 
 def c_defines(b: Board) -> dict[str, str]:
@@ -136,5 +160,7 @@ def c_defines(b: Board) -> dict[str, str]:
         "BEP_FW_VERSION": f"{FW_VERSION}u",
         "BEP_FW_RX_RING": f"{RX_RING_BYTES}u",
         "BEP_LINK_MAX_PAYLOAD": str(b.max_payload),
+        "BEP_BOARD_FLASH_PAGE": f"{b.flash_page_bytes}u",
+        "BEP_BOARD_FLASH_WRITE": f"{b.flash_write_bytes}u",
         **dict(b.port_defines),
     }

@@ -40,6 +40,7 @@ from bep_mcu.cgen.codegen import generate as generate_c
 from bep_mcu.cgen.layout import StatePlan, plan_state
 from bep_mcu.data.inputformat import InputFormat
 from bep_mcu.device import boards
+from bep_mcu.device.persistence import StorePlan
 from bep_mcu.engine.spec import NetSpec
 from bep_mcu.errors import BEPError, DoesNotFit
 from bep_mcu.model import Model
@@ -177,8 +178,8 @@ def build_generated(gen: Generated, spec: NetSpec, board_name: str, out_dir: str
     return _build_image(tools, board, gen, FW_SOURCES, [], defines, output_dir(out_dir), plan, "RAM plan")
 
 
-def _build_dir(out: Path, board: boards.Board) -> Path:
-    return files.write_text_files(out / BUILD_DIR, {"memory.ld": boards.memory_script(board)})
+def _build_dir(out: Path, board: boards.Board, store_bytes: int = 0) -> Path:
+    return files.write_text_files(out / BUILD_DIR, {"memory.ld": boards.memory_script(board, store_bytes)})
 
 
 def output_dir(out_dir: str | Path) -> Path:
@@ -191,10 +192,11 @@ def output_dir(out_dir: str | Path) -> Path:
 
 def _build_image(tools: toolchain.Toolchain, board: boards.Board, gen: Generated, fw_sources: tuple[str, ...],
                  extra_sources: list[Path], defines: dict[str, str], out: Path, plan: "MemoryPlan",
-                 what: str, link_hint: str = "") -> FirmwareBuild:
-    """Compile the board sources, ``extra_sources`` and the generated C, link, size the
-    ELF and hold it to the RAM plan (a mismatch is a bep-mcu bug), write the .bin."""
-    build_dir = _build_dir(out, board)
+                 what: str, link_hint: str = "", store_bytes: int = 0) -> FirmwareBuild:
+    """Compile the board sources, ``extra_sources`` and the generated C, link (the last
+    ``store_bytes`` of flash kept out of the image for a store), size the ELF and hold it
+    to the RAM plan (a mismatch is a bep-mcu bug), write the .bin."""
+    build_dir = _build_dir(out, board, store_bytes)
     src = fw_dir()
     sources = [src / f for f in (*fw_sources, board.port_file)] + extra_sources + gen.sources()
     objects = toolchain.compile_objects(tools, sources, gen.src, build_dir, LEVEL, strict=True, defines=defines)
@@ -434,35 +436,56 @@ class StandaloneData:
 
 
 @dataclass(frozen=True)
+class PowerCuts:
+    """A standalone image that keeps its learning in a flash store and is reset at ``cuts``
+    ((generation being written, flash operation within that save), in order)."""
+
+    store: StorePlan
+    cuts: tuple[tuple[int, int], ...]
+
+    # bep_store_t and standalone.c's three counters of the cuts
+    RAM_BYTES = abi.STORE_BYTES + 12
+
+    @property
+    def flash_bytes(self) -> int:
+        """The store's slots and the boot log's page, kept out of the image."""
+        return self.store.store_bytes + self.store.page_bytes
+
+
+@dataclass(frozen=True)
 class StandaloneMemoryPlan(MemoryPlan):
     """RAM of a standalone image: state + stack + receive ring + bep_sa_buf (one packed
-    sample and one snapshot); no link."""
+    sample and one snapshot) + with power cuts, the store's; no link. Flash: the store's
+    pages besides the image."""
 
     standalone_bytes: int = 0
+    store_flash_bytes: int = 0
 
     @property
     def ram_bytes(self) -> int:
         return super().ram_bytes + self.standalone_bytes
 
 
-def plan_standalone_memory(state: StatePlan, spec: NetSpec, board: boards.Board, name: str = "net"
-                           ) -> StandaloneMemoryPlan:
+def plan_standalone_memory(state: StatePlan, spec: NetSpec, board: boards.Board, name: str = "net",
+                           power_cuts: PowerCuts | None = None) -> StandaloneMemoryPlan:
     base = plan_memory(state, spec, board, name)
+    buffers = 4 * state.input_words + snapshot_bytes(state) + (PowerCuts.RAM_BYTES if power_cuts else 0)
     return StandaloneMemoryPlan(board.name, base.state_bytes, 0, base.stack_bytes, base.firmware_static_bytes,
-                                base.table_bytes, 4 * state.input_words + snapshot_bytes(state))
+                                base.table_bytes, buffers, power_cuts.flash_bytes if power_cuts else 0)
 
 
 def refuse_standalone_if_too_big(plan: StandaloneMemoryPlan, data: StandaloneData, board: boards.Board,
                                  name: str) -> None:
     if plan.ram_bytes > board.ram_bytes:
-        raise BEPError(
+        raise DoesNotFit(
             f"standalone image of '{name}' does not fit {board.name}: RAM {plan.ram_bytes} B (state "
             f"{plan.state_bytes} + stack {plan.stack_bytes} + firmware {plan.firmware_static_bytes} + sample and "
             f"snapshot {plan.standalone_bytes}) exceeds {board.ram_bytes} B by {plan.ram_bytes - board.ram_bytes} B")
-    if plan.tables_bytes + data.flash_bytes > board.flash_bytes:
-        raise BEPError(f"the data of '{data.source}' ({data.flash_bytes} B as {data.fmt.input_type}) and the "
-                       f"network's tables ({plan.tables_bytes} B) exceed {board.name}'s flash of "
-                       f"{board.flash_bytes} B: use fewer samples")
+    store = f" and the store ({plan.store_flash_bytes} B)" if plan.store_flash_bytes else ""
+    if plan.tables_bytes + data.flash_bytes + plan.store_flash_bytes > board.flash_bytes:
+        raise DoesNotFit(f"the data of '{data.source}' ({data.flash_bytes} B as {data.fmt.input_type}), the "
+                         f"network's tables ({plan.tables_bytes} B){store} exceed {board.name}'s flash of "
+                         f"{board.flash_bytes} B: use fewer samples")
 
 
 @dataclass(frozen=True)
@@ -472,6 +495,7 @@ class StandaloneBuild:
     epochs: int
     batch_size: int
     snapshot_after: int  # the image snapshots, wipes and restores its state after this epoch (0: never)
+    power_cuts: PowerCuts | None = None
 
     def to_dict(self) -> dict:
         d = self.firmware.to_dict()
@@ -479,42 +503,55 @@ class StandaloneBuild:
                   "test_samples": len(self.data.test_y), "data_bytes": self.data.flash_bytes, "epochs": self.epochs,
                   "batch_size": self.batch_size, "snapshot_after": self.snapshot_after,
                   "standalone_buffer_bytes": self.firmware.plan.standalone_bytes, **self.data.fmt.describe()})
+        if self.power_cuts:
+            d.update({"power_cuts": len(self.power_cuts.cuts), "store": self.power_cuts.store.to_dict()})
         return d
 
 
 def standalone_defines(board: boards.Board, name: str, n_train: int, n_test: int, epochs: int, batch_size: int,
-                       snapshot_after: int) -> dict[str, str]:
+                       snapshot_after: int, power_cuts: PowerCuts | None = None) -> dict[str, str]:
     """The macros standalone.c compiles with (besides the board's and the network's)."""
     _, defines = build_flags(board, name)
     defines.update({"BEP_SA_TRAIN_N": f"{n_train}u", "BEP_SA_TEST_N": f"{n_test}u", "BEP_SA_EPOCHS": f"{epochs}u",
                     "BEP_SA_BATCH": f"{batch_size}u", "BEP_SA_SNAPSHOT_EPOCH": f"{snapshot_after}u",
                     "BEP_SA_BOARD_HEADER": f'"bep_{name}_board.h"'})
+    if power_cuts:
+        store = power_cuts.store
+        defines.update({"BEP_SA_POWER_CUTS": f"{len(power_cuts.cuts)}u", "BEP_SA_SLOTS": f"{store.slots}u",
+                        "BEP_SA_SLOT_PAGES": f"{store.slot_pages}u", "BEP_SA_SAVE_EVERY": f"{store.every_samples}u",
+                        "BEP_SA_CUT_LIST": ", ".join(f"{{{g}u, {o}u}}" for g, o in power_cuts.cuts)})
     return defines
 
 
 def build_standalone(model: Model, board_name: str, data: StandaloneData, epochs: int, batch_size: int,
-                     out_dir: str | Path, name: str = "net",
-                     on_progress: Callable[[str], None] | None = None) -> StandaloneBuild:
+                     out_dir: str | Path, name: str = "net", on_progress: Callable[[str], None] | None = None,
+                     power_cuts: PowerCuts | None = None) -> StandaloneBuild:
     """``bep-mcu firmware MODEL --standalone-data DATA``: an image that trains on ``data``
     for ``epochs`` epochs with the on-device schedule, no link, and reports through
-    semihosting (bep_mcu/fw/standalone.c). Refuses, in one line and before anything is
-    written, a board without semihosting and an image that does not fit."""
+    semihosting (bep_mcu/fw/standalone.c); with ``power_cuts``, it keeps its learning in a
+    flash store and is reset at the planned flash operations. Refuses, in one line and
+    before anything is written, a board without semihosting (or without a flash driver
+    for power cuts) and an image that does not fit."""
     board = _selftest_board(board_name, "the standalone image")
+    if power_cuts and board.flash_driver is None:
+        raise BEPError(f"--power-cuts: {board.name}'s port has no flash driver (boards with one: "
+                       f"{', '.join(b.name for b in boards.BOARDS.values() if b.flash_driver and b.emulated)})")
     check_name(name)
     out = output_dir(out_dir)
     state = plan_state(model.spec, model.params.gate)
-    plan = plan_standalone_memory(state, model.spec, board, name)
+    plan = plan_standalone_memory(state, model.spec, board, name, power_cuts)
     refuse_standalone_if_too_big(plan, data, board, name)
     tools = toolchain.toolchain(board.cpu)
     if on_progress:
         on_progress(f"building {board.name} standalone image of {data.source} in {out_dir}")
     gen = generate_c(model, out / NET_DIR, name, data.fmt)
-    build_dir = _build_dir(out, board)
+    build_dir = _build_dir(out, board, plan.store_flash_bytes)
     files.write_text_files(build_dir, {STANDALONE_DATA_C: render_standalone_data(
         data.fmt, (data.train_x, data.train_y), (data.test_x, data.test_y), data.source)})
-    snapshot_after = epochs // 2
+    snapshot_after = 0 if power_cuts else epochs // 2
     defines = standalone_defines(board, gen.name, len(data.train_y), len(data.test_y), epochs, batch_size,
-                                 snapshot_after)
+                                 snapshot_after, power_cuts)
     result = _build_image(tools, board, gen, STANDALONE_SOURCES, [build_dir / STANDALONE_DATA_C], defines, out, plan,
-                          "standalone RAM plan", f" (the data takes {data.flash_bytes} B of it: use fewer samples)")
-    return StandaloneBuild(result, data, epochs, batch_size, snapshot_after)
+                          "standalone RAM plan", f" (the data takes {data.flash_bytes} B of it: use fewer samples)",
+                          plan.store_flash_bytes)
+    return StandaloneBuild(result, data, epochs, batch_size, snapshot_after, power_cuts)

@@ -9,6 +9,14 @@ board implies (``stall_signal="training"``: the integer schedule; ``sample_order
 only. Then every line the board printed must equal the host's: each epoch's samples,
 errors, γ and Q, the CRC of the snapshot taken midway and of one of the final state
 (hidden weights, counters, schedule), and the test predictions.
+
+With power cuts the board saves into a flash store every N samples and is reset at
+planned flash operations of its saves (:func:`plan_cuts`); each boot restores the newest
+whole save and trains again from there. Training is deterministic, so the run it ends
+with is the uninterrupted one: the host simulates that run once, composes the snapshot of
+every save (its CRC is what the board reports), and knows what each boot must restore
+(the save before the one the cut interrupted). Every line must still equal the host's:
+an epoch or a save the board repeats after a cut must repeat it exactly.
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ from bep_mcu.data.encoder import as_model_shape
 from bep_mcu.data.inputformat import InputFormat
 from bep_mcu.device.emulate import run_image
 from bep_mcu.device.firmware import STANDALONE_EXIT, StandaloneBuild, StandaloneData
-from bep_mcu.engine.schedule import q_table
+from bep_mcu.device.persistence import StorePlan
+from bep_mcu.engine.network import Counters
+from bep_mcu.engine.schedule import q_table, rate_level
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model
 from bep_mcu.training import EncodedData, NumpyTrainer, Plan, run_epochs
@@ -35,6 +45,9 @@ _EPOCH = re.compile(r"^EPOCH (\d+) samples (\d+) errors (\d+) gamma ([\d,]+) q (
 _SNAPSHOT = re.compile(r"^SNAPSHOT after (\d+) bytes (\d+) crc 0x([0-9A-F]{8})$")
 _TEST = re.compile(r"^TEST correct (\d+) of (\d+) predictions_crc 0x([0-9A-F]{8})$")
 _RESULT = re.compile(r"^RESULT epochs (\d+) samples (\d+) batches (\d+) snapshot_crc 0x([0-9A-F]{8})$")
+_BOOT = re.compile(r"^BOOT (\d+) restored (\d+) epoch (\d+) position (\d+)$")
+_SAVE = re.compile(r"^SAVE (\d+) crc 0x([0-9A-F]{8})$")
+_CUT = re.compile(r"^CUT (\d+) generation (\d+) op (\d+)$")
 
 
 def standalone_data(model: Model, dataset: Dataset, fmt: InputFormat) -> StandaloneData:
@@ -61,10 +74,14 @@ def device_encoded(model: Model, data: StandaloneData, part: str) -> EncodedData
 
 @dataclass
 class RunRecord:
-    """What a standalone run reports (the board's lines, or the host's simulation)."""
+    """What a standalone run reports (the board's lines, or the host's simulation). The
+    board may print an epoch or a save more than once (again after a power cut)."""
 
     epochs: list[dict] = field(default_factory=list)  # epoch, samples, errors, gamma, q
     snapshots: dict[int, int] = field(default_factory=dict)  # after epoch k of the run -> CRC
+    saves: list[tuple[int, int]] = field(default_factory=list)  # (generation, CRC) of each completed save
+    boots: list[dict] = field(default_factory=list)  # boot, restored, epoch, position
+    cuts: list[tuple[int, int]] = field(default_factory=list)  # (generation, op) of each cut
     test_correct: int = 0
     test_n: int = 0
     predictions_crc: int = 0
@@ -73,8 +90,55 @@ class RunRecord:
     final_crc: int = 0
 
     def comparable(self) -> dict:
-        return {"epochs": self.epochs, "snapshots": self.snapshots, "test": (self.test_correct, self.test_n,
-                self.predictions_crc), "result": (self.samples, self.batches, self.final_crc)}
+        """Each epoch and save once, in order (a repeat must equal the first: see :func:`repeats_differ`)."""
+        epochs = list({e["epoch"]: e for e in self.epochs}.values())
+        return {"epochs": epochs, "snapshots": self.snapshots, "saves": sorted(dict(self.saves).items()),
+                "boots": self.boots, "cuts": self.cuts,
+                "test": (self.test_correct, self.test_n, self.predictions_crc),
+                "result": (self.samples, self.batches, self.final_crc)}
+
+    def repeats_differ(self) -> dict | None:
+        """An epoch or a save printed twice with other values: a restored board did not redo its work."""
+        for key, items in (("epochs", [(e["epoch"], e) for e in self.epochs]), ("saves", self.saves)):
+            first: dict = {}
+            for k, v in items:
+                if first.setdefault(k, v) != v:
+                    return {"part": f"repeated {key}", "first": first[k], "again": v}
+        return None
+
+
+@dataclass(frozen=True)
+class SavePoint:
+    """Where the uninterrupted run saves: generation, the epoch (the schedule's count) and
+    the samples of it done."""
+
+    generation: int
+    epoch: int
+    position: int
+
+
+def plan_cuts(saves: int, ops_per_save: int, k: int) -> tuple[tuple[int, int], ...]:
+    """``k`` power cuts spread evenly over the flash operations of saves 2..``saves``:
+    (generation being written, operation within the save). The first save is left alone:
+    a cut there can only fall back to the model's weights, as nothing was saved before it."""
+    total = (saves - 1) * ops_per_save
+    if saves < 2:
+        raise BEPError(f"--power-cuts needs at least two saves in the run, this one makes {saves}: lower "
+                       f"--snapshot-every or run more epochs")
+    if k > total:
+        raise BEPError(f"--power-cuts {k}: the saves of this run have only {total} flash operations to cut")
+    points = sorted({(2 * j + 1) * total // (2 * k) for j in range(k)})
+    return tuple((2 + p // ops_per_save, p % ops_per_save) for p in points)
+
+
+def expected_boots(model: Model, points: list[SavePoint], cuts) -> list[dict]:
+    """What each boot must restore: nothing at the first, then the save before the one each cut interrupted."""
+    at = {p.generation: p for p in points}
+    boots = [{"boot": 0, "restored": 0, "epoch": model.training.epochs, "position": 0}]
+    for j, (generation, _) in enumerate(cuts, start=1):
+        p = at[generation - 1]
+        boots.append({"boot": j, "restored": p.generation, "epoch": p.epoch, "position": p.position})
+    return boots
 
 
 def board_plan(model: Model, epochs: int, batch_size: int | None) -> Plan:
@@ -83,42 +147,63 @@ def board_plan(model: Model, epochs: int, batch_size: int | None) -> Plan:
                            compare="never")
 
 
-def simulate(model: Model, data: StandaloneData, plan: Plan, snapshot_after: int) -> tuple[RunRecord, np.ndarray]:
-    """The board's run on the host: the record it must print and the host's test predictions."""
+def simulate(model: Model, data: StandaloneData, plan: Plan, snapshot_after: int,
+             store: StorePlan | None = None) -> tuple[RunRecord, np.ndarray, list[SavePoint]]:
+    """The board's run on the host: the record it must print, the host's test predictions
+    and, with a ``store``, where each save falls."""
     train = device_encoded(model, data, "train")
     trainer = NumpyTrainer(model)
     record, captured, before = RunRecord(), {}, [trainer.counters()]
+    saves: list[tuple[int, int, Counters, Counters, list[np.ndarray]]] = []  # epoch of the run, position, ...
+    position, last_save = [0], [trainer.counters().samples]
+
+    def on_batch(_batch: int, index: np.ndarray, _predictions) -> None:
+        position[0] += len(index)
+        c = trainer.counters()
+        if store and store.every_samples and (c.samples - last_save[0]) & 0xFFFFFFFF >= store.every_samples:
+            saves.append((len(record.epochs), position[0], c, before[0], [h.copy() for h in trainer.hidden_weights()]))
+            last_save[0] = c.samples
 
     def on_epoch(rec: dict) -> None:
         c = trainer.counters()
         k = rec["epoch"] - model.training.epochs  # epochs of this run so far
         record.epochs.append({"epoch": rec["epoch"] - 1, "samples": c.samples - before[0].samples,
                               "errors": c.errors - before[0].errors, "gamma": rec["gamma"], "q": rec["reinforce_q"]})
-        before[0] = c
+        before[0], position[0] = c, 0
         if k in (snapshot_after, plan.epochs):
             captured[k] = (c, trainer.hidden_weights())
 
-    report = run_epochs([trainer], train, plan, on_epoch=on_epoch)
+    report = run_epochs([trainer], train, plan, on_batch=on_batch, on_epoch=on_epoch)
     table = q_table(model.spec, plan.p_r)
-    for k, (counters, hidden) in captured.items():
-        state = report.schedule_states[k - 1]
-        gamma = report.history[k]["gamma"] if k < plan.epochs else list(report.gamma)
-        q = [row[state["level"]] for row in table]
-        schedule = {**state, "epoch": model.training.epochs + k, "start_errors": counters.errors,
-                    "start_samples": counters.samples}
-        blob = snapshot.compose(model.config_hash32, model.training.seed, counters, gamma, q, schedule, hidden)
-        crc = int.from_bytes(blob[-4:], "little")  # the CRC a snapshot ends with, as the board reports it
+    initial = {"level": rate_level(plan.error_rate), "stalled": 0, "best_errors": 0, "best_samples": 0}
+
+    def crc(k: int, counters: Counters, marks: Counters, hidden, generation: int = 0) -> int:
+        """The CRC a snapshot ends with, taken in epoch k of the run (0-based: k epochs closed),
+        that epoch begun at ``marks``."""
+        state = report.schedule_states[k - 1] if k > 0 else initial
+        gamma = report.history[k]["gamma"] if k < len(report.history) else list(report.gamma)
+        schedule = {**state, "epoch": model.training.epochs + k, "start_errors": marks.errors,
+                    "start_samples": marks.samples}
+        blob = snapshot.compose(model.config_hash32, model.training.seed, counters, gamma,
+                                [row[state["level"]] for row in table], schedule, hidden, generation)
+        return int.from_bytes(blob[-4:], "little")
+
+    for k, (counters, hidden) in captured.items():  # after epoch k closed: epoch k + 1 about to begin
         if k == snapshot_after:
-            record.snapshots[k] = crc
+            record.snapshots[k] = crc(k, counters, counters, hidden)
         if k == plan.epochs:
-            record.final_crc = crc
+            record.final_crc = crc(k, counters, counters, hidden)
+    points = []
+    for generation, (k, pos, counters, marks, hidden) in enumerate(saves, start=1):
+        record.saves.append((generation, crc(k, counters, marks, hidden, generation)))
+        points.append(SavePoint(generation, model.training.epochs + k, pos))
     test = device_encoded(model, data, "test")
     predictions = trainer.evaluate(test)
     record.test_correct, record.test_n = int(np.sum(predictions == test.y)), len(test)
     record.predictions_crc = zlib.crc32(predictions.astype(np.uint8).tobytes())
     counters = trainer.counters()
     record.samples, record.batches = counters.samples, counters.batches
-    return record, predictions
+    return record, predictions, points
 
 
 def parse_output(text: str) -> RunRecord:
@@ -135,6 +220,12 @@ def parse_output(text: str) -> RunRecord:
             record.test_correct, record.test_n, record.predictions_crc = int(m[1]), int(m[2]), int(m[3], 16)
         elif m := _RESULT.match(line):
             record.samples, record.batches, record.final_crc = int(m[2]), int(m[3]), int(m[4], 16)
+        elif m := _BOOT.match(line):
+            record.boots.append({"boot": int(m[1]), "restored": int(m[2]), "epoch": int(m[3]), "position": int(m[4])})
+        elif m := _SAVE.match(line):
+            record.saves.append((int(m[1]), int(m[2], 16)))
+        elif m := _CUT.match(line):
+            record.cuts.append((int(m[2]), int(m[3])))
     return record
 
 
@@ -144,19 +235,27 @@ def first_difference(host: RunRecord, device: RunRecord) -> dict | None:
     for key in a:
         if a[key] != b[key]:
             return {"part": key, "host": a[key], "device": b[key]}
-    return None
+    return device.repeats_differ()
 
 
 def run(build: StandaloneBuild, model: Model, plan: Plan, timeout: float) -> dict:
     """Run the image in QEMU, simulate it on the host, compare: the ``--run --json`` keys."""
     ran = run_image(build.firmware.elf, build.firmware.board, timeout)
     device = parse_output(ran.output)
-    host, _ = simulate(model, build.data, plan, build.snapshot_after)
+    cuts = build.power_cuts
+    host, _, points = simulate(model, build.data, plan, build.snapshot_after, cuts.store if cuts else None)
+    if cuts:
+        host.boots, host.cuts = expected_boots(model, points, cuts.cuts), list(cuts.cuts)
     diff = first_difference(host, device) if ran.status == 0 else {"part": "exit", "device": ran.status}
     samples = plan.epochs * len(build.data.train_y)
-    return {"bit_exact": diff is None, "first_difference": diff, "exit_status": ran.status,
-            "exit_result": STANDALONE_EXIT.get(ran.status, "unexpected QEMU exit status"),
-            "device_test_accuracy": device.test_correct / device.test_n if device.test_n else None,
-            "host_test_accuracy": host.test_correct / host.test_n, "epochs": plan.epochs, "samples": samples,
-            "seconds": round(ran.seconds, 3), "samples_per_second": samples / ran.seconds if ran.seconds else None,
-            "device_output": ran.output}
+    out = {"bit_exact": diff is None, "first_difference": diff, "exit_status": ran.status,
+           "exit_result": STANDALONE_EXIT.get(ran.status, "unexpected QEMU exit status"),
+           "device_test_accuracy": device.test_correct / device.test_n if device.test_n else None,
+           "host_test_accuracy": host.test_correct / host.test_n, "epochs": plan.epochs, "samples": samples,
+           "seconds": round(ran.seconds, 3), "samples_per_second": samples / ran.seconds if ran.seconds else None,
+           "device_output": ran.output}
+    if cuts:
+        # a reset resumed from a snapshot newer than the model's weights: what was learnt before it survived
+        out.update({"saves": len(points), "resets": len(device.boots) - 1,
+                    "learning_kept": sum(1 for b in device.boots[1:] if b["restored"] >= 1)})
+    return out

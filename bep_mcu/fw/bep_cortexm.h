@@ -32,6 +32,17 @@ static inline void bep_nvic_disable(uint32_t irq)
     __asm__ volatile("dsb\n\tisb" ::: "memory");
 }
 
+/** Reset the core and the system now (SCB AIRCR SYSRESETREQ): a warm reset; QEMU resets
+ * the machine and boots the image again, leaving memory outside the image as it was. */
+static inline void bep_system_reset(void)
+{
+    __asm__ volatile("dsb" ::: "memory");
+    BEP_REG32(0xE000ED0Cu) = 0x05FA0004u;
+    __asm__ volatile("dsb" ::: "memory");
+    for (;;) {
+    }
+}
+
 /* SysTick (present in QEMU on every core; optional on ARMv6-M silicon). */
 #define BEP_SYST_CSR BEP_REG32(0xE000E010u)
 #define BEP_SYST_RVR BEP_REG32(0xE000E014u)

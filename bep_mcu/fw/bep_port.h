@@ -28,6 +28,27 @@ size_t bep_port_read(uint8_t *dst, size_t max);
 /** The UART interrupt handler (the vector table entry 16 + BEP_BOARD_UART_IRQ). */
 void bep_port_uart_irq(void);
 
+/* Flash for a store of snapshots (bep_store.h), on the ports that have a driver (the board
+ * table's flash_driver, bep_mcu/device/boards.py): the region the linker script reserves
+ * at the end of flash, __bep_store_start (__bep_store_bytes long, possibly 0), erased in
+ * pages of BEP_BOARD_FLASH_PAGE bytes and programmed in units of BEP_BOARD_FLASH_WRITE.
+ * Offsets count from the region's start; each returns 0, or -1 for a request outside the
+ * region or misaligned. They fit bep_flash_t's read, erase and program (ctx unused). */
+int bep_port_flash_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t n);
+int bep_port_flash_erase(void *ctx, uint32_t offset);
+int bep_port_flash_program(void *ctx, uint32_t offset, const uint8_t *src, uint32_t n);
+
+/* The store region (the rendered memory.ld). */
+extern uint8_t __bep_store_start[];
+extern uint8_t __bep_store_bytes[]; /* its address is the region's size */
+#define BEP_PORT_STORE_BYTES ((uint32_t)(uintptr_t)__bep_store_bytes)
+
+/** 1 if n bytes at offset lie in the store region and start on a multiple of align. */
+static inline int bep_port_store_span(uint32_t offset, uint32_t n, uint32_t align)
+{
+    return offset % align == 0u && offset <= BEP_PORT_STORE_BYTES && n <= BEP_PORT_STORE_BYTES - offset;
+}
+
 #ifdef __cplusplus
 }
 #endif

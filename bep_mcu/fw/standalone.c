@@ -18,12 +18,25 @@
  *                                       that keeps its snapshot in flash
  *   then the test set:                  bep_<net>_encode, bep_<net>_infer
  *
+ * With power cuts (BEP_SA_POWER_CUTS > 0, `--power-cuts K`), the image keeps its learning
+ * in a store in the board's flash instead (bep_store.h, the port's flash driver): it opens
+ * the store at boot (the newest valid snapshot, or a start when there is none), resumes at
+ * the epoch and sample the snapshot was taken at, and saves every BEP_SA_SAVE_EVERY samples
+ * after a batch; at K planned flash operations of the saves (BEP_SA_CUT_LIST: generation
+ * being written, operation within the save) it resets the board, as a power cut would, and
+ * the next boot resumes. A log page after the slots holds a record per boot (the generation
+ * it restored, then where the power went, written at the cut itself); a cold start finds no
+ * log and erases it. So each boot knows which cuts have happened, and reports the last one.
+ *
  * In real use the flash arrays are replaced by the sensor: the generated README shows
  * the same loop around a read callback.
  *
  * Report (semihosting, one line each; the host parses them, bep_mcu/device/standalone.py):
  *   EPOCH <epoch> samples <n> errors <e> gamma <g,...> q <q,...>   (γ and Q this epoch used)
  *   SNAPSHOT after <e> bytes <n> crc <0x...>     (after the e-th epoch of this run: the snapshot's CRC)
+ *   BOOT <k> restored <generation> epoch <e> position <i>          (power cuts: each boot; 0 = nothing)
+ *   SAVE <generation> crc <0x...>                                  (power cuts: each completed save)
+ *   CUT <k> generation <g> op <o>                                  (power cuts: where boot k+1's cut was)
  *   TEST correct <c> of <n> predictions_crc <0x...>                 (CRC-32 of the predicted classes)
  *   RESULT epochs <E> samples <S> batches <B> snapshot_crc <0x...>  (a snapshot of the final state)
  * and QEMU's exit status: 0 done, 2 a runtime call failed ("ERROR <call>: status <s>").
@@ -45,6 +58,9 @@
 #endif
 #if !BEP_BOARD_QEMU
 #error "the standalone image reports through semihosting: build it for an emulated board"
+#endif
+#ifndef BEP_SA_POWER_CUTS
+#define BEP_SA_POWER_CUTS 0
 #endif
 
 #define BEP_FW_PASTE_(a, b, c) a##b##c
@@ -100,19 +116,17 @@ static const char *bep_sa_list(const uint32_t *v, uint32_t n, char *out)
     return out;
 }
 
-/* The line of an epoch about to close: its samples and errors, the γ and Q it used. */
-static void bep_sa_report_epoch(const bep_counters_t *before)
+/* The line of an epoch about to close: its samples and errors, the γ and Q it used
+ * (not inlined: its buffers would sit in main's frame, under every save's deepest call). */
+static __attribute__((noinline)) void bep_sa_report_epoch(void)
 {
-    bep_counters_t c;
     bep_schedule_info_t s;
     uint32_t gamma[BEP_MAX_LAYERS], l;
     char g_text[BEP_MAX_LAYERS * 11u], q_text[BEP_MAX_LAYERS * 11u];
-    BEP_SA_CHECK(BEP_FW_NET_FN(read_counters)(BEP_SA_STATE, &c));
     BEP_SA_CHECK(BEP_FW_NET_FN(read_schedule)(BEP_SA_STATE, &s));
     for (l = 0; l < BEP_MAX_LAYERS; ++l) gamma[l] = s.gamma[l];
-    bep_sh_say("EPOCH %u samples %u errors %u gamma %s q %s", (unsigned long)s.epoch,
-               (unsigned long)(c.samples - before->samples), (unsigned long)(c.errors - before->errors),
-               bep_sa_list(gamma, BEP_FW_NET_MACRO(N_LAYERS), g_text),
+    bep_sh_say("EPOCH %u samples %u errors %u gamma %s q %s", (unsigned long)s.epoch, (unsigned long)s.epoch_samples,
+               (unsigned long)s.epoch_errors, bep_sa_list(gamma, BEP_FW_NET_MACRO(N_LAYERS), g_text),
                bep_sa_list(s.q, BEP_FW_NET_MACRO(N_LAYERS), q_text));
 }
 
@@ -124,34 +138,164 @@ static uint32_t bep_sa_snapshot(void)
     return (uint32_t)end[0] | ((uint32_t)end[1] << 8) | ((uint32_t)end[2] << 16) | ((uint32_t)end[3] << 24);
 }
 
-static void bep_sa_train_epoch(void)
+static void bep_sa_after_batch(void);
+
+/* The epoch's samples from position `first` on (0, or where a restored snapshot left it). */
+static void bep_sa_train_epoch(uint32_t first)
 {
     uint32_t i, idx;
     uint16_t pred;
-    for (i = 0; i < BEP_SA_TRAIN_N; ++i) {
+    for (i = first; i < BEP_SA_TRAIN_N; ++i) {
         BEP_SA_CHECK(BEP_FW_NET_FN(sample_index)(BEP_SA_STATE, BEP_SA_TRAIN_N, i, &idx));
         BEP_SA_CHECK(BEP_FW_NET_FN(encode)(bep_sa_train_x + (size_t)idx * BEP_SA_VALUES, BEP_SA_VALUES, bep_sa_buf.x,
                                            BEP_FW_NET_MACRO(INPUT_WORDS)));
         BEP_SA_CHECK(BEP_FW_NET_FN(train_sample)(BEP_SA_STATE, bep_sa_buf.x, BEP_FW_NET_MACRO(INPUT_WORDS),
                                                  bep_sa_train_y[idx], &pred));
-        if ((i + 1u) % BEP_SA_BATCH == 0u || i + 1u == BEP_SA_TRAIN_N)
+        if ((i + 1u) % BEP_SA_BATCH == 0u || i + 1u == BEP_SA_TRAIN_N) {
             BEP_SA_CHECK(BEP_FW_NET_FN(end_batch)(BEP_SA_STATE));
+            bep_sa_after_batch();
+        }
     }
 }
 
+#if BEP_SA_POWER_CUTS
+/* ------------------------------------------------------------- a store, and power cuts */
+
+#include "bep_port.h"
+
+#define BEP_SA_SLOT_BYTES (BEP_SA_SLOT_PAGES * BEP_BOARD_FLASH_PAGE)
+#define BEP_SA_LOG (BEP_SA_SLOTS * BEP_SA_SLOT_BYTES) /* the boot log's page, after the slots */
+#define BEP_SA_LOG_MAGIC 0x4C504542u                 /* "BEPL" */
+/* Boot k's record: 3 words after the magic (restored generation, cut generation, cut op). */
+#define BEP_SA_RECORD(k, field) (BEP_SA_LOG + 4u + 12u * (k) + 4u * (field))
+#if 4u + 12u * (BEP_SA_POWER_CUTS + 1u) > BEP_BOARD_FLASH_PAGE
+#error "more power cuts than the boot log's page holds records"
+#endif
+
+static const uint32_t bep_sa_cuts[BEP_SA_POWER_CUTS][2] = {BEP_SA_CUT_LIST}; /* {generation, op}, in order */
+static uint32_t bep_sa_cuts_done; /* = this boot's number: every boot after the first follows a cut */
+static uint32_t bep_sa_writing;   /* the generation a save under way writes */
+static uint32_t bep_sa_op;        /* flash operations of that save so far */
+static bep_store_t bep_sa_store;
+
+static void bep_sa_put_word(uint32_t offset, uint32_t v);
+
+/* The power goes at the planned operation: before it happens, the board notes where in its
+ * boot record (a few words of stack: this is the deepest call of a save) and resets. */
+static void bep_sa_power(void)
+{
+    if (bep_sa_cuts_done < BEP_SA_POWER_CUTS && bep_sa_cuts[bep_sa_cuts_done][0] == bep_sa_writing &&
+        bep_sa_cuts[bep_sa_cuts_done][1] == bep_sa_op) {
+        bep_sa_put_word(BEP_SA_RECORD(bep_sa_cuts_done, 1u), bep_sa_writing);
+        bep_sa_put_word(BEP_SA_RECORD(bep_sa_cuts_done, 2u), bep_sa_op);
+        bep_system_reset();
+    }
+    ++bep_sa_op;
+}
+
+static int bep_sa_erase(void *ctx, uint32_t offset)
+{
+    bep_sa_power();
+    return bep_port_flash_erase(ctx, offset);
+}
+
+static int bep_sa_program(void *ctx, uint32_t offset, const uint8_t *src, uint32_t n)
+{
+    bep_sa_power();
+    return bep_port_flash_program(ctx, offset, src, n);
+}
+
+static const bep_flash_t bep_sa_flash = {NULL, BEP_BOARD_FLASH_PAGE, BEP_BOARD_FLASH_WRITE, BEP_SA_SLOT_PAGES,
+                                         BEP_SA_SLOTS, bep_port_flash_read, bep_sa_erase, bep_sa_program};
+
+static uint32_t bep_sa_word(uint32_t offset)
+{
+    uint8_t b[4];
+    if (bep_port_flash_read(NULL, offset, b, 4u) != 0) bep_sh_exit(2u);
+    return (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
+}
+
+static void bep_sa_put_word(uint32_t offset, uint32_t v)
+{
+    uint8_t b[4];
+    b[0] = (uint8_t)v;
+    b[1] = (uint8_t)(v >> 8);
+    b[2] = (uint8_t)(v >> 16);
+    b[3] = (uint8_t)(v >> 24);
+    if (bep_port_flash_program(NULL, offset, b, 4u) != 0) bep_sh_exit(2u);
+}
+
+/* This boot's number from the log (the records written); a cold start (no log yet)
+ * erases the log page and writes the magic. A boot after a cut reports it. */
+static __attribute__((noinline)) uint32_t bep_sa_boot_number(void)
+{
+    uint32_t n = 0;
+    if (bep_sa_word(BEP_SA_LOG) != BEP_SA_LOG_MAGIC) {
+        if (bep_port_flash_erase(NULL, BEP_SA_LOG) != 0) bep_sh_exit(2u);
+        bep_sa_put_word(BEP_SA_LOG, BEP_SA_LOG_MAGIC);
+        return 0u;
+    }
+    while (n <= BEP_SA_POWER_CUTS && bep_sa_word(BEP_SA_RECORD(n, 0u)) != 0xFFFFFFFFu) ++n;
+    if (n > 0u)
+        bep_sh_say("CUT %u generation %u op %u", (unsigned long)(n - 1u),
+                   (unsigned long)bep_sa_word(BEP_SA_RECORD(n - 1u, 1u)),
+                   (unsigned long)bep_sa_word(BEP_SA_RECORD(n - 1u, 2u)));
+    return n;
+}
+
+/* Save when the policy says so, and report a completed save with its CRC (its last word). */
+static void bep_sa_after_batch(void)
+{
+    uint32_t before = bep_sa_store.generation;
+    bep_sa_writing = before + 1u;
+    bep_sa_op = 0u;
+    BEP_SA_CHECK(BEP_FW_NET_FN(store_tick)(&bep_sa_store, BEP_SA_STATE));
+    if (bep_sa_store.generation != before)
+        bep_sh_say("SAVE %u crc %x", (unsigned long)bep_sa_store.generation,
+                   (unsigned long)bep_sa_word(bep_sa_store.slot * BEP_SA_SLOT_BYTES +
+                                              BEP_FW_NET_MACRO(SNAPSHOT_BYTES) - 4u));
+}
+
+/* Open the store (a start when it holds nothing) and log this boot; the epoch of the run
+ * and the position in it to go on from. */
+static __attribute__((noinline)) void bep_sa_resume(uint32_t *epoch, uint32_t *position)
+{
+    bep_schedule_info_t s;
+    uint32_t boot = bep_sa_boot_number();
+    bep_status_t st = BEP_FW_NET_FN(store_open)(&bep_sa_store, &bep_sa_flash, BEP_SA_SAVE_EVERY, BEP_SA_STATE);
+    bep_sa_cuts_done = boot;
+    if (st == BEP_ERR_EMPTY)
+        BEP_SA_CHECK(BEP_FW_NET_FN(start)(BEP_SA_STATE, BEP_FW_NET_MACRO(SEED), BEP_FW_NET_MACRO(BATCHES)));
+    else
+        BEP_SA_CHECK(st);
+    if (boot > BEP_SA_POWER_CUTS) bep_sh_exit(2u); /* more boots than cuts: a reset the plan does not know */
+    bep_sa_put_word(BEP_SA_RECORD(boot, 0u), bep_sa_store.generation);
+    BEP_SA_CHECK(BEP_FW_NET_FN(read_schedule)(BEP_SA_STATE, &s));
+    bep_sh_say("BOOT %u restored %u epoch %u position %u", (unsigned long)boot, (unsigned long)bep_sa_store.generation,
+               (unsigned long)s.epoch, (unsigned long)s.epoch_samples);
+    *epoch = s.epoch - BEP_FW_NET_MACRO(EPOCHS);
+    *position = s.epoch_samples;
+}
+#else
+static void bep_sa_after_batch(void) {}
+#endif
+
 int main(void)
 {
-    bep_counters_t before, c;
-    uint32_t e, i, correct = 0, crc = 0;
+    bep_counters_t c;
+    uint32_t e = 0, position = 0, i, correct = 0, crc = 0;
     uint16_t pred;
     uint8_t p;
+#if BEP_SA_POWER_CUTS
+    bep_sa_resume(&e, &position);
+#else
     BEP_SA_CHECK(BEP_FW_NET_FN(start)(BEP_SA_STATE, BEP_FW_NET_MACRO(SEED), BEP_FW_NET_MACRO(BATCHES)));
-    for (e = 1; e <= BEP_SA_EPOCHS; ++e) {
-        BEP_SA_CHECK(BEP_FW_NET_FN(read_counters)(BEP_SA_STATE, &before));
-        bep_sa_train_epoch();
-        bep_sa_report_epoch(&before);
+#endif
+    for (++e; e <= BEP_SA_EPOCHS; ++e, position = 0) {
+        bep_sa_train_epoch(position);
+        bep_sa_report_epoch();
         BEP_SA_CHECK(BEP_FW_NET_FN(end_epoch)(BEP_SA_STATE));
-        if (e == BEP_SA_SNAPSHOT_EPOCH) {
+        if (!BEP_SA_POWER_CUTS && e == BEP_SA_SNAPSHOT_EPOCH) {
             uint32_t snap_crc = bep_sa_snapshot();
             /* A reset: the state wiped back to the flash tables (and another seed), then restored. */
             BEP_SA_CHECK(BEP_FW_NET_FN(init)(BEP_SA_STATE, ~BEP_FW_NET_MACRO(SEED), 0u));

@@ -124,6 +124,8 @@ bep_status_t bep_read_schedule(const bep_config_t *cfg, const bep_schedule_confi
         out->gamma[l] = hd->gamma[l];
         out->q[l] = hd->q[l];
     }
+    out->epoch_samples = c.samples - s->start_samples;
+    out->epoch_errors = c.errors - s->start_errors;
     return BEP_OK;
 }
 
@@ -232,46 +234,59 @@ static bep_status_t bep_emit(bep_emit_t *e, const uint8_t *p, uint32_t n)
     return BEP_OK;
 }
 
-/* The fixed part (bep_standalone.h) of the state's snapshot. */
-static void bep_snapshot_header(const bep_config_t *cfg, const bep_schedule_config_t *sc, const void *state,
-                                const bep_counters_t *c, uint32_t generation, uint8_t *out)
+static bep_status_t bep_emit32(bep_emit_t *e, uint32_t v)
 {
-    const bep_state_header_t *hd = (const bep_state_header_t *)state;
-    const bep_schedule_state_t *s = bep_sched_c(state, cfg);
-    uint32_t l, k;
-    for (k = 0; k < BEP_SNAPSHOT_HEADER_BYTES; ++k) out[k] = 0;
-    bep_put32(out + SNAP_MAGIC, BEP_SNAPSHOT_MAGIC);
-    bep_put32(out + SNAP_VERSION, BEP_SNAPSHOT_VERSION);
-    bep_put32(out + SNAP_HASH, cfg->config_hash);
-    bep_put32(out + SNAP_BYTES, sc->snapshot_bytes);
-    bep_put32(out + SNAP_SEED, hd->seed);
-    bep_put32(out + SNAP_COUNTERS, c->samples);
-    bep_put32(out + SNAP_COUNTERS + 4, c->triggered);
-    bep_put32(out + SNAP_COUNTERS + 8, c->errors);
-    bep_put32(out + SNAP_COUNTERS + 12, c->updates);
-    bep_put32(out + SNAP_COUNTERS + 16, c->batches);
-    for (l = 0; l < BEP_MAX_LAYERS; ++l) {
-        out[SNAP_GAMMA + 2u * l] = (uint8_t)hd->gamma[l];
-        out[SNAP_GAMMA + 2u * l + 1u] = (uint8_t)(hd->gamma[l] >> 8);
-        bep_put32(out + SNAP_Q + 4u * l, hd->q[l]);
-    }
-    bep_put32(out + SNAP_SCHEDULE, s->epoch);
-    bep_put32(out + SNAP_SCHEDULE + 4, s->level);
-    bep_put32(out + SNAP_SCHEDULE + 8, s->stalled);
-    bep_put32(out + SNAP_SCHEDULE + 12, s->best_errors);
-    bep_put32(out + SNAP_SCHEDULE + 16, s->best_samples);
-    bep_put32(out + SNAP_SCHEDULE + 20, s->start_errors);
-    bep_put32(out + SNAP_SCHEDULE + 24, s->start_samples);
-    bep_put32(out + SNAP_GENERATION, generation);
+    uint8_t b[4];
+    bep_put32(b, v);
+    return bep_emit(e, b, 4u);
 }
 
-/* The hidden weights, their padding and the CRC, after the header (apart from
- * bep_snapshot_to so that the header's buffer is off the stack meanwhile). */
+/* The fixed part (bep_standalone.h), field by field: no buffer of it is on the stack, which
+ * the deepest call of a store's save (down to its flash driver) would carry. */
+static BEP_NOINLINE bep_status_t bep_snapshot_head(const bep_config_t *cfg, const bep_schedule_config_t *sc,
+                                                   const void *state, uint32_t generation, bep_emit_t *e)
+{
+    const bep_counters_t *c = &((const bep_state_header_t *)state)->counters;
+    const bep_state_header_t *hd = (const bep_state_header_t *)state;
+    const bep_schedule_state_t *s = bep_sched_c(state, cfg);
+    uint32_t l;
+    bep_status_t st;
+#define BEP_EMIT32(v)                      \
+    do {                                   \
+        st = bep_emit32(e, (v));           \
+        if (st != BEP_OK) return st;       \
+    } while (0)
+    BEP_EMIT32(BEP_SNAPSHOT_MAGIC);
+    BEP_EMIT32(BEP_SNAPSHOT_VERSION);
+    BEP_EMIT32(cfg->config_hash);
+    BEP_EMIT32(sc->snapshot_bytes);
+    BEP_EMIT32(hd->seed);
+    BEP_EMIT32(c->samples);
+    BEP_EMIT32(c->triggered);
+    BEP_EMIT32(c->errors);
+    BEP_EMIT32(c->updates);
+    BEP_EMIT32(c->batches);
+    for (l = 0; l < BEP_MAX_LAYERS; l += 2u) BEP_EMIT32((uint32_t)hd->gamma[l] | ((uint32_t)hd->gamma[l + 1u] << 16));
+    for (l = 0; l < BEP_MAX_LAYERS; ++l) BEP_EMIT32(hd->q[l]);
+    BEP_EMIT32(s->epoch);
+    BEP_EMIT32(s->level);
+    BEP_EMIT32(s->stalled);
+    BEP_EMIT32(s->best_errors);
+    BEP_EMIT32(s->best_samples);
+    BEP_EMIT32(s->start_errors);
+    BEP_EMIT32(s->start_samples);
+    BEP_EMIT32(generation);
+#undef BEP_EMIT32
+    return BEP_OK;
+}
+
+/* The hidden weights, their padding and the CRC, after the header (32 bytes at a time: this
+ * frame is under the deepest call of a store's save, down to its flash driver). */
 static BEP_NOINLINE bep_status_t bep_snapshot_body(const bep_config_t *cfg, const void *state, size_t state_len,
                                                    bep_emit_t *e)
 {
     static const uint8_t zeros[3] = {0u, 0u, 0u};
-    uint8_t chunk[64];
+    uint8_t chunk[32];
     uint32_t l, done, m;
     bep_status_t st;
     for (l = 0; l < cfg->n_layers; ++l) {
@@ -288,29 +303,30 @@ static BEP_NOINLINE bep_status_t bep_snapshot_body(const bep_config_t *cfg, cons
         if (st != BEP_OK) return st;
     }
     bep_put32(chunk, e->crc);
-    e->crc = 0u;
     return e->write(e->ctx, e->offset, chunk, 4u) != 0 ? BEP_ERR_FLASH : BEP_OK;
+}
+
+/* bep_valid in its own frame, for callers on a save's deepest call. */
+static BEP_NOINLINE bep_status_t bep_check_state(const bep_config_t *cfg, const bep_schedule_config_t *sc,
+                                                 const void *state, size_t state_len)
+{
+    bep_counters_t c;
+    return bep_valid(cfg, sc, state, state_len, &c);
 }
 
 bep_status_t bep_snapshot_to(const bep_config_t *cfg, const bep_schedule_config_t *sc, const void *state,
                              size_t state_len, uint32_t generation, bep_snapshot_write_fn write, void *ctx)
 {
-    bep_counters_t c;
     bep_emit_t e;
-    bep_status_t st = bep_valid(cfg, sc, state, state_len, &c);
+    bep_status_t st = bep_check_state(cfg, sc, state, state_len);
     if (st != BEP_OK) return st;
     if (write == NULL) return BEP_ERR_NULL;
     if (((const bep_state_header_t *)state)->batch_triggered != 0u) return BEP_ERR_BATCH_OPEN;
     e.write = write;
     e.ctx = ctx;
     e.offset = e.crc = 0u;
-    {
-        uint8_t head[BEP_SNAPSHOT_HEADER_BYTES];
-        bep_snapshot_header(cfg, sc, state, &c, generation, head);
-        st = bep_emit(&e, head, BEP_SNAPSHOT_HEADER_BYTES);
-        if (st != BEP_OK) return st;
-    }
-    return bep_snapshot_body(cfg, state, state_len, &e);
+    st = bep_snapshot_head(cfg, sc, state, generation, &e);
+    return st != BEP_OK ? st : bep_snapshot_body(cfg, state, state_len, &e);
 }
 
 /* A snapshot held in a buffer, as a source or a sink. */

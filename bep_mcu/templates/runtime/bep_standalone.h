@@ -70,6 +70,8 @@ typedef struct {
     uint32_t best_samples;
     uint16_t gamma[4];  /* BEP_MAX_LAYERS */
     uint32_t q[4];
+    uint32_t epoch_samples; /* samples and errors since the open epoch began (its position, */
+    uint32_t epoch_errors;  /* unless the counters were reset within it) */
 } bep_schedule_info_t;
 /* BEP_CDEF_END */
 

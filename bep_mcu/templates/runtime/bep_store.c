@@ -3,6 +3,14 @@
  */
 #include "bep_store.h"
 
+#if defined(__GNUC__)
+#define BEP_STORE_NOINLINE __attribute__((noinline))
+#else
+#define BEP_STORE_NOINLINE
+#endif
+
+typedef char bep_store_size_check[(sizeof(void *) != 4u || sizeof(bep_store_t) == BEP_STORE_BYTES) ? 1 : -1];
+
 static uint32_t bep_slot_bytes(const bep_flash_t *f) { return f->slot_pages * f->page_bytes; }
 
 /* A flash geometry a store can use for this network's snapshots. */
@@ -59,11 +67,20 @@ static int bep_program_piece(void *ctx, uint32_t offset, const uint8_t *src, uin
     return 0;
 }
 
+/* The samples counter of a valid state (its own frame: callers are on a save's deepest call). */
+static BEP_STORE_NOINLINE bep_status_t bep_samples(const bep_config_t *cfg, const void *state, size_t state_len,
+                                                   uint32_t *samples)
+{
+    bep_counters_t c;
+    bep_status_t st = bep_read_counters(cfg, state, state_len, &c);
+    *samples = c.samples;
+    return st;
+}
+
 bep_status_t bep_store_open(const bep_config_t *cfg, const bep_schedule_config_t *sc, bep_store_t *store,
                             const bep_flash_t *flash, uint32_t every_samples, void *state, size_t state_len)
 {
     bep_slot_t slot;
-    bep_counters_t c;
     uint32_t i, generation;
     bep_status_t st;
     if (cfg == NULL || sc == NULL || store == NULL || flash == NULL || state == NULL) return BEP_ERR_NULL;
@@ -86,10 +103,7 @@ bep_status_t bep_store_open(const bep_config_t *cfg, const bep_schedule_config_t
     if (store->slot == flash->n_slots) return BEP_ERR_EMPTY;
     slot.base = store->slot * bep_slot_bytes(flash);
     st = bep_restore_from(cfg, sc, state, state_len, bep_slot_read, &slot, bep_slot_bytes(flash));
-    if (st != BEP_OK) return st;
-    st = bep_read_counters(cfg, state, state_len, &c);
-    store->last_samples = c.samples;
-    return st;
+    return st != BEP_OK ? st : bep_samples(cfg, state, state_len, &store->last_samples);
 }
 
 bep_status_t bep_store_save(const bep_config_t *cfg, const bep_schedule_config_t *sc, bep_store_t *store,
@@ -98,13 +112,12 @@ bep_status_t bep_store_save(const bep_config_t *cfg, const bep_schedule_config_t
     const bep_flash_t *f;
     bep_programmer_t p;
     bep_slot_t slot;
-    bep_counters_t c;
-    uint32_t target, generation, written, k;
+    uint32_t target, generation, written, samples, k;
     bep_status_t st;
     if (cfg == NULL || sc == NULL || store == NULL || store->flash == NULL) return BEP_ERR_NULL;
     f = store->flash;
     if (!bep_flash_ok(f, sc->snapshot_bytes)) return BEP_ERR_ARG; /* the flash was changed since the open */
-    st = bep_read_counters(cfg, state, state_len, &c);
+    st = bep_samples(cfg, state, state_len, &samples);
     if (st != BEP_OK) return st;
     if (((const bep_state_header_t *)state)->batch_triggered != 0u) return BEP_ERR_BATCH_OPEN;
     target = store->slot >= f->n_slots - 1u ? 0u : store->slot + 1u; /* none yet: slot 0 */
@@ -127,17 +140,17 @@ bep_status_t bep_store_save(const bep_config_t *cfg, const bep_schedule_config_t
     if (st != BEP_OK || written != generation) return BEP_ERR_FLASH;
     store->slot = target;
     store->generation = generation;
-    store->last_samples = c.samples;
+    store->last_samples = samples;
     return BEP_OK;
 }
 
 bep_status_t bep_store_tick(const bep_config_t *cfg, const bep_schedule_config_t *sc, bep_store_t *store,
                             const void *state, size_t state_len)
 {
-    bep_counters_t c;
+    uint32_t samples;
     bep_status_t st;
     if (store == NULL) return BEP_ERR_NULL;
-    st = bep_read_counters(cfg, state, state_len, &c);
-    if (st != BEP_OK || store->every == 0u || c.samples - store->last_samples < store->every) return st;
+    st = bep_samples(cfg, state, state_len, &samples);
+    if (st != BEP_OK || store->every == 0u || samples - store->last_samples < store->every) return st;
     return bep_store_save(cfg, sc, store, state, state_len);
 }

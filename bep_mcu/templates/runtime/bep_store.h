@@ -42,6 +42,7 @@ extern "C" { /* C linkage for C++ callers */
 #endif
 
 #define BEP_STORE_MAX_WRITE_BYTES 16u
+#define BEP_STORE_BYTES 20u /* sizeof(bep_store_t) where pointers are 32 bits: the host's RAM plans */
 
 /* A flash region for a store (supplied by the port). Offsets count from the region's first
  * byte; slot i starts at i * slot_pages * page_bytes. Each function returns 0 on success. */
