@@ -187,3 +187,39 @@ def test_boards_lists_every_board():
     human = invoke("boards")
     assert_ok(human)
     assert "netduinoplus2" in human.stdout and "cortex-m4" in human.stdout
+
+
+# ------------------------------------------------------------------ numbers are ASCII digits
+
+
+# int() and float() read other scripts' digits: each of these is 3 to Python.
+NON_ASCII_THREES = {"arabic-indic": "٣", "fullwidth": "３", "nko": "߃"}
+
+
+@pytest.mark.parametrize("three", NON_ASCII_THREES.values(), ids=NON_ASCII_THREES.keys())
+def test_integers_in_option_text_are_ascii_digits_only(model, tmp_path, three):
+    gen = tmp_path / "gen"
+    for scale in (three, f"1{three}", "1_0"):
+        assert_user_error(invoke("generate", model, "--out", gen, "--input-type", "int16", "--input-scale", scale),
+                          "--input-scale", scale)
+    assert not gen.exists()
+    assert_user_error(invoke("train", *FAST, "--hidden", three, "--out", tmp_path / "m.npz"), "--hidden")
+    assert_user_error(invoke("train", "--dataset", f"prototypes:classes={three}", "--out", tmp_path / "m.npz"),
+                      "classes", "not an integer")
+    result = invoke("train", *FAST, "--binarize", f"thermometer:{three}", "--out", tmp_path / "m.npz")
+    assert_error_after_progress(result.exit_code, result.stderr, ("thermometer bits",))
+    assert_user_error(invoke("size", model, "--board", "microbit", "--ram", f"{three}k"), "--ram")
+    assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize("args,option", [
+    (["train", *FAST, "--epochs", "٣"], "--epochs"),
+    (["train", *FAST, "--seed", "３"], "--seed"),
+    (["pull", "m.npz", "--port", "socket://127.0.0.1:9", "--timeout", "߃", "--out", "p.npz"], "--timeout"),
+    (["emulate", "fw.elf", "--tcp-port", "٣٣٣٣"], "--tcp-port"),
+])
+def test_numeric_options_refuse_non_ascii_digits(tmp_path, args, option):
+    proc = subprocess.run([sys.executable, "-m", "bep_mcu", *args], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert_one_error_line(proc.returncode, proc.stderr, (option, "ASCII"), status=2)
+    assert list(tmp_path.iterdir()) == []
