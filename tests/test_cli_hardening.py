@@ -6,12 +6,15 @@ status 2, no traceback, and nothing that existed is replaced or damaged.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
+import socket
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -171,6 +174,84 @@ def test_board_errors_have_their_own_status(model, tmp_path):
     from .conftest import assert_one_error_line as one_line
 
     one_line(result.exit_code, result.stderr, ("/dev/ttyNOPE",), status=4)  # 4: the board or its port
+
+
+@pytest.mark.parametrize("url,value", [
+    ("socket://127.0.0.1:99999", "'99999'"), ("socket://127.0.0.1:0", "'0'"), ("rfc2217://127.0.0.1:65536", "'65536'"),
+    ("socket://127.0.0.1:-1", "'-1'"), ("socket://127.0.0.1:http", "'http'"), ("socket://127.0.0.1:٣٣", "'٣٣'"),
+    ("socket://127.0.0.1", "no TCP port"), ("socket://[::1]", "no TCP port"),
+])
+@pytest.mark.parametrize("command", ["stream", "pull"])
+def test_port_url_with_a_bad_tcp_port_is_named(model, tmp_path, command, url, value):
+    extra = ["--dataset", DATA] if command == "stream" else ["--out", tmp_path / "p.npz"]
+    assert_user_error(invoke(command, model, "--port", url, *extra), url, value)  # before anything is opened
+    assert not (tmp_path / "p.npz").exists()
+
+
+@contextlib.contextmanager
+def rfc2217_peer(negotiate: bool):
+    """A loopback TCP server thread that breaks the telnet stream pyserial's rfc2217:// reader
+    thread parses (IAC SE with no IAC SB before it): at once, or (``negotiate``) after
+    answering the RFC 2217 negotiation, when the host's first frame arrives. Yields its port."""
+    import serial
+    from serial import rfc2217
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    class Connection:  # what PortManager writes its telnet answers to
+        def __init__(self, sock: socket.socket) -> None:
+            self.write = sock.sendall
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(0.2)
+                manager = rfc2217.PortManager(serial.serial_for_url("loop://"), Connection(conn)) if negotiate \
+                    else None
+                if manager is None:
+                    conn.sendall(b"junk\xff\xf0junk")
+                while not stop.is_set():
+                    try:
+                        data = conn.recv(4096)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    if manager is not None and b"".join(manager.filter(data)):  # data past the telnet layer
+                        conn.sendall(b"\xff\xf0")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(10)
+        server.close()
+
+
+@pytest.mark.parametrize("negotiate", [False, True], ids=["on-connect", "mid-session"])
+def test_rfc2217_peer_sending_garbage_is_one_line_without_thread_traceback(model, tmp_path, negotiate):
+    with rfc2217_peer(negotiate) as port:
+        url = f"rfc2217://127.0.0.1:{port}"
+        proc = subprocess.run([sys.executable, "-m", "bep_mcu", "pull", str(model), "--port", url, "--out",
+                               str(tmp_path / "p.npz"), "--timeout", "1"], capture_output=True, text=True, timeout=120)
+        assert "Exception in thread" not in proc.stderr, proc.stderr
+        assert_one_error_line(proc.returncode, proc.stderr, (url, "RFC 2217 reader"), status=4)
+        # in process: the hook that keeps the reader thread's death lives as long as the port
+        before = threading.excepthook
+        result = invoke("pull", model, "--port", url, "--out", tmp_path / "p.npz", "--timeout", "1")
+        assert_one_error_line(result.exit_code, result.stderr, ("RFC 2217 reader",), status=4)
+        assert threading.excepthook is before
+    assert not (tmp_path / "p.npz").exists()
 
 
 def test_boards_lists_every_board():
