@@ -254,6 +254,46 @@ def test_rfc2217_peer_sending_garbage_is_one_line_without_thread_traceback(model
     assert not (tmp_path / "p.npz").exists()
 
 
+def test_golden_file_damage_is_damage_and_truncation_is_truncation(model, tmp_path):
+    """The golden file's reader (``firmware --self-test``) tells a file cut short from one
+    whose sizes, counts or provenance were changed (values are the replay's to check)."""
+    import struct
+
+    from bep_mcu.twin import golden
+
+    good = tmp_path / "g.bin"
+    assert_ok(invoke("golden", model, "--dataset", DATA, "--out", good, "--batches", "3"))
+    data = good.read_bytes()
+    g = golden.from_bytes(data)
+    def pad4(n: int) -> int:
+        return (n + 3) & ~3
+
+    layer_records = golden.HEADER_BYTES + pad4(struct.unpack_from("<I", data, 40)[0])  # after the provenance
+    first_batch = layer_records + golden.LAYER_RECORD_BYTES * len(g.shapes) \
+        + sum(pad4(rows * cols * g.hidden_bits // 8) for rows, cols in g.shapes)  # after the initial weights
+    assert struct.unpack_from("<I", data, first_batch)[0] == len(g.batches[0].labels)
+    flips = {"hidden bits": 17, "layers": 18, "reserved": 19, "input words": 26, "batch count": 38,
+             "provenance length": 40, "provenance text": 50, "provenance newline": 44 + data[44:].index(b"\n"),
+             "layer rows": layer_records + 1, "layer columns": layer_records + 6, "batch 0 samples": first_batch + 2,
+             "end marker": len(data) - 2}
+
+    def refusal(payload: bytes, label: str) -> str:
+        bad = tmp_path / f"{label}.bin"
+        bad.write_bytes(payload)
+        result = invoke("firmware", model, "--board", "mps2-an386", "--self-test", bad, "--out", tmp_path / "fw")
+        return assert_user_error(result, f"{label}.bin")
+
+    for what, offset in flips.items():
+        flipped = bytearray(data)
+        flipped[offset] ^= 0x10
+        line = refusal(bytes(flipped), what.replace(" ", "-"))
+        assert "damaged golden file" in line and "truncated" not in line, (what, line)
+    for cut in (0, 30, 44 + 10, layer_records + 8, first_batch + 2, len(data) // 2 + 1, len(data) - 8, len(data) - 1):
+        line = refusal(data[:cut], f"cut-{cut}")
+        assert "truncated golden file" in line and "damaged" not in line, (cut, line)
+    assert not (tmp_path / "fw").exists()
+
+
 def test_boards_lists_every_board():
     from bep_mcu.device import boards
 
