@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 import numpy as np
 
-from bep_mcu import training
+from bep_mcu import training, validate
 from bep_mcu.data.datasets import available_ucr, load_dataset
 from bep_mcu.errors import BEPError
 from bep_mcu.engine import rng
@@ -286,11 +287,29 @@ def device(epochs: int) -> dict:
     return results
 
 
+class Parser(argparse.ArgumentParser):
+    """A bad option is one line, ``error: ...``, exit status 2, as in ``bep-mcu``."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {' '.join(message.split())}\n")
+
+
+def positive_int(text: str) -> int:
+    """A count option: ASCII digits (int() alone also reads '٣' as 3), at least 1."""
+    try:
+        value = validate.int_text(text.strip())
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1 << 31:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer in 1..{1 << 31}")
+    return value
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["speed", "accuracy", "device"])
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per speed measurement")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=positive_int, default=3, help="epochs per speed measurement")
+    parser.add_argument("--seeds", type=positive_int, default=3)
     parser.add_argument("--untuned", action="store_true", help="also datasets nobody tuned for")
     parser.add_argument("--baseline", choices=["qat"], default=None,
                         help="accuracy: also train the QAT baseline (and QAT + batch norm) on the same inputs "
@@ -306,7 +325,7 @@ def main() -> None:
     try:
         result = run(args, parser)
     except BEPError as err:  # a missing extra or data set: one line, like the CLI's errors
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
+        parser.error(str(err))
     if args.json:
         print(json.dumps(result))
 
@@ -328,19 +347,38 @@ def check_sets(keys: list[str], parser: argparse.ArgumentParser) -> None:
                 parser.error(f"--sets: '{key}' names no UCR set; available: {', '.join(ucr)}")
 
 
-def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
-    def floats(text, option):
-        try:
-            return tuple(float(v) for v in text.split(",")) if text else None
-        except ValueError:
-            parser.error(f"{option}: '{text}' is not a comma-separated list of numbers")
+def set_keys(text: str | None, parser: argparse.ArgumentParser) -> list[str]:
+    """``--sets`` as keys ('holdout': the hold-out sets; not given: the baseline table). An
+    empty list or an empty key is refused: it would measure nothing or the whole default table."""
+    if text is None:
+        return list(BASELINE_SETS)
+    parts = [k.strip() for k in text.split(",")]
+    if not all(parts):
+        parser.error(f"--sets: '{text}' has an empty key; give <set>:<network>[,<set>:<network>...] or holdout")
+    return [key for k in parts for key in (HOLDOUT_SETS if k == "holdout" else [k])]
 
-    if args.what == "accuracy" and (args.baseline or args.sets):
-        keys = []
-        for k in (args.sets.split(",") if args.sets else BASELINE_SETS):
-            keys += HOLDOUT_SETS if k == "holdout" else ([] if not k.strip() else [k.strip()])
+
+def numbers(text: str | None, option: str, positive: bool, parser: argparse.ArgumentParser) -> tuple[float, ...] | None:
+    """``--qat-rates``/``--qat-decays``: comma-separated finite numbers in ASCII, > 0 (rates)
+    or >= 0 (decays); None when not given (the defaults)."""
+    if text is None:
+        return None
+    try:
+        values = tuple(validate.float_text(v.strip()) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or not all(math.isfinite(v) and (v > 0 if positive else v >= 0) for v in values):
+        parser.error(f"{option}: '{text}' is not a comma-separated list of {'positive' if positive else 'non-negative'}"
+                     " numbers")
+    return values
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+    if args.what == "accuracy" and (args.baseline or args.sets is not None):
+        rates = numbers(args.qat_rates, "--qat-rates", True, parser)
+        decays = numbers(args.qat_decays, "--qat-decays", False, parser)
+        keys = set_keys(args.sets, parser)
         check_sets(keys, parser)
-        rates, decays = floats(args.qat_rates, "--qat-rates"), floats(args.qat_decays, "--qat-decays")
         return {"baseline": args.baseline, "rows": accuracy_vs_baseline(keys, args.seeds, rates, decays,
                                                                         baseline=args.baseline is not None)}
     if args.what == "speed":

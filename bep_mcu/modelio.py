@@ -60,8 +60,9 @@ MAX_HISTORY = 100_000
 _META = "__meta__"
 _CHECKSUM = "__checksum__"
 _V1_NOTE_KEYS = ("dataset", "test_accuracy", "train_accuracy")
-_HISTORY_KEYS = {"epoch", "train_error", "val_accuracy", "gamma", "reinforce_q", "triggered", "updates", "seconds",
-                 "samples_per_second", "best", "restored_epoch"}
+_HISTORY_REQUIRED = ("epoch", "train_error", "val_accuracy", "gamma", "reinforce_q", "triggered", "updates", "seconds",
+                     "samples_per_second")  # every epoch record training.run_epochs has written
+_HISTORY_OPTIONAL = ("best", "restored_epoch")  # with a schedule; with restore_best, the last record
 
 
 # ------------------------------------------------------------------ writing
@@ -149,8 +150,9 @@ class _Fields:
         value = self._get(key, optional)
         return None if value is None and optional else validate.integer(value, self._name(key), lo, hi)
 
-    def num(self, key: str, lo: float, hi: float) -> float:
-        return validate.number(self._get(key), self._name(key), lo, hi)
+    def num(self, key: str, lo: float, hi: float, nullable: bool = False) -> float | None:
+        value = self._get(key)
+        return None if value is None and nullable else validate.number(value, self._name(key), lo, hi)
 
     def ints(self, key: str, lo: int, hi: int, length: int | None = None, optional: bool = False,
              max_len: int = MAX_LAYERS):
@@ -201,25 +203,31 @@ def _params(f: _Fields, spec: NetSpec) -> IntParams:
                      gate=p.ints("gate", 0, MAX_FAN_IN, length=n), gamma=p.ints("gamma", 1, MAX_WIDTH, length=n))
 
 
-def _history(value: object, path: str) -> tuple[dict, ...]:
+def _epoch_record(r: _Fields, n_layers: int) -> dict:
+    """One epoch of the training history, each field checked for what reads it (``bep-mcu
+    plot``, ``train --init-from``, the estimator's ``history_``): γ and Q per layer."""
+    unknown = [key for key in r.doc if key not in _HISTORY_REQUIRED + _HISTORY_OPTIONAL]
+    if unknown:
+        raise BEPError(f"field '{r.path}.{validate.show(unknown[0], 24)}' is not an epoch record field")
+    rec = {"epoch": r.int("epoch", 1, MAX_EPOCHS), "train_error": r.num("train_error", 0, 1),
+           "val_accuracy": r.num("val_accuracy", 0, 1, nullable=True),  # null: no validation set
+           "gamma": list(r.ints("gamma", 1, MAX_WIDTH, length=n_layers)),
+           "reinforce_q": list(r.ints("reinforce_q", 0, validate.UINT32_MAX, length=n_layers)),
+           "triggered": r.int("triggered", 0, COUNTER_MAX), "updates": r.int("updates", 0, COUNTER_MAX),
+           # timings: null when not finite (written as JSON, which has no inf)
+           "seconds": r.num("seconds", 0, math.inf, nullable=True),
+           "samples_per_second": r.num("samples_per_second", 0, math.inf, nullable=True)}
+    if "best" in r.doc:  # the epoch set a new best stall criterion
+        rec["best"] = r.flag("best")
+    if "restored_epoch" in r.doc:
+        rec["restored_epoch"] = r.int("restored_epoch", 1, MAX_EPOCHS)
+    return rec
+
+
+def _history(value: object, path: str, spec: NetSpec) -> tuple[dict, ...]:
     if not isinstance(value, list) or len(value) > MAX_HISTORY:
         raise BEPError(f"field '{path}' must be a list of at most {MAX_HISTORY} epoch records")
-    out = []
-    for i, rec in enumerate(value):
-        rec = validate.mapping(rec, f"field '{path}[{i}]'")
-        for key, v in rec.items():
-            name = f"field '{path}[{i}].{validate.show(key, 24)}'"
-            if key not in _HISTORY_KEYS:
-                raise BEPError(f"{name} is not an epoch record field")
-            if key == "best":  # the epoch set a new best stall criterion
-                if not isinstance(v, bool):
-                    raise BEPError(f"{name} must be true or false, got {validate.show(v)}")
-            elif isinstance(v, list):
-                validate.integers(v, name, 0, validate.UINT32_MAX, min_len=0, max_len=MAX_LAYERS)
-            elif v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                raise BEPError(f"{name} must be a number, got {validate.show(v)}")
-        out.append(dict(rec))
-    return tuple(out)
+    return tuple(_epoch_record(_Fields(rec, f"{path}[{i}]"), spec.n_layers) for i, rec in enumerate(value))
 
 
 def _notes(value: object, path: str) -> dict:
@@ -236,7 +244,7 @@ def _notes(value: object, path: str) -> dict:
     return dict(notes)
 
 
-def _training(f: _Fields, version: int) -> TrainingRecord:
+def _training(f: _Fields, version: int, spec: NetSpec) -> TrainingRecord:
     t = f.obj("training")
     c = t.obj("counters")
     counters = Counters(**{name: c.int(name, 0, COUNTER_MAX, optional=version == 1 and name == "batches") or 0
@@ -259,7 +267,7 @@ def _training(f: _Fields, version: int) -> TrainingRecord:
         batch_size=t.int("batch_size", 1, MAX_BATCH_SIZE), batch_counter=t.int("batch_counter", 0, validate.UINT32_MAX),
         gamma=t.ints("gamma", 1, MAX_WIDTH), error_rate=t.num("error_rate", 0, 1),
         val_fraction=t.num("val_fraction", 0, 0.5), counters=counters,
-        history=_history(t._get("history"), "training.history"), origin=origin,
+        history=_history(t._get("history"), "training.history", spec), origin=origin,
         notes=_notes(notes, "training.notes"))
 
 
@@ -370,7 +378,7 @@ def _read_model(path, z: zipfile.ZipFile) -> Model:
     spec = _spec(fields)
     hyper = _hyper(fields)
     params = _params(fields, spec)
-    training = _training(fields, meta["version"])
+    training = _training(fields, meta["version"], spec)
     inp = fields.obj("input")
     n_features = inp.int("n_features", 1, MAX_FEATURES)
     length = inp.int("length", 1, MAX_LENGTH, optional=True)

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Sequence
 
 from bep_mcu.errors import BEPError
 
 UINT32_MAX = 0xFFFFFFFF
 INT32_MAX = 0x7FFFFFFF
+# Numbers written as text, in ASCII only: int() and float() also read other scripts' digits
+# ('٣', '３' and '߃' are 3), '1_000' and surrounding spaces.
+INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf|infinity)",
+                         re.ASCII | re.IGNORECASE)
 
 
 def show(value: object, limit: int = 48) -> str:
@@ -32,6 +38,21 @@ def integer(value: object, field: str, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise BEPError(f"{field} must be an integer in {lo}..{hi}, got {value}")
     return value
+
+
+def int_text(text: str) -> int:
+    """``int(text)`` for text from outside, ASCII digits only; ValueError otherwise."""
+    if not isinstance(text, str) or not INTEGER_TEXT.fullmatch(text):
+        raise ValueError(f"not an integer in ASCII digits: {show(text)}")
+    return int(text)
+
+
+def float_text(text: str) -> float:
+    """``float(text)`` for text from outside, ASCII only (range checks are the caller's);
+    ValueError otherwise."""
+    if not isinstance(text, str) or not NUMBER_TEXT.fullmatch(text):
+        raise ValueError(f"not a number in ASCII digits: {show(text)}")
+    return float(text)
 
 
 def number(value: object, field: str, lo: float, hi: float) -> float:

@@ -6,12 +6,15 @@ status 2, no traceback, and nothing that existed is replaced or damaged.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
+import socket
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -173,6 +176,124 @@ def test_board_errors_have_their_own_status(model, tmp_path):
     one_line(result.exit_code, result.stderr, ("/dev/ttyNOPE",), status=4)  # 4: the board or its port
 
 
+@pytest.mark.parametrize("url,value", [
+    ("socket://127.0.0.1:99999", "'99999'"), ("socket://127.0.0.1:0", "'0'"), ("rfc2217://127.0.0.1:65536", "'65536'"),
+    ("socket://127.0.0.1:-1", "'-1'"), ("socket://127.0.0.1:http", "'http'"), ("socket://127.0.0.1:٣٣", "'٣٣'"),
+    ("socket://127.0.0.1", "no TCP port"), ("socket://[::1]", "no TCP port"),
+])
+@pytest.mark.parametrize("command", ["stream", "pull"])
+def test_port_url_with_a_bad_tcp_port_is_named(model, tmp_path, command, url, value):
+    extra = ["--dataset", DATA] if command == "stream" else ["--out", tmp_path / "p.npz"]
+    assert_user_error(invoke(command, model, "--port", url, *extra), url, value)  # before anything is opened
+    assert not (tmp_path / "p.npz").exists()
+
+
+@contextlib.contextmanager
+def rfc2217_peer(negotiate: bool):
+    """A loopback TCP server thread that breaks the telnet stream pyserial's rfc2217:// reader
+    thread parses (IAC SE with no IAC SB before it): at once, or (``negotiate``) after
+    answering the RFC 2217 negotiation, when the host's first frame arrives. Yields its port."""
+    import serial
+    from serial import rfc2217
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    class Connection:  # what PortManager writes its telnet answers to
+        def __init__(self, sock: socket.socket) -> None:
+            self.write = sock.sendall
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(0.2)
+                manager = rfc2217.PortManager(serial.serial_for_url("loop://"), Connection(conn)) if negotiate \
+                    else None
+                if manager is None:
+                    conn.sendall(b"junk\xff\xf0junk")
+                while not stop.is_set():
+                    try:
+                        data = conn.recv(4096)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    if manager is not None and b"".join(manager.filter(data)):  # data past the telnet layer
+                        conn.sendall(b"\xff\xf0")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(10)
+        server.close()
+
+
+@pytest.mark.parametrize("negotiate", [False, True], ids=["on-connect", "mid-session"])
+def test_rfc2217_peer_sending_garbage_is_one_line_without_thread_traceback(model, tmp_path, negotiate):
+    with rfc2217_peer(negotiate) as port:
+        url = f"rfc2217://127.0.0.1:{port}"
+        proc = subprocess.run([sys.executable, "-m", "bep_mcu", "pull", str(model), "--port", url, "--out",
+                               str(tmp_path / "p.npz"), "--timeout", "1"], capture_output=True, text=True, timeout=120)
+        assert "Exception in thread" not in proc.stderr, proc.stderr
+        assert_one_error_line(proc.returncode, proc.stderr, (url, "RFC 2217 reader"), status=4)
+        # in process: the hook that keeps the reader thread's death lives as long as the port
+        before = threading.excepthook
+        result = invoke("pull", model, "--port", url, "--out", tmp_path / "p.npz", "--timeout", "1")
+        assert_one_error_line(result.exit_code, result.stderr, ("RFC 2217 reader",), status=4)
+        assert threading.excepthook is before
+    assert not (tmp_path / "p.npz").exists()
+
+
+def test_golden_file_damage_is_damage_and_truncation_is_truncation(model, tmp_path):
+    """The golden file's reader (``firmware --self-test``) tells a file cut short from one
+    whose sizes, counts or provenance were changed (values are the replay's to check)."""
+    import struct
+
+    from bep_mcu.twin import golden
+
+    good = tmp_path / "g.bin"
+    assert_ok(invoke("golden", model, "--dataset", DATA, "--out", good, "--batches", "3"))
+    data = good.read_bytes()
+    g = golden.from_bytes(data)
+    def pad4(n: int) -> int:
+        return (n + 3) & ~3
+
+    layer_records = golden.HEADER_BYTES + pad4(struct.unpack_from("<I", data, 40)[0])  # after the provenance
+    first_batch = layer_records + golden.LAYER_RECORD_BYTES * len(g.shapes) \
+        + sum(pad4(rows * cols * g.hidden_bits // 8) for rows, cols in g.shapes)  # after the initial weights
+    assert struct.unpack_from("<I", data, first_batch)[0] == len(g.batches[0].labels)
+    flips = {"hidden bits": 17, "layers": 18, "reserved": 19, "input words": 26, "batch count": 38,
+             "provenance length": 40, "provenance text": 50, "provenance newline": 44 + data[44:].index(b"\n"),
+             "layer rows": layer_records + 1, "layer columns": layer_records + 6, "batch 0 samples": first_batch + 2,
+             "end marker": len(data) - 2}
+
+    def refusal(payload: bytes, label: str) -> str:
+        bad = tmp_path / f"{label}.bin"
+        bad.write_bytes(payload)
+        result = invoke("firmware", model, "--board", "mps2-an386", "--self-test", bad, "--out", tmp_path / "fw")
+        return assert_user_error(result, f"{label}.bin")
+
+    for what, offset in flips.items():
+        flipped = bytearray(data)
+        flipped[offset] ^= 0x10
+        line = refusal(bytes(flipped), what.replace(" ", "-"))
+        assert "damaged golden file" in line and "truncated" not in line, (what, line)
+    for cut in (0, 30, 44 + 10, layer_records + 8, first_batch + 2, len(data) // 2 + 1, len(data) - 8, len(data) - 1):
+        line = refusal(data[:cut], f"cut-{cut}")
+        assert "truncated golden file" in line and "damaged" not in line, (cut, line)
+    assert not (tmp_path / "fw").exists()
+
+
 def test_boards_lists_every_board():
     from bep_mcu.device import boards
 
@@ -187,3 +308,39 @@ def test_boards_lists_every_board():
     human = invoke("boards")
     assert_ok(human)
     assert "netduinoplus2" in human.stdout and "cortex-m4" in human.stdout
+
+
+# ------------------------------------------------------------------ numbers are ASCII digits
+
+
+# int() and float() read other scripts' digits: each of these is 3 to Python.
+NON_ASCII_THREES = {"arabic-indic": "٣", "fullwidth": "３", "nko": "߃"}
+
+
+@pytest.mark.parametrize("three", NON_ASCII_THREES.values(), ids=NON_ASCII_THREES.keys())
+def test_integers_in_option_text_are_ascii_digits_only(model, tmp_path, three):
+    gen = tmp_path / "gen"
+    for scale in (three, f"1{three}", "1_0"):
+        assert_user_error(invoke("generate", model, "--out", gen, "--input-type", "int16", "--input-scale", scale),
+                          "--input-scale", scale)
+    assert not gen.exists()
+    assert_user_error(invoke("train", *FAST, "--hidden", three, "--out", tmp_path / "m.npz"), "--hidden")
+    assert_user_error(invoke("train", "--dataset", f"prototypes:classes={three}", "--out", tmp_path / "m.npz"),
+                      "classes", "not an integer")
+    result = invoke("train", *FAST, "--binarize", f"thermometer:{three}", "--out", tmp_path / "m.npz")
+    assert_error_after_progress(result.exit_code, result.stderr, ("thermometer bits",))
+    assert_user_error(invoke("size", model, "--board", "microbit", "--ram", f"{three}k"), "--ram")
+    assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize("args,option", [
+    (["train", *FAST, "--epochs", "٣"], "--epochs"),
+    (["train", *FAST, "--seed", "３"], "--seed"),
+    (["pull", "m.npz", "--port", "socket://127.0.0.1:9", "--timeout", "߃", "--out", "p.npz"], "--timeout"),
+    (["emulate", "fw.elf", "--tcp-port", "٣٣٣٣"], "--tcp-port"),
+])
+def test_numeric_options_refuse_non_ascii_digits(tmp_path, args, option):
+    proc = subprocess.run([sys.executable, "-m", "bep_mcu", *args], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert_one_error_line(proc.returncode, proc.stderr, (option, "ASCII"), status=2)
+    assert list(tmp_path.iterdir()) == []

@@ -231,6 +231,13 @@ def test_csv_named_label_column_and_str_labels(tmp_path):
     np.testing.assert_array_equal(y == "cat", (X[:, 0] - 0.5) % 2 == 1)
 
 
+def test_csv_labels_in_other_scripts_digits_are_names_not_integers(tmp_path):
+    """'٣' (Arabic-Indic three) is another class than '3': numpy and int() would read both as 3."""
+    path = write(tmp_path / "d.csv", "x1,x2,y\n" + csv_rows(20, label=lambda i: "3" if i % 2 else "٣"))
+    ds = load_files(path)
+    assert ds.y_train.dtype.kind == "U" and set(ds.y_train) == {"3", "٣"}
+
+
 def test_csv_split_seed_changes_split(tmp_path):
     path = write(tmp_path / "d.csv", "x1,x2,y\n" + csv_rows(40))
     a, b = load_files(path, split_seed=0), load_files(path, split_seed=1)

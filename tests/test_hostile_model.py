@@ -192,6 +192,56 @@ def test_refusals_name_the_field(original, tmp_path, field, value, words):
     assert not (tmp_path / "gen").exists()
 
 
+HISTORY_VALUES = {"text": "0.5", "null": None, "bool": True, "negative": -1, "huge": 2 ** 80, "fraction": 1.5,
+                  "nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "empty-list": [], "one": [1],
+                  "three": [1, 2, 3], "nested-list": [[1], [2]], "strings": ["a", "b"], "object": {"gamma": [1, 1]}}
+
+
+def history_edits(record: dict):
+    """(name, edit of the metadata) for every way of breaking one epoch record of a
+    2-layer network's history, and the history itself."""
+    for key in record:
+        for name, value in HISTORY_VALUES.items():
+            yield f"{key}={name}", lambda m, key=key, value=value: m["training"]["history"][1].update({key: value})
+        yield f"no-{key}", lambda m, key=key: m["training"]["history"][1].pop(key)
+    for name, value in HISTORY_VALUES.items():
+        yield f"record={name}", lambda m, value=value: m["training"]["history"].__setitem__(1, value)
+        yield f"history={name}", lambda m, value=value: m["training"].__setitem__("history", value)
+    yield "unknown-key", lambda m: m["training"]["history"][1].update(loss=0.5)
+    yield "gamma-of-one-layer", lambda m: [rec.update(gamma=rec["gamma"][:1]) for rec in m["training"]["history"]]
+
+
+def test_malformed_training_history_is_refused_or_plotted(tmp_path):
+    """``plot`` reads the history's epochs, errors, accuracies and per-layer γ: every
+    record that is not what training writes is refused at load in one line naming the
+    field (so by every command), and what loads plots."""
+    pytest.importorskip("matplotlib")
+    d = load_dataset(DATA)
+    original = saved(fit(d.X_train, d.y_train, hidden=(8, 8), epochs=3, seed=3), tmp_path / "two-layers.npz")
+    record = meta_of(original)["training"]["history"][1]
+    assert {"epoch", "train_error", "val_accuracy", "gamma", "reinforce_q", "best"} <= set(record)
+    outcomes = {}
+    for name, edit in history_edits(record):
+        forged = forge(original, tmp_path / "forged.npz", edit)
+        png = tmp_path / "curve.png"
+        result = invoke("plot", forged, "--out", png)
+        if result.exit_code == 0:
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+            png.unlink()
+            outcomes[name] = "plotted"
+        else:
+            line = assert_one_error_line(result.exit_code, result.stderr, ("history",), status=2)
+            assert result.exception is None or isinstance(result.exception, SystemExit), (name, line)
+            assert not png.exists()
+            outcomes[name] = "refused"
+    plotted = {name for name, outcome in outcomes.items() if outcome == "plotted"}
+    # only values that are valid there load: null (no validation set, a timing that was not
+    # finite), any finite non-negative timing, and the optional stall flag
+    assert plotted == {"val_accuracy=null", "seconds=null", "seconds=fraction", "seconds=huge",
+                       "samples_per_second=null", "samples_per_second=fraction", "samples_per_second=huge",
+                       "best=bool", "no-best"}, sorted(plotted)
+
+
 def test_classes_that_do_not_match_the_network(original, tmp_path):
     for bad in (np.array(["a"]), np.array([1, 1, 2]), np.array([[1, 2, 3]]), np.array([3, 2, 1])):
         forged = forge(original, tmp_path / "c.npz", arrays_edit=lambda a, bad=bad: a.update(classes=bad))

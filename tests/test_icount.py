@@ -404,3 +404,14 @@ def test_runtime_refusal_is_reported(tiny):
     bad[3] = 9  # not a class
     with pytest.raises(BEPError, match="train_batch"):
         image.run(tiny.X[:10], bad, 10, tiny.gamma, tiny.q(1.0), tiny.seed)
+
+
+@pytest.mark.parametrize("args", [["--batch-sizes", "٣"], ["--batch-sizes", "1,0"], ["--batch-sizes", ","],
+                                  ["--errors", "０.5"], ["--errors", "nan"], ["--samples", "３00"]])
+def test_numeric_options_are_ascii_and_in_range(args, capsys):
+    """Refused before anything is built (int() and float() would read '٣' as 3)."""
+    with pytest.raises(SystemExit) as exit_info:
+        report.main(args)
+    assert exit_info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert args[0] in last and "Traceback" not in last

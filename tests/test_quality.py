@@ -326,3 +326,24 @@ def test_bench_network_keys():
         last = out.stderr.strip().splitlines()[-1]
         assert out.returncode == 2 and "Traceback" not in out.stderr and f"'{key}'" in last and words in last, last
         assert not out.stdout  # refused before the table's header
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--sets", ""], ("--sets", "empty key")),  # was: the whole default table
+    (["--sets", ",,,"], ("--sets", "empty key")),  # was: exit 0, nothing measured
+    (["--sets", "GunPoint:mlp,,ArrowHead:rnn"], ("--sets", "empty key")),
+    (["--baseline", "qat", "--sets", ""], ("--sets", "empty key")),
+    (["--baseline", "qat", "--sets", "GunPoint:mlp", "--qat-rates", ""], ("--qat-rates", "positive")),
+    (["--baseline", "qat", "--sets", "GunPoint:mlp", "--qat-rates", ",,"], ("--qat-rates",)),
+    (["--baseline", "qat", "--sets", "GunPoint:mlp", "--qat-rates", "nan"], ("--qat-rates",)),
+    (["--baseline", "qat", "--sets", "GunPoint:mlp", "--qat-rates", "٣"], ("--qat-rates",)),
+    (["--baseline", "qat", "--sets", "GunPoint:mlp", "--qat-decays", ""], ("--qat-decays", "non-negative")),
+    (["--baseline", "qat", "--sets", "GunPoint:mlp", "--qat-decays", "-1e-4"], ("--qat-decays",)),
+    (["--sets", "GunPoint:mlp", "--seeds", "0"], ("--seeds",)),
+    (["--sets", "GunPoint:mlp", "--seeds", "３"], ("--seeds",)),
+])
+def test_bench_refuses_empty_and_bad_lists_before_any_training(args, words):
+    out = subprocess.run([sys.executable, "-m", "bep_mcu.bench", "accuracy", *args], capture_output=True, text=True,
+                         timeout=120)
+    assert_one_error_line(out.returncode, out.stderr, words, status=2)
+    assert not out.stdout  # refused before the table's header

@@ -75,7 +75,7 @@ ARM_PREFIX = "arm-none-eabi-"
 ARM_APT_PACKAGE = "gcc-arm-none-eabi"
 COMMON_FLAGS = ["-ffreestanding", "-ffunction-sections", "-fdata-sections"]
 
-_BYTES = re.compile(r"^(\d+)\s*([km]?)(i?b)?$", re.IGNORECASE)
+_BYTES = re.compile(r"([0-9]+)\s*([km]?)(i?b)?", re.ASCII | re.IGNORECASE)  # ASCII: \d takes '٣' too
 _MULTIPLIER = {"": 1, "k": 1024, "m": 1024 * 1024}
 
 
@@ -266,7 +266,7 @@ def undefined_symbols(tools: Toolchain, objects: list[Path]) -> set[str]:
 
 def parse_bytes(value: str, option: str) -> int:
     """'64k' / '65536' / '1m' (case-insensitive; k = 1024) → bytes; else a one-line BEPError."""
-    m = _BYTES.match(str(value).strip())
+    m = _BYTES.fullmatch(str(value).strip())
     if not m or int(m.group(1)) == 0:
         raise BEPError(f"{option} must be a positive number of bytes such as 65536, 64k or 1m, got '{value}'")
     return int(m.group(1)) * _MULTIPLIER[m.group(2).lower()]

@@ -20,6 +20,30 @@ from bep_mcu.data.datasets import Dataset, load_dataset, load_files
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model
 
+class Integer(click.types.IntParamType):
+    """click's INT, in ASCII digits only (it calls int(), which reads '٣' or '３' as 3)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not validate.INTEGER_TEXT.fullmatch(value.strip()):
+            self.fail(f"{value!r} is not an integer (ASCII digits 0-9)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class IntegerRange(Integer, click.IntRange):
+    """click's IntRange, in ASCII digits only."""
+
+
+class Number(click.types.FloatParamType):
+    """click's FLOAT, in ASCII only (it calls float(), which reads '٣' as 3.0)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not validate.NUMBER_TEXT.fullmatch(value.strip()):
+            self.fail(f"{value!r} is not a number (ASCII digits 0-9)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+INTEGER, NUMBER = Integer(), Number()
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
 
 
@@ -44,7 +68,7 @@ def data_options(f: Callable) -> Callable:
 
 def port_options(f: Callable) -> Callable:
     """--port URL (anything pyserial opens) and --timeout SECONDS (per attempt)."""
-    f = click.option("--timeout", type=float, default=2.0,
+    f = click.option("--timeout", type=NUMBER, default=2.0,
                      help="Seconds to wait for each reply before resending (8 attempts); a number > 0.")(f)
     f = click.option("--port", "port", required=True, metavar="URL",
                      help="Serial port or pyserial URL: socket://127.0.0.1:PORT, /dev/ttyACM0, COM3.")(f)
@@ -85,9 +109,9 @@ def check_timeout(value: float) -> float:
 
 
 def _integers(value: str) -> tuple[int, ...]:
-    """'256,256' → (256, 256); () if any part is not an integer."""
+    """'256,256' → (256, 256); () if any part is not an integer in ASCII digits."""
     try:
-        return tuple(int(p.strip()) for p in str(value).split(","))
+        return tuple(validate.int_text(p.strip()) for p in str(value).split(","))
     except ValueError:
         return ()
 

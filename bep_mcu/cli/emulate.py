@@ -15,7 +15,7 @@ import click
 from bep_mcu.device import boards
 from bep_mcu.device.emulate import EmulatedBoard, recorded_board
 from bep_mcu.errors import BEPError
-from bep_mcu.cli.common import json_option, progress
+from bep_mcu.cli.common import IntegerRange, json_option, progress
 
 EMULATED = [b.name for b in boards.BOARDS.values() if b.emulated]
 
@@ -25,7 +25,7 @@ EMULATED = [b.name for b in boards.BOARDS.values() if b.emulated]
 @click.option("--board", "board_name", default=None, type=click.Choice(list(boards.BOARDS)),
               help=f"Board the firmware was built for [default: the one the image records] "
                    f"(emulated: {', '.join(EMULATED)}).")
-@click.option("--tcp-port", "tcp_port", type=click.IntRange(1, 65535), default=None,
+@click.option("--tcp-port", "tcp_port", type=IntegerRange(1, 65535), default=None,
               help="TCP port of the board's UART on 127.0.0.1; other commands reach it with "
                    "--port socket://127.0.0.1:TCP_PORT  [default: a free one]")
 @json_option

@@ -9,8 +9,8 @@ from __future__ import annotations
 import click
 
 from bep_mcu import validate
-from bep_mcu.cli.common import emit, input_format, input_format_options, json_option, load_model, model_argument, \
-    progress
+from bep_mcu.cli.common import INTEGER, NUMBER, emit, input_format, input_format_options, json_option, load_model, \
+    model_argument, progress
 from bep_mcu.data import inputformat
 from bep_mcu.data.datasets import load_dataset
 from bep_mcu.device import boards, persistence, standalone
@@ -92,20 +92,21 @@ def _human_standalone(d: dict) -> str:
               help="Build a board that learns on its own instead: DATA's training set (a dataset name, .csv or "
                    ".npz) in flash as raw device values, encoded, learnt and scheduled on the board, then its test "
                    "set evaluated; no link. [default --out: standalone-<board>]")
-@click.option("--epochs", type=int, default=None, help="With --standalone-data: epochs to learn.  [default: 3]")
-@click.option("--batch-size", type=int, default=None, help="With --standalone-data: batch size [default: the model's].")
-@click.option("--power-cuts", "power_cuts", type=int, default=None, metavar="K",
+@click.option("--epochs", type=INTEGER, default=None, help="With --standalone-data: epochs to learn.  [default: 3]")
+@click.option("--batch-size", type=INTEGER, default=None,
+              help="With --standalone-data: batch size [default: the model's].")
+@click.option("--power-cuts", "power_cuts", type=INTEGER, default=None, metavar="K",
               help="With --standalone-data: keep the learning in a flash store (bep_store.h) and reset the board at K "
                    "flash operations spread over its saves, as power cuts would; with --run, JSON keys learning_kept "
                    "(resets that resumed from a save) and bit_exact.")
-@click.option("--snapshot-every", "snapshot_every", type=int, default=None, metavar="N",
+@click.option("--snapshot-every", "snapshot_every", type=INTEGER, default=None, metavar="N",
               help="With --power-cuts: save every N samples (after a batch). [default: half an epoch, whole batches]")
-@click.option("--slots", type=int, default=None, help="With --power-cuts: slots of the store.  [default: 2]")
+@click.option("--slots", type=INTEGER, default=None, help="With --power-cuts: slots of the store.  [default: 2]")
 @input_format_options
 @click.option("--run", "run", is_flag=True, help="With --self-test: run the image in QEMU and report the verdict "
               "(JSON key self_test_passed); with --standalone-data: run it, simulate the same run on the host and "
               "compare (JSON key bit_exact). Exit status 1 when either fails.")
-@click.option("--timeout", type=float, default=RUN_TIMEOUT, show_default=True,
+@click.option("--timeout", type=NUMBER, default=RUN_TIMEOUT, show_default=True,
               help="With --run: seconds before QEMU is killed.")
 @json_option
 def firmware_cmd(model_path, board_name, out_dir, name, golden_path, standalone_data, epochs, batch_size, power_cuts,

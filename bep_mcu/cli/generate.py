@@ -8,8 +8,8 @@ import click
 import numpy as np
 
 from bep_mcu.cgen.codegen import check_name, generate as generate_c, with_hidden_bits
-from bep_mcu.cli.common import data_options, emit, input_format, input_format_options, json_option, load_data, \
-    load_model, model_argument, progress
+from bep_mcu.cli.common import INTEGER, data_options, emit, input_format, input_format_options, json_option, \
+    load_data, load_model, model_argument, progress
 from bep_mcu.data import inputformat
 
 
@@ -32,7 +32,7 @@ def _human(d: dict) -> str:
 @model_argument
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory to write.")
 @click.option("--name", default="net", help="Network name used in C symbols (bep_<name>_*).")
-@click.option("--hidden-bits", type=int, default=None, help="8 or 16 [default: the model's].")
+@click.option("--hidden-bits", type=INTEGER, default=None, help="8 or 16 [default: the model's].")
 @click.option("--inference-only", is_flag=True,
               help="Prediction code only: packed visible weights (1 bit each, in flash), the encoder and "
                    "bep_<name>_predict; RAM for activations only.")

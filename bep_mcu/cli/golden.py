@@ -8,7 +8,7 @@ import hashlib
 import click
 
 from bep_mcu import files, modelio
-from bep_mcu.cli.common import emit, json_option, load_data, model_argument
+from bep_mcu.cli.common import INTEGER, emit, json_option, load_data, model_argument
 from bep_mcu.training import encoded
 from bep_mcu.twin import golden as golden_file
 
@@ -20,8 +20,8 @@ from bep_mcu.twin import golden as golden_file
 @click.option("--data", "data_path", type=click.Path(dir_okay=False),
               help="CSV or NPZ file; its training part is used.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Golden file to write.")
-@click.option("--batches", type=int, default=golden_file.DEFAULT_BATCHES, help="Number of batches to record.")
-@click.option("--batch-size", type=int, default=None, help="Samples per batch [default: the model's].")
+@click.option("--batches", type=INTEGER, default=golden_file.DEFAULT_BATCHES, help="Number of batches to record.")
+@click.option("--batch-size", type=INTEGER, default=None, help="Samples per batch [default: the model's].")
 @json_option
 def golden(model_path, dataset, data_path, out, batches, batch_size, as_json) -> None:
     """Write golden vectors for MODEL: batches of the data, the expected predictions and

@@ -14,7 +14,7 @@ import click
 
 from bep_mcu.cgen import toolchain
 from bep_mcu.cgen.codegen import check_name, generate as generate_c
-from bep_mcu.cli.common import emit, json_option, load_model, model_argument
+from bep_mcu.cli.common import INTEGER, emit, json_option, load_model, model_argument
 from bep_mcu.device import boards, persistence
 from bep_mcu.errors import BEPError, DoesNotFit
 
@@ -60,10 +60,10 @@ def _human(d: dict) -> str:
 @click.option("--ram", "ram", metavar="BYTES", default=None, help="RAM budget, e.g. 65536, 64k, 1m.")
 @click.option("--flash", "flash", metavar="BYTES", default=None, help="Flash budget, e.g. 262144, 256k, 1m.")
 @click.option("--inference-only", is_flag=True, help="Judge the budgets on the inference-only code.")
-@click.option("--snapshot-every", "snapshot_every", type=int, default=None, metavar="N",
+@click.option("--snapshot-every", "snapshot_every", type=INTEGER, default=None, metavar="N",
               help="With --board: plan a store of snapshots in the board's flash (bep_store.h) saving every N samples "
                    "(0: on request) and print how long the flash lasts (JSON key store).")
-@click.option("--slots", type=int, default=None, help="With --snapshot-every: slots of the store.  [default: 2]")
+@click.option("--slots", type=INTEGER, default=None, help="With --snapshot-every: slots of the store.  [default: 2]")
 @json_option
 def size(model_path, target, board_name, name, ram, flash, inference_only, snapshot_every, slots, as_json) -> None:
     """Flash and RAM of MODEL's generated code at -Os and -O2: training code, board code

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bep_mcu.cli.common import check_positive, check_timeout, data_options, emit, json_option, load_data, \
+from bep_mcu.cli.common import INTEGER, check_positive, check_timeout, data_options, emit, json_option, load_data, \
     load_model, model_argument, port_options, progress
 from bep_mcu.device.stream import connect, stream_train
 from bep_mcu.training import encoded
@@ -14,8 +14,8 @@ from bep_mcu.training import encoded
 @model_argument
 @port_options
 @data_options
-@click.option("--epochs", type=int, default=3, help="Epochs of on-device training.")
-@click.option("--batch-size", type=int, default=None, help="Samples per batch [default: the model's].")
+@click.option("--epochs", type=INTEGER, default=3, help="Epochs of on-device training.")
+@click.option("--batch-size", type=INTEGER, default=None, help="Samples per batch [default: the model's].")
 @click.option("--check-host", is_flag=True,
               help="Also train the numpy engine on the same batches and compare the final weights (bit_exact).")
 @json_option

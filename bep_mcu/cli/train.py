@@ -7,7 +7,8 @@ import time
 import click
 
 from bep_mcu import files, modelio, training
-from bep_mcu.cli.common import data_options, emit, json_option, load_data, parse_int_list, progress
+from bep_mcu.cli.common import INTEGER, NUMBER, data_options, emit, json_option, load_data, parse_int_list, \
+    progress
 from bep_mcu.errors import BEPError
 
 
@@ -15,36 +16,37 @@ from bep_mcu.errors import BEPError
 @data_options
 @click.option("--model", type=click.Choice(["mlp", "rnn"]), default="mlp", help="Binary MLP or binary Elman RNN (BEP-TT).")
 @click.option("--hidden", default="512", help="Hidden widths, comma-separated (an rnn takes one).")
-@click.option("--epochs", type=int, default=None, help="Epochs [default: 50, more for small sets].")
-@click.option("--batch-size", type=int, default=None, help="Batch size [default: 100, or 10 below 1000 samples].")
-@click.option("--seed", type=int, default=0, help="Seed of initial weights, classifier, order and reinforcement (0..2^32-1).")
+@click.option("--epochs", type=INTEGER, default=None, help="Epochs [default: 50, more for small sets].")
+@click.option("--batch-size", type=INTEGER, default=None, help="Batch size [default: 100, or 10 below 1000 samples].")
+@click.option("--seed", type=INTEGER, default=0,
+              help="Seed of initial weights, classifier, order and reinforcement (0..2^32-1).")
 @click.option("--binarize", default="auto",
               help="auto | median | median:global | thermometer:N[:uniform] | passthrough "
                    "(auto: passthrough for ±1/0-1 data, else thermometer:8 for series, thermometer:4 for tabular data).")
-@click.option("--window", type=int, default=None, help="RNN window length in points [default: about 2 steps].")
-@click.option("--hidden-bits", type=int, default=8, help="Bits per hidden weight: 8 or 16.")
-@click.option("--bias-bits", type=int, default=None,
+@click.option("--window", type=INTEGER, default=None, help="RNN window length in points [default: about 2 steps].")
+@click.option("--hidden-bits", type=INTEGER, default=8, help="Bits per hidden weight: 8 or 16.")
+@click.option("--bias-bits", type=INTEGER, default=None,
               help="Constant +1 input bits (of every step), a threshold per neuron trained like any weight "
                    "[default: 8 for an rnn, 0 for an mlp].")
-@click.option("--r", "r", type=float, default=None,
+@click.option("--r", "r", type=NUMBER, default=None,
               help="Trigger margin r, R = floor(r * last width) [default: 0.5 for one hidden layer, "
                    "1.0 for two or more].")
-@click.option("--nu", type=float, default=0.05, help="Gate half-width relative to fan-in.")
+@click.option("--nu", type=NUMBER, default=0.05, help="Gate half-width relative to fan-in.")
 @click.option("--gamma", default=None, help="Initial winner-takes-update group size per layer "
               "[default: width/16 for an MLP, width/4 for an RNN].")
-@click.option("--p-r", "p_r", type=float, default=0.5, help="Reinforcement strength p_r.")
-@click.option("--sigma", type=float, default=16.0, help="Std-dev of the initial hidden weights.")
-@click.option("--patience", type=int, default=3,
+@click.option("--p-r", "p_r", type=NUMBER, default=0.5, help="Reinforcement strength p_r.")
+@click.option("--sigma", type=NUMBER, default=16.0, help="Std-dev of the initial hidden weights.")
+@click.option("--patience", type=INTEGER, default=3,
               help="Epochs without a better stall criterion before γ grows (the validation split from 20 samples "
                    "on, else validation and training predictions pooled).")
-@click.option("--gamma-growth", type=float, default=1.5,
+@click.option("--gamma-growth", type=NUMBER, default=1.5,
               help="γ's factor after a stall, a multiple of 1/16: γ' = ceil(γ * growth).")
-@click.option("--gamma-cap-div", type=int, default=4,
+@click.option("--gamma-cap-div", type=INTEGER, default=4,
               help="γ grows to at most max(initial γ, width / this) per layer (1: the full width).")
 @click.option("--restore-best/--no-restore-best", default=False,
               help="End with the weights of the epoch with the best stall criterion (docs/accuracy.md: hurts "
                    "with small validation splits).")
-@click.option("--val-fraction", type=float, default=0.1, help="Validation split carved from the training data.")
+@click.option("--val-fraction", type=NUMBER, default=0.1, help="Validation split carved from the training data.")
 @click.option("--init-from", "init_from", type=click.Path(dir_okay=False), default=None,
               help="Continue training this model (e.g. one pulled from a board); the network, binariser and "
                    "schedule come from it.")

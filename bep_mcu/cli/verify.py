@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from bep_mcu.cli.common import check_positive, data_options, emit, json_option, load_data, load_model, model_argument
+from bep_mcu.cli.common import INTEGER, check_positive, data_options, emit, json_option, load_data, load_model, \
+    model_argument
 from bep_mcu.training import encoded
 from bep_mcu.twin.verify import build_twin, summary, verify as run_verify
 
@@ -12,11 +13,11 @@ from bep_mcu.twin.verify import build_twin, summary, verify as run_verify
 @click.command()
 @model_argument
 @data_options
-@click.option("--epochs", type=int, default=5, help="Epochs to train side by side.")
-@click.option("--batch-size", type=int, default=None, help="Batch size [default: the model's].")
-@click.option("--patience", type=int, default=1,
+@click.option("--epochs", type=INTEGER, default=5, help="Epochs to train side by side.")
+@click.option("--batch-size", type=INTEGER, default=None, help="Batch size [default: the model's].")
+@click.option("--patience", type=INTEGER, default=1,
               help="Epochs without a better training accuracy before γ grows (1 exercises γ changes).")
-@click.option("--grow-gamma-every", type=int, default=None,
+@click.option("--grow-gamma-every", type=INTEGER, default=None,
               help="Also grow γ every N epochs, to be sure the run crosses γ changes.")
 @click.option("--name", default="net", help="Network name of the generated C.")
 @click.option("--c-dir", type=click.Path(file_okay=False, exists=True), default=None,

@@ -32,6 +32,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from bep_mcu import validate
 from bep_mcu.errors import BEPError
 
 MAX_THERMOMETER_BITS = 64
@@ -298,10 +299,10 @@ class PassthroughBinarizer(Binarizer):
 
 def _parse_bits(raw: str) -> int:
     try:
-        n = int(raw)
+        n = validate.int_text(raw)
     except ValueError:
         n = 0
-    if not 1 <= n <= MAX_THERMOMETER_BITS or raw.strip() != raw:
+    if not 1 <= n <= MAX_THERMOMETER_BITS:
         raise BEPError(
             f"thermometer bits must be an integer 1..{MAX_THERMOMETER_BITS}, got '{raw}'"
         )

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bep_mcu import files, memory
+from bep_mcu import files, memory, validate
 from bep_mcu.errors import BEPError
 
 PIP_HINT = "pip install bep-mcu[data]"
@@ -206,8 +206,8 @@ def stratified_split(y: np.ndarray, test_fraction: float, seed: int
 
 # --------------------------------------------------------------------- prototypes
 
-_PROTOTYPE_TYPES = {"classes": int, "features": int, "flip": float, "samples": int,
-                    "seed": int}
+_PROTOTYPE_TYPES = {"classes": validate.int_text, "features": validate.int_text, "flip": validate.float_text,
+                    "samples": validate.int_text, "seed": validate.int_text}
 
 
 def _parse_prototypes(params: str) -> PrototypesSpec:
@@ -225,7 +225,7 @@ def _parse_prototypes(params: str) -> PrototypesSpec:
         try:
             values[key] = _PROTOTYPE_TYPES[key](raw)
         except ValueError:
-            kind = "an integer" if _PROTOTYPE_TYPES[key] is int else "a number"
+            kind = "an integer" if _PROTOTYPE_TYPES[key] is validate.int_text else "a number"
             raise BEPError(f"prototypes: {key}={raw!r} is not {kind}") from None
     spec = PrototypesSpec(**values)  # type: ignore[arg-type]
     _validate_prototypes(spec)
@@ -405,11 +405,14 @@ def load_ucr(name: str) -> Dataset:
 
 
 def _labels_from_strings(labels: np.ndarray) -> np.ndarray:
-    """int64 when every label is an integer, else the (stripped) strings."""
+    """int64 when every label is an integer in ASCII digits, else the (stripped) strings
+    (numpy, like int(), would read '٣' as 3, the same class as '3')."""
     labels = np.char.strip(labels.astype(str))
+    if not all(validate.INTEGER_TEXT.fullmatch(label) for label in labels):
+        return labels
     try:
         return labels.astype(np.int64)
-    except (ValueError, OverflowError):
+    except OverflowError:
         return labels
 
 

@@ -9,7 +9,8 @@ error reply that carries the request's seq is final (the board read the request
 intact and refused it). Every reply carries the session token set by ``hello``; a
 different token means the board was reset.
 
-Errors the user can act on are ``BoardError`` one-liners (exit status 4) that name the port. The byte
+Errors the user can act on are ``BoardError`` one-liners (exit status 4) that name the port (a
+``socket://``/``rfc2217://`` URL without a TCP port 1..65535 is bad input, exit status 2). The byte
 pipe is a ``Transport``: pyserial for any URL (``/dev/ttyACM0``, ``socket://host:port``
 for QEMU, ``loop://``), or anything with ``write``/``read``/``close``, so tests can put
 a fault injector (``FaultyTransport``) or a device compiled into the test between host
@@ -31,7 +32,9 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import socket
+import threading
 import time
 from collections import Counter, deque
 from typing import Protocol
@@ -40,7 +43,7 @@ import numpy as np
 
 from bep_mcu.cgen import protocol as P
 from bep_mcu import validate
-from bep_mcu.errors import BoardError
+from bep_mcu.errors import BEPError, BoardError
 from bep_mcu.cgen.status import status_name
 
 
@@ -57,6 +60,67 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+_TCP_SCHEMES = ("socket://", "rfc2217://")
+
+
+def check_tcp_url(url: str) -> None:
+    """A ``socket://`` or ``rfc2217://`` URL names its TCP port, 1..65535, in ASCII digits
+    (pyserial's own complaint names neither the port nor the value)."""
+    if not url.startswith(_TCP_SCHEMES):
+        return
+    netloc = re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0]
+    _, colon, port = netloc.rpartition(":")
+    if not colon or "]" in port:  # no ':' at all, or only an IPv6 address's
+        raise BEPError(f"port URL {validate.show(url)} names no TCP port: write {url.split('://')[0]}://HOST:PORT")
+    if not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
+        raise BEPError(f"port URL {validate.show(url)}: the TCP port must be an integer in 1..65535, "
+                       f"got {validate.show(port)}")
+
+
+class _ReaderDeaths:
+    """pyserial's ``rfc2217://`` reader thread parses the peer's telnet bytes and dies on
+    some malformed ones (IAC SE without IAC SB: a TypeError inside pyserial); Python would
+    print that thread's traceback. While a port is open, ``threading.excepthook`` keeps such
+    a death as the reason the port failed, for the one error line; every other thread's
+    exception goes to the hook that was there before."""
+
+    PREFIX = "pySerial RFC 2217 reader thread for "  # pyserial's name for it, then the URL
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ports = 0
+        self.previous = threading.excepthook
+        self.reasons: dict[str, str] = {}
+
+    def watch(self) -> None:
+        with self.lock:
+            if self.ports == 0:
+                self.previous, threading.excepthook = threading.excepthook, self._hook
+            self.ports += 1
+
+    def unwatch(self, url: str) -> None:
+        with self.lock:
+            self.reasons.pop(url, None)
+            self.ports -= 1
+            if self.ports == 0 and threading.excepthook == self._hook:
+                threading.excepthook = self.previous
+
+    def reason(self, url: str) -> str | None:
+        """Why ``url``'s reader thread died, if it did."""
+        death = self.reasons.get(url)
+        return None if death is None else f"the peer's telnet data broke pyserial's RFC 2217 reader ({death})"
+
+    def _hook(self, args: threading.ExceptHookArgs) -> None:
+        name = getattr(args.thread, "name", "")
+        if name.startswith(self.PREFIX) and issubclass(args.exc_type, Exception):
+            self.reasons[name[len(self.PREFIX):]] = f"{args.exc_type.__name__}: {args.exc_value}"
+        else:
+            self.previous(args)
+
+
+_reader_deaths = _ReaderDeaths()
+
+
 class SerialTransport:
     """Any pyserial URL; ``socket://`` gets TCP_NODELAY (else every reply waits ~40 ms)."""
 
@@ -68,22 +132,34 @@ class SerialTransport:
         """Open ``url``, retrying until ``connect_timeout`` (QEMU may not listen yet)."""
         import serial
 
-        deadline = time.monotonic() + connect_timeout
-        while True:
-            try:
-                port = serial.serial_for_url(url, timeout=0, baudrate=baudrate)
-                break
-            except ValueError as e:
-                raise BoardError(f"{url}: port does not open ({e})") from None
-            except (serial.SerialException, OSError) as e:
-                if time.monotonic() >= deadline:
-                    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-                    raise BoardError(f"{url}: port does not open after {connect_timeout:g} s ({reason})") from None
-                time.sleep(0.05)
+        check_tcp_url(url)
+        _reader_deaths.watch()  # until close()
+        try:
+            deadline = time.monotonic() + connect_timeout
+            while True:
+                try:
+                    port = serial.serial_for_url(url, timeout=0, baudrate=baudrate)
+                    break
+                except ValueError as e:
+                    raise BoardError(f"{url}: port does not open ({e})") from None
+                except (serial.SerialException, OSError) as e:
+                    peer = _reader_deaths.reason(url)
+                    if peer is not None:  # it talks, but not RFC 2217: trying again will not help
+                        raise BoardError(f"{url}: port does not open: {peer}") from None
+                    if time.monotonic() >= deadline:
+                        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+                        raise BoardError(f"{url}: port does not open after {connect_timeout:g} s ({reason})") from None
+                    time.sleep(0.05)
+        except BaseException:
+            _reader_deaths.unwatch(url)
+            raise
         sock = getattr(port, "_socket", None)
         if url.startswith("socket://") and sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return cls(port, url)
+
+    def _failed(self, what: str, e: Exception) -> BoardError:
+        return BoardError(f"{self.name}: {what} the port failed ({_reader_deaths.reason(self.name) or e})")
 
     def write(self, data: bytes) -> None:
         import serial
@@ -91,7 +167,7 @@ class SerialTransport:
         try:
             self.port.write(data)
         except (serial.SerialException, OSError) as e:
-            raise BoardError(f"{self.name}: writing to the port failed ({e})") from None
+            raise self._failed("writing to", e) from None
 
     def read(self, timeout: float) -> bytes:
         import serial
@@ -104,10 +180,12 @@ class SerialTransport:
             self.port.timeout = 0  # then whatever else is already there, without waiting
             return first + self.port.read(65536)
         except (serial.SerialException, OSError) as e:
-            raise BoardError(f"{self.name}: reading from the port failed ({e})") from None
+            raise self._failed("reading from", e) from None
 
     def close(self) -> None:
-        self.port.close()
+        if self.port.is_open:  # the port's lifetime ends here, once
+            self.port.close()
+            _reader_deaths.unwatch(self.name)
 
 
 class FaultyTransport:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bep_mcu import training
+from bep_mcu import training, validate
 from bep_mcu.cgen.codegen import generate
 from bep_mcu.data.datasets import load_dataset
 from bep_mcu.engine import bits
@@ -163,6 +163,18 @@ def summary(m: dict, n_weights: int) -> dict:
     return out
 
 
+def _numbers(text: str, parse, option: str, ok, what: str, parser: argparse.ArgumentParser) -> list:
+    """A comma-separated option, each item in ASCII digits (int() and float() also read
+    '٣') and ``ok``; else one usage error naming the option."""
+    try:
+        values = [parse(v.strip()) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(ok(v) for v in values):
+        parser.error(f"{option}: {validate.show(text)} is not a comma-separated list of {what}")
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bep_mcu.icount",
@@ -171,21 +183,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", default="cortex-m0,cortex-m4", help="comma-separated -mcpu values")
     parser.add_argument("--batch-sizes", default="1,100")
     parser.add_argument("--errors", default="1.0,0.1", help="training error rates E that set Q")
-    parser.add_argument("--samples", type=int, default=300, help="training samples per measurement")
-    parser.add_argument("--float-samples", type=int, default=20, help="samples for the float baseline")
+    parser.add_argument("--samples", type=validate.int_text, default=300, help="training samples per measurement")
+    parser.add_argument("--float-samples", type=validate.int_text, default=20, help="samples for the float baseline")
     parser.add_argument("--opt", default="-Os", type=lambda v: v if v.startswith("-") else f"-{v}", choices=OPTS,
                         help="optimisation level: Os, O2, ... (or --opt=-O2)")
     parser.add_argument("--keep", default=None, help="keep model, generated C and ELF files in this directory")
     parser.add_argument("--cflags", default="", help="extra compiler flags, e.g. --cflags=-DBEP_USE_DSP=0")
     parser.add_argument("--json", action="store_true", help="end with one JSON line (progress to stderr)")
     args = parser.parse_args(argv)
+    sizes = _numbers(args.batch_sizes, validate.int_text, "--batch-sizes", lambda n: n >= 1, "integers >= 1", parser)
+    errors = _numbers(args.errors, validate.float_text, "--errors", lambda e: 0.0 <= e <= 1.0, "error rates in 0..1",
+                      parser)
     say = (lambda *a, **k: print(*a, **k, file=sys.stderr)) if args.json else print
     missing = missing_tools()
     if missing:
         print(f"error: icount needs {', '.join(missing)}", file=sys.stderr)
         return 2
     cpus = [c.strip() for c in args.cpus.split(",") if c.strip()]
-    sizes, errors = [int(v) for v in args.batch_sizes.split(",")], [float(v) for v in args.errors.split(",")]
     with tempfile.TemporaryDirectory(prefix="bep-icount-") as tmp:
         work = Path(args.keep) if args.keep else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

@@ -58,6 +58,7 @@ Example usage::
 from __future__ import annotations
 
 import hashlib
+import math
 import shlex
 import struct
 from dataclasses import dataclass
@@ -209,35 +210,57 @@ def to_bytes(g: Golden) -> bytes:
 class _Reader:
     def __init__(self, data: bytes, source: str) -> None:
         self.data, self.pos, self.source = data, 0, source
+        # Every file ends with the end marker: one that has it and still runs out was
+        # damaged (a size or count field says more than there is), not cut short.
+        self.whole = data.endswith(END_MARKER)
 
     def take(self, n: int, what: str) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise BEPError(f"{self.source}: truncated golden file (reading {what} at offset {self.pos})")
+        if self.pos + n > len(self.data):
+            if self.whole:
+                raise BEPError(f"{self.source}: damaged golden file ({what} at offset {self.pos} would take {n} "
+                               f"bytes, past the end of the file at {len(self.data)}: a size or count is wrong)")
+            raise BEPError(f"{self.source}: truncated golden file (it ends at offset {len(self.data)}, in {what} "
+                           f"at offset {self.pos}, without the end marker)")
         chunk = self.data[self.pos:self.pos + n]
         self.pos += _pad4(n)
         return chunk
 
     def array(self, dtype: str, shape: tuple[int, ...], what: str) -> np.ndarray:
         dt = np.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(int(n) for n in shape)  # Python integers: a damaged shape must not wrap around
         raw = self.take(count * dt.itemsize, what)
         return np.frombuffer(raw, dtype=dt).reshape(shape).astype(dt.newbyteorder("="))
+
+
+def _provenance(raw: bytes, source: str) -> dict[str, str]:
+    """The "key=value\\n" lines of PROVENANCE_KEYS, byte for byte as written (else the file is damaged)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    provenance = dict(line.split("=", 1) for line in text.split("\n") if "=" in line)
+    if tuple(provenance) != PROVENANCE_KEYS or _provenance_bytes(provenance) != raw:
+        raise BEPError(f"{source}: damaged golden file (its provenance is not the key=value lines of "
+                       f"{', '.join(PROVENANCE_KEYS)})")
+    return provenance
 
 
 def from_bytes(data: bytes, source: str = "golden file") -> Golden:
     """Parse and check a golden file (BEPError on a foreign, newer or damaged file)."""
     r = _Reader(data, source)
-    (magic, version, chash, model, hbits, n_layers, _reserved, n_classes, steps, input_words, seed, counter,
+    (magic, version, chash, model, hbits, n_layers, reserved, n_classes, steps, input_words, seed, counter,
      n_batches, prov_len) = _HEADER.unpack(r.take(HEADER_BYTES, "the header"))
     if magic != MAGIC:
         raise BEPError(f"{source}: not a bep-mcu golden file (bad magic)")
     if version != FORMAT_VERSION:
         raise BEPError(f"{source}: golden format version {version}, this bep-mcu reads {FORMAT_VERSION}")
     models = {v: k for k, v in MODEL_CODES.items()}
-    if model not in models or hbits not in (8, 16) or n_layers < 1:
-        raise BEPError(f"{source}: bad header (model {model}, hidden bits {hbits}, layers {n_layers})")
-    text = r.take(prov_len, "the provenance").decode("utf-8", "replace")
-    provenance = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    if model not in models or hbits not in (8, 16) or n_layers < 1 or reserved != 0 or n_classes < 2 \
+            or steps < 1 or input_words < 1:
+        raise BEPError(f"{source}: damaged golden file: bad header (model {model}, hidden bits {hbits}, "
+                       f"layers {n_layers}, reserved {reserved}, classes {n_classes}, steps {steps}, "
+                       f"input words {input_words})")
+    provenance = _provenance(r.take(prov_len, "the provenance"), source)
     layers = r.array("<u4", (n_layers, 4), "the layer records")
     shapes = [(int(a), int(b)) for a, b in layers[:, :2]]
     hd = "<i1" if hbits == 8 else "<i2"
