@@ -12,7 +12,7 @@ from collections.abc import Callable
 import click
 
 from bep_mcu import files, modelio, plots, sweep, validate
-from bep_mcu.cli.common import data_options, emit, json_option, load_data, progress
+from bep_mcu.cli.common import INTEGER, NUMBER, data_options, emit, json_option, load_data, progress
 from bep_mcu.device import boards
 from bep_mcu.errors import BEPError
 
@@ -78,14 +78,14 @@ def _human(d: dict) -> str:
 @click.command(name="sweep")
 @data_options
 @click.option("--board", "board_name", required=True, help=f"Board to fit: {', '.join(boards.BOARDS)}.")
-@click.option("--trials", type=int, default=16, help="Network configurations to sample.")
+@click.option("--trials", type=INTEGER, default=16, help="Network configurations to sample.")
 @click.option("--model", "network", type=click.Choice(["mlp", "rnn"]), default="mlp",
               help="Binary MLP or binary Elman RNN.")
-@click.option("--seeds", type=int, default=1, help="Training seeds per configuration (its accuracy is their mean).")
-@click.option("--seed", type=int, default=0, help="Seed of the sampled configurations and the first training seed.")
-@click.option("--epochs", type=int, default=10, help="Epochs per trial (ASHA may stop a trial earlier).")
-@click.option("--val-fraction", type=float, default=0.2, help="Validation split carved from the training data.")
-@click.option("--max-instructions", type=int, default=None,
+@click.option("--seeds", type=INTEGER, default=1, help="Training seeds per configuration (its accuracy is their mean).")
+@click.option("--seed", type=INTEGER, default=0, help="Seed of the sampled configurations and the first training seed.")
+@click.option("--epochs", type=INTEGER, default=10, help="Epochs per trial (ASHA may stop a trial earlier).")
+@click.option("--val-fraction", type=NUMBER, default=0.2, help="Validation split carved from the training data.")
+@click.option("--max-instructions", type=INTEGER, default=None,
               help="Skip networks predicted to need more instructions per training sample on the board's core.")
 @click.option("--address", default=None, metavar="ADDR",
               help="Run the trials on the Ray cluster whose head is at ADDR (HOST:PORT, or auto: the one `ray start` "
