@@ -154,7 +154,7 @@ static int train_with_the_trainer(void)
     bep_net_trainer_info_t t;
     uint32_t epochs = 0, i = 0, l;
     uint16_t pred;
-    if (check("trainer_init", bep_net_trainer_init(state, sizeof state))) return 1;
+    if (check("trainer_init", bep_net_trainer_init(state, sizeof state, NULL))) return 1;
     while (epochs < CASE_TRAINER_EPOCHS) {
         if (check("trainer_sample", bep_net_trainer_sample(case_x + i * BEP_NET_INPUT_WORDS, case_y[i], &pred)))
             return 1;
