@@ -81,10 +81,9 @@ def same_state(a, b) -> None:
 # ---------------------------------------------------------------------- in process
 
 
-def test_interrupted_stream_continues_exactly(trained, device_module, net_model, data, tmp_path):  # noqa: F811
-    """25 batches an epoch; the host dies after batch 37 (epoch 2, sample 480), then the
-    resumed run dies again after 5 more batches (sample 680): both pulled records, streamed
-    on fresh boards, end where one uninterrupted 3-epoch run ends."""
+@pytest.fixture(scope="module")
+def uninterrupted(trained, device_module, net_model, data):  # noqa: F811
+    """One 3-epoch stream in batches of 40 (25 an epoch), pulled at its end."""
     _, X, y = data
     train = EncodedData(X, y)
     assert len(train) == 1000
@@ -94,27 +93,59 @@ def test_interrupted_stream_continues_exactly(trained, device_module, net_model,
     t = whole.training
     assert t.epochs == net_model.training.epochs + 3
     assert (t.resume.epoch, t.resume.samples, t.resume.errors) == (t.epochs, 0, 0)  # the next epoch, untouched
+    return train, whole
 
+
+def interrupted(module, trained, model, train, epochs: int, batches: int, tmp_path):  # noqa: F811
+    """``stream_train`` stopped by the host after ``batches`` batches, then pulled and saved."""
+    link = connected(module, trained)
+    with pytest.raises(HostCrash):
+        stream_train(link, model, train, epochs, 40, on_batch=crash_after(batches))
+    link.hello()  # a new host session on the same board, as `bep-mcu pull` opens
+    pulled = pull_model(link, model, 40)
+    assert_same_weights(list(pulled.hidden), [link.read_hidden(k, s) for k, s in
+                                               enumerate(model.spec.layer_shapes())])
+    loaded = modelio.load(saved(pulled, tmp_path / f"pulled-{pulled.training.batch_counter}.npz"))
+    assert loaded.training.resume == pulled.training.resume  # the record survives the file
+    return loaded
+
+
+def resumed(module, trained, model, train, epochs: int):  # noqa: F811
+    """``model`` streamed on a fresh board, checked against the host, and pulled."""
+    link = connected(module, trained)
+    result, _ = stream_train(link, model, train, epochs, check_host=True)
+    assert result.bit_exact, result.first_divergence
+    return result, pull_model(link, model)
+
+
+def test_interrupted_stream_continues_exactly(uninterrupted, trained, device_module, net_model,  # noqa: F811
+                                              tmp_path):
+    """The host dies after batch 37 (epoch 2, sample 480), then the resumed run dies again
+    after 5 more batches (sample 680): both pulled records, streamed on fresh boards, end
+    where one uninterrupted run ends."""
+    train, whole = uninterrupted
     model = net_model
     for epochs, batches, sample in ((3, 37, 480), (2, 5, 680)):
-        link = connected(device_module, trained)
-        with pytest.raises(HostCrash):
-            stream_train(link, model, train, epochs, 40, on_batch=crash_after(batches))
-        link.hello()  # a new host session on the same board, as `bep-mcu pull` opens
-        pulled = pull_model(link, model, 40)
-        resume = pulled.training.resume
-        assert (pulled.training.epochs, resume.samples) == (net_model.training.epochs + 1, sample)
+        model = interrupted(device_module, trained, model, train, epochs, batches, tmp_path)
+        resume = model.training.resume
+        assert (model.training.epochs, resume.samples) == (net_model.training.epochs + 1, sample)
         assert 0 < resume.errors < sample
-        assert pulled.training.batch_counter == net_model.training.batch_counter + 25 + sample // 40
-        assert_same_weights(list(pulled.hidden), [link.read_hidden(k, s) for k, s in
-                                                   enumerate(net_model.spec.layer_shapes())])
-        model = modelio.load(saved(pulled, tmp_path / f"pulled-{sample}.npz"))  # the record survives the file
-        assert model.training.resume == resume
-    link = connected(device_module, trained)
-    result, _ = stream_train(link, model, train, 2, check_host=True)
-    assert result.bit_exact, result.first_divergence
+        assert model.training.batch_counter == net_model.training.batch_counter + 25 + sample // 40
+    result, final = resumed(device_module, trained, model, train, 2)
     assert result.resumed == {"epoch": net_model.training.epochs + 2, "sample": 680} and result.batches == 8 + 25
-    same_state(pull_model(link, model), whole)
+    same_state(final, whole)
+
+
+def test_a_host_dead_after_an_epochs_last_batch_continues_exactly(uninterrupted, trained, device_module,  # noqa: F811
+                                                                   net_model, tmp_path):  # noqa: F811
+    """Stopped after batch 25, the last of epoch 1, before the next SET_EPOCH: the record
+    holds the whole epoch, whose end the resumed run judges before it trains on."""
+    train, whole = uninterrupted
+    model = interrupted(device_module, trained, net_model, train, 3, 25, tmp_path)
+    assert (model.training.epochs, model.training.resume.samples) == (net_model.training.epochs, 1000)
+    result, final = resumed(device_module, trained, model, train, 3)
+    assert result.batches == 50
+    same_state(final, whole)
 
 
 def test_a_board_without_an_epoch_record_is_not_pulled(trained, device_module, net_model):  # noqa: F811
@@ -279,7 +310,8 @@ def cli_setup(tmp_path_factory):
 def test_stream_killed_then_pulled_continues_exactly(cli_setup):
     """`bep-mcu stream --epochs 3` killed right after batch 137 (epoch 2, sample 370); `pull`,
     then `stream pulled.npz --epochs 2 --check-host`: bit-exact with the host, and the board
-    ends with the weights, counters, γ and epoch record of one uninterrupted run."""
+    ends with the weights, counters, γ and epoch record of one uninterrupted run. Continued
+    in other batches (a stop inside one), the run is still bit-exact and warns."""
     model, elf, root = cli_setup
     spec, bs = modelio.load(model).spec, modelio.load(model).training.batch_size
     assert bs == 10 and P.samples_per_frame(-(-spec.n_inputs // 32), P.MAX_PAYLOAD) >= bs  # one TRAIN frame a batch
@@ -300,6 +332,11 @@ def test_stream_killed_then_pulled_continues_exactly(cli_setup):
         assert result["resumed"] == {"epoch": pulled["epochs"] + 1, "sample": 370}
         assert "continuing epoch" in out.stderr and "warning" not in out.stderr
         last_json(run("pull", root / "pulled.npz", "--port", url, "--out", root / "final.npz", "--json"))
+        # continued in batches of 100, sample 370 lies inside one: it trains 30 samples first, and says so
+        out = run("stream", root / "pulled.npz", "--port", url, "--dataset", DATA, "--epochs", 1, "--batch-size", 100,
+                  "--check-host", "--json")
+        assert last_json(out)["bit_exact"] is True and last_json(out)["batches"] == 1 + 6
+        assert "warning: sample 370 lies inside a batch of 100" in out.stderr
     same_state(modelio.load(root / "final.npz"), modelio.load(root / "whole.npz"))
 
 
