@@ -340,16 +340,17 @@ def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, valid
     for e in range(plan.epochs):
         epoch = plan.first_epoch + e
         gamma, q = list(schedule.gamma), schedule.q()
-        # samples of this epoch's order already trained (by the interrupted run), and its errors on them
-        done = EpochStart(epoch, **schedule.state(), samples=resume.samples if e == 0 and resume else 0,
-                          errors=resume.errors if e == 0 and resume else 0)
+        # where the epoch opens: the schedule's state, and the samples of its order an interrupted run
+        # already trained, with their error count
+        opened = EpochStart(epoch, **schedule.state(), samples=resume.samples if e == 0 and resume else 0,
+                            errors=resume.errors if e == 0 and resume else 0)
         report.next_epoch = None
         for t in trainers:
-            t.set_epoch(gamma, q, done)
+            t.set_epoch(gamma, q, opened)
         start, before = time.perf_counter(), reference.counters()
         order = (rng.sample_order if plan.sample_order == "counter" else epoch_order)(plan.seed, epoch, len(data))
-        seen = done.samples
-        for i, j in batch_bounds(len(order), plan.batch_size, done.samples):
+        seen = opened.samples
+        for i, j in batch_bounds(len(order), plan.batch_size, opened.samples):
             index = order[i:j]
             batch = data.take(index)
             predictions = []
@@ -371,13 +372,13 @@ def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, valid
             if plan.max_batches is not None and report.batches >= plan.max_batches:
                 return report
         after = reference.counters()
-        errors = done.errors + after.since(before, "errors")
+        errors = opened.errors + after.since(before, "errors")
         val_accuracy, val_counts = None, (0, 0)
         if validation is not None and len(validation):
             val_errors = int(np.count_nonzero(reference.evaluate(validation) != validation.y))
             val_accuracy, val_counts = 1.0 - val_errors / len(validation), (val_errors, len(validation))
         seconds = time.perf_counter() - start
-        trained = seen - done.samples
+        trained = seen - opened.samples
         record = {"epoch": epoch + 1, "train_error": errors / seen, "val_accuracy": val_accuracy, "gamma": gamma,
                   "reinforce_q": q, "triggered": after.since(before, "triggered"),
                   "updates": after.since(before, "updates"), "seconds": seconds,
