@@ -22,6 +22,7 @@ import numpy as np
 from bep_mcu import validate
 from bep_mcu.data.encoder import Encoder
 from bep_mcu.engine.network import Counters, Network
+from bep_mcu.engine.schedule import EpochStart
 from bep_mcu.engine.spec import HyperParams, IntParams, NetSpec, config_hash
 from bep_mcu.errors import BEPError
 
@@ -69,6 +70,9 @@ class TrainingRecord:
     history: tuple[dict, ...] = ()
     origin: Origin = field(default_factory=Origin)
     notes: dict = field(default_factory=dict)  # dataset, test/train accuracy: for people, never for code
+    # Where a stream stopped (``pull``): the schedule's state as epoch ``epochs`` opened and the samples of
+    # it already trained; ``stream`` continues there. None: the next epoch starts afresh.
+    resume: EpochStart | None = None
 
     def __post_init__(self) -> None:
         validate.seed(self.seed, "training.seed")
@@ -79,6 +83,10 @@ class TrainingRecord:
         validate.number(self.val_fraction, "training.val_fraction", 0.0, 0.5)
         for name in Counters.NAMES:
             validate.integer(getattr(self.counters, name), f"training.counters.{name}", 0, COUNTER_MAX)
+        if self.resume is not None:
+            if not isinstance(self.resume, EpochStart) or self.resume.epoch != self.epochs:
+                raise BEPError(f"training.resume must describe epoch {self.epochs + 1} (training.epochs = "
+                               f"{self.epochs}), got {validate.show(self.resume, 120)}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,6 +131,8 @@ class Model:
                                   length=spec.n_layers)
         for i, g in enumerate(gamma):
             validate.integer(g, f"training.gamma[{i}]", 1, spec.hidden[i])
+        if self.training.resume is not None:
+            validate.integer(self.training.resume.stalled, "training.resume.stalled", 0, self.hyper.patience - 1)
 
     # ------------------------------------------------------------ identity
     @property

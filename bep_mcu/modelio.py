@@ -45,8 +45,9 @@ from bep_mcu import __version__, files, validate
 from bep_mcu.data.binarize import MAX_THERMOMETER_BITS, binarizer_from_arrays
 from bep_mcu.data.encoder import MAX_BIAS_BITS, MAX_FEATURES, MAX_LENGTH, Encoder
 from bep_mcu.engine.network import Counters
-from bep_mcu.engine.spec import HIDDEN_BITS, MAX_CLASSES, MAX_FAN_IN, MAX_LAYERS, MAX_STEPS, MAX_WIDTH, MODELS, \
-    HyperParams, IntParams, NetSpec, growth
+from bep_mcu.engine.schedule import EPOCH_MAX_SAMPLES, Q_LEVELS, EpochStart
+from bep_mcu.engine.spec import HIDDEN_BITS, MAX_CLASSES, MAX_FAN_IN, MAX_LAYERS, MAX_PATIENCE, MAX_STEPS, MAX_WIDTH, \
+    MODELS, HyperParams, IntParams, NetSpec, growth
 from bep_mcu.errors import BEPError
 from bep_mcu.model import COUNTER_MAX, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LABEL_CHARS, Model, Origin, \
     TrainingRecord
@@ -106,7 +107,9 @@ def document(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
         "training": {"seed": t.seed, "epochs": t.epochs, "batch_size": t.batch_size,
                      "batch_counter": t.batch_counter, "gamma": list(t.gamma), "error_rate": t.error_rate,
                      "val_fraction": t.val_fraction, "counters": t.counters.as_dict(), "history": history,
-                     "origin": {k: v for k, v in asdict(t.origin).items() if v is not None}, "notes": dict(t.notes)},
+                     "origin": {k: v for k, v in asdict(t.origin).items() if v is not None}, "notes": dict(t.notes),
+                     **({} if t.resume is None else {"resume": {k: v for k, v in t.resume.as_dict().items()
+                                                                if k != "epoch"}})},
         "input": {"n_features": model.encoder.n_features, "length": model.encoder.length,
                   "window": model.encoder.window, "bias_bits": model.encoder.bias_bits},
     }
@@ -191,7 +194,7 @@ def _hyper(f: _Fields) -> HyperParams:
     cap_div = h.int("gamma_cap_div", 1, MAX_WIDTH) if "gamma_cap_div" in h.doc else 1
     return HyperParams(r=h.num("r", 0, 2), nu=h.num("nu", 0, 1), gamma=h.ints("gamma", 1, MAX_WIDTH, optional=True),
                        gamma_growth=growth(h._get("gamma_growth"), "field 'hyperparams.gamma_growth'"),
-                       gamma_cap_div=cap_div, patience=h.int("patience", 1, 1_000_000),
+                       gamma_cap_div=cap_div, patience=h.int("patience", 1, MAX_PATIENCE),
                        p_r=h.num("p_r", 0, 16), sigma=h.num("sigma", 0, 1e6), alpha=h.num("alpha", 0, 1e6),
                        restore_best=h.flag("restore_best") if "restore_best" in h.doc else False)
 
@@ -262,13 +265,24 @@ def _training(f: _Fields, version: int, spec: NetSpec) -> TrainingRecord:
         origin = Origin(o.choice("kind", ("host", "board")), o.text("board", 64, optional=True),
                         o.text("port", 256, optional=True),
                         o.int("device_batches", 0, validate.UINT32_MAX, optional=True))
+    epochs = t.int("epochs", 0, MAX_EPOCHS)
     return TrainingRecord(
-        seed=t.int("seed", 0, validate.UINT32_MAX), epochs=t.int("epochs", 0, MAX_EPOCHS),
+        seed=t.int("seed", 0, validate.UINT32_MAX), epochs=epochs,
         batch_size=t.int("batch_size", 1, MAX_BATCH_SIZE), batch_counter=t.int("batch_counter", 0, validate.UINT32_MAX),
         gamma=t.ints("gamma", 1, MAX_WIDTH), error_rate=t.num("error_rate", 0, 1),
         val_fraction=t.num("val_fraction", 0, 0.5), counters=counters,
         history=_history(t._get("history"), "training.history", spec), origin=origin,
-        notes=_notes(notes, "training.notes"))
+        notes=_notes(notes, "training.notes"), resume=_resume(t, epochs) if "resume" in t.doc else None)
+
+
+def _resume(t: _Fields, epochs: int) -> EpochStart:
+    """Where a stream stopped inside epoch ``epochs`` (files written before it have none)."""
+    r = t.obj("resume")
+    best_samples = r.int("best_samples", 0, validate.UINT32_MAX)
+    samples = r.int("samples", 0, EPOCH_MAX_SAMPLES - 1)
+    return EpochStart(epochs, level=r.int("level", 0, Q_LEVELS), stalled=r.int("stalled", 0, MAX_PATIENCE - 1),
+                      best_errors=r.int("best_errors", 0, best_samples), best_samples=best_samples,
+                      samples=samples, errors=r.int("errors", 0, samples))
 
 
 class _Expected:

@@ -43,7 +43,8 @@ from bep_mcu.data.encoder import MAX_BIAS_BITS, Encoder, as_model_shape
 from bep_mcu.engine import bits, rng
 from bep_mcu.engine.classifier import binary_equiangular_frame
 from bep_mcu.engine.network import Counters, Network
-from bep_mcu.engine.schedule import STALL_SIGNALS, IntegerSchedule, gamma_caps, grown, stall_counts
+from bep_mcu.engine.schedule import EPOCH_MAX_SAMPLES, STALL_SIGNALS, EpochStart, IntegerSchedule, gamma_caps, grown, \
+    stall_counts
 from bep_mcu.engine.spec import MAX_CLASSES, MAX_LAYERS, MAX_WIDTH, HyperParams, NetSpec, int_params
 from bep_mcu.errors import BEPError
 from bep_mcu.model import MAX_BATCH_SIZE, MAX_EPOCHS, Model, TrainingRecord, check_labels, plain_labels
@@ -121,7 +122,8 @@ class Trainer(Protocol):
 
     name: str
 
-    def set_epoch(self, gamma: Sequence[int], q: Sequence[int]) -> None: ...
+    def set_epoch(self, gamma: Sequence[int], q: Sequence[int], start: EpochStart | None = None) -> None:
+        """γ and Q of the epoch that opens; ``start``: where the schedule stands (a board keeps it)."""
 
     def train_batch(self, batch: EncodedData) -> np.ndarray: ...
 
@@ -141,7 +143,7 @@ class NumpyTrainer:
         memory.require(12 * model.spec.synapses, f"a {model.spec.synapses}-synapse network")
         self.net: Network = model.network()
 
-    def set_epoch(self, gamma, q) -> None:
+    def set_epoch(self, gamma, q, start: EpochStart | None = None) -> None:
         self.net.set_epoch_params(gamma, q)
 
     def train_batch(self, batch: EncodedData) -> np.ndarray:
@@ -185,6 +187,9 @@ class Plan:
     grow_every: int | None = None  # also multiply γ by ``growth`` every that many epochs (to test γ changes)
     fixed_schedule: bool = False  # keep the first epoch's γ and Q throughout (golden vectors replay one set_epoch)
     max_batches: int | None = None  # stop after this many batches (golden vectors)
+    # Start inside epoch ``first_epoch`` where an interrupted stream stopped (``training.resume`` of a pulled
+    # model): its schedule state, and the samples of its order already trained with their error count.
+    resume: EpochStart | None = None
 
     def __post_init__(self) -> None:
         validate.integer(self.epochs, "--epochs", 1, MAX_EPOCHS)
@@ -197,6 +202,9 @@ class Plan:
             validate.integer(self.grow_every, "--grow-gamma-every", 1, MAX_EPOCHS)
         if self.max_batches is not None:
             validate.integer(self.max_batches, "--batches", 1, 1 << 31)
+        if self.resume is not None and self.resume.epoch != self.first_epoch:
+            raise BEPError(f"the record resumes epoch {self.resume.epoch + 1}, the plan starts epoch "
+                           f"{self.first_epoch + 1}")
 
     @classmethod
     def continuing(cls, model: Model, epochs: int, batch_size: int | None = None, **changes) -> "Plan":
@@ -236,6 +244,8 @@ class Report:
     seconds: dict[str, float] = field(default_factory=dict)  # time spent in train_batch, per trainer
     divergence: Divergence | None = None
     schedule_states: list[dict] = field(default_factory=list)  # the schedule's state after each epoch
+    q: tuple[int, ...] = ()  # Q of the next epoch (with ``gamma``, what its set_epoch gets)
+    next_epoch: EpochStart | None = None  # where the schedule stands for the next epoch; None inside one
     best: tuple[int, list[np.ndarray]] | None = None  # plan.restore_best: (epoch, the reference's weights)
 
     @property
@@ -253,11 +263,12 @@ class Report:
         hidden = trainer.hidden_weights() if self.best is None else self.best[1]
         return model.replace(hidden=tuple(hidden), training=replace(
             t, epochs=t.epochs + self.epochs, batch_counter=counters.batches, gamma=tuple(self.gamma),
-            error_rate=self.error_rate, counters=_sum_counters(t.counters, counters),
-            history=t.history + tuple(self.history), **training_changes))
+            error_rate=self.error_rate, counters=sum_counters(t.counters, counters),
+            history=t.history + tuple(self.history), resume=None, **training_changes))
 
 
-def _sum_counters(before: Counters, run: Counters) -> Counters:
+def sum_counters(before: Counters, run: Counters) -> Counters:
+    """A model's counters after a run that counted ``run`` from zero (the batch counter is the run's)."""
     return Counters(*(getattr(before, n) + getattr(run, n) for n in Counters.NAMES[:4]), batches=run.batches)
 
 
@@ -293,6 +304,14 @@ def compare_states(reference: Trainer, other: Trainer, predictions: tuple | None
 # ------------------------------------------------------------------- the driver
 
 
+def batch_bounds(n: int, batch_size: int, start: int = 0) -> list[tuple[int, int]]:
+    """(first, end) positions of an epoch's batches from position ``start`` on. A start
+    inside a batch (a run interrupted there) first finishes that batch as a shorter one."""
+    aligned = -(-start // batch_size) * batch_size
+    firsts = ([start] if start < min(aligned, n) else []) + list(range(aligned, n, batch_size))
+    return list(zip(firsts, firsts[1:] + [n]))
+
+
 def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, validation: EncodedData | None = None,
                on_batch: Callable[[int, np.ndarray, list[np.ndarray]], None] | None = None,
                on_epoch: Callable[[dict], None] | None = None) -> Report:
@@ -301,24 +320,38 @@ def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, valid
     ``trainers[0]`` is the reference: its error counter drives the schedule and its
     predictions judge validation; with ``plan.compare`` the others are compared with
     it (after every batch, or at the end) and the run stops at the first divergence.
-    ``on_batch(batch_number, sample_indices, predictions_per_trainer)`` runs after each batch."""
+    ``on_batch(batch_number, sample_indices, predictions_per_trainer)`` runs after each batch.
+    With ``plan.resume`` the first epoch continues from where an interrupted run stopped."""
     if len(data) == 0:
         raise BEPError("no training samples")
+    if len(data) >= EPOCH_MAX_SAMPLES:
+        raise BEPError(f"an epoch of {len(data)} samples: a board's epoch counts fewer than {EPOCH_MAX_SAMPLES}")
+    resume = plan.resume
+    if resume is not None and resume.samples > len(data):
+        raise BEPError(f"the model stopped at sample {resume.samples} of epoch {resume.epoch + 1}, but the data "
+                       f"has {len(data)} samples: continue it on the data it was trained on")
     reference, spec = trainers[0], plan.spec
     schedule = IntegerSchedule(spec, list(plan.gamma), plan.p_r, plan.patience, plan.growth, list(plan.cap),
                                error_rate=plan.error_rate)
+    if resume is not None:
+        schedule.restore(resume)
     report = Report(list(trainers), seconds={t.name: 0.0 for t in trainers}, gamma=tuple(plan.gamma),
                     error_rate=plan.error_rate)
     for e in range(plan.epochs):
         epoch = plan.first_epoch + e
         gamma, q = list(schedule.gamma), schedule.q()
+        # where the epoch opens: the schedule's state, and the samples of its order an interrupted run
+        # already trained, with their error count
+        opened = EpochStart(epoch, **schedule.state(), samples=resume.samples if e == 0 and resume else 0,
+                            errors=resume.errors if e == 0 and resume else 0)
+        report.next_epoch = None
         for t in trainers:
-            t.set_epoch(gamma, q)
+            t.set_epoch(gamma, q, opened)
         start, before = time.perf_counter(), reference.counters()
         order = (rng.sample_order if plan.sample_order == "counter" else epoch_order)(plan.seed, epoch, len(data))
-        seen = 0
-        for i in range(0, len(order), plan.batch_size):
-            index = order[i:i + plan.batch_size]
+        seen = opened.samples
+        for i, j in batch_bounds(len(order), plan.batch_size, opened.samples):
+            index = order[i:j]
             batch = data.take(index)
             predictions = []
             for t in trainers:
@@ -339,16 +372,17 @@ def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, valid
             if plan.max_batches is not None and report.batches >= plan.max_batches:
                 return report
         after = reference.counters()
-        errors = after.errors - before.errors
+        errors = opened.errors + after.since(before, "errors")
         val_accuracy, val_counts = None, (0, 0)
         if validation is not None and len(validation):
             val_errors = int(np.count_nonzero(reference.evaluate(validation) != validation.y))
             val_accuracy, val_counts = 1.0 - val_errors / len(validation), (val_errors, len(validation))
         seconds = time.perf_counter() - start
+        trained = seen - opened.samples
         record = {"epoch": epoch + 1, "train_error": errors / seen, "val_accuracy": val_accuracy, "gamma": gamma,
-                  "reinforce_q": q, "triggered": after.triggered - before.triggered,
-                  "updates": after.updates - before.updates, "seconds": seconds,
-                  "samples_per_second": seen / seconds if seconds > 0 else None}
+                  "reinforce_q": q, "triggered": after.since(before, "triggered"),
+                  "updates": after.since(before, "updates"), "seconds": seconds,
+                  "samples_per_second": trained / seconds if seconds > 0 else None}
         report.history.append(record)
         if not plan.fixed_schedule:
             judged = stall_counts(plan.stall_signal, (errors, seen), val_counts)
@@ -359,7 +393,8 @@ def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, valid
         if plan.grow_every and (e + 1) % plan.grow_every == 0:  # uncapped: the widest range of γ for tests
             schedule.gamma = [grown(g, plan.growth, k) for g, k in zip(schedule.gamma, spec.hidden)]
         report.epochs += 1
-        report.gamma, report.error_rate = tuple(schedule.gamma), schedule.error_rate
+        report.gamma, report.error_rate, report.q = tuple(schedule.gamma), schedule.error_rate, tuple(schedule.q())
+        report.next_epoch = EpochStart(epoch + 1, **schedule.state())
         if report.best is not None and e == plan.epochs - 1:
             record["restored_epoch"] = report.best[0]  # the weights the model keeps (Report.advance)
         if on_epoch:

@@ -132,6 +132,13 @@ def test_timeout_must_be_a_finite_positive_number(model, tmp_path, command, time
     assert not (tmp_path / "p.npz").exists()
 
 
+@pytest.mark.parametrize("size", ["0", "-3", str((1 << 20) + 1)])
+def test_pull_batch_size_is_checked_before_the_port_opens(model, tmp_path, size):
+    assert_user_error(invoke("pull", model, "--port", "socket://127.0.0.1:9", "--batch-size", size,
+                             "--out", tmp_path / "p.npz"), "--batch-size")
+    assert not (tmp_path / "p.npz").exists()
+
+
 @pytest.mark.parametrize("args,words", [
     (["--epochs", "0"], ("--epochs",)),
     (["--batch-size", "-5"], ("--batch-size",)),

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from bep_mcu.cgen.codegen import generate
 from bep_mcu.cgen import protocol as P
 from bep_mcu.device.link import FaultyTransport, Link
 from bep_mcu.device.stream import DeviceTrainer
+from bep_mcu.engine.schedule import EpochStart
 from bep_mcu.engine.bits import pack_inputs
 from bep_mcu.errors import BEPError
 from bep_mcu.training import NumpyTrainer, Plan, first_difference, run_epochs
@@ -341,17 +343,23 @@ def test_every_message_round_trips(trained, device_module, net_model, data):
         ref = net.copy(new)
         correct, pred = link.evaluate(Xp[:300], y[:300])
         assert np.array_equal(pred, ref.predict(X[:300])) and correct == int((pred == y[:300]).sum())
-        link.set_epoch([2, 4], [1 << 16, 0])
+        assert link.read_schedule() is None  # no SET_EPOCH since INIT: no epoch record
+        record = EpochStart(epoch=5, level=40, stalled=1, best_errors=7, best_samples=90, samples=30, errors=4)
+        link.set_epoch([2, 4], [1 << 16, 0], record)
+        assert link.read_schedule() == (record, [2, 4], [1 << 16, 0])
         with pytest.raises(BEPError, match="SET_EPOCH failed on the board: BEP_ERR_ARG"):
-            link.set_epoch([0, 4], [0, 0])  # γ = 0: the runtime refuses
+            link.set_epoch([0, 4], [0, 0], replace(record, epoch=6))  # γ = 0: the runtime refuses, record kept
         ref.set_epoch_params([2, 4], [1 << 16, 0])
         res = ref.train_batch(X[:70], y[:70])
         assert np.array_equal(link.train(Xp[:70], y[:70]), res.predictions)
         c = link.counters()
         assert c == {**ref.counters.as_dict(), "batches": ref.batch_counter}
+        # the record counts the open epoch on: its 30 samples before and the 70 trained since
+        assert link.read_schedule() == (replace(record, samples=100, errors=4 + c["errors"]), [2, 4], [1 << 16, 0])
         link.reset_counters()
         assert link.counters() == {"samples": 0, "triggered": 0, "errors": 0, "updates": 0,
                                    "batches": ref.batch_counter}
+        assert link.read_schedule()[0] == replace(record, samples=0, errors=0)  # the epoch counts from here
         assert link.frames_retried == 0
     assert link.transport.closed
 
@@ -483,6 +491,17 @@ def error_of(replies) -> tuple[int, int, int]:
     return r.seq, e["code"], e["request_type"]
 
 
+# Epoch records a board refuses (docs/protocol.md): each one field past what the runtime keeps.
+BAD_RECORDS = ({"level": P.MAX_LEVEL + 1}, {"stalled": P.MAX_STALLED + 1}, {"best_errors": 8, "best_samples": 7},
+               {"samples": 1 << 31, "errors": 0}, {"samples": 10, "errors": 11}, {"level": 0xFFFFFFFF})
+
+
+def bad_record(**fields) -> bytes:
+    """A SET_EPOCH payload (γ 2, 2 and Q 1) whose record holds ``fields`` (unchecked)."""
+    good = P.set_epoch_payload([2, 2], [1 << 16, 1 << 16])
+    return P.EPOCH_RECORD.pack(**{**EpochStart().as_dict(), **fields}) + good[P.EPOCH_RECORD.size:]
+
+
 def test_broken_frames_get_error_replies_and_change_nothing(trained, device_module, net_model, data):
     Xp, X, y = data
     dev = started(device_module, trained, net_model)
@@ -505,14 +524,15 @@ def test_broken_frames_get_error_replies_and_change_nothing(trained, device_modu
     bad_len += P.crc32(bad_len).to_bytes(4, "little")
     assert error_of(dev.exchange(b"\0" + P.cobs_encode(bad_len) + b"\0")) == (11, E.BAD_LENGTH, P.Msg.TRAIN)
     # unknown types, including a reply type sent as a request
-    for t in (0x00, 0x0A, 0x3F, 0x86, 0xFF):
+    for t in (0x00, 0x0B, 0x3F, 0x86, 0xFF):
         assert error_of(raw(dev, t, 12)) == (12, E.UNKNOWN_TYPE, t)
     # oversized: one byte more than MAX_PAYLOAD, then a huge run of full COBS blocks
     assert error_of(raw(dev, P.Msg.LOAD_HIDDEN, 13, bytes(P.MAX_PAYLOAD + 1))) == (P.NO_SEQ, E.OVERSIZED, 3)
     assert error_of(dev.exchange(b"\0" + b"\xff" * 100_000 + b"\0")) == (P.NO_SEQ, E.OVERSIZED, 0xFF)
     # payload lengths wrong for the type
     for t, payload in ((P.Msg.HELLO, b"\0" * 3), (P.Msg.INIT, b"\0" * 9), (P.Msg.READ_COUNTERS, b"\0"),
-                       (P.Msg.RESET_COUNTERS, b"\0"), (P.Msg.SET_EPOCH, b"\0" * 11), (P.Msg.TRAIN, b"\1\0"),
+                       (P.Msg.RESET_COUNTERS, b"\0"), (P.Msg.SET_EPOCH, b"\0" * 11), (P.Msg.READ_SCHEDULE, b"\0"),
+                       (P.Msg.SET_EPOCH, P.set_epoch_payload([2, 2], [0, 0])[:-1]), (P.Msg.TRAIN, b"\1\0"),
                        (P.Msg.TRAIN, good[:-1]), (P.Msg.EVAL, good[1:] + b"\0"), (P.Msg.READ_HIDDEN, b"\0" * 6),
                        (P.Msg.LOAD_HIDDEN, b"\0" * 5)):
         assert error_of(raw(dev, t, 14, payload)) == (14, E.BAD_LENGTH, t), (t, payload)
@@ -528,7 +548,8 @@ def test_broken_frames_get_error_replies_and_change_nothing(trained, device_modu
                        (P.Msg.LOAD_HIDDEN, P.LOAD_HIDDEN_REQ.pack(layer=1, last=0, offset=0xFFFFFFFF) + b"\1"),
                        (P.Msg.READ_HIDDEN, P.READ_HIDDEN_REQ.pack(layer=0, offset=0, length=P.MAX_PAYLOAD - 4)),
                        (P.Msg.READ_HIDDEN, P.READ_HIDDEN_REQ.pack(layer=1, offset=64 * 32 - 8, length=9)),
-                       (P.Msg.READ_HIDDEN, P.READ_HIDDEN_REQ.pack(layer=9, offset=0, length=1))):
+                       (P.Msg.READ_HIDDEN, P.READ_HIDDEN_REQ.pack(layer=9, offset=0, length=1)),
+                       *((P.Msg.SET_EPOCH, bad_record(**fields)) for fields in BAD_RECORDS)):
         assert error_of(raw(dev, t, 15, payload)) == (15, E.BAD_PAYLOAD, t), (t, payload)
     # an empty frame (two delimiters) and a lone delimiter say nothing
     assert dev.exchange(b"\0\0\0") == []
@@ -749,23 +770,3 @@ def test_reserved_sequence_number_is_refused(trained, device_module, net_model, 
     assert np.array_equal(dev.state, before)
     (r,) = raw(dev, P.Msg.TRAIN, 0xFFFE, good)  # the largest request seq is fine
     assert r.type == P.Msg.TRAIN | P.REPLY_BIT
-
-
-def test_pull_after_an_interrupted_stream_records_the_board(trained, device_module, net_model, data):
-    """Weights pulled in the middle of on-device training say where they came from and
-    how many batches the board had run, not just the original model's record."""
-    from bep_mcu.device.stream import pull_model
-
-    Xp, X, y = data
-    dev = make_device(device_module, trained)
-    link = make_link(dev)
-    link.hello()
-    link.init(net_model.training.seed, net_model.training.batch_counter)
-    link.set_epoch(list(net_model.training.gamma), [1 << 16, 1 << 16])
-    for i in range(3):  # then the host stops (Ctrl-C, a lost laptop, ...)
-        link.train(Xp[i * 20:(i + 1) * 20], y[i * 20:(i + 1) * 20])
-    pulled = pull_model(link, net_model)
-    origin = pulled.training.origin
-    assert (origin.kind, origin.board, origin.device_batches) == ("board", "in-process", 3)
-    assert pulled.training.batch_counter == net_model.training.batch_counter + 3
-    assert_same_hidden([dev.read_hidden(k) for k in range(2)], list(pulled.hidden))

@@ -17,21 +17,24 @@ corpus as one stream, without separators, in random chunks.
 Inputs are mutations of valid frames of every type (bit flips, truncation, splicing,
 len-field edits, field edits with the CRC fixed so they reach the validators, type
 edits, resized payloads, oversized frames, inserted delimiters), random bytes, and
-huge COBS runs; plus the valid frames themselves. Checked:
+huge COBS runs; plus the valid frames themselves. SET_EPOCH's epoch records are ones a
+board keeps or, one in five, have one field past that. Checked:
 
 * no sanitizer report, no crash (exit status 0);
 * everything the device sends decodes as well-formed frames;
 * an input that cannot be a valid request (CRC not fixed, oversized, garbage) gets
   error replies only and leaves the learnable state (header, hidden and packed weights,
-  dirty bits) byte for byte unchanged;
+  dirty bits, the epoch record) byte for byte unchanged;
 * any input that changed the state got an OK reply to a state-changing request;
 * after every input the receiver is idle and the cached reply is one delimited frame
   (ASan sees accesses outside bep_link_t, the state and each exact-size input chunk;
-  this invariant catches a receive buffer overrunning into the reply cache inside it);
+  this invariant catches a receive buffer overrunning into the reply cache inside it),
+  and the epoch record is one the runtime keeps (a level within the Q table, ...);
 * the corpus reached every error code and an OK reply of every message type.
 
-Negative controls plant three bugs in a copy of bep_link.c (a dropped label check, an
-off receive bound, an off reply bound) and show that a small corpus catches each.
+Negative controls plant four bugs in a copy of bep_link.c (a dropped label check, an
+off receive bound, an off reply bound, a dropped level check) and show that a small
+corpus catches each.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ import numpy as np
 import pytest
 
 from bep_mcu.cgen import protocol as P
+from bep_mcu.engine.schedule import EPOCH_MAX_SAMPLES
 
 from .conftest import SANITIZER_ENV, build_sanitized
 from .test_link import data, net_model, trained  # noqa: F401  (module fixtures)
@@ -176,6 +180,19 @@ int main(int argc, char **argv)
                 fprintf(stderr, "link invariant broken after input %u\n", (unsigned)k);
                 return 5;
             }
+            /* the epoch record is always one the runtime keeps (bep_runtime.h, bep_schedule_state_t) */
+            {
+                const bep_state_header_t *hd = (const bep_state_header_t *)(const void *)state;
+                const bep_schedule_state_t *s =
+                    (const bep_schedule_state_t *)(const void *)((const uint8_t *)state + BEP_FUZZ_CONFIG.schedule_off);
+                uint32_t since = hd->counters.samples - s->start_samples;
+                if (s->level > BEP_PROTO_MAX_LEVEL || s->stalled > BEP_PROTO_MAX_STALLED ||
+                    s->best_errors > s->best_samples || since >= BEP_EPOCH_MAX_SAMPLES ||
+                    hd->counters.errors - s->start_errors > since) {
+                    fprintf(stderr, "schedule invariant broken after input %u\n", (unsigned)k);
+                    return 5;
+                }
+            }
             if (changed || (k & 255u) == 0u) memcpy(state, snapshot, state_bytes);
             olen = (uint32_t)out_len;
             put(out, &changed, 1);
@@ -238,7 +255,7 @@ class Corpus:
 
     def valid_body(self) -> bytes:
         r = self.rng
-        kind = int(r.integers(0, 10))
+        kind = int(r.integers(0, 11))
         layer = int(r.integers(0, len(self.layer_bytes)))
         total = self.layer_bytes[layer]
         if kind == 0:
@@ -258,16 +275,32 @@ class Corpus:
         elif kind == 4:
             gamma = [int(r.integers(0 if r.random() < 0.1 else 1, k + 2)) for k in self.rows]
             q = [int(r.integers(0, 2**32)) if r.random() < 0.1 else int(r.integers(0, 4 << 16)) for _ in self.rows]
-            t, payload = P.Msg.SET_EPOCH, P.set_epoch_payload(gamma, q)
+            t, payload = P.Msg.SET_EPOCH, P.EPOCH_RECORD.pack(**self.record()) + P.set_epoch_payload(gamma, q)[
+                P.EPOCH_RECORD.size:]
         elif kind in (5, 6):
             t, payload = P.Msg.TRAIN, self.samples(True)
         elif kind == 7:
             t, payload = P.Msg.EVAL, self.samples(False)
         elif kind == 8:
             t, payload = P.Msg.READ_COUNTERS, b""
-        else:
+        elif kind == 9:
             t, payload = P.Msg.RESET_COUNTERS, b""
+        else:
+            t, payload = P.Msg.READ_SCHEDULE, b""
         return P.frame_body(t, self.seq(), payload)
+
+    def record(self) -> dict[str, int]:
+        """SET_EPOCH's epoch record: one a board keeps, or (one in five) one field past it."""
+        r = self.rng
+        best, samples = int(r.integers(0, 5000)), int(r.integers(0, 5000))
+        rec = {"epoch": int(r.integers(0, 2**32)), "level": int(r.integers(0, P.MAX_LEVEL + 1)),
+               "stalled": int(r.integers(0, 10)), "best_errors": int(r.integers(0, best + 1)), "best_samples": best,
+               "samples": samples, "errors": int(r.integers(0, samples + 1))}
+        if r.random() < 0.2:
+            field, lo = [("level", P.MAX_LEVEL + 1), ("stalled", P.MAX_STALLED + 1), ("best_errors", best + 1),
+                         ("samples", EPOCH_MAX_SAMPLES), ("errors", samples + 1)][int(r.integers(0, 5))]
+            rec[field] = int(r.integers(lo, 2**32)) if r.random() < 0.5 else lo
+        return rec
 
     @staticmethod
     def refix(body: bytes | bytearray) -> bytes:
@@ -368,9 +401,10 @@ class Corpus:
 
 
 def learnable_regions(gen) -> list[tuple[int, int]]:
+    from bep_mcu.cgen.abi import SCHEDULE_STATE_BYTES
     from bep_mcu.cgen.layout import HEADER_BYTES
 
-    regions = [(0, HEADER_BYTES)]
+    regions = [(0, HEADER_BYTES), (gen.plan.schedule_off, SCHEDULE_STATE_BYTES)]  # the epoch record too
     for p in gen.plan.layers:
         for key in ("h", "w", "wr", "wt", "dirty"):
             if p.sizes[key]:
@@ -494,6 +528,8 @@ PLANTED = {
     # READ_HIDDEN's reply bound off: a long read writes past the end of bep_link_t
     "reply_overrun": ("if (n > BEP_LINK_MAX_PAYLOAD - BEP_PROTO_STATUS_REPLY_BYTES ||",
                       "if (n > BEP_LINK_MAX_PAYLOAD + 1000u ||", "AddressSanitizer"),
+    # SET_EPOCH's level unchecked: a record whose level would index past a Q table is kept
+    "no_level_check": ("if (level > BEP_PROTO_MAX_LEVEL || stalled", "if (stalled", "schedule"),
 }
 
 
@@ -513,7 +549,10 @@ def test_fuzz_catches_planted_bugs(trained, net_model, data, tmp_path, bug):  # 
     inputs, rng = make_corpus(net_model, data, gen, 3000, 7)
     inputs += [(0, b"\xff" * 20000),
                (1, P.cobs_encode(P.frame_body(P.Msg.READ_HIDDEN, 9, P.READ_HIDDEN_REQ.pack(layer=0, offset=0,
-                                                                                            length=2000))))]
+                                                                                            length=2000)))),
+               (1, P.cobs_encode(P.frame_body(P.Msg.SET_EPOCH, 10, P.EPOCH_RECORD.pack(
+                   epoch=1, level=P.MAX_LEVEL + 1, stalled=0, best_errors=0, best_samples=0, samples=0, errors=0)
+                   + P.set_epoch_payload([2, 2], [1 << 16, 1 << 16])[P.EPOCH_RECORD.size:])))]
     proc, parsed = run_fuzz(bad_gen, tmp_path / "run", inputs, int(net_model.training.seed), rng)
     if caught_by == "check":
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -521,5 +560,6 @@ def test_fuzz_catches_planted_bugs(trained, net_model, data, tmp_path, bug):  # 
             check_results(inputs, parsed)
     else:
         assert proc.returncode != 0, bug
-        expected = "link invariant broken" if caught_by == "invariant" else "AddressSanitizer: heap-buffer-overflow"
+        expected = {"invariant": "link invariant broken", "schedule": "schedule invariant broken"}.get(
+            caught_by, "AddressSanitizer: heap-buffer-overflow")
         assert expected in proc.stderr, proc.stderr[-2000:]

@@ -20,6 +20,7 @@ import pytest
 
 from bep_mcu import files, modelio
 from bep_mcu.data.datasets import load_dataset
+from bep_mcu.engine.schedule import EPOCH_MAX_SAMPLES, Q_LEVELS, EpochStart
 from bep_mcu.errors import BEPError
 
 from .conftest import assert_same_weights, fit, saved
@@ -97,6 +98,27 @@ def test_round_trip_is_exact(tiny, model_file: Path):
     np.testing.assert_array_equal(back.labels, tiny.labels)
     np.testing.assert_array_equal(back.encoder.input_keep, tiny.encoder.input_keep)
     assert (back.spec, back.hyper, back.params, back.training) == (tiny.spec, tiny.hyper, tiny.params, tiny.training)
+
+
+def test_resume_record_round_trips_and_is_checked(tiny, model_file: Path, tmp_path: Path):
+    """``training.resume`` (where a stream stopped, from ``pull``): written only when there is
+    one, so older files have none and still load; every field type- and range-checked."""
+    assert "resume" not in json.loads(np.load(model_file)["__meta__"].tobytes())["training"]
+    assert modelio.load(model_file).training.resume is None
+    start = EpochStart(tiny.training.epochs, level=3, stalled=0, best_errors=2, best_samples=9, samples=40, errors=5)
+    path = saved(tiny.with_training(resume=start), tmp_path / "r.npz")
+    assert modelio.load(path).training.resume == start
+    assert "epoch" not in json.loads(np.load(path)["__meta__"].tobytes())["training"]["resume"]  # training.epochs
+    for field, value in (("level", Q_LEVELS + 1), ("level", -1), ("level", True), ("samples", "40"),
+                         ("samples", EPOCH_MAX_SAMPLES), ("errors", 41), ("best_errors", 10), ("best_samples", 2**32),
+                         ("stalled", tiny.hyper.patience), ("stalled", 1.0)):
+        bad = forge(path, tmp_path / "bad.npz", lambda m: m["training"]["resume"].update({field: value}))
+        with pytest.raises(BEPError, match=rf"^'{bad}': .*training\.resume\.{field}\b"):
+            modelio.load(bad)
+    for broken in ([], None, {"level": 3}):
+        bad = forge(path, tmp_path / "bad.npz", lambda m: m["training"].update({"resume": broken}))
+        with pytest.raises(BEPError, match=r"training\.resume"):
+            modelio.load(bad)
 
 
 def test_file_is_a_plain_npz_readable_without_pickle(model_file: Path):

@@ -8,6 +8,7 @@ under a few seconds.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,7 +19,9 @@ from bep_mcu.data.datasets import load_dataset
 from bep_mcu.data.encoder import default_window
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model
-from bep_mcu.training import initial_hidden
+from bep_mcu.engine.network import Counters
+from bep_mcu.engine.schedule import EpochStart
+from bep_mcu.training import batch_bounds, initial_hidden
 
 from .conftest import assert_same_weights, fit, saved, series, timeless
 
@@ -75,6 +78,46 @@ def test_training_in_two_parts_equals_training_at_once(protos):
     assert timeless(whole.training.history) == timeless(parts.training.history)
     assert whole.training.batch_counter == parts.training.batch_counter
     assert whole.training.gamma == parts.training.gamma and whole.training.epochs == 5
+
+
+def test_batch_bounds_from_inside_an_epoch():
+    assert batch_bounds(10, 3) == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    assert batch_bounds(10, 3, 6) == [(6, 9), (9, 10)]  # at a batch boundary: the same batches on
+    assert batch_bounds(10, 3, 4) == [(4, 6), (6, 9), (9, 10)]  # inside one: its rest first
+    assert batch_bounds(10, 3, 9) == [(9, 10)] and batch_bounds(10, 3, 10) == [] and batch_bounds(10, 20, 4) == [(4, 10)]
+
+
+def test_run_epochs_continues_inside_an_epoch_exactly(protos):
+    """A run stopped after batch 37 (epoch 2, sample 480 of 1000 in batches of 40) and
+    continued from its record (``Plan.resume``: the schedule's state as epoch 2 opened,
+    the samples and errors of it done) ends as the run that never stopped: weights,
+    counters, and the next epoch's γ, Q and schedule state."""
+    model = fit(protos.X_train, protos.y_train, hidden=(32,), epochs=1, seed=3)
+    data = training.encoded(model, protos.X_train, protos.y_train)
+    assert len(data) == 1000
+    plan = training.Plan.continuing(model, 3, 40, stall_signal="training")
+    whole = training.NumpyTrainer(model)
+    full = training.run_epochs([whole], data, plan)
+    cut, wrong = training.NumpyTrainer(model), []
+    part = training.run_epochs([cut], data, replace(plan, max_batches=37),
+                               on_batch=lambda k, index, p: wrong.append(int(np.sum(p[0] != data.y[index]))))
+    start = EpochStart(model.training.epochs + 1, **part.schedule_states[0], samples=480, errors=sum(wrong[25:]))
+    pulled = model.replace(hidden=tuple(cut.hidden_weights())).with_training(
+        epochs=start.epoch, gamma=part.gamma, batch_counter=cut.counters().batches, resume=start)
+    rest = training.NumpyTrainer(pulled)
+    report = training.run_epochs([rest], data, training.Plan.continuing(pulled, 2, 40, stall_signal="training",
+                                                                        resume=pulled.training.resume))
+    assert_same_weights(rest.hidden_weights(), whole.hidden_weights())
+    assert report.batches == 13 + 25 and report.epochs == 2
+    assert (report.gamma, report.q, report.next_epoch, report.error_rate) == \
+        (full.gamma, full.q, full.next_epoch, full.error_rate)
+    assert report.history[-1] == {**full.history[-1], "seconds": report.history[-1]["seconds"],
+                                  "samples_per_second": report.history[-1]["samples_per_second"]}
+    c_cut, c_rest, c_whole = cut.counters(), rest.counters(), whole.counters()
+    assert all(getattr(c_cut, n) + getattr(c_rest, n) == getattr(c_whole, n) for n in Counters.NAMES[:4])
+    with pytest.raises(BEPError, match="stopped at sample 480 of epoch 3, but the data has 300 samples"):
+        training.run_epochs([rest], data.take(np.arange(300)), training.Plan.continuing(
+            pulled, 1, 40, stall_signal="training", resume=pulled.training.resume))
 
 
 def test_rnn_is_deterministic():

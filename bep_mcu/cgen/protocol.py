@@ -20,8 +20,10 @@ from enum import IntEnum
 import numpy as np
 
 from bep_mcu.cgen import abi
+from bep_mcu.engine.schedule import Q_LEVELS, EpochStart
+from bep_mcu.engine.spec import MAX_PATIENCE
 
-PROTO_VERSION = 1
+PROTO_VERSION = 2  # 2: SET_EPOCH carries the epoch record, READ_SCHEDULE reads it back
 MAX_PAYLOAD = 1024  # default of BEP_LINK_MAX_PAYLOAD; a board may build with less
 MIN_MAX_PAYLOAD = 64  # smallest BEP_LINK_MAX_PAYLOAD a build accepts (a HELLO reply must fit)
 MAX_MAX_PAYLOAD = 65535 - 9  # the decoded frame (header 5 + payload + crc 4) stays below 64 KB
@@ -38,11 +40,12 @@ MESSAGES: list[tuple[str, int, str]] = [
     ("INIT", 0x02, "bep_init: weights from the flash tables, counters cleared"),
     ("LOAD_HIDDEN", 0x03, "write hidden-weight bytes of a layer; repack it on the last piece"),
     ("READ_HIDDEN", 0x04, "read hidden-weight bytes of a layer"),
-    ("SET_EPOCH", 0x05, "per-epoch gamma and Q of every layer"),
+    ("SET_EPOCH", 0x05, "per-epoch gamma and Q of every layer, and the epoch record (host schedule)"),
     ("TRAIN", 0x06, "train on samples; end the batch when asked"),
     ("EVAL", 0x07, "predict samples, count the correct ones"),
     ("READ_COUNTERS", 0x08, "read the training counters"),
     ("RESET_COUNTERS", 0x09, "clear the counters (not the batch counter)"),
+    ("READ_SCHEDULE", 0x0A, "read the epoch record back, with the samples and errors of the open epoch"),
 ]
 
 # (name, code, meaning): codes of an ERROR reply (type 0xFF), distinct from bep_status_t.
@@ -118,8 +121,16 @@ HELLO_REQ = Layout("HELLO_REQ", (("session", "I"),))
 INIT_REQ = Layout("INIT_REQ", (("seed", "I"), ("batches", "I")))
 LOAD_HIDDEN_REQ = Layout("LOAD_HIDDEN_REQ", (("layer", "B"), ("last", "B"), ("offset", "I")))  # + bytes
 READ_HIDDEN_REQ = Layout("READ_HIDDEN_REQ", (("layer", "B"), ("offset", "I"), ("length", "H")))
-SET_EPOCH_GAMMA = "H"  # n_layers of these, then n_layers of SET_EPOCH_Q
+# SET_EPOCH: the epoch record, then n_layers of SET_EPOCH_GAMMA, then n_layers of SET_EPOCH_Q. The
+# record is engine.schedule.EpochStart: the board keeps it in its schedule state (the counters at
+# that moment, less samples and errors, become the epoch's start marks) so that it outlives the host.
+EPOCH_RECORD = Layout("EPOCH_RECORD", tuple((name, "I") for name in EpochStart.FIELDS))
+SET_EPOCH_GAMMA = "H"
 SET_EPOCH_Q = "I"
+# What the board accepts in a record: a level within the Q table, fewer stalled epochs than any
+# patience, best_errors <= best_samples, samples below BEP_EPOCH_MAX_SAMPLES, errors <= samples.
+MAX_LEVEL = Q_LEVELS
+MAX_STALLED = MAX_PATIENCE - 1
 TRAIN_REQ = Layout("TRAIN_REQ", (("n", "H"), ("end_batch", "B")))  # + inputs n x input_words u32, labels n x u16
 EVAL_REQ = Layout("EVAL_REQ", (("n", "H"),))  # + inputs, labels
 INPUT_WORD = "I"
@@ -136,9 +147,11 @@ TRAIN_REPLY = Layout("TRAIN_REPLY", (("n", "H"),))  # after STATUS_REPLY; + pred
 EVAL_REPLY = Layout("EVAL_REPLY", (("correct", "H"),))  # after STATUS_REPLY; + predictions n x u16
 COUNTERS_REPLY = Layout("COUNTERS_REPLY", (  # after STATUS_REPLY
     ("samples", "I"), ("triggered", "I"), ("errors", "I"), ("updates", "I"), ("batches", "I")))
+# READ_SCHEDULE's reply after STATUS_REPLY: EPOCH_RECORD (samples and errors: of the open epoch so far), then
+# the γ and Q in use as in SET_EPOCH.
 ERROR_REPLY = Layout("ERROR_REPLY", (("session", "I"), ("code", "b"), ("request_type", "B")))
-LAYOUTS = (HEADER, HELLO_REQ, INIT_REQ, LOAD_HIDDEN_REQ, READ_HIDDEN_REQ, TRAIN_REQ, EVAL_REQ, REPLY_HEAD, STATUS_REPLY,
-           HELLO_REPLY, TRAIN_REPLY, EVAL_REPLY, COUNTERS_REPLY, ERROR_REPLY)
+LAYOUTS = (HEADER, HELLO_REQ, INIT_REQ, LOAD_HIDDEN_REQ, READ_HIDDEN_REQ, EPOCH_RECORD, TRAIN_REQ, EVAL_REQ, REPLY_HEAD,
+           STATUS_REPLY, HELLO_REPLY, TRAIN_REPLY, EVAL_REPLY, COUNTERS_REPLY, ERROR_REPLY)
 # A normal reply whose status is not BEP_OK carries STATUS_REPLY only.
 
 
@@ -309,8 +322,24 @@ def unpack_u16(data: bytes, n: int, offset: int = 0) -> np.ndarray:
     return np.frombuffer(data, dtype="<u2", count=n, offset=offset).astype(np.int64)
 
 
-def set_epoch_payload(gamma, q) -> bytes:
-    return pack_u16(gamma) + np.ascontiguousarray(q, dtype="<u4").tobytes()
+def set_epoch_payload(gamma, q, start: EpochStart | None = None) -> bytes:
+    """SET_EPOCH: the epoch record (default: a fresh schedule at epoch 0), γ and Q of every layer
+    (also READ_SCHEDULE's reply after the status)."""
+    record = (start or EpochStart()).as_dict()
+    return EPOCH_RECORD.pack(**record) + pack_u16(gamma) + np.ascontiguousarray(q, dtype="<u4").tobytes()
+
+
+def parse_schedule(body: bytes, n_layers: int) -> tuple[EpochStart, list[int], list[int]]:
+    """READ_SCHEDULE's reply after the status: (record, γ, Q); ValueError if it is not one."""
+    if len(body) != EPOCH_RECORD.size + 6 * n_layers:
+        raise ValueError(f"{len(body)} bytes after the status, expected {EPOCH_RECORD.size + 6 * n_layers}")
+    try:
+        start = EpochStart(**EPOCH_RECORD.unpack(body))
+    except ValueError as e:  # a BEPError: a field out of range
+        raise ValueError(str(e)) from None
+    gamma = unpack_u16(body, n_layers, EPOCH_RECORD.size).tolist()
+    q = np.frombuffer(body, dtype="<u4", count=n_layers, offset=EPOCH_RECORD.size + 2 * n_layers).tolist()
+    return start, gamma, q
 
 
 def samples_payload(x_words: np.ndarray, labels, end_batch: bool | None) -> bytes:
@@ -392,5 +421,5 @@ def c_context() -> dict:
         "messages": MESSAGES, "errors": ERRORS, "layouts": layouts,
         "last_request": max(value for _, value, _ in MESSAGES),
         "crc_table": crc32_nibble_table(), "link_pointers": LINK_POINTERS,
-        "hello_fixed": REPLY_HEAD.size + HELLO_REPLY.size,
+        "hello_fixed": REPLY_HEAD.size + HELLO_REPLY.size, "max_level": MAX_LEVEL, "max_stalled": MAX_STALLED,
     }

@@ -22,6 +22,11 @@ STATUS: list[tuple[str, int, str]] = [
 BY_VALUE = {value: (name, meaning) for name, value, meaning in STATUS}
 
 
+def status_value(name: str) -> int:
+    """The value of status ``name`` (without the BEP_ prefix)."""
+    return next(value for n, value, _ in STATUS if n == name)
+
+
 def status_name(value: int) -> str:
     name, meaning = BY_VALUE.get(value, (f"UNKNOWN({value})", "unknown status"))
     return f"BEP_{name}: {meaning}"

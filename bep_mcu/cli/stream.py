@@ -22,7 +22,10 @@ from bep_mcu.training import encoded
 def stream(model_path, port, timeout, dataset, data_path, test_data, epochs, batch_size, check_host, as_json) -> None:
     """Train the board's network (built from MODEL) on a dataset streamed over --port.
 
-    MODEL supplies the binariser, labels and schedule; its config hash must match the board's."""
+    MODEL supplies the hidden weights the board starts from, the binariser, labels and
+    schedule; its config hash must match the board's. A model pulled from a board after an
+    interrupted stream continues at the sample where the board stopped (the rest of that
+    epoch is the first of --epochs)."""
     from tqdm import tqdm
 
     check_positive(epochs=epochs, batch_size=batch_size)
@@ -31,11 +34,19 @@ def stream(model_path, port, timeout, dataset, data_path, test_data, epochs, bat
     data = load_data(dataset, data_path, test_data)
     train, test = encoded(model, data.X_train, data.y_train), encoded(model, data.X_test, data.y_test)
     bs = batch_size or model.training.batch_size
+    resume = model.training.resume
+    done = resume.samples if resume else 0
     with connect(port, model, timeout) as link:
         progress(f"{port}: {link.info.board}, network 0x{link.info.config_hash:08X}, "
                  f"{link.info.state_bytes} B of training state")
-        with tqdm(total=epochs * -(-len(train) // bs), desc="device batches", file=click.get_text_stream("stderr"),
-                  disable=None, leave=False) as bar:
+        if resume is not None:
+            progress(f"continuing epoch {resume.epoch + 1} at sample {done} of {len(train)}, where the board stopped")
+            if done % bs and done < len(train):
+                progress(f"warning: sample {done} lies inside a batch of {bs}: the rest of that batch trains as a "
+                         "batch of its own, so the run cannot equal an uninterrupted one (was it streamed with "
+                         "another --batch-size?)")
+        with tqdm(total=epochs * -(-len(train) // bs) - done // bs, desc="device batches",
+                  file=click.get_text_stream("stderr"), disable=None, leave=False) as bar:
             result, _ = stream_train(link, model, train, epochs, bs, test, check_host, on_batch=lambda: bar.update(1))
         board = link.info.board
     out = result.as_dict()

@@ -44,7 +44,8 @@ import numpy as np
 from bep_mcu.cgen import protocol as P
 from bep_mcu import validate
 from bep_mcu.errors import BEPError, BoardError
-from bep_mcu.cgen.status import status_name
+from bep_mcu.cgen.status import status_name, status_value
+from bep_mcu.engine.schedule import EpochStart
 
 
 class Transport(Protocol):
@@ -470,12 +471,28 @@ class Link:
             out += self._status(frame, P.Msg.READ_HIDDEN, n)
         return np.frombuffer(bytes(out), dtype=wire).astype(dtype or wire.newbyteorder("=")).reshape(shape)
 
-    def set_epoch(self, gamma, q) -> None:
-        """Per-epoch γ (group size) and Q (fixed-point reinforcement count) of every layer."""
+    def set_epoch(self, gamma, q, start: EpochStart | None = None) -> None:
+        """Per-epoch γ (group size) and Q (fixed-point reinforcement count) of every layer,
+        and where the host's schedule stands (the board keeps it: :meth:`read_schedule`;
+        default: a fresh schedule at epoch 0)."""
         n_layers = self._need_hello().n_layers
         if len(gamma) != n_layers or len(q) != n_layers:
             raise ValueError(f"set_epoch needs {n_layers} values of gamma and of q")
-        self._status(self.request(P.Msg.SET_EPOCH, P.set_epoch_payload(gamma, q)), P.Msg.SET_EPOCH, 0)
+        self._status(self.request(P.Msg.SET_EPOCH, P.set_epoch_payload(gamma, q, start)), P.Msg.SET_EPOCH, 0)
+
+    def read_schedule(self) -> tuple[EpochStart, list[int], list[int]] | None:
+        """The last SET_EPOCH's record, with the samples and errors of that epoch so far, and
+        the γ and Q in use; None when the board holds none (no SET_EPOCH since its INIT)."""
+        info = self._need_hello()
+        frame = self.request(P.Msg.READ_SCHEDULE)
+        if len(frame.payload) == P.STATUS_REPLY.size and \
+                P.STATUS_REPLY.unpack(frame.payload)["status"] == status_value("ERR_STATE"):
+            return None
+        body = self._status(frame, P.Msg.READ_SCHEDULE)
+        try:
+            return P.parse_schedule(body, info.n_layers)
+        except ValueError as e:
+            raise self._error(f"unexpected reply to READ_SCHEDULE: {e}") from None
 
     def _samples(self, x_words: np.ndarray, labels) -> tuple[np.ndarray, np.ndarray]:
         info = self._need_hello()

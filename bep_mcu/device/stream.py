@@ -7,6 +7,12 @@ training step on what it receives. A board is a :class:`~bep_mcu.training.Traine
 (:class:`DeviceTrainer`), so a stream is ``training.run_epochs`` like every other run;
 with ``check_host`` the numpy engine trains on the same batches beside it and the
 final states are compared.
+
+The host sends where its schedule stands with every epoch's γ and Q (SET_EPOCH), so
+the board, the one survivor of a host crash, holds it: ``pull`` reads it back with the
+weights and counters into the model file (``training.resume``), and a ``stream`` of
+that file continues at the very sample where the board stopped, bit for bit the run
+that was interrupted.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ import numpy as np
 
 from bep_mcu.device.link import Link
 from bep_mcu.engine.network import Counters
+from bep_mcu.engine.schedule import Q_LEVELS, EpochStart, q_table
 from bep_mcu.errors import BoardError
 from bep_mcu.model import Model, Origin
-from bep_mcu.training import EncodedData, NumpyTrainer, Plan, run_epochs
+from bep_mcu.training import EncodedData, NumpyTrainer, Plan, run_epochs, sum_counters
 
 
 def connect(url: str, model: Model, timeout: float = 2.0, attempts: int = 8) -> Link:
@@ -40,19 +47,23 @@ def connect(url: str, model: Model, timeout: float = 2.0, attempts: int = 8) -> 
 
 
 class DeviceTrainer:
-    """A board behind a link, as a Trainer: it starts from its firmware's tables (the
-    model's weights) with the model's seed and batch counter."""
+    """A board behind a link, as a Trainer: it starts from the model's state (seed, batch
+    counter and hidden weights)."""
 
     name = "device"
 
     def __init__(self, link: Link, model: Model, start: bool = True) -> None:
-        """``start``: INIT the board (weights back to its tables); False reads a running board."""
+        """``start``: INIT the board and load the model's hidden weights (INIT alone restores
+        those the firmware was built with, which the model's may not be: a model trained on
+        or pulled since); False reads a running board."""
         self.link, self.spec = link, model.spec
         if start:
             link.init(model.training.seed, model.training.batch_counter)
+            for layer, hidden in enumerate(model.hidden):
+                link.load_hidden(layer, hidden)
 
-    def set_epoch(self, gamma, q) -> None:
-        self.link.set_epoch(gamma, q)
+    def set_epoch(self, gamma, q, start: EpochStart | None = None) -> None:
+        self.link.set_epoch(gamma, q, start)
 
     def train_batch(self, batch: EncodedData) -> np.ndarray:
         return self.link.train(batch.packed, batch.y, end_batch=True)
@@ -83,6 +94,7 @@ class StreamResult:
     host_test_accuracy: float | None = None
     bit_exact: bool | None = None
     first_divergence: dict | None = None
+    resumed: dict | None = None  # the epoch (1-based) and sample a pulled model's record continued at
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -103,16 +115,22 @@ def ping_seconds(link: Link, n: int = 20) -> float:
 def stream_train(link: Link, model: Model, data: EncodedData, epochs: int, batch_size: int | None = None,
                  test: EncodedData | None = None, check_host: bool = False,
                  on_batch: Callable[[], None] | None = None) -> tuple[StreamResult, Model]:
-    """Train on the board for ``epochs`` epochs, continuing ``model``'s schedule.
+    """Train on the board for ``epochs`` epochs, continuing ``model``'s schedule: from the
+    sample where a pulled model's board stopped (``training.resume``; the rest of that
+    epoch counts as one of ``epochs``).
 
     Returns the result and the model as the board now holds it (weights read back)."""
+    resume = model.training.resume
     device = DeviceTrainer(link, model)
     trainers = [device, NumpyTrainer(model)] if check_host else [device]
-    plan = Plan.continuing(model, epochs, batch_size, stall_signal="training", compare="end" if check_host else "never")
+    plan = Plan.continuing(model, epochs, batch_size, stall_signal="training", compare="end" if check_host else "never",
+                           resume=resume)
     frames_before = link.frames_sent
     start = time.perf_counter()
     report = run_epochs(trainers, data, plan, on_batch=(lambda *_: on_batch()) if on_batch else None)
     seconds = time.perf_counter() - start
+    if report.next_epoch is not None:  # the board keeps where the next epoch starts, for a later pull
+        device.set_epoch(report.gamma, report.q, report.next_epoch)
     result = StreamResult(None, report.samples / seconds if seconds > 0 else float("inf"), 0, 0, report.epochs,
                           report.batches, seconds, [rec["train_error"] for rec in report.history],
                           [rec["gamma"] for rec in report.history])
@@ -125,17 +143,34 @@ def stream_train(link: Link, model: Model, data: EncodedData, epochs: int, batch
         result.bit_exact = report.bit_exact
         result.first_divergence = None if report.bit_exact else report.divergence.as_dict()
     result.frames_retried, result.frames_sent = link.frames_retried, link.frames_sent
+    if resume is not None:
+        result.resumed = {"epoch": resume.epoch + 1, "sample": resume.samples}
     trained = report.advance(model, device, batch_size=plan.batch_size,
                              origin=Origin("board", link.info.board, link.port, report.batches))
     return result, trained
 
 
-def pull_model(link: Link, model: Model) -> Model:
-    """The board's current weights as a model, recorded as coming from that board with
-    the number of batches it ran since its INIT. The schedule fields stay the model's:
-    after an interrupted ``stream`` they describe where the host's record stood."""
+def pull_model(link: Link, model: Model, batch_size: int | None = None) -> Model:
+    """The board's current weights as a model that continues where the board stopped: the
+    epoch record of its last SET_EPOCH (epochs done, the schedule's state, γ), its batch
+    counter, and the samples and errors of the open epoch so far (``training.resume``), with
+    the counters it added since its INIT; recorded as coming from that board with the
+    number of batches it ran since then. ``model``: the one the board was streamed from;
+    ``batch_size``: the stream's (default: the model's)."""
     device = DeviceTrainer(link, model, start=False)
     counters = device.counters()
-    ran = (counters.batches - model.training.batch_counter) & 0xFFFFFFFF
+    record = link.read_schedule()
+    if record is None:
+        raise BoardError(f"{link.port}: the board holds no epoch record: no stream opened an epoch since its INIT, "
+                         "so its weights continue nothing (stream the model again)")
+    start, gamma, q = record
+    expected = [row[start.level] for row in q_table(model.spec, model.hyper.p_r)]
+    if q != expected:
+        raise BoardError(f"{link.port}: the board trains with Q {q}, this model's schedule gives {expected} at "
+                         f"level {start.level}: pull with the model the board was streamed from")
+    t = model.training
+    ran = (counters.batches - t.batch_counter) & 0xFFFFFFFF
     return model.replace(hidden=tuple(device.hidden_weights())).with_training(
-        batch_counter=counters.batches, origin=Origin("board", link.info.board, link.port, ran))
+        epochs=start.epoch, gamma=tuple(gamma), error_rate=start.level / Q_LEVELS, batch_counter=counters.batches,
+        batch_size=batch_size or t.batch_size, counters=sum_counters(t.counters, counters), resume=start,
+        origin=Origin("board", link.info.board, link.port, ran))

@@ -37,7 +37,8 @@ _NOT_WRONG = np.float32(np.inf)
 class Counters:
     """What every trainer reports (numpy, the C twin's ``bep_counters_t``, a board):
     samples seen, triggered, predicted wrong, rows updated, and the batch counter that
-    keys the reinforcement generator (uint32 in C)."""
+    keys the reinforcement generator. All uint32 in C, so they wrap: differences are
+    taken modulo 2^32 (``since``)."""
 
     samples: int = 0
     triggered: int = 0
@@ -49,6 +50,10 @@ class Counters:
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.NAMES}
+
+    def since(self, before: "Counters", name: str) -> int:
+        """How far counter ``name`` moved since ``before`` (modulo 2^32, as the counters wrap)."""
+        return (getattr(self, name) - getattr(before, name)) & rng.MASK32
 
 
 def sign_pm1(x: np.ndarray) -> np.ndarray:
@@ -238,17 +243,18 @@ class Network:
             trace.update(z=zs, logits=logits, triggered=hit, targets=[], gates=[], masks=[], draws=[])
         counter = self.batch_counter
         self.batch_counter += 1
-        self.counters.batches = self.batch_counter & rng.MASK32
-        self.counters.samples += len(y)
-        self.counters.errors += int((predictions != y).sum())
+        c = self.counters  # uint32 in C: they wrap there, so they wrap here
+        c.batches = self.batch_counter & rng.MASK32
+        c.samples = (c.samples + len(y)) & rng.MASK32
+        c.errors = (c.errors + int((predictions != y).sum())) & rng.MASK32
         if hit.size == 0:
             return BatchResult(predictions, 0, 0)
-        self.counters.triggered += int(hit.size)
+        c.triggered = (c.triggered + int(hit.size)) & rng.MASK32
         if self.spec.model == "mlp":
             changed, n_updates = self._learn_mlp(ins, zs, acts, y, hit, trace)
         else:
             changed, n_updates = self._learn_rnn(ins, zs, acts, y, hit, trace)
-        self.counters.updates += n_updates
+        c.updates = (c.updates + n_updates) & rng.MASK32
         for layer, H in enumerate(self.H):
             n_weights = H.size
             draws = rng.reinforcement_indices(self.seed, counter, layer, self.reinforce_q[layer], n_weights)

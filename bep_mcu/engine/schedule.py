@@ -21,10 +21,12 @@ C twin and a board compute the same γ and Q from their own counters:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from fractions import Fraction
 
+from bep_mcu import validate
 from bep_mcu.engine import rng
-from bep_mcu.engine.spec import HyperParams, NetSpec, reinforcement_probability
+from bep_mcu.engine.spec import MAX_PATIENCE, HyperParams, NetSpec, reinforcement_probability
 
 STALL_SIGNALS = ("auto", "training")
 # "auto" judges stalls on the validation split alone from this many samples on; below, its
@@ -44,6 +46,11 @@ def reinforcement_counts(spec: NetSpec, p_r: float, error_rate: float) -> list[i
 Q_LEVELS = 256
 """Error rates are quantised to levels 0..Q_LEVELS (level = E · Q_LEVELS, rounded half
 up); the Q table has Q_LEVELS + 1 entries per layer (1 KB a layer in flash)."""
+
+
+# A board moves its epoch-start marks once an epoch reaches this many samples (BEP_EPOCH_MAX_SAMPLES of
+# bep_runtime.h, which a test reads): an epoch the host schedules stays below it.
+EPOCH_MAX_SAMPLES = 1 << 31
 
 
 def error_level(errors: int, samples: int) -> int:
@@ -88,6 +95,35 @@ def stall_counts(signal: str, training: tuple[int, int], validation: tuple[int, 
     return training[0] + validation[0], training[1] + validation[1]
 
 
+@dataclass(frozen=True)
+class EpochStart:
+    """Where the schedule stands as an epoch opens: the epoch (it keys the sample order),
+    the schedule's state (:meth:`IntegerSchedule.state`) and, for an epoch that continues
+    after an interruption, its samples already trained and how many of them were
+    predicted wrong. A board keeps it (SET_EPOCH), so it survives the host; a model file
+    keeps it (``training.resume``), so ``stream`` continues exactly there. Integers of a
+    state the C runtime keeps (bep_runtime.h, bep_schedule_state_t)."""
+
+    epoch: int = 0
+    level: int = Q_LEVELS  # the level of an error rate of 1: a fresh model
+    stalled: int = 0
+    best_errors: int = 0
+    best_samples: int = 0  # 0: no epoch judged yet
+    samples: int = 0
+    errors: int = 0
+
+    FIELDS = ("epoch", "level", "stalled", "best_errors", "best_samples", "samples", "errors")
+
+    def __post_init__(self) -> None:
+        for name, hi in (("epoch", validate.UINT32_MAX), ("level", Q_LEVELS), ("stalled", MAX_PATIENCE - 1),
+                         ("best_samples", validate.UINT32_MAX), ("best_errors", self.best_samples),
+                         ("samples", EPOCH_MAX_SAMPLES - 1), ("errors", self.samples)):
+            validate.integer(getattr(self, name), f"epoch record {name}", 0, hi)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+
 class IntegerSchedule:
     """The schedule (module docstring). Parameters: p_r (through the Q table),
     ``patience``, the growth factor (a rational, e.g. 2 or Fraction(3, 2)) and the cap of
@@ -128,3 +164,8 @@ class IntegerSchedule:
         """What a board keeps between epochs (bep_schedule_state_t), for snapshots."""
         return {"level": self.level, "stalled": self.stalled, "best_errors": self.best_errors,
                 "best_samples": self.best_samples}
+
+    def restore(self, start: EpochStart) -> None:
+        """Continue from the state an epoch opened with (an interrupted run's record)."""
+        self.level, self.stalled = start.level, start.stalled
+        self.best_errors, self.best_samples = start.best_errors, start.best_samples

@@ -25,6 +25,7 @@ MAX_WIDTH = 32767     # a width is the next layer's fan-in
 MAX_CLASSES = 256     # the fixed classifier's construction is quadratic in classes
 MAX_STEPS = 4096      # RNN steps per sequence
 MAX_INPUT_WORDS = 65535  # packed words of one sample (uint16 in bep_config_t)
+MAX_PATIENCE = 1_000_000  # epochs without a better stall criterion before γ grows
 # γ's growth factor is a multiple of 1/GROWTH_DENOMINATOR, so that it is exact as a JSON number and
 # as the C schedule's integers (γ · numerator stays far inside uint32: 32767 · 1024 · 16 < 2^30).
 GROWTH_DENOMINATOR = 16
@@ -122,7 +123,7 @@ class HyperParams:
         exact = growth(self.gamma_growth, "gamma growth")  # stored as a plain JSON number (2 or 1.5)
         object.__setattr__(self, "gamma_growth", int(exact) if exact.denominator == 1 else float(exact))
         validate.integer(self.gamma_cap_div, "gamma cap divisor", 1, MAX_WIDTH)
-        validate.integer(self.patience, "patience", 1, 1_000_000)
+        validate.integer(self.patience, "patience", 1, MAX_PATIENCE)
         if not isinstance(self.restore_best, bool):
             raise BEPError(f"restore best must be true or false, got {validate.show(self.restore_best)}")
 

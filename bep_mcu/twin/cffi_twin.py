@@ -23,6 +23,7 @@ from bep_mcu.cgen import abi, toolchain
 from bep_mcu.cgen.codegen import Generated, snapshot_bytes
 from bep_mcu.cgen.status import status_name
 from bep_mcu.engine.network import Counters
+from bep_mcu.engine.schedule import EpochStart
 from bep_mcu.engine.spec import NetSpec
 from bep_mcu.training import EncodedData
 
@@ -235,7 +236,7 @@ class TwinTrainer:
         self.schedules: list[dict] = []
         (twin.start if own_schedule else twin.init)(seed, batch_counter)
 
-    def set_epoch(self, gamma, q) -> None:
+    def set_epoch(self, gamma, q, start: EpochStart | None = None) -> None:
         if not self.own_schedule:
             self.twin.set_epoch(gamma, q)
             return

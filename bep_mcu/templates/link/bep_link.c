@@ -28,6 +28,9 @@ typedef char bep_link_tx_check[(BEP_LINK_TX_DATA_OFF + BEP_LINK_FRAME_MAX <= BEP
                                 BEP_LINK_ERR_DATA_OFF + BEP_LINK_ERR_FRAME <= BEP_LINK_ERR_BYTES &&
                                 4u * BEP_LINK_RX_WORDS >= BEP_LINK_FRAME_MAX) ? 1 : -1];
 typedef char bep_link_hello_check[(BEP_PROTO_HELLO_FIXED_BYTES < BEP_PROTO_MIN_MAX_PAYLOAD) ? 1 : -1];
+/* SET_EPOCH and READ_SCHEDULE's reply, four layers included, fit the smallest payload. */
+typedef char bep_link_schedule_check[(BEP_PROTO_STATUS_REPLY_BYTES + BEP_PROTO_EPOCH_RECORD_BYTES +
+                                      6u * BEP_MAX_LAYERS <= BEP_PROTO_MIN_MAX_PAYLOAD) ? 1 : -1];
 
 /* ------------------------------------------------------------------ bytes */
 
@@ -242,20 +245,93 @@ static int32_t bep_link_read_hidden(bep_link_t *link, const uint8_t *p, uint32_t
     return (int32_t)(bep_link_status(link, out, st) + (st == BEP_OK ? n : 0u));
 }
 
+/* The epoch schedule's state inside the network's state buffer (bep_runtime.h). */
+static bep_schedule_state_t *bep_link_schedule(const bep_link_t *link)
+{
+    return (bep_schedule_state_t *)(void *)((uint8_t *)link->state + link->cfg->schedule_off);
+}
+
+/* SET_EPOCH: the epoch record (where the host's schedule stands), then γ and Q. The board keeps
+ * the record in the state's schedule area, the way its own schedule would (bep_standalone.c), so
+ * that a host that dies mid-epoch can read it back (READ_SCHEDULE) and continue exactly there. */
 static int32_t bep_link_set_epoch(bep_link_t *link, const uint8_t *p, uint32_t len)
 {
+    const bep_config_t *cfg = link->cfg;
+    const uint8_t *v = p + BEP_PROTO_EPOCH_RECORD_BYTES;
     uint16_t gamma[BEP_MAX_LAYERS];
-    uint32_t q[BEP_MAX_LAYERS], l, n_layers = link->cfg->n_layers;
+    uint32_t q[BEP_MAX_LAYERS], l, n_layers = cfg->n_layers;
+    uint32_t level, stalled, best_errors, best_samples, samples, errors;
+    bep_counters_t c;
+    bep_schedule_state_t *s;
     bep_status_t st;
     if (n_layers > BEP_MAX_LAYERS) return BEP_PROTO_ERR_BAD_PAYLOAD;
-    if (len != n_layers * 6u) return BEP_PROTO_ERR_BAD_LENGTH;
+    if (len != BEP_PROTO_EPOCH_RECORD_BYTES + n_layers * 6u) return BEP_PROTO_ERR_BAD_LENGTH;
+    level = bep_rd32(p + BEP_PROTO_EPOCH_RECORD_LEVEL_OFF);
+    stalled = bep_rd32(p + BEP_PROTO_EPOCH_RECORD_STALLED_OFF);
+    best_errors = bep_rd32(p + BEP_PROTO_EPOCH_RECORD_BEST_ERRORS_OFF);
+    best_samples = bep_rd32(p + BEP_PROTO_EPOCH_RECORD_BEST_SAMPLES_OFF);
+    samples = bep_rd32(p + BEP_PROTO_EPOCH_RECORD_SAMPLES_OFF);
+    errors = bep_rd32(p + BEP_PROTO_EPOCH_RECORD_ERRORS_OFF);
+    /* A record the runtime could keep (bep_runtime.h, bep_schedule_state_t): its level indexes a Q table. */
+    if (level > BEP_PROTO_MAX_LEVEL || stalled > BEP_PROTO_MAX_STALLED || best_errors > best_samples ||
+        samples >= BEP_EPOCH_MAX_SAMPLES || errors > samples)
+        return BEP_PROTO_ERR_BAD_PAYLOAD;
     for (l = 0; l < n_layers; ++l) {
-        gamma[l] = (uint16_t)bep_rd16(p + 2u * l);
-        q[l] = bep_rd32(p + 2u * n_layers + 4u * l);
+        gamma[l] = (uint16_t)bep_rd16(v + 2u * l);
+        q[l] = bep_rd32(v + 2u * n_layers + 4u * l);
     }
-    /* γ and Q ranges are the runtime's to judge; it checks all of them before storing any. */
-    st = bep_set_epoch(link->cfg, link->state, link->state_len, gamma, n_layers, q, n_layers);
+    /* γ and Q ranges are the runtime's to judge; it checks all of them before storing any, and the
+     * record is stored only once they are. */
+    st = bep_read_counters(cfg, link->state, link->state_len, &c);
+    if (st == BEP_OK) st = bep_set_epoch(cfg, link->state, link->state_len, gamma, n_layers, q, n_layers);
+    if (st == BEP_OK) {
+        s = bep_link_schedule(link);
+        s->magic = cfg->config_hash;
+        s->epoch = bep_rd32(p + BEP_PROTO_EPOCH_RECORD_EPOCH_OFF);
+        s->level = level;
+        s->stalled = stalled;
+        s->best_errors = best_errors;
+        s->best_samples = best_samples;
+        s->start_errors = c.errors - errors; /* modulo 2^32, as the counters wrap */
+        s->start_samples = c.samples - samples;
+    }
     return (int32_t)bep_link_status(link, bep_link_out(link), st);
+}
+
+/* READ_SCHEDULE: the record SET_EPOCH left, with the open epoch's samples and errors so far and
+ * the γ and Q in use; BEP_ERR_STATE when no SET_EPOCH came since INIT. */
+static int32_t bep_link_read_schedule(bep_link_t *link, const uint8_t *p, uint32_t len)
+{
+    const bep_config_t *cfg = link->cfg;
+    const bep_state_header_t *hd = (const bep_state_header_t *)link->state;
+    const bep_schedule_state_t *s;
+    uint32_t l, n_layers = cfg->n_layers;
+    bep_counters_t c;
+    uint8_t *out, *r, *v;
+    bep_status_t st;
+    (void)p;
+    if (len != 0u) return BEP_PROTO_ERR_BAD_LENGTH;
+    if (n_layers > BEP_MAX_LAYERS) return BEP_PROTO_ERR_BAD_PAYLOAD;
+    st = bep_read_counters(cfg, link->state, link->state_len, &c); /* checks the state buffer first */
+    if (st == BEP_OK && bep_link_schedule(link)->magic != cfg->config_hash) st = BEP_ERR_STATE;
+    out = bep_link_out(link);
+    bep_link_status(link, out, st);
+    if (st != BEP_OK) return BEP_PROTO_STATUS_REPLY_BYTES;
+    s = bep_link_schedule(link);
+    r = out + BEP_PROTO_STATUS_REPLY_BYTES;
+    bep_wr32(r + BEP_PROTO_EPOCH_RECORD_EPOCH_OFF, s->epoch);
+    bep_wr32(r + BEP_PROTO_EPOCH_RECORD_LEVEL_OFF, s->level);
+    bep_wr32(r + BEP_PROTO_EPOCH_RECORD_STALLED_OFF, s->stalled);
+    bep_wr32(r + BEP_PROTO_EPOCH_RECORD_BEST_ERRORS_OFF, s->best_errors);
+    bep_wr32(r + BEP_PROTO_EPOCH_RECORD_BEST_SAMPLES_OFF, s->best_samples);
+    bep_wr32(r + BEP_PROTO_EPOCH_RECORD_SAMPLES_OFF, c.samples - s->start_samples);
+    bep_wr32(r + BEP_PROTO_EPOCH_RECORD_ERRORS_OFF, c.errors - s->start_errors);
+    v = r + BEP_PROTO_EPOCH_RECORD_BYTES;
+    for (l = 0; l < n_layers; ++l) {
+        bep_wr16(v + 2u * l, hd->gamma[l]);
+        bep_wr32(v + 2u * n_layers + 4u * l, hd->q[l]);
+    }
+    return (int32_t)(BEP_PROTO_STATUS_REPLY_BYTES + BEP_PROTO_EPOCH_RECORD_BYTES + 6u * n_layers);
 }
 
 /* TRAIN and EVAL: `fixed` bytes of header fields, then n samples and n labels. Checks the
@@ -382,12 +458,13 @@ static const bep_link_handler_t bep_link_handlers[BEP_PROTO_LAST_REQUEST + 1u] =
     bep_link_eval,           /* BEP_MSG_EVAL */
     bep_link_counters,       /* BEP_MSG_READ_COUNTERS */
     bep_link_reset_counters, /* BEP_MSG_RESET_COUNTERS */
+    bep_link_read_schedule,  /* BEP_MSG_READ_SCHEDULE */
 };
 typedef char bep_link_handlers_in_type_order[(BEP_MSG_HELLO == 1 && BEP_MSG_INIT == 2 && BEP_MSG_LOAD_HIDDEN == 3 &&
                                               BEP_MSG_READ_HIDDEN == 4 && BEP_MSG_SET_EPOCH == 5 &&
                                               BEP_MSG_TRAIN == 6 && BEP_MSG_EVAL == 7 &&
                                               BEP_MSG_READ_COUNTERS == 8 && BEP_MSG_RESET_COUNTERS == 9 &&
-                                              BEP_PROTO_LAST_REQUEST == 9u) ? 1 : -1];
+                                              BEP_MSG_READ_SCHEDULE == 10 && BEP_PROTO_LAST_REQUEST == 10u) ? 1 : -1];
 
 static int32_t bep_link_dispatch(bep_link_t *link, uint32_t type, const uint8_t *p, uint32_t len)
 {
