@@ -80,7 +80,7 @@ def _fresh(X, y, hidden: tuple[int, ...], **settings) -> Model:
 
 
 def _throughput(trainer, model: Model, data: training.EncodedData, epochs: int, batch_size: int) -> float:
-    plan = training.Plan.continuing(model, epochs, batch_size, compare="never", stall_signal="training")
+    plan = training.Plan.continuing(model, epochs, batch_size, stall_signal="training")
     report = training.run_epochs([trainer], data, plan)
     return report.samples_per_second(trainer.name)
 

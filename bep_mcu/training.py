@@ -43,13 +43,12 @@ from bep_mcu.data.encoder import MAX_BIAS_BITS, Encoder, as_model_shape
 from bep_mcu.engine import bits, rng
 from bep_mcu.engine.classifier import binary_equiangular_frame
 from bep_mcu.engine.network import Counters, Network
-from bep_mcu.engine.schedule import EPOCH_MAX_SAMPLES, STALL_SIGNALS, EpochStart, IntegerSchedule, gamma_caps, grown, \
+from bep_mcu.engine.schedule import EPOCH_MAX_SAMPLES, STALL_SIGNALS, EpochStart, IntegerSchedule, gamma_caps, \
     stall_counts
 from bep_mcu.engine.spec import MAX_CLASSES, MAX_LAYERS, MAX_WIDTH, HyperParams, NetSpec, int_params
 from bep_mcu.errors import BEPError
 from bep_mcu.model import MAX_BATCH_SIZE, MAX_EPOCHS, Model, TrainingRecord, check_labels, plain_labels
 
-COMPARE = ("batch", "end", "never")
 SAMPLE_ORDERS = ("numpy", "counter")
 
 
@@ -164,7 +163,10 @@ class NumpyTrainer:
 
 @dataclass(frozen=True)
 class Plan:
-    """How to run epochs; each field is a difference between today's callers."""
+    """What to run: the network, how many epochs of which batches in which order, and the
+    schedule's parameters and starting point. Data only: how a run is watched (compared,
+    stopped, its best weights kept) is an :class:`Observer`, which schedule runs it a
+    :func:`schedule_for` choice."""
 
     spec: NetSpec  # the network (Q's fan-ins come from it)
     epochs: int
@@ -181,12 +183,7 @@ class Plan:
     # counter, as a board computes it (stream, verify, a board alone); "auto": host fit, the validation
     # split from MIN_VALIDATION samples on, else validation and training pooled.
     stall_signal: str = "auto"
-    restore_best: bool = False  # end with the reference trainer's weights of the best epoch (host fit)
     sample_order: str = "numpy"  # "counter": rng.sample_order, the order a board that learns alone computes
-    compare: str = "batch"  # when the other trainers' states are compared with the first's
-    grow_every: int | None = None  # also multiply γ by ``growth`` every that many epochs (to test γ changes)
-    fixed_schedule: bool = False  # keep the first epoch's γ and Q throughout (golden vectors replay one set_epoch)
-    max_batches: int | None = None  # stop after this many batches (golden vectors)
     # Start inside epoch ``first_epoch`` where an interrupted stream stopped (``training.resume`` of a pulled
     # model): its schedule state, and the samples of its order already trained with their error count.
     resume: EpochStart | None = None
@@ -196,12 +193,7 @@ class Plan:
         validate.integer(self.batch_size, "--batch-size", 1, MAX_BATCH_SIZE)
         validate.choice(self.stall_signal, "stall signal", STALL_SIGNALS)
         validate.integers(self.cap, "gamma cap", 1, MAX_WIDTH, length=self.spec.n_layers)
-        validate.choice(self.compare, "compare", COMPARE)
         validate.choice(self.sample_order, "sample order", SAMPLE_ORDERS)
-        if self.grow_every is not None:
-            validate.integer(self.grow_every, "--grow-gamma-every", 1, MAX_EPOCHS)
-        if self.max_batches is not None:
-            validate.integer(self.max_batches, "--batches", 1, 1 << 31)
         if self.resume is not None and self.resume.epoch != self.first_epoch:
             raise BEPError(f"the record resumes epoch {self.resume.epoch + 1}, the plan starts epoch "
                            f"{self.first_epoch + 1}")
@@ -215,6 +207,17 @@ class Plan:
                    cap=tuple(gamma_caps(model.spec, hp, model.params.gamma)), first_epoch=t.epochs,
                    error_rate=t.error_rate)
         return replace(plan, **changes)
+
+
+def schedule_for(plan: Plan, kind: type[IntegerSchedule] = IntegerSchedule, **options) -> IntegerSchedule:
+    """The schedule a run of ``plan`` starts with: the integer one a board runs (default),
+    ``FixedSchedule`` (golden vectors) or ``GrowingSchedule`` (``every=k``: γ growth for the
+    bit-exact checks), at the plan's γ, error rate and, continuing a run, its record."""
+    schedule = kind(plan.spec, list(plan.gamma), plan.p_r, plan.patience, plan.growth, list(plan.cap),
+                    error_rate=plan.error_rate, **options)
+    if plan.resume is not None:
+        schedule.restore(plan.resume)
+    return schedule
 
 
 @dataclass
@@ -246,7 +249,7 @@ class Report:
     schedule_states: list[dict] = field(default_factory=list)  # the schedule's state after each epoch
     q: tuple[int, ...] = ()  # Q of the next epoch (with ``gamma``, what its set_epoch gets)
     next_epoch: EpochStart | None = None  # where the schedule stands for the next epoch; None inside one
-    best: tuple[int, list[np.ndarray]] | None = None  # plan.restore_best: (epoch, the reference's weights)
+    best: tuple[int, list[np.ndarray]] | None = None  # BestWeights: (epoch, the reference's weights)
 
     @property
     def bit_exact(self) -> bool:
@@ -256,7 +259,7 @@ class Report:
         return self.samples / max(self.seconds.get(trainer, 0.0), 1e-9)
 
     def advance(self, model: Model, trainer: Trainer, **training_changes) -> Model:
-        """``model`` with ``trainer``'s weights (the best epoch's, with ``plan.restore_best``)
+        """``model`` with ``trainer``'s weights (the best epoch's, with :class:`BestWeights`)
         and the schedule where this run left it."""
         t = model.training
         counters = trainer.counters()
@@ -312,99 +315,198 @@ def batch_bounds(n: int, batch_size: int, start: int = 0) -> list[tuple[int, int
     return list(zip(firsts, firsts[1:] + [n]))
 
 
-def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, validation: EncodedData | None = None,
-               on_batch: Callable[[int, np.ndarray, list[np.ndarray]], None] | None = None,
-               on_epoch: Callable[[dict], None] | None = None) -> Report:
-    """Train every trainer on the same batches with the same per-epoch integers.
+@dataclass
+class Run:
+    """A run in progress, as its observers see it."""
 
-    ``trainers[0]`` is the reference: its error counter drives the schedule and its
-    predictions judge validation; with ``plan.compare`` the others are compared with
-    it (after every batch, or at the end) and the run stops at the first divergence.
-    ``on_batch(batch_number, sample_indices, predictions_per_trainer)`` runs after each batch.
-    With ``plan.resume`` the first epoch continues from where an interrupted run stopped."""
+    trainers: Sequence[Trainer]
+    plan: Plan
+    report: Report
+    epoch: int = 0  # the epoch being trained (the schedule's count)
+
+    @property
+    def reference(self) -> Trainer:
+        return self.trainers[0]
+
+
+class Observer:
+    """Watches a run: after each batch (True stops the run), after each epoch (its record)
+    and once at the end."""
+
+    def after_batch(self, run: Run, index: np.ndarray, predictions: list[np.ndarray]) -> bool:
+        return False
+
+    def after_epoch(self, run: Run, record: dict) -> None:
+        pass
+
+    def finish(self, run: Run) -> None:
+        pass
+
+
+class Lockstep(Observer):
+    """Every other trainer's whole state (hidden weights, the batch's predictions, the five
+    counters) compared with the reference's: after every batch (the run stops at the first
+    divergence), or ``at_end`` only. A run of several trainers is compared after every
+    batch unless it is given a Lockstep."""
+
+    def __init__(self, at_end: bool = False) -> None:
+        self.at_end = at_end
+
+    def after_batch(self, run: Run, index: np.ndarray, predictions: list[np.ndarray]) -> bool:
+        if self.at_end:
+            return False
+        for t, p in zip(run.trainers[1:], predictions[1:]):
+            diff = compare_states(run.reference, t, (predictions[0], p, index))
+            if diff is not None:
+                run.report.divergence = Divergence(t.name, run.report.batches - 1, run.epoch, diff)
+                return True
+        return False
+
+    def finish(self, run: Run) -> None:
+        if not self.at_end:
+            return
+        for t in run.trainers[1:]:
+            diff = compare_states(run.reference, t)
+            if diff is not None:
+                run.report.divergence = Divergence(t.name, run.report.batches - 1, run.epoch, diff)
+                return
+
+
+class BestWeights(Observer):
+    """The reference's weights at its best epoch (the schedule's judgement), which the
+    model keeps (``Report.advance``; host ``fit`` with ``restore_best``)."""
+
+    def after_epoch(self, run: Run, record: dict) -> None:
+        if record.get("best"):
+            run.report.best = (record["epoch"], [w.copy() for w in run.reference.hidden_weights()])
+
+    def finish(self, run: Run) -> None:
+        if run.report.best is not None and run.report.history:
+            run.report.history[-1]["restored_epoch"] = run.report.best[0]
+
+
+class StopAfter(Observer):
+    """Stop after ``batches`` batches (golden vectors)."""
+
+    def __init__(self, batches: int) -> None:
+        self.batches = validate.integer(batches, "--batches", 1, 1 << 31)
+
+    def after_batch(self, run: Run, index: np.ndarray, predictions: list[np.ndarray]) -> bool:
+        return run.report.batches >= self.batches
+
+
+class Callbacks(Observer):
+    """Plain functions as an observer: ``on_batch(batch_number, sample_indices,
+    predictions_per_trainer)`` and ``on_epoch(record)``."""
+
+    def __init__(self, on_batch: Callable[[int, np.ndarray, list[np.ndarray]], None] | None = None,
+                 on_epoch: Callable[[dict], None] | None = None) -> None:
+        self.on_batch, self.on_epoch = on_batch, on_epoch
+
+    def after_batch(self, run: Run, index: np.ndarray, predictions: list[np.ndarray]) -> bool:
+        if self.on_batch:
+            self.on_batch(run.report.batches - 1, index, predictions)
+        return False
+
+    def after_epoch(self, run: Run, record: dict) -> None:
+        if self.on_epoch:
+            self.on_epoch(record)
+
+
+def _check_run(data: EncodedData, plan: Plan) -> None:
     if len(data) == 0:
         raise BEPError("no training samples")
     if len(data) >= EPOCH_MAX_SAMPLES:
         raise BEPError(f"an epoch of {len(data)} samples: a board's epoch counts fewer than {EPOCH_MAX_SAMPLES}")
-    resume = plan.resume
-    if resume is not None and resume.samples > len(data):
-        raise BEPError(f"the model stopped at sample {resume.samples} of epoch {resume.epoch + 1}, but the data "
-                       f"has {len(data)} samples: continue it on the data it was trained on")
-    reference, spec = trainers[0], plan.spec
-    schedule = IntegerSchedule(spec, list(plan.gamma), plan.p_r, plan.patience, plan.growth, list(plan.cap),
-                               error_rate=plan.error_rate)
-    if resume is not None:
-        schedule.restore(resume)
+    if plan.resume is not None and plan.resume.samples > len(data):
+        raise BEPError(f"the model stopped at sample {plan.resume.samples} of epoch {plan.resume.epoch + 1}, but the "
+                       f"data has {len(data)} samples: continue it on the data it was trained on")
+
+
+def _train_epoch(run: Run, data: EncodedData, opened: EpochStart, observers: Sequence[Observer]) -> int | None:
+    """The epoch's batches from where it opened; the samples of it seen, None if an observer stopped the run."""
+    plan, report = run.plan, run.report
+    order = (rng.sample_order if plan.sample_order == "counter" else epoch_order)(plan.seed, run.epoch, len(data))
+    seen = opened.samples
+    for i, j in batch_bounds(len(order), plan.batch_size, opened.samples):
+        index = order[i:j]
+        batch = data.take(index)
+        predictions = []
+        for t in run.trainers:
+            t0 = time.perf_counter()
+            predictions.append(t.train_batch(batch))
+            report.seconds[t.name] += time.perf_counter() - t0
+        report.batches += 1
+        report.samples += len(index)
+        seen += len(index)
+        if any(o.after_batch(run, index, predictions) for o in observers):
+            return None
+    return seen
+
+
+def _close_epoch(run: Run, schedule: IntegerSchedule, opened: EpochStart, before: Counters, seen: int,
+                 validation: EncodedData | None, seconds: float, gamma: list[int], q: list[int]) -> dict:
+    """The epoch's record, and the schedule's next γ and Q from its error count."""
+    plan, report, after = run.plan, run.report, run.reference.counters()
+    errors = opened.errors + after.since(before, "errors")
+    val_accuracy, val_counts = None, (0, 0)
+    if validation is not None and len(validation):
+        val_errors = int(np.count_nonzero(run.reference.evaluate(validation) != validation.y))
+        val_accuracy, val_counts = 1.0 - val_errors / len(validation), (val_errors, len(validation))
+    trained = seen - opened.samples
+    record = {"epoch": run.epoch + 1, "train_error": errors / seen, "val_accuracy": val_accuracy, "gamma": gamma,
+              "reinforce_q": q, "triggered": after.since(before, "triggered"), "updates": after.since(before, "updates"),
+              "seconds": seconds, "samples_per_second": trained / seconds if seconds > 0 else None}
+    best = schedule.end_epoch_counts(errors, seen, stall_counts(plan.stall_signal, (errors, seen), val_counts))
+    if best is not None:
+        record["best"] = best
+    report.history.append(record)
+    report.schedule_states.append(schedule.state())
+    report.epochs += 1
+    report.gamma, report.error_rate, report.q = tuple(schedule.gamma), schedule.error_rate, tuple(schedule.q())
+    report.next_epoch = EpochStart(run.epoch + 1, **schedule.state())
+    return record
+
+
+def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, validation: EncodedData | None = None,
+               on_batch: Callable[[int, np.ndarray, list[np.ndarray]], None] | None = None,
+               on_epoch: Callable[[dict], None] | None = None, observers: Sequence[Observer] = (),
+               schedule: IntegerSchedule | None = None) -> Report:
+    """Train every trainer on the same batches with the same per-epoch integers.
+
+    ``trainers[0]`` is the reference: its error counter drives the schedule (default:
+    :func:`schedule_for` the plan) and its predictions judge ``validation``. ``observers``
+    watch the run (:class:`Lockstep`: several trainers are compared after every batch
+    unless one is given; :class:`BestWeights`, :class:`StopAfter`); ``on_batch`` and
+    ``on_epoch`` are plain :class:`Callbacks`. With ``plan.resume`` the first epoch
+    continues from where an interrupted run stopped."""
+    _check_run(data, plan)
+    schedule = schedule or schedule_for(plan)
     report = Report(list(trainers), seconds={t.name: 0.0 for t in trainers}, gamma=tuple(plan.gamma),
                     error_rate=plan.error_rate)
+    run = Run(trainers, plan, report)
+    lockstep = [] if len(trainers) == 1 or any(isinstance(o, Lockstep) for o in observers) else [Lockstep()]
+    watchers = [*lockstep, *(o for o in observers if isinstance(o, Lockstep)), Callbacks(on_batch, on_epoch),
+                *(o for o in observers if not isinstance(o, Lockstep))]
     for e in range(plan.epochs):
-        epoch = plan.first_epoch + e
+        run.epoch = plan.first_epoch + e
         gamma, q = list(schedule.gamma), schedule.q()
         # where the epoch opens: the schedule's state, and the samples of its order an interrupted run
         # already trained, with their error count
-        opened = EpochStart(epoch, **schedule.state(), samples=resume.samples if e == 0 and resume else 0,
-                            errors=resume.errors if e == 0 and resume else 0)
+        samples, errors = (plan.resume.samples, plan.resume.errors) if e == 0 and plan.resume else (0, 0)
+        opened = EpochStart(run.epoch, **schedule.state(), samples=samples, errors=errors)
         report.next_epoch = None
         for t in trainers:
             t.set_epoch(gamma, q, opened)
-        start, before = time.perf_counter(), reference.counters()
-        order = (rng.sample_order if plan.sample_order == "counter" else epoch_order)(plan.seed, epoch, len(data))
-        seen = opened.samples
-        for i, j in batch_bounds(len(order), plan.batch_size, opened.samples):
-            index = order[i:j]
-            batch = data.take(index)
-            predictions = []
-            for t in trainers:
-                t0 = time.perf_counter()
-                predictions.append(t.train_batch(batch))
-                report.seconds[t.name] += time.perf_counter() - t0
-            report.batches += 1
-            report.samples += len(index)
-            seen += len(index)
-            if plan.compare == "batch":
-                for t, p in zip(trainers[1:], predictions[1:]):
-                    diff = compare_states(reference, t, (predictions[0], p, index))
-                    if diff is not None:
-                        report.divergence = Divergence(t.name, report.batches - 1, epoch, diff)
-                        return report
-            if on_batch:
-                on_batch(report.batches - 1, index, predictions)
-            if plan.max_batches is not None and report.batches >= plan.max_batches:
-                return report
-        after = reference.counters()
-        errors = opened.errors + after.since(before, "errors")
-        val_accuracy, val_counts = None, (0, 0)
-        if validation is not None and len(validation):
-            val_errors = int(np.count_nonzero(reference.evaluate(validation) != validation.y))
-            val_accuracy, val_counts = 1.0 - val_errors / len(validation), (val_errors, len(validation))
-        seconds = time.perf_counter() - start
-        trained = seen - opened.samples
-        record = {"epoch": epoch + 1, "train_error": errors / seen, "val_accuracy": val_accuracy, "gamma": gamma,
-                  "reinforce_q": q, "triggered": after.since(before, "triggered"),
-                  "updates": after.since(before, "updates"), "seconds": seconds,
-                  "samples_per_second": trained / seconds if seconds > 0 else None}
-        report.history.append(record)
-        if not plan.fixed_schedule:
-            judged = stall_counts(plan.stall_signal, (errors, seen), val_counts)
-            record["best"] = schedule.end_epoch_counts(errors, seen, judged)
-            report.schedule_states.append(schedule.state())
-            if plan.restore_best and record["best"]:
-                report.best = (epoch + 1, [w.copy() for w in reference.hidden_weights()])
-        if plan.grow_every and (e + 1) % plan.grow_every == 0:  # uncapped: the widest range of γ for tests
-            schedule.gamma = [grown(g, plan.growth, k) for g, k in zip(schedule.gamma, spec.hidden)]
-        report.epochs += 1
-        report.gamma, report.error_rate, report.q = tuple(schedule.gamma), schedule.error_rate, tuple(schedule.q())
-        report.next_epoch = EpochStart(epoch + 1, **schedule.state())
-        if report.best is not None and e == plan.epochs - 1:
-            record["restored_epoch"] = report.best[0]  # the weights the model keeps (Report.advance)
-        if on_epoch:
-            on_epoch(record)
-    if plan.compare == "end":
-        for t in trainers[1:]:
-            diff = compare_states(reference, t)
-            if diff is not None:
-                report.divergence = Divergence(t.name, report.batches - 1, plan.first_epoch + plan.epochs - 1, diff)
-                break
+        start, before = time.perf_counter(), run.reference.counters()
+        seen = _train_epoch(run, data, opened, watchers)
+        if seen is None:
+            return report
+        record = _close_epoch(run, schedule, opened, before, seen, validation, time.perf_counter() - start, gamma, q)
+        for o in watchers:
+            o.after_epoch(run, record)
+    for o in watchers:
+        o.finish(run)
     return report
 
 
@@ -506,8 +608,9 @@ def train(model: Model, X, y, epochs: int, batch_size: int | None = None,
     (engine.schedule.stall_counts, "auto")."""
     train_part, val_part = split_encoded(model, X, y)
     trainer = NumpyTrainer(model)
-    plan = Plan.continuing(model, epochs, batch_size, compare="never", restore_best=model.hyper.restore_best)
-    report = run_epochs([trainer], train_part, plan, val_part, on_epoch=on_epoch)
+    plan = Plan.continuing(model, epochs, batch_size)
+    report = run_epochs([trainer], train_part, plan, val_part, on_epoch=on_epoch,
+                        observers=[BestWeights()] if model.hyper.restore_best else ())
     return report.advance(model, trainer, batch_size=plan.batch_size)
 
 

@@ -40,7 +40,8 @@ from bep_mcu.data.datasets import load_dataset
 from bep_mcu.cgen import protocol
 from bep_mcu.device import boards
 from bep_mcu.device.firmware import FW_SOURCES, build_flags, fw_dir
-from bep_mcu.training import NumpyTrainer, Plan, encoded, first_difference, run_epochs
+from bep_mcu.engine.schedule import FixedSchedule
+from bep_mcu.training import NumpyTrainer, Plan, encoded, first_difference, run_epochs, schedule_for
 
 from .conftest import assert_ok, invoke, our_qemus, run_ok
 from .test_firmware import berkeley, train_over_link
@@ -101,10 +102,10 @@ def cases(work, models) -> dict[str, dict]:
         data_part = encoded(model, data.X_train[:N_SAMPLES], data.y_train[:N_SAMPLES])
         # One epoch in batches of BATCH with the first epoch's γ and Q, through the one
         # driver; the C++ main replays the same samples in the order they were trained.
-        plan = Plan.continuing(model, 1, BATCH, error_rate=1.0, fixed_schedule=True, compare="never")
+        plan = Plan.continuing(model, 1, BATCH, error_rate=1.0)
         trainer = NumpyTrainer(model)
         order, preds = [], []
-        report = run_epochs([trainer], data_part, plan,
+        report = run_epochs([trainer], data_part, plan, schedule=schedule_for(plan, FixedSchedule),
                             on_batch=lambda _, index, p: (order.append(index), preds.append(p[0])))
         gamma, q = report.history[0]["gamma"], report.history[0]["reinforce_q"]
         assert any(q), "the case must exercise reinforcement"

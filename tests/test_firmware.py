@@ -327,7 +327,7 @@ def train_over_link(elf: str, board: str, model: Path, dataset: str = DATASET, e
     loaded = modelio.load(model)
     data = load_dataset(dataset)
     train = encoded(loaded, data.X_train[:n], data.y_train[:n])
-    plan = Plan.continuing(loaded, epochs, batch_size, patience=1, stall_signal="training", compare="batch")
+    plan = Plan.continuing(loaded, epochs, batch_size, patience=1, stall_signal="training")
     with EmulatedBoard(elf, board) as url, Link(url, timeout=10.0) as link:
         link.hello()
         device = DeviceTrainer(link, loaded)

@@ -30,7 +30,7 @@ from bep_mcu.device.stream import DeviceTrainer
 from bep_mcu.engine.schedule import EpochStart
 from bep_mcu.engine.bits import pack_inputs
 from bep_mcu.errors import BEPError
-from bep_mcu.training import NumpyTrainer, Plan, first_difference, run_epochs
+from bep_mcu.training import Lockstep, NumpyTrainer, Plan, first_difference, run_epochs
 from bep_mcu.twin.cffi_twin import build_extension, generated_cdef
 
 from .conftest import assert_ok, invoke
@@ -370,7 +370,7 @@ def test_training_through_the_link_is_bit_exact(trained, device_module, net_mode
     Xp, X, y = data
     link = make_link(make_device(device_module, trained))
     link.hello()
-    plan = Plan.continuing(net_model, 2, 100, patience=1, stall_signal="training", compare="batch")
+    plan = Plan.continuing(net_model, 2, 100, patience=1, stall_signal="training")
     numpy = NumpyTrainer(net_model)
     report = run_epochs([numpy, DeviceTrainer(link, net_model)], encoded_data(X, y), plan)
     assert report.bit_exact, report.divergence
@@ -615,11 +615,13 @@ def test_any_split_of_the_stream_gives_the_same_replies(trained, device_module, 
 # ---------------------------------------------------------------------- a bad line
 
 
-def train_through(link: Link, net_model, X, y, epochs: int = 2, batch: int = 100, compare: str = "end"):
-    """numpy and the board behind ``link`` through the one driver; returns numpy's trainer."""
+def train_through(link: Link, net_model, X, y, epochs: int = 2, batch: int = 100, at_end: bool = True):
+    """numpy and the board behind ``link`` through the one driver (compared at the end, or
+    after every batch); returns numpy's trainer."""
     numpy = NumpyTrainer(net_model)
-    plan = Plan.continuing(net_model, epochs, batch, patience=1, stall_signal="training", compare=compare)
-    report = run_epochs([numpy, DeviceTrainer(link, net_model)], encoded_data(X, y), plan)
+    plan = Plan.continuing(net_model, epochs, batch, patience=1, stall_signal="training")
+    report = run_epochs([numpy, DeviceTrainer(link, net_model)], encoded_data(X, y), plan,
+                        observers=[Lockstep(at_end=at_end)])
     assert report.bit_exact, report.divergence
     return numpy
 

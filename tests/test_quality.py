@@ -138,7 +138,7 @@ def test_the_driver_judges_what_auto_chooses(n_val):
     model = fit(X, y, hidden=(16,), epochs=1)
     data = training.encoded(model, X, y)
     train_part, val_part = data.take(np.arange(n_val, 300)), data.take(np.arange(n_val))
-    report = run_epochs([NumpyTrainer(model)], train_part, Plan.continuing(model, 1, compare="never"), val_part)
+    report = run_epochs([NumpyTrainer(model)], train_part, Plan.continuing(model, 1), val_part)
     state = report.schedule_states[-1]
     val_errors = round((1 - report.history[0]["val_accuracy"]) * n_val)
     if n_val >= MIN_VALIDATION:
@@ -147,7 +147,7 @@ def test_the_driver_judges_what_auto_chooses(n_val):
         train_errors = round(report.history[0]["train_error"] * len(train_part))
         assert (state["best_errors"], state["best_samples"]) == (train_errors + val_errors, 300)
     device = run_epochs([NumpyTrainer(model)], train_part,
-                        Plan.continuing(model, 1, compare="never", stall_signal="training"), val_part)
+                        Plan.continuing(model, 1, stall_signal="training"), val_part)
     assert device.schedule_states[-1]["best_samples"] == len(train_part)
 
 

@@ -209,7 +209,7 @@ def test_counters_wrap_inside_an_epoch_as_on_the_board(small, tmp_path):
     host = NumpyTrainer(model)
     host.net.counters = replace(near)
     wrong = []
-    report = run_epochs([host, twin], train, Plan.continuing(model, 3, 20, stall_signal="training", compare="batch"),
+    report = run_epochs([host, twin], train, Plan.continuing(model, 3, 20, stall_signal="training"),
                         on_batch=lambda k, index, preds: wrong.append(int(np.sum(preds[0] != train.y[index]))))
     assert report.bit_exact, report.divergence
     per_epoch = [sum(wrong[e * 10:(e + 1) * 10]) for e in range(3)]

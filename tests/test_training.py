@@ -8,7 +8,6 @@ under a few seconds.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -99,7 +98,7 @@ def test_run_epochs_continues_inside_an_epoch_exactly(protos):
     whole = training.NumpyTrainer(model)
     full = training.run_epochs([whole], data, plan)
     cut, wrong = training.NumpyTrainer(model), []
-    part = training.run_epochs([cut], data, replace(plan, max_batches=37),
+    part = training.run_epochs([cut], data, plan, observers=[training.StopAfter(37)],
                                on_batch=lambda k, index, p: wrong.append(int(np.sum(p[0] != data.y[index]))))
     start = EpochStart(model.training.epochs + 1, **part.schedule_states[0], samples=480, errors=sum(wrong[25:]))
     pulled = model.replace(hidden=tuple(cut.hidden_weights())).with_training(

@@ -143,8 +143,7 @@ def expected_boots(model: Model, points: list[SavePoint], cuts) -> list[dict]:
 
 def board_plan(model: Model, epochs: int, batch_size: int | None) -> Plan:
     """The run a board makes of ``epochs`` more epochs (continuing the model's record)."""
-    return Plan.continuing(model, epochs, batch_size, stall_signal="training", sample_order="counter",
-                           compare="never")
+    return Plan.continuing(model, epochs, batch_size, stall_signal="training", sample_order="counter")
 
 
 def simulate(model: Model, data: StandaloneData, plan: Plan, snapshot_after: int,

@@ -28,7 +28,7 @@ from bep_mcu.engine.network import Counters
 from bep_mcu.engine.schedule import Q_LEVELS, EpochStart, q_table
 from bep_mcu.errors import BoardError
 from bep_mcu.model import Model, Origin
-from bep_mcu.training import EncodedData, NumpyTrainer, Plan, run_epochs, sum_counters
+from bep_mcu.training import EncodedData, Lockstep, NumpyTrainer, Plan, run_epochs, sum_counters
 
 
 def connect(url: str, model: Model, timeout: float = 2.0, attempts: int = 8) -> Link:
@@ -123,11 +123,11 @@ def stream_train(link: Link, model: Model, data: EncodedData, epochs: int, batch
     resume = model.training.resume
     device = DeviceTrainer(link, model)
     trainers = [device, NumpyTrainer(model)] if check_host else [device]
-    plan = Plan.continuing(model, epochs, batch_size, stall_signal="training", compare="end" if check_host else "never",
-                           resume=resume)
+    plan = Plan.continuing(model, epochs, batch_size, stall_signal="training", resume=resume)
     frames_before = link.frames_sent
     start = time.perf_counter()
-    report = run_epochs(trainers, data, plan, on_batch=(lambda *_: on_batch()) if on_batch else None)
+    report = run_epochs(trainers, data, plan, on_batch=(lambda *_: on_batch()) if on_batch else None,
+                        observers=[Lockstep(at_end=True)])
     seconds = time.perf_counter() - start
     if report.next_epoch is not None:  # the board keeps where the next epoch starts, for a later pull
         device.set_epoch(report.gamma, report.q, report.next_epoch)

@@ -169,3 +169,27 @@ class IntegerSchedule:
         """Continue from the state an epoch opened with (an interrupted run's record)."""
         self.level, self.stalled = start.level, start.stalled
         self.best_errors, self.best_samples = start.best_errors, start.best_samples
+
+
+class FixedSchedule(IntegerSchedule):
+    """The first epoch's γ and Q throughout: nothing an epoch counts changes them (golden
+    vectors replay one SET_EPOCH)."""
+
+    def end_epoch_counts(self, errors: int, samples: int, judged: tuple[int, int] | None = None) -> None:
+        return None
+
+
+class GrowingSchedule(IntegerSchedule):
+    """The schedule, and besides γ multiplied by the growth every ``every`` epochs, capped
+    only by the widths: the widest range of γ in few epochs, for the bit-exact checks."""
+
+    def __init__(self, *args, every: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.every, self.closed = every, 0
+
+    def end_epoch_counts(self, errors: int, samples: int, judged: tuple[int, int] | None = None) -> bool:
+        best = super().end_epoch_counts(errors, samples, judged)
+        self.closed += 1
+        if self.closed % self.every == 0:
+            self.gamma = [grown(g, self.growth, width) for g, width in zip(self.gamma, self.spec.hidden)]
+        return best

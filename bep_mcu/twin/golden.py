@@ -6,7 +6,7 @@ The vectors start from a model's state (hidden weights, seed, batch counter) and
 the numpy engine through ``training.run_epochs`` on batches of the dataset's training
 part, continuing the model's sequence of sample orders (a batch never spans two
 epochs, as in training). One set of per-epoch parameters drives the whole file (the
-plan's ``fixed_schedule``): γ = the model's current γ and Q = the first epoch's value
+a FixedSchedule): γ = the model's current γ and Q = the first epoch's value
 (training error 1.0), so reinforcement fires on every triggered batch.
 
 File format, version 1. Little-endian; every section starts at a multiple of 4 bytes
@@ -68,10 +68,10 @@ import numpy as np
 from bep_mcu import __version__, files
 from bep_mcu.cgen import abi
 from bep_mcu.engine import rng
-from bep_mcu.engine.schedule import reinforcement_counts
+from bep_mcu.engine.schedule import FixedSchedule, reinforcement_counts
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model
-from bep_mcu.training import EncodedData, NumpyTrainer, Plan, run_epochs
+from bep_mcu.training import EncodedData, NumpyTrainer, Plan, StopAfter, run_epochs, schedule_for
 
 _FORMAT = abi.header_defines("fw", "bep_golden.h")  # the format's one home (also read by the C reader)
 MAGIC = _FORMAT["GOLDEN_MAGIC"].encode() + b"\0"
@@ -141,8 +141,7 @@ def compute_golden(model: Model, data: EncodedData, n_batches: int, batch_size: 
         raise BEPError("the dataset has no training samples")
     spec = model.spec
     per_epoch = -(-len(data) // batch_size)
-    plan = Plan.continuing(model, epochs=-(-n_batches // per_epoch), batch_size=batch_size, error_rate=1.0,
-                           fixed_schedule=True, compare="never", max_batches=n_batches)
+    plan = Plan.continuing(model, epochs=-(-n_batches // per_epoch), batch_size=batch_size, error_rate=1.0)
     trainer = NumpyTrainer(model)
     batches: list[GoldenBatch] = []
 
@@ -153,7 +152,8 @@ def compute_golden(model: Model, data: EncodedData, n_batches: int, batch_size: 
                                    np.array([getattr(counters, n) for n in COUNTER_NAMES], dtype=np.uint32),
                                    trainer.hidden_weights()))
 
-    run_epochs([trainer], data, plan, on_batch=record)
+    run_epochs([trainer], data, plan, on_batch=record, observers=[StopAfter(n_batches)],
+               schedule=schedule_for(plan, FixedSchedule))
     return Golden(
         config_hash32=model.config_hash32, model=spec.model, hidden_bits=spec.hidden_bits,
         n_classes=spec.n_classes, steps=spec.steps, input_words=int(data.packed.shape[1]),

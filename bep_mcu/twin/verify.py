@@ -17,7 +17,8 @@ from bep_mcu.cgen.codegen import Generated, check_name, generate
 from bep_mcu.cgen.layout import plan_state
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model
-from bep_mcu.training import EncodedData, NumpyTrainer, Plan, Report, run_epochs
+from bep_mcu.engine.schedule import GrowingSchedule
+from bep_mcu.training import EncodedData, NumpyTrainer, Plan, Report, run_epochs, schedule_for
 from bep_mcu.twin.cffi_twin import Twin, TwinTrainer
 
 
@@ -47,10 +48,10 @@ def verify(model: Model, twin: Twin, data: EncodedData, epochs: int, batch_size:
 
     The schedule runs on the training accuracy (no validation split here), with a short
     ``patience`` so that a few epochs cross γ changes."""
-    plan = Plan.continuing(model, epochs, batch_size, patience=patience, stall_signal="training", compare="batch",
-                           grow_every=grow_every)
+    plan = Plan.continuing(model, epochs, batch_size, patience=patience, stall_signal="training")
     trainers = [NumpyTrainer(model), TwinTrainer(twin, model.training.seed, model.training.batch_counter)]
-    return run_epochs(trainers, data, plan, on_batch=on_batch)
+    schedule = schedule_for(plan, GrowingSchedule, every=grow_every) if grow_every else None
+    return run_epochs(trainers, data, plan, on_batch=on_batch, schedule=schedule)
 
 
 def summary(report: Report, batch_size: int) -> dict:
