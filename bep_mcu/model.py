@@ -108,7 +108,7 @@ class Model:
         if len(self.hidden) != spec.n_layers:
             raise BEPError(f"the network has {spec.n_layers} hidden layer(s), the model holds "
                            f"{len(self.hidden)} hidden-weight arrays")
-        dtype = np.dtype(np.int8 if spec.hidden_bits == 8 else np.int16)
+        dtype = np.dtype(spec.hidden_dtype)
         hidden = []
         for i, (h, shape) in enumerate(zip(self.hidden, spec.layer_shapes())):
             if not isinstance(h, np.ndarray) or h.dtype.kind != "i" or h.dtype.itemsize != dtype.itemsize \

@@ -289,7 +289,7 @@ class _Expected:
     """What each array member must be, from the checked metadata (before reading it)."""
 
     def __init__(self, spec: NetSpec, n_features: int) -> None:
-        hidden = np.dtype("<i1" if spec.hidden_bits == 8 else "<i2")
+        hidden = np.dtype(spec.hidden_dtype)
         self.fixed = {f"hidden_{i}": (hidden, shape) for i, shape in enumerate(spec.layer_shapes())}
         self.fixed["classifier"] = (np.dtype("i1"), (spec.n_classes, spec.hidden[-1]))
         self.fixed["binarizer_n_features"] = (np.dtype("<i8"), ())

@@ -61,7 +61,7 @@ def initial_hidden(spec: NetSpec, sigma: float, seed: int) -> list[np.ndarray]:
     """round(N(0, σ²)) clipped to the B-bit range (docs/algorithm.md §2.8)."""
     g = np.random.default_rng([seed & 0xFFFFFFFF, 0x1417])
     lo, hi = spec.weight_limits
-    dtype = np.int8 if spec.hidden_bits == 8 else np.int16
+    dtype = np.dtype(spec.hidden_dtype)
     return [np.clip(np.rint(g.normal(0.0, sigma, shape)), lo, hi).astype(dtype) for shape in spec.layer_shapes()]
 
 

@@ -32,6 +32,7 @@ from bep_mcu.data import inputformat
 from bep_mcu.data.binarize import PassthroughBinarizer
 from bep_mcu.data.inputformat import InputFormat
 from bep_mcu.engine import bits
+from bep_mcu.engine.spec import HIDDEN_CTYPE, HIDDEN_DTYPE
 from bep_mcu.engine.schedule import Q_LEVELS, gamma_caps, q_table, rate_level
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model
@@ -114,7 +115,7 @@ def with_hidden_bits(model: Model, hidden_bits: int | None) -> Model:
         raise BEPError(f"--hidden-bits must be 8 or 16, got {hidden_bits!r}")
     if hidden_bits == 8 and any(h.min() < -128 or h.max() > 127 for h in model.hidden):
         raise BEPError("--hidden-bits 8: the model's hidden weights do not fit in 8 bits")
-    dtype = np.int8 if hidden_bits == 8 else np.int16
+    dtype = np.dtype(HIDDEN_DTYPE[hidden_bits])
     return model.replace(spec=replace(model.spec, hidden_bits=hidden_bits),
                          hidden=tuple(h.astype(dtype) for h in model.hidden))
 
@@ -161,7 +162,7 @@ def render(model: Model, name: str = "net", input_format: InputFormat | None = N
         "config_hash": model.config_hash, "config_hash32": model.config_hash32, "spec": spec, "plan": plan,
         "trigger_margin": params.trigger_margin, "gamma": list(t.gamma), "seed": t.seed,
         "batches": t.batch_counter, "classifier": bits.pack(model.classifier), "hidden": model.hidden,
-        "hidden_ctype": "int8_t" if spec.hidden_bits == 8 else "int16_t", "status": STATUS,
+        "hidden_ctype": HIDDEN_CTYPE[spec.hidden_bits], "status": STATUS,
         "labels": [str(c) for c in model.labels.tolist()], "kinds": plan.bytes_by_kind(),
         "input": input_context(model, input_format), "schedule": schedule_context(model, plan),
         "batch_size": t.batch_size, "inference_only": False, "stack": STACK_BYTES,

@@ -333,12 +333,12 @@ class SelfTestBuild:
         return d
 
 
-def check_golden_for_model(g: golden.Golden, spec: NetSpec, chash: str, golden_name: str, model_name: str) -> None:
+def check_golden_for_model(g: golden.Golden, model: Model, golden_name: str, model_name: str) -> None:
     """Refuse, in one line, a golden file written for another network configuration
     (a golden file of another model *with the same configuration* passes here and
     fails on the board, exit 1, at the initial hidden weights)."""
-    want = int(chash[:8], 16)
-    if g.config_hash32 != want or g.shapes != list(spec.layer_shapes()):
+    want = model.config_hash32
+    if g.config_hash32 != want or g.shapes != list(model.spec.layer_shapes()):
         raise BEPError(f"golden file '{golden_name}' was written for network config 0x{g.config_hash32:08X}, "
                        f"'{model_name}' is 0x{want:08X}: write it from this model (bep-mcu golden {model_name} ...)")
 
@@ -389,7 +389,7 @@ def build_selftest(model: Model, board_name: str, golden_path: str, out_dir: str
     out = output_dir(out_dir)
     data = files.read_regular(golden_path, "golden file", golden.MAX_GOLDEN_BYTES)
     g = golden.from_bytes(data, str(golden_path))
-    check_golden_for_model(g, model.spec, model.config_hash, str(golden_path), model_name)
+    check_golden_for_model(g, model, str(golden_path), model_name)
     state = plan_state(model.spec, model.params.gate)
     st = SelfTestPlan(len(data), len(g.batches), max((len(b.labels) for b in g.batches), default=1),
                       state.input_words)

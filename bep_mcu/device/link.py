@@ -46,6 +46,7 @@ from bep_mcu import validate
 from bep_mcu.errors import BEPError, BoardError
 from bep_mcu.cgen.status import status_name, status_value
 from bep_mcu.engine.schedule import EpochStart
+from bep_mcu.engine.spec import HIDDEN_DTYPE
 
 
 class Transport(Protocol):
@@ -445,7 +446,7 @@ class Link:
         self._status(frame, P.Msg.INIT, 0)
 
     def _hidden_dtype(self) -> np.dtype:
-        return np.dtype("<i1" if self._need_hello().hidden_bits == 8 else "<i2")
+        return np.dtype(HIDDEN_DTYPE[self._need_hello().hidden_bits])
 
     def load_hidden(self, layer: int, hidden: np.ndarray) -> None:
         """Replace one layer's hidden weights (rows x cols), in as many frames as needed."""

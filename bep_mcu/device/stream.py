@@ -75,7 +75,7 @@ class DeviceTrainer:
         return Counters(**self.link.counters())
 
     def hidden_weights(self) -> list[np.ndarray]:
-        dtype = np.int8 if self.spec.hidden_bits == 8 else np.int16
+        dtype = np.dtype(self.spec.hidden_dtype)
         return [self.link.read_hidden(i, shape, dtype) for i, shape in enumerate(self.spec.layer_shapes())]
 
 

@@ -175,7 +175,7 @@ class Network:
                        self.seed, self.batch_counter if batch_counter is None else batch_counter)
 
     def hidden_weights(self) -> list[np.ndarray]:
-        dtype = np.int8 if self.spec.hidden_bits == 8 else np.int16
+        dtype = np.dtype(self.spec.hidden_dtype)
         return [h.astype(dtype) for h in self.H]
 
     def set_epoch_params(self, gamma: list[int], reinforce_q: list[int]) -> None:

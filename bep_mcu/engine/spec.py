@@ -18,6 +18,10 @@ from bep_mcu.errors import BEPError
 
 MODELS = ("mlp", "rnn")
 HIDDEN_BITS = (8, 16)
+# The hidden weights' type at each width: numpy's (little-endian, as files and the C state
+# hold them) and C's.
+HIDDEN_DTYPE = {8: "<i1", 16: "<i2"}
+HIDDEN_CTYPE = {8: "int8_t", 16: "int16_t"}
 # Limits of a network, from the C runtime's types (bep_runtime.h) and the host's cost:
 MAX_LAYERS = 4        # bep_config_t holds four layers
 MAX_FAN_IN = 32767    # pre-activations are int16: |z| <= fan-in
@@ -48,6 +52,11 @@ class NetSpec:
     n_classes: int
     hidden_bits: int = 8
     steps: int = 1
+
+    @property
+    def hidden_dtype(self) -> str:
+        """numpy's name of the hidden weights' type (``HIDDEN_DTYPE``)."""
+        return HIDDEN_DTYPE[self.hidden_bits]
 
     def __post_init__(self) -> None:
         validate.choice(self.model, "model", MODELS)

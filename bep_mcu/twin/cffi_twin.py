@@ -106,7 +106,7 @@ class Twin:
         self.ffi, self.lib = module.ffi, module.lib
         self.state = np.zeros(gen.plan.state_bytes // 4, dtype=np.uint32)
         self._state_ptr = self.ffi.from_buffer("uint32_t[]", self.state)
-        self.hidden_dtype = np.int8 if spec.hidden_bits == 8 else np.int16
+        self.hidden_dtype = np.dtype(spec.hidden_dtype)
 
     def _fn(self, op: str):
         return getattr(self.lib, f"bep_{self.name}_{op}")

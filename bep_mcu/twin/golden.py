@@ -68,6 +68,7 @@ import numpy as np
 from bep_mcu import __version__, files
 from bep_mcu.cgen import abi
 from bep_mcu.engine import rng
+from bep_mcu.engine.spec import HIDDEN_DTYPE
 from bep_mcu.engine.schedule import FixedSchedule, reinforcement_counts
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model
@@ -126,7 +127,7 @@ class Golden:
 
     @property
     def hidden_dtype(self) -> np.dtype:
-        return np.dtype("<i1" if self.hidden_bits == 8 else "<i2")
+        return np.dtype(HIDDEN_DTYPE[self.hidden_bits])
 
 
 # --------------------------------------------------------------- computing
