@@ -177,3 +177,11 @@ def test_every_results_file_is_indexed_and_every_one_cited_exists():
     missing = {f"{src.relative_to(ROOT)}: results/{name}" for src in sources
                for name in cited.findall(src.read_text(encoding="utf-8")) if not (results / name).is_file()}
     assert not missing, sorted(missing)
+
+
+def test_every_relative_link_of_the_readme_docs_and_results_index_resolves():
+    pages = [ROOT / "README.md", ROOT / "results/README.md", *(ROOT / "docs").rglob("*.md")]
+    broken = [f"{page.relative_to(ROOT)}: {target}" for page in pages
+              for target in re.findall(r"\]\(([^)#\s]+)", page.read_text(encoding="utf-8"))
+              if "://" not in target and not (page.parent / target).exists()]
+    assert not broken, broken
