@@ -1,0 +1,565 @@
+"""Render every measured figure of README.md and docs/ from the stored results in results/.
+
+    python scripts/figures.py            # rewrite the marked regions
+    python scripts/figures.py --check    # exit 1 naming each region that differs (tests/test_figures.py)
+
+A region is the text between ``<!-- figures:NAME -->`` and ``<!-- /figures -->``, each
+marker on its own line; its whole text comes from results/ (results/README.md says which
+command wrote each file), so a figure in the README cannot drift from what was measured.
+To change a figure, rerun the command that measures it, store its output, run this.
+
+It lives in scripts/, not in the bep_mcu package: it reads the repository's results/,
+README.md and docs/, which an installed package does not have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WIDTH = 95  # the README's and docs' hard wrap
+REGION = re.compile(r"^<!-- figures:([a-z0-9-]+) -->\n(.*?)^<!-- /figures -->$", re.M | re.S)
+
+
+class FiguresError(Exception):
+    """A missing or malformed results file, or a broken region: one line for the user."""
+
+
+# ------------------------------------------------------------------ reading results/
+
+
+class Results:
+    """The stored results under ``root/results``, each file read once."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "results"
+        self._cache: dict[str, object] = {}
+
+    def _text(self, name: str) -> str:
+        try:
+            return (self.dir / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise FiguresError(f"results/{name}: cannot read it ({err.__class__.__name__})") from None
+
+    def json(self, name: str):
+        """A file that is one JSON value, or (``.out``: a command's standard output under
+        ``--json``) whose last line is."""
+        if name not in self._cache:
+            text = self._text(name)
+            lines = text.strip().splitlines()
+            try:
+                self._cache[name] = json.loads(lines[-1] if name.endswith(".out") else text)
+            except (json.JSONDecodeError, IndexError):
+                what = "its last line is" if name.endswith(".out") else "it is"
+                raise FiguresError(f"results/{name}: {what} not JSON") from None
+        return self._cache[name]
+
+    def lines(self, name: str) -> list[str]:
+        return self._text(name).splitlines()
+
+
+def field(value, *path, source: str):
+    """``value[path[0]][path[1]]...``, or one error naming the file and the missing key."""
+    for key in path:
+        try:
+            value = value[key]
+        except (KeyError, IndexError, TypeError):
+            raise FiguresError(f"results/{source}: no {'.'.join(map(str, path))}") from None
+    return value
+
+
+def number(value, *path, source: str) -> float:
+    v = field(value, *path, source=source)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise FiguresError(f"results/{source}: {'.'.join(map(str, path))} is not a number")
+    return float(v)
+
+
+# ------------------------------------------------------------------ accuracy
+
+
+ACCEPTANCE = "defaults-accuracy.out"  # python -m bep_mcu.bench accuracy --untuned
+BEP_QAT_RNN = "bep-vs-qat-rnn.out"
+BEP_MLP = "mlp-rows-accuracy.out"
+QAT_MLP = "study/bep-vs-qat.out"  # the MLP rows' QAT; QAT is deterministic, the same with the package
+QAT_OSULEAF_MLP = "bep-vs-qat-target-rows-rnn-gamma0-width16.out"  # MLP rows do not depend on the RNN's γ0
+HOLDOUT_RNN = "bep-vs-qat-holdout-rnn.out"
+HOLDOUT_MLP = "bep-vs-qat-holdout-mlp.out"
+
+# The acceptance table's labels (bench.ACCEPTANCE/UNTUNED) as --sets keys and as the README prints them.
+ACCEPTANCE_ROWS = {
+    "prototypes 512": ("prototypes:512", "`prototypes`, 1000-512-10"),
+    "prototypes 512-512": ("prototypes:512-512", "`prototypes`, 1000-512-512-10"),
+    "digits median 512": ("digits-median:512", "`digits --binarize median`, 512"),
+    "GunPoint rnn": ("GunPoint:rnn", "`ucr:GunPoint --model rnn`, 256"),
+    "ItalyPowerDemand rnn": ("ItalyPowerDemand:rnn", "`ucr:ItalyPowerDemand --model rnn`, 256"),
+    "digits default (thermometer:4) 512": ("digits:512", "`digits` (default thermometer:4), 512"),
+    "ArrowHead rnn (T=251)": ("ArrowHead:rnn", "`ucr:ArrowHead --model rnn` (T = 251)"),
+    "BasicMotions rnn (6 channels)": ("BasicMotions:rnn", "`ucr:BasicMotions --model rnn` (6 channels)"),
+    "OSULeaf rnn (T=427, 6 classes)": ("OSULeaf:rnn", "`ucr:OSULeaf --model rnn` (T = 427, 6 classes)"),
+    "ItalyPowerDemand mlp": ("ItalyPowerDemand:mlp", "`ucr:ItalyPowerDemand` as an MLP, 512"),
+}
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One learner's test accuracies on one row, and the file they came from."""
+
+    scores: tuple[float, ...]
+    source: str
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.scores)
+
+    def mean_std(self) -> str:  # as bench.py prints them: population std
+        return f"{100 * self.mean:.1f} ± {100 * statistics.pstdev(self.scores):.1f}"
+
+
+def _scores(value, *path, source: str) -> Scores:
+    s = field(value, *path, source=source)
+    if not isinstance(s, list) or not s or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in s):
+        raise FiguresError(f"results/{source}: {'.'.join(map(str, path))} is not a list of accuracies")
+    return Scores(tuple(float(v) for v in s), source)
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str  # the bench's --sets key
+    bep: Scores
+    qat: Scores | None = None
+    qat_bn: Scores | None = None
+
+
+class Accuracy:
+    """Every row the accuracy benchmark covers, BEP and (where measured) QAT, from results/."""
+
+    def __init__(self, results: Results) -> None:
+        self.r = results
+
+    def acceptance(self) -> dict[str, dict]:
+        rows = self.r.json(ACCEPTANCE)
+        if not isinstance(rows, list):
+            raise FiguresError(f"results/{ACCEPTANCE}: its last line is not a list of rows")
+        by_label = {field(row, "config", source=ACCEPTANCE): row for row in rows}
+        missing = [label for label in ACCEPTANCE_ROWS if label not in by_label]
+        if missing:
+            raise FiguresError(f"results/{ACCEPTANCE}: no row '{missing[0]}'")
+        return by_label
+
+    def _baseline_rows(self, name: str) -> dict[str, dict]:
+        rows = field(self.r.json(name), "rows", source=name)
+        return {field(row, "config", source=name): row for row in rows}
+
+    def _row(self, name: str, key: str) -> dict:
+        rows = self._baseline_rows(name)
+        if key not in rows:
+            raise FiguresError(f"results/{name}: no row '{key}'")
+        return rows[key]
+
+    def _bep(self, name: str, key: str) -> Scores:
+        return _scores(self._row(name, key), "bep", "scores", source=name)
+
+    def _qat(self, name: str, key: str) -> tuple[Scores, Scores]:
+        row = self._row(name, key)
+        return _scores(row, "qat", "scores", source=name), _scores(row, "qat_bn", "scores", source=name)
+
+    def _accepted(self, key: str) -> Scores:
+        label = next(label for label, (k, _) in ACCEPTANCE_ROWS.items() if k == key)
+        return _scores(self.acceptance()[label], "scores", source=ACCEPTANCE)
+
+    def ucr(self) -> list[Row]:
+        """The ten UCR rows of the side-by-side table: five RNNs, five MLPs."""
+        rows = [Row(key, self._bep(BEP_QAT_RNN, key), *self._qat(BEP_QAT_RNN, key))
+                for key in ("GunPoint:rnn", "ItalyPowerDemand:rnn", "ArrowHead:rnn", "BasicMotions:rnn",
+                            "OSULeaf:rnn")]
+        for key in ("GunPoint:mlp", "ArrowHead:mlp", "BasicMotions:mlp"):
+            rows.append(Row(key, self._bep(BEP_MLP, key), *self._qat(QAT_MLP, key)))
+        rows.append(Row("ItalyPowerDemand:mlp", self._accepted("ItalyPowerDemand:mlp"),
+                        *self._qat(QAT_MLP, "ItalyPowerDemand:mlp")))
+        rows.append(Row("OSULeaf:mlp", self._bep(BEP_MLP, "OSULeaf:mlp"), *self._qat(QAT_OSULEAF_MLP, "OSULeaf:mlp")))
+        return rows
+
+    def holdout(self) -> list[Row]:
+        return [Row(key, self._bep(name, key), *self._qat(name, key))
+                for name, keys in ((HOLDOUT_RNN, ("JapaneseVowels:rnn", "PickupGestureWiimoteZ:rnn", "ACSF1:rnn")),
+                                   (HOLDOUT_MLP, ("JapaneseVowels:mlp", "PickupGestureWiimoteZ:mlp", "ACSF1:mlp")))
+                for key in keys]
+
+    def bep_only(self) -> list[Row]:
+        """The rows no baseline was run on (the benchmark's tabular and synthetic sets)."""
+        rows = [Row(key, self._accepted(key)) for key in ("prototypes:512", "prototypes:512-512")]
+        rows.append(Row("prototypes-p46:512", self._bep(BEP_MLP, "prototypes-p46:512")))
+        rows += [Row(key, self._accepted(key)) for key in ("digits-median:512", "digits:512")]
+        return rows
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def means(rows: list[Row]) -> tuple[float, float, float]:
+    return tuple(statistics.fmean(getattr(r, who).mean for r in rows) for who in ("bep", "qat", "qat_bn"))
+
+
+def gaps(rows: list[Row]) -> list[tuple[str, float]]:
+    """BEP's gap to the better of QAT and QAT + BN per row, in points as the tables print them
+    (one decimal), so a row the table shows level is level here too."""
+    return [(r.key, round(100 * r.bep.mean, 1) - round(100 * max(r.qat.mean, r.qat_bn.mean), 1)) for r in rows]
+
+
+def fill(text: str) -> str:
+    return textwrap.fill(" ".join(text.split()), WIDTH, break_long_words=False, break_on_hyphens=False)
+
+
+def render_headline(res: Results) -> str:
+    bep, qat, bn = means(Accuracy(res).ucr())
+    return fill(f"On ten small UCR time-series tasks it averages {pct(bep)} % test accuracy against {pct(qat)} % "
+                f"for a quantisation-aware-training baseline given the same inputs ({pct(bn)} % with batch norm; "
+                f"docs/accuracy.md).")
+
+
+def render_accuracy_defaults(res: Results) -> str:
+    acc = Accuracy(res).acceptance()
+    lines = ["| configuration | mean | seeds | target |", "|---|---|---|---|"]
+    for label, (_, shown) in ACCEPTANCE_ROWS.items():
+        row = acc[label]
+        s = _scores(row, "scores", source=ACCEPTANCE)
+        target = row.get("target")
+        goal = "not tuned" if target is None else f"≥ {100 * number(row, 'target', source=ACCEPTANCE):.0f} %"
+        lines.append(f"| {shown} | {100 * s.mean:.2f} % | {' '.join(f'{100 * v:.2f}' for v in s.scores)} | {goal} |")
+    return "\n".join(lines)
+
+
+def summary(rows: list[Row]) -> str:
+    """Where BEP stands against the better baseline, in one sentence."""
+    gap = gaps(rows)
+    ahead = sum(g > 0.05 for _, g in gap)
+    level = sum(abs(g) <= 0.05 for _, g in gap)
+    behind = [f"{key} (−{-g:.1f})" for key, g in gap if g < -0.05]
+    text = f"BEP is ahead of the better of QAT and QAT + batch norm on {ahead} of the {len(rows)} rows"
+    text += f", level on {level}" if level else ""
+    return text + (f"; behind on {', '.join(behind)}." if behind else ".")
+
+
+def render_bep_vs_qat(res: Results) -> str:
+    rows = Accuracy(res).ucr()
+    lines = ["| configuration | BEP | QAT | QAT + BN |", "|---|---|---|---|"]
+    lines += [f"| {r.key} | {r.bep.mean_std()} | {r.qat.mean_std()} | {r.qat_bn.mean_std()} |" for r in rows]
+    bep, qat, bn = means(rows)
+    lines.append(f"| mean of the {len(rows)} rows | {pct(bep)} | {pct(qat)} | {pct(bn)} |")
+    return "\n".join(lines) + "\n\n" + fill(summary(rows))
+
+
+def _link(name: str) -> str:
+    return f"[{name}](../results/{name})"
+
+
+def render_accuracy_table(res: Results) -> str:
+    acc = Accuracy(res)
+    lines = ["| `--sets` key | BEP | BEP seeds 0, 1, 2 | QAT | QAT + BN | raw results |", "|---|---|---|---|---|---|"]
+
+    def row(r: Row) -> str:
+        seeds = " ".join(f"{100 * v:.2f}" for v in r.bep.scores)
+        if r.qat is None:
+            return f"| {r.key} | {r.bep.mean_std()} | {seeds} | not run | not run | {_link(r.bep.source)} |"
+        source = _link(r.bep.source) if r.qat.source == r.bep.source else \
+            f"BEP {_link(r.bep.source)}, QAT {_link(r.qat.source)}"
+        return f"| {r.key} | {r.bep.mean_std()} | {seeds} | {r.qat.mean_std()} | {r.qat_bn.mean_std()} | {source} |"
+
+    for title, rows in (("UCR series", acc.ucr()), ("hold-out: sets nobody tuned on", acc.holdout())):
+        lines += [row(r) for r in rows]
+        bep, qat, bn = means(rows)
+        lines.append(f"| **mean, {title}** | **{pct(bep)}** | | **{pct(qat)}** | **{pct(bn)}** | |")
+    lines += [row(r) for r in acc.bep_only()]
+    ucr, hold = acc.ucr(), acc.holdout()
+    return "\n".join(lines) + "\n\n" + fill(f"UCR series: {summary(ucr)} Hold-out: {summary(hold)}")
+
+
+# ------------------------------------------------------------------ speed
+
+
+SPEED = "training-speed.out"  # python -m bep_mcu.bench speed --json
+DEVICE = "device-training.out"  # python -m bep_mcu.bench device --json
+MACHINE = "speed-machine.json"
+
+
+def render_speed(res: Results) -> str:
+    s, m = res.json(SPEED), res.json(MACHINE)
+    n = lambda key: number(s, key, source=SPEED)  # noqa: E731
+    machine = ", ".join(str(field(m, k, source=MACHINE)) for k in ("cpu", "os"))
+    head = fill(f"Measured on {machine} (a shared machine: the figures are noisy and machine-dependent), one core "
+                f"each (BLAS pinned to one thread), in one run on {field(m, 'date', source=MACHINE)} at commit "
+                f"{field(m, 'commit', source=MACHINE)} (`results/{SPEED}`, the machine in `results/{MACHINE}`):")
+    rows = [
+        ("numpy engine, `prototypes` 1000-512-10, batch 100",
+         f"{n('mlp_1000_512_10_samples_per_second'):,.0f} samples/s", "≥ 20,000"),
+        ("plain dense-matrix BEP (same maths, per-sample updates, full repack), same run",
+         f"{n('dense_baseline_samples_per_second'):,.0f} samples/s", f"engine {n('ratio_vs_dense_baseline'):.2f}×"),
+        ("numpy engine, GunPoint RNN 256 hidden, 2 steps, batch 10",
+         f"{n('rnn_gunpoint_sequences_per_second'):,.0f} sequences/s", ""),
+        ("C twin vs numpy, 1000-512-10, batch 1 (first-epoch reinforcement)",
+         f"{n('twin_batch1_samples_per_second'):,.0f} vs {n('numpy_batch1_samples_per_second'):,.0f} samples/s = "
+         f"{n('twin_vs_numpy_batch1'):.1f}×", "≥ 10×"),
+        ("C twin vs numpy, 1000-512-10, batch 100",
+         f"{n('twin_batch100_samples_per_second'):,.0f} vs {n('numpy_batch100_samples_per_second'):,.0f} samples/s = "
+         f"{n('twin_vs_numpy_batch100'):.1f}×", "≥ 2×"),
+    ]
+    table = ["| what | figure | target |", "|---|---|---|", *(f"| {a} | {b} | {c} |" for a, b, c in rows)]
+    return head + "\n\n" + "\n".join(table)
+
+
+def render_device(res: Results) -> str:
+    d = res.json(DEVICE)
+    n = lambda *key: number(d, *key, source=DEVICE)  # noqa: E731
+    share = lambda b: f"~{100 * n(b, 'link_share_estimate'):.0f} %"  # noqa: E731
+    return fill(f"On-device training over the emulated serial link (`python -m bep_mcu.bench device`, 256-128-10 int8 "
+                f"on `mps2-an386` in QEMU, TCP_NODELAY socket UART, the machine above; `results/{DEVICE}`): "
+                f"{n('batch100', 'samples_per_second'):,.0f} samples/s at batch 100 with the link {share('batch100')} "
+                f"of the time (the rest is the emulated core computing), {n('batch1', 'samples_per_second'):,.0f} "
+                f"samples/s at batch 1 with the link {share('batch1')}. (The link share is estimated from the round "
+                f"trip of the smallest request times the frames sent.)")
+
+
+# ------------------------------------------------------------------ instruction counts
+
+
+ICOUNT = "instructions-per-sample.json"  # python -m bep_mcu.icount --cpus ... --json (standard output)
+ICOUNT_LOG = "instructions-per-sample.log"  # its standard error: the table with the E = 0.1 rows
+CORES = {"cortex-m4": ("Cortex-M4", "M4F for float"), "cortex-m0": ("Cortex-M0", "soft float"),  # the float step's
+         "cortex-m3": ("Cortex-M3", "soft float"), "cortex-m7": ("Cortex-M7", "hard float"),
+         "cortex-m33": ("Cortex-M33", "hard float")}
+LOG_CORE = re.compile(r"^(cortex-m\d+)\s+batch")
+LOG_ROW = re.compile(r"^\s+(\d+)\s+(\d\.\d\d)\s+([\d,]+)\s+(\d\.\d\d)\s+([\d,]+)\s+(\S+)\s+(yes|NO)$")
+
+
+class Counts:
+    """icount's figures: the JSON per core, and the log's rows per (core, batch, E)."""
+
+    def __init__(self, res: Results) -> None:
+        self.json = res.json(ICOUNT)
+        self.rows: dict[tuple[str, int, str], dict] = {}
+        core = None
+        for line in res.lines(ICOUNT_LOG):
+            if m := LOG_CORE.match(line):
+                core = m.group(1)
+            elif (m := LOG_ROW.match(line)) and core:
+                self.rows[(core, int(m.group(1)), m.group(2))] = {
+                    "draws": int(m.group(3).replace(",", "")), "triggered": float(m.group(4)),
+                    "instructions": int(m.group(5).replace(",", ""))}
+
+    def core(self, cpu: str) -> dict:
+        return field(self.json, cpu, source=ICOUNT)
+
+    def n(self, cpu: str, *key) -> float:
+        return number(self.json, cpu, *key, source=ICOUNT)
+
+    def logged(self, cpu: str, batch: int, error: str, key: str) -> int:
+        if (cpu, batch, error) not in self.rows:
+            raise FiguresError(f"results/{ICOUNT_LOG}: no row for {cpu}, batch {batch}, E = {error}")
+        return self.rows[(cpu, batch, error)][key]
+
+    def triggered(self) -> str:
+        """The range of the share of samples that trigger an update, over every logged run."""
+        shares = [row["triggered"] for row in self.rows.values()]
+        if not shares:
+            raise FiguresError(f"results/{ICOUNT_LOG}: no table rows")
+        return f"{100 * min(shares):.0f}–{100 * max(shares):.0f} %"
+
+    def bit_exact(self) -> None:
+        """Figures of a run that did not train like numpy are not figures: refuse them."""
+        for cpu in self.json:
+            if field(self.json, cpu, "bit_exact", source=ICOUNT) is not True:
+                raise FiguresError(f"results/{ICOUNT}: {cpu} was not bit-exact with numpy")
+
+
+def k(x: float) -> str:
+    return f"{x / 1000:.1f} k"
+
+
+def render_instructions(res: Results) -> str:
+    c = Counts(res)
+    c.bit_exact()
+    lines = ["| core | batch 100, E = 1.0 | batch 100, E = 0.1 | batch 1, E = 1.0 | batch 1, E = 0.1 | "
+             "float32 SGD step | RAM per weight (BEP / float) |", "|---|---|---|---|---|---|---|"]
+    for cpu in ("cortex-m4", "cortex-m0"):
+        lines.append(
+            f"| {CORES[cpu][0]} | {c.n(cpu, 'batch_100'):,.0f} | {c.logged(cpu, 100, '0.10', 'instructions'):,} | "
+            f"{c.n(cpu, 'batch_1'):,.0f} | {c.logged(cpu, 1, '0.10', 'instructions'):,} | "
+            f"{c.n(cpu, 'float_sgd'):,.0f} ({c.n(cpu, 'float_over_batch_100'):.1f}×) | "
+            f"{c.n(cpu, 'bytes_per_weight'):.2f} B / {c.n(cpu, 'float_bytes_per_weight'):.2f} B |")
+    split = field(c.core("cortex-m4"), "breakdown", source=ICOUNT)
+    total = sum(number(split, p, source=ICOUNT) for p in split)
+    share = lambda p: f"{100 * number(split, p, source=ICOUNT) / total:.0f} %"  # noqa: E731
+    one = lambda p: k(c.n("cortex-m4", "breakdown_batch_1", p))  # noqa: E731
+    cycles = lambda batch: f"{round(c.n('cortex-m4', f'cycles_batch_{batch}'), -2):,.0f}"  # noqa: E731
+    draws = c.logged("cortex-m4", 1, "1.00", "draws")
+    text = (f"{c.triggered()} of the samples trigger an update. "
+            f"By the Cortex-M4 TRM's instruction timings the M4 step is about {cycles(100)} "
+            f"cycles at batch 100 ({cycles(1)} at batch 1). At batch 100 the "
+            f"XNOR-popcount forward pass is {share('forward')} of the step (1,064 words, 10.5 instructions per word in "
+            f"its inner loop), the saturating QADD8 row updates {share('update')}, winner selection {share('winner')}; "
+            f"at batch 1 the {draws} reinforcement draws add {one('reinforcement')} "
+            f"and repacking the updated rows {one('repack')}. Kernels, `-D` options, the cycle model and the floor of "
+            f"each part: docs/performance.md.")
+    return "\n".join(lines) + "\n\n" + fill(text)
+
+
+def render_instructions_cores(res: Results) -> str:
+    c = Counts(res)
+    c.bit_exact()
+    lines = ["| core | batch 1 | batch 100 | float32 SGD step | float / batch 100 | bytes per weight (BEP / float) |",
+             "|---|---|---|---|---|---|"]
+    for cpu, (name, floats) in CORES.items():
+        lines.append(f"| {name} ({floats}) | {c.n(cpu, 'batch_1'):,.0f} | {c.n(cpu, 'batch_100'):,.0f} | "
+                     f"{c.n(cpu, 'float_sgd'):,.0f} | {c.n(cpu, 'float_over_batch_100'):.1f} | "
+                     f"{c.n(cpu, 'bytes_per_weight'):.3f} / {c.n(cpu, 'float_bytes_per_weight'):.3f} |")
+    def e01(cpu: str) -> str:
+        one, hundred = (c.logged(cpu, batch, "0.10", "instructions") for batch in (1, 100))
+        return f"{one:,} (batch 1) and {hundred:,} (batch 100)"
+
+    text = (f"Instructions per training sample (`results/{ICOUNT}`; the Cortex-M4 row also in cycles below); "
+            f"{c.triggered()} of the samples trigger an update. At "
+            f"E = 0.1 ({c.logged('cortex-m4', 1, '0.10', 'draws')} reinforcement draws per batch instead of "
+            f"{c.logged('cortex-m4', 1, '1.00', 'draws')}; `results/{ICOUNT_LOG}`): M4 {e01('cortex-m4')}; "
+            f"M0 {e01('cortex-m0')}.")
+    return "\n".join(lines) + "\n\n" + fill(text)
+
+
+def render_breakdown(res: Results) -> str:
+    c = Counts(res)
+    labels = {"forward": "forward (XNOR-popcount, classifier)", "update": "update (saturating int8 rows)",
+              "winner": "winner selection", "reinforcement": "reinforcement", "repack": "repack (W = sign(H))",
+              "backward": "backward (none with one hidden layer)", "other": "other (calls, checks, counters)"}
+    cols = [("cortex-m4", "breakdown"), ("cortex-m4", "breakdown_batch_1"), ("cortex-m0", "breakdown"),
+            ("cortex-m0", "breakdown_batch_1")]
+    lines = ["| part | M4 batch 100 | M4 batch 1 | M0 batch 100 | M0 batch 1 |", "|---|---|---|---|---|"]
+    for part, label in labels.items():
+        lines.append(f"| {label} | " + " | ".join(f"{c.n(cpu, col, part):,.0f}" for cpu, col in cols) + " |")
+    return "\n".join(lines)
+
+
+def render_cycles(res: Results) -> str:
+    c = Counts(res)
+    n = lambda key: f"{c.n('cortex-m4', key):,.0f}"  # noqa: E731
+    return fill(f"It is an estimate for comparing code, not a measurement: **M4 batch 100: {n('cycles_batch_100')} "
+                f"cycles** (batch 1: {n('cycles_batch_1')}); the float step {n('float_sgd_cycles')} cycles (its loops "
+                f"are loads and 3-cycle VFMAs).")
+
+
+def render_floors(res: Results) -> str:
+    """The measured side of the floor analysis: each part per sample (BEP_MEASURE build) beside its floor."""
+    c = Counts(res)
+    rows = [  # (part, the floor derived in docs/performance.md, core, breakdown, part key)
+        ("forward, M4", 12_000, "cortex-m4", "breakdown", "forward"),
+        ("update, M4", 4_100, "cortex-m4", "breakdown", "update"),
+        ("winner selection, M4", 500, "cortex-m4", "breakdown", "winner"),
+        ("reinforcement, M4 batch 1", 8_600, "cortex-m4", "breakdown_batch_1", "reinforcement"),
+        ("repack, M4 batch 1", 2_900, "cortex-m4", "breakdown_batch_1", "repack"),
+        ("forward, M0", 16_000, "cortex-m0", "breakdown", "forward"),
+        ("update, M0", 15_600, "cortex-m0", "breakdown", "update"),
+    ]
+    lines = ["| part (per sample) | floor | measured | measured / floor |", "|---|---|---|---|"]
+    for label, floor, cpu, col, part in rows:
+        got = c.n(cpu, col, part)
+        lines.append(f"| {label} | {k(floor)} | {k(got)} | {got / floor:.2f} |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ the regions
+
+
+RENDER = {
+    "headline": render_headline,
+    "accuracy-defaults": render_accuracy_defaults,
+    "bep-vs-qat": render_bep_vs_qat,
+    "speed": render_speed,
+    "instructions": render_instructions,
+    "device": render_device,
+    "accuracy-table": render_accuracy_table,
+    "instructions-cores": render_instructions_cores,
+    "breakdown": render_breakdown,
+    "cycles": render_cycles,
+    "floors": render_floors,
+}
+FILES = {  # every region each file must hold
+    "README.md": ("headline", "accuracy-defaults", "bep-vs-qat", "speed", "instructions", "device"),
+    "docs/accuracy.md": ("accuracy-table",),
+    "docs/performance.md": ("instructions-cores", "breakdown", "cycles", "floors"),
+}
+
+
+def regions(path: str, text: str) -> list[tuple[str, str]]:
+    """(name, current text) of each region in order; a broken or unknown marker is an error."""
+    found = [(m.group(1), m.group(2)) for m in REGION.finditer(text)]
+    opened = len(re.findall(r"^<!-- figures:", text, re.M))
+    closed = len(re.findall(r"^<!-- /figures -->$", text, re.M))
+    if opened != len(found) or closed != len(found):
+        raise FiguresError(f"{path}: a figures region is not closed by '<!-- /figures -->' on its own line")
+    names = [name for name, _ in found]
+    for name in names:
+        if name not in RENDER:
+            raise FiguresError(f"{path}: unknown figures region '{name}'")
+    for name in FILES[path]:
+        if names.count(name) != 1:
+            raise FiguresError(f"{path}: figures region '{name}' appears {names.count(name)} times, not once")
+    return found
+
+
+def rendered(text: str, res: Results) -> str:
+    cache: dict[str, str] = {}
+
+    def sub(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in cache:
+            cache[name] = RENDER[name](res)
+        return f"<!-- figures:{name} -->\n{cache[name]}\n<!-- /figures -->"
+
+    return REGION.sub(sub, text)
+
+
+def run(root: Path, check: bool) -> list[str]:
+    """Render every file; write it (or, with ``check``, only compare). Returns the stale regions."""
+    res = Results(root)
+    stale, changed = [], {}
+    for path in FILES:  # everything rendered before anything is written: an error leaves every file as it was
+        try:
+            text = (root / path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise FiguresError(f"{path}: cannot read it ({err.__class__.__name__})") from None
+        before = dict(regions(path, text))
+        new = rendered(text, res)
+        after = dict(regions(path, new))
+        stale += [f"{path}: region '{name}'" for name in before if before[name] != after[name]]
+        if new != text:
+            changed[path] = new
+    if not check:
+        for path, new in changed.items():
+            (root / path).write_text(new, encoding="utf-8")
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python scripts/figures.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a region differs")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the repository (default: this script's)")
+    args = parser.parse_args(argv)
+    try:
+        stale = run(args.root, args.check)
+    except FiguresError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for line in stale:
+        print(f"{line} {'differs from' if args.check else 'rendered again from'} results/")
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

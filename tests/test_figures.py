@@ -1,0 +1,187 @@
+"""The measured figures of README.md and docs/ are what results/ holds: scripts/figures.py
+renders them from the stored results, and these tests fail when the two differ. Fast: no
+training, no emulator; the script runs as users run it, in a child process."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "figures.py"
+RENDERED = ("README.md", "docs/accuracy.md", "docs/performance.md")
+
+
+def figures(*args: str, root: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), "--root", str(root), *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_the_readme_and_docs_print_what_results_hold():
+    r = figures("--check")
+    assert (r.returncode, r.stderr) == (0, ""), f"run python scripts/figures.py:\n{r.stdout}{r.stderr}"
+    assert r.stdout == ""
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A copy of what the script reads and writes."""
+    for name in RENDERED:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "results", tmp_path / "results")
+    return tmp_path
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {name: (root / name).read_text(encoding="utf-8") for name in RENDERED}
+
+
+def region(text: str, name: str) -> str:
+    m = re.search(rf"^<!-- figures:{name} -->\n(.*?)^<!-- /figures -->$", text, re.M | re.S)
+    assert m, name
+    return m.group(1)
+
+
+def test_a_figure_edited_by_hand_is_caught_and_rendered_back(tree: Path):
+    original = snapshot(tree)
+    table = region(original["README.md"], "accuracy-defaults")
+    edited = table.replace("| 95.35 % |", "| 95.77 % |", 1)
+    assert edited != table
+    (tree / "README.md").write_text(original["README.md"].replace(table, edited), encoding="utf-8")
+
+    r = figures("--check", root=tree)
+    assert r.returncode == 1 and r.stdout == "README.md: region 'accuracy-defaults' differs from results/\n"
+    assert "95.77" in (tree / "README.md").read_text(encoding="utf-8")  # --check writes nothing
+
+    r = figures(root=tree)
+    assert r.returncode == 0 and snapshot(tree) == original
+
+
+def test_a_new_measurement_changes_every_figure_drawn_from_it(tree: Path):
+    counts = tree / "results" / "instructions-per-sample.json"
+    data = json.loads(counts.read_text())
+    data["cortex-m4"]["batch_100"] += 1000
+    counts.write_text(json.dumps(data))
+    new = f"{data['cortex-m4']['batch_100']:,}"
+
+    r = figures("--check", root=tree)
+    assert r.returncode == 1
+    assert r.stdout.splitlines() == ["README.md: region 'instructions' differs from results/",
+                                     "docs/performance.md: region 'instructions-cores' differs from results/"]
+    assert figures(root=tree).returncode == 0
+    assert f"| Cortex-M4 | {new} |" in (tree / "README.md").read_text(encoding="utf-8")
+    assert f"| {new} |" in (tree / "docs/performance.md").read_text(encoding="utf-8")
+    assert figures("--check", root=tree).returncode == 0
+
+
+def _drop(path: Path) -> None:
+    path.unlink()
+
+
+def _last_line_not_json(path: Path) -> None:
+    path.write_text(path.read_text().rstrip("\n")[:-1] + "\n")
+
+
+def _json_edit(edit):
+    def damage(path: Path) -> None:
+        lines = path.read_text().rstrip("\n").split("\n")
+        value = json.loads(lines[-1])
+        edit(value)
+        path.write_text("\n".join([*lines[:-1], json.dumps(value)]) + "\n")
+    return damage
+
+
+def _first_row(key: str, value):
+    def edit(doc):
+        doc[0][key] = value
+    return edit
+
+
+def _not_bit_exact(doc):
+    doc["cortex-m0"]["bit_exact"] = False
+
+
+def _no_float(doc):
+    del doc["cortex-m4"]["float_sgd"]
+
+
+DAMAGES = {
+    "missing": ("defaults-accuracy.out", _drop, "results/defaults-accuracy.out: cannot read it"),
+    "not JSON": ("bep-vs-qat-rnn.out", _last_line_not_json, "results/bep-vs-qat-rnn.out: its last line is not JSON"),
+    "accuracy above 1": ("defaults-accuracy.out", _json_edit(_first_row("scores", [0.9, 1.5, 0.9])),
+                         "results/defaults-accuracy.out: scores is not a list of accuracies"),
+    "a row renamed": ("defaults-accuracy.out", _json_edit(_first_row("config", "prototypes 1024")),
+                      "results/defaults-accuracy.out: no row 'prototypes 512'"),
+    "not bit-exact": ("instructions-per-sample.json", _json_edit(_not_bit_exact),
+                      "results/instructions-per-sample.json: cortex-m0 was not bit-exact with numpy"),
+    "a key missing": ("instructions-per-sample.json", _json_edit(_no_float),
+                      "results/instructions-per-sample.json: no cortex-m4.float_sgd"),
+    "log without rows": ("instructions-per-sample.log", lambda p: p.write_text("nothing measured\n"),
+                         "results/instructions-per-sample.log: no row for cortex-m4, batch 100, E = 0.10"),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGES)
+def test_a_missing_or_damaged_result_is_one_line_and_nothing_is_written(tree: Path, case: str):
+    name, damage, message = DAMAGES[case]
+    # a hand edit the script would render over, so that writing anything would show
+    readme = tree / "README.md"
+    readme.write_text(readme.read_text(encoding="utf-8").replace("| 95.35 % |", "| 95.77 % |", 1), encoding="utf-8")
+    before = snapshot(tree)
+    damage(tree / "results" / name)
+    for args in ((), ("--check",)):
+        r = figures(*args, root=tree)
+        assert r.returncode == 2 and r.stdout == ""
+        assert r.stderr.startswith(f"error: {message}") and r.stderr.count("\n") == 1, r.stderr
+        assert snapshot(tree) == before
+
+
+@pytest.mark.parametrize("case", ["unclosed", "unknown", "twice", "missing"])
+def test_a_broken_region_is_one_line_and_nothing_is_written(tree: Path, case: str):
+    readme = tree / "README.md"
+    readme.write_text(readme.read_text(encoding="utf-8").replace("| 95.35 % |", "| 95.77 % |", 1), encoding="utf-8")
+    perf = tree / "docs/performance.md"  # the last file rendered: README.md would be written first
+    text = perf.read_text(encoding="utf-8")
+    start, end = "<!-- figures:cycles -->\n", "<!-- figures:floors -->"
+    broken = {
+        "unclosed": text.replace(start + region(text, "cycles") + "<!-- /figures -->\n", start),
+        "unknown": text.replace(start, "<!-- figures:cycle -->\n"),
+        "twice": text.replace(end, start + "<!-- /figures -->\n\n" + end),
+        "missing": text.replace(start + region(text, "cycles") + "<!-- /figures -->\n", ""),
+    }[case]
+    assert broken != text
+    perf.write_text(broken, encoding="utf-8")
+    before = snapshot(tree)
+    r = figures(root=tree)
+    assert r.returncode == 2 and r.stderr.startswith("error: docs/performance.md: ") and r.stderr.count("\n") == 1
+    assert snapshot(tree) == before
+
+
+def test_every_results_file_is_indexed_and_every_one_cited_exists():
+    results = ROOT / "results"
+    stored = {p.relative_to(results).as_posix() for p in results.rglob("*") if p.is_file()} - {"README.md"}
+    index = (results / "README.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `([^`]+)` \|", index, re.M))
+    assert stored == listed, f"not in results/README.md: {sorted(stored - listed)}; gone: {sorted(listed - stored)}"
+
+    cited = re.compile(r"results/((?:[\w.-]+/)*[\w.-]+\.(?:out|jsonl|json|log))")
+    sources = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *(ROOT / "bep_mcu").rglob("*.py"),
+               *(ROOT / "tests").glob("*.py"), ROOT / "bep_mcu/fw/README.md"]
+    missing = {f"{src.relative_to(ROOT)}: results/{name}" for src in sources
+               for name in cited.findall(src.read_text(encoding="utf-8")) if not (results / name).is_file()}
+    assert not missing, sorted(missing)
+
+
+def test_every_relative_link_of_the_readme_docs_and_results_index_resolves():
+    pages = [ROOT / "README.md", ROOT / "results/README.md", *(ROOT / "docs").rglob("*.md")]
+    broken = [f"{page.relative_to(ROOT)}: {target}" for page in pages
+              for target in re.findall(r"\]\(([^)#\s]+)", page.read_text(encoding="utf-8"))
+              if "://" not in target and not (page.parent / target).exists()]
+    assert not broken, broken
