@@ -76,7 +76,7 @@ class DenseTrainer(training.NumpyTrainer):
 
 def _fresh(X, y, hidden: tuple[int, ...], **settings) -> Model:
     """An untrained model of this shape (its state is what every benchmark starts from)."""
-    return training.new_model(X, y, training.Settings(hidden=hidden, val_fraction=0.0, **settings))
+    return training.new_model(X, y, training.Settings(hidden=hidden, **settings))
 
 
 def _throughput(trainer, model: Model, data: training.EncodedData, epochs: int, batch_size: int) -> float:

@@ -17,6 +17,8 @@ Example::
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
@@ -26,6 +28,7 @@ from bep_mcu import modelio, training
 from bep_mcu.engine.spec import MAX_CLASSES
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model, encode_labels
+from bep_mcu.settings import SETTINGS, of_model
 
 # Checks of scikit-learn's estimator suite that a binary network cannot pass, with the
 # reason for each: none today (all 54 that run pass; check_array_api_input is skipped
@@ -34,37 +37,27 @@ from bep_mcu.model import Model, encode_labels
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
 
+# The parameters are the settings of bep_mcu/settings.py, in its order. scikit-learn reads an
+# estimator's parameters from its __init__ signature (get_params, set_params, clone, repr), so
+# the signature is built from the table and __init__ stores each argument as given.
+PARAMETERS = inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + [
+    inspect.Parameter(s.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=s.default, annotation=s.annotation)
+    for s in SETTINGS], return_annotation=None)
+
+
 class BEPClassifier(ClassifierMixin, BaseEstimator):
     """Binary MLP or RNN trained with BEP, on raw numeric features (module docstring).
 
     Parameters mirror ``bep-mcu train``'s options; ``None`` means the documented default
     for the data (epochs, batch size, r)."""
 
-    def __init__(self, model: str = "mlp", hidden=(512,), epochs: int | None = None, batch_size: int | None = None,
-                 seed: int = 0, binarize: str = "auto", window: int | None = None, hidden_bits: int = 8,
-                 bias_bits: int | None = None, r: float | None = None, nu: float = 0.05, gamma=None, p_r: float = 0.5,
-                 sigma: float = 16.0,
-                 patience: int = 3, gamma_growth: float = 1.5, gamma_cap_div: int = 4, restore_best: bool = False,
-                 val_fraction: float = 0.1) -> None:
-        self.model = model
-        self.hidden = hidden
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.seed = seed
-        self.binarize = binarize
-        self.window = window
-        self.hidden_bits = hidden_bits
-        self.bias_bits = bias_bits
-        self.r = r
-        self.nu = nu
-        self.gamma = gamma
-        self.p_r = p_r
-        self.sigma = sigma
-        self.patience = patience
-        self.gamma_growth = gamma_growth
-        self.gamma_cap_div = gamma_cap_div
-        self.restore_best = restore_best
-        self.val_fraction = val_fraction
+    def __init__(self, *args, **kwargs) -> None:
+        arguments = PARAMETERS.bind(self, *args, **kwargs)  # a TypeError for an unknown name, as any __init__
+        arguments.apply_defaults()
+        for name, value in list(arguments.arguments.items())[1:]:
+            setattr(self, name, value)
+
+    __init__.__signature__ = PARAMETERS
 
     # ------------------------------------------------------------ helpers
     def _settings(self) -> training.Settings:
@@ -73,12 +66,7 @@ class BEPClassifier(ClassifierMixin, BaseEstimator):
             gamma = None if self.gamma is None else tuple(int(g) for g in np.atleast_1d(self.gamma))
         except (TypeError, ValueError):
             raise BEPError(f"hidden and gamma must be integers, got {self.hidden!r}, {self.gamma!r}") from None
-        return training.Settings(model=self.model, hidden=hidden, epochs=self.epochs, batch_size=self.batch_size,
-                                 seed=self.seed, binarize=self.binarize, window=self.window,
-                                 hidden_bits=self.hidden_bits, bias_bits=self.bias_bits, r=self.r, nu=self.nu, gamma=gamma, p_r=self.p_r,
-                                 sigma=self.sigma, patience=self.patience, gamma_growth=self.gamma_growth,
-                                 gamma_cap_div=self.gamma_cap_div, restore_best=self.restore_best,
-                                 val_fraction=self.val_fraction)
+        return training.Settings(**{**self.get_params(), "hidden": hidden, "gamma": gamma})
 
     def _validate(self, X, reset: bool = False):
         return validate_data(self, X, reset=reset, allow_nd=self.model == "rnn", dtype=np.float64)
@@ -144,12 +132,7 @@ class BEPClassifier(ClassifierMixin, BaseEstimator):
     @classmethod
     def from_model(cls, model: Model) -> "BEPClassifier":
         """An estimator around a model (loaded, pulled from a board, ...)."""
-        hp = model.hyper
-        clf = cls(model=model.spec.model, hidden=model.spec.hidden, batch_size=model.training.batch_size,
-                  seed=model.training.seed, binarize=model.encoder.binarizer.spec(), window=model.encoder.window,
-                  hidden_bits=model.spec.hidden_bits, bias_bits=model.encoder.bias_bits, r=hp.r, nu=hp.nu, gamma=hp.gamma, p_r=hp.p_r, sigma=hp.sigma,
-                  patience=hp.patience, gamma_growth=hp.gamma_growth, gamma_cap_div=hp.gamma_cap_div,
-                  restore_best=hp.restore_best, val_fraction=model.training.val_fraction)
+        clf = cls(**of_model(model))
         clf.n_features_in_ = model.encoder.n_features if model.spec.model == "mlp" else model.encoder.length
         return clf._adopt(model)
 

@@ -43,14 +43,15 @@ import numpy as np
 
 from bep_mcu import __version__, files, validate
 from bep_mcu.data.binarize import MAX_THERMOMETER_BITS, binarizer_from_arrays
-from bep_mcu.data.encoder import MAX_BIAS_BITS, MAX_FEATURES, MAX_LENGTH, Encoder
+from bep_mcu.data.encoder import MAX_FEATURES, MAX_LENGTH, Encoder
 from bep_mcu.engine.network import Counters
 from bep_mcu.engine.schedule import EPOCH_MAX_SAMPLES, Q_LEVELS, EpochStart
 from bep_mcu.engine.spec import HIDDEN_BITS, MAX_CLASSES, MAX_FAN_IN, MAX_LAYERS, MAX_PATIENCE, MAX_STEPS, MAX_WIDTH, \
-    MODELS, HyperParams, IntParams, NetSpec, growth
+    MODELS, HyperParams, IntParams, NetSpec
 from bep_mcu.errors import BEPError
 from bep_mcu.model import COUNTER_MAX, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LABEL_CHARS, Model, Origin, \
     TrainingRecord
+from bep_mcu.settings import REQUIRED, stored_in
 
 FORMAT_NAME = "bep-mcu-model"
 FORMAT_VERSION = 2
@@ -111,7 +112,7 @@ def document(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
                      **({} if t.resume is None else {"resume": {k: v for k, v in t.resume.as_dict().items()
                                                                 if k != "epoch"}})},
         "input": {"n_features": model.encoder.n_features, "length": model.encoder.length,
-                  "window": model.encoder.window, "bias_bits": model.encoder.bias_bits},
+                  **{s.name: getattr(model.encoder, s.name) for s in stored_in("input")}},
     }
     return meta, arrays
 
@@ -157,12 +158,8 @@ class _Fields:
         value = self._get(key)
         return None if value is None and nullable else validate.number(value, self._name(key), lo, hi)
 
-    def ints(self, key: str, lo: int, hi: int, length: int | None = None, optional: bool = False,
-             max_len: int = MAX_LAYERS):
-        value = self._get(key, optional)
-        if value is None and optional:
-            return None
-        return validate.integers(value, self._name(key), lo, hi, length=length, max_len=max_len)
+    def ints(self, key: str, lo: int, hi: int, length: int | None = None, max_len: int = MAX_LAYERS):
+        return validate.integers(self._get(key), self._name(key), lo, hi, length=length, max_len=max_len)
 
     def flag(self, key: str) -> bool:
         value = self._get(key)
@@ -187,16 +184,21 @@ def _spec(f: _Fields) -> NetSpec:
                    steps=s.int("steps", 1, MAX_STEPS))
 
 
+def _settings(f: _Fields) -> dict:
+    """The settings object ``f`` keeps (bep_mcu/settings.py), each checked as ``bep-mcu train``
+    checks it, the error naming the field; one the file leaves out is its ``file_default``."""
+    values = {}
+    for s in stored_in(f.path):
+        if s.name in f.doc or s.file_default is REQUIRED:
+            values[s.name] = s.check(f._get(s.name), f._name(s.name), nullable=s.file_default is None)
+        else:
+            values[s.name] = s.file_default
+    return values
+
+
 def _hyper(f: _Fields) -> HyperParams:
     h = f.obj("hyperparams")
-    # Files written before the issue-11 defaults have no cap divisor or restore_best: they keep
-    # training as they did (γ up to the full width, the last epoch's weights).
-    cap_div = h.int("gamma_cap_div", 1, MAX_WIDTH) if "gamma_cap_div" in h.doc else 1
-    return HyperParams(r=h.num("r", 0, 2), nu=h.num("nu", 0, 1), gamma=h.ints("gamma", 1, MAX_WIDTH, optional=True),
-                       gamma_growth=growth(h._get("gamma_growth"), "field 'hyperparams.gamma_growth'"),
-                       gamma_cap_div=cap_div, patience=h.int("patience", 1, MAX_PATIENCE),
-                       p_r=h.num("p_r", 0, 16), sigma=h.num("sigma", 0, 1e6), alpha=h.num("alpha", 0, 1e6),
-                       restore_best=h.flag("restore_best") if "restore_best" in h.doc else False)
+    return HyperParams(alpha=h.num("alpha", 0, 1e6), **_settings(h))
 
 
 def _params(f: _Fields, spec: NetSpec) -> IntParams:
@@ -396,8 +398,7 @@ def _read_model(path, z: zipfile.ZipFile) -> Model:
     inp = fields.obj("input")
     n_features = inp.int("n_features", 1, MAX_FEATURES)
     length = inp.int("length", 1, MAX_LENGTH, optional=True)
-    window = inp.int("window", 1, MAX_LENGTH, optional=True)
-    bias_bits = inp.int("bias_bits", 0, MAX_BIAS_BITS) if "bias_bits" in inp.doc else 0  # older files: none
+    kept = _settings(inp)  # the window and bias bits
     expected = _Expected(spec, n_features)
     arrays = files.read_members(z, f"'{path}' is corrupted", expected.check, MAX_FILE_BYTES)
     missing = expected.missing()
@@ -409,6 +410,6 @@ def _read_model(path, z: zipfile.ZipFile) -> Model:
         raise BEPError(f"'{path}' is corrupted: checksum mismatch")
     binarizer = binarizer_from_arrays({k[len("binarizer_"):]: v for k, v in arrays.items()
                                        if k.startswith("binarizer_")})
-    encoder = Encoder(spec.model, binarizer, arrays["input_keep"], n_features, length, window, bias_bits)
+    encoder = Encoder(spec.model, binarizer, arrays["input_keep"], n_features, length, **kept)
     return Model(spec, hyper, params, tuple(arrays[f"hidden_{i}"] for i in range(spec.n_layers)),
                  arrays["classifier"], encoder, arrays["classes"], training)

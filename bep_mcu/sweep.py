@@ -59,19 +59,19 @@ from bep_mcu.device import boards
 from bep_mcu.device.firmware import plan_memory, refuse_if_too_big
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model, plain_labels
+from bep_mcu.settings import SETTINGS
 
 INSTALL_HINT = "pip install 'bep-mcu[sweep]'"
 MAX_TRIALS = 100_000
 MAX_SEEDS = 100
 CONNECT_TIMEOUT = 30  # seconds until --address gives up on a cluster that does not answer (prepare_ray)
 
-# The search space. Widths and γ0 = width // divisor scale together (the default
-# divisors are spec.GAMMA0_DIV: 16 for an MLP, 4 for an RNN); r and ν bracket the
-# defaults of the README's sweep.
+# The search space: the settings with values to search (bep_mcu/settings.py: r and ν) and these.
+# Widths and γ0 = width // divisor scale together (the default divisors are spec.GAMMA0_DIV:
+# 16 for an MLP, 4 for an RNN).
 WIDTHS = (16, 32, 64, 128, 256, 512)
 MLP_LAYERS = (1, 2)
-R_VALUES = (0.25, 0.5, 0.75, 1.0)
-NU_VALUES = (0.02, 0.05, 0.1)
+SEARCHED = [s for s in SETTINGS if s.search]
 GAMMA_DIVISORS = (4, 8, 16, 32)
 BINARIZERS = {"mlp": ("median", "thermometer:2", "thermometer:4", "thermometer:8"),
               "rnn": ("median", "thermometer:4", "thermometer:8")}
@@ -153,9 +153,9 @@ class SweepSettings:
         return boards.board(self.board)
 
     def training_settings(self, config: dict, seed: int) -> training.Settings:
-        return training.Settings(model=config["model"], hidden=tuple(config["hidden"]), epochs=self.epochs, seed=seed,
-                                 binarize=config["binarize"], window=config["window"], r=config["r"], nu=config["nu"],
-                                 gamma=tuple(config["gamma"]), val_fraction=self.val_fraction)
+        """A trial's settings: its configuration (settings by name, from :func:`sample_configs`)."""
+        return training.Settings(**{**config, "hidden": tuple(config["hidden"]), "gamma": tuple(config["gamma"])},
+                                 epochs=self.epochs, seed=seed, val_fraction=self.val_fraction)
 
 
 # ---------------------------------------------------------------------- the space
@@ -164,7 +164,8 @@ class SweepSettings:
 def search_space(model: str, binary_data: bool) -> dict:
     """Tune's domains of one configuration (binary data is passed through as it is)."""
     tune = require_ray()
-    space = {"width1": tune.choice(WIDTHS), "r": tune.choice(R_VALUES), "nu": tune.choice(NU_VALUES),
+    # the order of the domains is the order of the draws: it fixes each trial's configuration
+    space = {"width1": tune.choice(WIDTHS), **{s.name: tune.choice(s.search) for s in SEARCHED},
              "gamma_divisor": tune.choice(GAMMA_DIVISORS),
              "binarize": tune.choice(("passthrough",) if binary_data else BINARIZERS[model])}
     if model == "mlp":
@@ -187,7 +188,7 @@ def sample_configs(model: str, trials: int, seed: int, X: np.ndarray) -> list[di
         rng = np.random.default_rng([seed, i])
         v = {name: _plain(domain.sample(random_state=rng)) for name, domain in space.items()}
         hidden = [v["width1"], v["width2"]][:v["layers"]] if model == "mlp" else [v["width1"]]
-        configs.append({"model": model, "hidden": hidden, "r": v["r"], "nu": v["nu"],
+        configs.append({"model": model, "hidden": hidden, **{s.name: v[s.name] for s in SEARCHED},
                         "gamma": [max(1, w // v["gamma_divisor"]) for w in hidden], "binarize": v["binarize"],
                         "window": math.ceil(X.shape[1] / v["steps"]) if model == "rnn" else None})
     return configs

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, make_dataclass, replace
 from fractions import Fraction
 from functools import cached_property
 from typing import Protocol
@@ -39,15 +39,16 @@ import numpy as np
 
 from bep_mcu import memory, validate
 from bep_mcu.data.datasets import stratified_split
-from bep_mcu.data.encoder import MAX_BIAS_BITS, Encoder, as_model_shape
+from bep_mcu.data.encoder import Encoder, as_model_shape
 from bep_mcu.engine import bits, rng
 from bep_mcu.engine.classifier import binary_equiangular_frame
 from bep_mcu.engine.network import Counters, Network
 from bep_mcu.engine.schedule import EPOCH_MAX_SAMPLES, STALL_SIGNALS, EpochStart, IntegerSchedule, gamma_caps, \
     stall_counts
-from bep_mcu.engine.spec import MAX_CLASSES, MAX_LAYERS, MAX_WIDTH, HyperParams, NetSpec, int_params
+from bep_mcu.engine.spec import MAX_CLASSES, MAX_WIDTH, HyperParams, NetSpec, int_params
 from bep_mcu.errors import BEPError
 from bep_mcu.model import MAX_BATCH_SIZE, MAX_EPOCHS, Model, TrainingRecord, check_labels, plain_labels
+from bep_mcu.settings import SETTINGS, stored_in
 
 SAMPLE_ORDERS = ("numpy", "counter")
 
@@ -513,54 +514,24 @@ def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, valid
 # ------------------------------------------------------------------- new models
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything a user chooses for a new model (the CLI options, the estimator's params)."""
+def _check_settings(self) -> None:
+    """Each field checked as its row says (errors name the option)."""
+    for s in SETTINGS:
+        s.check(getattr(self, s.name), model=self.model)
 
-    model: str = "mlp"
-    hidden: tuple[int, ...] = (512,)
-    epochs: int | None = None  # None: default_epochs(n_train)
-    batch_size: int | None = None  # None: default_batch_size(n_train)
-    seed: int = 0
-    binarize: str = "auto"
-    window: int | None = None
-    hidden_bits: int = 8
-    r: float | None = None  # None: default_r(layers)
-    nu: float = 0.05
-    gamma: tuple[int, ...] | None = None
-    p_r: float = 0.5
-    sigma: float = 16.0
-    patience: int = 3
-    gamma_growth: int | float = 1.5
-    gamma_cap_div: int = 4
-    bias_bits: int | None = None  # None: data.encoder.DEFAULT_BIAS_BITS (8 for an rnn, 0 for an mlp)
-    restore_best: bool = False
-    val_fraction: float = 0.1
 
-    def __post_init__(self) -> None:
-        validate.choice(self.model, "--model", ("mlp", "rnn"))
-        validate.integers(self.hidden, "--hidden", 1, MAX_WIDTH, max_len=MAX_LAYERS if self.model == "mlp" else 1)
-        if self.hidden_bits not in (8, 16) or isinstance(self.hidden_bits, bool):
-            raise BEPError(f"--hidden-bits must be 8 or 16, got {validate.show(self.hidden_bits)}")
-        validate.seed(self.seed)
-        if self.epochs is not None:
-            validate.integer(self.epochs, "--epochs", 1, MAX_EPOCHS)
-        if self.batch_size is not None:
-            validate.integer(self.batch_size, "--batch-size", 1, MAX_BATCH_SIZE)
-        if self.window is not None:
-            validate.integer(self.window, "--window", 1, 1 << 20)
-        if self.bias_bits is not None:
-            validate.integer(self.bias_bits, "--bias-bits", 0, MAX_BIAS_BITS)
-        if not isinstance(self.val_fraction, (int, float)) or isinstance(self.val_fraction, bool) \
-                or not 0.0 <= self.val_fraction < 0.5:
-            raise BEPError(f"val fraction must be in [0, 0.5), got {validate.show(self.val_fraction)}")
-        self.hyper()  # validates r, nu, gamma, p_r, sigma, patience, growth, cap, restore_best
+def _hyper(self) -> HyperParams:
+    """The BEP hyperparameters of these settings (r's default from the number of layers)."""
+    values = {s.name: getattr(self, s.name) for s in stored_in("hyperparams")}
+    return HyperParams(**{**values, "r": default_r(len(self.hidden)) if self.r is None else self.r,
+                          "gamma": None if self.gamma is None else tuple(self.gamma)})
 
-    def hyper(self) -> HyperParams:
-        r = default_r(len(self.hidden)) if self.r is None else self.r
-        return HyperParams(r=r, nu=self.nu, gamma=None if self.gamma is None else tuple(self.gamma), p_r=self.p_r,
-                           sigma=self.sigma, patience=self.patience, gamma_growth=self.gamma_growth,
-                           gamma_cap_div=self.gamma_cap_div, restore_best=self.restore_best)
+
+Settings = make_dataclass(
+    "Settings", [(s.name, s.annotation, field(default=s.default)) for s in SETTINGS], frozen=True,
+    namespace={"__module__": __name__, "__post_init__": _check_settings, "hyper": _hyper,
+               "__doc__": "Everything a user chooses for a new model (the CLI options, the estimator's params): "
+                          "one field per row of bep_mcu/settings.py, with its default and check."})
 
 
 def split_validation(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ from bep_mcu.data import inputformat
 from bep_mcu.data.datasets import Dataset, load_dataset, load_files
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model
+from bep_mcu.settings import SETTINGS, Setting
 
 class Integer(click.types.IntParamType):
     """click's INT, in ASCII digits only (it calls int(), which reads '٣' or '３' as 3)."""
@@ -45,6 +46,34 @@ class Number(click.types.FloatParamType):
 INTEGER, NUMBER = Integer(), Number()
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
+
+
+def setting_option(setting: Setting, **changes: Any) -> Callable:
+    """The option of one setting (bep_mcu/settings.py); ``changes``: a command's own default.
+    ``training.Settings`` checks the value, so the errors are the estimator's too."""
+    flag = setting.option
+    if setting.kind == "flag":
+        return click.option(f"{flag}/--no-{flag[2:]}", setting.name,
+                            **{"default": setting.default, "help": setting.help, **changes})
+    types = {"choice": click.Choice(list(setting.choices)), "int": INTEGER, "number": NUMBER, "fraction": NUMBER,
+             "growth": NUMBER}
+    # a list is comma-separated text (settings_from_options parses it)
+    default = ",".join(map(str, setting.default)) if setting.kind == "ints" and setting.default else setting.default
+    return click.option(flag, setting.name,
+                        **{"type": types.get(setting.kind), "default": default, "help": setting.help, **changes})
+
+
+def setting_options(f: Callable) -> Callable:
+    """An option for every setting of a new model, in the table's order."""
+    for setting in reversed(SETTINGS):
+        f = setting_option(setting)(f)
+    return f
+
+
+def settings_from_options(values: dict[str, Any]) -> dict[str, Any]:
+    """The settings options' values (by name) as ``training.Settings`` takes them."""
+    return {s.name: parse_int_list(values[s.name], s.option) if s.kind == "ints" else values[s.name]
+            for s in SETTINGS}
 
 
 def model_argument(f: Callable) -> Callable:

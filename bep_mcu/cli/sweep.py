@@ -12,9 +12,10 @@ from collections.abc import Callable
 import click
 
 from bep_mcu import files, modelio, plots, sweep, validate
-from bep_mcu.cli.common import INTEGER, NUMBER, data_options, emit, json_option, load_data, progress
+from bep_mcu.cli.common import INTEGER, data_options, emit, json_option, load_data, progress, setting_option
 from bep_mcu.device import boards
 from bep_mcu.errors import BEPError
+from bep_mcu.settings import BY_NAME
 
 MAX_RESULTS_BYTES = 1 << 30
 MAX_LINE_BYTES = 1 << 20  # a record is about 1 KB, plus 20 B an epoch of its validation history
@@ -84,7 +85,7 @@ def _human(d: dict) -> str:
 @click.option("--seeds", type=INTEGER, default=1, help="Training seeds per configuration (its accuracy is their mean).")
 @click.option("--seed", type=INTEGER, default=0, help="Seed of the sampled configurations and the first training seed.")
 @click.option("--epochs", type=INTEGER, default=10, help="Epochs per trial (ASHA may stop a trial earlier).")
-@click.option("--val-fraction", type=NUMBER, default=0.2, help="Validation split carved from the training data.")
+@setting_option(BY_NAME["val_fraction"], default=0.2)
 @click.option("--max-instructions", type=INTEGER, default=None,
               help="Skip networks predicted to need more instructions per training sample on the board's core.")
 @click.option("--address", default=None, metavar="ADDR",

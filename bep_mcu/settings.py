@@ -1,0 +1,165 @@
+"""The settings of a new model, each declared once: one :class:`Setting` row in :data:`SETTINGS`.
+
+A row says what a user may choose: the name, default, help text, the check of type and
+range (its one-line error names the option), and where a model keeps the value. The faces
+of the settings are derived from the table, in its order:
+
+- ``training.Settings``: its fields, defaults and checks;
+- ``bep-mcu train``'s options (``cli.common.setting_options``), and which of them
+  ``train --init-from`` refuses (the continued model keeps them);
+- ``BEPClassifier``'s parameters (its ``__init__`` signature) and ``from_model``
+  (:func:`of_model`);
+- the ``hyperparams`` and ``input`` objects of a model file (``modelio``): each value
+  checked as here, its error naming the field;
+- the values ``bep-mcu sweep`` searches (``search``).
+
+Adding a setting is one row here plus the code that uses it: for a BEP hyperparameter
+(``stored="hyperparams"``), its field in ``engine.spec.HyperParams`` and the engine code that
+reads it. tests/test_settings.py checks each face against the table.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+from bep_mcu import validate
+from bep_mcu.data.encoder import MAX_BIAS_BITS, MAX_LENGTH
+from bep_mcu.engine.spec import HIDDEN_BITS, MAX_LAYERS, MAX_PATIENCE, MAX_WIDTH, MODELS, growth
+from bep_mcu.errors import BEPError
+from bep_mcu.model import MAX_BATCH_SIZE, MAX_EPOCHS
+
+REQUIRED = object()  # ``file_default`` of a setting every model file holds
+
+# The Python type of each kind of value (the annotations of training.Settings).
+TYPES = {"choice": "str", "text": "str", "int": "int", "ints": "tuple[int, ...]", "number": "float",
+         "fraction": "float", "growth": "int | float", "flag": "bool"}
+# The objects of a model file that keep settings, and the Model attributes they are written from.
+HOLDERS = {"spec": "spec", "hyperparams": "hyper", "training": "training", "input": "encoder"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of a new model. ``default`` None: decided from the data (the help says how)."""
+
+    name: str
+    default: object
+    help: str
+    # choice: one of ``choices``; text: checked where it is parsed; int (one of ``choices`` if
+    # given), number: in lo..hi; ints: 1..MAX_LAYERS integers in lo..hi; fraction: a number in
+    # [lo, hi); growth: engine.spec.growth; flag: true or false
+    kind: str
+    lo: float = 0
+    hi: float = 0
+    choices: tuple = ()
+    label: str = ""  # what an error calls it [default: the option]
+    one_for_rnn: bool = False  # ints: an rnn takes one (its one hidden layer)
+    stored: str | None = None  # the model-file object (HOLDERS) that keeps it
+    # What a model file without it means (one written before the setting existed); where that is
+    # None, the file may also hold null.
+    file_default: object = REQUIRED
+    continued: bool = False  # ``train --init-from`` takes it; the model keeps the others
+    search: tuple = ()  # the values ``bep-mcu sweep`` tries
+
+    @property
+    def annotation(self) -> str:
+        return TYPES[self.kind] + (" | None" if self.default is None else "")
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def check(self, value: object, label: str | None = None, model: str = "mlp",
+              nullable: bool | None = None) -> object:
+        """``value`` checked as this setting (one-line ``BEPError`` naming ``label``), returned as
+        the type the code relies on. None passes where ``nullable`` [default: the default is None]."""
+        label = label or self.label or self.option
+        if value is None and (self.default is None if nullable is None else nullable):
+            return None
+        if self.kind == "choice":
+            return validate.choice(value, label, self.choices)
+        if self.kind == "int" and self.choices:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value not in self.choices:
+                raise BEPError(f"{label} must be {' or '.join(map(str, self.choices))}, got {validate.show(value)}")
+            return int(value)
+        if self.kind == "int":
+            return validate.integer(value, label, self.lo, self.hi)
+        if self.kind == "number":
+            return validate.number(value, label, self.lo, self.hi)
+        if self.kind == "ints":
+            return validate.integers(value, label, self.lo, self.hi,
+                                     max_len=1 if self.one_for_rnn and model == "rnn" else MAX_LAYERS)
+        if self.kind == "fraction":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.lo <= value < self.hi:
+                raise BEPError(f"{label} must be in [{self.lo:g}, {self.hi:g}), got {validate.show(value)}")
+            return float(value)
+        if self.kind == "growth":
+            return growth(value, label)
+        if self.kind == "flag":
+            if not isinstance(value, bool):
+                raise BEPError(f"{label} must be true or false, got {validate.show(value)}")
+            return value
+        return value  # text: a binariser spec, parsed and checked by data.binarize
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("model", "mlp", "Binary MLP or binary Elman RNN (BEP-TT).", "choice", choices=MODELS, stored="spec"),
+    Setting("hidden", (512,), "Hidden widths, comma-separated (an rnn takes one).", "ints", 1, MAX_WIDTH,
+            one_for_rnn=True, stored="spec"),
+    Setting("epochs", None, "Epochs [default: 50, more for small sets].", "int", 1, MAX_EPOCHS, continued=True),
+    Setting("batch_size", None, "Batch size [default: 100, or 10 below 1000 samples].", "int", 1, MAX_BATCH_SIZE,
+            stored="training", continued=True),
+    Setting("seed", 0, "Seed of initial weights, classifier, order and reinforcement (0..2^32-1).", "int", 0,
+            validate.UINT32_MAX, stored="training"),
+    Setting("binarize", "auto",
+            "auto | median | median:global | thermometer:N[:uniform] | passthrough "
+            "(auto: passthrough for ±1/0-1 data, else thermometer:8 for series, thermometer:4 for tabular data).",
+            "text"),
+    Setting("window", None, "RNN window length in points [default: about 2 steps].", "int", 1, MAX_LENGTH,
+            stored="input", file_default=None),  # an mlp has none
+    Setting("hidden_bits", 8, "Bits per hidden weight: 8 or 16.", "int", choices=HIDDEN_BITS, stored="spec"),
+    Setting("bias_bits", None, "Constant +1 input bits (of every step), a threshold per neuron trained like any "
+            "weight [default: 8 for an rnn, 0 for an mlp].", "int", 0, MAX_BIAS_BITS, stored="input",
+            file_default=0),
+    # The BEP hyperparameters (engine.spec.HyperParams); r and ν's searched values bracket the
+    # defaults of the README's sweep.
+    Setting("r", None, "Trigger margin r, R = floor(r * last width) [default: 0.5 for one hidden layer, "
+            "1.0 for two or more].", "number", 0, 2, label="r", stored="hyperparams",
+            search=(0.25, 0.5, 0.75, 1.0)),
+    Setting("nu", 0.05, "Gate half-width relative to fan-in.", "number", 0, 1, label="nu", stored="hyperparams",
+            search=(0.02, 0.05, 0.1)),
+    Setting("gamma", None, "Initial winner-takes-update group size per layer "
+            "[default: width/16 for an MLP, width/4 for an RNN].", "ints", 1, MAX_WIDTH, label="gamma",
+            stored="hyperparams", file_default=None),  # null: the default for the widths
+    Setting("p_r", 0.5, "Reinforcement strength p_r.", "number", 0, 16, label="p_r", stored="hyperparams"),
+    Setting("sigma", 16.0, "Std-dev of the initial hidden weights.", "number", 0, 1e6, label="sigma",
+            stored="hyperparams"),
+    Setting("patience", 3, "Epochs without a better stall criterion before γ grows (the validation split from 20 "
+            "samples on, else validation and training predictions pooled).", "int", 1, MAX_PATIENCE,
+            label="patience", stored="hyperparams"),
+    Setting("gamma_growth", 1.5, "γ's factor after a stall, a multiple of 1/16: γ' = ceil(γ * growth).", "growth",
+            label="gamma growth", stored="hyperparams"),
+    # Files written before the issue-11 defaults have no cap divisor or restore_best: they keep
+    # training as they did (γ up to the full width, the last epoch's weights).
+    Setting("gamma_cap_div", 4, "γ grows to at most max(initial γ, width / this) per layer (1: the full width).",
+            "int", 1, MAX_WIDTH, label="gamma cap divisor", stored="hyperparams", file_default=1),
+    Setting("restore_best", False, "End with the weights of the epoch with the best stall criterion "
+            "(docs/accuracy.md: hurts with small validation splits).", "flag", label="restore best",
+            stored="hyperparams", file_default=False),
+    # train --init-from has always accepted (and ignored) it: the continued model keeps its split.
+    Setting("val_fraction", 0.1, "Validation split carved from the training data.", "fraction", 0, 0.5,
+            label="val fraction", stored="training", continued=True),
+)
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def stored_in(holder: str) -> list[Setting]:
+    """The settings model-file object ``holder`` keeps."""
+    return [s for s in SETTINGS if s.stored == holder]
+
+
+def of_model(model) -> dict:
+    """The settings ``model`` keeps, by name (not ``epochs``); ``binarize`` is its fitted
+    binariser's spec."""
+    values = {s.name: getattr(getattr(model, HOLDERS[s.stored]), s.name) for s in SETTINGS if s.stored}
+    return {**values, "binarize": model.encoder.binarizer.spec()}
