@@ -44,6 +44,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -530,3 +531,67 @@ def retrain(X: np.ndarray, y: np.ndarray, summary: dict, settings: SweepSettings
     """The winner's model: its configuration trained again with its best seed (the same
     integers in the same order, so the same model the trial trained)."""
     return training.fit(X, y, settings.training_settings(summary["config"], summary["best_seed"]))
+
+
+# ---------------------------------------------------------------------- the whole search
+
+
+@dataclass
+class Outcome:
+    """What a sweep found (:func:`search`)."""
+
+    summaries: list[dict]
+    winner: dict
+    fronts: dict[str, list[dict]]  # "ram_bytes", "instructions": the Pareto fronts
+    model: Model  # the winner retrained
+    resumed: int  # trials whose records were in the results file
+    engine_address: str | None  # the Ray instance the trials ran on (None: nothing to run)
+
+
+def search(name: str, X: np.ndarray, y: np.ndarray, settings: SweepSettings, sweep_id: str, records: Records,
+           save: Callable[[dict], None], progress: Callable[[str], None], address: str | None = None,
+           tick: Callable[[int, float | None], None] | None = None) -> Outcome:
+    """A sweep from plan to winner: plan every trial on the board, record those that do
+    not fit as skipped, train the rest that ``records`` (a results file's) has not
+    finished on Ray (``save`` gets every new record; ``tick(trials to train, best validation
+    accuracy so far)`` runs as each finishes), then summarise, pick and retrain the winner. A
+    trial that failed, or an interrupted run, is one ``BEPError`` line."""
+    progress(f"{name}: {len(y)} training samples; planning {settings.trials} configuration(s) x {settings.seeds} seed(s) "
+             f"on {settings.board}")
+    planned = plan_trials(X, y, settings, sweep_id)
+    finished = records.match(planned)
+    resumed = len(finished)
+    run_id = uuid.uuid4().hex[:12]  # marks the records of this invocation
+    failed: list[dict] = []
+
+    def record(rec: dict) -> None:
+        save(rec)
+        if rec["status"] in FINISHED:
+            finished[key(rec)] = rec
+        else:
+            failed.append(rec)
+        if tick is not None and rec["status"] != "skipped":
+            tick(len(pending), max((r["val_accuracy"] for r in finished.values() if "val_accuracy" in r), default=None))
+
+    pending = [p for p in planned if p["reason"] is None and key(p) not in finished]
+    for p in planned:
+        if p["reason"] is not None and key(p) not in finished:
+            record({**p, "status": "skipped", "run": run_id})
+    engine_address = None
+    if pending:
+        progress(f"training {len(pending)} trial(s) on Ray Tune " + (f"at {address}" if address else "in this process")
+                 + (f", {resumed} already in the results file" if resumed else ""))
+        with ray_session(address) as engine_address:
+            run_trials(X, y, settings, pending, record, run_id)
+    missing = [p for p in planned if key(p) not in finished]
+    if missing:
+        why = f"failed (trial {failed[0]['trial']}: {failed[0]['error']})" if failed else "interrupted"
+        raise BEPError(f"{len(missing)} of {len(planned)} trial(s) did not finish: {why}")
+    summaries = summarise(planned, finished)
+    winner = best(summaries)
+    if winner is None:
+        raise BEPError(f"none of the {settings.trials} configuration(s) fits {settings.board}: "
+                       f"{next(s['reason'] for s in summaries if s['status'] == 'skipped')}")
+    fronts = {cost: pareto(summaries, cost) for cost in ("ram_bytes", "instructions")}
+    progress(f"retraining the best network (trial {winner['trial']}, seed {winner['best_seed']}) to test it")
+    return Outcome(summaries, winner, fronts, retrain(X, y, winner, settings), resumed, engine_address)

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-import uuid
 from collections.abc import Callable
 
 import click
@@ -104,8 +104,6 @@ def sweep_cmd(dataset, data_path, test_data, board_name, trials, network, seeds,
               max_instructions, address, results_path, out, plot_path, as_json) -> None:
     """Find the most accurate network that fits BOARD: trials on Ray Tune, skipped when
     they do not fit (RAM, flash, instructions), scored on a validation split."""
-    from tqdm import tqdm
-
     settings = sweep.SweepSettings(board=board_name, model=network, trials=trials, seeds=seeds, seed=seed,
                                    epochs=epochs, val_fraction=val_fraction, max_instructions=max_instructions)
     if address is not None:
@@ -120,84 +118,88 @@ def sweep_cmd(dataset, data_path, test_data, board_name, trials, network, seeds,
     start = time.perf_counter()
     sweep_id = sweep.fingerprint(data.name, data.X_train, data.y_train, settings)
     records = sweep.Records(settings, sweep_id, f"results file '{results_path}'")
-    incomplete = read_results(results_path, records.add) if results_path is not None else None
-    if results_path is not None:
-        files.check_writable(results_path)
-    progress(f"{data.name}: {len(data.y_train)} training samples; planning {trials} configuration(s) x {seeds} "
-             f"seed(s) on {board_name}")
-    planned = sweep.plan_trials(data.X_train, data.y_train, settings, sweep_id)
-    finished = records.match(planned)
-    if incomplete is not None:  # only once the file is known to be this sweep's
-        drop_incomplete_line(results_path, incomplete)
-    resumed = len(finished)
-
-    run_id = uuid.uuid4().hex[:12]  # marks the records of this invocation
-    failed: list[dict] = []
-
-    def record(rec: dict) -> None:
-        if results_path is not None:
-            files.append_line(results_path, json.dumps(rec, sort_keys=True))
-        if rec["status"] in sweep.FINISHED:
-            finished[sweep.key(rec)] = rec
-        else:
-            failed.append(rec)
-
-    for p in planned:
-        if p["reason"] is not None and sweep.key(p) not in finished:
-            record({**p, "status": "skipped", "run": run_id})
-    pending = [p for p in planned if sweep.key(p) not in finished]
-    engine_address = None
-    if pending:
-        progress(f"training {len(pending)} trial(s) on Ray Tune "
-                 + (f"at {address}" if address else "in this process") + (f", {resumed} already in {results_path}"
-                                                                           if resumed else ""))
-        with sweep.ray_session(address) as engine_address, \
-                tqdm(total=len(pending), desc="trials", unit="trial", file=click.get_text_stream("stderr"),
-                     disable=None) as bar:
-            def on_record(rec: dict) -> None:
-                record(rec)
-                bar.update(1)
-                if rec["status"] in ("done", "stopped"):
-                    best_so_far = max(r["val_accuracy"] for r in finished.values() if "val_accuracy" in r)
-                    bar.set_postfix(best_val=f"{best_so_far:.3f}")
-
-            sweep.run_trials(data.X_train, data.y_train, settings, pending, on_record, run_id)
-    missing = [p for p in planned if sweep.key(p) not in finished]
-    if missing:
-        why = (f"failed (trial {failed[0]['trial']}: {failed[0]['error']})" if failed else "interrupted")
-        again = f"; the same command runs them again (the others are in {results_path})" if results_path else ""
-        raise BEPError(f"{len(missing)} of {len(planned)} trial(s) did not finish: {why}{again}")
-
-    summaries = sweep.summarise(planned, finished)
-    winner = sweep.best(summaries)
-    if winner is None:
-        raise BEPError(f"none of the {trials} configuration(s) fits {board_name}: "
-                       f"{next(s['reason'] for s in summaries if s['status'] == 'skipped')}")
-    fronts = {cost_key: sweep.pareto(summaries, cost_key) for cost_key in ("ram_bytes", "instructions")}
-    progress(f"retraining the best network (trial {winner['trial']}, seed {winner['best_seed']}) to test it")
-    trained = sweep.retrain(data.X_train, data.y_train, winner, settings)
-    test_accuracy = trained.score(data.X_test, data.y_test)
+    results = ResultsFile(results_path, records)
+    with _trial_bar() as tick:
+        try:
+            found = sweep.search(data.name, data.X_train, data.y_train, settings, sweep_id, records, results.append,
+                                 progress, address, tick)
+        except BEPError as e:
+            raise BEPError(f"{e}{results.again}") from None
+    results.matched()
+    test_accuracy = found.model.score(data.X_test, data.y_test)
     if out is not None:
-        modelio.save(trained.with_training(notes={
-            "dataset": data.name[:1024], "test_accuracy": test_accuracy, "val_accuracy": winner["val_accuracy"],
-            "sweep_board": board_name, "sweep_trial": winner["trial"]}), out)
-    board = boards.board(board_name)
+        modelio.save(found.model.with_training(notes={
+            "dataset": data.name[:1024], "test_accuracy": test_accuracy, "val_accuracy": found.winner["val_accuracy"],
+            "sweep_board": board_name, "sweep_trial": found.winner["trial"]}), out)
     if plot_path is not None:
-        png = plots.pareto_fronts(summaries, fronts, winner, board_name,
-                                  {"ram_bytes": board.ram_bytes, "instructions": max_instructions})
+        png = plots.pareto_fronts(found.summaries, found.fronts, found.winner, board_name,
+                                  {"ram_bytes": boards.board(board_name).ram_bytes, "instructions": max_instructions})
         files.write_atomic(plot_path, lambda f: f.write(png))
+    result = _result(found, settings, data.name, address, results_path, sweep_id, test_accuracy, out, plot_path)
+    emit({**result, "seconds": time.perf_counter() - start}, as_json, _human)
+
+
+class ResultsFile:
+    """The ``--results`` file of a sweep (or none): its records read into ``records`` line
+    by line (bounded), an incomplete last line cut off once the file is known to be this
+    sweep's, and new records appended."""
+
+    def __init__(self, path: str | None, records: sweep.Records) -> None:
+        self.path = path
+        self.incomplete = read_results(path, records.add) if path is not None else None
+        if path is not None:
+            files.check_writable(path)
+
+    def matched(self) -> None:
+        """The records matched the sweep's plan: the file is this sweep's, so an incomplete
+        last line (a write cut short) is cut off before anything is appended."""
+        if self.incomplete is not None:
+            drop_incomplete_line(self.path, self.incomplete)
+            self.incomplete = None
+
+    def append(self, rec: dict) -> None:
+        self.matched()  # search() appends only after matching its records
+        if self.path is not None:
+            files.append_line(self.path, json.dumps(rec, sort_keys=True))
+
+    @property
+    def again(self) -> str:
+        """What the one line of an unfinished sweep adds about running it again."""
+        return f"; the same command runs them again (the others are in {self.path})" if self.path else ""
+
+
+@contextlib.contextmanager
+def _trial_bar():
+    """A progress bar of finished trials on standard error, as ``search``'s ``tick``."""
+    from tqdm import tqdm
+
+    with tqdm(desc="trials", unit="trial", file=click.get_text_stream("stderr"), disable=None) as bar:
+        def tick(total: int, best_val: float | None) -> None:
+            bar.total = total
+            bar.update(1)
+            if best_val is not None:
+                bar.set_postfix(best_val=f"{best_val:.3f}")
+
+        yield tick
+
+
+def _result(found: sweep.Outcome, settings: sweep.SweepSettings, dataset: str, address: str | None,
+            results_path: str | None, sweep_id: str, test_accuracy: float, out: str | None,
+            plot_path: str | None) -> dict:
+    """The ``--json`` keys."""
+    board, summaries, winner = boards.board(settings.board), found.summaries, found.winner
     counts = {s: sum(x["status"] == s for x in summaries) for s in ("done", "stopped", "skipped")}
-    result = {
-        "engine": "ray", "address": address, "ray_address": engine_address, "dataset": data.name,
-        "board": board_name, "cpu": board.cpu, "board_ram_bytes": board.ram_bytes,
-        "board_flash_bytes": board.flash_bytes, "model": network, "trials": len(summaries), "seeds": seeds,
-        "seed": seed, "epochs": epochs, "ran": counts["done"] + counts["stopped"], "stopped": counts["stopped"],
-        "skipped": counts["skipped"], "resumed": resumed, "results": results_path, "sweep": sweep_id,
+    return {
+        "engine": "ray", "address": address, "ray_address": found.engine_address, "dataset": dataset,
+        "board": board.name, "cpu": board.cpu, "board_ram_bytes": board.ram_bytes,
+        "board_flash_bytes": board.flash_bytes, "model": settings.model, "trials": len(summaries),
+        "seeds": settings.seeds, "seed": settings.seed, "epochs": settings.epochs,
+        "ran": counts["done"] + counts["stopped"], "stopped": counts["stopped"], "skipped": counts["skipped"],
+        "resumed": found.resumed, "results": results_path, "sweep": sweep_id,
         "nodes": sorted({n for s in summaries for n in s.get("nodes", [])}),
         "best": {**_public(winner), "seed": winner["best_seed"], "test_accuracy": test_accuracy,
-                 "retrained_val_accuracy": trained.training.history[-1]["val_accuracy"], "model": out},
-        "pareto": [_public(s) for s in fronts["ram_bytes"]],
-        "pareto_instructions": [_public(s) for s in fronts["instructions"]],
-        "plot": plot_path, "seconds": time.perf_counter() - start,
+                 "retrained_val_accuracy": found.model.training.history[-1]["val_accuracy"], "model": out},
+        "pareto": [_public(s) for s in found.fronts["ram_bytes"]],
+        "pareto_instructions": [_public(s) for s in found.fronts["instructions"]],
+        "plot": plot_path,
     }
-    emit(result, as_json, _human)
