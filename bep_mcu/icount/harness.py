@@ -166,7 +166,7 @@ def build_image(gen_dir, name: str, cpu: str, opt: str = "-Os", build_dir=None,
     _check(cpu, opt)
     gen_dir = Path(gen_dir)
     info = read_header(gen_dir, name)
-    sources = [gen_dir / f for f in (f"bep_{name}.c", "bep_runtime.c", "bep_status.c")]
+    sources = [gen_dir / f for f in (f"bep_{name}.c", "bep_runtime.c", "bep_kernels.c", "bep_status.c")]
     for src in sources:
         if not src.is_file():
             raise BEPError(f"'{src}' not found: regenerate '{gen_dir}' with bep-mcu generate")
