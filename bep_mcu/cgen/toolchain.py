@@ -66,7 +66,7 @@ from bep_mcu.errors import BEPError
 ARM_TARGETS = ("cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33")
 TARGETS = (*ARM_TARGETS, "host")
 OPT_LEVELS = ("Os", "O2")  # what ``size`` reports
-LEVELS = (*OPT_LEVELS, "O3")  # -O3: the host twin
+LEVELS = (*OPT_LEVELS, "O3", "O1", "Oz")  # -O3: the host twin; all five: python -m bep_mcu.icount --opt
 # Every build of the generated C, on every compiler, passes these: any warning fails it.
 STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Wsign-conversion", "-Wundef", "-Wshadow",
                 "-pedantic", "-Werror"]
