@@ -123,6 +123,26 @@ def test_cycle_model_costs():
     assert cycles == 4 and not writes_pc
 
 
+def test_cycle_model_counts_taken_branches_per_phase_segment():
+    """A loop run in two batches (two segments of one phase): its branch is taken on every
+    pass but the one that falls out of the loop, in each batch. (Falls counted over the
+    whole run but subtracted in every segment dropped all but a few refills of loops that
+    run in many batches, and made the figure depend on where the linker put each loop.)"""
+    image = harness.Image(None, "cortex-m4", "-Os", None, {}, [(0, 4, "bep_loop")], [])
+    image.instructions = {0: ("subs", "r0, r0, #1"), 2: ("bne.n", "0 <bep_loop>")}
+    code = bytes.fromhex("0138" "fdd1")  # subs r0, #1; bne.n back to the subs
+    key = 0 << 16 | len(code)
+
+    class Memory:
+        def mem_read(self, address, size):
+            return code[address:address + size]
+
+    batch = (harness.PH_BATCH, {key: 10}, {key: 1})  # ten passes, the last falls through
+    tallies = harness._tally(image, harness.Trace([batch, batch], Memory(), {}, 0.0), cycles=True)
+    assert harness._merged(tallies, harness.PH_BATCH, 1) == {"bep_loop": 2 * 10 * 2}
+    assert harness._merged(tallies, harness.PH_BATCH, 2) == {"bep_loop": 2 * (10 * 2 + harness.REFILL * 9)}
+
+
 # ------------------------------------------------------------- measurements
 
 

@@ -261,10 +261,10 @@ def thumb_instructions(code: bytes) -> int:
 
 @dataclass
 class Trace:
-    """Block executions per phase segment, and how often each block fell through."""
+    """Per phase segment: block executions and how often each block fell through to the
+    next one (a fall-through is counted in the segment it happened in)."""
 
-    segments: list[tuple[int, dict[int, int]]]  # (phase, {address << 16 | size: executions})
-    falls: dict[int, int]
+    segments: list[tuple[int, dict[int, int], dict[int, int]]]  # (phase, {address << 16 | size: executions}, falls)
     uc: object
     stepped: dict[int, int]
     seconds: float
@@ -295,20 +295,21 @@ def _emulate(image: Image, data: list[tuple[str, bytes]], io, cycles: bool, veri
     for name, blob in (state or {}).items():
         uc.mem_write(image.address(name), blob)
 
-    segments = [(0, {})]
-    cur, falls, last = [segments[0][1]], {}, [0, -1]
+    segments = [(0, {}, {})]
+    cur, last = [segments[0]], [0, -1]
 
     def on_block(_uc, address, size, _user):
         key = (address << 16) | size
-        cur[0][key] = cur[0].get(key, 0) + 1
+        _, counts, falls = cur[0]
+        counts[key] = counts.get(key, 0) + 1
         if cycles:
             if address == last[1]:
                 falls[last[0]] = falls.get(last[0], 0) + 1
             last[0], last[1] = key, address + size
 
     def on_mark(u, _address, _size, _user):
-        segments.append((u.reg_read(arm_const.UC_ARM_REG_R0), {}))
-        cur[0] = segments[-1][1]
+        segments.append((u.reg_read(arm_const.UC_ARM_REG_R0), {}, {}))
+        cur[0] = segments[-1]
 
     uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
     mark, halt = image.address("icount_mark") & ~1, image.address("icount_halt") & ~1
@@ -332,7 +333,7 @@ def _emulate(image: Image, data: list[tuple[str, bytes]], io, cycles: bool, veri
     if pc != halt:
         raise BEPError(f"emulation stopped at pc=0x{pc:08X} ({image.function_at(pc)}), not at icount_halt "
                        f"(timeout after {EMU_TIMEOUT_S} s?)")
-    return Trace(segments, falls, uc, stepped, seconds), where
+    return Trace(segments, uc, stepped, seconds), where
 
 
 # ------------------------------------------------------------------ counting
@@ -397,14 +398,14 @@ def _tally(image: Image, trace: Trace, cycles: bool):
         return hit
 
     out = []
-    for phase, d in trace.segments:
+    for phase, d, falls in trace.segments:
         ins: dict[str, int] = {}
         cyc: dict[str, int] = {}
         for key, times in d.items():
             n, fn, c, writes_pc = block(key)
             ins[fn] = ins.get(fn, 0) + n * times
             if cycles:
-                taken = times - trace.falls.get(key, 0) if writes_pc else 0
+                taken = times - falls.get(key, 0) if writes_pc else 0
                 cyc[fn] = cyc.get(fn, 0) + c * times + REFILL * max(0, min(taken, times))
         out.append((phase, ins, cyc))
     return out
@@ -434,7 +435,7 @@ def _verify(image: Image, trace: Trace) -> int:
     uc, expected, conditional = trace.uc, {}, set()
     for start, size, _name in image.functions:
         conditional.update(a for a, in_it in thumb_decode(bytes(uc.mem_read(start, size & ~1)), start) if in_it)
-    for _, d in trace.segments:
+    for _, d, _ in trace.segments:
         for key, times in d.items():
             for addr, in_it in thumb_decode(bytes(uc.mem_read(key >> 16, key & 0xFFFF)), key >> 16):
                 expected[addr] = expected.get(addr, 0) + times
