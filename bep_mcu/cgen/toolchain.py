@@ -3,7 +3,7 @@
 What is measured, and why this way
 ----------------------------------
 ``bep-mcu size`` measures each part of a generated directory (``cgen/package``) on its
-own: the *training* code (``bep_<net>.c``, ``bep_runtime.c``, ``bep_status.c``), the
+own: the *training* code (``bep_<net>.c``, ``bep_runtime.c``, ``bep_kernels.c``, ``bep_status.c``), the
 *board* code for learning alone (``bep_<net>_board.c``, ``bep_encode.c``,
 ``bep_standalone.c``), the *link* (``bep_link.c``, the serial protocol) and the *example* code
 (``bep_<net>_trainer.c``; the Arduino sketch around it needs an Arduino core and is not

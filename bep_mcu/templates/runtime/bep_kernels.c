@@ -2,10 +2,11 @@
  * bep_kernels.c - the arithmetic of the BEP runtime: XNOR-popcount dot products and
  * saturating row updates (bep_runtime_internal.h declares what bep_runtime.c calls).
  *
- * Every kernel has a portable C path, written first: the reference the others must
- * equal bit for bit. Inside a function the variants come in one order: `#if` hand-
- * scheduled assembly (bep_kernels_arm.h), `#elif` the DSP extension or a wider word,
- * `#else` portable C. Packed vectors: bit i of word i/32 is feature i, 1 = +1, padding 0.
+ * Every kernel has a portable C path, and each family starts with its plainest one (word
+ * by word, one weight at a time): the reference the others must equal bit for bit.
+ * Inside a function the variants come in one order: `#if` hand-scheduled assembly
+ * (bep_kernels_arm.h) or the DSP extension, `#elif` the next core down, `#else` portable
+ * C. Packed vectors: bit i of word i/32 is feature i, 1 = +1, padding 0.
  * Why each kernel looks the way it does, with instruction counts per word of work, is
  * written up in docs/performance.md.
  */
