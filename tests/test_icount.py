@@ -12,7 +12,9 @@ Skipped when arm-none-eabi-gcc, objdump or the unicorn package is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -50,7 +52,7 @@ class Tiny:
     def image(self, cpu, opt="-Os", flags=()):
         key = (cpu, opt, tuple(flags))
         if key not in self._images:
-            self._images[key] = icount.build_image(self.gen.src, "tiny", cpu, opt, extra_cflags=flags)
+            self._images[key] = icount.build_image(self.gen, cpu, opt, extra_cflags=flags)
         return self._images[key]
 
     def q(self, error_rate):
@@ -121,6 +123,26 @@ def test_cycle_model_costs():
     assert cycles == 4 and not writes_pc
 
 
+def test_cycle_model_counts_taken_branches_per_phase_segment():
+    """A loop run in two batches (two segments of one phase): its branch is taken on every
+    pass but the one that falls out of the loop, in each batch. (Falls counted over the
+    whole run but subtracted in every segment dropped all but a few refills of loops that
+    run in many batches, and made the figure depend on where the linker put each loop.)"""
+    image = harness.Image(None, "cortex-m4", "-Os", None, {}, [(0, 4, "bep_loop")], [])
+    image.instructions = {0: ("subs", "r0, r0, #1"), 2: ("bne.n", "0 <bep_loop>")}
+    code = bytes.fromhex("0138" "fdd1")  # subs r0, #1; bne.n back to the subs
+    key = 0 << 16 | len(code)
+
+    class Memory:
+        def mem_read(self, address, size):
+            return code[address:address + size]
+
+    batch = (harness.PH_BATCH, {key: 10}, {key: 1})  # ten passes, the last falls through
+    tallies = harness._tally(image, harness.Trace([batch, batch], Memory(), {}, 0.0), cycles=True)
+    assert harness._merged(tallies, harness.PH_BATCH, 1) == {"bep_loop": 2 * 10 * 2}
+    assert harness._merged(tallies, harness.PH_BATCH, 2) == {"bep_loop": 2 * (10 * 2 + harness.REFILL * 9)}
+
+
 # ------------------------------------------------------------- measurements
 
 
@@ -144,8 +166,8 @@ def test_counts_positive_and_deterministic(tiny, cpu):
 def test_counts_identical_across_builds(tiny):
     """A fresh build of the same sources counts exactly the same."""
     a = tiny.run("cortex-m4", 25, n=50)
-    b = icount.count_training(tiny.gen.src, "tiny", "cortex-m4", tiny.X[:50], tiny.y[:50], 25, tiny.gamma,
-                              tiny.q(1.0), tiny.seed, batches=tiny.batches)
+    b = icount.count_training(tiny.gen, "cortex-m4", tiny.X[:50], tiny.y[:50], 25, tiny.gamma, tiny.q(1.0), tiny.seed,
+                              batches=tiny.batches)
     assert (a["init_instructions"], a["batch_instructions"]) == (b["init_instructions"], b["batch_instructions"])
 
 
@@ -271,7 +293,7 @@ def test_rnn_bit_exact(tmp_path, cpu):
     Xp, ye = pack_inputs(model.encode(X)), model.encode_labels(y)
     q = icount.epoch_q(model.spec, 1.0)
     gamma = list(model.training.gamma)
-    result = icount.count_training(gen.src, "seq", cpu, Xp, ye, 10, gamma, q, model.training.seed,
+    result = icount.count_training(gen, cpu, Xp, ye, 10, gamma, q, model.training.seed,
                                    batches=model.training.batch_counter)
     assert result["instructions_per_sample"] > 0
     assert_same_as_numpy(result, icount.reference_training(model, Xp, ye, 10, gamma, q))
@@ -334,8 +356,8 @@ def demo(tmp_path_factory):
 def test_targets_of_the_worst_case_workload(demo):
     """256-128-10, int8, ~95 % of the samples triggering, E = 1.0, -Os: the issue's
     targets as deterministic instruction counts, every run bit-exact with numpy."""
-    m4 = icount.build_image(demo.gen.src, "net", "cortex-m4")
-    m0 = icount.build_image(demo.gen.src, "net", "cortex-m0")
+    m4 = icount.build_image(demo.gen, "cortex-m4")
+    m0 = icount.build_image(demo.gen, "cortex-m0")
     b100, b1 = demo.run(m4, 100, cycles=True), demo.run(m4, 1)
     m0_100 = demo.run(m0, 100)
     for r in (b100, b1, m0_100):
@@ -353,7 +375,7 @@ def test_targets_of_the_worst_case_workload(demo):
 def test_breakdown_covers_the_measurement_build(demo):
     """The parts of the BEP_MEASURE build add up to its total, and each kernel lands in its
     part (forward, update, winner, reinforcement, repack)."""
-    image = icount.build_image(demo.gen.src, "net", "cortex-m4", extra_cflags=["-DBEP_MEASURE=1"])
+    image = icount.build_image(demo.gen, "cortex-m4", extra_cflags=["-DBEP_MEASURE=1"])
     r = demo.run(image, 1)
     parts = report.breakdown(r["functions"]["train"], r["samples"])
     assert abs(sum(parts.values()) - r["instructions_per_sample"]) <= len(parts)  # rounding only
@@ -379,13 +401,13 @@ def test_main_json(capsys):
 # -------------------------------------------------------------------- errors
 
 
-def test_bad_arguments(tiny):
+def test_bad_arguments(tiny, tmp_path):
     with pytest.raises(BEPError, match="cpu"):
-        icount.build_image(tiny.gen.src, "tiny", "cortex-a53")
+        icount.build_image(tiny.gen, "cortex-a53")
     with pytest.raises(BEPError, match="opt"):
-        icount.build_image(tiny.gen.src, "tiny", "cortex-m4", "-Ofast")
+        icount.build_image(tiny.gen, "cortex-m4", "-Ofast")
     with pytest.raises(BEPError, match="not found"):
-        icount.build_image(tiny.gen.src, "other", "cortex-m4")
+        icount.build_image(dataclasses.replace(tiny.gen, directory=tmp_path), "cortex-m4")  # its files are gone
     image = tiny.image("cortex-m4")
     with pytest.raises(BEPError, match="words"):
         image.run(tiny.X[:, :1], tiny.y, 10, tiny.gamma, tiny.q(1.0), tiny.seed)
@@ -393,6 +415,28 @@ def test_bad_arguments(tiny):
         image.run(tiny.X, tiny.y[:5], 10, tiny.gamma, tiny.q(1.0), tiny.seed)
     with pytest.raises(BEPError, match="per layer"):
         image.run(tiny.X, tiny.y, 10, tiny.gamma * 2, tiny.q(1.0), tiny.seed)
+
+
+def test_image_is_the_strict_build_of_the_training_part(tiny, tmp_path):
+    """The image compiles exactly the training part's sources (codegen's file lists) with
+    toolchain's strict flags: a warning the other builds refuse fails the measurement too."""
+    image = icount.build_image(tiny.gen, "cortex-m4", build_dir=tmp_path / "ok")
+    assert image.plan is tiny.gen.plan and "-Werror" in image.cflags
+    objects = {p.stem for p in (tmp_path / "ok").glob("*.o")}
+    assert objects == {p.stem for p in tiny.gen.sources(("training",))} | {"icount_main"}
+    warned = tmp_path / "warned"
+    shutil.copytree(tiny.gen.directory, warned)
+    kernels = warned / "src" / "bep_kernels.c"
+    kernels.write_text(kernels.read_text() + "static int bep_unused_variable;\n")  # -Wunused-variable
+    with pytest.raises(BEPError, match="bep_unused_variable"):
+        icount.build_image(dataclasses.replace(tiny.gen, directory=warned), "cortex-m4")
+
+
+def test_inference_only_code_is_refused(tiny, tmp_path):
+    from bep_mcu.cgen.codegen import generate
+
+    with pytest.raises(BEPError, match="inference-only"):
+        icount.build_image(generate(tiny.model, tmp_path / "c", "tiny", inference_only=True), "cortex-m4")
 
 
 def test_runtime_refusal_is_reported(tiny):

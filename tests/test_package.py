@@ -355,6 +355,15 @@ def test_a_name_cannot_overwrite_a_shared_file(model, tmp_path, name):
     assert not (tmp_path / "gen").exists()
 
 
+@pytest.mark.parametrize("filename", [*codegen.RUNTIME_FILES, *codegen.LINK_FILES, *codegen.ENCODE_FILES,
+                                      *codegen.STANDALONE_FILES, *codegen.STORE_FILES, *codegen.INFERENCE_FILES])
+def test_every_shared_file_reserves_its_name(model, tmp_path, filename):
+    """A network named after a shipped file (bep_kernels.c: "kernels") would overwrite it."""
+    name = Path(filename).stem.removeprefix("bep_")
+    with pytest.raises(BEPError, match="shared files"):
+        generate(model, tmp_path / "gen", name)
+
+
 def test_readme_names_existing_files_and_every_build_system(gen):
     readme = (gen.directory / "README.md").read_text()
     for path in re.findall(r"^\| `([^`]+)` \|", readme, re.MULTILINE):

@@ -147,12 +147,12 @@ def test_every_runtime_option_builds_cleanly(generated, tmp_path, compiler, targ
         for level in toolchain.OPT_LEVELS:
             objects = strict_build(tools, gen, tmp_path / f"v{k}{level}", level, defines)
             assert_only_integer_helpers(tools, objects, f"{compiler} {target} -{level} {defines}")
-            runtime = next(o for o in objects if o.name == "bep_runtime.o")
+            kernels = next(o for o in objects if o.name == "bep_kernels.o")
             # The define took effect: exactly the table builds hold the popcount table, and
             # on the DSP core exactly the builds that keep the extension use QADD8.
-            assert ("bep_pop8" in const_object_names(tools, runtime)) == ("BEP_POPCOUNT_TABLE" in defines)
+            assert ("bep_pop8" in const_object_names(tools, kernels)) == ("BEP_POPCOUNT_TABLE" in defines)
             if target == "cortex-m4":
-                assert ("qadd8" in disassembly(runtime)) == (defines.get("BEP_USE_DSP") != "0"), defines
+                assert ("qadd8" in disassembly(kernels)) == (defines.get("BEP_USE_DSP") != "0"), defines
 
 
 def const_object_names(tools: toolchain.Toolchain, obj: Path) -> set[str]:

@@ -107,12 +107,12 @@ def test_generate_is_reproducible_and_self_contained(tmp_path_factory, tmp_path)
     files = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
     assert files == ["CMakeLists.txt", "README.md", "examples/kws_train/bep_kws_trainer.c",
                      "examples/kws_train/bep_kws_trainer.h", "examples/kws_train/kws_train.ino", "library.json",
-                     "library.properties", "src/bep_encode.c", "src/bep_encode.h", "src/bep_kws.c", "src/bep_kws.h",
-                     "src/bep_kws_board.c", "src/bep_kws_board.h", "src/bep_link.c", "src/bep_link.h",
-                     "src/bep_proto.h", "src/bep_runtime.c", "src/bep_runtime.h", "src/bep_standalone.c",
-                     "src/bep_standalone.h", "src/bep_status.c", "src/bep_status.h", "src/bep_store.c", "src/bep_store.h",
-                     "zephyr/Kconfig",
-                     "zephyr/module.yml"]
+                     "library.properties", "src/bep_encode.c", "src/bep_encode.h", "src/bep_kernels.c",
+                     "src/bep_kernels_arm.h", "src/bep_kws.c", "src/bep_kws.h", "src/bep_kws_board.c",
+                     "src/bep_kws_board.h", "src/bep_link.c", "src/bep_link.h", "src/bep_proto.h", "src/bep_runtime.c",
+                     "src/bep_runtime.h", "src/bep_runtime_internal.h", "src/bep_standalone.c",
+                     "src/bep_standalone.h", "src/bep_status.c", "src/bep_status.h", "src/bep_store.c",
+                     "src/bep_store.h", "zephyr/Kconfig", "zephyr/module.yml"]
     assert sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file()) == files
     for f in files:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f

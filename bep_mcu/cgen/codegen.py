@@ -37,7 +37,8 @@ from bep_mcu.engine.schedule import Q_LEVELS, gamma_caps, q_table, rate_level
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model
 
-RUNTIME_FILES = ("bep_runtime.h", "bep_runtime.c")
+# the training runtime: public API, internal header, learning rule, kernels (bep_runtime_internal.h)
+RUNTIME_FILES = ("bep_runtime.h", "bep_runtime_internal.h", "bep_kernels_arm.h", "bep_runtime.c", "bep_kernels.c")
 LINK_FILES = ("bep_link.h", "bep_link.c")  # the board side of the serial protocol (docs/protocol.md)
 ENCODE_FILES = ("bep_encode.h", "bep_encode.c")  # raw device values → packed input (bep_encode.h)
 STANDALONE_FILES = ("bep_standalone.h", "bep_standalone.c")  # epoch schedule, sample order, snapshots
@@ -45,7 +46,8 @@ STORE_FILES = ("bep_store.h", "bep_store.c")  # snapshots in flash slots that su
 INFERENCE_FILES = ("bep_infer.h", "bep_infer.c")  # generate --inference-only: prediction from flash weights
 STANDALONE_DATA_C = "bep_sa_data.c"  # a standalone image's training and test sets (bep_mcu/fw/standalone.c)
 # bep_<name>.[ch] of these would be a shared file of the library
-SHARED_NAMES = ("runtime", "status", "proto", "link", "encode", "standalone", "store", "infer")
+SHARED_NAMES = ("runtime", "runtime_internal", "kernels", "kernels_arm", "status", "proto", "link", "encode",
+                "standalone", "store", "infer")
 MAX_NAME = 32
 # Upper bounds of the generated code's deepest stack use on Cortex-M (M0 and M4, -Os and -O2),
 # printed in the README and checked against GCC's call graphs by tests/test_standalone_firmware.py.

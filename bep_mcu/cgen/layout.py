@@ -61,6 +61,7 @@ class StatePlan:
     input_words: int
     class_words: int
     schedule_off: int
+    hidden_bits: int  # 8 or 16: a layer's hidden weights are n_weights * hidden_bits / 8 bytes (bep_read_hidden)
 
     def bytes_by_kind(self) -> dict[str, int]:
         """Hidden weights, packed weights (incl. transposes), activations/scratch, header
@@ -107,7 +108,7 @@ def plan_state(spec: NetSpec, gates: tuple[int, ...]) -> StatePlan:
         raise BEPError(f"the training state would need {offset} bytes; the C runtime addresses at most "
                        f"{MAX_STATE_BYTES} (uint32)")
     input_words = spec.steps * words(spec.n_inputs) if spec.model == "rnn" else words(spec.n_inputs)
-    return StatePlan(layers, gate_off, offset, input_words, words(spec.hidden[-1]), schedule_off)
+    return StatePlan(layers, gate_off, offset, input_words, words(spec.hidden[-1]), schedule_off, spec.hidden_bits)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 What is measured, and why this way
 ----------------------------------
 ``bep-mcu size`` measures each part of a generated directory (``cgen/package``) on its
-own: the *training* code (``bep_<net>.c``, ``bep_runtime.c``, ``bep_status.c``), the
+own: the *training* code (``bep_<net>.c``, ``bep_runtime.c``, ``bep_kernels.c``, ``bep_status.c``), the
 *board* code for learning alone (``bep_<net>_board.c``, ``bep_encode.c``,
 ``bep_standalone.c``), the *link* (``bep_link.c``, the serial protocol) and the *example* code
 (``bep_<net>_trainer.c``; the Arduino sketch around it needs an Arduino core and is not
@@ -66,7 +66,7 @@ from bep_mcu.errors import BEPError
 ARM_TARGETS = ("cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33")
 TARGETS = (*ARM_TARGETS, "host")
 OPT_LEVELS = ("Os", "O2")  # what ``size`` reports
-LEVELS = (*OPT_LEVELS, "O3")  # -O3: the host twin
+LEVELS = (*OPT_LEVELS, "O3", "O1", "Oz")  # -O3: the host twin; all five: python -m bep_mcu.icount --opt
 # Every build of the generated C, on every compiler, passes these: any warning fails it.
 STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Wsign-conversion", "-Wundef", "-Wshadow",
                 "-pedantic", "-Werror"]

@@ -6,9 +6,10 @@ Cortex-M4 cycle model); ``report`` is the ``python -m bep_mcu.icount`` command.
 
 Example::
 
+    from bep_mcu.cgen.codegen import generate
     from bep_mcu.icount import count_training
-    r = count_training("out/net", "net", "cortex-m4", X_packed, labels, batch_size=100,
-                       gamma=[8], q=[q0], seed=0)
+    gen = generate(model, "out/net", "net")
+    r = count_training(gen, "cortex-m4", X_packed, labels, batch_size=100, gamma=[8], q=[q0], seed=0)
     r["instructions_per_sample"], r["init_instructions"], r["hidden"]
 """
 

@@ -1,9 +1,12 @@
 """Measurement: build a bare-metal image, run it in unicorn, count per function and phase.
 
 An image is cross-built with ``arm-none-eabi-gcc`` from ``c/icount_main.c`` (the entry,
-``icount_run``), the linker script ``c/icount.ld`` and a workload: the sources of a
-generated BEP directory (``bep_mcu.codegen.generate``), unchanged, or the float32 SGD
-baseline ``c/float_sgd.c``. No libc, no start-up code: the emulator is the loader, so every
+``icount_run``), the linker script ``c/icount.ld`` and a workload: the training part of a
+generated BEP directory (``bep_mcu.cgen.codegen.generate``; its sources as ``Generated``
+lists them, unchanged), or the float32 SGD baseline ``c/float_sgd.c``. Every object is
+compiled through ``bep_mcu.cgen.toolchain`` with the strict flags of every other build
+(any warning fails it), so the code counted is the code a firmware links; the network's
+shapes come from the ``Generated`` plan. No libc, no start-up code: the emulator is the loader, so every
 ELF segment is placed at its run address and execution starts at ``icount_run`` with the
 stack at the top of RAM. The host writes ``icount_io`` (parameters, pointers to samples
 and outputs in a data region of their own) and stops at ``icount_halt``; the harness calls
@@ -38,20 +41,22 @@ from pathlib import Path
 
 import numpy as np
 
+from bep_mcu.cgen import toolchain
+from bep_mcu.cgen.codegen import Generated
+from bep_mcu.cgen.layout import StatePlan
 from bep_mcu.device.emulate import open_elf
 from bep_mcu.errors import BEPError
 
-CC, NM, OBJDUMP = "arm-none-eabi-gcc", "arm-none-eabi-nm", "arm-none-eabi-objdump"
+CC, SIZE, NM, OBJDUMP = (toolchain.ARM_PREFIX + tool for tool in ("gcc", "size", "nm", "objdump"))
 CPUS = {  # -mcpu → unicorn CPU model (unicorn.arm_const)
     "cortex-m0": "UC_CPU_ARM_CORTEX_M0", "cortex-m0plus": "UC_CPU_ARM_CORTEX_M0",  # same ARMv6-M
     "cortex-m3": "UC_CPU_ARM_CORTEX_M3", "cortex-m4": "UC_CPU_ARM_CORTEX_M4",
     "cortex-m7": "UC_CPU_ARM_CORTEX_M7", "cortex-m33": "UC_CPU_ARM_CORTEX_M33",
 }
 HARD_FLOAT = {"cortex-m4": "fpv4-sp-d16", "cortex-m7": "fpv5-d16", "cortex-m33": "fpv5-sp-d16"}
-OPTS = ("-Os", "-O2", "-O3", "-O1", "-Oz")
-# Collected, not fatal: a warning only on ARM is worth reporting, not a reason to refuse measuring.
-WARN_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Wsign-conversion", "-Wundef", "-Wshadow",
-              "-pedantic"]
+OPTS = tuple(f"-{level}" for level in toolchain.LEVELS)
+# The harness's memcpy/memset loops (icount_main.c) must not be turned back into calls to themselves.
+HARNESS_FLAGS = ["-fno-tree-loop-distribute-patterns"]
 HARNESS_PREFIX = "icount_"
 DATA_BASE = 0x20400000  # samples, labels and outputs, outside the linked RAM
 PAGE = 0x1000
@@ -76,36 +81,12 @@ def _memory() -> dict[str, tuple[int, int]]:
 
 def missing_tools() -> list[str]:
     """What this module needs and cannot find (empty when it can run)."""
-    missing = [tool for tool in (CC, NM, OBJDUMP) if shutil.which(tool) is None]
+    missing = [tool for tool in (CC, SIZE, NM, OBJDUMP) if shutil.which(tool) is None]
     try:
         import unicorn  # noqa: F401
     except ImportError:
         missing.append("unicorn (pip install unicorn)")
     return missing
-
-
-@dataclass
-class NetInfo:
-    """What the generated header says about the network (BEP_<NET>_* macros)."""
-
-    name: str
-    input_words: int
-    n_layers: int
-    hidden_bits: int
-    shapes: list[tuple[int, int]]
-
-
-def read_header(gen_dir, name: str) -> NetInfo:
-    path = Path(gen_dir) / f"bep_{name}.h"
-    if not path.is_file():
-        raise BEPError(f"'{path}' not found: is '{gen_dir}' a directory generated for network '{name}'?")
-    macros = {m[1]: int(m[2]) for m in re.finditer(rf"#define BEP_{name.upper()}_(\w+) (-?\d+)u?\b", path.read_text())}
-    try:
-        n = macros["N_LAYERS"]
-        return NetInfo(name, macros["INPUT_WORDS"], n, macros["HIDDEN_BITS"],
-                       [(macros[f"LAYER{i}_ROWS"], macros[f"LAYER{i}_COLS"]) for i in range(n)])
-    except KeyError as e:
-        raise BEPError(f"'{path}' lacks the macro BEP_{name.upper()}_{e.args[0]}") from None
 
 
 # ----------------------------------------------------------------------- build
@@ -118,12 +99,11 @@ class Image:
     elf: Path
     cpu: str
     opt: str
-    info: NetInfo | None  # None: the float baseline
+    plan: StatePlan | None  # the network's state plan (Generated.plan); None: the float baseline
     symbols: dict[str, tuple[int, int]]  # name → (address, size)
     functions: list[tuple[int, int, str]]  # (start, size, name), by address
     segments: list[tuple[int, bytes, int]]  # PT_LOAD: (address, file bytes, memory size)
     disassembly: str = field(repr=False, default="")
-    warnings: str = ""
     cflags: list[str] = field(default_factory=list)
 
     def address(self, symbol: str) -> int:
@@ -157,30 +137,30 @@ class Image:
         return _run_bep(self, X_packed, labels, batch_size, gamma, q, seed, batches, verify, cycles)
 
 
-def build_image(gen_dir, name: str, cpu: str, opt: str = "-Os", build_dir=None,
+def build_image(gen: Generated, cpu: str, opt: str = "-Os", build_dir=None,
                 extra_cflags: list[str] | tuple[str, ...] = ()) -> Image:
-    """Cross-build the measurement ELF of a generated directory for ``cpu``.
+    """Cross-build the measurement ELF of the generated directory ``gen`` for ``cpu``.
 
     ``build_dir`` keeps the objects and the ELF; by default a temporary directory is used
     and removed (the image holds everything needed to run it)."""
     _check(cpu, opt)
-    gen_dir = Path(gen_dir)
-    info = read_header(gen_dir, name)
-    sources = [gen_dir / f for f in (f"bep_{name}.c", "bep_runtime.c", "bep_status.c")]
+    if "training" not in gen.parts:
+        raise BEPError(f"'{gen.directory}' holds inference-only code: icount measures training")
+    sources = gen.sources(("training",))
     for src in sources:
         if not src.is_file():
-            raise BEPError(f"'{src}' not found: regenerate '{gen_dir}' with bep-mcu generate")
-    defines = [f"-DICOUNT_NET={name}", f"-DICOUNT_NET_UPPER={name.upper()}", f'-DICOUNT_NET_HEADER="bep_{name}.h"']
-    return _build(sources, [gen_dir], defines, cpu, opt, "soft", info, build_dir, list(extra_cflags))
+            raise BEPError(f"'{src}' not found: regenerate '{gen.directory}' with bep-mcu generate")
+    defines = {"ICOUNT_NET": gen.name, "ICOUNT_NET_UPPER": gen.name.upper(), "ICOUNT_NET_HEADER": f'"bep_{gen.name}.h"'}
+    return _build(sources, gen.src, defines, cpu, opt, "soft", gen.plan, gen.name, build_dir, list(extra_cflags))
 
 
 def build_float_image(cpu: str, shape: tuple[int, int, int], opt: str = "-Os", build_dir=None) -> Image:
     """The float32 SGD baseline (c/float_sgd.c) for an MLP of ``shape`` = (in, hidden, out):
     hard-float where the core has an FPU (Cortex-M4F/M7/M33), soft-float (libgcc) elsewhere."""
     _check(cpu, opt)
-    defines = ["-DICOUNT_FLOAT", *(f"-DICOUNT_{k}={v}" for k, v in zip(("IN", "HIDDEN", "OUT"), shape))]
+    defines = {"ICOUNT_FLOAT": "1", **{f"ICOUNT_{k}": str(v) for k, v in zip(("IN", "HIDDEN", "OUT"), shape)}}
     abi = "hard" if cpu in HARD_FLOAT else "soft"
-    return _build([c_dir() / "float_sgd.c"], [], defines, cpu, opt, abi, None, build_dir, [])
+    return _build([c_dir() / "float_sgd.c"], c_dir(), defines, cpu, opt, abi, None, "float", build_dir, [])
 
 
 def _check(cpu: str, opt: str) -> None:
@@ -193,38 +173,34 @@ def _check(cpu: str, opt: str) -> None:
         raise BEPError(f"opt must be one of {', '.join(OPTS)}, got '{opt}'")
 
 
-def _build(sources, includes, defines, cpu, opt, abi, info, build_dir, extra) -> Image:
+def _build(sources: list[Path], include: Path, defines: dict[str, str], cpu: str, opt: str, abi: str,
+           plan: StatePlan | None, name: str, build_dir, extra: list[str]) -> Image:
+    """Compile the workload's ``sources`` (``include``: their include directory) and the
+    harness (``defines`` select its workload) with the strict flags of toolchain.cflags, link."""
     if build_dir is None:
         with tempfile.TemporaryDirectory(prefix="bep-icount-") as tmp:
-            return _build(sources, includes, defines, cpu, opt, abi, info, Path(tmp), extra)
+            return _build(sources, include, defines, cpu, opt, abi, plan, name, Path(tmp), extra)
     out = Path(build_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    arch = [f"-mcpu={cpu}", "-mthumb", f"-mfloat-abi={abi}", *([f"-mfpu={HARD_FLOAT[cpu]}"] if abi == "hard" else [])]
-    cflags = [*arch, opt, "-ffreestanding", "-ffunction-sections", "-fdata-sections", "-g0", *extra]
-    incs = [f"-I{d}" for d in [*includes, c_dir()]]
-    objects, warnings = [], []
-    # The harness's memcpy/memset loops must not be turned back into memcpy/memset calls.
-    harness_flags = ["-std=c99", "-Wall", "-Wextra", "-fno-tree-loop-distribute-patterns"]
-    jobs = [(src, WARN_FLAGS) for src in sources] + [(c_dir() / "icount_main.c", harness_flags)]
-    for src, flags in jobs:
-        obj = out / (Path(src).stem + ".o")
-        proc = subprocess.run([CC, *cflags, *flags, *defines, *incs, "-c", str(src), "-o", str(obj)],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise BEPError(f"{CC} failed on {Path(src).name} ({cpu} {opt}):\n{proc.stderr}")
-        warnings.append(proc.stderr)
-        objects.append(obj)
-    elf = out / f"icount_{info.name if info else 'float'}_{cpu}{opt}.elf"
-    proc = subprocess.run([CC, *arch, "-nostdlib", "-nostartfiles", "-T", str(c_dir() / "icount.ld"),
-                           "-Wl,--gc-sections", *map(str, objects), "-lgcc", "-o", str(elf)],
+    tools = toolchain.toolchain(cpu)
+    level = opt.removeprefix("-")
+    arch = [f"-mfloat-abi={abi}", *([f"-mfpu={HARD_FLOAT[cpu]}"] if abi == "hard" else [])]
+    try:
+        objects = toolchain.compile_objects(tools, sources, include, out, level, strict=True, extra=[*arch, *extra])
+        objects += toolchain.compile_objects(tools, [c_dir() / "icount_main.c"], include, out, level, strict=True,
+                                             defines=defines, extra=[*arch, *extra, *HARNESS_FLAGS])
+    except toolchain.BuildError as e:
+        raise BEPError(f"building the icount image failed ({cpu} {opt}): {e}") from None
+    elf = out / f"icount_{name}_{cpu}{opt}.elf"
+    proc = subprocess.run([tools.cc, f"-mcpu={cpu}", "-mthumb", *arch, "-nostdlib", "-nostartfiles", "-T",
+                           str(c_dir() / "icount.ld"), "-Wl,--gc-sections", *map(str, objects), "-lgcc", "-o", str(elf)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise BEPError(f"linking the icount image failed ({cpu} {opt}):\n{proc.stderr}")
     symbols, functions = _symbols(elf)
     segments = _segments(elf)
     dis = subprocess.run([OBJDUMP, "-d", str(elf)], capture_output=True, text=True, check=True).stdout
-    return Image(elf, cpu, opt, info, symbols, functions, segments, dis, "".join(w for w in warnings if w.strip()),
-                 cflags)
+    return Image(elf, cpu, opt, plan, symbols, functions, segments, dis,
+                 toolchain.cflags(cpu, level, strict=True, extra=[*arch, *extra]))
 
 
 def _segments(elf: Path) -> list[tuple[int, bytes, int]]:
@@ -285,10 +261,10 @@ def thumb_instructions(code: bytes) -> int:
 
 @dataclass
 class Trace:
-    """Block executions per phase segment, and how often each block fell through."""
+    """Per phase segment: block executions and how often each block fell through to the
+    next one (a fall-through is counted in the segment it happened in)."""
 
-    segments: list[tuple[int, dict[int, int]]]  # (phase, {address << 16 | size: executions})
-    falls: dict[int, int]
+    segments: list[tuple[int, dict[int, int], dict[int, int]]]  # (phase, {address << 16 | size: executions}, falls)
     uc: object
     stepped: dict[int, int]
     seconds: float
@@ -319,20 +295,21 @@ def _emulate(image: Image, data: list[tuple[str, bytes]], io, cycles: bool, veri
     for name, blob in (state or {}).items():
         uc.mem_write(image.address(name), blob)
 
-    segments = [(0, {})]
-    cur, falls, last = [segments[0][1]], {}, [0, -1]
+    segments = [(0, {}, {})]
+    cur, last = [segments[0]], [0, -1]
 
     def on_block(_uc, address, size, _user):
         key = (address << 16) | size
-        cur[0][key] = cur[0].get(key, 0) + 1
+        _, counts, falls = cur[0]
+        counts[key] = counts.get(key, 0) + 1
         if cycles:
             if address == last[1]:
                 falls[last[0]] = falls.get(last[0], 0) + 1
             last[0], last[1] = key, address + size
 
     def on_mark(u, _address, _size, _user):
-        segments.append((u.reg_read(arm_const.UC_ARM_REG_R0), {}))
-        cur[0] = segments[-1][1]
+        segments.append((u.reg_read(arm_const.UC_ARM_REG_R0), {}, {}))
+        cur[0] = segments[-1]
 
     uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
     mark, halt = image.address("icount_mark") & ~1, image.address("icount_halt") & ~1
@@ -356,7 +333,7 @@ def _emulate(image: Image, data: list[tuple[str, bytes]], io, cycles: bool, veri
     if pc != halt:
         raise BEPError(f"emulation stopped at pc=0x{pc:08X} ({image.function_at(pc)}), not at icount_halt "
                        f"(timeout after {EMU_TIMEOUT_S} s?)")
-    return Trace(segments, falls, uc, stepped, seconds), where
+    return Trace(segments, uc, stepped, seconds), where
 
 
 # ------------------------------------------------------------------ counting
@@ -421,14 +398,14 @@ def _tally(image: Image, trace: Trace, cycles: bool):
         return hit
 
     out = []
-    for phase, d in trace.segments:
+    for phase, d, falls in trace.segments:
         ins: dict[str, int] = {}
         cyc: dict[str, int] = {}
         for key, times in d.items():
             n, fn, c, writes_pc = block(key)
             ins[fn] = ins.get(fn, 0) + n * times
             if cycles:
-                taken = times - trace.falls.get(key, 0) if writes_pc else 0
+                taken = times - falls.get(key, 0) if writes_pc else 0
                 cyc[fn] = cyc.get(fn, 0) + c * times + REFILL * max(0, min(taken, times))
         out.append((phase, ins, cyc))
     return out
@@ -458,7 +435,7 @@ def _verify(image: Image, trace: Trace) -> int:
     uc, expected, conditional = trace.uc, {}, set()
     for start, size, _name in image.functions:
         conditional.update(a for a, in_it in thumb_decode(bytes(uc.mem_read(start, size & ~1)), start) if in_it)
-    for _, d in trace.segments:
+    for _, d, _ in trace.segments:
         for key, times in d.items():
             for addr, in_it in thumb_decode(bytes(uc.mem_read(key >> 16, key & 0xFFFF)), key >> 16):
                 expected[addr] = expected.get(addr, 0) + times
@@ -486,12 +463,13 @@ def _io(**kw) -> bytes:
 
 
 def _run_bep(image: Image, X_packed, labels, batch_size, gamma, q, seed, batches, verify, cycles) -> dict:
-    info = image.info
-    if info is None:
+    plan = image.plan
+    if plan is None:
         raise BEPError("this image is the float baseline; use run_float")
+    n_layers = len(plan.layers)
     X = np.ascontiguousarray(X_packed, dtype=np.uint32)
-    if X.ndim != 2 or X.shape[1] != info.input_words:
-        raise BEPError(f"X_packed must be (n, {info.input_words}) uint32 words, got shape {X.shape}")
+    if X.ndim != 2 or X.shape[1] != plan.input_words:
+        raise BEPError(f"X_packed must be (n, {plan.input_words}) uint32 words, got shape {X.shape}")
     y = np.ascontiguousarray(labels, dtype=np.uint16).reshape(-1)
     n = len(y)
     if n != len(X) or n == 0:
@@ -499,14 +477,14 @@ def _run_bep(image: Image, X_packed, labels, batch_size, gamma, q, seed, batches
     if batch_size < 1:
         raise BEPError(f"batch size must be >= 1, got {batch_size}")
     gamma, q = [int(g) for g in gamma], [int(v) for v in q]
-    if len(gamma) != info.n_layers or len(q) != info.n_layers:
-        raise BEPError(f"gamma and q need one value per layer ({info.n_layers})")
-    hidden_len = [r * c * info.hidden_bits // 8 for r, c in info.shapes]
+    if len(gamma) != n_layers or len(q) != n_layers:
+        raise BEPError(f"gamma and q need one value per layer ({n_layers})")
+    hidden_len = [p.n_weights * plan.hidden_bits // 8 for p in plan.layers]  # what bep_read_hidden copies
     data = [("x", X.tobytes()), ("labels", y.tobytes()), ("pred", bytes(2 * n)),
             *((f"h{i}", bytes(size)) for i, size in enumerate(hidden_len))]
     io = lambda at: _io(seed=seed, batches=batches, n=n, batch_size=batch_size, x=at["x"],  # noqa: E731
                         labels=at["labels"], pred=at["pred"], q=q, gamma=gamma,
-                        hidden=[at[f"h{i}"] for i in range(info.n_layers)], hidden_len=hidden_len)
+                        hidden=[at[f"h{i}"] for i in range(n_layers)], hidden_len=hidden_len)
     trace, at = _emulate(image, data, io, cycles, verify)
     uc = trace.uc
     fields = struct.unpack(IO_FORMAT, bytes(uc.mem_read(image.address("icount_io"), IO_BYTES)))
@@ -524,7 +502,7 @@ def _run_bep(image: Image, X_packed, labels, batch_size, gamma, q, seed, batches
     runtime = lambda d: sum(v for fn, v in d.items() if not fn.startswith(HARNESS_PREFIX))  # noqa: E731
     train = _merged(tallies, PH_BATCH, 1)
     header = struct.unpack("<3I5I", bytes(uc.mem_read(image.address("icount_state"), 32)))
-    dtype = np.int8 if info.hidden_bits == 8 else np.int16
+    dtype = np.int8 if plan.hidden_bits == 8 else np.int16
     result = {
         "cpu": image.cpu, "opt": image.opt, "samples": n, "batch_size": batch_size, "batches": int(done),
         "instructions_per_sample": sum(train.values()) / n,
@@ -537,11 +515,11 @@ def _run_bep(image: Image, X_packed, labels, batch_size, gamma, q, seed, batches
         "functions": {"init": _merged(tallies, PH_INIT, 1), "train": train},
         "counters": dict(zip(("samples", "triggered", "errors", "updates", "batches"), header[3:8])),
         "predictions": np.frombuffer(bytes(uc.mem_read(at["pred"], 2 * n)), dtype=np.uint16).astype(np.int64),
-        "hidden": [np.frombuffer(bytes(uc.mem_read(at[f"h{i}"], size)), dtype=dtype).reshape(shape).copy()
-                   for i, (size, shape) in enumerate(zip(hidden_len, info.shapes))],
+        "hidden": [np.frombuffer(bytes(uc.mem_read(at[f"h{i}"], size)), dtype=dtype).reshape(p.rows, p.cols).copy()
+                   for i, (size, p) in enumerate(zip(hidden_len, plan.layers))],
         "state_bytes": image.symbols["icount_state"][1],
         "code_bytes": sum(size for _, size, fn in image.functions if not fn.startswith(HARNESS_PREFIX)),
-        "emulation_seconds": trace.seconds, "warnings": image.warnings, "verified": verify,
+        "emulation_seconds": trace.seconds, "verified": verify,
         "it_skipped": _verify(image, trace) if verify else None,
     }
     if cycles:
@@ -550,22 +528,22 @@ def _run_bep(image: Image, X_packed, labels, batch_size, gamma, q, seed, batches
     return result
 
 
-def count_training(gen_dir, name: str, cpu: str, X_packed, labels, batch_size: int, gamma, q, seed: int,
+def count_training(gen: Generated, cpu: str, X_packed, labels, batch_size: int, gamma, q, seed: int,
                    opt: str = "-Os", batches: int = 0, extra_cflags=(), build_dir=None, verify: bool = False,
                    cycles: bool = False) -> dict:
-    """Build the image of ``gen_dir`` for ``cpu`` and train on consecutive batches of
+    """Build the image of the generated directory ``gen`` for ``cpu`` and train on consecutive batches of
     ``X_packed`` ((n, input_words) uint32, ``twin.pack_inputs``) with epoch parameters
     ``gamma``, ``q`` from ``seed``/``batches``. Returns the counts (instructions per sample,
     per batch, per function; init; with ``cycles`` on Cortex-M4 the cycle estimate), the
     state's counters, predictions and trained hidden weights read back from emulated RAM."""
-    image = build_image(gen_dir, name, cpu, opt, build_dir, extra_cflags)
+    image = build_image(gen, cpu, opt, build_dir, extra_cflags)
     return image.run(X_packed, labels, batch_size, gamma, q, seed, batches, verify, cycles)
 
 
 def run_float(image: Image, X, labels, params: list[np.ndarray], lr: float, cycles: bool = False) -> dict:
     """The float SGD baseline, one step per sample: ``params`` = [w1, b1, w2, b2] (float32,
     shapes of the image's MLP) are written into the image, trained, and read back."""
-    if image.info is not None:
+    if image.plan is not None:
         raise BEPError("this image trains a BEP network; use Image.run")
     X = np.ascontiguousarray(X, dtype=np.float32)
     y = np.ascontiguousarray(labels, dtype=np.uint16).reshape(-1)

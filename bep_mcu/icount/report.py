@@ -130,10 +130,9 @@ class Workload:
 def measure(w: Workload, cpu: str, sizes, errors, opt: str, extra: list[str], float_samples: int, keep) -> dict:
     """Every figure of one core: the table rows, the float baseline and the breakdown."""
     cycles = cpu == "cortex-m4"
-    image = build_image(w.gen.src, "net", cpu, opt, keep / f"elf-{cpu}" if keep else None, extra)
+    image = build_image(w.gen, cpu, opt, keep / f"elf-{cpu}" if keep else None, extra)
     rows = {(bs, err): w.run(image, bs, err, cycles) for err in errors for bs in sizes}
-    parts = build_image(w.gen.src, "net", cpu, opt, keep / f"elf-{cpu}-measure" if keep else None,
-                        [*extra, "-DBEP_MEASURE=1"])
+    parts = build_image(w.gen, cpu, opt, keep / f"elf-{cpu}-measure" if keep else None, [*extra, "-DBEP_MEASURE=1"])
     split = {bs: w.run(parts, bs) for bs in (1, 100)}
     fimage = build_float_image(cpu, w.shape, opt, keep / f"elf-{cpu}-float" if keep else None)
     k = min(float_samples, len(w.y))

@@ -2,7 +2,10 @@
  * bep_runtime.h - portable C99 Binary Error Propagation (BEP) training runtime.
  *
  * Hand-written, copied verbatim by `bep-mcu generate`. The generator emits only data
- * (sizes, offsets, constant tables) in bep_<net>.c/.h; all logic lives here.
+ * (sizes, offsets, constant tables) in bep_<net>.c/.h; all logic lives in the runtime:
+ * bep_runtime.c (the learning rule) and bep_kernels.c (its dot products and row updates),
+ * which share the internal bep_runtime_internal.h and bep_kernels_arm.h. Users include
+ * this header (or bep_<net>.h) only and compile both .c files.
  *
  * Contract: for the same model, data, seed and per-epoch parameters, this code produces
  * hidden weights and predictions identical, bit for bit, to the numpy engine
@@ -194,71 +197,169 @@ typedef struct {
 #define BEP_SCHEDULE_STATE_BYTES 32u
 #define BEP_EPOCH_MAX_SAMPLES 0x80000000u
 
+/* The public functions. Every one that takes a state buffer (all but bep_init, bep_draw and
+ * bep_popcount32) first checks it and returns, without touching it:
+ *   BEP_ERR_NULL   cfg or state is NULL
+ *   BEP_ERR_ABI    cfg was generated for another BEP_RUNTIME_ABI
+ *   BEP_ERR_ALIGN  state is not 4-byte aligned
+ *   BEP_ERR_SIZE   state_len < cfg->state_bytes
+ *   BEP_ERR_STATE  state was not initialised by bep_init for this network (cfg->config_hash)
+ * The @return lines below list what each function adds. Layers are numbered 0..n_layers-1;
+ * "layer bytes" are rows x cols x hidden_bits / 8 (int8 or int16 weights, row-major). */
+
 /** Initialise a state buffer: copies the initial hidden weights (if any), packs W.
  * @param[in]  cfg        network configuration (generated)
  * @param[out] state      caller buffer, 4-byte aligned, cfg->state_bytes long
- * @param[in]  state_len  bytes available at state
- * @param[in]  seed       reinforcement generator seed (the model's training seed)
- * @param[in]  batches    initial batch counter (0 for a fresh model)
+ * @param[in]  state_len  bytes available at state: at least cfg->state_bytes
+ * @param[in]  seed       reinforcement generator seed (the model's training seed), any value
+ * @param[in]  batches    initial batch counter (0 for a fresh model), any value
  * @return BEP_OK, BEP_ERR_NULL, BEP_ERR_SIZE (buffer short), BEP_ERR_ABI, BEP_ERR_ALIGN */
 bep_status_t bep_init(const bep_config_t *cfg, void *state, size_t state_len, uint32_t seed, uint32_t batches);
 
-/** Replace one layer's hidden weights (int8 or int16 row-major, rows x cols) and repack. */
+/** Replace one layer's hidden weights and repack its visible weights.
+ * @param[in]     cfg         network configuration
+ * @param[in,out] state       an initialised state buffer
+ * @param[in]     state_len   bytes at state: at least cfg->state_bytes
+ * @param[in]     layer       0..cfg->n_layers-1
+ * @param[in]     hidden      the layer's weights, int8 or int16 (cfg->hidden_bits), row-major rows x cols
+ * @param[in]     hidden_len  bytes at hidden: exactly the layer bytes
+ * @return BEP_OK, BEP_ERR_NULL (hidden), BEP_ERR_ARG (layer), BEP_ERR_SIZE (hidden_len) */
 bep_status_t bep_load_hidden(const bep_config_t *cfg, void *state, size_t state_len, uint32_t layer,
                              const void *hidden, size_t hidden_len);
 
-/** Copy one layer's hidden weights out (int8 or int16 row-major). */
+/** Copy one layer's hidden weights out.
+ * @param[in]  cfg        network configuration
+ * @param[in]  state      an initialised state buffer
+ * @param[in]  state_len  bytes at state: at least cfg->state_bytes
+ * @param[in]  layer      0..cfg->n_layers-1
+ * @param[out] out        the layer's weights, int8 or int16 (cfg->hidden_bits), row-major rows x cols
+ * @param[in]  out_len    bytes at out: exactly the layer bytes
+ * @return BEP_OK, BEP_ERR_NULL (out), BEP_ERR_ARG (layer), BEP_ERR_SIZE (out_len) */
 bep_status_t bep_read_hidden(const bep_config_t *cfg, const void *state, size_t state_len, uint32_t layer,
                              void *out, size_t out_len);
 
-/** Write `n` bytes of one layer's hidden weights (int8/int16 row-major, as bytes) at
- * byte offset `offset`, without repacking: for loading weights in pieces over a link.
- * Call bep_repack_layer once the layer is complete. */
+/** Write `n` bytes of one layer's hidden weights (int8/int16 row-major, as bytes in the
+ * core's byte order) at byte offset `offset`, without repacking: for loading weights in
+ * pieces over a link. Call bep_repack_layer once the layer is complete.
+ * @param[in]     cfg        network configuration
+ * @param[in,out] state      an initialised state buffer
+ * @param[in]     state_len  bytes at state: at least cfg->state_bytes
+ * @param[in]     layer      0..cfg->n_layers-1
+ * @param[in]     offset     first byte to write, 0..layer bytes
+ * @param[in]     src        n bytes (may be NULL when n is 0)
+ * @param[in]     n          bytes to write: offset + n <= layer bytes
+ * @return BEP_OK, BEP_ERR_NULL (src), BEP_ERR_ARG (layer), BEP_ERR_SIZE (offset + n past the layer) */
 bep_status_t bep_write_hidden_bytes(const bep_config_t *cfg, void *state, size_t state_len, uint32_t layer,
                                     uint32_t offset, const uint8_t *src, size_t n);
 
-/** Copy `n` bytes of one layer's hidden weights from byte offset `offset`. */
+/** Copy `n` bytes of one layer's hidden weights from byte offset `offset`.
+ * @param[in]  cfg        network configuration
+ * @param[in]  state      an initialised state buffer
+ * @param[in]  state_len  bytes at state: at least cfg->state_bytes
+ * @param[in]  layer      0..cfg->n_layers-1
+ * @param[in]  offset     first byte to read, 0..layer bytes
+ * @param[out] dst        n bytes (may be NULL when n is 0)
+ * @param[in]  n          bytes to read: offset + n <= layer bytes
+ * @return BEP_OK, BEP_ERR_NULL (dst), BEP_ERR_ARG (layer), BEP_ERR_SIZE (offset + n past the layer) */
 bep_status_t bep_read_hidden_bytes(const bep_config_t *cfg, const void *state, size_t state_len, uint32_t layer,
                                    uint32_t offset, uint8_t *dst, size_t n);
 
-/** Recompute the packed visible weights (and transposes) of a layer from its hidden weights. */
+/** Recompute the packed visible weights (and transposes) of a layer from its hidden weights.
+ * @param[in]     cfg        network configuration
+ * @param[in,out] state      an initialised state buffer
+ * @param[in]     state_len  bytes at state: at least cfg->state_bytes
+ * @param[in]     layer      0..cfg->n_layers-1
+ * @return BEP_OK, BEP_ERR_ARG (layer) */
 bep_status_t bep_repack_layer(const bep_config_t *cfg, void *state, size_t state_len, uint32_t layer);
 
-/** Set γ (group size, 1..rows) and Q (fixed-point reinforcement count) of every layer. */
+/** Set the epoch's parameters of every layer: γ (winner-takes-update group size) and Q
+ * (reinforcement: (Q + u) >> 16 draws per batch with a random u < 2^16, so Q / 65536 on
+ * average). Nothing is set when any value is refused.
+ * @param[in]     cfg        network configuration
+ * @param[in,out] state      an initialised state buffer
+ * @param[in]     state_len  bytes at state: at least cfg->state_bytes
+ * @param[in]     gamma      n_gamma group sizes, layer l's in 1..cfg->layer[l].rows
+ * @param[in]     n_gamma    cfg->n_layers
+ * @param[in]     q          n_q fixed-point counts, each 0..0xFFFF0000
+ * @param[in]     n_q        cfg->n_layers
+ * @return BEP_OK, BEP_ERR_NULL (gamma, q), BEP_ERR_ARG (a count or a value out of range) */
 bep_status_t bep_set_epoch(const bep_config_t *cfg, void *state, size_t state_len, const uint16_t *gamma,
                            size_t n_gamma, const uint32_t *q, size_t n_q);
 
-/** Predict one sample (packed input, cfg->input_words words) into *out_class. */
+/** Predict one sample. Overwrites the state's activations (scratch), not what was learnt.
+ * @param[in]     cfg        network configuration
+ * @param[in,out] state      an initialised state buffer
+ * @param[in]     state_len  bytes at state: at least cfg->state_bytes
+ * @param[in]     x          the packed input (bit i of word i/32 is input i, 1 = +1; padding bits ignored)
+ * @param[in]     x_words    words at x: exactly cfg->input_words
+ * @param[out]    out_class  the predicted class, 0..cfg->n_classes-1
+ * @return BEP_OK, BEP_ERR_NULL (x, out_class), BEP_ERR_SIZE (x_words) */
 bep_status_t bep_infer(const bep_config_t *cfg, void *state, size_t state_len, const uint32_t *x,
                        size_t x_words, uint16_t *out_class);
 
 /** Train on one sample of the current batch: forward with the batch-start visible
- * weights, trigger, backward, winner-takes-update into H. *out_class gets the
- * forward prediction. */
+ * weights, trigger, backward, winner-takes-update into H.
+ * @param[in]     cfg        network configuration
+ * @param[in,out] state      an initialised state buffer
+ * @param[in]     state_len  bytes at state: at least cfg->state_bytes
+ * @param[in]     x          the packed input, as for bep_infer
+ * @param[in]     x_words    words at x: exactly cfg->input_words
+ * @param[in]     label      the sample's class, 0..cfg->n_classes-1
+ * @param[out]    out_class  the forward pass's prediction, 0..cfg->n_classes-1
+ * @return BEP_OK, BEP_ERR_NULL (x, out_class), BEP_ERR_SIZE (x_words), BEP_ERR_LABEL */
 bep_status_t bep_train_sample(const bep_config_t *cfg, void *state, size_t state_len, const uint32_t *x,
                               size_t x_words, uint16_t label, uint16_t *out_class);
 
 /** Close a batch: reinforcement (if any sample triggered), repack updated rows,
- * advance the batch counter. */
+ * advance the batch counter.
+ * @param[in]     cfg        network configuration
+ * @param[in,out] state      an initialised state buffer
+ * @param[in]     state_len  bytes at state: at least cfg->state_bytes
+ * @return BEP_OK */
 bep_status_t bep_end_batch(const bep_config_t *cfg, void *state, size_t state_len);
 
-/** Train on a whole batch: bep_train_sample for each of n_samples samples (x holds
- * n_samples x cfg->input_words words, x_words in total), then bep_end_batch. */
+/** Train on a whole batch: bep_train_sample for each sample, then bep_end_batch. Every
+ * label is checked first: a batch applies whole or not at all.
+ * @param[in]     cfg        network configuration
+ * @param[in,out] state      an initialised state buffer
+ * @param[in]     state_len  bytes at state: at least cfg->state_bytes
+ * @param[in]     x          n_samples packed inputs of cfg->input_words words each, one after the other
+ * @param[in]     x_words    words at x: exactly n_samples x cfg->input_words
+ * @param[in]     labels     n_samples classes, each 0..cfg->n_classes-1
+ * @param[out]    out_class  n_samples forward predictions
+ * @param[in]     n_samples  samples in the batch (0: only bep_end_batch)
+ * @return BEP_OK, BEP_ERR_NULL (x, labels, out_class), BEP_ERR_SIZE (x_words), BEP_ERR_LABEL */
 bep_status_t bep_train_batch(const bep_config_t *cfg, void *state, size_t state_len, const uint32_t *x,
                              size_t x_words, const uint16_t *labels, uint16_t *out_class, size_t n_samples);
 
-/** Read the counters. */
+/** Read the counters (they wrap modulo 2^32).
+ * @param[in]  cfg        network configuration
+ * @param[in]  state      an initialised state buffer
+ * @param[in]  state_len  bytes at state: at least cfg->state_bytes
+ * @param[out] out        the counters
+ * @return BEP_OK, BEP_ERR_NULL (out) */
 bep_status_t bep_read_counters(const bep_config_t *cfg, const void *state, size_t state_len,
                                bep_counters_t *out);
 
 /** Reset the counters (not the weights, not the batch counter); the epoch schedule
- * then counts the open epoch from here. */
+ * then counts the open epoch from here.
+ * @param[in]     cfg        network configuration
+ * @param[in,out] state      an initialised state buffer
+ * @param[in]     state_len  bytes at state: at least cfg->state_bytes
+ * @return BEP_OK */
 bep_status_t bep_reset_counters(const bep_config_t *cfg, void *state, size_t state_len);
 
-/** The counter-based generator shared with the host (bep_mcu/engine/rng.py). */
+/** The counter-based generator shared with the host (bep_mcu/engine/rng.py).
+ * @param[in] seed     the model's seed
+ * @param[in] counter  the batch counter
+ * @param[in] layer    the layer (or a stream's tag, e.g. BEP_ORDER_LAYER)
+ * @param[in] index    the draw's index
+ * @return a uniform 32-bit value, the same for the same four arguments */
 uint32_t bep_draw(uint32_t seed, uint32_t counter, uint32_t layer, uint32_t index);
 
-/** Number of set bits of a 32-bit word (SWAR, table or builtin, see BEP_POPCOUNT_*). */
+/** Number of set bits of a 32-bit word (SWAR, table or builtin, see BEP_POPCOUNT_*).
+ * @param[in] x  any word
+ * @return 0..32 */
 uint32_t bep_popcount32(uint32_t x);
 
 #ifdef __cplusplus

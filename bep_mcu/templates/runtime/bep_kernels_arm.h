@@ -1,0 +1,247 @@
+/*
+ * bep_kernels_arm.h - the Arm inline assembly of bep_kernels.c, and nothing else.
+ *
+ * Internal (included by bep_kernels.c only). Two kinds:
+ *  - one-instruction wrappers of the DSP extension (USADA8, QADD8), which GCC has no
+ *    builtin for;
+ *  - four hand-scheduled inner loops (BEP_USE_ASM=1): the XNOR-popcount dot in Thumb-2
+ *    and Thumb-1, the int8 row update with QADD8 and with SWAR32 on Thumb-1. GCC at -Os
+ *    spends a quarter to a third more instructions on addressing and register moves
+ *    in the same loops written in C; docs/performance.md counts both.
+ * Each loop computes exactly what the C path beside its call in bep_kernels.c computes
+ * (tests/test_icount.py trains every variant bit for bit against numpy in an emulator).
+ * Everything here is always inlined into its one caller, so its registers are the
+ * caller's: the loops are kept as functions only to keep the kernels readable.
+ */
+#ifndef BEP_KERNELS_ARM_H
+#define BEP_KERNELS_ARM_H
+
+#include "bep_runtime_internal.h"
+
+#ifdef __cplusplus
+extern "C" { /* C linkage for C++ callers */
+#endif
+
+#if BEP_USE_DSP
+/* acc + the sum of the four bytes of x (USADA8 against zero). */
+BEP_HOT uint32_t bep_usada8(uint32_t x, uint32_t acc)
+{
+    __asm__("usada8 %0, %1, %2, %0" : "+r"(acc) : "r"(x), "r"(0u));
+    return acc;
+}
+
+/* Four int8 lanes added with signed saturation (QADD8). */
+BEP_HOT uint32_t bep_qadd8(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("qadd8 %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#endif
+
+#if BEP_USE_ASM && defined(__thumb2__)
+/* Disagreements of the pairs of words at *w and *a, added to acc; both pointers end
+ * past the last pair (pairs >= 1). Per pair: LDRD both, the 2-bit and 4-bit SWAR steps
+ * of each word on the barrel shifter, one nibble-to-byte fold, one horizontal sum
+ * (USADA8 with the DSP extension, else a multiply by 0x01010101). */
+BEP_HOT uint32_t bep_asm_differ_pairs(const uint32_t **w, const uint32_t **a, uint32_t pairs, uint32_t m1,
+                                      uint32_t m2, uint32_t m4, uint32_t acc)
+{
+    const uint32_t *wp = *w, *ap = *a;
+    uint32_t x, y, p, q;
+    __asm__("1:\n\t"
+            "ldrd %[x], %[y], [%[w]], #8\n\t"
+            "ldrd %[p], %[q], [%[a]], #8\n\t"
+            "eor %[x], %[x], %[p]\n\t"
+            "eor %[y], %[y], %[q]\n\t"
+            "and %[p], %[m1], %[x], lsr #1\n\t"
+            "and %[q], %[m1], %[y], lsr #1\n\t"
+            "sub %[x], %[x], %[p]\n\t"
+            "sub %[y], %[y], %[q]\n\t"
+            "and %[p], %[m2], %[x], lsr #2\n\t"
+            "and %[q], %[m2], %[y], lsr #2\n\t"
+            "and %[x], %[x], %[m2]\n\t"
+            "and %[y], %[y], %[m2]\n\t"
+            "add %[x], %[x], %[p]\n\t"
+            "add %[y], %[y], %[q]\n\t"
+            "add %[x], %[x], %[y]\n\t"
+            "and %[p], %[m4], %[x], lsr #4\n\t"
+            "and %[x], %[x], %[m4]\n\t"
+            "add %[x], %[x], %[p]\n\t"
+#if BEP_USE_DSP
+            "usada8 %[acc], %[x], %[k], %[acc]\n\t"
+#else
+            "mul %[x], %[x], %[k]\n\t"
+            "add %[acc], %[acc], %[x], lsr #24\n\t"
+#endif
+            "subs %[g], %[g], #1\n\t"
+            "bne 1b"
+            : [w] "+&r"(wp), [a] "+&r"(ap), [g] "+&r"(pairs), [acc] "+&r"(acc), [x] "=&r"(x), [y] "=&r"(y),
+              [p] "=&r"(p), [q] "=&r"(q)
+            : [m1] "r"(m1), [m2] "r"(m2), [m4] "r"(m4), [k] "r"(BEP_USE_DSP ? 0u : 0x01010101u)
+            : "cc", "memory");
+    *w = wp;
+    *a = ap;
+    return acc;
+}
+#endif
+
+#if BEP_USE_ASM && defined(__ARM_ARCH_6M__)
+/* ARMv6-M: the byte counts (four lanes) of the disagreements of the next pairs of
+ * words at *w and *a, as many pairs as *n words hold but at most 15, so no lane
+ * (<= 16 per pair) overflows; both pointers move past them and *n drops by their words
+ * (*n >= 2). A two-operand ALU, most of it on r0-r7 only, and GCC needs a low register
+ * of its own to fill high ones, so the loop works in two low registers (x, p) and parks
+ * the first word's counts and the masks it does not use often in high ones: 34
+ * instructions a pair, against about 45 from the C loop. High operands sit in named
+ * registers: GCC's "h" constraint fails to allocate at -Os ("inconsistent operand
+ * constraints"). */
+BEP_HOT uint32_t bep_asm_byte_counts_v6m(const uint32_t **w, const uint32_t **a, uint32_t *n, uint32_t m1,
+                                         uint32_t m2, uint32_t m4)
+{
+    const uint32_t *wp = *w, *ap = *a;
+    uint32_t pairs = *n >> 1 < 15u ? *n >> 1 : 15u, x, p;
+    register uint32_t bytes __asm__("r8") = 0;
+    register uint32_t park __asm__("r9");
+    register uint32_t m4_high __asm__("r10") = m4;
+    register const uint32_t *end __asm__("r11") = wp + 2u * pairs;
+    *n -= 2u * pairs;
+    __asm__(".syntax unified\n" /* GCC hands Thumb-1 inline assembly over in divided syntax */
+            "1:\n\t"
+            "ldr %[x], [%[w]]\n\t"
+            "ldr %[p], [%[a]]\n\t"
+            "eors %[x], %[p]\n\t"
+            "lsrs %[p], %[x], #1\n\t"
+            "ands %[p], %[m1]\n\t"
+            "subs %[x], %[x], %[p]\n\t"
+            "lsrs %[p], %[x], #2\n\t"
+            "ands %[p], %[m2]\n\t"
+            "ands %[x], %[m2]\n\t"
+            "adds %[x], %[x], %[p]\n\t"
+            "mov %[park], %[x]\n\t"
+            "ldr %[x], [%[w], #4]\n\t"
+            "ldr %[p], [%[a], #4]\n\t"
+            "eors %[x], %[p]\n\t"
+            "lsrs %[p], %[x], #1\n\t"
+            "ands %[p], %[m1]\n\t"
+            "subs %[x], %[x], %[p]\n\t"
+            "lsrs %[p], %[x], #2\n\t"
+            "ands %[p], %[m2]\n\t"
+            "ands %[x], %[m2]\n\t"
+            "adds %[x], %[x], %[p]\n\t"
+            "add %[x], %[park]\n\t"
+            "adds %[w], #8\n\t"
+            "adds %[a], #8\n\t"
+            "mov %[park], %[x]\n\t"
+            "lsrs %[x], %[x], #4\n\t"
+            "mov %[p], %[m4]\n\t"
+            "ands %[x], %[p]\n\t"
+            "add %[bytes], %[x]\n\t"
+            "mov %[x], %[park]\n\t"
+            "ands %[x], %[p]\n\t"
+            "add %[bytes], %[x]\n\t"
+            "cmp %[w], %[end]\n\t"
+            "bne 1b"
+            : [w] "+l"(wp), [a] "+l"(ap), [bytes] "+r"(bytes), [x] "=&l"(x), [p] "=&l"(p), [park] "=r"(park)
+            : [m1] "l"(m1), [m2] "l"(m2), [m4] "r"(m4_high), [end] "r"(end)
+            : "cc", "memory");
+    *w = wp;
+    *a = ap;
+    return bytes;
+}
+#endif
+
+#if BEP_USE_ASM && BEP_USE_DSP
+/* The int8 row update on `words` x 32 weights at h (4-byte aligned, words >= 1), input
+ * words at v: per eight weights two nibbles of v ^ flip pick two lane keys from
+ * `lanes` (bep_lanes4), one LDRD, two QADD8, one STRD (GCC splits the 64-bit load in
+ * two and spends five instructions a word on addressing). */
+BEP_HOT void bep_asm_add8_qadd8(int8_t *h, const uint32_t *v, uint32_t words, uint32_t flip, const uint32_t *lanes)
+{
+    uint32_t x, a, b, k1, k2;
+#define BEP_QADD8_PAIR(lo, hi)                                                         \
+    lo "ldr %[k1], [%[t], %[k1], lsl #2]\n\t" hi "ldr %[k2], [%[t], %[k2], lsl #2]\n\t" \
+       "ldrd %[a], %[b], [%[h]]\n\t"                                                 \
+       "qadd8 %[a], %[a], %[k1]\n\t"                                                 \
+       "qadd8 %[b], %[b], %[k2]\n\t"                                                 \
+       "strd %[a], %[b], [%[h]], #8\n\t"
+    __asm__ volatile( /* it writes memory and no output is used */
+            "1:\n\t"
+            "ldr %[x], [%[v]], #4\n\t"
+            "eor %[x], %[x], %[flip]\n\t"
+            BEP_QADD8_PAIR("and %[k1], %[x], #15\n\t", "ubfx %[k2], %[x], #4, #4\n\t")
+            BEP_QADD8_PAIR("ubfx %[k1], %[x], #8, #4\n\t", "ubfx %[k2], %[x], #12, #4\n\t")
+            BEP_QADD8_PAIR("ubfx %[k1], %[x], #16, #4\n\t", "ubfx %[k2], %[x], #20, #4\n\t")
+            BEP_QADD8_PAIR("ubfx %[k1], %[x], #24, #4\n\t", "lsr %[k2], %[x], #28\n\t")
+            "subs %[n], %[n], #1\n\t"
+            "bne 1b"
+            : [h] "+&r"(h), [v] "+&r"(v), [n] "+&r"(words), [x] "=&r"(x), [a] "=&r"(a), [b] "=&r"(b),
+              [k1] "=&r"(k1), [k2] "=&r"(k2)
+            : [t] "r"(lanes), [flip] "r"(flip)
+            : "cc", "memory");
+#undef BEP_QADD8_PAIR
+}
+#endif
+
+#if BEP_USE_ASM && defined(__ARM_ARCH_6M__)
+/* ARMv6-M: the SWAR32 int8 row update (bep_add4 of bep_kernels.c) on the whole input
+ * words of a row of `bits` weights at h (4-byte aligned, bits >= 32): the first
+ * bits & ~31 weights, input words at v, lane keys
+ * from `lanes`: four weights in 19 instructions (GCC: about 25), on the seven low
+ * registers; constants and the loop bounds sit in named high registers (GCC's "h"
+ * constraint fails to allocate at -Os). */
+BEP_HOT void bep_asm_add8_swar32(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip, const uint32_t *lanes)
+{
+    register uint32_t c80 __asm__("r8") = 0x80808080u;
+    register uint32_t c02 __asm__("r9") = 0x02020202u;
+    register const uint32_t *vp __asm__("r10") = v;
+    register uint32_t flip_high __asm__("r11") = flip;
+    register const int8_t *end __asm__("r12") = h + (bits & ~31u);
+    uint32_t x, k, w, t1, t2;
+#define BEP_SWAR4(off)                      \
+    "lsls %[k], %[x], #28\n\t"              \
+    "lsrs %[k], %[k], #26\n\t"              \
+    "ldr %[k], [%[t], %[k]]\n\t"            \
+    "lsrs %[x], %[x], #4\n\t"               \
+    "ldr %[w], [%[h], #" off "]\n\t"        \
+    "eors %[w], %[k]\n\t"                   \
+    "mov %[s], %[c80]\n\t"                  \
+    "ands %[s], %[w]\n\t"                   \
+    "eors %[w], %[s]\n\t"                   \
+    "add %[w], %[c02]\n\t"                  \
+    "mov %[f], %[w]\n\t"                    \
+    "ands %[f], %[s]\n\t"                   \
+    "eors %[w], %[s]\n\t"                   \
+    "lsrs %[f], %[f], #7\n\t"               \
+    "lsls %[s], %[f], #8\n\t"               \
+    "subs %[s], %[s], %[f]\n\t"             \
+    "orrs %[w], %[s]\n\t"                   \
+    "eors %[w], %[k]\n\t"                   \
+    "str %[w], [%[h], #" off "]\n\t"
+    __asm__ volatile(".syntax unified\n" /* it writes memory and no output is used */
+                     "1:\n\t"
+                     "mov %[k], %[v]\n\t"
+                     "ldm %[k]!, {%[x]}\n\t"
+                     "mov %[v], %[k]\n\t"
+                     "mov %[k], %[flip]\n\t"
+                     "eors %[x], %[k]\n\t"
+                     BEP_SWAR4("0") BEP_SWAR4("4") BEP_SWAR4("8") BEP_SWAR4("12")
+                     BEP_SWAR4("16") BEP_SWAR4("20") BEP_SWAR4("24") BEP_SWAR4("28")
+                     "adds %[h], #32\n\t"
+                     "cmp %[h], %[end]\n\t"
+                     "beq 2f\n\t"
+                     "b 1b\n" /* the loop is longer than a conditional branch reaches */
+                     "2:"
+                     : [h] "+l"(h), [x] "=&l"(x), [k] "=&l"(k), [w] "=&l"(w), [s] "=&l"(t1), [f] "=&l"(t2),
+                       [v] "+r"(vp)
+                     : [t] "l"(lanes), [c80] "r"(c80), [c02] "r"(c02), [flip] "r"(flip_high), [end] "r"(end)
+                     : "cc", "memory");
+#undef BEP_SWAR4
+}
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BEP_KERNELS_ARM_H */
