@@ -121,12 +121,11 @@ def assert_same_state(net: Network, ref: RefState, batch: int, where: str = "") 
                 f"engine {int(he64[r, c])}, reference {int(hr[r, c])} ({n_diff} weights differ)"
             )
     assert net.batch_counter == ref.counter, f"batch {batch}{where}: batch counter {net.batch_counter} vs {ref.counter}"
-    # The engine's visible weights (an implementation attribute; checked if present).
-    W = getattr(net, "W", None)
-    if isinstance(W, list) and len(W) == len(ref.W):
-        for layer, (we, wr) in enumerate(zip(W, ref.W)):
-            pos = first_difference(np.asarray(we).astype(np.int64), wr)
-            assert pos is None, f"batch {batch}{where}: visible weights differ at layer {layer}, row/col {pos}"
+    # The engine's visible weights sign(H), repacked after every batch.
+    assert len(net.W) == len(ref.W)
+    for layer, (we, wr) in enumerate(zip(net.W, ref.W)):
+        pos = first_difference(np.asarray(we).astype(np.int64), wr)
+        assert pos is None, f"batch {batch}{where}: visible weights differ at layer {layer}, row/col {pos}"
 
 
 def run_side_by_side(net: Network, ref: RefState, batches, probe=None, schedule=None) -> None:

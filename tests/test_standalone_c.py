@@ -29,7 +29,8 @@ from bep_mcu.cgen.codegen import generate
 from bep_mcu.cgen.status import STATUS
 from bep_mcu.data import inputformat
 from bep_mcu.data.datasets import load_dataset
-from bep_mcu.data.inputformat import InputFormat
+from bep_mcu.data.binarize import SPEC_FORMS
+from bep_mcu.data.inputformat import INPUT_TYPES, InputFormat
 from bep_mcu.engine import bits, rng
 from bep_mcu.engine.schedule import Q_LEVELS, IntegerSchedule, error_level, grown, rate_level
 from bep_mcu.engine.spec import NetSpec
@@ -71,9 +72,15 @@ def assert_encoder_exact(model, fmt: InputFormat, tmp_path, n: int = 300, seed: 
 # ---------------------------------------------------------------------- encoder
 
 
-@pytest.mark.parametrize("binarize", ["median", "median:global", "thermometer:4", "thermometer:5:uniform"])
-@pytest.mark.parametrize("input_type,scale", [("int16", 1000), ("int8", 10), ("int32", 100000), ("uint16", 1),
-                                              ("uint8", 4)])
+# Every binariser form (passthrough: test_passthrough_inputs) and every input type, each
+# type at a scale that uses its range (the data's values are of order 10).
+BINARISERS = [form.split(" ")[0].replace("N", str(4 + i)) for i, form in enumerate(SPEC_FORMS) if form != "passthrough"]
+SCALES = {"int8": 10, "uint8": 4, "int16": 1000, "uint16": 1, "int32": 100000}
+assert set(SCALES) == set(INPUT_TYPES)
+
+
+@pytest.mark.parametrize("binarize", BINARISERS)
+@pytest.mark.parametrize("input_type,scale", SCALES.items())
 def test_encoder_is_bit_exact_for_every_binariser_and_type(tmp_path, binarize, input_type, scale):
     X, y = blobs(240, features=5)
     if input_type.startswith("u"):

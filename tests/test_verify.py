@@ -128,9 +128,19 @@ def test_runtime_abi_and_status_list_are_one_source_of_truth(tmp_path_factory, t
     path, _ = train_model(tmp_path_factory, "abi", PROTO, hidden=(40,))
     model = modelio.load(path)
     gen = generate(model, tmp_path / "g", "net")
-    runtime_h = (gen.src / "bep_runtime.h").read_text()
-    assert f"#define BEP_RUNTIME_ABI {abi.RUNTIME_ABI}\n" in runtime_h
+    # The generated header refuses to compile against a runtime of another ABI (nanopb's
+    # PB_PROTO_HEADER_VERSION check): bump the shipped runtime's ABI in a copy and build.
     assert f"#if BEP_RUNTIME_ABI != {abi.RUNTIME_ABI}" in (gen.src / "bep_net.h").read_text()
+    other = tmp_path / "other-abi"
+    shutil.copytree(gen.src, other)
+    runtime_h = (other / "bep_runtime.h").read_text()
+    bumped = runtime_h.replace(f"#define BEP_RUNTIME_ABI {abi.RUNTIME_ABI}\n", f"#define BEP_RUNTIME_ABI {abi.RUNTIME_ABI + 1}\n")
+    assert bumped != runtime_h
+    (other / "bep_runtime.h").write_text(bumped)
+    cc = shutil.which("cc") or shutil.which("gcc")
+    built = subprocess.run([cc, "-std=c99", "-c", str(other / "bep_net.c"), "-I", str(other), "-o", str(tmp_path / "n.o")],
+                           capture_output=True, text=True)
+    assert built.returncode != 0 and "regenerate" in built.stderr
     status_h = (gen.src / "bep_status.h").read_text()
     status_c = (gen.src / "bep_status.c").read_text()
     for name, value, meaning in STATUS:

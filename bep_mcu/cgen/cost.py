@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bep_mcu.cgen.toolchain import CORES
 from bep_mcu.engine.spec import NetSpec, reinforcement_probability
 from bep_mcu.errors import BEPError
 
@@ -50,12 +51,7 @@ W_XNOR = 15_297 / 1064
 W_UPDATE = 5_163 / 4096
 W_NEURON = 1_483 / 128
 
-CORE_FAMILY = {  # -mcpu → the core whose coefficients it uses
-    "cortex-m0": "cortex-m0", "cortex-m0plus": "cortex-m0",  # ARMv6-M: Thumb-1 assembly, SWAR32 update
-    # Thumb-2 cores run the M4's instruction stream but for QADD8 (DSP: M4, M7, M33; the M3
-    # updates with the C SWAR loop, so its update_bytes term is underestimated).
-    "cortex-m3": "cortex-m4", "cortex-m4": "cortex-m4", "cortex-m7": "cortex-m4", "cortex-m33": "cortex-m4",
-}
+CORE_FAMILY = {name: core.cost_core for name, core in CORES.items()}  # -mcpu → the core whose coefficients it uses
 P_R = 0.5  # the reinforcement strength icount's published figures were measured with (the default)
 
 

@@ -63,7 +63,29 @@ from bep_mcu import files
 from bep_mcu.cgen import protocol
 from bep_mcu.errors import BEPError
 
-ARM_TARGETS = ("cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33")
+@dataclass(frozen=True)
+class Core:
+    """One Cortex-M core, the one place its facts live: ``name`` is its -mcpu; ``cost_core``
+    the measured core whose instruction model it uses (cgen.cost: Thumb-2 cores run the M4's
+    instruction stream but for QADD8; the M3 updates with the C SWAR loop, so its
+    update_bytes term is underestimated); ``unicorn`` the emulator's CPU model (icount);
+    ``fpu`` its hard float's -mfpu (icount's float baseline), None for soft float."""
+
+    name: str
+    cost_core: str
+    unicorn: str
+    fpu: str | None = None
+
+
+CORES = {c.name: c for c in (
+    Core("cortex-m0", "cortex-m0", "UC_CPU_ARM_CORTEX_M0"),       # ARMv6-M: Thumb-1 assembly, SWAR32 update
+    Core("cortex-m0plus", "cortex-m0", "UC_CPU_ARM_CORTEX_M0"),   # the same ARMv6-M
+    Core("cortex-m3", "cortex-m4", "UC_CPU_ARM_CORTEX_M3"),
+    Core("cortex-m4", "cortex-m4", "UC_CPU_ARM_CORTEX_M4", "fpv4-sp-d16"),
+    Core("cortex-m7", "cortex-m4", "UC_CPU_ARM_CORTEX_M7", "fpv5-d16"),
+    Core("cortex-m33", "cortex-m4", "UC_CPU_ARM_CORTEX_M33", "fpv5-sp-d16"),
+)}
+ARM_TARGETS = tuple(CORES)
 TARGETS = (*ARM_TARGETS, "host")
 OPT_LEVELS = ("Os", "O2")  # what ``size`` reports
 LEVELS = (*OPT_LEVELS, "O3", "O1", "Oz")  # -O3: the host twin; all five: python -m bep_mcu.icount --opt

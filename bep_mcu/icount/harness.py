@@ -48,12 +48,7 @@ from bep_mcu.device.emulate import open_elf
 from bep_mcu.errors import BEPError
 
 CC, SIZE, NM, OBJDUMP = (toolchain.ARM_PREFIX + tool for tool in ("gcc", "size", "nm", "objdump"))
-CPUS = {  # -mcpu → unicorn CPU model (unicorn.arm_const)
-    "cortex-m0": "UC_CPU_ARM_CORTEX_M0", "cortex-m0plus": "UC_CPU_ARM_CORTEX_M0",  # same ARMv6-M
-    "cortex-m3": "UC_CPU_ARM_CORTEX_M3", "cortex-m4": "UC_CPU_ARM_CORTEX_M4",
-    "cortex-m7": "UC_CPU_ARM_CORTEX_M7", "cortex-m33": "UC_CPU_ARM_CORTEX_M33",
-}
-HARD_FLOAT = {"cortex-m4": "fpv4-sp-d16", "cortex-m7": "fpv5-d16", "cortex-m33": "fpv5-sp-d16"}
+CPUS = toolchain.ARM_TARGETS  # the cores it counts (toolchain.CORES: their unicorn models and FPUs)
 OPTS = tuple(f"-{level}" for level in toolchain.LEVELS)
 # The harness's memcpy/memset loops (icount_main.c) must not be turned back into calls to themselves.
 HARNESS_FLAGS = ["-fno-tree-loop-distribute-patterns"]
@@ -159,7 +154,8 @@ def build_float_image(cpu: str, shape: tuple[int, int, int], opt: str = "-Os", b
     hard-float where the core has an FPU (Cortex-M4F/M7/M33), soft-float (libgcc) elsewhere."""
     _check(cpu, opt)
     defines = {"ICOUNT_FLOAT": "1", **{f"ICOUNT_{k}": str(v) for k, v in zip(("IN", "HIDDEN", "OUT"), shape)}}
-    abi = "hard" if cpu in HARD_FLOAT else "soft"
+    fpu = toolchain.CORES[cpu].fpu
+    abi = "hard" if fpu else "soft"
     return _build([c_dir() / "float_sgd.c"], c_dir(), defines, cpu, opt, abi, None, "float", build_dir, [])
 
 
@@ -183,7 +179,7 @@ def _build(sources: list[Path], include: Path, defines: dict[str, str], cpu: str
     out = Path(build_dir)
     tools = toolchain.toolchain(cpu)
     level = opt.removeprefix("-")
-    arch = [f"-mfloat-abi={abi}", *([f"-mfpu={HARD_FLOAT[cpu]}"] if abi == "hard" else [])]
+    arch = [f"-mfloat-abi={abi}", *([f"-mfpu={toolchain.CORES[cpu].fpu}"] if abi == "hard" else [])]
     try:
         objects = toolchain.compile_objects(tools, sources, include, out, level, strict=True, extra=[*arch, *extra])
         objects += toolchain.compile_objects(tools, [c_dir() / "icount_main.c"], include, out, level, strict=True,
@@ -279,7 +275,7 @@ def _emulate(image: Image, data: list[tuple[str, bytes]], io, cycles: bool, veri
     from unicorn import arm_const
 
     uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
-    uc.ctl_set_cpu_model(getattr(arm_const, CPUS[image.cpu]))
+    uc.ctl_set_cpu_model(getattr(arm_const, toolchain.CORES[image.cpu].unicorn))
     for base, size in _memory().values():
         uc.mem_map(base, size)
     for vaddr, blob, _ in image.segments:  # inside flash or RAM: _segments
