@@ -82,8 +82,8 @@ CODE_BYTES = {
     # Flash of the training firmware besides the network's tables (code, the runtime's
     # own tables, data), measured with `bep-mcu firmware` (arm-none-eabi-gcc 12.2, -Os):
     # the same for every network on a board. tests/test_sweep.py checks it against a build.
-    "mps2-an385": 9028, "mps2-an386": 8632, "mps2-an500": 8636, "mps2-an505": 8768,
-    "microbit": 9972, "nucleo-f401re": 9104, "netduinoplus2": 9124,
+    "mps2-an385": 9032, "mps2-an386": 8636, "mps2-an500": 8640, "mps2-an505": 8772,
+    "microbit": 9968, "nucleo-f401re": 9108, "netduinoplus2": 9128,
 }
 
 STATUSES = ("done", "stopped", "skipped", "error")
