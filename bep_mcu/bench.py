@@ -188,7 +188,7 @@ def parse_config(key: str) -> tuple[str, dict]:
     """``<set>:<network>`` → (dataset name, ``training.Settings`` arguments).
 
     set: ``prototypes`` (p = 0.44), ``prototypes-p46`` (p = 0.46), ``digits`` (default
-    binariser), ``digits-median``, or a UCR name; network: ``rnn`` (256 hidden, the issue's
+    binariser), ``digits-median``, or a UCR name; network: ``rnn`` (256 hidden, the benchmark's
     configuration), ``rnn-W`` (W hidden, e.g. ``rnn-512``, the CLI's default width), ``mlp``
     (512) or widths such as ``512-512`` (an MLP)."""
     name, _, net = key.partition(":")

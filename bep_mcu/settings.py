@@ -139,7 +139,7 @@ SETTINGS: tuple[Setting, ...] = (
             label="patience", stored="hyperparams"),
     Setting("gamma_growth", 1.5, "γ's factor after a stall, a multiple of 1/16: γ' = ceil(γ * growth).", "growth",
             label="gamma growth", stored="hyperparams"),
-    # Files written before the issue-11 defaults have no cap divisor or restore_best: they keep
+    # Files written before the current defaults have no cap divisor or restore_best: they keep
     # training as they did (γ up to the full width, the last epoch's weights).
     Setting("gamma_cap_div", 4, "γ grows to at most max(initial γ, width / this) per layer (1: the full width).",
             "int", 1, MAX_WIDTH, label="gamma cap divisor", stored="hyperparams", file_default=1),

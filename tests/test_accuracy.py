@@ -1,4 +1,4 @@
-"""The accuracy levels the defaults must reach (issue 2), as deterministic regression
+"""The accuracy levels the defaults must reach, as deterministic regression
 checks: same seeds, same data, same result on every machine. The full table over three
 seeds, prototypes included, is printed by `python -m bep_mcu.bench accuracy`."""
 

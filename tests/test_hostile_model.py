@@ -141,7 +141,7 @@ def test_every_forged_metadata_field(original, tmp_path):
     valid = {("training.history", "list"), ("hyperparams.gamma", "null"), ("hyperparams.sigma", "float"), ("hyperparams.alpha", "float"),
              ("input.length", "null"), ("input.window", "null"), ("hyperparams.restore_best", "bool")}
     assert {("hyperparams.gamma_cap_div", "float"), ("input.bias_bits", "float"),
-            ("hyperparams.restore_best", "bool")} <= set(outcomes)  # the issue-11 fields are forged too
+            ("hyperparams.restore_best", "bool")} <= set(outcomes)  # the newer fields are forged too
     unexpected = {k for k in accepted - valid if not k[0].startswith(("training.notes", "training.history."))}
     assert not unexpected, unexpected
 

@@ -354,7 +354,7 @@ def demo(tmp_path_factory):
 
 
 def test_targets_of_the_worst_case_workload(demo):
-    """256-128-10, int8, ~95 % of the samples triggering, E = 1.0, -Os: the issue's
+    """256-128-10, int8, ~95 % of the samples triggering, E = 1.0, -Os: the published
     targets as deterministic instruction counts, every run bit-exact with numpy."""
     m4 = icount.build_image(demo.gen, "cortex-m4")
     m0 = icount.build_image(demo.gen, "cortex-m0")

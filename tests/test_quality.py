@@ -1,4 +1,4 @@
-"""Issue 11, learning quality: the study's defaults (docs/accuracy.md §2) as the package runs them.
+"""Learning quality: the study's defaults (docs/accuracy.md §2) as the package runs them.
 
 * The defaults are what ``fit``, the estimator and ``bep-mcu train`` use: γ ×1.5 capped at
   max(γ0, width // 4), patience 3, about 2 RNN steps, 8 bias bits for the RNN (0 for the
@@ -224,7 +224,7 @@ def test_new_fields_round_trip(tmp_path):
 
 def test_an_old_model_file_trains_as_before(plain_mlp, tmp_path):
     """A file without gamma_cap_div, restore_best and bias_bits, growth 2 (as main wrote
-    them before issue 11): γ may grow to the full width, by 2, on the last epoch's weights."""
+    them before the defaults study): γ may grow to the full width, by 2, on the last epoch's weights."""
     model, X, y, path = plain_mlp
 
     def old(meta):

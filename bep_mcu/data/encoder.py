@@ -35,7 +35,7 @@ from bep_mcu.errors import BEPError
 # shape (n, T, channels)) gets 8 thermometer bits, a tabular feature 4 (series MLPs: +1.1
 # points over five UCR sets with 8, validation agreeing; docs/accuracy.md §2).
 DEFAULT_BINARIZE = {"tabular": "thermometer:4", "series": "thermometer:8"}
-# About 2 steps per series: the largest single gain of the issue-11 study (8 → 4 → 2 steps:
+# About 2 steps per series: the largest single gain of the defaults study (8 → 4 → 2 steps:
 # 76.2 → 76.5 → 79.4 % over five UCR sets; docs/accuracy.md §2). 60 steps stay at chance.
 RNN_TARGET_STEPS = 2
 DEFAULT_BIAS_BITS = {"mlp": 0, "rnn": 8}  # the MLP is neutral to them (−0.3), the RNN gains

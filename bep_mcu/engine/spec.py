@@ -111,7 +111,7 @@ class HyperParams:
     nu: float = 0.05  # gate half-width, relative to the fan-in of the gated layer
     gamma: tuple[int, ...] | None = None  # initial group size per layer; None → default_gamma
     # γ after a stall: ceil(γ · growth), at most the layer's cap (engine/schedule.py). ×1.5 and a cap of
-    # width / 4 come from the issue-11 study (docs/accuracy.md §2): uncapped, γ reached the full width (one
+    # width / 4 come from the defaults study (docs/accuracy.md §2): uncapped, γ reached the full width (one
     # update per sample) by epoch ~20 on small sets. Model files without gamma_cap_div mean 1 (the width).
     gamma_growth: int | float = 1.5
     gamma_cap_div: int = 4  # cap of γ per layer: max(initial γ, width // gamma_cap_div)
