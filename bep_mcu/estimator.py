@@ -66,7 +66,10 @@ class BEPClassifier(ClassifierMixin, BaseEstimator):
             gamma = None if self.gamma is None else tuple(int(g) for g in np.atleast_1d(self.gamma))
         except (TypeError, ValueError):
             raise BEPError(f"hidden and gamma must be integers, got {self.hidden!r}, {self.gamma!r}") from None
-        return training.Settings(**{**self.get_params(), "hidden": hidden, "gamma": gamma})
+        params = {**self.get_params(), "hidden": hidden, "gamma": gamma}
+        for s in SETTINGS:  # each under its parameter's name (training.Settings' errors name the CLI's options)
+            s.check(params[s.name], label=s.name, model=params["model"])
+        return training.Settings(**params)
 
     def _validate(self, X, reset: bool = False):
         return validate_data(self, X, reset=reset, allow_nd=self.model == "rnn", dtype=np.float64)

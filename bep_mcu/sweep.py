@@ -71,7 +71,7 @@ from bep_mcu.device.firmware import plan_memory, plan_standalone_memory, refuse_
 from bep_mcu.device.standalone import standalone_data
 from bep_mcu.errors import BEPError, DoesNotFit
 from bep_mcu.model import Model, plain_labels
-from bep_mcu.settings import SETTINGS
+from bep_mcu.settings import BY_NAME, SETTINGS
 
 INSTALL_HINT = "pip install 'bep-mcu[sweep]'"
 MAX_TRIALS = 100_000
@@ -158,7 +158,7 @@ class SweepSettings:
     seeds: int = 1  # training seeds per configuration: seed, seed + 1, ...
     seed: int = 0  # seeds the sampling of configurations and the first training seed
     epochs: int = 10
-    val_fraction: float = 0.2
+    val_fraction: float = BY_NAME["val_fraction"].default  # train's: the same split a trained model records
     max_instructions: int | None = None  # per training sample on the board's core
     early_stop: bool = False  # ASHA stops trials that trail their peers
     standalone: bool = False  # the image that learns the data alone must fit too

@@ -118,6 +118,19 @@ def test_partial_fit_starts_from_one_sample():
     assert clf.model_.training.counters.samples == 300 and clf.score(X, y) > 0.6
 
 
+@pytest.mark.parametrize("param, words", [
+    ({"hidden": (0,)}, "hidden[0] must be an integer in 1.."), ({"epochs": -1}, "epochs must be"),
+    ({"model": "cnn"}, "model must be one of"), ({"val_fraction": 0.7}, "val_fraction must be in"),
+    ({"batch_size": 0}, "batch_size must be"),
+])
+def test_parameter_errors_name_the_parameter_not_the_option(param, words):
+    """Python errors in Python terms: the estimator's parameter, not bep-mcu train's option."""
+    X, y = blobs(60)
+    with pytest.raises(BEPError) as e:
+        small(**param).fit(X, y)
+    assert str(e.value).startswith(words) and "--" not in str(e.value)
+
+
 def test_continuous_targets_are_refused():
     X, _ = blobs(100)
     with pytest.raises(ValueError, match="Unknown label type"):

@@ -12,7 +12,8 @@ from collections.abc import Callable
 import click
 
 from bep_mcu import files, modelio, plots, sweep, validate
-from bep_mcu.cli.common import INTEGER, data_options, emit, json_option, load_data, progress, setting_option
+from bep_mcu.cli.common import INTEGER, data_options, emit, json_option, load_data, progress, progress_bar, \
+    setting_option
 from bep_mcu.device import boards
 from bep_mcu.errors import BEPError
 from bep_mcu.settings import BY_NAME
@@ -90,7 +91,7 @@ def _human(d: dict) -> str:
                    "never wins, even one that would have.")
 @click.option("--standalone", is_flag=True,
               help="Require the image that learns the data alone (firmware --standalone-data) to fit the board too.")
-@setting_option(BY_NAME["val_fraction"], default=0.2)
+@setting_option(BY_NAME["val_fraction"])
 @click.option("--max-instructions", type=INTEGER, default=None,
               help="Skip networks predicted to need more instructions per training sample on the board's core.")
 @click.option("--address", default=None, metavar="ADDR",
@@ -178,9 +179,7 @@ class ResultsFile:
 @contextlib.contextmanager
 def _trial_bar():
     """A progress bar of finished trials on standard error, as ``search``'s ``tick``."""
-    from tqdm import tqdm
-
-    with tqdm(desc="trials", unit="trial", file=click.get_text_stream("stderr"), disable=None) as bar:
+    with progress_bar("trials", "trial") as bar:
         def tick(total: int, best_val: float | None) -> None:
             bar.total = total
             bar.update(1)
