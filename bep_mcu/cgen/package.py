@@ -122,9 +122,8 @@ def render(env: jinja2.Environment, ctx: dict, library: dict[str, dict[str, str]
     name = ctx["name"]
     out, parts = in_src(library)
     parts["example"] = every_part["example"]
-    example_names = [path.rsplit("/", 1)[1] for path in parts["example"]]
     ctx = {**ctx, "parts": parts, "src_dir": SRC_DIR, "example_dir": example_dir(name), "kconfig": KCONFIG,
-           "example_files": example_names, "epoch_batches": EPOCH_BATCHES,
+           "epoch_batches": EPOCH_BATCHES,
            "link_bytes": protocol.link_bytes(protocol.MAX_PAYLOAD, 4), "readme": README}
     for (template, _), path in zip(EXAMPLE_FILES, parts["example"]):
         out[path] = env.get_template(template).render(template=template, **ctx)
