@@ -65,7 +65,15 @@ def test_1000_512_10_predicts_like_numpy(proto, tmp_path):
     model = modelio.load(proto)
     data = load_dataset("prototypes")
     assert model.spec.layer_shapes() == [(512, 1000)] and len(data.y_test) == 2000
-    assert_predictions_equal_numpy(model, data.X_test, tmp_path)
+    twin = assert_predictions_equal_numpy(model, data.X_test, tmp_path)
+    # a scores buffer shorter than the classes is refused, and nothing is written to it
+    ffi, lib = twin.ffi, twin.lib
+    x = np.ascontiguousarray(bits.pack_inputs(model.encode(data.X_test[:1]))[0], dtype=np.uint32)
+    scores = np.full(10, 7, dtype=np.int32)
+    scratch = np.zeros(twin.gen.inference.scratch_words, dtype=np.uint32)
+    status = lib.bep_net_infer_scores(ffi.from_buffer("uint32_t[]", x), x.size, ffi.from_buffer("uint32_t[]", scratch),
+                                      scratch.size, ffi.from_buffer("int32_t[]", scores), 9, ffi.new("uint16_t *"))
+    assert status == lib.BEP_ERR_SIZE and (scores == 7).all()
 
 
 @needs_arm
