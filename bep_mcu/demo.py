@@ -23,7 +23,7 @@ from bep_mcu import files, modelio, training
 from bep_mcu.data.datasets import load_dataset, stratified_split
 from bep_mcu.device import boards
 from bep_mcu.device.emulate import EmulatedBoard
-from bep_mcu.device.firmware import build
+from bep_mcu.device.firmware import build, refuse_model_if_too_big
 from bep_mcu.device.stream import connect, pull_model, stream_train
 from bep_mcu.errors import BEPError
 from bep_mcu.twin.verify import build_twin, verify
@@ -47,18 +47,20 @@ def run_demo(board_name: str = DEFAULT_BOARD, dataset: str = DEFAULT_DATASET, hi
         raise BEPError(f"board '{board_name}' cannot be emulated here; demo boards: "
                        f"{', '.join(b for b, v in boards.BOARDS.items() if v.emulated)}")
     width = hidden or default_hidden(board)
-    work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="bep-demo-"))
-    files.check_tree(work, [MODEL_FILE, DEVICE_MODEL_FILE])  # a planted symlink would be followed
-    work.mkdir(parents=True, exist_ok=True)
     data = load_dataset(dataset)
     start = time.perf_counter()
 
     # A stratified part of the training set, so every class is known before the device.
     pre, _ = stratified_split(data.y_train, 1.0 - pretrain_fraction, seed)
+    settings = training.Settings(hidden=(width,), epochs=host_epochs, seed=seed)
+    # the network must fit the board: judged on its untrained shape, before minutes of work
+    refuse_model_if_too_big(training.initial_model(data.X_train[pre], data.y_train[pre], settings), board)
+    work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="bep-demo-"))
+    files.check_tree(work, [MODEL_FILE, DEVICE_MODEL_FILE])  # a planted symlink would be followed
+    work.mkdir(parents=True, exist_ok=True)
     say(f"[1/5] pre-training on the host: {dataset}, {len(pre)} of {len(data.y_train)} training samples, mlp, "
         f"hidden {width}, {host_epochs} epochs")
-    model = training.fit(data.X_train[pre], data.y_train[pre],
-                         training.Settings(hidden=(width,), epochs=host_epochs, seed=seed))
+    model = training.fit(data.X_train[pre], data.y_train[pre], settings)
     model_path = work / MODEL_FILE
     modelio.save(model, model_path)
     pretrained_accuracy = model.score(data.X_test, data.y_test)

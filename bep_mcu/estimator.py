@@ -3,8 +3,8 @@
 A thin face: parameters are stored as given (``get_params``/``set_params``/``clone``
 work), ``fit`` validates them and the data and delegates to ``training``; the fitted
 network is ``model_`` (the same value ``generate``, ``firmware`` and ``stream`` take).
-``partial_fit`` continues training on each new chunk: the host twin of learning on a
-device (the encoder is fitted on the first chunk).
+``partial_fit`` trains on each new chunk, every sample of it, one pass a call: the host
+twin of learning on a device (the encoder is fitted on the first chunk, from one sample up).
 
 Example::
 
@@ -66,7 +66,10 @@ class BEPClassifier(ClassifierMixin, BaseEstimator):
             gamma = None if self.gamma is None else tuple(int(g) for g in np.atleast_1d(self.gamma))
         except (TypeError, ValueError):
             raise BEPError(f"hidden and gamma must be integers, got {self.hidden!r}, {self.gamma!r}") from None
-        return training.Settings(**{**self.get_params(), "hidden": hidden, "gamma": gamma})
+        params = {**self.get_params(), "hidden": hidden, "gamma": gamma}
+        for s in SETTINGS:  # each under its parameter's name (training.Settings' errors name the CLI's options)
+            s.check(params[s.name], label=s.name, model=params["model"])
+        return training.Settings(**params)
 
     def _validate(self, X, reset: bool = False):
         return validate_data(self, X, reset=reset, allow_nd=self.model == "rnn", dtype=np.float64)
@@ -93,18 +96,28 @@ class BEPClassifier(ClassifierMixin, BaseEstimator):
             raise BEPError(f"{len(classes)} classes; bep-mcu supports at most {MAX_CLASSES}")
         return self._adopt(training.fit(X, y, settings))
 
-    def partial_fit(self, X, y, classes=None) -> "BEPClassifier":
-        """One more epoch over (X, y); the first call creates the model (give ``classes``)."""
+    def partial_fit(self, X, y, classes=None, end_epoch: bool = False) -> "BEPClassifier":
+        """Online learning, as scikit-learn's incremental estimators do it: one pass over
+        (X, y) that trains on every sample given (none is held out for validation), as a
+        board trains on what its sensor gives it.
+
+        The first call creates the model and needs ``classes`` (every label it will ever
+        see); its encoder is fitted on that first chunk, which may be a single sample. Each
+        call is one pass, not an epoch: γ and the reinforcement count Q stay as they are
+        until a call with ``end_epoch=True``, whose pass closes the epoch and sets the next γ
+        and Q from its training errors (the board's rule, ``bep_<net>_end_epoch``). Passes
+        follow ``model_.training.batch_size``; a chunk smaller than a batch is one batch."""
         first = not hasattr(self, "model_")
         X, y = self._validate_xy(X, y, reset=first)
         if first:
             if classes is None:
                 raise BEPError("the first partial_fit needs classes= (every label the model will see)")
             settings = self._settings()
-            model = training.new_model(X, y, settings, classes=np.unique(np.asarray(classes)))
+            model = training.new_model(X, y, settings, classes=np.unique(np.asarray(classes)),
+                                       encoder=training.chunk_encoder(X, settings))
         else:
             model = self.model_
-        return self._adopt(training.train(model, X, y, 1))
+        return self._adopt(training.train_pass(model, X, y, end_epoch=bool(end_epoch)))
 
     # ------------------------------------------------------------ inference
     def decision_function(self, X) -> np.ndarray:

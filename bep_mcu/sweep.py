@@ -8,18 +8,25 @@ process's Ray instance (the default) or on an existing Ray cluster (``address``)
 - Sampling: configuration i is drawn from the space (Tune's ``tune.choice`` domains)
   with a generator seeded by ``(seed, i)``, so the same seed gives the same trials,
   and a larger ``trials`` extends a sweep instead of changing it.
+- The space is sized to the board: hidden widths are sampled from those with which a
+  one-layer network of the leanest encoding fits it (:func:`fitting_widths`), so a 16 KB
+  board is not offered 512 neurons.
 - Fitting: each (configuration, training seed) is built untrained exactly as training
   builds it (``training.initial_model``: the encoder fitted on the training part), then
   planned: RAM from ``device.firmware.plan_memory`` (exact), flash from the network's
   tables plus the firmware's code (:data:`CODE_BYTES`, measured), instructions per
   training sample from ``cgen.cost`` (a model calibrated on icount's figures), the
-  bytes an inference-only image would hold (``cgen.layout.describe``). A trial that
-  does not fit is recorded as skipped with the reason, and never run.
+  bytes an inference-only image would hold (``cgen.layout.describe``); with
+  ``standalone``, the image that learns the sweep's data alone must fit too (its RAM plan,
+  exact, and flash: tables, the data as device values and :data:`STANDALONE_CODE_BYTES`).
+  A trial that does not fit is recorded as skipped with the reason, and never run.
 - Scoring: every trial trains on the training data minus a stratified validation part
   (``val_fraction``, carved by ``training.fit`` itself and seeded by the training seed)
   and is scored by its validation accuracy after the last epoch; the test split is
   never seen by the search. ``training.fit``'s ``on_epoch`` reports the validation
-  accuracy to Tune after every epoch, where ASHA stops trials that trail their peers.
+  accuracy to Tune after every epoch; with ``early_stop``, ASHA stops trials that trail
+  their peers (a stopped trial never wins: its accuracy is of fewer epochs), else every
+  trial trains every epoch.
 - Records: one JSON object per finished (trial, repeat), handed to ``on_record`` as it
   finishes (the CLI appends it to a JSONL file), keyed by the sweep's fingerprint (data,
   board and settings). Given the records of an interrupted run, a sweep runs only what
@@ -54,13 +61,17 @@ import numpy as np
 from bep_mcu import training, validate
 from bep_mcu.cgen import cost
 from bep_mcu.cgen.layout import describe, plan_state
+from bep_mcu.data import inputformat
 from bep_mcu.data.binarize import is_binary
+from bep_mcu.data.datasets import Dataset
 from bep_mcu.data.encoder import as_model_shape
 from bep_mcu.device import boards
-from bep_mcu.device.firmware import plan_memory, refuse_if_too_big
-from bep_mcu.errors import BEPError
+from bep_mcu.device.firmware import plan_memory, plan_standalone_memory, refuse_if_too_big, \
+    refuse_standalone_if_too_big
+from bep_mcu.device.standalone import standalone_data
+from bep_mcu.errors import BEPError, DoesNotFit
 from bep_mcu.model import Model, plain_labels
-from bep_mcu.settings import SETTINGS
+from bep_mcu.settings import BY_NAME, SETTINGS
 
 INSTALL_HINT = "pip install 'bep-mcu[sweep]'"
 MAX_TRIALS = 100_000
@@ -70,13 +81,15 @@ CONNECT_TIMEOUT = 30  # seconds until --address gives up on a cluster that does 
 # The search space: the settings with values to search (bep_mcu/settings.py: r and ν) and these.
 # Widths and γ0 = width // divisor scale together (the default divisors are spec.GAMMA0_DIV:
 # 16 for an MLP, 4 for an RNN).
-WIDTHS = (16, 32, 64, 128, 256, 512)
+WIDTHS = (8, 16, 32, 64, 128, 256, 512)  # candidates: those that fit the board are sampled
 MLP_LAYERS = (1, 2)
 SEARCHED = [s for s in SETTINGS if s.search]
 GAMMA_DIVISORS = (4, 8, 16, 32)
 BINARIZERS = {"mlp": ("median", "thermometer:2", "thermometer:4", "thermometer:8"),
               "rnn": ("median", "thermometer:4", "thermometer:8")}
-RNN_STEPS = (1, 2, 4, 8)  # window = ceil(series length / steps); 2 is the default (docs/accuracy.md §2)
+RNN_STEPS = (1, 2, 4, 8)
+SPACE_VERSION = 2  # in the fingerprint: a results file of another space's draws is another sweep's
+MAX_DRAWS = 16  # draws of one trial's configuration until one fits the board (sample_configs)  # window = ceil(series length / steps); 2 is the default (docs/accuracy.md §2)
 
 CODE_BYTES = {
     # Flash of the training firmware besides the network's tables (code, the runtime's
@@ -85,6 +98,14 @@ CODE_BYTES = {
     "mps2-an385": 9032, "mps2-an386": 8636, "mps2-an500": 8640, "mps2-an505": 8772,
     "microbit": 9968, "nucleo-f401re": 9108, "netduinoplus2": 9128,
 }
+
+# Flash of the standalone image (``firmware --standalone-data``) besides the network's tables
+# and the data: code, the schedule's tables (1 KB of Q per layer) and the rest, measured like
+# CODE_BYTES (an upper bound within 128 B: alignment and the input type vary; tests/test_sweep.py
+# builds them).
+STANDALONE_CODE_BYTES = {"mps2-an385": 10948, "mps2-an386": 10540, "mps2-an500": 10544, "mps2-an505": 10720,
+                         "microbit": 11704, "netduinoplus2": 10688}
+STANDALONE_LAYER_BYTES = 1100
 
 STATUSES = ("done", "stopped", "skipped", "error")
 FINISHED = ("done", "stopped", "skipped")  # an errored trial runs again when the sweep resumes
@@ -104,7 +125,8 @@ def prepare_ray(address: str | None) -> None:
     first imported, so this comes first: Tune's classic console output (it honours
     ``verbose=0``, the newer one does not, and standard output belongs to the CLI) and,
     for a local instance (no ``address``), addresses on 127.0.0.1 only instead of the
-    machine's network address (the variable also reaches the workers Ray starts).
+    machine's network address (the variable also reaches the workers Ray starts), with
+    token authentication asked for (Ray's default, which it otherwise announces each time).
 
     For a cluster, ``ray.init`` would try 20 times to reach its head's GCS, each time
     waiting 5 s for the connection, 5 s for its pubsub, 30 s for the cluster's id and a
@@ -114,6 +136,9 @@ def prepare_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if address is None:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        # Token authentication, which a new local instance turns on by default, printing a notice
+        # on every sweep: asked for explicitly, it is the same protection without the notice.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     else:
         os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "1")  # Ray's number of attempts
         os.environ.setdefault("RAY_py_gcs_connect_timeout_s", str(CONNECT_TIMEOUT - 5 - 5 - 1))
@@ -133,8 +158,10 @@ class SweepSettings:
     seeds: int = 1  # training seeds per configuration: seed, seed + 1, ...
     seed: int = 0  # seeds the sampling of configurations and the first training seed
     epochs: int = 10
-    val_fraction: float = 0.2
+    val_fraction: float = BY_NAME["val_fraction"].default  # train's: the same split a trained model records
     max_instructions: int | None = None  # per training sample on the board's core
+    early_stop: bool = False  # ASHA stops trials that trail their peers
+    standalone: bool = False  # the image that learns the data alone must fit too
 
     def __post_init__(self) -> None:
         boards.board(self.board)
@@ -148,6 +175,9 @@ class SweepSettings:
             raise BEPError(f"--val-fraction must be in (0, 0.5), got {validate.show(self.val_fraction)}")
         if self.max_instructions is not None:
             validate.integer(self.max_instructions, "--max-instructions", 1, 1 << 40)
+        if self.standalone and self.board not in STANDALONE_CODE_BYTES:
+            raise BEPError(f"--standalone: {self.board} runs no standalone image (boards that do: "
+                           f"{', '.join(STANDALONE_CODE_BYTES)})")
 
     @property
     def board_info(self) -> boards.Board:
@@ -162,15 +192,16 @@ class SweepSettings:
 # ---------------------------------------------------------------------- the space
 
 
-def search_space(model: str, binary_data: bool) -> dict:
+def search_space(model: str, binary_data: bool, widths: Sequence[int] = WIDTHS) -> dict:
     """Tune's domains of one configuration (binary data is passed through as it is)."""
     tune = require_ray()
+    widths = list(widths)
     # the order of the domains is the order of the draws: it fixes each trial's configuration
-    space = {"width1": tune.choice(WIDTHS), **{s.name: tune.choice(s.search) for s in SEARCHED},
+    space = {"width1": tune.choice(widths), **{s.name: tune.choice(s.search) for s in SEARCHED},
              "gamma_divisor": tune.choice(GAMMA_DIVISORS),
              "binarize": tune.choice(("passthrough",) if binary_data else BINARIZERS[model])}
     if model == "mlp":
-        space.update(layers=tune.choice(MLP_LAYERS), width2=tune.choice(WIDTHS))
+        space.update(layers=tune.choice(MLP_LAYERS), width2=tune.choice(widths))
     else:
         space.update(steps=tune.choice(RNN_STEPS))
     return space
@@ -181,81 +212,144 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def sample_configs(model: str, trials: int, seed: int, X: np.ndarray) -> list[dict]:
-    """The configurations of trials 0..trials-1; trial i depends only on (seed, i)."""
-    space = search_space(model, bool(is_binary(X.reshape(-1, X.shape[-1]) if model == "rnn" else X)))
+def binary(X: np.ndarray, model: str) -> bool:
+    return bool(is_binary(X.reshape(-1, X.shape[-1]) if model == "rnn" else X))
+
+
+def sample_configs(model: str, trials: int, seed: int, X: np.ndarray, widths: Sequence[int] = WIDTHS,
+                   fits: Callable[[dict], bool] | None = None) -> list[dict]:
+    """The configurations of trials 0..trials-1; trial i depends only on (seed, i), the
+    widths to sample from and ``fits``: a trial draws again (up to :data:`MAX_DRAWS`
+    times, each draw seeded by (seed, i, draw)) until ``fits`` accepts its configuration;
+    the last draw stands if none does."""
+    space = search_space(model, binary(X, model), widths)
     configs = []
     for i in range(trials):
-        rng = np.random.default_rng([seed, i])
-        v = {name: _plain(domain.sample(random_state=rng)) for name, domain in space.items()}
-        hidden = [v["width1"], v["width2"]][:v["layers"]] if model == "mlp" else [v["width1"]]
-        configs.append({"model": model, "hidden": hidden, **{s.name: v[s.name] for s in SEARCHED},
-                        "gamma": [max(1, w // v["gamma_divisor"]) for w in hidden], "binarize": v["binarize"],
-                        "window": math.ceil(X.shape[1] / v["steps"]) if model == "rnn" else None})
+        for draw in range(MAX_DRAWS if fits else 1):
+            rng = np.random.default_rng([seed, i, draw])
+            v = {name: _plain(domain.sample(random_state=rng)) for name, domain in space.items()}
+            hidden = [v["width1"], v["width2"]][:v["layers"]] if model == "mlp" else [v["width1"]]
+            config = {"model": model, "hidden": hidden, **{s.name: v[s.name] for s in SEARCHED},
+                      "gamma": [max(1, w // v["gamma_divisor"]) for w in hidden], "binarize": v["binarize"],
+                      "window": math.ceil(X.shape[1] / v["steps"]) if model == "rnn" else None}
+            if fits is None or fits(config):
+                break
+        configs.append(config)
     return configs
 
 
 # ---------------------------------------------------------------------- fitting the board
 
 
-def assess(model: Model, settings: SweepSettings) -> tuple[dict, str | None]:
+def assess(model: Model, settings: SweepSettings, data: Dataset | None = None) -> tuple[dict, str | None]:
     """What ``model``'s network needs on the sweep's board (the module docstring), and
-    why it does not fit (None when it does)."""
+    why it does not fit (None when it does); ``data``: the sweep's, for ``standalone``."""
     board = settings.board_info
-    mem = plan_memory(plan_state(model.spec, model.params.gate), model.spec, board)
+    state = plan_state(model.spec, model.params.gate)
+    mem = plan_memory(state, model.spec, board)
     fp = {"ram_bytes": mem.ram_bytes, "flash_bytes": mem.tables_bytes + CODE_BYTES[board.name],
           "state_bytes": mem.state_bytes, "tables_bytes": mem.tables_bytes,
           "inference_bytes": describe(model)["inference_state_bytes"],
           "instructions": cost.instructions_per_sample(model.spec, model.params.gamma, board.cpu,
                                                        model.training.batch_size)}
+    reason = None
     try:
         refuse_if_too_big(mem, board, "net")
+        if settings.standalone:
+            reason = _standalone_reason(model, state, board, data, fp)
     except BEPError as e:
-        return fp, str(e)
-    if fp["flash_bytes"] > board.flash_bytes:
-        return fp, (f"flash {fp['flash_bytes']} B (tables {fp['tables_bytes']} + code {CODE_BYTES[board.name]}) "
-                    f"exceeds {board.name}'s {board.flash_bytes} B")
-    if settings.max_instructions is not None and fp["instructions"] > settings.max_instructions:
-        return fp, (f"{fp['instructions']} instructions per training sample on {board.cpu} exceed "
-                    f"--max-instructions {settings.max_instructions}")
-    return fp, None
+        reason = str(e)
+    if reason is None and fp["flash_bytes"] > board.flash_bytes:
+        reason = (f"flash {fp['flash_bytes']} B (tables {fp['tables_bytes']} + code {CODE_BYTES[board.name]}) "
+                  f"exceeds {board.name}'s {board.flash_bytes} B")
+    if reason is None and settings.max_instructions is not None and fp["instructions"] > settings.max_instructions:
+        reason = (f"{fp['instructions']} instructions per training sample on {board.cpu} exceed "
+                  f"--max-instructions {settings.max_instructions}")
+    return fp, reason
 
 
-def fingerprint(name: str, X: np.ndarray, y: np.ndarray, settings: SweepSettings) -> str:
-    """Identifies a sweep: its data and every setting that changes a trial's record."""
+def _standalone_reason(model: Model, state, board: boards.Board, data: Dataset, fp: dict) -> str | None:
+    """Adds the standalone image's RAM and flash to ``fp``; why it does not fit, if it does not."""
+    sa_data = standalone_data(model, data, inputformat.choose(model.encoder, data.X_train))
+    plan = plan_standalone_memory(state, model.spec, board)
+    refuse_standalone_if_too_big(plan, sa_data, board, "net")
+    code = STANDALONE_CODE_BYTES[board.name] + STANDALONE_LAYER_BYTES * model.spec.n_layers
+    fp.update(standalone_ram_bytes=plan.ram_bytes,
+              standalone_flash_bytes=plan.tables_bytes + sa_data.flash_bytes + code)
+    if fp["standalone_flash_bytes"] > board.flash_bytes:
+        return (f"the standalone image's flash {fp['standalone_flash_bytes']} B (tables {plan.tables_bytes} + data "
+                f"{sa_data.flash_bytes} + code {code}) exceeds {board.name}'s {board.flash_bytes} B")
+    return None
+
+
+def fitting_widths(X: np.ndarray, y: np.ndarray, settings: SweepSettings, data: Dataset | None = None
+                   ) -> tuple[int, ...]:
+    """The widths of :data:`WIDTHS` with which a one-layer network fits the board in its
+    leanest form (the fewest input bits the space offers: passthrough or median, an RNN's
+    shortest window), as :func:`assess` judges it; a width that does not fit even so would
+    only be skipped. None fits: ``DoesNotFit`` with the smallest's reason."""
+    lean = {"model": settings.model, "hidden": [0], "binarize": "passthrough" if binary(X, settings.model) else
+            "median", "window": math.ceil(X.shape[1] / max(RNN_STEPS)) if settings.model == "rnn" else None}
+    fits, reason = [], None
+    for width in WIDTHS:
+        config = {**lean, "hidden": [width], "gamma": [max(1, width // max(GAMMA_DIVISORS))]}
+        try:
+            model = training.initial_model(X, y, settings.training_settings(config, settings.seed))
+        except BEPError:  # the leanest encoding leaves no bit: each configuration's own draw judges it
+            return WIDTHS
+        fp, reason = assess(model, settings, data)
+        if reason is not None:
+            break  # a wider one needs more
+        fits.append(width)
+    if not fits:
+        raise DoesNotFit(f"no network fits {settings.board}: even {WIDTHS[0]} hidden neurons do not ({reason})")
+    return tuple(fits)
+
+
+def fingerprint(name: str, X: np.ndarray, y: np.ndarray, settings: SweepSettings,
+                test: tuple[np.ndarray, np.ndarray] | None = None) -> str:
+    """Identifies a sweep: its data (the test part too where the standalone image holds
+    it) and every setting that changes a trial's record."""
     h = hashlib.sha256()
-    for a in (np.ascontiguousarray(X, dtype=np.float64), np.asarray(y).astype(str)):
+    arrays = (X, y, *(test if settings.standalone and test is not None else ()))
+    for a in (np.ascontiguousarray(a, dtype=np.float64) if i % 2 == 0 else np.asarray(a).astype(str)
+              for i, a in enumerate(arrays)):
         h.update(repr(a.shape).encode())
         h.update(a.tobytes())
     h.update(json.dumps([name, settings.board, settings.model, settings.seed, settings.epochs, settings.val_fraction,
-                         settings.max_instructions, sorted(CODE_BYTES.items())]).encode())
+                         settings.max_instructions, sorted(CODE_BYTES.items()), SPACE_VERSION, settings.standalone,
+                         sorted(STANDALONE_CODE_BYTES.items()) if settings.standalone else None]).encode())
     return h.hexdigest()[:16]
 
 
-def plan_trials(X: np.ndarray, y: np.ndarray, settings: SweepSettings, sweep_id: str) -> list[dict]:
+def plan_trials(X: np.ndarray, y: np.ndarray, settings: SweepSettings, sweep_id: str,
+                data: Dataset | None = None) -> list[dict]:
     """Every (trial, repeat) of the sweep with its configuration, footprint and, when it
-    does not fit the board, the reason (deterministic: no training happens here)."""
+    does not fit the board, the reason (deterministic: no training happens here);
+    ``data``: the whole data set, for ``standalone`` (its test part goes in the image)."""
+    if settings.standalone and data is None:
+        raise ValueError("a standalone sweep plans with the whole data set")
     X = as_model_shape(X, settings.model)
     y = plain_labels(np.asarray(y))
     _, val = training.split_validation(y, settings.val_fraction, settings.seed)
     if len(val) == 0:
         raise BEPError(f"{len(y)} training samples of {len(np.unique(y))} classes are too few to carve a validation "
                        f"split from (at least 4 per class)")
-    planned = []
-    for i, config in enumerate(sample_configs(settings.model, settings.trials, settings.seed, X)):
-        for k in range(settings.seeds):
-            seed = settings.seed + k
-            try:
-                model = training.initial_model(X, y, settings.training_settings(config, seed))
-            except BEPError as e:  # e.g. a binariser that leaves no varying bit
-                planned.append({"sweep": sweep_id, "trial": i, "repeat": k, "seed": seed, "config": config,
-                                "reason": str(e)})
-                continue
-            fp, reason = assess(model, settings)
-            planned.append({"sweep": sweep_id, "trial": i, "repeat": k, "seed": seed, "config": config,
-                            "network": [model.spec.n_inputs, *model.spec.hidden, model.spec.n_classes], **fp,
-                            "reason": reason})
-    return planned
+    def plan(trial: int, repeat: int, config: dict) -> dict:
+        seed = settings.seed + repeat
+        head = {"sweep": sweep_id, "trial": trial, "repeat": repeat, "seed": seed, "config": config}
+        try:
+            model = training.initial_model(X, y, settings.training_settings(config, seed))
+        except BEPError as e:  # e.g. a binariser that leaves no varying bit
+            return {**head, "reason": str(e)}
+        fp, reason = assess(model, settings, data)
+        return {**head, "network": [model.spec.n_inputs, *model.spec.hidden, model.spec.n_classes], **fp,
+                "reason": reason}
+
+    # widths from those that fit, then each trial drawn again until its whole network fits
+    configs = sample_configs(settings.model, settings.trials, settings.seed, X, fitting_widths(X, y, settings, data),
+                             fits=lambda config: plan(0, 0, config)["reason"] is None)
+    return [plan(i, k, config) for i, config in enumerate(configs) for k in range(settings.seeds)]
 
 
 def key(record: dict) -> tuple[int, int]:
@@ -325,6 +419,8 @@ class Records:
         status = validate.choice(*field("status"), STATUSES)
         if status not in FINISHED or trial >= self.settings.trials or repeat >= self.settings.seeds:
             return  # an errored trial runs again; a larger sweep's trials are not this one's
+        if status == "stopped" and not self.settings.early_stop:
+            return  # stopped early by a run with --early-stop: this one trains it to the end
         network = validate.integers(*field("network"), 1, 1 << 31) if "network" in rec else None
         kept = {"line": n, "status": status, "seed": validate.seed(*field("seed")),
                 "config": _digest(_flat_config(*field("config"))), "network": _digest(network)}
@@ -460,9 +556,11 @@ def run_trials(X: np.ndarray, y: np.ndarray, settings: SweepSettings, pending: S
             on_record({**trial.config["planned"], "status": "error", "error": error[-1][:500], "run": sweep_run})
 
     # ASHA compares trials at rungs of grace, 3·grace, ... epochs and stops the bottom two
-    # thirds; below 4 epochs there is no rung before the end worth stopping at.
+    # thirds; below 4 epochs there is no rung before the end worth stopping at. It may stop a
+    # trial that would have won, so it runs only when asked (--early-stop).
     scheduler = (ASHAScheduler(max_t=settings.epochs, grace_period=max(1, settings.epochs // 4),
-                               reduction_factor=3) if settings.epochs >= 4 else FIFOScheduler())
+                               reduction_factor=3) if settings.early_stop and settings.epochs >= 4
+                 else FIFOScheduler())
     storage = tempfile.mkdtemp(prefix="bep-mcu-sweep-")  # Tune's own files: scratch, the records are the results
     try:
         tuner = tune.Tuner(
@@ -493,8 +591,10 @@ def summarise(planned: Sequence[dict], finished: dict[tuple[int, int], dict]) ->
         status = next(s for s in ("skipped", "stopped", "done") if s in statuses)
         summary = {"trial": trial, "config": plans[0]["config"], "status": status, "seeds": [p["seed"] for p in plans]}
         if "ram_bytes" in plans[0]:  # a configuration whose encoding failed has no footprint
-            for name in ("ram_bytes", "flash_bytes", "state_bytes", "inference_bytes", "instructions"):
-                summary[name] = max(p[name] for p in plans)
+            for name in ("ram_bytes", "flash_bytes", "state_bytes", "inference_bytes", "instructions",
+                         "standalone_ram_bytes", "standalone_flash_bytes"):
+                if name in plans[0]:
+                    summary[name] = max(p[name] for p in plans if name in p)
             summary["network"] = plans[0]["network"]
         if status == "skipped":
             summary["reason"] = next(p["reason"] for p in plans if p["reason"] is not None)
@@ -550,7 +650,7 @@ class Outcome:
 
 def search(name: str, X: np.ndarray, y: np.ndarray, settings: SweepSettings, sweep_id: str, records: Records,
            save: Callable[[dict], None], progress: Callable[[str], None], address: str | None = None,
-           tick: Callable[[int, float | None], None] | None = None) -> Outcome:
+           tick: Callable[[int, float | None], None] | None = None, data: Dataset | None = None) -> Outcome:
     """A sweep from plan to winner: plan every trial on the board, record those that do
     not fit as skipped, train the rest that ``records`` (a results file's) has not
     finished on Ray (``save`` gets every new record; ``tick(trials to train, best validation
@@ -558,7 +658,7 @@ def search(name: str, X: np.ndarray, y: np.ndarray, settings: SweepSettings, swe
     trial that failed, or an interrupted run, is one ``BEPError`` line."""
     progress(f"{name}: {len(y)} training samples; planning {settings.trials} configuration(s) x {settings.seeds} seed(s) "
              f"on {settings.board}")
-    planned = plan_trials(X, y, settings, sweep_id)
+    planned = plan_trials(X, y, settings, sweep_id, data)
     finished = records.match(planned)
     resumed = len(finished)
     run_id = uuid.uuid4().hex[:12]  # marks the records of this invocation
@@ -590,7 +690,7 @@ def search(name: str, X: np.ndarray, y: np.ndarray, settings: SweepSettings, swe
     summaries = summarise(planned, finished)
     winner = best(summaries)
     if winner is None:
-        raise BEPError(f"none of the {settings.trials} configuration(s) fits {settings.board}: "
+        raise DoesNotFit(f"none of the {settings.trials} configuration(s) fits {settings.board}: "
                        f"{next(s['reason'] for s in summaries if s['status'] == 'skipped')}")
     fronts = {cost: pareto(summaries, cost) for cost in ("ram_bytes", "instructions")}
     progress(f"retraining the best network (trial {winner['trial']}, seed {winner['best_seed']}) to test it")

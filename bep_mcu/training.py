@@ -39,7 +39,8 @@ import numpy as np
 
 from bep_mcu import memory, validate
 from bep_mcu.data.datasets import stratified_split
-from bep_mcu.data.encoder import Encoder, as_model_shape
+from bep_mcu.data.binarize import is_binary, make_binarizer
+from bep_mcu.data.encoder import DEFAULT_BIAS_BITS, DEFAULT_BINARIZE, Encoder, as_model_shape, default_window
 from bep_mcu.engine import bits, rng
 from bep_mcu.engine.classifier import binary_equiangular_frame
 from bep_mcu.engine.network import Counters, Network
@@ -542,14 +543,39 @@ def split_validation(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     return np.arange(len(y)), np.zeros(0, dtype=np.int64)
 
 
-def new_model(X, y, settings: Settings, classes: np.ndarray | None = None) -> Model:
-    """An untrained model for raw training data (encoder fitted on ``X`` only)."""
+def chunk_encoder(X, settings: Settings) -> Encoder:
+    """The encoder of ``partial_fit``'s first chunk: ``Encoder.fit``'s, but where no bit
+    varies on the chunk yet (one sample, or copies of one) it keeps every bit instead of
+    refusing: the next chunks will vary. (Its thresholds are the one sample's values.)"""
+    try:
+        return Encoder.fit(X, settings.model, settings.binarize, settings.window, settings.bias_bits)
+    except BEPError:
+        if len(np.unique(np.reshape(X, (len(X), -1)), axis=0)) > 1:
+            raise
+    series = settings.model == "rnn" or np.ndim(X) == 3
+    X = as_model_shape(X, settings.model)
+    rows = X if settings.model == "mlp" else X.reshape(-1, X.shape[2])
+    binarize = settings.binarize
+    if binarize == "auto":  # as Encoder.fit resolves it
+        binarize = "passthrough" if is_binary(rows) else DEFAULT_BINARIZE["series" if series else "tabular"]
+    binarizer = make_binarizer(binarize).fit(rows)
+    keep = np.ones(binarizer.transform(rows).shape[1], dtype=bool)
+    bias_bits = DEFAULT_BIAS_BITS[settings.model] if settings.bias_bits is None else settings.bias_bits
+    if settings.model == "mlp":
+        return Encoder("mlp", binarizer, keep, X.shape[1], bias_bits=bias_bits)
+    return Encoder("rnn", binarizer, keep, X.shape[2], X.shape[1], settings.window or default_window(X.shape[1]),
+                   bias_bits)
+
+
+def new_model(X, y, settings: Settings, classes: np.ndarray | None = None, encoder: Encoder | None = None) -> Model:
+    """An untrained model for raw training data (encoder fitted on ``X`` only, unless given)."""
     y = plain_labels(np.asarray(y))
     labels = np.unique(y) if classes is None else np.asarray(classes)
     if len(labels) > MAX_CLASSES:
         raise BEPError(f"{len(labels)} classes; bep-mcu supports at most {MAX_CLASSES}")
     labels = check_labels(plain_labels(labels), len(labels))
-    encoder = Encoder.fit(X, settings.model, settings.binarize, settings.window, settings.bias_bits)  # sees X's shape
+    if encoder is None:
+        encoder = Encoder.fit(X, settings.model, settings.binarize, settings.window, settings.bias_bits)  # sees X's shape
     X = as_model_shape(X, settings.model)
     spec = NetSpec(settings.model, encoder.n_inputs, tuple(settings.hidden), len(labels), settings.hidden_bits,
                    encoder.steps)
@@ -583,6 +609,21 @@ def train(model: Model, X, y, epochs: int, batch_size: int | None = None,
     report = run_epochs([trainer], train_part, plan, val_part, on_epoch=on_epoch,
                         observers=[BestWeights()] if model.hyper.restore_best else ())
     return report.advance(model, trainer, batch_size=plan.batch_size)
+
+
+def train_pass(model: Model, X, y, end_epoch: bool = False) -> Model:
+    """One pass over raw (X, y) for online learning (``BEPClassifier.partial_fit``): every
+    sample is trained (no validation split), in batches of the model's batch size, in a
+    seeded order within the chunk. The pass runs inside the open epoch: γ, Q and the epoch
+    count stay, as on a board between two ``bep_<net>_end_epoch`` calls; ``end_epoch``
+    closes the epoch with this pass, and the schedule sets the next γ and Q from its
+    training errors (a board's rule: it has no validation split)."""
+    data = encoded(model, X, y)
+    trainer = NumpyTrainer(model)
+    plan = Plan.continuing(model, 1, stall_signal="training")
+    inside = [] if end_epoch else [StopAfter(len(batch_bounds(len(data), plan.batch_size)))]
+    report = run_epochs([trainer], data, plan, observers=inside)
+    return report.advance(model, trainer)
 
 
 def initial_model(X, y, settings: Settings) -> Model:

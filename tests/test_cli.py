@@ -246,6 +246,51 @@ def test_info_human_output(trained):
     assert "hidden1" in info.stdout and "2048" in info.stdout and "inference state" in info.stdout
 
 
+def test_info_summarises_the_training_history(trained):
+    """What a user checks before deploying a model: epochs, samples, the last epoch's errors,
+    the best validation accuracy and its epoch, and the test accuracy train noted."""
+    result, path = trained
+    model = modelio.load(path)
+    d = last_json(invoke("info", path, "--json").stdout)["training"]
+    history = model.training.history
+    best = max(history, key=lambda r: r["val_accuracy"])
+    assert d["epochs"] == result["epochs"] == len(history) and d["samples"] == model.training.counters.samples > 0
+    assert d["train_error"] == history[-1]["train_error"] and d["val_accuracy"] == result["val_accuracy"]
+    assert (d["best_val_accuracy"], d["best_epoch"]) == (best["val_accuracy"], best["epoch"])
+    assert d["test_accuracy"] == result["test_accuracy"] and d["dataset"] == result["dataset"]
+    assert d["trained_on"] == "host" and d["gamma"] == list(model.training.gamma)
+    human = invoke("info", path).stdout
+    assert f"best validation accuracy {best['val_accuracy']:.4f} at epoch {best['epoch']}" in human
+    assert f"test accuracy {result['test_accuracy']:.4f}" in human
+
+
+# ------------------------------------------------------------------ progress in logs
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path):
+    """A CI log gets progress lines for long work (a terminal gets tqdm's bar): train a
+    line at the first epoch and every tenth, verify at each tenth of its batches."""
+    result = invoke("train", "--dataset", DATASET, "--hidden", "8", "--epochs", "21", "--out", tmp_path / "m.npz")
+    assert_ok(result)
+    lines = [line.split(" (")[0] for line in result.stderr.splitlines() if line.startswith("epochs: ")]
+    assert lines == ["epochs: 1", "epochs: 10", "epochs: 20"], result.stderr
+    result = invoke("verify", tmp_path / "m.npz", "--dataset", DATASET, "--epochs", "2", "--batch-size", "50")
+    assert_ok(result)
+    batches = 2 * 10  # 500 training samples in batches of 50
+    lines = [line for line in result.stderr.splitlines() if line.startswith("batches: ")]
+    assert lines == [f"batches: {n}/{batches}" for n in range(2, batches + 1, 2)], result.stderr
+
+
+def test_sweep_and_train_share_the_validation_split_default():
+    from bep_mcu import sweep
+    from bep_mcu.cli.main import cli
+    from bep_mcu.settings import BY_NAME
+
+    defaults = {name: {p.name: p.default for p in cli.commands[name].params} for name in ("train", "sweep")}
+    assert defaults["train"]["val_fraction"] == defaults["sweep"]["val_fraction"] == BY_NAME["val_fraction"].default
+    assert sweep.SweepSettings(board="microbit").val_fraction == BY_NAME["val_fraction"].default
+
+
 # ------------------------------------------------------------------ data files
 
 

@@ -351,3 +351,56 @@ def test_numeric_options_refuse_non_ascii_digits(tmp_path, args, option):
                           cwd=tmp_path)
     assert_one_error_line(proc.returncode, proc.stderr, (option, "ASCII"), status=2)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------- exit status 3: it does not fit
+
+HUGE = "prototypes:samples=1000000000000"  # refused by memory.require before anything is allocated
+# Commands with no way not to fit: they neither plan a network on a board or a budget nor load data.
+NOTHING_TO_FIT = {
+    "info": "reads one model file (bounded by the file format's limits: exit 2)",
+    "plot": "draws what a model file stores",
+    "boards": "lists the boards",
+    "emulate": "boots an image already built (and planned) by firmware",
+    "pull": "reads a board's weights into the model the board runs",
+}
+
+
+def does_not_fit_cases(model: Path, big: Path, tmp_path: Path) -> dict[str, list]:
+    """One invocation per command that can fail to fit, each on its own does-not-fit path."""
+    return {
+        "train": ["train", "--dataset", HUGE, "--out", tmp_path / "m.npz"],
+        "eval": ["eval", model, "--dataset", HUGE],
+        "generate": ["generate", model, "--out", tmp_path / "g", "--dataset", HUGE],
+        "verify": ["verify", model, "--dataset", HUGE],
+        "golden": ["golden", model, "--dataset", HUGE, "--out", tmp_path / "golden.bin"],
+        "size": ["size", model, "--target", "host", "--ram", "1"],
+        "firmware": ["firmware", big, "--board", "microbit", "--out", tmp_path / "fw"],
+        "firmware --standalone-data": ["firmware", model, "--board", "microbit", "--standalone-data",
+                                       "prototypes:classes=3,features=40,samples=30000", "--out", tmp_path / "sa"],
+        "stream": ["stream", model, "--port", "socket://127.0.0.1:9", "--dataset", HUGE],
+        "demo": ["demo", "--board", "microbit", "--hidden", "4096", "--out", tmp_path / "demo"],
+        "sweep": ["sweep", "--dataset", "prototypes:classes=3,features=20000,samples=60", "--board", "microbit"],
+    }
+
+
+def test_every_command_that_can_fail_to_fit_exits_3(model, tmp_path):
+    """Walk every command of the CLI: each one that plans a network on a board or a budget,
+    or loads data into this machine's memory, is driven down its does-not-fit path and
+    exits with status 3 and one ``error:`` line (README: exit statuses), writing nothing;
+    the others are named, with why they have no such path. A new command must join one
+    of the two."""
+    from bep_mcu.cli.main import cli
+
+    big = tmp_path / "big.npz"  # 40 bits x 512 neurons: 20 KB of hidden weights, the micro:bit has 16 KB of RAM
+    assert_ok(invoke("train", *FAST, "--hidden", "512", "--out", big))
+    cases = does_not_fit_cases(model, big, tmp_path)
+    assert {c.split()[0] for c in cases} | set(NOTHING_TO_FIT) == set(cli.commands)
+    assert not {c.split()[0] for c in cases} & set(NOTHING_TO_FIT)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for what, args in cases.items():
+        result = invoke(*args)
+        assert result.exit_code == 3, f"{what}: exit {result.exit_code}: {result.stderr}"
+        line = assert_error_after_progress(result.exit_code, result.stderr, status=3)
+        assert any(w in line for w in ("does not fit", "memory", "exceed", "fits")), f"{what}: {line}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before, "nothing is written"

@@ -77,25 +77,58 @@ def test_feature_names_from_a_dataframe():
     assert clf.feature_names_in_.tolist() == ["a", "b", "c", "d"] and clf.n_features_in_ == 4
 
 
-def test_partial_fit_is_incremental_training():
-    """Chunks through partial_fit train the same network as train() on each chunk."""
+def test_partial_fit_trains_on_every_sample_one_pass_a_call():
+    """N samples in, N trained (no validation split is carved from a chunk), in
+    ceil(N / batch) batches; a call is a pass inside the open epoch: the epoch count, γ and
+    Q stay until a call with end_epoch=True."""
     X, y = blobs(400, seed=3)
     clf = small()
     with pytest.raises(BEPError, match="classes"):
         clf.partial_fit(X[:100], y[:100])
-    for chunk in range(4):
-        part = slice(100 * chunk, 100 * (chunk + 1))
-        clf.partial_fit(X[part], y[part], classes=[0, 1, 2])
-    assert clf.model_.training.epochs == 4 and len(clf.history_) == 4
+    seen = 0
+    for n in (100, 37, 1, 62):
+        clf.partial_fit(X[seen:seen + n], y[seen:seen + n], classes=[0, 1, 2])
+        seen += n
+        t = clf.model_.training
+        assert t.counters.samples == seen, (n, t.counters)
+        assert t.epochs == 0 and clf.history_ == [] and t.error_rate == 1.0
+    batch = clf.model_.training.batch_size
+    assert clf.model_.training.counters.batches == sum(-(-n // batch) for n in (100, 37, 1, 62))
+    gamma = clf.model_.training.gamma
+    clf.partial_fit(X[200:300], y[200:300], end_epoch=True)
+    t = clf.model_.training
+    assert t.counters.samples == 300 and t.epochs == 1 and len(clf.history_) == 1
+    # the schedule judged this pass's training errors, as a board does after its epoch
+    assert clf.history_[0]["train_error"] == t.error_rate < 1.0 and clf.history_[0]["gamma"] == list(gamma)
+    for _ in range(3):
+        clf.partial_fit(X, y)
     assert clf.score(X, y) > 0.8
 
-    from bep_mcu import training
 
-    model = training.new_model(X[:100], y[:100], clf._settings(), classes=np.array([0, 1, 2]))
-    for chunk in range(4):
-        part = slice(100 * chunk, 100 * (chunk + 1))
-        model = training.train(model, X[part], y[part], 1)
-    assert_same_weights(list(model.hidden), list(clf.model_.hidden))
+def test_partial_fit_starts_from_one_sample():
+    """A first chunk of one sample (no bit varies on it yet) keeps every input bit; the
+    passes after it learn."""
+    X, y = blobs(300, seed=4)
+    clf = small()
+    clf.partial_fit(X[:1], y[:1], classes=[0, 1, 2])
+    assert clf.model_.training.counters.samples == 1
+    assert clf.model_.encoder.kept_bits == clf.model_.encoder.binarizer.transform(X[:1]).shape[1]
+    for i in range(1, 300):
+        clf.partial_fit(X[i:i + 1], y[i:i + 1])
+    assert clf.model_.training.counters.samples == 300 and clf.score(X, y) > 0.6
+
+
+@pytest.mark.parametrize("param, words", [
+    ({"hidden": (0,)}, "hidden[0] must be an integer in 1.."), ({"epochs": -1}, "epochs must be"),
+    ({"model": "cnn"}, "model must be one of"), ({"val_fraction": 0.7}, "val_fraction must be in"),
+    ({"batch_size": 0}, "batch_size must be"),
+])
+def test_parameter_errors_name_the_parameter_not_the_option(param, words):
+    """Python errors in Python terms: the estimator's parameter, not bep-mcu train's option."""
+    X, y = blobs(60)
+    with pytest.raises(BEPError) as e:
+        small(**param).fit(X, y)
+    assert str(e.value).startswith(words) and "--" not in str(e.value)
 
 
 def test_continuous_targets_are_refused():

@@ -1,17 +1,19 @@
 """Inference-only output: ``bep-mcu generate MODEL --inference-only``.
 
 The packed visible weights (1 bit per weight, const), the encoder and
-``bep_<net>_predict``/``_predict_raw``; RAM is the packed input and two activation
-vectors. Asserted:
+``bep_<net>_infer_predict``/``_predict_raw``/``_scores_raw``; RAM is the packed input and two
+activation vectors. Asserted:
 
 * 1000-512-10 on ``prototypes``: flash at most 70 KB and RAM at most 4 KB on a Cortex-M4
   at -Os (``size --inference-only``, objects measured with binutils), it fits the
   NUCLEO-F401RE (``size --board nucleo-f401re --inference-only``) where the training
   code does not, and its predictions on the whole test set equal numpy's, from raw
-  device values and from packed inputs;
+  device values and from packed inputs, and so do the scores (integer logits) of every class;
 * the same equality for two hidden layers with 16-bit hidden weights (only the signs
   ship) and for an RNN with a padded last window;
-* ``info`` and ``generate`` report the footprint; the directory holds no training runtime;
+* ``info`` and ``generate`` report the footprint; the directory holds no training runtime, and
+  it is a drop-in library (build files, an Arduino example) whose files and symbols are not
+  the training library's (tests/test_package.py builds both from one directory);
 * bad options are one ``error:`` line.
 """
 
@@ -29,8 +31,10 @@ from bep_mcu.twin.cffi_twin import InferenceTwin
 
 from .conftest import assert_ok, assert_user_error, fit, invoke, last_json, needs_arm, series
 
-FILES = ["README.md", *(f"src/{f}" for f in ("bep_encode.c", "bep_encode.h", "bep_infer.c", "bep_infer.h", "bep_net.c",
-                                              "bep_net.h", "bep_status.c", "bep_status.h"))]
+FILES = sorted(["CMakeLists.txt", "INFERENCE.md", "library.json", "library.properties", "zephyr/Kconfig",
+                "zephyr/module.yml", "examples/net_predict/net_predict.ino",
+                *(f"src/{f}" for f in ("bep_encode.c", "bep_encode.h", "bep_infer.c", "bep_infer.h", "bep_net_infer.c",
+                                       "bep_net_infer.h", "bep_status.c", "bep_status.h"))])
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +51,11 @@ def assert_predictions_equal_numpy(model, X, tmp_path) -> InferenceTwin:
     assert gen.files == FILES
     twin = InferenceTwin(gen)
     V = fmt.to_device(X)
-    want = model.network().predict(inputformat.encode(model.encoder, fmt, V))
+    x_device = inputformat.encode(model.encoder, fmt, V)
+    want = model.network().predict(x_device)
     assert np.array_equal(twin.predict_raw(V.reshape(len(V), -1)), want)
+    preds, scores = twin.scores_raw(V.reshape(len(V), -1))
+    assert np.array_equal(preds, want) and np.array_equal(scores, model.network().logits(x_device))
     x = model.encode(X)
     assert np.array_equal(twin.predict(bits.pack_inputs(x)), model.network().predict(x))
     return twin
@@ -58,7 +65,15 @@ def test_1000_512_10_predicts_like_numpy(proto, tmp_path):
     model = modelio.load(proto)
     data = load_dataset("prototypes")
     assert model.spec.layer_shapes() == [(512, 1000)] and len(data.y_test) == 2000
-    assert_predictions_equal_numpy(model, data.X_test, tmp_path)
+    twin = assert_predictions_equal_numpy(model, data.X_test, tmp_path)
+    # a scores buffer shorter than the classes is refused, and nothing is written to it
+    ffi, lib = twin.ffi, twin.lib
+    x = np.ascontiguousarray(bits.pack_inputs(model.encode(data.X_test[:1]))[0], dtype=np.uint32)
+    scores = np.full(10, 7, dtype=np.int32)
+    scratch = np.zeros(twin.gen.inference.scratch_words, dtype=np.uint32)
+    status = lib.bep_net_infer_scores(ffi.from_buffer("uint32_t[]", x), x.size, ffi.from_buffer("uint32_t[]", scratch),
+                                      scratch.size, ffi.from_buffer("int32_t[]", scores), 9, ffi.new("uint16_t *"))
+    assert status == lib.BEP_ERR_SIZE and (scores == 7).all()
 
 
 @needs_arm
@@ -102,8 +117,8 @@ def test_generate_and_info_report_the_footprint(proto, tmp_path):
     assert d["inference_only"] is True and d["files"] == FILES
     assert d["flash_tables_bytes"] == 512 * 32 * 4 + 10 * 16 * 4 and d["ram_bytes"] == 4 * (32 + 32)
     assert d["input_type"] == "int8" and set(d["input_scale"]) == {1}
-    header = (tmp_path / "g" / "src" / "bep_net.h").read_text()
-    assert "#define BEP_NET_WORK_WORDS 64u" in header and "bep_runtime.h" not in header
+    header = (tmp_path / "g" / "src" / "bep_net_infer.h").read_text()
+    assert "#define BEP_NET_INFER_WORK_WORDS 64u" in header and "bep_runtime.h" not in header
     info = last_json(invoke("info", proto, "--json").stdout)
     assert info["inference_flash_bytes"] == d["flash_tables_bytes"] and info["inference_ram_bytes"] == d["ram_bytes"]
 

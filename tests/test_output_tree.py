@@ -87,11 +87,11 @@ def old_tree(models, tmp_path) -> Path:
 def test_a_symlink_at_a_generated_name_is_refused_and_its_target_kept(models, old_tree, tmp_path, extra):
     victim = tmp_path / "victim.txt"
     victim.write_bytes(VICTIM)
-    link = old_tree / "src" / "bep_net.c"
+    link = old_tree / "src" / "bep_status.c"  # a file the training and the inference output both write
     link.unlink()
     link.symlink_to("../../victim.txt")
     before = snapshot(old_tree)
-    assert_user_error(invoke("generate", models[1], "--out", old_tree, *extra), "src/bep_net.c", "symbolic link")
+    assert_user_error(invoke("generate", models[1], "--out", old_tree, *extra), "src/bep_status.c", "symbolic link")
     assert victim.read_bytes() == VICTIM and link.is_symlink()
     assert snapshot(old_tree) == before
 
@@ -185,7 +185,7 @@ def test_ctrl_c_while_the_files_are_written_leaves_the_old_tree(models, trees, o
     old, new = with_user_files(trees["a"]), with_user_files(trees["b"])
     assert snapshot(old_tree) == old
     changed = sum(trees["a"].get(name) != data for name, data in trees["b"].items())
-    assert changed > 10
+    assert changed > 5  # the network's files (the build files are the same for every model of one name)
     outcomes = []
     for k in range(changed + 2):
         shutil.rmtree(old_tree)

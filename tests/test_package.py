@@ -23,9 +23,16 @@ epoch with patience 1 so that the example trainer's γ grows within a few epochs
   training sources, the link's only with CONFIG_BEP_NET_LINK, none without CONFIG_BEP_NET,
   and compiles. module.yml is valid YAML naming a CMakeLists.txt and the Kconfig, which
   defines every CONFIG_ symbol the CMakeLists.txt tests.
-* PlatformIO's library.json is valid JSON, Arduino's library.properties valid properties
-  with the specification's fields; every path they name exists; both versions equal
+* PlatformIO's library.json is valid JSON with the manifest's required fields, Arduino's
+  library.properties valid properties with every field the Library Manager requires (url
+  included); both list the architectures and platforms the code is built and tested for
+  (32-bit Cortex-M: no ``*``, no AVR); every path they name exists; both versions equal
   ``bep_mcu.__version__``.
+* Training and inference-only output of one network share one directory: every file both
+  write has the same text; CMake builds both, and one program links the training and the
+  inference targets (no clashing symbol) and predicts like numpy, with the scores; the
+  Zephyr module adds the inference sources with CONFIG_BEP_NET_INFER; the inference
+  example sketch compiles and links for Cortex-M4.
 * The Arduino example ``examples/net_train/net_train.ino`` compiles as C++ for Cortex-M4
   (arm-none-eabi-g++ ``-fno-exceptions -fno-rtti -Wall -Wextra -Werror``), in both of its
   modes, against the generated library, with the few Arduino declarations it uses (Serial,
@@ -54,7 +61,7 @@ import yaml
 
 import bep_mcu
 from bep_mcu import modelio
-from bep_mcu.cgen import cformat, codegen, protocol
+from bep_mcu.cgen import cformat, codegen, package, protocol
 from bep_mcu.cgen.codegen import environment, generate
 from bep_mcu.data.datasets import load_dataset
 from bep_mcu.device import boards, emulate
@@ -63,7 +70,7 @@ from bep_mcu.engine.schedule import IntegerSchedule, gamma_caps, reinforcement_c
 from bep_mcu.errors import BEPError
 from bep_mcu.training import NumpyTrainer, encoded
 
-from .conftest import assert_ok, blobs, fit, invoke, needs_arm, needs_qemu, run_ok
+from .conftest import assert_ok, assert_user_error, blobs, fit, invoke, needs_arm, needs_qemu, run_ok
 
 HERE = Path(__file__).parent / "package"
 DATASET = "prototypes:classes=4,features=100,samples=600"
@@ -100,6 +107,13 @@ def model(work):
 @pytest.fixture(scope="module")
 def gen(model, work):
     return generate(model, work / "gen", "net")
+
+
+@pytest.fixture(scope="module")
+def both(model, work):
+    """The training and the inference-only output of the model, generated into one directory:
+    (training Generated, inference Generated)."""
+    return generate(model, work / "both", "net"), generate(model, work / "both", "net", inference_only=True)
 
 
 def fnv1a(data: bytes) -> int:
@@ -285,7 +299,7 @@ def test_zephyr_module_yml_and_kconfig(gen):
     kconfig = (gen.directory / module["build"]["kconfig"]).read_text()
     defined = set(re.findall(r"^config (\w+)$", kconfig, re.MULTILINE))
     used = set(re.findall(r"\bCONFIG_(\w+)", (gen.directory / "CMakeLists.txt").read_text()))
-    assert used == defined == {"BEP_NET", "BEP_NET_BOARD", "BEP_NET_LINK"}
+    assert used == defined == {"BEP_NET", "BEP_NET_BOARD", "BEP_NET_LINK", "BEP_NET_INFER"}
     for option in ("BEP_NET_BOARD", "BEP_NET_LINK"):
         assert re.search(rf"^config {option}\n\tbool [^\n]+\n\tdepends on BEP_NET\n", kconfig, re.MULTILINE)
 
@@ -295,20 +309,22 @@ def test_zephyr_module_yml_and_kconfig(gen):
 
 def test_platformio_library_json(gen):
     manifest = json.loads((gen.directory / "library.json").read_text())
+    # the manifest's required fields (docs.platformio.org, library.json) and what the registry shows
+    assert {"name", "version", "description", "keywords", "homepage", "authors", "license"} <= set(manifest)
     assert manifest["name"] == "bep_net" and manifest["version"] == bep_mcu.__version__
+    assert manifest["homepage"] == package.DEFAULT_URL.format(name="net")
+    # what the code is built and tested for: Cortex-M platforms and the host, never every platform
+    assert manifest["platforms"] == list(package.PLATFORMIO_PLATFORMS) and "atmelavr" not in manifest["platforms"]
     build = manifest["build"]
     src = gen.directory / build["srcDir"]
     assert src == gen.src and (gen.directory / build["includeDir"]) == gen.src
     assert build["srcFilter"][0] == "-<*>"
     built = [re.fullmatch(r"\+<(.+)>", f).group(1) for f in build["srcFilter"][1:]]
-    assert sorted(f"src/{f}" for f in built) == sorted(library_sources(gen))
-    for header in manifest["headers"]:
-        assert (src / header).is_file(), header
+    every = codegen.every_part("net")
+    assert sorted(f"src/{f}" for f in built) == sorted({f for part in ("training", "board", "link", "inference")
+                                                        for f in every[part] if f.endswith(".c")})
+    assert set(library_sources(gen)) <= {f"src/{f}" for f in built}
     assert build["flags"] == ["-ffunction-sections", "-fdata-sections"]
-    (example,) = manifest["examples"]
-    base = gen.directory / example["base"]
-    assert {base / f for f in example["files"]} == {gen.directory / f for f in gen.parts["example"]}
-    assert all((base / f).is_file() for f in example["files"])
 
 
 def read_properties(path: Path) -> dict[str, str]:
@@ -321,31 +337,96 @@ def read_properties(path: Path) -> dict[str, str]:
 
 def test_arduino_library_properties_and_layout(gen):
     props = read_properties(gen.directory / "library.properties")
-    # the specification's fields but url (a generated library has no home page)
-    assert {"name", "version", "author", "maintainer", "sentence", "paragraph", "category",
-            "architectures", "includes"} == set(props)
+    # every field the Library Manager requires (the 1.5 library specification, rev. 2.2)
+    assert {"name", "version", "author", "maintainer", "sentence", "paragraph", "category", "url",
+            "architectures"} == set(props)
     assert props["version"] == bep_mcu.__version__
     assert re.fullmatch(r"[A-Za-z][A-Za-z0-9 _.\-]{0,62}", props["name"]) and props["name"] == "bep_net"
     assert props["category"] in ("Display", "Communication", "Signal Input/Output", "Sensors", "Device Control",
                                  "Timing", "Data Storage", "Data Processing", "Other")
-    for header in props["includes"].split(","):
-        assert (gen.src / header.strip()).is_file(), header
+    assert re.fullmatch(r"https?://[^\s]+", props["url"])
+    architectures = props["architectures"].split(",")
+    assert architectures == list(package.ARDUINO_ARCHITECTURES) and "*" not in props["architectures"]
+    assert "avr" not in architectures  # the README says 8-bit AVR is not supported
     # 1.5 layout: every source in src/, each example in a folder named as its .ino
     assert all(f.startswith("src/") for part in gen.parts if part != "example" for f in gen.parts[part])
     (sketch,) = [Path(f) for f in gen.parts["example"] if f.endswith(".ino")]
     assert sketch.parent.parent.as_posix() == "examples" and sketch.parent.name == sketch.stem
 
 
+def test_generate_url_reaches_both_manifests_and_a_bad_one_is_one_line(model, tmp_path):
+    path = tmp_path / "m.npz"
+    modelio.save(model, path)
+    assert_ok(invoke("generate", path, "--out", tmp_path / "g", "--url", "https://example.org/kws-lib"))
+    assert read_properties(tmp_path / "g" / "library.properties")["url"] == "https://example.org/kws-lib"
+    assert json.loads((tmp_path / "g" / "library.json").read_text())["homepage"] == "https://example.org/kws-lib"
+    for bad in ("ftp://x.org", "https://x.org/a b", 'https://x.org/"', "https://x.org/?q=1"):
+        assert_user_error(invoke("generate", path, "--out", tmp_path / "bad", "--url", bad), "--url")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_cmake_lists_name_every_part_file(gen):
     text = (gen.directory / "CMakeLists.txt").read_text()
     named = re.findall(r"\$\{CMAKE_CURRENT_LIST_DIR\}/([^\s)]+)", text)
-    files = [f for f in named if "." in Path(f).name]
-    assert sorted(files) == sorted(f for f in gen.files if f.endswith((".c", ".h")))
-    assert all((gen.directory / f).exists() for f in named)
+    files = {f for f in named if "." in Path(f).name}
+    every = codegen.every_part("net")
+    assert files == {f for part in every.values() for f in part if f.endswith((".c", ".h"))}
+    assert {f for f in gen.files if f.endswith((".c", ".h"))} <= files
     code = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
     assert "file(" not in code.lower() and "glob" not in code.lower()
     assert "add_library(bep_net STATIC" in text and "add_library(bep_net_link STATIC" in text
+    assert "add_library(bep_net_infer STATIC" in text
     assert "target_include_directories(bep_net PUBLIC" in text and "c_std_99" in text
+
+
+# ---------------------------------------------------------------------- training and inference in one directory
+
+
+def test_training_and_inference_output_share_a_directory(both, gen, model, work):
+    training, inference = both
+    shared = set(training.files) & set(inference.files)
+    assert {"CMakeLists.txt", "library.json", "library.properties", "zephyr/module.yml", "zephyr/Kconfig",
+            "src/bep_status.c", "src/bep_encode.c"} <= shared
+    alone = generate(model, work / "inference-alone", "net", inference_only=True)
+    for f in shared:  # one text, whichever output wrote it last
+        assert (gen.directory / f).read_text() == (alone.directory / f).read_text(), f
+    # the rest carry their own names: nothing of one overwrote the other
+    assert not any(f.startswith("src/bep_net.") for f in inference.files)
+    assert {"src/bep_net_infer.c", "src/bep_net_infer.h", "INFERENCE.md",
+            "examples/net_predict/net_predict.ino"} <= set(inference.files) - set(training.files)
+    for f in set(training.files) | set(inference.files):
+        assert (training.directory / f).is_file(), f
+    assert (training.directory / "README.md").read_text() == (gen.directory / "README.md").read_text()
+
+
+@needs_cmake
+def test_cmake_one_program_links_training_and_inference_and_predicts_like_numpy(both, model, case, work):
+    training, _ = both
+    build = work / "cmake-both"
+    cmake(HERE, build, f"BEP_GEN={training.directory}", f"BEP_CASE={case['include']}", "CMAKE_C_COMPILER=gcc",
+          "CMAKE_CXX_COMPILER=g++")
+    assert (build / "bep_net" / "libbep_net_infer.a").is_file()
+    raw = load_dataset(DATASET)
+    x = encoded(model, raw.X_train[:N], raw.y_train[:N]).x
+    net = model.network()
+    want = [f"sample {p} {p} {' '.join(str(int(v)) for v in logits)}"
+            for p, logits in zip(net.predict(x).tolist(), net.logits(x))]
+    assert run_ok([build / "infer_c"], timeout=120).stdout.splitlines() == want + ["done"]
+
+
+@needs_cmake
+def test_zephyr_module_adds_the_inference_sources(both, work):
+    training, inference = both
+
+    def files(paths):
+        return sorted(Path(p).relative_to(training.directory).as_posix() for p in paths)
+
+    sources, _ = zephyr_configure(training, work / "zephyr-infer", "CONFIG_BEP_NET_INFER=y")
+    assert files(sources) == sorted(inference.parts["inference"])
+    run_ok(["cmake", "--build", work / "zephyr-infer", "--parallel", "2"])
+    sources, _ = zephyr_configure(training, work / "zephyr-both", "CONFIG_BEP_NET=y", "CONFIG_BEP_NET_INFER=y")
+    assert files(sources) == sorted(set(training.parts["training"]) | set(inference.parts["inference"]))
+    run_ok(["cmake", "--build", work / "zephyr-both", "--parallel", "2"])
 
 
 @pytest.mark.parametrize("name", codegen.SHARED_NAMES)
@@ -415,6 +496,35 @@ def test_arduino_example_compiles_as_cxx_for_cortex_m4(gen, work, from_serial):
     symbols = run_ok(["arm-none-eabi-nm", out / "sketch_os.elf"]).stdout
     chosen, dropped = ("bep_link_rx", "bep_net_trainer_init") if from_serial else ("bep_net_trainer_init", "bep_link_rx")
     assert re.search(rf" T {chosen}\b", symbols) and not re.search(rf"\b{dropped}\b", symbols)
+
+
+@needs_arm
+@needs_arm_gxx
+def test_arduino_inference_example_compiles_and_links_for_cortex_m4(both, work):
+    """The inference output's sketch as arduino-cli would compile it (C++, Arduino.h first),
+    at -O0 so that every call it makes must resolve, linked freestanding with the inference
+    library alone (compiled as C)."""
+    _, inference = both
+    out = work / "arduino-predict"
+    out.mkdir()
+    arch = ["-mcpu=cortex-m4", "-mthumb", "-ffunction-sections", "-fdata-sections"]
+    warn = ["-Wall", "-Wextra", "-Werror"]
+    (sketch,) = [inference.directory / f for f in inference.parts["example"]]
+    assert sketch.name == "net_predict.ino" and sketch.parent.name == "net_predict"
+    cxx = ["arm-none-eabi-g++", *arch, *warn, "-std=gnu++11", "-fno-exceptions", "-fno-rtti", "-I", HERE / "arduino",
+           "-I", inference.src]
+    objects = [out / "sketch.o", out / "arduino_stub.o"]
+    run_ok([*cxx, "-O0", "-x", "c++", "-include", "Arduino.h", "-c", sketch, "-o", objects[0]])
+    run_ok([*cxx, "-Os", "-c", HERE / "arduino" / "arduino_stub.cpp", "-o", objects[1]])
+    for src in [*inference.sources(), fw_dir() / "mem.c"]:
+        obj = out / (src.stem + ".o")
+        run_ok(["arm-none-eabi-gcc", *arch, *warn, "-Os", "-std=c99", "-I", inference.src, "-c", src, "-o", obj])
+        objects.append(obj)
+    link = ["arm-none-eabi-g++", *arch, "-nostdlib", "-nostartfiles", "-Wl,-e,main", "-Wl,--gc-sections"]
+    run_ok([*link, *objects, "-lgcc", "-o", out / "predict.elf"])
+    symbols = run_ok(["arm-none-eabi-nm", out / "predict.elf"]).stdout
+    for symbol in ("bep_net_infer_scores_raw", "bep_infer_scores", "bep_net_infer_label"):
+        assert re.search(rf" T {symbol}\b", symbols), symbol
 
 
 # ---------------------------------------------------------------------- formatters

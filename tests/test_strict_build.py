@@ -119,7 +119,7 @@ def test_strict_build_without_warnings(generated, tmp_path, kind, compiler, targ
         objects = strict_build(tools, gen, tmp_path / level, level)
         assert sorted(o.name for o in objects) == sorted(f"{Path(f).stem}.o" for f in gen.files if f.endswith(".c"))
         net = kind.removesuffix("-inference")
-        want = {f"bep_{net}.o", "bep_infer.o", "bep_encode.o"} if kind != net else \
+        want = {f"bep_{net}_infer.o", "bep_infer.o", "bep_encode.o"} if kind != net else \
             {"bep_runtime.o", f"bep_{net}.o", "bep_link.o", f"bep_{net}_board.o", "bep_standalone.o", f"bep_{net}_trainer.o"}
         assert want <= {o.name for o in objects}
         assert_only_integer_helpers(tools, objects, f"{kind} {compiler} {target} -{level}")

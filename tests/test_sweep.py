@@ -23,7 +23,7 @@ from bep_mcu.cgen.layout import plan_state
 from bep_mcu.cli.common import load_data
 from bep_mcu.device import boards, firmware
 from bep_mcu.engine.spec import NetSpec
-from bep_mcu.errors import BEPError
+from bep_mcu.errors import BEPError, DoesNotFit
 from .conftest import (HAVE_ARM, assert_error_after_progress, assert_one_error_line, assert_ok, assert_user_error,
                        blobs, fit, invoke, last_json, needs_arm, saved, series)
 from .test_hostile_model import peak_rss
@@ -118,17 +118,12 @@ def test_the_same_seed_samples_the_same_configurations():
         assert len(c["hidden"]) == 1 and c["window"] in {int(np.ceil(40 / s)) for s in sweep.RNN_STEPS}
 
 
-def test_the_plan_is_the_trained_models_and_what_does_not_fit_is_skipped():
+def test_the_plan_is_the_trained_models():
     X, y = blobs(200, 8)
     s = settings(trials=12)
     planned = sweep.plan_trials(X, y, s, "id")
     assert [sweep.key(p) for p in planned] == [(i, 0) for i in range(12)]
-    fits = [p for p in planned if p["reason"] is None]
-    skipped = [p for p in planned if p["reason"] is not None]
-    assert fits and skipped, "the space straddles the micro:bit's 16 KB of RAM"
-    for p in skipped:
-        assert "does not fit microbit" in p["reason"] and p["ram_bytes"] > boards.board(BOARD).ram_bytes
-    p = fits[0]
+    p = planned[0]
     model = training.fit(X, y, s.training_settings(p["config"], p["seed"]))
     plan = firmware.plan_memory(plan_state(model.spec, model.params.gate), model.spec, boards.board(BOARD))
     assert (p["ram_bytes"], p["state_bytes"], p["tables_bytes"]) == (plan.ram_bytes, plan.state_bytes,
@@ -136,8 +131,47 @@ def test_the_plan_is_the_trained_models_and_what_does_not_fit_is_skipped():
     assert p["network"] == [model.spec.n_inputs, *model.spec.hidden, model.spec.n_classes]
     assert p["instructions"] == cost.instructions_per_sample(model.spec, model.params.gamma, "cortex-m0",
                                                              model.training.batch_size)
-    assert sweep.plan_trials(X, y, settings(trials=12, max_instructions=1), "id")[planned.index(p)]["reason"] \
-        .endswith("exceed --max-instructions 1")
+
+
+def test_the_space_is_sized_to_the_board_and_every_trial_drawn_to_fit():
+    """On the 16 KB micro:bit, data of 200 features: the widths sampled are those a
+    one-layer network fits with, and each trial is drawn until its whole network fits, where
+    the unsized space would skip most of them; a budget nothing meets is DoesNotFit."""
+    X, y = blobs(300, 200)
+    s = settings(trials=12)
+    widths = sweep.fitting_widths(X, y, s)
+    assert widths == sweep.WIDTHS[:len(widths)] and 1 < len(widths) < len(sweep.WIDTHS)
+    planned = sweep.plan_trials(X, y, s, "id")
+    assert all(p["reason"] is None for p in planned), [p["reason"] for p in planned if p["reason"]]
+    assert all(set(p["config"]["hidden"]) <= set(widths) and p["ram_bytes"] <= boards.board(BOARD).ram_bytes
+               for p in planned)
+    unsized = [sweep.assess(training.initial_model(X, y, s.training_settings(c, 0)), s)[1]
+               for c in sweep.sample_configs("mlp", 12, 0, X)]
+    assert sum(r is not None for r in unsized) >= 6, "the unsized space would skip half the trials"
+    with pytest.raises(DoesNotFit, match="--max-instructions 1"):
+        sweep.plan_trials(X, y, settings(trials=12, max_instructions=1), "id")
+
+
+def test_standalone_requires_the_standalone_image_to_fit():
+    """--standalone: the image that learns the data alone (its RAM plan, and flash for the
+    tables, the data as device values and the code) fits every trial; some of what fits the
+    streaming firmware would not."""
+    data = load_data("digits", None, None)
+    s = settings(trials=8, standalone=True)
+    board = boards.board(BOARD)
+    planned = sweep.plan_trials(data.X_train, data.y_train, s, "id", data)
+    assert all(p["reason"] is None for p in planned)
+    assert all(p["standalone_ram_bytes"] <= board.ram_bytes and p["standalone_flash_bytes"] <= board.flash_bytes
+               for p in planned)
+    streaming = sweep.plan_trials(data.X_train, data.y_train, settings(trials=8), "id")
+    standalone_reasons = [sweep.assess(training.initial_model(data.X_train, data.y_train,
+                                                              s.training_settings(p["config"], 0)), s, data)[1]
+                          for p in streaming]
+    assert any(r is not None and "standalone" in r for r in standalone_reasons), standalone_reasons
+    assert sweep.fingerprint("d", data.X_train, data.y_train, s, (data.X_test, data.y_test)) != \
+        sweep.fingerprint("d", data.X_train, data.y_train, settings(trials=8), (data.X_test, data.y_test))
+    with pytest.raises(BEPError, match="--standalone: nucleo-f401re"):
+        settings(board="nucleo-f401re", standalone=True)
 
 
 def test_rnn_trials_are_planned_as_trained():
@@ -165,6 +199,34 @@ def test_flash_prediction_equals_the_built_firmware_on_every_board(tmp_path):
         if built.flash_bytes - tables != sweep.CODE_BYTES[name]:
             wrong[name] = built.flash_bytes - tables
     assert not wrong, f"update sweep.CODE_BYTES: {wrong}"
+
+
+@needs_arm
+def test_standalone_flash_prediction_bounds_the_built_image_on_every_board(tmp_path):
+    """STANDALONE_CODE_BYTES + STANDALONE_LAYER_BYTES per layer is measured: the built
+    standalone image (1- and 2-layer MLPs, an RNN) needs at most the predicted flash, and
+    at most 128 B less (if the firmware's code changes, this names the numbers to update)."""
+    from bep_mcu.data import inputformat
+    from bep_mcu.data.datasets import Dataset
+    from bep_mcu.device.standalone import standalone_data
+
+    X, y = blobs(80, 6)
+    S, ys = series(60, 20)
+    cases = [(fit(X, y, hidden=(16,), epochs=1), X, y, "tabular"), (fit(X, y, hidden=(24, 12), epochs=1), X, y, "tabular"),
+             (fit(S, ys, model="rnn", hidden=(12,), epochs=1), S[..., None], ys, "series")]
+    wrong = {}
+    for k, (model, Xs, ys_, kind) in enumerate(cases):
+        data = Dataset("case", Xs[:48], ys_[:48], Xs[48:], ys_[48:], kind)
+        sa = standalone_data(model, data, inputformat.choose(model.encoder, data.X_train))
+        for name in sweep.STANDALONE_CODE_BYTES:
+            board = boards.board(name)
+            built = firmware.build_standalone(model, name, sa, 1, 10, tmp_path / f"{k}-{name}").firmware
+            tables = firmware.plan_memory(plan_state(model.spec, model.params.gate), model.spec, board).tables_bytes
+            code = built.flash_bytes - tables - sa.flash_bytes
+            predicted = sweep.STANDALONE_CODE_BYTES[name] + sweep.STANDALONE_LAYER_BYTES * model.spec.n_layers
+            if not predicted - 128 <= code <= predicted:
+                wrong[(k, name)] = code - sweep.STANDALONE_LAYER_BYTES * model.spec.n_layers
+    assert not wrong, f"update sweep.STANDALONE_CODE_BYTES (base code measured: {wrong})"
 
 
 def _summary(trial, status, acc=None, ram=0, instr=0):
@@ -207,9 +269,12 @@ def test_append_line_writes_whole_lines_to_regular_files_only(tmp_path):
 # ------------------------------------------------------------------ bad input (before Ray starts)
 
 
-def test_sweep_bad_input_is_one_error_line(tmp_path, monkeypatch):
+def test_sweep_bad_input_is_one_error_line(tmp_path, monkeypatch, capsys):
+    from .test_size import _run_main, one_error_line
+
     data = write_csv(tmp_path / "small.csv")
-    assert_user_error(invoke("sweep", "--data", data, "--board", "arduino"), "unknown board", "microbit")
+    code, out, err = _run_main(monkeypatch, capsys, "sweep", "--data", data, "--board", "arduino")
+    one_error_line(code, err, "--board", "'arduino' is not one of", "microbit")
     assert_user_error(invoke("sweep", "--data", data, "--board", BOARD, "--trials", 0), "--trials", "1..")
     assert_user_error(invoke("sweep", "--data", data, "--board", BOARD, "--seeds", 0), "--seeds")
     assert_user_error(invoke("sweep", "--data", data, "--board", BOARD, "--results", tmp_path),
@@ -253,7 +318,7 @@ def finished_records(plan: list[dict]) -> list[dict]:
             recs.append({**p, "status": "done", "val_accuracy": acc, "train_accuracy": 0.9, "epochs": 2,
                          "val_history": [0.4, acc], "node_id": "ab" * 28, "host": "h", "pid": 1, "seconds": 0.5,
                          "run": "r"})
-    assert {r["status"] for r in recs} == {"done", "skipped"}, "the small sweep straddles the micro:bit's RAM"
+    assert "done" in {r["status"] for r in recs}
     return recs
 
 
@@ -306,7 +371,9 @@ def _huge(r: dict) -> None:
     (lambda r: r.update(status="skipped"), "done", "status"),
     (lambda r: r.update(status="done", val_accuracy=1.0, epochs=2, node_id="n", ram_bytes=1), "skipped", "status"),
 ], ids=["huge-network-tiny-ram", "seed", "network", "skips-a-network-that-fits", "trains-one-that-does-not"])
-def test_a_record_that_disagrees_with_the_plan_is_refused(tmp_path, edit, status, field):
+def test_a_record_that_disagrees_with_the_plan_is_refused(tmp_path, monkeypatch, edit, status, field):
+    if status == "skipped":  # one draw a trial: the small sweep then plans networks the micro:bit cannot hold
+        monkeypatch.setattr(sweep, "MAX_DRAWS", 1)
     data = write_csv(tmp_path / "small.csv")
     recs = finished_records(plan_of(data))
     n = next(i for i, r in enumerate(recs) if r["status"] == status)
@@ -436,11 +503,15 @@ def test_plot_writes_the_learning_curve(tmp_path):
 def test_sweep_on_ray_in_process_finds_a_network_that_fits(tmp_path):
     data = write_csv(tmp_path / "small.csv")
     out, plot = tmp_path / "best.npz", tmp_path / "pareto.png"
-    d = ok_json(run_cli("sweep", "--data", data, "--board", BOARD, "--trials", 8, "--results", tmp_path / "a.jsonl",
-                        "--out", out, "--plot", plot, "--json"))
+    proc = run_cli("sweep", "--data", data, "--board", BOARD, "--trials", 8, "--results", tmp_path / "a.jsonl",
+                   "--out", out, "--plot", plot, "--json")
+    d = ok_json(proc)
+    assert "Token authentication" not in proc.stderr, "Ray's notice: the local instance asks for token auth"
     assert d["engine"] == "ray" and d["trials"] == 8 and d["address"] is None
     assert d["ray_address"].startswith("127.0.0.1:"), "a local sweep stays on the loopback address"
-    assert d["skipped"] >= 1 and d["ran"] + d["skipped"] == 8 and len(d["nodes"]) == 1
+    # the space is sized to the board, and without --early-stop every trial trains every epoch
+    assert d["skipped"] == 0 and d["ran"] == 8 and d["stopped"] == 0 and len(d["nodes"]) == 1
+    assert d["early_stop"] is False
     board = boards.board(BOARD)
     best = d["best"]
     assert set(best) >= {"config", "val_accuracy", "test_accuracy", "ram_bytes", "flash_bytes"}
@@ -452,7 +523,7 @@ def test_sweep_on_ray_in_process_finds_a_network_that_fits(tmp_path):
                for a, b in zip(d["pareto"], d["pareto"][1:]))
     recs = records(tmp_path / "a.jsonl")
     assert sorted(r["trial"] for r in recs) == list(range(8))
-    assert {r["status"] for r in recs} <= {"done", "stopped", "skipped"}
+    assert {r["status"] for r in recs} == {"done"}
     for r in recs:
         assert (r["status"] == "skipped") == (r["ram_bytes"] > board.ram_bytes), r
     assert all(len(r["val_history"]) == r["epochs"] for r in recs if r["status"] != "skipped")
@@ -464,7 +535,8 @@ def test_sweep_on_ray_in_process_finds_a_network_that_fits(tmp_path):
     assert width > 800 and height > 300
 
     again = ok_json(run_cli("sweep", "--data", data, "--board", BOARD, "--trials", 8, "--results",
-                            tmp_path / "b.jsonl", "--json"))
+                            tmp_path / "b.jsonl", "--early-stop", "--json"))
+    assert again["early_stop"] is True
     first = {r["trial"]: r for r in recs}
     second = {r["trial"]: r for r in records(tmp_path / "b.jsonl")}
     assert [first[i]["config"] for i in range(8)] == [second[i]["config"] for i in range(8)]

@@ -38,6 +38,8 @@ _SAFE_STR = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 _SAFE_TEXT = re.compile(r"[^A-Za-z0-9 _\-.,:+=()\[\]#%<>@!^~|&;']")
 _PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
 _VERSION = re.compile(r"[0-9]+(\.[0-9]+)*([.+-]?[A-Za-z0-9]+)*")
+# An http(s) URL of a host and a path: nothing that could end a JSON string or a properties line.
+_URL = re.compile(r"https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?(?:/[A-Za-z0-9_.~%+-]*)*")
 INT64_MIN, UINT64_MAX = -(1 << 63), (1 << 64) - 1
 
 
@@ -125,6 +127,14 @@ def cversion(version: object) -> C:
     return C(version)
 
 
+def curl(url: object) -> C:
+    """The library's home page (library.properties' url, library.json's homepage)."""
+    if not isinstance(url, str) or len(url) > 200 or not _URL.fullmatch(url):
+        raise ValueError(f"{str(url)[:60]!r} is not an http(s) URL of letters, digits and -._~%+/ "
+                         "(no spaces, quotes, query or fragment)")
+    return C(url)
+
+
 def finalize(value: object) -> C:
     """Jinja's finalize hook: only formatter output may be printed into generated files."""
     if isinstance(value, C):
@@ -134,4 +144,5 @@ def finalize(value: object) -> C:
 
 
 FILTERS = {"cint": cint, "chex": chex, "cints": cints, "cjoin": cjoin, "chex_words": chex_words, "cident": cident,
-           "cstr": cstr, "ctext": ctext, "cpath": cpath, "cversion": cversion}
+           "cstr": cstr, "ctext": ctext, "cpath": cpath, "cversion": cversion,
+           "curl": curl}

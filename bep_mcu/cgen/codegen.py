@@ -45,6 +45,7 @@ STANDALONE_FILES = ("bep_standalone.h", "bep_standalone.c")  # epoch schedule, s
 STORE_FILES = ("bep_store.h", "bep_store.c")  # snapshots in flash slots that survive a power cut
 INFERENCE_FILES = ("bep_infer.h", "bep_infer.c")  # generate --inference-only: prediction from flash weights
 STANDALONE_DATA_C = "bep_sa_data.c"  # a standalone image's training and test sets (bep_mcu/fw/standalone.c)
+STATUS_FILES = {"bep_status.h": "status.h.j2", "bep_status.c": "status.c.j2"}
 # bep_<name>.[ch] of these would be a shared file of the library
 SHARED_NAMES = ("runtime", "runtime_internal", "kernels", "kernels_arm", "status", "proto", "link", "encode",
                 "standalone", "store", "infer")
@@ -89,6 +90,11 @@ class Generated:
     files: list[str]
     parts: dict[str, list[str]]
     inference: InferencePlan | None = None  # set for inference-only output (plan then sizes nothing it holds)
+
+    @property
+    def c_name(self) -> str:
+        """What the network's C is named by: ``bep_<c_name>.h``, ``bep_<c_name>_*``."""
+        return self.name if self.inference is None else inference_name(self.name)
 
     @property
     def src(self) -> Path:
@@ -153,9 +159,57 @@ def schedule_context(model: Model, plan: StatePlan) -> dict:
             "snapshot_bytes": snapshot_bytes(plan)}
 
 
-def render(model: Model, name: str = "net", input_format: InputFormat | None = None
+def inference_name(name: str) -> str:
+    """What inference-only code of network ``name`` is called in C (``bep_<name>_infer_*``,
+    ``bep_<name>_infer.[ch]``): never a name of the training library, so one project, one
+    firmware even, holds both."""
+    return f"{name}_infer"
+
+
+def library_files(name: str) -> dict[str, dict[str, str]]:
+    """The files of every part of network ``name``'s library, {part: {filename: source}}: a
+    template (``.j2``, rendered) or a file of ``templates/runtime``/``templates/link``
+    (copied). ``generate`` writes the training parts, ``--inference-only`` the inference
+    part; a file two parts hold has one text (bep_status, bep_encode), so both outputs fit
+    one directory, and the build files, which list every part, are the same for both."""
+    def copied(folder: str, filenames: tuple[str, ...]) -> dict[str, str]:
+        return {f: f"{folder}/{f}" for f in filenames}
+
+    infer = inference_name(name)
+    return {
+        "training": {f"bep_{name}.h": "net.h.j2", f"bep_{name}.c": "net.c.j2", **STATUS_FILES,
+                     **copied("runtime", RUNTIME_FILES)},
+        "board": {f"bep_{name}_board.h": "board.h.j2", f"bep_{name}_board.c": "board.c.j2",
+                  **copied("runtime", ENCODE_FILES + STANDALONE_FILES + STORE_FILES)},
+        "link": {"bep_proto.h": "proto.h.j2", **copied("link", LINK_FILES)},
+        "inference": {f"bep_{infer}.h": "infer.h.j2", f"bep_{infer}.c": "infer.c.j2", **STATUS_FILES,
+                      **copied("runtime", INFERENCE_FILES + ENCODE_FILES)},
+    }
+
+
+def _texts(env: jinja2.Environment, ctx: dict, files: dict[str, str]) -> dict[str, str]:
+    """{filename: text} of one part's ``files`` ({filename: source}, ``library_files``)."""
+    out = {}
+    for filename, source in files.items():
+        if not source.endswith(".j2"):
+            out[filename] = abi.template_path(*source.split("/")).read_text()
+        elif source == "proto.h.j2":  # the protocol's constants, from cgen/protocol.py alone
+            out[filename] = env.get_template(source).render(template=source, version=__version__,
+                                                            **protocol.c_context())
+        else:
+            out[filename] = env.get_template(source).render(template=source, **ctx)
+    return out
+
+
+def every_part(name: str) -> dict[str, list[str]]:
+    """The paths of every part of network ``name``'s training and inference output (what the build files list)."""
+    return package.layout(name, library_files(name))
+
+
+def render(model: Model, name: str = "net", input_format: InputFormat | None = None, url: str | None = None
            ) -> tuple[dict[str, str], StatePlan, dict[str, list[str]]]:
-    """All files of the directory as {relative path: text}, the state plan and the parts."""
+    """All files of the directory as {relative path: text}, the state plan and the parts
+    (``url``: the library's home page in its Arduino and PlatformIO metadata)."""
     check_name(name)
     spec, params, t = model.spec, model.params, model.training
     plan = plan_state(spec, params.gate)
@@ -170,26 +224,10 @@ def render(model: Model, name: str = "net", input_format: InputFormat | None = N
         "batch_size": t.batch_size, "inference_only": False, "stack": STACK_BYTES,
     }
     env = environment()
-
-    def rendered(*pairs: tuple[str, str]) -> dict[str, str]:
-        return {filename: env.get_template(template).render(template=template, **ctx) for template, filename in pairs}
-
-    def copied(folder: str, filenames: tuple[str, ...]) -> dict[str, str]:
-        return {filename: abi.template_path(folder, filename).read_text() for filename in filenames}
-
     # The C library by part, {part: {filename: text}}; cgen/package puts it in src/.
-    library = {
-        "training": {**rendered(("net.h.j2", f"bep_{name}.h"), ("net.c.j2", f"bep_{name}.c"),
-                                ("status.h.j2", "bep_status.h"), ("status.c.j2", "bep_status.c")),
-                     **copied("runtime", RUNTIME_FILES)},
-        "board": {**rendered(("board.h.j2", f"bep_{name}_board.h"), ("board.c.j2", f"bep_{name}_board.c")),
-                  **copied("runtime", ENCODE_FILES), **copied("runtime", STANDALONE_FILES),
-                  **copied("runtime", STORE_FILES)},
-        "link": {"bep_proto.h": env.get_template("proto.h.j2").render(template="proto.h.j2", version=__version__,
-                                                                      **protocol.c_context()),
-                 **copied("link", LINK_FILES)},
-    }
-    out, parts = package.render(env, ctx, model, library)
+    library = {part: _texts(env, ctx, files) for part, files in library_files(name).items()
+               if part in package.TRAINING_PARTS}
+    out, parts = package.render(env, ctx, library, every_part(name), url)
     return out, plan, parts
 
 
@@ -209,41 +247,39 @@ def inference_context(model: Model, plan: InferencePlan) -> dict:
             "classifier_bytes": plan.classifier_bytes}
 
 
-def render_inference(model: Model, name: str = "net", input_format: InputFormat | None = None
-                     ) -> tuple[dict[str, str], InferencePlan, dict[str, list[str]]]:
+def render_inference(model: Model, name: str = "net", input_format: InputFormat | None = None,
+                     url: str | None = None) -> tuple[dict[str, str], InferencePlan, dict[str, list[str]]]:
     """The files of inference-only output: the network's packed weights, the encoder,
-    ``bep_<net>_predict``; no training runtime."""
+    ``bep_<net>_infer_predict``; no training runtime. Its C is named by ``inference_name``."""
     check_name(name)
     plan = plan_inference(model.spec)
     inp = input_context(model, input_format)
     infer = inference_context(model, plan)
     infer["encoder_bytes"] = int(inp["kept"].size + inp["threshold"].size * np.dtype(inp["type"]).itemsize)
-    ctx = {"name": name, "NAME": name.upper(), "version": __version__, "config_hash": model.config_hash,
-           "config_hash32": model.config_hash32, "spec": model.spec, "classifier": bits.pack(model.classifier),
-           "labels": [str(c) for c in model.labels.tolist()], "input": inp, "infer": infer, "status": STATUS,
-           "inference_only": True, "stack": STACK_BYTES}
+    infer_name = inference_name(name)
+    ctx = {"network": name, "name": infer_name, "NAME": infer_name.upper(), "version": __version__,
+           "config_hash": model.config_hash, "config_hash32": model.config_hash32, "spec": model.spec,
+           "classifier": bits.pack(model.classifier), "labels": [str(c) for c in model.labels.tolist()],
+           "input": inp, "infer": infer, "status": STATUS, "inference_only": True, "stack": STACK_BYTES}
     env = environment()
-    library = {filename: env.get_template(template).render(template=template, **ctx)
-               for template, filename in (("infer.h.j2", f"bep_{name}.h"), ("infer.c.j2", f"bep_{name}.c"),
-                                          ("status.h.j2", "bep_status.h"), ("status.c.j2", "bep_status.c"))}
-    for filename in (*INFERENCE_FILES, *ENCODE_FILES):
-        library[filename] = abi.template_path("runtime", filename).read_text()
-    out, parts = package.render_inference(env, ctx, library)
+    library = _texts(env, ctx, library_files(name)["inference"])
+    out, parts = package.render_inference(env, ctx, library, every_part(name), url)
     return out, plan, parts
 
 
 def generate(model: Model, out_dir: str | Path, name: str = "net", input_format: InputFormat | None = None,
-             inference_only: bool = False) -> Generated:
+             inference_only: bool = False, url: str | None = None) -> Generated:
     """Render ``model`` into ``out_dir`` (created if needed; only our files are written,
     each only when its text changed, all of them or none, never through a symlink:
     ``files.write_text_files``); ``input_format``: the device's raw inputs (default
-    ``inputformat.choose``); ``inference_only``: prediction code alone."""
+    ``inputformat.choose``); ``inference_only``: prediction code alone (it may share the
+    directory with the training code: ``cgen/package``); ``url``: the library's home page."""
     state = plan_state(model.spec, model.params.gate)
     if inference_only:
-        texts, infer, parts = render_inference(model, name, input_format)
+        texts, infer, parts = render_inference(model, name, input_format, url)
         directory = files.write_text_files(out_dir, texts)
         return Generated(directory, name, state, model.config_hash, sorted(texts), parts, infer)
-    texts, plan, parts = render(model, name, input_format)
+    texts, plan, parts = render(model, name, input_format, url)
     directory = files.write_text_files(out_dir, texts)
     return Generated(directory, name, plan, model.config_hash, sorted(texts), parts)
 

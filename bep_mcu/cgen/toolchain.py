@@ -381,6 +381,8 @@ def measure(gen, target: str, work_dir: Path, ram_budget: int | None = None,
     parts = {}
     for part in gen.parts:
         sources = gen.sources((part,))
+        if not sources:  # a sketch alone (the inference output's example): nothing to compile
+            continue
         levels = {level: total(object_sizes(tools, compile_objects(tools, sources, gen.src,
                                                                    Path(work_dir) / part / level, level)))
                   for level in OPT_LEVELS}

@@ -119,6 +119,46 @@ def progress(message: str) -> None:
     click.echo(message, err=True)
 
 
+class LineProgress:
+    """Progress as plain lines, for standard error that is not a terminal (a CI log, a file),
+    where a bar would print nothing: a line at each tenth of ``total``, or, without a total,
+    at the first update and every ``every`` after; ``tqdm``'s calls that the commands use."""
+
+    def __init__(self, desc: str, total: int | None = None, every: int = 10) -> None:
+        self.desc, self.total, self.every = desc, total, every
+        self.n, self.postfix, self.shown = 0, "", 0
+
+    def set_postfix(self, **values: Any) -> None:
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if self.total:
+            due = self.n * 10 // self.total > self.shown * 10 // self.total or self.n >= self.total > self.shown
+        else:
+            due = self.n == 1 or self.n // self.every > self.shown // self.every
+        if due:
+            self.shown = self.n
+            of = f"/{self.total}" if self.total else ""
+            progress(f"{self.desc}: {self.n}{of}" + (f" ({self.postfix})" if self.postfix else ""))
+
+    def __enter__(self) -> "LineProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def progress_bar(desc: str, unit: str, total: int | None = None, leave: bool = True):
+    """A tqdm bar on standard error when it is a terminal, else :class:`LineProgress`."""
+    stderr = click.get_text_stream("stderr")
+    if not stderr.isatty():
+        return LineProgress(desc, total)
+    from tqdm import tqdm
+
+    return tqdm(desc=desc, unit=unit, total=total, file=stderr, leave=leave)
+
+
 def emit(result: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], str]) -> None:
     if as_json:
         sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")

@@ -7,10 +7,12 @@ from __future__ import annotations
 import click
 import numpy as np
 
+from bep_mcu.cgen import cformat
 from bep_mcu.cgen.codegen import check_name, generate as generate_c, with_hidden_bits
 from bep_mcu.cli.common import INTEGER, data_options, emit, input_format, input_format_options, json_option, \
     load_data, load_model, model_argument, progress
 from bep_mcu.data import inputformat
+from bep_mcu.errors import BEPError
 
 
 def _human(d: dict) -> str:
@@ -35,16 +37,25 @@ def _human(d: dict) -> str:
 @click.option("--hidden-bits", type=INTEGER, default=None, help="8 or 16 [default: the model's].")
 @click.option("--inference-only", is_flag=True,
               help="Prediction code only: packed visible weights (1 bit each, in flash), the encoder and "
-                   "bep_<name>_predict; RAM for activations only.")
+                   "bep_<name>_infer_predict; RAM for activations only. Its files and symbols are not the training "
+                   "code's, and both write the same build files: they may share --out.")
+@click.option("--url", default=None, metavar="URL",
+              help="The library's home page, for library.properties' url and library.json's homepage "
+                   "[default: a placeholder under example.com].")
 @input_format_options
 @data_options
 @json_option
-def generate(model_path, out_dir, name, hidden_bits, inference_only, input_type, input_scale, dataset, data_path,
+def generate(model_path, out_dir, name, hidden_bits, inference_only, url, input_type, input_scale, dataset, data_path,
              test_data, as_json) -> None:
     """Generate self-contained C99 code for MODEL: training code, or with --inference-only
     prediction code. A --dataset/--data (the training data) chooses the input format's
     defaults and reports how the device's integers differ from it."""
     check_name(name)
+    if url is not None:
+        try:
+            cformat.curl(url)
+        except ValueError as e:
+            raise BEPError(f"--url: {e}") from None
     model = with_hidden_bits(load_model(model_path), hidden_bits)
     X = None if dataset is None and data_path is None else load_data(dataset, data_path, test_data).X_train
     fmt = input_format(model, X, input_type, input_scale)
@@ -52,7 +63,7 @@ def generate(model_path, out_dir, name, hidden_bits, inference_only, input_type,
     if X is None and input_scale is None and op != "==" and np.any(thresholds != np.round(thresholds)):
         progress("note: the encoder's thresholds are not integers, and scale 1 is exact for integer inputs only: "
                  "give the training data (--data/--dataset) or --input-scale to choose the device's resolution")
-    gen = generate_c(model, out_dir, name, fmt, inference_only)
+    gen = generate_c(model, out_dir, name, fmt, inference_only, url)
     result = {"out": str(gen.directory), "name": gen.name, "files": gen.files, "config_hash": gen.config_hash,
               "inference_only": inference_only, **fmt.describe()}
     if gen.inference is not None:

@@ -1,4 +1,5 @@
-"""``bep-mcu info``: shapes, parameter counts and state bytes of a saved model."""
+"""``bep-mcu info``: shapes, parameter counts and state bytes of a saved model, and a
+summary of its training history (what a user checks before deploying it)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,39 @@ import click
 
 from bep_mcu.cgen.layout import describe
 from bep_mcu.cli.common import emit, json_option, load_model, model_argument
+from bep_mcu.model import Model
+
+
+def training_summary(model: Model) -> dict:
+    """Where the model's training stands: epochs, samples, the last epoch's errors and
+    validation accuracy, the best validation accuracy and its epoch, γ, where it was
+    trained, and the test accuracy ``train`` noted (the history is checked by modelio)."""
+    t = model.training
+    last = t.history[-1] if t.history else {}
+    scored = [r for r in t.history if r["val_accuracy"] is not None]
+    best = max(scored, key=lambda r: r["val_accuracy"], default=None)  # the first of equals
+    notes = {k: t.notes[k] for k in ("dataset", "test_accuracy", "train_accuracy")
+             if isinstance(t.notes.get(k), (str, int, float)) and not isinstance(t.notes.get(k), bool)}
+    return {"epochs": t.epochs, "samples": t.counters.samples, "batch_size": t.batch_size, "gamma": list(t.gamma),
+            "train_error": last.get("train_error"), "val_accuracy": last.get("val_accuracy"),
+            "best_val_accuracy": best["val_accuracy"] if best else None, "best_epoch": best["epoch"] if best else None,
+            "trained_on": t.origin.board if t.origin.kind == "board" else "host",
+            "open_epoch_samples": t.resume.samples if t.resume else None, **notes}
+
+
+def _training_line(t: dict) -> str:
+    parts = [f"training: {t['epochs']} epoch(s), {t['samples']} samples in batches of {t['batch_size']} "
+             f"on {t['trained_on']}, gamma {','.join(map(str, t['gamma']))}"]
+    if t["train_error"] is not None:
+        parts.append(f"last epoch: training error {t['train_error']:.4f}"
+                     + ("" if t["val_accuracy"] is None else f", validation accuracy {t['val_accuracy']:.4f}"))
+    if t["best_val_accuracy"] is not None:
+        parts.append(f"best validation accuracy {t['best_val_accuracy']:.4f} at epoch {t['best_epoch']}")
+    if "test_accuracy" in t:
+        parts.append(f"test accuracy {t['test_accuracy']:.4f}" + (f" ({t['dataset']})" if "dataset" in t else ""))
+    if t["open_epoch_samples"] is not None:
+        parts.append(f"stopped {t['open_epoch_samples']} samples into epoch {t['epochs'] + 1}")
+    return "; ".join(parts)
 
 
 def _human(d: dict) -> str:
@@ -23,6 +57,7 @@ def _human(d: dict) -> str:
                  f"{d['activation_bytes']} B activations and header)")
     lines.append(f"inference state: {d['inference_flash_bytes']} B of flash (packed weights + classifier), "
                  f"{d['inference_ram_bytes']} B of RAM (packed input + activations; generate --inference-only)")
+    lines.append(_training_line(d["training"]))
     return "\n".join(lines)
 
 
@@ -30,7 +65,9 @@ def _human(d: dict) -> str:
 @model_argument
 @json_option
 def info(model_path, as_json) -> None:
-    """Describe MODEL: layers, 1-bit parameters, the training and the inference-only footprints."""
-    summary = describe(load_model(model_path))
-    summary["path"] = model_path
+    """Describe MODEL: layers, 1-bit parameters, the training and the inference-only
+    footprints, and how its training went."""
+    model = load_model(model_path)
+    summary = describe(model)
+    summary.update(path=model_path, training=training_summary(model))
     emit(summary, as_json, _human)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bep_mcu.cli.common import INTEGER, check_positive, check_timeout, data_options, emit, json_option, load_data, \
+from bep_mcu.cli.common import progress_bar, INTEGER, check_positive, check_timeout, data_options, emit, json_option, load_data, \
     load_model, model_argument, port_options, progress
 from bep_mcu.device.stream import connect, stream_train
 from bep_mcu.training import encoded
@@ -26,8 +26,6 @@ def stream(model_path, port, timeout, dataset, data_path, test_data, epochs, bat
     schedule; its config hash must match the board's. A model pulled from a board after an
     interrupted stream continues at the sample where the board stopped (the rest of that
     epoch is the first of --epochs)."""
-    from tqdm import tqdm
-
     check_positive(epochs=epochs, batch_size=batch_size)
     check_timeout(timeout)
     model = load_model(model_path)
@@ -45,8 +43,7 @@ def stream(model_path, port, timeout, dataset, data_path, test_data, epochs, bat
                 progress(f"warning: sample {done} lies inside a batch of {bs}: the rest of that batch trains as a "
                          "batch of its own, so the run cannot equal an uninterrupted one (was it streamed with "
                          "another --batch-size?)")
-        with tqdm(total=epochs * -(-len(train) // bs) - done // bs, desc="device batches",
-                  file=click.get_text_stream("stderr"), disable=None, leave=False) as bar:
+        with progress_bar("device batches", "batch", epochs * -(-len(train) // bs) - done // bs, leave=False) as bar:
             result, _ = stream_train(link, model, train, epochs, bs, test, check_host, on_batch=lambda: bar.update(1))
         board = link.info.board
     out = result.as_dict()

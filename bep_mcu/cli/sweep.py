@@ -12,7 +12,8 @@ from collections.abc import Callable
 import click
 
 from bep_mcu import files, modelio, plots, sweep, validate
-from bep_mcu.cli.common import INTEGER, data_options, emit, json_option, load_data, progress, setting_option
+from bep_mcu.cli.common import INTEGER, data_options, emit, json_option, load_data, progress, progress_bar, \
+    setting_option
 from bep_mcu.device import boards
 from bep_mcu.errors import BEPError
 from bep_mcu.settings import BY_NAME
@@ -57,7 +58,7 @@ def drop_incomplete_line(path: str, offset: int) -> None:
 
 def _public(summary: dict) -> dict:
     keep = ("trial", "config", "network", "val_accuracy", "ram_bytes", "flash_bytes", "state_bytes", "instructions",
-            "inference_bytes", "seeds")
+            "inference_bytes", "standalone_ram_bytes", "standalone_flash_bytes", "seeds")
     return {k: summary[k] for k in keep if k in summary}
 
 
@@ -78,14 +79,19 @@ def _human(d: dict) -> str:
 
 @click.command(name="sweep")
 @data_options
-@click.option("--board", "board_name", required=True, help=f"Board to fit: {', '.join(boards.BOARDS)}.")
+@click.option("--board", "board_name", required=True, type=click.Choice(list(boards.BOARDS)), help="Board to fit.")
 @click.option("--trials", type=INTEGER, default=16, help="Network configurations to sample.")
 @click.option("--model", "network", type=click.Choice(["mlp", "rnn"]), default="mlp",
               help="Binary MLP or binary Elman RNN.")
 @click.option("--seeds", type=INTEGER, default=1, help="Training seeds per configuration (its accuracy is their mean).")
 @click.option("--seed", type=INTEGER, default=0, help="Seed of the sampled configurations and the first training seed.")
-@click.option("--epochs", type=INTEGER, default=10, help="Epochs per trial (ASHA may stop a trial earlier).")
-@setting_option(BY_NAME["val_fraction"], default=0.2)
+@click.option("--epochs", type=INTEGER, default=10, help="Epochs per trial.")
+@click.option("--early-stop/--no-early-stop", default=False,
+              help="Let ASHA stop trials that trail their peers (from 4 epochs up): faster, but a stopped trial "
+                   "never wins, even one that would have.")
+@click.option("--standalone", is_flag=True,
+              help="Require the image that learns the data alone (firmware --standalone-data) to fit the board too.")
+@setting_option(BY_NAME["val_fraction"])
 @click.option("--max-instructions", type=INTEGER, default=None,
               help="Skip networks predicted to need more instructions per training sample on the board's core.")
 @click.option("--address", default=None, metavar="ADDR",
@@ -100,12 +106,14 @@ def _human(d: dict) -> str:
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Write the Pareto fronts (accuracy vs RAM and vs instructions) as a PNG.")
 @json_option
-def sweep_cmd(dataset, data_path, test_data, board_name, trials, network, seeds, seed, epochs, val_fraction,
-              max_instructions, address, results_path, out, plot_path, as_json) -> None:
-    """Find the most accurate network that fits BOARD: trials on Ray Tune, skipped when
-    they do not fit (RAM, flash, instructions), scored on a validation split."""
+def sweep_cmd(dataset, data_path, test_data, board_name, trials, network, seeds, seed, epochs, early_stop, standalone,
+              val_fraction, max_instructions, address, results_path, out, plot_path, as_json) -> None:
+    """Find the most accurate network that fits BOARD: trials on Ray Tune, widths sampled
+    from those that fit, skipped when they do not (RAM, flash, instructions), scored on a
+    validation split."""
     settings = sweep.SweepSettings(board=board_name, model=network, trials=trials, seeds=seeds, seed=seed,
-                                   epochs=epochs, val_fraction=val_fraction, max_instructions=max_instructions)
+                                   epochs=epochs, val_fraction=val_fraction, max_instructions=max_instructions,
+                                   early_stop=early_stop, standalone=standalone)
     if address is not None:
         validate.text(address, "--address")
     sweep.prepare_ray(address)  # before anything imports Ray: it reads its environment then
@@ -116,15 +124,15 @@ def sweep_cmd(dataset, data_path, test_data, board_name, trials, network, seeds,
             files.check_writable(path)
     data = load_data(dataset, data_path, test_data)
     start = time.perf_counter()
-    sweep_id = sweep.fingerprint(data.name, data.X_train, data.y_train, settings)
+    sweep_id = sweep.fingerprint(data.name, data.X_train, data.y_train, settings, (data.X_test, data.y_test))
     records = sweep.Records(settings, sweep_id, f"results file '{results_path}'")
     results = ResultsFile(results_path, records)
     with _trial_bar() as tick:
         try:
             found = sweep.search(data.name, data.X_train, data.y_train, settings, sweep_id, records, results.append,
-                                 progress, address, tick)
+                                 progress, address, tick, data if standalone else None)
         except BEPError as e:
-            raise BEPError(f"{e}{results.again}") from None
+            raise type(e)(f"{e}{results.again}") from None
     results.matched()
     test_accuracy = found.model.score(data.X_test, data.y_test)
     if out is not None:
@@ -171,9 +179,7 @@ class ResultsFile:
 @contextlib.contextmanager
 def _trial_bar():
     """A progress bar of finished trials on standard error, as ``search``'s ``tick``."""
-    from tqdm import tqdm
-
-    with tqdm(desc="trials", unit="trial", file=click.get_text_stream("stderr"), disable=None) as bar:
+    with progress_bar("trials", "trial") as bar:
         def tick(total: int, best_val: float | None) -> None:
             bar.total = total
             bar.update(1)
@@ -193,7 +199,8 @@ def _result(found: sweep.Outcome, settings: sweep.SweepSettings, dataset: str, a
         "engine": "ray", "address": address, "ray_address": found.engine_address, "dataset": dataset,
         "board": board.name, "cpu": board.cpu, "board_ram_bytes": board.ram_bytes,
         "board_flash_bytes": board.flash_bytes, "model": settings.model, "trials": len(summaries),
-        "seeds": settings.seeds, "seed": settings.seed, "epochs": settings.epochs,
+        "seeds": settings.seeds, "seed": settings.seed, "epochs": settings.epochs, "early_stop": settings.early_stop,
+        "standalone": settings.standalone,
         "ran": counts["done"] + counts["stopped"], "stopped": counts["stopped"], "skipped": counts["skipped"],
         "resumed": found.resumed, "results": results_path, "sweep": sweep_id,
         "nodes": sorted({n for s in summaries for n in s.get("nodes", [])}),

@@ -7,7 +7,7 @@ import time
 import click
 
 from bep_mcu import files, modelio, training
-from bep_mcu.cli.common import data_options, emit, json_option, load_data, progress, setting_options, \
+from bep_mcu.cli.common import progress_bar, data_options, emit, json_option, load_data, progress, setting_options, \
     settings_from_options
 from bep_mcu.errors import BEPError
 from bep_mcu.settings import SETTINGS
@@ -23,8 +23,6 @@ from bep_mcu.settings import SETTINGS
 @json_option
 def train(dataset, data_path, test_data, init_from, out, as_json, **chosen) -> None:
     """Train a binary network with BEP and save it."""
-    from tqdm import tqdm
-
     ctx = click.get_current_context()
     epochs, batch_size = chosen["epochs"], chosen["batch_size"]
     if init_from is not None:
@@ -41,7 +39,7 @@ def train(dataset, data_path, test_data, init_from, out, as_json, **chosen) -> N
     data = load_data(dataset, data_path, test_data)
     progress(f"{data.name}: {len(data.y_train)} training and {len(data.y_test)} test samples")
     start = time.perf_counter()
-    with tqdm(desc="epochs", unit="epoch", file=click.get_text_stream("stderr"), disable=None, leave=False) as bar:
+    with progress_bar("epochs", "epoch", leave=False) as bar:
         def on_epoch(rec: dict) -> None:
             val = "-" if rec["val_accuracy"] is None else f"{rec['val_accuracy']:.3f}"
             bar.set_postfix(val=val, err=f"{rec['train_error']:.3f}", gamma=rec["gamma"])

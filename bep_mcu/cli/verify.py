@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bep_mcu.cli.common import INTEGER, check_positive, data_options, emit, json_option, load_data, load_model, \
+from bep_mcu.cli.common import progress_bar, INTEGER, check_positive, data_options, emit, json_option, load_data, load_model, \
     model_argument
 from bep_mcu.training import encoded
 from bep_mcu.twin.verify import build_twin, summary, verify as run_verify
@@ -26,16 +26,13 @@ from bep_mcu.twin.verify import build_twin, summary, verify as run_verify
 def verify(model_path, dataset, data_path, test_data, epochs, batch_size, patience, grow_gamma_every, name, c_dir,
            as_json) -> None:
     """Train MODEL with numpy and with its C twin side by side; compare all state after every batch."""
-    from tqdm import tqdm
-
     check_positive(epochs=epochs, batch_size=batch_size, patience=patience, grow_gamma_every=grow_gamma_every)
     model = load_model(model_path)
     data = load_data(dataset, data_path, test_data)
     train = encoded(model, data.X_train, data.y_train)
     twin = build_twin(model, name, c_dir)
     bs = batch_size or model.training.batch_size
-    with tqdm(total=epochs * -(-len(train) // bs), desc="batches", file=click.get_text_stream("stderr"), disable=None,
-              leave=False) as bar:
+    with progress_bar("batches", "batch", epochs * -(-len(train) // bs), leave=False) as bar:
         report = run_verify(model, twin, train, epochs, bs, patience, grow_gamma_every,
                             on_batch=lambda *_: bar.update(1))
     out = {**summary(report, bs), "model": model_path}

@@ -105,6 +105,12 @@ def refuse_if_too_big(plan: MemoryPlan, board: boards.Board, name: str) -> None:
                        f"of flash, the board has {board.flash_bytes} B")
 
 
+def refuse_model_if_too_big(model: Model, board: boards.Board, name: str = "net") -> None:
+    """``refuse_if_too_big`` for ``model``'s network (its shape is all that counts: an
+    untrained model of the same settings is judged as the trained one)."""
+    refuse_if_too_big(plan_memory(plan_state(model.spec, model.params.gate), model.spec, board, name), board, name)
+
+
 @dataclass(frozen=True)
 class FirmwareBuild:
     """A built image and its sizes (``arm-none-eabi-size``: Berkeley text/data/bss)."""
@@ -226,7 +232,7 @@ def build(model: Model, board_name: str, out_dir: str | Path, name: str = "net",
     board = boards.board(board_name)
     check_name(name)
     out = output_dir(out_dir)
-    refuse_if_too_big(plan_memory(plan_state(model.spec, model.params.gate), model.spec, board, name), board, name)
+    refuse_model_if_too_big(model, board, name)
     tools = toolchain.toolchain(board.cpu)
     if on_progress:
         on_progress(f"building {board.name} firmware in {out_dir}")

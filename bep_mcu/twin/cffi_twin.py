@@ -44,7 +44,7 @@ def generated_cdef(gen: Generated, board: bool = False, link: bool = False) -> s
     (``board``: the board part's too; ``link``: the board side of the serial protocol,
     its structs left opaque)."""
     if gen.inference:
-        return abi.cdef([(gen.src / h).read_text() for h in ("bep_status.h", f"bep_{gen.name}.h")])
+        return abi.cdef([(gen.src / h).read_text() for h in ("bep_status.h", f"bep_{gen.c_name}.h")])
     headers = ["bep_status.h", "bep_runtime.h", f"bep_{gen.name}.h",
                *(["bep_standalone.h", f"bep_{gen.name}_board.h"] if board else []), *(["bep_link.h"] if link else [])]
     opaque = "typedef struct { ...; } bep_config_t;\ntypedef struct bep_link { ...; } bep_link_t;\n" if link else ""
@@ -78,7 +78,7 @@ def build_extension(gen: Generated, module_prefix: str, cdef: str, source: str =
                                             strict=True, defines=defines, extra=flags)
         ffi = cffi.FFI()
         ffi.cdef(cdef)
-        ffi.set_source(module_name, source or f'#include "bep_{gen.name}.h"', include_dirs=[str(gen.src)],
+        ffi.set_source(module_name, source or f'#include "bep_{gen.c_name}.h"', include_dirs=[str(gen.src)],
                        extra_objects=[str(o) for o in objects],
                        extra_compile_args=flags + [f"-D{k}={v}" for k, v in defines.items()],
                        extra_link_args=link_args or [])
@@ -259,11 +259,12 @@ class TwinTrainer:
 
 class InferenceTwin:
     """Inference-only output (``generate --inference-only``) on the host: the packed
-    weights in const tables, ``bep_<net>_predict`` and ``bep_<net>_predict_raw``."""
+    weights in const tables, ``bep_<net>_infer_predict``/``_predict_raw`` and the scores
+    of ``bep_<net>_infer_scores_raw``."""
 
     def __init__(self, gen: Generated) -> None:
         assert gen.inference is not None, "not an inference-only directory"
-        self.gen, self.name = gen, gen.name
+        self.gen, self.name = gen, gen.c_name
         module = build_extension(gen, "_bep_infer", generated_cdef(gen))
         self.ffi, self.lib = module.ffi, module.lib
         self.work = np.zeros(gen.inference.work_words, dtype=np.uint32)
@@ -293,3 +294,21 @@ class InferenceTwin:
         ctype = f"bep_{self.name}_input_t"
         raw = np.ascontiguousarray(raw, dtype=self.ffi.typeof(ctype).cname.removesuffix("_t"))
         return self._predict("predict_raw", raw, f"{ctype}[]")
+
+    def scores_raw(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(class indices, integer logits (n, classes)) of raw device values, from
+        ``bep_<net>_infer_scores_raw``."""
+        ctype = f"bep_{self.name}_input_t"
+        raw = np.ascontiguousarray(raw, dtype=self.ffi.typeof(ctype).cname.removesuffix("_t"))
+        n_classes = self.gen.inference.classifier_bytes // (4 * self.gen.inference.class_words)
+        fn, out = getattr(self.lib, f"bep_{self.name}_scores_raw"), self.ffi.new("uint16_t *")
+        scores = np.zeros((len(raw), n_classes), dtype=np.int32)
+        preds = np.empty(len(raw), dtype=np.int64)
+        work = self.ffi.from_buffer("uint32_t[]", self.work)
+        for i, sample in enumerate(raw):
+            status = fn(self.ffi.from_buffer(f"{ctype}[]", sample), sample.size, work, self.work.size,
+                        self.ffi.from_buffer("int32_t[]", scores[i]), n_classes, out)
+            if status != 0:
+                raise RuntimeError(f"bep_{self.name}_scores_raw: {status_name(status)}")
+            preds[i] = out[0]
+        return preds, scores

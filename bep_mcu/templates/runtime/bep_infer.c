@@ -37,14 +37,16 @@ static void bep_infer_layer(const bep_infer_layer_t *L, const uint32_t *in, cons
     }
 }
 
-bep_status_t bep_infer_predict(const bep_infer_config_t *cfg, const uint32_t *x, size_t x_words, uint32_t *scratch,
-                               size_t scratch_words, uint16_t *out_class)
+/* scores NULL: the class alone (bep_infer_predict). */
+bep_status_t bep_infer_scores(const bep_infer_config_t *cfg, const uint32_t *x, size_t x_words, uint32_t *scratch,
+                              size_t scratch_words, int32_t *scores, size_t n_scores, uint16_t *out_class)
 {
     uint32_t *a, *b, *t, l, k, c, bits;
     const uint32_t *last;
     int32_t best = 0;
     if (cfg == NULL || x == NULL || scratch == NULL || out_class == NULL) return BEP_ERR_NULL;
     if (x_words != cfg->input_words || scratch_words < cfg->scratch_words) return BEP_ERR_SIZE;
+    if (scores != NULL && n_scores < cfg->n_classes) return BEP_ERR_SIZE;
     a = scratch;
     b = scratch + cfg->scratch_words / 2u;
     if (cfg->rnn) {
@@ -74,6 +76,7 @@ bep_status_t bep_infer_predict(const bep_infer_config_t *cfg, const uint32_t *x,
     *out_class = 0;
     for (c = 0; c < cfg->n_classes; ++c) {
         int32_t y = bep_infer_dot(cfg->classifier + (size_t)c * cfg->class_words, last, bits);
+        if (scores != NULL) scores[c] = y;
         if (c == 0u || y > best) {
             best = y;
             *out_class = (uint16_t)c;
@@ -82,14 +85,27 @@ bep_status_t bep_infer_predict(const bep_infer_config_t *cfg, const uint32_t *x,
     return BEP_OK;
 }
 
-bep_status_t bep_infer_predict_raw(const bep_infer_config_t *cfg, const bep_encoder_t *enc, const void *raw,
-                                   size_t n_values, uint32_t *work, size_t work_words, uint16_t *out_class)
+bep_status_t bep_infer_predict(const bep_infer_config_t *cfg, const uint32_t *x, size_t x_words, uint32_t *scratch,
+                               size_t scratch_words, uint16_t *out_class)
+{
+    return bep_infer_scores(cfg, x, x_words, scratch, scratch_words, NULL, 0u, out_class);
+}
+
+bep_status_t bep_infer_scores_raw(const bep_infer_config_t *cfg, const bep_encoder_t *enc, const void *raw,
+                                  size_t n_values, uint32_t *work, size_t work_words, int32_t *scores, size_t n_scores,
+                                  uint16_t *out_class)
 {
     bep_status_t st;
     if (cfg == NULL || work == NULL) return BEP_ERR_NULL;
     if (work_words < (size_t)cfg->input_words + cfg->scratch_words) return BEP_ERR_SIZE;
     st = bep_encode(enc, raw, n_values, 0u, work, cfg->input_words);
     if (st != BEP_OK) return st;
-    return bep_infer_predict(cfg, work, cfg->input_words, work + cfg->input_words, work_words - cfg->input_words,
-                             out_class);
+    return bep_infer_scores(cfg, work, cfg->input_words, work + cfg->input_words, work_words - cfg->input_words,
+                            scores, n_scores, out_class);
+}
+
+bep_status_t bep_infer_predict_raw(const bep_infer_config_t *cfg, const bep_encoder_t *enc, const void *raw,
+                                   size_t n_values, uint32_t *work, size_t work_words, uint16_t *out_class)
+{
+    return bep_infer_scores_raw(cfg, enc, raw, n_values, work, work_words, NULL, 0u, out_class);
 }

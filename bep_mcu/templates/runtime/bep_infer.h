@@ -55,10 +55,22 @@ typedef struct {
 bep_status_t bep_infer_predict(const bep_infer_config_t *cfg, const uint32_t *x, size_t x_words, uint32_t *scratch,
                                size_t scratch_words, uint16_t *out_class);
 
+/** As bep_infer_predict, and the scores behind the class: the integer logits
+ * y_c = <P_c, a_L> of every class, each in [-width, width] of the last hidden layer, into
+ * scores[0 .. cfg->n_classes - 1] (n_scores >= cfg->n_classes); the class is the first largest.
+ * @return BEP_OK, BEP_ERR_NULL, BEP_ERR_SIZE */
+bep_status_t bep_infer_scores(const bep_infer_config_t *cfg, const uint32_t *x, size_t x_words, uint32_t *scratch,
+                              size_t scratch_words, int32_t *scores, size_t n_scores, uint16_t *out_class);
+
 /** Encode raw device values (bep_encode) into the first cfg->input_words words of `work`
  * and predict with the rest as scratch: work_words >= input_words + scratch_words. */
 bep_status_t bep_infer_predict_raw(const bep_infer_config_t *cfg, const bep_encoder_t *enc, const void *raw,
                                    size_t n_values, uint32_t *work, size_t work_words, uint16_t *out_class);
+
+/** bep_infer_predict_raw with the scores of bep_infer_scores (scores may be NULL: the class alone). */
+bep_status_t bep_infer_scores_raw(const bep_infer_config_t *cfg, const bep_encoder_t *enc, const void *raw,
+                                  size_t n_values, uint32_t *work, size_t work_words, int32_t *scores, size_t n_scores,
+                                  uint16_t *out_class);
 
 #ifdef __cplusplus
 }

@@ -25,6 +25,7 @@ public:
     size_t print(unsigned int n, int base = DEC);
     size_t print(long n, int base = DEC);
     size_t print(unsigned long n, int base = DEC);
+    size_t println(void);
     size_t println(const char *s);
     size_t println(char c);
     size_t println(unsigned char n, int base = DEC);

@@ -16,6 +16,7 @@ size_t HardwareSerial::print(int n, int base) { return print((long)n, base); }
 size_t HardwareSerial::print(unsigned int n, int base) { return print((unsigned long)n, base); }
 size_t HardwareSerial::print(long n, int base) { (void)n; (void)base; return 0; }
 size_t HardwareSerial::print(unsigned long n, int base) { (void)n; (void)base; return 0; }
+size_t HardwareSerial::println(void) { return 0; }
 size_t HardwareSerial::println(const char *s) { return print(s); }
 size_t HardwareSerial::println(char c) { return print(c); }
 size_t HardwareSerial::println(unsigned char n, int base) { return print(n, base); }
