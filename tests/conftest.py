@@ -168,6 +168,34 @@ SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=
 SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "print_stacktrace=1", "PATH": "/usr/bin:/bin"}
 
 
+# What every sanitizer driver needs to read its input file and write its output, put before
+# its own text by build_sanitized.
+DRIVER_IO = r"""
+#include <stdio.h>
+#include <stdlib.h>
+
+static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static void put(FILE *f, const void *p, size_t n) { if (fwrite(p, 1, n, f) != n) abort(); }
+
+/* The whole file, in an exact-size heap buffer (NULL when it cannot be read). */
+static uint8_t *read_input(const char *path)
+{
+    FILE *in = fopen(path, "rb");
+    uint8_t *data = NULL;
+    long size;
+    if (in != NULL && fseek(in, 0, SEEK_END) == 0 && (size = ftell(in)) >= 0 && fseek(in, 0, SEEK_SET) == 0) {
+        data = (uint8_t *)malloc(size ? (size_t)size : 1u);
+        if (data != NULL && fread(data, 1, (size_t)size, in) != (size_t)size) {
+            free(data);
+            data = NULL;
+        }
+    }
+    if (in != NULL) fclose(in);
+    return data;
+}
+"""
+
+
 def build_sanitized(gen, driver: str, out: Path, defines: list[str], parts: tuple[str, ...] | None = None) -> Path:
     """A host program: ``driver`` (C text, a test's harness) linked with the generated
     library's ``parts`` (default: all of them but the example), all under AddressSanitizer
@@ -180,7 +208,7 @@ def build_sanitized(gen, driver: str, out: Path, defines: list[str], parts: tupl
     if cc is None:
         pytest.skip("no C compiler")
     src = out.parent / f"{out.name}.c"
-    src.write_text(driver)
+    src.write_text("#include <stdint.h>\n" + DRIVER_IO + driver)
     # the shipped sources with the strict set (SANITIZE's -O1 after the level wins); the
     # driver (test code, uses libc) without -Wconversion
     objects = [str(o) for o in toolchain.compile_objects(toolchain.toolchain("host", cc), gen.sources(parts), gen.src,

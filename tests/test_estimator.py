@@ -16,7 +16,7 @@ from bep_mcu import BEPClassifier
 from bep_mcu.errors import BEPError
 from bep_mcu.estimator import EXPECTED_FAILED_CHECKS
 
-from .conftest import assert_same_weights, blobs, series
+from .conftest import blobs, series
 
 
 def small(**kw) -> BEPClassifier:

@@ -209,6 +209,15 @@ def test_firmware_user_errors(small_model, tmp_path):
                    "missing.npz")
 
 
+def call_graphs(flags: list[str], sources: list[Path], include: Path, out: Path) -> list[Path]:
+    """Compile ``sources`` with GCC's call graph and stack use (``-fcallgraph-info=su``) into
+    ``out``; the .ci files for :func:`_call_graph_depth`."""
+    for src in sources:
+        subprocess.run(["arm-none-eabi-gcc", *flags, "-fcallgraph-info=su", "-I", str(include), "-c", str(src),
+                        "-o", str(out / (src.stem + ".o")), "-dumpbase", str(out / src.stem)], check=True)
+    return sorted(out.glob("*.ci"))
+
+
 def _call_graph_depth(ci_files: list[Path], root: str,
                       indirect: dict[str, tuple[str, ...]] | None = None) -> tuple[int, list[str]]:
     """Deepest stack use from ``root`` in GCC's .ci call graphs (bytes, path); a call
@@ -254,10 +263,7 @@ def test_stack_holds_the_deepest_call_chain(builds, tmp_path):
 
     flags, _ = build_flags(board, "net")
     sources = [fw_dir() / s for s in (*FW_SOURCES, board.port_file)] + sorted(gen_dir.glob("*.c"))
-    for src in sources:
-        subprocess.run(["arm-none-eabi-gcc", *flags, "-fcallgraph-info=su", "-I", str(gen_dir), "-c", str(src),
-                        "-o", str(tmp_path / (src.stem + ".o")), "-dumpbase", str(tmp_path / src.stem)], check=True)
-    ci = list(tmp_path.glob("*.ci"))
+    ci = call_graphs(flags, sources, gen_dir, tmp_path)
     main_depth, path = _call_graph_depth(ci, "main")
     irq_depth, _ = _call_graph_depth(ci, "bep_port_uart_irq")
     exception_frames = 2 * (32 + 4)  # the UART interrupt and a fault, 8-byte aligned, no FP context (M0)

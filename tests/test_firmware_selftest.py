@@ -26,7 +26,6 @@ About 10 s (a dozen small builds; every QEMU run takes well under a second).
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -233,7 +232,7 @@ def test_stack_holds_the_deepest_call_chain(passing, tmp_path):
     """As tests/test_firmware.py for the training firmware: GCC's call graph of the
     self-test image, deepest chain from main + a fault's exception frame + libgcc
     helpers within two thirds of the micro:bit's 1024-byte stack."""
-    from tests.test_firmware import _call_graph_depth
+    from tests.test_firmware import _call_graph_depth, call_graphs
 
     board = boards.BOARDS["microbit"]
     d = passing(board.name)
@@ -244,10 +243,7 @@ def test_stack_holds_the_deepest_call_chain(passing, tmp_path):
     assert "main.c" in FW_SOURCES and "main.c" not in SELFTEST_SOURCES
     sources = [fw_dir() / s for s in (*SELFTEST_SOURCES, board.port_file)] + sorted(gen_dir.glob("*.c"))
     sources.append(build_dir / "bep_selftest_golden.c")
-    for src in sources:
-        subprocess.run(["arm-none-eabi-gcc", *flags, "-fcallgraph-info=su", "-I", str(gen_dir), "-c", str(src),
-                        "-o", str(tmp_path / (src.stem + ".o")), "-dumpbase", str(tmp_path / src.stem)], check=True)
-    depth, path = _call_graph_depth(list(tmp_path.glob("*.ci")), "main")
+    depth, path = _call_graph_depth(call_graphs(flags, sources, gen_dir, tmp_path), "main")
     needed = depth + (32 + 4) + 64
     assert needed <= board.stack_bytes * 2 // 3, f"stack needs {needed} B ({' -> '.join(path)})"
 

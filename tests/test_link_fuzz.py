@@ -81,7 +81,6 @@ static void sink(void *ctx, const uint8_t *data, size_t n)
     out_len += n;
 }
 
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
 
 static uint32_t rng_state;
 static uint32_t next_rand(void)
@@ -113,12 +112,10 @@ static void feed(bep_link_t *link, const uint8_t *p, size_t n, uint32_t seed)
     }
 }
 
-static void put(FILE *f, const void *p, size_t n) { if (fwrite(p, 1, n, f) != n) abort(); }
 
 int main(int argc, char **argv)
 {
-    FILE *in, *out;
-    long size;
+    FILE *out;
     uint8_t *corpus, *p;
     uint32_t n_regions, r, n_inputs, k, prelude_len;
     uint32_t *state, *snapshot;
@@ -127,14 +124,9 @@ int main(int argc, char **argv)
     const bep_board_info_t info = { "fuzz", 1u << 20, 1u << 20, 1u };
     bep_link_t *link = (bep_link_t *)malloc(sizeof(bep_link_t));
     if (argc != 3 || link == NULL) return 2;
-    in = fopen(argv[1], "rb");
+    corpus = read_input(argv[1]);
     out = fopen(argv[2], "wb");
-    if (in == NULL || out == NULL) return 2;
-    fseek(in, 0, SEEK_END);
-    size = ftell(in);
-    fseek(in, 0, SEEK_SET);
-    corpus = (uint8_t *)malloc((size_t)size);
-    if (corpus == NULL || fread(corpus, 1, (size_t)size, in) != (size_t)size) return 2;
+    if (corpus == NULL || out == NULL) return 2;
     if (memcmp(corpus, "BEPFUZZ1", 8) != 0) return 3;
     p = corpus + 8;
     if (rd32(p) != state_bytes) return 4;
@@ -213,7 +205,6 @@ int main(int argc, char **argv)
         put(out, out_buf, out_len);
     }
     fclose(out);
-    fclose(in);
     free(corpus);
     free(state);
     free(snapshot);

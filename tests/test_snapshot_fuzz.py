@@ -61,8 +61,6 @@ DRIVER = r"""
 
 #include FUZZ_HEADER
 
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-static void put(FILE *f, const void *p, size_t n) { if (fwrite(p, 1, n, f) != n) abort(); }
 
 static const uint32_t *xs;
 static const uint16_t *ys;
@@ -84,22 +82,16 @@ static int32_t train_batch(uint32_t *state, uint32_t first)
 
 int main(int argc, char **argv)
 {
-    FILE *in, *out;
-    long size;
+    FILE *out;
     uint8_t *corpus, *p;
     uint32_t n_cases, c, e, b;
     uint32_t *base, *state, *backup, *other;
     uint8_t *snap, *snap2;
     bep_schedule_info_t info;
     if (argc != 3) return 2;
-    in = fopen(argv[1], "rb");
+    corpus = read_input(argv[1]);
     out = fopen(argv[2], "wb");
-    if (in == NULL || out == NULL) return 2;
-    fseek(in, 0, SEEK_END);
-    size = ftell(in);
-    fseek(in, 0, SEEK_SET);
-    corpus = (uint8_t *)malloc((size_t)size);
-    if (corpus == NULL || fread(corpus, 1, (size_t)size, in) != (size_t)size) return 2;
+    if (corpus == NULL || out == NULL) return 2;
     if (memcmp(corpus, "BEPSNAP1", 8) != 0 || rd32(corpus + 8) != STATE_BYTES) return 3;
     n_samples = rd32(corpus + 12);
     iw = rd32(corpus + 16);
@@ -178,7 +170,6 @@ int main(int argc, char **argv)
         put(out, &st_snap, 4);
     }
     fclose(out);
-    fclose(in);
     free(corpus);
     free(base); free(state); free(backup); free(other); free(snap); free(snap2);
     return 0;

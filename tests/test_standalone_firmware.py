@@ -65,6 +65,21 @@ def noisy_sensors(n: int = 400, seed: int = 11) -> tuple[np.ndarray, np.ndarray]
     return g.normal(0, 1.2, (3, 6))[y] + g.normal(0, 1, (n, 6)), NAMES[y]
 
 
+def plant(monkeypatch, source: str, old: str, new: str) -> None:
+    """Every library the firmware command generates gets one planted bug: ``old`` (found
+    once in ``source``) replaced by ``new``."""
+    real = fw.generate_c
+
+    def planted(*args, **kwargs):
+        gen = real(*args, **kwargs)
+        text = (gen.src / source).read_text()
+        assert text.count(old) == 1
+        (gen.src / source).write_text(text.replace(old, new))
+        return gen
+
+    monkeypatch.setattr(fw, "generate_c", planted)
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("standalone")
@@ -176,18 +191,8 @@ def test_power_cuts_keep_what_was_learnt(cut_runs, board):
 def test_a_store_rewritten_in_place_loses_the_learning(work, model, data_csv, monkeypatch):
     """Negative control: the save planted to overwrite the newest slot (one snapshot
     rewritten in place): boots after cuts find nothing whole, and the run says so."""
-    real = fw.generate_c
-
-    def planted(*args, **kwargs):
-        gen = real(*args, **kwargs)
-        src = gen.src / "bep_store.c"
-        text = src.read_text()
-        old = "target = store->slot >= f->n_slots - 1u ? 0u : store->slot + 1u;"
-        assert text.count(old) == 1
-        src.write_text(text.replace(old, "target = store->slot >= f->n_slots ? 0u : store->slot;"))
-        return gen
-
-    monkeypatch.setattr(fw, "generate_c", planted)
+    plant(monkeypatch, "bep_store.c", "target = store->slot >= f->n_slots - 1u ? 0u : store->slot + 1u;",
+          "target = store->slot >= f->n_slots ? 0u : store->slot;")
     result = invoke("firmware", model, "--board", "mps2-an386", "--standalone-data", data_csv, "--epochs", "3",
                     "--power-cuts", "6", "--out", work / "planted-store", "--run", "--json")
     assert result.exit_code == 1, result.stderr
@@ -248,7 +253,7 @@ CALLBACKS = {"bep_emit": SINKS, "bep_snapshot_body": SINKS, "bep_crc_matches": S
 def test_stack_holds_the_deepest_call_chain(runs, cut_runs, model, tmp_path, cuts):
     """The micro:bit's 1 KB stack holds the deepest chain, with a third to spare; with power
     cuts the deepest goes through the store's open or save down to the flash driver."""
-    from tests.test_firmware import _call_graph_depth
+    from tests.test_firmware import _call_graph_depth, call_graphs
 
     board = boards.BOARDS["microbit"]
     d = cut_runs(board.name) if cuts else runs(board.name)
@@ -259,10 +264,7 @@ def test_stack_holds_the_deepest_call_chain(runs, cut_runs, model, tmp_path, cut
                                  d["snapshot_after"], power)
     flags = toolchain.cflags(board.cpu, fw.LEVEL, strict=True, defines=defines)
     sources = [fw_dir() / s for s in (*STANDALONE_SOURCES, board.port_file)] + sorted((out / "net" / "src").glob("*.c"))
-    for src in sources:
-        subprocess.run(["arm-none-eabi-gcc", *flags, "-fcallgraph-info=su", "-I", str(out / "net" / "src"), "-c", str(src),
-                        "-o", str(tmp_path / (src.stem + ".o")), "-dumpbase", str(tmp_path / src.stem)], check=True)
-    depth, path = _call_graph_depth(list(tmp_path.glob("*.ci")), "main", CALLBACKS)
+    depth, path = _call_graph_depth(call_graphs(flags, sources, out / "net" / "src", tmp_path), "main", CALLBACKS)
     needed = depth + (32 + 4) + 64  # a fault's exception frame, libgcc's division helpers
     assert needed <= board.stack_bytes * 2 // 3, f"stack needs {needed} B ({' -> '.join(path)})"
     if cuts:  # the deepest call is the store's, down to the flash driver
@@ -273,18 +275,8 @@ def test_stack_holds_the_deepest_call_chain(runs, cut_runs, model, tmp_path, cut
 def test_a_planted_schedule_bug_is_caught(work, model, data_csv, monkeypatch):
     """One constant of the board's error level changed (round half up -> up by one level):
     the board picks other Q than the host from its second epoch on, and the run says so."""
-    real = fw.generate_c
-
-    def planted(*args, **kwargs):
-        gen = real(*args, **kwargs)
-        src = gen.src / "bep_standalone.c"
-        text = src.read_text()
-        old = "(uint64_t)errors * (2u * sc->levels) + samples)"
-        assert text.count(old) == 1
-        src.write_text(text.replace(old, "(uint64_t)errors * (2u * sc->levels) + 3u * samples)"))
-        return gen
-
-    monkeypatch.setattr(fw, "generate_c", planted)
+    plant(monkeypatch, "bep_standalone.c", "(uint64_t)errors * (2u * sc->levels) + samples)",
+          "(uint64_t)errors * (2u * sc->levels) + 3u * samples)")
     result = invoke("firmware", model, "--board", "mps2-an386", "--standalone-data", data_csv, "--epochs", "2", "--out",
                     work / "planted", "--run", "--json")
     assert result.exit_code == 1, result.stderr
@@ -388,7 +380,7 @@ def test_documented_stack_need_holds(cpu, tmp_path):
     generated function of a two-layer MLP and an RNN, training and inference-only code,
     at -Os and -O2, from GCC's call graphs."""
     from bep_mcu.cgen.codegen import STACK_BYTES, generate
-    from tests.test_firmware import _call_graph_depth
+    from tests.test_firmware import _call_graph_depth, call_graphs
 
     from .conftest import fit, series
 
@@ -402,11 +394,7 @@ def test_documented_stack_need_holds(cpu, tmp_path):
             out = tmp_path / network / f"{kind}-{level}"
             out.mkdir()
             flags = toolchain.cflags(cpu, level, strict=True)
-            for src in gen.sources():
-                subprocess.run(["arm-none-eabi-gcc", *flags, "-fcallgraph-info=su", "-I", str(gen.src), "-c",
-                                str(src), "-o", str(out / (src.stem + ".o")), "-dumpbase", str(out / src.stem)],
-                               check=True)
-            ci = list(out.glob("*.ci"))
+            ci = call_graphs(flags, gen.sources(), gen.src, out)
             names = {m for f in ci for m in re.findall(r'title: "(?:[^"]*:)?(bep_net_\w+)"', f.read_text())}
             assert len(names) >= (3 if inference_only else 15), names
             deepest = max((_call_graph_depth(ci, n) for n in names), key=lambda d: d[0])

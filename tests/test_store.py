@@ -104,8 +104,6 @@ static bep_flash_t geometry(uint32_t slots)
     return f;
 }
 
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-static void put(FILE *f, const void *p, size_t n) { if (fwrite(p, 1, n, f) != n) abort(); }
 
 static const uint32_t *xs;
 static const uint16_t *ys;
@@ -134,8 +132,7 @@ static void snapshot_of(const uint32_t *st, uint8_t *out)
 
 int main(int argc, char **argv)
 {
-    FILE *in, *out;
-    long size;
+    FILE *out;
     uint8_t *data, *saved_flash = (uint8_t *)malloc(sizeof flash);
     uint8_t *after_two = (uint8_t *)malloc(SNAPSHOT_BYTES);
     bep_store_t store;
@@ -143,14 +140,9 @@ int main(int argc, char **argv)
     uint32_t total_ops, t, mode;
     int32_t st;
     if (argc != 3 || saved_flash == NULL || after_two == NULL) return 2;
-    in = fopen(argv[1], "rb");
+    data = read_input(argv[1]);
     out = fopen(argv[2], "wb");
-    if (in == NULL || out == NULL) return 2;
-    fseek(in, 0, SEEK_END);
-    size = ftell(in);
-    fseek(in, 0, SEEK_SET);
-    data = (uint8_t *)malloc((size_t)size);
-    if (data == NULL || fread(data, 1, (size_t)size, in) != (size_t)size) return 2;
+    if (data == NULL || out == NULL) return 2;
     n_samples = rd32(data);
     iw = rd32(data + 4);
     if (iw > 64u) return 3;
@@ -264,7 +256,6 @@ int main(int argc, char **argv)
         put(out, codes, sizeof codes);
     }
     fclose(out);
-    fclose(in);
     free(data);
     free(saved_flash);
     free(after_two);

@@ -49,6 +49,16 @@ static inline int bep_port_store_span(uint32_t offset, uint32_t n, uint32_t alig
     return offset % align == 0u && offset <= BEP_PORT_STORE_BYTES && n <= BEP_PORT_STORE_BYTES - offset;
 }
 
+/** Read n bytes of a memory-mapped store region (on-chip flash reads as memory). */
+static inline int bep_port_store_read(uint32_t offset, uint8_t *dst, uint32_t n)
+{
+    const volatile uint8_t *src = __bep_store_start + offset;
+    uint32_t k;
+    if (!bep_port_store_span(offset, n, 1u)) return -1;
+    for (k = 0; k < n; ++k) dst[k] = src[k];
+    return 0;
+}
+
 #ifdef __cplusplus
 }
 #endif

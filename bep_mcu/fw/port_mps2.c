@@ -38,12 +38,8 @@ size_t bep_port_read(uint8_t *dst, size_t max) { return bep_rx_pop(dst, max); }
  * an erase sets a page to 0xFF, programming can only clear bits. */
 int bep_port_flash_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t n)
 {
-    const volatile uint8_t *src = __bep_store_start + offset;
-    uint32_t k;
     (void)ctx;
-    if (!bep_port_store_span(offset, n, 1u)) return -1;
-    for (k = 0; k < n; ++k) dst[k] = src[k];
-    return 0;
+    return bep_port_store_read(offset, dst, n);
 }
 
 int bep_port_flash_erase(void *ctx, uint32_t offset)
