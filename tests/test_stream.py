@@ -170,6 +170,8 @@ def test_demo_json(tmp_path, board):
         assert key in report
     assert report["bit_exact"] is True and report["board"] == board
     assert report["device_test_accuracy"] == report["host_test_accuracy"] > 0.8
+    # the board met drifted data and got better on it (before and after both measured on the board)
+    assert report["after"] == report["device_test_accuracy"] and report["after"] - report["before"] >= 0.05
     assert np.isfinite(report["samples_per_second"])
     # the pulled file is the board's weights with the stream's record: it continues where the board stopped
     assert report["pulled_equal"] is True
@@ -177,5 +179,5 @@ def test_demo_json(tmp_path, board):
     assert device.training.epochs == host.training.epochs + 1
     assert len(device.training.history) == len(host.training.history) + 1
     assert device.training.origin.kind == "board" and device.training.batch_counter > host.training.batch_counter
-    evaluated = run("eval", report["device_model"], "--dataset", "digits", "--json")
+    evaluated = run("eval", report["device_model"], "--data", report["drifted_data"], "--json")
     assert json.loads(evaluated.stdout.strip().splitlines()[-1])["accuracy"] == report["device_test_accuracy"]
