@@ -53,7 +53,7 @@ import numpy as np
 
 from bep_mcu import training, validate
 from bep_mcu.cgen import cost
-from bep_mcu.cgen.layout import describe, plan_state
+from bep_mcu.cgen.layout import describe, plan_model
 from bep_mcu.data.binarize import is_binary
 from bep_mcu.data.encoder import as_model_shape
 from bep_mcu.device import boards
@@ -202,7 +202,7 @@ def assess(model: Model, settings: SweepSettings) -> tuple[dict, str | None]:
     """What ``model``'s network needs on the sweep's board (the module docstring), and
     why it does not fit (None when it does)."""
     board = settings.board_info
-    mem = plan_memory(plan_state(model.spec, model.params.gate), model.spec, board)
+    mem = plan_memory(plan_model(model), model.spec, board)
     fp = {"ram_bytes": mem.ram_bytes, "flash_bytes": mem.tables_bytes + CODE_BYTES[board.name],
           "state_bytes": mem.state_bytes, "tables_bytes": mem.tables_bytes,
           "inference_bytes": describe(model)["inference_state_bytes"],

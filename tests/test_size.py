@@ -22,7 +22,7 @@ import pytest
 from bep_mcu import modelio
 from bep_mcu.cgen import package, protocol, toolchain
 from bep_mcu.cgen.codegen import generate
-from bep_mcu.cgen.layout import plan_state
+from bep_mcu.cgen.layout import plan_model
 from bep_mcu.cli.main import main
 
 from .conftest import assert_ok, assert_one_error_line, invoke, last_json, needs_arm
@@ -189,7 +189,7 @@ def test_state_bytes_equal_plan_and_header(reports, model, tmp_path, target):
     header = (gen.src / "bep_net.h").read_text()
     in_header = int(re.search(r"#define BEP_NET_STATE_BYTES (\d+)u", header).group(1))
     loaded = modelio.load(model)
-    planned = plan_state(loaded.spec, loaded.params.gate)
+    planned = plan_model(loaded)
     assert d["state_bytes"] == in_header == planned.state_bytes == gen.plan.state_bytes
     assert sum(planned.bytes_by_kind().values()) == d["state_bytes"]
 

@@ -19,7 +19,7 @@ import pytest
 
 from bep_mcu import files, modelio, sweep, training
 from bep_mcu.cgen import cost
-from bep_mcu.cgen.layout import plan_state
+from bep_mcu.cgen.layout import plan_model
 from bep_mcu.cli.common import load_data
 from bep_mcu.device import boards, firmware
 from bep_mcu.engine.spec import NetSpec
@@ -130,7 +130,7 @@ def test_the_plan_is_the_trained_models_and_what_does_not_fit_is_skipped():
         assert "does not fit microbit" in p["reason"] and p["ram_bytes"] > boards.board(BOARD).ram_bytes
     p = fits[0]
     model = training.fit(X, y, s.training_settings(p["config"], p["seed"]))
-    plan = firmware.plan_memory(plan_state(model.spec, model.params.gate), model.spec, boards.board(BOARD))
+    plan = firmware.plan_memory(plan_model(model), model.spec, boards.board(BOARD))
     assert (p["ram_bytes"], p["state_bytes"], p["tables_bytes"]) == (plan.ram_bytes, plan.state_bytes,
                                                                      plan.tables_bytes)
     assert p["network"] == [model.spec.n_inputs, *model.spec.hidden, model.spec.n_classes]
@@ -148,7 +148,7 @@ def test_rnn_trials_are_planned_as_trained():
     p = planned[1]
     model = training.fit(S, y, s.training_settings(p["config"], p["seed"]))
     assert model.spec.model == "rnn" and model.encoder.window == p["config"]["window"] and p["seed"] == 1
-    plan = firmware.plan_memory(plan_state(model.spec, model.params.gate), model.spec, boards.board(BOARD))
+    plan = firmware.plan_memory(plan_model(model), model.spec, boards.board(BOARD))
     assert p["ram_bytes"] == plan.ram_bytes
 
 
@@ -157,7 +157,7 @@ def test_flash_prediction_equals_the_built_firmware_on_every_board(tmp_path):
     """CODE_BYTES is measured: a firmware build must agree byte for byte (if the firmware's
     code changes, this names the number to update)."""
     model = fit(*blobs(60, 4), hidden=(16,), epochs=1)
-    tables = firmware.plan_memory(plan_state(model.spec, model.params.gate), model.spec,
+    tables = firmware.plan_memory(plan_model(model), model.spec,
                                   boards.board(BOARD)).tables_bytes
     wrong = {}
     for name in boards.BOARDS:
@@ -457,7 +457,7 @@ def test_sweep_on_ray_in_process_finds_a_network_that_fits(tmp_path):
         assert (r["status"] == "skipped") == (r["ram_bytes"] > board.ram_bytes), r
     assert all(len(r["val_history"]) == r["epochs"] for r in recs if r["status"] != "skipped")
     model = modelio.load(out)
-    plan = firmware.plan_memory(plan_state(model.spec, model.params.gate), model.spec, board)
+    plan = firmware.plan_memory(plan_model(model), model.spec, board)
     assert plan.ram_bytes == best["ram_bytes"] and list(model.spec.hidden) == best["config"]["hidden"]
     assert model.training.notes["sweep_board"] == BOARD
     width, height = png_size(plot)
