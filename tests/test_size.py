@@ -30,7 +30,8 @@ from .conftest import assert_ok, assert_one_error_line, invoke, last_json, needs
 MLP_TRAIN = ["--dataset", "prototypes:classes=4,features=100,samples=1200", "--hidden", "64,32", "--epochs", "1"]
 LEVEL_KEYS = {"text", "rodata", "data", "bss", "flash", "ram"}
 PART_FILES = {"training": ["src/bep_net.c", "src/bep_runtime.c", "src/bep_status.c"],
-              "board": ["src/bep_encode.c", "src/bep_net_board.c", "src/bep_standalone.c", "src/bep_store.c"],
+              "board": ["src/bep_calibrate.c", "src/bep_encode.c", "src/bep_net_board.c", "src/bep_standalone.c",
+                        "src/bep_store.c"],
               "link": ["src/bep_link.c"], "example": ["examples/net_train/bep_net_trainer.c"]}
 TARGETS = [pytest.param("cortex-m4", marks=needs_arm), "host"]
 

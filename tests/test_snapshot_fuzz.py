@@ -416,7 +416,7 @@ def check(proc) -> None:
 
 
 def fuzz(board_net, tmp_path, n_cases: int) -> None:
-    model, enc, gen, followed = board_net
+    _, enc, gen, followed = board_net
     driver = build(gen, tmp_path / "snapfuzz")
     base = base_snapshot(driver, tmp_path, gen, enc, 11)
     seeds = seed_cases(base, followed)
@@ -454,7 +454,7 @@ def test_fuzz_catches_the_planted_out_of_bounds_read(board_net, tmp_path):
     """Negative control: without the restore's schedule check, the clamps in end_epoch and
     the runtime's care of the marks (reset with the counters, moved after 2^31 samples), the
     two proofs of concept make ASan report the read past the Q table."""
-    model, enc, gen, followed = board_net
+    _, enc, gen, followed = board_net
     planted = tmp_path / "gen"
     shutil.copytree(gen.directory, planted)
     for file, old, new in (
@@ -482,7 +482,7 @@ def test_fuzz_catches_a_restore_that_does_not_check_the_followed_thresholds(boar
     """Negative control: a restore that takes the followed thresholds unchecked accepts an
     accumulator far outside its window, and following values after it overflows int32: the
     seed case makes UBSan report it."""
-    model, enc, gen, followed = board_net
+    _, enc, gen, followed = board_net
     planted = tmp_path / "gen"
     shutil.copytree(gen.directory, planted)
     source = (planted / "src" / "bep_standalone.c").read_text()

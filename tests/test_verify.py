@@ -107,7 +107,7 @@ def test_generate_is_reproducible_and_self_contained(tmp_path_factory, tmp_path)
     files = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
     assert files == ["CMakeLists.txt", "README.md", "examples/kws_train/bep_kws_trainer.c",
                      "examples/kws_train/bep_kws_trainer.h", "examples/kws_train/kws_train.ino", "library.json",
-                     "library.properties", "src/bep_encode.c", "src/bep_encode.h", "src/bep_kws.c", "src/bep_kws.h",
+                     "library.properties", "src/bep_calibrate.c", "src/bep_calibrate.h", "src/bep_encode.c", "src/bep_encode.h", "src/bep_kws.c", "src/bep_kws.h",
                      "src/bep_kws_board.c", "src/bep_kws_board.h", "src/bep_link.c", "src/bep_link.h",
                      "src/bep_proto.h", "src/bep_runtime.c", "src/bep_runtime.h", "src/bep_standalone.c",
                      "src/bep_standalone.h", "src/bep_status.c", "src/bep_status.h", "src/bep_store.c", "src/bep_store.h",

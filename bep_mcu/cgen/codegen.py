@@ -25,8 +25,8 @@ import numpy as np
 
 from bep_mcu import __version__, files
 from bep_mcu.cgen import abi, cformat, package
-from bep_mcu.cgen.snapshot import snapshot_bytes
 from bep_mcu.cgen.layout import InferencePlan, StatePlan, plan_inference, plan_model
+from bep_mcu.cgen.snapshot import snapshot_bytes
 from bep_mcu.cgen.status import STATUS
 from bep_mcu.cgen import protocol
 from bep_mcu.data import inputformat, recalibration

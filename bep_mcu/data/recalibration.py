@@ -46,11 +46,16 @@ from bep_mcu.data.inputformat import InputFormat, device_thresholds, encode
 from bep_mcu.errors import BEPError
 
 ONE = 1 << 15  # fixed point of P_k (a uint16 table in C: 0..ONE)
-STEPS_PER_SD = 32  # a threshold's step: 1/32 of the feature's training standard deviation
+STEPS_PER_SD = 256  # a threshold's finest step: 1/256 of the feature's training standard deviation
 DEFAULT_WINDOW = 256
 MAX_WINDOW = 1 << 15
 MAX_ACCUMULATOR = 1 << 30  # A_f: an accumulator stays within int32 with ONE added
 MAX_STEP = 1 << 30  # T ± step stays within int32 for every input type
+
+
+def check_window(window: int) -> int:
+    """The adaptation rate, checked (values per standard deviation, 1..MAX_WINDOW)."""
+    return validate.integer(window, "--calibration-window", 1, MAX_WINDOW)
 
 
 def follows(encoder: Encoder) -> bool:
@@ -90,7 +95,7 @@ class CalibrationPlan:
 def plan(encoder: Encoder, fmt: InputFormat, window: int = DEFAULT_WINDOW) -> CalibrationPlan:
     """The plan for ``encoder``'s thresholds on inputs of ``fmt``; none to follow (count 0)
     when :func:`follows` says so."""
-    window = validate.integer(window, "--calibration-window", 1, MAX_WINDOW)
+    window = check_window(window)
     counts, T = device_thresholds(encoder, fmt)
     n = encoder.n_features
     if not follows(encoder):
@@ -98,7 +103,7 @@ def plan(encoder: Encoder, fmt: InputFormat, window: int = DEFAULT_WINDOW) -> Ca
         return CalibrationPlan(np.zeros(n, dtype=np.int64), empty, empty, np.zeros(n, dtype=np.int64),
                                np.zeros(n, dtype=np.int64), fmt.lo, fmt.hi, window)
     sd = encoder.spread * np.asarray(fmt.scales, dtype=np.float64)
-    step = np.clip(np.rint(sd / STEPS_PER_SD), 1, MAX_STEP).astype(np.int64)
+    step = np.clip(np.rint(sd / min(window, STEPS_PER_SD)), 1, MAX_STEP).astype(np.int64)
     with np.errstate(divide="ignore"):
         a = np.where(sd > 0, window * ONE * step / np.where(sd > 0, sd, 1.0), window * ONE)
     A = np.clip(np.rint(a), ONE, MAX_ACCUMULATOR).astype(np.int64)
