@@ -24,8 +24,9 @@ snapshot leaves the state byte for byte as it was (an initialised state, or a bu
 garbage for every other case); after every ``end_epoch`` the level is within the Q table;
 a snapshot written after training, and after following extreme raw values
 (``bep_<net>_calibrate``: values at the input type's limits move thresholds to them),
-restores into a second state that writes the same bytes again. The number of cases bounds the time: ``N_CASES`` in the default run (about 10 s with
-the build), ``N_CASES_SLOW`` under ``-m slow`` (about a minute). Negative controls plant the
+restores into a second state that writes the same bytes again. The number of cases bounds
+the time: ``N_CASES`` in the default run (about 10 s with the build), ``N_CASES_SLOW``
+under ``-m slow`` (about a minute). Negative controls plant the
 original bug (the restore check of the schedule and the reset of its marks removed) and a
 restore without the check of the followed thresholds, and show the seed cases catch each.
 """
@@ -56,7 +57,8 @@ SEEDS = Path(__file__).parent / "corpus" / "snapshot_seeds.json"
 CODES = {name: value for name, value, _ in STATUS}
 N_CASES, N_CASES_SLOW = 30000, 400000
 BATCH = 10
-SCRIPT_BITS = {"reset_before": 1, "reset_mid_epoch": 2, "end_epoch": 4, "round_trip": 8, "calibrate": 16}  # batches: 8..11
+# batches: bits 8..11
+SCRIPT_BITS = {"reset_before": 1, "reset_mid_epoch": 2, "end_epoch": 4, "round_trip": 8, "calibrate": 16}
 OFFSETS = snapshot.header_offsets()
 
 DRIVER = r"""

@@ -20,13 +20,13 @@ code monotone (bit k+1 set implies bit k set), the only codes the network was tr
 thresholds stay within the input type (``lo``..``hi``), so every one can be stored in it.
 
 The host chooses per feature (from ``Encoder.spread``, a robust standard deviation of the
-training values, in device units ``sd_f``): ``step_f = round(sd_f / STEPS_PER_SD)`` (at least 1)
-and ``A_f = round(window * ONE * step_f / sd_f)`` (at least ``ONE``, so one value moves a
-threshold at most one step), where ``window`` is the adaptation rate: the number of values of
-a feature in which a threshold moves one standard deviation when they all fall on one side.
-A threshold then wanders about ``sqrt(0.3 / window)`` standard deviations around its
-quantile; a drift of ``d`` standard deviations is followed in about ``d * window / |P(v < T_k) - P_k|``
-values (docs/adaptation.md measures the trade).
+training values, in device units ``sd_f``) ``step_f = round(sd_f / min(window, STEPS_PER_SD))``
+(at least 1) and ``A_f = round(window * ONE * step_f / sd_f)`` (at least ``ONE``, so one value
+moves a threshold at most one step), where ``window`` is the adaptation rate: the number of
+values of a feature in which a threshold moves one standard deviation when they all fall on
+one side. A settled threshold wanders about ``sqrt(0.15 / window)`` in share where its
+feature's values are dense; a drift of ``d`` standard deviations is followed in about
+``d * window / |P(v < T_k) - P_k|`` values (docs/adaptation.md measures the trade).
 
 :class:`Calibration` runs these lines in numpy, vectorised over thresholds and sequential over
 values, in exactly the order of the C (templates/runtime/bep_calibrate.c), so the two agree bit
@@ -47,6 +47,7 @@ from bep_mcu.errors import BEPError
 
 ONE = 1 << 15  # fixed point of P_k (a uint16 table in C: 0..ONE)
 STEPS_PER_SD = 256  # a threshold's finest step: 1/256 of the feature's training standard deviation
+# (1/32 left thresholds at the edge of a tight cluster 0.05 off their share: docs/adaptation.md)
 DEFAULT_WINDOW = 256
 MAX_WINDOW = 1 << 15
 MAX_ACCUMULATOR = 1 << 30  # A_f: an accumulator stays within int32 with ONE added
@@ -104,8 +105,7 @@ def plan(encoder: Encoder, fmt: InputFormat, window: int = DEFAULT_WINDOW) -> Ca
                                np.zeros(n, dtype=np.int64), fmt.lo, fmt.hi, window)
     sd = encoder.spread * np.asarray(fmt.scales, dtype=np.float64)
     step = np.clip(np.rint(sd / min(window, STEPS_PER_SD)), 1, MAX_STEP).astype(np.int64)
-    with np.errstate(divide="ignore"):
-        a = np.where(sd > 0, window * ONE * step / np.where(sd > 0, sd, 1.0), window * ONE)
+    a = np.where(sd > 0, window * ONE * step / np.where(sd > 0, sd, 1.0), window * ONE)  # sd 0: any step is far
     A = np.clip(np.rint(a), ONE, MAX_ACCUMULATOR).astype(np.int64)
     P = np.clip(np.rint(encoder.below * ONE), 0, ONE).astype(np.int64)
     return CalibrationPlan(counts.astype(np.int64), T, P, step, A, fmt.lo, fmt.hi, window)
