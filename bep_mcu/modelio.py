@@ -8,7 +8,8 @@ numpy with ``allow_pickle=False``) holding:
   shape), stored as a uint8 array;
 - the arrays: ``hidden_<i>`` (int8/int16), ``classifier`` (int8 ±1), ``classes``
   (label names), ``input_keep`` (bool), ``binarizer_spec``, ``binarizer_n_features``
-  and the binariser's ``binarizer_thresholds``;
+  and the binariser's ``binarizer_thresholds``; ``input_below`` and ``input_spread``
+  (float64, the encoder's training statistics; absent from older files and for binary inputs);
 - ``__checksum__``: SHA-256 over the metadata and every array's name, dtype, shape
   and bytes. It detects damage, not tampering: anyone can recompute it.
 
@@ -97,6 +98,8 @@ def document(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
     arrays["classifier"] = model.classifier
     arrays["classes"] = model.labels
     arrays["input_keep"] = model.encoder.input_keep
+    if model.encoder.below is not None:
+        arrays.update({"input_below": model.encoder.below, "input_spread": model.encoder.spread})
     arrays.update({f"binarizer_{k}": v for k, v in model.encoder.binarizer.to_arrays().items()})
     history = [{k: (_json_number(v) if isinstance(v, float) else v) for k, v in rec.items()} for rec in t.history]
     meta = {
@@ -311,6 +314,10 @@ class _Expected:
         elif name == "input_keep":
             ok = dtype == np.bool_ and len(shape) == 1 and shape[0] <= self.n_features * MAX_THERMOMETER_BITS
             what = f"a boolean vector of at most {self.n_features * MAX_THERMOMETER_BITS} entries"
+        elif name in ("input_below", "input_spread"):
+            bound = self.n_features * (MAX_THERMOMETER_BITS if name == "input_below" else 1)
+            ok = dtype == np.dtype("<f8") and len(shape) == 1 and shape[0] <= bound
+            what = f"a float64 vector of at most {bound} entries"
         elif name == "binarizer_spec":
             ok = dtype.kind == "U" and dtype.itemsize <= 4 * 64 and shape == ()
             what = "a short text"
@@ -410,6 +417,7 @@ def _read_model(path, z: zipfile.ZipFile) -> Model:
         raise BEPError(f"'{path}' is corrupted: checksum mismatch")
     binarizer = binarizer_from_arrays({k[len("binarizer_"):]: v for k, v in arrays.items()
                                        if k.startswith("binarizer_")})
-    encoder = Encoder(spec.model, binarizer, arrays["input_keep"], n_features, length, **kept)
+    encoder = Encoder(spec.model, binarizer, arrays["input_keep"], n_features, length, **kept,
+                      below=arrays.get("input_below"), spread=arrays.get("input_spread"))
     return Model(spec, hyper, params, tuple(arrays[f"hidden_{i}"] for i in range(spec.n_layers)),
                  arrays["classifier"], encoder, arrays["classes"], training)

@@ -60,7 +60,7 @@ import numpy as np
 
 from bep_mcu import training, validate
 from bep_mcu.cgen import cost
-from bep_mcu.cgen.layout import describe, plan_state
+from bep_mcu.cgen.layout import describe, plan_model
 from bep_mcu.data import inputformat
 from bep_mcu.data.binarize import is_binary
 from bep_mcu.data.datasets import Dataset
@@ -245,7 +245,7 @@ def assess(model: Model, settings: SweepSettings, data: Dataset | None = None) -
     """What ``model``'s network needs on the sweep's board (the module docstring), and
     why it does not fit (None when it does); ``data``: the sweep's, for ``standalone``."""
     board = settings.board_info
-    state = plan_state(model.spec, model.params.gate)
+    state = plan_model(model)
     mem = plan_memory(state, model.spec, board)
     fp = {"ram_bytes": mem.ram_bytes, "flash_bytes": mem.tables_bytes + CODE_BYTES[board.name],
           "state_bytes": mem.state_bytes, "tables_bytes": mem.tables_bytes,

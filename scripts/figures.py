@@ -473,6 +473,65 @@ def render_floors(res: Results) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------ adaptation (docs/adaptation.md)
+
+
+DRIFT = "recalibration-under-sensor-drift.jsonl"  # python scripts/recalibration_drift.py
+DRIFT_WINDOW = "256"  # bep_mcu/data/recalibration.py DEFAULT_WINDOW: the window the first table shows
+DRIFT_STREAM = ("300", "1000", "3000", "10000")
+DRIFT_SETS = {"sensor18": "make_classification, 18 features", "breast_cancer": "breast_cancer",
+              "wine": "wine", "digits": "digits"}
+DRIFT_KINDS = {"gain1.3-offset0.5-noise0.1": "gain 1.3, +0.5 sd", "per-feature-gain-offset-noise0.1": "per feature"}
+
+
+def drift_runs(res: Results) -> dict[tuple[str, str], list[dict]]:
+    """The runs of each (data set, drift), every seed."""
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for i, line in enumerate(res.lines(DRIFT)):
+        try:
+            run = json.loads(line)
+        except json.JSONDecodeError:
+            raise FiguresError(f"results/{DRIFT}: line {i + 1} is not JSON") from None
+        runs.setdefault((field(run, "ds", source=DRIFT), field(run, "drift", source=DRIFT)), []).append(run)
+    if set(runs) != {(ds, kind) for ds in DRIFT_SETS for kind in DRIFT_KINDS}:
+        raise FiguresError(f"results/{DRIFT}: not every data set and drift of the tables")
+    return runs
+
+
+def mean_of(runs: list[dict], *path) -> float:
+    return statistics.fmean(number(run, *path, source=DRIFT) for run in runs)
+
+
+def render_adaptation(res: Results) -> str:
+    lines = ["| data set | drift | clean | frozen | set at once | followed: " + " | ".join(DRIFT_STREAM) +
+             " samples | won back at 3000 |", "|---|---|---|---|---|" + "---|" * len(DRIFT_STREAM) + "---|"]
+    for (ds, kind), runs in drift_runs(res).items():
+        clean, frozen = mean_of(runs, "clean"), mean_of(runs, "frozen")
+        followed = [mean_of(runs, "followed", DRIFT_WINDOW, n) for n in DRIFT_STREAM]
+        lines.append(f"| {DRIFT_SETS[ds]} | {DRIFT_KINDS[kind]} | {pct(clean)} | {pct(frozen)} | "
+                     f"{pct(mean_of(runs, 'batch'))} | " + " | ".join(pct(f) for f in followed) +
+                     f" | {100 * (followed[2] - frozen) / (clean - frozen):.0f} % |")
+    return "\n".join(lines)
+
+
+def render_adaptation_windows(res: Results) -> str:
+    groups = drift_runs(res)
+    runs = [run for group in groups.values() for run in group]
+    seeds = len({field(run, "seed", source=DRIFT) for run in runs})
+    stream = list(field(runs[0], "followed", DRIFT_WINDOW, source=DRIFT))
+    lines = ["| window | followed: " + " | ".join(stream) + " samples | clean inputs, " + stream[-1] +
+             " | runs of one class | ¾ one class |", "|---|" + "---|" * len(stream) + "---|---|---|"]
+    for window in field(runs[0], "followed", source=DRIFT):
+        cells = [mean_of(runs, "followed", window, n) for n in stream]
+        cells += [mean_of(runs, "clean_followed", window, stream[-1]), mean_of(runs, "mixed", "runs", window),
+                  mean_of(runs, "mixed", "skewed", window)]
+        lines.append(f"| {window} | " + " | ".join(pct(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n\n" + fill(
+        f"Mean test accuracy in % over the {len(groups)} rows of the table above and {seeds} seeds; the same rows score "
+        f"{pct(mean_of(runs, 'frozen'))} with the model's thresholds on the drifted inputs and "
+        f"{pct(mean_of(runs, 'clean'))} on clean inputs.")
+
+
 # ------------------------------------------------------------------ the regions
 
 
@@ -488,11 +547,14 @@ RENDER = {
     "breakdown": render_breakdown,
     "cycles": render_cycles,
     "floors": render_floors,
+    "adaptation": render_adaptation,
+    "adaptation-windows": render_adaptation_windows,
 }
 FILES = {  # every region each file must hold
     "README.md": ("headline", "accuracy-defaults", "bep-vs-qat", "speed", "instructions", "device"),
     "docs/accuracy.md": ("accuracy-table",),
     "docs/performance.md": ("instructions-cores", "breakdown", "cycles", "floors"),
+    "docs/adaptation.md": ("adaptation", "adaptation-windows"),
 }
 
 

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "figures.py"
-RENDERED = ("README.md", "docs/accuracy.md", "docs/performance.md")
+RENDERED = ("README.md", "docs/accuracy.md", "docs/performance.md", "docs/adaptation.md")
 
 
 def figures(*args: str, root: Path = ROOT) -> subprocess.CompletedProcess:

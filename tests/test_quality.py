@@ -27,7 +27,7 @@ import pytest
 
 from bep_mcu import modelio, training
 from bep_mcu.cgen.codegen import generate, schedule_context
-from bep_mcu.cgen.layout import plan_state
+from bep_mcu.cgen.layout import plan_model
 from bep_mcu.cli.train import train as train_command
 from bep_mcu.data import inputformat
 from bep_mcu.engine import bits
@@ -76,7 +76,7 @@ def test_gamma_cap_is_one_rule_for_host_and_c():
     assert list(model.params.gamma) == [16, 2]
     caps = gamma_caps(model.spec, model.hyper, model.params.gamma)
     assert caps == [64, 10] == list(Plan.continuing(model, 1).cap)
-    assert schedule_context(model, plan_state(model.spec, model.params.gate))["cap"] == caps
+    assert schedule_context(model, plan_model(model))["cap"] == caps
     # ×1.5 per stall, rounded up, stops at the cap: 16 → 24 → 36 → 54 → 64
     gamma, seen = 16, []
     for _ in range(5):
@@ -239,7 +239,7 @@ def test_an_old_model_file_trains_as_before(plain_mlp, tmp_path):
     assert (loaded.hyper.gamma_cap_div, loaded.hyper.growth, loaded.hyper.restore_best, loaded.encoder.bias_bits) \
         == (1, 2, False, 0)
     assert list(Plan.continuing(loaded, 1).cap) == [24]
-    assert schedule_context(loaded, plan_state(loaded.spec, loaded.params.gate))["cap"] == [24]
+    assert schedule_context(loaded, plan_model(loaded))["cap"] == [24]
     explicit = model.replace(hyper=dataclasses.replace(model.hyper, gamma_growth=2, gamma_cap_div=1))
     a, b = training.train(loaded, X, y, 12), training.train(explicit, X, y, 12)
     assert_same_weights(list(a.hidden), list(b.hidden))

@@ -22,7 +22,7 @@ import pytest
 from bep_mcu import modelio
 from bep_mcu.cgen import package, protocol, toolchain
 from bep_mcu.cgen.codegen import generate
-from bep_mcu.cgen.layout import plan_state
+from bep_mcu.cgen.layout import plan_model
 from bep_mcu.cli.main import main
 
 from .conftest import assert_ok, assert_one_error_line, invoke, last_json, needs_arm
@@ -30,7 +30,8 @@ from .conftest import assert_ok, assert_one_error_line, invoke, last_json, needs
 MLP_TRAIN = ["--dataset", "prototypes:classes=4,features=100,samples=1200", "--hidden", "64,32", "--epochs", "1"]
 LEVEL_KEYS = {"text", "rodata", "data", "bss", "flash", "ram"}
 PART_FILES = {"training": ["src/bep_kernels.c", "src/bep_net.c", "src/bep_runtime.c", "src/bep_status.c"],
-              "board": ["src/bep_encode.c", "src/bep_net_board.c", "src/bep_standalone.c", "src/bep_store.c"],
+              "board": ["src/bep_calibrate.c", "src/bep_encode.c", "src/bep_net_board.c", "src/bep_standalone.c",
+                        "src/bep_store.c"],
               "link": ["src/bep_link.c"], "example": ["examples/net_train/bep_net_trainer.c"]}
 TARGETS = [pytest.param("cortex-m4", marks=needs_arm), "host"]
 
@@ -189,7 +190,7 @@ def test_state_bytes_equal_plan_and_header(reports, model, tmp_path, target):
     header = (gen.src / "bep_net.h").read_text()
     in_header = int(re.search(r"#define BEP_NET_STATE_BYTES (\d+)u", header).group(1))
     loaded = modelio.load(model)
-    planned = plan_state(loaded.spec, loaded.params.gate)
+    planned = plan_model(loaded)
     assert d["state_bytes"] == in_header == planned.state_bytes == gen.plan.state_bytes
     assert sum(planned.bytes_by_kind().values()) == d["state_bytes"]
 

@@ -14,22 +14,28 @@ aborts it), on:
   the status it must get;
 * random cases: header fields set to edge or random values with the CRC recomputed (so they
   reach the checks behind it), bit flips without (refused), truncations, length edits,
-  random bytes, and edits of the hidden weights (accepted: any value is a weight).
+  random bytes, edits of the hidden weights (accepted: any value is a weight), the followed
+  input thresholds and accumulators set to edge or random values (the checks decide) or to
+  random values a board could hold (accepted: within the input type, in order within each
+  feature, accumulators strictly within ±window).
 
 The driver (``DRIVER``) checks, and exits non-zero on the first failure: a refused
 snapshot leaves the state byte for byte as it was (an initialised state, or a buffer of
 garbage for every other case); after every ``end_epoch`` the level is within the Q table;
-a snapshot written after training restores into a second state that writes the same bytes
-again. The number of cases bounds the time: ``N_CASES`` in the default run (about 10 s with
-the build), ``N_CASES_SLOW`` under ``-m slow`` (about a minute). A negative control plants the original bug
-(the restore check of the schedule and the reset of its marks removed) and shows the seed
-cases catch it.
+a snapshot written after training, and after following extreme raw values
+(``bep_<net>_calibrate``: values at the input type's limits move thresholds to them),
+restores into a second state that writes the same bytes again. The number of cases bounds
+the time: ``N_CASES`` in the default run (about 10 s with the build), ``N_CASES_SLOW``
+under ``-m slow`` (about a minute). Negative controls plant the
+original bug (the restore check of the schedule and the reset of its marks removed) and a
+restore without the check of the followed thresholds, and show the seed cases catch each.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -42,16 +48,17 @@ import pytest
 from bep_mcu.cgen import snapshot
 from bep_mcu.cgen.codegen import generate
 from bep_mcu.cgen.status import STATUS
-from bep_mcu.data.datasets import load_dataset
+from bep_mcu.data import inputformat, recalibration
 from bep_mcu.training import EncodedData
 
-from .conftest import SANITIZER_ENV, build_sanitized, fit
+from .conftest import SANITIZER_ENV, blobs, build_sanitized, fit
 
 SEEDS = Path(__file__).parent / "corpus" / "snapshot_seeds.json"
 CODES = {name: value for name, value, _ in STATUS}
 N_CASES, N_CASES_SLOW = 30000, 400000
 BATCH = 10
-SCRIPT_BITS = {"reset_before": 1, "reset_mid_epoch": 2, "end_epoch": 4, "round_trip": 8}  # batches: bits 8..11
+# batches: bits 8..11
+SCRIPT_BITS = {"reset_before": 1, "reset_mid_epoch": 2, "end_epoch": 4, "round_trip": 8, "calibrate": 16}
 OFFSETS = snapshot.header_offsets()
 
 DRIVER = r"""
@@ -65,6 +72,24 @@ DRIVER = r"""
 static const uint32_t *xs;
 static const uint16_t *ys;
 static uint32_t n_samples, iw;
+
+/* Follow 40 samples of raw values, a quarter of them at the input type's limits. */
+static uint32_t lcg = 12345u;
+static int32_t calibrate(uint32_t *state)
+{
+    FUZZ_INPUT_T raw[FUZZ_VALUES];
+    int64_t lo = FUZZ_CALIB.lo, span = (int64_t)FUZZ_CALIB.hi - lo + 1;
+    uint32_t s, k;
+    for (s = 0; s < 40u; ++s) {
+        for (k = 0; k < FUZZ_VALUES; ++k) {
+            lcg = lcg * 1664525u + 1013904223u;
+            if ((lcg >> 28) < 4u) raw[k] = (FUZZ_INPUT_T)((lcg >> 27) & 1u ? FUZZ_CALIB.hi : FUZZ_CALIB.lo);
+            else raw[k] = (FUZZ_INPUT_T)(lo + (int64_t)(((uint64_t)lcg * (uint64_t)span) >> 32));
+        }
+        if (FUZZ_CALIBRATE(state, STATE_BYTES, raw, FUZZ_VALUES) != BEP_OK) return -1;
+    }
+    return 0;
+}
 
 /* One batch of BATCH samples starting at sample `first` (wrapping). */
 static int32_t train_batch(uint32_t *state, uint32_t first)
@@ -146,6 +171,7 @@ int main(int argc, char **argv)
                 if ((script & 2u) && b == batches / 2u) FUZZ_RESET_COUNTERS(state, STATE_BYTES);
                 if (train_batch(state, b * 7u) != BEP_OK) return 4;
             }
+            if ((script & 16u) && calibrate(state) != 0) return 4;
             if (script & 4u) {
                 st_epoch = (int32_t)FUZZ_END_EPOCH(state, STATE_BYTES);
                 if (FUZZ_READ_SCHEDULE(state, STATE_BYTES, &info) != BEP_OK) return 4;
@@ -179,23 +205,90 @@ int main(int argc, char **argv)
 
 @pytest.fixture(scope="module")
 def board_net(tmp_path_factory):
-    """A two-layer network (so γ and Q of a second layer are real), its training data and
-    the generated library."""
-    data = load_dataset("prototypes:classes=4,features=64,samples=600")
-    model = fit(data.X_train, data.y_train, hidden=(40, 24), epochs=1, patience=2, seed=3)
-    enc = EncodedData(model.encode(data.X_train), model.encode_labels(data.y_train))
-    gen = generate(model, tmp_path_factory.mktemp("snapfuzz") / "gen", "net")
-    return model, enc, gen
+    """A two-layer network (so γ and Q of a second layer are real) on real-valued inputs
+    (thresholds to follow, as int16 of steps above 1), its training data, the generated
+    library and where its snapshots hold the followed thresholds."""
+    X, y = blobs(600, features=16, classes=4, seed=5)
+    model = fit(X, y, hidden=(40, 24), epochs=1, patience=2, seed=3, binarize="thermometer:3")
+    enc = EncodedData(model.encode(X), model.encode_labels(y))
+    fmt = inputformat.choose(model.encoder, X)
+    gen = generate(model, tmp_path_factory.mktemp("snapfuzz") / "gen", "net", fmt)
+    return model, enc, gen, Followed.of(model, gen, fmt)
+
+
+@dataclasses.dataclass(frozen=True)
+class Followed:
+    """Where a snapshot holds the followed input thresholds and what bounds them."""
+
+    offset: int
+    counts: np.ndarray
+    lo: int
+    hi: int
+    window: np.ndarray
+
+    @classmethod
+    def of(cls, model, gen, fmt) -> "Followed":
+        cal = recalibration.plan(model.encoder, fmt)
+        assert cal.count == gen.plan.followed > 0 and cal.step.min() > 1
+        return cls(snapshot.followed_offset(gen.plan), cal.counts, cal.lo, cal.hi, cal.window)
+
+    @property
+    def count(self) -> int:
+        return int(self.counts.sum())
+
+    def index(self, feature: str, rank: str) -> tuple[int, int]:
+        """(threshold index, its feature) of 'F:R' (either may be 'last')."""
+        f = len(self.counts) - 1 if feature == "last" else int(feature)
+        r = int(self.counts[f]) - 1 if rank == "last" else int(rank)
+        assert 0 <= r < self.counts[f], (feature, rank)
+        return int(self.counts[:f].sum()) + r, f
+
+    def field(self, name: str) -> tuple[int, int] | None:
+        """(byte offset, feature) of 'threshold:F:R' or 'accumulator:F:R', None for a header field."""
+        kind, _, where = name.partition(":")
+        if kind not in ("threshold", "accumulator"):
+            return None
+        k, f = self.index(*where.split(":"))
+        return self.offset + 4 * (k + (self.count if kind == "accumulator" else 0)), f
+
+
+SYMBOL = re.compile(r"(-?)(lo|hi|window|prev)([+-]\d+)?")
+
+
+def edited(snap: bytes, edits: dict, fix_crc: bool, followed: Followed) -> bytes:
+    """``snap`` with fields set: a header field (an int, or '+k'/'-k' relative to the field's
+    value) or a followed threshold or accumulator ('threshold:F:R', 'accumulator:F:R'; an int
+    as unsigned 32 bits, '+k'/'-k', or 'lo', 'hi', 'window', '-window' or 'prev' (the previous
+    threshold of the feature), each with an optional '+k'/'-k')."""
+    out = bytearray(snap)
+    for name, value in edits.items():
+        where = followed.field(name)
+        off, size = OFFSETS[name] if where is None else (where[0], 4)
+        code = "<I" if size == 4 else "<H"
+        old = struct.unpack_from(code, out, off)[0]
+        symbol = SYMBOL.fullmatch(value) if isinstance(value, str) else None
+        if symbol:
+            sign, word, delta = symbol.groups()
+            base = {"lo": followed.lo, "hi": followed.hi, "window": int(followed.window[where[1]]),
+                    "prev": struct.unpack_from("<i", out, off - 4)[0]}[word]
+            new = (-base if sign else base) + int(delta or 0)
+        else:
+            new = old + int(value) if isinstance(value, str) else int(value)
+        struct.pack_into(code, out, off, new % (1 << (8 * size)))
+    if fix_crc:
+        out = recrc(bytes(out))
+    return bytes(out)
 
 
 def build(gen, out: Path) -> Path:
     n = gen.name
     fns = {"TRAIN_BATCH": "train_batch", "START": "start", "SAMPLE_INDEX": "sample_index", "END_EPOCH": "end_epoch",
            "SNAPSHOT": "snapshot", "RESTORE": "restore", "RESET_COUNTERS": "reset_counters",
-           "READ_SCHEDULE": "read_schedule"}
+           "READ_SCHEDULE": "read_schedule", "CALIBRATE": "calibrate"}
     defines = [f'-DFUZZ_HEADER="bep_{n}_board.h"', f"-DSTATE_BYTES={gen.plan.state_bytes}u",
                f"-DSNAPSHOT_BYTES=BEP_{n.upper()}_SNAPSHOT_BYTES", f"-DBATCH={BATCH}u",
-               f"-DFUZZ_LEVELS=bep_{n}_schedule.levels"]
+               f"-DFUZZ_LEVELS=bep_{n}_schedule.levels", f"-DFUZZ_CALIB=bep_{n}_calibration",
+               f"-DFUZZ_INPUT_T=bep_{n}_input_t", f"-DFUZZ_VALUES=BEP_{n.upper()}_INPUT_VALUES"]
     defines += [f"-DFUZZ_{k}=bep_{n}_{v}" for k, v in fns.items()]
     return build_sanitized(gen, DRIVER, out, defines)
 
@@ -203,20 +296,6 @@ def build(gen, out: Path) -> Path:
 def script_word(script: dict) -> int:
     word = sum(bit for key, bit in SCRIPT_BITS.items() if script.get(key))
     return word | (min(int(script.get("batches", 0)), 15) << 8)
-
-
-def edited(snap: bytes, edits: dict, fix_crc: bool) -> bytes:
-    """``snap`` with header fields set (an int, or '+k'/'-k' relative to the field's value)."""
-    out = bytearray(snap)
-    for name, value in edits.items():
-        off, size = OFFSETS[name]
-        code = "<I" if size == 4 else "<H"
-        old = struct.unpack_from(code, out, off)[0]
-        new = old + int(value) if isinstance(value, str) else int(value)
-        struct.pack_into(code, out, off, new % (1 << (8 * size)))
-    if fix_crc:
-        out = recrc(bytes(out))
-    return bytes(out)
 
 
 def recrc(blob: bytes) -> bytes:
@@ -232,25 +311,52 @@ def recrc(blob: bytes) -> bytes:
 EDGES = [0, 1, 2, 255, 256, 257, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFE, 0xFFFFFFFF]
 
 
-def random_case(rng: np.random.Generator, snap: bytes) -> tuple[str, bytes, int]:
-    """(kind, blob, script): kind 'refused' must not be accepted; 'any' may be."""
-    script = int(rng.integers(0, 16)) | (int(rng.integers(0, 5)) << 8)
-    m = int(rng.integers(0, 8))
+def followed_values(rng: np.random.Generator, followed: Followed) -> bytes:
+    """Thresholds and accumulators a board could hold: per feature sorted values of the input
+    type (its limits often among them), accumulators strictly within ±window."""
+    t, a = [], []
+    for f, n in enumerate(followed.counts):
+        edge = rng.choice([followed.lo, followed.hi, followed.lo + 1, followed.hi - 1], size=n)
+        t += sorted(np.where(rng.random(n) < 0.3, edge, rng.integers(followed.lo, followed.hi + 1, n)).tolist())
+        w = int(followed.window[f])
+        a += np.where(rng.random(n) < 0.3, rng.choice([1 - w, w - 1], size=n), rng.integers(1 - w, w, n)).tolist()
+    return np.asarray(t + a, dtype="<i4").tobytes()
+
+
+def random_case(rng: np.random.Generator, snap: bytes, followed: Followed) -> tuple[str, bytes, int]:
+    """(kind, blob, script): kind 'refused' must not be accepted; 'ok' must be; 'any' may be."""
+    script = int(rng.integers(0, 32)) | (int(rng.integers(0, 5)) << 8)
+    m = int(rng.integers(0, 10))
     if m <= 2:  # header fields edited, CRC recomputed: the checks behind it decide
         edits = {}
         for name in rng.choice([n for n in OFFSETS if n not in ("magic", "version")], size=int(rng.integers(1, 4))):
             old = struct.unpack_from("<I" if OFFSETS[name][1] == 4 else "<H", snap, OFFSETS[name][0])[0]
             edits[str(name)] = int(rng.choice([*EDGES, old + int(rng.integers(-3, 4)), int(rng.integers(0, 2**32))]))
-        return "any", edited(snap, edits, True), script
+        return "any", edited(snap, edits, True, followed), script
+    if m == 8:  # followed thresholds and accumulators a board could hold, CRC recomputed
+        values = followed_values(rng, followed)
+        return "ok", recrc(snap[:followed.offset] + values + snap[followed.offset + len(values):]), script
+    if m == 9:  # followed thresholds and accumulators set to edge or random values, CRC recomputed
+        edits = {}
+        for _ in range(int(rng.integers(1, 4))):
+            kind = "threshold" if rng.random() < 0.5 else "accumulator"
+            f = int(rng.integers(0, len(followed.counts)))
+            name = f"{kind}:{f}:{int(rng.integers(0, followed.counts[f]))}"
+            edits[name] = str(rng.choice(["lo", "hi", "lo-1", "hi+1", "window", "-window", "window-1", "-window+1",
+                                          "prev", "prev-1", "+1", "-1"])) if rng.random() < 0.7 else \
+                int(rng.choice([*EDGES, int(rng.integers(0, 2**32))]))
+            if str(edits[name]).startswith("prev") and name.endswith(":0"):
+                edits[name] = "lo"  # the first threshold of a feature has no previous one
+        return "any", edited(snap, edits, True, followed), script
     if m == 3:  # counters and marks consistent by construction, anywhere in 32 bits
         s, e = int(rng.integers(0, 2**32)), int(rng.integers(0, 2**32))
         n = int(rng.integers(0, 2**31))
         edits = {"samples": s, "errors": e, "start_samples": (s - n) % 2**32,
                  "start_errors": (e - int(rng.integers(0, n + 1))) % 2**32}
-        return "ok", edited(snap, edits, True), script
+        return "ok", edited(snap, edits, True, followed), script
     if m == 4:  # hidden weights edited, CRC recomputed: any value is a weight
         out = bytearray(snap)
-        for pos in rng.integers(snapshot.HEADER_BYTES, len(snap) - 4, size=int(rng.integers(1, 9))):
+        for pos in rng.integers(snapshot.HEADER_BYTES, followed.offset, size=int(rng.integers(1, 9))):
             out[int(pos)] = int(rng.integers(0, 256))
         return "ok", recrc(bytes(out)), script
     if m == 5:  # bit flips, CRC as it was
@@ -290,10 +396,10 @@ def base_snapshot(driver: Path, work: Path, gen, enc, seed: int) -> bytes:
     return base
 
 
-def seed_cases(base: bytes) -> list[tuple[str, bytes, int, str]]:
+def seed_cases(base: bytes, followed: Followed) -> list[tuple[str, bytes, int, str]]:
     """(name, blob, script, expected status) of the seed corpus."""
     spec = json.loads(SEEDS.read_text())
-    return [(c["name"], edited(base, c["set"], c["fix_crc"]), script_word(c["script"]), c["expect"])
+    return [(c["name"], edited(base, c["set"], c["fix_crc"], followed), script_word(c["script"]), c["expect"])
             for c in spec["cases"]]
 
 
@@ -303,12 +409,12 @@ def check(proc) -> None:
 
 
 def fuzz(board_net, tmp_path, n_cases: int) -> None:
-    model, enc, gen = board_net
+    _, enc, gen, followed = board_net
     driver = build(gen, tmp_path / "snapfuzz")
     base = base_snapshot(driver, tmp_path, gen, enc, 11)
-    seeds = seed_cases(base)
+    seeds = seed_cases(base, followed)
     rng = np.random.default_rng(2026)
-    randoms = [random_case(rng, base) for _ in range(n_cases)]
+    randoms = [random_case(rng, base, followed) for _ in range(n_cases)]
     cases = [(blob, script) for _, blob, script, _ in seeds] + [(blob, script) for _, blob, script in randoms]
     proc, again, results = replay(driver, tmp_path, gen, enc, 11, cases)
     check(proc)
@@ -341,7 +447,7 @@ def test_fuzz_catches_the_planted_out_of_bounds_read(board_net, tmp_path):
     """Negative control: without the restore's schedule check, the clamps in end_epoch and
     the runtime's care of the marks (reset with the counters, moved after 2^31 samples), the
     two proofs of concept make ASan report the read past the Q table."""
-    model, enc, gen = board_net
+    _, enc, gen, followed = board_net
     planted = tmp_path / "gen"
     shutil.copytree(gen.directory, planted)
     for file, old, new in (
@@ -359,7 +465,26 @@ def test_fuzz_catches_the_planted_out_of_bounds_read(board_net, tmp_path):
     bad = dataclasses.replace(gen, directory=planted)
     driver = build(bad, tmp_path / "planted")
     base = base_snapshot(driver, tmp_path, bad, enc, 11)
-    for name, blob, script, _ in seed_cases(base):
+    for name, blob, script, _ in seed_cases(base, followed):
         if name.startswith(("errors since", "10 M samples")):
             proc, _, _ = replay(driver, tmp_path, bad, enc, 11, [(blob, script)])
             assert proc.returncode != 0 and "AddressSanitizer" in proc.stderr, (name, proc.stderr[-2000:])
+
+
+def test_fuzz_catches_a_restore_that_does_not_check_the_followed_thresholds(board_net, tmp_path):
+    """Negative control: a restore that takes the followed thresholds unchecked accepts an
+    accumulator far outside its window, and following values after it overflows int32: the
+    seed case makes UBSan report it."""
+    _, enc, gen, followed = board_net
+    planted = tmp_path / "gen"
+    shutil.copytree(gen.directory, planted)
+    source = (planted / "src" / "bep_standalone.c").read_text()
+    old = "if (st == BEP_OK && bep_followed(sc) != NULL) st = bep_check_calib("
+    assert source.count(old) == 1
+    (planted / "src" / "bep_standalone.c").write_text(source.replace(old, "if (0) st = bep_check_calib("))
+    bad = dataclasses.replace(gen, directory=planted)
+    driver = build(bad, tmp_path / "planted")
+    base = base_snapshot(driver, tmp_path, bad, enc, 11)
+    cases = {name: (blob, script) for name, blob, script, _ in seed_cases(base, followed)}
+    proc, _, _ = replay(driver, tmp_path, bad, enc, 11, [cases["an accumulator far above its window, then followed"]])
+    assert proc.returncode != 0 and "signed integer overflow" in proc.stderr, proc.stderr[-2000:]

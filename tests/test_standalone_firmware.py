@@ -245,6 +245,7 @@ def test_image_has_no_float_and_no_heap(runs, board):
 SINKS, SOURCES = ("bep_buffer_write", "bep_program_piece"), ("bep_buffer_read", "bep_slot_read")
 CALLBACKS = {"bep_emit": SINKS, "bep_snapshot_body": SINKS, "bep_crc_matches": SOURCES, "bep_snapshot_check": SOURCES,
              "bep_restore_hidden": SOURCES, "bep_restore_header": SOURCES, "bep_restore_from": SOURCES,
+             "bep_check_calib": SOURCES, "bep_restore_calib": SOURCES,
              "bep_slot_read": ("bep_port_flash_read",), "bep_program_unit": ("bep_sa_program",),
              "bep_store_save": ("bep_sa_erase",)}
 

@@ -282,7 +282,7 @@ def run_store(gen, enc, work: Path) -> tuple[subprocess.CompletedProcess, np.nda
 
 @pytest.fixture(scope="module")
 def store_run(board_net, tmp_path_factory):  # noqa: F811
-    model, enc, gen = board_net
+    model, enc, gen, _ = board_net
     proc, words = run_store(gen, enc, tmp_path_factory.mktemp("store"))
     assert proc.returncode == 0, f"driver failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
     return words
@@ -345,7 +345,7 @@ def test_store_refuses_a_flash_it_cannot_use(store_run):
 def test_one_slot_rewritten_in_place_loses_what_the_store_keeps(board_net, tmp_path):  # noqa: F811
     """Negative control: a save that overwrites the newest slot (one snapshot rewritten in
     place, the pattern the store replaces) leaves nothing to restore after most cuts."""
-    model, enc, gen = board_net
+    model, enc, gen, _ = board_net
     planted = tmp_path / "gen"
     shutil.copytree(gen.directory, planted)
     source = (planted / "src" / "bep_store.c").read_text()

@@ -19,7 +19,7 @@ import pytest
 
 from bep_mcu import files, modelio, sweep, training
 from bep_mcu.cgen import cost
-from bep_mcu.cgen.layout import plan_state
+from bep_mcu.cgen.layout import plan_model
 from bep_mcu.cli.common import load_data
 from bep_mcu.device import boards, firmware
 from bep_mcu.engine.spec import NetSpec
@@ -125,7 +125,7 @@ def test_the_plan_is_the_trained_models():
     assert [sweep.key(p) for p in planned] == [(i, 0) for i in range(12)]
     p = planned[0]
     model = training.fit(X, y, s.training_settings(p["config"], p["seed"]))
-    plan = firmware.plan_memory(plan_state(model.spec, model.params.gate), model.spec, boards.board(BOARD))
+    plan = firmware.plan_memory(plan_model(model), model.spec, boards.board(BOARD))
     assert (p["ram_bytes"], p["state_bytes"], p["tables_bytes"]) == (plan.ram_bytes, plan.state_bytes,
                                                                      plan.tables_bytes)
     assert p["network"] == [model.spec.n_inputs, *model.spec.hidden, model.spec.n_classes]
@@ -182,7 +182,7 @@ def test_rnn_trials_are_planned_as_trained():
     p = planned[1]
     model = training.fit(S, y, s.training_settings(p["config"], p["seed"]))
     assert model.spec.model == "rnn" and model.encoder.window == p["config"]["window"] and p["seed"] == 1
-    plan = firmware.plan_memory(plan_state(model.spec, model.params.gate), model.spec, boards.board(BOARD))
+    plan = firmware.plan_memory(plan_model(model), model.spec, boards.board(BOARD))
     assert p["ram_bytes"] == plan.ram_bytes
 
 
@@ -191,7 +191,7 @@ def test_flash_prediction_equals_the_built_firmware_on_every_board(tmp_path):
     """CODE_BYTES is measured: a firmware build must agree byte for byte (if the firmware's
     code changes, this names the number to update)."""
     model = fit(*blobs(60, 4), hidden=(16,), epochs=1)
-    tables = firmware.plan_memory(plan_state(model.spec, model.params.gate), model.spec,
+    tables = firmware.plan_memory(plan_model(model), model.spec,
                                   boards.board(BOARD)).tables_bytes
     wrong = {}
     for name in boards.BOARDS:
@@ -221,7 +221,7 @@ def test_standalone_flash_prediction_bounds_the_built_image_on_every_board(tmp_p
         for name in sweep.STANDALONE_CODE_BYTES:
             board = boards.board(name)
             built = firmware.build_standalone(model, name, sa, 1, 10, tmp_path / f"{k}-{name}").firmware
-            tables = firmware.plan_memory(plan_state(model.spec, model.params.gate), model.spec, board).tables_bytes
+            tables = firmware.plan_memory(plan_model(model), model.spec, board).tables_bytes
             code = built.flash_bytes - tables - sa.flash_bytes
             predicted = sweep.STANDALONE_CODE_BYTES[name] + sweep.STANDALONE_LAYER_BYTES * model.spec.n_layers
             if not predicted - 128 <= code <= predicted:
@@ -528,7 +528,7 @@ def test_sweep_on_ray_in_process_finds_a_network_that_fits(tmp_path):
         assert (r["status"] == "skipped") == (r["ram_bytes"] > board.ram_bytes), r
     assert all(len(r["val_history"]) == r["epochs"] for r in recs if r["status"] != "skipped")
     model = modelio.load(out)
-    plan = firmware.plan_memory(plan_state(model.spec, model.params.gate), model.spec, board)
+    plan = firmware.plan_memory(plan_model(model), model.spec, board)
     assert plan.ram_bytes == best["ram_bytes"] and list(model.spec.hidden) == best["config"]["hidden"]
     assert model.training.notes["sweep_board"] == BOARD
     width, height = png_size(plot)

@@ -14,7 +14,7 @@ import pytest
 from bep_mcu import modelio
 from bep_mcu.cgen import abi
 from bep_mcu.cgen.codegen import generate
-from bep_mcu.cgen.layout import plan_state
+from bep_mcu.cgen.layout import plan_model, plan_state
 from bep_mcu.cgen.status import STATUS
 from bep_mcu.data.datasets import load_dataset
 from bep_mcu.training import Plan, encoded, run_epochs
@@ -107,7 +107,8 @@ def test_generate_is_reproducible_and_self_contained(tmp_path_factory, tmp_path)
     files = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
     assert files == ["CMakeLists.txt", "README.md", "examples/kws_train/bep_kws_trainer.c",
                      "examples/kws_train/bep_kws_trainer.h", "examples/kws_train/kws_train.ino", "library.json",
-                     "library.properties", "src/bep_encode.c", "src/bep_encode.h", "src/bep_kernels.c",
+                     "library.properties", "src/bep_calibrate.c", "src/bep_calibrate.h", "src/bep_encode.c",
+                     "src/bep_encode.h", "src/bep_kernels.c",
                      "src/bep_kernels_arm.h", "src/bep_kws.c", "src/bep_kws.h", "src/bep_kws_board.c",
                      "src/bep_kws_board.h", "src/bep_link.c", "src/bep_link.h", "src/bep_proto.h", "src/bep_runtime.c",
                      "src/bep_runtime.h", "src/bep_runtime_internal.h", "src/bep_standalone.c",
@@ -147,7 +148,7 @@ def test_runtime_abi_and_status_list_are_one_source_of_truth(tmp_path_factory, t
         assert f"BEP_{name} = {value}," in status_h
         assert f'"BEP_{name}: {meaning}"' in status_c
     twin = Twin(gen, model.spec)
-    assert twin.state_size() == plan_state(model.spec, model.params.gate).state_bytes
+    assert twin.state_size() == plan_model(model).state_bytes
     for value in (v for _, v, _ in STATUS):
         assert twin.ffi.string(twin.lib.bep_status_str(value)).decode().startswith("BEP_")
 
@@ -187,7 +188,7 @@ def test_training_state_of_256_128_10_int8_fits_1_25_bytes_per_synapse():
         assert kinds["hidden_weights"] + kinds["packed_weights"] <= 1.25 * spec.synapses
     plan = plan_state(NetSpec("mlp", 256, (128,), 10, 8), (0,))
     assert plan.bytes_by_kind() == {"header": 56 + 32, "hidden_weights": 32768, "packed_weights": 4096,
-                                    "activations": plan.state_bytes - 88 - 32768 - 4096}
+                                    "activations": plan.state_bytes - 88 - 32768 - 4096, "calibration": 0}
     assert plan.bytes_by_kind()["activations"] < 1024
 
 

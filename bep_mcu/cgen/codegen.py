@@ -25,10 +25,11 @@ import numpy as np
 
 from bep_mcu import __version__, files
 from bep_mcu.cgen import abi, cformat, package
-from bep_mcu.cgen.layout import InferencePlan, StatePlan, plan_inference, plan_state
+from bep_mcu.cgen.layout import InferencePlan, StatePlan, plan_inference, plan_model
+from bep_mcu.cgen.snapshot import snapshot_bytes
 from bep_mcu.cgen.status import STATUS
 from bep_mcu.cgen import protocol
-from bep_mcu.data import inputformat
+from bep_mcu.data import inputformat, recalibration
 from bep_mcu.data.binarize import PassthroughBinarizer
 from bep_mcu.data.inputformat import InputFormat
 from bep_mcu.engine import bits
@@ -42,13 +43,14 @@ RUNTIME_FILES = ("bep_runtime.h", "bep_runtime_internal.h", "bep_kernels_arm.h",
 LINK_FILES = ("bep_link.h", "bep_link.c")  # the board side of the serial protocol (docs/protocol.md)
 ENCODE_FILES = ("bep_encode.h", "bep_encode.c")  # raw device values → packed input (bep_encode.h)
 STANDALONE_FILES = ("bep_standalone.h", "bep_standalone.c")  # epoch schedule, sample order, snapshots
+CALIBRATE_FILES = ("bep_calibrate.h", "bep_calibrate.c")  # input thresholds that follow the raw values
 STORE_FILES = ("bep_store.h", "bep_store.c")  # snapshots in flash slots that survive a power cut
 INFERENCE_FILES = ("bep_infer.h", "bep_infer.c")  # generate --inference-only: prediction from flash weights
 STANDALONE_DATA_C = "bep_sa_data.c"  # a standalone image's training and test sets (bep_mcu/fw/standalone.c)
 STATUS_FILES = {"bep_status.h": "status.h.j2", "bep_status.c": "status.c.j2"}
 # bep_<name>.[ch] of these would be a shared file of the library
 SHARED_NAMES = ("runtime", "runtime_internal", "kernels", "kernels_arm", "status", "proto", "link", "encode",
-                "standalone", "store", "infer")
+                "standalone", "store", "infer", "calibrate")
 MAX_NAME = 32
 # Upper bounds of the generated code's deepest stack use on Cortex-M (M0 and M4, -Os and -O2),
 # printed in the README and checked against GCC's call graphs by tests/test_standalone_firmware.py.
@@ -144,9 +146,12 @@ def input_context(model: Model, fmt: InputFormat | None) -> dict:
             "binarizer": enc.binarizer.describe()}
 
 
-def snapshot_bytes(plan: StatePlan) -> int:
-    """Bytes of a snapshot (bep_standalone.h): header, each layer's hidden weights padded to 4, CRC."""
-    return abi.SNAPSHOT_HEADER_BYTES + sum(p.sizes["h"] for p in plan.layers) + 4
+def calibration_context(model: Model, fmt: InputFormat, plan: StatePlan, window: int) -> dict:
+    """How the board follows its input thresholds (data/recalibration.py: the plan's tables)."""
+    cal = recalibration.plan(model.encoder, fmt, window)
+    assert cal.count == plan.followed, "the state plan and the calibration count the same thresholds"
+    return {"count": cal.count, "one": recalibration.ONE, "state_off": plan.calib_off, "lo": cal.lo, "hi": cal.hi,
+            "below": cal.below, "step": cal.step, "window": cal.window, "adaptation": cal.adaptation}
 
 
 def schedule_context(model: Model, plan: StatePlan) -> dict:
@@ -180,7 +185,7 @@ def library_files(name: str) -> dict[str, dict[str, str]]:
         "training": {f"bep_{name}.h": "net.h.j2", f"bep_{name}.c": "net.c.j2", **STATUS_FILES,
                      **copied("runtime", RUNTIME_FILES)},
         "board": {f"bep_{name}_board.h": "board.h.j2", f"bep_{name}_board.c": "board.c.j2",
-                  **copied("runtime", ENCODE_FILES + STANDALONE_FILES + STORE_FILES)},
+                  **copied("runtime", ENCODE_FILES + STANDALONE_FILES + STORE_FILES + CALIBRATE_FILES)},
         "link": {"bep_proto.h": "proto.h.j2", **copied("link", LINK_FILES)},
         "inference": {f"bep_{infer}.h": "infer.h.j2", f"bep_{infer}.c": "infer.c.j2", **STATUS_FILES,
                       **copied("runtime", INFERENCE_FILES + ENCODE_FILES)},
@@ -206,13 +211,16 @@ def every_part(name: str) -> dict[str, list[str]]:
     return package.layout(name, library_files(name))
 
 
-def render(model: Model, name: str = "net", input_format: InputFormat | None = None, url: str | None = None
+def render(model: Model, name: str = "net", input_format: InputFormat | None = None, url: str | None = None,
+           calibration_window: int = recalibration.DEFAULT_WINDOW
            ) -> tuple[dict[str, str], StatePlan, dict[str, list[str]]]:
     """All files of the directory as {relative path: text}, the state plan and the parts
-    (``url``: the library's home page in its Arduino and PlatformIO metadata)."""
+    (``url``: the library's home page in its Arduino and PlatformIO metadata;
+    ``calibration_window``: how fast the board's input thresholds follow its raw values)."""
     check_name(name)
     spec, params, t = model.spec, model.params, model.training
-    plan = plan_state(spec, params.gate)
+    plan = plan_model(model)
+    fmt = input_format or inputformat.choose(model.encoder)
     ctx = {
         "name": name, "NAME": name.upper(), "version": __version__, "abi": abi.RUNTIME_ABI,
         "config_hash": model.config_hash, "config_hash32": model.config_hash32, "spec": spec, "plan": plan,
@@ -220,7 +228,8 @@ def render(model: Model, name: str = "net", input_format: InputFormat | None = N
         "batches": t.batch_counter, "classifier": bits.pack(model.classifier), "hidden": model.hidden,
         "hidden_ctype": HIDDEN_CTYPE[spec.hidden_bits], "status": STATUS,
         "labels": [str(c) for c in model.labels.tolist()], "kinds": plan.bytes_by_kind(),
-        "input": input_context(model, input_format), "schedule": schedule_context(model, plan),
+        "input": input_context(model, fmt), "schedule": schedule_context(model, plan),
+        "calibration": calibration_context(model, fmt, plan, calibration_window),
         "batch_size": t.batch_size, "inference_only": False, "stack": STACK_BYTES,
     }
     env = environment()
@@ -268,18 +277,21 @@ def render_inference(model: Model, name: str = "net", input_format: InputFormat 
 
 
 def generate(model: Model, out_dir: str | Path, name: str = "net", input_format: InputFormat | None = None,
-             inference_only: bool = False, url: str | None = None) -> Generated:
+             inference_only: bool = False, url: str | None = None,
+             calibration_window: int = recalibration.DEFAULT_WINDOW) -> Generated:
     """Render ``model`` into ``out_dir`` (created if needed; only our files are written,
     each only when its text changed, all of them or none, never through a symlink:
     ``files.write_text_files``); ``input_format``: the device's raw inputs (default
     ``inputformat.choose``); ``inference_only``: prediction code alone (it may share the
-    directory with the training code: ``cgen/package``); ``url``: the library's home page."""
-    state = plan_state(model.spec, model.params.gate)
+    directory with the training code: ``cgen/package``); ``url``: the library's home page;
+    ``calibration_window``: how fast the board's input thresholds follow its raw values
+    (data/recalibration.py)."""
+    state = plan_model(model)
     if inference_only:
         texts, infer, parts = render_inference(model, name, input_format, url)
         directory = files.write_text_files(out_dir, texts)
         return Generated(directory, name, state, model.config_hash, sorted(texts), parts, infer)
-    texts, plan, parts = render(model, name, input_format, url)
+    texts, plan, parts = render(model, name, input_format, url, calibration_window)
     directory = files.write_text_files(out_dir, texts)
     return Generated(directory, name, plan, model.config_hash, sorted(texts), parts)
 

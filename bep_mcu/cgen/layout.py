@@ -15,7 +15,10 @@ State buffer = header, then per layer:
   t      packed desired activations a* (rnn: a*_t, a*_{t-1}, all-ones a_0)
   dirty  one bit per row updated in the open batch
 then one packed gate mask of the widest layer, then the epoch schedule's state
-(bep_runtime.h: bep_schedule_state_t), counted with the header as bookkeeping.
+(bep_runtime.h: bep_schedule_state_t), counted with the header as bookkeeping, then, when
+the board follows its input thresholds (data/recalibration.py), their region
+(bep_calibrate.h: a word, then one int32 threshold and one int32 accumulator per followed
+threshold).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bep_mcu.cgen.abi import MAX_LAYERS, SCHEDULE_STATE_BYTES, STATE_HEADER_BYTES as HEADER_BYTES
+from bep_mcu.data.recalibration import followed
 from bep_mcu.engine.spec import MAX_LAYERS as SPEC_MAX_LAYERS, NetSpec
 from bep_mcu.errors import BEPError
 
@@ -62,19 +66,33 @@ class StatePlan:
     class_words: int
     schedule_off: int
     hidden_bits: int  # 8 or 16: a layer's hidden weights are n_weights * hidden_bits / 8 bytes (bep_read_hidden)
+    calib_off: int = 0  # the followed thresholds' region (0: none)
+    followed: int = 0  # thresholds the board follows
+
+    @property
+    def calib_bytes(self) -> int:
+        return 4 + 8 * self.followed if self.followed else 0
 
     def bytes_by_kind(self) -> dict[str, int]:
         """Hidden weights, packed weights (incl. transposes), activations/scratch, header
-        (the runtime's and the schedule's bookkeeping)."""
+        (the runtime's and the schedule's bookkeeping), the followed input thresholds."""
         hidden = sum(p.sizes["h"] for p in self.layers)
         packed = sum(p.sizes["w"] + p.sizes["wr"] + p.sizes["wt"] for p in self.layers)
         header = HEADER_BYTES + SCHEDULE_STATE_BYTES
         return {"header": header, "hidden_weights": hidden, "packed_weights": packed,
-                "activations": self.state_bytes - header - hidden - packed}
+                "activations": self.state_bytes - header - hidden - packed - self.calib_bytes,
+                "calibration": self.calib_bytes}
 
 
-def plan_state(spec: NetSpec, gates: tuple[int, ...]) -> StatePlan:
-    """Lay out the state buffer of ``spec`` (gates: G per layer, from IntParams). Every
+def plan_model(model) -> StatePlan:
+    """The state buffer of a :class:`~bep_mcu.model.Model`: its network and the input
+    thresholds its board follows."""
+    return plan_state(model.spec, model.params.gate, followed(model.encoder))
+
+
+def plan_state(spec: NetSpec, gates: tuple[int, ...], followed_thresholds: int = 0) -> StatePlan:
+    """Lay out the state buffer of ``spec`` (gates: G per layer, from IntParams) with room
+    for ``followed_thresholds`` input thresholds (``plan_model`` counts a model's). Every
     shape a ``NetSpec`` accepts fits the runtime's types (spec.py holds the limits)."""
     wbytes = spec.hidden_bits // 8
     offset = HEADER_BYTES
@@ -104,11 +122,14 @@ def plan_state(spec: NetSpec, gates: tuple[int, ...]) -> StatePlan:
     offset += max(p.out_words for p in layers) * 4
     schedule_off = offset
     offset += SCHEDULE_STATE_BYTES
+    calib_off = offset if followed_thresholds else 0
+    offset += 4 + 8 * followed_thresholds if followed_thresholds else 0
     if offset > MAX_STATE_BYTES:
         raise BEPError(f"the training state would need {offset} bytes; the C runtime addresses at most "
                        f"{MAX_STATE_BYTES} (uint32)")
     input_words = spec.steps * words(spec.n_inputs) if spec.model == "rnn" else words(spec.n_inputs)
-    return StatePlan(layers, gate_off, offset, input_words, words(spec.hidden[-1]), schedule_off, spec.hidden_bits)
+    return StatePlan(layers, gate_off, offset, input_words, words(spec.hidden[-1]), schedule_off, spec.hidden_bits,
+                     calib_off, followed_thresholds)
 
 
 @dataclass
@@ -148,7 +169,7 @@ def describe(model) -> dict:
     (``generate --inference-only``) keeps the packed visible weights and the classifier
     in flash and needs only the packed input and two activation vectors of RAM."""
     spec = model.spec
-    plan = plan_state(spec, model.params.gate)
+    plan = plan_model(model)
     layers = []
     for i, ((rows, cols), p) in enumerate(zip(spec.layer_shapes(), plan.layers)):
         layers.append({"name": f"hidden{i + 1}" if spec.model == "mlp" else "rnn_cell",

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bep_mcu.cgen import abi
+from bep_mcu.cgen.layout import StatePlan
 from bep_mcu.engine.network import Counters
 
 MAGIC = abi.standalone_define("BEP_SNAPSHOT_MAGIC")
@@ -38,16 +39,31 @@ def header_offsets() -> dict[str, tuple[int, int]]:
     return out
 
 
+def followed_offset(plan: StatePlan) -> int:
+    """Where a snapshot's followed input thresholds begin (their accumulators come after them)."""
+    return HEADER_BYTES + sum(p.sizes["h"] for p in plan.layers)
+
+
+def snapshot_bytes(plan: StatePlan) -> int:
+    """Bytes of a snapshot: header, each layer's hidden weights padded to 4, the followed input
+    thresholds and their accumulators, CRC."""
+    return followed_offset(plan) + 8 * plan.followed + 4
+
+
 def compose(config_hash32: int, seed: int, counters: Counters, gamma: Sequence[int], q: Sequence[int],
-            schedule: dict[str, int], hidden: Sequence[np.ndarray], generation: int = 0) -> bytes:
+            schedule: dict[str, int], hidden: Sequence[np.ndarray], followed: tuple[np.ndarray, np.ndarray],
+            generation: int = 0) -> bytes:
     """The snapshot of a state (bep_standalone.h's layout): ``schedule`` holds
-    ``SCHEDULE_FIELDS``; γ and Q are the ones in use; ``generation`` a store's (0: a buffer's)."""
+    ``SCHEDULE_FIELDS``; γ and Q are the ones in use; ``followed`` the followed input
+    thresholds and their accumulators (data/recalibration.py: ``Calibration``; empty when the
+    board follows none); ``generation`` a store's (0: a buffer's)."""
     pad = [0] * (abi.MAX_LAYERS - len(gamma))
     head = struct.pack(HEADER_FORMAT, MAGIC, VERSION, config_hash32, 0, seed & 0xFFFFFFFF,
                        *(getattr(counters, n) & 0xFFFFFFFF for n in Counters.NAMES), *gamma, *pad, *q, *pad,
                        *(schedule[f] & 0xFFFFFFFF for f in SCHEDULE_FIELDS), generation & 0xFFFFFFFF)
     assert len(head) == HEADER_BYTES
     body = b"".join(_padded(np.ascontiguousarray(h).astype(h.dtype.newbyteorder("<")).tobytes()) for h in hidden)
+    body += b"".join(np.asarray(v, dtype=np.int64).astype("<i4").tobytes() for v in followed)
     total = HEADER_BYTES + len(body) + 4
     data = head[:12] + struct.pack("<I", total) + head[16:] + body
     return data + struct.pack("<I", zlib.crc32(data))

@@ -11,7 +11,7 @@ from bep_mcu.cgen import cformat
 from bep_mcu.cgen.codegen import check_name, generate as generate_c, with_hidden_bits
 from bep_mcu.cli.common import INTEGER, data_options, emit, input_format, input_format_options, json_option, \
     load_data, load_model, model_argument, progress
-from bep_mcu.data import inputformat
+from bep_mcu.data import inputformat, recalibration
 from bep_mcu.errors import BEPError
 
 
@@ -22,6 +22,11 @@ def _human(d: dict) -> str:
     lines = [f"wrote {len(d['files'])} files of {what} to {d['out']} (network '{d['name']}', {memory}, "
              f"config {d['config_hash']})",
              f"  inputs: {d['input_type']}, scale {','.join(str(s) for s in sorted(set(d['input_scale'])))}"]
+    if "calibrated_thresholds" in d:
+        lines.append(f"  recalibration: {d['calibrated_thresholds']} input thresholds follow the raw values, one training "
+                     f"standard deviation in {d['calibration_window']} values all on one side"
+                     if d["calibrated_thresholds"] else "  recalibration: none (binary inputs, or a model file older "
+                     "than the training statistics it needs)")
     if "input_report" in d:
         r = d["input_report"]
         lines.append(f"  training data: {r['near_threshold_values']} of {r['values']} values within one quantum of a "
@@ -42,11 +47,15 @@ def _human(d: dict) -> str:
 @click.option("--url", default=None, metavar="URL",
               help="The library's home page, for library.properties' url and library.json's homepage "
                    "[default: a placeholder under example.com].")
+@click.option("--calibration-window", type=INTEGER, default=recalibration.DEFAULT_WINDOW, show_default=True,
+              help="How fast the board's input thresholds follow its raw values (bep_<name>_calibrate): a threshold "
+                   f"moves one training standard deviation in this many values all on one side (1.."
+                   f"{recalibration.MAX_WINDOW}).")
 @input_format_options
 @data_options
 @json_option
-def generate(model_path, out_dir, name, hidden_bits, inference_only, url, input_type, input_scale, dataset, data_path,
-             test_data, as_json) -> None:
+def generate(model_path, out_dir, name, hidden_bits, inference_only, url, calibration_window, input_type, input_scale,
+             dataset, data_path, test_data, as_json) -> None:
     """Generate self-contained C99 code for MODEL: training code, or with --inference-only
     prediction code. A --dataset/--data (the training data) chooses the input format's
     defaults and reports how the device's integers differ from it."""
@@ -56,6 +65,7 @@ def generate(model_path, out_dir, name, hidden_bits, inference_only, url, input_
             cformat.curl(url)
         except ValueError as e:
             raise BEPError(f"--url: {e}") from None
+    recalibration.check_window(calibration_window)
     model = with_hidden_bits(load_model(model_path), hidden_bits)
     X = None if dataset is None and data_path is None else load_data(dataset, data_path, test_data).X_train
     fmt = input_format(model, X, input_type, input_scale)
@@ -63,7 +73,7 @@ def generate(model_path, out_dir, name, hidden_bits, inference_only, url, input_
     if X is None and input_scale is None and op != "==" and np.any(thresholds != np.round(thresholds)):
         progress("note: the encoder's thresholds are not integers, and scale 1 is exact for integer inputs only: "
                  "give the training data (--data/--dataset) or --input-scale to choose the device's resolution")
-    gen = generate_c(model, out_dir, name, fmt, inference_only, url)
+    gen = generate_c(model, out_dir, name, fmt, inference_only, url, calibration_window)
     result = {"out": str(gen.directory), "name": gen.name, "files": gen.files, "config_hash": gen.config_hash,
               "inference_only": inference_only, **fmt.describe()}
     if gen.inference is not None:
@@ -71,7 +81,8 @@ def generate(model_path, out_dir, name, hidden_bits, inference_only, url, input_
                        "ram_bytes": 4 * gen.inference.work_words})
     else:
         kinds = gen.plan.bytes_by_kind()
-        result.update({"state_bytes": gen.plan.state_bytes, **{f"{k}_bytes": v for k, v in kinds.items()}})
+        result.update({"state_bytes": gen.plan.state_bytes, **{f"{k}_bytes": v for k, v in kinds.items()},
+                       "calibrated_thresholds": gen.plan.followed, "calibration_window": calibration_window})
     if X is not None:
         result["input_report"] = inputformat.report(model.encoder, fmt, X)
     emit(result, as_json, _human)

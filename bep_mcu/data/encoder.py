@@ -17,6 +17,13 @@ A few constant bits *added on purpose* are another matter: each neuron's weights
 them are a threshold that BEP trains like any other weight (the RNN gains 1-3 points
 with 8 of them; docs/accuracy.md §2). They are input bits, so the training step is
 unchanged; the device encoder sets them too (bep_encode.c).
+
+A fitted encoder also keeps two statistics of its training data, for a board that lets its
+thresholds follow drifting sensors without labels (data/recalibration.py, docs/adaptation.md):
+``below``, per kept bit, the fraction of training values whose bit is -1 (the quantile each
+threshold stands at), and ``spread``, per feature, a robust standard deviation of the training
+values (the scale of a threshold's steps). Both are None for binary inputs (nothing to follow)
+and in model files written before them.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bep_mcu import validate
-from bep_mcu.data.binarize import Binarizer, is_binary, make_binarizer
+from bep_mcu.data.binarize import Binarizer, PassthroughBinarizer, is_binary, make_binarizer
 from bep_mcu.engine.spec import MAX_FAN_IN, MAX_STEPS, NetSpec
 from bep_mcu.errors import BEPError
 
@@ -60,6 +67,8 @@ class Encoder:
     length: int | None = None  # rnn: points per series
     window: int | None = None  # rnn: points per step
     bias_bits: int = 0  # constant +1 bits after the kept bits (of every step, for an rnn)
+    below: np.ndarray | None = None  # float64 per kept bit: training fraction whose bit is -1
+    spread: np.ndarray | None = None  # float64 per feature: robust standard deviation of the training values
 
     def __post_init__(self) -> None:
         validate.choice(self.model, "encoder model", ("mlp", "rnn"))
@@ -80,6 +89,22 @@ class Encoder:
             validate.integer(self.window, "input.window", 1, length)
         elif self.length is not None or self.window is not None:
             raise BEPError("an mlp input has no series length or window")
+        self._check_statistics()
+
+    def _check_statistics(self) -> None:
+        if (self.below is None) != (self.spread is None):
+            raise BEPError("input.below and input.spread come together")
+        if self.below is None:
+            return
+        if isinstance(self.binarizer, PassthroughBinarizer):
+            raise BEPError("binary inputs have no thresholds to follow: no input.below or input.spread")
+        for what, a, n, top in (("below", self.below, self.kept_bits, 1.0), ("spread", self.spread, self.n_features,
+                                                                            np.inf)):
+            if not isinstance(a, np.ndarray) or a.dtype != np.float64 or a.shape != (n,):
+                raise BEPError(f"input.{what} must be float64 of shape ({n},)")
+            if not np.all(np.isfinite(a)) or a.min(initial=0.0) < 0 or a.max(initial=0.0) > top:
+                raise BEPError(f"input.{what} must hold finite values in [0, {top}]")
+            a.setflags(write=False)
 
     # ------------------------------------------------------------ fitting
     @classmethod
@@ -100,15 +125,17 @@ class Encoder:
         keep = bits.min(axis=0) != bits.max(axis=0)
         if not keep.any():
             raise BEPError(f"every input bit is constant on the training data after {binarize} binarisation")
+        stats = {} if isinstance(binarizer, PassthroughBinarizer) else \
+            {"below": (bits[:, keep] < 0).mean(axis=0), "spread": robust_spread(rows)}
         if model == "mlp":
-            return cls("mlp", binarizer, keep, X.shape[1], bias_bits=bias_bits)
+            return cls("mlp", binarizer, keep, X.shape[1], bias_bits=bias_bits, **stats)
         length = X.shape[1]
         if window is None:
             window = default_window(length)
         window = validate.integer(window, "--window", 1, MAX_LENGTH)
         if window > length:
             raise BEPError(f"window {window} is longer than the series ({length} points)")
-        return cls("rnn", binarizer, keep, X.shape[2], length, window, bias_bits)
+        return cls("rnn", binarizer, keep, X.shape[2], length, window, bias_bits, **stats)
 
     # ------------------------------------------------------------ shape
     @property
@@ -163,6 +190,14 @@ class Encoder:
     def describe(self) -> dict:
         return {"binarizer": self.binarizer.describe(), "features": self.n_features, "kept_bits": self.kept_bits,
                 "bias_bits": self.bias_bits, "length": self.length, "window": self.window}
+
+
+def robust_spread(rows: np.ndarray) -> np.ndarray:
+    """Per column, the interquartile range / 1.349 (the standard deviation of a normal
+    distribution, unmoved by a few outliers), or the standard deviation where half the values
+    are equal (a discrete feature)."""
+    q1, q3 = np.quantile(rows, (0.25, 0.75), axis=0)
+    return np.where(q3 > q1, (q3 - q1) / 1.349, rows.std(axis=0)).astype(np.float64)
 
 
 def as_model_shape(X, model: str) -> np.ndarray:

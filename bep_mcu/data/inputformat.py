@@ -145,13 +145,19 @@ def device_thresholds(encoder: Encoder, fmt: InputFormat) -> tuple[np.ndarray, n
     return counts, T
 
 
-def encode(encoder: Encoder, fmt: InputFormat, V) -> np.ndarray:
+def encode(encoder: Encoder, fmt: InputFormat, V, thresholds: np.ndarray | None = None) -> np.ndarray:
     """Device integers → the ±1 float32 network input, with integer comparisons only
-    (what the generated C does), bias bits included; equal to ``encoder.encode(fmt.to_real(V))``."""
+    (what the generated C does), bias bits included; equal to ``encoder.encode(fmt.to_real(V))``.
+    ``thresholds``: integer thresholds in place of the model's (a board's recalibrated ones,
+    data/recalibration.py), one per kept bit of a point."""
     V = np.asarray(V)
     if V.dtype.kind not in "iu":
         raise BEPError(f"device values must be integers, got dtype {V.dtype}")
     counts, T = device_thresholds(encoder, fmt)
+    if thresholds is not None:
+        if np.shape(thresholds) != T.shape:
+            raise BEPError(f"{np.shape(thresholds)} thresholds; the encoder keeps {len(T)} bits of a point")
+        T = np.asarray(thresholds, dtype=np.int64)
     feature = np.repeat(np.arange(encoder.n_features), counts)
     equal = isinstance(encoder.binarizer, PassthroughBinarizer)
     V = V.astype(np.int64)

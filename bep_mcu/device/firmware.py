@@ -37,7 +37,7 @@ from bep_mcu import files
 from bep_mcu.cgen import abi, cformat, protocol, toolchain
 from bep_mcu.cgen.codegen import STANDALONE_DATA_C, Generated, check_name, render_standalone_data, snapshot_bytes
 from bep_mcu.cgen.codegen import generate as generate_c
-from bep_mcu.cgen.layout import StatePlan, plan_state
+from bep_mcu.cgen.layout import StatePlan, plan_model
 from bep_mcu.data.inputformat import InputFormat
 from bep_mcu.device import boards
 from bep_mcu.device.persistence import StorePlan
@@ -108,7 +108,7 @@ def refuse_if_too_big(plan: MemoryPlan, board: boards.Board, name: str) -> None:
 def refuse_model_if_too_big(model: Model, board: boards.Board, name: str = "net") -> None:
     """``refuse_if_too_big`` for ``model``'s network (its shape is all that counts: an
     untrained model of the same settings is judged as the trained one)."""
-    refuse_if_too_big(plan_memory(plan_state(model.spec, model.params.gate), model.spec, board, name), board, name)
+    refuse_if_too_big(plan_memory(plan_model(model), model.spec, board, name), board, name)
 
 
 @dataclass(frozen=True)
@@ -396,7 +396,7 @@ def build_selftest(model: Model, board_name: str, golden_path: str, out_dir: str
     data = files.read_regular(golden_path, "golden file", golden.MAX_GOLDEN_BYTES)
     g = golden.from_bytes(data, str(golden_path))
     check_golden_for_model(g, model, str(golden_path), model_name)
-    state = plan_state(model.spec, model.params.gate)
+    state = plan_model(model)
     st = SelfTestPlan(len(data), len(g.batches), max((len(b.labels) for b in g.batches), default=1),
                       state.input_words)
     refuse_selftest_if_too_big(plan_selftest_memory(state, model.spec, board, st, name), st, board, name,
@@ -544,7 +544,7 @@ def build_standalone(model: Model, board_name: str, data: StandaloneData, epochs
                        f"{', '.join(b.name for b in boards.BOARDS.values() if b.flash_driver and b.emulated)})")
     check_name(name)
     out = output_dir(out_dir)
-    state = plan_state(model.spec, model.params.gate)
+    state = plan_model(model)
     plan = plan_standalone_memory(state, model.spec, board, name, power_cuts)
     refuse_standalone_if_too_big(plan, data, board, name)
     tools = toolchain.toolchain(board.cpu)

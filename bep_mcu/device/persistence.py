@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from bep_mcu import validate
 from bep_mcu.cgen import cost
 from bep_mcu.cgen.codegen import snapshot_bytes
-from bep_mcu.cgen.layout import plan_state
+from bep_mcu.cgen.layout import plan_model
 from bep_mcu.device.boards import Board
 from bep_mcu.model import Model
 
@@ -101,6 +101,6 @@ def plan_store(model: Model, board: Board, every_samples: int, slots: int = DEFA
     validate.integer(slots, "--slots", 2, MAX_SLOTS)
     t = model.training
     instructions = cost.instructions_per_sample(model.spec, t.gamma, board.cpu, t.batch_size, error_rate=1.0)
-    return StorePlan(board.name, snapshot_bytes(plan_state(model.spec, model.params.gate)), board.flash_page_bytes,
+    return StorePlan(board.name, snapshot_bytes(plan_model(model)), board.flash_page_bytes,
                      board.flash_write_bytes, slots, every_samples, board.flash_endurance,
                      board.clock_hz / instructions, board.flash_driver)

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bep_mcu.cgen import snapshot
-from bep_mcu.data import inputformat
+from bep_mcu.data import inputformat, recalibration
 from bep_mcu.data.datasets import Dataset
 from bep_mcu.data.encoder import as_model_shape
 from bep_mcu.data.inputformat import InputFormat
+from bep_mcu.data.recalibration import Calibration
 from bep_mcu.device.emulate import run_image
 from bep_mcu.device.firmware import STANDALONE_EXIT, StandaloneBuild, StandaloneData
 from bep_mcu.device.persistence import StorePlan
@@ -174,6 +175,7 @@ def simulate(model: Model, data: StandaloneData, plan: Plan, snapshot_after: int
 
     report = run_epochs([trainer], train, plan, on_batch=on_batch, on_epoch=on_epoch)
     table = q_table(model.spec, plan.p_r)
+    followed = Calibration(recalibration.plan(model.encoder, data.fmt)).followed()  # the image never recalibrates
     initial = {"level": rate_level(plan.error_rate), "stalled": 0, "best_errors": 0, "best_samples": 0}
 
     def crc(k: int, counters: Counters, marks: Counters, hidden, generation: int = 0) -> int:
@@ -184,7 +186,7 @@ def simulate(model: Model, data: StandaloneData, plan: Plan, snapshot_after: int
         schedule = {**state, "epoch": model.training.epochs + k, "start_errors": marks.errors,
                     "start_samples": marks.samples}
         blob = snapshot.compose(model.config_hash32, model.training.seed, counters, gamma,
-                                [row[state["level"]] for row in table], schedule, hidden, generation)
+                                [row[state["level"]] for row in table], schedule, hidden, followed, generation)
         return int.from_bytes(blob[-4:], "little")
 
     for k, (counters, hidden) in captured.items():  # after epoch k closed: epoch k + 1 about to begin

@@ -179,18 +179,46 @@ class Twin:
 
     # ------------------------------------------------ a board that learns on its own
 
-    def encode(self, raw: np.ndarray) -> np.ndarray:
-        """Device values (n, values of a sample) → packed inputs (n, input words), by the C encoder."""
+    def _raw(self, raw: np.ndarray) -> tuple[np.ndarray, str]:
+        """Device values as the C input type's array, and that type's name."""
         ctype = f"bep_{self.name}_input_t"
-        raw = np.ascontiguousarray(raw, dtype=self.ffi.typeof(ctype).cname.removesuffix("_t"))
+        return np.ascontiguousarray(raw, dtype=self.ffi.typeof(ctype).cname.removesuffix("_t")), f"{ctype}[]"
+
+    def encode(self, raw: np.ndarray, calibrated: bool = False) -> np.ndarray:
+        """Device values (n, values of a sample) → packed inputs (n, input words), by the C encoder
+        (``calibrated``: with the thresholds where they stand, bep_<net>_encode_calibrated)."""
+        raw, ctype = self._raw(raw)
         words = self.gen.plan.input_words
         out = np.zeros((len(raw), words), dtype=np.uint32)
         for i in range(len(raw)):
-            status = self._fn("encode")(self.ffi.from_buffer(f"{ctype}[]", raw[i]), raw[i].size,
-                                        self.ffi.from_buffer("uint32_t[]", out[i]), words)
-            if status != 0:
-                raise RuntimeError(f"bep_{self.name}_encode: {status_name(status)}")
+            args = (self.ffi.from_buffer(ctype, raw[i]), raw[i].size, self.ffi.from_buffer("uint32_t[]", out[i]), words)
+            if calibrated:
+                self._call("encode_calibrated", *args)
+            else:
+                status = self._fn("encode")(*args)
+                if status != 0:
+                    raise RuntimeError(f"bep_{self.name}_encode: {status_name(status)}")
         return out
+
+    def calibrate(self, raw: np.ndarray, values_per_call: int | None = None) -> None:
+        """bep_<net>_calibrate over device values (n, values of a sample), a sample per call
+        (``values_per_call``: that many values instead, e.g. one point's for a stream)."""
+        raw, ctype = self._raw(raw)
+        flat = raw.reshape(-1)
+        per = values_per_call or raw[0].size
+        for start in range(0, flat.size, per):
+            chunk = flat[start:start + per]
+            self._call("calibrate", self.ffi.from_buffer(ctype, chunk), chunk.size)
+
+    def calibration(self) -> tuple[np.ndarray, np.ndarray]:
+        """(thresholds, accumulators) where they stand (bep_<net>_read_calibration)."""
+        n = self.gen.plan.followed
+        t, a = np.zeros(n, dtype=np.int32), np.zeros(n, dtype=np.int32)
+        self._call("read_calibration", self.ffi.from_buffer("int32_t[]", t), self.ffi.from_buffer("int32_t[]", a), n)
+        return t.astype(np.int64), a.astype(np.int64)
+
+    def calibration_reset(self) -> None:
+        self._call("calibration_reset")
 
     def end_epoch(self) -> None:
         self._call("end_epoch")

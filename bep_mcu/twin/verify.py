@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bep_mcu.cgen import package
 from bep_mcu.cgen.codegen import Generated, check_name, generate
-from bep_mcu.cgen.layout import plan_state
+from bep_mcu.cgen.layout import plan_model
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model
 from bep_mcu.engine.schedule import GrowingSchedule
@@ -34,7 +34,7 @@ def build_twin(model: Model, name: str = "net", c_dir: str | None = None,
                            f"bep-mcu generate --name {name}")
         # the user's directory, maybe edited: every source of src/ is compiled, as one part
         library = sorted(f"{package.SRC_DIR}/{p.name}" for p in src.iterdir() if p.suffix in (".c", ".h"))
-        gen = Generated(directory, name, plan_state(model.spec, model.params.gate), model.config_hash,
+        gen = Generated(directory, name, plan_model(model), model.config_hash,
                         library, {"library": library})
         return Twin(gen, model.spec, defines)
     with tempfile.TemporaryDirectory(prefix="bep-verify-") as tmp:

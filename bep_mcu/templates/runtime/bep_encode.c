@@ -18,6 +18,21 @@ static size_t bep_type_bytes(uint8_t type)
     return (type & BEP_INPUT_32BIT) ? 4u : ((type & BEP_INPUT_16BIT) ? 2u : 1u);
 }
 
+int32_t bep_input_value(uint8_t type, const void *p, size_t i)
+{
+    return bep_value(p, type, i);
+}
+
+int32_t bep_encode_threshold(const bep_encoder_t *enc, uint32_t j)
+{
+    return bep_value(enc->threshold, enc->threshold_type, (size_t)j * enc->threshold_stride);
+}
+
+uint32_t bep_encode_kept(const bep_encoder_t *enc, uint32_t f)
+{
+    return enc->kept[f * enc->kept_stride];
+}
+
 /* The kept bits of one point (values at `raw`, starting at value `first`) into v from bit `bit` on. */
 static void bep_encode_point(const bep_encoder_t *enc, const void *raw, size_t first, uint32_t *v, uint32_t bit)
 {
@@ -26,7 +41,7 @@ static void bep_encode_point(const bep_encoder_t *enc, const void *raw, size_t f
         int32_t value = bep_value(raw, enc->input_type, first + f);
         uint32_t kept = enc->kept[f * enc->kept_stride];
         for (k = 0; k < kept; ++k, ++j, ++bit) {
-            int32_t t = bep_value(enc->threshold, enc->input_type, j * enc->threshold_stride);
+            int32_t t = bep_value(enc->threshold, enc->threshold_type, (size_t)j * enc->threshold_stride);
             uint32_t on = enc->compare == BEP_ENCODE_EQUAL ? (uint32_t)(value == t) : (uint32_t)(value >= t);
             v[bit >> 5] |= on << (bit & 31u);
         }

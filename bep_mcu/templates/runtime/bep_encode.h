@@ -44,8 +44,10 @@ extern "C" { /* C linkage for C++ callers */
 #define BEP_ENCODE_EQUAL 1u    /* passthrough: value == threshold (the scale of 1) */
 
 typedef struct {
-    uint8_t input_type;     /* BEP_INPUT_*: raw values and thresholds are of this type */
+    uint8_t input_type;     /* BEP_INPUT_*: raw values are of this type */
     uint8_t compare;        /* BEP_ENCODE_* */
+    uint8_t threshold_type; /* BEP_INPUT_*: of threshold[] (input_type; BEP_INPUT_INT32 for a board's own
+                               recalibrated thresholds, bep_calibrate.h) */
     uint16_t point_bits;    /* kept bits of one point (mlp: of the sample) */
     uint8_t kept_stride;    /* 1: kept[] has an entry per feature; 0: one entry for all */
     uint8_t threshold_stride; /* 1: threshold[] has an entry per kept bit; 0: one for all */
@@ -56,10 +58,19 @@ typedef struct {
     uint32_t steps;         /* steps of a sample (mlp: 1) */
     uint32_t step_words;    /* packed words of one step */
     const uint8_t *kept;    /* per feature: how many of its bits are kept (in threshold order) */
-    const void *threshold;  /* per kept bit, of input_type */
+    const void *threshold;  /* per kept bit, of threshold_type */
     /* A table whose entries are all equal is one entry (stride 0): a passthrough input
      * of 1000 features then needs two bytes of tables, not 2000. */
 } bep_encoder_t;
+
+/** Value i of an array of input type `type` (BEP_INPUT_*), widened to int32. */
+int32_t bep_input_value(uint8_t type, const void *p, size_t i);
+
+/** The threshold of kept bit j of a point (j < point_bits), widened to int32. */
+int32_t bep_encode_threshold(const bep_encoder_t *enc, uint32_t j);
+
+/** How many bits of feature f (< features) are kept. */
+uint32_t bep_encode_kept(const bep_encoder_t *enc, uint32_t f);
 
 /** Encode one sample into packed words x (enc->steps * enc->step_words of them).
  * @param raw       length * features values of enc->input_type (mlp: features values)

@@ -207,9 +207,29 @@ static void bep_swap16(uint8_t *p, size_t n)
 
 static uint32_t bep_pad4(uint32_t n) { return (n + 3u) & ~3u; }
 
+/* A 32-bit two's complement field as int32 (without an implementation-defined conversion). */
+static int32_t bep_i32(uint32_t v)
+{
+    return v <= 0x7FFFFFFFu ? (int32_t)v : (int32_t)(v - 0x80000000u) - 0x7FFFFFFF - 1;
+}
+
 static uint32_t bep_hidden_bytes(const bep_config_t *cfg, uint32_t l)
 {
     return cfg->layer[l].n_weights * (cfg->hidden_bits / 8u);
+}
+
+/* Where the followed input thresholds begin: after the header and every layer's hidden weights. */
+static uint32_t bep_calib_offset(const bep_config_t *cfg)
+{
+    uint32_t l, off = BEP_SNAPSHOT_HEADER_BYTES;
+    for (l = 0; l < cfg->n_layers; ++l) off += bep_pad4(bep_hidden_bytes(cfg, l));
+    return off;
+}
+
+/* The board follows input thresholds (bep_calibrate.h) that its snapshots carry. */
+static const bep_calib_config_t *bep_followed(const bep_schedule_config_t *sc)
+{
+    return sc->calib != NULL && sc->calib->count != 0u ? sc->calib : NULL;
 }
 
 /* Offsets of the fixed part of a snapshot (bep_standalone.h). */
@@ -280,8 +300,8 @@ static BEP_NOINLINE bep_status_t bep_snapshot_head(const bep_config_t *cfg, cons
     return BEP_OK;
 }
 
-/* The hidden weights, their padding and the CRC, after the header (32 bytes at a time: this
- * frame is under the deepest call of a store's save, down to its flash driver). */
+/* The hidden weights and their padding, after the header (32 bytes at a time: this frame is
+ * under the deepest call of a store's save, down to its flash driver). */
 static BEP_NOINLINE bep_status_t bep_snapshot_body(const bep_config_t *cfg, const void *state, size_t state_len,
                                                    bep_emit_t *e)
 {
@@ -302,8 +322,28 @@ static BEP_NOINLINE bep_status_t bep_snapshot_body(const bep_config_t *cfg, cons
         st = bep_emit(e, zeros, bep_pad4(n) - n);
         if (st != BEP_OK) return st;
     }
-    bep_put32(chunk, e->crc);
-    return e->write(e->ctx, e->offset, chunk, 4u) != 0 ? BEP_ERR_FLASH : BEP_OK;
+    return BEP_OK;
+}
+
+/* The followed input thresholds, then their accumulators, eight values at a time. */
+static BEP_NOINLINE bep_status_t bep_snapshot_calib(const bep_calib_config_t *cal, const void *state, bep_emit_t *e)
+{
+    uint8_t chunk[32];
+    uint32_t i, n = 0u;
+    int32_t v[2];
+    bep_status_t st;
+    for (i = 0; i < 2u * cal->count; ++i) {
+        uint32_t second = i >= cal->count;
+        bep_calib_entry(cal, state, second ? i - cal->count : i, &v[0], &v[1]);
+        bep_put32(chunk + n, (uint32_t)v[second]);
+        n += 4u;
+        if (n == sizeof chunk || i + 1u == 2u * cal->count) {
+            st = bep_emit(e, chunk, n);
+            if (st != BEP_OK) return st;
+            n = 0u;
+        }
+    }
+    return BEP_OK;
 }
 
 /* bep_valid in its own frame, for callers on a save's deepest call. */
@@ -326,7 +366,10 @@ bep_status_t bep_snapshot_to(const bep_config_t *cfg, const bep_schedule_config_
     e.ctx = ctx;
     e.offset = e.crc = 0u;
     st = bep_snapshot_head(cfg, sc, state, generation, &e);
-    return st != BEP_OK ? st : bep_snapshot_body(cfg, state, state_len, &e);
+    if (st == BEP_OK) st = bep_snapshot_body(cfg, state, state_len, &e);
+    if (st == BEP_OK && bep_followed(sc) != NULL) st = bep_snapshot_calib(bep_followed(sc), state, &e);
+    if (st != BEP_OK) return st;
+    return bep_emit32(&e, e.crc);
 }
 
 /* A snapshot held in a buffer, as a source or a sink. */
@@ -408,6 +451,30 @@ static bep_status_t bep_check_contents(const bep_config_t *cfg, const bep_schedu
     return bep_check_schedule(sc, in);
 }
 
+/* The followed input thresholds of a (CRC-checked) snapshot: each within the input type and
+ * not below the one before it in its feature, each accumulator strictly within ±window of its
+ * feature; restored otherwise, a threshold could not be stored or an accumulator would
+ * overflow (bep_calibrate.c). Read value by value: the snapshot may be in flash. */
+static BEP_NOINLINE bep_status_t bep_check_calib(const bep_config_t *cfg, const bep_calib_config_t *cal,
+                                                 bep_snapshot_read_fn read, void *ctx)
+{
+    uint8_t b[4];
+    uint32_t off = bep_calib_offset(cfg), f, k, j = 0u;
+    for (f = 0; f < cal->encoder->features; ++f) {
+        uint32_t kept = bep_encode_kept(cal->encoder, f);
+        int32_t prev = cal->lo, t, a;
+        for (k = 0; k < kept && j < cal->count; ++k, ++j) {
+            if (read(ctx, off + 4u * j, b, 4u) != 0) return BEP_ERR_FLASH;
+            t = bep_i32(bep_get32(b));
+            if (read(ctx, off + 4u * (cal->count + j), b, 4u) != 0) return BEP_ERR_FLASH;
+            a = bep_i32(bep_get32(b));
+            if (t < prev || t > cal->hi || a <= -cal->window[f] || a >= cal->window[f]) return BEP_ERR_CORRUPT;
+            prev = t;
+        }
+    }
+    return BEP_OK;
+}
+
 /* 1 if the CRC of the snapshot's first `bytes` - 4 bytes equals its last 4, 0 if not, -1
  * if the source failed (read in pieces: the snapshot may be in flash). */
 static BEP_NOINLINE int bep_crc_matches(bep_snapshot_read_fn read, void *ctx, uint32_t bytes)
@@ -439,6 +506,7 @@ bep_status_t bep_snapshot_check(const bep_config_t *cfg, const bep_schedule_conf
     if (crc < 0) return BEP_ERR_FLASH;
     if (crc == 0) return BEP_ERR_CORRUPT;
     st = bep_check_contents(cfg, sc, head);
+    if (st == BEP_OK && bep_followed(sc) != NULL) st = bep_check_calib(cfg, bep_followed(sc), read, ctx);
     if (st == BEP_OK && generation != NULL) *generation = bep_get32(head + SNAP_GENERATION);
     return st;
 }
@@ -499,6 +567,20 @@ static BEP_NOINLINE bep_status_t bep_restore_header(const bep_config_t *cfg, voi
     return BEP_OK;
 }
 
+/* The followed input thresholds and accumulators of a checked snapshot into the state. */
+static BEP_NOINLINE bep_status_t bep_restore_calib(const bep_config_t *cfg, const bep_calib_config_t *cal, void *state,
+                                                   bep_snapshot_read_fn read, void *ctx)
+{
+    uint8_t t[4], a[4];
+    uint32_t off = bep_calib_offset(cfg), k;
+    for (k = 0; k < cal->count; ++k) {
+        if (read(ctx, off + 4u * k, t, 4u) != 0 || read(ctx, off + 4u * (cal->count + k), a, 4u) != 0)
+            return BEP_ERR_FLASH;
+        bep_calib_put(cal, state, k, bep_i32(bep_get32(t)), bep_i32(bep_get32(a)));
+    }
+    return BEP_OK;
+}
+
 bep_status_t bep_restore_from(const bep_config_t *cfg, const bep_schedule_config_t *sc, void *state,
                               size_t state_len, bep_snapshot_read_fn read, void *ctx, size_t available)
 {
@@ -513,7 +595,9 @@ bep_status_t bep_restore_from(const bep_config_t *cfg, const bep_schedule_config
     if (st != BEP_OK) return st;
     st = bep_restore_hidden(cfg, state, state_len, read, ctx);
     for (l = 0; st == BEP_OK && l < cfg->n_layers; ++l) st = bep_repack_layer(cfg, state, state_len, l);
-    return st == BEP_OK ? bep_restore_header(cfg, state, state_len, read, ctx) : st;
+    if (st == BEP_OK) st = bep_restore_header(cfg, state, state_len, read, ctx);
+    if (st == BEP_OK && bep_followed(sc) != NULL) st = bep_restore_calib(cfg, bep_followed(sc), state, read, ctx);
+    return st;
 }
 
 bep_status_t bep_restore(const bep_config_t *cfg, const bep_schedule_config_t *sc, void *state, size_t state_len,

@@ -16,16 +16,18 @@
  * The sample order (bep_mcu/engine/rng.py:sample_order): position i of epoch e visits
  * sample bep_sample_index(seed, e, n, i), a permutation computed without memory.
  *
- * Snapshots: hidden weights, counters, seed, γ, Q and the schedule state written to a
- * caller buffer with the config hash and a CRC-32, so a board can keep its learning
- * across resets in its own flash; bep_restore refuses a foreign or damaged snapshot and
- * leaves the state untouched. Layout (little-endian, 4-byte fields):
+ * Snapshots: hidden weights, counters, seed, γ, Q, the schedule state and the followed input
+ * thresholds written to a caller buffer with the config hash and a CRC-32, so a board can
+ * keep its learning across resets in its own flash; bep_restore refuses a foreign or damaged
+ * snapshot and leaves the state untouched. Layout (little-endian, 4-byte fields):
  *   0 magic "BEPS", 4 version, 8 config hash, 12 total bytes, 16 seed,
  *   20 counters (samples, triggered, errors, updates, batches), 40 gamma[4] (uint16),
  *   48 q[4], 64 schedule (epoch, level, stalled, best_errors, best_samples,
  *   start_errors, start_samples), 92 generation (a store's write count, bep_store.h; 0
  *   from bep_snapshot), 96 hidden weights of each layer (int8 or int16 little-endian, each
- *   padded to 4 bytes), then the CRC-32 (IEEE, as zlib.crc32) of every byte before it.
+ *   padded to 4 bytes), then the followed input thresholds and their accumulators (int32
+ *   each, bep_calibrate.h; none when the board follows none), then the CRC-32 (IEEE, as
+ *   zlib.crc32) of every byte before it. Version 2 added the thresholds.
  * A snapshot is written and read in pieces through a sink or a source (a buffer here, the
  * pages of a flash store in bep_store.c), so it never has to be whole in RAM.
  */
@@ -35,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bep_calibrate.h"
 #include "bep_runtime.h"
 
 #ifdef __cplusplus
@@ -44,7 +47,7 @@ extern "C" { /* C linkage for C++ callers */
 /* The sample-order draws' "layer" (bep_mcu/engine/rng.py ORDER_LAYER). */
 #define BEP_ORDER_LAYER 0x5EEDu
 #define BEP_SNAPSHOT_MAGIC 0x53504542u /* "BEPS" */
-#define BEP_SNAPSHOT_VERSION 1u
+#define BEP_SNAPSHOT_VERSION 2u
 #define BEP_SNAPSHOT_HEADER_BYTES 96u
 
 /* The schedule of one network; generated, const (flash). */
@@ -58,6 +61,7 @@ typedef struct {
     uint16_t gamma0[BEP_MAX_LAYERS];    /* γ of the first epoch */
     uint16_t cap[BEP_MAX_LAYERS];       /* largest γ per layer */
     const uint32_t *q_table;            /* n_layers x (levels + 1) */
+    const bep_calib_config_t *calib;    /* the input thresholds a snapshot carries (NULL: none) */
 } bep_schedule_config_t;
 
 /* BEP_CDEF_BEGIN */
