@@ -186,7 +186,8 @@ HOLDOUT_SETS = ["JapaneseVowels:rnn", "JapaneseVowels:mlp", "PickupGestureWiimot
 # tabular data, images that are mostly zeros, long padded series of unequal length, small
 # two-class series (``--sets kinds``).
 KINDS_SETS = ["moons:mlp", "circles:mlp", "iris:mlp", "classification-2:mlp", "classification-8:mlp",
-              "classification-20:mlp", "digits-28:mlp", "OSULeaf-stretch:mlp", "OSULeaf-stretch:rnn",
+              "classification-20:mlp", "digits-28:mlp", "JapaneseVowels-long:mlp", "JapaneseVowels-long:rnn",
+              "PickupGestureWiimoteZ-long:mlp", "PickupGestureWiimoteZ-long:rnn",
               "spectra:rnn", "spectra:mlp", "UnitTest:rnn"]
 GENERATED = ("moons", "circles", "iris", "digits-28", "spectra")
 SET_GROUPS = {"holdout": HOLDOUT_SETS, "kinds": KINDS_SETS}
@@ -198,7 +199,7 @@ def parse_config(key: str) -> tuple[str, dict]:
     set: ``prototypes`` (p = 0.44), ``prototypes-p46`` (p = 0.46), ``digits`` (default
     binariser), ``digits-median``, a generated set (``moons``, ``circles``, ``iris``,
     ``classification-<F>``, ``digits-28``, ``spectra``), a UCR name, or a UCR name with
-    ``-stretch`` (long padded series of unequal length); network: ``rnn`` (256 hidden, the issue's
+    ``-long`` (every series four times as long); network: ``rnn`` (256 hidden, the issue's
     configuration), ``rnn-W`` (W hidden, e.g. ``rnn-512``, the CLI's default width), ``mlp``
     (512) or widths such as ``512-512`` (an MLP)."""
     name, _, net = key.partition(":")
@@ -225,8 +226,8 @@ def parse_config(key: str) -> tuple[str, dict]:
     if name.startswith("classification-"):
         classification_features(name[len("classification-"):])
         return name, kwargs
-    if name.endswith("-stretch"):
-        return f"ucr-stretch:{name[:-len('-stretch')]}", kwargs
+    if name.endswith("-long"):
+        return f"ucr-long:{name[:-len('-long')]}", kwargs
     return f"ucr:{name}", kwargs
 
 
@@ -363,7 +364,7 @@ def check_sets(keys: list[str], parser: argparse.ArgumentParser) -> None:
         except (ValueError, BEPError) as err:
             parser.error(f"--sets: '{key}' is not <set>:<network> (network: rnn, rnn-<width>, mlp or "
                          f"widths such as 512-512): {err}")
-        if name.startswith(("ucr:", "ucr-stretch:")):
+        if name.startswith(("ucr:", "ucr-long:")):
             ucr = available_ucr() if ucr is None else ucr
             if name.partition(":")[2] not in ucr:
                 parser.error(f"--sets: '{key}' names no UCR set; available: {', '.join(ucr)}")

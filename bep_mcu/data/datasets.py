@@ -46,7 +46,7 @@ DATASET_FORMS = (
     "digits",
     "ucr:<Name>",
     "moons | circles | iris | classification-<F> | digits-28 | spectra",
-    "ucr-stretch:<Name>",
+    "ucr-long:<Name>",
     "<file>.csv",
     "<file>.npz",
 )
@@ -302,7 +302,7 @@ def load_digits_dataset() -> Dataset:
 GENERATED_SAMPLES = 1000
 GENERATED_SEED = 0
 MAX_GENERATED_FEATURES = 64  # classification-<F>
-STRETCH_MAX = 3  # ucr-stretch: each series resampled to 1..3 times its length
+LONG_FACTOR = 4  # ucr-long: every series resampled to four times its length
 
 
 def _split_generated(name: str, X: np.ndarray, y: np.ndarray) -> Dataset:
@@ -382,26 +382,24 @@ def load_spectra() -> Dataset:
     return _finish("spectra", train, test, "series", "spectra")
 
 
-def stretch_series(X: np.ndarray, rng: np.random.Generator, factor: int = STRETCH_MAX) -> np.ndarray:
-    """(n, T, channels) → (n, factor·T, channels): each series resampled (linear
-    interpolation) to a random length in T..factor·T, then padded with its last value."""
-    n, length, channels = X.shape
-    out = np.empty((n, factor * length, channels))
-    for i, new_length in enumerate(rng.integers(length, factor * length + 1, n)):
-        where = np.linspace(0, length - 1, new_length)
-        for c in range(channels):
-            out[i, :new_length, c] = np.interp(where, np.arange(length), X[i, :, c])
-        out[i, new_length:] = out[i, new_length - 1]
-    return out
+def lengthen_series(X: np.ndarray, factor: int = LONG_FACTOR) -> np.ndarray:
+    """(n, T, channels) → (n, factor·T, channels), every series resampled by linear
+    interpolation: a set of unequal-length series padded with their last values (the
+    loader's) becomes one of long padded series, the padding lengthened with them."""
+    length = X.shape[1]
+    where = np.linspace(0, length - 1, factor * length)
+    lower = np.minimum(where.astype(np.int64), length - 2) if length > 1 else np.zeros(len(where), np.int64)
+    frac = (where - lower)[None, :, None]
+    upper = np.minimum(lower + 1, length - 1)
+    return X[:, lower] * (1 - frac) + X[:, upper] * frac
 
 
-def load_ucr_stretched(name: str) -> Dataset:
-    """A UCR set with long padded series of unequal length (``stretch_series``)."""
+def load_ucr_long(name: str) -> Dataset:
+    """A UCR set with every series ``LONG_FACTOR`` times as long (``lengthen_series``)."""
     data = load_ucr(name)
-    rng = np.random.default_rng(GENERATED_SEED)
-    source = f"ucr-stretch:{data.name[len('ucr:'):]}"
-    return _finish(source, (stretch_series(data.X_train, rng), data.y_train),
-                   (stretch_series(data.X_test, rng), data.y_test), "series", source)
+    source = f"ucr-long:{data.name[len('ucr:'):]}"
+    return _finish(source, (lengthen_series(data.X_train), data.y_train),
+                   (lengthen_series(data.X_test), data.y_test), "series", source)
 
 
 def load_generated(name: str) -> Dataset | None:
@@ -772,8 +770,8 @@ def load_dataset(name: str) -> Dataset:
         return load_digits_dataset()
     if head == "ucr" and sep and rest.strip():
         return load_ucr(rest.strip())
-    if head == "ucr-stretch" and sep and rest.strip():
-        return load_ucr_stretched(rest.strip())
+    if head == "ucr-long" and sep and rest.strip():
+        return load_ucr_long(rest.strip())
     generated = load_generated(name)
     if generated is not None:
         return generated
