@@ -263,7 +263,7 @@ def accuracy_vs_baseline(keys: list[str], seeds: int, rates=None, decays=None, b
                                                           for k, v in kwargs.items()},
                "seeds": seeds, "epochs": model.training.epochs,
                "bep": {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "scores": scores,
-                       "train": train, "seconds": bep_seconds}}
+                       "train": train, "seconds": bep_seconds, "curves": curves}}
         rows.append(row)
         if not baseline:
             print(f"{key:<28} {_mean_std(scores):>13} {bep_seconds:6.0f}", flush=True)
