@@ -213,9 +213,9 @@ class ProgressBudget:
     MIN_WINDOW = 10
     CAP_FACTOR = 4  # at most four times the minimum budget
 
-    def __init__(self, samples: int, minimum: int, cap: int | None = None) -> None:
+    def __init__(self, samples: int, minimum: int) -> None:
         self.minimum = validate.integer(minimum, "minimum epochs", 1, 1 << 31)
-        self.cap = self.CAP_FACTOR * minimum if cap is None else validate.integer(cap, "epoch cap", minimum, 1 << 31)
+        self.cap = self.CAP_FACTOR * minimum
         self.window = max(self.MIN_WINDOW, minimum // self.WINDOW_DIVISOR)
         self.gain = max(1, samples // self.GAIN_DIVISOR)
         self.marked_errors, self.marked_epoch, self.epochs = samples + self.gain, 0, 0
@@ -227,4 +227,3 @@ class ProgressBudget:
             self.marked_errors, self.marked_epoch = errors, self.epochs
         return self.epochs >= self.cap or (self.epochs >= self.minimum
                                            and self.epochs - self.marked_epoch >= self.window)
-
