@@ -212,7 +212,8 @@ def test_standalone_flash_prediction_bounds_the_built_image_on_every_board(tmp_p
 
     X, y = blobs(80, 6)
     S, ys = series(60, 20)
-    cases = [(fit(X, y, hidden=(16,), epochs=1), X, y, "tabular"), (fit(X, y, hidden=(24, 12), epochs=1), X, y, "tabular"),
+    small = {"binarize": "thermometer:4", "epochs": 1}  # 24 input bits: every case fits the micro:bit
+    cases = [(fit(X, y, hidden=(16,), **small), X, y, "tabular"), (fit(X, y, hidden=(24, 12), **small), X, y, "tabular"),
              (fit(S, ys, model="rnn", hidden=(12,), epochs=1), S[..., None], ys, "series")]
     wrong = {}
     for k, (model, Xs, ys_, kind) in enumerate(cases):
