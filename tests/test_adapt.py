@@ -1,8 +1,13 @@
 """``bep-mcu adapt``: a model meets drifted data in the host's simulation of a board and on an
 emulated board (bit for bit the same figures), with labels, without (recalibration), with replayed
-source samples; bad inputs are one line."""
+source samples; bad inputs are one line; and ``python -m bep_mcu.bench adaptation`` on a small
+scenario."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -128,3 +133,49 @@ def test_bad_input_is_one_line_and_writes_nothing(files, case, words, tmp_path, 
     for json_flag in ((), ("--json",)):
         assert_user_error(invoke("adapt", files["model"], "--data", target, *extra, *json_flag), *words)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def bench(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bep_mcu.bench", "adaptation", *args], capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+def test_bench_adaptation_on_a_small_scenario():
+    out = bench("--scenarios", "condition:breast_cancer", "--seeds", "1", "--hidden", "16", "--json")
+    assert out.returncode == 0, out.stderr
+    from bep_mcu import bench_adaptation as b
+
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    rows = {r["method"]: r for r in result["rows"]}
+    assert list(rows) == list(b.METHODS) and result["hidden"] == 16
+    for method, r in rows.items():
+        assert 0 <= r["before"] <= 1 and 0 <= r["after"] <= 1 and 0 <= r["source_after"] <= 1, method
+        assert r["ram_bytes"] > 0 and set(r["instructions"]) == {"cortex-m4", "cortex-m0"}, method
+    assert rows["frozen"]["after"] == rows["frozen"]["before"] and rows["frozen"]["instructions"]["cortex-m4"] == 0
+    for method in ("recalibration", "bep", "bep+recalibration", "float-last-layer", "float-mlp"):
+        assert 0 < rows[method]["instructions"]["cortex-m4"] < rows[method]["instructions"]["cortex-m0"], method
+    assert rows["bep+replay"]["ram_bytes"] > rows["bep"]["ram_bytes"]
+
+
+def test_bench_adaptation_refuses_an_unknown_scenario():
+    out = bench("--scenarios", "drift:nope", "--seeds", "1")
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        out.stderr.strip()] and "drift:nope" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+@needs_arm
+def test_the_float_step_estimate_is_near_icount(tmp_path):
+    """The bench's float instructions are icount's 256-128-10 count scaled by multiply-accumulates:
+    within 20 % of a count of another shape (smaller layers have more loop overhead per MAC)."""
+    pytest.importorskip("unicorn")
+    from bep_mcu import bench_adaptation as b
+    from bep_mcu import icount
+    from bep_mcu.icount.report import FLOAT_LR, float_params
+
+    shape = (64, 64, 10)
+    g = np.random.default_rng(0)
+    X = np.where(g.random((20, shape[0])) < 0.5, -1.0, 1.0)
+    counted = icount.run_float(icount.build_float_image("cortex-m4", shape), X, g.integers(0, 10, 20),
+                               float_params(shape, 0), FLOAT_LR)["instructions_per_sample"]
+    assert b.float_instructions(b.float_macs(*shape), "cortex-m4") == pytest.approx(counted, rel=0.2)
