@@ -85,6 +85,21 @@ def test_replayed_samples_are_trained_and_their_ram_counted(files):
     assert replayed["source_after"] != plain["source_after"] or replayed["after"] != plain["after"]
 
 
+def test_a_separate_test_file_and_the_human_report(files, tmp_path):
+    """--test-data gives the target's test part; without --json one report for a person."""
+    d = np.load(files["target"])
+    np.savez(tmp_path / "train.npz", X=d["X_train"], y=d["y_train"])
+    np.savez(tmp_path / "test.npz", X=d["X_test"], y=d["y_test"])
+    args = ("--source-data", files["source"], "--labels", 0, "--recalibrate", "--epochs", 1)
+    human = invoke("adapt", files["model"], "--data", tmp_path / "train.npz", "--test-data", tmp_path / "test.npz",
+                   *args)
+    assert_ok(human)
+    r = run(files, *args[2:])  # the same data, one file
+    assert f"target test accuracy  {r['before']:.4f} before, {r['after']:.4f} after" in human.stdout
+    assert f"source test accuracy  {r['source_before']:.4f} before" in human.stdout
+    assert "recalibration" in human.stdout and "bit-exact" not in human.stdout  # no board: nothing compared
+
+
 @needs_arm
 @needs_qemu
 def test_adapt_on_an_emulated_board_is_the_host_simulation_bit_for_bit(files, no_stray_qemu):
