@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from bep_mcu import training, validate
-from bep_mcu.data.datasets import available_ucr, load_dataset
+from bep_mcu.data.datasets import available_ucr, classification_features, load_dataset
 from bep_mcu.errors import BEPError
 from bep_mcu.engine import rng
 from bep_mcu.engine.network import BatchResult, Network, winner_mask
@@ -184,13 +184,24 @@ BASELINE_SETS = [
 # Sets nobody tuned on (the hold-out check of the defaults).
 HOLDOUT_SETS = ["JapaneseVowels:rnn", "JapaneseVowels:mlp", "PickupGestureWiimoteZ:rnn",
                 "PickupGestureWiimoteZ:mlp", "ACSF1:rnn", "ACSF1:mlp"]
+# Kinds of data the defaults were not tuned on (docs/research/untuned-data.md): low-dimensional
+# tabular data, images that are mostly zeros, long padded series of unequal length, small
+# two-class series (``--sets kinds``).
+KINDS_SETS = ["moons:mlp", "circles:mlp", "iris:mlp", "classification-2:mlp", "classification-8:mlp",
+              "classification-20:mlp", "digits-28:mlp", "JapaneseVowels-long:mlp", "JapaneseVowels-long:rnn",
+              "PickupGestureWiimoteZ-long:mlp", "PickupGestureWiimoteZ-long:rnn",
+              "spectra:rnn", "spectra:mlp", "UnitTest:rnn"]
+GENERATED = ("moons", "circles", "iris", "digits-28", "spectra")
+SET_GROUPS = {"holdout": HOLDOUT_SETS, "kinds": KINDS_SETS}
 
 
 def parse_config(key: str) -> tuple[str, dict]:
     """``<set>:<network>`` → (dataset name, ``training.Settings`` arguments).
 
     set: ``prototypes`` (p = 0.44), ``prototypes-p46`` (p = 0.46), ``digits`` (default
-    binariser), ``digits-median``, or a UCR name; network: ``rnn`` (256 hidden, the benchmark's
+    binariser), ``digits-median``, a generated set (``moons``, ``circles``, ``iris``,
+    ``classification-<F>``, ``digits-28``, ``spectra``), a UCR name, or a UCR name with
+    ``-long`` (every series four times as long); network: ``rnn`` (256 hidden, the benchmark's
     configuration), ``rnn-W`` (W hidden, e.g. ``rnn-512``, the CLI's default width), ``mlp``
     (512) or widths such as ``512-512`` (an MLP)."""
     name, _, net = key.partition(":")
@@ -212,6 +223,13 @@ def parse_config(key: str) -> tuple[str, dict]:
         return "digits", {**kwargs, "binarize": "median"}
     if name == "digits":
         return "digits", kwargs
+    if name in GENERATED:
+        return name, kwargs
+    if name.startswith("classification-"):
+        classification_features(name[len("classification-"):])
+        return name, kwargs
+    if name.endswith("-long"):
+        return f"ucr-long:{name[:-len('-long')]}", kwargs
     return f"ucr:{name}", kwargs
 
 
@@ -232,18 +250,22 @@ def accuracy_vs_baseline(keys: list[str], seeds: int, rates=None, decays=None, b
     for key in keys:
         name, kwargs = parse_config(key)
         data = load_dataset(name)
-        scores, train = [], []
+        scores, train, curves = [], [], []
         start = time.perf_counter()
         for seed in range(seeds):
-            model = training.fit(data.X_train, data.y_train, training.Settings(seed=seed, **kwargs))
+            history: list[dict] = []
+            model = training.fit(data.X_train, data.y_train, training.Settings(seed=seed, **kwargs),
+                                 on_epoch=history.append)
             scores.append(model.score(data.X_test, data.y_test))
             train.append(model.score(data.X_train, data.y_train))
+            curves.append({"train_error": [round(h["train_error"], 4) for h in history],
+                           "val_accuracy": [h["val_accuracy"] for h in history]})
         bep_seconds = time.perf_counter() - start
         row = {"config": key, "dataset": name, "kwargs": {k: list(v) if isinstance(v, tuple) else v
                                                           for k, v in kwargs.items()},
                "seeds": seeds, "epochs": model.training.epochs,
                "bep": {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "scores": scores,
-                       "train": train, "seconds": bep_seconds}}
+                       "train": train, "seconds": bep_seconds, "curves": curves}}
         rows.append(row)
         if not baseline:
             print(f"{key:<28} {_mean_std(scores):>13} {bep_seconds:6.0f}", flush=True)
@@ -318,7 +340,8 @@ def main() -> None:
                              "(pip install 'bep-mcu[bench]')")
     parser.add_argument("--sets", default=None,
                         help="accuracy: comma-separated <set>:<network> keys, 'holdout' for the untuned hold-out "
-                             "sets (without --baseline: BEP alone) [default with --baseline: "
+                             "sets, 'kinds' for the untuned kinds of data (without --baseline: BEP alone) "
+                             "[default with --baseline: "
                              + ",".join(BASELINE_SETS) + "]")
     parser.add_argument("--qat-rates", default=None, help="QAT learning rates to try [default: 1e-3,1e-2]")
     parser.add_argument("--qat-decays", default=None, help="QAT weight decays to try [default: 0,1e-4]")
@@ -346,21 +369,22 @@ def check_sets(keys: list[str], parser: argparse.ArgumentParser) -> None:
         except (ValueError, BEPError) as err:
             parser.error(f"--sets: '{key}' is not <set>:<network> (network: rnn, rnn-<width>, mlp or "
                          f"widths such as 512-512): {err}")
-        if name.startswith("ucr:"):
+        if name.startswith(("ucr:", "ucr-long:")):
             ucr = available_ucr() if ucr is None else ucr
-            if name[len("ucr:"):] not in ucr:
+            if name.partition(":")[2] not in ucr:
                 parser.error(f"--sets: '{key}' names no UCR set; available: {', '.join(ucr)}")
 
 
 def set_keys(text: str | None, parser: argparse.ArgumentParser) -> list[str]:
-    """``--sets`` as keys ('holdout': the hold-out sets; not given: the baseline table). An
+    """``--sets`` as keys ('holdout': the hold-out sets, 'kinds': the untuned kinds of data; not
+    given: the baseline table). An
     empty list or an empty key is refused: it would measure nothing or the whole default table."""
     if text is None:
         return list(BASELINE_SETS)
     parts = [k.strip() for k in text.split(",")]
     if not all(parts):
         parser.error(f"--sets: '{text}' has an empty key; give <set>:<network>[,<set>:<network>...] or holdout")
-    return [key for k in parts for key in (HOLDOUT_SETS if k == "holdout" else [k])]
+    return [key for k in parts for key in SET_GROUPS.get(k, [k])]
 
 
 def numbers(text: str | None, option: str, positive: bool, parser: argparse.ArgumentParser) -> tuple[float, ...] | None:

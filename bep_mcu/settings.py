@@ -106,14 +106,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("model", "mlp", "Binary MLP or binary Elman RNN (BEP-TT).", "choice", choices=MODELS, stored="spec"),
     Setting("hidden", (512,), "Hidden widths, comma-separated (an rnn takes one).", "ints", 1, MAX_WIDTH,
             one_for_rnn=True, stored="spec"),
-    Setting("epochs", None, "Epochs [default: 50, more for small sets].", "int", 1, MAX_EPOCHS, continued=True),
+    Setting("epochs", None, "Epochs [default: at least 50, more for small sets, then on while the training error "
+            "falls, at most 4 times that].", "int", 1, MAX_EPOCHS, continued=True),
     Setting("batch_size", None, "Batch size [default: 100, or 10 below 1000 samples].", "int", 1, MAX_BATCH_SIZE,
             stored="training", continued=True),
     Setting("seed", 0, "Seed of initial weights, classifier, order and reinforcement (0..2^32-1).", "int", 0,
             validate.UINT32_MAX, stored="training"),
     Setting("binarize", "auto",
             "auto | median | median:global | thermometer:N[:uniform] | passthrough "
-            "(auto: passthrough for ±1/0-1 data, else thermometer:8 for series, thermometer:4 for tabular data).",
+            "(auto: passthrough for ±1/0-1 data, else thermometer:8 for series and for tabular data 4..64 levels "
+            "a feature, about 256 input bits).",
             "text"),
     Setting("window", None, "RNN window length in points [default: about 2 steps].", "int", 1, MAX_LENGTH,
             stored="input", file_default=None),  # an mlp has none

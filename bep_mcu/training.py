@@ -38,14 +38,14 @@ from typing import Protocol
 import numpy as np
 
 from bep_mcu import memory, validate
+from bep_mcu.data.binarize import is_binary, make_binarizer, tabular_levels
 from bep_mcu.data.datasets import stratified_split
-from bep_mcu.data.binarize import is_binary, make_binarizer
 from bep_mcu.data.encoder import DEFAULT_BIAS_BITS, DEFAULT_BINARIZE, Encoder, as_model_shape, default_window
 from bep_mcu.engine import bits, rng
 from bep_mcu.engine.classifier import binary_equiangular_frame
 from bep_mcu.engine.network import Counters, Network
-from bep_mcu.engine.schedule import EPOCH_MAX_SAMPLES, STALL_SIGNALS, EpochStart, IntegerSchedule, gamma_caps, \
-    stall_counts
+from bep_mcu.engine.schedule import EPOCH_MAX_SAMPLES, STALL_SIGNALS, EpochStart, IntegerSchedule, ProgressBudget, \
+    gamma_caps, stall_counts
 from bep_mcu.engine.spec import MAX_CLASSES, MAX_WIDTH, HyperParams, NetSpec, int_params
 from bep_mcu.errors import BEPError
 from bep_mcu.model import MAX_BATCH_SIZE, MAX_EPOCHS, Model, TrainingRecord, check_labels, plain_labels
@@ -332,14 +332,14 @@ class Run:
 
 
 class Observer:
-    """Watches a run: after each batch (True stops the run), after each epoch (its record)
-    and once at the end."""
+    """Watches a run: after each batch (True stops the run), after each epoch (its record;
+    True ends the run there, as if the plan had no more epochs) and once at the end."""
 
     def after_batch(self, run: Run, index: np.ndarray, predictions: list[np.ndarray]) -> bool:
         return False
 
-    def after_epoch(self, run: Run, record: dict) -> None:
-        pass
+    def after_epoch(self, run: Run, record: dict) -> bool | None:
+        return None
 
     def finish(self, run: Run) -> None:
         pass
@@ -385,6 +385,17 @@ class BestWeights(Observer):
     def finish(self, run: Run) -> None:
         if run.report.best is not None and run.report.history:
             run.report.history[-1]["restored_epoch"] = run.report.best[0]
+
+
+class FollowProgress(Observer):
+    """Ends the run where ``engine.schedule.ProgressBudget`` says the training error has
+    stopped falling (``fit`` without an epoch count)."""
+
+    def __init__(self, budget: ProgressBudget, samples: int) -> None:
+        self.budget, self.samples = budget, samples
+
+    def after_epoch(self, run: Run, record: dict) -> bool:
+        return self.budget.end_epoch(round(record["train_error"] * self.samples))
 
 
 class StopAfter(Observer):
@@ -505,8 +516,8 @@ def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, valid
         if seen is None:
             return report
         record = _close_epoch(run, schedule, opened, before, seen, validation, time.perf_counter() - start, gamma, q)
-        for o in watchers:
-            o.after_epoch(run, record)
+        if [o for o in watchers if o.after_epoch(run, record)]:  # every observer sees the record
+            break
     for o in watchers:
         o.finish(run)
     return report
@@ -543,19 +554,29 @@ def split_validation(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     return np.arange(len(y)), np.zeros(0, dtype=np.int64)
 
 
+def input_code(X, settings: Settings) -> str:
+    """The binariser of a new model: ``settings.binarize``, where it is "auto" on tabular data
+    that is not already binary, a thermometer with levels from the feature count
+    (``binarize.tabular_levels``); the encoder decides the rest of "auto" (series: thermometer:8)."""
+    X = np.asarray(X)
+    if settings.binarize != "auto" or settings.model != "mlp" or X.ndim != 2 or is_binary(X):
+        return settings.binarize
+    return f"thermometer:{tabular_levels(X.shape[1])}"
+
+
 def chunk_encoder(X, settings: Settings) -> Encoder:
     """The encoder of ``partial_fit``'s first chunk: ``Encoder.fit``'s, but where no bit
     varies on the chunk yet (one sample, or copies of one) it keeps every bit instead of
     refusing: the next chunks will vary. (Its thresholds are the one sample's values.)"""
     try:
-        return Encoder.fit(X, settings.model, settings.binarize, settings.window, settings.bias_bits)
+        return Encoder.fit(X, settings.model, input_code(X, settings), settings.window, settings.bias_bits)
     except BEPError:
         if len(np.unique(np.reshape(X, (len(X), -1)), axis=0)) > 1:
             raise
     series = settings.model == "rnn" or np.ndim(X) == 3
     X = as_model_shape(X, settings.model)
     rows = X if settings.model == "mlp" else X.reshape(-1, X.shape[2])
-    binarize = settings.binarize
+    binarize = input_code(X, settings)
     if binarize == "auto":  # as Encoder.fit resolves it
         binarize = "passthrough" if is_binary(rows) else DEFAULT_BINARIZE["series" if series else "tabular"]
     binarizer = make_binarizer(binarize).fit(rows)
@@ -575,7 +596,7 @@ def new_model(X, y, settings: Settings, classes: np.ndarray | None = None, encod
         raise BEPError(f"{len(labels)} classes; bep-mcu supports at most {MAX_CLASSES}")
     labels = check_labels(plain_labels(labels), len(labels))
     if encoder is None:
-        encoder = Encoder.fit(X, settings.model, settings.binarize, settings.window, settings.bias_bits)  # sees X's shape
+        encoder = Encoder.fit(X, settings.model, input_code(X, settings), settings.window, settings.bias_bits)
     X = as_model_shape(X, settings.model)
     spec = NetSpec(settings.model, encoder.n_inputs, tuple(settings.hidden), len(labels), settings.hidden_bits,
                    encoder.steps)
@@ -599,15 +620,20 @@ def split_encoded(model: Model, X, y) -> tuple[EncodedData, EncodedData]:
 
 
 def train(model: Model, X, y, epochs: int, batch_size: int | None = None,
-          on_epoch: Callable[[dict], None] | None = None) -> Model:
+          on_epoch: Callable[[dict], None] | None = None, follow_progress: bool = False) -> Model:
     """Train ``model`` (new, loaded or pulled from a board) for ``epochs`` more epochs on
     raw data; a stratified part of it (the model's ``val_fraction``) judges γ stalls
-    (engine.schedule.stall_counts, "auto")."""
+    (engine.schedule.stall_counts, "auto"). ``follow_progress``: ``epochs`` is the minimum,
+    and training goes on while the training error falls (``engine.schedule.ProgressBudget``)."""
     train_part, val_part = split_encoded(model, X, y)
     trainer = NumpyTrainer(model)
+    observers: list[Observer] = [BestWeights()] if model.hyper.restore_best else []
+    if follow_progress:
+        budget = ProgressBudget(len(train_part), epochs)
+        observers.append(FollowProgress(budget, len(train_part)))
+        epochs = budget.cap
     plan = Plan.continuing(model, epochs, batch_size)
-    report = run_epochs([trainer], train_part, plan, val_part, on_epoch=on_epoch,
-                        observers=[BestWeights()] if model.hyper.restore_best else ())
+    report = run_epochs([trainer], train_part, plan, val_part, on_epoch=on_epoch, observers=observers)
     return report.advance(model, trainer, batch_size=plan.batch_size)
 
 
@@ -646,8 +672,12 @@ def encoded_split(X, y, settings: Settings) -> tuple[Model, EncodedData, Encoded
 
 
 def fit(X, y, settings: Settings, on_epoch: Callable[[dict], None] | None = None) -> Model:
-    """A new model trained on raw data (the encoder sees the training part only)."""
+    """A new model trained on raw data (the encoder sees the training part only): for
+    ``settings.epochs``, else at least ``default_epochs`` and on while the training error
+    falls (``ProgressBudget``)."""
     model = initial_model(X, y, settings)
     X, y = np.asarray(X), plain_labels(np.asarray(y))
-    epochs = settings.epochs or default_epochs(len(split_validation(y, settings.val_fraction, settings.seed)[0]))
-    return train(model, X, y, epochs, on_epoch=on_epoch)
+    if settings.epochs:
+        return train(model, X, y, settings.epochs, on_epoch=on_epoch)
+    n_train = len(split_validation(y, settings.val_fraction, settings.seed)[0])
+    return train(model, X, y, default_epochs(n_train), on_epoch=on_epoch, follow_progress=True)

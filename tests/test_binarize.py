@@ -43,12 +43,14 @@ def test_median_global_hand_computed():
 
 def test_thermometer_quantile_hand_computed():
     b = make_binarizer("thermometer:3").fit(TRAIN)
-    # Quantiles 1/4, 1/2, 3/4 (linear): feature 0 -> 2, 3, 4; feature 1 -> 20, 30, 40.
-    np.testing.assert_array_equal(b.thresholds, [[2, 3, 4], [20, 30, 40]])
+    # Quantiles 1/4, 1/2, 3/4 fall at the 2nd, 3rd and 4th value; each threshold is the cut
+    # below that value, halfway from the value before (binarize.distinct_quantile_cuts):
+    # feature 0 -> 1.5, 2.5, 3.5; feature 1 -> 15, 25, 35.
+    np.testing.assert_array_equal(b.thresholds, [[1.5, 2.5, 3.5], [15, 25, 35]])
     out = b.transform(np.array([[2.5, 40.0], [1.0, 100.0]]))
     assert out.shape == (2, 6) and out.dtype == np.int8
     # Column f*3 + k; bit k is x >= t_k.
-    np.testing.assert_array_equal(out, [[1, -1, -1, 1, 1, 1], [-1, -1, -1, 1, 1, 1]])
+    np.testing.assert_array_equal(out, [[1, 1, -1, 1, 1, 1], [-1, -1, -1, 1, 1, 1]])
 
 
 def test_thermometer_uniform_hand_computed():

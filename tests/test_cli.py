@@ -311,7 +311,7 @@ def test_train_on_csv_with_string_labels_and_label_column_first(tmp_path):
     rows = [[name, *map(float, row)] for row, name in zip(X, names)]
     data = write_csv(tmp_path / "animals.csv", rows, ["label", "a", "b", "c"])
     result, model = train_json(tmp_path, "--data", data, "--hidden", "16", "--epochs", "2")
-    assert result["inputs"] == 3 * 4  # thermometer:4 on three numeric features
+    assert result["inputs"] == 3 * 64  # three numeric features: thermometer:64 (binarize.tabular_levels)
     info = last_json(invoke("info", model, "--json").stdout)
     assert info["labels"] == ["cat", "dog", "emu"]
 

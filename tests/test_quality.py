@@ -2,7 +2,8 @@
 
 * The defaults are what ``fit``, the estimator and ``bep-mcu train`` use: γ ×1.5 capped at
   max(γ0, width // 4), patience 3, about 2 RNN steps, 8 bias bits for the RNN (0 for the
-  MLP), thermometer:8 for series (an MLP's too), thermometer:4 for tabular data.
+  MLP), thermometer:8 for series (an MLP's too), for tabular data a thermometer of about 256
+  input bits (4..64 levels a feature; tests/test_learning_defaults.py).
 * The stall signal: training counts on a board; on the host, the validation split from
   20 samples on, else validation and training pooled.
 * Bias bits reach numpy, the C encoder and the C twin bit for bit, through whole runs in
@@ -56,7 +57,7 @@ def test_the_defaults_are_what_fit_uses():
     assert mlp_series.encoder.binarizer.spec().startswith("thermometer:8") and mlp_series.encoder.bias_bits == 0
     Xt, yt = blobs(120)
     tabular = fit(Xt, yt, hidden=(32,), epochs=1)
-    assert tabular.encoder.binarizer.spec().startswith("thermometer:4") and tabular.encoder.bias_bits == 0
+    assert tabular.encoder.binarizer.spec() == "thermometer:43" and tabular.encoder.bias_bits == 0  # 6 features
 
 
 def test_estimator_cli_and_settings_share_names_and_defaults():

@@ -10,7 +10,8 @@ Specs (the CLI value):
     median                  per feature: +1 iff x > median of that feature
     median:global           one median over all training values
     thermometer:N           N bits per feature, thresholds at the training quantiles
-                            k/(N+1), k = 1..N (numpy's default "linear" quantile)
+                            k/(N+1), k = 1..N, each a different cut between two distinct
+                            training values (``distinct_quantile_cuts``)
     thermometer:N:uniform   thresholds evenly spaced strictly between the training
                             min and max of each feature
     passthrough             data already in {-1,+1} or {0,1}: 1 -> +1, 0 or -1 -> -1
@@ -75,6 +76,20 @@ def _as_2d_float(X: np.ndarray, what: str) -> np.ndarray:
         row, col = np.unravel_index(int(np.argmax(~np.isfinite(a))), a.shape)
         raise BEPError(f"{what}: non-finite value at row {row}, feature {col}")
     return a
+
+
+# A tabular feature's thermometer levels follow the feature count, so that the network has
+# about this many input bits whatever the data's shape: with ±1 weights a feature's say is a
+# step function of its levels, and 2 features x 4 levels (8 bits) could not even fit their
+# training set (docs/research/untuned-data.md). Never fewer than 4 levels (digits' 64 features
+# keep thermometer:4), never more than MAX_THERMOMETER_BITS.
+TABULAR_INPUT_BITS = 256
+MIN_TABULAR_LEVELS = 4
+
+
+def tabular_levels(n_features: int) -> int:
+    """Thermometer levels per feature of ``n_features`` tabular features (``TABULAR_INPUT_BITS``)."""
+    return min(MAX_THERMOMETER_BITS, max(MIN_TABULAR_LEVELS, -(-TABULAR_INPUT_BITS // max(1, n_features))))
 
 
 def _to_pm1(bits: np.ndarray) -> np.ndarray:
@@ -213,6 +228,40 @@ class MedianBinarizer(Binarizer):
         self.thresholds = _thresholds_entry(d, (self.n_features,), self.spec())
 
 
+def distinct_quantile_cuts(x: np.ndarray, n: int) -> np.ndarray:
+    """``n`` thresholds at the quantiles k/(n+1) of ``x``, each at a different place.
+
+    Plain quantiles collapse where values repeat: a pixel that is 0 in 80 % of the images
+    gets thresholds 0, 0, 0 and one above, i.e. three constant bits (dropped) and one left
+    (docs/research/untuned-data.md). Here each threshold is a cut between two neighbouring
+    distinct training values (at their midpoint), chosen in turn: the k-th cut is the one
+    whose share of values below it is nearest to the share still to place, spread evenly
+    over the cuts still to choose, above the previous cut. Without repeats this is the
+    plain quantile; a block of repeats takes one cut and the next ones share out the rest.
+    With fewer distinct cuts than ``n``, each cut is used about equally often, so every
+    feature keeps ``n`` bits (repeated bits weigh a feature as its n levels would); a
+    constant feature gets its value (constant bits, dropped by the encoder)."""
+    values, counts = np.unique(x, return_counts=True)
+    if len(values) == 1:
+        return np.full(n, values[0])
+    lower, upper = values[:-1], values[1:]
+    mid = lower + (upper - lower) / 2
+    cuts = np.where((lower < mid) & (mid <= upper), mid, upper)  # an ulp apart: the upper value
+    below = np.cumsum(counts)[:-1] / len(x)  # share of values below each cut, increasing
+    if len(cuts) <= n:
+        return cuts[np.arange(n) * len(cuts) // n]
+    chosen, placed, previous = [], 0.0, -1
+    for k in range(n):
+        target = placed + (1 - placed) / (n - k + 1)
+        first, last = previous + 1, len(cuts) - (n - k)  # leave a cut for each one still to choose
+        j = min(max(int(np.searchsorted(below, target)), first), last)
+        if j > first and target - below[j - 1] <= below[j] - target:  # the nearer one; ties: lower
+            j -= 1
+        chosen.append(j)
+        placed, previous = below[j], j
+    return cuts[chosen]
+
+
 class ThermometerBinarizer(Binarizer):
     """N bits per feature, bit k = x >= t_k, thresholds from quantiles or min..max."""
 
@@ -242,7 +291,7 @@ class ThermometerBinarizer(Binarizer):
     def _fit(self, X: np.ndarray) -> None:
         levels = np.arange(1, self.n_bits + 1) / (self.n_bits + 1)  # k/(N+1)
         if self.mode == "quantile":
-            t = np.quantile(X, levels, axis=0).T  # (F, N)
+            t = np.array([distinct_quantile_cuts(column, self.n_bits) for column in X.T])  # (F, N)
         else:
             lo, hi = X.min(axis=0), X.max(axis=0)
             t = lo[:, None] + (hi - lo)[:, None] * levels[None, :]

@@ -11,6 +11,7 @@ Example usage::
     ds = load_dataset("prototypes:classes=5,flip=0.3")
     ds = load_dataset("ucr:GunPoint")           # X_train (50, 150, 1)
     ds = load_files("my.csv", split_seed=1)     # seeded stratified 80/20 split
+    ds = load_dataset("moons")                  # a generated set (GENERATED_SETS)
 
 Decisions:
 - Unequal-length UCR series (JapaneseVowels, PickupGestureWiimoteZ) are padded to the
@@ -44,6 +45,8 @@ DATASET_FORMS = (
     "prototypes[:classes=C,features=F,flip=P,samples=N,seed=S]",
     "digits",
     "ucr:<Name>",
+    "moons | circles | iris | classification-<F> | digits-28 | spectra",
+    "ucr-long:<Name>",
     "<file>.csv",
     "<file>.npz",
 )
@@ -289,6 +292,133 @@ def load_digits_dataset() -> Dataset:
     train_idx, test_idx = stratified_split(y, DEFAULT_TEST_FRACTION, DIGITS_SPLIT_SEED)
     return _finish("digits", (X[train_idx], y[train_idx]), (X[test_idx], y[test_idx]),
                    "tabular", "digits")
+
+
+# ------------------------------------------------------- generated and derived sets
+# Sets built on the fly from scikit-learn's generators and the bundled data, each a kind of
+# data the defaults were not tuned on (docs/research/untuned-data.md): low-dimensional
+# tabular data, images that are mostly zeros, long padded series of unequal length, and a
+# small two-class set of near-identical series. Fixed seeds: the same set on every machine.
+GENERATED_SAMPLES = 1000
+GENERATED_SEED = 0
+MAX_GENERATED_FEATURES = 64  # classification-<F>
+LONG_FACTOR = 4  # ucr-long: every series resampled to four times its length
+
+
+def _split_generated(name: str, X: np.ndarray, y: np.ndarray) -> Dataset:
+    train_idx, test_idx = stratified_split(y, DEFAULT_TEST_FRACTION, GENERATED_SEED)
+    return _finish(name, (X[train_idx], y[train_idx]), (X[test_idx], y[test_idx]), "tabular", name)
+
+
+def _sklearn_datasets():
+    try:
+        from sklearn import datasets
+    except ImportError:
+        raise BEPError(f"generated data sets need scikit-learn: {PIP_HINT}") from None
+    return datasets
+
+
+def classification_features(text: str) -> int:
+    """F of ``classification-<F>``: ASCII digits, 2..MAX_GENERATED_FEATURES."""
+    try:
+        features = validate.int_text(text)
+    except ValueError:
+        features = 0
+    if not 2 <= features <= MAX_GENERATED_FEATURES:
+        raise BEPError(f"classification-<F>: F must be an integer 2..{MAX_GENERATED_FEATURES}, got '{text}'")
+    return features
+
+
+def _classification(text: str):
+    """make_classification with F features (F//2 informative, at least 2), three classes."""
+    features = classification_features(text)
+    informative = max(2, features // 2)
+    return _sklearn_datasets().make_classification(
+        GENERATED_SAMPLES, n_features=features, n_informative=informative, n_redundant=0, n_classes=3,
+        n_clusters_per_class=1 if informative < 3 else 2, random_state=GENERATED_SEED)
+
+
+def _upsample(images: np.ndarray, size: int) -> np.ndarray:
+    """(n, k, k) → (n, size, size) by bilinear interpolation (one matrix per axis)."""
+    k = images.shape[1]
+    where = np.linspace(0, k - 1, size)
+    lower = np.minimum(where.astype(np.int64), k - 2)
+    frac = where - lower
+    M = np.zeros((size, k))
+    M[np.arange(size), lower] = 1 - frac
+    M[np.arange(size), lower + 1] = frac
+    return np.einsum("ik,nkl,jl->nij", M, images, M)
+
+
+def load_digits_28() -> Dataset:
+    """digits as 28x28 8-bit images that are mostly zeros (like MNIST): each 8x8 digit
+    upsampled to 16x16, scaled to 0..255, rounded, centred in a zero frame; digits' split."""
+    digits = load_digits_dataset()
+    def frame(X: np.ndarray) -> np.ndarray:
+        up = np.rint(_upsample(X.reshape(-1, 8, 8), 16) * (255 / 16))
+        return np.pad(up, ((0, 0), (6, 6), (6, 6))).reshape(len(X), -1)
+    return _finish("digits-28", (frame(digits.X_train), digits.y_train), (frame(digits.X_test), digits.y_test),
+                   "tabular", "digits-28")
+
+
+def make_spectra(n: int, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """n series sharing one smooth shape (random gain, noise 0.05); class 1 adds a bump of
+    0.1 near 57 % of the length; each series z-normalised. Near-identical series: an RNN
+    reading them with thresholds shared over time sees almost the same bits for every one."""
+    t = np.linspace(0, 1, length)
+    shape = sum(a * np.exp(-((t - c) / w) ** 2) for a, c, w in ((1, .2, .05), (2, .45, .08), (1.5, .7, .04),
+                                                                 (.7, .85, .06)))
+    y = np.arange(n) % 2
+    X = shape * rng.uniform(0.9, 1.1, (n, 1)) + rng.normal(0, 0.05, (n, length))
+    X += y[:, None] * 0.1 * np.exp(-((t - rng.uniform(0.55, 0.6, (n, 1))) / 0.03) ** 2)
+    X = (X - X.mean(axis=1, keepdims=True)) / X.std(axis=1, keepdims=True)
+    return X[:, :, None], y.astype(np.int64)
+
+
+def load_spectra() -> Dataset:
+    """28 training and 28 test series of 286 points, two classes (like UCR's Coffee)."""
+    rng = np.random.default_rng(GENERATED_SEED)
+    train, test = make_spectra(28, 286, rng), make_spectra(28, 286, rng)
+    return _finish("spectra", train, test, "series", "spectra")
+
+
+def lengthen_series(X: np.ndarray, factor: int = LONG_FACTOR) -> np.ndarray:
+    """(n, T, channels) → (n, factor·T, channels), every series resampled by linear
+    interpolation: a set of unequal-length series padded with their last values (the
+    loader's) becomes one of long padded series, the padding lengthened with them."""
+    length = X.shape[1]
+    where = np.linspace(0, length - 1, factor * length)
+    lower = np.minimum(where.astype(np.int64), length - 2) if length > 1 else np.zeros(len(where), np.int64)
+    frac = (where - lower)[None, :, None]
+    upper = np.minimum(lower + 1, length - 1)
+    return X[:, lower] * (1 - frac) + X[:, upper] * frac
+
+
+def load_ucr_long(name: str) -> Dataset:
+    """A UCR set with every series ``LONG_FACTOR`` times as long (``lengthen_series``)."""
+    data = load_ucr(name)
+    source = f"ucr-long:{data.name[len('ucr:'):]}"
+    return _finish(source, (lengthen_series(data.X_train), data.y_train),
+                   (lengthen_series(data.X_test), data.y_test), "series", source)
+
+
+def load_generated(name: str) -> Dataset | None:
+    """A generated set by name (``GENERATED_SETS``), None for another name."""
+    if name in ("moons", "circles", "iris"):
+        datasets = _sklearn_datasets()
+        X, y = {"moons": lambda: datasets.make_moons(GENERATED_SAMPLES, noise=0.3, random_state=GENERATED_SEED),
+                "circles": lambda: datasets.make_circles(GENERATED_SAMPLES, noise=0.2, factor=0.5,
+                                                         random_state=GENERATED_SEED),
+                "iris": lambda: datasets.load_iris(return_X_y=True)}[name]()
+        return _split_generated(name, np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64))
+    if name.startswith("classification-"):
+        X, y = _classification(name[len("classification-"):])
+        return _split_generated(name, X, np.asarray(y, dtype=np.int64))
+    if name == "digits-28":
+        return load_digits_28()
+    if name == "spectra":
+        return load_spectra()
+    return None
 
 
 # ---------------------------------------------------------------------------- UCR
@@ -640,6 +770,11 @@ def load_dataset(name: str) -> Dataset:
         return load_digits_dataset()
     if head == "ucr" and sep and rest.strip():
         return load_ucr(rest.strip())
+    if head == "ucr-long" and sep and rest.strip():
+        return load_ucr_long(rest.strip())
+    generated = load_generated(name)
+    if generated is not None:
+        return generated
     if name.lower().endswith(FILE_EXTENSIONS):
         return load_files(name)
     raise BEPError(f"unknown dataset '{name}'; valid forms: {', '.join(DATASET_FORMS)}")

@@ -193,3 +193,37 @@ class GrowingSchedule(IntegerSchedule):
         if self.closed % self.every == 0:
             self.gamma = [grown(g, self.growth, width) for g, width in zip(self.gamma, self.spec.hidden)]
         return best
+
+
+class ProgressBudget:
+    """How long ``fit`` trains when no epoch count is given: at least ``minimum`` epochs (the
+    fixed budget of before, ``training.default_epochs``), then on while the training error
+    still falls, at most ``cap`` epochs (docs/accuracy.md §2).
+
+    "Still falls": the epoch's training error count is at least ``gain`` (1 % of the
+    training samples, at least 1) below the last *marked* count; such an epoch becomes the
+    mark. Training stops after the first epoch from ``minimum`` on that is ``window``
+    epochs past the mark. Integers only, two of them kept between epochs (the mark's count
+    and epoch): a board that learns alone can run the same rule on its own error counter
+    at the end of each epoch and stop training (or stop asking for data) where this stops.
+    """
+
+    GAIN_DIVISOR = 100  # the error count must fall by 1 % of the samples within a window
+    WINDOW_DIVISOR = 4  # the window: a quarter of the minimum budget, at least MIN_WINDOW epochs
+    MIN_WINDOW = 10
+    CAP_FACTOR = 4  # at most four times the minimum budget
+
+    def __init__(self, samples: int, minimum: int) -> None:
+        self.minimum = validate.integer(minimum, "minimum epochs", 1, 1 << 31)
+        self.cap = self.CAP_FACTOR * minimum
+        self.window = max(self.MIN_WINDOW, minimum // self.WINDOW_DIVISOR)
+        self.gain = max(1, samples // self.GAIN_DIVISOR)
+        self.marked_errors, self.marked_epoch, self.epochs = samples + self.gain, 0, 0
+
+    def end_epoch(self, errors: int) -> bool:
+        """Record an epoch's training error count; True when training should stop after it."""
+        self.epochs += 1
+        if errors <= self.marked_errors - self.gain:
+            self.marked_errors, self.marked_epoch = errors, self.epochs
+        return self.epochs >= self.cap or (self.epochs >= self.minimum
+                                           and self.epochs - self.marked_epoch >= self.window)

@@ -1,0 +1,176 @@
+"""Defaults that must hold on data nobody tuned for (docs/research/untuned-data.md): the
+input code gives a tabular network enough bits whatever its feature count, thresholds do
+not collapse on repeated values (and the C encoder reproduces them), the epoch budget
+follows the training error, and the benchmark's generated and derived sets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bep_mcu import modelio, training
+from bep_mcu.bench import parse_config
+from bep_mcu.data import inputformat
+from bep_mcu.data.binarize import distinct_quantile_cuts, make_binarizer, tabular_levels
+from bep_mcu.data.datasets import lengthen_series, load_dataset
+from bep_mcu.engine.schedule import ProgressBudget
+
+from .conftest import assert_ok, assert_user_error, blobs, fit, invoke, last_json
+from .test_standalone_c import assert_encoder_exact
+
+# ------------------------------------------------------------------ thresholds
+
+
+def test_repeated_values_keep_distinct_thresholds():
+    """A pixel that is 0 in 80 % of the images: plain quantiles gave 0, 0, 0, 0.2 (three
+    constant bits, dropped); each cut is now a different place, the rest shared out above."""
+    x = np.concatenate([np.zeros(80), np.arange(1.0, 21.0)])
+    np.testing.assert_array_equal(distinct_quantile_cuts(x, 4), [0.5, 5.5, 10.5, 15.5])
+    bits = make_binarizer("thermometer:4").fit(x[:, None]).transform(x[:, None])
+    assert (bits.min(axis=0) != bits.max(axis=0)).all()  # no constant bit left
+
+
+def test_without_repeats_the_cuts_are_the_quantiles():
+    b = make_binarizer("thermometer:3").fit(np.arange(1.0, 6.0)[:, None])
+    np.testing.assert_array_equal(b.thresholds, [[1.5, 2.5, 3.5]])  # the bits of quantiles 2, 3, 4
+    x = np.random.default_rng(0).normal(size=1000)
+    np.testing.assert_allclose(distinct_quantile_cuts(x, 8), np.quantile(x, np.arange(1, 9) / 9), atol=0.01)
+
+
+def test_fewer_distinct_values_than_levels_share_the_bits():
+    np.testing.assert_array_equal(distinct_quantile_cuts(np.array([0.0, 1, 0, 1, 2]), 4), [0.5, 0.5, 1.5, 1.5])
+    np.testing.assert_array_equal(distinct_quantile_cuts(np.array([3.0, 3.0]), 2), [3.0, 3.0])  # constant
+
+
+def test_zero_heavy_integer_pixels_encode_bit_exactly_in_c(tmp_path):
+    g = np.random.default_rng(1)
+    X = np.where(g.random((200, 12)) < 0.75, 0, g.integers(1, 256, (200, 12))).astype(np.float64)
+    y = (X[:, :6].sum(axis=1) > X[:, 6:].sum(axis=1)).astype(np.int64)
+    model = fit(X, y, hidden=(8,), epochs=1)
+    assert model.encoder.binarizer.spec() == f"thermometer:{tabular_levels(12)}"
+    fmt = inputformat.choose(model.encoder, X, "uint8", (1,) * 12)
+    assert_encoder_exact(model, fmt, tmp_path, n=120)
+
+
+# ------------------------------------------------------------------ input bits
+
+
+@pytest.mark.parametrize("features,levels", [(1, 64), (2, 64), (4, 64), (8, 32), (18, 15), (64, 4), (784, 4)])
+def test_tabular_levels_follow_the_feature_count(features, levels):
+    assert tabular_levels(features) == levels
+
+
+def test_cli_gives_two_features_enough_input_bits(tmp_path):
+    """Two features used to get thermometer:4, 8 input bits: BEP could not fit its training set."""
+    X, y = blobs(200, features=2)
+    np.savez(tmp_path / "two.npz", X=X, y=y)
+    result = invoke("train", "--data", tmp_path / "two.npz", "--hidden", "16", "--epochs", "2", "--out",
+                    tmp_path / "m.npz", "--json")
+    assert_ok(result)
+    report = last_json(result.stdout)
+    assert report["binarize"] == "thermometer:64 (quantile)" and report["inputs"] == 128
+    assert modelio.load(tmp_path / "m.npz").encoder.binarizer.spec() == "thermometer:64"
+    chosen = invoke("train", "--data", tmp_path / "two.npz", "--hidden", "16", "--epochs", "2", "--binarize",
+                    "thermometer:4", "--out", tmp_path / "m4.npz", "--json")
+    assert_ok(chosen)
+    assert last_json(chosen.stdout)["inputs"] == 8  # a code the user chose is kept
+
+
+def test_series_and_binary_data_keep_their_codes():
+    X, y = blobs(120, features=5)
+    assert training.input_code(np.sign(X), training.Settings()) == "auto"  # ±1 data: passthrough
+    assert training.input_code(X[:, :, None].repeat(3, axis=2), training.Settings()) == "auto"  # a series
+    assert training.input_code(X, training.Settings(model="rnn", hidden=(8,))) == "auto"
+    assert training.input_code(X, training.Settings()) == "thermometer:52"
+
+
+# ------------------------------------------------------------------ the epoch budget
+
+
+def replay(budget: ProgressBudget, errors: list[int]) -> int:
+    """The epoch after which the budget stops on these error counts (0: it never stops)."""
+    return next((i + 1 for i, e in enumerate(errors) if budget.end_epoch(e)), 0)
+
+
+def test_budget_stops_once_the_error_stops_falling():
+    # 1,000 samples: a gain is 10 errors; minimum 20 epochs, window 10, cap 80
+    falling = [1000 - 10 * i for i in range(100)]  # a gain every epoch
+    assert replay(ProgressBudget(1000, 20), falling) == 80  # the cap
+    flat_after_30 = [max(500, 1000 - 20 * i) for i in range(100)]  # reaches 500 at epoch 26
+    assert replay(ProgressBudget(1000, 20), flat_after_30) == 26 + 10
+    early_plateau = [300] * 100
+    assert replay(ProgressBudget(1000, 20), early_plateau) == 20  # never before the minimum
+    slow = [1000 - 2 * i for i in range(200)]  # 2 a epoch: 10 every 5 epochs, still falling
+    assert replay(ProgressBudget(1000, 20), slow) == 80  # the cap
+    noise = [500 + (5 if i % 2 else 0) for i in range(100)]  # wobbles under a gain: not progress
+    assert replay(ProgressBudget(1000, 20), noise) == 20
+
+
+def test_budget_window_gain_and_cap():
+    b = ProgressBudget(537, 83)
+    assert (b.minimum, b.window, b.gain, b.cap) == (83, 20, 5, 332)
+    small = ProgressBudget(25, 400)
+    assert (small.window, small.gain, small.cap) == (100, 1, 1600)
+
+
+def test_fit_follows_the_training_error_and_an_epoch_count_is_exact():
+    X, y = blobs(300, features=4, classes=3, seed=2)
+    y = np.where(np.random.default_rng(0).random(300) < 0.3, (y + 1) % 3, y)  # noisy labels: slow progress
+    history: list[dict] = []
+    model = training.fit(X, y, training.Settings(hidden=(16,), seed=0), on_epoch=history.append)
+    n_train = len(training.split_validation(y, 0.1, 0)[0])
+    minimum = training.default_epochs(n_train)
+    errors = [round(h["train_error"] * n_train) for h in history]
+    assert model.training.epochs == len(history) == replay(ProgressBudget(n_train, minimum), errors)
+    assert minimum < len(history) <= 4 * minimum  # the old budget stopped at the minimum
+    fixed = training.fit(X, y, training.Settings(hidden=(16,), seed=0, epochs=7))
+    assert fixed.training.epochs == 7
+
+
+# ------------------------------------------------------------------ the benchmark's sets
+
+
+def test_generated_sets_are_fixed_and_shaped():
+    for name, shape, classes in (("moons", (800, 2), 2), ("circles", (800, 2), 2), ("iris", (120, 4), 3),
+                                 ("classification-20", (801, 20), 3), ("digits-28", (1438, 784), 10),
+                                 ("spectra", (28, 286, 1), 2)):
+        a, b = load_dataset(name), load_dataset(name)
+        assert a.X_train.shape == shape and len(np.unique(a.y_train)) == classes, name
+        assert np.array_equal(a.X_train, b.X_train) and np.array_equal(a.y_test, b.y_test), name
+    assert (load_dataset("digits-28").X_train == 0).mean() > 0.7  # mostly zeros, like MNIST
+
+
+def test_long_series_keep_the_padding_flat():
+    X = np.array([[[1.0], [3.0], [3.0]]])
+    np.testing.assert_allclose(lengthen_series(X, 2)[0, :, 0], [1, 1.8, 2.6, 3, 3, 3])
+    long = load_dataset("ucr-long:JapaneseVowels")
+    assert long.X_train.shape == (270, 116, 12) and long.name == "ucr-long:JapaneseVowels"
+
+
+def test_bench_keys_of_the_new_sets():
+    assert parse_config("moons:mlp") == ("moons", {"hidden": (512,)})
+    assert parse_config("classification-8:mlp") == ("classification-8", {"hidden": (512,)})
+    assert parse_config("JapaneseVowels-long:rnn") == ("ucr-long:JapaneseVowels", {"model": "rnn", "hidden": (256,)})
+    for key, words in (("classification-99:mlp", "2..64"), ("Nope-long:mlp", "names no UCR set")):
+        out = subprocess.run([sys.executable, "-m", "bep_mcu.bench", "accuracy", "--sets", key],
+                             capture_output=True, text=True, timeout=120)
+        last = out.stderr.strip().splitlines()[-1]
+        assert out.returncode == 2 and "Traceback" not in out.stderr and f"'{key}'" in last and words in last, last
+        assert not out.stdout
+
+
+def test_bench_row_keeps_each_seeds_training_curve():
+    out = subprocess.run([sys.executable, "-m", "bep_mcu.bench", "accuracy", "--sets", "iris:16", "--seeds", "2",
+                          "--json"], capture_output=True, text=True, timeout=600, check=True)
+    row = json.loads(out.stdout.strip().splitlines()[-1])["rows"][0]
+    curves = row["bep"]["curves"]
+    assert len(curves) == 2 and all(len(c["train_error"]) == len(c["val_accuracy"]) >= 1 for c in curves)
+
+
+def test_unknown_generated_name_is_one_line(tmp_path):
+    assert_user_error(invoke("train", "--dataset", "classification-1", "--out", tmp_path / "m.npz"),
+                      "classification-<F>", "2..64")
