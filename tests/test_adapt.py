@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from bep_mcu import adapt, modelio
+from bep_mcu import adapt, modelio, training
 from bep_mcu.cgen import cost
 from bep_mcu.cgen.layout import plan_model
 from bep_mcu.data.datasets import load_dataset, stratified_split
@@ -102,11 +102,15 @@ def test_a_separate_test_file_and_the_human_report(files, tmp_path):
 
 @needs_arm
 @needs_qemu
-def test_adapt_on_an_emulated_board_is_the_host_simulation_bit_for_bit(files, no_stray_qemu):
+def test_adapt_on_an_emulated_board_is_the_host_simulation_bit_for_bit(files, no_stray_qemu, monkeypatch):
+    compared, compare = [], training.compare_states
+    monkeypatch.setattr(training, "compare_states", lambda *a: compared.append(a) or compare(*a))
     args = ("--labels", 0.5, "--recalibrate", "--epochs", 1)
     board, host = run(files, *args, "--board", "mps2-an386"), run(files, *args)
     assert board["where"] == "board" and board["board"] == "mps2-an386" and board["cpu"] == "cortex-m4"
     assert board["bit_exact"] is True and board["first_divergence"] is None
+    batch = modelio.load(files["model"]).training.batch_size
+    assert len(compared) == -(-board["samples_trained"] // batch)  # board and host compared after every batch
     assert board["after"] > board["before"]
     for key in ("before", "after", "source_before", "source_after", "labels_used", "samples_trained",
                 "instructions_per_sample", "ram_bytes"):
