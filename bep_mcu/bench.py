@@ -6,6 +6,8 @@
                                        # BEP vs QAT vs QAT + batch norm on the same inputs
     python -m bep_mcu.bench accuracy --sets GunPoint:mlp,...   # BEP alone on chosen sets
     python -m bep_mcu.bench device     # on-device training over the emulated link (QEMU)
+    python -m bep_mcu.bench adaptation [--scenarios drift:digits,...] [--seeds N] [--json]
+                                       # shifts a deployed device meets: BEP vs the float alternatives
 
 Speed runs on one core (BLAS threads pinned to 1) and measures, in the same run, a
 plain dense-matrix BEP step (per-sample updates, full repack with np.where) as the
@@ -329,7 +331,7 @@ def positive_int(text: str) -> int:
 
 def main() -> None:
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["speed", "accuracy", "device"])
+    parser.add_argument("what", choices=["speed", "accuracy", "device", "adaptation"])
     parser.add_argument("--epochs", type=positive_int, default=3, help="epochs per speed measurement")
     parser.add_argument("--seeds", type=positive_int, default=3)
     parser.add_argument("--untuned", action="store_true", help="also datasets nobody tuned for")
@@ -343,6 +345,9 @@ def main() -> None:
                              + ",".join(BASELINE_SETS) + "]")
     parser.add_argument("--qat-rates", default=None, help="QAT learning rates to try [default: 1e-3,1e-2]")
     parser.add_argument("--qat-decays", default=None, help="QAT weight decays to try [default: 0,1e-4]")
+    parser.add_argument("--scenarios", default=None,
+                        help="adaptation: comma-separated scenarios [default: all of bep_mcu/bench_adaptation.py]")
+    parser.add_argument("--hidden", type=positive_int, default=None, help="adaptation: hidden width [default: 128]")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     try:
@@ -409,6 +414,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
         return speed(args.epochs)
     if args.what == "device":
         return device(1)
+    if args.what == "adaptation":
+        from bep_mcu import bench_adaptation
+
+        keys = list(bench_adaptation.SCENARIOS) if args.scenarios is None else \
+            [k.strip() for k in args.scenarios.split(",")]
+        return bench_adaptation.adaptation(keys, args.seeds, args.hidden or bench_adaptation.DEFAULT_HIDDEN)
     return accuracy(args.seeds, args.untuned)
 
 

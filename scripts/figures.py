@@ -532,6 +532,128 @@ def render_adaptation_windows(res: Results) -> str:
         f"{pct(mean_of(runs, 'clean'))} on clean inputs.")
 
 
+SCENARIOS = "adaptation-scenarios.out"  # python -m bep_mcu.bench adaptation --seeds 5 --json
+SHIFTS = {"drift": "sensor drift", "condition": "new condition", "more": "more data"}
+CONDITION = {"digits": "digits, by ink", "breast_cancer": "breast_cancer, by a feature"}
+METHOD_NAMES = {"frozen": "frozen", "recalibration": "recal.", "bep": "BEP", "bep+recalibration": "BEP + recal.",
+                "bep+recalibration@10%": "BEP + recal., 10 % labels", "bep+replay": "BEP + replay",
+                "float-last-layer": "float last layer", "float-mlp": "float MLP"}
+COSTED = ("recalibration", "bep", "bep+recalibration", "bep+replay", "float-last-layer", "float-mlp")
+
+
+class Scenarios:
+    """The adaptation benchmark's rows, grouped: {scenario: {method: [row per seed]}}."""
+
+    def __init__(self, res: Results) -> None:
+        rows = field(res.json(SCENARIOS), "rows", source=SCENARIOS)
+        self.groups: dict[str, dict[str, list[dict]]] = {}
+        for row in rows:
+            key, method = field(row, "scenario", source=SCENARIOS), field(row, "method", source=SCENARIOS)
+            if method not in METHOD_NAMES:
+                raise FiguresError(f"results/{SCENARIOS}: unknown method {method!r}")
+            self.groups.setdefault(key, {}).setdefault(method, []).append(row)
+        if not self.groups or any(set(m) != set(METHOD_NAMES) for m in self.groups.values()):
+            raise FiguresError(f"results/{SCENARIOS}: not every method of every scenario")
+        self.seeds = len(next(iter(next(iter(self.groups.values())).values())))
+
+    def mean(self, key: str, method: str, *path) -> float:
+        return statistics.fmean(number(row, *path, source=SCENARIOS) for row in self.groups[key][method])
+
+    def label(self, key: str) -> str:
+        kind, _, name = key.partition(":")
+        return f"{SHIFTS[kind]}: {CONDITION.get(name, name) if kind == 'condition' else name}"
+
+    def data_sets(self) -> dict[str, list[str]]:
+        """{data set: its scenarios}, in the file's order."""
+        sets: dict[str, list[str]] = {}
+        for key in self.groups:
+            sets.setdefault(key.partition(":")[2], []).append(key)
+        return sets
+
+    def gain(self, name: str, method: str) -> float:
+        """After − before, the mean over the scenarios of data set ``name``."""
+        return statistics.fmean(self.mean(k, method, "after") - self.mean(k, method, "before")
+                                for k in self.data_sets()[name])
+
+    def cost(self, name: str, method: str, *path) -> float:
+        """A cost (instructions on a core, RAM) on data set ``name``: its first scenario's mean."""
+        return self.mean(self.data_sets()[name][0], method, *path)
+
+    def per(self, name: str, method: str, path: tuple) -> float:
+        """Points gained per unit of a cost; nothing gained (or lost) is nothing per unit."""
+        gain = self.gain(name, method)
+        return gain / self.cost(name, method, *path) if gain > 0 else 0.0
+
+    def won_back(self, key: str, method: str) -> float:
+        """The share of what a shift took (the source's accuracy before − the target's) won back."""
+        lost = self.mean(key, "frozen", "source_before") - self.mean(key, "frozen", "before")
+        if lost <= 0:
+            raise FiguresError(f"results/{SCENARIOS}: {key} took nothing to win back")
+        return (self.mean(key, method, "after") - self.mean(key, method, "before")) / lost
+
+
+def render_adaptation_scenarios(res: Results) -> str:
+    sc = Scenarios(res)
+    bep = [m for m in METHOD_NAMES if m != "float-mlp"]
+    lines = ["| shift: data set | " + " | ".join(METHOD_NAMES[m] for m in bep) + " | float MLP: before → after |",
+             "|---|" + "---|" * len(bep) + "---|"]
+    for key in sc.groups:
+        cells = [pct(sc.mean(key, m, "after")) for m in bep]
+        cells.append(f"{pct(sc.mean(key, 'float-mlp', 'before'))} → {pct(sc.mean(key, 'float-mlp', 'after'))}")
+        lines.append(f"| {sc.label(key)} | " + " | ".join(cells) + " |")
+    drifts = [key for key in sc.groups if key.startswith("drift:")]
+    won = {m: ", ".join(f"{100 * sc.won_back(key, m):.0f}" for key in drifts)
+           for m in ("recalibration", "bep", "bep+recalibration")}
+    return "\n".join(lines) + "\n\n" + fill(
+        f"Target test accuracy in %, the mean of {sc.seeds} seeds; \"frozen\" is every BEP method's (and the float "
+        "last layer's) accuracy before adapting; the float MLP is its own network, with its own before. Of what "
+        f"the drift took (clean accuracy − frozen), in the order of the rows, recalibration alone wins back "
+        f"{won['recalibration']} %, BEP with every label {won['bep']} %, both {won['bep+recalibration']} %.")
+
+
+def render_adaptation_forgetting(res: Results) -> str:
+    sc = Scenarios(res)
+    methods = ("bep", "bep+replay", "bep+recalibration", "float-last-layer")
+    lines = ["| shift: data set | before | " + " | ".join(METHOD_NAMES[m] for m in methods) +
+             " | float MLP: before → after |", "|---|---|" + "---|" * len(methods) + "---|"]
+    for key in sc.groups:
+        if key.startswith("more:"):
+            continue  # the source's test part is the target's: nothing to forget
+        cells = [pct(sc.mean(key, "frozen", "source_before"))] + [pct(sc.mean(key, m, "source_after")) for m in methods]
+        cells.append(f"{pct(sc.mean(key, 'float-mlp', 'source_before'))} → "
+                     f"{pct(sc.mean(key, 'float-mlp', 'source_after'))}")
+        lines.append(f"| {sc.label(key)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+COST_UNITS = {"M4 instruction": ("instructions", "cortex-m4"), "M0 instruction": ("instructions", "cortex-m0"),
+              "byte of RAM": ("ram_bytes",)}
+
+
+def render_adaptation_costs(res: Results) -> str:
+    sc = Scenarios(res)
+    lines = ["| data set, network | method | instructions per sample, M4 | M0 | RAM, bytes | points gained |",
+             "|---|---|---|---|---|---|"]
+    for name in sc.data_sets():
+        network = field(sc.groups[sc.data_sets()[name][0]]["bep"][0], "network", source=SCENARIOS)
+        for i, method in enumerate(COSTED):
+            m4, m0, ram = (round(sc.cost(name, method, *unit)) for unit in COST_UNITS.values())
+            lines.append(f"| {f'{name}, {network}' if i == 0 else ''} | {METHOD_NAMES[method]} | {m4:,} | {m0:,} | "
+                         f"{ram:,} | {100 * sc.gain(name, method):+.1f} |")
+    better = []
+    for method in ("float-last-layer", "float-mlp"):
+        where = []
+        for unit, path in COST_UNITS.items():
+            sets = [name for name in sc.data_sets() if sc.per(name, method, path) > sc.per(name, "bep", path)]
+            where.append(f"per {unit} on {', '.join(sets) or 'no data set'}")
+        better.append(f"the {METHOD_NAMES[method]} gains more {', '.join(where)}")
+    return "\n".join(lines) + "\n\n" + fill(
+        "Instructions per sample learnt from and RAM: the mean over the seeds of the first scenario of each data set "
+        "(the network's input bits vary a little with the seed); points gained: after − before in percentage "
+        "points, the mean over the data set's scenarios. Points gained per instruction or per byte, against BEP "
+        f"with every label: {'; '.join(better)}.")
+
+
 # ------------------------------------------------------------------ the regions
 
 
@@ -549,12 +671,16 @@ RENDER = {
     "floors": render_floors,
     "adaptation": render_adaptation,
     "adaptation-windows": render_adaptation_windows,
+    "adaptation-scenarios": render_adaptation_scenarios,
+    "adaptation-forgetting": render_adaptation_forgetting,
+    "adaptation-costs": render_adaptation_costs,
 }
 FILES = {  # every region each file must hold
     "README.md": ("headline", "accuracy-defaults", "bep-vs-qat", "speed", "instructions", "device"),
     "docs/accuracy.md": ("accuracy-table",),
     "docs/performance.md": ("instructions-cores", "breakdown", "cycles", "floors"),
-    "docs/adaptation.md": ("adaptation", "adaptation-windows"),
+    "docs/adaptation.md": ("adaptation", "adaptation-windows", "adaptation-scenarios", "adaptation-forgetting",
+                           "adaptation-costs"),
 }
 
 

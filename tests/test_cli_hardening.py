@@ -379,6 +379,9 @@ def does_not_fit_cases(model: Path, big: Path, tmp_path: Path) -> dict[str, list
         "firmware --standalone-data": ["firmware", model, "--board", "microbit", "--standalone-data",
                                        "prototypes:classes=3,features=40,samples=30000", "--out", tmp_path / "sa"],
         "stream": ["stream", model, "--port", "socket://127.0.0.1:9", "--dataset", HUGE],
+        "adapt": ["adapt", model, "--dataset", HUGE],
+        "adapt --board": ["adapt", big, "--board", "microbit", "--dataset",
+                          "prototypes:classes=3,features=40,samples=60"],
         "demo": ["demo", "--board", "microbit", "--hidden", "4096", "--out", tmp_path / "demo"],
         "sweep": ["sweep", "--dataset", "prototypes:classes=3,features=20000,samples=60", "--board", "microbit"],
     }

@@ -26,6 +26,11 @@ totals; :data:`PUBLISHED` holds icount's published totals and :data:`DEFAULT` th
 model fitted to them. Counts are instructions, not cycles. Cores without their own
 figures use the nearest measured one (:data:`CORE_FAMILY`).
 
+Beside it, two figures for adaptation (``bep-mcu adapt``, ``bench adaptation``): the hidden layers'
+forward pass alone (:func:`hidden_forward_instructions`, the same model's forward terms) and
+label-free recalibration per sample (:func:`calibration_instructions_per_sample`, an estimate read
+off the compiled calibration loop, not a count).
+
 Example::
 
     features(spec, params.gamma, batch_size=100, error_rate=1.0).instructions(DEFAULT["cortex-m4"])
@@ -157,12 +162,46 @@ PUBLISHED: tuple[Measurement, ...] = tuple(
 DEFAULT: dict[str, Coefficients] = calibrate(PUBLISHED)
 
 
+def _core(cpu: str) -> str:
+    try:
+        return CORE_FAMILY[cpu]
+    except KeyError:
+        raise BEPError(f"no instruction model for {cpu}: choose one of {', '.join(CORE_FAMILY)}") from None
+
+
 def instructions_per_sample(spec: NetSpec, gamma: Sequence[int], cpu: str, batch_size: int,
                             error_rate: float = 1.0, model: dict[str, Coefficients] | None = None) -> int:
     """Predicted instructions per training sample of ``spec`` on ``cpu`` (an -mcpu name)."""
-    try:
-        core = CORE_FAMILY[cpu]
-    except KeyError:
-        raise BEPError(f"no instruction model for {cpu}: choose one of {', '.join(CORE_FAMILY)}") from None
-    coefficients = (model or DEFAULT)[core]
+    coefficients = (model or DEFAULT)[_core(cpu)]
     return int(round(features(spec, gamma, batch_size, error_rate).instructions(coefficients)))
+
+
+# Label-free recalibration (bep_calib_observe, templates/runtime/bep_calibrate.c): instructions per
+# followed threshold and per feature of one raw value, read off its code at -Os for each measured
+# core (arm-none-eabi-gcc 12.2), along the common path: the accumulator moves, the threshold does not
+# step, the feature's thresholds are already in order (the insertion sort's one compare each). An
+# estimate from the compiled loop, not a count: icount does not run the calibration.
+CALIBRATION_PER_THRESHOLD = {"cortex-m4": 37, "cortex-m0": 47}
+CALIBRATION_PER_FEATURE = {"cortex-m4": 45, "cortex-m0": 55}
+
+
+def calibration_instructions_per_sample(thresholds: int, features: int, points: int, cpu: str) -> int:
+    """Estimated instructions of recalibrating one sample of ``points`` points (1 for an MLP, the
+    series' length for an RNN) of ``features`` raw values each, ``thresholds`` followed per point."""
+    core = _core(cpu)
+    if thresholds == 0:
+        return 0
+    return points * (thresholds * CALIBRATION_PER_THRESHOLD[core] + features * CALIBRATION_PER_FEATURE[core])
+
+
+def hidden_forward_instructions(spec: NetSpec, cpu: str, model: dict[str, Coefficients] | None = None) -> int:
+    """Predicted instructions of the hidden layers' forward pass of one sample (no classifier): the
+    XNOR-popcount and per-neuron terms of :func:`features` for the forward part alone, what a
+    network whose last layer is replaced by another classifier still runs."""
+    coefficients = (model or DEFAULT)[_core(cpu)]
+    xnor = neurons = 0.0
+    for rows, cols in spec.layer_shapes():
+        row_words = _words(spec.n_inputs) + _words(rows) if spec.model == "rnn" else _words(cols)
+        xnor += spec.steps * rows * row_words if spec.model == "rnn" else rows * row_words
+        neurons += spec.steps * rows
+    return int(round(coefficients.sample * (W_XNOR * xnor + W_NEURON * neurons)))

@@ -14,6 +14,7 @@ import sys
 import click
 
 from bep_mcu import __version__
+from bep_mcu.cli import adapt as adapt_cmd
 from bep_mcu.cli import boards as boards_cmd
 from bep_mcu.cli import demo as demo_cmd
 from bep_mcu.cli import emulate as emulate_cmd
@@ -70,7 +71,8 @@ def cli() -> None:
 
 for command in (train_cmd.train, eval_cmd.evaluate, info_cmd.info, plot_cmd.plot, generate_cmd.generate,
                 golden_cmd.golden, size_cmd.size, verify_cmd.verify, boards_cmd.boards, firmware_cmd.firmware_cmd,
-                emulate_cmd.emulate, stream_cmd.stream, pull_cmd.pull, demo_cmd.demo, sweep_cmd.sweep_cmd):
+                emulate_cmd.emulate, stream_cmd.stream, pull_cmd.pull, adapt_cmd.adapt, demo_cmd.demo,
+                sweep_cmd.sweep_cmd):
     cli.add_command(command)
 
 

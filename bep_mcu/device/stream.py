@@ -114,10 +114,13 @@ def ping_seconds(link: Link, n: int = 20) -> float:
 
 def stream_train(link: Link, model: Model, data: EncodedData, epochs: int, batch_size: int | None = None,
                  test: EncodedData | None = None, check_host: bool = False,
-                 on_batch: Callable[[], None] | None = None) -> tuple[StreamResult, Model]:
+                 on_batch: Callable[[], None] | None = None,
+                 every_batch: bool = False) -> tuple[StreamResult, Model]:
     """Train on the board for ``epochs`` epochs, continuing ``model``'s schedule: from the
     sample where a pulled model's board stopped (``training.resume``; the rest of that
-    epoch counts as one of ``epochs``).
+    epoch counts as one of ``epochs``). With ``check_host``, the board's state is compared
+    with the numpy engine's at the end, or after ``every_batch`` (its weights read back
+    each time: slower, and the run stops at the first difference).
 
     Returns the result and the model as the board now holds it (weights read back)."""
     resume = model.training.resume
@@ -127,7 +130,7 @@ def stream_train(link: Link, model: Model, data: EncodedData, epochs: int, batch
     frames_before = link.frames_sent
     start = time.perf_counter()
     report = run_epochs(trainers, data, plan, on_batch=(lambda *_: on_batch()) if on_batch else None,
-                        observers=[Lockstep(at_end=True)])
+                        observers=[Lockstep(at_end=not every_batch)])
     seconds = time.perf_counter() - start
     if report.next_epoch is not None:  # the board keeps where the next epoch starts, for a later pull
         device.set_epoch(report.gamma, report.q, report.next_epoch)

@@ -213,6 +213,11 @@ class Network:
     def logits(self, X: np.ndarray) -> np.ndarray:
         return self._forward(X)[3].astype(np.int64)
 
+    def hidden_activations(self, X: np.ndarray) -> np.ndarray:
+        """The ±1 activations the classifier reads (the last hidden layer's; an RNN's last step's)."""
+        a = self._forward(X)[2]
+        return a if self.spec.model == "mlp" else a[:, -1]
+
     def predict(self, X: np.ndarray, chunk: int = 4096) -> np.ndarray:
         """Class indices; ties go to the lowest index (np.argmax)."""
         out = [self._forward(X[i : i + chunk])[3].argmax(axis=1) for i in range(0, len(X), chunk)]
