@@ -95,8 +95,8 @@ CODE_BYTES = {
     # Flash of the training firmware besides the network's tables (code, the runtime's
     # own tables, data), measured with `bep-mcu firmware` (arm-none-eabi-gcc 12.2, -Os):
     # the same for every network on a board. tests/test_sweep.py checks it against a build.
-    "mps2-an385": 9032, "mps2-an386": 8636, "mps2-an500": 8640, "mps2-an505": 8772,
-    "microbit": 9968, "nucleo-f401re": 9108, "netduinoplus2": 9128,
+    "mps2-an385": 9012, "mps2-an386": 8612, "mps2-an500": 8616, "mps2-an505": 8748,
+    "microbit": 9948, "nucleo-f401re": 9084, "netduinoplus2": 9104,
 }
 
 # Flash of the standalone image (``firmware --standalone-data``) besides the network's tables,
