@@ -11,7 +11,7 @@ with the same command but cannot run here: "builds, not run" (:attr:`Board.statu
 an emulator has a sibling part, the real board's port file also serves an emulated board,
 so its code runs in the tests: ``port_stm32.c`` (NUCLEO) on ``netduinoplus2`` (STM32F405),
 ``port_stm32f1.c`` (Blue Pill) on ``stm32vldiscovery`` (STM32F100). QEMU 7.2 has no nRF52:
-``port_nrf52.c`` shares its UART driver with the emulated micro:bit.
+``port_nrf52.c`` shares its UART and flash drivers with the emulated micro:bit.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ BUILDS_NOT_RUN = "builds, not run"
 
 EMULATED_NOR = "emulated NOR (QEMU's code memory, kept across resets)"
 """QEMU's MPS2 boards have no flash controller; port_mps2.c keeps the store with NOR rules."""
+NRF52_NVMC = "nRF52 NVMC (the nRF51's registers: flash_nvmc.h)"
+"""The micro:bit's driver (flash_nvmc.h), which its power-cut tests run in QEMU."""
 
 
 @dataclass(frozen=True)
@@ -133,13 +135,13 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
           # core's mbed_app_start and linker script); bossac is what the Arduino IDE runs.
           flash_command="bossac -d --port=ttyACM0 -U -i -e -w firmware.bin -R  (double-tap reset first)",
           port_defines=(("BEP_NRF52_TX_PIN", "35u"), ("BEP_NRF52_RX_PIN", "42u")),  # P1.03, P1.10
-          flash_page_bytes=4096, flash_endurance=10_000, clock_hz=64_000_000),
+          flash_page_bytes=4096, flash_endurance=10_000, flash_driver=NRF52_NVMC, clock_hz=64_000_000),
     Board("nrf52840dk", None, "cortex-m4", 0x00000000, 1 << 20, 0x20000000, 256 << 10,
           "nrf51", 0x40002000, 2, 1024, 4096, "bep_cortexm.ld", "port_nrf52.c",
           description="Nordic nRF52840 DK (PCA10056): Cortex-M4F, UART0 = J-Link virtual COM port",
           flash_command="pyocd flash -t nrf52840 firmware.elf",
           port_defines=(("BEP_NRF52_TX_PIN", "6u"), ("BEP_NRF52_RX_PIN", "8u")),  # P0.06, P0.08
-          flash_page_bytes=4096, flash_endurance=10_000, clock_hz=64_000_000),
+          flash_page_bytes=4096, flash_endurance=10_000, flash_driver=NRF52_NVMC, clock_hz=64_000_000),
     # STM32F1 boards share port_stm32f1.c, with port_stm32.c's macro names (no alternate
     # function number on the F1). USART1 at 0x40013800, interrupt line 37, on PA9/PA10.
     # STM32F103C8 (datasheet DS5319, RM0008): 64 KB flash at 0x08000000 in 1 KB pages
@@ -153,10 +155,12 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
           port_defines=(("BEP_STM32_USART_APB", "2"), ("BEP_STM32_USART_RCC_BIT", "14u"),  # USART1 on APB2
                         ("BEP_STM32_GPIO_PORT", "0u"), ("BEP_STM32_TX_PIN", "9u"), ("BEP_STM32_RX_PIN", "10u"),
                         ("BEP_STM32_SYSCLK_HZ", "64000000u")),
-          flash_page_bytes=1024, flash_write_bytes=2, flash_endurance=10_000, clock_hz=64_000_000),
+          flash_page_bytes=1024, flash_write_bytes=2, flash_endurance=10_000,
+          flash_driver="STM32F1 flash interface (unlock, PER, PG; read back)", clock_hz=64_000_000),
     # QEMU's STM32F100RB (hw/arm/stm32f100_soc.c): 128 KB flash, 8 KB RAM, USART1 on
     # serial_hd(0); RCC, GPIO and flash interface unimplemented (read 0), as on netduinoplus2.
     # STM32F100 (RM0041): 1 KB pages, half-word programming, 10,000 cycles, 24 MHz at most.
+    # No store: port_stm32f1.c's flash driver needs the flash interface QEMU does not model.
     Board("stm32vldiscovery", "stm32vldiscovery", "cortex-m3", 0x08000000, 128 << 10, 0x20000000, 8 << 10,
           "stm32", 0x40013800, 37, 256, 1024, "bep_cortexm.ld", "port_stm32f1.c",
           description="ST STM32VLDISCOVERY, STM32F100RB: Cortex-M3, USART1, 8 KB RAM (QEMU)",

@@ -185,3 +185,95 @@ void bep_port_write(const uint8_t *data, size_t n)
 
 size_t bep_port_read(uint8_t *dst, size_t max) { return bep_rx_pop(dst, max); }
 
+/* ---------------------------------------------------------------- flash (store) */
+
+/* The F1's flash interface (PM0075, the STM32F10xxx flash programming manual; RM0041 §3 on
+ * the F100): KEYR 0x04, SR 0x0C (BSY 0, PGERR 2, WRPRTERR 4, EOP 5; write 1 to clear), CR
+ * 0x10 (PG 0, PER 1, STRT 6, LOCK 7), AR 0x14. Unlock by writing the two keys to KEYR; erase
+ * a page with PER set, its address in AR, then STRT; program a half-word at a time with PG
+ * set; after each operation wait for BSY to clear, then check the error flags and read the
+ * flash back (PM0075 §2.3.3-2.3.4 do the same), and lock again. An erase takes 20-40 ms, a
+ * half-word 40-70 us (DS5319); the CPU stalls on its next flash fetch meanwhile, so the
+ * bound on the wait is for a controller that never answers, not for timing: the driver
+ * then reports the failure (-1) instead of hanging. QEMU models no flash interface (its
+ * registers read 0 and its flash ignores writes), so there every operation fails its read
+ * back; stm32vldiscovery has no store in the board table for that reason. */
+#define BEP_STM32_FLASH_KEYR BEP_REG32(0x40022004u)
+#define BEP_STM32_FLASH_SR BEP_REG32(0x4002200Cu)
+#define BEP_STM32_FLASH_CR BEP_REG32(0x40022010u)
+#define BEP_STM32_FLASH_AR BEP_REG32(0x40022014u)
+#define BEP_STM32_FLASH_KEY1 0x45670123u
+#define BEP_STM32_FLASH_KEY2 0xCDEF89ABu
+#define BEP_STM32_SR_BSY (1u << 0)
+#define BEP_STM32_SR_ERRORS ((1u << 2) | (1u << 4)) /* PGERR, WRPRTERR */
+#define BEP_STM32_SR_CLEAR (BEP_STM32_SR_ERRORS | (1u << 5))
+#define BEP_STM32_CR_PG (1u << 0)
+#define BEP_STM32_CR_PER (1u << 1)
+#define BEP_STM32_CR_STRT (1u << 6)
+#define BEP_STM32_CR_LOCK (1u << 7)
+#define BEP_STM32_FLASH_POLLS 4000000u /* >= 12 M cycles: 190 ms at 64 MHz, over four erases */
+
+/* Unlock, clear old flags and start the operation `op` (PG or PER). */
+static int bep_stm32_flash_begin(uint32_t op)
+{
+    if (!bep_port_wait(&BEP_STM32_FLASH_SR, BEP_STM32_SR_BSY, 0u, BEP_STM32_FLASH_POLLS)) return 0;
+    if (BEP_STM32_FLASH_CR & BEP_STM32_CR_LOCK) {
+        BEP_STM32_FLASH_KEYR = BEP_STM32_FLASH_KEY1;
+        BEP_STM32_FLASH_KEYR = BEP_STM32_FLASH_KEY2;
+    }
+    BEP_STM32_FLASH_SR = BEP_STM32_SR_CLEAR;
+    BEP_STM32_FLASH_CR = op;
+    return 1;
+}
+
+/* Wait for the operation to end; 1 when it did without an error flag. */
+static int bep_stm32_flash_done(void)
+{
+    return bep_port_wait(&BEP_STM32_FLASH_SR, BEP_STM32_SR_BSY, 0u, BEP_STM32_FLASH_POLLS) &&
+           (BEP_STM32_FLASH_SR & BEP_STM32_SR_ERRORS) == 0u;
+}
+
+/* Clear the operation bit and lock; passes ok through (1: 0, else -1). */
+static int bep_stm32_flash_end(int ok)
+{
+    BEP_STM32_FLASH_CR = BEP_STM32_CR_LOCK;
+    return ok ? 0 : -1;
+}
+
+int bep_port_flash_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t n)
+{
+    (void)ctx;
+    return bep_port_store_read(offset, dst, n);
+}
+
+int bep_port_flash_erase(void *ctx, uint32_t offset)
+{
+    const volatile uint32_t *page = (const volatile uint32_t *)(__bep_store_start + offset);
+    uint32_t k;
+    int ok;
+    (void)ctx;
+    if (!bep_port_store_span(offset, BEP_BOARD_FLASH_PAGE, BEP_BOARD_FLASH_PAGE)) return -1;
+    if (!bep_stm32_flash_begin(BEP_STM32_CR_PER)) return bep_stm32_flash_end(0);
+    BEP_STM32_FLASH_AR = (uint32_t)(uintptr_t)page;
+    BEP_STM32_FLASH_CR = BEP_STM32_CR_PER | BEP_STM32_CR_STRT;
+    ok = bep_stm32_flash_done();
+    for (k = 0; ok && k < BEP_BOARD_FLASH_PAGE / 4u; ++k) ok = page[k] == 0xFFFFFFFFu;
+    return bep_stm32_flash_end(ok);
+}
+
+int bep_port_flash_program(void *ctx, uint32_t offset, const uint8_t *src, uint32_t n)
+{
+    volatile uint16_t *dst = (volatile uint16_t *)(__bep_store_start + offset);
+    uint32_t k;
+    int ok;
+    (void)ctx;
+    if (n % 2u != 0u || !bep_port_store_span(offset, n, 2u)) return -1;
+    if (!bep_stm32_flash_begin(BEP_STM32_CR_PG)) return bep_stm32_flash_end(0);
+    ok = 1;
+    for (k = 0; ok && k < n; k += 2u) {
+        const uint16_t half = (uint16_t)(src[k] | (src[k + 1u] << 8));
+        dst[k / 2u] = half;
+        ok = bep_stm32_flash_done() && dst[k / 2u] == half;
+    }
+    return bep_stm32_flash_end(ok);
+}
