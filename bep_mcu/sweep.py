@@ -95,8 +95,9 @@ CODE_BYTES = {
     # Flash of the training firmware besides the network's tables (code, the runtime's
     # own tables, data), measured with `bep-mcu firmware` (arm-none-eabi-gcc 12.2, -Os):
     # the same for every network on a board. tests/test_sweep.py checks it against a build.
-    "mps2-an385": 9032, "mps2-an386": 8636, "mps2-an500": 8640, "mps2-an505": 8772,
-    "microbit": 9968, "nucleo-f401re": 9108, "netduinoplus2": 9128,
+    "mps2-an385": 9012, "mps2-an386": 8612, "mps2-an500": 8616, "mps2-an505": 8748,
+    "microbit": 9948, "nucleo-f401re": 9084, "netduinoplus2": 9104,
+    "nano33ble": 8732, "nrf52840dk": 8728, "bluepill": 9392, "stm32vldiscovery": 9424,
 }
 
 # Flash of the standalone image (``firmware --standalone-data``) besides the network's tables,
@@ -104,7 +105,7 @@ CODE_BYTES = {
 # rest, measured like CODE_BYTES (an upper bound within 128 B: alignment and the input type
 # vary; tests/test_sweep.py builds them).
 STANDALONE_CODE_BYTES = {"mps2-an385": 11176, "mps2-an386": 10772, "mps2-an500": 10776, "mps2-an505": 10948,
-                         "microbit": 11940, "netduinoplus2": 10920}
+                         "microbit": 11940, "netduinoplus2": 10920, "stm32vldiscovery": 11308}
 STANDALONE_LAYER_BYTES = 1100
 
 STATUSES = ("done", "stopped", "skipped", "error")

@@ -17,12 +17,15 @@ A 1000-64-4 network (state ~74 KB) is refused for the micro:bit in one line.
 
 Emulated boards run in QEMU (skipped when qemu-system-arm is missing); every run is
 inside ``EmulatedBoard``, and a fixture checks that no QEMU process outlives the tests.
-The non-slow part builds seven images, boots six boards and trains two (about a minute);
-``-m slow`` trains on all six.
+The non-slow part builds an image for every board in the table (the real ones are built,
+sized and laid out, never run: "builds, not run"), boots every emulated board and trains
+three (a few minutes); ``-m slow`` trains on all of them.
 
 netduinoplus2 (an STM32F405 in QEMU) runs port_stm32.c, the port of the real
-NUCLEO-F401RE, so that code boots, receives by interrupt, stalls its flow control and
-faults here; its clock set-up is run with and without the emulator detection.
+NUCLEO-F401RE, and stm32vldiscovery (an STM32F100) port_stm32f1.c, the Blue Pill's, so
+that code boots, receives by interrupt, stalls its flow control and faults here; their
+clock set-up is run with and without the emulator detection. The nRF52840 boards' port
+has no emulator (QEMU 7.2 has no nRF52); its UART driver is the micro:bit's.
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ BIG = ["--dataset", "prototypes:classes=4,features=1000,samples=240", "--hidden"
 JSON_KEYS = {"elf", "board", "ram_bytes", "flash_bytes", "ram_budget", "flash_budget", "fits", "predicted_ram_bytes"}
 ALL_BOARDS = list(boards.BOARDS)
 EMULATED = [b for b in ALL_BOARDS if boards.BOARDS[b].emulated]
-FAST_TRAIN = ["mps2-an386", "microbit"]
+FAST_TRAIN = ["mps2-an386", "microbit", "stm32vldiscovery"]
+SMALLEST_STACK = [b for b in ALL_BOARDS if boards.BOARDS[b].stack_bytes == min(x.stack_bytes for x in boards.BOARDS.values())]
 
 pytestmark = [needs_arm, pytest.mark.usefixtures("no_stray_qemu")]
 
@@ -83,6 +87,11 @@ def symbol_sizes(elf: Path) -> dict[str, int]:
         if len(parts) == 4:
             sizes[parts[3]] = int(parts[1], 16)
     return sizes
+
+
+def symbol_addresses(elf: Path) -> dict[str, int]:
+    out = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+    return {parts[2]: int(parts[0], 16) for parts in (line.split() for line in out.splitlines()) if len(parts) == 3}
 
 
 # ---------------------------------------------------------------------- fixtures
@@ -173,19 +182,21 @@ def test_build_plan_equals_size(builds, board):
     assert elf_board(elf) == board
 
 
-@pytest.mark.parametrize("board", ["mps2-an505", "microbit", "nucleo-f401re", "netduinoplus2"])
+@pytest.mark.parametrize("board", ALL_BOARDS)
 def test_image_layout_follows_the_board_table(builds, board):
-    """Vector table at the flash origin, initial SP = top of the stack at the bottom of RAM,
-    reset vector inside the image (Thumb bit set)."""
+    """Vector table at the flash origin (nano33ble: 0x10000, after Arduino's bootloader),
+    initial SP = top of the stack at the bottom of RAM, reset vector inside the image (Thumb
+    bit set), the UART's handler at vector 16 + its line."""
     b = boards.BOARDS[board]
     elf = Path(builds(board)["elf"])
     out = subprocess.run(["arm-none-eabi-objdump", "-h", str(elf)], capture_output=True, text=True, check=True).stdout
     vma = {m.group(1): int(m.group(2), 16) for m in re.finditer(r"^\s*\d+\s+(\S+)\s+[0-9a-f]+\s+([0-9a-f]+)", out, re.MULTILINE)}
     assert vma[".text"] == b.flash_origin and vma[".stack"] == b.ram_origin
     raw = (elf.parent / "firmware.bin").read_bytes()
-    sp, reset = np.frombuffer(raw[:8], dtype="<u4")
-    assert sp == b.ram_origin + b.stack_bytes
-    assert reset & 1 and b.flash_origin <= reset < b.flash_origin + len(raw)
+    vectors = np.frombuffer(raw[:4 * (16 + b.uart_irq + 1)], dtype="<u4")
+    assert vectors[0] == b.ram_origin + b.stack_bytes
+    assert vectors[1] & 1 and b.flash_origin <= vectors[1] < b.flash_origin + len(raw)
+    assert vectors[16 + b.uart_irq] - 1 == symbol_addresses(elf)["bep_port_uart_irq"]
 
 
 def test_microbit_fits_16k(builds):
@@ -254,9 +265,11 @@ def _call_graph_depth(ci_files: list[Path], root: str,
     return deepest(root, ())
 
 
-def test_stack_holds_the_deepest_call_chain(builds, tmp_path):
-    """The fixed stack of the smallest board holds the deepest chain + an interrupt, with room."""
-    board = boards.BOARDS["microbit"]
+@pytest.mark.parametrize("board", SMALLEST_STACK)
+def test_stack_holds_the_deepest_call_chain(builds, tmp_path, board):
+    """The fixed stack of the smallest boards (Cortex-M0 and M3 code) holds the deepest
+    chain + an interrupt, with room."""
+    board = boards.BOARDS[board]
     d = builds(board.name)
     gen_dir = Path(d["elf"]).parent / "net" / "src"
     from bep_mcu.device.firmware import FW_SOURCES, build_flags
@@ -266,11 +279,11 @@ def test_stack_holds_the_deepest_call_chain(builds, tmp_path):
     ci = call_graphs(flags, sources, gen_dir, tmp_path)
     main_depth, path = _call_graph_depth(ci, "main")
     irq_depth, _ = _call_graph_depth(ci, "bep_port_uart_irq")
-    exception_frames = 2 * (32 + 4)  # the UART interrupt and a fault, 8-byte aligned, no FP context (M0)
+    exception_frames = 2 * (32 + 4)  # the UART interrupt and a fault, 8-byte aligned, no FP context (M0, M3)
     libgcc_allowance = 64            # division helpers the call graph cannot see
     needed = main_depth + irq_depth + exception_frames + libgcc_allowance
-    smallest = min(b.stack_bytes for b in boards.BOARDS.values())
-    assert needed <= smallest * 2 // 3, f"stack needs {needed} B ({' -> '.join(path)}), smallest stack {smallest} B"
+    assert needed <= board.stack_bytes * 2 // 3, f"stack needs {needed} B ({' -> '.join(path)}), {board.name}'s " \
+                                                 f"stack {board.stack_bytes} B"
 
 
 def test_board_table_renders_consistently():
@@ -363,7 +376,7 @@ def test_two_layer_int16_training_is_bit_exact(deep_builds, deep_model):
 @pytest.mark.parametrize("board", EMULATED)
 def test_training_bit_exact_on_every_board(builds, small_model, deep_builds, deep_model, board):
     train_over_link(builds(board)["elf"], board, small_model, epochs=3, batch_size=25, n=500)
-    if board != "microbit":
+    if boards.BOARDS[board].ram_bytes >= 32 << 10:  # the deep network's state alone is over 14 KB
         train_over_link(deep_builds(board)["elf"], board, deep_model, DEEP_DATASET, epochs=3, batch_size=20, n=500)
     assert our_qemus() == []
 
@@ -414,7 +427,7 @@ def _children(pid: int) -> list[tuple[int, str]]:
 
 
 @needs_qemu
-@pytest.mark.parametrize("board", ["mps2-an386", "microbit", "netduinoplus2"])
+@pytest.mark.parametrize("board", ["mps2-an386", "microbit", "netduinoplus2", "stm32vldiscovery"])
 def test_back_to_back_frames_are_not_lost(builds, board):
     """200 requests written at once, without waiting for replies: the receive ring fills
     while the board answers, the UART interrupt stalls (flow control) and every request
@@ -469,12 +482,19 @@ def test_a_fault_ends_qemu_with_status_3(small_model, tmp_path, monkeypatch, boa
             port.close()
 
 
-def unimplemented_accesses(elf: Path, log: Path, timeout: float = 20.0) -> list[str]:
-    """What netduinoplus2 firmware does to devices QEMU does not model (``-d unimp``: one
+# The last access of bep_port_init to an unmodelled device before the USART: on the F4
+# reading RCC_CFGR for the baud divisor; on the F1 (which reads RCC_CFGR while setting the
+# clock too) configuring PA10 in GPIOA_CRH.
+LAST_UNIMP = {"netduinoplus2": "RCC: unimplemented device read  (size 4, offset 0x008)",
+              "stm32vldiscovery": "GPIOA: unimplemented device write (size 4, offset 0x004, value 0x00000800)"}
+
+
+def unimplemented_accesses(elf: Path, log: Path, board: str = "netduinoplus2", timeout: float = 20.0) -> list[str]:
+    """What an STM32 board's firmware does to devices QEMU does not model (``-d unimp``: one
     line per access to the RCC, the flash interface, the GPIOs), up to bep_port_init's
-    last RCC access (reading RCC_CFGR for the baud divisor)."""
-    last = "RCC: unimplemented device read  (size 4, offset 0x008)"
-    proc = subprocess.Popen(["qemu-system-arm", "-M", "netduinoplus2", "-display", "none", "-monitor", "none",
+    last one before the USART (``LAST_UNIMP``)."""
+    last = LAST_UNIMP[board]
+    proc = subprocess.Popen(["qemu-system-arm", "-M", board, "-display", "none", "-monitor", "none",
                              "-kernel", str(elf), "-serial", "null", "-d", "unimp", "-D", str(log)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -527,3 +547,51 @@ def test_stm32_clock_setup_ends_without_an_rcc(small_model, tmp_path, monkeypatc
     assert not [line for line in lines if "RCC" in line and "offset 0x004" in line]  # the PLL left alone
     with EmulatedBoard(build.elf, "netduinoplus2") as url, Link(url, timeout=5.0) as link:
         assert link.hello().board == "netduinoplus2"
+
+
+@needs_qemu
+def test_stm32f1_port_detects_the_emulator_and_skips_the_clock_setup(builds, tmp_path):
+    """port_stm32f1.c (the Blue Pill's) on QEMU's STM32F100: no oscillator ready, so no clock
+    set-up and no wait; then GPIOA and USART1 clocked (RCC_APB2ENR at 0x18: IOPAEN bit 2,
+    USART1EN bit 14), PA9 alternate-function push-pull and PA10 input pulled up in GPIOA_CRH,
+    the pull-up through BSRR; the F4's registers (AHB1ENR, MODER, AFR) are never touched."""
+    lines = unimplemented_accesses(Path(builds("stm32vldiscovery")["elf"]), tmp_path / "unimp.log",
+                                   "stm32vldiscovery")
+    assert lines[0] == "RCC: unimplemented device read  (size 4, offset 0x000)"  # RCC_CR, the detection
+    assert not [line for line in lines if line.startswith("Flash Int")]
+    writes = [line for line in lines if "write" in line]
+    assert writes == ["RCC: unimplemented device write (size 4, offset 0x018, value 0x00004004)",
+                      "GPIOA: unimplemented device write (size 4, offset 0x004, value 0x00000090)",   # CRH: PA9
+                      "GPIOA: unimplemented device write (size 4, offset 0x010, value 0x00000400)",   # BSRR: PA10 up
+                      "GPIOA: unimplemented device write (size 4, offset 0x004, value 0x00000800)"]   # CRH: PA10
+
+
+@needs_qemu
+def test_stm32f1_clock_setup_ends_without_an_rcc(small_model, tmp_path, monkeypatch):
+    """port_stm32f1.c with its emulator detection removed: at 24 MHz no wait state is needed
+    (the latency read back is 0 at once), so the PLL is started and its ready flag waited
+    for: exactly 10000 reads of RCC_CR, then the PLL is switched off again, the core never
+    switched to it, and the board answers (on silicon: a PLL that never locks leaves the
+    board on HSI, slower, not hung)."""
+    from bep_mcu.device import firmware as fw_cli
+
+    src = tmp_path / "fw"
+    shutil.copytree(fw_dir(), src)
+    port = src / "port_stm32f1.c"
+    detection = "if ((BEP_STM32_RCC_CR & (BEP_STM32_CR_HSIRDY | BEP_STM32_CR_HSERDY | BEP_STM32_CR_PLLRDY)) == 0u) {"
+    assert port.read_text().count(detection) == 1
+    port.write_text(port.read_text().replace(detection, "if (0) {"))
+    monkeypatch.setattr(fw_cli, "fw_dir", lambda: src)
+    build = fw_cli.build(modelio.load(small_model), "stm32vldiscovery", tmp_path / "out")
+    lines = unimplemented_accesses(build.elf, tmp_path / "unimp.log", "stm32vldiscovery")
+    assert lines[:2] == ["Flash Int: unimplemented device read  (size 4, offset 0x000)",  # FLASH_ACR: no wait state
+                         "Flash Int: unimplemented device write (size 4, offset 0x000, value 0x00000000)"]
+    # CFGR: PLLMUL = 6 - 2 at bits 21:18, HSI / 2 in, APB1 undivided at 24 MHz
+    assert "RCC: unimplemented device write (size 4, offset 0x004, value 0x00100000)" in lines
+    start = lines.index("RCC: unimplemented device write (size 4, offset 0x000, value 0x01000000)")  # PLLON
+    assert lines[start + 1:start + 10001] == ["RCC: unimplemented device read  (size 4, offset 0x000)"] * 10000
+    assert lines[start + 10001:start + 10003] == ["RCC: unimplemented device read  (size 4, offset 0x000)",
+                                                  "RCC: unimplemented device write (size 4, offset 0x000, value 0x00000000)"]
+    assert not [line for line in lines[start:] if line.startswith("RCC") and "offset 0x004, value" in line]  # no switch
+    with EmulatedBoard(build.elf, "stm32vldiscovery") as url, Link(url, timeout=5.0) as link:
+        assert link.hello().board == "stm32vldiscovery"

@@ -178,6 +178,54 @@ def test_init_refuses_short_buffer_and_foreign_state(tmp_path_factory, tmp_path)
                                  ffi.from_buffer("uint32_t[]", q), 1) == codes["ERR_ARG"]
 
 
+@pytest.mark.parametrize("dataset,settings", [("digits", dict(hidden=(48, 30))),
+                                              ("ucr:GunPoint", dict(model="rnn", hidden=(40,)))])
+def test_scores_equal_the_numpy_logits(tmp_path_factory, tmp_path, dataset, settings):
+    """bep_<net>_scores gives the logits <P_c, a_L> numpy's forward pass computes, on real
+    data (a trained model, then after a batch trained on both), and bep_<net>_infer's
+    prediction is their first largest."""
+    path, data = train_model(tmp_path_factory, "scores", dataset, seed=2, **settings)
+    model = modelio.load(path)
+    twin = Twin(generate(model, tmp_path / "g", "net"), model.spec)
+    twin.init(model.training.seed, model.training.batch_counter)
+    numpy_net = model.network()
+    test, train = encoded(model, data.X_test, data.y_test), encoded(model, data.X_train, data.y_train)
+    for trained in (False, True):
+        if trained:  # one batch with the model's γ and Q = 1.0 on both
+            gamma, q = numpy_net.gamma, [1 << 16] * model.spec.n_layers
+            numpy_net.set_epoch_params(gamma, q)
+            twin.set_epoch(gamma, q)
+            batch = train.take(np.arange(50))
+            assert (twin.train_batch(batch.packed, batch.y) == numpy_net.train_batch(batch.x, batch.y).predictions).all()
+        scores = twin.scores(test.packed)
+        np.testing.assert_array_equal(scores, numpy_net.logits(test.x))
+        np.testing.assert_array_equal(twin.predict(test.packed), scores.argmax(axis=1))
+        assert len(np.unique(scores)) > 2  # not a degenerate network
+    assert twin.counters().updates > 0  # the batch changed the weights the scores come from
+
+
+def test_scores_refuse_a_short_buffer_and_write_nothing(tmp_path_factory, tmp_path):
+    path, _ = train_model(tmp_path_factory, "scores-short", PROTO, hidden=(40,))
+    model = modelio.load(path)
+    twin = Twin(generate(model, tmp_path / "g", "net"), model.spec)
+    twin.init(model.training.seed)
+    codes = {name: value for name, value, _ in STATUS}
+    ffi, state = twin.ffi, twin.ffi.from_buffer("uint32_t[]", twin.state)
+    x = ffi.from_buffer("uint32_t[]", np.zeros(twin.gen.plan.input_words, dtype=np.uint32))
+    n = model.spec.n_classes
+    scores = np.full(n, 0x5A5A5A5A, dtype=np.int32)
+    before = twin.state.copy()
+    out = ffi.from_buffer("int32_t[]", scores)
+    words = twin.gen.plan.input_words
+    assert twin.lib.bep_net_scores(state, twin.state.nbytes, x, words, out, n - 1) == codes["ERR_SIZE"]
+    assert twin.lib.bep_net_scores(state, twin.state.nbytes, x, words - 1, out, n) == codes["ERR_SIZE"]
+    assert twin.lib.bep_net_scores(state, twin.state.nbytes, x, words, ffi.NULL, n) == codes["ERR_NULL"]
+    assert twin.lib.bep_net_scores(state, twin.state.nbytes - 4, x, words, out, n) == codes["ERR_SIZE"]
+    assert (scores == 0x5A5A5A5A).all() and (twin.state == before).all()
+    assert twin.lib.bep_net_scores(state, twin.state.nbytes, x, words, out, n) == codes["OK"]
+    assert (np.abs(scores) <= model.spec.hidden[-1]).all()
+
+
 def test_training_state_of_256_128_10_int8_fits_1_25_bytes_per_synapse():
     from bep_mcu.engine.spec import NetSpec
 

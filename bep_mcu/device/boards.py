@@ -5,10 +5,13 @@ Everything else derives from it: the linker script's MEMORY block and stack size
 (:func:`c_defines`), the QEMU command line (bep_mcu/device/emulate.py) and the RAM/flash
 budgets of ``bep-mcu firmware``.
 
-Emulated boards (``qemu`` set) were measured in QEMU 7.2 (see docs/embedded.md);
-``nucleo-f401re`` is a real board that builds with the same command but cannot run here.
-Its port file (``port_stm32.c``) also serves ``netduinoplus2``, an STM32F405 in QEMU, so
-the code the NUCLEO runs is exercised by the emulated tests.
+Emulated boards (``qemu`` set) were measured in QEMU 7.2 (see docs/embedded.md). Real
+boards (``qemu`` None: ``nucleo-f401re``, ``nano33ble``, ``nrf52840dk``, ``bluepill``) build
+with the same command but cannot run here: "builds, not run" (:attr:`Board.status`). Where
+an emulator has a sibling part, the real board's port file also serves an emulated board,
+so its code runs in the tests: ``port_stm32.c`` (NUCLEO) on ``netduinoplus2`` (STM32F405),
+``port_stm32f1.c`` (Blue Pill) on ``stm32vldiscovery`` (STM32F100). QEMU 7.2 has no nRF52:
+``port_nrf52.c`` shares its UART and flash drivers with the emulated micro:bit.
 """
 
 from __future__ import annotations
@@ -29,8 +32,13 @@ retries."""
 RX_RING_INDEX_BYTES = 8
 """The ring's two free-running uint32 indices (head written by the IRQ, tail by main)."""
 
+RUNS_IN_QEMU = "runs in QEMU"
+BUILDS_NOT_RUN = "builds, not run"
+
 EMULATED_NOR = "emulated NOR (QEMU's code memory, kept across resets)"
 """QEMU's MPS2 boards have no flash controller; port_mps2.c keeps the store with NOR rules."""
+NRF52_NVMC = "nRF52 NVMC (the nRF51's registers: flash_nvmc.h)"
+"""The micro:bit's driver (flash_nvmc.h), which its power-cut tests run in QEMU."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,12 @@ class Board:
     def emulated(self) -> bool:
         return self.qemu is not None
 
+    @property
+    def status(self) -> str:
+        """How far this board's firmware has been taken here: it runs (in QEMU, in the
+        tests), or it is built and sized but has never run."""
+        return RUNS_IN_QEMU if self.emulated else BUILDS_NOT_RUN
+
 
 BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("mps2-an385", "mps2-an385", "cortex-m3", 0x00000000, 4 << 20, 0x20000000, 4 << 20,
@@ -92,7 +106,7 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
     # USART, its clock enable and its pins are, and the core clock to run at.
     Board("nucleo-f401re", None, "cortex-m4", 0x08000000, 512 << 10, 0x20000000, 96 << 10,
           "stm32", 0x40004400, 38, 1024, 4096, "bep_cortexm.ld", "port_stm32.c",
-          description="ST NUCLEO-F401RE: STM32F401RE Cortex-M4F, USART2 = ST-LINK VCP (real board, untested)",
+          description="ST NUCLEO-F401RE: STM32F401RE Cortex-M4F, USART2 = ST-LINK virtual COM port",
           flash_command="pyocd flash -t stm32f401retx firmware.elf",
           port_defines=(("BEP_STM32_USART_APB", "1"), ("BEP_STM32_USART_RCC_BIT", "17u"),  # USART2 on APB1
                         ("BEP_STM32_GPIO_PORT", "0u"), ("BEP_STM32_TX_PIN", "2u"), ("BEP_STM32_RX_PIN", "3u"),
@@ -109,13 +123,58 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
                         ("BEP_STM32_GPIO_PORT", "0u"), ("BEP_STM32_TX_PIN", "9u"), ("BEP_STM32_RX_PIN", "10u"),
                         ("BEP_STM32_GPIO_AF", "7u"), ("BEP_STM32_SYSCLK_HZ", "168000000u")),
           flash_page_bytes=128 << 10, clock_hz=168_000_000),
+    # nRF52840 boards share port_nrf52.c (the legacy UART0 through uart_nrf51.h; pins as 32 *
+    # port + pin). nRF52840 product specification v1.7: 1 MB flash at 0 in 4 KB pages, written
+    # a 32-bit word at a time, 10,000 erase cycles; 256 KB RAM at 0x20000000; UART0 at
+    # 0x40002000, peripheral ID 2 = interrupt line 2; CPU at 64 MHz.
+    Board("nano33ble", None, "cortex-m4", 0x00010000, 960 << 10, 0x20000000, 256 << 10,
+          "nrf51", 0x40002000, 2, 1024, 4096, "bep_cortexm.ld", "port_nrf52.c",
+          description="Arduino Nano 33 BLE (Sense), nRF52840: Cortex-M4F, UART0 on D1/TX, D0/RX, after "
+                      "Arduino's bootloader",
+          # Arduino's bootloader holds 0x0-0xFFFF and starts the image at 0x10000 (the Arduino
+          # core's mbed_app_start and linker script); bossac is what the Arduino IDE runs.
+          flash_command="bossac -d --port=ttyACM0 -U -i -e -w firmware.bin -R  (double-tap reset first)",
+          port_defines=(("BEP_NRF52_TX_PIN", "35u"), ("BEP_NRF52_RX_PIN", "42u")),  # P1.03, P1.10
+          flash_page_bytes=4096, flash_endurance=10_000, flash_driver=NRF52_NVMC, clock_hz=64_000_000),
+    Board("nrf52840dk", None, "cortex-m4", 0x00000000, 1 << 20, 0x20000000, 256 << 10,
+          "nrf51", 0x40002000, 2, 1024, 4096, "bep_cortexm.ld", "port_nrf52.c",
+          description="Nordic nRF52840 DK (PCA10056): Cortex-M4F, UART0 = J-Link virtual COM port",
+          flash_command="pyocd flash -t nrf52840 firmware.elf",
+          port_defines=(("BEP_NRF52_TX_PIN", "6u"), ("BEP_NRF52_RX_PIN", "8u")),  # P0.06, P0.08
+          flash_page_bytes=4096, flash_endurance=10_000, flash_driver=NRF52_NVMC, clock_hz=64_000_000),
+    # STM32F1 boards share port_stm32f1.c, with port_stm32.c's macro names (no alternate
+    # function number on the F1). USART1 at 0x40013800, interrupt line 37, on PA9/PA10.
+    # STM32F103C8 (datasheet DS5319, RM0008): 64 KB flash at 0x08000000 in 1 KB pages
+    # (medium density), programmed 16 bits at a time, 10,000 cycles; 20 KB RAM; 64 MHz from
+    # HSI x PLL (port_stm32f1.c). 20 KB of RAM: the micro:bit's link and stack sizes.
+    Board("bluepill", None, "cortex-m3", 0x08000000, 64 << 10, 0x20000000, 20 << 10,
+          "stm32", 0x40013800, 37, 256, 1024, "bep_cortexm.ld", "port_stm32f1.c",
+          description="\"Blue Pill\", STM32F103C8: Cortex-M3, USART1 on A9/A10",
+          flash_command="openocd -f interface/stlink.cfg -f target/stm32f1x.cfg "
+                        "-c \"program firmware.elf verify reset exit\"",
+          port_defines=(("BEP_STM32_USART_APB", "2"), ("BEP_STM32_USART_RCC_BIT", "14u"),  # USART1 on APB2
+                        ("BEP_STM32_GPIO_PORT", "0u"), ("BEP_STM32_TX_PIN", "9u"), ("BEP_STM32_RX_PIN", "10u"),
+                        ("BEP_STM32_SYSCLK_HZ", "64000000u")),
+          flash_page_bytes=1024, flash_write_bytes=2, flash_endurance=10_000,
+          flash_driver="STM32F1 flash interface (unlock, PER, PG; read back)", clock_hz=64_000_000),
+    # QEMU's STM32F100RB (hw/arm/stm32f100_soc.c): 128 KB flash, 8 KB RAM, USART1 on
+    # serial_hd(0); RCC, GPIO and flash interface unimplemented (read 0), as on netduinoplus2.
+    # STM32F100 (RM0041): 1 KB pages, half-word programming, 10,000 cycles, 24 MHz at most.
+    # No store: port_stm32f1.c's flash driver needs the flash interface QEMU does not model.
+    Board("stm32vldiscovery", "stm32vldiscovery", "cortex-m3", 0x08000000, 128 << 10, 0x20000000, 8 << 10,
+          "stm32", 0x40013800, 37, 256, 1024, "bep_cortexm.ld", "port_stm32f1.c",
+          description="ST STM32VLDISCOVERY, STM32F100RB: Cortex-M3, USART1, 8 KB RAM (QEMU)",
+          port_defines=(("BEP_STM32_USART_APB", "2"), ("BEP_STM32_USART_RCC_BIT", "14u"),
+                        ("BEP_STM32_GPIO_PORT", "0u"), ("BEP_STM32_TX_PIN", "9u"), ("BEP_STM32_RX_PIN", "10u"),
+                        ("BEP_STM32_SYSCLK_HZ", "24000000u")),
+          flash_page_bytes=1024, flash_write_bytes=2, flash_endurance=10_000, clock_hz=24_000_000),
 )}
 
 
 def describe(b: Board) -> dict:
     """What ``bep-mcu boards`` lists about a board."""
     return {"name": b.name, "cpu": b.cpu, "ram_bytes": b.ram_bytes, "flash_bytes": b.flash_bytes,
-            "emulated": b.emulated, "qemu_machine": b.qemu, "description": b.description,
+            "emulated": b.emulated, "status": b.status, "qemu_machine": b.qemu, "description": b.description,
             "how_to_run": "bep-mcu emulate firmware.elf" if b.emulated else b.flash_command}
 
 
@@ -154,6 +213,7 @@ def c_defines(b: Board) -> dict[str, str]:
     """Macros every firmware source (and the generated C) compiles with for ``b``."""
     return {
         "BEP_BOARD_NAME": f'"{b.name}"',
+        "BEP_BOARD_FLASH_ORIGIN": f"0x{b.flash_origin:08X}u",  # the vector table (linker script)
         "BEP_BOARD_UART_BASE": f"0x{b.uart_base:08X}u",
         "BEP_BOARD_UART_IRQ": str(b.uart_irq),
         "BEP_BOARD_QEMU": "1" if b.emulated else "0",  # semihosting exit on faults, I/O kick

@@ -540,7 +540,7 @@ def build_standalone(model: Model, board_name: str, data: StandaloneData, epochs
     for power cuts) and an image that does not fit."""
     board = _selftest_board(board_name, "the standalone image")
     if power_cuts and board.flash_driver is None:
-        raise BEPError(f"--power-cuts: {board.name}'s port has no flash driver (boards with one: "
+        raise BEPError(f"--power-cuts: {board.name} has no flash driver for a store (boards with one: "
                        f"{', '.join(b.name for b in boards.BOARDS.values() if b.flash_driver and b.emulated)})")
     check_name(name)
     out = output_dir(out_dir)

@@ -49,6 +49,19 @@ static inline int bep_port_store_span(uint32_t offset, uint32_t n, uint32_t alig
     return offset % align == 0u && offset <= BEP_PORT_STORE_BYTES && n <= BEP_PORT_STORE_BYTES - offset;
 }
 
+/** Poll until (*reg & mask) == want, at most polls reads; 1 when it got there. Every wait
+ * of a port for a clock or flash flag is bounded (docs/porting.md, "Clocks"): a flag that
+ * never rises (an emulator that models no clock controller, a dead crystal) must cost time,
+ * not the board. */
+static inline int bep_port_wait(volatile uint32_t *reg, uint32_t mask, uint32_t want, uint32_t polls)
+{
+    uint32_t i;
+    for (i = 0; i < polls; ++i) {
+        if ((*reg & mask) == want) return 1;
+    }
+    return 0;
+}
+
 /** Read n bytes of a memory-mapped store region (on-chip flash reads as memory). */
 static inline int bep_port_store_read(uint32_t offset, uint8_t *dst, uint32_t n)
 {

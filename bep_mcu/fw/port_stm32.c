@@ -134,11 +134,7 @@
 /* Poll until (reg & mask) == want, at most BEP_STM32_WAIT_POLLS times; 1 when it got there. */
 static int bep_stm32_wait(volatile uint32_t *reg, uint32_t mask, uint32_t want)
 {
-    uint32_t i;
-    for (i = 0; i < BEP_STM32_WAIT_POLLS; ++i) {
-        if ((*reg & mask) == want) return 1;
-    }
-    return 0;
+    return bep_port_wait(reg, mask, want, BEP_STM32_WAIT_POLLS);
 }
 
 /* Run from the PLL at BEP_STM32_SYSCLK_HZ. Any step that does not complete leaves the

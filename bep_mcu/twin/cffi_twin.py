@@ -172,6 +172,15 @@ class Twin:
             preds[i] = out[0]
         return preds
 
+    def scores(self, x_packed: np.ndarray) -> np.ndarray:
+        """The integer logits of each sample, (n, n_classes) int32 (``bep_<net>_scores``)."""
+        x = np.ascontiguousarray(x_packed, dtype=np.uint32)
+        out = np.empty((len(x), self.spec.n_classes), dtype=np.int32)
+        for i in range(len(x)):
+            self._call("scores", self.ffi.from_buffer("uint32_t[]", x[i]), x.shape[1],
+                       self.ffi.from_buffer("int32_t[]", out[i]), out.shape[1])
+        return out
+
     def counters(self) -> Counters:
         c = self.ffi.new("bep_counters_t *")
         self._call("read_counters", c)

@@ -128,16 +128,29 @@ void bep_layer_forward(const bep_layer_t *L, void *state, const uint32_t *in, co
     }
 }
 
+/* The logit of class c, y_c = <P_c, a_L> = k - 2 differ(P_c, a_L), with k the last hidden
+ * width plus twice a_L's padding ones (bep_logit_k; see bep_differ). */
+static int32_t bep_logit_k(const bep_config_t *cfg, const uint32_t *a_last)
+{
+    uint32_t bits = cfg->layer[cfg->n_layers - 1u].rows;
+    return (int32_t)(bits + 2u * bep_padding(a_last, bits));
+}
+
+BEP_HOT int32_t bep_logit(const bep_config_t *cfg, const uint32_t *a_last, uint32_t c, int32_t k)
+{
+    return k - 2 * (int32_t)bep_differ(cfg->classifier + c * cfg->class_words, a_last, cfg->class_words);
+}
+
 /* Logits y_c = <P_c, a_L>; prediction (argmax, ties to the lowest class) and trigger
  * margin (docs/algorithm.md §2.1, §2.3). */
 uint16_t bep_classify(const bep_config_t *cfg, const uint32_t *a_last, int32_t label, int32_t *margin)
 {
-    uint32_t bits = cfg->layer[cfg->n_layers - 1u].rows, n = cfg->class_words, c;
-    int32_t best = 0, rival = 0, own = 0, k = (int32_t)(bits + 2u * bep_padding(a_last, bits));
+    uint32_t c;
+    int32_t best = 0, rival = 0, own = 0, k = bep_logit_k(cfg, a_last);
     uint16_t arg = 0;
     int first_rival = 1;
     for (c = 0; c < cfg->n_classes; ++c) {
-        int32_t y = k - 2 * (int32_t)bep_differ(cfg->classifier + c * n, a_last, n);
+        int32_t y = bep_logit(cfg, a_last, c, k);
         if (c == 0u || y > best) {
             best = y;
             arg = (uint16_t)c;
@@ -151,6 +164,13 @@ uint16_t bep_classify(const bep_config_t *cfg, const uint32_t *a_last, int32_t l
     }
     if (margin != NULL) *margin = own - rival;
     return arg;
+}
+
+void bep_logits(const bep_config_t *cfg, const uint32_t *a_last, int32_t *y)
+{
+    uint32_t c;
+    int32_t k = bep_logit_k(cfg, a_last);
+    for (c = 0; c < cfg->n_classes; ++c) y[c] = bep_logit(cfg, a_last, c, k);
 }
 
 /* ------------------------------------------------------ saturating row updates */

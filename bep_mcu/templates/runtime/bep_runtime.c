@@ -475,6 +475,17 @@ bep_status_t bep_infer(const bep_config_t *cfg, void *state, size_t state_len, c
     return BEP_OK;
 }
 
+bep_status_t bep_scores(const bep_config_t *cfg, void *state, size_t state_len, const uint32_t *x, size_t x_words,
+                        int32_t *scores, size_t n_scores)
+{
+    bep_status_t st = bep_check(cfg, state, state_len);
+    if (st != BEP_OK) return st;
+    if (x == NULL || scores == NULL) return BEP_ERR_NULL;
+    if (x_words != cfg->input_words || n_scores < cfg->n_classes) return BEP_ERR_SIZE;
+    bep_logits(cfg, bep_forward(cfg, state, x), scores);
+    return BEP_OK;
+}
+
 /* One training sample after the caller's checks (§2.1-2.5); returns the prediction. */
 static uint16_t bep_learn_sample(const bep_config_t *cfg, void *state, const uint32_t *x, uint16_t label)
 {

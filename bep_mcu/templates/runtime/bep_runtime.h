@@ -297,6 +297,20 @@ bep_status_t bep_set_epoch(const bep_config_t *cfg, void *state, size_t state_le
 bep_status_t bep_infer(const bep_config_t *cfg, void *state, size_t state_len, const uint32_t *x,
                        size_t x_words, uint16_t *out_class);
 
+/** The integer logits of one sample, y_c = <P_c, a_L> for every class c: the values
+ * bep_infer's prediction is the argmax of (the first largest). Scratch as for bep_infer.
+ * @param[in]     cfg        network configuration
+ * @param[in,out] state      an initialised state buffer
+ * @param[in]     state_len  bytes at state: at least cfg->state_bytes
+ * @param[in]     x          the packed input, as for bep_infer
+ * @param[in]     x_words    words at x: exactly cfg->input_words
+ * @param[out]    scores     the logits of classes 0..cfg->n_classes-1, each in [-K, K] with K the
+ *                           last hidden layer's width; nothing is written unless BEP_OK
+ * @param[in]     n_scores   values at scores: at least cfg->n_classes
+ * @return BEP_OK, BEP_ERR_NULL (x, scores), BEP_ERR_SIZE (x_words, n_scores) */
+bep_status_t bep_scores(const bep_config_t *cfg, void *state, size_t state_len, const uint32_t *x, size_t x_words,
+                        int32_t *scores, size_t n_scores);
+
 /** Train on one sample of the current batch: forward with the batch-start visible
  * weights, trigger, backward, winner-takes-update into H.
  * @param[in]     cfg        network configuration

@@ -190,6 +190,12 @@ void bep_layer_forward(const bep_layer_t *L, void *state, const uint32_t *in, co
  * @return the predicted class, 0..n_classes-1 */
 uint16_t bep_classify(const bep_config_t *cfg, const uint32_t *a_last, int32_t label, int32_t *margin);
 
+/** The logits y_c = <P_c, a_last> of every class (what bep_classify takes the argmax of).
+ * @param[in]  cfg     network configuration (cfg->classifier)
+ * @param[in]  a_last  the last hidden layer's packed activation, cfg->class_words words
+ * @param[out] y       cfg->n_classes logits, each in [-rows, rows] of the last hidden layer */
+void bep_logits(const bep_config_t *cfg, const uint32_t *a_last, int32_t *y);
+
 /** h[i] += bit i of (v ^ flip) ? +2 : -2 for i < bits, saturating at [-128, 127].
  * @param[in,out] h     bits int8 hidden weights, any alignment
  * @param[in]     v     packed ±1 vector, (bits + 31) / 32 words
