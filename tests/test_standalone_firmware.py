@@ -166,7 +166,10 @@ def test_the_schedule_runs_on_the_board(runs):
     gammas = [e[7] for e in epochs]
     qs = [e[9] for e in epochs]
     assert len(epochs) == 6 and 0 < min(errors) and len(set(errors)) > 2
-    assert len(set(qs)) == 6 and len(set(gammas)) >= 2 and int(gammas[-1]) > int(gammas[0])
+    # Q follows the epoch's errors (the host's simulation, which bit_exact compares with, sets
+    # the same Q from them): not a constant
+    assert len(set(qs)) > 2
+    assert len(set(gammas)) >= 2 and int(gammas[-1]) > int(gammas[0])
     assert "SNAPSHOT after 3 bytes" in d["device_output"] and d["snapshot_after"] == 3
 
 

@@ -7,8 +7,9 @@
  * clear bits. READY is polled after each operation (the CPU stalls while the NVMC works:
  * an erase takes 21 ms on the nRF51, 85 ms on the nRF52840; a word 46 us / 41 us).
  *
- * The store functions of bep_port.h on top of it, for a port to wrap (port_microbit.c,
- * port_nrf52.c): offsets from __bep_store_start, pages of BEP_BOARD_FLASH_PAGE bytes.
+ * It defines bep_port.h's three flash functions for the store on top of it: a port whose
+ * store is the NVMC (port_microbit.c, port_nrf52.c) includes this header once and is done.
+ * Offsets from __bep_store_start, pages of BEP_BOARD_FLASH_PAGE bytes.
  */
 #ifndef BEP_FLASH_NVMC_H
 #define BEP_FLASH_NVMC_H
@@ -64,6 +65,24 @@ static inline int bep_nvmc_program(uint32_t offset, const uint8_t *src, uint32_t
     BEP_NVMC_CONFIG = BEP_NVMC_READ_ONLY;
     bep_nvmc_wait();
     return 0;
+}
+
+int bep_port_flash_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t n)
+{
+    (void)ctx;
+    return bep_port_store_read(offset, dst, n);
+}
+
+int bep_port_flash_erase(void *ctx, uint32_t offset)
+{
+    (void)ctx;
+    return bep_nvmc_erase(offset);
+}
+
+int bep_port_flash_program(void *ctx, uint32_t offset, const uint8_t *src, uint32_t n)
+{
+    (void)ctx;
+    return bep_nvmc_program(offset, src, n);
 }
 
 #ifdef __cplusplus

@@ -29,21 +29,5 @@ void bep_port_write(const uint8_t *data, size_t n)
 
 size_t bep_port_read(uint8_t *dst, size_t max) { return bep_rx_pop(dst, max); }
 
-/* Flash: the nRF51's NVMC (flash_nvmc.h), as on the chip and as QEMU emulates it. */
-int bep_port_flash_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t n)
-{
-    (void)ctx;
-    return bep_port_store_read(offset, dst, n);
-}
-
-int bep_port_flash_erase(void *ctx, uint32_t offset)
-{
-    (void)ctx;
-    return bep_nvmc_erase(offset);
-}
-
-int bep_port_flash_program(void *ctx, uint32_t offset, const uint8_t *src, uint32_t n)
-{
-    (void)ctx;
-    return bep_nvmc_program(offset, src, n);
-}
+/* Flash: the nRF51's NVMC (flash_nvmc.h), as on the chip and as QEMU emulates it; the store's
+ * three flash functions are defined there. */

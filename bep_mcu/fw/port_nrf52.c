@@ -110,21 +110,4 @@ size_t bep_port_read(uint8_t *dst, size_t max) { return bep_rx_pop(dst, max); }
 
 /* Flash: the nRF52840's NVMC, the nRF51's registers (flash_nvmc.h), which the micro:bit's
  * power-cut tests run in QEMU; 4 KB pages, a word written at most twice between erases
- * (the store writes each once). */
-int bep_port_flash_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t n)
-{
-    (void)ctx;
-    return bep_port_store_read(offset, dst, n);
-}
-
-int bep_port_flash_erase(void *ctx, uint32_t offset)
-{
-    (void)ctx;
-    return bep_nvmc_erase(offset);
-}
-
-int bep_port_flash_program(void *ctx, uint32_t offset, const uint8_t *src, uint32_t n)
-{
-    (void)ctx;
-    return bep_nvmc_program(offset, src, n);
-}
+ * (the store writes each once); the store's three flash functions are defined there. */
