@@ -8,7 +8,7 @@ the board's input format chosen on that training part (``inputformat.choose``, w
 ``bep-mcu generate --data`` picks). Per drift of the raw values (``DRIFTS``), the test accuracy
 of: the host model on clean inputs; the board with the model's thresholds ("frozen") on drifted
 inputs; thresholds set at once where recalibration settles ("batch": each at its training share
-of the drifted training inputs, the issue's re-fit); and the board after following a stream of
+of the drifted training inputs, a one-off re-fit); and the board after following a stream of
 ``n`` unlabelled drifted training inputs (shuffled, repeated as needed) with each adaptation rate
 of ``WINDOWS`` (``adapt.Recalibrated``, bit for bit what ``bep_<net>_calibrate`` does). Also the
 board that follows clean inputs (what recalibration costs when nothing drifted), and boards that
@@ -41,7 +41,7 @@ RUN = 200
 
 
 def sensor_set(seed: int):
-    """18 features, 6 of them informative: the issue's "tabular sensor-like set"."""
+    """18 features, 6 of them informative: a tabular sensor-like set."""
     return make_classification(n_samples=2000, n_features=18, n_informative=6, n_redundant=6, n_classes=2,
                                random_state=seed)
 
@@ -55,7 +55,7 @@ DATASETS = {
 
 
 def issue_drift(sd: np.ndarray, g: np.random.Generator):
-    """The issue's drift: every feature's gain 1.3, offset +0.5 standard deviations, noise 10 %."""
+    """A common drift: every feature's gain 1.3, offset +0.5 standard deviations, noise 10 %."""
     return lambda X: 1.3 * X + 0.5 * sd + 0.1 * sd * g.normal(size=X.shape)
 
 

@@ -2,7 +2,7 @@
 it is derived from that row: ``training.Settings``, ``bep-mcu train``'s options, the
 estimator's parameters, the model file's ``hyperparams`` and ``input`` objects, the sweep's
 searched values. These tests check each face against the table, that a new row reaches them
-all, and that a setting's name stays in few modules (the count the issue measured).
+all, and that a setting's name stays in few modules (the count a review measured).
 """
 
 from __future__ import annotations
