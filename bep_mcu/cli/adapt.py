@@ -19,6 +19,10 @@ def human(r: dict) -> str:
     lines = [f"adapted on {where}: {r['target']}, {how}, {r['epochs']} epoch(s)",
              f"  target test accuracy  {r['before']:.4f} before, {r['after']:.4f} after "
              f"({r['after'] - r['before']:+.4f})"]
+    if r["new_classes"]:
+        lines.append(f"  new classes           {', '.join(map(str, r['new_classes']))} (reserved prototypes): "
+                     f"{r['after_new_classes']:.4f} after on their test samples, the others "
+                     f"{r['before_old_classes']:.4f} before, {r['after_old_classes']:.4f} after")
     if r.get("source_before") is not None:
         lines.append(f"  source test accuracy  {r['source_before']:.4f} before, {r['source_after']:.4f} after "
                      f"({r['source_after'] - r['source_before']:+.4f})")
@@ -59,7 +63,8 @@ def adapt(model_path, dataset, data_path, test_data, board, port, timeout, epoch
     board. Reports target test accuracy before and after, with --source-data the source's
     (forgetting), bit_exact (the board against the host after every batch), labels_used,
     samples_seen, ram_bytes and instructions_per_sample (predicted). --labels 0 --recalibrate
-    adapts without any label."""
+    adapts without any label. A class MODEL has no prototype for takes one it reserved
+    (train --max-classes), and is reported with its accuracy (new_classes)."""
     check_timeout(timeout)
     model = load_model(model_path)
     target = load_data(dataset, data_path, test_data)
