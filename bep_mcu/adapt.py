@@ -122,8 +122,11 @@ def with_new_classes(model: Model, y, what: str) -> tuple[Model, list]:
         raise BEPError(f"{what}: label {validate.show(new[len(model.reserved)].item())} has no prototype: the model "
                        f"reserved {len(model.reserved)} for new classes and the data has {len(new)} "
                        f"({validate.show(new.tolist(), 120)})")
-    for label in new:
-        model = model.with_class(label)
+    try:
+        for label in new:
+            model = model.with_class(label)
+    except BEPError as err:
+        raise BEPError(f"{what}: {err}") from None
     return model, new.tolist()
 
 
