@@ -227,7 +227,7 @@ def prepare(model: Model, target: Dataset, epochs: int = DEFAULT_EPOCHS, labels:
         "ram_bytes": state + replay_bytes(model, replay), **instructions(model, train is not None, recalibrate, cpu),
         "new_classes": new_classes,
     }
-    new = before.y >= model.spec.n_classes - len(new_classes) if new_classes else None
+    new = np.isin(before.y, model.encode_labels(new_classes)) if new_classes else None
     return Prepared(model, epochs, train, before, after, source_before, source_after, report, new)
 
 

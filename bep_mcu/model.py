@@ -161,19 +161,24 @@ class Model:
 
     def with_class(self, label) -> "Model":
         """This model with ``label`` given the first reserved prototype: one class more, the
-        network otherwise the same (its weights, the other prototypes, its training record)."""
+        network otherwise the same (its weights, the other prototypes, its training record).
+        The labels stay sorted: the prototype goes to the label's place among the classifier's
+        rows (no state of the network or its training refers to a class by its index)."""
         if len(self.reserved) == 0:
             raise BEPError(f"label {validate.show(label)} has no prototype: the model's {self.spec.n_classes} "
                            f"classes are all taken (train with --max-classes to reserve prototypes for new ones)")
-        given = plain_labels(np.asarray([label]))
-        numbers = given.dtype.kind in "iuf" and self.labels.dtype.kind in "iuf"
-        if given.dtype.kind != self.labels.dtype.kind and not (numbers and (given.astype(self.labels.dtype) == given).all()):
+        given, kind = plain_labels(np.asarray([label])), self.labels.dtype.kind
+        numbers = given.dtype.kind in "iuf" and kind in "iuf"
+        same = given.dtype.kind == kind or (numbers and bool(given.astype(self.labels.dtype) == given))
+        if not same:
             raise BEPError(f"label {validate.show(given[0].item())} is not of the kind of the model's classes "
                            f"({validate.show(self.labels.tolist(), 120)})")
-        spec = dataclasses.replace(self.spec, n_classes=self.spec.n_classes + 1)
-        return dataclasses.replace(self, spec=spec, classifier=np.concatenate([self.classifier, self.reserved[:1]]),
-                                   reserved=self.reserved[1:],
-                                   labels=np.concatenate([self.labels, given.astype(self.labels.dtype) if numbers else given]))
+        given = given.astype(self.labels.dtype) if numbers else given
+        at = int(np.searchsorted(self.labels, given[0]))
+        return dataclasses.replace(
+            self, spec=dataclasses.replace(self.spec, n_classes=self.spec.n_classes + 1),
+            classifier=np.insert(self.classifier, at, self.reserved[0], axis=0), reserved=self.reserved[1:],
+            labels=np.concatenate([self.labels[:at], given, self.labels[at:]]))  # concatenate widens text
 
     def with_training(self, **changes) -> "Model":
         return dataclasses.replace(self, training=dataclasses.replace(self.training, **changes))
@@ -217,8 +222,7 @@ def plain_labels(y: np.ndarray) -> np.ndarray:
 
 
 def check_labels(labels, n_classes: int) -> np.ndarray:
-    """Label names: n_classes distinct int64, float64 (finite) or text values (sorted as trained;
-    classes given a reserved prototype later follow in the order they came)."""
+    """Label names: n_classes distinct, sorted int64, float64 (finite) or text values."""
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != n_classes:
         raise BEPError(f"classes must list {n_classes} labels, got shape {labels.shape}")
@@ -233,8 +237,8 @@ def check_labels(labels, n_classes: int) -> np.ndarray:
             raise BEPError(f"class labels must be at most {MAX_LABEL_CHARS} characters")
     else:
         raise BEPError(f"class labels must be numbers or text, got dtype {labels.dtype}")
-    if len(np.unique(labels)) != len(labels):
-        raise BEPError("class labels must be distinct")
+    if len(np.unique(labels)) != len(labels) or np.any(labels[1:] < labels[:-1]):
+        raise BEPError("class labels must be distinct and sorted")
     return labels
 
 

@@ -19,7 +19,7 @@ from bep_mcu.data.datasets import load_dataset
 from bep_mcu.engine.classifier import binary_equiangular_frame
 from bep_mcu.engine.spec import MAX_CLASSES
 
-from .conftest import assert_error_after_progress, assert_ok, assert_user_error, invoke, last_json, needs_arm, needs_qemu, saved
+from .conftest import assert_error_after_progress, assert_ok, assert_user_error, fit, invoke, last_json, needs_arm, needs_qemu, saved
 from .test_modelio import forge
 
 NEW = 9  # the digit the source leaves out
@@ -213,3 +213,23 @@ def test_bench_adaptation_s_new_class_scenario():
         assert r["network"].endswith("-10"), method  # the board's network has the new class
     assert rows["frozen"]["after_new_classes"] == rows["frozen"]["before_new_classes"]
     assert rows["bep"]["after_new_classes"] > max(0.1, rows["bep"]["before_new_classes"]), rows["bep"]
+
+
+def test_a_new_label_takes_its_sorted_place_and_stays_bit_exact(tmp_path):
+    """A new label that sorts before the others: its prototype goes to the label's place, the
+    labels stay sorted, the other classes keep their prototypes, and the C twin trains the grown
+    network as numpy does."""
+    data = load_dataset("digits")
+    old = data.y_train != 3
+    np.savez(tmp_path / "d.npz", X_train=data.X_train, y_train=data.y_train, X_test=data.X_test, y_test=data.y_test)
+    model = fit(data.X_train[old], data.y_train[old], hidden=(16,), epochs=2, max_classes=11)
+    grown = model.with_class(3)
+    assert grown.labels.tolist() == list(range(10)) and len(grown.reserved) == 1
+    assert np.array_equal(grown.classifier[3], model.reserved[0])
+    assert np.array_equal(np.delete(grown.classifier, 3, axis=0), model.classifier)
+    result = invoke("verify", saved(grown, tmp_path / "grown.npz"), "--data", tmp_path / "d.npz", "--epochs", 2,
+                    "--json")
+    assert_ok(result)
+    assert last_json(result.stdout)["bit_exact"] is True
+    with pytest.raises(Exception, match="not of the kind"):
+        grown.with_class("three")
