@@ -309,7 +309,8 @@ def measured(predict: Callable[[np.ndarray], np.ndarray], data: Dataset, when: s
     out = {when: float(np.mean(right))}
     if new:
         mask = np.isin(data.y_test, new)
-        out.update({f"{when}_new_classes": float(np.mean(right[mask])), f"{when}_old_classes": float(np.mean(right[~mask]))})
+        out.update({f"{when}_new_classes": float(np.mean(right[mask])),
+                    f"{when}_old_classes": float(np.mean(right[~mask]))})
     return out
 
 

@@ -102,7 +102,8 @@ class BEPClassifier(ClassifierMixin, BaseEstimator):
         board trains on what its sensor gives it.
 
         The first call creates the model and needs ``classes`` (every label it will ever
-        see, unless ``max_classes`` reserves prototypes: a later label takes the next one); its encoder is fitted on that first chunk, which may be a single sample. Each
+        see, unless ``max_classes`` reserves prototypes: a later label takes the next one);
+        its encoder is fitted on that first chunk, which may be a single sample. Each
         call is one pass, not an epoch: γ and the reinforcement count Q stay as they are
         until a call with ``end_epoch=True``, whose pass closes the epoch and sets the next γ
         and Q from its training errors (the board's rule, ``bep_<net>_end_epoch``). Passes

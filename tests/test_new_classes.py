@@ -19,7 +19,8 @@ from bep_mcu.data.datasets import load_dataset
 from bep_mcu.engine.classifier import binary_equiangular_frame
 from bep_mcu.engine.spec import MAX_CLASSES
 
-from .conftest import assert_error_after_progress, assert_ok, assert_user_error, fit, invoke, last_json, needs_arm, needs_qemu, saved
+from .conftest import (assert_error_after_progress, assert_ok, assert_user_error, fit, invoke, last_json, needs_arm,
+                       needs_qemu, saved)
 from .test_modelio import forge
 
 NEW = 9  # the digit the source leaves out
