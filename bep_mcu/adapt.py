@@ -245,9 +245,10 @@ def _target(key: str, predictions: np.ndarray, data: EncodedData, new: np.ndarra
     return out
 
 
-def on_host(work: Prepared) -> dict:
+def on_host(work: Prepared) -> tuple[dict, Model]:
     """The host's simulation of a board: the numpy engine runs what the board would, with the
-    schedule a board runs (its own training error judges γ stalls)."""
+    schedule a board runs (its own training error judges γ stalls). Returns the measures and the
+    model trained."""
     model, trained = work.model, work.model
     if work.train is not None:
         trainer = NumpyTrainer(model)
@@ -259,13 +260,15 @@ def on_host(work: Prepared) -> dict:
     if work.source_before is not None:
         out["source_before"] = _accuracy(NumpyTrainer(model).evaluate(work.source_before), work.source_before)
         out["source_after"] = _accuracy(NumpyTrainer(trained).evaluate(work.source_after), work.source_after)
-    return out
+    return out, trained
 
 
-def on_board(work: Prepared, url: str, timeout: float = 2.0, say: Callable[[str], None] = lambda _: None) -> dict:
+def on_board(work: Prepared, url: str, timeout: float = 2.0,
+             say: Callable[[str], None] = lambda _: None) -> tuple[dict, Model]:
     """The same on the board behind ``url``, the numpy engine beside it: the board's hidden weights,
     predictions and counters are compared with the host's after every batch, and its predictions
-    on the test sets before and after (``bit_exact``)."""
+    on the test sets before and after (``bit_exact``). Returns the measures and the model as the
+    board holds it."""
     model = work.model
     with connect(url, model, timeout) as link:
         board = link.info.board
@@ -297,13 +300,14 @@ def on_board(work: Prepared, url: str, timeout: float = 2.0, say: Callable[[str]
     out.update(bit_exact=exact, first_divergence=divergence)
     if board in boards.BOARDS:
         out["cpu"] = boards.BOARDS[board].cpu
-    return out
+    return out, trained
 
 
 def adapt(model: Model, target: Dataset, epochs: int = DEFAULT_EPOCHS, labels: float = 1.0,
           recalibrate: bool = False, source: Dataset | None = None, replay: int = 0,
           board: str | None = None, port: str | None = None, window: int = recalibration.DEFAULT_WINDOW,
-          timeout: float = 2.0, say: Callable[[str], None] = lambda _: None) -> dict:
+          timeout: float = 2.0, say: Callable[[str], None] = lambda _: None,
+          keep: Callable[[Model], None] | None = None) -> dict:
     """``model`` adapted to ``target`` (``bep-mcu adapt``): measured on the target's test part
     ``before`` and ``after``, and on the source's test part (forgetting) with ``source``.
 
@@ -322,11 +326,17 @@ def adapt(model: Model, target: Dataset, epochs: int = DEFAULT_EPOCHS, labels: f
     - ``board``: an emulated board, booted with firmware built for the model and stopped after;
       ``port``: a board already running it; neither: the host's simulation alone.
 
+    ``keep``: called with the adapted model (its new classes and trained weights) once the run is
+    bit-exact; not with ``recalibrate``, whose thresholds a model file cannot hold.
+
     ``instructions_per_sample`` is predicted (``cgen.cost``: the training step, worst case, plus
     recalibration's estimate) for the board's core, or the Cortex-M4 in the simulation;
     ``ram_bytes`` is the training state the generated code plans and the replayed samples."""
     if board is not None and port is not None:
         raise BEPError("give --board (an emulated board is booted) or --port (a running board), not both")
+    if keep is not None and recalibrate:
+        raise BEPError("--out with --recalibrate: the weights were trained on inputs read through the followed "
+                       "thresholds, which a model file does not hold (they live in the board's state)")
     b = boards.board(board) if board is not None else None
     if b is not None and not b.emulated:
         raise BEPError(f"board '{board}' cannot be emulated here: flash it and give its --port; emulated boards: "
@@ -341,11 +351,13 @@ def adapt(model: Model, target: Dataset, epochs: int = DEFAULT_EPOCHS, labels: f
             fw = build(work.model, b.name, Path(tmp) / "firmware")
             say(f"booting {b.name} in QEMU")
             with EmulatedBoard(fw.elf, b.name) as url:
-                out = on_board(work, url, timeout, say)
+                out, trained = on_board(work, url, timeout, say)
     elif port is not None:
-        out = on_board(work, port, timeout, say)
+        out, trained = on_board(work, port, timeout, say)
     else:
-        out = on_host(work)
+        out, trained = on_host(work)
+    if keep is not None and out["bit_exact"] is not False:
+        keep(trained)
     report = {**work.report, **out}
     if report["cpu"] != work.report["cpu"]:  # the board on the port has another core: predicted for it
         report.update(instructions(work.model, work.train is not None, recalibrate, report["cpu"]))

@@ -78,14 +78,19 @@ def test_info_tells_the_reserved_classes(files):
     assert summary["classes"] == 9 and summary["reserved_classes"] == 1
 
 
-def test_a_reserved_prototype_is_never_predicted(files):
+def test_a_reserved_prototype_is_never_predicted(files, tmp_path):
     """The network scores only the classes that have a label: the nines, before the model has a
-    prototype for them, are predicted as one of the other nine digits."""
+    prototype for them, are predicted as one of the other nine digits; the generated C has the
+    nine classes (and their nine prototypes) only."""
     model = modelio.load(files["model"])
     data = np.load(files["target"])
     nines = data["X_test"][data["y_test"] == NEW]
     assert model.network().logits(model.encode(nines)).shape == (len(nines), 9)
     assert set(model.predict(nines).tolist()) <= set(range(9))
+    assert_ok(invoke("generate", files["model"], "--out", tmp_path / "c"))
+    header = (tmp_path / "c" / "src" / "bep_net.h").read_text()
+    assert "#define BEP_NET_N_CLASSES 9u" in header
+    assert "Fixed classifier P (BEF prototypes), packed: 9 x" in (tmp_path / "c" / "src" / "bep_net.c").read_text()
 
 
 def test_the_generated_c_of_a_model_with_a_new_class_is_bit_exact(files, tmp_path):
@@ -110,16 +115,67 @@ def test_adapt_learns_the_new_class_on_the_host(files):
     assert "new classes           9 (reserved prototypes)" in human.stdout
 
 
+def test_adapt_writes_the_adapted_model_with_out(files, tmp_path):
+    """--out: the model with its new class, as trained (its score on the target is the report's
+    after); with --labels 0 the class has its prototype and the weights are the model's, the model
+    whose firmware a board on --port needs."""
+    model, data = modelio.load(files["model"]), np.load(files["target"])
+    r = adapt_json(files, "--epochs", 1, "--out", tmp_path / "adapted.npz")
+    adapted = modelio.load(tmp_path / "adapted.npz")
+    assert r["out"] == str(tmp_path / "adapted.npz")
+    assert adapted.labels.tolist() == list(range(10)) and len(adapted.reserved) == 0
+    assert adapted.score(data["X_test"], data["y_test"]) == pytest.approx(r["after"])
+    assert adapted.training.epochs == model.training.epochs + 1
+    adapt_json(files, "--labels", 0, "--out", tmp_path / "grown.npz")
+    grown = modelio.load(tmp_path / "grown.npz")
+    assert grown.labels.tolist() == list(range(10)) and np.array_equal(grown.hidden[0], model.hidden[0])
+    assert np.array_equal(grown.classifier[NEW], model.reserved[0])
+    assert_user_error(invoke("adapt", files["model"], "--data", files["target"], "--recalibrate", "--out",
+                             tmp_path / "no.npz"), "--out", "--recalibrate")
+    assert not (tmp_path / "no.npz").exists()
+
+
 @needs_arm
 @needs_qemu
-def test_an_emulated_board_learns_the_new_class_bit_for_bit(files, no_stray_qemu):
+def test_an_emulated_board_learns_the_new_class_bit_for_bit(files, no_stray_qemu, tmp_path):
     args = ("--epochs", 1, "--labels", 0.5)
-    board, host = adapt_json(files, *args, "--board", "mps2-an386"), adapt_json(files, *args)
+    board = adapt_json(files, *args, "--board", "mps2-an386", "--out", tmp_path / "board.npz")
+    host = adapt_json(files, *args, "--out", tmp_path / "host.npz")
     assert board["where"] == "board" and board["bit_exact"] is True and board["first_divergence"] is None
     assert board["new_classes"] == [NEW] and board["after_new_classes"] > 0.2, board
     for key in ("before", "after", "before_new_classes", "after_new_classes", "after_old_classes", "source_before",
                 "source_after", "ram_bytes", "instructions_per_sample"):
         assert board[key] == host[key], key
+    on_board, on_host = modelio.load(tmp_path / "board.npz"), modelio.load(tmp_path / "host.npz")
+    assert np.array_equal(on_board.hidden[0], on_host.hidden[0]) and np.array_equal(on_board.labels, on_host.labels)
+
+
+@needs_arm
+@needs_qemu
+def test_a_board_on_a_port_learns_the_new_class_with_the_grown_model_s_firmware(files, no_stray_qemu, tmp_path):
+    """The documented flow for a board on --port: the class given its prototype (--labels 0
+    --out), firmware built from that model, adapted over the link bit for bit. The firmware of
+    the model without the class is another network: refused in one line."""
+    from bep_mcu.device.emulate import EmulatedBoard
+    from bep_mcu.device.firmware import build
+
+    adapt_json(files, "--labels", 0, "--out", tmp_path / "grown.npz")
+    grown = build(modelio.load(tmp_path / "grown.npz"), "mps2-an386", tmp_path / "fw-grown")
+    with EmulatedBoard(grown.elf, "mps2-an386") as url:
+        result = invoke("adapt", tmp_path / "grown.npz", "--data", files["target"], "--epochs", 3, "--port", url,
+                        "--out", tmp_path / "adapted.npz", "--json")
+    assert_ok(result)
+    r = last_json(result.stdout)
+    host = last_json(invoke("adapt", tmp_path / "grown.npz", "--data", files["target"], "--epochs", 3, "--json").stdout)
+    assert r["bit_exact"] is True and r["new_classes"] == [] and (r["before"], r["after"]) == (host["before"],
+                                                                                                 host["after"])
+    data = np.load(files["target"])
+    nines = data["y_test"] == NEW
+    assert modelio.load(tmp_path / "adapted.npz").score(data["X_test"][nines], data["y_test"][nines]) > 0.2
+    old = build(modelio.load(files["model"]), "mps2-an386", tmp_path / "fw-old")
+    with EmulatedBoard(old.elf, "mps2-an386") as url:
+        refused = invoke("adapt", files["model"], "--data", files["target"], "--epochs", 1, "--port", url)
+    assert_error_after_progress(refused.exit_code, refused.stderr, ("runs network", "bep-mcu firmware"), status=4)
 
 
 @pytest.mark.parametrize("case, words", [
