@@ -40,7 +40,7 @@ from bep_mcu.device.emulate import EmulatedBoard
 from bep_mcu.device.firmware import build, refuse_model_if_too_big
 from bep_mcu.device.stream import DeviceTrainer, connect, stream_train
 from bep_mcu.errors import BEPError
-from bep_mcu.model import MAX_EPOCHS, Model, plain_labels
+from bep_mcu.model import MAX_EPOCHS, Model, new_labels, plain_labels
 from bep_mcu.training import EncodedData, NumpyTrainer, Plan, epoch_order, run_epochs
 
 
@@ -111,6 +111,25 @@ def replay_bytes(model: Model, k: int) -> int:
     return k * (4 * plan_model(model).input_words + 2)
 
 
+def with_new_classes(model: Model, y, what: str) -> tuple[Model, list]:
+    """``model`` with every label of ``y`` it has no prototype for given the next reserved one, in
+    sorted order, and those labels. More of them than reserved prototypes: one line naming the first
+    left without; a model with none reserved is returned as it is (its labels refuse them)."""
+    new = new_labels(y, model.labels)
+    if len(new) == 0 or len(model.reserved) == 0:
+        return model, []
+    if len(new) > len(model.reserved):
+        raise BEPError(f"{what}: label {validate.show(new[len(model.reserved)].item())} has no prototype: the model "
+                       f"reserved {len(model.reserved)} for new classes and the data has {len(new)} "
+                       f"({validate.show(new.tolist(), 120)})")
+    try:
+        for label in new:
+            model = model.with_class(label)
+    except BEPError as err:
+        raise BEPError(f"{what}: {err}") from None
+    return model, new.tolist()
+
+
 @dataclass(eq=False)
 class Prepared:
     """Everything :func:`adapt` measures with, checked and encoded on the host before a board is
@@ -124,6 +143,7 @@ class Prepared:
     source_before: EncodedData | None
     source_after: EncodedData | None
     report: dict
+    new: np.ndarray | None = None  # which target test samples are of classes given a prototype here
 
 
 def _encoded(model: Model, encode: Callable[[np.ndarray], np.ndarray], X, y, what: str) -> EncodedData:
@@ -158,7 +178,11 @@ def prepare(model: Model, target: Dataset, epochs: int = DEFAULT_EPOCHS, labels:
     lab = labelled(len(target.y_train), labels, seed)
     if replay and source is None:
         raise BEPError("--replay needs --source-data: the samples it keeps come from the source's training part")
-    # checked before anything runs: the target's and the source's features and classes
+    # checked before anything runs: the target's and the source's features and classes. A class the model
+    # has no prototype for takes a reserved one (the board runs the model with it: it learns it from its labels).
+    model, new_classes = with_new_classes(model, np.concatenate([plain_labels(np.asarray(target.y_train)),
+                                                                 plain_labels(np.asarray(target.y_test))]),
+                                          f"target data ({target.name})")
     frozen = model.encode
     before = _encoded(model, frozen, target.X_test, target.y_test, f"target test data ({target.name})")
     target_train = _encoded(model, frozen, target.X_train, target.y_train, f"target training data ({target.name})")
@@ -201,51 +225,67 @@ def prepare(model: Model, target: Dataset, epochs: int = DEFAULT_EPOCHS, labels:
         "samples_trained": epochs * (len(lab) + replay) if train is not None else 0,
         "state_bytes": state, "replay_bytes": replay_bytes(model, replay),
         "ram_bytes": state + replay_bytes(model, replay), **instructions(model, train is not None, recalibrate, cpu),
+        "new_classes": new_classes,
     }
-    return Prepared(model, epochs, train, before, after, source_before, source_after, report)
+    new = np.isin(before.y, model.encode_labels(new_classes)) if new_classes else None
+    return Prepared(model, epochs, train, before, after, source_before, source_after, report, new)
 
 
 def _accuracy(predictions: np.ndarray, data: EncodedData) -> float:
     return float(np.mean(predictions == data.y))
 
 
-def on_host(work: Prepared) -> dict:
+def _target(key: str, predictions: np.ndarray, data: EncodedData, new: np.ndarray | None) -> dict:
+    """The target's test accuracy ``key``, and with classes given a prototype here, its accuracy on their
+    samples and on the others' (None where there are none)."""
+    out = {key: _accuracy(predictions, data), f"{key}_new_classes": None, f"{key}_old_classes": None}
+    if new is not None:
+        for part, mask in (("new", new), ("old", ~new)):
+            out[f"{key}_{part}_classes"] = float(np.mean(predictions[mask] == data.y[mask])) if mask.any() else None
+    return out
+
+
+def on_host(work: Prepared) -> tuple[dict, Model]:
     """The host's simulation of a board: the numpy engine runs what the board would, with the
-    schedule a board runs (its own training error judges γ stalls)."""
+    schedule a board runs (its own training error judges γ stalls). Returns the measures and the
+    model trained."""
     model, trained = work.model, work.model
     if work.train is not None:
         trainer = NumpyTrainer(model)
         report = run_epochs([trainer], work.train, Plan.continuing(model, work.epochs, stall_signal="training"))
         trained = report.advance(model, trainer)
     out = {"where": "host", "bit_exact": None,
-           "before": _accuracy(NumpyTrainer(model).evaluate(work.before), work.before),
-           "after": _accuracy(NumpyTrainer(trained).evaluate(work.after), work.after)}
+           **_target("before", NumpyTrainer(model).evaluate(work.before), work.before, work.new),
+           **_target("after", NumpyTrainer(trained).evaluate(work.after), work.after, work.new)}
     if work.source_before is not None:
         out["source_before"] = _accuracy(NumpyTrainer(model).evaluate(work.source_before), work.source_before)
         out["source_after"] = _accuracy(NumpyTrainer(trained).evaluate(work.source_after), work.source_after)
-    return out
+    return out, trained
 
 
-def on_board(work: Prepared, url: str, timeout: float = 2.0, say: Callable[[str], None] = lambda _: None) -> dict:
+def on_board(work: Prepared, url: str, timeout: float = 2.0,
+             say: Callable[[str], None] = lambda _: None) -> tuple[dict, Model]:
     """The same on the board behind ``url``, the numpy engine beside it: the board's hidden weights,
     predictions and counters are compared with the host's after every batch, and its predictions
-    on the test sets before and after (``bit_exact``)."""
+    on the test sets before and after (``bit_exact``). Returns the measures and the model as the
+    board holds it."""
     model = work.model
     with connect(url, model, timeout) as link:
         board = link.info.board
         say(f"{url}: {board}, network 0x{link.info.config_hash:08X}")
         exact, divergence = True, None
 
-        def judged(device: DeviceTrainer, state: Model, data: EncodedData) -> float:
+        def judged(device: DeviceTrainer, state: Model, data: EncodedData) -> np.ndarray:
             nonlocal exact
             predictions = device.evaluate(data)
             exact = exact and bool(np.array_equal(predictions, NumpyTrainer(state).evaluate(data)))
-            return _accuracy(predictions, data)
+            return predictions
 
         device = DeviceTrainer(link, model)
-        out = {"where": "board", "board": board, "port": url, "before": judged(device, model, work.before)}
+        out = {"where": "board", "board": board, "port": url,
+               **_target("before", judged(device, model, work.before), work.before, work.new)}
         if work.source_before is not None:
-            out["source_before"] = judged(device, model, work.source_before)
+            out["source_before"] = _accuracy(judged(device, model, work.source_before), work.source_before)
         trained = model
         if work.train is not None:
             say(f"training on the board: {len(work.train)} samples, {work.epochs} epoch(s), compared with the host "
@@ -254,19 +294,20 @@ def on_board(work: Prepared, url: str, timeout: float = 2.0, say: Callable[[str]
             exact, divergence = bool(result.bit_exact), result.first_divergence
             out.update(samples_per_second=result.samples_per_second, frames_retried=result.frames_retried)
             device = DeviceTrainer(link, trained, start=False)
-        out["after"] = judged(device, trained, work.after)
+        out.update(_target("after", judged(device, trained, work.after), work.after, work.new))
         if work.source_after is not None:
-            out["source_after"] = judged(device, trained, work.source_after)
+            out["source_after"] = _accuracy(judged(device, trained, work.source_after), work.source_after)
     out.update(bit_exact=exact, first_divergence=divergence)
     if board in boards.BOARDS:
         out["cpu"] = boards.BOARDS[board].cpu
-    return out
+    return out, trained
 
 
 def adapt(model: Model, target: Dataset, epochs: int = DEFAULT_EPOCHS, labels: float = 1.0,
           recalibrate: bool = False, source: Dataset | None = None, replay: int = 0,
           board: str | None = None, port: str | None = None, window: int = recalibration.DEFAULT_WINDOW,
-          timeout: float = 2.0, say: Callable[[str], None] = lambda _: None) -> dict:
+          timeout: float = 2.0, say: Callable[[str], None] = lambda _: None,
+          keep: Callable[[Model], None] | None = None) -> dict:
     """``model`` adapted to ``target`` (``bep-mcu adapt``): measured on the target's test part
     ``before`` and ``after``, and on the source's test part (forgetting) with ``source``.
 
@@ -285,31 +326,39 @@ def adapt(model: Model, target: Dataset, epochs: int = DEFAULT_EPOCHS, labels: f
     - ``board``: an emulated board, booted with firmware built for the model and stopped after;
       ``port``: a board already running it; neither: the host's simulation alone.
 
+    ``keep``: called with the adapted model (its new classes and trained weights) once the run is
+    bit-exact; not with ``recalibrate``, whose thresholds a model file cannot hold.
+
     ``instructions_per_sample`` is predicted (``cgen.cost``: the training step, worst case, plus
     recalibration's estimate) for the board's core, or the Cortex-M4 in the simulation;
     ``ram_bytes`` is the training state the generated code plans and the replayed samples."""
     if board is not None and port is not None:
         raise BEPError("give --board (an emulated board is booted) or --port (a running board), not both")
+    if keep is not None and recalibrate:
+        raise BEPError("--out with --recalibrate: the weights were trained on inputs read through the followed "
+                       "thresholds, which a model file does not hold (they live in the board's state)")
     b = boards.board(board) if board is not None else None
     if b is not None and not b.emulated:
         raise BEPError(f"board '{board}' cannot be emulated here: flash it and give its --port; emulated boards: "
                        f"{', '.join(n for n, v in boards.BOARDS.items() if v.emulated)}")
     if b is not None:
-        refuse_model_if_too_big(model, b)  # before anything is encoded or built
+        refuse_model_if_too_big(model, b)  # before anything is encoded or built (build judges a new class's too)
     work = prepare(model, target, epochs, labels, recalibrate, source, replay, window,
                    b.cpu if b is not None else DEFAULT_CPU)
     if b is not None:
         with tempfile.TemporaryDirectory(prefix="bep-adapt-") as tmp:
             say(f"building the {b.name} firmware ({b.cpu})")
-            fw = build(model, b.name, Path(tmp) / "firmware")
+            fw = build(work.model, b.name, Path(tmp) / "firmware")
             say(f"booting {b.name} in QEMU")
             with EmulatedBoard(fw.elf, b.name) as url:
-                out = on_board(work, url, timeout, say)
+                out, trained = on_board(work, url, timeout, say)
     elif port is not None:
-        out = on_board(work, port, timeout, say)
+        out, trained = on_board(work, port, timeout, say)
     else:
-        out = on_host(work)
+        out, trained = on_host(work)
+    if keep is not None and out["bit_exact"] is not False:
+        keep(trained)
     report = {**work.report, **out}
     if report["cpu"] != work.report["cpu"]:  # the board on the port has another core: predicted for it
-        report.update(instructions(model, work.train is not None, recalibrate, report["cpu"]))
+        report.update(instructions(work.model, work.train is not None, recalibrate, report["cpu"]))
     return report

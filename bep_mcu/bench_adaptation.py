@@ -142,12 +142,27 @@ def more(name: str, seed: int) -> tuple[Dataset, Dataset]:
                  for i, what in ((quarter, "a quarter"), (rest, "the rest")))
 
 
+def new_class(name: str, seed: int) -> tuple[Dataset, Dataset]:
+    """The source: half the training part and the test part without the set's last class; the
+    target: the other half of the training part, every class, and the whole test part."""
+    X, y = whole(name)
+    data = split(name, X, y, seed)
+    half, other = stratified_split(data.y_train, 0.5, seed)
+    last = np.unique(y)[-1]
+    old, old_test = half[data.y_train[half] != last], data.y_test != last
+    return (Dataset(f"{name} without {last}", data.X_train[old], data.y_train[old], data.X_test[old_test],
+                    data.y_test[old_test], data.kind),
+            Dataset(f"{name}, every class", data.X_train[other], data.y_train[other], data.X_test, data.y_test,
+                    data.kind))
+
+
 @dataclass(frozen=True)
 class Scenario:
     key: str
     shift: str
     make: Callable[[str, int], tuple[Dataset, Dataset]]  # (set, seed) → (source, target)
     dataset: str
+    new_classes: int = 0  # classes the target adds: the model reserves a prototype for each
 
     def data(self, seed: int) -> tuple[Dataset, Dataset]:
         return self.make(self.dataset, seed)
@@ -161,6 +176,7 @@ SCENARIOS = {s.key: s for s in (
     Scenario("condition:breast_cancer", "new condition", condition, "breast_cancer"),
     Scenario("more:digits", "more data", more, "digits"),
     Scenario("more:ItalyPowerDemand", "more data", more, "ItalyPowerDemand"),
+    Scenario("class:digits", "a new class", new_class, "digits", new_classes=1),
 )}
 
 
@@ -209,17 +225,17 @@ class LastLayer:
         self.W -= np.outer(g, a)
         self.b -= g
 
-    def score(self, X, y) -> float:
-        return float(np.mean((self.features(X) @ self.W.T + self.b).argmax(axis=1) == self.model.encode_labels(y)))
+    def predict(self, X) -> np.ndarray:
+        return self.model.labels[(self.features(X) @ self.W.T + self.b).argmax(axis=1)]
 
 
 class FloatMLP:
     """A float MLP of one ReLU hidden layer and a softmax output, on inputs standardised with the
     source's statistics (fixed once deployed, like BEP's thresholds)."""
 
-    def __init__(self, X, y, width: int, seed: int) -> None:
+    def __init__(self, X, y, width: int, seed: int, classes: np.ndarray | None = None) -> None:
         X = self.flat(X)
-        self.classes = np.unique(y)
+        self.classes = np.unique(y if classes is None else classes)  # an output for each, seen or not
         self.mean, sd = X.mean(axis=0), X.std(axis=0)
         self.sd = np.where(sd > 0, sd, 1.0)
         g = np.random.default_rng([seed, 0xF10A7])
@@ -281,9 +297,25 @@ class FloatMLP:
 
         sgd_epochs(step, X, labels, epochs, seed)
 
-    def score(self, X, y) -> float:
+    def predict(self, X) -> np.ndarray:
         h = np.maximum(self.inputs(X) @ self.W1.T + self.b1, 0.0)
-        return float(np.mean(self.classes[(h @ self.W2.T + self.b2).argmax(axis=1)] == y))
+        return self.classes[(h @ self.W2.T + self.b2).argmax(axis=1)]
+
+
+def measured(predict: Callable[[np.ndarray], np.ndarray], data: Dataset, when: str, new: list) -> dict:
+    """Test accuracy of ``data`` ``when`` ("before", "after"), and, where the target adds ``new``
+    classes, on their samples and on the others' (``adapt.adapt``'s keys)."""
+    right = predict(data.X_test) == data.y_test
+    out = {when: float(np.mean(right))}
+    if new:
+        mask = np.isin(data.y_test, new)
+        out.update({f"{when}_new_classes": float(np.mean(right[mask])),
+                    f"{when}_old_classes": float(np.mean(right[~mask]))})
+    return out
+
+
+def score(predict: Callable[[np.ndarray], np.ndarray], data: Dataset) -> float:
+    return float(np.mean(predict(data.X_test) == data.y_test))
 
 
 def float_macs(n_in: int, hidden: int, n_out: int) -> float:
@@ -333,25 +365,30 @@ def float_mlp_costs(net: FloatMLP) -> dict:
 def run_one(case: Scenario, seed: int, hidden: int, epochs: int) -> list[dict]:
     """Every method on one scenario and seed."""
     source, target = case.data(seed)
-    model = training.fit(source.X_train, source.y_train, training.Settings(hidden=(hidden,), seed=seed))
+    classes = len(np.unique(source.y_train)) + case.new_classes
+    model = training.fit(source.X_train, source.y_train, training.Settings(
+        hidden=(hidden,), seed=seed, max_classes=classes if case.new_classes else None))
+    # What the board runs: a class the target adds takes a reserved prototype (as adapt.adapt gives it).
+    board, new = adapt.with_new_classes(model, np.concatenate([target.y_train, target.y_test]), target.name)
+    parts = ("before", "after", "source_before", "source_after", *(
+        f"{when}_{part}_classes" for when in ("before", "after") for part in ("new", "old") if new))
     rows = []
     for method, (labels, recal, replay) in BEP_METHODS.items():
         replay = min(replay, len(source.y_train))
         r = adapt.adapt(model, target, epochs, labels, recal, source, replay)
-        rows.append({"method": method, **{k: r[k] for k in ("before", "after", "source_before", "source_after")},
-                     **bep_costs(model, labels, recal, replay)})
-    head = LastLayer(model)
-    before, source_before = head.score(target.X_test, target.y_test), head.score(source.X_test, source.y_test)
+        rows.append({"method": method, **{k: r[k] for k in parts}, **bep_costs(board, labels, recal, replay)})
+    model = board
+    head = LastLayer(model)  # a new class's classifier row starts as its reserved prototype
+    before = {**measured(head.predict, target, "before", new), "source_before": score(head.predict, source)}
     sgd_epochs(head.step, head.features(target.X_train), model.encode_labels(target.y_train), epochs, seed)
-    rows.append({"method": "float-last-layer", "before": before, "after": head.score(target.X_test, target.y_test),
-                 "source_before": source_before, "source_after": head.score(source.X_test, source.y_test),
-                 **last_layer_costs(model)})
-    net = FloatMLP(source.X_train, source.y_train, hidden, seed)
-    before, source_before = net.score(target.X_test, target.y_test), net.score(source.X_test, source.y_test)
+    rows.append({"method": "float-last-layer", **before, **measured(head.predict, target, "after", new),
+                 "source_after": score(head.predict, source), **last_layer_costs(model)})
+    # an output for every class, the new ones' trained down on the source as a reserved prototype is kept out
+    net = FloatMLP(source.X_train, source.y_train, hidden, seed, model.labels)
+    before = {**measured(net.predict, target, "before", new), "source_before": score(net.predict, source)}
     net.adapt(target.X_train, target.y_train, epochs, seed)
-    rows.append({"method": "float-mlp", "before": before, "after": net.score(target.X_test, target.y_test),
-                 "source_before": source_before, "source_after": net.score(source.X_test, source.y_test),
-                 **float_mlp_costs(net)})
+    rows.append({"method": "float-mlp", **before, **measured(net.predict, target, "after", new),
+                 "source_after": score(net.predict, source), **float_mlp_costs(net)})
     for row in rows:
         row.update(scenario=case.key, shift=case.shift, seed=seed, network=f"{model.spec.n_inputs}-{hidden}-"
                    f"{model.spec.n_classes}", source=source.name, target=target.name,
@@ -374,8 +411,10 @@ def adaptation(keys: list[str], seeds: int, hidden: int = DEFAULT_HIDDEN, epochs
             mine = [r for r in runs if r["method"] == method]
             before, after, source = (100 * float(np.mean([r[k] for r in mine])) for k in
                                      ("before", "after", "source_after"))
+            new = (f"   new class(es) {100 * float(np.mean([r['after_new_classes'] for r in mine])):.1f} after"
+                   if case.new_classes else "")
             say(f"{case.key:<26} {method:<22} {before:6.1f} {after:6.1f} {source:6.1f} "
                 f"{mine[0]['instructions']['cortex-m4']:>10,} {mine[0]['instructions']['cortex-m0']:>11,} "
-                f"{mine[0]['ram_bytes']:>8,}")
+                f"{mine[0]['ram_bytes']:>8,}{new}")
         say(f"{case.key:<26} ({time.perf_counter() - start:.0f} s)")
     return {"hidden": hidden, "epochs": epochs, "seeds": seeds, "replay": REPLAY, "scenarios": keys, "rows": rows}

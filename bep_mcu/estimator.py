@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from bep_mcu import modelio, training
 from bep_mcu.engine.spec import MAX_CLASSES
 from bep_mcu.errors import BEPError
-from bep_mcu.model import Model, encode_labels
+from bep_mcu.model import Model, encode_labels, new_labels
 from bep_mcu.settings import SETTINGS, of_model
 
 # Checks of scikit-learn's estimator suite that a binary network cannot pass, with the
@@ -102,7 +102,8 @@ class BEPClassifier(ClassifierMixin, BaseEstimator):
         board trains on what its sensor gives it.
 
         The first call creates the model and needs ``classes`` (every label it will ever
-        see); its encoder is fitted on that first chunk, which may be a single sample. Each
+        see, unless ``max_classes`` reserves prototypes: a later label takes the next one);
+        its encoder is fitted on that first chunk, which may be a single sample. Each
         call is one pass, not an epoch: γ and the reinforcement count Q stay as they are
         until a call with ``end_epoch=True``, whose pass closes the epoch and sets the next γ
         and Q from its training errors (the board's rule, ``bep_<net>_end_epoch``). Passes
@@ -115,8 +116,10 @@ class BEPClassifier(ClassifierMixin, BaseEstimator):
             settings = self._settings()
             model = training.new_model(X, y, settings, classes=np.unique(np.asarray(classes)),
                                        encoder=training.chunk_encoder(X, settings))
-        else:
+        else:  # a label without a prototype takes the next reserved one (max_classes), sorted
             model = self.model_
+            for label in new_labels(y, model.labels) if len(model.reserved) else ():
+                model = model.with_class(label)
         return self._adopt(training.train_pass(model, X, y, end_epoch=bool(end_epoch)))
 
     # ------------------------------------------------------------ inference

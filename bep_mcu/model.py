@@ -23,7 +23,7 @@ from bep_mcu import validate
 from bep_mcu.data.encoder import Encoder
 from bep_mcu.engine.network import Counters, Network
 from bep_mcu.engine.schedule import EpochStart
-from bep_mcu.engine.spec import HyperParams, IntParams, NetSpec, config_hash
+from bep_mcu.engine.spec import MAX_CLASSES, HyperParams, IntParams, NetSpec, config_hash
 from bep_mcu.errors import BEPError
 
 MAX_LABEL_CHARS = 256
@@ -101,6 +101,10 @@ class Model:
     encoder: Encoder
     labels: np.ndarray
     training: TrainingRecord
+    # Prototypes reserved for classes the model has not seen (``train --max-classes``): rows of the same
+    # frame as ``classifier``, after its rows. The network knows only the classifier's classes, so a
+    # reserved one is never predicted; :meth:`with_class` moves the first into the classifier.
+    reserved: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         spec = self.spec
@@ -125,6 +129,14 @@ class Model:
         if not np.all((P == 1) | (P == -1)):
             raise BEPError("classifier entries must be -1 or +1")
         object.__setattr__(self, "classifier", _frozen(P))
+        R = np.zeros((0, spec.hidden[-1]), dtype=np.int8) if self.reserved is None else self.reserved
+        if not isinstance(R, np.ndarray) or R.dtype != np.int8 or R.ndim != 2 or R.shape[1] != spec.hidden[-1] \
+                or spec.n_classes + len(R) > MAX_CLASSES:
+            raise BEPError(f"reserved prototypes must be int8 of shape (at most {MAX_CLASSES - spec.n_classes}, "
+                           f"{spec.hidden[-1]}), got {getattr(R, 'dtype', type(R).__name__)} {getattr(R, 'shape', '')}")
+        if not np.all((R == 1) | (R == -1)):
+            raise BEPError("reserved prototype entries must be -1 or +1")
+        object.__setattr__(self, "reserved", _frozen(R))
         object.__setattr__(self, "labels", _frozen(check_labels(self.labels, spec.n_classes)))
         self.encoder.check(spec)
         gamma = validate.integers(self.training.gamma, "training.gamma", 1, max(spec.hidden),
@@ -146,6 +158,27 @@ class Model:
 
     def replace(self, **changes) -> "Model":
         return dataclasses.replace(self, **changes)
+
+    def with_class(self, label) -> "Model":
+        """This model with ``label`` given the first reserved prototype: one class more, the
+        network otherwise the same (its weights, the other prototypes, its training record).
+        The labels stay sorted: the prototype goes to the label's place among the classifier's
+        rows (no state of the network or its training refers to a class by its index)."""
+        if len(self.reserved) == 0:
+            raise BEPError(f"label {validate.show(label)} has no prototype: the model's {self.spec.n_classes} "
+                           f"classes are all taken (train with --max-classes to reserve prototypes for new ones)")
+        given, kind = plain_labels(np.asarray([label])), self.labels.dtype.kind
+        numbers = given.dtype.kind in "iuf" and kind in "iuf"
+        same = given.dtype.kind == kind or (numbers and bool(given.astype(self.labels.dtype) == given))
+        if not same:
+            raise BEPError(f"label {validate.show(given[0].item())} is not of the kind of the model's classes "
+                           f"({validate.show(self.labels.tolist(), 120)})")
+        given = given.astype(self.labels.dtype) if numbers else given
+        at = int(np.searchsorted(self.labels, given[0]))
+        return dataclasses.replace(
+            self, spec=dataclasses.replace(self.spec, n_classes=self.spec.n_classes + 1),
+            classifier=np.insert(self.classifier, at, self.reserved[0], axis=0), reserved=self.reserved[1:],
+            labels=np.concatenate([self.labels[:at], given, self.labels[at:]]))  # concatenate widens text
 
     def with_training(self, **changes) -> "Model":
         return dataclasses.replace(self, training=dataclasses.replace(self.training, **changes))
@@ -209,7 +242,8 @@ def check_labels(labels, n_classes: int) -> np.ndarray:
     return labels
 
 
-def encode_labels(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+def _lookup(y: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, their class indices, which are unknown) of labels ``y`` among ``classes``."""
     y = plain_labels(np.asarray(y))
     if y.ndim != 1:
         raise BEPError(f"labels must be 1-D, got shape {y.shape}")
@@ -218,7 +252,17 @@ def encode_labels(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
     order = np.argsort(classes, kind="stable")  # as text, int classes may sort differently
     pos = np.clip(np.searchsorted(classes[order], y), 0, len(classes) - 1)
     index = order[pos]
-    unknown = classes[index] != y
+    return y, index, classes[index] != y
+
+
+def new_labels(y, classes: np.ndarray) -> np.ndarray:
+    """The distinct labels of ``y`` that are none of ``classes``, sorted."""
+    unknown = _lookup(y, classes)[2]
+    return np.unique(plain_labels(np.asarray(y))[unknown])
+
+
+def encode_labels(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    y, index, unknown = _lookup(y, classes)
     if unknown.any():
         raise BEPError(f"label {validate.show(y[np.argmax(unknown)].item())} was not seen in training "
                        f"(classes: {validate.show(classes.tolist(), 120)})")

@@ -7,7 +7,8 @@ numpy with ``allow_pickle=False``) holding:
   hyperparameters, the integers of the training step, the training record, the input
   shape), stored as a uint8 array;
 - the arrays: ``hidden_<i>`` (int8/int16), ``classifier`` (int8 ±1), ``classes``
-  (label names), ``input_keep`` (bool), ``binarizer_spec``, ``binarizer_n_features``
+  (label names), ``reserved_prototypes`` (int8 ±1, the classifier's rows kept for classes
+  not seen yet; absent when none are), ``input_keep`` (bool), ``binarizer_spec``, ``binarizer_n_features``
   and the binariser's ``binarizer_thresholds``; ``input_below`` and ``input_spread``
   (float64, the encoder's training statistics; absent from older files and for binary inputs);
 - ``__checksum__``: SHA-256 over the metadata and every array's name, dtype, shape
@@ -97,6 +98,8 @@ def document(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
     arrays = {f"hidden_{i}": h for i, h in enumerate(model.hidden)}
     arrays["classifier"] = model.classifier
     arrays["classes"] = model.labels
+    if len(model.reserved):
+        arrays["reserved_prototypes"] = model.reserved
     arrays["input_keep"] = model.encoder.input_keep
     if model.encoder.below is not None:
         arrays.update({"input_below": model.encoder.below, "input_spread": model.encoder.spread})
@@ -298,7 +301,7 @@ class _Expected:
         self.fixed = {f"hidden_{i}": (hidden, shape) for i, shape in enumerate(spec.layer_shapes())}
         self.fixed["classifier"] = (np.dtype("i1"), (spec.n_classes, spec.hidden[-1]))
         self.fixed["binarizer_n_features"] = (np.dtype("<i8"), ())
-        self.n_classes, self.n_features = spec.n_classes, n_features
+        self.n_classes, self.n_features, self.width = spec.n_classes, n_features, spec.hidden[-1]
         self.seen: set[str] = set()
 
     def check(self, name: str, header: files.NpyHeader) -> None:
@@ -311,6 +314,10 @@ class _Expected:
             ok = shape == (self.n_classes,) and (dtype in (np.dtype("<i8"), np.dtype("<f8")) or
                                                  (dtype.kind == "U" and dtype.itemsize <= 4 * MAX_LABEL_CHARS))
             what = f"{self.n_classes} int64, float64 or text labels"
+        elif name == "reserved_prototypes":
+            ok = dtype == np.dtype("i1") and len(shape) == 2 and 1 <= shape[0] <= MAX_CLASSES - self.n_classes \
+                and shape[1] == self.width
+            what = f"int8 of shape (1..{MAX_CLASSES - self.n_classes}, {self.width})"
         elif name == "input_keep":
             ok = dtype == np.bool_ and len(shape) == 1 and shape[0] <= self.n_features * MAX_THERMOMETER_BITS
             what = f"a boolean vector of at most {self.n_features * MAX_THERMOMETER_BITS} entries"
@@ -420,4 +427,4 @@ def _read_model(path, z: zipfile.ZipFile) -> Model:
     encoder = Encoder(spec.model, binarizer, arrays["input_keep"], n_features, length, **kept,
                       below=arrays.get("input_below"), spread=arrays.get("input_spread"))
     return Model(spec, hyper, params, tuple(arrays[f"hidden_{i}"] for i in range(spec.n_layers)),
-                 arrays["classifier"], encoder, arrays["classes"], training)
+                 arrays["classifier"], encoder, arrays["classes"], training, arrays.get("reserved_prototypes"))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from bep_mcu import validate
 from bep_mcu.data.encoder import MAX_BIAS_BITS, MAX_LENGTH
-from bep_mcu.engine.spec import HIDDEN_BITS, MAX_LAYERS, MAX_PATIENCE, MAX_WIDTH, MODELS, growth
+from bep_mcu.engine.spec import HIDDEN_BITS, MAX_CLASSES, MAX_LAYERS, MAX_PATIENCE, MAX_WIDTH, MODELS, growth
 from bep_mcu.errors import BEPError
 from bep_mcu.model import MAX_BATCH_SIZE, MAX_EPOCHS
 
@@ -148,6 +148,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("restore_best", False, "End with the weights of the epoch with the best stall criterion "
             "(docs/accuracy.md: hurts with small validation splits).", "flag", label="restore best",
             stored="hyperparams", file_default=False),
+    Setting("max_classes", None, "Prototypes of the fixed classifier: the classes of the training data take the "
+            "first, the others wait for classes a board learns later (bep-mcu adapt) [default: the classes of the "
+            "training data].", "int", 2, MAX_CLASSES),
     # train --init-from has always accepted (and ignored) it: the continued model keeps its split.
     Setting("val_fraction", 0.1, "Validation split carved from the training data.", "fraction", 0, 0.5,
             label="val fraction", stored="training", continued=True),
@@ -162,6 +165,7 @@ def stored_in(holder: str) -> list[Setting]:
 
 def of_model(model) -> dict:
     """The settings ``model`` keeps, by name (not ``epochs``); ``binarize`` is its fitted
-    binariser's spec."""
+    binariser's spec, ``max_classes`` its classes and reserved prototypes (None: none reserved)."""
     values = {s.name: getattr(getattr(model, HOLDERS[s.stored]), s.name) for s in SETTINGS if s.stored}
-    return {**values, "binarize": model.encoder.binarizer.spec()}
+    return {**values, "binarize": model.encoder.binarizer.spec(),
+            "max_classes": model.spec.n_classes + len(model.reserved) if len(model.reserved) else None}

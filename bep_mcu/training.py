@@ -601,14 +601,18 @@ def new_model(X, y, settings: Settings, classes: np.ndarray | None = None, encod
     spec = NetSpec(settings.model, encoder.n_inputs, tuple(settings.hidden), len(labels), settings.hidden_bits,
                    encoder.steps)
     memory.require(16 * spec.synapses + 8 * X.size, f"a {spec.synapses}-synapse network on {len(X)} samples")
+    prototypes = len(labels) if settings.max_classes is None else settings.max_classes
+    if prototypes < len(labels):
+        raise BEPError(f"--max-classes {prototypes} is fewer than the {len(labels)} classes of the training data")
     hyper = settings.hyper()
     params = int_params(spec, hyper)
     n_train = len(y)
     record = TrainingRecord(seed=settings.seed, batch_size=settings.batch_size or default_batch_size(n_train),
                             gamma=params.gamma, val_fraction=settings.val_fraction)
-    return Model(spec, hyper, params, tuple(initial_hidden(spec, hyper.sigma, settings.seed)),
-                 binary_equiangular_frame(len(labels), spec.hidden[-1], settings.seed, hyper.alpha), encoder,
-                 labels, record)
+    # The frame of every prototype, reserved ones too: the classes seen take its first rows.
+    frame = binary_equiangular_frame(prototypes, spec.hidden[-1], settings.seed, hyper.alpha)
+    return Model(spec, hyper, params, tuple(initial_hidden(spec, hyper.sigma, settings.seed)), frame[:len(labels)],
+                 encoder, labels, record, reserved=frame[len(labels):])
 
 
 def split_encoded(model: Model, X, y) -> tuple[EncodedData, EncodedData]:

@@ -533,7 +533,7 @@ def render_adaptation_windows(res: Results) -> str:
 
 
 SCENARIOS = "adaptation-scenarios.out"  # python -m bep_mcu.bench adaptation --seeds 5 --json
-SHIFTS = {"drift": "sensor drift", "condition": "new condition", "more": "more data"}
+SHIFTS = {"drift": "sensor drift", "condition": "new condition", "more": "more data", "class": "a new class"}
 CONDITION = {"digits": "digits, by ink", "breast_cancer": "breast_cancer, by a feature"}
 METHOD_NAMES = {"frozen": "frozen", "recalibration": "recal.", "bep": "BEP", "bep+recalibration": "BEP + recal.",
                 "bep+recalibration@10%": "BEP + recal., 10 % labels", "bep+replay": "BEP + replay",
@@ -626,6 +626,24 @@ def render_adaptation_forgetting(res: Results) -> str:
     return "\n".join(lines)
 
 
+def render_adaptation_new_class(res: Results) -> str:
+    sc = Scenarios(res)
+    keys = [key for key in sc.groups if key.startswith("class:")]
+    if not keys:
+        raise FiguresError(f"results/{SCENARIOS}: no new-class scenario")
+    lines = ["| data set | method | new class: before → after | old classes: before → after | all: after |",
+             "|---|---|---|---|---|"]
+    for key in keys:
+        for i, method in enumerate(METHOD_NAMES):
+            new, old = (f"{pct(sc.mean(key, method, f'before_{part}_classes'))} → "
+                        f"{pct(sc.mean(key, method, f'after_{part}_classes'))}" for part in ("new", "old"))
+            lines.append(f"| {key.partition(':')[2] if i == 0 else ''} | {METHOD_NAMES[method]} | {new} | {old} | "
+                         f"{pct(sc.mean(key, method, 'after'))} |")
+    return "\n".join(lines) + "\n\n" + fill(
+        f"Target test accuracy in %, the mean of {sc.seeds} seeds, on the samples of the class the source left out "
+        "(\"new class\"), on the others (\"old classes\") and on all.")
+
+
 COST_UNITS = {"M4 instruction": ("instructions", "cortex-m4"), "M0 instruction": ("instructions", "cortex-m0"),
               "byte of RAM": ("ram_bytes",)}
 
@@ -673,6 +691,7 @@ RENDER = {
     "adaptation-windows": render_adaptation_windows,
     "adaptation-scenarios": render_adaptation_scenarios,
     "adaptation-forgetting": render_adaptation_forgetting,
+    "adaptation-new-class": render_adaptation_new_class,
     "adaptation-costs": render_adaptation_costs,
 }
 FILES = {  # every region each file must hold
@@ -680,7 +699,7 @@ FILES = {  # every region each file must hold
     "docs/accuracy.md": ("accuracy-table",),
     "docs/performance.md": ("instructions-cores", "breakdown", "cycles", "floors"),
     "docs/adaptation.md": ("adaptation", "adaptation-windows", "adaptation-scenarios", "adaptation-forgetting",
-                           "adaptation-costs"),
+                           "adaptation-new-class", "adaptation-costs"),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from bep_mcu import adapt as adaptation
+from bep_mcu import files, modelio
 from bep_mcu.cli.common import (INTEGER, NUMBER, check_timeout, data_options, emit, json_option, load_data, load_model,
                                 model_argument, progress)
 from bep_mcu.data.recalibration import DEFAULT_WINDOW
@@ -19,6 +20,10 @@ def human(r: dict) -> str:
     lines = [f"adapted on {where}: {r['target']}, {how}, {r['epochs']} epoch(s)",
              f"  target test accuracy  {r['before']:.4f} before, {r['after']:.4f} after "
              f"({r['after'] - r['before']:+.4f})"]
+    if r["new_classes"]:
+        lines.append(f"  new classes           {', '.join(map(str, r['new_classes']))} (reserved prototypes): "
+                     f"{r['after_new_classes']:.4f} after on their test samples, the others "
+                     f"{r['before_old_classes']:.4f} before, {r['after_old_classes']:.4f} after")
     if r.get("source_before") is not None:
         lines.append(f"  source test accuracy  {r['source_before']:.4f} before, {r['source_after']:.4f} after "
                      f"({r['source_after'] - r['source_before']:+.4f})")
@@ -50,23 +55,31 @@ def human(r: dict) -> str:
               help="The data MODEL was trained on (CSV or NPZ, as --data): its test part measures forgetting.")
 @click.option("--replay", type=INTEGER, default=0,
               help="Samples of --source-data's training part kept on the board and trained in every epoch.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Write the adapted model (its new classes and trained weights) here; not with --recalibrate.")
 @json_option
 def adapt(model_path, dataset, data_path, test_data, board, port, timeout, epochs, labels, recalibrate, window,
-          source_path, replay, as_json) -> None:
+          source_path, replay, out, as_json) -> None:
     """Adapt MODEL to target data (--dataset or --data) and measure it before and after.
 
     On an emulated --board, a board on --port, or, with neither, in the host's simulation of a
     board. Reports target test accuracy before and after, with --source-data the source's
     (forgetting), bit_exact (the board against the host after every batch), labels_used,
     samples_seen, ram_bytes and instructions_per_sample (predicted). --labels 0 --recalibrate
-    adapts without any label."""
+    adapts without any label. A class MODEL has no prototype for takes one it reserved
+    (train --max-classes), and is reported with its accuracy (new_classes). --out writes the
+    adapted model, with those classes (--labels 0: given their prototypes, untrained: the model
+    whose firmware a board on --port needs to learn them)."""
     check_timeout(timeout)
+    if out is not None:
+        files.check_writable(out)
     model = load_model(model_path)
     target = load_data(dataset, data_path, test_data)
     source = load_data(None, source_path, None) if source_path is not None else None
+    keep = None if out is None else lambda adapted: modelio.save(adapted, out)
     report = adaptation.adapt(model, target, epochs, labels, recalibrate, source, replay, board, port, window,
-                              timeout, say=progress)
-    report["model"] = model_path
+                              timeout, say=progress, keep=keep)
+    report.update(model=model_path, out=None if out is None or report["bit_exact"] is False else str(out))
     emit(report, as_json, human)
     if report["bit_exact"] is False:
         raise SystemExit(1)

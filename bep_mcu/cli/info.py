@@ -45,7 +45,10 @@ def _training_line(t: dict) -> str:
 def _human(d: dict) -> str:
     lines = [f"{d['model']} network, {d['inputs']} input bits"
              + (f" x {d['steps']} steps (window {d['window']})" if d["model"] == "rnn" else "")
-             + f", {d['classes']} classes, {d['hidden_bits']}-bit hidden weights, binariser {d['binarizer']}"]
+             + f", {d['classes']} classes"
+             + (f" (+{d['reserved_classes']} reserved: prototypes a new class takes in bep-mcu adapt)"
+                if d["reserved_classes"] else "")
+             + f", {d['hidden_bits']}-bit hidden weights, binariser {d['binarizer']}"]
     for layer in d["layers"]:
         lines.append(f"  {layer['name']:<9} {layer['shape'][0]:>5} x {layer['shape'][1]:<5} "
                      f"{layer['synapses']:>9} synapses  hidden {layer['hidden_weight_bytes']:>9} B  "
@@ -65,9 +68,9 @@ def _human(d: dict) -> str:
 @model_argument
 @json_option
 def info(model_path, as_json) -> None:
-    """Describe MODEL: layers, 1-bit parameters, the training and the inference-only
-    footprints, and how its training went."""
+    """Describe MODEL: layers, 1-bit parameters, classes (and prototypes reserved for new
+    ones), the training and the inference-only footprints, and how its training went."""
     model = load_model(model_path)
     summary = describe(model)
-    summary.update(path=model_path, training=training_summary(model))
+    summary.update(path=model_path, training=training_summary(model), reserved_classes=len(model.reserved))
     emit(summary, as_json, _human)
