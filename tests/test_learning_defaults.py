@@ -21,6 +21,7 @@ from bep_mcu.data.datasets import lengthen_series, load_dataset
 from bep_mcu.engine.schedule import ProgressBudget
 
 from .conftest import assert_error_after_progress, assert_ok, assert_user_error, blobs, fit, invoke, last_json, series
+from .test_modelio import forge
 from .test_standalone_c import assert_encoder_exact
 
 # ------------------------------------------------------------------ thresholds
@@ -88,6 +89,18 @@ def test_thresholds_per_time_point_survive_the_model_file(tmp_path):
     back = modelio.load(tmp_path / "m.npz")
     assert back.encoder.per_point and np.array_equal(back.encode(X), model.encode(X))
     assert back.encoder.binarizer.thresholds.shape == (24, 4)
+
+
+@pytest.mark.parametrize("spec", ["thermometer:4", "thermometer:4:point"])
+def test_a_model_file_whose_thresholds_do_not_fit_its_spec_is_refused(tmp_path, spec):
+    """Thresholds of every time point under a shared spec, or one row under :point: one line, exit 2."""
+    X, y = series(60, 24)
+    other = "thermometer:4:point" if spec == "thermometer:4" else "thermometer:4"
+    model = fit(X, y, model="rnn", hidden=(8,), epochs=1, binarize=other)
+    modelio.save(model, tmp_path / "m.npz")
+    forged = forge(tmp_path / "m.npz", tmp_path / "f.npz",
+                   arrays_edit=lambda a: a.update(binarizer_spec=np.array(spec)))
+    assert_user_error(invoke("info", forged), "binariser", "features")
 
 
 def test_thresholds_per_time_point_are_for_an_rnn(tmp_path):
