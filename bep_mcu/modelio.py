@@ -296,12 +296,13 @@ def _resume(t: _Fields, epochs: int) -> EpochStart:
 class _Expected:
     """What each array member must be, from the checked metadata (before reading it)."""
 
-    def __init__(self, spec: NetSpec, n_features: int) -> None:
+    def __init__(self, spec: NetSpec, n_features: int, length: int) -> None:
         hidden = np.dtype(spec.hidden_dtype)
         self.fixed = {f"hidden_{i}": (hidden, shape) for i, shape in enumerate(spec.layer_shapes())}
         self.fixed["classifier"] = (np.dtype("i1"), (spec.n_classes, spec.hidden[-1]))
         self.fixed["binarizer_n_features"] = (np.dtype("<i8"), ())
-        self.n_classes, self.n_features, self.width = spec.n_classes, n_features, spec.hidden[-1]
+        self.n_classes, self.n_features, self.length = spec.n_classes, n_features, length
+        self.width = spec.hidden[-1]
         self.seen: set[str] = set()
 
     def check(self, name: str, header: files.NpyHeader) -> None:
@@ -328,10 +329,11 @@ class _Expected:
         elif name == "binarizer_spec":
             ok = dtype.kind == "U" and dtype.itemsize <= 4 * 64 and shape == ()
             what = "a short text"
-        elif name == "binarizer_thresholds":
-            ok = dtype == np.dtype("<f8") and shape[:1] == (self.n_features,) and len(shape) <= 2 \
+        elif name == "binarizer_thresholds":  # rows: features, or features at every point (per time point)
+            rows = (self.n_features, self.n_features * self.length)
+            ok = dtype == np.dtype("<f8") and shape[:1] in ((rows[0],), (rows[1],)) and len(shape) <= 2 \
                 and (len(shape) == 1 or shape[1] <= MAX_THERMOMETER_BITS)
-            what = f"float64 of shape ({self.n_features},) or ({self.n_features}, N)"
+            what = f"float64 of shape ({self.n_features},) or (F, N), F {self.n_features} or {rows[1]}"
         elif name in (_META, _CHECKSUM):
             limit = MAX_META_BYTES if name == _META else 64
             ok = dtype == np.uint8 and len(shape) == 1 and shape[0] <= limit
@@ -413,7 +415,7 @@ def _read_model(path, z: zipfile.ZipFile) -> Model:
     n_features = inp.int("n_features", 1, MAX_FEATURES)
     length = inp.int("length", 1, MAX_LENGTH, optional=True)
     kept = _settings(inp)  # the window and bias bits
-    expected = _Expected(spec, n_features)
+    expected = _Expected(spec, n_features, length or 1)
     arrays = files.read_members(z, f"'{path}' is corrupted", expected.check, MAX_FILE_BYTES)
     missing = expected.missing()
     if missing:

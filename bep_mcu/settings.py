@@ -113,7 +113,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("seed", 0, "Seed of initial weights, classifier, order and reinforcement (0..2^32-1).", "int", 0,
             validate.UINT32_MAX, stored="training"),
     Setting("binarize", "auto",
-            "auto | median | median:global | thermometer:N[:uniform] | passthrough "
+            "auto | median | median:global | thermometer:N[:uniform] | thermometer:N:point (an rnn's thresholds per "
+            "time point) | passthrough "
             "(auto: passthrough for ±1/0-1 data, else thermometer:8 for series and for tabular data 4..64 levels "
             "a feature, about 256 input bits).",
             "text"),

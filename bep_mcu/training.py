@@ -40,7 +40,8 @@ import numpy as np
 from bep_mcu import memory, validate
 from bep_mcu.data.binarize import is_binary, make_binarizer, tabular_levels
 from bep_mcu.data.datasets import stratified_split
-from bep_mcu.data.encoder import DEFAULT_BIAS_BITS, DEFAULT_BINARIZE, Encoder, as_model_shape, default_window
+from bep_mcu.data.encoder import DEFAULT_BIAS_BITS, DEFAULT_BINARIZE, Encoder, as_model_shape, binarizer_rows, \
+    default_window
 from bep_mcu.engine import bits, rng
 from bep_mcu.engine.classifier import binary_equiangular_frame
 from bep_mcu.engine.network import Counters, Network
@@ -579,8 +580,9 @@ def chunk_encoder(X, settings: Settings) -> Encoder:
     binarize = input_code(X, settings)
     if binarize == "auto":  # as Encoder.fit resolves it
         binarize = "passthrough" if is_binary(rows) else DEFAULT_BINARIZE["series" if series else "tabular"]
-    binarizer = make_binarizer(binarize).fit(rows)
-    keep = np.ones(binarizer.transform(rows).shape[1], dtype=bool)
+    binarizer = make_binarizer(binarize)
+    binarizer.fit(binarizer_rows(X, binarizer))
+    keep = np.ones(binarizer.n_outputs(X.shape[-1]), dtype=bool)
     bias_bits = DEFAULT_BIAS_BITS[settings.model] if settings.bias_bits is None else settings.bias_bits
     if settings.model == "mlp":
         return Encoder("mlp", binarizer, keep, X.shape[1], bias_bits=bias_bits)

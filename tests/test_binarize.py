@@ -122,7 +122,7 @@ def test_is_binary(X, expected):
 
 
 @pytest.mark.parametrize("spec", ["median", "median:global", "thermometer:5",
-                                  "thermometer:3:uniform", "passthrough"])
+                                  "thermometer:3:uniform", "thermometer:4:point", "passthrough"])
 def test_round_trip_through_npz(tmp_path, spec):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(40, 6)) if spec != "passthrough" else rng.integers(0, 2, (40, 6))

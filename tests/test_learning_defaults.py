@@ -1,7 +1,8 @@
 """Defaults that must hold on data nobody tuned for (docs/research/untuned-data.md): the
 input code gives a tabular network enough bits whatever its feature count, thresholds do
-not collapse on repeated values (and the C encoder reproduces them), the epoch budget
-follows the training error, and the benchmark's generated and derived sets."""
+not collapse on repeated values (and the C encoder reproduces them), an RNN's thresholds
+per time point (thermometer:N:point) give near-identical series bits of their own, the epoch
+budget follows the training error, and the benchmark's generated and derived sets.""" 
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ import pytest
 
 from bep_mcu import modelio, training
 from bep_mcu.bench import parse_config
-from bep_mcu.data import inputformat
+from bep_mcu.data import inputformat, recalibration
 from bep_mcu.data.binarize import distinct_quantile_cuts, make_binarizer, tabular_levels
 from bep_mcu.data.datasets import lengthen_series, load_dataset
 from bep_mcu.engine.schedule import ProgressBudget
 
-from .conftest import assert_ok, assert_user_error, blobs, fit, invoke, last_json
+from .conftest import assert_error_after_progress, assert_ok, assert_user_error, blobs, fit, invoke, last_json, series
+from .test_modelio import forge
 from .test_standalone_c import assert_encoder_exact
 
 # ------------------------------------------------------------------ thresholds
@@ -54,6 +56,60 @@ def test_zero_heavy_integer_pixels_encode_bit_exactly_in_c(tmp_path):
     assert model.encoder.binarizer.spec() == f"thermometer:{tabular_levels(12)}"
     fmt = inputformat.choose(model.encoder, X, "uint8", (1,) * 12)
     assert_encoder_exact(model, fmt, tmp_path, n=120)
+
+
+# ------------------------------------------------------------------ thresholds per time point
+
+
+def shared_bits(model, X) -> float:
+    """The share of a step's input bits that are the same in at least 90 % of the series."""
+    bits = model.encode(X)[:, :, :-model.encoder.bias_bits]
+    agree = np.maximum((bits > 0).mean(axis=0), (bits < 0).mean(axis=0))
+    return float((agree >= 0.9).mean())
+
+
+def test_thresholds_per_time_point_give_near_identical_series_their_own_bits():
+    """spectra's series share one shape: with thresholds shared over time most of a step's bits
+    are the same in nearly every series (the RNN predicted one class for 90-190 epochs); with
+    thresholds per time point hardly any (docs/research/untuned-data.md §4)."""
+    data = load_dataset("spectra")
+    settings = dict(model="rnn", hidden=(8,), epochs=1)
+    shared = fit(data.X_train, data.y_train, **settings)
+    own = fit(data.X_train, data.y_train, binarize="thermometer:8:point", **settings)
+    assert own.encoder.n_inputs == shared.encoder.n_inputs  # the same bits per step, other thresholds
+    assert shared_bits(shared, data.X_train) > 0.8 and shared_bits(own, data.X_train) < 0.05
+    assert not recalibration.follows(own.encoder)  # a board cannot follow 286 x 8 thresholds
+    assert own.encoder.binarizer.describe() == "thermometer:8 (quantile per time point)"
+
+
+def test_thresholds_per_time_point_survive_the_model_file(tmp_path):
+    X, y = series(60, 24)
+    model = fit(X, y, model="rnn", hidden=(8,), epochs=1, binarize="thermometer:4:point")
+    modelio.save(model, tmp_path / "m.npz")
+    back = modelio.load(tmp_path / "m.npz")
+    assert back.encoder.per_point and np.array_equal(back.encode(X), model.encode(X))
+    assert back.encoder.binarizer.thresholds.shape == (24, 4)
+
+
+@pytest.mark.parametrize("spec", ["thermometer:4", "thermometer:4:point"])
+def test_a_model_file_whose_thresholds_do_not_fit_its_spec_is_refused(tmp_path, spec):
+    """Thresholds of every time point under a shared spec, or one row under :point: one line, exit 2."""
+    X, y = series(60, 24)
+    other = "thermometer:4:point" if spec == "thermometer:4" else "thermometer:4"
+    model = fit(X, y, model="rnn", hidden=(8,), epochs=1, binarize=other)
+    modelio.save(model, tmp_path / "m.npz")
+    forged = forge(tmp_path / "m.npz", tmp_path / "f.npz",
+                   arrays_edit=lambda a: a.update(binarizer_spec=np.array(spec)))
+    assert_user_error(invoke("info", forged), "binariser", "features")
+
+
+def test_thresholds_per_time_point_are_for_an_rnn(tmp_path):
+    X, y = blobs(100, features=3)
+    np.savez(tmp_path / "t.npz", X=X, y=y)
+    result = invoke("train", "--data", tmp_path / "t.npz", "--hidden", "8", "--epochs", "1", "--binarize",
+                    "thermometer:4:point", "--out", tmp_path / "m.npz")
+    assert_error_after_progress(result.exit_code, result.stderr, ("thermometer:4:point", "rnn"))
+    assert not (tmp_path / "m.npz").exists()
 
 
 # ------------------------------------------------------------------ input bits

@@ -74,7 +74,8 @@ def assert_encoder_exact(model, fmt: InputFormat, tmp_path, n: int = 300, seed: 
 
 # Every binariser form (passthrough: test_passthrough_inputs) and every input type, each
 # type at a scale that uses its range (the data's values are of order 10).
-BINARISERS = [form.split(" ")[0].replace("N", str(4 + i)) for i, form in enumerate(SPEC_FORMS) if form != "passthrough"]
+BINARISERS = [form.split(" ")[0].replace("N", str(4 + i)) for i, form in enumerate(SPEC_FORMS)
+              if form != "passthrough" and not form.endswith(":point")]  # :point: an rnn's (test_rnn_windows...)
 SCALES = {"int8": 10, "uint8": 4, "int16": 1000, "uint16": 1, "int32": 100000}
 assert set(SCALES) == set(INPUT_TYPES)
 
@@ -125,18 +126,40 @@ def test_passthrough_inputs(tmp_path, zero_one):
     assert np.array_equal(twin.encode(V), bits.pack_inputs(inputformat.encode(model.encoder, fmt, V)))
 
 
+@pytest.mark.parametrize("binarize", ["thermometer:3", "thermometer:3:point"])
 @pytest.mark.parametrize("length,window,channels", [(24, 4, 1), (25, 4, 2), (30, 7, 3)])
-def test_rnn_windows_are_bit_exact(tmp_path, length, window, channels):
+def test_rnn_windows_are_bit_exact(tmp_path, length, window, channels, binarize):
     X, y = series(120, length, channels)
-    model = fit(X, y, model="rnn", hidden=(12,), epochs=1, window=window, binarize="thermometer:3")
+    model = fit(X, y, model="rnn", hidden=(12,), epochs=1, window=window, binarize=binarize)
     fmt = inputformat.choose(model.encoder, X)
     assert fmt.input_type == "int16" and len(fmt.scales) == channels
+    _, T = inputformat.device_thresholds(model.encoder, fmt)
+    assert len(T) == model.encoder.kept_bits * (length if binarize.endswith(":point") else 1)
     assert_encoder_exact(model, fmt, tmp_path, n=80)
 
 
-def test_rnn_ring_buffer_encodes_the_last_points_of_a_stream(tmp_path):
+def test_thresholds_per_time_point_differ_by_point_and_reach_c(tmp_path):
+    """thermometer:N:point: point t's bits compare with point t's own thresholds, in numpy and in C;
+    a series of one shape (the same values at every point but one) gets bits that differ by point."""
+    X, y = series(100, 16, 1)
+    model = fit(X, y, model="rnn", hidden=(12,), epochs=1, window=8, binarize="thermometer:4:point")
+    fmt = inputformat.choose(model.encoder, X, "int16", (1000,))
+    twin = assert_encoder_exact(model, fmt, tmp_path, n=60)
+    _, T = inputformat.device_thresholds(model.encoder, fmt)
+    T = T.reshape(16, -1)
+    assert len(np.unique(T[:, 0])) > 1  # not shared over time
+    V = np.repeat(T[:, :1].T, 2, axis=0)  # each point at its own lowest threshold: its first bit +1 ...
+    V[1, 3] -= 1  # ... but point 3 of the second series, one below it
+    want = inputformat.encode(model.encoder, fmt, V)
+    assert np.array_equal(twin.encode(V), bits.pack_inputs(want))
+    first = want[:, :, :-model.encoder.bias_bits].reshape(2, 16, -1)[:, :, 0]  # bit 0 of every point
+    assert first[0].min() == 1 and first[1, 3] == -1 and np.delete(first[1], 3).min() == 1
+
+
+@pytest.mark.parametrize("binarize", ["thermometer:8", "thermometer:8:point"])
+def test_rnn_ring_buffer_encodes_the_last_points_of_a_stream(tmp_path, binarize):
     X, y = series(60, 20, 2)
-    model = fit(X, y, model="rnn", hidden=(10,), epochs=1, window=6)  # 4 steps, the last padded
+    model = fit(X, y, model="rnn", hidden=(10,), epochs=1, window=6, binarize=binarize)  # 4 steps, the last padded
     fmt = inputformat.choose(model.encoder, X)
     twin = twin_of(model, tmp_path, fmt)
     ffi, lib = twin.ffi, twin.lib

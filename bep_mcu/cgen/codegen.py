@@ -140,6 +140,7 @@ def input_context(model: Model, fmt: InputFormat | None) -> dict:
     return {"type": fmt.input_type, "ctype": fmt.ctype, "scales": list(fmt.scales),
             "kept": kept if kept_stride else kept[:1], "kept_stride": kept_stride,
             "threshold": threshold if threshold_stride else threshold[:1], "threshold_stride": threshold_stride,
+            "threshold_per_point": int(enc.per_point),
             "equal": isinstance(enc.binarizer, PassthroughBinarizer),
             "features": enc.n_features, "length": enc.length or 1, "window": enc.window or 1,
             "point_bits": enc.kept_bits, "bias_bits": enc.bias_bits, "step_words": bits.n_words(model.spec.n_inputs),

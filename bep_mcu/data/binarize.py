@@ -14,6 +14,9 @@ Specs (the CLI value):
                             training values (``distinct_quantile_cuts``)
     thermometer:N:uniform   thresholds evenly spaced strictly between the training
                             min and max of each feature
+    thermometer:N:point     an RNN's thresholds per time point (and channel), as an MLP's
+                            are, instead of shared over time: series of one shape then
+                            differ in most bits, not in a few (docs/research/untuned-data.md §4)
     passthrough             data already in {-1,+1} or {0,1}: 1 -> +1, 0 or -1 -> -1
 
 Thermometer bit k of feature f is ``x >= t_k`` and sits in column ``f*N + k``
@@ -42,9 +45,10 @@ SPEC_FORMS = (
     "median:global",
     f"thermometer:N (N = 1..{MAX_THERMOMETER_BITS})",
     "thermometer:N:uniform",
+    "thermometer:N:point",
     "passthrough",
 )
-THERMOMETER_MODES = ("quantile", "uniform")
+THERMOMETER_MODES = ("quantile", "uniform", "point")  # point: quantile thresholds per time point
 
 
 def is_binary(X: np.ndarray) -> bool:
@@ -101,6 +105,9 @@ class Binarizer(ABC):
     """Base class: fit thresholds on training rows, then map any rows to ±1 bits."""
 
     kind: str = ""
+    # An RNN's encoder fits the binariser on its series (one feature per time point and
+    # channel) instead of on its points (data/encoder.py: binarizer_rows).
+    per_point: bool = False
 
     def __init__(self) -> None:
         self.n_features: int | None = None
@@ -276,21 +283,22 @@ class ThermometerBinarizer(Binarizer):
             )
         self.n_bits = n_bits
         self.mode = mode
+        self.per_point = mode == "point"
         self.thresholds: np.ndarray | None = None  # (n_features, n_bits) float64
 
     def spec(self) -> str:
-        suffix = ":uniform" if self.mode == "uniform" else ""
+        suffix = "" if self.mode == "quantile" else f":{self.mode}"
         return f"thermometer:{self.n_bits}{suffix}"
 
     def describe(self) -> str:
-        return f"thermometer:{self.n_bits} ({self.mode})"
+        return f"thermometer:{self.n_bits} ({'quantile per time point' if self.per_point else self.mode})"
 
     def bits_per_feature(self) -> int:
         return self.n_bits
 
     def _fit(self, X: np.ndarray) -> None:
         levels = np.arange(1, self.n_bits + 1) / (self.n_bits + 1)  # k/(N+1)
-        if self.mode == "quantile":
+        if self.mode != "uniform":
             t = np.array([distinct_quantile_cuts(column, self.n_bits) for column in X.T])  # (F, N)
         else:
             lo, hi = X.min(axis=0), X.max(axis=0)
@@ -372,7 +380,7 @@ def make_binarizer(spec: str) -> Binarizer:
         if mode not in THERMOMETER_MODES:
             raise BEPError(
                 f"unknown thermometer mode '{mode}' in '{spec}'; use "
-                f"thermometer:N or thermometer:N:uniform"
+                f"thermometer:N, thermometer:N:uniform or thermometer:N:point"
             )
         return ThermometerBinarizer(_parse_bits(parts[1]), mode)
     raise BEPError(f"unknown binarizer '{spec}'; valid forms: {', '.join(SPEC_FORMS)}")

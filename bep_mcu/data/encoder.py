@@ -6,9 +6,10 @@ An :class:`Encoder` is fitted on training data only and then travels with the mo
 - MLP: ``X`` (n, features) → binarise → keep the bits that vary on the training data
   → append ``bias_bits`` constant +1 bits → (n, kept bits + bias bits).
 - RNN: ``X`` (n, T) or (n, T, channels) → binarise every point (thresholds shared over
-  time, per channel) → keep → cut into windows of ``window`` points (the last window
-  is padded by repeating the final point) → append ``bias_bits`` constant +1 bits to
-  every step → (n, steps, window · kept bits + bias bits).
+  time, per channel; with ``thermometer:N:point`` per time point and channel) → keep →
+  cut into windows of ``window`` points (the last window is padded by repeating the final
+  point) → append ``bias_bits`` constant +1 bits to every step → (n, steps, window · kept
+  bits + bias bits).
 
 Bits that never change on the training data carry no information, and in a network
 without biases they act as large constant offsets that stall BEP (digits under
@@ -74,9 +75,11 @@ class Encoder:
         validate.choice(self.model, "encoder model", ("mlp", "rnn"))
         validate.integer(self.n_features, "input.n_features", 1, MAX_FEATURES)
         validate.integer(self.bias_bits, "input.bias_bits", 0, MAX_BIAS_BITS)
-        if self.binarizer.n_features != self.n_features:
+        if self.per_point and self.model != "rnn":
+            raise BEPError(f"{self.binarizer.spec()} is for an rnn: an mlp's thresholds are per feature already")
+        if self.binarizer.n_features != self.n_features * (self.length or 0 if self.per_point else 1):
             raise BEPError(f"the binariser was fitted on {self.binarizer.n_features} features, the input has "
-                           f"{self.n_features}")
+                           f"{self.n_features}" + (f" at each of {self.length} points" if self.per_point else ""))
         keep = self.input_keep
         bits = self.binarizer.n_outputs(self.n_features)
         if not isinstance(keep, np.ndarray) or keep.dtype != np.bool_ or keep.shape != (bits,):
@@ -91,13 +94,19 @@ class Encoder:
             raise BEPError("an mlp input has no series length or window")
         self._check_statistics()
 
+    @property
+    def per_point(self) -> bool:
+        """Thresholds per time point and channel (an rnn's ``thermometer:N:point``), not shared over time."""
+        return self.binarizer.per_point
+
     def _check_statistics(self) -> None:
         if (self.below is None) != (self.spread is None):
             raise BEPError("input.below and input.spread come together")
         if self.below is None:
             return
-        if isinstance(self.binarizer, PassthroughBinarizer):
-            raise BEPError("binary inputs have no thresholds to follow: no input.below or input.spread")
+        if isinstance(self.binarizer, PassthroughBinarizer) or self.per_point:
+            raise BEPError("binary inputs and thresholds per time point have no thresholds a board follows: no "
+                           "input.below or input.spread")
         for what, a, n, top in (("below", self.below, self.kept_bits, 1.0), ("spread", self.spread, self.n_features,
                                                                             np.inf)):
             if not isinstance(a, np.ndarray) or a.dtype != np.float64 or a.shape != (n,):
@@ -114,18 +123,21 @@ class Encoder:
         model's default)."""
         series = model == "rnn" or np.ndim(X) == 3
         X = as_model_shape(X, model)
-        rows = X if model == "mlp" else X.reshape(-1, X.shape[2])
+        rows = X if model == "mlp" else X.reshape(-1, X.shape[2])  # the shared thresholds' view; auto reads it
         if bias_bits is None:
             bias_bits = DEFAULT_BIAS_BITS[model]
         bias_bits = validate.integer(bias_bits, "--bias-bits", 0, MAX_BIAS_BITS)
         if binarize == "auto":
             binarize = "passthrough" if is_binary(rows) else DEFAULT_BINARIZE["series" if series else "tabular"]
-        binarizer = make_binarizer(binarize).fit(rows)
-        bits = binarizer.transform(rows)
-        keep = bits.min(axis=0) != bits.max(axis=0)
+        binarizer = make_binarizer(binarize)
+        if model == "mlp" and binarizer.per_point:
+            raise BEPError(f"--binarize {binarize} is for an rnn: an mlp's thresholds are per feature already")
+        binarizer.fit(binarizer_rows(X, binarizer))
+        bits = point_bits(binarizer, X)
+        keep = bits.min(axis=0) != bits.max(axis=0)  # per point: kept where it varies at any time point
         if not keep.any():
             raise BEPError(f"every input bit is constant on the training data after {binarize} binarisation")
-        stats = {} if isinstance(binarizer, PassthroughBinarizer) else \
+        stats = {} if isinstance(binarizer, PassthroughBinarizer) or binarizer.per_point else \
             {"below": (bits[:, keep] < 0).mean(axis=0), "spread": robust_spread(rows)}
         if model == "mlp":
             return cls("mlp", binarizer, keep, X.shape[1], bias_bits=bias_bits, **stats)
@@ -174,7 +186,7 @@ class Encoder:
                 f"series of length {length} with {channels} channel(s); the model expects "
                 f"length {self.length} with {self.n_features}"
             )
-        bits = self.binarizer.transform(X.reshape(-1, channels))[:, self.input_keep].reshape(n, length, -1)
+        bits = point_bits(self.binarizer, X)[:, self.input_keep].reshape(n, length, -1)
         pad = self.steps * self.window - length
         if pad:  # the last window repeats the final point
             bits = np.concatenate([bits, np.repeat(bits[:, -1:], pad, axis=1)], axis=1)
@@ -190,6 +202,21 @@ class Encoder:
     def describe(self) -> dict:
         return {"binarizer": self.binarizer.describe(), "features": self.n_features, "kept_bits": self.kept_bits,
                 "bias_bits": self.bias_bits, "length": self.length, "window": self.window}
+
+
+def binarizer_rows(X: np.ndarray, binarizer: Binarizer) -> np.ndarray:
+    """The rows a binariser reads of data in the model's shape: an mlp's samples; an rnn's
+    points (n·T, channels), thresholds shared over time, or with thresholds per time point its
+    series (n, T·channels), one feature per point and channel."""
+    if X.ndim == 2:
+        return X
+    return X.reshape(len(X), -1) if binarizer.per_point else X.reshape(-1, X.shape[2])
+
+
+def point_bits(binarizer: Binarizer, X: np.ndarray) -> np.ndarray:
+    """The ±1 bits of every point (an mlp's sample) of data in the model's shape: (points, bits of a point)."""
+    bits = binarizer.transform(binarizer_rows(X, binarizer))
+    return bits if X.ndim == 2 else bits.reshape(X.shape[0] * X.shape[1], -1)
 
 
 def robust_spread(rows: np.ndarray) -> np.ndarray:

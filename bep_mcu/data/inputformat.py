@@ -94,17 +94,18 @@ class InputFormat:
 
 
 def point_thresholds(encoder: Encoder) -> tuple[np.ndarray, np.ndarray, str]:
-    """Per kept bit of one point: its feature and float threshold, and the comparison
-    (">" median, ">=" thermometer, "==" passthrough, against 1)."""
+    """Per kept bit of one point: its feature; the float thresholds, shape (points, kept bits),
+    one row shared by every point, or one row per time point (``encoder.per_point``); and the
+    comparison (">" median, ">=" thermometer, "==" passthrough, against 1)."""
     b, keep = encoder.binarizer, encoder.input_keep
     per_feature = b.bits_per_feature()
     feature = np.repeat(np.arange(encoder.n_features), per_feature)[keep]
     if isinstance(b, MedianBinarizer):
-        return feature, b.thresholds[feature], ">"
+        return feature, b.thresholds[feature][None, :], ">"
     if isinstance(b, ThermometerBinarizer):
-        return feature, b.thresholds.reshape(-1)[keep], ">="
+        return feature, b.thresholds.reshape(-1, len(keep))[:, keep], ">="
     assert isinstance(b, PassthroughBinarizer)
-    return feature, np.ones(len(feature)), "=="
+    return feature, np.ones((1, len(feature))), "=="
 
 
 def _first_passing(t: float, scale: int, op: str) -> int:
@@ -125,12 +126,14 @@ def _first_passing(t: float, scale: int, op: str) -> int:
 
 
 def device_thresholds(encoder: Encoder, fmt: InputFormat) -> tuple[np.ndarray, np.ndarray]:
-    """(kept bits per feature (uint8), one integer threshold per kept bit (int64)): the
+    """(kept bits per feature (uint8), one integer threshold per kept bit (int64), point-major
+    when the thresholds are per time point: ``length`` times the kept bits of a point): the
     C encoder's tables. Bit = ``v >= T`` (``v == T`` for passthrough)."""
     feature, t, op = point_thresholds(encoder)
     if len(fmt.scales) != encoder.n_features:
         raise BEPError(f"--input-scale needs one value per feature ({encoder.n_features}), got {len(fmt.scales)}")
     counts = np.bincount(feature, minlength=encoder.n_features).astype(np.uint8)
+    feature, t = np.tile(feature, len(t)), t.reshape(-1)
     if op == "==":
         T = np.array([fmt.scales[f] for f in feature], dtype=np.int64)
     else:
@@ -159,12 +162,14 @@ def encode(encoder: Encoder, fmt: InputFormat, V, thresholds: np.ndarray | None 
             raise BEPError(f"{np.shape(thresholds)} thresholds; the encoder keeps {len(T)} bits of a point")
         T = np.asarray(thresholds, dtype=np.int64)
     feature = np.repeat(np.arange(encoder.n_features), counts)
+    T = T.reshape(-1, len(feature))  # a row per time point, or one for every point
     equal = isinstance(encoder.binarizer, PassthroughBinarizer)
     V = V.astype(np.int64)
     if encoder.model == "mlp":
         if V.ndim != 2 or V.shape[1] != encoder.n_features:
             raise BEPError(f"device values of shape {V.shape}; the model expects (n, {encoder.n_features})")
         vals = V[:, feature]
+        T = T[0]
         return encoder.with_bias(np.where((vals == T) if equal else (vals >= T), 1.0, -1.0))
     V = V[:, :, None] if V.ndim == 2 else V
     if V.ndim != 3 or V.shape[1:] != (encoder.length, encoder.n_features):
@@ -191,7 +196,7 @@ def _spans(encoder: Encoder, rows: np.ndarray | None, robust: bool) -> np.ndarra
         spans[:, 0], spans[:, 1] = (np.quantile(rows, (0.01, 0.99), axis=0, method="nearest") if robust
                                     else (rows.min(axis=0), rows.max(axis=0)))
     for f in np.unique(feature):
-        spans[f] = min(spans[f, 0], t[feature == f].min()), max(spans[f, 1], t[feature == f].max())
+        spans[f] = min(spans[f, 0], t[:, feature == f].min()), max(spans[f, 1], t[:, feature == f].max())
     return spans
 
 
@@ -258,16 +263,16 @@ def choose(encoder: Encoder, X=None, input_type: str | None = None, scales: tupl
 def report(encoder: Encoder, fmt: InputFormat, X) -> dict:
     """How the device's integers differ from the real training values ``X``."""
     X = as_model_shape(X, encoder.model)
-    rows = X.reshape(-1, encoder.n_features)
+    rows = X.reshape(len(X), -1, encoder.n_features)  # (samples, points, values of a point)
     feature, t, op = point_thresholds(encoder)
     scales = np.asarray(fmt.scales, dtype=np.float64)
     scaled = np.rint(rows * scales)
     near = np.zeros(rows.shape, dtype=bool)
     if op != "==":
         inexact = scaled != rows * scales  # an exactly representable value cannot move
-        for f in np.unique(feature):  # within one quantum (1 / scale) of a threshold of its feature
-            distance = np.abs(rows[:, f, None] - t[feature == f][None, :]).min(axis=1)
-            near[:, f] = (distance * scales[f] < 1.0) & inexact[:, f]
+        for f in np.unique(feature):  # within one quantum (1 / scale) of a threshold of its feature (and point)
+            distance = np.abs(rows[:, :, f, None] - t[None, :, feature == f]).min(axis=2)
+            near[:, :, f] = (distance * scales[f] < 1.0) & inexact[:, :, f]
     V = fmt.to_device(X)
     differ = encoder.encode(X) != encode(encoder, fmt, V)
     per_sample = differ.reshape(len(X), -1)

@@ -33,10 +33,12 @@ uint32_t bep_encode_kept(const bep_encoder_t *enc, uint32_t f)
     return enc->kept[f * enc->kept_stride];
 }
 
-/* The kept bits of one point (values at `raw`, starting at value `first`) into v from bit `bit` on. */
-static void bep_encode_point(const bep_encoder_t *enc, const void *raw, size_t first, uint32_t *v, uint32_t bit)
+/* The kept bits of one point (values at `raw`, starting at value `first`; thresholds from table entry
+ * `j` on) into v from bit `bit` on. */
+static void bep_encode_point(const bep_encoder_t *enc, const void *raw, size_t first, uint32_t j, uint32_t *v,
+                             uint32_t bit)
 {
-    uint32_t f, k, j = 0;
+    uint32_t f, k;
     for (f = 0; f < enc->features; ++f) {
         int32_t value = bep_value(raw, enc->input_type, first + f);
         uint32_t kept = enc->kept[f * enc->kept_stride];
@@ -63,7 +65,8 @@ bep_status_t bep_encode(const bep_encoder_t *enc, const void *raw, size_t n_valu
             uint32_t p = s * enc->window + w;
             uint32_t q = p < enc->length ? p : enc->length - 1u;
             uint32_t slot = q < enc->length - oldest ? oldest + q : q - (enc->length - oldest);
-            bep_encode_point(enc, raw, (size_t)slot * enc->features, x + (size_t)s * enc->step_words,
+            uint32_t first = enc->threshold_per_point ? q * enc->point_bits : 0u; /* point q's thresholds */
+            bep_encode_point(enc, raw, (size_t)slot * enc->features, first, x + (size_t)s * enc->step_words,
                              w * enc->point_bits);
         }
         for (k = 0, bit = enc->window * enc->point_bits; k < enc->bias_bits; ++k, ++bit)

@@ -15,7 +15,9 @@
  * `step_words` words. An RNN sample can also come from a ring buffer of the last
  * `length` points (bep_ring_push), oldest first. Every step (the MLP's one) ends with
  * `bias_bits` constant +1 bits after its window's kept bits: inputs whose weights act as
- * a trained threshold per neuron (bep_mcu/data/encoder.py).
+ * a trained threshold per neuron (bep_mcu/data/encoder.py). An RNN's thresholds are
+ * shared by every point, or one set per time point of the series (`threshold_per_point`;
+ * in a ring buffer, per position from the oldest point).
  */
 #ifndef BEP_ENCODE_H
 #define BEP_ENCODE_H
@@ -51,6 +53,8 @@ typedef struct {
     uint16_t point_bits;    /* kept bits of one point (mlp: of the sample) */
     uint8_t kept_stride;    /* 1: kept[] has an entry per feature; 0: one entry for all */
     uint8_t threshold_stride; /* 1: threshold[] has an entry per kept bit; 0: one for all */
+    uint8_t threshold_per_point; /* 1: thresholds per time point, point_bits of them for each of the
+                                    length points in turn (thermometer:N:point); 0: shared by every point */
     uint16_t bias_bits;     /* constant +1 bits after a step's window (window * point_bits on) */
     uint32_t features;      /* values of one point (mlp: of the sample) */
     uint32_t length;        /* points of a sample (mlp: 1) */
@@ -66,7 +70,8 @@ typedef struct {
 /** Value i of an array of input type `type` (BEP_INPUT_*), widened to int32. */
 int32_t bep_input_value(uint8_t type, const void *p, size_t i);
 
-/** The threshold of kept bit j of a point (j < point_bits), widened to int32. */
+/** The threshold of kept bit j of a point (j < point_bits; with threshold_per_point, entry j of the
+ * table: kept bit j % point_bits of point j / point_bits), widened to int32. */
 int32_t bep_encode_threshold(const bep_encoder_t *enc, uint32_t j);
 
 /** How many bits of feature f (< features) are kept. */
