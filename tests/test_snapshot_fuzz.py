@@ -21,7 +21,8 @@ aborts it), on:
 
 The driver (``DRIVER``) checks, and exits non-zero on the first failure: a refused
 snapshot leaves the state byte for byte as it was (an initialised state, or a buffer of
-garbage for every other case); after every ``end_epoch`` the level is within the Q table;
+garbage for every other case); after every ``end_epoch`` the level is within the Q table,
+the budget's mark within its count and ``should_stop`` answers;
 a snapshot written after training, and after following extreme raw values
 (``bep_<net>_calibrate``: values at the input type's limits move thresholds to them),
 restores into a second state that writes the same bytes again. The number of cases bounds
@@ -179,6 +180,15 @@ int main(int argc, char **argv)
                     fprintf(stderr, "case %u: level %u past the Q table\n", (unsigned)c, (unsigned)info.level);
                     return 6;
                 }
+                if (st_epoch == BEP_OK && (info.marked_epoch < 1u || info.marked_epoch > info.budget_epochs)) {
+                    fprintf(stderr, "case %u: the budget's mark %u outside 1..%u\n", (unsigned)c,
+                            (unsigned)info.marked_epoch, (unsigned)info.budget_epochs);
+                    return 8;
+                }
+                for (b = 0; b < 3u; ++b) { /* the budget at the smallest, a middle and the largest minimum */
+                    uint32_t stop, least = b == 0u ? 1u : b == 1u ? 40u : 0x80000000u;
+                    if (FUZZ_SHOULD_STOP(state, STATE_BYTES, least, &stop) != BEP_OK) return 4;
+                }
             }
             if (script & 8u) {
                 st_snap = (int32_t)FUZZ_SNAPSHOT(state, STATE_BYTES, snap, SNAPSHOT_BYTES);
@@ -284,7 +294,7 @@ def build(gen, out: Path) -> Path:
     n = gen.name
     fns = {"TRAIN_BATCH": "train_batch", "START": "start", "SAMPLE_INDEX": "sample_index", "END_EPOCH": "end_epoch",
            "SNAPSHOT": "snapshot", "RESTORE": "restore", "RESET_COUNTERS": "reset_counters",
-           "READ_SCHEDULE": "read_schedule", "CALIBRATE": "calibrate"}
+           "READ_SCHEDULE": "read_schedule", "CALIBRATE": "calibrate", "SHOULD_STOP": "should_stop"}
     defines = [f'-DFUZZ_HEADER="bep_{n}_board.h"', f"-DSTATE_BYTES={gen.plan.state_bytes}u",
                f"-DSNAPSHOT_BYTES=BEP_{n.upper()}_SNAPSHOT_BYTES", f"-DBATCH={BATCH}u",
                f"-DFUZZ_LEVELS=bep_{n}_schedule.levels", f"-DFUZZ_CALIB=bep_{n}_calibration",

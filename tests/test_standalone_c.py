@@ -24,7 +24,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from bep_mcu.cgen import snapshot
+from bep_mcu.cgen import abi, snapshot
 from bep_mcu.cgen.codegen import generate
 from bep_mcu.cgen.status import STATUS
 from bep_mcu.data import inputformat
@@ -32,7 +32,8 @@ from bep_mcu.data.datasets import load_dataset
 from bep_mcu.data.binarize import SPEC_FORMS
 from bep_mcu.data.inputformat import INPUT_TYPES, InputFormat
 from bep_mcu.engine import bits, rng
-from bep_mcu.engine.schedule import Q_LEVELS, IntegerSchedule, error_level, grown, rate_level
+from bep_mcu.engine.schedule import Q_LEVELS, IntegerSchedule, ProgressBudget, ProgressMarks, error_level, grown, \
+    rate_level
 from bep_mcu.engine.spec import NetSpec
 from bep_mcu.training import EncodedData, NumpyTrainer, Plan, run_epochs
 from bep_mcu.twin.cffi_twin import Twin, TwinTrainer
@@ -314,6 +315,170 @@ def test_sample_order_depends_on_seed_and_epoch():
     assert rng.sample_order(5, 0, 10).tolist() == rng.sample_order(5, 0, 10).tolist()
 
 
+# ---------------------------------------------------------------------- the training budget
+
+MINIMA = (1, 2, 3, 5, 8, 12)
+
+
+def test_budget_numbers_are_the_c_runtime_s():
+    c = [abi.standalone_define(f"BEP_BUDGET_{n}") for n in ("GAIN_DIV", "MIN_WINDOW", "WINDOW_DIV", "CAP_FACTOR",
+                                                          "MAX_MIN")]
+    assert c == [ProgressMarks.GAIN_DIVISOR, ProgressBudget.MIN_WINDOW, ProgressBudget.WINDOW_DIVISOR,
+                 ProgressBudget.CAP_FACTOR, ProgressBudget.MAX_MINIMUM]
+
+
+class BudgetWatcher(TwinTrainer):
+    """The C scheduling itself, asked after every epoch it closed what its budget says."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.verdicts: list[dict[int, bool]] = []
+
+    def set_epoch(self, gamma, q, start=None) -> None:
+        super().set_epoch(gamma, q, start)  # closes the previous epoch (bep_<net>_end_epoch)
+        self.verdicts.append({m: self.twin.should_stop(m) for m in MINIMA})
+
+
+def budget_states(twin: Twin) -> dict[str, int]:
+    return {k: twin.schedule()[k] for k in snapshot.BUDGET_FIELDS}
+
+
+def test_budget_is_bit_exact_numpy_twin_over_a_whole_run(noisy_model, tmp_path):
+    """The C keeps the budget's epoch count and mark in its schedule state (end_epoch) and
+    answers should_stop; the host replays ProgressBudget on the epochs' error counts: after
+    each of 40 epochs the same three integers and, for every minimum, the same verdict,
+    among them stops by the window (before the cap) and runs that go on past their minimum."""
+    model, data = noisy_model
+    twin = BudgetWatcher(twin_of(model, tmp_path), model.training.seed, model.training.batch_counter,
+                         own_schedule=True)
+    plan = Plan.continuing(model, 40, 25, stall_signal="training", sample_order="counter")
+    report = run_epochs([NumpyTrainer(model), twin], data, plan)
+    assert report.bit_exact, report.divergence
+    twin.twin.end_epoch()
+    twin.verdicts.append({m: twin.twin.should_stop(m) for m in MINIMA})
+    states = [{k: s[k] for k in snapshot.BUDGET_FIELDS} for s in twin.schedules[1:]] + [budget_states(twin.twin)]
+    budgets = {m: ProgressBudget(len(data), m) for m in MINIMA}
+    host_states, host_verdicts = [], [{m: False for m in MINIMA}]  # before the first epoch: go on
+    for rec in report.history:
+        for b in budgets.values():
+            b.end_epoch(round(rec["train_error"] * len(data)))
+        host_states.append(budgets[1].state())
+        host_verdicts.append({m: b.stop() for m, b in budgets.items()})
+    assert states == host_states
+    assert twin.verdicts == host_verdicts
+    first_stop = {m: next((k for k, v in enumerate(host_verdicts) if v[m]), None) for m in MINIMA}
+    assert any(k is not None and k < budgets[m].cap for m, k in first_stop.items()), first_stop  # by the window
+    assert any(k is not None and k > m for m, k in first_stop.items()), first_stop  # on past the minimum
+    assert len({s["marked_epoch"] for s in states}) >= 3  # the mark moved
+
+
+def edited(snap: bytes, **fields: int) -> bytes:
+    """A snapshot with header fields set, its CRC recomputed (so the checks behind it see them)."""
+    b = bytearray(snap)
+    for name, value in fields.items():
+        off, size = snapshot.header_offsets()[name]
+        b[off:off + size] = value.to_bytes(size, "little")
+    b[-4:] = zlib.crc32(bytes(b[:-4])).to_bytes(4, "little")
+    return bytes(b)
+
+
+@pytest.fixture(scope="module")
+def budget_snapshot(noisy_model, tmp_path_factory):
+    """A snapshot after two epochs: the budget counts 2."""
+    model, data = noisy_model
+    twin, _, _ = trained_twin(model, data, tmp_path_factory.mktemp("budget"))
+    snap = twin.twin.snapshot()[1]
+    assert budget_states(twin.twin)["budget_epochs"] == 2
+    return snap
+
+
+def test_budget_rule_at_its_edges_is_the_hosts(noisy_model, budget_snapshot, tmp_path):
+    """Restored budget states at the edges of the window, the minimum and the cap (up to the
+    largest minimum and count, where 4 * E0 exceeds 32 bits): bep_should_stop says what
+    ProgressBudget.stop says."""
+    model, data = noisy_model
+    twin = twin_of(model, tmp_path)
+    twin.start(1)
+    checked = 0
+    for epochs in (1, 9, 10, 11, 12, 13, 47, 48, 49, 2**31 - 1, 2**31, 2**32 - 1):
+        for marked in {1, epochs, epochs - 9, epochs - 10, epochs - 11, epochs - 2**30}:
+            if not 1 <= marked <= epochs:
+                continue
+            assert twin.restore(edited(budget_snapshot, budget_epochs=epochs, marked_epoch=marked)) == CODES["OK"]
+            for minimum in (1, 2, 3, 11, 12, 13, 40, 41, 44, 2**30, 2**31 - 1, 2**31):
+                host = ProgressBudget(len(data), minimum)
+                host.epochs, host.marked_epoch = epochs, marked
+                assert twin.should_stop(minimum) == host.stop(), (epochs, marked, minimum)
+                checked += 1
+    assert checked > 500
+
+
+def test_budget_marks_an_epoch_exactly_at_the_gain(noisy_model, budget_snapshot, tmp_path):
+    """One more epoch from the snapshot marks when its error count is at least the gain (1 % of
+    the samples) below the marked count, and only then: the host's rule to the count."""
+    model, data = noisy_model
+    gain = ProgressMarks(len(data)).gain
+    base = snapshot.header_offsets()["marked_epoch"]
+    marked_epoch = int.from_bytes(budget_snapshot[base[0]:base[0] + 4], "little")
+
+    def one_epoch(marked_errors: int, name: str) -> tuple[int, dict]:
+        twin = twin_of(model, tmp_path / name)
+        twin.start(3)
+        assert twin.restore(edited(budget_snapshot, marked_errors=marked_errors)) == CODES["OK"]
+        before = twin.counters().errors
+        order = rng.sample_order(model.training.seed, model.training.epochs + 2, len(data))
+        for i in range(0, len(order), 20):
+            twin.train_batch(data.packed[order[i:i + 20]], data.y[order[i:i + 20]].astype(np.uint16))
+        errors = twin.counters().errors - before
+        twin.end_epoch()
+        return errors, budget_states(twin)
+
+    errors, state = one_epoch(len(data), "far")
+    assert state == {"budget_epochs": 3, "marked_epoch": 3, "marked_errors": errors}
+    assert one_epoch(errors + gain, "at")[1] == {"budget_epochs": 3, "marked_epoch": 3, "marked_errors": errors}
+    assert one_epoch(errors + gain - 1, "short")[1] == {"budget_epochs": 3, "marked_epoch": marked_epoch,
+                                                       "marked_errors": errors + gain - 1}
+
+
+@pytest.mark.parametrize("fields, status", [
+    ({"budget_epochs": 0, "marked_epoch": 0, "marked_errors": 0}, "OK"),  # before the first epoch
+    ({"budget_epochs": 2**32 - 1, "marked_epoch": 2**32 - 1, "marked_errors": 2**31 - 1}, "OK"),
+    ({"budget_epochs": 7, "marked_epoch": 1, "marked_errors": 0}, "OK"),
+    ({"budget_epochs": 0, "marked_epoch": 1, "marked_errors": 0}, "ERR_CORRUPT"),  # a mark before any epoch
+    ({"budget_epochs": 0, "marked_epoch": 0, "marked_errors": 1}, "ERR_CORRUPT"),
+    ({"budget_epochs": 7, "marked_epoch": 0, "marked_errors": 0}, "ERR_CORRUPT"),  # no mark after an epoch
+    ({"budget_epochs": 7, "marked_epoch": 8, "marked_errors": 0}, "ERR_CORRUPT"),  # a mark after the count
+    ({"budget_epochs": 7, "marked_epoch": 7, "marked_errors": 2**31}, "ERR_CORRUPT"),  # more than an epoch holds
+    ({"budget_epochs": 7, "marked_epoch": 2**32 - 1, "marked_errors": 2**32 - 1}, "ERR_CORRUPT"),
+])
+def test_restored_budget_states_are_range_checked(noisy_model, budget_snapshot, tmp_path, fields, status):
+    model, _ = noisy_model
+    twin = twin_of(model, tmp_path)
+    twin.start(5)
+    before = twin.state.copy()
+    assert twin.restore(edited(budget_snapshot, **fields)) == CODES[status]
+    if status == "OK":
+        assert budget_states(twin) == fields
+    else:
+        assert np.array_equal(twin.state, before)
+
+
+def test_should_stop_refusals(noisy_model, tmp_path):
+    model, _ = noisy_model
+    twin = twin_of(model, tmp_path)
+    out = twin.ffi.new("uint32_t *")
+
+    def status(minimum: int, where=out) -> int:
+        return twin.lib.bep_net_should_stop(twin._state_ptr, twin.state.nbytes, minimum, where)
+
+    twin.init(1)
+    assert status(5) == CODES["ERR_STATE"]  # the schedule never started
+    twin.start(1)
+    assert status(5) == CODES["OK"] and out[0] == 0
+    assert status(0) == CODES["ERR_ARG"] and status(2**31 + 1) == CODES["ERR_ARG"]
+    assert status(5, twin.ffi.NULL) == CODES["ERR_NULL"]
+
+
 # ---------------------------------------------------------------------- snapshots
 
 
@@ -333,8 +498,11 @@ def test_snapshot_bytes_equal_the_host_composition(noisy_model, tmp_path):
     status, snap = twin.twin.snapshot()
     assert status == CODES["OK"]
     c = host.counters()
-    state = {**report.schedule_states[-1], "epoch": model.training.epochs + 2, "start_errors": c.errors,
-             "start_samples": c.samples}
+    marks = ProgressMarks(len(data))
+    for rec in report.history:
+        marks.end_epoch(round(rec["train_error"] * len(data)))
+    state = {**report.schedule_states[-1], **marks.state(), "epoch": model.training.epochs + 2,
+             "start_errors": c.errors, "start_samples": c.samples}
     want = snapshot.compose(model.config_hash32, model.training.seed, c, report.gamma, twin.twin.schedule()["q"],
                             state, host.hidden_weights(), twin.twin.calibration())
     assert snap == want and zlib.crc32(snap[:-4]) == int.from_bytes(snap[-4:], "little")

@@ -16,7 +16,11 @@ Asserted on mps2-an386 (Cortex-M4) and microbit (Cortex-M0, 16 KB RAM):
 * the RAM plan (state + stack + receive ring + one sample and one snapshot) equals
   ``data + bss``, the data is in flash, no link is linked, the linked image holds no
   soft-float routine and no allocator, and the deepest call chain fits the micro:bit's stack;
-* a planted one-constant bug in the board's schedule makes the run differ (exit 1);
+* with ``--follow-progress`` the board ends its run where its own training budget says
+  (``bep_<net>_should_stop``), at the epoch the host's ``ProgressBudget`` stops on the
+  board's error counts, with ``--epochs`` as the minimum or, without it, ``train``'s default;
+  with power cuts too;
+* a planted one-constant bug in the board's schedule or its budget makes the run differ (exit 1);
 * bad input (hostile CSV files, wrong shapes, a type too narrow, option clashes, a real
   board, data too big) is one ``error:`` line with exit status 2.
 """
@@ -34,12 +38,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bep_mcu import modelio
+from bep_mcu import modelio, training
 from bep_mcu.device import boards, persistence
 from bep_mcu.device import firmware as fw
 from bep_mcu.cgen import toolchain
 from bep_mcu.device.emulate import exit_command
 from bep_mcu.device.firmware import STANDALONE_SOURCES, fw_dir, standalone_defines
+from bep_mcu.engine.schedule import ProgressBudget
 
 from .conftest import assert_ok, assert_one_error_line, assert_user_error, invoke, last_json, needs_arm, needs_qemu
 from .test_firmware import berkeley, symbol_sizes
@@ -238,6 +243,71 @@ def test_a_store_rewritten_in_place_loses_the_learning(work, model, data_csv, mo
     assert d["bit_exact"] is False and d["learning_kept"] < d["resets"]
 
 
+@pytest.fixture(scope="module")
+def follow_runs(work, model, data_csv):
+    cache: dict[tuple, dict] = {}
+
+    def get(board: str, *options) -> dict:
+        if (board, options) not in cache:
+            result = invoke("firmware", model, "--board", board, "--standalone-data", data_csv, "--follow-progress",
+                            *options, "--out", work / f"follow-{board}-{len(cache)}", "--run", "--json")
+            assert_ok(result)
+            cache[board, options] = last_json(result.stdout)
+        return cache[board, options]
+
+    return get
+
+
+def budget_stop(d: dict) -> int:
+    """The epoch at which the host's ProgressBudget stops on the error counts the board printed."""
+    errors = [int(line.split()[5]) for line in d["device_output"].splitlines() if line.startswith("EPOCH")]
+    budget = ProgressBudget(d["train_samples"], d["min_epochs"])
+    return next(k for k, e in enumerate(errors, start=1) if budget.end_epoch(e))
+
+
+@pytest.mark.parametrize("board", BOARDS)
+@pytest.mark.parametrize("options", [("--epochs", "8"), ()], ids=["epochs-8", "default"])
+def test_follows_its_training_error_bit_exactly(follow_runs, board, options):
+    """--follow-progress: the board stops where its budget says, after the same epochs as the
+    host's simulation (weights, schedule and budget in the final snapshot, test predictions
+    all equal), which is where ProgressBudget stops on the board's own error counts: past
+    the minimum (--epochs, or train's default for the training samples) and before the cap."""
+    d = follow_runs(board, *options)
+    assert d["bit_exact"] is True, d["first_difference"]
+    assert d["follow_progress"] is True and d["device_test_accuracy"] == d["host_test_accuracy"] > 0.6
+    minimum = 8 if options else training.default_epochs(d["train_samples"])
+    assert d["min_epochs"] == minimum and d["max_epochs"] == 4 * minimum
+    assert d["epochs"] == d["device_epochs"] == budget_stop(d)
+    assert minimum < d["epochs"] < d["max_epochs"] and d["samples"] == d["epochs"] * d["train_samples"]
+    lines = d["device_output"].splitlines()
+    assert sum(line.startswith("EPOCH") for line in lines) == d["epochs"]
+    assert lines[-1].startswith(f"RESULT epochs {d['epochs']} samples")
+    assert f"SNAPSHOT after {minimum // 2} bytes" in d["device_output"]  # the restore keeps the budget too
+
+
+def test_follows_its_training_error_through_power_cuts(work, model, data_csv):
+    result = invoke("firmware", model, "--board", "mps2-an386", "--standalone-data", data_csv, "--follow-progress",
+                    "--epochs", "8", "--power-cuts", "6", "--snapshot-every", "1000", "--out", work / "follow-cuts",
+                    "--run", "--json")
+    assert_ok(result)
+    d = last_json(result.stdout)
+    assert d["bit_exact"] is True, d["first_difference"]
+    assert d["resets"] == d["learning_kept"] == 6 and 8 < d["epochs"] == d["device_epochs"] < 32
+
+
+def test_a_planted_budget_bug_is_caught(work, model, data_csv, monkeypatch):
+    """The budget's window made one epoch longer on the board: it trains an epoch more than
+    the host, and the run says so."""
+    plant(monkeypatch, "bep_standalone.c", "s->budget_epochs - s->marked_epoch >= window",
+          "s->budget_epochs - s->marked_epoch > window")
+    result = invoke("firmware", model, "--board", "mps2-an386", "--standalone-data", data_csv, "--follow-progress",
+                    "--epochs", "8", "--out", work / "planted-budget", "--run", "--json")
+    assert result.exit_code == 1, result.stderr
+    d = last_json(result.stdout)
+    assert d["bit_exact"] is False and d["first_difference"]["part"] == "epochs"
+    assert d["device_epochs"] == d["epochs"] + 1
+
+
 def test_rnn_learns_on_its_own(work):
     model = work / "rnn.npz"
     assert_ok(invoke("train", "--dataset", "ucr:ItalyPowerDemand", "--model", "rnn", "--hidden", "24", "--window", "5",
@@ -283,7 +353,8 @@ def test_image_has_no_float_and_no_heap(runs, board):
 SINKS, SOURCES = ("bep_buffer_write", "bep_program_piece"), ("bep_buffer_read", "bep_slot_read")
 CALLBACKS = {"bep_emit": SINKS, "bep_snapshot_body": SINKS, "bep_crc_matches": SOURCES, "bep_snapshot_check": SOURCES,
              "bep_restore_hidden": SOURCES, "bep_restore_header": SOURCES, "bep_restore_from": SOURCES,
-             "bep_check_calib": SOURCES, "bep_restore_calib": SOURCES,
+             "bep_check_calib": SOURCES, "bep_restore_calib": SOURCES, "bep_read_frame": SOURCES,
+             "bep_read_contents": SOURCES,
              "bep_slot_read": ("bep_port_flash_read",), "bep_program_unit": ("bep_sa_program",),
              "bep_store_save": ("bep_sa_erase",)}
 
@@ -371,6 +442,10 @@ def test_option_mistakes_are_one_line(work, model, data_csv, tmp_path):
     assert_user_error(invoke(*base, "--board", "microbit", "--input-scale", "0"), "--input-scale")
     assert_user_error(invoke("firmware", model, "--board", "microbit", "--epochs", "3", "--out", tmp_path / "p"),
                       "--epochs", "--standalone-data")
+    assert_user_error(invoke("firmware", model, "--board", "microbit", "--follow-progress", "--out", tmp_path / "p"),
+                      "--follow-progress", "--standalone-data")
+    assert_user_error(invoke(*base, "--board", "microbit", "--follow-progress", "--epochs", "250001"), "--epochs",
+                      "250000")
     assert_user_error(invoke(*base, "--board", "microbit", "--timeout", "-1", "--run"), "timeout")
     assert not (tmp_path / "o").exists() and not (tmp_path / "p").exists()
 

@@ -22,12 +22,14 @@ MAGIC = abi.standalone_define("BEP_SNAPSHOT_MAGIC")
 VERSION = abi.standalone_define("BEP_SNAPSHOT_VERSION")
 HEADER_BYTES = abi.SNAPSHOT_HEADER_BYTES
 SCHEDULE_FIELDS = ("epoch", "level", "stalled", "best_errors", "best_samples", "start_errors", "start_samples")
+BUDGET_FIELDS = ("budget_epochs", "marked_epoch", "marked_errors")  # engine/schedule.py: ProgressMarks.state
 # The fixed part, field by field (bep_standalone.h): γ and Q have one entry per possible
-# layer; the generation is a store's write count (bep_store.h), 0 in a snapshot to a buffer.
+# layer; the generation is a store's write count (bep_store.h), 0 in a snapshot to a buffer;
+# the budget's epoch count and mark come after it.
 HEADER_FIELDS = (("magic", "I"), ("version", "I"), ("hash", "I"), ("bytes", "I"), ("seed", "I"),
                  *((n, "I") for n in Counters.NAMES), *((f"gamma{i}", "H") for i in range(abi.MAX_LAYERS)),
                  *((f"q{i}", "I") for i in range(abi.MAX_LAYERS)), *((n, "I") for n in SCHEDULE_FIELDS),
-                 ("generation", "I"))
+                 ("generation", "I"), *((n, "I") for n in BUDGET_FIELDS))
 HEADER_FORMAT = "<" + "".join(code for _, code in HEADER_FIELDS)
 
 
@@ -54,13 +56,14 @@ def compose(config_hash32: int, seed: int, counters: Counters, gamma: Sequence[i
             schedule: dict[str, int], hidden: Sequence[np.ndarray], followed: tuple[np.ndarray, np.ndarray],
             generation: int = 0) -> bytes:
     """The snapshot of a state (bep_standalone.h's layout): ``schedule`` holds
-    ``SCHEDULE_FIELDS``; γ and Q are the ones in use; ``followed`` the followed input
+    ``SCHEDULE_FIELDS`` and ``BUDGET_FIELDS`` (absent: no epoch closed since the start, all 0); γ and Q are the ones in use; ``followed`` the followed input
     thresholds and their accumulators (data/recalibration.py: ``Calibration``; empty when the
     board follows none); ``generation`` a store's (0: a buffer's)."""
     pad = [0] * (abi.MAX_LAYERS - len(gamma))
     head = struct.pack(HEADER_FORMAT, MAGIC, VERSION, config_hash32, 0, seed & 0xFFFFFFFF,
                        *(getattr(counters, n) & 0xFFFFFFFF for n in Counters.NAMES), *gamma, *pad, *q, *pad,
-                       *(schedule[f] & 0xFFFFFFFF for f in SCHEDULE_FIELDS), generation & 0xFFFFFFFF)
+                       *(schedule[f] & 0xFFFFFFFF for f in SCHEDULE_FIELDS), generation & 0xFFFFFFFF,
+                       *(schedule.get(f, 0) & 0xFFFFFFFF for f in BUDGET_FIELDS))
     assert len(head) == HEADER_BYTES
     body = b"".join(_padded(np.ascontiguousarray(h).astype(h.dtype.newbyteorder("<")).tobytes()) for h in hidden)
     body += b"".join(np.asarray(v, dtype=np.int64).astype("<i4").tobytes() for v in followed)

@@ -17,7 +17,9 @@ from bep_mcu.device import boards, persistence, standalone
 from bep_mcu.device.emulate import RUN_TIMEOUT, run_image
 from bep_mcu.device.firmware import LEVEL, SELFTEST_EXIT, SELFTEST_OUT, STANDALONE_OUT, PowerCuts, build, \
     build_selftest, build_standalone
+from bep_mcu.engine.schedule import ProgressBudget
 from bep_mcu.errors import BEPError
+from bep_mcu.model import MAX_EPOCHS
 
 
 def _human(d: dict) -> str:
@@ -69,7 +71,9 @@ def _human_standalone(d: dict) -> str:
         lines.append(f"  {persistence.describe(d['store'])}")
     if "bit_exact" in d:
         verdict = "bit-exact with the host" if d["bit_exact"] else f"DIFFERS from the host: {d['first_difference']}"
-        lines.append(f"  ran {d['epochs']} epochs ({d['samples']} samples) in QEMU in {d['seconds']:.2f} s: "
+        budget = (f" (followed its training error: at least {d['min_epochs']}, at most {d['max_epochs']})"
+                  if d["follow_progress"] else "")
+        lines.append(f"  ran {d['epochs']} epochs{budget} ({d['samples']} samples) in QEMU in {d['seconds']:.2f} s: "
                      f"{verdict}")
     if "learning_kept" in d:
         lines.append(f"  power cuts: {d['resets']} resets during its {d['saves']} saves; {d['learning_kept']} resumed "
@@ -92,7 +96,13 @@ def _human_standalone(d: dict) -> str:
               help="Build a board that learns on its own instead: DATA's training set (a dataset name, .csv or "
                    ".npz) in flash as raw device values, encoded, learnt and scheduled on the board, then its test "
                    "set evaluated; no link. [default --out: standalone-<board>]")
-@click.option("--epochs", type=INTEGER, default=None, help="With --standalone-data: epochs to learn.  [default: 3]")
+@click.option("--epochs", type=INTEGER, default=None,
+              help="With --standalone-data: epochs to learn; with --follow-progress the least.  [default: 3; with "
+                   "--follow-progress train's: max(50, 40000 / training samples), at most 400]")
+@click.option("--follow-progress", "follow_progress", is_flag=True,
+              help="With --standalone-data: the board stops learning as `train` without --epochs does: from "
+                   "--epochs epochs on, once its training error has not fallen by 1 % of the samples for "
+                   "max(10, --epochs / 4) epochs, after 4 times --epochs at most (bep_<net>_should_stop).")
 @click.option("--batch-size", type=INTEGER, default=None,
               help="With --standalone-data: batch size [default: the model's].")
 @click.option("--power-cuts", "power_cuts", type=INTEGER, default=None, metavar="K",
@@ -109,8 +119,8 @@ def _human_standalone(d: dict) -> str:
 @click.option("--timeout", type=NUMBER, default=RUN_TIMEOUT, show_default=True,
               help="With --run: seconds before QEMU is killed.")
 @json_option
-def firmware_cmd(model_path, board_name, out_dir, name, golden_path, standalone_data, epochs, batch_size, power_cuts,
-                 snapshot_every, slots, input_type, input_scale, run, timeout, as_json) -> None:
+def firmware_cmd(model_path, board_name, out_dir, name, golden_path, standalone_data, epochs, follow_progress,
+                 batch_size, power_cuts, snapshot_every, slots, input_type, input_scale, run, timeout, as_json) -> None:
     """Build a training firmware for BOARD running MODEL's network, and report its size.
 
     Refuses (exit status 3, one line) when the network does not fit the board's RAM or flash.
@@ -122,10 +132,11 @@ def firmware_cmd(model_path, board_name, out_dir, name, golden_path, standalone_
     if standalone_data is not None:
         if golden_path is not None:
             raise BEPError("give --self-test GOLDEN or --standalone-data DATA, not both")
-        _standalone(model_path, board_name, out_dir, name, standalone_data, epochs, batch_size,
+        _standalone(model_path, board_name, out_dir, name, standalone_data, (epochs, follow_progress), batch_size,
                     (power_cuts, snapshot_every, slots), input_type, input_scale, run, timeout, as_json)
         return
-    for option, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--input-type", input_type),
+    for option, value in (("--epochs", epochs), ("--follow-progress", follow_progress or None),
+                          ("--batch-size", batch_size), ("--input-type", input_type),
                           ("--input-scale", input_scale), ("--power-cuts", power_cuts),
                           ("--snapshot-every", snapshot_every), ("--slots", slots)):
         if value is not None:
@@ -153,7 +164,7 @@ def firmware_cmd(model_path, board_name, out_dir, name, golden_path, standalone_
 
 
 
-def _power_cuts(model, board_name: str, data, plan, options: tuple) -> PowerCuts | None:
+def _power_cuts(model, board_name: str, data, plan, options: tuple, min_epochs: int) -> PowerCuts | None:
     """The store and the cut points of ``--power-cuts K`` (None without it)."""
     k, every, slots = options
     if k is None:
@@ -171,23 +182,30 @@ def _power_cuts(model, board_name: str, data, plan, options: tuple) -> PowerCuts
     if k > most:
         raise BEPError(f"--power-cuts {k}: at most {most} on {board.name} (the boot log is one page of "
                        f"{store.page_bytes} B)")
-    _, _, points = standalone.simulate(model, data, plan, 0, store)
+    _, _, points = standalone.simulate(model, data, plan, 0, store, min_epochs)
     return PowerCuts(store, standalone.plan_cuts(len(points), store.ops_per_save, k))
 
 
-def _standalone(model_path, board_name, out_dir, name, data_name, epochs, batch_size, cut_options, input_type,
-                input_scale, run, timeout, as_json) -> None:
+def _standalone(model_path, board_name, out_dir, name, data_name, epoch_options, batch_size, cut_options,
+                input_type, input_scale, run, timeout, as_json) -> None:
     if run:
         validate.timeout(timeout)
+    epochs, follow = epoch_options
+    if epochs is not None:  # the budget's cap, 4 times --epochs, must be an epoch count too
+        validate.integer(epochs, "--epochs", 1, MAX_EPOCHS // ProgressBudget.CAP_FACTOR if follow else MAX_EPOCHS)
     model = load_model(model_path)
-    plan = standalone.board_plan(model, 3 if epochs is None else epochs, batch_size)
     dataset = load_dataset(data_name)
     fmt = input_format(model, dataset.X_train, input_type, input_scale)
     data = standalone.standalone_data(model, dataset, fmt)
-    cuts = _power_cuts(model, board_name, data, plan, cut_options)
+    min_epochs = 0
+    if follow:  # --epochs is the least, the budget's cap the most
+        budget = standalone.budget(epochs, len(data.train_y))
+        min_epochs, epochs = budget.minimum, budget.cap
+    plan = standalone.board_plan(model, 3 if epochs is None else epochs, batch_size)
+    cuts = _power_cuts(model, board_name, data, plan, cut_options, min_epochs)
     built = build_standalone(model, board_name, data, plan.epochs, plan.batch_size,
                              out_dir or STANDALONE_OUT.format(board=board_name), name, on_progress=progress,
-                             power_cuts=cuts)
+                             power_cuts=cuts, min_epochs=min_epochs)
     d = {**built.to_dict(), "input_report": inputformat.report(model.encoder, fmt, dataset.X_train)}
     if run:
         progress(f"running {built.firmware.elf} in QEMU ({board_name}) and the same run on the host")

@@ -502,11 +502,14 @@ class StandaloneBuild:
     batch_size: int
     snapshot_after: int  # the image snapshots, wipes and restores its state after this epoch (0: never)
     power_cuts: PowerCuts | None = None
+    min_epochs: int = 0  # --follow-progress: the budget's minimum, ``epochs`` its cap (0: ``epochs`` epochs)
 
     def to_dict(self) -> dict:
         d = self.firmware.to_dict()
         d.update({"standalone": True, "data": self.data.source, "train_samples": len(self.data.train_y),
-                  "test_samples": len(self.data.test_y), "data_bytes": self.data.flash_bytes, "epochs": self.epochs,
+                  "test_samples": len(self.data.test_y), "data_bytes": self.data.flash_bytes,
+                  "epochs": self.epochs, "max_epochs": self.epochs,  # "epochs" becomes the epochs run with --run
+                  "follow_progress": bool(self.min_epochs), "min_epochs": self.min_epochs,
                   "batch_size": self.batch_size, "snapshot_after": self.snapshot_after,
                   "standalone_buffer_bytes": self.firmware.plan.standalone_bytes, **self.data.fmt.describe()})
         if self.power_cuts:
@@ -515,10 +518,11 @@ class StandaloneBuild:
 
 
 def standalone_defines(board: boards.Board, name: str, n_train: int, n_test: int, epochs: int, batch_size: int,
-                       snapshot_after: int, power_cuts: PowerCuts | None = None) -> dict[str, str]:
+                       snapshot_after: int, power_cuts: PowerCuts | None = None, min_epochs: int = 0) -> dict[str, str]:
     """The macros standalone.c compiles with (besides the board's and the network's)."""
     _, defines = build_flags(board, name)
     defines.update({"BEP_SA_TRAIN_N": f"{n_train}u", "BEP_SA_TEST_N": f"{n_test}u", "BEP_SA_EPOCHS": f"{epochs}u",
+                    "BEP_SA_MIN_EPOCHS": f"{min_epochs}u",
                     "BEP_SA_BATCH": f"{batch_size}u", "BEP_SA_SNAPSHOT_EPOCH": f"{snapshot_after}u",
                     "BEP_SA_BOARD_HEADER": f'"bep_{name}_board.h"'})
     if power_cuts:
@@ -531,10 +535,11 @@ def standalone_defines(board: boards.Board, name: str, n_train: int, n_test: int
 
 def build_standalone(model: Model, board_name: str, data: StandaloneData, epochs: int, batch_size: int,
                      out_dir: str | Path, name: str = "net", on_progress: Callable[[str], None] | None = None,
-                     power_cuts: PowerCuts | None = None) -> StandaloneBuild:
+                     power_cuts: PowerCuts | None = None, min_epochs: int = 0) -> StandaloneBuild:
     """``bep-mcu firmware MODEL --standalone-data DATA``: an image that trains on ``data``
     for ``epochs`` epochs with the on-device schedule, no link, and reports through
-    semihosting (bep_mcu/fw/standalone.c); with ``power_cuts``, it keeps its learning in a
+    semihosting (bep_mcu/fw/standalone.c); with ``min_epochs`` (``--follow-progress``) at
+    least that many, then until the training budget says stop, at most ``epochs``; with ``power_cuts``, it keeps its learning in a
     flash store and is reset at the planned flash operations. Refuses, in one line and
     before anything is written, a board without semihosting (or without a flash driver
     for power cuts) and an image that does not fit."""
@@ -554,10 +559,10 @@ def build_standalone(model: Model, board_name: str, data: StandaloneData, epochs
     build_dir = _build_dir(out, board, plan.store_flash_bytes)
     files.write_text_files(build_dir, {STANDALONE_DATA_C: render_standalone_data(
         data.fmt, (data.train_x, data.train_y), (data.test_x, data.test_y), data.source)})
-    snapshot_after = 0 if power_cuts else epochs // 2
+    snapshot_after = 0 if power_cuts else (min_epochs or epochs) // 2  # within the epochs the run makes
     defines = standalone_defines(board, gen.name, len(data.train_y), len(data.test_y), epochs, batch_size,
-                                 snapshot_after, power_cuts)
+                                 snapshot_after, power_cuts, min_epochs)
     result = _build_image(tools, board, gen, STANDALONE_SOURCES, [build_dir / STANDALONE_DATA_C], defines, out, plan,
                           "standalone RAM plan", f" (the data takes {data.flash_bytes} B of it: use fewer samples)",
                           plan.store_flash_bytes)
-    return StandaloneBuild(result, data, epochs, batch_size, snapshot_after, power_cuts)
+    return StandaloneBuild(result, data, epochs, batch_size, snapshot_after, power_cuts, min_epochs)

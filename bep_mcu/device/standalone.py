@@ -6,9 +6,11 @@ epochs and snapshots and restores itself once midway (bep_mcu/fw/standalone.c). 
 runs the same training through the one driver, ``training.run_epochs``, with the plan a
 board implies (``stall_signal="training"``: the integer schedule; ``sample_order=
 "counter"``) on the same device values, encoded by ``data.inputformat`` with integers
-only. Then every line the board printed must equal the host's: each epoch's samples,
-errors, γ and Q, the CRC of the snapshot taken midway and of one of the final state
-(hidden weights, counters, schedule), and the test predictions.
+only; with ``--follow-progress`` both end the run where the training budget says
+(``engine.schedule.ProgressBudget``, ``bep_<net>_should_stop``). Then every line the board
+printed must equal the host's: each epoch's samples, errors, γ and Q, the CRC of the
+snapshot taken midway and of one of the final state (hidden weights, counters, schedule and
+budget), the epochs run and the test predictions.
 
 With power cuts the board saves into a flash store every N samples and is reset at
 planned flash operations of its saves (:func:`plan_cuts`); each boot restores the newest
@@ -37,10 +39,11 @@ from bep_mcu.device.emulate import run_image
 from bep_mcu.device.firmware import STANDALONE_EXIT, StandaloneBuild, StandaloneData
 from bep_mcu.device.persistence import StorePlan
 from bep_mcu.engine.network import Counters
-from bep_mcu.engine.schedule import q_table, rate_level
+from bep_mcu.engine.schedule import ProgressBudget, ProgressMarks, q_table, rate_level
 from bep_mcu.errors import BEPError
 from bep_mcu.model import Model
-from bep_mcu.training import EncodedData, NumpyTrainer, Plan, run_epochs
+from bep_mcu.training import EncodedData, FollowProgress, NumpyTrainer, Plan, default_epochs, \
+    run_epochs
 
 _EPOCH = re.compile(r"^EPOCH (\d+) samples (\d+) errors (\d+) gamma ([\d,]+) q ([\d,]+)$")
 _SNAPSHOT = re.compile(r"^SNAPSHOT after (\d+) bytes (\d+) crc 0x([0-9A-F]{8})$")
@@ -86,6 +89,7 @@ class RunRecord:
     test_correct: int = 0
     test_n: int = 0
     predictions_crc: int = 0
+    epochs_run: int = 0
     samples: int = 0
     batches: int = 0
     final_crc: int = 0
@@ -96,7 +100,7 @@ class RunRecord:
         return {"epochs": epochs, "snapshots": self.snapshots, "saves": sorted(dict(self.saves).items()),
                 "boots": self.boots, "cuts": self.cuts,
                 "test": (self.test_correct, self.test_n, self.predictions_crc),
-                "result": (self.samples, self.batches, self.final_crc)}
+                "result": (self.epochs_run, self.samples, self.batches, self.final_crc)}
 
     def repeats_differ(self) -> dict | None:
         """An epoch or a save printed twice with other values: a restored board did not redo its work."""
@@ -147,10 +151,18 @@ def board_plan(model: Model, epochs: int, batch_size: int | None) -> Plan:
     return Plan.continuing(model, epochs, batch_size, stall_signal="training", sample_order="counter")
 
 
+def budget(min_epochs: int | None, n_train: int) -> ProgressBudget:
+    """A board's budget (``--follow-progress``): at least ``min_epochs`` (``--epochs``) or,
+    without it, the host's default minimum for ``n_train`` samples (``training.default_epochs``,
+    as ``train`` does)."""
+    return ProgressBudget(n_train, default_epochs(n_train) if min_epochs is None else min_epochs)
+
+
 def simulate(model: Model, data: StandaloneData, plan: Plan, snapshot_after: int,
-             store: StorePlan | None = None) -> tuple[RunRecord, np.ndarray, list[SavePoint]]:
+             store: StorePlan | None = None, min_epochs: int = 0) -> tuple[RunRecord, np.ndarray, list[SavePoint]]:
     """The board's run on the host: the record it must print, the host's test predictions
-    and, with a ``store``, where each save falls."""
+    and, with a ``store``, where each save falls. ``min_epochs``: the run ends where the
+    budget of that minimum says (at most ``plan.epochs``); 0: all ``plan.epochs`` epochs."""
     train = device_encoded(model, data, "train")
     trainer = NumpyTrainer(model)
     record, captured, before = RunRecord(), {}, [trainer.counters()]
@@ -170,10 +182,14 @@ def simulate(model: Model, data: StandaloneData, plan: Plan, snapshot_after: int
         record.epochs.append({"epoch": rec["epoch"] - 1, "samples": c.samples - before[0].samples,
                               "errors": c.errors - before[0].errors, "gamma": rec["gamma"], "q": rec["reinforce_q"]})
         before[0], position[0] = c, 0
-        if k in (snapshot_after, plan.epochs):
+        if k == snapshot_after:
             captured[k] = (c, trainer.hidden_weights())
 
-    report = run_epochs([trainer], train, plan, on_batch=on_batch, on_epoch=on_epoch)
+    n = len(train)
+    follow = [FollowProgress(ProgressBudget(n, min_epochs), n)] if min_epochs else []
+    report = run_epochs([trainer], train, plan, on_batch=on_batch, on_epoch=on_epoch, observers=follow)
+    record.epochs_run = len(record.epochs)
+    captured[record.epochs_run] = (trainer.counters(), trainer.hidden_weights())
     table = q_table(model.spec, plan.p_r)
     followed = Calibration(recalibration.plan(model.encoder, data.fmt)).followed()  # the image never recalibrates
     initial = {"level": rate_level(plan.error_rate), "stalled": 0, "best_errors": 0, "best_samples": 0}
@@ -183,7 +199,10 @@ def simulate(model: Model, data: StandaloneData, plan: Plan, snapshot_after: int
         that epoch begun at ``marks``."""
         state = report.schedule_states[k - 1] if k > 0 else initial
         gamma = report.history[k]["gamma"] if k < len(report.history) else list(report.gamma)
-        schedule = {**state, "epoch": model.training.epochs + k, "start_errors": marks.errors,
+        progress = ProgressMarks(n)  # the budget's marks: the board keeps them whether it follows them or not
+        for epoch in record.epochs[:k]:
+            progress.end_epoch(epoch["errors"])
+        schedule = {**state, **progress.state(), "epoch": model.training.epochs + k, "start_errors": marks.errors,
                     "start_samples": marks.samples}
         blob = snapshot.compose(model.config_hash32, model.training.seed, counters, gamma,
                                 [row[state["level"]] for row in table], schedule, hidden, followed, generation)
@@ -192,7 +211,7 @@ def simulate(model: Model, data: StandaloneData, plan: Plan, snapshot_after: int
     for k, (counters, hidden) in captured.items():  # after epoch k closed: epoch k + 1 about to begin
         if k == snapshot_after:
             record.snapshots[k] = crc(k, counters, counters, hidden)
-        if k == plan.epochs:
+        if k == record.epochs_run:
             record.final_crc = crc(k, counters, counters, hidden)
     points = []
     for generation, (k, pos, counters, marks, hidden) in enumerate(saves, start=1):
@@ -220,7 +239,8 @@ def parse_output(text: str) -> RunRecord:
         elif m := _TEST.match(line):
             record.test_correct, record.test_n, record.predictions_crc = int(m[1]), int(m[2]), int(m[3], 16)
         elif m := _RESULT.match(line):
-            record.samples, record.batches, record.final_crc = int(m[2]), int(m[3]), int(m[4], 16)
+            record.epochs_run, record.samples, record.batches = int(m[1]), int(m[2]), int(m[3])
+            record.final_crc = int(m[4], 16)
         elif m := _BOOT.match(line):
             record.boots.append({"boot": int(m[1]), "restored": int(m[2]), "epoch": int(m[3]), "position": int(m[4])})
         elif m := _SAVE.match(line):
@@ -244,15 +264,17 @@ def run(build: StandaloneBuild, model: Model, plan: Plan, timeout: float) -> dic
     ran = run_image(build.firmware.elf, build.firmware.board, timeout)
     device = parse_output(ran.output)
     cuts = build.power_cuts
-    host, _, points = simulate(model, build.data, plan, build.snapshot_after, cuts.store if cuts else None)
+    host, _, points = simulate(model, build.data, plan, build.snapshot_after, cuts.store if cuts else None,
+                               build.min_epochs)
     if cuts:
         host.boots, host.cuts = expected_boots(model, points, cuts.cuts), list(cuts.cuts)
     diff = first_difference(host, device) if ran.status == 0 else {"part": "exit", "device": ran.status}
-    samples = plan.epochs * len(build.data.train_y)
+    samples = host.epochs_run * len(build.data.train_y)
     out = {"bit_exact": diff is None, "first_difference": diff, "exit_status": ran.status,
            "exit_result": STANDALONE_EXIT.get(ran.status, "unexpected QEMU exit status"),
            "device_test_accuracy": device.test_correct / device.test_n if device.test_n else None,
-           "host_test_accuracy": host.test_correct / host.test_n, "epochs": plan.epochs, "samples": samples,
+           "host_test_accuracy": host.test_correct / host.test_n, "epochs": host.epochs_run,
+           "device_epochs": device.epochs_run, "samples": samples,
            "seconds": round(ran.seconds, 3), "samples_per_second": samples / ran.seconds if ran.seconds else None,
            "device_output": ran.output}
     if cuts:

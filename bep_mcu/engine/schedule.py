@@ -195,35 +195,56 @@ class GrowingSchedule(IntegerSchedule):
         return best
 
 
-class ProgressBudget:
-    """How long ``fit`` trains when no epoch count is given: at least ``minimum`` epochs (the
-    fixed budget of before, ``training.default_epochs``), then on while the training error
-    still falls, at most ``cap`` epochs (docs/accuracy.md §2).
+class ProgressMarks:
+    """What the budget keeps between epochs (:class:`ProgressBudget`): the epochs closed and a
+    mark, the last epoch whose training error count fell by the gain (1 % of ``samples``, at
+    least 1) below the marked count; the first epoch always marks. Integers only, the lines
+    of ``bep_end_epoch`` (bep_standalone.c), which keeps the same three integers in the
+    board's schedule state and its snapshots (``state``: the C's names)."""
 
-    "Still falls": the epoch's training error count is at least ``gain`` (1 % of the
-    training samples, at least 1) below the last *marked* count; such an epoch becomes the
-    mark. Training stops after the first epoch from ``minimum`` on that is ``window``
-    epochs past the mark. Integers only, two of them kept between epochs (the mark's count
-    and epoch): a board that learns alone can run the same rule on its own error counter
-    at the end of each epoch and stop training (or stop asking for data) where this stops.
-    """
+    GAIN_DIVISOR = 100  # BEP_BUDGET_GAIN_DIV
 
-    GAIN_DIVISOR = 100  # the error count must fall by 1 % of the samples within a window
+    def __init__(self, samples: int) -> None:
+        self.gain = max(1, samples // self.GAIN_DIVISOR)
+        self.marked_errors, self.marked_epoch, self.epochs = 0, 0, 0  # marked_epoch 0: no mark yet
+
+    def end_epoch(self, errors: int) -> None:
+        """Record an epoch's training error count."""
+        self.epochs += 1
+        if self.marked_epoch == 0 or errors + self.gain <= self.marked_errors:
+            self.marked_errors, self.marked_epoch = errors, self.epochs
+
+    def state(self) -> dict[str, int]:
+        return {"budget_epochs": self.epochs, "marked_epoch": self.marked_epoch, "marked_errors": self.marked_errors}
+
+
+class ProgressBudget(ProgressMarks):
+    """How long ``fit`` trains when no epoch count is given, and a board that learns alone
+    with ``--follow-progress`` (``bep_should_stop``): at least ``minimum`` epochs (the fixed
+    budget of before, ``training.default_epochs``), then on while the training error still
+    falls, at most ``cap`` epochs (docs/accuracy.md §2).
+
+    "Still falls": the epoch marks (:class:`ProgressMarks`). Training stops after the first
+    epoch from ``minimum`` on that is ``window`` epochs past the mark. The numbers are the
+    C's (bep_standalone.h, BEP_BUDGET_*)."""
+
     WINDOW_DIVISOR = 4  # the window: a quarter of the minimum budget, at least MIN_WINDOW epochs
     MIN_WINDOW = 10
     CAP_FACTOR = 4  # at most four times the minimum budget
+    MAX_MINIMUM = 1 << 31
 
     def __init__(self, samples: int, minimum: int) -> None:
-        self.minimum = validate.integer(minimum, "minimum epochs", 1, 1 << 31)
+        super().__init__(samples)
+        self.minimum = validate.integer(minimum, "minimum epochs", 1, self.MAX_MINIMUM)
         self.cap = self.CAP_FACTOR * minimum
         self.window = max(self.MIN_WINDOW, minimum // self.WINDOW_DIVISOR)
-        self.gain = max(1, samples // self.GAIN_DIVISOR)
-        self.marked_errors, self.marked_epoch, self.epochs = samples + self.gain, 0, 0
 
     def end_epoch(self, errors: int) -> bool:
         """Record an epoch's training error count; True when training should stop after it."""
-        self.epochs += 1
-        if errors <= self.marked_errors - self.gain:
-            self.marked_errors, self.marked_epoch = errors, self.epochs
+        super().end_epoch(errors)
+        return self.stop()
+
+    def stop(self) -> bool:
+        """Whether training should stop after the epochs recorded (``bep_should_stop``)."""
         return self.epochs >= self.cap or (self.epochs >= self.minimum
                                            and self.epochs - self.marked_epoch >= self.window)

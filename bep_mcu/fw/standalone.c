@@ -12,6 +12,10 @@
  *                                       bep_<net>_train_sample, bep_<net>_end_batch
  *                                       every BEP_SA_BATCH samples and at the epoch's end
  *   bep_<net>_end_epoch                 the next epoch's Q and γ from this epoch's errors
+ *   bep_<net>_should_stop               with BEP_SA_MIN_EPOCHS (`--follow-progress`): the
+ *                                       budget ends the run once the training error stopped
+ *                                       falling (at most BEP_SA_EPOCHS epochs); without, all
+ *                                       BEP_SA_EPOCHS epochs run
  *   after epoch BEP_SA_SNAPSHOT_EPOCH:  bep_<net>_snapshot into RAM, the state wiped
  *                                       (bep_<net>_init with another seed), bep_<net>_restore:
  *                                       what a reset between two epochs does to a board
@@ -38,7 +42,7 @@
  *   SAVE <generation> crc <0x...>                                  (power cuts: each completed save)
  *   CUT <k> generation <g> op <o>                                  (power cuts: where boot k+1's cut was)
  *   TEST correct <c> of <n> predictions_crc <0x...>                 (CRC-32 of the predicted classes)
- *   RESULT epochs <E> samples <S> batches <B> snapshot_crc <0x...>  (a snapshot of the final state)
+ *   RESULT epochs <E> samples <S> batches <B> snapshot_crc <0x...>  (epochs run; a snapshot of the final state)
  * and QEMU's exit status: 0 done, 2 a runtime call failed ("ERROR <call>: status <s>").
  *
  * RAM is static and planned on the host (bep_mcu/device/firmware.py: plan_standalone_memory):
@@ -61,6 +65,9 @@
 #endif
 #ifndef BEP_SA_POWER_CUTS
 #define BEP_SA_POWER_CUTS 0
+#endif
+#ifndef BEP_SA_MIN_EPOCHS
+#define BEP_SA_MIN_EPOCHS 0 /* a fixed number of epochs */
 #endif
 
 #define BEP_FW_PASTE_(a, b, c) a##b##c
@@ -139,6 +146,14 @@ static uint32_t bep_sa_snapshot(void)
 }
 
 static void bep_sa_after_batch(void);
+
+/* Whether the budget ends the run after the epoch just closed (BEP_SA_MIN_EPOCHS 0: never). */
+static uint32_t bep_sa_budget_stops(void)
+{
+    uint32_t stop = 0u;
+    if (BEP_SA_MIN_EPOCHS) BEP_SA_CHECK(BEP_FW_NET_FN(should_stop)(BEP_SA_STATE, BEP_SA_MIN_EPOCHS, &stop));
+    return stop;
+}
 
 /* The epoch's samples from position `first` on (0, or where a restored snapshot left it). */
 static void bep_sa_train_epoch(uint32_t first)
@@ -283,7 +298,7 @@ static void bep_sa_after_batch(void) {}
 int main(void)
 {
     bep_counters_t c;
-    uint32_t e = 0, position = 0, i, correct = 0, crc = 0;
+    uint32_t e = 0, position = 0, ran = 0, i, correct = 0, crc = 0;
     uint16_t pred;
     uint8_t p;
 #if BEP_SA_POWER_CUTS
@@ -303,6 +318,8 @@ int main(void)
             bep_sh_say("SNAPSHOT after %u bytes %u crc %x", (unsigned long)e,
                        (unsigned long)BEP_FW_NET_MACRO(SNAPSHOT_BYTES), (unsigned long)snap_crc);
         }
+        ran = e;
+        if (bep_sa_budget_stops()) break;
     }
     for (i = 0; i < BEP_SA_TEST_N; ++i) {
         BEP_SA_CHECK(BEP_FW_NET_FN(encode)(bep_sa_test_x + (size_t)i * BEP_SA_VALUES, BEP_SA_VALUES, bep_sa_buf.x,
@@ -315,7 +332,7 @@ int main(void)
     bep_sh_say("TEST correct %u of %u predictions_crc %x", (unsigned long)correct, (unsigned long)BEP_SA_TEST_N,
                (unsigned long)crc);
     BEP_SA_CHECK(BEP_FW_NET_FN(read_counters)(BEP_SA_STATE, &c));
-    bep_sh_say("RESULT epochs %u samples %u batches %u snapshot_crc %x", (unsigned long)BEP_SA_EPOCHS,
+    bep_sh_say("RESULT epochs %u samples %u batches %u snapshot_crc %x", (unsigned long)ran,
                (unsigned long)c.samples, (unsigned long)c.batches, (unsigned long)bep_sa_snapshot());
     bep_sh_exit(0u);
 }

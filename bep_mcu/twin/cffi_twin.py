@@ -241,7 +241,15 @@ class Twin:
         self._call("read_schedule", info)
         n = self.spec.n_layers
         return {"epoch": info.epoch, "level": info.level, "stalled": info.stalled, "best_errors": info.best_errors,
-                "best_samples": info.best_samples, "gamma": list(info.gamma)[:n], "q": list(info.q)[:n]}
+                "best_samples": info.best_samples, "gamma": list(info.gamma)[:n], "q": list(info.q)[:n],
+                "budget_epochs": info.budget_epochs, "marked_epoch": info.marked_epoch,
+                "marked_errors": info.marked_errors}
+
+    def should_stop(self, min_epochs: int) -> bool:
+        """What the board's budget says after the epochs closed (bep_<net>_should_stop)."""
+        out = self.ffi.new("uint32_t *")
+        self._call("should_stop", min_epochs, out)
+        return bool(out[0])
 
     def sample_index(self, n: int, i: int) -> int:
         out = self.ffi.new("uint32_t *")

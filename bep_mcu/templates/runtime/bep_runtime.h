@@ -66,7 +66,7 @@ extern "C" { /* C linkage for C++ callers */
 #endif
 
 /* Bumped whenever bep_config_t or the state layout changes; generated files check it. */
-#define BEP_RUNTIME_ABI 2
+#define BEP_RUNTIME_ABI 3
 #define BEP_MAX_LAYERS 4
 
 #ifndef BEP_POPCOUNT_TABLE
@@ -192,9 +192,12 @@ typedef struct {
     uint32_t best_samples;
     uint32_t start_errors;  /* the counters when this epoch began */
     uint32_t start_samples;
+    uint32_t budget_epochs; /* epochs closed since the schedule started (the budget's count) */
+    uint32_t marked_epoch;  /* the budget's mark: the last epoch whose errors fell by the gain, */
+    uint32_t marked_errors; /* and its error count (both 0 while budget_epochs is 0) */
 } bep_schedule_state_t;
 
-#define BEP_SCHEDULE_STATE_BYTES 32u
+#define BEP_SCHEDULE_STATE_BYTES 44u
 #define BEP_EPOCH_MAX_SAMPLES 0x80000000u
 
 /* The public functions. Every one that takes a state buffer (all but bep_init, bep_draw and

@@ -59,6 +59,7 @@ bep_status_t bep_schedule_start(const bep_config_t *cfg, const bep_schedule_conf
     s->epoch = sc->epoch0;
     s->level = sc->level0;
     s->stalled = s->best_errors = s->best_samples = 0;
+    s->budget_epochs = s->marked_epoch = s->marked_errors = 0;
     s->start_errors = c.errors;
     s->start_samples = c.samples;
     return BEP_OK;
@@ -70,7 +71,7 @@ bep_status_t bep_end_epoch(const bep_config_t *cfg, const bep_schedule_config_t 
     bep_schedule_state_t *s;
     const bep_state_header_t *hd = (const bep_state_header_t *)state;
     uint16_t gamma[BEP_MAX_LAYERS];
-    uint32_t errors, samples, level, l;
+    uint32_t errors, samples, level, gain, l;
     bep_status_t st = bep_valid(cfg, sc, state, state_len, &c);
     if (st != BEP_OK) return st;
     s = bep_sched(state, cfg);
@@ -97,6 +98,15 @@ bep_status_t bep_end_epoch(const bep_config_t *cfg, const bep_schedule_config_t 
     }
     st = bep_apply(cfg, sc, state, state_len, gamma, level);
     if (st != BEP_OK) return st;
+    /* The budget's mark (engine/schedule.py, ProgressMarks): the first epoch, then each epoch
+     * whose errors fell by the gain below the marked count. The count saturates, so that the
+     * mark never passes it (bep_check_schedule). */
+    if (s->budget_epochs != 0xFFFFFFFFu) s->budget_epochs++;
+    gain = samples / BEP_BUDGET_GAIN_DIV > 1u ? samples / BEP_BUDGET_GAIN_DIV : 1u;
+    if (s->marked_epoch == 0u || errors + gain <= s->marked_errors) {
+        s->marked_errors = errors;
+        s->marked_epoch = s->budget_epochs;
+    }
     s->level = level;
     s->epoch++;
     s->start_errors = c.errors;
@@ -126,6 +136,28 @@ bep_status_t bep_read_schedule(const bep_config_t *cfg, const bep_schedule_confi
     }
     out->epoch_samples = c.samples - s->start_samples;
     out->epoch_errors = c.errors - s->start_errors;
+    out->budget_epochs = s->budget_epochs;
+    out->marked_epoch = s->marked_epoch;
+    out->marked_errors = s->marked_errors;
+    return BEP_OK;
+}
+
+bep_status_t bep_should_stop(const bep_config_t *cfg, const bep_schedule_config_t *sc, const void *state,
+                             size_t state_len, uint32_t min_epochs, uint32_t *stop)
+{
+    bep_counters_t c;
+    const bep_schedule_state_t *s;
+    uint32_t window;
+    bep_status_t st = bep_valid(cfg, sc, state, state_len, &c);
+    if (st != BEP_OK) return st;
+    if (stop == NULL) return BEP_ERR_NULL;
+    if (min_epochs == 0u || min_epochs > BEP_BUDGET_MAX_MIN) return BEP_ERR_ARG;
+    s = bep_sched_c(state, cfg);
+    if (s->magic != cfg->config_hash) return BEP_ERR_STATE;
+    window = min_epochs / BEP_BUDGET_WINDOW_DIV > BEP_BUDGET_MIN_WINDOW ? min_epochs / BEP_BUDGET_WINDOW_DIV
+                                                                        : BEP_BUDGET_MIN_WINDOW;
+    *stop = (uint32_t)((uint64_t)s->budget_epochs >= (uint64_t)BEP_BUDGET_CAP_FACTOR * min_epochs ||
+                       (s->budget_epochs >= min_epochs && s->budget_epochs - s->marked_epoch >= window));
     return BEP_OK;
 }
 
@@ -235,7 +267,7 @@ static const bep_calib_config_t *bep_followed(const bep_schedule_config_t *sc)
 /* Offsets of the fixed part of a snapshot (bep_standalone.h). */
 enum {
     SNAP_MAGIC = 0, SNAP_VERSION = 4, SNAP_HASH = 8, SNAP_BYTES = 12, SNAP_SEED = 16, SNAP_COUNTERS = 20,
-    SNAP_GAMMA = 40, SNAP_Q = 48, SNAP_SCHEDULE = 64, SNAP_GENERATION = 92
+    SNAP_GAMMA = 40, SNAP_Q = 48, SNAP_SCHEDULE = 64, SNAP_GENERATION = 92, SNAP_BUDGET = 96
 };
 
 /* Pieces of a snapshot through the sink, with the running CRC: the snapshot is never
@@ -296,6 +328,9 @@ static BEP_NOINLINE bep_status_t bep_snapshot_head(const bep_config_t *cfg, cons
     BEP_EMIT32(s->start_errors);
     BEP_EMIT32(s->start_samples);
     BEP_EMIT32(generation);
+    BEP_EMIT32(s->budget_epochs);
+    BEP_EMIT32(s->marked_epoch);
+    BEP_EMIT32(s->marked_errors);
 #undef BEP_EMIT32
     return BEP_OK;
 }
@@ -411,7 +446,9 @@ bep_status_t bep_snapshot(const bep_config_t *cfg, const bep_schedule_config_t *
  * epoch, and since the open epoch's marks fewer than BEP_EPOCH_MAX_SAMPLES samples and no
  * more errors than samples (modulo 2^32, as bep_end_epoch takes them; bep_runtime.h). A
  * snapshot whose CRC is right but whose schedule is not is refused as corrupt: restored, it
- * would have indexed past the Q table. */
+ * would have indexed past the Q table. The budget's mark likewise: none (all three 0) before
+ * the first epoch closed, then an epoch from 1 to the count and an error count of one epoch
+ * (below BEP_EPOCH_MAX_SAMPLES); restored otherwise, the budget would stop at a wrong epoch. */
 static bep_status_t bep_check_schedule(const bep_schedule_config_t *sc, const uint8_t *in)
 {
     const uint8_t *s = in + SNAP_SCHEDULE;
@@ -419,8 +456,13 @@ static bep_status_t bep_check_schedule(const bep_schedule_config_t *sc, const ui
     uint32_t best_errors = bep_get32(s + 12), best_samples = bep_get32(s + 16);
     uint32_t errors = bep_get32(in + SNAP_COUNTERS + 8) - bep_get32(s + 20);
     uint32_t samples = bep_get32(in + SNAP_COUNTERS) - bep_get32(s + 24);
+    uint32_t epochs = bep_get32(in + SNAP_BUDGET), marked = bep_get32(in + SNAP_BUDGET + 4);
+    uint32_t marked_errors = bep_get32(in + SNAP_BUDGET + 8);
     if (level > sc->levels || stalled >= sc->patience || best_errors > best_samples ||
         samples >= BEP_EPOCH_MAX_SAMPLES || errors > samples)
+        return BEP_ERR_CORRUPT;
+    if (epochs == 0u ? (marked != 0u || marked_errors != 0u)
+                     : (marked < 1u || marked > epochs || marked_errors >= BEP_EPOCH_MAX_SAMPLES))
         return BEP_ERR_CORRUPT;
     return BEP_OK;
 }
@@ -490,24 +532,43 @@ static BEP_NOINLINE int bep_crc_matches(bep_snapshot_read_fn read, void *ctx, ui
     return crc == bep_get32(chunk) ? 1 : 0;
 }
 
+/* The frame of the snapshot a source gives (bep_check_frame reads its first 16 bytes), in a
+ * frame of its own: no header buffer is on the stack while the CRC is computed. */
+static BEP_NOINLINE bep_status_t bep_read_frame(const bep_config_t *cfg, const bep_schedule_config_t *sc,
+                                                bep_snapshot_read_fn read, void *ctx)
+{
+    uint8_t head[16];
+    if (read(ctx, 0u, head, sizeof head) != 0) return BEP_ERR_FLASH;
+    return bep_check_frame(cfg, sc, head);
+}
+
+/* The contents of a CRC-checked snapshot's header (bep_check_contents), and its generation. */
+static BEP_NOINLINE bep_status_t bep_read_contents(const bep_config_t *cfg, const bep_schedule_config_t *sc,
+                                                   bep_snapshot_read_fn read, void *ctx, uint32_t *generation)
+{
+    uint8_t head[BEP_SNAPSHOT_HEADER_BYTES];
+    if (read(ctx, 0u, head, BEP_SNAPSHOT_HEADER_BYTES) != 0) return BEP_ERR_FLASH;
+    *generation = bep_get32(head + SNAP_GENERATION);
+    return bep_check_contents(cfg, sc, head);
+}
+
 bep_status_t bep_snapshot_check(const bep_config_t *cfg, const bep_schedule_config_t *sc, bep_snapshot_read_fn read,
                                 void *ctx, size_t available, uint32_t *generation)
 {
-    uint8_t head[BEP_SNAPSHOT_HEADER_BYTES];
     bep_status_t st;
+    uint32_t gen;
     int crc;
     if (cfg == NULL || sc == NULL || read == NULL) return BEP_ERR_NULL;
     if (available < BEP_SNAPSHOT_HEADER_BYTES) return BEP_ERR_SIZE;
-    if (read(ctx, 0u, head, BEP_SNAPSHOT_HEADER_BYTES) != 0) return BEP_ERR_FLASH;
-    st = bep_check_frame(cfg, sc, head);
+    st = bep_read_frame(cfg, sc, read, ctx);
     if (st != BEP_OK) return st;
     if (available < sc->snapshot_bytes) return BEP_ERR_SIZE;
     crc = bep_crc_matches(read, ctx, sc->snapshot_bytes);
     if (crc < 0) return BEP_ERR_FLASH;
     if (crc == 0) return BEP_ERR_CORRUPT;
-    st = bep_check_contents(cfg, sc, head);
+    st = bep_read_contents(cfg, sc, read, ctx, &gen);
     if (st == BEP_OK && bep_followed(sc) != NULL) st = bep_check_calib(cfg, bep_followed(sc), read, ctx);
-    if (st == BEP_OK && generation != NULL) *generation = bep_get32(head + SNAP_GENERATION);
+    if (st == BEP_OK && generation != NULL) *generation = gen;
     return st;
 }
 
@@ -564,6 +625,9 @@ static BEP_NOINLINE bep_status_t bep_restore_header(const bep_config_t *cfg, voi
     s->best_samples = bep_get32(in + SNAP_SCHEDULE + 16);
     s->start_errors = bep_get32(in + SNAP_SCHEDULE + 20);
     s->start_samples = bep_get32(in + SNAP_SCHEDULE + 24);
+    s->budget_epochs = bep_get32(in + SNAP_BUDGET);
+    s->marked_epoch = bep_get32(in + SNAP_BUDGET + 4);
+    s->marked_errors = bep_get32(in + SNAP_BUDGET + 8);
     return BEP_OK;
 }
 

@@ -13,21 +13,31 @@
  * epochs whose error rate is not lower than the best epoch's (compared exactly:
  * errors * best_samples < best_errors * samples). Integers only.
  *
+ * The budget (bep_mcu/engine/schedule.py:ProgressBudget runs the same lines on the host):
+ * bep_end_epoch also counts the epochs since bep_schedule_start and keeps a mark, the last
+ * epoch whose error count fell by the gain, max(1, samples / BEP_BUDGET_GAIN_DIV), below the
+ * marked count (the first epoch always marks). bep_should_stop says, from these three
+ * integers and a minimum budget E0, whether the training error has stopped falling: after
+ * BEP_BUDGET_CAP_FACTOR * E0 epochs, or from E0 on once the mark is a window of
+ * max(BEP_BUDGET_MIN_WINDOW, E0 / BEP_BUDGET_WINDOW_DIV) epochs old. Nothing stops by itself:
+ * the caller asks after each bep_end_epoch and stops training (or asking for data).
+ *
  * The sample order (bep_mcu/engine/rng.py:sample_order): position i of epoch e visits
  * sample bep_sample_index(seed, e, n, i), a permutation computed without memory.
  *
- * Snapshots: hidden weights, counters, seed, γ, Q, the schedule state and the followed input
- * thresholds written to a caller buffer with the config hash and a CRC-32, so a board can
- * keep its learning across resets in its own flash; bep_restore refuses a foreign or damaged
- * snapshot and leaves the state untouched. Layout (little-endian, 4-byte fields):
+ * Snapshots: hidden weights, counters, seed, γ, Q, the schedule's and the budget's state and
+ * the followed input thresholds written to a caller buffer with the config hash and a CRC-32,
+ * so a board can keep its learning across resets in its own flash; bep_restore refuses a
+ * foreign or damaged snapshot and leaves the state untouched. Layout (little-endian, 4-byte fields):
  *   0 magic "BEPS", 4 version, 8 config hash, 12 total bytes, 16 seed,
  *   20 counters (samples, triggered, errors, updates, batches), 40 gamma[4] (uint16),
  *   48 q[4], 64 schedule (epoch, level, stalled, best_errors, best_samples,
  *   start_errors, start_samples), 92 generation (a store's write count, bep_store.h; 0
- *   from bep_snapshot), 96 hidden weights of each layer (int8 or int16 little-endian, each
- *   padded to 4 bytes), then the followed input thresholds and their accumulators (int32
- *   each, bep_calibrate.h; none when the board follows none), then the CRC-32 (IEEE, as
- *   zlib.crc32) of every byte before it. Version 2 added the thresholds.
+ *   from bep_snapshot), 96 budget (budget_epochs, marked_epoch, marked_errors), 108 hidden
+ *   weights of each layer (int8 or int16 little-endian, each padded to 4 bytes), then the
+ *   followed input thresholds and their accumulators (int32 each, bep_calibrate.h; none when
+ *   the board follows none), then the CRC-32 (IEEE, as zlib.crc32) of every byte before it.
+ *   Version 2 added the thresholds, version 3 the budget.
  * A snapshot is written and read in pieces through a sink or a source (a buffer here, the
  * pages of a flash store in bep_store.c), so it never has to be whole in RAM.
  */
@@ -47,8 +57,16 @@ extern "C" { /* C linkage for C++ callers */
 /* The sample-order draws' "layer" (bep_mcu/engine/rng.py ORDER_LAYER). */
 #define BEP_ORDER_LAYER 0x5EEDu
 #define BEP_SNAPSHOT_MAGIC 0x53504542u /* "BEPS" */
-#define BEP_SNAPSHOT_VERSION 2u
-#define BEP_SNAPSHOT_HEADER_BYTES 96u
+#define BEP_SNAPSHOT_VERSION 3u
+#define BEP_SNAPSHOT_HEADER_BYTES 108u
+
+/* The budget's rule (bep_mcu/engine/schedule.py ProgressBudget has the same numbers; a test
+ * compares them). */
+#define BEP_BUDGET_GAIN_DIV 100u     /* the error count must fall by 1 % of the samples, */
+#define BEP_BUDGET_MIN_WINDOW 10u    /* within max(10, E0 / 4) epochs, */
+#define BEP_BUDGET_WINDOW_DIV 4u
+#define BEP_BUDGET_CAP_FACTOR 4u     /* and training stops after 4 * E0 epochs at the latest */
+#define BEP_BUDGET_MAX_MIN 0x80000000u /* the largest E0 */
 
 /* The schedule of one network; generated, const (flash). */
 typedef struct {
@@ -76,6 +94,9 @@ typedef struct {
     uint32_t q[4];
     uint32_t epoch_samples; /* samples and errors since the open epoch began (its position, */
     uint32_t epoch_errors;  /* unless the counters were reset within it) */
+    uint32_t budget_epochs; /* the budget: epochs closed since the schedule started, */
+    uint32_t marked_epoch;  /* the mark's epoch (of that count; 0: none yet) */
+    uint32_t marked_errors; /* and error count */
 } bep_schedule_info_t;
 /* BEP_CDEF_END */
 
@@ -87,6 +108,12 @@ bep_status_t bep_schedule_start(const bep_config_t *cfg, const bep_schedule_conf
  * this epoch's error count. BEP_ERR_STATE before bep_schedule_start, BEP_ERR_ARG when
  * the epoch saw no sample, BEP_ERR_BATCH_OPEN inside a batch that triggered. */
 bep_status_t bep_end_epoch(const bep_config_t *cfg, const bep_schedule_config_t *sc, void *state, size_t state_len);
+
+/** Whether the budget says stop (*stop 1) or go on (0) after the epochs closed so far, for a
+ * minimum budget of min_epochs (1..BEP_BUDGET_MAX_MIN, else BEP_ERR_ARG); BEP_ERR_STATE before
+ * bep_schedule_start. */
+bep_status_t bep_should_stop(const bep_config_t *cfg, const bep_schedule_config_t *sc, const void *state,
+                             size_t state_len, uint32_t min_epochs, uint32_t *stop);
 
 /** Where the schedule stands, with the γ and Q in use. */
 bep_status_t bep_read_schedule(const bep_config_t *cfg, const bep_schedule_config_t *sc, const void *state,
