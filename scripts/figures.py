@@ -336,6 +336,10 @@ ICOUNT_LOG = "instructions-per-sample.log"  # its standard error: the table with
 CORES = {"cortex-m4": ("Cortex-M4", "M4F for float"), "cortex-m0": ("Cortex-M0", "soft float"),  # the float step's
          "cortex-m3": ("Cortex-M3", "soft float"), "cortex-m7": ("Cortex-M7", "hard float"),
          "cortex-m33": ("Cortex-M33", "hard float")}
+FLOAT_OPTS = ("-Os", "-O2", "-O3")  # the levels icount builds the tuned float step at
+TUNED = ("`bep_mcu/icount/c/float_sgd_tuned.c`: the same step to the bit, with the shapes compiled in, `restrict`, "
+         "eight hidden rows per pass over the input and unrolled updates, built at the best of `-Os`, `-O2` and "
+         "`-O3` per core")
 LOG_CORE = re.compile(r"^(cortex-m\d+)\s+batch")
 LOG_ROW = re.compile(r"^\s+(\d+)\s+(\d\.\d\d)\s+([\d,]+)\s+(\d\.\d\d)\s+([\d,]+)\s+(\S+)\s+(yes|NO)$")
 
@@ -373,11 +377,21 @@ class Counts:
             raise FiguresError(f"results/{ICOUNT_LOG}: no table rows")
         return f"{100 * min(shares):.0f}–{100 * max(shares):.0f} %"
 
+    def opt(self, cpu: str, key: str) -> str:
+        """The optimisation level a figure was measured at (the tuned float step's best)."""
+        level = field(self.json, cpu, key, source=ICOUNT)
+        if level not in FLOAT_OPTS:
+            raise FiguresError(f"results/{ICOUNT}: {cpu}.{key} is not one of {', '.join(FLOAT_OPTS)}")
+        return level
+
     def bit_exact(self) -> None:
-        """Figures of a run that did not train like numpy are not figures: refuse them."""
+        """Figures of a run that did not train like numpy are not figures, nor a tuned float step that
+        does not compute what float_sgd.c computes: refuse them."""
         for cpu in self.json:
             if field(self.json, cpu, "bit_exact", source=ICOUNT) is not True:
                 raise FiguresError(f"results/{ICOUNT}: {cpu} was not bit-exact with numpy")
+            if field(self.json, cpu, "float_tuned_same_as_float_sgd", source=ICOUNT) is not True:
+                raise FiguresError(f"results/{ICOUNT}: {cpu}'s tuned float step did not train like float_sgd.c")
 
 
 def k(x: float) -> str:
@@ -387,12 +401,14 @@ def k(x: float) -> str:
 def render_instructions(res: Results) -> str:
     c = Counts(res)
     c.bit_exact()
-    lines = ["| core | batch 100, E = 1.0 | batch 100, E = 0.1 | batch 1, E = 1.0 | batch 1, E = 0.1 | "
-             "float32 SGD step | RAM per weight (BEP / float) |", "|---|---|---|---|---|---|---|"]
+    lines = [("| core | batch 100, E = 1.0 | batch 100, E = 0.1 | batch 1, E = 1.0 | batch 1, E = 0.1 | "
+              "float32 SGD step, tuned | float32 SGD step as first written | RAM per weight (BEP / float) |"),
+             "|---|---|---|---|---|---|---|---|"]
     for cpu in ("cortex-m4", "cortex-m0"):
         lines.append(
             f"| {CORES[cpu][0]} | {c.n(cpu, 'batch_100'):,.0f} | {c.logged(cpu, 100, '0.10', 'instructions'):,} | "
             f"{c.n(cpu, 'batch_1'):,.0f} | {c.logged(cpu, 1, '0.10', 'instructions'):,} | "
+            f"{c.n(cpu, 'float_sgd_tuned'):,.0f} ({c.n(cpu, 'float_tuned_over_batch_100'):.1f}×) | "
             f"{c.n(cpu, 'float_sgd'):,.0f} ({c.n(cpu, 'float_over_batch_100'):.1f}×) | "
             f"{c.n(cpu, 'bytes_per_weight'):.2f} B / {c.n(cpu, 'float_bytes_per_weight'):.2f} B |")
     split = field(c.core("cortex-m4"), "breakdown", source=ICOUNT)
@@ -401,9 +417,17 @@ def render_instructions(res: Results) -> str:
     one = lambda p: k(c.n("cortex-m4", "breakdown_batch_1", p))  # noqa: E731
     cycles = lambda batch: f"{round(c.n('cortex-m4', f'cycles_batch_{batch}'), -2):,.0f}"  # noqa: E731
     draws = c.logged("cortex-m4", 1, "1.00", "draws")
-    text = (f"{c.triggered()} of the samples trigger an update. "
+    m4 = lambda key: c.n("cortex-m4", key)  # noqa: E731
+    text = (f"{c.triggered()} of the samples trigger an update. The float step BEP is set against is the tuned one "
+            f"({TUNED}: {c.opt('cortex-m4', 'float_sgd_tuned_opt')} on the M4, "
+            f"{c.opt('cortex-m0', 'float_sgd_tuned_opt')} on the M0); the step as first written (`float_sgd.c`, "
+            f"the shapes passed at run time, `-Os`) stays beside it. "
             f"By the Cortex-M4 TRM's instruction timings the M4 step is about {cycles(100)} "
-            f"cycles at batch 100 ({cycles(1)} at batch 1). At batch 100 the "
+            f"cycles at batch 100 ({cycles(1)} at batch 1), the tuned float step about "
+            f"{round(m4('float_sgd_tuned_cycles'), -2):,.0f} (at {c.opt('cortex-m4', 'float_sgd_tuned_cycles_opt')}, "
+            f"its fastest: {m4('float_sgd_tuned_cycles') / m4('cycles_batch_100'):.1f}× BEP's batch 100; as first "
+            f"written {round(m4('float_sgd_cycles'), -2):,.0f}, "
+            f"{m4('float_sgd_cycles') / m4('cycles_batch_100'):.1f}×). At batch 100 the "
             f"XNOR-popcount forward pass is {share('forward')} of the step (1,064 words, 10.5 instructions per word in "
             f"its inner loop), the saturating QADD8 row updates {share('update')}, winner selection {share('winner')}; "
             f"at batch 1 the {draws} reinforcement draws add {one('reinforcement')} "
@@ -415,10 +439,13 @@ def render_instructions(res: Results) -> str:
 def render_instructions_cores(res: Results) -> str:
     c = Counts(res)
     c.bit_exact()
-    lines = ["| core | batch 1 | batch 100 | float32 SGD step | float / batch 100 | bytes per weight (BEP / float) |",
-             "|---|---|---|---|---|---|"]
+    lines = [("| core | batch 1 | batch 100 | float32 SGD step, tuned (level) | tuned / batch 100 | "
+              "float32 SGD step as first written | first / batch 100 | bytes per weight (BEP / float) |"),
+             "|---|---|---|---|---|---|---|---|"]
     for cpu, (name, floats) in CORES.items():
         lines.append(f"| {name} ({floats}) | {c.n(cpu, 'batch_1'):,.0f} | {c.n(cpu, 'batch_100'):,.0f} | "
+                     f"{c.n(cpu, 'float_sgd_tuned'):,.0f} ({c.opt(cpu, 'float_sgd_tuned_opt')}) | "
+                     f"{c.n(cpu, 'float_tuned_over_batch_100'):.1f} | "
                      f"{c.n(cpu, 'float_sgd'):,.0f} | {c.n(cpu, 'float_over_batch_100'):.1f} | "
                      f"{c.n(cpu, 'bytes_per_weight'):.3f} / {c.n(cpu, 'float_bytes_per_weight'):.3f} |")
     def e01(cpu: str) -> str:
@@ -426,7 +453,8 @@ def render_instructions_cores(res: Results) -> str:
         return f"{one:,} (batch 1) and {hundred:,} (batch 100)"
 
     text = (f"Instructions per training sample (`results/{ICOUNT}`; the Cortex-M4 row also in cycles below); "
-            f"{c.triggered()} of the samples trigger an update. At "
+            f"{c.triggered()} of the samples trigger an update. The tuned float step ({TUNED}) is the one BEP is "
+            f"set against; as first written, `float_sgd.c` at `-Os` with the shapes passed at run time. At "
             f"E = 0.1 ({c.logged('cortex-m4', 1, '0.10', 'draws')} reinforcement draws per batch instead of "
             f"{c.logged('cortex-m4', 1, '1.00', 'draws')}; `results/{ICOUNT_LOG}`): M4 {e01('cortex-m4')}; "
             f"M0 {e01('cortex-m0')}.")
@@ -449,9 +477,13 @@ def render_breakdown(res: Results) -> str:
 def render_cycles(res: Results) -> str:
     c = Counts(res)
     n = lambda key: f"{c.n('cortex-m4', key):,.0f}"  # noqa: E731
+    over = lambda key: f"{c.n('cortex-m4', key) / c.n('cortex-m4', 'cycles_batch_100'):.1f}×"  # noqa: E731
+    fewest, fastest = (c.opt("cortex-m4", f"float_sgd_tuned{key}_opt") for key in ("", "_cycles"))
+    differ = f"; at {fewest}, its fewest instructions, it takes more cycles" if fewest != fastest else ""
     return fill(f"It is an estimate for comparing code, not a measurement: **M4 batch 100: {n('cycles_batch_100')} "
-                f"cycles** (batch 1: {n('cycles_batch_1')}); the float step {n('float_sgd_cycles')} cycles (its loops "
-                f"are loads and 3-cycle VFMAs).")
+                f"cycles** (batch 1: {n('cycles_batch_1')}); the tuned float step {n('float_sgd_tuned_cycles')} "
+                f"cycles at {fastest}, its fastest level ({over('float_sgd_tuned_cycles')} BEP's batch 100{differ}), "
+                f"the step as first written {n('float_sgd_cycles')} ({over('float_sgd_cycles')}).")
 
 
 def render_floors(res: Results) -> str:

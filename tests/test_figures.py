@@ -112,6 +112,10 @@ def _no_float(doc):
     del doc["cortex-m4"]["float_sgd"]
 
 
+def _tuned_float_differs(doc):
+    doc["cortex-m4"]["float_tuned_same_as_float_sgd"] = False
+
+
 def _a_method_dropped(doc):
     doc["rows"] = [r for r in doc["rows"] if (r["scenario"], r["method"]) != ("drift:digits", "float-mlp")]
 
@@ -125,6 +129,9 @@ DAMAGES = {
                       "results/defaults-accuracy.out: no row 'prototypes 512'"),
     "not bit-exact": ("instructions-per-sample.json", _json_edit(_not_bit_exact),
                       "results/instructions-per-sample.json: cortex-m0 was not bit-exact with numpy"),
+    "tuned float differs": ("instructions-per-sample.json", _json_edit(_tuned_float_differs),
+                            ("results/instructions-per-sample.json: cortex-m4's tuned float step did not train "
+                             "like float_sgd.c")),
     "a key missing": ("instructions-per-sample.json", _json_edit(_no_float),
                       "results/instructions-per-sample.json: no cortex-m4.float_sgd"),
     "a method dropped": ("adaptation-scenarios.out", _json_edit(_a_method_dropped),

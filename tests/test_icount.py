@@ -321,16 +321,28 @@ def float_sgd_numpy(params, X, y, lr):
     return [w1, b1, w2, b2], np.array(preds)
 
 
-@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m0"])
-def test_float_baseline_trains_like_numpy(cpu):
-    """The float SGD step computes what it claims (hard-float on M4F, soft-float on M0):
-    its weights after 6 steps match a numpy float32 step to rounding."""
-    shape = (40, 16, 5)
+FLOAT_SHAPE = (40, 16, 5)  # 16 hidden rows: two blocks of eight in the tuned step
+FLOAT_STEPS = 12  # enough that the tuned step's W1 update meets both an even and an odd number of active rows
+
+
+def float_samples(shape=FLOAT_SHAPE, n=FLOAT_STEPS):
     g = np.random.default_rng(3)
-    X = np.where(g.random((6, shape[0])) < 0.5, -1, 1).astype(np.float32)
-    y = g.integers(0, shape[2], 6)
+    X = np.where(g.random((n, shape[0])) < 0.5, -1, 1).astype(np.float32)
+    return X, g.integers(0, shape[2], n)
+
+
+@pytest.mark.parametrize("cpu,tuned,opt", [("cortex-m4", False, "-Os"), ("cortex-m0", False, "-Os"),
+                                           *((cpu, True, opt) for cpu in ("cortex-m4", "cortex-m0")
+                                             for opt in report.TUNED_OPTS)])
+def test_float_baseline_trains_like_numpy(cpu, tuned, opt):
+    """The float SGD step computes what it claims (hard-float on M4F, soft-float on M0), as
+    first written and tuned at every level icount builds it at: its weights after 12 steps
+    match a numpy float32 step to rounding. (At -O3 gcc once called a constant-propagated
+    clone of icount_mark that the host does not watch, and the step counted 0.)"""
+    shape = FLOAT_SHAPE
+    X, y = float_samples()
     params = report.float_params(shape, seed=4)
-    image = icount.build_float_image(cpu, shape)
+    image = icount.build_float_image(cpu, shape, opt, tuned=tuned)
     result = icount.run_float(image, X, y, params, 0.05, cycles=cpu == "cortex-m4")
     want, preds = float_sgd_numpy(params, X, y, 0.05)
     assert np.array_equal(result["predictions"], preds)
@@ -343,6 +355,38 @@ def test_float_baseline_trains_like_numpy(cpu):
         assert any(fn.startswith("__aeabi_f") for fn in result["functions"])  # libgcc soft-float
     else:
         assert result["cycles_per_sample"] > result["instructions_per_sample"]
+
+
+def test_active_rows_of_the_float_samples_are_both_odd_and_even():
+    """The samples of the float tests reach the tuned W1 update's pair loop and its odd row out:
+    the numbers of hidden units whose ReLU is on, step by step (numpy's), include both parities."""
+    params = report.float_params(FLOAT_SHAPE, seed=4)
+    X, y = float_samples()
+    active = []
+    for i in range(len(y)):
+        (w1, b1, *_), _ = float_sgd_numpy(params, X[:i], y[:i], 0.05)
+        active.append(int(np.count_nonzero(w1 @ X[i] + b1 > 0)))
+    assert {n % 2 for n in active} == {0, 1}, active
+
+
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m0"])
+def test_tuned_float_step_is_float_sgd_to_the_bit(cpu):
+    """float_sgd_tuned.c is float_sgd.c's maths rewritten, not approximated: at every level the
+    same predictions and weights, bit for bit, in fewer instructions."""
+    X, y = float_samples()
+    params = report.float_params(FLOAT_SHAPE, seed=4)
+    first = icount.run_float(icount.build_float_image(cpu, FLOAT_SHAPE), X, y, params, 0.05)
+    for opt in report.TUNED_OPTS:
+        tuned = icount.run_float(icount.build_float_image(cpu, FLOAT_SHAPE, opt, tuned=True), X, y, params, 0.05)
+        assert report.same_floats(tuned, first), opt
+        assert tuned["instructions_per_sample"] < first["instructions_per_sample"], opt
+    first["params"][0][3, 7] = np.nextafter(first["params"][0][3, 7], np.float32(2))  # one ulp apart
+    assert not report.same_floats(tuned, first)
+
+
+def test_tuned_float_step_refuses_shapes_it_does_not_block():
+    with pytest.raises(BEPError, match="fsgd_shape_check"):
+        icount.build_float_image("cortex-m4", (40, 12, 5), tuned=True)  # 12 hidden rows: not blocks of eight
 
 
 # ----------------------------------------------- the 256-128-10 workload (issue #12)
@@ -366,9 +410,12 @@ def test_targets_of_the_worst_case_workload(demo):
     assert b100["instructions_per_sample"] <= 25_000
     assert b1["instructions_per_sample"] <= 40_000
     assert m0_100["instructions_per_sample"] <= 60_000
-    flt = icount.run_float(icount.build_float_image("cortex-m4", demo.shape), demo.X_float[:5], demo.y[:5],
-                           report.float_params(demo.shape, demo.seed), report.FLOAT_LR)
+    flt, tuned = (icount.run_float(icount.build_float_image("cortex-m4", demo.shape, tuned=tuned), demo.X_float[:5],
+                                   demo.y[:5], report.float_params(demo.shape, demo.seed), report.FLOAT_LR)
+                  for tuned in (False, True))
     assert flt["instructions_per_sample"] >= 8 * b100["instructions_per_sample"]
+    assert tuned["instructions_per_sample"] <= 180_000  # the tuned step at -Os (its best level on the M4)
+    assert tuned["instructions_per_sample"] >= 7 * b100["instructions_per_sample"]
     assert b100["cycles_per_sample"] > b100["instructions_per_sample"]
 
 
@@ -392,8 +439,12 @@ def test_main_json(capsys):
     out = capsys.readouterr().out.strip().splitlines()
     d = json.loads(out[-1])["cortex-m4"]
     assert d["bit_exact"] is True
-    assert d["batch_1"] > d["batch_100"] > 0 and d["float_sgd"] > d["batch_100"]
+    assert d["batch_1"] > d["batch_100"] > 0 and d["float_sgd"] > d["float_sgd_tuned"] > d["batch_100"]
+    assert d["float_tuned_same_as_float_sgd"] is True
+    assert d["float_sgd_tuned_opt"] in report.TUNED_OPTS and d["float_sgd_tuned_cycles_opt"] in report.TUNED_OPTS
+    assert abs(d["float_tuned_over_batch_100"] - d["float_sgd_tuned"] / d["batch_100"]) < 0.01  # batch_100 rounded
     assert d["cycles_batch_100"] > d["batch_100"]
+    assert d["float_sgd_tuned_cycles"] > d["float_sgd_tuned"] and d["float_sgd_tuned_cycles"] < d["float_sgd_cycles"]
     assert d["float_bytes_per_weight"] > 4 > 1 < d["bytes_per_weight"] < 1.25
     assert set(d["breakdown"]) == {"forward", "backward", "update", "winner", "reinforcement", "repack", "other"}
 

@@ -48,7 +48,8 @@ def test_the_wheel_installs_into_a_fresh_virtualenv_and_works_outside_the_checko
     names = set(zipfile.ZipFile(wheel).namelist())
     for shipped in ("bep_mcu/templates/package/CMakeLists.txt.j2", "bep_mcu/templates/example/predict.ino.j2",
                     "bep_mcu/templates/runtime/bep_infer.c", "bep_mcu/templates/link/bep_link.c",
-                    "bep_mcu/fw/main.c", "bep_mcu/fw/ld/bep_cortexm.ld", "bep_mcu/icount/c/float_sgd.c"):
+                    "bep_mcu/fw/main.c", "bep_mcu/fw/ld/bep_cortexm.ld", "bep_mcu/icount/c/float_sgd.c",
+                    "bep_mcu/icount/c/float_sgd_tuned.c"):
         assert shipped in names, shipped
 
     venv = tmp_path / "venv"

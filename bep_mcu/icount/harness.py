@@ -3,7 +3,8 @@
 An image is cross-built with ``arm-none-eabi-gcc`` from ``c/icount_main.c`` (the entry,
 ``icount_run``), the linker script ``c/icount.ld`` and a workload: the training part of a
 generated BEP directory (``bep_mcu.cgen.codegen.generate``; its sources as ``Generated``
-lists them, unchanged), or the float32 SGD baseline ``c/float_sgd.c``. Every object is
+lists them, unchanged), or a float32 SGD baseline: ``c/float_sgd.c`` as first written or
+``c/float_sgd_tuned.c``, the same step tuned for fixed shapes. Every object is
 compiled through ``bep_mcu.cgen.toolchain`` with the strict flags of every other build
 (any warning fails it), so the code counted is the code a firmware links; the network's
 shapes come from the ``Generated`` plan. No libc, no start-up code: the emulator is the loader, so every
@@ -149,14 +150,18 @@ def build_image(gen: Generated, cpu: str, opt: str = "-Os", build_dir=None,
     return _build(sources, gen.src, defines, cpu, opt, "soft", gen.plan, gen.name, build_dir, list(extra_cflags))
 
 
-def build_float_image(cpu: str, shape: tuple[int, int, int], opt: str = "-Os", build_dir=None) -> Image:
-    """The float32 SGD baseline (c/float_sgd.c) for an MLP of ``shape`` = (in, hidden, out):
-    hard-float where the core has an FPU (Cortex-M4F/M7/M33), soft-float (libgcc) elsewhere."""
+def build_float_image(cpu: str, shape: tuple[int, int, int], opt: str = "-Os", build_dir=None,
+                      tuned: bool = False) -> Image:
+    """The float32 SGD baseline (c/float_sgd.c, shapes at run time; with ``tuned``
+    c/float_sgd_tuned.c, the same step with ``shape`` compiled in) for an MLP of ``shape`` =
+    (in, hidden, out): hard-float where the core has an FPU (Cortex-M4F/M7/M33), soft-float
+    (libgcc) elsewhere."""
     _check(cpu, opt)
-    defines = {"ICOUNT_FLOAT": "1", **{f"ICOUNT_{k}": str(v) for k, v in zip(("IN", "HIDDEN", "OUT"), shape)}}
-    fpu = toolchain.CORES[cpu].fpu
-    abi = "hard" if fpu else "soft"
-    return _build([c_dir() / "float_sgd.c"], c_dir(), defines, cpu, opt, abi, None, "float", build_dir, [])
+    dims = dict(zip(("IN", "HIDDEN", "OUT"), map(str, shape)))
+    defines = {"ICOUNT_FLOAT": "1", **{f"ICOUNT_{k}": v for k, v in dims.items()}}
+    abi = "hard" if toolchain.CORES[cpu].fpu else "soft"
+    source, extra = ("float_sgd_tuned", [f"-DFSGD_{k}={v}" for k, v in dims.items()]) if tuned else ("float_sgd", [])
+    return _build([c_dir() / f"{source}.c"], c_dir(), defines, cpu, opt, abi, None, source, build_dir, extra)
 
 
 def _check(cpu: str, opt: str) -> None:

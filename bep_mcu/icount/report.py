@@ -4,13 +4,18 @@ The workload: a 256-128-10 MLP with int8 hidden weights, trained two epochs on R
 Prototypes (256 features), so that ~95 % of the samples still trigger an update (the
 worst case), generated and trained on 300 further samples in the emulator from the saved
 state, E = 1.0 (817 reinforcement draws per batch). Every run is checked bit for bit
-against the numpy engine. Beside it, the float32 SGD baseline (c/float_sgd.c) of the same
-shape on the same samples, hard-float on the M4 (M4F), soft-float on the M0. ``--json``
-ends with one JSON line per core: batch_1, batch_100, float_sgd (instructions per sample),
-bytes_per_weight (RAM of the training state per trained weight), cycles_batch_100 (the
-Cortex-M4 cycle model of harness.py; null elsewhere) and the per-part breakdown (from a
-BEP_MEASURE build that keeps the kernels apart; the headline counts are of the normal
-build).
+against the numpy engine. Beside it, the float32 SGD step of the same shape on the same
+samples, hard-float on the M4 (M4F), soft-float on the M0, twice: as first written
+(c/float_sgd.c, shapes at run time, built like the BEP code) and as a careful user would
+tune it (c/float_sgd_tuned.c: shapes compiled in, blocked rows, unrolled updates; built at
+-Os, -O2 and -O3, the fewest instructions kept), the two checked to give the same weights
+and predictions bit for bit. ``--json`` ends with one JSON line per core: batch_1,
+batch_100, float_sgd, float_sgd_tuned (instructions per sample) and the level that gave it
+(float_sgd_tuned_opt), bytes_per_weight (RAM of the training state per trained weight),
+cycles_batch_100 and float_sgd_tuned_cycles (the Cortex-M4 cycle model of harness.py, the
+tuned step at its level with the fewest cycles, float_sgd_tuned_cycles_opt; null elsewhere)
+and the per-part breakdown (from a BEP_MEASURE build that keeps the kernels apart; the
+headline counts are of the normal build).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ PARTS = {  # breakdown: function (GCC suffixes such as .isra.0 dropped) → part
     "repack": ("bep_repack_dirty", "bep_pack_row", "bep_row_sign"),
 }
 FLOAT_LR = 0.01
+TUNED_OPTS = ("-Os", "-O2", "-O3")  # the levels the tuned float step is built at; the best is kept
 
 
 def epoch_q(spec, error_rate: float, p_r: float = 0.5) -> list[int]:
@@ -76,6 +82,12 @@ def reference_training(model: Model, X_packed, labels, batch_size: int, gamma, q
 def same_as_numpy(result: dict, ref: dict) -> bool:
     return (all(np.array_equal(a, b) for a, b in zip(result["hidden"], ref["hidden"]))
             and np.array_equal(result["predictions"], ref["predictions"]) and result["counters"] == ref["counters"])
+
+
+def same_floats(a: dict, b: dict) -> bool:
+    """Two float baselines' runs left the same weights and predicted the same, bit for bit."""
+    return (np.array_equal(a["predictions"], b["predictions"])
+            and all(np.array_equal(p.view(np.uint32), q.view(np.uint32)) for p, q in zip(a["params"], b["params"])))
 
 
 def breakdown(functions: dict[str, int], samples: int) -> dict[str, int]:
@@ -136,8 +148,12 @@ def measure(w: Workload, cpu: str, sizes, errors, opt: str, extra: list[str], fl
     split = {bs: w.run(parts, bs) for bs in (1, 100)}
     fimage = build_float_image(cpu, w.shape, opt, keep / f"elf-{cpu}-float" if keep else None)
     k = min(float_samples, len(w.y))
-    flt = run_float(fimage, w.X_float[:k], w.y[:k], float_params(w.shape, w.seed), FLOAT_LR, cycles)
-    return {"rows": rows, "split": split, "float": flt, "cycles": cycles,
+    params = float_params(w.shape, w.seed)
+    flt = run_float(fimage, w.X_float[:k], w.y[:k], params, FLOAT_LR, cycles)
+    tuned = {level: run_float(build_float_image(cpu, w.shape, level, keep / f"elf-{cpu}-float-tuned{level}"
+                                                if keep else None, tuned=True),
+                              w.X_float[:k], w.y[:k], params, FLOAT_LR, cycles) for level in TUNED_OPTS}
+    return {"rows": rows, "split": split, "float": flt, "tuned": tuned, "cycles": cycles,
             "draws": {err: w.q(err)[0] / 65536 for err in errors}}
 
 
@@ -146,15 +162,26 @@ def summary(m: dict, n_weights: int) -> dict:
     rows, flt = m["rows"], m["float"]
     b1, b100 = rows.get((1, 1.0)), rows.get((100, 1.0))
     per = lambda r: round(r["instructions_per_sample"]) if r else None  # noqa: E731
+    tuned = m["tuned"]
+    best = min(tuned, key=lambda level: tuned[level]["instructions_per_sample"])
+    fastest = min(tuned, key=lambda level: tuned[level]["cycles_per_sample"]) if m["cycles"] else None
+
+    def over(r: dict) -> float | None:
+        return round(r["instructions_per_sample"] / b100["instructions_per_sample"], 2) if b100 else None
+
     out = {
         "batch_1": per(b1), "batch_100": per(b100), "float_sgd": round(flt["instructions_per_sample"]),
-        "float_over_batch_100":
-            round(flt["instructions_per_sample"] / b100["instructions_per_sample"], 2) if b100 else None,
+        "float_over_batch_100": over(flt),
+        "float_sgd_tuned": round(tuned[best]["instructions_per_sample"]), "float_sgd_tuned_opt": best,
+        "float_tuned_over_batch_100": over(tuned[best]),
+        "float_tuned_same_as_float_sgd": all(same_floats(r, flt) for r in tuned.values()),
         "bytes_per_weight": round(next(iter(rows.values()))["state_bytes"] / n_weights, 3),
         "float_bytes_per_weight": round(flt["state_bytes"] / flt["weights"], 3),
         "cycles_batch_100": round(b100["cycles_per_sample"]) if m["cycles"] and b100 else None,
         "cycles_batch_1": round(b1["cycles_per_sample"]) if m["cycles"] and b1 else None,
         "float_sgd_cycles": round(flt["cycles_per_sample"]) if m["cycles"] else None,
+        "float_sgd_tuned_cycles": round(tuned[fastest]["cycles_per_sample"]) if fastest else None,
+        "float_sgd_tuned_cycles_opt": fastest,
         "breakdown": breakdown(m["split"][100]["functions"]["train"], m["split"][100]["samples"]),
         "breakdown_batch_1": breakdown(m["split"][1]["functions"]["train"], m["split"][1]["samples"]),
         "bit_exact": all(r["bit_exact"] for r in [*rows.values(), *m["split"].values()]),
@@ -223,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         if not all(r["bit_exact"] for r in results.values()):
             print("error: emulated training differs from the numpy engine", file=sys.stderr)
             return 1
+        if not all(r["float_tuned_same_as_float_sgd"] for r in results.values()):
+            print("error: the tuned float step (float_sgd_tuned.c) differs from float_sgd.c", file=sys.stderr)
+            return 1
         return 0
 
 
@@ -234,8 +264,16 @@ def _print_core(say, cpu: str, m: dict, s: dict, n: int) -> None:
             f"{r['counters']['triggered'] / n:>5.2f} {r['instructions_per_sample']:>12,.0f} {cyc}  "
             f"{'yes' if r['bit_exact'] else 'NO'}")
     ratio = s["float_over_batch_100"]
-    say(f"{'':<10} float32 SGD step: {s['float_sgd']:,} instructions per sample"
+    say(f"{'':<10} float32 SGD step as first written: {s['float_sgd']:,} instructions per sample"
         f"{f' ({ratio:.1f}x batch 100)' if ratio else ''}; training state {s['bytes_per_weight']} B/weight "
         f"(float {s['float_bytes_per_weight']})")
+    tuned_ratio = s["float_tuned_over_batch_100"]
+    cyc = (f", {s['float_sgd_tuned_cycles']:,} cycles at {s['float_sgd_tuned_cycles_opt']}"
+           if s["float_sgd_tuned_cycles"] else "")
+    levels = ", ".join(f"{level} {r['instructions_per_sample']:,.0f}" for level, r in m["tuned"].items())
+    say(f"{'':<10} float32 SGD step tuned: {s['float_sgd_tuned']:,} instructions per sample at "
+        f"{s['float_sgd_tuned_opt']}{f' ({tuned_ratio:.1f}x batch 100)' if tuned_ratio else ''}{cyc} "
+        f"(of {levels}); "
+        f"same weights as first written: {'yes' if s['float_tuned_same_as_float_sgd'] else 'NO'}")
     say(f"{'':<10} batch 100, per part: " + ", ".join(f"{k} {v:,}" for k, v in s["breakdown"].items()))
     say(f"{'':<10} batch 1,   per part: " + ", ".join(f"{k} {v:,}" for k, v in s["breakdown_batch_1"].items()))

@@ -44,8 +44,9 @@ typedef char icount_io_size_check[(sizeof(icount_io_t) == 120u && offsetof(icoun
 
 icount_io_t icount_io;
 
-/* Called between phases; the host watches its first instruction. */
-void __attribute__((noinline)) icount_mark(uint32_t phase)
+/* Called between phases; the host watches its first instruction. Not cloned either: at -O3
+ * gcc would call a constant-propagated copy at another address, which the host never sees. */
+void __attribute__((noinline, noclone)) icount_mark(uint32_t phase)
 {
     __asm__ volatile("" : : "r"(phase) : "memory");
 }
