@@ -28,7 +28,7 @@ layer of ``hidden`` neurons) and adapted on the target's for ``epochs`` epochs. 
   and is trained online by SGD, one sample at a time;
 - ``float-mlp`` (AIfES style): a float MLP of the same width (ReLU, softmax), pre-trained on the
   source (mini-batch SGD with momentum, inputs standardised with the source's statistics) and
-  adapted by plain SGD one sample at a time: the step ``icount``'s ``c/float_sgd.c`` counts.
+  adapted by plain SGD one sample at a time: the step ``icount``'s ``c/float_sgd_tuned.c`` counts.
 
 Per method: target test accuracy before and after, the source's test accuracy after
 (forgetting), instructions per sample it learns from on Cortex-M4 and M0, and bytes of RAM
@@ -64,9 +64,10 @@ DEFAULT_HIDDEN = 128
 DEFAULT_EPOCHS = 3
 REPLAY = 100  # source samples bep+replay keeps
 TEST_FRACTION = 0.25
-# icount's count of one float32 SGD step of a 256-128-10 MLP (c/float_sgd.c; results/instructions-per-sample.json:
-# hard-float on the M4, soft-float on the M0), on ±1 inputs with He-initialised weights.
-FLOAT_SGD_COUNT = {"cortex-m4": 352_170, "cortex-m0": 10_177_133}
+# icount's count of one float32 SGD step of a 256-128-10 MLP as a careful user writes it (c/float_sgd_tuned.c at
+# its best level, -Os on the M4, -O3 on the M0; results/instructions-per-sample.json: hard-float on the M4,
+# soft-float on the M0), on ±1 inputs with He-initialised weights.
+FLOAT_SGD_COUNT = {"cortex-m4": 167_760, "cortex-m0": 9_946_897}
 FLOAT_SGD_SHAPE = (256, 128, 10)
 RELU_ACTIVE = 0.5  # the share of hidden units whose ReLU passes the error (the first-layer update's rows)
 # Float learning rates, each chosen once on drift:digits (seed 0, width 128) among 0.001, 0.003, 0.01, 0.03 and
@@ -288,7 +289,7 @@ class FloatMLP:
                     p += v
 
     def adapt(self, X, y, epochs: int, seed: int) -> None:
-        """Plain SGD, one sample at a time: what a board runs (icount's c/float_sgd.c)."""
+        """Plain SGD, one sample at a time: what a board runs (icount's c/float_sgd_tuned.c)."""
         X, labels = self.inputs(X), self.labels(y)
 
         def step(x: np.ndarray, label: int) -> None:
@@ -319,7 +320,7 @@ def score(predict: Callable[[np.ndarray], np.ndarray], data: Dataset) -> float:
 
 
 def float_macs(n_in: int, hidden: int, n_out: int) -> float:
-    """Multiply-accumulates of one float SGD step (c/float_sgd.c): forward, the error to the hidden
+    """Multiply-accumulates of one float SGD step (c/float_sgd_tuned.c): forward, the error to the hidden
     layer and the output layer's update, and the first layer's update where the ReLU passed."""
     return n_in * hidden + 3 * hidden * n_out + RELU_ACTIVE * hidden * n_in
 

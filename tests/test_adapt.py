@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,6 +196,15 @@ def test_the_float_step_estimate_is_near_icount(tmp_path):
     shape = (64, 64, 10)
     g = np.random.default_rng(0)
     X = np.where(g.random((20, shape[0])) < 0.5, -1.0, 1.0)
-    counted = icount.run_float(icount.build_float_image("cortex-m4", shape), X, g.integers(0, 10, 20),
+    counted = icount.run_float(icount.build_float_image("cortex-m4", shape, tuned=True), X, g.integers(0, 10, 20),
                                float_params(shape, 0), FLOAT_LR)["instructions_per_sample"]
     assert b.float_instructions(b.float_macs(*shape), "cortex-m4") == pytest.approx(counted, rel=0.2)
+
+
+def test_the_float_step_count_is_icounts_stored_tuned_count():
+    """The bench's float costs scale icount's stored count of the tuned float step (the one
+    README and docs/performance.md set BEP against), not a count of another build."""
+    from bep_mcu import bench_adaptation as b
+
+    stored = json.loads((Path(__file__).resolve().parents[1] / "results" / "instructions-per-sample.json").read_text())
+    assert b.FLOAT_SGD_COUNT == {cpu: stored[cpu]["float_sgd_tuned"] for cpu in b.FLOAT_SGD_COUNT}
