@@ -104,8 +104,8 @@ CODE_BYTES = {
 # the data, the Q tables and the recalibration tables (standalone_code_bytes): code and the
 # rest, measured like CODE_BYTES (an upper bound within 128 B: alignment and the input type
 # vary; tests/test_sweep.py builds them).
-STANDALONE_CODE_BYTES = {"mps2-an385": 11264, "mps2-an386": 10856, "mps2-an500": 10860, "mps2-an505": 11032,
-                         "microbit": 12024, "netduinoplus2": 11004, "stm32vldiscovery": 11416}
+STANDALONE_CODE_BYTES = {"mps2-an385": 11272, "mps2-an386": 10864, "mps2-an500": 10868, "mps2-an505": 11040,
+                         "microbit": 12032, "netduinoplus2": 11012, "stm32vldiscovery": 11424}
 STANDALONE_LAYER_BYTES = 1100
 
 STATUSES = ("done", "stopped", "skipped", "error")

@@ -462,15 +462,8 @@ def test_back_to_back_frames_are_not_lost(builds, board):
 def test_a_fault_ends_qemu_with_status_3(small_model, tmp_path, monkeypatch, board):
     """A firmware that faults (here: an undefined instruction right after boot) stops QEMU
     through semihosting instead of hanging the host."""
-    from bep_mcu.device import firmware as fw_cli
-
-    src = tmp_path / "fw"
-    shutil.copytree(fw_dir(), src)
-    main_c = src / "main.c"
-    main_c.write_text(main_c.read_text().replace("    bep_port_init();\n",
-                                                 '    bep_port_init();\n    __asm__ volatile("udf #0");\n'))
-    monkeypatch.setattr(fw_cli, "fw_dir", lambda: src)
-    build = fw_cli.build(modelio.load(small_model), board, tmp_path / "out")
+    build = build_edited(small_model, board, "main.c", "    bep_port_init();\n",
+                         '    bep_port_init();\n    __asm__ volatile("udf #0");\n', tmp_path, monkeypatch)
     emulated = EmulatedBoard(build.elf, board)
     with emulated as url:
         import serial
@@ -525,21 +518,32 @@ def test_stm32_port_detects_the_emulator_and_skips_the_clock_setup(builds, tmp_p
 
 
 @needs_qemu
+def build_edited(small_model, board: str, source: str, old: str, new: str, tmp_path, monkeypatch):
+    """The board's firmware built from a copy of the firmware sources in which ``source``'s
+    one ``old`` reads ``new``."""
+    from bep_mcu.device import firmware as fw_cli
+
+    src = tmp_path / "fw"
+    shutil.copytree(fw_dir(), src)
+    path = src / source
+    assert path.read_text().count(old) == 1
+    path.write_text(path.read_text().replace(old, new))
+    monkeypatch.setattr(fw_cli, "fw_dir", lambda: src)
+    return fw_cli.build(modelio.load(small_model), board, tmp_path / "out")
+
+
+# An STM32 port that does not detect the emulator (its RCC reads 0 in QEMU): the clock set-up
+# runs against registers that never answer.
+EMULATOR_DETECTION = ("if ((BEP_STM32_RCC_CR & (BEP_STM32_CR_HSIRDY | BEP_STM32_CR_HSERDY | BEP_STM32_CR_PLLRDY)) == 0u) {",
+                      "if (0) {")
+
+
 def test_stm32_clock_setup_ends_without_an_rcc(small_model, tmp_path, monkeypatch):
     """port_stm32.c with its emulator detection removed: no ready flag ever rises in QEMU,
     so the bounded wait for the flash wait states must give up after exactly its 10000
     polls, the port fall back to the reset clock without touching the PLL, and the board
     answer (on silicon: a part whose clock never gets ready still boots, slower)."""
-    from bep_mcu.device import firmware as fw_cli
-
-    src = tmp_path / "fw"
-    shutil.copytree(fw_dir(), src)
-    port = src / "port_stm32.c"
-    detection = "if ((BEP_STM32_RCC_CR & (BEP_STM32_CR_HSIRDY | BEP_STM32_CR_HSERDY | BEP_STM32_CR_PLLRDY)) == 0u) {"
-    assert port.read_text().count(detection) == 1
-    port.write_text(port.read_text().replace(detection, "if (0) {"))
-    monkeypatch.setattr(fw_cli, "fw_dir", lambda: src)
-    build = fw_cli.build(modelio.load(small_model), "netduinoplus2", tmp_path / "out")
+    build = build_edited(small_model, "netduinoplus2", "port_stm32.c", *EMULATOR_DETECTION, tmp_path, monkeypatch)
     lines = unimplemented_accesses(build.elf, tmp_path / "unimp.log")
     # 168 MHz: 5 wait states, prefetch and caches on; then 10000 reads of FLASH_ACR
     assert lines[0] == "Flash Int: unimplemented device write (size 4, offset 0x000, value 0x00000705)"
@@ -573,16 +577,8 @@ def test_stm32f1_clock_setup_ends_without_an_rcc(small_model, tmp_path, monkeypa
     for: exactly 10000 reads of RCC_CR, then the PLL is switched off again, the core never
     switched to it, and the board answers (on silicon: a PLL that never locks leaves the
     board on HSI, slower, not hung)."""
-    from bep_mcu.device import firmware as fw_cli
-
-    src = tmp_path / "fw"
-    shutil.copytree(fw_dir(), src)
-    port = src / "port_stm32f1.c"
-    detection = "if ((BEP_STM32_RCC_CR & (BEP_STM32_CR_HSIRDY | BEP_STM32_CR_HSERDY | BEP_STM32_CR_PLLRDY)) == 0u) {"
-    assert port.read_text().count(detection) == 1
-    port.write_text(port.read_text().replace(detection, "if (0) {"))
-    monkeypatch.setattr(fw_cli, "fw_dir", lambda: src)
-    build = fw_cli.build(modelio.load(small_model), "stm32vldiscovery", tmp_path / "out")
+    build = build_edited(small_model, "stm32vldiscovery", "port_stm32f1.c", *EMULATOR_DETECTION, tmp_path,
+                         monkeypatch)
     lines = unimplemented_accesses(build.elf, tmp_path / "unimp.log", "stm32vldiscovery")
     assert lines[:2] == ["Flash Int: unimplemented device read  (size 4, offset 0x000)",  # FLASH_ACR: no wait state
                          "Flash Int: unimplemented device write (size 4, offset 0x000, value 0x00000000)"]

@@ -21,6 +21,7 @@ from bep_mcu.engine.spec import MAX_CLASSES
 
 from .conftest import (assert_error_after_progress, assert_ok, assert_user_error, fit, invoke, last_json, needs_arm,
                        needs_qemu, saved)
+from .test_adapt import run as adapt_json  # adapt --json on a fixture's model, target and source
 from .test_modelio import forge
 
 NEW = 9  # the digit the source leaves out
@@ -39,13 +40,6 @@ def files(tmp_path_factory):
     assert_ok(invoke("train", "--data", root / "nine.npz", "--hidden", 32, "--epochs", 8, "--max-classes", 10,
                      "--out", root / "m.npz"))
     return {"root": root, "model": root / "m.npz", "source": root / "nine.npz", "target": root / "ten.npz"}
-
-
-def adapt_json(files, *args) -> dict:
-    result = invoke("adapt", files["model"], "--data", files["target"], "--source-data", files["source"], *args,
-                    "--json")
-    assert_ok(result)
-    return last_json(result.stdout)
 
 
 def test_max_classes_reserves_the_frame_s_last_prototypes(files):
