@@ -522,5 +522,6 @@ def test_network_too_big_for_the_ram_is_refused(work):
     assert_ok(invoke("train", "--dataset", data, "--hidden", "64", "--epochs", "1", "--out", big))
     out = work / "big-ram"
     result = invoke("firmware", big, "--board", "microbit", "--standalone-data", data, "--out", out)
-    assert_one_error_line(result.exit_code, result.stderr, ("does not fit microbit", "RAM", "16384"), status=3)
+    assert_one_error_line(result.exit_code, result.stderr, ("does not fit microbit", "RAM", "16384", "--hidden", "--binarize"),
+                          status=3)
     assert not out.exists()

@@ -55,6 +55,10 @@ LEVEL = toolchain.BUDGET_LEVEL  # -Os
 FW_SOURCES = ("main.c", "startup.c", "mem.c")
 LINK_FLAGS = ["-nostdlib", "-Wl,--gc-sections", "-Wl,--fatal-warnings"]
 CONFIG_BYTES = abi.CONFIG_BYTES_32  # sizeof(bep_config_t) on Cortex-M (pinned in bep_runtime.c)
+# What shrinks a network's training state: its hidden weights are hidden units x input bits,
+# and tabular data gets about 256 input bits by default (data/binarize.py TABULAR_INPUT_BITS).
+SMALLER_NETWORK = (": train a smaller network (fewer --hidden units, or fewer input bits: a coarser --binarize, "
+                   "e.g. thermometer:2 or median)")
 
 
 def fw_dir() -> Path:
@@ -99,7 +103,7 @@ def refuse_if_too_big(plan: MemoryPlan, board: boards.Board, name: str) -> None:
         raise DoesNotFit(
             f"network '{name}' does not fit {board.name}: RAM {plan.ram_bytes} B (state {plan.state_bytes} + link "
             f"{plan.link_bytes} + stack {plan.stack_bytes} + firmware {plan.firmware_static_bytes}) exceeds "
-            f"{board.ram_bytes} B by {plan.ram_bytes - board.ram_bytes} B")
+            f"{board.ram_bytes} B by {plan.ram_bytes - board.ram_bytes} B{SMALLER_NETWORK}")
     if plan.tables_bytes > board.flash_bytes:
         raise DoesNotFit(f"network '{name}' does not fit {board.name}: its tables alone need {plan.tables_bytes} B "
                        f"of flash, the board has {board.flash_bytes} B")
@@ -486,7 +490,8 @@ def refuse_standalone_if_too_big(plan: StandaloneMemoryPlan, data: StandaloneDat
         raise DoesNotFit(
             f"standalone image of '{name}' does not fit {board.name}: RAM {plan.ram_bytes} B (state "
             f"{plan.state_bytes} + stack {plan.stack_bytes} + firmware {plan.firmware_static_bytes} + sample and "
-            f"snapshot {plan.standalone_bytes}) exceeds {board.ram_bytes} B by {plan.ram_bytes - board.ram_bytes} B")
+            f"snapshot {plan.standalone_bytes}) exceeds {board.ram_bytes} B by {plan.ram_bytes - board.ram_bytes} B"
+            f"{SMALLER_NETWORK}")
     store = f" and the store ({plan.store_flash_bytes} B)" if plan.store_flash_bytes else ""
     if plan.tables_bytes + data.flash_bytes + plan.store_flash_bytes > board.flash_bytes:
         raise DoesNotFit(f"the data of '{data.source}' ({data.flash_bytes} B as {data.fmt.input_type}), the "
