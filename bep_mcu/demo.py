@@ -106,7 +106,7 @@ def run_demo(board_name: str = DEFAULT_BOARD, dataset: str = DEFAULT_DATASET, hi
         "frames_retried": result.frames_retried, "link_share_estimate": result.as_dict()["link_share_estimate"],
         "ram_bytes": fw.ram_bytes, "flash_bytes": fw.flash_bytes, "ram_budget": fw.ram_budget,
         "flash_budget": fw.flash_budget, "state_bytes": fw.plan.state_bytes, "device_epochs": device_epochs,
-        "model": str(model_path), "device_model": str(pulled), "firmware": str(fw.elf),
+        "model": str(model_path), "device_model": str(pulled), "firmware": str(work / "firmware" / fw.elf.name),  # as given, like the other two
         "drift": drift.describe(), "drifted_data": str(drifted), "before": before, "after": result.device_test_accuracy,
         "seconds": time.perf_counter() - start,
     }
