@@ -31,6 +31,21 @@ def fit(X, y, **settings) -> Model:
     return training.fit(X, y, training.Settings(**settings))
 
 
+def planted_library(gen, directory: Path, *edits: tuple[str, str, str]):
+    """A copy of the generated library ``gen`` in ``directory`` with bugs planted, each edit
+    (file under src/, old, new) replacing the one occurrence of ``old`` (a negative control:
+    the test's checks must catch it)."""
+    import dataclasses
+
+    shutil.copytree(gen.directory, directory)
+    for file, old, new in edits:
+        path = directory / "src" / file
+        source = path.read_text()
+        assert source.count(old) == 1, (file, old)
+        path.write_text(source.replace(old, new))
+    return dataclasses.replace(gen, directory=directory)
+
+
 def saved(model: Model, path: Path) -> Path:
     modelio.save(model, path)
     return path

@@ -39,7 +39,6 @@ corpus catches each.
 
 from __future__ import annotations
 
-import shutil
 import struct
 import subprocess
 from collections import Counter
@@ -51,7 +50,7 @@ import pytest
 from bep_mcu.cgen import protocol as P
 from bep_mcu.engine.schedule import EPOCH_MAX_SAMPLES
 
-from .conftest import SANITIZER_ENV, build_sanitized
+from .conftest import SANITIZER_ENV, build_sanitized, planted_library
 from .test_link import data, net_model, trained  # noqa: F401  (module fixtures)
 
 N_INPUTS = 100_000
@@ -527,16 +526,9 @@ PLANTED = {
 @pytest.mark.parametrize("bug", sorted(PLANTED))
 def test_fuzz_catches_planted_bugs(trained, net_model, data, tmp_path, bug):  # noqa: F811
     """Negative controls: the same driver and checks, on a small corpus, catch a planted bug."""
-    import dataclasses
-
     model, gen, root = trained
-    planted = tmp_path / "gen"
-    shutil.copytree(gen.directory, planted)
     old, new, caught_by = PLANTED[bug]
-    source = (planted / "src" / "bep_link.c").read_text()
-    assert source.count(old) == 1
-    (planted / "src" / "bep_link.c").write_text(source.replace(old, new))
-    bad_gen = dataclasses.replace(gen, directory=planted)
+    bad_gen = planted_library(gen, tmp_path / "gen", ("bep_link.c", old, new))
     inputs, rng = make_corpus(net_model, data, gen, 3000, 7)
     inputs += [(0, b"\xff" * 20000),
                (1, P.cobs_encode(P.frame_body(P.Msg.READ_HIDDEN, 9, P.READ_HIDDEN_REQ.pack(layer=0, offset=0,

@@ -41,7 +41,6 @@ off (as in test_link_fuzz), and a signed shift overflow in bep_rd32 (UBSan).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -57,7 +56,7 @@ from bep_mcu.cgen import protocol as P
 from bep_mcu.twin.cffi_twin import build_extension, generated_cdef
 
 from .test_link import data, net_model, trained  # noqa: F401  (module fixtures)
-from tests.conftest import SANITIZE
+from tests.conftest import SANITIZE, planted_library
 from tests.test_link_fuzz import (N_INPUTS, PLANTED, check_results, make_corpus, parse_output, prelude_frames,
                              write_corpus)
 
@@ -313,13 +312,8 @@ CFFI_PLANTED = {
 def test_sanitizers_active_through_cffi(trained, net_model, data, tmp_path, bug):  # noqa: F811
     """Negative controls: the same build and replay, with a planted bug, die with a sanitizer report."""
     _, gen, _ = trained
-    planted = tmp_path / "gen"
-    shutil.copytree(gen.directory, planted)
     old, new, expected = CFFI_PLANTED[bug]
-    source = (planted / "src" / "bep_link.c").read_text()
-    assert source.count(old) == 1, old
-    (planted / "src" / "bep_link.c").write_text(source.replace(old, new))
-    bad_gen = dataclasses.replace(gen, directory=planted)
+    bad_gen = planted_library(gen, tmp_path / "gen", ("bep_link.c", old, new))
     inputs, rng = make_corpus(net_model, data, gen, 300, 7)
     inputs = [(0, b"\xff" * 20000),
               (1, P.cobs_encode(P.frame_body(P.Msg.READ_HIDDEN, 9, P.READ_HIDDEN_REQ.pack(layer=0, offset=0,

@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import shutil
 import struct
 import subprocess
 import zlib
@@ -52,7 +51,7 @@ from bep_mcu.cgen.status import STATUS
 from bep_mcu.data import inputformat, recalibration
 from bep_mcu.training import EncodedData
 
-from .conftest import SANITIZER_ENV, blobs, build_sanitized, fit
+from .conftest import SANITIZER_ENV, blobs, build_sanitized, fit, planted_library
 
 SEEDS = Path(__file__).parent / "corpus" / "snapshot_seeds.json"
 CODES = {name: value for name, value, _ in STATUS}
@@ -458,21 +457,16 @@ def test_fuzz_catches_the_planted_out_of_bounds_read(board_net, tmp_path):
     the runtime's care of the marks (reset with the counters, moved after 2^31 samples), the
     two proofs of concept make ASan report the read past the Q table."""
     _, enc, gen, followed = board_net
-    planted = tmp_path / "gen"
-    shutil.copytree(gen.directory, planted)
-    for file, old, new in (
-            ("bep_standalone.c", "if (level > sc->levels || stalled >= sc->patience || best_errors > best_samples ||\n"
-                                 "        samples >= BEP_EPOCH_MAX_SAMPLES || errors > samples)",
-             "if (level > sc->levels + 0u * (stalled + best_errors + best_samples + errors + samples))"),
-            ("bep_standalone.c", "    if (errors > samples) errors = samples;\n", ""),
-            ("bep_standalone.c", "    if (level > sc->levels) return BEP_ERR_STATE;\n", ""),
-            ("bep_runtime.c", "    sched->start_errors = sched->start_samples = 0;\n", "    (void)sched;\n"),
-            ("bep_runtime.c", ">= BEP_EPOCH_MAX_SAMPLES) {",
-             ">= BEP_EPOCH_MAX_SAMPLES && hd->counters.samples == 0xFFFFFFFFu) {")):
-        source = (planted / "src" / file).read_text()
-        assert source.count(old) == 1, (file, old)
-        (planted / "src" / file).write_text(source.replace(old, new))
-    bad = dataclasses.replace(gen, directory=planted)
+    bad = planted_library(
+        gen, tmp_path / "gen",
+        ("bep_standalone.c", "if (level > sc->levels || stalled >= sc->patience || best_errors > best_samples ||\n"
+                             "        samples >= BEP_EPOCH_MAX_SAMPLES || errors > samples)",
+         "if (level > sc->levels + 0u * (stalled + best_errors + best_samples + errors + samples))"),
+        ("bep_standalone.c", "    if (errors > samples) errors = samples;\n", ""),
+        ("bep_standalone.c", "    if (level > sc->levels) return BEP_ERR_STATE;\n", ""),
+        ("bep_runtime.c", "    sched->start_errors = sched->start_samples = 0;\n", "    (void)sched;\n"),
+        ("bep_runtime.c", ">= BEP_EPOCH_MAX_SAMPLES) {",
+         ">= BEP_EPOCH_MAX_SAMPLES && hd->counters.samples == 0xFFFFFFFFu) {"))
     driver = build(bad, tmp_path / "planted")
     base = base_snapshot(driver, tmp_path, bad, enc, 11)
     for name, blob, script, _ in seed_cases(base, followed):
@@ -486,13 +480,9 @@ def test_fuzz_catches_a_restore_that_does_not_check_the_followed_thresholds(boar
     accumulator far outside its window, and following values after it overflows int32: the
     seed case makes UBSan report it."""
     _, enc, gen, followed = board_net
-    planted = tmp_path / "gen"
-    shutil.copytree(gen.directory, planted)
-    source = (planted / "src" / "bep_standalone.c").read_text()
-    old = "if (st == BEP_OK && bep_followed(sc) != NULL) st = bep_check_calib("
-    assert source.count(old) == 1
-    (planted / "src" / "bep_standalone.c").write_text(source.replace(old, "if (0) st = bep_check_calib("))
-    bad = dataclasses.replace(gen, directory=planted)
+    bad = planted_library(gen, tmp_path / "gen", ("bep_standalone.c",
+                                                  "if (st == BEP_OK && bep_followed(sc) != NULL) st = bep_check_calib(",
+                                                  "if (0) st = bep_check_calib("))
     driver = build(bad, tmp_path / "planted")
     base = base_snapshot(driver, tmp_path, bad, enc, 11)
     cases = {name: (blob, script) for name, blob, script, _ in seed_cases(base, followed)}

@@ -18,8 +18,6 @@ A negative control plants the pattern the store replaces, one snapshot rewritten
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -29,7 +27,7 @@ import pytest
 
 from bep_mcu.cgen.status import STATUS
 
-from .conftest import SANITIZER_ENV, build_sanitized
+from .conftest import SANITIZER_ENV, build_sanitized, planted_library
 from .test_snapshot_fuzz import board_net  # noqa: F401  (module fixture)
 
 CODES = {name: value for name, value, _ in STATUS}
@@ -346,13 +344,10 @@ def test_one_slot_rewritten_in_place_loses_what_the_store_keeps(board_net, tmp_p
     """Negative control: a save that overwrites the newest slot (one snapshot rewritten in
     place, the pattern the store replaces) leaves nothing to restore after most cuts."""
     model, enc, gen, _ = board_net
-    planted = tmp_path / "gen"
-    shutil.copytree(gen.directory, planted)
-    source = (planted / "src" / "bep_store.c").read_text()
-    old = "target = store->slot >= f->n_slots - 1u ? 0u : store->slot + 1u;"
-    assert source.count(old) == 1
-    (planted / "src" / "bep_store.c").write_text(source.replace(old, "target = store->slot >= f->n_slots ? 0u : store->slot;"))
-    _, words = run_store(dataclasses.replace(gen, directory=planted), enc, tmp_path / "run")
+    planted = planted_library(gen, tmp_path / "gen", ("bep_store.c",
+                                                      "target = store->slot >= f->n_slots - 1u ? 0u : store->slot + 1u;",
+                                                      "target = store->slot >= f->n_slots ? 0u : store->slot;"))
+    _, words = run_store(planted, enc, tmp_path / "run")
     cuts = parse(words, modes_only=1)[0][0]["cuts"]
     lost = int(np.sum(cuts[:-1, 1] != CODES["OK"]))
     assert lost > 0.9 * (len(cuts) - 1), lost
