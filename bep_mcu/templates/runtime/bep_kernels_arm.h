@@ -87,6 +87,20 @@ BEP_HOT uint32_t bep_asm_differ_pairs(const uint32_t **w, const uint32_t **a, ui
 #endif
 
 #if BEP_USE_ASM && defined(__ARM_ARCH_6M__)
+/* x = the disagreements of the words at w + off and a + off counted in 4-bit lanes (the first
+ * two steps of a SWAR popcount; p is scratch). */
+#define BEP_V6M_NIBBLES(off)            \
+    "ldr %[x], [%[w], #" off "]\n\t"   \
+    "ldr %[p], [%[a], #" off "]\n\t"   \
+    "eors %[x], %[p]\n\t"             \
+    "lsrs %[p], %[x], #1\n\t"         \
+    "ands %[p], %[m1]\n\t"            \
+    "subs %[x], %[x], %[p]\n\t"       \
+    "lsrs %[p], %[x], #2\n\t"         \
+    "ands %[p], %[m2]\n\t"            \
+    "ands %[x], %[m2]\n\t"            \
+    "adds %[x], %[x], %[p]\n\t"
+
 /* ARMv6-M: the byte counts (four lanes) of the disagreements of the next pairs of
  * words at *w and *a, as many pairs as *n words hold but at most 15, so no lane
  * (<= 16 per pair) overflows; both pointers move past them and *n drops by their words
@@ -108,27 +122,9 @@ BEP_HOT uint32_t bep_asm_byte_counts_v6m(const uint32_t **w, const uint32_t **a,
     *n -= 2u * pairs;
     __asm__(".syntax unified\n" /* GCC hands Thumb-1 inline assembly over in divided syntax */
             "1:\n\t"
-            "ldr %[x], [%[w]]\n\t"
-            "ldr %[p], [%[a]]\n\t"
-            "eors %[x], %[p]\n\t"
-            "lsrs %[p], %[x], #1\n\t"
-            "ands %[p], %[m1]\n\t"
-            "subs %[x], %[x], %[p]\n\t"
-            "lsrs %[p], %[x], #2\n\t"
-            "ands %[p], %[m2]\n\t"
-            "ands %[x], %[m2]\n\t"
-            "adds %[x], %[x], %[p]\n\t"
+            BEP_V6M_NIBBLES("0")
             "mov %[park], %[x]\n\t"
-            "ldr %[x], [%[w], #4]\n\t"
-            "ldr %[p], [%[a], #4]\n\t"
-            "eors %[x], %[p]\n\t"
-            "lsrs %[p], %[x], #1\n\t"
-            "ands %[p], %[m1]\n\t"
-            "subs %[x], %[x], %[p]\n\t"
-            "lsrs %[p], %[x], #2\n\t"
-            "ands %[p], %[m2]\n\t"
-            "ands %[x], %[m2]\n\t"
-            "adds %[x], %[x], %[p]\n\t"
+            BEP_V6M_NIBBLES("4")
             "add %[x], %[park]\n\t"
             "adds %[w], #8\n\t"
             "adds %[a], #8\n\t"
@@ -149,6 +145,7 @@ BEP_HOT uint32_t bep_asm_byte_counts_v6m(const uint32_t **w, const uint32_t **a,
     *a = ap;
     return bytes;
 }
+#undef BEP_V6M_NIBBLES
 #endif
 
 #if BEP_USE_ASM && BEP_USE_DSP
