@@ -38,10 +38,9 @@ from typing import Protocol
 import numpy as np
 
 from bep_mcu import memory, validate
-from bep_mcu.data.binarize import is_binary, make_binarizer, tabular_levels
+from bep_mcu.data.binarize import is_binary, tabular_levels
 from bep_mcu.data.datasets import stratified_split
-from bep_mcu.data.encoder import DEFAULT_BIAS_BITS, DEFAULT_BINARIZE, Encoder, as_model_shape, binarizer_rows, \
-    default_window
+from bep_mcu.data.encoder import Encoder, as_model_shape
 from bep_mcu.engine import bits, rng
 from bep_mcu.engine.classifier import binary_equiangular_frame
 from bep_mcu.engine.network import Counters, Network
@@ -566,28 +565,12 @@ def input_code(X, settings: Settings) -> str:
 
 
 def chunk_encoder(X, settings: Settings) -> Encoder:
-    """The encoder of ``partial_fit``'s first chunk: ``Encoder.fit``'s, but where no bit
-    varies on the chunk yet (one sample, or copies of one) it keeps every bit instead of
-    refusing: the next chunks will vary. (Its thresholds are the one sample's values.)"""
-    try:
-        return Encoder.fit(X, settings.model, input_code(X, settings), settings.window, settings.bias_bits)
-    except BEPError:
-        if len(np.unique(np.reshape(X, (len(X), -1)), axis=0)) > 1:
-            raise
-    series = settings.model == "rnn" or np.ndim(X) == 3
-    X = as_model_shape(X, settings.model)
-    rows = X if settings.model == "mlp" else X.reshape(-1, X.shape[2])
-    binarize = input_code(X, settings)
-    if binarize == "auto":  # as Encoder.fit resolves it
-        binarize = "passthrough" if is_binary(rows) else DEFAULT_BINARIZE["series" if series else "tabular"]
-    binarizer = make_binarizer(binarize)
-    binarizer.fit(binarizer_rows(X, binarizer))
-    keep = np.ones(binarizer.n_outputs(X.shape[-1]), dtype=bool)
-    bias_bits = DEFAULT_BIAS_BITS[settings.model] if settings.bias_bits is None else settings.bias_bits
-    if settings.model == "mlp":
-        return Encoder("mlp", binarizer, keep, X.shape[1], bias_bits=bias_bits)
-    return Encoder("rnn", binarizer, keep, X.shape[2], X.shape[1], settings.window or default_window(X.shape[1]),
-                   bias_bits)
+    """The encoder of ``partial_fit``'s first chunk: ``Encoder.fit``'s, but one sample (or
+    copies of one) keeps every bit instead of being refused: the next chunks will vary. (Its
+    thresholds are the one sample's values.)"""
+    one_sample = len(np.unique(np.reshape(X, (len(X), -1)), axis=0)) == 1
+    return Encoder.fit(X, settings.model, input_code(X, settings), settings.window, settings.bias_bits,
+                       keep_constant=one_sample)
 
 
 def new_model(X, y, settings: Settings, classes: np.ndarray | None = None, encoder: Encoder | None = None) -> Model:

@@ -118,9 +118,10 @@ class Encoder:
     # ------------------------------------------------------------ fitting
     @classmethod
     def fit(cls, X: np.ndarray, model: str, binarize: str = "auto", window: int | None = None,
-            bias_bits: int | None = None) -> "Encoder":
+            bias_bits: int | None = None, keep_constant: bool = False) -> "Encoder":
         """Fit on training data ``X`` (raw features or series; ``bias_bits`` None: the
-        model's default)."""
+        model's default). ``keep_constant``: where no bit varies on ``X`` (one sample, or
+        copies of one: ``partial_fit``'s first chunk), keep every bit instead of refusing."""
         series = model == "rnn" or np.ndim(X) == 3
         X = as_model_shape(X, model)
         rows = X if model == "mlp" else X.reshape(-1, X.shape[2])  # the shared thresholds' view; auto reads it
@@ -135,9 +136,12 @@ class Encoder:
         binarizer.fit(binarizer_rows(X, binarizer))
         bits = point_bits(binarizer, X)
         keep = bits.min(axis=0) != bits.max(axis=0)  # per point: kept where it varies at any time point
-        if not keep.any():
+        constant = not keep.any()
+        if constant and not keep_constant:
             raise BEPError(f"every input bit is constant on the training data after {binarize} binarisation")
-        stats = {} if isinstance(binarizer, PassthroughBinarizer) or binarizer.per_point else \
+        if constant:  # the next chunks will vary; no statistics of inputs that do not vary yet
+            keep[:] = True
+        stats = {} if constant or isinstance(binarizer, PassthroughBinarizer) or binarizer.per_point else \
             {"below": (bits[:, keep] < 0).mean(axis=0), "spread": robust_spread(rows)}
         if model == "mlp":
             return cls("mlp", binarizer, keep, X.shape[1], bias_bits=bias_bits, **stats)
