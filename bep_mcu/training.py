@@ -398,6 +398,43 @@ class FollowProgress(Observer):
         return self.budget.end_epoch(round(record["train_error"] * self.samples))
 
 
+class AtChance(Observer):
+    """``fit``'s watch over an RNN whose thresholds are shared over time: its first ``epochs``
+    epoch records are held back; if at least half of them were no better than predicting the
+    commonest class for every training series (``chance_errors`` errors or more of ``samples``),
+    the run ends there (``stuck``) and they are dropped, else they go to ``on_epoch`` and every
+    later record passes straight through. Watching changes nothing in the run it watches."""
+
+    def __init__(self, epochs: int, chance_errors: int, samples: int,
+                 on_epoch: Callable[[dict], None] | None) -> None:
+        self.epochs, self.chance_errors, self.samples, self.on_epoch = epochs, chance_errors, samples, on_epoch
+        self.held: list[dict] | None = []
+        self.stuck = False
+
+    def _forward(self, records: list[dict]) -> None:
+        for record in records if self.on_epoch else ():
+            self.on_epoch(record)
+
+    def after_epoch(self, run: Run, record: dict) -> bool:
+        if self.held is None:
+            self._forward([record])
+            return False
+        self.held.append(record)
+        if len(self.held) < self.epochs:
+            return False
+        at_chance = sum(round(r["train_error"] * self.samples) >= self.chance_errors for r in self.held)
+        self.stuck = 2 * at_chance >= self.epochs
+        if not self.stuck:
+            self._forward(self.held)
+        self.held = None
+        return self.stuck
+
+    def finish(self, run: Run) -> None:
+        if self.held:  # the run ended before the watch did
+            self._forward(self.held)
+            self.held = None
+
+
 class StopAfter(Observer):
     """Stop after ``batches`` batches (golden vectors)."""
 
@@ -609,14 +646,16 @@ def split_encoded(model: Model, X, y) -> tuple[EncodedData, EncodedData]:
 
 
 def train(model: Model, X, y, epochs: int, batch_size: int | None = None,
-          on_epoch: Callable[[dict], None] | None = None, follow_progress: bool = False) -> Model:
+          on_epoch: Callable[[dict], None] | None = None, follow_progress: bool = False,
+          observers: Sequence[Observer] = ()) -> Model:
     """Train ``model`` (new, loaded or pulled from a board) for ``epochs`` more epochs on
     raw data; a stratified part of it (the model's ``val_fraction``) judges γ stalls
     (engine.schedule.stall_counts, "auto"). ``follow_progress``: ``epochs`` is the minimum,
-    and training goes on while the training error falls (``engine.schedule.ProgressBudget``)."""
+    and training goes on while the training error falls (``engine.schedule.ProgressBudget``);
+    ``observers`` watch the run too."""
     train_part, val_part = split_encoded(model, X, y)
     trainer = NumpyTrainer(model)
-    observers: list[Observer] = [BestWeights()] if model.hyper.restore_best else []
+    observers = [*([BestWeights()] if model.hyper.restore_best else []), *observers]
     if follow_progress:
         budget = ProgressBudget(len(train_part), epochs)
         observers.append(FollowProgress(budget, len(train_part)))
@@ -660,13 +699,40 @@ def encoded_split(X, y, settings: Settings) -> tuple[Model, EncodedData, Encoded
     return (model, *split_encoded(model, X, y))
 
 
+# An RNN reading series of one shape through thresholds shared over time gets almost the same
+# bits for every series and can predict one class for all of them for 100-200 epochs; thresholds
+# per time point give each series its own bits (docs/research/untuned-data.md §4.1). ``fit``
+# watches the shared code's first AT_CHANCE_EPOCHS epochs and starts again with thresholds per
+# time point if at least half of them were at chance: 20 caught every stuck spectra seed of ten
+# and left the accuracy table's RNN rows alone (§4.2).
+AT_CHANCE_EPOCHS = 20
+
+
+def per_point_fallback(model: Model, settings: Settings) -> str | None:
+    """The code ``fit`` falls back to when ``model``'s shared thresholds leave it at chance:
+    the same thermometer per time point, for an RNN whose code was left to "auto"."""
+    code = model.encoder.binarizer.spec()
+    if settings.model != "rnn" or settings.binarize != "auto" or not code.startswith("thermometer:"):
+        return None
+    return f"{code}:point"
+
+
 def fit(X, y, settings: Settings, on_epoch: Callable[[dict], None] | None = None) -> Model:
     """A new model trained on raw data (the encoder sees the training part only): for
     ``settings.epochs``, else at least ``default_epochs`` and on while the training error
-    falls (``ProgressBudget``)."""
+    falls (``ProgressBudget``). An RNN whose "auto" code leaves it at chance for the first
+    ``AT_CHANCE_EPOCHS`` epochs starts again with thresholds per time point (``on_epoch``
+    sees the epochs of the model returned only)."""
     model = initial_model(X, y, settings)
     X, y = np.asarray(X), plain_labels(np.asarray(y))
-    if settings.epochs:
-        return train(model, X, y, settings.epochs, on_epoch=on_epoch)
-    n_train = len(split_validation(y, settings.val_fraction, settings.seed)[0])
-    return train(model, X, y, default_epochs(n_train), on_epoch=on_epoch, follow_progress=True)
+    train_idx = split_validation(y, settings.val_fraction, settings.seed)[0]
+    epochs = settings.epochs or default_epochs(len(train_idx))
+    fallback = per_point_fallback(model, settings)
+    if fallback is None:
+        return train(model, X, y, epochs, on_epoch=on_epoch, follow_progress=not settings.epochs)
+    counts = np.unique(y[train_idx], return_counts=True)[1]
+    watch = AtChance(AT_CHANCE_EPOCHS, len(train_idx) - int(counts.max()), len(train_idx), on_epoch)
+    trained = train(model, X, y, epochs, follow_progress=not settings.epochs, observers=[watch])
+    if not watch.stuck:
+        return trained
+    return fit(X, y, replace(settings, binarize=fallback), on_epoch)

@@ -20,7 +20,8 @@ from bep_mcu.data.binarize import distinct_quantile_cuts, make_binarizer, tabula
 from bep_mcu.data.datasets import lengthen_series, load_dataset
 from bep_mcu.engine.schedule import ProgressBudget
 
-from .conftest import assert_error_after_progress, assert_ok, assert_user_error, blobs, fit, invoke, last_json, series
+from .conftest import assert_error_after_progress, assert_ok, assert_same_weights, assert_user_error, blobs, fit, invoke, \
+    last_json, series, timeless
 from .test_modelio import forge
 from .test_standalone_c import assert_encoder_exact
 
@@ -110,6 +111,40 @@ def test_thresholds_per_time_point_are_for_an_rnn(tmp_path):
                     "thermometer:4:point", "--out", tmp_path / "m.npz")
     assert_error_after_progress(result.exit_code, result.stderr, ("thermometer:4:point", "rnn"))
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_an_rnn_at_chance_starts_again_with_thresholds_per_time_point(tmp_path):
+    """spectra's RNN (seed 0) predicts one class for nearly all of its first 20 epochs with the
+    shared code; fit starts again per time point, and reports the kept run's epochs only
+    (docs/research/untuned-data.md §4.2). A code the user chose is kept, stuck or not."""
+    data = load_dataset("spectra")
+    history: list[dict] = []
+    model = training.fit(data.X_train, data.y_train, training.Settings(model="rnn", hidden=(256,), epochs=40),
+                         on_epoch=history.append)
+    assert model.encoder.per_point and model.encoder.binarizer.spec() == "thermometer:8:point"
+    assert model.training.epochs == len(history) == 40 and history[0]["epoch"] == 1
+    assert sum(h["train_error"] >= 0.5 for h in history[:training.AT_CHANCE_EPOCHS]) < 5
+    np.savez(tmp_path / "s.npz", X=data.X_train, y=data.y_train)
+    for code, described in (([], "thermometer:8 (quantile per time point)"),
+                            (["--binarize", "thermometer:8"], "thermometer:8 (quantile)")):
+        result = invoke("train", "--data", tmp_path / "s.npz", "--model", "rnn", "--hidden", "256", "--epochs", "40",
+                        *code, "--out", tmp_path / "m.npz", "--json")
+        assert_ok(result)
+        assert last_json(result.stdout)["binarize"] == described and last_json(result.stdout)["epochs"] == 40
+    errors = modelio.load(tmp_path / "m.npz").training.history[:training.AT_CHANCE_EPOCHS]
+    assert sum(h["train_error"] >= 0.5 for h in errors) >= training.AT_CHANCE_EPOCHS // 2  # it was stuck
+
+
+def test_watching_for_chance_changes_nothing_in_a_run_that_learns():
+    """Series that the shared code separates: fit's "auto" RNN is the explicit thermometer:8 one,
+    weight for weight and record for record."""
+    X, y = series(80, 24)
+    seen: list[dict] = []
+    auto = training.fit(X, y, training.Settings(model="rnn", hidden=(16,), epochs=30), on_epoch=seen.append)
+    chosen = fit(X, y, model="rnn", hidden=(16,), epochs=30, binarize="thermometer:8")
+    assert not auto.encoder.per_point
+    assert_same_weights(auto.hidden, chosen.hidden)
+    assert timeless(seen) == timeless(auto.training.history) == timeless(chosen.training.history)
 
 
 # ------------------------------------------------------------------ input bits
