@@ -12,7 +12,9 @@ subtracted) before binarising, "_hybrid": 1 half of a point's bits shared over t
 (thermometer:4), half per time point (thermometer:4). KEY is a ``bench accuracy --sets`` key. Each line:
 the key, the variant, the seed, test / training / last validation accuracy, epochs, input bits
 (per step), bits kept, the binariser, epochs with training error >= 45 %, seconds, and the
-training-error curve.
+training-error curve. Where ``fit`` falls back from an RNN at chance to thresholds per time point
+(docs/research/untuned-data.md §4.2), the curve and epochs are the kept run's and the binariser says
+``thermometer:8:point``.
 """
 
 import json

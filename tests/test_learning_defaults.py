@@ -145,6 +145,9 @@ def test_watching_for_chance_changes_nothing_in_a_run_that_learns():
     assert not auto.encoder.per_point
     assert_same_weights(auto.hidden, chosen.hidden)
     assert timeless(seen) == timeless(auto.training.history) == timeless(chosen.training.history)
+    short: list[dict] = []  # a run shorter than the watch: its records are passed on at the end
+    training.fit(X, y, training.Settings(model="rnn", hidden=(16,), epochs=5), on_epoch=short.append)
+    assert [h["epoch"] for h in short] == [1, 2, 3, 4, 5]
 
 
 # ------------------------------------------------------------------ input bits
