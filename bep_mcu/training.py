@@ -683,7 +683,9 @@ def train_pass(model: Model, X, y, end_epoch: bool = False) -> Model:
 def initial_model(X, y, settings: Settings) -> Model:
     """The untrained model ``fit`` starts from: the encoder sees the training part of
     ``X`` only (what remains after the validation split). Its shape is the trained
-    model's, so memory can be planned before any training (``bep-mcu sweep``)."""
+    model's, so memory can be planned before any training (``bep-mcu sweep``, whose codes
+    are explicit; an RNN left to "auto" that ``fit`` restarts per time point may keep other
+    bits, and keeps ``length`` times the thresholds)."""
     y = plain_labels(np.asarray(y))
     X = np.asarray(X)
     if len(X) != len(y):
