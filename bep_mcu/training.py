@@ -706,7 +706,7 @@ def encoded_split(X, y, settings: Settings) -> tuple[Model, EncodedData, Encoded
 # per time point give each series its own bits (docs/research/untuned-data.md §4.1). ``fit``
 # watches the shared code's first AT_CHANCE_EPOCHS epochs and starts again with thresholds per
 # time point if at least half of them were at chance: 20 caught every stuck spectra seed of ten
-# and left the accuracy table's RNN rows alone (§4.2).
+# and switched one of the accuracy table's 24 RNN runs; a run it does not switch is untouched (§4.2).
 AT_CHANCE_EPOCHS = 20
 
 
@@ -722,9 +722,9 @@ def per_point_fallback(model: Model, settings: Settings) -> str | None:
 def fit(X, y, settings: Settings, on_epoch: Callable[[dict], None] | None = None) -> Model:
     """A new model trained on raw data (the encoder sees the training part only): for
     ``settings.epochs``, else at least ``default_epochs`` and on while the training error
-    falls (``ProgressBudget``). An RNN whose "auto" code leaves it at chance for the first
-    ``AT_CHANCE_EPOCHS`` epochs starts again with thresholds per time point (``on_epoch``
-    sees the epochs of the model returned only)."""
+    falls (``ProgressBudget``). An RNN whose "auto" code leaves it at chance in at least half
+    of its first ``AT_CHANCE_EPOCHS`` epochs starts again with thresholds per time point
+    (``on_epoch`` sees the epochs of the model returned only)."""
     model = initial_model(X, y, settings)
     X, y = np.asarray(X), plain_labels(np.asarray(y))
     train_idx = split_validation(y, settings.val_fraction, settings.seed)[0]
