@@ -312,6 +312,9 @@ def test_boards_lists_every_board():
     assert set(listed) == set(boards.BOARDS)
     assert listed["microbit"]["ram_bytes"] == 16 << 10 and listed["microbit"]["emulated"] is True
     assert listed["nucleo-f401re"]["emulated"] is False and "pyocd" in listed["nucleo-f401re"]["how_to_run"]
+    rv = listed["riscv32-virt"]  # the RISC-V board: QEMU virt, an ESP32-C3's memory
+    assert (rv["cpu"], rv["qemu_machine"], rv["emulated"]) == ("rv32imac", "virt", True)
+    assert (rv["ram_bytes"], rv["flash_bytes"]) == (400 << 10, 4 << 20)
     # every board is either run in QEMU by the tests or only built: none is claimed to run on hardware
     for name, b in listed.items():
         assert b["status"] == ("runs in QEMU" if b["emulated"] else "builds, not run"), name
