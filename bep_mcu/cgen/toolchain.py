@@ -114,10 +114,10 @@ CORES = {c.name: c for c in (
     Core("cortex-m4", "cortex-m4", "UC_CPU_ARM_CORTEX_M4", "fpv4-sp-d16"),
     Core("cortex-m7", "cortex-m4", "UC_CPU_ARM_CORTEX_M7", "fpv5-d16"),
     Core("cortex-m33", "cortex-m4", "UC_CPU_ARM_CORTEX_M33", "fpv5-sp-d16"),
-    # RV32: the runtime's portable C (no kernel assembly), soft float. The SiFive E31 is an
-    # rv32imac core; rv32imc (ESP32-C3) runs the same code, the linker's rv32im multilib.
-    Core("rv32imac", "cortex-m4", "UC_CPU_RISCV32_SIFIVE_E31", arch="riscv"),
-    Core("rv32imc", "cortex-m4", "UC_CPU_RISCV32_SIFIVE_E31", arch="riscv"),
+    # RV32: the runtime's portable C (no kernel assembly), soft float, its own measured cost
+    # model. The SiFive E31 is an rv32imac core; rv32imc (ESP32-C3) links the rv32im multilib.
+    Core("rv32imac", "rv32imac", "UC_CPU_RISCV32_SIFIVE_E31", arch="riscv"),
+    Core("rv32imc", "rv32imac", "UC_CPU_RISCV32_SIFIVE_E31", arch="riscv"),  # no atomics in the runtime: the same code
 )}
 ARM_TARGETS = tuple(c.name for c in CORES.values() if c.arch == "arm")
 RISCV_TARGETS = tuple(c.name for c in CORES.values() if c.arch == "riscv")
