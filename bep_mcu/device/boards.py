@@ -189,9 +189,21 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
           "ns16550a", 0x10000000, 10, 1024, 4096, "bep_riscv.ld", "port_virt.c",
           description="QEMU RISC-V virt: rv32imac, machine mode, 400 KB RAM / 4 MB flash as an ESP32-C3 (QEMU)",
           port_defines=(("BEP_VIRT_PLIC_BASE", "0x0C000000u"), ("BEP_RISCV_RESET_ADDR", "0x00100000u"),
-                        ("BEP_RISCV_RESET_VALUE", "0x7777u")),
+                        ("BEP_RISCV_RESET_VALUE", "0x7777u"), ("BEP_RISCV_IRQ_CAUSE", "11u")),  # machine external
           flash_driver=EMULATED_NOR_VIRT, clock_hz=160_000_000,  # the ESP32-C3's, which it stands for
           startup_file="startup_riscv.c", qemu_args=("-bios", "none")),
+    # Espressif ESP32-C3 (rv32imc; ESP32-C3 datasheet and TRM) by the ROM's direct boot
+    # (bep_esp32c3.ld): 4 MB of flash mapped at 0x42000000 (code) and 0x3C000000 (data);
+    # 400 KB of SRAM, of which the 16 KB cache and the ROM's own data at the top are not the
+    # image's: 320 KB at 0x3FC80000 (Espressif's esp32c3-direct-boot-example). UART0 at
+    # 0x60000000 is interrupt-matrix source 21, routed to CPU line 1. No store driver.
+    Board("esp32c3", None, "rv32imc", 0x42000000, 4 << 20, 0x3FC80000, 320 << 10,
+          "esp32c3", 0x60000000, 21, 1024, 4096, "bep_esp32c3.ld", "port_esp32c3.c",
+          description="Espressif ESP32-C3 (e.g. ESP32-C3-DevKitM-1): rv32imc, UART0 = the USB serial bridge, "
+                      "direct boot (chip revision 3 or later)",
+          flash_command="esptool.py --chip esp32c3 write_flash 0x0 firmware.bin",
+          port_defines=(("BEP_RISCV_IRQ_CAUSE", "1u"),),
+          flash_page_bytes=4096, clock_hz=40_000_000, startup_file="startup_riscv.c"),
 )}
 
 

@@ -22,10 +22,15 @@ extern "C" { /* C linkage for C++ callers */
 /* One CSR instruction with Zicsr enabled for it alone. */
 #define BEP_CSR_ASM(insn) ".option push\n\t.option arch, +zicsr\n\t" insn "\n\t.option pop"
 
-#define BEP_MSTATUS_MIE 0x8u     /* mstatus: machine interrupts enabled */
-#define BEP_MIE_MEIE 0x800u      /* mie: machine external interrupt enabled */
 #define BEP_MCAUSE_INTERRUPT 0x80000000u
-#define BEP_MCAUSE_MEI 11u       /* machine external interrupt */
+#define BEP_MTVEC_VECTORED 1u    /* mtvec mode: interrupt n at base + 4 n, exceptions at base */
+
+/* The interrupt cause of the UART's line (mcause without the interrupt bit), from the board
+ * table: 11 (machine external, through a PLIC) on virt, the CPU line the interrupt matrix
+ * routes the UART to on an ESP32-C3. */
+#ifndef BEP_RISCV_IRQ_CAUSE
+#error "BEP_RISCV_IRQ_CAUSE is set by the build (bep_mcu/device/boards.py)"
+#endif
 
 static inline void bep_irq_disable(void) { __asm__ volatile(BEP_CSR_ASM("csrci mstatus, 8") ::: "memory"); }
 static inline void bep_irq_enable(void) { __asm__ volatile(BEP_CSR_ASM("csrsi mstatus, 8") ::: "memory"); }
@@ -33,9 +38,11 @@ static inline void bep_irq_enable(void) { __asm__ volatile(BEP_CSR_ASM("csrsi ms
  * clear, as Cortex-M's wfi does with PRIMASK set: bep_rx_ring.h's sleep relies on it. */
 static inline void bep_wfi(void) { __asm__ volatile("wfi" ::: "memory"); }
 
-static inline void bep_csr_write_mtvec(void (*handler)(void))
+/* mtvec = a vector table (256-byte aligned) in vectored mode: the ESP32-C3 has no other
+ * mode, and on virt it is the same. */
+static inline void bep_csr_write_mtvec(const void *table)
 {
-    __asm__ volatile(BEP_CSR_ASM("csrw mtvec, %0") : : "r"(handler) : "memory");
+    __asm__ volatile(BEP_CSR_ASM("csrw mtvec, %0") : : "r"((uintptr_t)table | BEP_MTVEC_VECTORED) : "memory");
 }
 
 static inline void bep_csr_set_mie(uint32_t bits)
