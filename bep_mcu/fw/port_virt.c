@@ -27,9 +27,10 @@ void bep_port_init(void)
 }
 
 /* bep_rx_ring.h masks the UART's line while its ring is full and unmasks it when there is
- * room. At the UART (IER), not at the PLIC: QEMU's PLIC takes a source as pending only when
- * its level is raised, so a line unmasked at the PLIC while its level is still up would
- * never interrupt again; the 16550 raises the level anew when IER turns it back on. */
+ * room. At the UART (IER), not at the PLIC: the 16550 drops its level when IER is cleared
+ * and raises it anew when IER turns it back on with data waiting, so the unmasking never
+ * depends on how a PLIC (real, or QEMU's model) treats a level that stayed up while its
+ * source was disabled (the PLIC gateway's claim/complete rules). */
 void bep_irq_line_enable(uint32_t irq)
 {
     (void)irq;
