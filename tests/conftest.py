@@ -30,12 +30,15 @@ TIMING_KEYS = ("seconds", "samples_per_second")
 
 
 def board_params(names) -> list:
-    """Board names for ``parametrize``, a RISC-V board's skipped where its toolchain or QEMU
-    is missing (a module's ``needs_arm``/``needs_qemu`` cover the Arm boards)."""
+    """Board names for ``parametrize``, a RISC-V board's skipped where its toolchain (or, for
+    an emulated one, its QEMU) is missing (a module's ``needs_arm``/``needs_qemu`` cover the
+    Arm boards)."""
     from bep_mcu.device import boards
 
-    return [pytest.param(n, marks=[needs_riscv, needs_qemu_riscv]) if boards.BOARDS[n].arch == "riscv" else n
-            for n in names]
+    def marks(b: boards.Board) -> list:
+        return [needs_riscv, *([needs_qemu_riscv] if b.emulated else [])]
+
+    return [pytest.param(n, marks=marks(boards.BOARDS[n])) if boards.BOARDS[n].arch == "riscv" else n for n in names]
 
 
 def binutil(board: str, tool: str) -> str:
