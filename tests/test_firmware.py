@@ -201,7 +201,13 @@ def test_image_layout_follows_the_board_table(builds, board):
         magic = (elf.parent / "firmware.bin").read_bytes()[:8] == bytes.fromhex("1d04dbae" * 2)
         assert magic == (board == "esp32c3")
         with open(elf, "rb") as f:
-            assert ELFFile(f)["e_entry"] == b.flash_origin + 8 * magic == symbol_addresses(elf)["bep_reset_handler"]
+            image = ELFFile(f)
+            assert image["e_entry"] == b.flash_origin + 8 * magic == symbol_addresses(elf)["bep_reset_handler"]
+            if magic:  # constants are read through the data mapping (0x3C000000) of their flash offset
+                rodata = image.get_section_by_name(".rodata")
+                load = next(seg["p_paddr"] for seg in image.iter_segments()
+                            if seg["p_type"] == "PT_LOAD" and seg["p_vaddr"] == rodata["sh_addr"])
+                assert rodata["sh_addr"] - 0x3C000000 == load - b.flash_origin == vma[".rodata"] - 0x3C000000 > 0
         return
     raw = (elf.parent / "firmware.bin").read_bytes()
     vectors = np.frombuffer(raw[:4 * (16 + b.uart_irq + 1)], dtype="<u4")
