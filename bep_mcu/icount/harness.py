@@ -1,7 +1,7 @@
 """Measurement: build a bare-metal image, run it in unicorn, count per function and phase.
 
-An image is cross-built with ``arm-none-eabi-gcc`` from ``c/icount_main.c`` (the entry,
-``icount_run``), the linker script ``c/icount.ld`` and a workload: the training part of a
+An image is cross-built with ``arm-none-eabi-gcc`` (RISC-V: ``riscv64-unknown-elf-gcc``) from
+``c/icount_main.c`` (the entry, ``icount_run``), the linker script ``c/icount.ld`` and a workload: the training part of a
 generated BEP directory (``bep_mcu.cgen.codegen.generate``; its sources as ``Generated``
 lists them, unchanged), or a float32 SGD baseline: ``c/float_sgd.c`` as first written or
 ``c/float_sgd_tuned.c``, the same step tuned for fixed shapes. Every object is
@@ -15,8 +15,9 @@ and outputs in a data region of their own) and stops at ``icount_halt``; the har
 
 Instructions: a block hook counts executions per translated block; every block executes
 all its instructions, so executions times the block's instruction count (a halfword whose
-top five bits are 0b11101/0b11110/0b11111 starts a 32-bit Thumb-2 instruction) is exact.
-Blocks are attributed to functions through ``arm-none-eabi-nm``; the harness's functions
+top five bits are 0b11101/0b11110/0b11111 starts a 32-bit Thumb-2 instruction; on RISC-V one
+whose low two bits are 0b11 starts a 32-bit one, any other a compressed one) is exact.
+Blocks are attributed to functions through the toolchain's ``nm``; the harness's functions
 (``icount_*``) are left out of every figure.
 
 Cycles (Cortex-M4 only, ``cycles=True``): every executed instruction is priced with the
