@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything a fresh Debian 12 machine needs, idempotent:
-#  - apt: the Arm cross compiler (C and C++), QEMU (emulated boards), clang, g++, valgrind and cmake
+#  - apt: the Arm and RISC-V cross compilers (C and C++ for Arm), QEMU for both (emulated boards;
+#    qemu-system-misc holds qemu-system-riscv32), clang, g++, valgrind and cmake
 #    (tests; cmake builds the generated library as a CMake project would);
 #  - pip: the package with its data, test and sweep extras (numpy, click, jinja2, cffi, pyserial,
 #    scikit-learn, aeon, pytest, hypothesis, unicorn, ..., Ray Tune and matplotlib: the tests of
@@ -9,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(gcc-arm-none-eabi qemu-system-arm clang g++ valgrind make cmake)
+APT_PACKAGES=(gcc-arm-none-eabi qemu-system-arm gcc-riscv64-unknown-elf qemu-system-misc clang g++ valgrind make cmake)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

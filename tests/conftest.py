@@ -20,7 +20,33 @@ HAVE_ARM = all(shutil.which(t) for t in ("arm-none-eabi-gcc", "arm-none-eabi-siz
 HAVE_QEMU = shutil.which("qemu-system-arm") is not None
 needs_arm = pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
 needs_qemu = pytest.mark.skipif(not HAVE_QEMU, reason="qemu-system-arm not installed (apt-get install qemu-system-arm)")
+HAVE_RISCV = all(shutil.which("riscv64-unknown-elf-" + t) for t in ("gcc", "size", "nm"))
+HAVE_QEMU_RISCV = shutil.which("qemu-system-riscv32") is not None
+needs_riscv = pytest.mark.skipif(not HAVE_RISCV,
+                                 reason="riscv64-unknown-elf-gcc not installed (apt-get install gcc-riscv64-unknown-elf)")
+needs_qemu_riscv = pytest.mark.skipif(not HAVE_QEMU_RISCV,
+                                      reason="qemu-system-riscv32 not installed (apt-get install qemu-system-misc)")
 TIMING_KEYS = ("seconds", "samples_per_second")
+
+
+def board_params(names) -> list:
+    """Board names for ``parametrize``, a RISC-V board's skipped where its toolchain (or, for
+    an emulated one, its QEMU) is missing (a module's ``needs_arm``/``needs_qemu`` cover the
+    Arm boards)."""
+    from bep_mcu.device import boards
+
+    def marks(b: boards.Board) -> list:
+        return [needs_riscv, *([needs_qemu_riscv] if b.emulated else [])]
+
+    return [pytest.param(n, marks=marks(boards.BOARDS[n])) if boards.BOARDS[n].arch == "riscv" else n for n in names]
+
+
+def binutil(board: str, tool: str) -> str:
+    """The binutils program ``tool`` (nm, size, objdump) of ``board``'s core."""
+    from bep_mcu.cgen import toolchain
+    from bep_mcu.device import boards
+
+    return toolchain.ARCHES[boards.BOARDS[board].arch].prefix + tool
 
 
 # ------------------------------------------------------------------ models and data

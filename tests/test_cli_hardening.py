@@ -312,17 +312,21 @@ def test_boards_lists_every_board():
     assert set(listed) == set(boards.BOARDS)
     assert listed["microbit"]["ram_bytes"] == 16 << 10 and listed["microbit"]["emulated"] is True
     assert listed["nucleo-f401re"]["emulated"] is False and "pyocd" in listed["nucleo-f401re"]["how_to_run"]
+    rv = listed["riscv32-virt"]  # the RISC-V board: QEMU virt, an ESP32-C3's memory
+    assert (rv["cpu"], rv["qemu_machine"], rv["emulated"]) == ("rv32imac", "virt", True)
+    assert (rv["ram_bytes"], rv["flash_bytes"]) == (400 << 10, 4 << 20)
+    assert listed["esp32c3"]["cpu"] == "rv32imc" and "esptool.py" in listed["esp32c3"]["how_to_run"]
     # every board is either run in QEMU by the tests or only built: none is claimed to run on hardware
     for name, b in listed.items():
         assert b["status"] == ("runs in QEMU" if b["emulated"] else "builds, not run"), name
     assert {n for n, b in listed.items() if not b["emulated"]} == {"nucleo-f401re", "nano33ble", "nrf52840dk",
-                                                                    "bluepill"}
+                                                                    "bluepill", "esp32c3"}
     assert "bossac" in listed["nano33ble"]["how_to_run"] and "stm32f1x" in listed["bluepill"]["how_to_run"]
     human = invoke("boards")
     assert_ok(human)
     assert "netduinoplus2" in human.stdout and "cortex-m4" in human.stdout
     assert [line.split()[0] for line in human.stdout.splitlines() if "builds, not run" in line] == \
-        ["nucleo-f401re", "nano33ble", "nrf52840dk", "bluepill"]
+        ["nucleo-f401re", "nano33ble", "nrf52840dk", "bluepill", "esp32c3"]
 
 
 # ------------------------------------------------------------------ numbers are ASCII digits

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bep_mcu.cgen import protocol
+from bep_mcu.cgen import protocol, toolchain
 from bep_mcu.device import boards
 from bep_mcu.device.firmware import CONFIG_BYTES, fw_dir
 from bep_mcu.data.datasets import load_dataset
@@ -49,7 +49,8 @@ from bep_mcu.device.link import Link
 from bep_mcu.device.stream import DeviceTrainer
 from bep_mcu.training import NumpyTrainer, Plan, encoded, run_epochs
 
-from .conftest import assert_ok, assert_one_error_line, invoke, last_json, needs_arm, needs_qemu, our_qemus
+from .conftest import (assert_ok, assert_one_error_line, binutil, board_params, invoke, last_json, needs_arm, needs_qemu,
+                       our_qemus)
 
 DATASET = "prototypes:classes=4,features=64,samples=600"
 SMALL = ["--dataset", DATASET, "--hidden", "32", "--hidden-bits", "8", "--epochs", "1"]
@@ -58,10 +59,10 @@ DEEP = ["--dataset", DEEP_DATASET, "--hidden", "64,32", "--hidden-bits", "16", "
 BIG = ["--dataset", "prototypes:classes=4,features=1000,samples=240", "--hidden", "64", "--hidden-bits", "8",
        "--epochs", "1"]
 JSON_KEYS = {"elf", "board", "ram_bytes", "flash_bytes", "ram_budget", "flash_budget", "fits", "predicted_ram_bytes"}
-ALL_BOARDS = list(boards.BOARDS)
-EMULATED = [b for b in ALL_BOARDS if boards.BOARDS[b].emulated]
-FAST_TRAIN = ["mps2-an386", "microbit", "stm32vldiscovery"]
-SMALLEST_STACK = [b for b in ALL_BOARDS if boards.BOARDS[b].stack_bytes == min(x.stack_bytes for x in boards.BOARDS.values())]
+ALL_BOARDS = board_params(boards.BOARDS)
+EMULATED = board_params(b for b in boards.BOARDS if boards.BOARDS[b].emulated)
+FAST_TRAIN = board_params(["mps2-an386", "microbit", "stm32vldiscovery", "riscv32-virt"])
+SMALLEST_STACK = [b for b in boards.BOARDS if boards.BOARDS[b].stack_bytes == min(x.stack_bytes for x in boards.BOARDS.values())]
 
 pytestmark = [needs_arm, pytest.mark.usefixtures("no_stray_qemu")]
 
@@ -74,13 +75,13 @@ def one_error_line(result, *words: str, status: int = 2) -> str:
 
 
 def berkeley(elf: Path) -> tuple[int, int, int]:
-    out = subprocess.run(["arm-none-eabi-size", "-B", str(elf)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([binutil(elf_board(elf), "size"), "-B", str(elf)], capture_output=True, text=True, check=True).stdout
     text, data, bss = (int(v) for v in out.splitlines()[1].split()[:3])
     return text, data, bss
 
 
 def symbol_sizes(elf: Path) -> dict[str, int]:
-    out = subprocess.run(["arm-none-eabi-nm", "-S", str(elf)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([binutil(elf_board(elf), "nm"), "-S", str(elf)], capture_output=True, text=True, check=True).stdout
     sizes = {}
     for line in out.splitlines():
         parts = line.split()
@@ -90,7 +91,7 @@ def symbol_sizes(elf: Path) -> dict[str, int]:
 
 
 def symbol_addresses(elf: Path) -> dict[str, int]:
-    out = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([binutil(elf_board(elf), "nm"), str(elf)], capture_output=True, text=True, check=True).stdout
     return {parts[2]: int(parts[0], 16) for parts in (line.split() for line in out.splitlines()) if len(parts) == 3}
 
 
@@ -152,7 +153,7 @@ def test_firmware_image_has_no_float_and_no_heap(builds, board):
     no allocator or libc, so -lgcc cannot hide a float that slipped into bep_mcu/fw."""
     from tests.test_strict_build import FLOAT_HELPER, LIBC
 
-    out = subprocess.run(["arm-none-eabi-nm", builds(board)["elf"]], capture_output=True, text=True, check=True)
+    out = subprocess.run([binutil(board, "nm"), builds(board)["elf"]], capture_output=True, text=True, check=True)
     names = {line.split()[-1] for line in out.stdout.splitlines() if line.split()}
     assert not sorted(n for n in names if FLOAT_HELPER.search(n)), board
     assert not sorted(n for n in names if LIBC.match(n)), board
@@ -186,12 +187,28 @@ def test_build_plan_equals_size(builds, board):
 def test_image_layout_follows_the_board_table(builds, board):
     """Vector table at the flash origin (nano33ble: 0x10000, after Arduino's bootloader),
     initial SP = top of the stack at the bottom of RAM, reset vector inside the image (Thumb
-    bit set), the UART's handler at vector 16 + its line."""
+    bit set), the UART's handler at vector 16 + its line. RISC-V: the reset entry (the ELF's
+    entry) at the flash origin instead of a vector table."""
     b = boards.BOARDS[board]
     elf = Path(builds(board)["elf"])
-    out = subprocess.run(["arm-none-eabi-objdump", "-h", str(elf)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([binutil(board, "objdump"), "-h", str(elf)], capture_output=True, text=True, check=True).stdout
     vma = {m.group(1): int(m.group(2), 16) for m in re.finditer(r"^\s*\d+\s+(\S+)\s+[0-9a-f]+\s+([0-9a-f]+)", out, re.MULTILINE)}
     assert vma[".text"] == b.flash_origin and vma[".stack"] == b.ram_origin
+    if b.arch == "riscv":
+        from elftools.elf.elffile import ELFFile
+
+        # the ESP32-C3's ROM jumps past the two direct-boot magic words at the start of flash
+        magic = (elf.parent / "firmware.bin").read_bytes()[:8] == bytes.fromhex("1d04dbae" * 2)
+        assert magic == (board == "esp32c3")
+        with open(elf, "rb") as f:
+            image = ELFFile(f)
+            assert image["e_entry"] == b.flash_origin + 8 * magic == symbol_addresses(elf)["bep_reset_handler"]
+            if magic:  # constants are read through the data mapping (0x3C000000) of their flash offset
+                rodata = image.get_section_by_name(".rodata")
+                load = next(seg["p_paddr"] for seg in image.iter_segments()
+                            if seg["p_type"] == "PT_LOAD" and seg["p_vaddr"] == rodata["sh_addr"])
+                assert rodata["sh_addr"] - 0x3C000000 == load - b.flash_origin == vma[".rodata"] - 0x3C000000 > 0
+        return
     raw = (elf.parent / "firmware.bin").read_bytes()
     vectors = np.frombuffer(raw[:4 * (16 + b.uart_irq + 1)], dtype="<u4")
     assert vectors[0] == b.ram_origin + b.stack_bytes
@@ -220,11 +237,12 @@ def test_firmware_user_errors(small_model, tmp_path):
                    "missing.npz")
 
 
-def call_graphs(flags: list[str], sources: list[Path], include: Path, out: Path) -> list[Path]:
+def call_graphs(flags: list[str], sources: list[Path], include: Path, out: Path,
+                cc: str = "arm-none-eabi-gcc") -> list[Path]:
     """Compile ``sources`` with GCC's call graph and stack use (``-fcallgraph-info=su``) into
     ``out``; the .ci files for :func:`_call_graph_depth`."""
     for src in sources:
-        subprocess.run(["arm-none-eabi-gcc", *flags, "-fcallgraph-info=su", "-I", str(include), "-c", str(src),
+        subprocess.run([cc, *flags, "-fcallgraph-info=su", "-I", str(include), "-c", str(src),
                         "-o", str(out / (src.stem + ".o")), "-dumpbase", str(out / src.stem)], check=True)
     return sorted(out.glob("*.ci"))
 
@@ -265,21 +283,24 @@ def _call_graph_depth(ci_files: list[Path], root: str,
     return deepest(root, ())
 
 
-@pytest.mark.parametrize("board", SMALLEST_STACK)
+@pytest.mark.parametrize("board", [*SMALLEST_STACK, *board_params(["riscv32-virt"])])
 def test_stack_holds_the_deepest_call_chain(builds, tmp_path, board):
     """The fixed stack of the smallest boards (Cortex-M0 and M3 code) holds the deepest
-    chain + an interrupt, with room."""
+    chain + an interrupt, with room; so does the RISC-V board's, whose trap handler saves
+    the registers in its own frame (its stack use is in the call graph)."""
     board = boards.BOARDS[board]
     d = builds(board.name)
     gen_dir = Path(d["elf"]).parent / "net" / "src"
     from bep_mcu.device.firmware import FW_SOURCES, build_flags
 
     flags, _ = build_flags(board, "net")
-    sources = [fw_dir() / s for s in (*FW_SOURCES, board.port_file)] + sorted(gen_dir.glob("*.c"))
-    ci = call_graphs(flags, sources, gen_dir, tmp_path)
+    sources = [fw_dir() / s for s in (*FW_SOURCES, board.startup_file, board.port_file)] + sorted(gen_dir.glob("*.c"))
+    ci = call_graphs(flags, sources, gen_dir, tmp_path, toolchain.toolchain(board.cpu).cc)
     main_depth, path = _call_graph_depth(ci, "main")
-    irq_depth, _ = _call_graph_depth(ci, "bep_port_uart_irq")
-    exception_frames = 2 * (32 + 4)  # the UART interrupt and a fault, 8-byte aligned, no FP context (M0, M3)
+    riscv = board.arch == "riscv"
+    irq_depth, _ = _call_graph_depth(ci, "bep_trap_handler" if riscv else "bep_port_uart_irq")
+    # the UART interrupt and a fault, 8-byte aligned, no FP context (M0, M3); RISC-V: in the handler's frame
+    exception_frames = 0 if riscv else 2 * (32 + 4)
     libgcc_allowance = 64            # division helpers the call graph cannot see
     needed = main_depth + irq_depth + exception_frames + libgcc_allowance
     assert needed <= board.stack_bytes * 2 // 3, f"stack needs {needed} B ({' -> '.join(path)}), {board.name}'s " \
@@ -291,7 +312,7 @@ def test_board_table_renders_consistently():
         script = boards.memory_script(b)
         assert f"ORIGIN = 0x{b.flash_origin:08X}, LENGTH = 0x{b.flash_bytes:08X}" in script
         assert f"ORIGIN = 0x{b.ram_origin:08X}, LENGTH = 0x{b.ram_bytes:08X}" in script
-        assert b.stack_bytes % 8 == 0 and (fw_dir() / b.port_file).is_file()
+        assert b.stack_bytes % 8 == 0 and (fw_dir() / b.port_file).is_file() and (fw_dir() / b.startup_file).is_file()
         assert (fw_dir() / "ld" / b.linker_script).is_file()
         protocol.link_bytes(b.max_payload)  # within the protocol's range
         if b.emulated:
@@ -427,7 +448,8 @@ def _children(pid: int) -> list[tuple[int, str]]:
 
 
 @needs_qemu
-@pytest.mark.parametrize("board", ["mps2-an386", "microbit", "netduinoplus2", "stm32vldiscovery"])
+@pytest.mark.parametrize("board", board_params(["mps2-an386", "microbit", "netduinoplus2", "stm32vldiscovery",
+                                                "riscv32-virt"]))
 def test_back_to_back_frames_are_not_lost(builds, board):
     """200 requests written at once, without waiting for replies: the receive ring fills
     while the board answers, the UART interrupt stalls (flow control) and every request
@@ -458,12 +480,13 @@ def test_back_to_back_frames_are_not_lost(builds, board):
 
 
 @needs_qemu
-@pytest.mark.parametrize("board", ["mps2-an505", "microbit", "netduinoplus2"])
+@pytest.mark.parametrize("board", board_params(["mps2-an505", "microbit", "netduinoplus2", "riscv32-virt"]))
 def test_a_fault_ends_qemu_with_status_3(small_model, tmp_path, monkeypatch, board):
     """A firmware that faults (here: an undefined instruction right after boot) stops QEMU
     through semihosting instead of hanging the host."""
+    undefined = "unimp" if boards.BOARDS[board].arch == "riscv" else "udf #0"
     build = build_edited(small_model, board, "main.c", "    bep_port_init();\n",
-                         '    bep_port_init();\n    __asm__ volatile("udf #0");\n', tmp_path, monkeypatch)
+                         f'    bep_port_init();\n    __asm__ volatile("{undefined}");\n', tmp_path, monkeypatch)
     emulated = EmulatedBoard(build.elf, board)
     with emulated as url:
         import serial

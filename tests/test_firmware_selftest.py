@@ -45,7 +45,7 @@ from bep_mcu.cgen.codegen import generate as generate_c
 from bep_mcu.device.emulate import run_image, run_to_exit
 from bep_mcu.errors import BEPError
 from bep_mcu import modelio
-from .conftest import assert_ok, invoke, needs_arm, needs_qemu, our_qemus
+from .conftest import assert_ok, board_params, invoke, needs_arm, needs_qemu, our_qemus
 from .test_firmware import berkeley, one_error_line, symbol_sizes
 
 DATASET = "prototypes:classes=4,features=100,samples=1200"
@@ -54,7 +54,7 @@ GOLDEN = ["--dataset", DATASET, "--batches", "4", "--batch-size", "10"]
 BOARDS = ["mps2-an386", "microbit"]
 # netduinoplus2 (STM32F405, port_stm32.c) passes and keeps its RAM plan too; the other
 # checks are about the file and the runtime, not the board, and run on BOARDS only.
-PASSING_BOARDS = [*BOARDS, "netduinoplus2"]
+PASSING_BOARDS = [*BOARDS, "netduinoplus2", *board_params(["riscv32-virt"])]
 
 pytestmark = [needs_arm, needs_qemu, pytest.mark.usefixtures("no_stray_qemu")]
 

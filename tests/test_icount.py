@@ -101,6 +101,15 @@ def test_thumb_instruction_sizes():
         icount.thumb_instructions(bytes.fromhex("00f0"))  # half of a 32-bit instruction
 
 
+def test_rv32_instruction_sizes():
+    # c.li a0, 1 (16-bit); addi a0, a0, 1 (32-bit: low bits 0b11); c.jr ra
+    code = bytes.fromhex("0545" "13051500" "8280")
+    assert harness.block_instructions("rv32imac", code) == 3
+    assert [a for a, _ in harness.decode("rv32imac", code, 0x100)] == [0x100, 0x102, 0x106]
+    with pytest.raises(BEPError):
+        harness.block_instructions("rv32imac", bytes.fromhex("1305"))  # half of a 32-bit instruction
+
+
 def test_it_block_decoding():
     # ite eq (0xBF0C: 2 conditional instructions), moveq, movne, then an unconditional movs; nop (0xBF00) is no IT
     code = bytes.fromhex("0cbf" "0120" "0020" "0221" "00bf" "0320")
@@ -430,6 +439,38 @@ def test_breakdown_covers_the_measurement_build(demo):
         assert parts[part] > 0, part
     assert parts["backward"] == 0  # one hidden layer: nothing to propagate
     assert parts["forward"] > parts["other"]
+
+
+needs_rv32 = pytest.mark.skipif(bool(icount.missing_tools(["rv32imac"])),
+                                reason=f"icount needs {', '.join(icount.missing_tools(['rv32imac']))}")
+
+
+@needs_rv32
+@pytest.mark.parametrize("batch_size", [1, 100])
+def test_rv32_weights_bit_exact_with_numpy(tiny, batch_size):
+    """The runtime's portable C on RV32 (no Arm kernel compiled in), every instruction
+    counted by the block hook seen by the per-instruction hook too (verify)."""
+    result = tiny.run("rv32imac", batch_size, verify=True)
+    assert result["counters"]["triggered"] > 0 and result["it_skipped"] == 0
+    assert_same_as_numpy(result, tiny.reference(batch_size))
+
+
+@needs_rv32
+def test_main_json_rv32(capsys):
+    """``--cpus rv32imac``: the key and figures of the Cortex-M ones, soft float, no cycle model."""
+    assert icount.main(["--cpus", "rv32imac", "--samples", "40", "--batch-sizes", "1,100", "--errors", "1.0",
+                        "--float-samples", "2", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rv32imac"]
+    assert d["bit_exact"] is True and d["float_tuned_same_as_float_sgd"] is True
+    assert d["batch_1"] > d["batch_100"] > 0 and d["float_sgd"] > d["float_sgd_tuned"] > d["batch_100"]
+    assert d["cycles_batch_100"] is None and d["float_sgd_cycles"] is None
+    assert set(d["breakdown"]) == {"forward", "backward", "update", "winner", "reinforcement", "repack", "other"}
+
+
+def test_main_refuses_an_unknown_cpu(capsys):
+    with pytest.raises(SystemExit) as e:
+        icount.main(["--cpus", "rv64gc"])
+    assert e.value.code == 2 and "--cpus" in capsys.readouterr().err
 
 
 def test_main_json(capsys):

@@ -21,7 +21,7 @@ from bep_mcu.device.stream import stream_train
 from bep_mcu.engine.bits import pack_inputs
 from bep_mcu.training import encoded
 
-from .conftest import fit, saved
+from .conftest import board_params, fit, saved
 
 DATA = "prototypes:classes=4,features=100,samples=1200"
 
@@ -159,7 +159,7 @@ def test_device_reset_mid_epoch_is_reported(model, firmware):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("board", ["mps2-an386", "netduinoplus2"])
+@pytest.mark.parametrize("board", board_params(["mps2-an386", "netduinoplus2", "riscv32-virt"]))
 def test_demo_json(tmp_path, board):
     out = run("demo", "--board", board, "--out", str(tmp_path / "demo"), "--json", "--host-epochs", "3",
               "--device-epochs", "1", timeout=600)

@@ -4,8 +4,8 @@ For an MLP with two hidden layers and an RNN, training code (the library and the
 example trainer) and inference-only code (``generate --inference-only``), every
 generated ``.c`` file compiles with
 the strict set (``-std=c99 -Wall -Wextra -Wconversion -Wsign-conversion -Wundef
--Wshadow -pedantic -Werror``) under host gcc and clang and under arm-none-eabi-gcc for
-Cortex-M0, M0+, M3, M4, M7 and M33, at ``-Os`` and ``-O2``, and with every ``-D`` option
+-Wshadow -pedantic -Werror``) under host gcc and clang, under arm-none-eabi-gcc for
+Cortex-M0, M0+, M3, M4, M7 and M33 and under riscv64-unknown-elf-gcc for rv32imac and rv32imc, at ``-Os`` and ``-O2``, and with every ``-D`` option
 of ``bep_runtime.h`` on the hosts, a Cortex-M0 and a Cortex-M4. The objects must need
 nothing from outside but integer libgcc helpers: no soft-float routine (``__aeabi_f*``, ``__aeabi_d*``, ``__addsf3``-style names), no
 ``malloc``/``free``/``printf`` (checked with ``nm`` on the undefined symbols), and the
@@ -38,9 +38,11 @@ MODELS = {
 }
 REQUIRED_WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Wsign-conversion", "-Wundef", "-Wshadow",
                      "-pedantic", "-Werror"]
-# (compiler, target): host gcc and clang, then every Cortex-M core with arm-none-eabi-gcc.
-BUILDS = [("gcc", "host"), ("clang", "host"), *[("arm-none-eabi-gcc", t) for t in toolchain.ARM_TARGETS]]
-BUILD_IDS = ["gcc", "clang", *toolchain.ARM_TARGETS]
+# (compiler, target): host gcc and clang, then every Cortex-M core with arm-none-eabi-gcc and
+# every RV32 core with riscv64-unknown-elf-gcc.
+BUILDS = [("gcc", "host"), ("clang", "host"), *[("arm-none-eabi-gcc", t) for t in toolchain.ARM_TARGETS],
+          *[("riscv64-unknown-elf-gcc", t) for t in toolchain.RISCV_TARGETS]]
+BUILD_IDS = ["gcc", "clang", *toolchain.ARM_TARGETS, *toolchain.RISCV_TARGETS]
 KINDS = [*MODELS, *(f"{kind}-inference" for kind in MODELS)]
 
 FLOAT_HELPER = re.compile(r"^__aeabi_(?:f|d|u?i2[fd]|u?l2[fd])|^__[a-z]*(?:sf|df|tf|hf|xf)[a-z]*\d*$")
@@ -53,6 +55,9 @@ ARM_ALLOWED = {
     "memcpy", "memset", "memmove", "__aeabi_memcpy", "__aeabi_memcpy4", "__aeabi_memset", "__aeabi_memset4",
     "__aeabi_memclr", "__aeabi_memclr4",
 }
+# The same for RV32 (libgcc's integer helpers by their generic names).
+RISCV_ALLOWED = {"__mulsi3", "__muldi3", "__divsi3", "__udivsi3", "__modsi3", "__umodsi3", "__divdi3", "__udivdi3",
+                 "__moddi3", "__umoddi3", "__ashldi3", "__lshrdi3", "__ashrdi3", "memcpy", "memset", "memmove"}
 C_SOURCE_FORBIDDEN = re.compile(r"\b(?:float|double|malloc|calloc|realloc|free|printf|sprintf|snprintf|fprintf)\b")
 FLOAT_LITERAL = re.compile(r"(?<![\w.])(?:\d+\.\d*|\.\d+|\d+[eE][+-]?\d+)")
 _COMMENT_OR_LITERAL = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.DOTALL)
@@ -60,7 +65,7 @@ _COMMENT_OR_LITERAL = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|\'(?:\
 
 def tools_for(compiler: str, target: str) -> toolchain.Toolchain:
     if shutil.which(compiler) is None:
-        package = "gcc-arm-none-eabi" if target != "host" else compiler
+        package = toolchain.arch(target).apt_package if target != "host" else compiler
         pytest.skip(f"{compiler} not installed (apt-get install {package})")
     return toolchain.toolchain(target, cc=compiler)
 
@@ -97,7 +102,8 @@ def assert_only_integer_helpers(tools: toolchain.Toolchain, objects: list[Path],
     assert not floats, f"{where}: floating-point helpers {floats}"
     assert not libc, f"{where}: libc calls {libc}"
     if tools.target != "host":
-        assert external <= ARM_ALLOWED, f"{where}: unexpected external symbols {sorted(external - ARM_ALLOWED)}"
+        allowed = ARM_ALLOWED if toolchain.arch(tools.target).name == "arm" else RISCV_ALLOWED
+        assert external <= allowed, f"{where}: unexpected external symbols {sorted(external - allowed)}"
 
 
 # ---------------------------------------------------------------------- the builds

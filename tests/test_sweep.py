@@ -73,6 +73,16 @@ def test_cost_model_reproduces_icounts_published_figures():
         assert abs(predicted / m.instructions - 1) < 0.01, (m, predicted)
 
 
+def test_cost_model_covers_every_core():
+    """Every core a board can have (RV32 too) has an instruction model and a recalibration estimate."""
+    from bep_mcu.cgen import toolchain
+
+    spec = NetSpec("mlp", 256, (128,), 10)
+    for cpu in toolchain.CORES:
+        assert cost.instructions_per_sample(spec, (8,), cpu, 100) > 0, cpu
+        assert cost.calibration_instructions_per_sample(10, 6, 1, cpu) > 0, cpu
+
+
 def test_cost_model_calibrates_from_measurements():
     """calibrate() recovers a core's coefficients from counts such as icount's (here made
     by a known model over several networks, batch sizes and error rates)."""

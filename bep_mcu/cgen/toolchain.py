@@ -13,7 +13,8 @@ measured). Every ``.c`` file of a part is compiled to an object file, with no li
     arm-none-eabi-gcc -std=c99 -mcpu=<target> -mthumb -ffreestanding
                       -ffunction-sections -fdata-sections -O<level> -c ...
 
-(``host`` uses the host C compiler, ``$CC`` or ``cc``, without the two ARM flags.)
+(a RISC-V target, ``riscv64-unknown-elf-gcc -march=<target> -mabi=ilp32``, :data:`ARCHES`;
+``host`` uses the host C compiler, ``$CC`` or ``cc``, without the core's flags.)
 Objects rather than a linked image because a link needs a start-up file, a vector
 table, a linker script and libgcc, all of which belong to the caller's firmware, and
 because the numbers then are exactly what ``arm-none-eabi-size`` prints for the same
@@ -64,17 +65,46 @@ from bep_mcu.cgen import protocol
 from bep_mcu.errors import BEPError
 
 @dataclass(frozen=True)
+class Arch:
+    """One instruction-set family, the one place its tools are named: the GNU cross
+    toolchain's ``prefix`` and Debian package, the flags that name a core to it
+    (``core_flags``, ``{core}`` replaced), and the QEMU system emulator of its boards."""
+
+    name: str
+    prefix: str
+    apt_package: str
+    core_flags: tuple[str, ...]
+    qemu: str
+    qemu_apt_package: str
+
+    def flags(self, core: str) -> list[str]:
+        return [flag.format(core=core) for flag in self.core_flags]
+
+
+ARCHES = {a.name: a for a in (
+    Arch("arm", "arm-none-eabi-", "gcc-arm-none-eabi", ("-mcpu={core}", "-mthumb"), "qemu-system-arm",
+         "qemu-system-arm"),
+    # Plain -march=rv32imac: "_zicsr" matches none of Debian's multilibs (the link finds no
+    # libgcc); the firmware's few CSR instructions enable Zicsr in their own asm (bep_riscv.h).
+    Arch("riscv", "riscv64-unknown-elf-", "gcc-riscv64-unknown-elf", ("-march={core}", "-mabi=ilp32"),
+         "qemu-system-riscv32", "qemu-system-misc"),
+)}
+
+
+@dataclass(frozen=True)
 class Core:
-    """One Cortex-M core, the one place its facts live: ``name`` is its -mcpu; ``cost_core``
-    the measured core whose instruction model it uses (cgen.cost: Thumb-2 cores run the M4's
-    instruction stream but for QADD8; the M3 updates with the C SWAR loop, so its
-    update_bytes term is underestimated); ``unicorn`` the emulator's CPU model (icount);
-    ``fpu`` its hard float's -mfpu (icount's float baseline), None for soft float."""
+    """One microcontroller core, the one place its facts live: ``name`` is its -mcpu (Arm)
+    or -march (RISC-V); ``cost_core`` the measured core whose instruction model it uses
+    (cgen.cost: Thumb-2 cores run the M4's instruction stream but for QADD8; the M3 updates
+    with the C SWAR loop, so its update_bytes term is underestimated); ``unicorn`` the
+    emulator's CPU model (icount); ``fpu`` its hard float's -mfpu (icount's float
+    baseline), None for soft float; ``arch`` its :data:`ARCHES` entry."""
 
     name: str
     cost_core: str
     unicorn: str
     fpu: str | None = None
+    arch: str = "arm"
 
 
 CORES = {c.name: c for c in (
@@ -84,17 +114,21 @@ CORES = {c.name: c for c in (
     Core("cortex-m4", "cortex-m4", "UC_CPU_ARM_CORTEX_M4", "fpv4-sp-d16"),
     Core("cortex-m7", "cortex-m4", "UC_CPU_ARM_CORTEX_M7", "fpv5-d16"),
     Core("cortex-m33", "cortex-m4", "UC_CPU_ARM_CORTEX_M33", "fpv5-sp-d16"),
+    # RV32: the runtime's portable C (no kernel assembly), soft float, its own measured cost
+    # model. The SiFive E31 is an rv32imac core; rv32imc (ESP32-C3) links the rv32im multilib.
+    Core("rv32imac", "rv32imac", "UC_CPU_RISCV32_SIFIVE_E31", arch="riscv"),
+    Core("rv32imc", "rv32imac", "UC_CPU_RISCV32_SIFIVE_E31", arch="riscv"),  # no atomics in the runtime: the same code
 )}
-ARM_TARGETS = tuple(CORES)
-TARGETS = (*ARM_TARGETS, "host")
+ARM_TARGETS = tuple(c.name for c in CORES.values() if c.arch == "arm")
+RISCV_TARGETS = tuple(c.name for c in CORES.values() if c.arch == "riscv")
+TARGETS = (*CORES, "host")
 OPT_LEVELS = ("Os", "O2")  # what ``size`` reports
 LEVELS = (*OPT_LEVELS, "O3", "O1", "Oz")  # -O3: the host twin; all five: python -m bep_mcu.icount --opt
 # Every build of the generated C, on every compiler, passes these: any warning fails it.
 STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Wsign-conversion", "-Wundef", "-Wshadow",
                 "-pedantic", "-Werror"]
 BUDGET_LEVEL = "Os"
-ARM_PREFIX = "arm-none-eabi-"
-ARM_APT_PACKAGE = "gcc-arm-none-eabi"
+ARM_PREFIX = ARCHES["arm"].prefix
 COMMON_FLAGS = ["-ffreestanding", "-ffunction-sections", "-fdata-sections"]
 
 _BYTES = re.compile(r"([0-9]+)\s*([km]?)(i?b)?", re.ASCII | re.IGNORECASE)  # ASCII: \d takes '٣' too
@@ -116,6 +150,11 @@ class Toolchain:
     cc: str
     size: str
     nm: str
+    prefix: str = ""  # of the binutils beside cc (objcopy, objdump): "" on the host
+
+    def binutil(self, name: str) -> str | None:
+        """Path of another binutils program of this toolchain (``objcopy``), None when missing."""
+        return shutil.which(self.prefix + name)
 
     def version(self) -> str:
         """First line of ``cc --version`` (e.g. 'arm-none-eabi-gcc (...) 12.2.1 20221205')."""
@@ -148,9 +187,20 @@ def toolchain(target: str, cc: str | None = None) -> Toolchain:
         compiler = cc or os.environ.get("CC", "cc")
         return Toolchain(target, _require(compiler, "set CC or install gcc (apt-get install gcc)"),
                          _require("size", binutils), _require("nm", binutils))
-    hint = f"install the Arm GNU toolchain (apt-get install {ARM_APT_PACKAGE})"
-    return Toolchain(target, _require(cc or ARM_PREFIX + "gcc", hint), _require(ARM_PREFIX + "size", hint),
-                     _require(ARM_PREFIX + "nm", hint))
+    a = arch(target)
+    hint = f"install the {a.name} GNU toolchain (apt-get install {a.apt_package})"
+    return Toolchain(target, _require(cc or a.prefix + "gcc", hint), _require(a.prefix + "size", hint),
+                     _require(a.prefix + "nm", hint), a.prefix)
+
+
+def arch(target: str) -> Arch:
+    """The instruction-set family of a cross target (a :data:`CORES` name)."""
+    return ARCHES[CORES[check_target(target)].arch]
+
+
+def core_flags(target: str) -> list[str]:
+    """The flags that name ``target``'s core to its compiler (none on the host)."""
+    return [] if target == "host" else arch(target).flags(target)
 
 
 def cflags(target: str, level: str, strict: bool = False, defines: dict[str, str] | None = None,
@@ -159,10 +209,9 @@ def cflags(target: str, level: str, strict: bool = False, defines: dict[str, str
     check_target(target)
     if level not in LEVELS:
         raise BEPError(f"optimisation level '{level}' is not one of {', '.join(LEVELS)}")
-    arch = [] if target == "host" else [f"-mcpu={target}", "-mthumb"]
     warnings = list(STRICT_FLAGS) if strict else ["-std=c99"]
     macros = [f"-D{k}={v}" for k, v in (defines or {}).items()]
-    return [*warnings, *arch, *COMMON_FLAGS, f"-{level}", *macros, *(extra or [])]
+    return [*warnings, *core_flags(target), *COMMON_FLAGS, f"-{level}", *macros, *(extra or [])]
 
 
 def compile_objects(tools: Toolchain, sources: list[Path], include: Path, out_dir: Path, level: str,

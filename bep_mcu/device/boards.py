@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bep_mcu.cgen import toolchain
 from bep_mcu.errors import BEPError
 
 FW_VERSION = 1
@@ -37,17 +38,21 @@ BUILDS_NOT_RUN = "builds, not run"
 
 EMULATED_NOR = "emulated NOR (QEMU's code memory, kept across resets)"
 """QEMU's MPS2 boards have no flash controller; port_mps2.c keeps the store with NOR rules."""
+EMULATED_NOR_VIRT = "emulated NOR (QEMU's RAM the image is loaded to, kept across resets)"
+"""QEMU's RISC-V virt has no flash the core can run from while it programs it: port_virt.c keeps
+the store in the memory that holds the image, with NOR rules, as port_mps2.c does."""
 NRF52_NVMC = "nRF52 NVMC (the nRF51's registers: flash_nvmc.h)"
 """The micro:bit's driver (flash_nvmc.h), which its power-cut tests run in QEMU."""
 
 
 @dataclass(frozen=True)
 class Board:
-    """One board. Addresses and sizes in bytes; ``uart_irq`` is the NVIC line (vector 16 + n)."""
+    """One board. Addresses and sizes in bytes; ``uart_irq`` is the interrupt line (Cortex-M:
+    NVIC line, vector 16 + n; RISC-V: the PLIC source)."""
 
     name: str
-    qemu: str | None          # qemu-system-arm -M value, None for a real board only
-    cpu: str                  # -mcpu value
+    qemu: str | None          # QEMU -M value (the emulator: its core's toolchain.ARCHES), None for a real board only
+    cpu: str                  # a toolchain.CORES name: -mcpu (Arm) or -march (RISC-V) value
     flash_origin: int
     flash_bytes: int
     ram_origin: int
@@ -71,6 +76,13 @@ class Board:
     flash_endurance: int = 10_000
     flash_driver: str | None = None
     clock_hz: int = 25_000_000  # the core clock the port runs at (the store's lifetime estimate)
+    startup_file: str = "startup.c"   # in bep_mcu/fw: reset, vectors or trap handler, faults
+    qemu_args: tuple[str, ...] = ()   # what else QEMU's machine needs (no firmware of its own)
+
+    @property
+    def arch(self) -> str:
+        """The instruction-set family (toolchain.ARCHES): "arm" or "riscv"."""
+        return toolchain.CORES[self.cpu].arch
 
     @property
     def emulated(self) -> bool:
@@ -168,6 +180,30 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
                         ("BEP_STM32_GPIO_PORT", "0u"), ("BEP_STM32_TX_PIN", "9u"), ("BEP_STM32_RX_PIN", "10u"),
                         ("BEP_STM32_SYSCLK_HZ", "24000000u")),
           flash_page_bytes=1024, flash_write_bytes=2, flash_endurance=10_000, clock_hz=24_000_000),
+    # QEMU's RISC-V "virt" machine with one rv32imac hart in machine mode, sized as an ESP32-C3
+    # (400 KB RAM, 4 MB flash): both carved out of its DRAM at 0x80000000, the image at its
+    # start (-bios none: no OpenSBI there; QEMU starts at the ELF's entry). NS16550A UART0 at
+    # 0x10000000 on PLIC source 10 (hw/riscv/virt.c); the PLIC at 0x0C000000 and the SiFive
+    # test device at 0x100000 (a write of 0x7777 resets the machine) are the port's.
+    Board("riscv32-virt", "virt", "rv32imac", 0x80000000, 4 << 20, 0x80400000, 400 << 10,
+          "ns16550a", 0x10000000, 10, 1024, 4096, "bep_riscv.ld", "port_virt.c",
+          description="QEMU RISC-V virt: rv32imac, machine mode, 400 KB RAM / 4 MB flash as an ESP32-C3 (QEMU)",
+          port_defines=(("BEP_VIRT_PLIC_BASE", "0x0C000000u"), ("BEP_RISCV_RESET_ADDR", "0x00100000u"),
+                        ("BEP_RISCV_RESET_VALUE", "0x7777u"), ("BEP_RISCV_IRQ_CAUSE", "11u")),  # machine external
+          flash_driver=EMULATED_NOR_VIRT, clock_hz=160_000_000,  # the ESP32-C3's, which it stands for
+          startup_file="startup_riscv.c", qemu_args=("-bios", "none")),
+    # Espressif ESP32-C3 (rv32imc; ESP32-C3 datasheet and TRM) by the ROM's direct boot
+    # (bep_esp32c3.ld): 4 MB of flash mapped at 0x42000000 (code) and 0x3C000000 (data);
+    # 400 KB of SRAM, of which the 16 KB cache and the ROM's own data at the top are not the
+    # image's: 320 KB at 0x3FC80000 (Espressif's esp32c3-direct-boot-example). UART0 at
+    # 0x60000000 is interrupt-matrix source 21, routed to CPU line 1. No store driver.
+    Board("esp32c3", None, "rv32imc", 0x42000000, 4 << 20, 0x3FC80000, 320 << 10,
+          "esp32c3", 0x60000000, 21, 1024, 4096, "bep_esp32c3.ld", "port_esp32c3.c",
+          description="Espressif ESP32-C3 (e.g. ESP32-C3-DevKitM-1): rv32imc, UART0 = the USB serial bridge, "
+                      "direct boot (chip revision 3 or later)",
+          flash_command="esptool.py --chip esp32c3 write_flash 0x0 firmware.bin",
+          port_defines=(("BEP_RISCV_IRQ_CAUSE", "1u"),),
+          flash_page_bytes=4096, clock_hz=40_000_000, startup_file="startup_riscv.c"),
 )}
 
 

@@ -4,7 +4,8 @@
         link = Link(url)          # url = "socket://127.0.0.1:<port>"
         ...
 
-QEMU runs the board's machine (``boards.Board.qemu``) with the UART as a TCP server
+QEMU (the system emulator of the board's core, ``toolchain.ARCHES``: qemu-system-arm or
+qemu-system-riscv32) runs the board's machine (``boards.Board.qemu``) with the UART as a TCP server
 that waits for the host (``server=on,wait=on``: nothing the board sends before the
 host connects is lost) and ``nodelay=on`` (no Nagle delay per frame). Semihosting is
 on, so a firmware that faults ends QEMU (bep_mcu/fw/startup.c) instead of hanging.
@@ -42,14 +43,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bep_mcu import files
+from bep_mcu.cgen import toolchain
 from bep_mcu.device import boards
 from bep_mcu.errors import BEPError
 
 if TYPE_CHECKING:
     from elftools.elf.elffile import ELFFile
 
-QEMU = "qemu-system-arm"
-QEMU_APT_PACKAGE = "qemu-system-arm"
 BOARD_SECTION = ".bep_board"
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0  # seconds for QEMU to listen on its port
@@ -138,17 +138,29 @@ def check_firmware(path: str | Path, board_name: str) -> boards.Board:
 # ---------------------------------------------------------------------- QEMU
 
 
-def qemu_binary() -> str:
-    path = shutil.which(QEMU)
+def qemu_name(board: boards.Board) -> str:
+    """The QEMU system emulator of ``board``'s core (qemu-system-arm, qemu-system-riscv32)."""
+    return toolchain.ARCHES[board.arch].qemu
+
+
+def qemu_binary(board: boards.Board) -> str:
+    name = qemu_name(board)
+    path = shutil.which(name)
     if path is None:
-        raise BEPError(f"'{QEMU}' not found: install QEMU (apt-get install {QEMU_APT_PACKAGE})")
+        raise BEPError(f"'{name}' not found: install QEMU (apt-get install {toolchain.ARCHES[board.arch].qemu_apt_package})")
     return path
 
 
-def qemu_command(elf: str | Path, board: boards.Board, port: int, qemu: str = QEMU) -> list[str]:
+def _machine(elf: str | Path, board: boards.Board, qemu: str | None) -> list[str]:
+    """QEMU running ``board``'s machine with ``elf`` loaded, no display or monitor."""
+    return [qemu or qemu_name(board), "-M", board.qemu, *board.qemu_args, "-display", "none", "-monitor", "none",
+            "-kernel", str(elf)]
+
+
+def qemu_command(elf: str | Path, board: boards.Board, port: int, qemu: str | None = None) -> list[str]:
     """The QEMU command line of ``board`` running ``elf`` with its UART on ``HOST:port``."""
     serial = ["-serial", "null"] * board.serial_index + ["-serial", "chardev:u0"]
-    return [qemu, "-M", board.qemu, "-display", "none", "-monitor", "none", "-kernel", str(elf),
+    return [*_machine(elf, board, qemu),
             "-chardev", f"socket,id=u0,host={HOST},port={port},server=on,wait=on,nodelay=on",
             *serial, "-semihosting-config", "enable=on,target=native"]
 
@@ -211,7 +223,7 @@ class EmulatedBoard:
         return f"socket://{HOST}:{self.port}"
 
     def start(self) -> str:
-        qemu = qemu_binary()
+        qemu = qemu_binary(self.board)
         for _ in range(1 if self.requested_port else 3):
             self.port = self.requested_port or free_port()
             if self._launch(qemu):
@@ -296,12 +308,11 @@ class EmulatedBoard:
 RUN_TIMEOUT = 60.0  # seconds a self-ending image (the self-test) may run
 
 
-def exit_command(elf: str | Path, board: boards.Board, qemu: str = QEMU) -> list[str]:
+def exit_command(elf: str | Path, board: boards.Board, qemu: str | None = None) -> list[str]:
     """The QEMU command line of ``board`` running an image that ends QEMU itself through
     semihosting (the self-test): the UART on a null chardev, the semihosting console on
     QEMU's standard error."""
-    return [qemu, "-M", board.qemu, "-display", "none", "-monitor", "none", "-kernel", str(elf),
-            *["-serial", "null"] * (board.serial_index + 1), "-semihosting-config", "enable=on,target=native"]
+    return [*_machine(elf, board, qemu), *["-serial", "null"] * (board.serial_index + 1), "-semihosting-config", "enable=on,target=native"]
 
 
 @dataclass(frozen=True)
@@ -320,7 +331,7 @@ def run_image(elf: str | Path, board: str, timeout: float = RUN_TIMEOUT) -> Exit
     ``timeout`` seconds (one-line ``BEPError``) and, whatever happens, never outlives
     this call."""
     b = check_firmware(elf, board)
-    qemu = qemu_binary()
+    qemu = qemu_binary(b)
     with tempfile.TemporaryFile(prefix="bep-qemu-") as log:
         start = time.monotonic()
         proc = subprocess.Popen(exit_command(elf, b, qemu), stdin=subprocess.DEVNULL, stdout=log,

@@ -24,7 +24,6 @@ The memory plan comes first, from numbers known before any compiler runs:
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,7 +51,7 @@ MAP_NAME = "firmware.map"
 NET_DIR = "net"
 BUILD_DIR = "build"
 LEVEL = toolchain.BUDGET_LEVEL  # -Os
-FW_SOURCES = ("main.c", "startup.c", "mem.c")
+FW_SOURCES = ("main.c", "mem.c")  # and the board's start-up and port files
 LINK_FLAGS = ["-nostdlib", "-Wl,--gc-sections", "-Wl,--fatal-warnings"]
 CONFIG_BYTES = abi.CONFIG_BYTES_32  # sizeof(bep_config_t) on Cortex-M (pinned in bep_runtime.c)
 # What shrinks a network's training state: its hidden weights are hidden units x input bits,
@@ -164,7 +163,7 @@ def build_flags(board: boards.Board, name: str) -> tuple[list[str], dict[str, st
 def _link(tools: toolchain.Toolchain, board: boards.Board, objects: list[Path], build_dir: Path, elf: Path,
           plan: MemoryPlan, name: str) -> None:
     script = fw_dir() / "ld" / board.linker_script
-    cmd = [tools.cc, f"-mcpu={board.cpu}", "-mthumb", *LINK_FLAGS, "-T", str(script), "-L", str(build_dir),
+    cmd = [tools.cc, *toolchain.core_flags(board.cpu), *LINK_FLAGS, "-T", str(script), "-L", str(build_dir),
            f"-Wl,-Map={elf.parent / MAP_NAME}", *[str(o) for o in objects], "-lgcc", "-o", str(elf)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode == 0:
@@ -208,7 +207,7 @@ def _build_image(tools: toolchain.Toolchain, board: boards.Board, gen: Generated
     to the RAM plan (a mismatch is a bep-mcu bug), write the .bin."""
     build_dir = _build_dir(out, board, store_bytes)
     src = fw_dir()
-    sources = [src / f for f in (*fw_sources, board.port_file)] + extra_sources + gen.sources()
+    sources = [src / f for f in (*fw_sources, board.startup_file, board.port_file)] + extra_sources + gen.sources()
     objects = toolchain.compile_objects(tools, sources, gen.src, build_dir, LEVEL, strict=True, defines=defines)
     elf = out / ELF_NAME
     try:
@@ -223,7 +222,7 @@ def _build_image(tools: toolchain.Toolchain, board: boards.Board, gen: Generated
         raise toolchain.BuildError(f"{what} {plan.ram_bytes} B != data + bss {result.ram_bytes} B of {elf}: "
                                   f"bep_mcu/fw or the generated C gained static data the plan does not count "
                                   f"(see {elf.parent / MAP_NAME})")
-    objcopy = shutil.which(toolchain.ARM_PREFIX + "objcopy")
+    objcopy = tools.binutil("objcopy")
     if objcopy:
         subprocess.run([objcopy, "-O", "binary", str(elf), str(out / BIN_NAME)], check=True)
     return result
@@ -252,7 +251,7 @@ def build(model: Model, board_name: str, out_dir: str | Path, name: str = "net",
 # link), checked against arm-none-eabi-size like the training image; flash must hold the
 # golden file too. QEMU's exit status is the verdict (SELFTEST_EXIT).
 
-SELFTEST_SOURCES = ("selftest.c", "startup.c", "mem.c")
+SELFTEST_SOURCES = ("selftest.c", "mem.c")
 SELFTEST_GOLDEN_C = "bep_selftest_golden.c"
 SELFTEST_OUT = "selftest-{board}"
 SELFTEST_CHUNK = 64  # BEP_ST_CHUNK: hidden-weight bytes selftest.c reads back per bep_read_hidden_bytes
@@ -421,7 +420,7 @@ def build_selftest(model: Model, board_name: str, golden_path: str, out_dir: str
 # sample and one snapshot (bep_sa_buf), checked against arm-none-eabi-size like the
 # training image. QEMU's exit status: STANDALONE_EXIT.
 
-STANDALONE_SOURCES = ("standalone.c", "startup.c", "mem.c")
+STANDALONE_SOURCES = ("standalone.c", "mem.c")
 STANDALONE_OUT = "standalone-{board}"
 STANDALONE_EXIT = {0: "done", 2: "a runtime call failed", 3: "fault"}
 """QEMU exit status of a standalone image (bep_mcu/fw/standalone.c; 3 from startup.c)."""

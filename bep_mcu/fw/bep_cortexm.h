@@ -32,6 +32,10 @@ static inline void bep_nvic_disable(uint32_t irq)
     __asm__ volatile("dsb\n\tisb" ::: "memory");
 }
 
+/* The UART's line, as bep_rx_ring.h masks and unmasks it (bep_cpu.h). */
+static inline void bep_irq_line_enable(uint32_t irq) { bep_nvic_enable(irq); }
+static inline void bep_irq_line_disable(uint32_t irq) { bep_nvic_disable(irq); }
+
 /** Reset the core and the system now (SCB AIRCR SYSRESETREQ): a warm reset; QEMU resets
  * the machine and boots the image again, leaving memory outside the image as it was. */
 static inline void bep_system_reset(void)

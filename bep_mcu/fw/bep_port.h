@@ -2,9 +2,10 @@
  * bep_port.h - what main.c needs from a board: a UART that receives by interrupt.
  *
  * One port file per board (port_<board>.c) implements this with one of the UART
- * drivers (uart_cmsdk.h, uart_nrf51.h, uart_stm32.h). Board facts (UART base address
- * and IRQ line, name, memory map) are not typed here: they come from the board table
- * in bep_mcu/device/boards.py as -D macros (BEP_BOARD_*) and as the rendered memory.ld.
+ * drivers (uart_cmsdk.h, uart_nrf51.h, uart_stm32.h, uart_ns16550.h, uart_esp32c3.h).
+ * Board facts (UART base address and IRQ line, name, memory map) are not typed here: they
+ * come from the board table in bep_mcu/device/boards.py as -D macros (BEP_BOARD_*) and as
+ * the rendered memory.ld.
  */
 #ifndef BEP_PORT_H
 #define BEP_PORT_H
@@ -25,7 +26,8 @@ void bep_port_write(const uint8_t *data, size_t n);
 /** Copy between 1 and max received bytes to dst; sleeps (wfi) while none has arrived. */
 size_t bep_port_read(uint8_t *dst, size_t max);
 
-/** The UART interrupt handler (the vector table entry 16 + BEP_BOARD_UART_IRQ). */
+/** The UART interrupt handler (Cortex-M: the vector table entry 16 + BEP_BOARD_UART_IRQ;
+ * RISC-V: called by startup_riscv.c's trap handler for the cause BEP_RISCV_IRQ_CAUSE). */
 void bep_port_uart_irq(void);
 
 /* Flash for a store of snapshots (bep_store.h), on the ports that have a driver (the board

@@ -2,10 +2,10 @@
  * bep_rx_ring.h - the receive ring shared by every port: the UART interrupt pushes,
  * main pops. Single producer, single consumer on one core: head is written only by
  * the interrupt, tail only by main, both free-running uint32 (aligned 32-bit stores
- * are atomic on Cortex-M), so no lock is needed except around the sleep decision.
+ * are atomic on Cortex-M and RV32), so no lock is needed except around the sleep decision.
  *
  * Flow control instead of loss: when the ring is full the interrupt handler leaves
- * the byte in the UART and masks its NVIC line (bep_rx_stall); the UART's request
+ * the byte in the UART and masks its interrupt line (bep_rx_stall); the UART's request
  * stays asserted, and the next bep_rx_pop unmasks the line, which re-enters the
  * handler. In QEMU the UART then refuses further bytes, so nothing is ever dropped
  * whatever the ring size; on real hardware a byte arriving meanwhile overruns the
@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bep_cortexm.h"
+#include "bep_cpu.h"
 
 #ifdef __cplusplus
 extern "C" { /* C linkage for C++ callers */
@@ -50,7 +50,7 @@ static inline void bep_rx_push(uint8_t byte)
 }
 
 /* Interrupt side, ring full: mask the UART's line until main has made room. */
-static inline void bep_rx_stall(void) { bep_nvic_disable(BEP_BOARD_UART_IRQ); }
+static inline void bep_rx_stall(void) { bep_irq_line_disable(BEP_BOARD_UART_IRQ); }
 
 /* Main side: sleep until a byte is there, then copy what is there (up to max). The
  * emptiness test and wfi run with interrupts masked, so a byte arriving in between
@@ -72,7 +72,7 @@ static inline size_t bep_rx_pop(uint8_t *dst, size_t max)
         tail++;
     }
     bep_rx_tail = tail;
-    bep_nvic_enable(BEP_BOARD_UART_IRQ); /* undo a bep_rx_stall: there is room now */
+    bep_irq_line_enable(BEP_BOARD_UART_IRQ); /* undo a bep_rx_stall: there is room now */
     return n;
 }
 

@@ -1,7 +1,8 @@
 /*
  * bep_semihost.h - how the self-ending images (selftest.c, standalone.c) report: lines to
- * the emulator's console and the exit status, through Arm semihosting (QEMU runs with
- * -semihosting-config enable=on; on a board without a debugger a bkpt would halt it).
+ * the emulator's console and the exit status, through semihosting (Arm's, which RISC-V
+ * shares; QEMU runs with -semihosting-config enable=on; on a board without a debugger the
+ * trap instruction would halt it).
  */
 #ifndef BEP_SEMIHOST_H
 #define BEP_SEMIHOST_H
@@ -14,28 +15,38 @@
 extern "C" { /* C linkage for C++ callers */
 #endif
 
+/* One semihosting call: operation op, argument arg; the debugger's (QEMU's) result. Arm:
+ * r0, r1 and bkpt 0xAB. RISC-V: a0, a1 and ebreak between slli/srai, the three uncompressed
+ * (the sequence that tells the debugger an ebreak is a semihosting call). */
+static inline uint32_t bep_sh_call(uint32_t op, const void *arg)
+{
+#if defined(__riscv)
+    register uint32_t r0 __asm__("a0") = op;
+    register const void *r1 __asm__("a1") = arg;
+    __asm__ volatile(".option push\n\t.option norvc\n\t.balign 4\n\t"
+                     "slli zero, zero, 0x1f\n\tebreak\n\tsrai zero, zero, 7\n\t.option pop"
+                     : "+r"(r0) : "r"(r1) : "memory");
+#else
+    register uint32_t r0 __asm__("r0") = op;
+    register const void *r1 __asm__("r1") = arg;
+    __asm__ volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
+#endif
+    return r0;
+}
+
 /* SYS_EXIT_EXTENDED (0x20) with ADP_Stopped_ApplicationExit: QEMU exits with `status`. */
 __attribute__((noreturn)) static void bep_sh_exit(uint32_t status)
 {
     uint32_t block[2];
     block[0] = 0x20026u;
     block[1] = status;
-    {
-        register uint32_t op __asm__("r0") = 0x20u;
-        register const uint32_t *arg __asm__("r1") = block;
-        __asm__ volatile("bkpt 0xAB" : : "r"(op), "r"(arg) : "memory");
-    }
+    (void)bep_sh_call(0x20u, block);
     for (;;) {
     }
 }
 
 /* SYS_WRITE0 (0x04): a NUL-terminated string to the emulator's console. */
-static void bep_sh_write0(const char *s)
-{
-    register uint32_t op __asm__("r0") = 0x04u;
-    register const char *arg __asm__("r1") = s;
-    __asm__ volatile("bkpt 0xAB" : "+r"(op) : "r"(arg) : "memory");
-}
+static void bep_sh_write0(const char *s) { (void)bep_sh_call(0x04u, s); }
 
 /* ------------------------------------------------------------ one report line */
 

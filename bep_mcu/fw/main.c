@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "bep_port.h"
-#include "bep_cortexm.h"
+#include "bep_cpu.h"
 #include "bep_link.h"
 #include BEP_FW_NET_HEADER
 

@@ -33,31 +33,5 @@ void bep_port_write(const uint8_t *data, size_t n)
 size_t bep_port_read(uint8_t *dst, size_t max) { return bep_rx_pop(dst, max); }
 
 /* Flash. QEMU's MPS2 boards have no flash controller: the code memory is SSRAM, which QEMU
- * keeps across a system reset except where the image is loaded. The store region lies
- * outside the image (memory.ld), so this driver keeps it there with NOR flash's rules:
- * an erase sets a page to 0xFF, programming can only clear bits. */
-int bep_port_flash_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t n)
-{
-    (void)ctx;
-    return bep_port_store_read(offset, dst, n);
-}
-
-int bep_port_flash_erase(void *ctx, uint32_t offset)
-{
-    volatile uint8_t *page = __bep_store_start + offset;
-    uint32_t k;
-    (void)ctx;
-    if (!bep_port_store_span(offset, BEP_BOARD_FLASH_PAGE, BEP_BOARD_FLASH_PAGE)) return -1;
-    for (k = 0; k < BEP_BOARD_FLASH_PAGE; ++k) page[k] = 0xFFu;
-    return 0;
-}
-
-int bep_port_flash_program(void *ctx, uint32_t offset, const uint8_t *src, uint32_t n)
-{
-    volatile uint8_t *dst = __bep_store_start + offset;
-    uint32_t k;
-    (void)ctx;
-    if (n % BEP_BOARD_FLASH_WRITE != 0u || !bep_port_store_span(offset, n, BEP_BOARD_FLASH_WRITE)) return -1;
-    for (k = 0; k < n; ++k) dst[k] &= src[k];
-    return 0;
-}
+ * keeps across a system reset except where the image is loaded (flash_ram_nor.h). */
+#include "flash_ram_nor.h"

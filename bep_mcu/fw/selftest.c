@@ -37,7 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bep_cortexm.h"
+#include "bep_cpu.h"
 #include BEP_FW_NET_HEADER
 #include "bep_golden.h" /* the file format, shared with host/bep_host_driver.c */
 #include "bep_semihost.h"

@@ -52,7 +52,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bep_cortexm.h"
+#include "bep_cpu.h"
 #include BEP_SA_BOARD_HEADER
 #include "bep_semihost.h"
 

@@ -1,4 +1,4 @@
-"""Exact instruction counts of the generated C on emulated Cortex-M cores.
+"""Exact instruction counts of the generated C on emulated Cortex-M and RV32 cores.
 
 ``harness`` builds a bare-metal image (the C harness, linker script and float baseline
 are files in ``c/``), runs it in unicorn and counts per function and phase (plus a

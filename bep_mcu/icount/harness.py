@@ -1,7 +1,7 @@
 """Measurement: build a bare-metal image, run it in unicorn, count per function and phase.
 
-An image is cross-built with ``arm-none-eabi-gcc`` from ``c/icount_main.c`` (the entry,
-``icount_run``), the linker script ``c/icount.ld`` and a workload: the training part of a
+An image is cross-built with ``arm-none-eabi-gcc`` (RISC-V: ``riscv64-unknown-elf-gcc``) from
+``c/icount_main.c`` (the entry, ``icount_run``), the linker script ``c/icount.ld`` and a workload: the training part of a
 generated BEP directory (``bep_mcu.cgen.codegen.generate``; its sources as ``Generated``
 lists them, unchanged), or a float32 SGD baseline: ``c/float_sgd.c`` as first written or
 ``c/float_sgd_tuned.c``, the same step tuned for fixed shapes. Every object is
@@ -15,8 +15,9 @@ and outputs in a data region of their own) and stops at ``icount_halt``; the har
 
 Instructions: a block hook counts executions per translated block; every block executes
 all its instructions, so executions times the block's instruction count (a halfword whose
-top five bits are 0b11101/0b11110/0b11111 starts a 32-bit Thumb-2 instruction) is exact.
-Blocks are attributed to functions through ``arm-none-eabi-nm``; the harness's functions
+top five bits are 0b11101/0b11110/0b11111 starts a 32-bit Thumb-2 instruction; on RISC-V one
+whose low two bits are 0b11 starts a 32-bit one, any other a compressed one) is exact.
+Blocks are attributed to functions through the toolchain's ``nm``; the harness's functions
 (``icount_*``) are left out of every figure.
 
 Cycles (Cortex-M4 only, ``cycles=True``): every executed instruction is priced with the
@@ -48,8 +49,8 @@ from bep_mcu.cgen.layout import StatePlan
 from bep_mcu.device.emulate import open_elf
 from bep_mcu.errors import BEPError
 
-CC, SIZE, NM, OBJDUMP = (toolchain.ARM_PREFIX + tool for tool in ("gcc", "size", "nm", "objdump"))
-CPUS = toolchain.ARM_TARGETS  # the cores it counts (toolchain.CORES: their unicorn models and FPUs)
+TOOLS = ("gcc", "size", "nm", "objdump")  # of each core's toolchain.ARCHES prefix
+CPUS = tuple(toolchain.CORES)  # the cores it counts (toolchain.CORES: their unicorn models and FPUs)
 OPTS = tuple(f"-{level}" for level in toolchain.LEVELS)
 # The harness's memcpy/memset loops (icount_main.c) must not be turned back into calls to themselves.
 HARNESS_FLAGS = ["-fno-tree-loop-distribute-patterns"]
@@ -75,9 +76,15 @@ def _memory() -> dict[str, tuple[int, int]]:
             for m in re.finditer(r"(\w+)\s+\(\w+\)\s*: ORIGIN = (0x[0-9A-Fa-f]+), LENGTH = (0x[0-9A-Fa-f]+)", text)}
 
 
-def missing_tools() -> list[str]:
-    """What this module needs and cannot find (empty when it can run)."""
-    missing = [tool for tool in (CC, SIZE, NM, OBJDUMP) if shutil.which(tool) is None]
+def _tool(cpu: str, tool: str) -> str:
+    return toolchain.arch(cpu).prefix + tool
+
+
+def missing_tools(cpus: tuple[str, ...] | list[str] = ("cortex-m4",)) -> list[str]:
+    """What this module needs to count ``cpus`` and cannot find (empty when it can run)."""
+    missing = [_tool(cpu, tool) for cpu in cpus if cpu in CPUS for tool in TOOLS
+               if shutil.which(_tool(cpu, tool)) is None]
+    missing = list(dict.fromkeys(missing))
     try:
         import unicorn  # noqa: F401
     except ImportError:
@@ -165,11 +172,12 @@ def build_float_image(cpu: str, shape: tuple[int, int, int], opt: str = "-Os", b
 
 
 def _check(cpu: str, opt: str) -> None:
-    missing = missing_tools()
-    if missing:
-        raise BEPError(f"icount needs {', '.join(missing)} (apt-get install gcc-arm-none-eabi; pip install unicorn)")
     if cpu not in CPUS:
         raise BEPError(f"cpu must be one of {', '.join(CPUS)}, got '{cpu}'")
+    missing = missing_tools([cpu])
+    if missing:
+        raise BEPError(f"icount needs {', '.join(missing)} (apt-get install {toolchain.arch(cpu).apt_package}; "
+                       f"pip install unicorn)")
     if opt not in OPTS:
         raise BEPError(f"opt must be one of {', '.join(OPTS)}, got '{opt}'")
 
@@ -184,7 +192,9 @@ def _build(sources: list[Path], include: Path, defines: dict[str, str], cpu: str
     out = Path(build_dir)
     tools = toolchain.toolchain(cpu)
     level = opt.removeprefix("-")
-    arch = [f"-mfloat-abi={abi}", *([f"-mfpu={toolchain.CORES[cpu].fpu}"] if abi == "hard" else [])]
+    # RISC-V: -mabi=ilp32 (toolchain.core_flags) is the soft-float ABI; there is nothing to choose
+    arm = toolchain.CORES[cpu].arch == "arm"
+    arch = [f"-mfloat-abi={abi}", *([f"-mfpu={toolchain.CORES[cpu].fpu}"] if abi == "hard" else [])] if arm else []
     try:
         objects = toolchain.compile_objects(tools, sources, include, out, level, strict=True, extra=[*arch, *extra])
         objects += toolchain.compile_objects(tools, [c_dir() / "icount_main.c"], include, out, level, strict=True,
@@ -192,14 +202,14 @@ def _build(sources: list[Path], include: Path, defines: dict[str, str], cpu: str
     except toolchain.BuildError as e:
         raise BEPError(f"building the icount image failed ({cpu} {opt}): {e}") from None
     elf = out / f"icount_{name}_{cpu}{opt}.elf"
-    proc = subprocess.run([tools.cc, f"-mcpu={cpu}", "-mthumb", *arch, "-nostdlib", "-nostartfiles", "-T",
+    proc = subprocess.run([tools.cc, *toolchain.core_flags(cpu), *arch, "-nostdlib", "-nostartfiles", "-T",
                            str(c_dir() / "icount.ld"), "-Wl,--gc-sections", *map(str, objects), "-lgcc", "-o", str(elf)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise BEPError(f"linking the icount image failed ({cpu} {opt}):\n{proc.stderr}")
-    symbols, functions = _symbols(elf)
+    symbols, functions = _symbols(elf, cpu)
     segments = _segments(elf)
-    dis = subprocess.run([OBJDUMP, "-d", str(elf)], capture_output=True, text=True, check=True).stdout
+    dis = subprocess.run([_tool(cpu, "objdump"), "-d", str(elf)], capture_output=True, text=True, check=True).stdout
     return Image(elf, cpu, opt, plan, symbols, functions, segments, dis,
                  toolchain.cflags(cpu, level, strict=True, extra=[*arch, *extra]))
 
@@ -221,8 +231,8 @@ def _segments(elf: Path) -> list[tuple[int, bytes, int]]:
     return segments
 
 
-def _symbols(elf: Path):
-    out = subprocess.run([NM, "-S", "-n", "--defined-only", str(elf)], capture_output=True, text=True, check=True)
+def _symbols(elf: Path, cpu: str):
+    out = subprocess.run([_tool(cpu, "nm"), "-S", "-n", "--defined-only", str(elf)], capture_output=True, text=True, check=True)
     symbols, functions = {}, []
     for parts in (line.split() for line in out.stdout.splitlines()):
         if len(parts) not in (3, 4):
@@ -248,6 +258,32 @@ def thumb_decode(code: bytes, base: int) -> list[tuple[int, bool]]:
             it_left = 4 - ((hw & 0xF) & -(hw & 0xF)).bit_length() + 1
         pos += 4 if (hw >> 11) in (0b11101, 0b11110, 0b11111) else 2
     return out
+
+
+def rv_decode(code: bytes, base: int) -> list[tuple[int, bool]]:
+    """(address, False) of every RISC-V instruction in ``code`` at ``base``: 16 bits (C
+    extension) unless the low two bits of its first halfword are 0b11 (no conditional
+    execution, so never inside an IT block)."""
+    out, pos = [], 0
+    while pos < len(code):
+        out.append((base + pos, False))
+        pos += 4 if code[pos] & 0b11 == 0b11 else 2
+    return out
+
+
+def decode(cpu: str, code: bytes, base: int) -> list[tuple[int, bool]]:
+    """(address, inside an IT block) of every instruction of ``cpu`` in ``code`` at ``base``."""
+    return rv_decode(code, base) if toolchain.CORES[cpu].arch == "riscv" else thumb_decode(code, base)
+
+
+def block_instructions(cpu: str, code: bytes) -> int:
+    """Number of instructions of ``cpu`` in ``code`` (a whole number of instructions)."""
+    if toolchain.CORES[cpu].arch == "arm":
+        return thumb_instructions(code)
+    decoded = rv_decode(code, 0)
+    if decoded and decoded[-1][0] + (4 if code[decoded[-1][0]] & 0b11 == 0b11 else 2) != len(code):
+        raise BEPError(f"a block of {len(code)} bytes does not end on an instruction boundary")
+    return len(decoded)
 
 
 def thumb_instructions(code: bytes) -> int:
@@ -277,10 +313,19 @@ def _emulate(image: Image, data: list[tuple[str, bytes]], io, cycles: bool, veri
     icount_io and ``state`` written over the image's symbols of those names; returns the
     trace and the data region's addresses."""
     import unicorn
-    from unicorn import arm_const
+    from unicorn import arm_const, riscv_const
 
-    uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
-    uc.ctl_set_cpu_model(getattr(arm_const, toolchain.CORES[image.cpu].unicorn))
+    core = toolchain.CORES[image.cpu]
+    if core.arch == "riscv":
+        uc = unicorn.Uc(unicorn.UC_ARCH_RISCV, unicorn.UC_MODE_RISCV32)
+        uc.ctl_set_cpu_model(getattr(riscv_const, core.unicorn))
+        arg0, sp, ret, pc_reg, thumb = (riscv_const.UC_RISCV_REG_A0, riscv_const.UC_RISCV_REG_SP,
+                                        riscv_const.UC_RISCV_REG_RA, riscv_const.UC_RISCV_REG_PC, 0)
+    else:
+        uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
+        uc.ctl_set_cpu_model(getattr(arm_const, core.unicorn))
+        arg0, sp, ret, pc_reg, thumb = (arm_const.UC_ARM_REG_R0, arm_const.UC_ARM_REG_SP, arm_const.UC_ARM_REG_LR,
+                                        arm_const.UC_ARM_REG_PC, 1)
     for base, size in _memory().values():
         uc.mem_map(base, size)
     for vaddr, blob, _ in image.segments:  # inside flash or RAM: _segments
@@ -309,7 +354,7 @@ def _emulate(image: Image, data: list[tuple[str, bytes]], io, cycles: bool, veri
             last[0], last[1] = key, address + size
 
     def on_mark(u, _address, _size, _user):
-        segments.append((u.reg_read(arm_const.UC_ARM_REG_R0), {}, {}))
+        segments.append((u.reg_read(arg0), {}, {}))
         cur[0] = segments[-1]
 
     uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
@@ -321,16 +366,16 @@ def _emulate(image: Image, data: list[tuple[str, bytes]], io, cycles: bool, veri
             stepped[address] = stepped.get(address, 0) + 1
 
         uc.hook_add(unicorn.UC_HOOK_CODE, on_insn)
-    uc.reg_write(arm_const.UC_ARM_REG_SP, image.address("icount_stack_top"))
-    uc.reg_write(arm_const.UC_ARM_REG_LR, halt | 1)
+    uc.reg_write(sp, image.address("icount_stack_top"))
+    uc.reg_write(ret, halt | thumb)
     start = time.perf_counter()
     try:
-        uc.emu_start(image.address("icount_run") | 1, halt, timeout=EMU_TIMEOUT_S * 1_000_000)
+        uc.emu_start(image.address("icount_run") | thumb, halt, timeout=EMU_TIMEOUT_S * 1_000_000)
     except unicorn.UcError as e:
-        pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
+        pc = uc.reg_read(pc_reg)
         raise BEPError(f"emulation failed at pc=0x{pc:08X} ({image.function_at(pc)}): {e}") from None
     seconds = time.perf_counter() - start
-    pc = uc.reg_read(arm_const.UC_ARM_REG_PC) & ~1
+    pc = uc.reg_read(pc_reg) & ~1
     if pc != halt:
         raise BEPError(f"emulation stopped at pc=0x{pc:08X} ({image.function_at(pc)}), not at icount_halt "
                        f"(timeout after {EMU_TIMEOUT_S} s?)")
@@ -393,7 +438,7 @@ def _tally(image: Image, trace: Trace, cycles: bool):
         if hit is None:
             address, size = key >> 16, key & 0xFFFF
             code = bytes(trace.uc.mem_read(address, size))
-            n = thumb_instructions(code)
+            n = block_instructions(image.cpu, code)
             cyc, writes_pc = m4_block_cycles(image, code, address) if cycles else (0, False)
             hit = decoded[key] = (n, image.function_at(address), cyc, writes_pc)
         return hit
@@ -435,10 +480,10 @@ def _verify(image: Image, trace: Trace) -> int:
     """
     uc, expected, conditional = trace.uc, {}, set()
     for start, size, _name in image.functions:
-        conditional.update(a for a, in_it in thumb_decode(bytes(uc.mem_read(start, size & ~1)), start) if in_it)
+        conditional.update(a for a, in_it in decode(image.cpu, bytes(uc.mem_read(start, size & ~1)), start) if in_it)
     for _, d, _ in trace.segments:
         for key, times in d.items():
-            for addr, in_it in thumb_decode(bytes(uc.mem_read(key >> 16, key & 0xFFFF)), key >> 16):
+            for addr, in_it in decode(image.cpu, bytes(uc.mem_read(key >> 16, key & 0xFFFF)), key >> 16):
                 expected[addr] = expected.get(addr, 0) + times
                 if in_it:
                     conditional.add(addr)

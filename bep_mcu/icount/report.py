@@ -34,7 +34,7 @@ from bep_mcu.cgen.codegen import generate
 from bep_mcu.data.datasets import load_dataset
 from bep_mcu.engine import bits
 from bep_mcu.engine.schedule import reinforcement_counts
-from bep_mcu.icount.harness import OPTS, build_float_image, build_image, missing_tools, run_float
+from bep_mcu.icount.harness import CPUS, OPTS, build_float_image, build_image, missing_tools, run_float
 from bep_mcu.model import Model
 from bep_mcu.training import EncodedData, NumpyTrainer
 
@@ -204,9 +204,10 @@ def _numbers(text: str, parse, option: str, ok, what: str, parser: argparse.Argu
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bep_mcu.icount",
-        description="Instructions per BEP training sample of the generated C on emulated Cortex-M cores "
+        description="Instructions per BEP training sample of the generated C on emulated Cortex-M and RV32 cores "
                     "(256-128-10 MLP, int8 hidden weights, the worst case), beside a float32 SGD step.")
-    parser.add_argument("--cpus", default="cortex-m0,cortex-m4", help="comma-separated -mcpu values")
+    parser.add_argument("--cpus", default="cortex-m0,cortex-m4",
+                        help=f"comma-separated cores: {', '.join(CPUS)} (an Arm -mcpu or a RISC-V -march)")
     parser.add_argument("--batch-sizes", default="1,100")
     parser.add_argument("--errors", default="1.0,0.1", help="training error rates E that set Q")
     parser.add_argument("--samples", type=validate.int_text, default=300, help="training samples per measurement")
@@ -221,11 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     errors = _numbers(args.errors, validate.float_text, "--errors", lambda e: 0.0 <= e <= 1.0, "error rates in 0..1",
                       parser)
     say = (lambda *a, **k: print(*a, **k, file=sys.stderr)) if args.json else print
-    missing = missing_tools()
+    cpus = [c.strip() for c in args.cpus.split(",") if c.strip()]
+    unknown = [c for c in cpus if c not in CPUS]
+    if not cpus or unknown:
+        parser.error(f"--cpus: {validate.show(args.cpus)} is not a comma-separated list of {', '.join(CPUS)}")
+    missing = missing_tools(cpus)
     if missing:
         print(f"error: icount needs {', '.join(missing)}", file=sys.stderr)
         return 2
-    cpus = [c.strip() for c in args.cpus.split(",") if c.strip()]
     with tempfile.TemporaryDirectory(prefix="bep-icount-") as tmp:
         work = Path(args.keep) if args.keep else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
