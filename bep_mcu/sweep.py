@@ -98,6 +98,8 @@ CODE_BYTES = {
     "mps2-an385": 9012, "mps2-an386": 8612, "mps2-an500": 8616, "mps2-an505": 8748,
     "microbit": 9944, "nucleo-f401re": 9084, "netduinoplus2": 9104,
     "nano33ble": 8732, "nrf52840dk": 8728, "bluepill": 9392, "stm32vldiscovery": 9424,
+    # riscv64-unknown-elf-gcc 12.2, -Os, rv32imac / rv32imc
+    "riscv32-virt": 11456, "esp32c3": 11564,
 }
 
 # Flash of the standalone image (``firmware --standalone-data``) besides the network's tables,
@@ -105,8 +107,10 @@ CODE_BYTES = {
 # rest, measured like CODE_BYTES (an upper bound within 128 B: alignment and the input type
 # vary; tests/test_sweep.py builds them).
 STANDALONE_CODE_BYTES = {"mps2-an385": 11272, "mps2-an386": 10864, "mps2-an500": 10868, "mps2-an505": 11040,
-                         "microbit": 12032, "netduinoplus2": 11012, "stm32vldiscovery": 11424}
-STANDALONE_LAYER_BYTES = 1100
+                         "microbit": 12032, "netduinoplus2": 11012, "stm32vldiscovery": 11424,
+                         "riscv32-virt": 13648}
+# Each hidden layer's code and Q table, per architecture (rv32's code is larger than Thumb-2's).
+STANDALONE_LAYER_BYTES = {"arm": 1100, "riscv": 1280}
 
 STATUSES = ("done", "stopped", "skipped", "error")
 FINISHED = ("done", "stopped", "skipped")  # an errored trial runs again when the sweep resumes
@@ -274,7 +278,7 @@ def standalone_code_bytes(model: Model, state, board: boards.Board) -> int:
     code, 1 KB of Q table a layer, and the recalibration tables (bep_<net>_board.c: 2 B a
     followed threshold, 8 B a feature)."""
     calibration = 2 * state.followed + 8 * model.encoder.n_features if state.followed else 0
-    return STANDALONE_CODE_BYTES[board.name] + STANDALONE_LAYER_BYTES * model.spec.n_layers + calibration
+    return STANDALONE_CODE_BYTES[board.name] + STANDALONE_LAYER_BYTES[board.arch] * model.spec.n_layers + calibration
 
 
 def _standalone_reason(model: Model, state, board: boards.Board, data: Dataset, fp: dict) -> str | None:

@@ -206,7 +206,7 @@ def test_flash_prediction_equals_the_built_firmware_on_every_board(tmp_path):
     wrong = {}
     for name in boards.BOARDS:
         built = firmware.build(model, name, tmp_path / name)
-        if built.flash_bytes - tables != sweep.CODE_BYTES[name]:
+        if built.flash_bytes - tables != sweep.CODE_BYTES.get(name):
             wrong[name] = built.flash_bytes - tables
     assert not wrong, f"update sweep.CODE_BYTES: {wrong}"
 
