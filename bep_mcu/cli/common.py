@@ -88,8 +88,11 @@ def data_options(f: Callable) -> Callable:
     """--dataset NAME | --data PATH [--test-data PATH]."""
     f = click.option("--test-data", "test_data", type=click.Path(dir_okay=False),
                      help="Test set file (same format) for a --data file without its own test part.")(f)
-    f = click.option("--data", "data_path", type=click.Path(dir_okay=False),
-                     help="CSV (header; label column 'label' or last) or NPZ (X_train, y_train, X_test, y_test | X, y).")(f)
+    f = click.option("--data", "data_path", type=click.Path(),
+                     help="CSV (header; label column 'label' or last); NPZ (X_train, y_train, X_test, y_test | X, y); "
+                          "X.npy or X_train.npy (the other arrays beside it); an IDX images file "
+                          "(train-images-idx3-ubyte[.gz], its labels beside it); or a folder of .npy or the four "
+                          "IDX files.")(f)
     f = click.option("--dataset", "dataset", metavar="NAME",
                      help="Built-in: prototypes[:key=value,...], digits, ucr:<Name>.")(f)
     return f
