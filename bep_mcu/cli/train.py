@@ -68,6 +68,7 @@ def train(dataset, data_path, test_data, init_from, out, as_json, **chosen) -> N
         "samples_per_second": (sum(rec["samples_per_second"] * rec["seconds"] for rec in new
                                    if rec["samples_per_second"]) / train_seconds) if train_seconds > 0 else None,
         "seed": trained.training.seed, "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
+        "preset": None if init_from is not None else settings.preset,
     }
     emit(result, as_json, lambda d: (
         f"{d['network']} {d['inputs']}-{'-'.join(map(str, d['hidden']))}-{spec.n_classes} on {d['dataset']}: "
