@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from typing import Any, Callable
 
 import click
 
-from bep_mcu import modelio, validate
+from bep_mcu import modelio, training, validate
 from bep_mcu.data import inputformat
 from bep_mcu.data.datasets import Dataset, load_dataset, load_files
 from bep_mcu.errors import BEPError
@@ -74,6 +75,18 @@ def settings_from_options(values: dict[str, Any]) -> dict[str, Any]:
     """The settings options' values (by name) as ``training.Settings`` takes them."""
     return {s.name: parse_int_list(values[s.name], s.option) if s.kind == "ints" else values[s.name]
             for s in SETTINGS}
+
+
+def new_settings(values: dict[str, Any]) -> training.Settings:
+    """``training.Settings`` from the settings options' values: a ``--preset`` fills those left
+    at their defaults, and an option given on the command line keeps its value, even where that
+    is the default (the settings then name no preset: every value is resolved)."""
+    ctx = click.get_current_context()
+    values = settings_from_options(values)
+    settings = training.Settings(**values)
+    given = {name: value for name, value in values.items()
+             if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT and value != getattr(settings, name)}
+    return replace(settings, preset=None, **given) if given else settings
 
 
 def model_argument(f: Callable) -> Callable:
