@@ -120,3 +120,17 @@ def test_the_docs_table_gives_the_code_s_default_and_preset_value(name):
         assert first_code(preset) == show(PAPER[name][0]), preset
     else:
         assert preset == "as the project", preset
+
+
+def test_the_sweep_and_the_bench_take_the_preset():
+    from bep_mcu import bench, sweep
+
+    config = {"model": "mlp", "hidden": [32], "r": 0.75, "nu": 0.05, "gamma": [2], "binarize": "median",
+              "window": None}
+    trial = sweep.SweepSettings(board="microbit", preset="paper").training_settings(config, seed=1)
+    assert (trial.hidden_bits, trial.gamma_growth, trial.batch_size, trial.r) == (16, 2, 100, 0.75)  # r: searched
+    assert sweep.SweepSettings(board="microbit").training_settings(config, seed=1).hidden_bits == 8
+    with pytest.raises(BEPError, match="--preset must be one of paper"):
+        sweep.SweepSettings(board="microbit", preset="x")
+    row, = bench.accuracy_vs_baseline(["iris:8"], 1, baseline=False, preset="paper")
+    assert row["kwargs"] == {"hidden": [8], "preset": "paper"}
