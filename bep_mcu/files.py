@@ -158,7 +158,8 @@ def read_npy(path: str | os.PathLike, what: str, max_file_bytes: int, check: Cal
             check(header)
             held = os.fstat(f.fileno()).st_size - f.tell()
             if header.nbytes > max_bytes:
-                raise BEPError(f"{where}: its array needs {header.nbytes} bytes, more than the limit of {max_bytes} bytes")
+                raise BEPError(f"{where}: its array needs {header.nbytes} bytes, more than the limit of "
+                               f"{max_bytes} bytes")
             if header.nbytes != held:
                 raise BEPError(f"{where}: declares {header.shape} {header.dtype} ({header.nbytes} bytes) but holds "
                                f"{held} bytes (damaged or forged)")

@@ -328,7 +328,8 @@ def fingerprint(name: str, X: np.ndarray, y: np.ndarray, settings: SweepSettings
         h.update(repr(a.shape).encode())
         h.update(a.tobytes())
     h.update(json.dumps([name, settings.board, settings.model, settings.seed, settings.epochs, settings.val_fraction,
-                         settings.max_instructions, settings.preset, sorted(CODE_BYTES.items()), SPACE_VERSION, settings.standalone,
+                         settings.max_instructions, settings.preset, sorted(CODE_BYTES.items()), SPACE_VERSION,
+                         settings.standalone,
                          sorted(STANDALONE_CODE_BYTES.items()) if settings.standalone else None]).encode())
     return h.hexdigest()[:16]
 

@@ -6,7 +6,6 @@ the bytes it holds."""
 from __future__ import annotations
 
 import gzip
-import json
 import subprocess
 import sys
 

@@ -84,8 +84,8 @@ def new_settings(values: dict[str, Any]) -> training.Settings:
     ctx = click.get_current_context()
     values = settings_from_options(values)
     settings = training.Settings(**values)
-    given = {name: value for name, value in values.items()
-             if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT and value != getattr(settings, name)}
+    given = {name: value for name, value in values.items() if value != getattr(settings, name)
+             and ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
     return replace(settings, preset=None, **given) if given else settings
 
 
