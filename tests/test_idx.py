@@ -182,3 +182,8 @@ def test_npy_files_are_named_as_the_npz_keys(tmp_path):
     (tmp_path / "features.npy").unlink()
     assert_user_error(invoke("train", "--data", tmp_path, "--out", tmp_path / "m.npz"), "a data folder holds",
                       "train-images-idx3-ubyte")
+
+
+def test_a_missing_npy_file_is_named(tmp_path):
+    assert_user_error(invoke("train", "--data", tmp_path / "X_train.npy", "--out", tmp_path / "m.npz"),
+                      f"cannot read data file '{tmp_path / 'X_train.npy'}'", "No such file")

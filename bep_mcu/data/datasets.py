@@ -705,16 +705,17 @@ def _parts(arrays: dict[str, np.ndarray], path: str) -> tuple[tuple[np.ndarray, 
     return _npz_xy(arrays, "X", "y", path), None
 
 
-def read_npy_folder(folder: str) -> tuple[tuple[np.ndarray, np.ndarray],
-                                           tuple[np.ndarray, np.ndarray] | None]:
-    """((X, y), test part or None) from the NPZ's keys as ``.npy`` files in ``folder``, each
-    checked before it is read (``files.read_npy``: plain dtypes, no header claiming more than
-    the file holds), all of them within half the memory this machine has free."""
+def read_npy_folder(folder: str, named: str | None = None) -> tuple[tuple[np.ndarray, np.ndarray],
+                                                                    tuple[np.ndarray, np.ndarray] | None]:
+    """((X, y), test part or None) from the NPZ's keys as ``.npy`` files in ``folder`` (``named``:
+    the key the user named, read even if absent, so its error names it), each checked before it
+    is read (``files.read_npy``: plain dtypes, no header claiming more than the file holds), all
+    of them within half the memory this machine has free."""
     budget = memory.available_bytes() // 2
     arrays: dict[str, np.ndarray] = {}
     for key in NPZ_SPLIT_KEYS + NPZ_WHOLE_KEYS:
         path = os.path.join(folder, key + ".npy")
-        if os.path.lexists(path):
+        if key == named or os.path.lexists(path):
             arrays[key] = files.read_npy(path, "data file", MAX_DATA_FILE_BYTES, lambda header: None,
                                          budget - sum(a.nbytes for a in arrays.values()))
     return _parts(arrays, folder)
@@ -759,7 +760,7 @@ def _read_any(path: str) -> tuple[tuple[np.ndarray, np.ndarray],
         if Path(path).stem not in ("X", "X_train"):
             raise BEPError(f"'{path}': a .npy data file is X.npy or X_train.npy, its labels and test part beside "
                            "it as y.npy | y_train.npy, X_test.npy, y_test.npy")
-        return read_npy_folder(os.path.dirname(path) or ".")
+        return read_npy_folder(os.path.dirname(path) or ".", Path(path).stem)
     raise BEPError(
         f"'{path}': unsupported file type '{ext or '(none)'}'; use .csv, .npz, .npy, an IDX file "
         f"(<part>{idx.IMAGES}[.gz]) or a folder of them"
