@@ -93,7 +93,7 @@ class PrototypesSpec:
 
     classes: int = 10
     features: int = 1000
-    flip: float = 0.44
+    flip: float = 0.44  # the predecessor's benchmark; the BEP paper reports p = 0.46 (flip=0.46)
     samples: int = 12000
     seed: int = 0
 
