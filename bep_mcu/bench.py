@@ -29,6 +29,7 @@ from bep_mcu.errors import BEPError
 from bep_mcu.engine import rng
 from bep_mcu.engine.network import BatchResult, Network, winner_mask
 from bep_mcu.model import Model
+from bep_mcu.settings import PRESETS
 
 
 class DenseBaseline(Network):
@@ -237,10 +238,11 @@ def _mean_std(scores) -> str:
     return f"{100 * np.mean(scores):5.1f} ± {100 * np.std(scores):3.1f}"
 
 
-def accuracy_vs_baseline(keys: list[str], seeds: int, rates=None, decays=None, baseline: bool = True) -> list[dict]:
-    """BEP (defaults) vs QAT and QAT + batch norm on the same inputs, per ``<set>:<network>``:
-    mean ± std over seeds of the final model's test accuracy, and seconds (``baseline``
-    False: BEP alone)."""
+def accuracy_vs_baseline(keys: list[str], seeds: int, rates=None, decays=None, baseline: bool = True,
+                         preset: str | None = None) -> list[dict]:
+    """BEP (defaults, or a ``preset``'s) vs QAT and QAT + batch norm on the same inputs, per
+    ``<set>:<network>``: mean ± std over seeds of the final model's test accuracy, and seconds
+    (``baseline`` False: BEP alone)."""
     if baseline:
         from bep_mcu import qat
 
@@ -249,6 +251,7 @@ def accuracy_vs_baseline(keys: list[str], seeds: int, rates=None, decays=None, b
           (f"   {'QAT':>13} {'s':>6}   {'QAT+BN':>13} {'s':>6}" if baseline else ""), flush=True)
     for key in keys:
         name, kwargs = parse_config(key)
+        kwargs = {**kwargs, "preset": preset} if preset else kwargs
         data = load_dataset(name)
         scores, train, curves = [], [], []
         start = time.perf_counter()
@@ -343,6 +346,8 @@ def main() -> None:
                              "sets, 'kinds' for the untuned kinds of data (without --baseline: BEP alone) "
                              "[default with --baseline: "
                              + ",".join(BASELINE_SETS) + "]")
+    parser.add_argument("--preset", choices=list(PRESETS), default=None,
+                        help="accuracy with --sets or --baseline: BEP from this preset (bep-mcu presets)")
     parser.add_argument("--qat-rates", default=None, help="QAT learning rates to try [default: 1e-3,1e-2]")
     parser.add_argument("--qat-decays", default=None, help="QAT weight decays to try [default: 0,1e-4]")
     parser.add_argument("--scenarios", default=None,
@@ -408,8 +413,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
         decays = numbers(args.qat_decays, "--qat-decays", False, parser)
         keys = set_keys(args.sets, parser)
         check_sets(keys, parser)
-        return {"baseline": args.baseline, "rows": accuracy_vs_baseline(keys, args.seeds, rates, decays,
-                                                                        baseline=args.baseline is not None)}
+        return {"baseline": args.baseline, "preset": args.preset,
+                "rows": accuracy_vs_baseline(keys, args.seeds, rates, decays, baseline=args.baseline is not None,
+                                             preset=args.preset)}
     if args.what == "speed":
         return speed(args.epochs)
     if args.what == "device":

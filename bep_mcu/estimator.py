@@ -49,7 +49,8 @@ class BEPClassifier(ClassifierMixin, BaseEstimator):
     """Binary MLP or RNN trained with BEP, on raw numeric features (module docstring).
 
     Parameters mirror ``bep-mcu train``'s options; ``None`` means the documented default
-    for the data (epochs, batch size, r)."""
+    for the data (epochs, batch size, r). ``preset="paper"`` (``bep-mcu presets``) gives the
+    parameters left at their defaults the preset's values; ``get_params`` keeps them as given."""
 
     def __init__(self, *args, **kwargs) -> None:
         arguments = PARAMETERS.bind(self, *args, **kwargs)  # a TypeError for an unknown name, as any __init__

@@ -137,6 +137,37 @@ def parse_npy_header(f: BinaryIO, where: str) -> NpyHeader:
     return NpyHeader(dtype, shape)
 
 
+def read_array(f: BinaryIO, header: NpyHeader, where: str) -> np.ndarray:
+    """The array ``header`` declares, from the rest of ``f``, which must hold exactly its bytes.
+    The caller has bounded ``header.nbytes``."""
+    data = bytearray(header.nbytes)  # writable, so the array needs no copy
+    if f.readinto(data) != header.nbytes or f.read(1):
+        raise BEPError(f"{where}: the data does not match its header (damaged)")
+    return np.frombuffer(data, dtype=header.dtype).reshape(header.shape)
+
+
+def read_npy(path: str | os.PathLike, what: str, max_file_bytes: int, check: Callable[[NpyHeader], None],
+             max_bytes: int) -> np.ndarray:
+    """The array of an ``.npy`` file: its header parsed without numpy's reader (plain dtypes
+    only), ``check``ed, and its size bounded by ``max_bytes`` and by the file's own size
+    before anything is allocated."""
+    with open_regular(path, what, max_file_bytes) as f:
+        where = f"{what} '{path}'"
+        try:
+            header = parse_npy_header(f, where)
+            check(header)
+            held = os.fstat(f.fileno()).st_size - f.tell()
+            if header.nbytes > max_bytes:
+                raise BEPError(f"{where}: its array needs {header.nbytes} bytes, more than the limit of "
+                               f"{max_bytes} bytes")
+            if header.nbytes != held:
+                raise BEPError(f"{where}: declares {header.shape} {header.dtype} ({header.nbytes} bytes) but holds "
+                               f"{held} bytes (damaged or forged)")
+            return read_array(f, header, where)
+        except OSError as e:
+            raise BEPError(f"cannot read {where}: {_why(e)}") from None
+
+
 def read_npz(
     path: str | os.PathLike,
     what: str,
@@ -196,10 +227,7 @@ def read_members(z: zipfile.ZipFile, where: str, check: Callable[[str, NpyHeader
                 if nbytes > info.file_size:
                     raise BEPError(f"{at}: declares {header.shape} {header.dtype} ({nbytes} bytes) but holds "
                                    f"{info.file_size} bytes (damaged or forged)")
-                data = bytearray(nbytes)  # writable, so the array needs no copy
-                if member.readinto(data) != nbytes or member.read(1):
-                    raise BEPError(f"{at}: the data does not match its header (damaged)")
-            arrays[name] = np.frombuffer(data, dtype=header.dtype).reshape(header.shape)
+                arrays[name] = read_array(member, header, at)
         return arrays
     except BEPError:
         raise

@@ -13,6 +13,11 @@ of the settings are derived from the table, in its order:
   checked as here, its error naming the field;
 - the values ``bep-mcu sweep`` searches (``search``).
 
+A preset (:data:`PRESETS`, the ``preset`` row) is a named set of values for some settings, each
+with its reason; ``training.Settings`` gives every setting left at its default the preset's value
+(:func:`with_preset`), so ``train --preset``, the estimator's ``preset=`` and the benchmarks read
+it the same way. ``bep-mcu presets`` lists them.
+
 Adding a setting is one row here plus the code that uses it: for a BEP hyperparameter
 (``stored="hyperparams"``), its field in ``engine.spec.HyperParams`` and the engine code that
 reads it. tests/test_settings.py checks each face against the table.
@@ -102,6 +107,42 @@ class Setting:
         return value  # text: a binariser spec, parsed and checked by data.binarize
 
 
+@dataclass(frozen=True)
+class Preset:
+    """Values of some settings, each with why (``values``: name → (value, reason)); ``unstated``:
+    the settings it leaves at the project's defaults because its source does not state them."""
+
+    name: str
+    summary: str
+    values: dict
+    unstated: tuple = ()
+
+    def describe(self) -> str:
+        return f"{self.name}: {self.summary}: " + "; ".join(
+            f"--{name.replace('_', '-')} {show(value)} ({why})" for name, (value, why) in self.values.items()) + (
+            f"; not stated, the project's defaults: {', '.join(n.replace('_', '-') for n in self.unstated)}.")
+
+
+def show(value: object) -> str:
+    """A setting's value as an option takes it (widths comma-separated)."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+# docs/algorithm.md's opening table gives the paper's value of every setting and how the project's differs.
+PRESETS = {p.name: p for p in (
+    Preset("paper", "the BEP paper's known values and the closest choices for the unknown ones", {
+               "batch_size": (100, "the paper's"),
+               "p_r": (0.5, "the paper's"),
+               "r": (0.5, "the paper's range is 0.25-0.5; one value is not stated"),
+               "gamma_growth": (2, "the paper doubles γ on a stall"),
+               "gamma_cap_div": (1, "the paper has no cap: γ may grow to the width"),
+               "val_fraction": (0.1, "the paper judges stalls on validation accuracy; the size of its split is not "
+                                     "stated"),
+               "bias_bits": (0, "the paper's RNN has no bias bits"),
+               "hidden_bits": (16, "not stated; a third-party reimplementation reads 16-bit hidden weights"),
+           }, unstated=("epochs", "binarize", "window", "nu", "gamma", "sigma", "patience", "restore_best")),
+)}
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("model", "mlp", "Binary MLP or binary Elman RNN (BEP-TT).", "choice", choices=MODELS, stored="spec"),
     Setting("hidden", (512,), "Hidden widths, comma-separated (an rnn takes one).", "ints", 1, MAX_WIDTH,
@@ -154,10 +195,24 @@ SETTINGS: tuple[Setting, ...] = (
             "first, the others wait for classes a board learns later (bep-mcu adapt) [default: the classes of the "
             "training data].", "int", 2, MAX_CLASSES),
     # train --init-from has always accepted (and ignored) it: the continued model keeps its split.
-    Setting("val_fraction", 0.1, "Validation split carved from the training data.", "fraction", 0, 0.5,
+    Setting("val_fraction", 0.1, "Validation split carved from the training data (0: train on all of it, stalls "
+            "judged on the training errors as on a board; docs/accuracy.md §2).", "fraction", 0, 0.5,
             label="val fraction", stored="training", continued=True),
+    # Last, so the estimator's positional parameters keep their order.
+    Setting("preset", None, "Start from a preset's values; a setting given another value than its default keeps "
+            "it (bep-mcu presets lists them). " + " ".join(p.describe() for p in PRESETS.values()), "choice",
+            choices=tuple(PRESETS)),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def with_preset(values: dict) -> dict:
+    """Settings by name, with the values of their ``preset`` (if any) where a setting is at its default."""
+    preset = BY_NAME["preset"].check(values.get("preset"))
+    if preset is None:
+        return values
+    return {**values, **{name: value for name, (value, _) in PRESETS[preset].values.items()
+                         if values.get(name, BY_NAME[name].default) == BY_NAME[name].default}}
 
 
 def stored_in(holder: str) -> list[Setting]:

@@ -164,6 +164,7 @@ class SweepSettings:
     seed: int = 0  # seeds the sampling of configurations and the first training seed
     epochs: int = 10
     val_fraction: float = BY_NAME["val_fraction"].default  # train's: the same split a trained model records
+    preset: str | None = None  # the trials' other settings (settings.PRESETS), the searched ones excepted
     max_instructions: int | None = None  # per training sample on the board's core
     early_stop: bool = False  # ASHA stops trials that trail their peers
     standalone: bool = False  # the image that learns the data alone must fit too
@@ -171,6 +172,7 @@ class SweepSettings:
     def __post_init__(self) -> None:
         boards.board(self.board)
         validate.choice(self.model, "--model", ("mlp", "rnn"))
+        BY_NAME["preset"].check(self.preset)
         validate.integer(self.trials, "--trials", 1, MAX_TRIALS)
         validate.integer(self.seeds, "--seeds", 1, MAX_SEEDS)
         validate.seed(self.seed)
@@ -191,7 +193,7 @@ class SweepSettings:
     def training_settings(self, config: dict, seed: int) -> training.Settings:
         """A trial's settings: its configuration (settings by name, from :func:`sample_configs`)."""
         return training.Settings(**{**config, "hidden": tuple(config["hidden"]), "gamma": tuple(config["gamma"])},
-                                 epochs=self.epochs, seed=seed, val_fraction=self.val_fraction)
+                                 epochs=self.epochs, seed=seed, val_fraction=self.val_fraction, preset=self.preset)
 
 
 # ---------------------------------------------------------------------- the space
@@ -330,7 +332,8 @@ def fingerprint(name: str, X: np.ndarray, y: np.ndarray, settings: SweepSettings
         h.update(repr(a.shape).encode())
         h.update(a.tobytes())
     h.update(json.dumps([name, settings.board, settings.model, settings.seed, settings.epochs, settings.val_fraction,
-                         settings.max_instructions, sorted(CODE_BYTES.items()), SPACE_VERSION, settings.standalone,
+                         settings.max_instructions, settings.preset, sorted(CODE_BYTES.items()), SPACE_VERSION,
+                         settings.standalone,
                          sorted(STANDALONE_CODE_BYTES.items()) if settings.standalone else None]).encode())
     return h.hexdigest()[:16]
 

@@ -49,7 +49,7 @@ from bep_mcu.engine.schedule import EPOCH_MAX_SAMPLES, STALL_SIGNALS, EpochStart
 from bep_mcu.engine.spec import MAX_CLASSES, MAX_WIDTH, HyperParams, NetSpec, int_params
 from bep_mcu.errors import BEPError
 from bep_mcu.model import MAX_BATCH_SIZE, MAX_EPOCHS, Model, TrainingRecord, check_labels, plain_labels
-from bep_mcu.settings import SETTINGS, stored_in
+from bep_mcu.settings import SETTINGS, stored_in, with_preset
 
 SAMPLE_ORDERS = ("numpy", "counter")
 
@@ -564,7 +564,10 @@ def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, valid
 
 
 def _check_settings(self) -> None:
-    """Each field checked as its row says (errors name the option)."""
+    """The preset's values where a field is at its default (``settings.with_preset``), then each
+    field checked as its row says (errors name the option)."""
+    for name, value in with_preset({s.name: getattr(self, s.name) for s in SETTINGS}).items():
+        object.__setattr__(self, name, value)  # frozen: this is its construction
     for s in SETTINGS:
         s.check(getattr(self, s.name), model=self.model)
 

@@ -373,6 +373,7 @@ NOTHING_TO_FIT = {
     "info": "reads one model file (bounded by the file format's limits: exit 2)",
     "plot": "draws what a model file stores",
     "boards": "lists the boards",
+    "presets": "lists the presets (a table in the code)",
     "emulate": "boots an image already built (and planned) by firmware",
     "pull": "reads a board's weights into the model the board runs",
 }

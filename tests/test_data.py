@@ -299,7 +299,7 @@ def test_missing_file_names_path(tmp_path):
 
 
 def test_unsupported_extension(tmp_path):
-    with pytest.raises(BEPError, match=r"unsupported file type '.txt'; use .csv or .npz"):
+    with pytest.raises(BEPError, match=r"unsupported file type '.txt'; use .csv, .npz, .npy, an IDX file"):
         load_files(write(tmp_path / "d.txt", "x,y\n1,0\n"))
 
 

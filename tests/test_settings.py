@@ -46,6 +46,7 @@ OTHER_USES = {
     "p_r": "the reinforcement a board computes (engine.schedule, cgen, device, twin, icount)",
     "patience": "the schedule a board runs (engine.schedule, cgen.protocol, twin.verify, verify --patience)",
     "val_fraction": "the model's record of its split (model, modelio) and the sweep's scoring split (sweep)",
+    "preset": "an option of train, sweep (cli and sweep.SweepSettings) and bench, and the presets command",
 }
 
 
@@ -148,7 +149,7 @@ def test_a_model_gives_back_its_settings(tmp_path):
     loaded = modelio.load(saved(model, tmp_path / "m.npz"))
     assert of_model(loaded) == of_model(model)
     clf = BEPClassifier.from_model(loaded)
-    assert clf.get_params() == {**of_model(model), "epochs": None}
+    assert clf.get_params() == {**of_model(model), "epochs": None, "preset": None}  # its values, not a preset
 
 
 # ---------------------------------------------------------------------- the model file

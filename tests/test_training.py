@@ -459,3 +459,20 @@ def test_digits_with_default_binarizer_learns():
     d = load_dataset("digits")
     model = fit(d.X_train, d.y_train, hidden=(64,), epochs=6, seed=0)
     assert model.score(d.X_test, d.y_test) > 0.6
+
+
+def test_training_on_all_the_data_judges_stalls_as_a_board_does(protos):
+    """--val-fraction 0: every training sample trains, and γ grows on the training errors alone,
+    the signal a board computes: the same weights and γ as the driver given the board's signal."""
+    kw = dict(hidden=(32,), epochs=12, seed=2, val_fraction=0.0, patience=1)
+    model = fit(protos.X_train, protos.y_train, **kw)
+    assert all(rec["val_accuracy"] is None for rec in model.training.history)
+    start = training.initial_model(protos.X_train, protos.y_train, training.Settings(**kw))
+    trainer = training.NumpyTrainer(start)
+    report = training.run_epochs([trainer], training.encoded(start, protos.X_train, protos.y_train),
+                                 training.Plan.continuing(start, 12, stall_signal="training"))
+    board = report.advance(start, trainer)
+    assert_same_weights(hidden(model), hidden(board))
+    gammas = [rec["gamma"] for rec in model.training.history]
+    assert gammas == [rec["gamma"] for rec in board.training.history] and gammas[0] != gammas[-1]  # γ grew
+    assert model.training.counters == board.training.counters

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from typing import Any, Callable
 
 import click
 
-from bep_mcu import modelio, validate
+from bep_mcu import modelio, training, validate
 from bep_mcu.data import inputformat
 from bep_mcu.data.datasets import Dataset, load_dataset, load_files
 from bep_mcu.errors import BEPError
@@ -76,6 +77,18 @@ def settings_from_options(values: dict[str, Any]) -> dict[str, Any]:
             for s in SETTINGS}
 
 
+def new_settings(values: dict[str, Any]) -> training.Settings:
+    """``training.Settings`` from the settings options' values: a ``--preset`` fills those left
+    at their defaults, and an option given on the command line keeps its value, even where that
+    is the default (the settings then name no preset: every value is resolved)."""
+    ctx = click.get_current_context()
+    values = settings_from_options(values)
+    settings = training.Settings(**values)
+    given = {name: value for name, value in values.items() if value != getattr(settings, name)
+             and ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
+    return replace(settings, preset=None, **given) if given else settings
+
+
 def model_argument(f: Callable) -> Callable:
     return click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))(f)
 
@@ -88,8 +101,11 @@ def data_options(f: Callable) -> Callable:
     """--dataset NAME | --data PATH [--test-data PATH]."""
     f = click.option("--test-data", "test_data", type=click.Path(dir_okay=False),
                      help="Test set file (same format) for a --data file without its own test part.")(f)
-    f = click.option("--data", "data_path", type=click.Path(dir_okay=False),
-                     help="CSV (header; label column 'label' or last) or NPZ (X_train, y_train, X_test, y_test | X, y).")(f)
+    f = click.option("--data", "data_path", type=click.Path(),
+                     help="CSV (header; label column 'label' or last); NPZ (X_train, y_train, X_test, y_test | X, y); "
+                          "X.npy or X_train.npy (the other arrays beside it); an IDX images file "
+                          "(train-images-idx3-ubyte[.gz], its labels beside it); or a folder of .npy or the four "
+                          "IDX files.")(f)
     f = click.option("--dataset", "dataset", metavar="NAME",
                      help="Built-in: prototypes[:key=value,...], digits, ucr:<Name>.")(f)
     return f

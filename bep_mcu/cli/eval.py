@@ -12,8 +12,8 @@ from bep_mcu.errors import BEPError
 @click.command("eval")
 @model_argument
 @click.option("--dataset", "dataset", metavar="NAME", help="Built-in dataset; its test part is evaluated.")
-@click.option("--data", "data_path", type=click.Path(dir_okay=False),
-              help="CSV or NPZ; its test part if it has one (X_test, y_test), else every row.")
+@click.option("--data", "data_path", type=click.Path(),
+              help="A data file or folder as train's --data; its test part if it has one, else every row.")
 @json_option
 def evaluate(model_path, dataset, data_path, as_json) -> None:
     """Evaluate MODEL on a dataset."""

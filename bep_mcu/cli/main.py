@@ -24,6 +24,7 @@ from bep_mcu.cli import generate as generate_cmd
 from bep_mcu.cli import golden as golden_cmd
 from bep_mcu.cli import info as info_cmd
 from bep_mcu.cli import plot as plot_cmd
+from bep_mcu.cli import presets as presets_cmd
 from bep_mcu.cli import pull as pull_cmd
 from bep_mcu.cli import size as size_cmd
 from bep_mcu.cli import stream as stream_cmd
@@ -72,7 +73,7 @@ def cli() -> None:
 for command in (train_cmd.train, eval_cmd.evaluate, info_cmd.info, plot_cmd.plot, generate_cmd.generate,
                 golden_cmd.golden, size_cmd.size, verify_cmd.verify, boards_cmd.boards, firmware_cmd.firmware_cmd,
                 emulate_cmd.emulate, stream_cmd.stream, pull_cmd.pull, adapt_cmd.adapt, demo_cmd.demo,
-                sweep_cmd.sweep_cmd):
+                sweep_cmd.sweep_cmd, presets_cmd.presets):
     cli.add_command(command)
 
 

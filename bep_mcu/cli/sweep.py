@@ -92,6 +92,7 @@ def _human(d: dict) -> str:
 @click.option("--standalone", is_flag=True,
               help="Require the image that learns the data alone (firmware --standalone-data) to fit the board too.")
 @setting_option(BY_NAME["val_fraction"])
+@setting_option(BY_NAME["preset"])
 @click.option("--max-instructions", type=INTEGER, default=None,
               help="Skip networks predicted to need more instructions per training sample on the board's core.")
 @click.option("--address", default=None, metavar="ADDR",
@@ -107,12 +108,13 @@ def _human(d: dict) -> str:
               help="Write the Pareto fronts (accuracy vs RAM and vs instructions) as a PNG.")
 @json_option
 def sweep_cmd(dataset, data_path, test_data, board_name, trials, network, seeds, seed, epochs, early_stop, standalone,
-              val_fraction, max_instructions, address, results_path, out, plot_path, as_json) -> None:
+              val_fraction, preset, max_instructions, address, results_path, out, plot_path, as_json) -> None:
     """Find the most accurate network that fits BOARD: trials on Ray Tune, widths sampled
     from those that fit, skipped when they do not (RAM, flash, instructions), scored on a
     validation split."""
     settings = sweep.SweepSettings(board=board_name, model=network, trials=trials, seeds=seeds, seed=seed,
-                                   epochs=epochs, val_fraction=val_fraction, max_instructions=max_instructions,
+                                   epochs=epochs, val_fraction=val_fraction, preset=preset,
+                                   max_instructions=max_instructions,
                                    early_stop=early_stop, standalone=standalone)
     if address is not None:
         validate.text(address, "--address")

@@ -7,8 +7,8 @@ import time
 import click
 
 from bep_mcu import files, modelio, training
-from bep_mcu.cli.common import progress_bar, data_options, emit, json_option, load_data, progress, setting_options, \
-    settings_from_options
+from bep_mcu.cli.common import progress_bar, data_options, emit, json_option, load_data, new_settings, progress, \
+    setting_options
 from bep_mcu.errors import BEPError
 from bep_mcu.settings import SETTINGS
 
@@ -34,7 +34,7 @@ def train(dataset, data_path, test_data, init_from, out, as_json, **chosen) -> N
         if batch_size is not None:
             training.Plan.continuing(base, 1, batch_size)  # validates the batch size before any work
     else:
-        settings = training.Settings(**settings_from_options(chosen))
+        settings = new_settings(chosen)
     files.check_writable(out)
     data = load_data(dataset, data_path, test_data)
     progress(f"{data.name}: {len(data.y_train)} training and {len(data.y_test)} test samples")
@@ -68,6 +68,7 @@ def train(dataset, data_path, test_data, init_from, out, as_json, **chosen) -> N
         "samples_per_second": (sum(rec["samples_per_second"] * rec["seconds"] for rec in new
                                    if rec["samples_per_second"]) / train_seconds) if train_seconds > 0 else None,
         "seed": trained.training.seed, "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
+        "preset": chosen["preset"],
     }
     emit(result, as_json, lambda d: (
         f"{d['network']} {d['inputs']}-{'-'.join(map(str, d['hidden']))}-{spec.n_classes} on {d['dataset']}: "

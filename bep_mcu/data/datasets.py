@@ -1,5 +1,6 @@
 """Dataset loaders: synthetic Random Prototypes, scikit-learn digits, UCR/UEA series
-shipped inside aeon, and the user's own CSV / NPZ files.
+shipped inside aeon, and the user's own files: CSV, NPZ, NumPy arrays (``.npy``, one file
+per NPZ key) and IDX (MNIST's format).
 
 Every loader returns a :class:`Dataset` with a fixed train/test split, checked by
 :func:`check_xy`, so a bad file fails here with one line naming the file, line and
@@ -22,8 +23,14 @@ Decisions:
   the other type, both sides become str so that ``1`` and ``"1"`` still match.
 - Test labels that never occur in training are refused: a closed-set classifier can
   never predict them, so the accuracy would silently be capped.
-- ``load_dataset`` also accepts a ``.csv`` / ``.npz`` path and forwards it to
+- ``load_dataset`` also accepts a data file's path and forwards it to
   :func:`load_files` (without a separate test file).
+- A folder is a data set in one of two forms: the four standard IDX files
+  (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``, ``t10k-...``: the
+  test part), or the NPZ's arrays as ``.npy`` files (X_train.npy, y_train.npy, X_test.npy,
+  y_test.npy | X.npy, y.npy). An IDX images file given alone reads its labels beside it
+  (``idx.labels_beside``); an ``X.npy`` or ``X_train.npy`` reads its folder. IDX images
+  (n, rows, columns) are flattened to (n, rows · columns) features.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from bep_mcu import files, memory, validate
+from bep_mcu.data import idx
 from bep_mcu.errors import BEPError
 
 PIP_HINT = "pip install bep-mcu[data]"
@@ -49,8 +57,10 @@ DATASET_FORMS = (
     "ucr-long:<Name>",
     "<file>.csv",
     "<file>.npz",
+    "X.npy | X_train.npy (y.npy ... beside it)",
+    "<part>-images-idx3-ubyte[.gz] (its labels beside it)",
 )
-FILE_EXTENSIONS = (".csv", ".npz")
+FILE_EXTENSIONS = (".csv", ".npz", ".npy")
 NPZ_SPLIT_KEYS = ("X_train", "y_train", "X_test", "y_test")
 NPZ_WHOLE_KEYS = ("X", "y")
 # Fixed so that every training seed sees the same digits split (results comparable).
@@ -83,7 +93,7 @@ class PrototypesSpec:
 
     classes: int = 10
     features: int = 1000
-    flip: float = 0.44
+    flip: float = 0.44  # the predecessor's benchmark; the BEP paper reports p = 0.46 (flip=0.46)
     samples: int = 12000
     seed: int = 0
 
@@ -169,6 +179,7 @@ def _finish(name: str, train: tuple[np.ndarray, np.ndarray],
     """Check both parts and build the Dataset with canonical dtypes."""
     check_xy(train[0], train[1], f"{source} (train)")
     _check_test(train, test, f"{source} (test)")
+    memory.require(8 * (np.size(train[0]) + np.size(test[0])), f"the data of {source} as float64")
     return Dataset(
         name=name,
         X_train=np.ascontiguousarray(train[0], dtype=np.float64),
@@ -680,7 +691,12 @@ def _npz_xy(arrays: dict[str, np.ndarray], x_key: str, y_key: str, path: str
 def read_npz(path: str) -> tuple[tuple[np.ndarray, np.ndarray],
                                   tuple[np.ndarray, np.ndarray] | None]:
     """((X, y), test part or None) from an npz with X_train/.../y_test or X, y."""
-    arrays = _open_npz(path)
+    return _parts(_open_npz(path), path)
+
+
+def _parts(arrays: dict[str, np.ndarray], path: str) -> tuple[tuple[np.ndarray, np.ndarray],
+                                                               tuple[np.ndarray, np.ndarray] | None]:
+    """((X, y), test part or None) from the arrays of an npz (or of .npy files) by key."""
     if "X_train" in arrays or "X_test" in arrays:
         _require_keys(arrays, NPZ_SPLIT_KEYS, path)
         return (_npz_xy(arrays, "X_train", "y_train", path),
@@ -689,15 +705,65 @@ def read_npz(path: str) -> tuple[tuple[np.ndarray, np.ndarray],
     return _npz_xy(arrays, "X", "y", path), None
 
 
+def read_npy_folder(folder: str, named: str | None = None) -> tuple[tuple[np.ndarray, np.ndarray],
+                                                                    tuple[np.ndarray, np.ndarray] | None]:
+    """((X, y), test part or None) from the NPZ's keys as ``.npy`` files in ``folder`` (``named``:
+    the key the user named, read even if absent, so its error names it), each checked before it
+    is read (``files.read_npy``: plain dtypes, no header claiming more than the file holds), all
+    of them within half the memory this machine has free."""
+    budget = memory.available_bytes() // 2
+    arrays: dict[str, np.ndarray] = {}
+    for key in NPZ_SPLIT_KEYS + NPZ_WHOLE_KEYS:
+        path = os.path.join(folder, key + ".npy")
+        if key == named or os.path.lexists(path):
+            arrays[key] = files.read_npy(path, "data file", MAX_DATA_FILE_BYTES, lambda header: None,
+                                         budget - sum(a.nbytes for a in arrays.values()))
+    return _parts(arrays, folder)
+
+
+def read_idx_pair(images: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(X (n, features), labels) from an IDX images file and the labels file beside it."""
+    labels = idx.labels_beside(images)
+    budget = memory.available_bytes() // 2
+    X = idx.read_idx(images, MAX_DATA_FILE_BYTES, budget)
+    y = idx.read_idx(labels, MAX_DATA_FILE_BYTES, budget - X.nbytes)
+    if X.ndim < 2:
+        raise BEPError(f"IDX file '{images}': holds {X.ndim}-D values; images are (samples, rows, columns)")
+    return X.reshape(len(X), -1), _normalise_labels(y, f"IDX file '{labels}'")
+
+
+def _read_folder(folder: str) -> tuple[tuple[np.ndarray, np.ndarray],
+                                       tuple[np.ndarray, np.ndarray] | None]:
+    train = idx.part_in(folder, idx.PARTS[0])
+    if train is not None:
+        test = idx.part_in(folder, idx.PARTS[1])
+        return read_idx_pair(train), None if test is None else read_idx_pair(test)
+    if any(os.path.lexists(os.path.join(folder, key + ".npy")) for key in ("X_train", "X")):
+        return read_npy_folder(folder)
+    raise BEPError(f"'{folder}': a data folder holds {idx.PARTS[0]}{idx.IMAGES}[.gz] and its labels (and the "
+                   f"{idx.PARTS[1]} pair: the test part), or X_train.npy, y_train.npy, X_test.npy, y_test.npy | "
+                   "X.npy, y.npy")
+
+
 def _read_any(path: str) -> tuple[tuple[np.ndarray, np.ndarray],
                                    tuple[np.ndarray, np.ndarray] | None]:
     ext = os.path.splitext(path)[1].lower()
+    if os.path.isdir(path):
+        return _read_folder(path)
+    if idx.is_idx(path):
+        return read_idx_pair(path), None
     if ext == ".csv":
         return read_csv(path), None
     if ext == ".npz":
         return read_npz(path)
+    if ext == ".npy":
+        if Path(path).stem not in ("X", "X_train"):
+            raise BEPError(f"'{path}': a .npy data file is X.npy or X_train.npy, its labels and test part beside "
+                           "it as y.npy | y_train.npy, X_test.npy, y_test.npy")
+        return read_npy_folder(os.path.dirname(path) or ".", Path(path).stem)
     raise BEPError(
-        f"'{path}': unsupported file type '{ext or '(none)'}'; use .csv or .npz"
+        f"'{path}': unsupported file type '{ext or '(none)'}'; use .csv, .npz, .npy, an IDX file "
+        f"(<part>{idx.IMAGES}[.gz]) or a folder of them"
     )
 
 
@@ -710,7 +776,7 @@ def _match_label_types(y_train: np.ndarray, y_test: np.ndarray
 
 
 def load_files(path: str, test_path: str | None = None, split_seed: int = 0) -> Dataset:
-    """A Dataset from a ``.csv`` or ``.npz`` file.
+    """A Dataset from a data file or folder (module docstring).
 
     The test part is, in order: the file's own (npz ``X_test``/``y_test``), else
     ``test_path`` (same format rules), else a stratified 80/20 split seeded by
@@ -775,6 +841,6 @@ def load_dataset(name: str) -> Dataset:
     generated = load_generated(name)
     if generated is not None:
         return generated
-    if name.lower().endswith(FILE_EXTENSIONS):
+    if name.lower().endswith(FILE_EXTENSIONS) or idx.is_idx(name):
         return load_files(name)
     raise BEPError(f"unknown dataset '{name}'; valid forms: {', '.join(DATASET_FORMS)}")
