@@ -64,6 +64,23 @@ def test_rnn_int16_batch1_bit_exact(tmp_path_factory):
     assert result["bit_exact"], result["first_divergence"]
 
 
+@pytest.mark.parametrize("batch_size", [1, 25])
+def test_last_layer_only_bit_exact(tmp_path_factory, batch_size):
+    """BEP on the last hidden layer only (γ 0 on the others) of 64-32-16-10: the C twin equals numpy after
+    every batch of 4 epochs (γ growing, reinforcement on), the first layer untouched, the last learning."""
+    path, data = train_model(tmp_path_factory, "last", "digits", hidden=(32, 16), seed=2)
+    model = modelio.load(path)
+    report = verify(model, build_twin(model), encoded(model, data.X_train, data.y_train), 4, batch_size,
+                    grow_every=2, layers="last")
+    result = summary(report, batch_size)
+    assert result["bit_exact"], result["first_divergence"]
+    assert result["batches"] == 4 * -(-len(data.y_train) // batch_size) and result["reinforced_epochs"] == 4
+    assert len({tuple(g) for g in result["gammas"]}) > 1, "γ never changed"
+    for trainer in report.trainers:
+        first, last = trainer.hidden_weights()
+        assert np.array_equal(first, model.hidden[0]) and not np.array_equal(last, model.hidden[1]), trainer.name
+
+
 def _planted(model, tmp_path, old: str, new: str):
     gen = generate(model, tmp_path / "gen", "net")
     runtime = gen.src / "bep_runtime.c"
