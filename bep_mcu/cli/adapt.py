@@ -56,7 +56,7 @@ def human(r: dict) -> str:
               help="The data MODEL was trained on (CSV or NPZ, as --data): its test part measures forgetting.")
 @click.option("--replay", type=INTEGER, default=0,
               help="Samples of --source-data's training part kept on the board and trained in every epoch.")
-@click.option("--layers", type=click.Choice(["all", "last"]), default="all",
+@click.option("--layers", default="all", metavar="all|last",
               help="Which hidden layers learn from the labels: all (BEP), or the last alone, the others frozen "
                    "(cheaper per sample on a network of several; the same as all on one).")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
