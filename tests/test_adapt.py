@@ -221,6 +221,20 @@ def test_bench_adaptation_on_a_small_scenario():
     for method in ("recalibration", "bep", "bep+recalibration", "float-last-layer", "float-mlp"):
         assert 0 < rows[method]["instructions"]["cortex-m4"] < rows[method]["instructions"]["cortex-m0"], method
     assert rows["bep+replay"]["ram_bytes"] > rows["bep"]["ram_bytes"]
+    # one hidden layer: BEP on the last hidden layer is BEP
+    assert {k: v for k, v in rows["bep-last-layer"].items() if k != "method"} == \
+        {k: v for k, v in rows["bep"].items() if k != "method"}
+
+
+def test_bench_adaptation_last_layer_on_two_hidden_layers():
+    out = bench("--scenarios", "drift:digits-deep", "--seeds", "1", "--hidden", "16", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["method"]: r for r in json.loads(out.stdout.strip().splitlines()[-1])["rows"]}
+    bep, last = rows["bep"], rows["bep-last-layer"]
+    assert bep["network"] == last["network"] and bep["network"].endswith("-16-8-10")
+    assert last["after"] > last["before"] and last["ram_bytes"] == bep["ram_bytes"]
+    for cpu in ("cortex-m4", "cortex-m0"):
+        assert 0 < last["instructions"][cpu] < bep["instructions"][cpu], cpu
 
 
 def test_bench_adaptation_refuses_an_unknown_scenario():
