@@ -227,7 +227,8 @@ def prepare(model: Model, target: Dataset, epochs: int = DEFAULT_EPOCHS, labels:
         "samples_trained": epochs * (len(lab) + replay) if train is not None else 0,
         "state_bytes": state, "replay_bytes": replay_bytes(model, replay),
         "ram_bytes": state + replay_bytes(model, replay),
-        **instructions(model, train is not None, recalibrate, cpu, layers), "new_classes": new_classes, "layers": layers,
+        **instructions(model, train is not None, recalibrate, cpu, layers), "new_classes": new_classes,
+        "layers": layers,
     }
     new = np.isin(before.y, model.encode_labels(new_classes)) if new_classes else None
     return Prepared(model, epochs, train, before, after, source_before, source_after, report, new, layers)

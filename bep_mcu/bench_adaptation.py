@@ -404,7 +404,8 @@ def run_one(case: Scenario, seed: int, hidden: int, epochs: int) -> list[dict]:
     for row in rows:
         spec = model.spec
         row.update(scenario=case.key, shift=case.shift, seed=seed,
-                   network="-".join(map(str, (spec.n_inputs, *spec.hidden, spec.n_classes))), source=source.name, target=target.name,
+                   network="-".join(map(str, (spec.n_inputs, *spec.hidden, spec.n_classes))), source=source.name,
+                   target=target.name,
                    source_train=len(source.y_train), target_train=len(target.y_train))
     return rows
 

@@ -699,7 +699,8 @@ def render_adaptation_costs(res: Results) -> str:
         network = field(sc.groups[sc.data_sets()[name][0]]["bep"][0], "network", source=SCENARIOS)
         for i, method in enumerate(COSTED):
             m4, m0, ram = (round(sc.cost(name, method, *unit)) for unit in COST_UNITS.values())
-            lines.append(f"| {f'{set_name(name)}, {network}' if i == 0 else ''} | {METHOD_NAMES[method]} | {m4:,} | {m0:,} | "
+            first = f"{set_name(name)}, {network}" if i == 0 else ""
+            lines.append(f"| {first} | {METHOD_NAMES[method]} | {m4:,} | {m0:,} | "
                          f"{ram:,} | {100 * sc.gain(name, method):+.1f} |")
     better = []
     for method in ("float-last-layer", "float-mlp"):
