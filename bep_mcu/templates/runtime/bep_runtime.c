@@ -318,10 +318,10 @@ static void bep_learn_mlp(const bep_config_t *cfg, void *state, const uint32_t *
     }
     for (l = lowest; l < (int)cfg->n_layers; ++l) {
         const bep_layer_t *L = &cfg->layer[l];
-        if (hd->gamma[l] == 0u) continue; /* frozen */
         const uint32_t *in = l == 0 ? x : bep_u32(state, cfg->layer[l - 1].a_off);
-        bep_update(cfg, state, L, hd->gamma[l], bep_i16(state, L->z_off), bep_u32(state, L->a_off),
-                   bep_u32(state, L->t_off), in, NULL);
+        if (hd->gamma[l] != 0u) /* else frozen */
+            bep_update(cfg, state, L, hd->gamma[l], bep_i16(state, L->z_off), bep_u32(state, L->a_off),
+                       bep_u32(state, L->t_off), in, NULL);
     }
 }
 
