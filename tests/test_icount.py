@@ -514,7 +514,7 @@ def test_runtime_refusal_is_reported(tiny):
     """The generated code's own checks surface as a BEPError naming the call."""
     image = tiny.image("cortex-m0")
     with pytest.raises(BEPError, match="set_epoch"):
-        image.run(tiny.X[:10], tiny.y[:10], 10, [0], tiny.q(1.0), tiny.seed)  # γ = 0 is out of range
+        image.run(tiny.X[:10], tiny.y[:10], 10, [33], tiny.q(1.0), tiny.seed)  # γ above the width of 32
     bad = tiny.y[:10].copy()
     bad[3] = 9  # not a class
     with pytest.raises(BEPError, match="train_batch"):

@@ -189,7 +189,7 @@ def test_init_refuses_short_buffer_and_foreign_state(tmp_path_factory, tmp_path)
         codes["ERR_LABEL"]
     assert lib.bep_net_train_sample(ptr, buf.nbytes, ffi.from_buffer("uint32_t[]", x), x.size - 1, 0, label) == \
         codes["ERR_SIZE"]
-    gamma = np.array([0], dtype=np.uint16)
+    gamma = np.array([41], dtype=np.uint16)  # wider than the layer (0 is a frozen layer)
     q = np.array([0], dtype=np.uint32)
     assert lib.bep_net_set_epoch(ptr, buf.nbytes, ffi.from_buffer("uint16_t[]", gamma), 1,
                                  ffi.from_buffer("uint32_t[]", q), 1) == codes["ERR_ARG"]
