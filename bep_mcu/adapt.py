@@ -41,7 +41,7 @@ from bep_mcu.device.firmware import build, refuse_model_if_too_big
 from bep_mcu.device.stream import DeviceTrainer, connect, stream_train
 from bep_mcu.errors import BEPError
 from bep_mcu.model import MAX_EPOCHS, Model, new_labels, plain_labels
-from bep_mcu.training import EncodedData, NumpyTrainer, Plan, epoch_order, run_epochs
+from bep_mcu.training import LAYERS, EncodedData, NumpyTrainer, Plan, epoch_order, learning, run_epochs
 
 
 class Recalibrated:
@@ -144,6 +144,7 @@ class Prepared:
     source_after: EncodedData | None
     report: dict
     new: np.ndarray | None = None  # which target test samples are of classes given a prototype here
+    layers: str = "all"  # which hidden layers learn (training.Plan.layers)
 
 
 def _encoded(model: Model, encode: Callable[[np.ndarray], np.ndarray], X, y, what: str) -> EncodedData:
@@ -155,12 +156,12 @@ def _encoded(model: Model, encode: Callable[[np.ndarray], np.ndarray], X, y, wha
         raise BEPError(f"{what}: {err}") from None
 
 
-def instructions(model: Model, trains: bool, recalibrate: bool, cpu: str) -> dict:
+def instructions(model: Model, trains: bool, recalibrate: bool, cpu: str, layers: str = "all") -> dict:
     """Predicted instructions per sample on ``cpu``: BEP's training step when it ``trains``
-    (``cgen.cost``, every sample triggering) and, when recalibrating, the estimate of following one
-    sample's raw values."""
-    spec = model.spec
-    step = cost.instructions_per_sample(spec, model.training.gamma, cpu, model.training.batch_size) if trains else 0
+    (``cgen.cost``, every sample triggering; ``layers`` "last": the others frozen) and, when
+    recalibrating, the estimate of following one sample's raw values."""
+    spec, t = model.spec, model.training
+    step = cost.instructions_per_sample(spec, learning(t.gamma, layers), cpu, t.batch_size) if trains else 0
     calibration = cost.calibration_instructions_per_sample(
         plan_model(model).followed, model.encoder.n_features, spec.steps, cpu) if recalibrate else 0
     return {"cpu": cpu, "instructions_per_sample": step + calibration,
@@ -169,9 +170,10 @@ def instructions(model: Model, trains: bool, recalibrate: bool, cpu: str) -> dic
 
 def prepare(model: Model, target: Dataset, epochs: int = DEFAULT_EPOCHS, labels: float = 1.0,
             recalibrate: bool = False, source: Dataset | None = None, replay: int = 0,
-            window: int = recalibration.DEFAULT_WINDOW, cpu: str = DEFAULT_CPU) -> Prepared:
+            window: int = recalibration.DEFAULT_WINDOW, cpu: str = DEFAULT_CPU, layers: str = "all") -> Prepared:
     """Check the inputs and encode what :func:`adapt` trains and tests on (see there)."""
     epochs = validate.integer(epochs, "--epochs", 1, MAX_EPOCHS)
+    layers = validate.choice(layers, "--layers", LAYERS)
     replay = validate.integer(replay, "--replay", 0, MAX_REPLAY)
     window = recalibration.check_window(window)
     seed = model.training.seed
@@ -224,11 +226,12 @@ def prepare(model: Model, target: Dataset, epochs: int = DEFAULT_EPOCHS, labels:
         "samples_seen": epochs * (len(target.y_train) if recalibrate else len(lab)),
         "samples_trained": epochs * (len(lab) + replay) if train is not None else 0,
         "state_bytes": state, "replay_bytes": replay_bytes(model, replay),
-        "ram_bytes": state + replay_bytes(model, replay), **instructions(model, train is not None, recalibrate, cpu),
-        "new_classes": new_classes,
+        "ram_bytes": state + replay_bytes(model, replay),
+        **instructions(model, train is not None, recalibrate, cpu, layers), "new_classes": new_classes,
+        "layers": layers,
     }
     new = np.isin(before.y, model.encode_labels(new_classes)) if new_classes else None
-    return Prepared(model, epochs, train, before, after, source_before, source_after, report, new)
+    return Prepared(model, epochs, train, before, after, source_before, source_after, report, new, layers)
 
 
 def _accuracy(predictions: np.ndarray, data: EncodedData) -> float:
@@ -252,7 +255,8 @@ def on_host(work: Prepared) -> tuple[dict, Model]:
     model, trained = work.model, work.model
     if work.train is not None:
         trainer = NumpyTrainer(model)
-        report = run_epochs([trainer], work.train, Plan.continuing(model, work.epochs, stall_signal="training"))
+        report = run_epochs([trainer], work.train, Plan.continuing(model, work.epochs, stall_signal="training",
+                                                                   layers=work.layers))
         trained = report.advance(model, trainer)
     out = {"where": "host", "bit_exact": None,
            **_target("before", NumpyTrainer(model).evaluate(work.before), work.before, work.new),
@@ -290,7 +294,8 @@ def on_board(work: Prepared, url: str, timeout: float = 2.0,
         if work.train is not None:
             say(f"training on the board: {len(work.train)} samples, {work.epochs} epoch(s), compared with the host "
                 "after every batch")
-            result, trained = stream_train(link, model, work.train, work.epochs, check_host=True, every_batch=True)
+            result, trained = stream_train(link, model, work.train, work.epochs, check_host=True, every_batch=True,
+                                           layers=work.layers)
             exact, divergence = bool(result.bit_exact), result.first_divergence
             out.update(samples_per_second=result.samples_per_second, frames_retried=result.frames_retried)
             device = DeviceTrainer(link, trained, start=False)
@@ -307,7 +312,7 @@ def adapt(model: Model, target: Dataset, epochs: int = DEFAULT_EPOCHS, labels: f
           recalibrate: bool = False, source: Dataset | None = None, replay: int = 0,
           board: str | None = None, port: str | None = None, window: int = recalibration.DEFAULT_WINDOW,
           timeout: float = 2.0, say: Callable[[str], None] = lambda _: None,
-          keep: Callable[[Model], None] | None = None) -> dict:
+          keep: Callable[[Model], None] | None = None, layers: str = "all") -> dict:
     """``model`` adapted to ``target`` (``bep-mcu adapt``): measured on the target's test part
     ``before`` and ``after``, and on the source's test part (forgetting) with ``source``.
 
@@ -323,6 +328,8 @@ def adapt(model: Model, target: Dataset, epochs: int = DEFAULT_EPOCHS, labels: f
     - ``replay``: that many samples of the source's training part (``source``), kept at
       deployment as the network read them then, are trained with the target's in every epoch
       (mixed into its batches), against forgetting; their RAM is counted.
+    - ``layers``: "all" hidden layers learn, or the "last" alone (the others frozen: γ 0 on the
+      board, ``bep_set_epoch``): fewer instructions per sample on a network of several.
     - ``board``: an emulated board, booted with firmware built for the model and stopped after;
       ``port``: a board already running it; neither: the host's simulation alone.
 
@@ -344,7 +351,7 @@ def adapt(model: Model, target: Dataset, epochs: int = DEFAULT_EPOCHS, labels: f
     if b is not None:
         refuse_model_if_too_big(model, b)  # before anything is encoded or built (build judges a new class's too)
     work = prepare(model, target, epochs, labels, recalibrate, source, replay, window,
-                   b.cpu if b is not None else DEFAULT_CPU)
+                   b.cpu if b is not None else DEFAULT_CPU, layers)
     if b is not None:
         with tempfile.TemporaryDirectory(prefix="bep-adapt-") as tmp:
             say(f"building the {b.name} firmware ({b.cpu})")
@@ -360,5 +367,5 @@ def adapt(model: Model, target: Dataset, epochs: int = DEFAULT_EPOCHS, labels: f
         keep(trained)
     report = {**work.report, **out}
     if report["cpu"] != work.report["cpu"]:  # the board on the port has another core: predicted for it
-        report.update(instructions(work.model, work.train is not None, recalibrate, report["cpu"]))
+        report.update(instructions(work.model, work.train is not None, recalibrate, report["cpu"], layers))
     return report

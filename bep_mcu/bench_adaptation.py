@@ -12,15 +12,20 @@ Scenarios, from real data (``SCENARIOS``; each seed draws its own splits and net
   the upper half.
 - ``more:<set>``: more data arrives: the source a quarter of the training part, the target the
   rest; both are measured on the same test part.
+- ``drift:digits-deep``: the sensor drift of digits, on a network of two hidden layers
+  (``hidden``, ``hidden // 2``), where BEP on the last hidden layer alone differs from BEP.
 
 Each source and target is split 75/25 into training and test parts (stratified, seeded); a
 model is pre-trained on the source's training part with the package's defaults (one hidden
-layer of ``hidden`` neurons) and adapted on the target's for ``epochs`` epochs. Methods:
+layer of ``hidden`` neurons, two for a ``-deep`` set) and adapted on the target's for ``epochs``
+epochs. Methods:
 
 - ``frozen``: the pre-trained model as it is;
 - ``recalibration``: label-free: the input thresholds follow the target's training inputs;
 - ``bep``: BEP on the target's labelled training part, as a board runs it (``adapt.adapt``, the
   host's simulation: bit for bit a board over the link);
+- ``bep-last-layer``: the same with the last hidden layer alone learning, the others frozen
+  (``adapt --layers last``): cheaper per sample; on one hidden layer it is ``bep`` itself;
 - ``bep+recalibration``: both; ``bep+recalibration@10%``: both, with the labels of a tenth of the
   target's training samples only; ``bep+replay``: BEP with ``REPLAY`` source samples mixed in;
 - ``float-last-layer`` (TinyOL style): the frozen network's binary hidden features a_L read by a
@@ -77,10 +82,10 @@ FLOAT_PRETRAIN = {"lr": 0.01, "momentum": 0.9, "batch": 32, "epochs": 100}
 FLOAT_ADAPT_LR = 0.001
 LAST_LAYER_LR = 0.003
 FEW_LABELS = 0.1  # the labels fraction of bep+recalibration@10%
-# method → (labels fraction, recalibrate, replayed samples) of adapt.adapt
-BEP_METHODS = {"frozen": (0.0, False, 0), "recalibration": (0.0, True, 0), "bep": (1.0, False, 0),
-               "bep+recalibration": (1.0, True, 0), "bep+recalibration@10%": (FEW_LABELS, True, 0),
-               "bep+replay": (1.0, False, REPLAY)}
+# method → (labels fraction, recalibrate, replayed samples, layers that learn) of adapt.adapt
+BEP_METHODS = {"frozen": (0.0, False, 0, "all"), "recalibration": (0.0, True, 0, "all"), "bep": (1.0, False, 0, "all"),
+               "bep-last-layer": (1.0, False, 0, "last"), "bep+recalibration": (1.0, True, 0, "all"),
+               "bep+recalibration@10%": (FEW_LABELS, True, 0, "all"), "bep+replay": (1.0, False, REPLAY, "all")}
 METHODS = (*BEP_METHODS, "float-last-layer", "float-mlp")
 
 
@@ -164,9 +169,13 @@ class Scenario:
     make: Callable[[str, int], tuple[Dataset, Dataset]]  # (set, seed) → (source, target)
     dataset: str
     new_classes: int = 0  # classes the target adds: the model reserves a prototype for each
+    deep: bool = False  # two hidden layers (hidden, hidden // 2) instead of one
 
     def data(self, seed: int) -> tuple[Dataset, Dataset]:
         return self.make(self.dataset, seed)
+
+    def hidden(self, width: int) -> tuple[int, ...]:
+        return (width, max(1, width // 2)) if self.deep else (width,)
 
 
 SCENARIOS = {s.key: s for s in (
@@ -178,6 +187,7 @@ SCENARIOS = {s.key: s for s in (
     Scenario("more:digits", "more data", more, "digits"),
     Scenario("more:ItalyPowerDemand", "more data", more, "ItalyPowerDemand"),
     Scenario("class:digits", "a new class", new_class, "digits", new_classes=1),
+    Scenario("drift:digits-deep", "sensor drift", drift, "digits", deep=True),
 )}
 
 
@@ -333,16 +343,17 @@ def float_instructions(macs: float, cpu: str) -> int:
 # ------------------------------------------------------------------ costs
 
 
-def bep_costs(model: Model, labels: float, recal: bool, replay: int) -> dict:
+def bep_costs(model: Model, labels: float, recal: bool, replay: int, layers: str) -> dict:
     """Instructions per sample learnt from (a labelled one, when it has labels), per core, and bytes of
-    RAM state of a BEP method (``BEP_METHODS``'s arguments of ``adapt.adapt``)."""
+    RAM state of a BEP method (``BEP_METHODS``'s arguments of ``adapt.adapt``). Frozen layers save no
+    RAM: the runtime plans one state, every layer's counters in it, whichever layers learn."""
     spec, full, trains = model.spec, plan_model(model), labels > 0
     if trains:
         ram = plan_state(spec, model.params.gate, full.followed if recal else 0).state_bytes
         ram += adapt.replay_bytes(model, replay)
     else:
         ram = 4 * plan_inference(spec).work_words + (full.calib_bytes if recal else 0)
-    return {"instructions": {cpu: adapt.instructions(model, trains, recal, cpu)["instructions_per_sample"]
+    return {"instructions": {cpu: adapt.instructions(model, trains, recal, cpu, layers)["instructions_per_sample"]
                              for cpu in CPUS}, "ram_bytes": ram}
 
 
@@ -368,16 +379,16 @@ def run_one(case: Scenario, seed: int, hidden: int, epochs: int) -> list[dict]:
     source, target = case.data(seed)
     classes = len(np.unique(source.y_train)) + case.new_classes
     model = training.fit(source.X_train, source.y_train, training.Settings(
-        hidden=(hidden,), seed=seed, max_classes=classes if case.new_classes else None))
+        hidden=case.hidden(hidden), seed=seed, max_classes=classes if case.new_classes else None))
     # What the board runs: a class the target adds takes a reserved prototype (as adapt.adapt gives it).
     board, new = adapt.with_new_classes(model, np.concatenate([target.y_train, target.y_test]), target.name)
     parts = ("before", "after", "source_before", "source_after", *(
         f"{when}_{part}_classes" for when in ("before", "after") for part in ("new", "old") if new))
     rows = []
-    for method, (labels, recal, replay) in BEP_METHODS.items():
+    for method, (labels, recal, replay, layers) in BEP_METHODS.items():
         replay = min(replay, len(source.y_train))
-        r = adapt.adapt(model, target, epochs, labels, recal, source, replay)
-        rows.append({"method": method, **{k: r[k] for k in parts}, **bep_costs(board, labels, recal, replay)})
+        r = adapt.adapt(model, target, epochs, labels, recal, source, replay, layers=layers)
+        rows.append({"method": method, **{k: r[k] for k in parts}, **bep_costs(board, labels, recal, replay, layers)})
     model = board
     head = LastLayer(model)  # a new class's classifier row starts as its reserved prototype
     before = {**measured(head.predict, target, "before", new), "source_before": score(head.predict, source)}
@@ -391,8 +402,10 @@ def run_one(case: Scenario, seed: int, hidden: int, epochs: int) -> list[dict]:
     rows.append({"method": "float-mlp", **before, **measured(net.predict, target, "after", new),
                  "source_after": score(net.predict, source), **float_mlp_costs(net)})
     for row in rows:
-        row.update(scenario=case.key, shift=case.shift, seed=seed, network=f"{model.spec.n_inputs}-{hidden}-"
-                   f"{model.spec.n_classes}", source=source.name, target=target.name,
+        spec = model.spec
+        row.update(scenario=case.key, shift=case.shift, seed=seed,
+                   network="-".join(map(str, (spec.n_inputs, *spec.hidden, spec.n_classes))), source=source.name,
+                   target=target.name,
                    source_train=len(source.y_train), target_train=len(target.y_train))
     return rows
 

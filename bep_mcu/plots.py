@@ -1,5 +1,6 @@
-"""Figures as PNG bytes: a model's learning curve (``bep-mcu plot``) and a sweep's
-Pareto fronts (``bep-mcu sweep --plot``). The CLI writes the bytes.
+"""Figures as PNG bytes: a model's learning curve (``bep-mcu plot``), a sweep's Pareto fronts
+(``bep-mcu sweep --plot``) and the adaptation benchmark's accuracy against cost
+(docs/adaptation.md, drawn by scripts/figures.py). The caller writes the bytes.
 
 matplotlib is part of the ``sweep`` extra and imported only here, when a figure is
 drawn. Figures are made with ``matplotlib.figure.Figure`` and the Agg renderer, never
@@ -34,9 +35,11 @@ def require_matplotlib() -> None:
     _figure(1, 1)
 
 
-def _png(fig) -> bytes:
+def _png(fig, metadata: dict[str, str] | None = None) -> bytes:
+    """The PNG of ``fig``, with ``metadata`` as text chunks and no software version (the bytes
+    depend on what is drawn, not on who drew it)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", metadata={"Software": None, **(metadata or {})})
     return buf.getvalue()
 
 
@@ -116,3 +119,36 @@ def pareto_fronts(summaries: Sequence[dict], fronts: dict[str, list[dict]], winn
     fig.suptitle(f"bep-mcu sweep on {board_name}: {len(summaries)} configurations, {skipped} skipped "
                  f"(do not fit)", fontsize="medium")
     return _png(fig)
+
+
+def adaptation_tradeoff(panels: Sequence[dict], metadata: dict[str, str] | None = None) -> bytes:
+    """One panel per scenario: each method's target test accuracy after adapting against its
+    instructions per sample learnt from (log scale), the accuracy before adapting as a line.
+    ``panels``: {"title", "before", "methods": {label: [instructions, accuracy]}} each; the
+    same label keeps its colour and marker in every panel."""
+    labels = list(dict.fromkeys(label for panel in panels for label in panel["methods"]))
+    markers = "osD^v<>PX*"
+    style = {label: {"color": f"C{i % 10}", "marker": markers[i % len(markers)]} for i, label in enumerate(labels)}
+    cols = 3
+    rows = -(-len(panels) // cols)
+    fig = _figure(11, 2.9 * rows + 0.6)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        ax.axhline(panel["before"], color="tab:gray", linestyle=":", linewidth=1)
+        for label, (instructions, accuracy) in panel["methods"].items():
+            ax.scatter([instructions], [accuracy], s=36, alpha=0.85, **style[label])
+        ax.set_xscale("log")
+        ax.set_title(panel["title"], fontsize="small")
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize="x-small")
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("target test accuracy", fontsize="small")
+    for col in range(min(cols, len(panels))):  # the lowest panel of each column
+        axes.flat[col + cols * ((len(panels) - 1 - col) // cols)].set_xlabel(
+            "instructions per sample learnt from, Cortex-M4", fontsize="small")
+    handles = [ax.scatter([], [], s=36, **style[label]) for label in labels]
+    handles.append(axes.flat[0].plot([], [], color="tab:gray", linestyle=":", linewidth=1)[0])
+    fig.legend(handles, [*labels, "before adapting (frozen)"], loc="outside lower center", ncols=5, fontsize="small")
+    return _png(fig, metadata)

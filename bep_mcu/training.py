@@ -52,6 +52,13 @@ from bep_mcu.model import MAX_BATCH_SIZE, MAX_EPOCHS, Model, TrainingRecord, che
 from bep_mcu.settings import SETTINGS, stored_in, with_preset
 
 SAMPLE_ORDERS = ("numpy", "counter")
+LAYERS = ("all", "last")  # which hidden layers learn (Plan.layers)
+
+
+def learning(gamma: Sequence[int], layers: str) -> list[int]:
+    """The γ every trainer gets: the schedule's ``gamma``, 0 (frozen) on the layers ``layers``
+    (:attr:`Plan.layers`) keeps from learning."""
+    return [int(g) if layers == "all" or i == len(gamma) - 1 else 0 for i, g in enumerate(gamma)]
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -189,6 +196,9 @@ class Plan:
     # Start inside epoch ``first_epoch`` where an interrupted stream stopped (``training.resume`` of a pulled
     # model): its schedule state, and the samples of its order already trained with their error count.
     resume: EpochStart | None = None
+    # Which hidden layers learn: "all", or "last" (the others frozen: γ 0 is what every trainer gets for
+    # them, engine.network; the schedule, the record and the model keep their γ as if they learnt).
+    layers: str = "all"
 
     def __post_init__(self) -> None:
         validate.integer(self.epochs, "--epochs", 1, MAX_EPOCHS)
@@ -196,6 +206,7 @@ class Plan:
         validate.choice(self.stall_signal, "stall signal", STALL_SIGNALS)
         validate.integers(self.cap, "gamma cap", 1, MAX_WIDTH, length=self.spec.n_layers)
         validate.choice(self.sample_order, "sample order", SAMPLE_ORDERS)
+        validate.choice(self.layers, "--layers", LAYERS)
         if self.resume is not None and self.resume.epoch != self.first_epoch:
             raise BEPError(f"the record resumes epoch {self.resume.epoch + 1}, the plan starts epoch "
                            f"{self.first_epoch + 1}")
@@ -547,7 +558,7 @@ def run_epochs(trainers: Sequence[Trainer], data: EncodedData, plan: Plan, valid
         opened = EpochStart(run.epoch, **schedule.state(), samples=samples, errors=errors)
         report.next_epoch = None
         for t in trainers:
-            t.set_epoch(gamma, q, opened)
+            t.set_epoch(learning(gamma, plan.layers), q, opened)
         start, before = time.perf_counter(), run.reference.counters()
         seen = _train_epoch(run, data, opened, watchers)
         if seen is None:

@@ -6,6 +6,8 @@
 A region is the text between ``<!-- figures:NAME -->`` and ``<!-- /figures -->``, each
 marker on its own line; its whole text comes from results/ (results/README.md says which
 command wrote each file), so a figure in the README cannot drift from what was measured.
+An image (``IMAGES``, drawn by bep_mcu/plots.py) carries in a PNG text chunk a digest of
+the values it draws: it is stale, and drawn again, when results/ gives other values.
 To change a figure, rerun the command that measures it, store its output, run this.
 
 It lives in scripts/, not in the bep_mcu package: it reads the repository's results/,
@@ -15,12 +17,14 @@ README.md and docs/, which an installed package does not have.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import statistics
 import sys
 import textwrap
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -567,10 +571,17 @@ def render_adaptation_windows(res: Results) -> str:
 SCENARIOS = "adaptation-scenarios.out"  # python -m bep_mcu.bench adaptation --seeds 5 --json
 SHIFTS = {"drift": "sensor drift", "condition": "new condition", "more": "more data", "class": "a new class"}
 CONDITION = {"digits": "digits, by ink", "breast_cancer": "breast_cancer, by a feature"}
-METHOD_NAMES = {"frozen": "frozen", "recalibration": "recal.", "bep": "BEP", "bep+recalibration": "BEP + recal.",
+DEEP = "-deep"  # a data set's scenario on a network of two hidden layers (bench_adaptation.Scenario.deep)
+METHOD_NAMES = {"frozen": "frozen", "recalibration": "recal.", "bep": "BEP", "bep-last-layer": "BEP last layer",
+                "bep+recalibration": "BEP + recal.",
                 "bep+recalibration@10%": "BEP + recal., 10 % labels", "bep+replay": "BEP + replay",
                 "float-last-layer": "float last layer", "float-mlp": "float MLP"}
-COSTED = ("recalibration", "bep", "bep+recalibration", "bep+replay", "float-last-layer", "float-mlp")
+COSTED = ("recalibration", "bep", "bep-last-layer", "bep+recalibration", "bep+replay", "float-last-layer", "float-mlp")
+
+
+def set_name(name: str) -> str:
+    """A data set of the benchmark as the tables print it."""
+    return f"{name[:-len(DEEP)]}, two hidden layers" if name.endswith(DEEP) else name
 
 
 class Scenarios:
@@ -593,7 +604,7 @@ class Scenarios:
 
     def label(self, key: str) -> str:
         kind, _, name = key.partition(":")
-        return f"{SHIFTS[kind]}: {CONDITION.get(name, name) if kind == 'condition' else name}"
+        return f"{SHIFTS[kind]}: {CONDITION.get(name, name) if kind == 'condition' else set_name(name)}"
 
     def data_sets(self) -> dict[str, list[str]]:
         """{data set: its scenarios}, in the file's order."""
@@ -688,20 +699,52 @@ def render_adaptation_costs(res: Results) -> str:
         network = field(sc.groups[sc.data_sets()[name][0]]["bep"][0], "network", source=SCENARIOS)
         for i, method in enumerate(COSTED):
             m4, m0, ram = (round(sc.cost(name, method, *unit)) for unit in COST_UNITS.values())
-            lines.append(f"| {f'{name}, {network}' if i == 0 else ''} | {METHOD_NAMES[method]} | {m4:,} | {m0:,} | "
+            first = f"{set_name(name)}, {network}" if i == 0 else ""
+            lines.append(f"| {first} | {METHOD_NAMES[method]} | {m4:,} | {m0:,} | "
                          f"{ram:,} | {100 * sc.gain(name, method):+.1f} |")
     better = []
     for method in ("float-last-layer", "float-mlp"):
         where = []
         for unit, path in COST_UNITS.items():
             sets = [name for name in sc.data_sets() if sc.per(name, method, path) > sc.per(name, "bep", path)]
-            where.append(f"per {unit} on {', '.join(sets) or 'no data set'}")
+            where.append(f"per {unit} on {', '.join(map(set_name, sets)) or 'no data set'}")
         better.append(f"the {METHOD_NAMES[method]} gains more {', '.join(where)}")
     return "\n".join(lines) + "\n\n" + fill(
         "Instructions per sample learnt from and RAM: the mean over the seeds of the first scenario of each data set "
         "(the network's input bits vary a little with the seed); points gained: after − before in percentage "
         "points, the mean over the data set's scenarios. Points gained per instruction or per byte, against BEP "
         f"with every label: {'; '.join(better)}.")
+
+
+PLOTTED = ("recalibration", "bep", "bep-last-layer", "bep+recalibration", "bep+recalibration@10%", "bep+replay",
+           "float-last-layer", "float-mlp")
+
+
+def adaptation_panels(res: Results) -> list[dict]:
+    """What docs/adaptation-tradeoff.png draws: per scenario, every method's M4 instructions per sample and
+    target accuracy after adapting (the means of the seeds), and the accuracy before."""
+    sc = Scenarios(res)
+    return [{"title": sc.label(key), "before": sc.mean(key, "frozen", "before"),
+             "methods": {METHOD_NAMES[m]: [sc.mean(key, m, "instructions", "cortex-m4"), sc.mean(key, m, "after")]
+                         for m in PLOTTED}} for key in sc.groups]
+
+
+def render_adaptation_tradeoff(res: Results) -> tuple[str, Callable[[], bytes]]:
+    """The stamp of what the figure draws, and a function drawing it (run only when the file is stale)."""
+    panels = adaptation_panels(res)
+    stamp = "sha256:" + hashlib.sha256(json.dumps(panels, sort_keys=True).encode()).hexdigest()
+
+    def draw() -> bytes:
+        sys.path.insert(0, str(ROOT))  # the package of this checkout, as the benchmark that measured it
+        from bep_mcu import plots
+        from bep_mcu.errors import BEPError
+
+        try:
+            return plots.adaptation_tradeoff(panels, {STAMP_KEY: f"{SCENARIOS} {stamp}"})
+        except BEPError as err:  # matplotlib missing
+            raise FiguresError(f"docs/adaptation-tradeoff.png: {err}") from None
+
+    return f"{SCENARIOS} {stamp}", draw
 
 
 # ------------------------------------------------------------------ the regions
@@ -733,6 +776,23 @@ FILES = {  # every region each file must hold
     "docs/adaptation.md": ("adaptation", "adaptation-windows", "adaptation-scenarios", "adaptation-forgetting",
                            "adaptation-new-class", "adaptation-costs"),
 }
+
+
+IMAGES = {  # figure → its renderer: (the stamp of what it draws, a function drawing it)
+    "docs/adaptation-tradeoff.png": render_adaptation_tradeoff,
+}
+STAMP_KEY = "Source"  # the PNG text chunk holding the stamp: which results, and a digest of what is drawn
+
+
+def image_stamp(path: Path) -> str | None:
+    """The stamp a figure was drawn with; None for a missing file or one without a stamp."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return image.text.get(STAMP_KEY)
+    except (OSError, ValueError, SyntaxError):  # missing, unreadable or not a PNG
+        return None
 
 
 def regions(path: str, text: str) -> list[tuple[str, str]]:
@@ -779,9 +839,20 @@ def run(root: Path, check: bool) -> list[str]:
         stale += [f"{path}: region '{name}'" for name in before if before[name] != after[name]]
         if new != text:
             changed[path] = new
+    images = {}
+    for path, render in IMAGES.items():
+        # A figure's pixels depend on the matplotlib that drew it; what it draws does not: it is stale when
+        # the digest of its data differs from the one it was drawn with.
+        stamp, draw = render(res)
+        if image_stamp(root / path) != stamp:
+            stale.append(f"{path}: figure")
+            images[path] = draw
     if not check:
+        drawn = {path: draw() for path, draw in images.items()}  # before anything is written
         for path, new in changed.items():
             (root / path).write_text(new, encoding="utf-8")
+        for path, png in drawn.items():
+            (root / path).write_bytes(png)
     return stale
 
 

@@ -19,6 +19,8 @@ Conventions (all from docs/algorithm.md / the docstrings):
 - after the batch, if at least one sample triggered: reinforcement per layer with the
   counter-based generator (M from draw 0, indices from draws 1..M,
   idx = (d * N) >> 32, H += 2 sign(H) unless H == 0, saturating, in draw order);
+- γ = 0 freezes a layer: no winner, no reinforcement (its Q ignored); every a* is still
+  computed here, as if it learnt;
 - then W = sign(H). The batch counter increments on every batch.
 - layers are numbered from 0 in the generator (the RNN cell is layer 0, its hidden
   weights are one matrix with rows [H_x[j, :] | H_h[j, :]]).
@@ -147,6 +149,8 @@ def winners(s, gamma: int) -> list:
     smallest |s|, lowest index on ties."""
     chosen = []
     K = len(s)
+    if gamma == 0:  # a frozen layer
+        return chosen
     for start in range(0, K, gamma):
         best = None
         for j in range(start, min(start + gamma, K)):
@@ -343,7 +347,8 @@ def reference_train_batch(state: RefState, X, y) -> dict:
         state.stats["repeated_rows"] += sum(1 for v in row_count.values() if v > 1)
     if n_trig > 0:
         for layer in range(len(state.H)):
-            reinforce_layer(state, layer, counter)
+            if state.gamma[layer]:  # a frozen layer is not reinforced
+                reinforce_layer(state, layer, counter)
     else:
         state.stats["empty_batches"] += 1
     state.W = [sign_matrix(h) for h in state.H]

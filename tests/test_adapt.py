@@ -118,7 +118,51 @@ def test_adapt_on_an_emulated_board_is_the_host_simulation_bit_for_bit(files, no
         assert board[key] == host[key], key
 
 
+@pytest.fixture(scope="module")
+def deep(files) -> Path:
+    """A model of two hidden layers (…-32-16-10), pre-trained as the one of ``files``."""
+    data = load_dataset("digits")
+    pre, _ = stratified_split(data.y_train, 0.75, 0)
+    return saved(fit(data.X_train[pre], data.y_train[pre], hidden=(32, 16), epochs=10, seed=0),
+                 files["root"] / "deep.npz")
+
+
+def adapted(files, model, out, *args) -> dict:
+    result = invoke("adapt", model, "--data", files["target"], "--epochs", 1, "--out", out, *args, "--json")
+    assert_ok(result)
+    return last_json(result.stdout)
+
+
+def test_the_last_hidden_layer_alone_learns_for_fewer_instructions(files, deep, tmp_path):
+    every, last = adapted(files, deep, tmp_path / "all.npz"), adapted(files, deep, tmp_path / "last.npz",
+                                                                       "--layers", "last")
+    model, trained = modelio.load(deep), modelio.load(tmp_path / "last.npz")
+    assert every["layers"] == "all" and last["layers"] == "last" and last["after"] > last["before"] + 0.05, last
+    assert np.array_equal(trained.hidden[0], model.hidden[0]) and not np.array_equal(trained.hidden[1], model.hidden[1])
+    assert not np.array_equal(modelio.load(tmp_path / "all.npz").hidden[0], model.hidden[0])
+    assert last["instructions_per_sample"] == cost.instructions_per_sample(
+        model.spec, (0, model.training.gamma[1]), "cortex-m4", model.training.batch_size)
+    assert 0 < last["instructions_per_sample"] < every["instructions_per_sample"]
+    # one hidden layer: the last is every layer
+    one = [adapted(files, files["model"], tmp_path / f"{k}.npz", "--layers", k) for k in ("all", "last")]
+    assert one[0]["after"] == one[1]["after"] and one[0]["instructions_per_sample"] == one[1]["instructions_per_sample"]
+
+
+@needs_arm
+@needs_qemu
+def test_the_last_hidden_layer_alone_on_an_emulated_board_is_the_host_bit_for_bit(files, deep, tmp_path,
+                                                                                   no_stray_qemu):
+    board = adapted(files, deep, tmp_path / "board.npz", "--layers", "last", "--board", "mps2-an386")
+    host = adapted(files, deep, tmp_path / "host.npz", "--layers", "last")
+    assert board["bit_exact"] is True and board["first_divergence"] is None, board
+    assert board["before"] == host["before"] and board["after"] == host["after"] > board["before"]
+    on_board, on_host = modelio.load(tmp_path / "board.npz"), modelio.load(tmp_path / "host.npz")
+    assert all(np.array_equal(a, b) for a, b in zip(on_board.hidden, on_host.hidden))
+    assert np.array_equal(on_board.hidden[0], modelio.load(deep).hidden[0])
+
+
 @pytest.mark.parametrize("case, words", [
+    ("layers", ("--layers", "first")),
     ("features", ("target", "10 features", "expects 64")),
     ("class", ("target training data", "label 11")),
     ("labels-high", ("--labels", "0..1")),
@@ -144,6 +188,8 @@ def test_bad_input_is_one_line_and_writes_nothing(files, case, words, tmp_path, 
         extra = ["--labels", {"labels-high": "1.5", "labels-low": "-0.1", "labels-nan": "nan"}[case]]
     elif case == "board-and-port":
         extra = ["--board", "mps2-an386", "--port", "socket://127.0.0.1:9"]
+    elif case == "layers":
+        extra = ["--layers", "first"]
     elif case == "replay-without-source":
         extra = ["--replay", "5"]
     elif case == "source-features":
@@ -175,6 +221,20 @@ def test_bench_adaptation_on_a_small_scenario():
     for method in ("recalibration", "bep", "bep+recalibration", "float-last-layer", "float-mlp"):
         assert 0 < rows[method]["instructions"]["cortex-m4"] < rows[method]["instructions"]["cortex-m0"], method
     assert rows["bep+replay"]["ram_bytes"] > rows["bep"]["ram_bytes"]
+    # one hidden layer: BEP on the last hidden layer is BEP
+    assert {k: v for k, v in rows["bep-last-layer"].items() if k != "method"} == \
+        {k: v for k, v in rows["bep"].items() if k != "method"}
+
+
+def test_bench_adaptation_last_layer_on_two_hidden_layers():
+    out = bench("--scenarios", "drift:digits-deep", "--seeds", "1", "--hidden", "16", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["method"]: r for r in json.loads(out.stdout.strip().splitlines()[-1])["rows"]}
+    bep, last = rows["bep"], rows["bep-last-layer"]
+    assert bep["network"] == last["network"] and bep["network"].endswith("-16-8-10")
+    assert last["after"] > last["before"] and last["ram_bytes"] == bep["ram_bytes"]
+    for cpu in ("cortex-m4", "cortex-m0"):
+        assert 0 < last["instructions"][cpu] < bep["instructions"][cpu], cpu
 
 
 def test_bench_adaptation_refuses_an_unknown_scenario():

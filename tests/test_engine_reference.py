@@ -326,6 +326,24 @@ def test_mlp_random_classifier_and_width_multiple_of_32():
     run_side_by_side(net, ref, batches, schedule={5: ((8, 7), q_fraction(spec, 0.1)), 12: ((40, 3), (0, 0))})
 
 
+@pytest.mark.parametrize("gamma", [(0, 0, 4), (0, 5, 4), (6, 0, 4), (0, 0, 0)])
+def test_frozen_layers_match_reference(gamma):
+    """γ 0 freezes a layer (BEP on the last hidden layer only: 0, 0, γ): it keeps its weights, takes no
+    reinforcement whatever its Q, and the engine skips the a* below the lowest learning layer that the
+    reference still computes; a frozen layer between two that learn still passes a* down."""
+    spec, net, ref, gen = make_pair(n_inputs=37, hidden=(24, 30, 20), n_classes=4, bits=8, sigma=6.0,
+                                    R=10, G=(0, 4, 5), gamma=gamma, seed=8, data_seed=41)
+    Q = q_fraction(spec, 0.2)
+    set_epoch(net, ref, gamma, Q)
+    before = net.hidden_weights()
+    batches = data_batches(gen, spec, 24, 7)
+    probe, _ = random_data(gen, spec, 10)
+    run_side_by_side(net, ref, batches, probe)
+    for layer, (a, b) in enumerate(zip(before, net.hidden_weights())):
+        assert np.array_equal(a, b) == (gamma[layer] == 0), layer
+    assert (ref.stats["updates"] > 0) == any(gamma) and ref.stats["triggered"] > 0
+
+
 def test_mlp_logit_ties_go_to_lowest_class():
     """A narrow last layer and many classes with a random classifier: tied logits
     are frequent, and both sides must break ties toward the lowest class."""

@@ -16,6 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "figures.py"
 RENDERED = ("README.md", "docs/accuracy.md", "docs/performance.md", "docs/adaptation.md")
+IMAGES = ("docs/adaptation-tradeoff.png",)
 
 
 def figures(*args: str, root: Path = ROOT) -> subprocess.CompletedProcess:
@@ -32,15 +33,16 @@ def test_the_readme_and_docs_print_what_results_hold():
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """A copy of what the script reads and writes."""
-    for name in RENDERED:
+    for name in (*RENDERED, *IMAGES):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "results", tmp_path / "results")
     return tmp_path
 
 
-def snapshot(root: Path) -> dict[str, str]:
-    return {name: (root / name).read_text(encoding="utf-8") for name in RENDERED}
+def snapshot(root: Path) -> dict[str, str | bytes]:
+    return {**{name: (root / name).read_text(encoding="utf-8") for name in RENDERED},
+            **{name: (root / name).read_bytes() for name in IMAGES}}
 
 
 def region(text: str, name: str) -> str:
@@ -79,6 +81,30 @@ def test_a_new_measurement_changes_every_figure_drawn_from_it(tree: Path):
     assert f"| Cortex-M4 | {new} |" in (tree / "README.md").read_text(encoding="utf-8")
     assert f"| {new} |" in (tree / "docs/performance.md").read_text(encoding="utf-8")
     assert figures("--check", root=tree).returncode == 0
+
+
+def _a_bep_accuracy_changed(doc):
+    row = next(r for r in doc["rows"] if (r["scenario"], r["method"]) == ("drift:digits", "bep-last-layer"))
+    row["after"] = round(row["after"] - 0.01, 6)
+
+
+def test_a_new_measurement_draws_the_adaptation_figure_again(tree: Path):
+    """The figure is stale when the values it draws change (the digest in its PNG text chunk), drawn again
+    from them, and then current; a figure drawn from other values (or none) is caught by --check."""
+    from PIL import Image
+
+    png = tree / IMAGES[0]
+    _json_edit(_a_bep_accuracy_changed)(tree / "results" / "adaptation-scenarios.out")
+    r = figures("--check", root=tree)
+    assert r.returncode == 1 and f"{IMAGES[0]}: figure differs from results/" in r.stdout.splitlines()
+    assert png.read_bytes() == (ROOT / IMAGES[0]).read_bytes()  # --check writes nothing
+    assert figures(root=tree).returncode == 0
+    assert png.read_bytes() != (ROOT / IMAGES[0]).read_bytes() and figures("--check", root=tree).returncode == 0
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.size[0] > 800 and image.text["Source"].startswith(
+            "adaptation-scenarios.out sha256:")
+    png.unlink()
+    assert figures("--check", root=tree).stdout == f"{IMAGES[0]}: figure differs from results/\n"
 
 
 def _drop(path: Path) -> None:

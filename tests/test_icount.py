@@ -218,6 +218,26 @@ def test_every_arm_variant_bit_exact(tiny, odd, cpu, flags):
             assert_same_as_numpy(result, model.reference(batch_size, n=50))
 
 
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m0"])
+def test_the_last_layer_alone_is_bit_exact_and_skips_the_backward_pass(odd, cpu):
+    """γ 0 on the first of two hidden layers (adapt --layers last): the emulated core trains what numpy
+    trains, the first layer untouched, and counts no backward pass (the desired activations of a frozen
+    first layer are never computed) and fewer instructions than every layer learning."""
+    image = odd.image(cpu, flags=("-DBEP_MEASURE=1",))
+    counts = {}
+    for name, gamma in (("all", odd.gamma), ("last", [0, odd.gamma[1]])):
+        result = image.run(odd.X, odd.y, 10, gamma, odd.q(1.0), odd.seed, odd.batches)
+        ref = icount.reference_training(odd.model, odd.X, odd.y, 10, gamma, odd.q(1.0), odd.seed, odd.batches)
+        assert result["counters"]["updates"] > 0, name
+        assert_same_as_numpy(result, ref)
+        counts[name] = report.breakdown(result["functions"]["train"], result["samples"]), result
+    (every, _), (last, result) = counts["all"], counts["last"]
+    assert np.array_equal(result["hidden"][0], odd.model.hidden[0])
+    assert every["backward"] > 0 and last["backward"] == 0
+    assert last["update"] < every["update"] and last["reinforcement"] < every["reinforcement"]
+    assert result["instructions_per_sample"] < counts["all"][1]["instructions_per_sample"]
+
+
 def test_unaligned_rows_are_exercised(odd):
     """The odd model's rows do start off word boundaries (70 and 33 are not multiples of 4)."""
     assert [c % 4 for _, c in odd.model.spec.layer_shapes()] == [2, 1]
@@ -535,7 +555,7 @@ def test_runtime_refusal_is_reported(tiny):
     """The generated code's own checks surface as a BEPError naming the call."""
     image = tiny.image("cortex-m0")
     with pytest.raises(BEPError, match="set_epoch"):
-        image.run(tiny.X[:10], tiny.y[:10], 10, [0], tiny.q(1.0), tiny.seed)  # γ = 0 is out of range
+        image.run(tiny.X[:10], tiny.y[:10], 10, [33], tiny.q(1.0), tiny.seed)  # γ above the width of 32
     bad = tiny.y[:10].copy()
     bad[3] = 9  # not a class
     with pytest.raises(BEPError, match="train_batch"):

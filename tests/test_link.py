@@ -348,7 +348,7 @@ def test_every_message_round_trips(trained, device_module, net_model, data):
         link.set_epoch([2, 4], [1 << 16, 0], record)
         assert link.read_schedule() == (record, [2, 4], [1 << 16, 0])
         with pytest.raises(BEPError, match="SET_EPOCH failed on the board: BEP_ERR_ARG"):
-            link.set_epoch([0, 4], [0, 0], replace(record, epoch=6))  # γ = 0: the runtime refuses, record kept
+            link.set_epoch([2, 0xFFFF], [0, 0], replace(record, epoch=6))  # γ > rows: refused, record kept
         ref.set_epoch_params([2, 4], [1 << 16, 0])
         res = ref.train_batch(X[:70], y[:70])
         assert np.array_equal(link.train(Xp[:70], y[:70]), res.predictions)

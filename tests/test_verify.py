@@ -64,6 +64,23 @@ def test_rnn_int16_batch1_bit_exact(tmp_path_factory):
     assert result["bit_exact"], result["first_divergence"]
 
 
+@pytest.mark.parametrize("batch_size", [1, 25])
+def test_last_layer_only_bit_exact(tmp_path_factory, batch_size):
+    """BEP on the last hidden layer only (γ 0 on the others) of 64-32-16-10: the C twin equals numpy after
+    every batch of 4 epochs (γ growing, reinforcement on), the first layer untouched, the last learning."""
+    path, data = train_model(tmp_path_factory, "last", "digits", hidden=(32, 16), seed=2)
+    model = modelio.load(path)
+    report = verify(model, build_twin(model), encoded(model, data.X_train, data.y_train), 4, batch_size,
+                    grow_every=2, layers="last")
+    result = summary(report, batch_size)
+    assert result["bit_exact"], result["first_divergence"]
+    assert result["batches"] == 4 * -(-len(data.y_train) // batch_size) and result["reinforced_epochs"] == 4
+    assert len({tuple(g) for g in result["gammas"]}) > 1, "γ never changed"
+    for trainer in report.trainers:
+        first, last = trainer.hidden_weights()
+        assert np.array_equal(first, model.hidden[0]) and not np.array_equal(last, model.hidden[1]), trainer.name
+
+
 def _planted(model, tmp_path, old: str, new: str):
     gen = generate(model, tmp_path / "gen", "net")
     runtime = gen.src / "bep_runtime.c"
@@ -172,7 +189,7 @@ def test_init_refuses_short_buffer_and_foreign_state(tmp_path_factory, tmp_path)
         codes["ERR_LABEL"]
     assert lib.bep_net_train_sample(ptr, buf.nbytes, ffi.from_buffer("uint32_t[]", x), x.size - 1, 0, label) == \
         codes["ERR_SIZE"]
-    gamma = np.array([0], dtype=np.uint16)
+    gamma = np.array([41], dtype=np.uint16)  # wider than the layer (0 is a frozen layer)
     q = np.array([0], dtype=np.uint32)
     assert lib.bep_net_set_epoch(ptr, buf.nbytes, ffi.from_buffer("uint16_t[]", gamma), 1,
                                  ffi.from_buffer("uint32_t[]", q), 1) == codes["ERR_ARG"]

@@ -97,21 +97,26 @@ class Features:
 
 def features(spec: NetSpec, gamma: Sequence[int], batch_size: int, error_rate: float = 1.0,
              p_r: float = P_R) -> Features:
-    """The per-sample work of ``spec`` with groups ``gamma`` (worst case: every sample triggers)."""
+    """The per-sample work of ``spec`` with groups ``gamma`` (worst case: every sample triggers).
+    A layer of γ 0 is frozen: its forward pass only, and no backward pass below the lowest layer
+    that learns (the runtime's bep_learn_mlp)."""
     steps = spec.steps
     wbytes = spec.hidden_bits // 8
+    lowest = next((i for i, g in enumerate(gamma) if g), len(gamma))
     xnor = update = neurons = draws = repack = 0.0
     for i, ((rows, cols), g) in enumerate(zip(spec.layer_shapes(), gamma)):
-        winners = math.ceil(rows / g)
+        winners = math.ceil(rows / g) if g else 0
         if spec.model == "rnn":
             row_words = _words(spec.n_inputs) + _words(rows)  # visible and recurrent parts
-            xnor += steps * rows * (row_words + _words(rows))  # forward, then back through W_h^T
+            xnor += steps * rows * (row_words + (_words(rows) if g else 0))  # forward, then back through W_h^T
         else:
             row_words = _words(cols)
-            xnor += rows * row_words + (cols * _words(rows) if i > 0 else 0)  # forward, backward (transpose)
+            # forward, backward through the transpose to the layer below when it or one under it learns
+            xnor += rows * row_words + (cols * _words(rows) if i > lowest else 0)
         update += steps * winners * cols * wbytes
         neurons += steps * rows
-        draws += reinforcement_probability(p_r, error_rate, spec.fan_in(i)) * rows * cols
+        if g:
+            draws += reinforcement_probability(p_r, error_rate, spec.fan_in(i)) * rows * cols
         transposed = spec.model == "rnn" or i > 0
         repack += min(rows, batch_size * steps * winners) * row_words * (2 if transposed else 1)
     xnor += spec.n_classes * _words(spec.hidden[-1])

@@ -14,7 +14,8 @@ from bep_mcu.device import boards
 
 def human(r: dict) -> str:
     where = f"{r['board']} ({r['cpu']})" if r["where"] == "board" else f"the host's simulation ({r['cpu']} figures)"
-    how = " + ".join(filter(None, [f"{r['labels_used']} labelled samples" if r["labels_used"] else "",
+    how = " + ".join(filter(None, [f"{r['labels_used']} labelled samples" + (" (last hidden layer only)" if
+                                   r["layers"] == "last" else "") if r["labels_used"] else "",
                                    "recalibration" if r["recalibrated"] else "",
                                    f"{r['replay']} replayed" if r["replay"] else ""])) or "nothing (frozen)"
     lines = [f"adapted on {where}: {r['target']}, {how}, {r['epochs']} epoch(s)",
@@ -55,11 +56,14 @@ def human(r: dict) -> str:
               help="The data MODEL was trained on (CSV or NPZ, as --data): its test part measures forgetting.")
 @click.option("--replay", type=INTEGER, default=0,
               help="Samples of --source-data's training part kept on the board and trained in every epoch.")
+@click.option("--layers", default="all", metavar="all|last",
+              help="Which hidden layers learn from the labels: all (BEP), or the last alone, the others frozen "
+                   "(cheaper per sample on a network of several; the same as all on one).")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="Write the adapted model (its new classes and trained weights) here; not with --recalibrate.")
 @json_option
 def adapt(model_path, dataset, data_path, test_data, board, port, timeout, epochs, labels, recalibrate, window,
-          source_path, replay, out, as_json) -> None:
+          source_path, replay, layers, out, as_json) -> None:
     """Adapt MODEL to target data (--dataset or --data) and measure it before and after.
 
     On an emulated --board, a board on --port, or, with neither, in the host's simulation of a
@@ -78,7 +82,7 @@ def adapt(model_path, dataset, data_path, test_data, board, port, timeout, epoch
     source = load_data(None, source_path, None) if source_path is not None else None
     keep = None if out is None else lambda adapted: modelio.save(adapted, out)
     report = adaptation.adapt(model, target, epochs, labels, recalibrate, source, replay, board, port, window,
-                              timeout, say=progress, keep=keep)
+                              timeout, say=progress, keep=keep, layers=layers)
     report.update(model=model_path, out=None if out is None or report["bit_exact"] is False else str(out))
     emit(report, as_json, human)
     if report["bit_exact"] is False:

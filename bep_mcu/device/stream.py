@@ -115,18 +115,19 @@ def ping_seconds(link: Link, n: int = 20) -> float:
 def stream_train(link: Link, model: Model, data: EncodedData, epochs: int, batch_size: int | None = None,
                  test: EncodedData | None = None, check_host: bool = False,
                  on_batch: Callable[[], None] | None = None,
-                 every_batch: bool = False) -> tuple[StreamResult, Model]:
+                 every_batch: bool = False, layers: str = "all") -> tuple[StreamResult, Model]:
     """Train on the board for ``epochs`` epochs, continuing ``model``'s schedule: from the
     sample where a pulled model's board stopped (``training.resume``; the rest of that
     epoch counts as one of ``epochs``). With ``check_host``, the board's state is compared
     with the numpy engine's at the end, or after ``every_batch`` (its weights read back
-    each time: slower, and the run stops at the first difference).
+    each time: slower, and the run stops at the first difference). ``layers``: which hidden layers
+    learn (``training.Plan.layers``); the board is left with the schedule's γ of every layer.
 
     Returns the result and the model as the board now holds it (weights read back)."""
     resume = model.training.resume
     device = DeviceTrainer(link, model)
     trainers = [device, NumpyTrainer(model)] if check_host else [device]
-    plan = Plan.continuing(model, epochs, batch_size, stall_signal="training", resume=resume)
+    plan = Plan.continuing(model, epochs, batch_size, stall_signal="training", resume=resume, layers=layers)
     frames_before = link.frames_sent
     start = time.perf_counter()
     report = run_epochs(trainers, data, plan, on_batch=(lambda *_: on_batch()) if on_batch else None,

@@ -19,6 +19,9 @@ Decisions beyond docs/algorithm.md (the C runtime follows them too):
   without triggered samples.
 - The RNN cell is one layer (index 0) whose row j is ``[H_x[j, :], H_h[j, :]]``;
   reinforcement draws flat indices over that K_h × (K_x + K_h) matrix.
+- γ = 0 freezes a layer: it takes no update and no reinforcement (whatever its Q), and no
+  desired activation is computed below the lowest layer that learns. So "BEP on the last
+  hidden layer only" is γ = (0, …, 0, γ_L), set per epoch like any γ (``training.Plan.layers``).
 """
 
 from __future__ import annotations
@@ -262,7 +265,8 @@ class Network:
         c.updates = (c.updates + n_updates) & rng.MASK32
         for layer, H in enumerate(self.H):
             n_weights = H.size
-            draws = rng.reinforcement_indices(self.seed, counter, layer, self.reinforce_q[layer], n_weights)
+            draws = rng.reinforcement_indices(self.seed, counter, layer, self.reinforce_q[layer], n_weights) \
+                if self.gamma[layer] else np.zeros(0, dtype=np.int64)
             if trace is not None:
                 trace["draws"].append(draws)
             reinforce(H, draws, self.lo, self.hi)
@@ -274,9 +278,12 @@ class Network:
 
     def _learn_mlp(self, ins, zs, a_out, y, hit, trace):
         L = self.spec.n_layers
-        target = [None] * L
+        learning = [layer for layer in range(L) if self.gamma[layer]]
+        if not learning:
+            return [np.zeros(0, dtype=np.int64)] * L, 0
+        target = [None] * L  # None below the lowest layer that learns: nothing reads it
         target[L - 1] = self.P[y[hit]]
-        for layer in range(L - 2, -1, -1):
+        for layer in range(L - 2, learning[0] - 1, -1):
             gate = np.abs(zs[layer + 1][hit]) <= self.gate[layer + 1]
             if trace is not None:
                 trace["gates"].insert(0, gate)
@@ -286,6 +293,12 @@ class Network:
             target[layer] = np.where(v > 0, np.float32(1), np.where(v < 0, np.float32(-1), own))
         changed, n_updates = [], 0
         for layer in range(L):
+            if not self.gamma[layer]:  # frozen
+                if trace is not None:
+                    trace["targets"].append(target[layer])
+                    trace["masks"].append(None)
+                changed.append(np.zeros(0, dtype=np.int64))
+                continue
             mask = winner_mask(target[layer] * zs[layer][hit], self.gamma[layer])
             if trace is not None:
                 trace["targets"].append(target[layer])
@@ -295,6 +308,8 @@ class Network:
         return changed, n_updates
 
     def _learn_rnn(self, ins, zs, acts, y, hit, trace):
+        if not self.gamma[0]:  # the cell is frozen
+            return [np.zeros(0, dtype=np.int64)], 0
         steps, kx = self.spec.steps, self.spec.n_inputs
         z, a = zs[hit], acts[hit]
         target = np.empty_like(z)

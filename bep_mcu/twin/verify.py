@@ -43,12 +43,13 @@ def build_twin(model: Model, name: str = "net", c_dir: str | None = None,
 
 def verify(model: Model, twin: Twin, data: EncodedData, epochs: int, batch_size: int | None = None,
            patience: int = 1, grow_every: int | None = None,
-           on_batch: Callable[[int, object, list], None] | None = None) -> Report:
+           on_batch: Callable[[int, object, list], None] | None = None, layers: str = "all") -> Report:
     """Train numpy and the twin side by side from ``model``'s state, comparing every batch.
 
     The schedule runs on the training accuracy (no validation split here), with a short
-    ``patience`` so that a few epochs cross γ changes."""
-    plan = Plan.continuing(model, epochs, batch_size, patience=patience, stall_signal="training")
+    ``patience`` so that a few epochs cross γ changes. ``layers``: which hidden layers learn
+    (``training.Plan.layers``)."""
+    plan = Plan.continuing(model, epochs, batch_size, patience=patience, stall_signal="training", layers=layers)
     trainers = [NumpyTrainer(model), TwinTrainer(twin, model.training.seed, model.training.batch_counter)]
     schedule = schedule_for(plan, GrowingSchedule, every=grow_every) if grow_every else None
     return run_epochs(trainers, data, plan, on_batch=on_batch, schedule=schedule)

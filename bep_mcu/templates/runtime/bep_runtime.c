@@ -298,25 +298,30 @@ BEP_KERNEL void bep_backward(const bep_layer_t *upper, const uint32_t *wt, uint3
     }
 }
 
+/* γ = 0 freezes a layer (bep_set_epoch): no update, no reinforcement, and no a* below the
+ * lowest layer that learns, whose backward passes are skipped. */
 static void bep_learn_mlp(const bep_config_t *cfg, void *state, const uint32_t *x, uint16_t label)
 {
     bep_state_header_t *hd = bep_header(state);
     uint32_t *gate = bep_u32(state, cfg->gate_off);
-    int l;
+    int l, lowest = 0;
     const bep_layer_t *top = &cfg->layer[cfg->n_layers - 1u];
     uint32_t k, *t_top = bep_u32(state, top->t_off);
+    while (lowest < (int)cfg->n_layers && hd->gamma[lowest] == 0u) ++lowest;
+    if (lowest == (int)cfg->n_layers) return; /* every layer frozen */
     for (k = 0; k < cfg->class_words; ++k) t_top[k] = cfg->classifier[label * cfg->class_words + k];
     /* All a* come from the forward state, so compute them before any update. */
-    for (l = (int)cfg->n_layers - 1; l >= 1; --l) {
+    for (l = (int)cfg->n_layers - 1; l > lowest; --l) {
         const bep_layer_t *U = &cfg->layer[l], *D = &cfg->layer[l - 1];
         bep_backward(U, bep_u32(state, U->wt_off), D->rows, bep_i16(state, U->z_off), bep_u32(state, U->t_off),
                      bep_u32(state, D->a_off), bep_u32(state, D->t_off), gate);
     }
-    for (l = 0; l < (int)cfg->n_layers; ++l) {
+    for (l = lowest; l < (int)cfg->n_layers; ++l) {
         const bep_layer_t *L = &cfg->layer[l];
         const uint32_t *in = l == 0 ? x : bep_u32(state, cfg->layer[l - 1].a_off);
-        bep_update(cfg, state, L, hd->gamma[l], bep_i16(state, L->z_off), bep_u32(state, L->a_off),
-                   bep_u32(state, L->t_off), in, NULL);
+        if (hd->gamma[l] != 0u) /* else frozen */
+            bep_update(cfg, state, L, hd->gamma[l], bep_i16(state, L->z_off), bep_u32(state, L->a_off),
+                       bep_u32(state, L->t_off), in, NULL);
     }
 }
 
@@ -331,6 +336,7 @@ static void bep_learn_rnn(const bep_config_t *cfg, void *state, const uint32_t *
     uint32_t *next = cur + L->out_words;            /* a*_{t-1} */
     const uint32_t *ones = cur + 2u * L->out_words; /* a_0 = +1 */
     uint32_t k, t;
+    if (hd->gamma[0] == 0u) return; /* the cell is frozen */
     for (k = 0; k < cfg->class_words; ++k) cur[k] = cfg->classifier[label * cfg->class_words + k];
     for (t = cfg->steps; t-- > 0u;) {
         const int16_t *z = bep_i16(state, L->z_off) + t * L->rows;
@@ -453,7 +459,7 @@ bep_status_t bep_set_epoch(const bep_config_t *cfg, void *state, size_t state_le
     if (gamma == NULL || q == NULL) return BEP_ERR_NULL;
     if (n_gamma != cfg->n_layers || n_q != cfg->n_layers) return BEP_ERR_ARG;
     for (l = 0; l < cfg->n_layers; ++l) {
-        if (gamma[l] < 1u || gamma[l] > cfg->layer[l].rows) return BEP_ERR_ARG;
+        if (gamma[l] > cfg->layer[l].rows) return BEP_ERR_ARG; /* 0: the layer is frozen */
         if (q[l] > 0xFFFFFFFFu - 0xFFFFu) return BEP_ERR_ARG;
     }
     hd = bep_header(state);
@@ -601,8 +607,8 @@ static void bep_close_batch(const bep_config_t *cfg, void *state)
     hd->batch_triggered = 0;
     for (l = 0; l < cfg->n_layers; ++l) {
         const bep_layer_t *L = &cfg->layer[l];
-        bep_reinforce(cfg, state, L, bep_draw_key(hd->seed, counter, l), hd->q[l]);
-        bep_repack_dirty(cfg, state, L);
+        if (hd->gamma[l] != 0u) bep_reinforce(cfg, state, L, bep_draw_key(hd->seed, counter, l), hd->q[l]);
+        bep_repack_dirty(cfg, state, L); /* a layer frozen by a SET_EPOCH inside the batch has rows to repack */
     }
 }
 

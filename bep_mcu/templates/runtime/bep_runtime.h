@@ -169,7 +169,7 @@ typedef struct {
     uint32_t batch_triggered;   /* samples triggered in the open batch */
     bep_counters_t counters;
     uint32_t q[BEP_MAX_LAYERS];     /* per-epoch fixed-point reinforcement count */
-    uint16_t gamma[BEP_MAX_LAYERS]; /* per-epoch winner-takes-update group size */
+    uint16_t gamma[BEP_MAX_LAYERS]; /* per-epoch winner-takes-update group size; 0: frozen */
 } bep_state_header_t;
 
 #define BEP_STATE_HEADER_BYTES 56u
@@ -277,11 +277,13 @@ bep_status_t bep_repack_layer(const bep_config_t *cfg, void *state, size_t state
 
 /** Set the epoch's parameters of every layer: γ (winner-takes-update group size) and Q
  * (reinforcement: (Q + u) >> 16 draws per batch with a random u < 2^16, so Q / 65536 on
- * average). Nothing is set when any value is refused.
+ * average). γ = 0 freezes a layer: no update and no reinforcement (whatever its Q), and no
+ * desired activation below the lowest layer that learns (γ = 0, ..., 0, γ_L: BEP on the last
+ * hidden layer only). Nothing is set when any value is refused.
  * @param[in]     cfg        network configuration
  * @param[in,out] state      an initialised state buffer
  * @param[in]     state_len  bytes at state: at least cfg->state_bytes
- * @param[in]     gamma      n_gamma group sizes, layer l's in 1..cfg->layer[l].rows
+ * @param[in]     gamma      n_gamma group sizes, layer l's in 0..cfg->layer[l].rows (0: frozen)
  * @param[in]     n_gamma    cfg->n_layers
  * @param[in]     q          n_q fixed-point counts, each 0..0xFFFF0000
  * @param[in]     n_q        cfg->n_layers
