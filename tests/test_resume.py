@@ -37,9 +37,9 @@ from bep_mcu.device.emulate import EmulatedBoard
 from bep_mcu.device.firmware import build
 from bep_mcu.device.stream import pull_model, stream_train
 from bep_mcu.engine.network import Counters
-from bep_mcu.engine.schedule import EPOCH_MAX_SAMPLES, EpochStart, IntegerSchedule, gamma_caps
+from bep_mcu.engine.schedule import EPOCH_MAX_SAMPLES, EpochStart, IntegerSchedule, gamma_caps, q_table
 from bep_mcu.errors import BEPError, BoardError
-from bep_mcu.training import EncodedData, NumpyTrainer, Plan, run_epochs
+from bep_mcu.training import EncodedData, NumpyTrainer, Plan, learning, run_epochs
 from bep_mcu.twin.cffi_twin import Twin, TwinTrainer
 
 from .conftest import assert_same_weights, fit, needs_arm, needs_qemu, saved
@@ -179,6 +179,23 @@ def test_pulled_q_must_follow_the_models_schedule(trained, device_module, net_mo
         pull_model(link, net_model)
 
 
+
+def test_a_board_cut_short_while_a_layer_was_frozen_is_pulled(trained, device_module, net_model, data,  # noqa: F811
+                                                               tmp_path):
+    """`adapt --layers last` sends γ 0 for a frozen layer; a host killed then leaves it on the
+    board, and the pulled model (whose γ must be at least 1) resumes that layer at the model's γ."""
+    _, X, y = data
+    link = connected(device_module, trained)
+    stream_train(link, net_model, EncodedData(X[:100], y[:100]), 1, 20, layers="last")
+    start = EpochStart(net_model.training.epochs)
+    q = [row[start.level] for row in q_table(net_model.spec, net_model.hyper.p_r)]
+    sent = learning(net_model.training.gamma, "last")  # what the host sends each epoch
+    assert sent[0] == 0 and sent[1] > 0
+    link.set_epoch(sent, q, start)
+    pulled = pull_model(link, net_model)
+    assert pulled.training.gamma == (net_model.training.gamma[0], sent[1])
+    assert_same_weights([pulled.hidden[0]], [net_model.hidden[0]])
+    modelio.load(saved(pulled, tmp_path / "pulled.npz"))  # a model file like any other
 
 
 # ---------------------------------------------------------------------- counters wrap at 2^32

@@ -174,6 +174,9 @@ def pull_model(link: Link, model: Model, batch_size: int | None = None) -> Model
                          f"level {start.level}: pull with the model the board was streamed from")
     t = model.training
     ran = (counters.batches - t.batch_counter) & 0xFFFFFFFF
+    # γ 0 is a layer frozen by `adapt --layers last` (a run cut short): its weights are the
+    # model's, and so is the γ it resumes with (a model file's γ is at least 1).
+    gamma = [g or model_g for g, model_g in zip(gamma, t.gamma)]
     return model.replace(hidden=tuple(device.hidden_weights())).with_training(
         epochs=start.epoch, gamma=tuple(gamma), error_rate=start.level / Q_LEVELS, batch_counter=counters.batches,
         batch_size=batch_size or t.batch_size, counters=sum_counters(t.counters, counters), resume=start,
