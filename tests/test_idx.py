@@ -59,6 +59,12 @@ def test_a_folder_of_idx_files_trains(idx_folder, digits, tmp_path):
     result = invoke("eval", tmp_path / "m.npz", "--data", idx_folder, "--json")
     assert_ok(result)
     assert last_json(result.stdout)["n"] == len(digits[1]) - 1500
+    # every command that reads --data takes the folder: golden's vectors, adapt's source data
+    assert_ok(invoke("golden", tmp_path / "m.npz", "--data", idx_folder, "--batches", "2", "--out", tmp_path / "g.bin"))
+    result = invoke("adapt", tmp_path / "m.npz", "--data", idx_folder, "--source-data", idx_folder,
+                    "--epochs", "1", "--json")
+    assert_ok(result)
+    assert last_json(result.stdout)["source_before"] == pytest.approx(out["test_accuracy"])
 
 
 def test_an_images_file_reads_its_labels_beside_it(idx_folder, digits):

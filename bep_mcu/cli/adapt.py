@@ -52,8 +52,8 @@ def human(r: dict) -> str:
               help="Let the input thresholds follow every target training input first (label-free).")
 @click.option("--calibration-window", "window", type=INTEGER, default=DEFAULT_WINDOW,
               help="Recalibration's adaptation rate: values per standard deviation a threshold moves.")
-@click.option("--source-data", "source_path", type=click.Path(dir_okay=False), default=None,
-              help="The data MODEL was trained on (CSV or NPZ, as --data): its test part measures forgetting.")
+@click.option("--source-data", "source_path", type=click.Path(), default=None,
+              help="The data MODEL was trained on (a file or folder, as --data): its test part measures forgetting.")
 @click.option("--replay", type=INTEGER, default=0,
               help="Samples of --source-data's training part kept on the board and trained in every epoch.")
 @click.option("--layers", default="all", metavar="all|last",

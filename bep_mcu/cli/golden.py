@@ -17,8 +17,8 @@ from bep_mcu.twin import golden as golden_file
 @model_argument
 @click.option("--dataset", "dataset", metavar="NAME",
               help="Built-in dataset (prototypes[:key=value,...], digits, ucr:<Name>); its training part is used.")
-@click.option("--data", "data_path", type=click.Path(dir_okay=False),
-              help="CSV or NPZ file; its training part is used.")
+@click.option("--data", "data_path", type=click.Path(),
+              help="A data file or folder as train's --data; its training part is used.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Golden file to write.")
 @click.option("--batches", type=INTEGER, default=golden_file.DEFAULT_BATCHES, help="Number of batches to record.")
 @click.option("--batch-size", type=INTEGER, default=None, help="Samples per batch [default: the model's].")
