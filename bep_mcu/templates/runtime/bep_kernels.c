@@ -111,6 +111,12 @@ void bep_layer_forward(const bep_layer_t *L, void *state, const uint32_t *in, co
     for (j = 0; j < rows; j += 32u) {
         const uint32_t nb = rows - j < 32u ? rows - j : 32u;
         uint32_t acts = 0;
+#if BEP_USE_ASM && defined(__thumb2__) && BEP_USE_DSP && !BEP_POPCOUNT_TABLE && !BEP_POPCOUNT_BUILTIN
+        if (prev == NULL && (n & 1u) == 0u && n != 0u) { /* the row loop in assembly too */
+            *a_out++ = bep_asm_forward_rows(&w, in, n >> 1, nb, bits, &z, 0x55555555u, 0x33333333u, 0x0F0F0F0Fu);
+            continue;
+        }
+#endif
         if (prev == NULL) {
             for (b = 0; b < nb; ++b, w += n) {
                 const int32_t zj = bits - 2 * (int32_t)bep_differ(w, in, n);
