@@ -116,6 +116,19 @@ void bep_layer_forward(const bep_layer_t *L, void *state, const uint32_t *in, co
             *a_out++ = bep_asm_forward_rows(&w, in, n >> 1, nb, bits, &z, 0x55555555u, 0x33333333u, 0x0F0F0F0Fu);
             continue;
         }
+#elif BEP_USE_ASM && defined(__ARM_ARCH_6M__) && !BEP_POPCOUNT_TABLE && !BEP_POPCOUNT_BUILTIN
+        if (prev == NULL && (n & 1u) == 0u && n != 0u && n <= 30u) { /* the row loop in assembly too */
+            bep_rows_v6m_t s;
+            s.in = in;
+            s.m8 = 0x00FF00FFu;
+            s.bits = bits;
+            s.z = z;
+            acts = bep_asm_forward_rows_v6m(&w, &s, n >> 1, nb, 0x55555555u, 0x33333333u, 0x0F0F0F0Fu);
+            z = s.z;
+            /* Row b's z < 0 came back at bit nb - 1 - b: reverse, complement. */
+            *a_out++ = ~(bep_reverse32(acts) >> (32u - nb)) & (0xFFFFFFFFu >> (32u - nb));
+            continue;
+        }
 #endif
         if (prev == NULL) {
             for (b = 0; b < nb; ++b, w += n) {
