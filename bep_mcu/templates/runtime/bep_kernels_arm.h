@@ -97,53 +97,80 @@ BEP_HOT uint32_t bep_asm_differ_pairs(const uint32_t **w, const uint32_t **a, ui
  * c = bits - 408 pairs; and a sentinel bit in the activation word, shifted out by the
  * nb-th row, ends the row loop (the carry of the ORRS that shifts the word). The
  * activation bits go in as z < 0 at the top and come out complemented. */
+/* One pair of words into acc (a step of bep_asm_differ_pairs, USADA8 against m2). */
+#define BEP_T2_PAIR                                  \
+    "ldrd %[x], %[y], [%[w]], #8\n\t"                \
+    "ldrd %[p], %[q], [%[a]], #8\n\t"                \
+    "eor %[x], %[x], %[p]\n\t"                       \
+    "eor %[y], %[y], %[q]\n\t"                       \
+    "and %[p], %[m1], %[x], lsr #1\n\t"              \
+    "and %[q], %[m1], %[y], lsr #1\n\t"              \
+    "sub %[x], %[x], %[p]\n\t"                       \
+    "sub %[y], %[y], %[q]\n\t"                       \
+    "and %[p], %[m2], %[x], lsr #2\n\t"              \
+    "and %[q], %[m2], %[y], lsr #2\n\t"              \
+    "and %[x], %[x], %[m2]\n\t"                      \
+    "and %[y], %[y], %[m2]\n\t"                      \
+    "add %[x], %[x], %[p]\n\t"                       \
+    "add %[y], %[y], %[q]\n\t"                       \
+    "add %[x], %[x], %[y]\n\t"                       \
+    "and %[p], %[m4], %[x], lsr #4\n\t"              \
+    "and %[x], %[x], %[m4]\n\t"                      \
+    "add %[x], %[x], %[p]\n\t"                       \
+    "usada8 %[acc], %[x], %[m2], %[acc]\n\t"
+
+/* The row loop around `body`, run g times a row. */
+#define BEP_T2_ROWS(body)                             \
+    "0:\n\t"                                         \
+    "ldr %[a], %[in]\n\t"                            \
+    "ldr %[g], %[loops]\n\t"                         \
+    "mov %[acc], #0\n"                               \
+    "1:\n\t" body                                    \
+    "subs %[g], %[g], #1\n\t"                        \
+    "bne 1b\n\t"                                     \
+    "ldr %[x], %[c]\n\t"                             \
+    "add %[x], %[x], %[acc], lsl #1\n\t"             \
+    "strh %[x], [%[z]], #2\n\t"                      \
+    "and %[x], %[x], #0x80000000\n\t"                \
+    "orrs %[acts], %[x], %[acts], lsr #1\n\t"        \
+    "bcc 0b"
+
+#define BEP_T2_OPERANDS                                                                                          \
+    : [w] "+&r"(wp), [z] "+&r"(zp), [acts] "+&r"(acts), [a] "=&r"(ap), [g] "=&r"(g), [acc] "=&r"(acc),         \
+      [x] "=&r"(x), [y] "=&r"(y), [p] "=&r"(p), [q] "=&r"(q)                                                      \
+    : [m1] "r"(m1), [m2] "r"(m2), [m4] "r"(m4), [in] "m"(in), [loops] "m"(loops), [c] "m"(c)                    \
+    : "cc", "memory"
+
+/* A whole group of nb (1..32) rows of `pairs` pairs of words each, against the input
+ * at `in`: z_b = bits - 2 differ(row b, in) stored at *z, the rows' activation bits
+ * (z >= 0) returned at bit b; *w and *z end past the group. The pair loop of
+ * bep_asm_differ_pairs with the row loop around it in assembly too, so the thirteen
+ * registers it needs stay put (in C, GCC spills and reloads about twenty instructions
+ * a row); an even number of pairs goes two per loop test. Two tricks free registers:
+ * USADA8 against m2 (bytes of 51 >= any byte count of a pair, 16) adds 204 - count,
+ * so the zero register goes and z = 2 acc + c with c = bits - 408 pairs; and a
+ * sentinel bit in the activation word, shifted out by the nb-th row, ends the row
+ * loop (the carry of the ORRS that shifts the word). The activation bits go in as
+ * z < 0 at the top and come out complemented. */
 BEP_HOT uint32_t bep_asm_forward_rows(const uint32_t **w, const uint32_t *in, uint32_t pairs, uint32_t nb,
                                       int32_t bits, int16_t **z, uint32_t m1, uint32_t m2, uint32_t m4)
 {
     const uint32_t *wp = *w, *ap;
     int16_t *zp = *z;
     const int32_t c = bits - 408 * (int32_t)pairs;
+    const uint32_t loops = pairs & 1u ? pairs : pairs >> 1;
     uint32_t acts = 1u << (nb - 1u), g, acc, x, y, p, q;
-    __asm__("0:\n\t"
-            "ldr %[a], %[in]\n\t"
-            "ldr %[g], %[pairs]\n\t"
-            "mov %[acc], #0\n"
-            "1:\n\t"
-            "ldrd %[x], %[y], [%[w]], #8\n\t"
-            "ldrd %[p], %[q], [%[a]], #8\n\t"
-            "eor %[x], %[x], %[p]\n\t"
-            "eor %[y], %[y], %[q]\n\t"
-            "and %[p], %[m1], %[x], lsr #1\n\t"
-            "and %[q], %[m1], %[y], lsr #1\n\t"
-            "sub %[x], %[x], %[p]\n\t"
-            "sub %[y], %[y], %[q]\n\t"
-            "and %[p], %[m2], %[x], lsr #2\n\t"
-            "and %[q], %[m2], %[y], lsr #2\n\t"
-            "and %[x], %[x], %[m2]\n\t"
-            "and %[y], %[y], %[m2]\n\t"
-            "add %[x], %[x], %[p]\n\t"
-            "add %[y], %[y], %[q]\n\t"
-            "add %[x], %[x], %[y]\n\t"
-            "and %[p], %[m4], %[x], lsr #4\n\t"
-            "and %[x], %[x], %[m4]\n\t"
-            "add %[x], %[x], %[p]\n\t"
-            "usada8 %[acc], %[x], %[m2], %[acc]\n\t"
-            "subs %[g], %[g], #1\n\t"
-            "bne 1b\n\t"
-            "ldr %[x], %[c]\n\t"
-            "add %[x], %[x], %[acc], lsl #1\n\t"
-            "strh %[x], [%[z]], #2\n\t"
-            "and %[x], %[x], #0x80000000\n\t"
-            "orrs %[acts], %[x], %[acts], lsr #1\n\t"
-            "bcc 0b"
-            : [w] "+&r"(wp), [z] "+&r"(zp), [acts] "+&r"(acts), [a] "=&r"(ap), [g] "=&r"(g), [acc] "=&r"(acc),
-              [x] "=&r"(x), [y] "=&r"(y), [p] "=&r"(p), [q] "=&r"(q)
-            : [m1] "r"(m1), [m2] "r"(m2), [m4] "r"(m4), [in] "m"(in), [pairs] "m"(pairs), [c] "m"(c)
-            : "cc", "memory");
+    if (pairs & 1u)
+        __asm__(BEP_T2_ROWS(BEP_T2_PAIR) BEP_T2_OPERANDS);
+    else
+        __asm__(BEP_T2_ROWS(BEP_T2_PAIR BEP_T2_PAIR) BEP_T2_OPERANDS);
     *w = wp;
     *z = zp;
     return ~(acts >> (32u - nb)) & (0xFFFFFFFFu >> (32u - nb));
 }
+#undef BEP_T2_PAIR
+#undef BEP_T2_ROWS
+#undef BEP_T2_OPERANDS
 #endif
 
 #if BEP_USE_ASM && defined(__ARM_ARCH_6M__)
