@@ -209,6 +209,23 @@ def test_every_arm_variant_bit_exact(tiny, odd, cpu, flags):
             assert_same_as_numpy(result, model.reference(batch_size, n=50))
 
 
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """Rows of 32 words (1000 inputs): an even number of pairs above the 15 that the
+    ARMv6-M row loop's byte lanes hold (the C loop takes them), and 40 neurons, so a
+    group of 32 rows and one of 8."""
+    return Tiny(tmp_path_factory.mktemp("wide"), features=1000, hidden=(40,))
+
+
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m0"])
+def test_forward_row_loops_bit_exact(tiny, wide, cpu):
+    """The assembly row loops of the forward pass (bep_dot_rows) on odd (tiny: one pair
+    a row) and even (wide: sixteen) numbers of pairs, full and partial groups of rows."""
+    for model in (tiny, wide):
+        result = model.run(cpu, 25, n=50)
+        assert_same_as_numpy(result, model.reference(25, n=50))
+
+
 def test_unaligned_rows_are_exercised(odd):
     """The odd model's rows do start off word boundaries (70 and 33 are not multiples of 4)."""
     assert [c % 4 for _, c in odd.model.spec.layer_shapes()] == [2, 1]

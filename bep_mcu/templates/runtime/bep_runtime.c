@@ -10,6 +10,7 @@
  * instruction counts per word of work, in docs/performance.md.
  */
 #include "bep_runtime_internal.h"
+#include "bep_kernels_arm.h"
 
 /* The host plans memory with these numbers, read from bep_runtime.h (bep_mcu/cgen/abi.py):
  * the compiler must agree with them. */
@@ -111,6 +112,14 @@ static void bep_row_sign(const bep_config_t *cfg, void *state, const bep_layer_t
         BEP_IN_REGISTER(gather);
         if (((uintptr_t)h & 3u) == 0u) {
             /* Full words of an aligned row: four gathers of eight, word loads. */
+#if BEP_USE_ASM && defined(__thumb2__)
+            if (bits >= 32u) {
+                bep_asm_sign_words(h, out, bits >> 5, m_lo, m_hi, gather);
+                out += bits >> 5;
+                h += bits & ~31u;
+                bits &= 31u;
+            }
+#else
             for (; bits >= 32u; bits -= 32u, h += 32) {
 #if defined(__thumb2__)
                 /* Pairs of words as one 64-bit load each: LDRD. */
@@ -126,6 +135,7 @@ static void bep_row_sign(const bep_config_t *cfg, void *state, const bep_layer_t
                          (BEP_SIGN8(q3) & 0xFF000000u);
 #undef BEP_SIGN8
             }
+#endif
         }
         for (w = 0; bits > 0u; ++w, bits -= n) {
             uint32_t x = 0;
