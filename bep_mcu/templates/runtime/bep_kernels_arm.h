@@ -359,6 +359,36 @@ BEP_HOT void bep_asm_sign_words(const int8_t *h, uint32_t *out, uint32_t words, 
 }
 #endif
 
+#if BEP_USE_ASM && defined(__thumb2__)
+/* Winner selection's candidate loop (bep_min_key of bep_runtime.c over the set bits of
+ * cand != 0, bit k for neuron z + k, offset + k its index in the group): the word is
+ * bit-reversed once, so CLZ alone finds each candidate; |z| by EOR and SUB on the sign;
+ * the key's "- 1" folded into the offset (offset - 0x10000 + k + (|z| << 16)). 12
+ * instructions a candidate, against 17 from GCC. */
+BEP_HOT uint32_t bep_asm_min_key(uint32_t cand, const int16_t *z, uint32_t offset, uint32_t best)
+{
+    uint32_t k, v, t;
+    __asm__("rbit %[c], %[c]\n"
+            "1:\n\t"
+            "clz %[k], %[c]\n\t"
+            "ldrsh %[v], [%[z], %[k], lsl #1]\n\t"
+            "eor %[t], %[v], %[v], asr #31\n\t"
+            "sub %[v], %[t], %[v], asr #31\n\t"
+            "add %[t], %[k], %[o]\n\t"
+            "add %[t], %[t], %[v], lsl #16\n\t"
+            "cmp %[t], %[b]\n\t"
+            "it lo\n\t"
+            "movlo %[b], %[t]\n\t"
+            "lsr %[t], %[top], %[k]\n\t"
+            "bics %[c], %[c], %[t]\n\t"
+            "bne 1b"
+            : [c] "+&r"(cand), [b] "+&r"(best), [k] "=&r"(k), [v] "=&r"(v), [t] "=&r"(t)
+            : [z] "r"(z), [o] "r"(offset - 0x10000u), [top] "r"(0x80000000u)
+            : "cc", "memory"); /* it reads z */
+    return best;
+}
+#endif
+
 #if BEP_USE_ASM && BEP_USE_DSP
 /* The int8 row update on `words` x 32 weights at h (4-byte aligned, words >= 1), input
  * words at v: per eight weights two nibbles of v ^ flip pick two lane keys from
