@@ -424,15 +424,15 @@ def test_targets_of_the_worst_case_workload(demo):
     for r in (b100, b1, m0_100):
         assert r["bit_exact"]
         assert r["counters"]["triggered"] >= 0.9 * r["samples"]  # the worst case: almost every sample learns
-    assert b100["instructions_per_sample"] <= 25_000
-    assert b1["instructions_per_sample"] <= 40_000
-    assert m0_100["instructions_per_sample"] <= 60_000
+    assert b100["instructions_per_sample"] <= 20_000
+    assert b1["instructions_per_sample"] <= 33_000
+    assert m0_100["instructions_per_sample"] <= 45_000
     flt, tuned = (icount.run_float(icount.build_float_image("cortex-m4", demo.shape, tuned=tuned), demo.X_float[:5],
                                    demo.y[:5], report.float_params(demo.shape, demo.seed), report.FLOAT_LR)
                   for tuned in (False, True))
-    assert flt["instructions_per_sample"] >= 8 * b100["instructions_per_sample"]
+    assert flt["instructions_per_sample"] >= 17 * b100["instructions_per_sample"]
     assert tuned["instructions_per_sample"] <= 180_000  # the tuned step at -Os (its best level on the M4)
-    assert tuned["instructions_per_sample"] >= 7 * b100["instructions_per_sample"]
+    assert tuned["instructions_per_sample"] >= 8 * b100["instructions_per_sample"]
     assert b100["cycles_per_sample"] > b100["instructions_per_sample"]
 
 
