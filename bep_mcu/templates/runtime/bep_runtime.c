@@ -236,6 +236,8 @@ BEP_KERNEL uint32_t bep_winner(uint32_t start, uint32_t end, const int16_t *z, c
         if (stop - j < 32u) cand &= (1u << (stop - j)) - 1u;
 #if BEP_USE_ASM && defined(__thumb2__)
         if (cand != 0u) best = bep_asm_min_key(cand, z + j, j - start, best);
+#elif BEP_USE_ASM && defined(__ARM_ARCH_6M__)
+        if (cand != 0u) best = bep_asm_min_key_v6m(cand, z + j, j - start, best);
 #elif BEP_HAS_CTZ
         /* Jump from candidate to candidate. */
         for (; cand != 0u; cand &= cand - 1u) {
