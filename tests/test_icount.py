@@ -238,6 +238,23 @@ def test_the_last_layer_alone_is_bit_exact_and_skips_the_backward_pass(odd, cpu)
     assert result["instructions_per_sample"] < counts["all"][1]["instructions_per_sample"]
 
 
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """Rows of 32 words (1000 inputs): an even number of pairs above the 15 that the
+    ARMv6-M row loop's byte lanes hold (the C loop takes them), and 40 neurons, so a
+    group of 32 rows and one of 8."""
+    return Tiny(tmp_path_factory.mktemp("wide"), features=1000, hidden=(40,))
+
+
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m0"])
+def test_forward_row_loops_bit_exact(tiny, wide, cpu):
+    """The assembly row loops of the forward pass (bep_dot_rows) on odd (tiny: one pair
+    a row) and even (wide: sixteen) numbers of pairs, full and partial groups of rows."""
+    for model in (tiny, wide):
+        result = model.run(cpu, 25, n=50)
+        assert_same_as_numpy(result, model.reference(25, n=50))
+
+
 def test_unaligned_rows_are_exercised(odd):
     """The odd model's rows do start off word boundaries (70 and 33 are not multiples of 4)."""
     assert [c % 4 for _, c in odd.model.spec.layer_shapes()] == [2, 1]
@@ -436,15 +453,15 @@ def test_targets_of_the_worst_case_workload(demo):
     for r in (b100, b1, m0_100):
         assert r["bit_exact"]
         assert r["counters"]["triggered"] >= 0.9 * r["samples"]  # the worst case: almost every sample learns
-    assert b100["instructions_per_sample"] <= 25_000
-    assert b1["instructions_per_sample"] <= 40_000
-    assert m0_100["instructions_per_sample"] <= 60_000
+    assert b100["instructions_per_sample"] <= 20_000
+    assert b1["instructions_per_sample"] <= 33_000
+    assert m0_100["instructions_per_sample"] <= 45_000
     flt, tuned = (icount.run_float(icount.build_float_image("cortex-m4", demo.shape, tuned=tuned), demo.X_float[:5],
                                    demo.y[:5], report.float_params(demo.shape, demo.seed), report.FLOAT_LR)
                   for tuned in (False, True))
-    assert flt["instructions_per_sample"] >= 8 * b100["instructions_per_sample"]
+    assert flt["instructions_per_sample"] >= 17 * b100["instructions_per_sample"]
     assert tuned["instructions_per_sample"] <= 180_000  # the tuned step at -Os (its best level on the M4)
-    assert tuned["instructions_per_sample"] >= 7 * b100["instructions_per_sample"]
+    assert tuned["instructions_per_sample"] >= 8 * b100["instructions_per_sample"]
     assert b100["cycles_per_sample"] > b100["instructions_per_sample"]
 
 

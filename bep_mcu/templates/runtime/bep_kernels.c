@@ -99,6 +99,41 @@ static uint32_t bep_padding(const uint32_t *a, uint32_t bits)
     return (bits & 31u) ? bep_pop(a[bits >> 5] >> (bits & 31u)) : 0u;
 }
 
+/* z_b = bits - 2 differ(row b, in) for the nb (1..32) rows of n words at *w, stored at
+ * *z; returns the signs (z_b >= 0) at bit b; *w and *z end past the rows. The hidden
+ * layers' rows and the classifier's. On Arm the row loop is assembly too. */
+static uint32_t bep_dot_rows(const uint32_t **w, const uint32_t *in, uint32_t n, uint32_t nb, int32_t bits,
+                             int16_t **z)
+{
+    const uint32_t *wp = *w;
+    int16_t *zp = *z;
+    uint32_t b, acts = 0;
+#if BEP_USE_ASM && defined(__thumb2__) && BEP_USE_DSP && !BEP_POPCOUNT_TABLE && !BEP_POPCOUNT_BUILTIN
+    if ((n & 1u) == 0u && n != 0u)
+        return bep_asm_forward_rows(w, in, n >> 1, nb, bits, z, 0x55555555u, 0x33333333u, 0x0F0F0F0Fu);
+#elif BEP_USE_ASM && defined(__ARM_ARCH_6M__) && !BEP_POPCOUNT_TABLE && !BEP_POPCOUNT_BUILTIN
+    if ((n & 1u) == 0u && n != 0u && n <= 30u) {
+        bep_rows_v6m_t s;
+        s.in = in;
+        s.m8 = 0x00FF00FFu;
+        s.bits = bits;
+        s.z = zp;
+        acts = bep_asm_forward_rows_v6m(w, &s, n >> 1, nb, 0x55555555u, 0x33333333u, 0x0F0F0F0Fu);
+        *z = s.z;
+        /* Row b's z < 0 came back at bit nb - 1 - b: reverse, complement. */
+        return ~(bep_reverse32(acts) >> (32u - nb)) & (0xFFFFFFFFu >> (32u - nb));
+    }
+#endif
+    for (b = 0; b < nb; ++b, wp += n) {
+        const int32_t zb = bits - 2 * (int32_t)bep_differ(wp, in, n);
+        *zp++ = (int16_t)zb;
+        acts |= (uint32_t)(zb >= 0) << b;
+    }
+    *w = wp;
+    *z = zp;
+    return acts;
+}
+
 /* z = W a (+ W_h a_prev for the RNN), a_out = sign(z), 32 activations per store. */
 void bep_layer_forward(const bep_layer_t *L, void *state, const uint32_t *in, const uint32_t *prev, int16_t *z,
                        uint32_t *a_out)
@@ -112,11 +147,7 @@ void bep_layer_forward(const bep_layer_t *L, void *state, const uint32_t *in, co
         const uint32_t nb = rows - j < 32u ? rows - j : 32u;
         uint32_t acts = 0;
         if (prev == NULL) {
-            for (b = 0; b < nb; ++b, w += n) {
-                const int32_t zj = bits - 2 * (int32_t)bep_differ(w, in, n);
-                *z++ = (int16_t)zj;
-                acts |= (uint32_t)(zj >= 0) << b;
-            }
+            acts = bep_dot_rows(&w, in, n, nb, bits, &z);
         } else {
             for (b = 0; b < nb; ++b, w += n, wr += n_rec) {
                 const int32_t zj = bits - 2 * (int32_t)(bep_differ(w, in, n) + bep_differ(wr, prev, n_rec));
@@ -136,30 +167,39 @@ static int32_t bep_logit_k(const bep_config_t *cfg, const uint32_t *a_last)
     return (int32_t)(bits + 2u * bep_padding(a_last, bits));
 }
 
-BEP_HOT int32_t bep_logit(const bep_config_t *cfg, const uint32_t *a_last, uint32_t c, int32_t k)
+/* The logits of classes c .. c + nb - 1 (nb <= 32) at y (|y| <= the last hidden width
+ * <= MAX_WIDTH, so int16 holds them). */
+static void bep_logits16(const bep_config_t *cfg, const uint32_t *a_last, int32_t k, uint32_t c, uint32_t nb,
+                         int16_t *y)
 {
-    return k - 2 * (int32_t)bep_differ(cfg->classifier + c * cfg->class_words, a_last, cfg->class_words);
+    const uint32_t *p = cfg->classifier + c * cfg->class_words;
+    (void)bep_dot_rows(&p, a_last, cfg->class_words, nb, k, &y);
 }
 
 /* Logits y_c = <P_c, a_L>; prediction (argmax, ties to the lowest class) and trigger
  * margin (docs/algorithm.md §2.1, §2.3). */
 uint16_t bep_classify(const bep_config_t *cfg, const uint32_t *a_last, int32_t label, int32_t *margin)
 {
-    uint32_t c;
+    uint32_t c, b, nb;
     int32_t best = 0, rival = 0, own = 0, k = bep_logit_k(cfg, a_last);
     uint16_t arg = 0;
     int first_rival = 1;
-    for (c = 0; c < cfg->n_classes; ++c) {
-        int32_t y = bep_logit(cfg, a_last, c, k);
-        if (c == 0u || y > best) {
-            best = y;
-            arg = (uint16_t)c;
-        }
-        if ((int32_t)c == label) {
-            own = y;
-        } else if (first_rival || y > rival) {
-            rival = y;
-            first_rival = 0;
+    int16_t y16[32];
+    for (c = 0; c < cfg->n_classes; c += nb) {
+        nb = cfg->n_classes - c < 32u ? cfg->n_classes - c : 32u;
+        bep_logits16(cfg, a_last, k, c, nb, y16);
+        for (b = 0; b < nb; ++b) {
+            const int32_t y = y16[b];
+            if (c + b == 0u || y > best) {
+                best = y;
+                arg = (uint16_t)(c + b);
+            }
+            if ((int32_t)(c + b) == label) {
+                own = y;
+            } else if (first_rival || y > rival) {
+                rival = y;
+                first_rival = 0;
+            }
         }
     }
     if (margin != NULL) *margin = own - rival;
@@ -168,9 +208,14 @@ uint16_t bep_classify(const bep_config_t *cfg, const uint32_t *a_last, int32_t l
 
 void bep_logits(const bep_config_t *cfg, const uint32_t *a_last, int32_t *y)
 {
-    uint32_t c;
+    uint32_t c, b, nb;
     int32_t k = bep_logit_k(cfg, a_last);
-    for (c = 0; c < cfg->n_classes; ++c) y[c] = bep_logit(cfg, a_last, c, k);
+    int16_t y16[32];
+    for (c = 0; c < cfg->n_classes; c += nb) {
+        nb = cfg->n_classes - c < 32u ? cfg->n_classes - c : 32u;
+        bep_logits16(cfg, a_last, k, c, nb, y16);
+        for (b = 0; b < nb; ++b) y[c + b] = y16[b];
+    }
 }
 
 /* ------------------------------------------------------ saturating row updates */

@@ -1,7 +1,7 @@
 /*
  * bep_kernels_arm.h - the Arm inline assembly of bep_kernels.c, and nothing else.
  *
- * Internal (included by bep_kernels.c only). Two kinds:
+ * Internal (included by bep_kernels.c, and by bep_runtime.c for the repack). Two kinds:
  *  - one-instruction wrappers of the DSP extension (USADA8, QADD8), which GCC has no
  *    builtin for;
  *  - four hand-scheduled inner loops (BEP_USE_ASM=1): the XNOR-popcount dot in Thumb-2
@@ -86,6 +86,93 @@ BEP_HOT uint32_t bep_asm_differ_pairs(const uint32_t **w, const uint32_t **a, ui
 }
 #endif
 
+#if BEP_USE_ASM && defined(__thumb2__) && BEP_USE_DSP
+/* A whole group of nb (1..32) rows of `pairs` pairs of words each, against the input
+ * at `in`: z_b = bits - 2 differ(row b, in) stored at *z, the rows' activation bits
+ * (z >= 0) returned at bit b; *w and *z end past the group. The pair loop of
+ * bep_asm_differ_pairs with the row loop around it in assembly too, so the thirteen
+ * registers it needs stay put (in C, GCC spills and reloads about twenty instructions
+ * a row). Two tricks free registers: USADA8 against m2 (bytes of 51 >= any byte count
+ * of a pair, 16) adds 204 - count, so the zero register goes and z = 2 acc + c with
+ * c = bits - 408 pairs; and a sentinel bit in the activation word, shifted out by the
+ * nb-th row, ends the row loop (the carry of the ORRS that shifts the word). The
+ * activation bits go in as z < 0 at the top and come out complemented. */
+/* One pair of words into acc (a step of bep_asm_differ_pairs, USADA8 against m2). */
+#define BEP_T2_PAIR                                  \
+    "ldrd %[x], %[y], [%[w]], #8\n\t"                \
+    "ldrd %[p], %[q], [%[a]], #8\n\t"                \
+    "eor %[x], %[x], %[p]\n\t"                       \
+    "eor %[y], %[y], %[q]\n\t"                       \
+    "and %[p], %[m1], %[x], lsr #1\n\t"              \
+    "and %[q], %[m1], %[y], lsr #1\n\t"              \
+    "sub %[x], %[x], %[p]\n\t"                       \
+    "sub %[y], %[y], %[q]\n\t"                       \
+    "and %[p], %[m2], %[x], lsr #2\n\t"              \
+    "and %[q], %[m2], %[y], lsr #2\n\t"              \
+    "and %[x], %[x], %[m2]\n\t"                      \
+    "and %[y], %[y], %[m2]\n\t"                      \
+    "add %[x], %[x], %[p]\n\t"                       \
+    "add %[y], %[y], %[q]\n\t"                       \
+    "add %[x], %[x], %[y]\n\t"                       \
+    "and %[p], %[m4], %[x], lsr #4\n\t"              \
+    "and %[x], %[x], %[m4]\n\t"                      \
+    "add %[x], %[x], %[p]\n\t"                       \
+    "usada8 %[acc], %[x], %[m2], %[acc]\n\t"
+
+/* The row loop around `body`, run g times a row. */
+#define BEP_T2_ROWS(body)                             \
+    "0:\n\t"                                         \
+    "ldr %[a], %[in]\n\t"                            \
+    "ldr %[g], %[loops]\n\t"                         \
+    "mov %[acc], #0\n"                               \
+    "1:\n\t" body                                    \
+    "subs %[g], %[g], #1\n\t"                        \
+    "bne 1b\n\t"                                     \
+    "ldr %[x], %[c]\n\t"                             \
+    "add %[x], %[x], %[acc], lsl #1\n\t"             \
+    "strh %[x], [%[z]], #2\n\t"                      \
+    "and %[x], %[x], #0x80000000\n\t"                \
+    "orrs %[acts], %[x], %[acts], lsr #1\n\t"        \
+    "bcc 0b"
+
+#define BEP_T2_OPERANDS                                                                                          \
+    : [w] "+&r"(wp), [z] "+&r"(zp), [acts] "+&r"(acts), [a] "=&r"(ap), [g] "=&r"(g), [acc] "=&r"(acc),         \
+      [x] "=&r"(x), [y] "=&r"(y), [p] "=&r"(p), [q] "=&r"(q)                                                      \
+    : [m1] "r"(m1), [m2] "r"(m2), [m4] "r"(m4), [in] "m"(in), [loops] "m"(loops), [c] "m"(c)                    \
+    : "cc", "memory"
+
+/* A whole group of nb (1..32) rows of `pairs` pairs of words each, against the input
+ * at `in`: z_b = bits - 2 differ(row b, in) stored at *z, the rows' activation bits
+ * (z >= 0) returned at bit b; *w and *z end past the group. The pair loop of
+ * bep_asm_differ_pairs with the row loop around it in assembly too, so the thirteen
+ * registers it needs stay put (in C, GCC spills and reloads about twenty instructions
+ * a row); an even number of pairs goes two per loop test. Two tricks free registers:
+ * USADA8 against m2 (bytes of 51 >= any byte count of a pair, 16) adds 204 - count,
+ * so the zero register goes and z = 2 acc + c with c = bits - 408 pairs; and a
+ * sentinel bit in the activation word, shifted out by the nb-th row, ends the row
+ * loop (the carry of the ORRS that shifts the word). The activation bits go in as
+ * z < 0 at the top and come out complemented. */
+BEP_HOT uint32_t bep_asm_forward_rows(const uint32_t **w, const uint32_t *in, uint32_t pairs, uint32_t nb,
+                                      int32_t bits, int16_t **z, uint32_t m1, uint32_t m2, uint32_t m4)
+{
+    const uint32_t *wp = *w, *ap;
+    int16_t *zp = *z;
+    const int32_t c = bits - 408 * (int32_t)pairs;
+    const uint32_t loops = pairs & 1u ? pairs : pairs >> 1;
+    uint32_t acts = 1u << (nb - 1u), g, acc, x, y, p, q;
+    if (pairs & 1u)
+        __asm__(BEP_T2_ROWS(BEP_T2_PAIR) BEP_T2_OPERANDS);
+    else
+        __asm__(BEP_T2_ROWS(BEP_T2_PAIR BEP_T2_PAIR) BEP_T2_OPERANDS);
+    *w = wp;
+    *z = zp;
+    return ~(acts >> (32u - nb)) & (0xFFFFFFFFu >> (32u - nb));
+}
+#undef BEP_T2_PAIR
+#undef BEP_T2_ROWS
+#undef BEP_T2_OPERANDS
+#endif
+
 #if BEP_USE_ASM && defined(__ARM_ARCH_6M__)
 /* x = the disagreements of the words at w + off and a + off counted in 4-bit lanes (the first
  * two steps of a SWAR popcount; p is scratch). */
@@ -145,7 +232,194 @@ BEP_HOT uint32_t bep_asm_byte_counts_v6m(const uint32_t **w, const uint32_t **a,
     *a = ap;
     return bytes;
 }
+
+/* The bits of x in reverse order: within each byte by three swaps, then REV. */
+BEP_HOT uint32_t bep_reverse32(uint32_t x)
+{
+    x = ((x >> 1) & 0x55555555u) | ((x & 0x55555555u) << 1);
+    x = ((x >> 2) & 0x33333333u) | ((x & 0x33333333u) << 2);
+    x = ((x >> 4) & 0x0F0F0F0Fu) | ((x & 0x0F0F0F0Fu) << 4);
+    return __builtin_bswap32(x);
+}
+
+/* What bep_asm_forward_rows_v6m reads and writes per row besides its registers. */
+typedef struct {
+    const uint32_t *in; /* the input vector, reread at every row */
+    uint32_t m8;        /* 0x00FF00FF */
+    int32_t bits;       /* z = bits - 2 differ */
+    int16_t *z;         /* where the next row's z goes */
+} bep_rows_v6m_t;
+
+/* ARMv6-M: a whole group of nb (1..32) rows of 2 * pairs words (1 <= pairs <= 15, so
+ * no byte lane of a row's counts overflows) against s->in: per pair of words the 2- and
+ * 4-bit steps of bep_asm_byte_counts_v6m, but with all three masks in low registers
+ * (31 instructions, not 34); per row the fold to a count, z stored at s->z, and the
+ * sign of z shifted into the returned word (ADCS: row b's "z < 0" at bit nb - 1 - b);
+ * a sentinel bit shifted out by the nb-th row ends the loop. About 25 instructions a
+ * row around the pairs, against about 70 with the row loop in C (GCC spills). *w ends
+ * past the group. */
+BEP_HOT uint32_t bep_asm_forward_rows_v6m(const uint32_t **w, bep_rows_v6m_t *s, uint32_t pairs, uint32_t nb,
+                                          uint32_t m1, uint32_t m2, uint32_t m4)
+{
+    const uint32_t *wp = *w;
+    uint32_t x, p, ap;
+    register uint32_t bytes __asm__("r8");
+    register uint32_t park __asm__("r9");
+    register uint32_t neg __asm__("r10") = 1u << (32u - nb);
+    register const uint32_t *end __asm__("r11") = wp;
+    register uint32_t step __asm__("r12") = 8u * pairs;
+    __asm__(".syntax unified\n"
+            "0:\n\t"
+            "ldr %[a], [%[s], #0]\n\t"
+            "movs %[x], #0\n\t"
+            "mov %[bytes], %[x]\n\t"
+            "add %[end], %[step]\n"
+            "1:\n\t"
+            BEP_V6M_NIBBLES("0")
+            "mov %[park], %[x]\n\t"
+            BEP_V6M_NIBBLES("4")
+            "add %[x], %[park]\n\t"
+            "adds %[w], #8\n\t"
+            "adds %[a], #8\n\t"
+            "lsrs %[p], %[x], #4\n\t"
+            "ands %[p], %[m4]\n\t"
+            "ands %[x], %[m4]\n\t"
+            "add %[bytes], %[p]\n\t"
+            "add %[bytes], %[x]\n\t"
+            "cmp %[w], %[end]\n\t"
+            "bne 1b\n\t"
+            "mov %[x], %[bytes]\n\t"
+            "ldr %[a], [%[s], #4]\n\t"
+            "lsrs %[p], %[x], #8\n\t"
+            "ands %[p], %[a]\n\t"
+            "ands %[x], %[a]\n\t"
+            "adds %[x], %[x], %[p]\n\t"
+            "lsrs %[p], %[x], #16\n\t"
+            "adds %[x], %[x], %[p]\n\t"
+            "uxth %[x], %[x]\n\t"
+            "lsls %[x], %[x], #1\n\t"
+            "ldr %[p], [%[s], #8]\n\t"
+            "subs %[p], %[p], %[x]\n\t"
+            "ldr %[a], [%[s], #12]\n\t"
+            "strh %[p], [%[a]]\n\t"
+            "adds %[a], #2\n\t"
+            "str %[a], [%[s], #12]\n\t"
+            "mov %[x], %[neg]\n\t"
+            "lsls %[p], %[p], #1\n\t"
+            "adcs %[x], %[x]\n\t"
+            "mov %[neg], %[x]\n\t"
+            "bcc 0b"
+            : [w] "+l"(wp), [a] "=&l"(ap), [x] "=&l"(x), [p] "=&l"(p), [bytes] "=&r"(bytes), [park] "=&r"(park),
+              [neg] "+r"(neg), [end] "+r"(end)
+            : [s] "l"(s), [m1] "l"(m1), [m2] "l"(m2), [m4] "l"(m4), [step] "r"(step)
+            : "cc", "memory");
+    *w = wp;
+    return neg;
+}
 #undef BEP_V6M_NIBBLES
+#endif
+
+#if BEP_USE_ASM && defined(__thumb2__)
+/* The packed signs (1 = non-negative) of `words` x 32 int8 weights at h (4-byte
+ * aligned, words >= 1) into out: per eight weights one LDRD, two BICs that leave the
+ * complemented sign bits at bits 8k and 8k + 4 (bep_sign8 of bep_runtime.c), one ORR
+ * and one multiply that gathers them into the top byte; the four top bytes of a word
+ * are merged by shifting the word down 8 at a time. 30 instructions a word, against
+ * 36 from GCC (three LDRDs, two LDRs and more shifts). */
+BEP_HOT void bep_asm_sign_words(const int8_t *h, uint32_t *out, uint32_t words, uint32_t m_lo, uint32_t m_hi,
+                                uint32_t gather)
+{
+    uint32_t a, b, o;
+#define BEP_SIGN8_STEP                           \
+    "ldrd %[a], %[b], [%[h]], #8\n\t"           \
+    "bic %[a], %[lo], %[a], lsr #7\n\t"         \
+    "bic %[b], %[hi], %[b], lsr #3\n\t"         \
+    "orr %[a], %[a], %[b]\n\t"                  \
+    "mul %[a], %[a], %[g]\n\t"
+    __asm__ volatile( /* it writes memory and no output is used */
+            "1:\n\t"
+            BEP_SIGN8_STEP
+            "and %[o], %[a], #0xFF000000\n\t"
+            BEP_SIGN8_STEP
+            "and %[a], %[a], #0xFF000000\n\t"
+            "orr %[o], %[a], %[o], lsr #8\n\t"
+            BEP_SIGN8_STEP
+            "and %[a], %[a], #0xFF000000\n\t"
+            "orr %[o], %[a], %[o], lsr #8\n\t"
+            BEP_SIGN8_STEP
+            "and %[a], %[a], #0xFF000000\n\t"
+            "orr %[o], %[a], %[o], lsr #8\n\t"
+            "str %[o], [%[out]], #4\n\t"
+            "subs %[n], %[n], #1\n\t"
+            "bne 1b"
+            : [h] "+&r"(h), [out] "+&r"(out), [n] "+&r"(words), [a] "=&r"(a), [b] "=&r"(b), [o] "=&r"(o)
+            : [lo] "r"(m_lo), [hi] "r"(m_hi), [g] "r"(gather)
+            : "cc", "memory");
+#undef BEP_SIGN8_STEP
+}
+#endif
+
+#if BEP_USE_ASM && defined(__thumb2__)
+/* Winner selection's candidate loop (bep_min_key of bep_runtime.c over the set bits of
+ * cand != 0, bit k for neuron z + k, offset + k its index in the group): the word is
+ * bit-reversed once, so CLZ alone finds each candidate; |z| by EOR and SUB on the sign;
+ * the key's "- 1" folded into the offset (offset - 0x10000 + k + (|z| << 16)). 12
+ * instructions a candidate, against 17 from GCC. */
+BEP_HOT uint32_t bep_asm_min_key(uint32_t cand, const int16_t *z, uint32_t offset, uint32_t best)
+{
+    uint32_t k, v, t;
+    __asm__("rbit %[c], %[c]\n"
+            "1:\n\t"
+            "clz %[k], %[c]\n\t"
+            "ldrsh %[v], [%[z], %[k], lsl #1]\n\t"
+            "eor %[t], %[v], %[v], asr #31\n\t"
+            "sub %[v], %[t], %[v], asr #31\n\t"
+            "add %[t], %[k], %[o]\n\t"
+            "add %[t], %[t], %[v], lsl #16\n\t"
+            "cmp %[t], %[b]\n\t"
+            "it lo\n\t"
+            "movlo %[b], %[t]\n\t"
+            "lsr %[t], %[top], %[k]\n\t"
+            "bics %[c], %[c], %[t]\n\t"
+            "bne 1b"
+            : [c] "+&r"(cand), [b] "+&r"(best), [k] "=&r"(k), [v] "=&r"(v), [t] "=&r"(t)
+            : [z] "r"(z), [o] "r"(offset - 0x10000u), [top] "r"(0x80000000u)
+            : "cc", "memory"); /* it reads z */
+    return best;
+}
+#endif
+
+#if BEP_USE_ASM && defined(__ARM_ARCH_6M__)
+/* ARMv6-M (no CLZ): winner selection's candidate loop, one neuron a step, bep_min_key
+ * of bep_runtime.c over the set bits of cand != 0 (bit k for neuron z + k, offset + k
+ * its index in the group). LSRS shifts the next bit into the carry and tests it in one:
+ * 6 instructions a neuron that is no candidate, 15 one that is (GCC: 8 and 13). */
+BEP_HOT uint32_t bep_asm_min_key_v6m(uint32_t cand, const int16_t *z, uint32_t offset, uint32_t best)
+{
+    uint32_t v, t, i2 = 0, o = offset - 0x10000u; /* the key's "- 1", as in bep_asm_min_key */
+    __asm__(".syntax unified\n"
+            "1:\n\t"
+            "lsrs %[c], %[c], #1\n\t"
+            "bcc 2f\n\t"
+            "ldrsh %[v], [%[z], %[i2]]\n\t"
+            "asrs %[t], %[v], #31\n\t"
+            "adds %[v], %[v], %[t]\n\t"
+            "eors %[v], %[t]\n\t"
+            "lsls %[v], %[v], #16\n\t"
+            "adds %[v], %[v], %[o]\n\t"
+            "cmp %[v], %[b]\n\t"
+            "bhs 2f\n\t"
+            "movs %[b], %[v]\n"
+            "2:\n\t"
+            "adds %[o], #1\n\t"
+            "adds %[i2], #2\n\t"
+            "cmp %[c], #0\n\t"
+            "bne 1b"
+            : [c] "+l"(cand), [b] "+l"(best), [o] "+l"(o), [i2] "+l"(i2), [v] "=&l"(v), [t] "=&l"(t)
+            : [z] "l"(z)
+            : "cc", "memory"); /* it reads z */
+    return best;
+}
 #endif
 
 #if BEP_USE_ASM && BEP_USE_DSP

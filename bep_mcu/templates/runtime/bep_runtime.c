@@ -10,6 +10,7 @@
  * instruction counts per word of work, in docs/performance.md.
  */
 #include "bep_runtime_internal.h"
+#include "bep_kernels_arm.h"
 
 /* The host plans memory with these numbers, read from bep_runtime.h (bep_mcu/cgen/abi.py):
  * the compiler must agree with them. */
@@ -111,6 +112,14 @@ static void bep_row_sign(const bep_config_t *cfg, void *state, const bep_layer_t
         BEP_IN_REGISTER(gather);
         if (((uintptr_t)h & 3u) == 0u) {
             /* Full words of an aligned row: four gathers of eight, word loads. */
+#if BEP_USE_ASM && defined(__thumb2__)
+            if (bits >= 32u) {
+                bep_asm_sign_words(h, out, bits >> 5, m_lo, m_hi, gather);
+                out += bits >> 5;
+                h += bits & ~31u;
+                bits &= 31u;
+            }
+#else
             for (; bits >= 32u; bits -= 32u, h += 32) {
 #if defined(__thumb2__)
                 /* Pairs of words as one 64-bit load each: LDRD. */
@@ -126,6 +135,7 @@ static void bep_row_sign(const bep_config_t *cfg, void *state, const bep_layer_t
                          (BEP_SIGN8(q3) & 0xFF000000u);
 #undef BEP_SIGN8
             }
+#endif
         }
         for (w = 0; bits > 0u; ++w, bits -= n) {
             uint32_t x = 0;
@@ -206,41 +216,42 @@ static const uint32_t *bep_forward(const bep_config_t *cfg, void *state, const u
  * A neuron is wrong exactly where its target differs from its activation
  * (a_j = z_j >= 0) and z_j != 0, and then |s| = |z|: one XOR per 32 neurons finds
  * the candidates, and only those load z. */
-/* A candidate j: keeps the smallest nonzero |z|, the lowest index on ties. */
-BEP_HOT void bep_consider(uint32_t j, const int16_t *z, int32_t *best, uint32_t *winner)
+/* Each candidate i becomes one key, (|z_i| - 1) << 16 | (i - start), and the smallest
+ * key wins: the smallest |z|, then the lowest index, without a branch. z_i = 0 wraps
+ * to a key of at least 0xFFFF0000, above every real one (|z| <= 32768, i - start <
+ * γ <= 32767), so it never wins. */
+BEP_HOT uint32_t bep_min_key(int32_t zi, uint32_t offset, uint32_t best)
 {
-    const int32_t v = z[j] < 0 ? -(int32_t)z[j] : z[j];
-    if (v != 0 && v < *best) {
-        *best = v;
-        *winner = j;
-    }
+    const uint32_t key = ((uint32_t)(zi < 0 ? -zi : zi) - 1u) << 16 | offset;
+    return key < best ? key : best;
 }
 
 BEP_KERNEL uint32_t bep_winner(uint32_t start, uint32_t end, const int16_t *z, const uint32_t *act,
                                const uint32_t *target)
 {
-    uint32_t j, stop, winner = 0xFFFFFFFFu;
-    int32_t best = 0x7FFFFFFF;
+    uint32_t j, stop, best = 0xFFFFFFFFu;
     for (j = start; j < end; j = stop) {
         uint32_t cand = (act[j >> 5] ^ target[j >> 5]) >> (j & 31u);
         stop = (j | 31u) + 1u < end ? (j | 31u) + 1u : end; /* this word's part of the group */
-#if BEP_HAS_CTZ
-        /* Jump from candidate to candidate (RBIT + CLZ on ARMv7-M). */
-        while (cand != 0u) {
-            const uint32_t skip = (uint32_t)__builtin_ctz(cand);
-            j += skip;
-            if (j >= stop) break;
-            bep_consider(j, z, &best, &winner);
-            cand = (cand >> skip) >> 1;
-            ++j;
+        if (stop - j < 32u) cand &= (1u << (stop - j)) - 1u;
+#if BEP_USE_ASM && defined(__thumb2__)
+        if (cand != 0u) best = bep_asm_min_key(cand, z + j, j - start, best);
+#elif BEP_USE_ASM && defined(__ARM_ARCH_6M__)
+        if (cand != 0u) best = bep_asm_min_key_v6m(cand, z + j, j - start, best);
+#elif BEP_HAS_CTZ
+        /* Jump from candidate to candidate. */
+        for (; cand != 0u; cand &= cand - 1u) {
+            const uint32_t k = (uint32_t)__builtin_ctz(cand);
+            best = bep_min_key(z[j + k], j + k - start, best);
         }
 #else
-        for (; j < stop; ++j, cand >>= 1) {
-            if (cand & 1u) bep_consider(j, z, &best, &winner);
+        uint32_t i;
+        for (i = j; cand != 0u; ++i, cand >>= 1) {
+            if (cand & 1u) best = bep_min_key(z[i], i - start, best);
         }
 #endif
     }
-    return winner;
+    return best < 0x80000000u ? start + (best & 0xFFFFu) : 0xFFFFFFFFu;
 }
 
 /* Each winner's row moves by 2 a*_j [in, prev] (saturating) and is marked dirty for the
