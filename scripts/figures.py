@@ -339,12 +339,12 @@ ICOUNT = "instructions-per-sample.json"  # python -m bep_mcu.icount --cpus ... -
 ICOUNT_LOG = "instructions-per-sample.log"  # its standard error: the table with the E = 0.1 rows
 CORES = {"cortex-m4": ("Cortex-M4", "M4F for float"), "cortex-m0": ("Cortex-M0", "soft float"),  # the float step's
          "cortex-m3": ("Cortex-M3", "soft float"), "cortex-m7": ("Cortex-M7", "hard float"),
-         "cortex-m33": ("Cortex-M33", "hard float")}
+         "cortex-m33": ("Cortex-M33", "hard float"), "rv32imac": ("RV32IMAC", "soft float")}
 FLOAT_OPTS = ("-Os", "-O2", "-O3")  # the levels icount builds the tuned float step at
 TUNED = ("`bep_mcu/icount/c/float_sgd_tuned.c`: the same step to the bit, with the shapes compiled in, `restrict`, "
          "eight hidden rows per pass over the input and unrolled updates, built at the best of `-Os`, `-O2` and "
          "`-O3` per core")
-LOG_CORE = re.compile(r"^(cortex-m\d+)\s+batch")
+LOG_CORE = re.compile(r"^(cortex-m\d+|rv32\w+)\s+batch")
 LOG_ROW = re.compile(r"^\s+(\d+)\s+(\d\.\d\d)\s+([\d,]+)\s+(\d\.\d\d)\s+([\d,]+)\s+(\S+)\s+(yes|NO)$")
 
 
