@@ -458,7 +458,7 @@ BEP_HOT void bep_asm_add8_qadd8(int8_t *h, const uint32_t *v, uint32_t words, ui
 /* ARMv6-M: the SWAR32 int8 row update (bep_add4 of bep_kernels.c) on the whole input
  * words of a row of `bits` weights at h (4-byte aligned, bits >= 32): the first
  * bits & ~31 weights, input words at v, lane keys
- * from `lanes`: four weights in 19 instructions (GCC: about 25), on the seven low
+ * from `lanes`: four weights in 18 instructions (GCC: about 25; STM's write-back steps h), on the seven low
  * registers; constants and the loop bounds sit in named high registers (GCC's "h"
  * constraint fails to allocate at -Os). */
 BEP_HOT void bep_asm_add8_swar32(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip, const uint32_t *lanes)
@@ -469,12 +469,12 @@ BEP_HOT void bep_asm_add8_swar32(int8_t *h, const uint32_t *v, uint32_t bits, ui
     register uint32_t flip_high __asm__("r11") = flip;
     register const int8_t *end __asm__("r12") = h + (bits & ~31u);
     uint32_t x, k, w, t1, t2;
-#define BEP_SWAR4(off)                      \
+#define BEP_SWAR4                           \
     "lsls %[k], %[x], #28\n\t"              \
     "lsrs %[k], %[k], #26\n\t"              \
     "ldr %[k], [%[t], %[k]]\n\t"            \
     "lsrs %[x], %[x], #4\n\t"               \
-    "ldr %[w], [%[h], #" off "]\n\t"        \
+    "ldr %[w], [%[h]]\n\t"                  \
     "eors %[w], %[k]\n\t"                   \
     "mov %[s], %[c80]\n\t"                  \
     "ands %[s], %[w]\n\t"                   \
@@ -482,13 +482,12 @@ BEP_HOT void bep_asm_add8_swar32(int8_t *h, const uint32_t *v, uint32_t bits, ui
     "add %[w], %[c02]\n\t"                  \
     "mov %[f], %[w]\n\t"                    \
     "ands %[f], %[s]\n\t"                   \
-    "eors %[w], %[s]\n\t"                   \
-    "lsrs %[f], %[f], #7\n\t"               \
-    "lsls %[s], %[f], #8\n\t"               \
-    "subs %[s], %[s], %[f]\n\t"             \
     "orrs %[w], %[s]\n\t"                   \
+    "lsrs %[s], %[f], #7\n\t"               \
+    "subs %[f], %[f], %[s]\n\t"             \
+    "orrs %[w], %[f]\n\t"                   \
     "eors %[w], %[k]\n\t"                   \
-    "str %[w], [%[h], #" off "]\n\t"
+    "stm %[h]!, {%[w]}\n\t"
     __asm__ volatile(".syntax unified\n" /* it writes memory and no output is used */
                      "1:\n\t"
                      "mov %[k], %[v]\n\t"
@@ -496,9 +495,7 @@ BEP_HOT void bep_asm_add8_swar32(int8_t *h, const uint32_t *v, uint32_t bits, ui
                      "mov %[v], %[k]\n\t"
                      "mov %[k], %[flip]\n\t"
                      "eors %[x], %[k]\n\t"
-                     BEP_SWAR4("0") BEP_SWAR4("4") BEP_SWAR4("8") BEP_SWAR4("12")
-                     BEP_SWAR4("16") BEP_SWAR4("20") BEP_SWAR4("24") BEP_SWAR4("28")
-                     "adds %[h], #32\n\t"
+                     BEP_SWAR4 BEP_SWAR4 BEP_SWAR4 BEP_SWAR4 BEP_SWAR4 BEP_SWAR4 BEP_SWAR4 BEP_SWAR4
                      "cmp %[h], %[end]\n\t"
                      "beq 2f\n\t"
                      "b 1b\n" /* the loop is longer than a conditional branch reaches */
