@@ -301,9 +301,9 @@ BEP_HOT uint32_t bep_add4(uint32_t h, uint32_t key)
     uint32_t v = h ^ key, hi = v & 0x80808080u;
     uint32_t s = (v ^ hi) + 0x02020202u; /* 7-bit sums, carry in each lane's bit 7 */
     uint32_t full = s & hi;              /* lanes that reached 256: saturate at 255 */
-    /* s | hi is s ^ hi except in full lanes, where it has bit 7 set and full - (full >> 7)
-     * (0x7F there) fills the rest. */
-    return (s | hi | (full - (full >> 7))) ^ key;
+    /* hi - (full >> 7) is 0x7F in full lanes (s has bit 7 set there: 0xFF), and hi in
+     * the others, where s | hi = s ^ hi. */
+    return (s | (hi - (full >> 7))) ^ key;
 }
 #else
 /* Cortex-M4/M7/M33: QADD8 adds four int8 lanes with exactly the saturation of the C

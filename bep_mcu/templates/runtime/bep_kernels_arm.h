@@ -458,7 +458,7 @@ BEP_HOT void bep_asm_add8_qadd8(int8_t *h, const uint32_t *v, uint32_t words, ui
 /* ARMv6-M: the SWAR32 int8 row update (bep_add4 of bep_kernels.c) on the whole input
  * words of a row of `bits` weights at h (4-byte aligned, bits >= 32): the first
  * bits & ~31 weights, input words at v, lane keys
- * from `lanes`: four weights in 18 instructions (GCC: about 25; STM's write-back steps h), on the seven low
+ * from `lanes`: four weights in 17 instructions (GCC: about 25; STM's write-back steps h), on the seven low
  * registers; constants and the loop bounds sit in named high registers (GCC's "h"
  * constraint fails to allocate at -Os). */
 BEP_HOT void bep_asm_add8_swar32(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip, const uint32_t *lanes)
@@ -482,10 +482,9 @@ BEP_HOT void bep_asm_add8_swar32(int8_t *h, const uint32_t *v, uint32_t bits, ui
     "add %[w], %[c02]\n\t"                  \
     "mov %[f], %[w]\n\t"                    \
     "ands %[f], %[s]\n\t"                   \
+    "lsrs %[f], %[f], #7\n\t"               \
+    "subs %[s], %[s], %[f]\n\t"             \
     "orrs %[w], %[s]\n\t"                   \
-    "lsrs %[s], %[f], #7\n\t"               \
-    "subs %[f], %[f], %[s]\n\t"             \
-    "orrs %[w], %[f]\n\t"                   \
     "eors %[w], %[k]\n\t"                   \
     "stm %[h]!, {%[w]}\n\t"
     __asm__ volatile(".syntax unified\n" /* it writes memory and no output is used */
