@@ -296,6 +296,14 @@ static const uint32_t bep_lanes4[16] = {
     0x807F7F7Fu, 0x807F7F80u, 0x807F807Fu, 0x807F8080u, 0x80807F7Fu, 0x80807F80u, 0x8080807Fu, 0x80808080u,
 };
 
+#if BEP_USE_ASM && defined(__ARM_ARCH_6M__)
+/* bep_lanes4[n ^ 15]: the keys of the input word's complement, for bep_asm_add8_swar32. */
+static const uint32_t bep_lanes4_not[16] = {
+    0x80808080u, 0x8080807Fu, 0x80807F80u, 0x80807F7Fu, 0x807F8080u, 0x807F807Fu, 0x807F7F80u, 0x807F7F7Fu,
+    0x7F808080u, 0x7F80807Fu, 0x7F807F80u, 0x7F807F7Fu, 0x7F7F8080u, 0x7F7F807Fu, 0x7F7F7F80u, 0x7F7F7F7Fu,
+};
+#endif
+
 BEP_HOT uint32_t bep_add4(uint32_t h, uint32_t key)
 {
     uint32_t v = h ^ key, hi = v & 0x80808080u;
@@ -358,7 +366,7 @@ void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
     }
 #elif BEP_USE_ASM && defined(BEP_ROW8_SWAR32) && defined(__ARM_ARCH_6M__)
     if (((uintptr_t)h & 3u) == 0u && bits >= 32u) {
-        bep_asm_add8_swar32(h, v, bits, flip, bep_lanes4);
+        bep_asm_add8_swar32(h, v, bits, flip ? bep_lanes4_not : bep_lanes4);
         i = bits & ~31u;
     }
 #else

@@ -457,23 +457,28 @@ BEP_HOT void bep_asm_add8_qadd8(int8_t *h, const uint32_t *v, uint32_t words, ui
 #if BEP_USE_ASM && defined(__ARM_ARCH_6M__)
 /* ARMv6-M: the SWAR32 int8 row update (bep_add4 of bep_kernels.c) on the whole input
  * words of a row of `bits` weights at h (4-byte aligned, bits >= 32): the first
- * bits & ~31 weights, input words at v, lane keys
- * from `lanes`: four weights in 17 instructions (GCC: about 25; STM's write-back steps h), on the seven low
- * registers; constants and the loop bounds sit in named high registers (GCC's "h"
- * constraint fails to allocate at -Os). */
-BEP_HOT void bep_asm_add8_swar32(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip, const uint32_t *lanes)
+ * bits & ~31 weights, input words at v, lane keys from `lanes` (bep_lanes4, or its
+ * complement-indexed twin when the caller's flip is all ones, so the loop has no flip).
+ * Four weights in 16 instructions (GCC: about 25): each input word splits once into its
+ * even and its odd nibbles, so every key offset (nibble * 4, the bits below it clear)
+ * comes from two shifts of one of them; STM's write-back steps h. That takes all eight
+ * low registers: the operands are pinned to r0-r6 and r7 (the frame pointer of some
+ * builds) is saved around the loop; constants and the loop bounds sit in high
+ * registers (GCC's "h" constraint fails to allocate at -Os). */
+BEP_HOT void bep_asm_add8_swar32(int8_t *h, const uint32_t *v, uint32_t bits, const uint32_t *lanes)
 {
+    register int8_t *hp __asm__("r0") = h;
+    register const uint32_t *t __asm__("r1") = lanes;
+    register uint32_t x __asm__("r2"), k __asm__("r3"), w __asm__("r4"), s __asm__("r5"), f __asm__("r6");
     register uint32_t c80 __asm__("r8") = 0x80808080u;
     register uint32_t c02 __asm__("r9") = 0x02020202u;
     register const uint32_t *vp __asm__("r10") = v;
-    register uint32_t flip_high __asm__("r11") = flip;
+    register uint32_t c0f __asm__("r11") = 0x0F0F0F0Fu;
     register const int8_t *end __asm__("r12") = h + (bits & ~31u);
-    uint32_t x, k, w, t1, t2;
-#define BEP_SWAR4                           \
-    "lsls %[k], %[x], #28\n\t"              \
-    "lsrs %[k], %[k], #26\n\t"              \
+/* Key offset of the next four weights in k (`key`), then the update of the word at h. */
+#define BEP_SWAR4(key)                      \
+    key                                     \
     "ldr %[k], [%[t], %[k]]\n\t"            \
-    "lsrs %[x], %[x], #4\n\t"               \
     "ldr %[w], [%[h]]\n\t"                  \
     "eors %[w], %[k]\n\t"                   \
     "mov %[s], %[c80]\n\t"                  \
@@ -487,22 +492,32 @@ BEP_HOT void bep_asm_add8_swar32(int8_t *h, const uint32_t *v, uint32_t bits, ui
     "orrs %[w], %[s]\n\t"                   \
     "eors %[w], %[k]\n\t"                   \
     "stm %[h]!, {%[w]}\n\t"
-    __asm__ volatile(".syntax unified\n" /* it writes memory and no output is used */
+/* Nibble n of the input word: r7 holds the even nibbles, x the odd ones. */
+#define BEP_EVEN(sh) "lsls %[k], r7, #" #sh "\n\tlsrs %[k], %[k], #26\n\t"
+#define BEP_ODD(sh) "lsls %[k], %[x], #" #sh "\n\tlsrs %[k], %[k], #26\n\t"
+    __asm__ volatile(".syntax unified\n\t" /* it writes memory and no output is used */
+                     "push {r7}\n"
                      "1:\n\t"
                      "mov %[k], %[v]\n\t"
                      "ldm %[k]!, {%[x]}\n\t"
                      "mov %[v], %[k]\n\t"
-                     "mov %[k], %[flip]\n\t"
-                     "eors %[x], %[k]\n\t"
-                     BEP_SWAR4 BEP_SWAR4 BEP_SWAR4 BEP_SWAR4 BEP_SWAR4 BEP_SWAR4 BEP_SWAR4 BEP_SWAR4
+                     "mov r7, %[c0f]\n\t"
+                     "ands r7, %[x]\n\t"
+                     "eors %[x], r7\n\t"
+                     BEP_SWAR4(BEP_EVEN(28)) BEP_SWAR4(BEP_ODD(24)) BEP_SWAR4(BEP_EVEN(20))
+                     BEP_SWAR4(BEP_ODD(16)) BEP_SWAR4(BEP_EVEN(12)) BEP_SWAR4(BEP_ODD(8))
+                     BEP_SWAR4(BEP_EVEN(4)) BEP_SWAR4("lsrs %[k], %[x], #26\n\t")
                      "cmp %[h], %[end]\n\t"
                      "beq 2f\n\t"
                      "b 1b\n" /* the loop is longer than a conditional branch reaches */
-                     "2:"
-                     : [h] "+l"(h), [x] "=&l"(x), [k] "=&l"(k), [w] "=&l"(w), [s] "=&l"(t1), [f] "=&l"(t2),
+                     "2:\n\t"
+                     "pop {r7}"
+                     : [h] "+l"(hp), [x] "=&l"(x), [k] "=&l"(k), [w] "=&l"(w), [s] "=&l"(s), [f] "=&l"(f),
                        [v] "+r"(vp)
-                     : [t] "l"(lanes), [c80] "r"(c80), [c02] "r"(c02), [flip] "r"(flip_high), [end] "r"(end)
+                     : [t] "l"(t), [c80] "r"(c80), [c02] "r"(c02), [c0f] "r"(c0f), [end] "r"(end)
                      : "cc", "memory");
+#undef BEP_ODD
+#undef BEP_EVEN
 #undef BEP_SWAR4
 }
 #endif
