@@ -174,11 +174,11 @@ BEP_HOT uint32_t bep_asm_forward_rows(const uint32_t **w, const uint32_t *in, ui
 #endif
 
 #if BEP_USE_ASM && defined(__ARM_ARCH_6M__)
-/* x = the disagreements of the words at w + off and a + off counted in 4-bit lanes (the first
- * two steps of a SWAR popcount; p is scratch). */
-#define BEP_V6M_NIBBLES(off)            \
-    "ldr %[x], [%[w], #" off "]\n\t"   \
-    "ldr %[p], [%[a], #" off "]\n\t"   \
+/* x = the disagreements of the next words at w and a counted in 4-bit lanes (the first
+ * two steps of a SWAR popcount; p is scratch); LDM's write-back moves both pointers on. */
+#define BEP_V6M_NIBBLES                 \
+    "ldm %[w]!, {%[x]}\n\t"            \
+    "ldm %[a]!, {%[p]}\n\t"            \
     "eors %[x], %[p]\n\t"             \
     "lsrs %[p], %[x], #1\n\t"         \
     "ands %[p], %[m1]\n\t"            \
@@ -193,7 +193,7 @@ BEP_HOT uint32_t bep_asm_forward_rows(const uint32_t **w, const uint32_t *in, ui
  * (<= 16 per pair) overflows; both pointers move past them and *n drops by their words
  * (*n >= 2). A two-operand ALU, most of it on r0-r7 only, and GCC needs a low register
  * of its own to fill high ones, so the loop works in two low registers (x, p) and parks
- * the first word's counts and the masks it does not use often in high ones: 34
+ * the first word's counts and the masks it does not use often in high ones: 32
  * instructions a pair, against about 45 from the C loop. High operands sit in named
  * registers: GCC's "h" constraint fails to allocate at -Os ("inconsistent operand
  * constraints"). */
@@ -209,12 +209,10 @@ BEP_HOT uint32_t bep_asm_byte_counts_v6m(const uint32_t **w, const uint32_t **a,
     *n -= 2u * pairs;
     __asm__(".syntax unified\n" /* GCC hands Thumb-1 inline assembly over in divided syntax */
             "1:\n\t"
-            BEP_V6M_NIBBLES("0")
+            BEP_V6M_NIBBLES
             "mov %[park], %[x]\n\t"
-            BEP_V6M_NIBBLES("4")
+            BEP_V6M_NIBBLES
             "add %[x], %[park]\n\t"
-            "adds %[w], #8\n\t"
-            "adds %[a], #8\n\t"
             "mov %[park], %[x]\n\t"
             "lsrs %[x], %[x], #4\n\t"
             "mov %[p], %[m4]\n\t"
@@ -253,7 +251,7 @@ typedef struct {
 /* ARMv6-M: a whole group of nb (1..32) rows of 2 * pairs words (1 <= pairs <= 15, so
  * no byte lane of a row's counts overflows) against s->in: per pair of words the 2- and
  * 4-bit steps of bep_asm_byte_counts_v6m, but with all three masks in low registers
- * (31 instructions, not 34); per row the fold to a count, z stored at s->z, and the
+ * (29 instructions, not 32); per row the fold to a count, z stored at s->z, and the
  * sign of z shifted into the returned word (ADCS: row b's "z < 0" at bit nb - 1 - b);
  * a sentinel bit shifted out by the nb-th row ends the loop. About 25 instructions a
  * row around the pairs, against about 70 with the row loop in C (GCC spills). *w ends
@@ -275,12 +273,10 @@ BEP_HOT uint32_t bep_asm_forward_rows_v6m(const uint32_t **w, bep_rows_v6m_t *s,
             "mov %[bytes], %[x]\n\t"
             "add %[end], %[step]\n"
             "1:\n\t"
-            BEP_V6M_NIBBLES("0")
+            BEP_V6M_NIBBLES
             "mov %[park], %[x]\n\t"
-            BEP_V6M_NIBBLES("4")
+            BEP_V6M_NIBBLES
             "add %[x], %[park]\n\t"
-            "adds %[w], #8\n\t"
-            "adds %[a], #8\n\t"
             "lsrs %[p], %[x], #4\n\t"
             "ands %[p], %[m4]\n\t"
             "ands %[x], %[m4]\n\t"
