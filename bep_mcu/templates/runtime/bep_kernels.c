@@ -356,7 +356,27 @@ BEP_HOT void bep_add8(bep_pair_t *h, uint32_t nibbles)
 }
 #endif
 
+#if BEP_USE_ASM && defined(BEP_ROW8_SWAR32) && defined(__ARM_ARCH_6M__)
+/* ARMv6-M: an aligned row of whole words (every hidden row of a fan-in that is a
+ * multiple of 32) goes straight to the assembly loop, inlined here so that nothing is
+ * kept over it; any other row through bep_row_add8_split, which hands its whole words
+ * back here and does the rest in C. */
+#define BEP_ROW8_V6M 1
+static __attribute__((noinline)) void bep_row_add8_split(int8_t *h, const uint32_t *v, uint32_t bits,
+                                                         uint32_t flip);
+
 void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
+{
+    if (((uintptr_t)h & 3u) == 0u && bits >= 32u && (bits & 31u) == 0u)
+        bep_asm_add8_swar32(h, v, bits, flip ? bep_lanes4_not : bep_lanes4);
+    else
+        bep_row_add8_split(h, v, bits, flip);
+}
+
+static void bep_row_add8_split(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
+#else
+void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
+#endif
 {
     uint32_t i = 0;
 #if BEP_USE_ASM && defined(BEP_ROW8_DSP)
@@ -364,9 +384,9 @@ void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
         bep_asm_add8_qadd8(h, v, bits >> 5, flip, bep_lanes4);
         i = bits & ~31u;
     }
-#elif BEP_USE_ASM && defined(BEP_ROW8_SWAR32) && defined(__ARM_ARCH_6M__)
+#elif defined(BEP_ROW8_V6M)
     if (((uintptr_t)h & 3u) == 0u && bits >= 32u) {
-        bep_asm_add8_swar32(h, v, bits, flip ? bep_lanes4_not : bep_lanes4);
+        bep_row_add8(h, v, bits & ~31u, flip);
         i = bits & ~31u;
     }
 #else

@@ -451,10 +451,10 @@ BEP_HOT void bep_asm_add8_qadd8(int8_t *h, const uint32_t *v, uint32_t words, ui
 #endif
 
 #if BEP_USE_ASM && defined(__ARM_ARCH_6M__)
-/* ARMv6-M: the SWAR32 int8 row update (bep_add4 of bep_kernels.c) on the whole input
- * words of a row of `bits` weights at h (4-byte aligned, bits >= 32): the first
- * bits & ~31 weights, input words at v, lane keys from `lanes` (bep_lanes4, or its
- * complement-indexed twin when the caller's flip is all ones, so the loop has no flip).
+/* ARMv6-M: the SWAR32 int8 row update (bep_add4 of bep_kernels.c) of a row of `bits`
+ * weights at h (4-byte aligned, bits a multiple of 32, at least 32), input words at v,
+ * lane keys from `lanes` (bep_lanes4, or its complement-indexed twin when the caller's
+ * flip is all ones, so the loop has no flip).
  * Four weights in 16 instructions (GCC: about 25): each input word splits once into its
  * even and its odd nibbles, so every key offset (nibble * 4, the bits below it clear)
  * comes from two shifts of one of them; STM's write-back steps h. That takes all eight
@@ -470,7 +470,7 @@ BEP_HOT void bep_asm_add8_swar32(int8_t *h, const uint32_t *v, uint32_t bits, co
     register uint32_t c02 __asm__("r9") = 0x02020202u;
     register const uint32_t *vp __asm__("r10") = v;
     register uint32_t c0f __asm__("r11") = 0x0F0F0F0Fu;
-    register const int8_t *end __asm__("r12") = h + (bits & ~31u);
+    register const int8_t *end __asm__("r12") = h + bits;
 /* Key offset of the next four weights in k (`key`), then the update of the word at h. */
 #define BEP_SWAR4(key)                      \
     key                                     \
