@@ -388,15 +388,19 @@ BEP_HOT uint32_t bep_asm_min_key(uint32_t cand, const int16_t *z, uint32_t offse
 #if BEP_USE_ASM && defined(__ARM_ARCH_6M__)
 /* ARMv6-M (no CLZ): winner selection's candidate loop, one neuron a step, bep_min_key
  * of bep_runtime.c over the set bits of cand != 0 (bit k for neuron z + k, offset + k
- * its index in the group). LSRS shifts the next bit into the carry and tests it in one:
- * 6 instructions a neuron that is no candidate, 15 one that is (GCC: 8 and 13). */
+ * its index in the group). LSRS shifts the next bit into the carry and tests it in one,
+ * and a neuron that is no candidate leaves cand != 0 (a set bit is still to come), so
+ * it loops back at once: 4 instructions a neuron that is no candidate, 15 one that is
+ * (GCC: 8 and 13). Index and offset step first, so they start one step back. */
 BEP_HOT uint32_t bep_asm_min_key_v6m(uint32_t cand, const int16_t *z, uint32_t offset, uint32_t best)
 {
-    uint32_t v, t, i2 = 0, o = offset - 0x10000u; /* the key's "- 1", as in bep_asm_min_key */
+    uint32_t v, t, i2 = 0u - 2u, o = offset - 0x10001u; /* the key's "- 1", as in bep_asm_min_key */
     __asm__(".syntax unified\n"
             "1:\n\t"
+            "adds %[o], #1\n\t"
+            "adds %[i2], #2\n\t"
             "lsrs %[c], %[c], #1\n\t"
-            "bcc 2f\n\t"
+            "bcc 1b\n\t"
             "ldrsh %[v], [%[z], %[i2]]\n\t"
             "asrs %[t], %[v], #31\n\t"
             "adds %[v], %[v], %[t]\n\t"
@@ -407,8 +411,6 @@ BEP_HOT uint32_t bep_asm_min_key_v6m(uint32_t cand, const int16_t *z, uint32_t o
             "bhs 2f\n\t"
             "movs %[b], %[v]\n"
             "2:\n\t"
-            "adds %[o], #1\n\t"
-            "adds %[i2], #2\n\t"
             "cmp %[c], #0\n\t"
             "bne 1b"
             : [c] "+l"(cand), [b] "+l"(best), [o] "+l"(o), [i2] "+l"(i2), [v] "=&l"(v), [t] "=&l"(t)
