@@ -253,7 +253,7 @@ typedef struct {
  * 4-bit steps of bep_asm_byte_counts_v6m, but with all three masks in low registers
  * (29 instructions, not 32); per row the fold to a count, z stored at s->z, and the
  * sign of z shifted into the returned word (ADCS: row b's "z < 0" at bit nb - 1 - b);
- * a sentinel bit shifted out by the nb-th row ends the loop. About 25 instructions a
+ * a sentinel bit shifted out by the nb-th row ends the loop. About 24 instructions a
  * row around the pairs, against about 70 with the row loop in C (GCC spills). *w ends
  * past the group. */
 BEP_HOT uint32_t bep_asm_forward_rows_v6m(const uint32_t **w, bep_rows_v6m_t *s, uint32_t pairs, uint32_t nb,
@@ -290,10 +290,9 @@ BEP_HOT uint32_t bep_asm_forward_rows_v6m(const uint32_t **w, bep_rows_v6m_t *s,
             "ands %[p], %[a]\n\t"
             "ands %[x], %[a]\n\t"
             "adds %[x], %[x], %[p]\n\t"
-            "lsrs %[p], %[x], #16\n\t"
+            "lsls %[p], %[x], #16\n\t" /* the two halves summed in the top one, */
             "adds %[x], %[x], %[p]\n\t"
-            "uxth %[x], %[x]\n\t"
-            "lsls %[x], %[x], #1\n\t"
+            "lsrs %[x], %[x], #15\n\t" /* as twice the count (bit 15 is clear: <= 480) */
             "ldr %[p], [%[s], #8]\n\t"
             "subs %[p], %[p], %[x]\n\t"
             "ldr %[a], [%[s], #12]\n\t"
