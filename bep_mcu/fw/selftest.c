@@ -187,7 +187,7 @@ static int runtime_failed(const char *call, long batch, bep_status_t st)
 /* Every hidden weight of every layer against `expected`, read back in BEP_ST_CHUNK
  * pieces (little-endian, as in the file: Cortex-M runs little-endian here); `batch`
  * < 0 means right after init. */
-static int compare_hidden(const unsigned char *const expected[], long batch)
+static __attribute__((noinline)) int compare_hidden(const unsigned char *const expected[], long batch)
 {
     const bep_config_t *cfg = &BEP_FW_NET_CONFIG;
     const unsigned wb = cfg->hidden_bits / 8u;
@@ -221,13 +221,32 @@ static int compare_hidden(const unsigned char *const expected[], long batch)
     return ST_MATCH;
 }
 
+/* After a batch: its counters as the golden file has them. Not inlined, so that its
+ * locals are not on the stack while the batch trains (the deepest call chain). */
+static __attribute__((noinline)) int compare_counters(const golden_batch_t *bt, long b)
+{
+    bep_counters_t c;
+    uint32_t got_c[GOLDEN_N_COUNTERS], k;
+    bep_status_t st = BEP_FW_NET_FN(read_counters)(bep_fw_state, sizeof bep_fw_state, &c);
+    if (st != BEP_OK) return runtime_failed("bep_read_counters", b, st);
+    golden_counters(&c, got_c);
+    for (k = 0; k < GOLDEN_N_COUNTERS; ++k) {
+        uint32_t want = golden_le32(bt->counters + 4u * k);
+        if (got_c[k] != want) {
+            bep_sh_say("MISMATCH batch %d counter %s: expected %u, got %u (file offset %u)", b, golden_counter_names[k],
+                   (unsigned long)want, (unsigned long)got_c[k], file_offset(bt->counters + 4u * k));
+            return ST_MISMATCH;
+        }
+    }
+    return ST_MATCH;
+}
+
 static int run_batch(const golden_batch_t *bt, long b)
 {
     const bep_config_t *cfg = &BEP_FW_NET_CONFIG;
     size_t words = (size_t)bt->n * cfg->input_words, k;
-    bep_counters_t c;
-    uint32_t got_c[GOLDEN_N_COUNTERS];
     bep_status_t st;
+    int rc;
     for (k = 0; k < words; ++k) bep_st_buf.x[k] = golden_le32(bt->x + 4u * k);
     for (k = 0; k < bt->n; ++k) bep_st_buf.labels[k] = golden_le16(bt->labels + 2u * k);
     st = BEP_FW_NET_FN(train_batch)(bep_fw_state, sizeof bep_fw_state, bep_st_buf.x, words, bep_st_buf.labels,
@@ -242,18 +261,8 @@ static int run_batch(const golden_batch_t *bt, long b)
             return ST_MISMATCH;
         }
     }
-    st = BEP_FW_NET_FN(read_counters)(bep_fw_state, sizeof bep_fw_state, &c);
-    if (st != BEP_OK) return runtime_failed("bep_read_counters", b, st);
-    golden_counters(&c, got_c);
-    for (k = 0; k < GOLDEN_N_COUNTERS; ++k) {
-        uint32_t want = golden_le32(bt->counters + 4u * k);
-        if (got_c[k] != want) {
-            bep_sh_say("MISMATCH batch %d counter %s: expected %u, got %u (file offset %u)", b, golden_counter_names[k],
-                   (unsigned long)want, (unsigned long)got_c[k], file_offset(bt->counters + 4u * k));
-            return ST_MISMATCH;
-        }
-    }
-    return compare_hidden(bt->hidden, b);
+    rc = compare_counters(bt, b);
+    return rc != ST_MATCH ? rc : compare_hidden(bt->hidden, b);
 }
 
 /* ------------------------------------------------------------------ main */
