@@ -101,11 +101,9 @@ static uint32_t bep_padding(const uint32_t *a, uint32_t bits)
 
 /* z_b = bits - 2 differ(row b, in) for the nb (1..32) rows of n words at *w, stored at
  * *z; returns the signs (z_b >= 0) at bit b; *w and *z end past the rows. The hidden
- * layers' rows and the classifier's. On Arm the row loop is assembly too. Inlined (as is
- * bep_logits16): as calls of their own, their frames would sit on top of their callers'
- * on the deepest call chain, too deep for the 1 KB stacks of the smallest boards. */
-BEP_HOT uint32_t bep_dot_rows(const uint32_t **w, const uint32_t *in, uint32_t n, uint32_t nb, int32_t bits,
-                              int16_t **z)
+ * layers' rows and the classifier's. On Arm the row loop is assembly too. */
+static uint32_t bep_dot_rows(const uint32_t **w, const uint32_t *in, uint32_t n, uint32_t nb, int32_t bits,
+                             int16_t **z)
 {
     const uint32_t *wp = *w;
     int16_t *zp = *z;
@@ -171,8 +169,8 @@ static int32_t bep_logit_k(const bep_config_t *cfg, const uint32_t *a_last)
 
 /* The logits of classes c .. c + nb - 1 (nb <= 32) at y (|y| <= the last hidden width
  * <= MAX_WIDTH, so int16 holds them). */
-BEP_HOT void bep_logits16(const bep_config_t *cfg, const uint32_t *a_last, int32_t k, uint32_t c, uint32_t nb,
-                          int16_t *y)
+static void bep_logits16(const bep_config_t *cfg, const uint32_t *a_last, int32_t k, uint32_t c, uint32_t nb,
+                         int16_t *y)
 {
     const uint32_t *p = cfg->classifier + c * cfg->class_words;
     (void)bep_dot_rows(&p, a_last, cfg->class_words, nb, k, &y);
@@ -361,11 +359,18 @@ BEP_HOT void bep_add8(bep_pair_t *h, uint32_t nibbles)
 #if BEP_USE_ASM && defined(BEP_ROW8_SWAR32) && defined(__ARM_ARCH_6M__)
 /* ARMv6-M: an aligned row of whole words (every hidden row of a fan-in that is a
  * multiple of 32) goes straight to the assembly loop, inlined here so that nothing is
- * kept over it; any other row through bep_row_add8_split, which runs the same loop on
- * its whole words and does the rest in C. */
+ * kept over it; any other row through bep_row_add8_split, which hands its whole words
+ * to the same loop (bep_row_add8_words) and does the rest in C. */
 #define BEP_ROW8_V6M 1
 static __attribute__((noinline)) void bep_row_add8_split(int8_t *h, const uint32_t *v, uint32_t bits,
                                                          uint32_t flip);
+
+/* The split path's whole words: the same loop, in a function of its own (calling
+ * bep_row_add8 back would be a recursion, which the stack analysis refuses). */
+static __attribute__((noinline)) void bep_row_add8_words(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
+{
+    bep_asm_add8_swar32(h, v, bits, flip ? bep_lanes4_not : bep_lanes4);
+}
 
 void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
 {
@@ -387,8 +392,8 @@ void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
         i = bits & ~31u;
     }
 #elif defined(BEP_ROW8_V6M)
-    if (((uintptr_t)h & 3u) == 0u && bits >= 32u) { /* the assembly loop itself: no recursion */
-        bep_asm_add8_swar32(h, v, bits & ~31u, flip ? bep_lanes4_not : bep_lanes4);
+    if (((uintptr_t)h & 3u) == 0u && bits >= 32u) {
+        bep_row_add8_words(h, v, bits & ~31u, flip);
         i = bits & ~31u;
     }
 #else
