@@ -101,7 +101,13 @@ static uint32_t bep_padding(const uint32_t *a, uint32_t bits)
 
 /* z_b = bits - 2 differ(row b, in) for the nb (1..32) rows of n words at *w, stored at
  * *z; returns the signs (z_b >= 0) at bit b; *w and *z end past the rows. The hidden
- * layers' rows and the classifier's. On Arm the row loop is assembly too. */
+ * layers' rows and the classifier's. On Arm the row loop is assembly too. On ARMv6-M
+ * never inlined: the row loop's inline assembly takes all eight low registers, and inlined
+ * into its callers (as -O3 or LTO could) it trained other weights on rows of more than 30
+ * words (tests/test_icount.py::test_forward_row_loops_bit_exact caught it). */
+#if BEP_USE_ASM && defined(__ARM_ARCH_6M__) && defined(__GNUC__)
+__attribute__((noinline))
+#endif
 static uint32_t bep_dot_rows(const uint32_t **w, const uint32_t *in, uint32_t n, uint32_t nb, int32_t bits,
                              int16_t **z)
 {
