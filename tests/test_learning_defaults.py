@@ -187,7 +187,7 @@ def test_many_bits_a_step_keep_the_code_validation_prefers(monkeypatch, noise_se
     6 against 3), a tie the default (seed 0: 3 of 6 each); on_epoch sees the kept run only."""
     monkeypatch.setattr(training, "COARSE_CODE_BITS", 100)
     X, y = series(60, 40, seed=noise_seed)
-    settings = dict(model="rnn", hidden=(8,), epochs=5)
+    settings = {"model": "rnn", "hidden": (8,), "epochs": 5}
     seen: list[dict] = []
     auto = training.fit(X, y, training.Settings(**settings), on_epoch=seen.append)
     default, coarser = (fit(X, y, binarize=code, **settings) for code in ("thermometer:8", "thermometer:2"))
@@ -198,6 +198,26 @@ def test_many_bits_a_step_keep_the_code_validation_prefers(monkeypatch, noise_se
     assert auto.encoder.binarizer.spec() == kept.encoder.binarizer.spec()
     assert_same_weights(auto.hidden, kept.hidden)
     assert len(seen) == 5 and timeless(seen) == timeless(kept.training.history)
+
+
+def test_the_default_code_still_falls_back_per_time_point_when_at_chance(monkeypatch):
+    """spectra's RNN (seed 0, see above) with the cut lowered to its 1,152 bits a step: the
+    default code's run sits at chance and starts again per time point, and that run, not the
+    abandoned one, is the candidate weighed against thermometer:2."""
+    monkeypatch.setattr(training, "COARSE_CODE_BITS", 1000)
+    trained: list[tuple[str, int]] = []
+    train = training.train
+
+    def recorded(model, *args, **kwargs):
+        result = train(model, *args, **kwargs)
+        trained.append((model.encoder.binarizer.spec(), result.training.epochs))
+        return result
+
+    monkeypatch.setattr(training, "train", recorded)
+    data = load_dataset("spectra")
+    model = training.fit(data.X_train, data.y_train, training.Settings(model="rnn", hidden=(256,), epochs=40))
+    assert trained == [("thermometer:8", training.AT_CHANCE_EPOCHS), ("thermometer:8:point", 40), ("thermometer:2", 40)]
+    assert model.encoder.binarizer.spec() in ("thermometer:8:point", "thermometer:2")
 
 
 def load_train(key: str):
