@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, make_dataclass, replace
 from fractions import Fraction
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Protocol
 
 import numpy as np
@@ -699,7 +699,8 @@ def initial_model(X, y, settings: Settings) -> Model:
     ``X`` only (what remains after the validation split). Its shape is the trained
     model's, so memory can be planned before any training (``bep-mcu sweep``, whose codes
     are explicit; an RNN left to "auto" that ``fit`` restarts per time point may keep other
-    bits, and keeps ``length`` times the thresholds)."""
+    bits, and keeps ``length`` times the thresholds; one that keeps ``COARSE_CODE`` has fewer
+    bits)."""
     y = plain_labels(np.asarray(y))
     X = np.asarray(X)
     if len(X) != len(y):
@@ -733,15 +734,58 @@ def per_point_fallback(model: Model, settings: Settings) -> str | None:
     return f"{code}:point"
 
 
+# An RNN reading a long, oversampled series gets thousands of input bits a step in which
+# neighbouring points repeat each other's bits; with few training series it may learn far less
+# than from a coarser code (PickupGestureWiimoteZ-long: 5,784 bits a step, 36.0; thermometer:2,
+# 1,452 bits, 60.0), but the same coarse code costs other long series (ACSF1 -11), so no fixed
+# code suits them all (docs/research/untuned-data.md §4.3). ``fit`` trains such an RNN left to
+# "auto" with both codes and keeps the one its validation split prefers (3 seeds: Pickup-long
+# 36.0 -> 50.0, ACSF1 kept, JapaneseVowels-long 96.6 -> 95.6; validation +16.7, 0, +1.2), at
+# about twice the training time. The benchmark's RNN rows have 104-2,408 bits a step or
+# 5,576-5,848: COARSE_CODE_BITS lies between the two groups.
+COARSE_CODE_BITS = 4096
+COARSE_CODE = "thermometer:2"  # about 1,450 bits a step there, as the RNN rows that learn well
+
+
+def coarse_code(model: Model, settings: Settings, val_samples: int) -> str | None:
+    """The coarser code ``fit`` tries beside ``model``'s: for an RNN whose code was left to
+    "auto", with at least ``COARSE_CODE_BITS`` input bits a step and a validation split to judge."""
+    if settings.model != "rnn" or settings.binarize != "auto" or val_samples == 0:
+        return None
+    return COARSE_CODE if model.encoder.n_inputs >= COARSE_CODE_BITS else None
+
+
 def fit(X, y, settings: Settings, on_epoch: Callable[[dict], None] | None = None) -> Model:
     """A new model trained on raw data (the encoder sees the training part only): for
     ``settings.epochs``, else at least ``default_epochs`` and on while the training error
     falls (``ProgressBudget``). An RNN whose "auto" code leaves it at chance in at least half
-    of its first ``AT_CHANCE_EPOCHS`` epochs starts again with thresholds per time point
-    (``on_epoch`` sees the epochs of the model returned only)."""
+    of its first ``AT_CHANCE_EPOCHS`` epochs starts again with thresholds per time point; one
+    whose "auto" code has at least ``COARSE_CODE_BITS`` input bits a step is trained a second
+    time with ``COARSE_CODE`` and the code with the higher validation accuracy is kept (a tie
+    keeps the default). ``on_epoch`` sees the epochs of the model returned only (where two
+    codes are trained, after both)."""
     model = initial_model(X, y, settings)
     X, y = np.asarray(X), plain_labels(np.asarray(y))
-    train_idx = split_validation(y, settings.val_fraction, settings.seed)[0]
+    train_idx, val_idx = split_validation(y, settings.val_fraction, settings.seed)
+    coarse = coarse_code(model, settings, len(val_idx))
+    if coarse is None:
+        return fit_watched(model, X, y, settings, train_idx, on_epoch)
+    candidates = []
+    for fit_one in (partial(fit_watched, model, X, y, settings, train_idx),
+                    partial(fit, X, y, replace(settings, binarize=coarse))):
+        history: list[dict] = []
+        trained = fit_one(on_epoch=history.append)
+        candidates.append((trained.score(X[val_idx], y[val_idx]), trained, history))
+    _, chosen, history = max(candidates, key=lambda c: c[0])  # the first of equals: the default
+    for record in history if on_epoch else ():
+        on_epoch(record)
+    return chosen
+
+
+def fit_watched(model: Model, X: np.ndarray, y: np.ndarray, settings: Settings, train_idx: np.ndarray,
+                on_epoch: Callable[[dict], None] | None = None) -> Model:
+    """``fit``'s training of ``model`` (its initial model) with the code it was built with,
+    watched for a run at chance where ``per_point_fallback`` has a code to start again with."""
     epochs = settings.epochs or default_epochs(len(train_idx))
     fallback = per_point_fallback(model, settings)
     if fallback is None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bep_mcu import modelio, training
-from bep_mcu.bench import parse_config
+from bep_mcu.bench import BASELINE_SETS, HOLDOUT_SETS, KINDS_SETS, parse_config
 from bep_mcu.data import inputformat, recalibration
 from bep_mcu.data.binarize import distinct_quantile_cuts, make_binarizer, tabular_levels
 from bep_mcu.data.datasets import lengthen_series, load_dataset
@@ -148,6 +148,81 @@ def test_watching_for_chance_changes_nothing_in_a_run_that_learns():
     short: list[dict] = []  # a run shorter than the watch: its records are passed on at the end
     training.fit(X, y, training.Settings(model="rnn", hidden=(16,), epochs=5), on_epoch=short.append)
     assert [h["epoch"] for h in short] == [1, 2, 3, 4, 5]
+
+
+# ------------------------------------------------------------------ a coarser code for many bits a step
+
+
+def coarse(X, y, **settings) -> str | None:
+    """The coarser code ``fit`` would also try for the initial model of these settings."""
+    s = training.Settings(**settings)
+    model = training.initial_model(X, y, s)
+    return training.coarse_code(model, s, len(training.split_validation(np.asarray(y), s.val_fraction, s.seed)[1]))
+
+
+def test_only_an_auto_rnn_with_many_bits_a_step_tries_a_coarser_code():
+    """1,100 points: a window of 550, 4,408 bits a step; 24 points: 104 bits. A code the user chose,
+    an MLP or no validation split to judge by: no second code (docs/research/untuned-data.md §4.3)."""
+    X, y = series(60, 1100)
+    assert training.initial_model(X, y, training.Settings(model="rnn")).encoder.n_inputs >= training.COARSE_CODE_BITS
+    assert coarse(X, y, model="rnn") == training.COARSE_CODE == "thermometer:2"
+    assert coarse(X, y, model="rnn", binarize="thermometer:8") is None
+    assert coarse(X, y, model="rnn", val_fraction=0.0) is None
+    assert coarse(X, y) is None  # an mlp
+    assert coarse(*series(60, 24), model="rnn") is None
+
+
+def test_the_coarser_code_is_tried_on_the_three_long_bench_rnns_only():
+    """Of the benchmark's RNN rows (accuracy table, hold-out, kinds) only those with 5,576-5,848
+    bits a step train twice; the others (104-2,408) are untouched."""
+    keys = [k for k in BASELINE_SETS + HOLDOUT_SETS + KINDS_SETS if k.endswith(":rnn")]
+    tried = {key for key in keys if coarse(*load_train(key), **parse_config(key)[1])}
+    assert len(keys) == 12 and tried == {"ACSF1:rnn", "JapaneseVowels-long:rnn", "PickupGestureWiimoteZ-long:rnn"}
+
+
+@pytest.mark.parametrize("noise_seed, switches", [(5, True), (0, False)])
+def test_many_bits_a_step_keep_the_code_validation_prefers(monkeypatch, noise_seed, switches):
+    """With the cut lowered to these 40-point series' 168 bits a step, fit trains thermometer:8
+    and thermometer:2 and keeps the one with the higher validation accuracy (noise seed 5: 1 of
+    6 against 3), a tie the default (seed 0: 3 of 6 each); on_epoch sees the kept run only."""
+    monkeypatch.setattr(training, "COARSE_CODE_BITS", 100)
+    X, y = series(60, 40, seed=noise_seed)
+    settings = {"model": "rnn", "hidden": (8,), "epochs": 5}
+    seen: list[dict] = []
+    auto = training.fit(X, y, training.Settings(**settings), on_epoch=seen.append)
+    default, coarser = (fit(X, y, binarize=code, **settings) for code in ("thermometer:8", "thermometer:2"))
+    val = training.split_validation(y, training.Settings().val_fraction, 0)[1]
+    scores = [m.score(X[val], y[val]) for m in (default, coarser)]
+    assert scores[0] < scores[1] if switches else scores[0] == scores[1]
+    kept = coarser if switches else default
+    assert auto.encoder.binarizer.spec() == kept.encoder.binarizer.spec()
+    assert_same_weights(auto.hidden, kept.hidden)
+    assert len(seen) == 5 and timeless(seen) == timeless(kept.training.history)
+
+
+def test_the_default_code_still_falls_back_per_time_point_when_at_chance(monkeypatch):
+    """spectra's RNN (seed 0, see above) with the cut lowered to its 1,152 bits a step: the
+    default code's run sits at chance and starts again per time point, and that run, not the
+    abandoned one, is the candidate weighed against thermometer:2."""
+    monkeypatch.setattr(training, "COARSE_CODE_BITS", 1000)
+    trained: list[tuple[str, int]] = []
+    train = training.train
+
+    def recorded(model, *args, **kwargs):
+        result = train(model, *args, **kwargs)
+        trained.append((model.encoder.binarizer.spec(), result.training.epochs))
+        return result
+
+    monkeypatch.setattr(training, "train", recorded)
+    data = load_dataset("spectra")
+    model = training.fit(data.X_train, data.y_train, training.Settings(model="rnn", hidden=(256,), epochs=40))
+    assert trained == [("thermometer:8", training.AT_CHANCE_EPOCHS), ("thermometer:8:point", 40), ("thermometer:2", 40)]
+    assert model.encoder.binarizer.spec() in ("thermometer:8:point", "thermometer:2")
+
+
+def load_train(key: str):
+    data = load_dataset(parse_config(key)[0])
+    return data.X_train, data.y_train
 
 
 # ------------------------------------------------------------------ input bits
