@@ -112,8 +112,8 @@ def replay_bytes(model: Model, k: int) -> int:
 
 
 def with_new_classes(model: Model, y, what: str) -> tuple[Model, list]:
-    """``model`` with every label of ``y`` it has no prototype for given the next reserved one, in
-    sorted order, and those labels. More of them than reserved prototypes: one line naming the first
+    """``model`` with every label of ``y`` it has no prototype for given the next reserved one (the
+    new labels in sorted order, each after the model's classes), and those labels. More of them than reserved prototypes: one line naming the first
     left without; a model with none reserved is returned as it is (its labels refuse them)."""
     new = new_labels(y, model.labels)
     if len(new) == 0 or len(model.reserved) == 0:

@@ -266,21 +266,29 @@ def test_bench_adaptation_s_new_class_scenario():
     assert rows["bep"]["after_new_classes"] > max(0.1, rows["bep"]["before_new_classes"]), rows["bep"]
 
 
-def test_a_new_label_takes_its_sorted_place_and_stays_bit_exact(tmp_path):
-    """A new label that sorts before the others: its prototype goes to the label's place, the
-    labels stay sorted, the other classes keep their prototypes, and the C twin trains the grown
-    network as numpy does."""
+def test_a_new_label_takes_the_next_index_and_stays_bit_exact(tmp_path):
+    """A new label that sorts before the others takes the index after them (its prototype is the
+    classifier's next row): the classes keep their indices and prototypes, the model file keeps
+    the order, and the C twin trains the grown network as numpy does."""
     data = load_dataset("digits")
     old = data.y_train != 3
     np.savez(tmp_path / "d.npz", X_train=data.X_train, y_train=data.y_train, X_test=data.X_test, y_test=data.y_test)
     model = fit(data.X_train[old], data.y_train[old], hidden=(16,), epochs=2, max_classes=11)
     grown = model.with_class(3)
-    assert grown.labels.tolist() == list(range(10)) and len(grown.reserved) == 1
-    assert np.array_equal(grown.classifier[3], model.reserved[0])
-    assert np.array_equal(np.delete(grown.classifier, 3, axis=0), model.classifier)
-    result = invoke("verify", saved(grown, tmp_path / "grown.npz"), "--data", tmp_path / "d.npz", "--epochs", 2,
-                    "--json")
+    assert grown.labels.tolist() == [0, 1, 2, 4, 5, 6, 7, 8, 9, 3] and len(grown.reserved) == 1
+    assert np.array_equal(grown.classifier, np.concatenate([model.classifier, model.reserved[:1]]))
+    assert grown.encode_labels([3, 0, 9]).tolist() == [9, 0, 8]
+    assert set(grown.predict(data.X_test).tolist()) <= set(range(10))
+    back = modelio.load(saved(grown, tmp_path / "grown.npz"))
+    assert back.labels.tolist() == grown.labels.tolist() and np.array_equal(back.classifier, grown.classifier)
+    result = invoke("verify", tmp_path / "grown.npz", "--data", tmp_path / "d.npz", "--epochs", 2, "--json")
     assert_ok(result)
     assert last_json(result.stdout)["bit_exact"] is True
     with pytest.raises(Exception, match="not of the kind"):
         grown.with_class("three")
+
+
+def test_a_forged_repeated_label_is_refused(files, tmp_path):
+    """Labels need not be sorted (a new class comes after the others), but they stay distinct."""
+    bad = forge(files["model"], tmp_path / "bad.npz", arrays_edit=lambda a: a.update(classes=np.r_[0:8, 0]))
+    assert_user_error(invoke("info", bad), "distinct")
