@@ -253,8 +253,8 @@ def test_cxx_firmware_trains_bit_exact_on_netduinoplus2(models, cases, work):
     cflags, _ = build_flags(board, "net")
     cxxflags = [f if f != "-std=c99" else "-std=c++20" for f in cflags] + ["-fno-exceptions", "-fno-rtti"]
     assert "-std=c++20" in cxxflags and "-pedantic" in cxxflags and "-Wconversion" in cxxflags
-    as_c = {"startup.c", "mem.c"}  # board support only: array designators and void * conversions are C
-    sources = [fw_dir() / s for s in (*FW_SOURCES, board.port_file)] + case["gen"].sources()
+    as_c = {board.startup_file, "mem.c"}  # board support only: array designators and void * conversions are C
+    sources = [fw_dir() / s for s in (*FW_SOURCES, board.startup_file, board.port_file)] + case["gen"].sources()
     objects = []
     for src in sources:
         obj = build / (src.stem + ".o")

@@ -291,7 +291,7 @@ def test_corrupted_prediction_and_counter_are_named(cases, tmp_path):
     # another mixing constant: only the reinforcement draws change, so only hidden weights
     ("x *= 0x7FEB352Du;", "x *= 0x7FEB352Fu;"),
     # ties of the winner-takes-update go to the highest index instead of the lowest
-    ("if (v != 0 && v < *best) {", "if (v != 0 && v <= *best) {"),
+    ("return key < best ? key : best;", "return (key >> 16) <= (best >> 16) ? key : best;"),
 ], ids=["rng-constant", "winner-ties"])
 def test_broken_runtime_copy_is_caught(cases, tmp_path, original, broken):
     """A one-token bug in a copy of the generated runtime makes the driver exit 1."""

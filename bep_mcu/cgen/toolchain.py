@@ -71,6 +71,7 @@ class Arch:
     (``core_flags``, ``{core}`` replaced), and the QEMU system emulator of its boards."""
 
     name: str
+    title: str  # as messages name it
     prefix: str
     apt_package: str
     core_flags: tuple[str, ...]
@@ -82,11 +83,11 @@ class Arch:
 
 
 ARCHES = {a.name: a for a in (
-    Arch("arm", "arm-none-eabi-", "gcc-arm-none-eabi", ("-mcpu={core}", "-mthumb"), "qemu-system-arm",
+    Arch("arm", "Arm", "arm-none-eabi-", "gcc-arm-none-eabi", ("-mcpu={core}", "-mthumb"), "qemu-system-arm",
          "qemu-system-arm"),
     # Plain -march=rv32imac: "_zicsr" matches none of Debian's multilibs (the link finds no
     # libgcc); the firmware's few CSR instructions enable Zicsr in their own asm (bep_riscv.h).
-    Arch("riscv", "riscv64-unknown-elf-", "gcc-riscv64-unknown-elf", ("-march={core}", "-mabi=ilp32"),
+    Arch("riscv", "RISC-V", "riscv64-unknown-elf-", "gcc-riscv64-unknown-elf", ("-march={core}", "-mabi=ilp32"),
          "qemu-system-riscv32", "qemu-system-misc"),
 )}
 
@@ -188,7 +189,7 @@ def toolchain(target: str, cc: str | None = None) -> Toolchain:
         return Toolchain(target, _require(compiler, "set CC or install gcc (apt-get install gcc)"),
                          _require("size", binutils), _require("nm", binutils))
     a = arch(target)
-    hint = f"install the {a.name} GNU toolchain (apt-get install {a.apt_package})"
+    hint = f"install the {a.title} GNU toolchain (apt-get install {a.apt_package})"
     return Toolchain(target, _require(cc or a.prefix + "gcc", hint), _require(a.prefix + "size", hint),
                      _require(a.prefix + "nm", hint), a.prefix)
 

@@ -8,10 +8,18 @@
 #ifndef BEP_CPU_H
 #define BEP_CPU_H
 
+#ifdef __cplusplus
+extern "C" { /* C linkage for C++ callers (as every shipped header; the included ones have their own) */
+#endif
+
 #if defined(__riscv)
 #include "bep_riscv.h"
 #else
 #include "bep_cortexm.h"
+#endif
+
+#ifdef __cplusplus
+}
 #endif
 
 #endif /* BEP_CPU_H */

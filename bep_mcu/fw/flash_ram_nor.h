@@ -13,6 +13,10 @@
 
 #include "bep_port.h"
 
+#ifdef __cplusplus
+extern "C" { /* C linkage for C++ callers */
+#endif
+
 int bep_port_flash_read(void *ctx, uint32_t offset, uint8_t *dst, uint32_t n)
 {
     (void)ctx;
@@ -38,5 +42,9 @@ int bep_port_flash_program(void *ctx, uint32_t offset, const uint8_t *src, uint3
     for (k = 0; k < n; ++k) dst[k] &= src[k];
     return 0;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* BEP_FLASH_RAM_NOR_H */

@@ -187,7 +187,7 @@ static int runtime_failed(const char *call, long batch, bep_status_t st)
 /* Every hidden weight of every layer against `expected`, read back in BEP_ST_CHUNK
  * pieces (little-endian, as in the file: Cortex-M runs little-endian here); `batch`
  * < 0 means right after init. */
-static int compare_hidden(const unsigned char *const expected[], long batch)
+static __attribute__((noinline)) int compare_hidden(const unsigned char *const expected[], long batch)
 {
     const bep_config_t *cfg = &BEP_FW_NET_CONFIG;
     const unsigned wb = cfg->hidden_bits / 8u;
@@ -221,13 +221,32 @@ static int compare_hidden(const unsigned char *const expected[], long batch)
     return ST_MATCH;
 }
 
+/* After a batch: its counters as the golden file has them. Not inlined, so that its
+ * locals are not on the stack while the batch trains (the deepest call chain). */
+static __attribute__((noinline)) int compare_counters(const golden_batch_t *bt, long b)
+{
+    bep_counters_t c;
+    uint32_t got_c[GOLDEN_N_COUNTERS], k;
+    bep_status_t st = BEP_FW_NET_FN(read_counters)(bep_fw_state, sizeof bep_fw_state, &c);
+    if (st != BEP_OK) return runtime_failed("bep_read_counters", b, st);
+    golden_counters(&c, got_c);
+    for (k = 0; k < GOLDEN_N_COUNTERS; ++k) {
+        uint32_t want = golden_le32(bt->counters + 4u * k);
+        if (got_c[k] != want) {
+            bep_sh_say("MISMATCH batch %d counter %s: expected %u, got %u (file offset %u)", b, golden_counter_names[k],
+                   (unsigned long)want, (unsigned long)got_c[k], file_offset(bt->counters + 4u * k));
+            return ST_MISMATCH;
+        }
+    }
+    return ST_MATCH;
+}
+
 static int run_batch(const golden_batch_t *bt, long b)
 {
     const bep_config_t *cfg = &BEP_FW_NET_CONFIG;
     size_t words = (size_t)bt->n * cfg->input_words, k;
-    bep_counters_t c;
-    uint32_t got_c[GOLDEN_N_COUNTERS];
     bep_status_t st;
+    int rc;
     for (k = 0; k < words; ++k) bep_st_buf.x[k] = golden_le32(bt->x + 4u * k);
     for (k = 0; k < bt->n; ++k) bep_st_buf.labels[k] = golden_le16(bt->labels + 2u * k);
     st = BEP_FW_NET_FN(train_batch)(bep_fw_state, sizeof bep_fw_state, bep_st_buf.x, words, bep_st_buf.labels,
@@ -242,34 +261,20 @@ static int run_batch(const golden_batch_t *bt, long b)
             return ST_MISMATCH;
         }
     }
-    st = BEP_FW_NET_FN(read_counters)(bep_fw_state, sizeof bep_fw_state, &c);
-    if (st != BEP_OK) return runtime_failed("bep_read_counters", b, st);
-    golden_counters(&c, got_c);
-    for (k = 0; k < GOLDEN_N_COUNTERS; ++k) {
-        uint32_t want = golden_le32(bt->counters + 4u * k);
-        if (got_c[k] != want) {
-            bep_sh_say("MISMATCH batch %d counter %s: expected %u, got %u (file offset %u)", b, golden_counter_names[k],
-                   (unsigned long)want, (unsigned long)got_c[k], file_offset(bt->counters + 4u * k));
-            return ST_MISMATCH;
-        }
-    }
-    return compare_hidden(bt->hidden, b);
+    rc = compare_counters(bt, b);
+    return rc != ST_MATCH ? rc : compare_hidden(bt->hidden, b);
 }
 
 /* ------------------------------------------------------------------ main */
 
-static int run(void)
+/* Pass 1: validate the whole file, so a damaged one is reported as such. */
+static __attribute__((noinline)) int validate(void)
 {
-    const bep_config_t *cfg = &BEP_FW_NET_CONFIG;
     golden_reader_t r = {bep_st_golden, BEP_ST_GOLDEN_BYTES, 0, NULL, 0};
     golden_t g;
     golden_batch_t bt;
-    uint32_t b;
     const unsigned char *end;
-    bep_status_t st;
-    int rc;
-
-    /* Pass 1: validate the whole file, so a damaged one is reported as such. */
+    uint32_t b;
     if (parse_head(&r, &g) != 0) return ST_ERROR;
     for (b = 0; b < g.h.n_batches; ++b) {
         if (parse_batch(&r, (long)b, &bt) != 0) return ST_ERROR;
@@ -280,23 +285,47 @@ static int run(void)
         bep_sh_say("ERROR damaged golden file (no end marker at offset %u)", file_offset(end));
         return ST_ERROR;
     }
+    return ST_MATCH;
+}
 
-    /* Pass 2: run. */
-    r.pos = 0;
-    if (parse_head(&r, &g) != 0) return ST_ERROR;
+/* Pass 2's start: the header read again (r then at the first batch), the network set
+ * up from it and checked against its initial weights. The header lives here, not in
+ * run(): run's frame is on the stack while the batches train (the deepest call chain). */
+static __attribute__((noinline)) int start(golden_reader_t *r, uint32_t *n_batches)
+{
+    const bep_config_t *cfg = &BEP_FW_NET_CONFIG;
+    golden_t g;
+    bep_status_t st;
+    int rc;
+    if (parse_head(r, &g) != 0) return ST_ERROR;
+    *n_batches = g.h.n_batches;
     st = BEP_FW_NET_FN(init)(bep_fw_state, sizeof bep_fw_state, g.h.seed, g.h.batch_counter);
     if (st != BEP_OK) return runtime_failed("bep_init", -1, st);
     rc = compare_hidden(g.initial, -1);
     if (rc != ST_MATCH) return rc;
     st = BEP_FW_NET_FN(set_epoch)(bep_fw_state, sizeof bep_fw_state, g.gamma, cfg->n_layers, g.q, cfg->n_layers);
-    if (st != BEP_OK) return runtime_failed("bep_set_epoch", -1, st);
-    for (b = 0; b < g.h.n_batches; ++b) {
+    return st != BEP_OK ? runtime_failed("bep_set_epoch", -1, st) : ST_MATCH;
+}
+
+static int run(void)
+{
+    const bep_config_t *cfg = &BEP_FW_NET_CONFIG;
+    golden_reader_t r = {bep_st_golden, BEP_ST_GOLDEN_BYTES, 0, NULL, 0};
+    golden_batch_t bt;
+    uint32_t b, n_batches = 0;
+    int rc = validate();
+    if (rc != ST_MATCH) return rc;
+
+    /* Pass 2: run. */
+    rc = start(&r, &n_batches);
+    if (rc != ST_MATCH) return rc;
+    for (b = 0; b < n_batches; ++b) {
         if (parse_batch(&r, (long)b, &bt) != 0) return ST_ERROR;
         rc = run_batch(&bt, (long)b);
         if (rc != ST_MATCH) return rc;
     }
     bep_sh_say("OK self-test on %s: %u batches, %u layers, %u-bit, config %x: predictions, counters and hidden "
-           "weights match", BEP_BOARD_NAME, (unsigned long)g.h.n_batches,
+           "weights match", BEP_BOARD_NAME, (unsigned long)n_batches,
            (unsigned long)cfg->n_layers, (unsigned long)cfg->hidden_bits,
            (unsigned long)BEP_FW_NET_MACRO(CONFIG_HASH));
     return ST_MATCH;

@@ -101,7 +101,13 @@ static uint32_t bep_padding(const uint32_t *a, uint32_t bits)
 
 /* z_b = bits - 2 differ(row b, in) for the nb (1..32) rows of n words at *w, stored at
  * *z; returns the signs (z_b >= 0) at bit b; *w and *z end past the rows. The hidden
- * layers' rows and the classifier's. On Arm the row loop is assembly too. */
+ * layers' rows and the classifier's. On Arm the row loop is assembly too. On ARMv6-M
+ * never inlined: the row loop's inline assembly takes all eight low registers, and inlined
+ * into its callers (as -O3 or LTO could) it trained other weights on rows of more than 30
+ * words (tests/test_icount.py::test_forward_row_loops_bit_exact caught it). */
+#if BEP_USE_ASM && defined(__ARM_ARCH_6M__) && defined(__GNUC__)
+__attribute__((noinline))
+#endif
 static uint32_t bep_dot_rows(const uint32_t **w, const uint32_t *in, uint32_t n, uint32_t nb, int32_t bits,
                              int16_t **z)
 {
@@ -296,12 +302,22 @@ static const uint32_t bep_lanes4[16] = {
     0x807F7F7Fu, 0x807F7F80u, 0x807F807Fu, 0x807F8080u, 0x80807F7Fu, 0x80807F80u, 0x8080807Fu, 0x80808080u,
 };
 
+#if BEP_USE_ASM && defined(__ARM_ARCH_6M__)
+/* bep_lanes4[n ^ 15]: the keys of the input word's complement, for bep_asm_add8_swar32. */
+static const uint32_t bep_lanes4_not[16] = {
+    0x80808080u, 0x8080807Fu, 0x80807F80u, 0x80807F7Fu, 0x807F8080u, 0x807F807Fu, 0x807F7F80u, 0x807F7F7Fu,
+    0x7F808080u, 0x7F80807Fu, 0x7F807F80u, 0x7F807F7Fu, 0x7F7F8080u, 0x7F7F807Fu, 0x7F7F7F80u, 0x7F7F7F7Fu,
+};
+#endif
+
 BEP_HOT uint32_t bep_add4(uint32_t h, uint32_t key)
 {
     uint32_t v = h ^ key, hi = v & 0x80808080u;
     uint32_t s = (v ^ hi) + 0x02020202u; /* 7-bit sums, carry in each lane's bit 7 */
     uint32_t full = s & hi;              /* lanes that reached 256: saturate at 255 */
-    return ((s ^ hi) | ((full >> 7) * 0xFFu)) ^ key;
+    /* hi - (full >> 7) is 0x7F in full lanes (s has bit 7 set there: 0xFF), and hi in
+     * the others, where s | hi = s ^ hi. */
+    return (s | (hi - (full >> 7))) ^ key;
 }
 #else
 /* Cortex-M4/M7/M33: QADD8 adds four int8 lanes with exactly the saturation of the C
@@ -346,7 +362,34 @@ BEP_HOT void bep_add8(bep_pair_t *h, uint32_t nibbles)
 }
 #endif
 
+#if BEP_USE_ASM && defined(BEP_ROW8_SWAR32) && defined(__ARM_ARCH_6M__)
+/* ARMv6-M: an aligned row of whole words (every hidden row of a fan-in that is a
+ * multiple of 32) goes straight to the assembly loop, inlined here so that nothing is
+ * kept over it; any other row through bep_row_add8_split, which hands its whole words
+ * to the same loop (bep_row_add8_words) and does the rest in C. */
+#define BEP_ROW8_V6M 1
+static __attribute__((noinline)) void bep_row_add8_split(int8_t *h, const uint32_t *v, uint32_t bits,
+                                                         uint32_t flip);
+
+/* The split path's whole words: the same loop, in a function of its own (calling
+ * bep_row_add8 back would be a recursion, which the stack analysis refuses). */
+static __attribute__((noinline)) void bep_row_add8_words(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
+{
+    bep_asm_add8_swar32(h, v, bits, flip ? bep_lanes4_not : bep_lanes4);
+}
+
 void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
+{
+    if (((uintptr_t)h & 3u) == 0u && bits >= 32u && (bits & 31u) == 0u)
+        bep_asm_add8_swar32(h, v, bits, flip ? bep_lanes4_not : bep_lanes4);
+    else
+        bep_row_add8_split(h, v, bits, flip);
+}
+
+static void bep_row_add8_split(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
+#else
+void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
+#endif
 {
     uint32_t i = 0;
 #if BEP_USE_ASM && defined(BEP_ROW8_DSP)
@@ -354,9 +397,9 @@ void bep_row_add8(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip)
         bep_asm_add8_qadd8(h, v, bits >> 5, flip, bep_lanes4);
         i = bits & ~31u;
     }
-#elif BEP_USE_ASM && defined(BEP_ROW8_SWAR32) && defined(__ARM_ARCH_6M__)
+#elif defined(BEP_ROW8_V6M)
     if (((uintptr_t)h & 3u) == 0u && bits >= 32u) {
-        bep_asm_add8_swar32(h, v, bits, flip, bep_lanes4);
+        bep_row_add8_words(h, v, bits & ~31u, flip);
         i = bits & ~31u;
     }
 #else

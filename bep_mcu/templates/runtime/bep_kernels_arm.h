@@ -174,11 +174,11 @@ BEP_HOT uint32_t bep_asm_forward_rows(const uint32_t **w, const uint32_t *in, ui
 #endif
 
 #if BEP_USE_ASM && defined(__ARM_ARCH_6M__)
-/* x = the disagreements of the words at w + off and a + off counted in 4-bit lanes (the first
- * two steps of a SWAR popcount; p is scratch). */
-#define BEP_V6M_NIBBLES(off)            \
-    "ldr %[x], [%[w], #" off "]\n\t"   \
-    "ldr %[p], [%[a], #" off "]\n\t"   \
+/* x = the disagreements of the next words at w and a counted in 4-bit lanes (the first
+ * two steps of a SWAR popcount; p is scratch); LDM's write-back moves both pointers on. */
+#define BEP_V6M_NIBBLES                 \
+    "ldm %[w]!, {%[x]}\n\t"            \
+    "ldm %[a]!, {%[p]}\n\t"            \
     "eors %[x], %[p]\n\t"             \
     "lsrs %[p], %[x], #1\n\t"         \
     "ands %[p], %[m1]\n\t"            \
@@ -193,7 +193,7 @@ BEP_HOT uint32_t bep_asm_forward_rows(const uint32_t **w, const uint32_t *in, ui
  * (<= 16 per pair) overflows; both pointers move past them and *n drops by their words
  * (*n >= 2). A two-operand ALU, most of it on r0-r7 only, and GCC needs a low register
  * of its own to fill high ones, so the loop works in two low registers (x, p) and parks
- * the first word's counts and the masks it does not use often in high ones: 34
+ * the first word's counts and the masks it does not use often in high ones: 32
  * instructions a pair, against about 45 from the C loop. High operands sit in named
  * registers: GCC's "h" constraint fails to allocate at -Os ("inconsistent operand
  * constraints"). */
@@ -209,12 +209,10 @@ BEP_HOT uint32_t bep_asm_byte_counts_v6m(const uint32_t **w, const uint32_t **a,
     *n -= 2u * pairs;
     __asm__(".syntax unified\n" /* GCC hands Thumb-1 inline assembly over in divided syntax */
             "1:\n\t"
-            BEP_V6M_NIBBLES("0")
+            BEP_V6M_NIBBLES
             "mov %[park], %[x]\n\t"
-            BEP_V6M_NIBBLES("4")
+            BEP_V6M_NIBBLES
             "add %[x], %[park]\n\t"
-            "adds %[w], #8\n\t"
-            "adds %[a], #8\n\t"
             "mov %[park], %[x]\n\t"
             "lsrs %[x], %[x], #4\n\t"
             "mov %[p], %[m4]\n\t"
@@ -253,9 +251,9 @@ typedef struct {
 /* ARMv6-M: a whole group of nb (1..32) rows of 2 * pairs words (1 <= pairs <= 15, so
  * no byte lane of a row's counts overflows) against s->in: per pair of words the 2- and
  * 4-bit steps of bep_asm_byte_counts_v6m, but with all three masks in low registers
- * (31 instructions, not 34); per row the fold to a count, z stored at s->z, and the
+ * (29 instructions, not 32); per row the fold to a count, z stored at s->z, and the
  * sign of z shifted into the returned word (ADCS: row b's "z < 0" at bit nb - 1 - b);
- * a sentinel bit shifted out by the nb-th row ends the loop. About 25 instructions a
+ * a sentinel bit shifted out by the nb-th row ends the loop. About 24 instructions a
  * row around the pairs, against about 70 with the row loop in C (GCC spills). *w ends
  * past the group. */
 BEP_HOT uint32_t bep_asm_forward_rows_v6m(const uint32_t **w, bep_rows_v6m_t *s, uint32_t pairs, uint32_t nb,
@@ -275,12 +273,10 @@ BEP_HOT uint32_t bep_asm_forward_rows_v6m(const uint32_t **w, bep_rows_v6m_t *s,
             "mov %[bytes], %[x]\n\t"
             "add %[end], %[step]\n"
             "1:\n\t"
-            BEP_V6M_NIBBLES("0")
+            BEP_V6M_NIBBLES
             "mov %[park], %[x]\n\t"
-            BEP_V6M_NIBBLES("4")
+            BEP_V6M_NIBBLES
             "add %[x], %[park]\n\t"
-            "adds %[w], #8\n\t"
-            "adds %[a], #8\n\t"
             "lsrs %[p], %[x], #4\n\t"
             "ands %[p], %[m4]\n\t"
             "ands %[x], %[m4]\n\t"
@@ -294,10 +290,9 @@ BEP_HOT uint32_t bep_asm_forward_rows_v6m(const uint32_t **w, bep_rows_v6m_t *s,
             "ands %[p], %[a]\n\t"
             "ands %[x], %[a]\n\t"
             "adds %[x], %[x], %[p]\n\t"
-            "lsrs %[p], %[x], #16\n\t"
+            "lsls %[p], %[x], #16\n\t" /* the two halves summed in the top one, */
             "adds %[x], %[x], %[p]\n\t"
-            "uxth %[x], %[x]\n\t"
-            "lsls %[x], %[x], #1\n\t"
+            "lsrs %[x], %[x], #15\n\t" /* as twice the count (bit 15 is clear: <= 480) */
             "ldr %[p], [%[s], #8]\n\t"
             "subs %[p], %[p], %[x]\n\t"
             "ldr %[a], [%[s], #12]\n\t"
@@ -392,15 +387,19 @@ BEP_HOT uint32_t bep_asm_min_key(uint32_t cand, const int16_t *z, uint32_t offse
 #if BEP_USE_ASM && defined(__ARM_ARCH_6M__)
 /* ARMv6-M (no CLZ): winner selection's candidate loop, one neuron a step, bep_min_key
  * of bep_runtime.c over the set bits of cand != 0 (bit k for neuron z + k, offset + k
- * its index in the group). LSRS shifts the next bit into the carry and tests it in one:
- * 6 instructions a neuron that is no candidate, 15 one that is (GCC: 8 and 13). */
+ * its index in the group). LSRS shifts the next bit into the carry and tests it in one,
+ * and a neuron that is no candidate leaves cand != 0 (a set bit is still to come), so
+ * it loops back at once: 4 instructions a neuron that is no candidate, 15 one that is
+ * (GCC: 8 and 13). Index and offset step first, so they start one step back. */
 BEP_HOT uint32_t bep_asm_min_key_v6m(uint32_t cand, const int16_t *z, uint32_t offset, uint32_t best)
 {
-    uint32_t v, t, i2 = 0, o = offset - 0x10000u; /* the key's "- 1", as in bep_asm_min_key */
+    uint32_t v, t, i2 = 0u - 2u, o = offset - 0x10001u; /* the key's "- 1", as in bep_asm_min_key */
     __asm__(".syntax unified\n"
             "1:\n\t"
+            "adds %[o], #1\n\t"
+            "adds %[i2], #2\n\t"
             "lsrs %[c], %[c], #1\n\t"
-            "bcc 2f\n\t"
+            "bcc 1b\n\t"
             "ldrsh %[v], [%[z], %[i2]]\n\t"
             "asrs %[t], %[v], #31\n\t"
             "adds %[v], %[v], %[t]\n\t"
@@ -411,8 +410,6 @@ BEP_HOT uint32_t bep_asm_min_key_v6m(uint32_t cand, const int16_t *z, uint32_t o
             "bhs 2f\n\t"
             "movs %[b], %[v]\n"
             "2:\n\t"
-            "adds %[o], #1\n\t"
-            "adds %[i2], #2\n\t"
             "cmp %[c], #0\n\t"
             "bne 1b"
             : [c] "+l"(cand), [b] "+l"(best), [o] "+l"(o), [i2] "+l"(i2), [v] "=&l"(v), [t] "=&l"(t)
@@ -455,26 +452,31 @@ BEP_HOT void bep_asm_add8_qadd8(int8_t *h, const uint32_t *v, uint32_t words, ui
 #endif
 
 #if BEP_USE_ASM && defined(__ARM_ARCH_6M__)
-/* ARMv6-M: the SWAR32 int8 row update (bep_add4 of bep_kernels.c) on the whole input
- * words of a row of `bits` weights at h (4-byte aligned, bits >= 32): the first
- * bits & ~31 weights, input words at v, lane keys
- * from `lanes`: four weights in 19 instructions (GCC: about 25), on the seven low
- * registers; constants and the loop bounds sit in named high registers (GCC's "h"
- * constraint fails to allocate at -Os). */
-BEP_HOT void bep_asm_add8_swar32(int8_t *h, const uint32_t *v, uint32_t bits, uint32_t flip, const uint32_t *lanes)
+/* ARMv6-M: the SWAR32 int8 row update (bep_add4 of bep_kernels.c) of a row of `bits`
+ * weights at h (4-byte aligned, bits a multiple of 32, at least 32), input words at v,
+ * lane keys from `lanes` (bep_lanes4, or its complement-indexed twin when the caller's
+ * flip is all ones, so the loop has no flip).
+ * Four weights in 16 instructions (GCC: about 25): each input word splits once into its
+ * even and its odd nibbles, so every key offset (nibble * 4, the bits below it clear)
+ * comes from two shifts of one of them; STM's write-back steps h. That takes all eight
+ * low registers: the operands are pinned to r0-r6 and r7 (the frame pointer of some
+ * builds) is saved around the loop; constants and the loop bounds sit in high
+ * registers (GCC's "h" constraint fails to allocate at -Os). */
+BEP_HOT void bep_asm_add8_swar32(int8_t *h, const uint32_t *v, uint32_t bits, const uint32_t *lanes)
 {
+    register int8_t *hp __asm__("r0") = h;
+    register const uint32_t *t __asm__("r1") = lanes;
+    register uint32_t x __asm__("r2"), k __asm__("r3"), w __asm__("r4"), s __asm__("r5"), f __asm__("r6");
     register uint32_t c80 __asm__("r8") = 0x80808080u;
     register uint32_t c02 __asm__("r9") = 0x02020202u;
     register const uint32_t *vp __asm__("r10") = v;
-    register uint32_t flip_high __asm__("r11") = flip;
-    register const int8_t *end __asm__("r12") = h + (bits & ~31u);
-    uint32_t x, k, w, t1, t2;
-#define BEP_SWAR4(off)                      \
-    "lsls %[k], %[x], #28\n\t"              \
-    "lsrs %[k], %[k], #26\n\t"              \
+    register uint32_t c0f __asm__("r11") = 0x0F0F0F0Fu;
+    register const int8_t *end __asm__("r12") = h + bits;
+/* Key offset of the next four weights in k (`key`), then the update of the word at h. */
+#define BEP_SWAR4(key)                      \
+    key                                     \
     "ldr %[k], [%[t], %[k]]\n\t"            \
-    "lsrs %[x], %[x], #4\n\t"               \
-    "ldr %[w], [%[h], #" off "]\n\t"        \
+    "ldr %[w], [%[h]]\n\t"                  \
     "eors %[w], %[k]\n\t"                   \
     "mov %[s], %[c80]\n\t"                  \
     "ands %[s], %[w]\n\t"                   \
@@ -482,31 +484,37 @@ BEP_HOT void bep_asm_add8_swar32(int8_t *h, const uint32_t *v, uint32_t bits, ui
     "add %[w], %[c02]\n\t"                  \
     "mov %[f], %[w]\n\t"                    \
     "ands %[f], %[s]\n\t"                   \
-    "eors %[w], %[s]\n\t"                   \
     "lsrs %[f], %[f], #7\n\t"               \
-    "lsls %[s], %[f], #8\n\t"               \
     "subs %[s], %[s], %[f]\n\t"             \
     "orrs %[w], %[s]\n\t"                   \
     "eors %[w], %[k]\n\t"                   \
-    "str %[w], [%[h], #" off "]\n\t"
-    __asm__ volatile(".syntax unified\n" /* it writes memory and no output is used */
+    "stm %[h]!, {%[w]}\n\t"
+/* Nibble n of the input word: r7 holds the even nibbles, x the odd ones. */
+#define BEP_EVEN(sh) "lsls %[k], r7, #" #sh "\n\tlsrs %[k], %[k], #26\n\t"
+#define BEP_ODD(sh) "lsls %[k], %[x], #" #sh "\n\tlsrs %[k], %[k], #26\n\t"
+    __asm__ volatile(".syntax unified\n\t" /* it writes memory and no output is used */
+                     "push {r7}\n"
                      "1:\n\t"
                      "mov %[k], %[v]\n\t"
                      "ldm %[k]!, {%[x]}\n\t"
                      "mov %[v], %[k]\n\t"
-                     "mov %[k], %[flip]\n\t"
-                     "eors %[x], %[k]\n\t"
-                     BEP_SWAR4("0") BEP_SWAR4("4") BEP_SWAR4("8") BEP_SWAR4("12")
-                     BEP_SWAR4("16") BEP_SWAR4("20") BEP_SWAR4("24") BEP_SWAR4("28")
-                     "adds %[h], #32\n\t"
+                     "mov r7, %[c0f]\n\t"
+                     "ands r7, %[x]\n\t"
+                     "eors %[x], r7\n\t"
+                     BEP_SWAR4(BEP_EVEN(28)) BEP_SWAR4(BEP_ODD(24)) BEP_SWAR4(BEP_EVEN(20))
+                     BEP_SWAR4(BEP_ODD(16)) BEP_SWAR4(BEP_EVEN(12)) BEP_SWAR4(BEP_ODD(8))
+                     BEP_SWAR4(BEP_EVEN(4)) BEP_SWAR4("lsrs %[k], %[x], #26\n\t")
                      "cmp %[h], %[end]\n\t"
                      "beq 2f\n\t"
                      "b 1b\n" /* the loop is longer than a conditional branch reaches */
-                     "2:"
-                     : [h] "+l"(h), [x] "=&l"(x), [k] "=&l"(k), [w] "=&l"(w), [s] "=&l"(t1), [f] "=&l"(t2),
+                     "2:\n\t"
+                     "pop {r7}"
+                     : [h] "+l"(hp), [x] "=&l"(x), [k] "=&l"(k), [w] "=&l"(w), [s] "=&l"(s), [f] "=&l"(f),
                        [v] "+r"(vp)
-                     : [t] "l"(lanes), [c80] "r"(c80), [c02] "r"(c02), [flip] "r"(flip_high), [end] "r"(end)
+                     : [t] "l"(t), [c80] "r"(c80), [c02] "r"(c02), [c0f] "r"(c0f), [end] "r"(end)
                      : "cc", "memory");
+#undef BEP_ODD
+#undef BEP_EVEN
 #undef BEP_SWAR4
 }
 #endif

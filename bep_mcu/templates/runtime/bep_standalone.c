@@ -478,8 +478,9 @@ static bep_status_t bep_check_frame(const bep_config_t *cfg, const bep_schedule_
     return BEP_OK;
 }
 
-/* What a whole (CRC-checked) snapshot's header says: this network, γ and Q in range, a
- * schedule the runtime could have kept. */
+/* What a whole (CRC-checked) snapshot's header says: this network, γ and Q in range (as
+ * bep_set_epoch takes them: γ 0 is a layer frozen by `adapt --layers last`, which a board
+ * saves like any other state), a schedule the runtime could have kept. */
 static bep_status_t bep_check_contents(const bep_config_t *cfg, const bep_schedule_config_t *sc, const uint8_t *in)
 {
     uint32_t l;
@@ -487,7 +488,7 @@ static bep_status_t bep_check_contents(const bep_config_t *cfg, const bep_schedu
     for (l = 0; l < BEP_MAX_LAYERS; ++l) {
         uint32_t g = (uint32_t)in[SNAP_GAMMA + 2u * l] | ((uint32_t)in[SNAP_GAMMA + 2u * l + 1u] << 8);
         uint32_t q = bep_get32(in + SNAP_Q + 4u * l);
-        if (l < cfg->n_layers ? (g < 1u || g > cfg->layer[l].rows || q > 0xFFFFFFFFu - 0xFFFFu) : (g != 0u || q != 0u))
+        if (l < cfg->n_layers ? (g > cfg->layer[l].rows || q > 0xFFFFFFFFu - 0xFFFFu) : (g != 0u || q != 0u))
             return BEP_ERR_CORRUPT;
     }
     return bep_check_schedule(sc, in);
