@@ -148,9 +148,20 @@ class Model:
 
     # ------------------------------------------------------------ identity
     @property
+    def max_classes(self) -> int:
+        """Classes the network can have: those it has and those it reserved prototypes for."""
+        return self.spec.n_classes + len(self.reserved)
+
+    @property
+    def prototypes(self) -> np.ndarray:
+        """Every prototype, reserved ones last: the classifier table generated code holds."""
+        return np.concatenate([self.classifier, self.reserved])
+
+    @property
     def config_hash(self) -> str:
-        """What a board built from this model reports (shapes and integers)."""
-        return config_hash(self.spec, self.params)
+        """What a board built from this model reports (shapes and integers; its classes are
+        all its prototypes, so a board built before a reserved one was given a class matches)."""
+        return config_hash(self.spec, self.params, self.max_classes)
 
     @property
     def config_hash32(self) -> int:

@@ -19,6 +19,10 @@ from bep_mcu.data.datasets import load_dataset
 from bep_mcu.engine.classifier import binary_equiangular_frame
 from bep_mcu.engine.spec import MAX_CLASSES
 
+from bep_mcu.cgen.codegen import generate
+from bep_mcu.training import NumpyTrainer, Plan, encoded, run_epochs
+from bep_mcu.twin.cffi_twin import Twin, TwinTrainer
+
 from .conftest import (assert_error_after_progress, assert_ok, assert_user_error, fit, invoke, last_json, needs_arm,
                        needs_qemu, saved)
 from .test_adapt import run as adapt_json  # adapt --json on a fixture's model, target and source
@@ -74,8 +78,8 @@ def test_info_tells_the_reserved_classes(files):
 
 def test_a_reserved_prototype_is_never_predicted(files, tmp_path):
     """The network scores only the classes that have a label: the nines, before the model has a
-    prototype for them, are predicted as one of the other nine digits; the generated C has the
-    nine classes (and their nine prototypes) only."""
+    prototype for them, are predicted as one of the other nine digits; the generated C has nine
+    classes in use and all ten prototypes in its table (the tenth for a class to come)."""
     model = modelio.load(files["model"])
     data = np.load(files["target"])
     nines = data["X_test"][data["y_test"] == NEW]
@@ -83,8 +87,48 @@ def test_a_reserved_prototype_is_never_predicted(files, tmp_path):
     assert set(model.predict(nines).tolist()) <= set(range(9))
     assert_ok(invoke("generate", files["model"], "--out", tmp_path / "c"))
     header = (tmp_path / "c" / "src" / "bep_net.h").read_text()
-    assert "#define BEP_NET_N_CLASSES 9u" in header
-    assert "Fixed classifier P (BEF prototypes), packed: 9 x" in (tmp_path / "c" / "src" / "bep_net.c").read_text()
+    assert "#define BEP_NET_N_CLASSES 9u" in header and "#define BEP_NET_MAX_CLASSES 10u" in header
+    assert "Fixed classifier P (BEF prototypes), packed: 10 x" in (tmp_path / "c" / "src" / "bep_net.c").read_text()
+
+
+def test_the_c_twin_puts_a_reserved_prototype_in_use_and_trains_as_numpy(tmp_path):
+    """The C of a model with reserved prototypes holds every one of them and a count of classes in
+    use: with the model's nine it trains bit for bit as numpy's nine-class network, batch after
+    batch; set to ten (bep_net_set_classes) it trains the nines bit for bit as numpy's
+    ``with_class(9)``. The count only grows, never past the table, and labels are checked against it."""
+    data = load_dataset("digits")
+    old = data.y_train != NEW
+    model = fit(data.X_train[old], data.y_train[old], hidden=(32,), epochs=1, max_classes=11)
+    twin = Twin(generate(model, tmp_path / "c"), model.spec)
+    host = NumpyTrainer(model)
+    report = run_epochs([host, TwinTrainer(twin, model.training.seed, model.training.batch_counter)],
+                        encoded(model, data.X_train[old], data.y_train[old]),
+                        Plan.continuing(model, 3, stall_signal="training"))
+    assert report.bit_exact and report.batches > 30 and twin.classes() == 9
+    grown = report.advance(model, host).with_class(NEW)
+    device = TwinTrainer(twin, grown.training.seed, grown.training.batch_counter)  # as a board: INIT, LOAD_HIDDEN,
+    for layer, hidden in enumerate(grown.hidden):                                  # SET_CLASSES
+        twin.load_hidden(layer, hidden)
+    with pytest.raises(RuntimeError, match="ERR_LABEL"):  # a class not in use yet
+        twin.train_batch(encoded(grown, data.X_train[:1], [NEW]).packed, [NEW])
+    twin.set_classes(10)
+    target = encoded(grown, data.X_train, data.y_train)
+    report = run_epochs([NumpyTrainer(grown), device], target, Plan.continuing(grown, 3, stall_signal="training"))
+    assert report.bit_exact and twin.classes() == 10
+    test = encoded(grown, data.X_test, data.y_test)
+    predicted = twin.predict(test.packed)
+    assert np.array_equal(predicted, NumpyTrainer(report.advance(grown, device)).evaluate(test))
+    nines = test.y == NEW
+    assert np.mean(predicted[nines] == NEW) > 0.3, "the new class is learnt (chance: 0.1)"
+    assert twin.scores(test.packed[:3]).shape == (3, 10)
+    for n in (9, 12):  # below the classes in use, past the table: refused, nothing changes
+        with pytest.raises(RuntimeError, match="ERR_ARG"):
+            twin.set_classes(n)
+    assert twin.classes() == 10
+    with pytest.raises(RuntimeError, match="ERR_LABEL"):
+        twin.train_batch(test.packed[:1], [10])
+    twin.set_classes(11)
+    assert twin.classes() == 11
 
 
 def test_the_generated_c_of_a_model_with_a_new_class_is_bit_exact(files, tmp_path):
