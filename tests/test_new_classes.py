@@ -156,8 +156,7 @@ def test_adapt_learns_the_new_class_on_the_host(files):
 
 def test_adapt_writes_the_adapted_model_with_out(files, tmp_path):
     """--out: the model with its new class, as trained (its score on the target is the report's
-    after); with --labels 0 the class has its prototype and the weights are the model's, the model
-    whose firmware a board on --port needs."""
+    after); with --labels 0 the class has its prototype and the weights are the model's."""
     model, data = modelio.load(files["model"]), np.load(files["target"])
     r = adapt_json(files, "--epochs", 1, "--out", tmp_path / "adapted.npz")
     adapted = modelio.load(tmp_path / "adapted.npz")
