@@ -18,7 +18,7 @@ from bep_mcu import BEPClassifier, modelio
 from bep_mcu.data.datasets import load_dataset
 from bep_mcu.engine.classifier import binary_equiangular_frame
 from bep_mcu.engine.spec import MAX_CLASSES
-from bep_mcu.errors import BoardError
+from bep_mcu.errors import BEPError, BoardError
 
 from bep_mcu.cgen.codegen import generate
 from bep_mcu.training import NumpyTrainer, Plan, encoded, run_epochs
@@ -229,6 +229,45 @@ def test_a_deployed_board_learns_the_new_class_without_new_firmware(files, no_st
         assert r[key] == host[key], key
     adapted, pulled = modelio.load(tmp_path / "adapted.npz"), modelio.load(tmp_path / "pulled.npz")
     assert adapted.labels.tolist() == list(range(10)) and np.array_equal(pulled.hidden[0], adapted.hidden[0])
+
+
+def test_the_link_checks_the_classes_in_use_against_the_model(files, tmp_path):
+    """Over the link (the board side compiled in-process): firmware built before the nines refuses
+    a label 9 until SET_CLASSES puts it in use; firmware built with ten classes in use refuses to
+    stream the nine-class model (same config hash), and reading a board of ten classes in use
+    with the nine-class model is one line naming both counts."""
+    from bep_mcu.device.link import Link
+    from bep_mcu.device.stream import DeviceTrainer, pull_model
+
+    from .test_link import DeviceTransport, InProcessDevice, build_device_module
+
+    model = modelio.load(files["model"])
+    grown = model.with_class(NEW)
+    data = np.load(files["target"])
+    enc = encoded(grown, data["X_train"][:40], data["y_train"][:40])
+    assert NEW in enc.y.tolist()
+    for built, runs, refused in ((model, grown, None), (grown, model, "built with 10 classes in use, the model has 9")):
+        gen = generate(built, tmp_path / f"c{built.spec.n_classes}")
+        device = InProcessDevice(build_device_module(gen, tmp_path / f"b{built.spec.n_classes}"), gen)
+        with Link(DeviceTransport(device), timeout=0.2) as link:
+            info = link.hello()
+            assert info.config_hash == model.config_hash32 == grown.config_hash32
+            assert (info.n_classes, info.max_classes, info.classes_in_use) == (built.spec.n_classes, 10, 0)
+            if refused:
+                with pytest.raises(BEPError, match=refused):
+                    DeviceTrainer(link, runs)
+                DeviceTrainer(link, built)
+                with pytest.raises(BEPError, match="the board has 10 classes in use, the model 9"):
+                    pull_model(link, model)
+                continue
+            link.init(1, 0)
+            with pytest.raises(BoardError, match="TRAIN refused by the board: BAD_PAYLOAD"):
+                link.train(enc.packed, enc.y)  # a label not in use yet: nothing trained
+            assert link.counters()["samples"] == 0
+            DeviceTrainer(link, runs)  # INIT, the weights, SET_CLASSES
+            assert link.hello().classes_in_use == 10
+            link.train(enc.packed, enc.y)
+            assert link.counters()["samples"] == len(enc.y)
 
 
 @pytest.mark.parametrize("case, words", [

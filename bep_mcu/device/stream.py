@@ -60,14 +60,14 @@ class DeviceTrainer:
         use must be the model's."""
         self.link, self.spec = link, model.spec
         if start:
+            built = link.info.n_classes  # what INIT puts in use: classes are never taken away
+            if model.spec.n_classes < built:
+                raise BEPError(f"{link.port}: the board's firmware was built with {built} classes in use, the "
+                               f"model has {model.spec.n_classes}: give the model it was built from or adapted to")
             link.init(model.training.seed, model.training.batch_counter)
             for layer, hidden in enumerate(model.hidden):
                 link.load_hidden(layer, hidden)
-            if model.spec.n_classes < link.classes_in_use:
-                raise BEPError(f"{link.port}: the board's firmware was built with {link.classes_in_use} classes in "
-                               f"use, the model has {model.spec.n_classes}: give the model it was built from or "
-                               "adapted to")
-            if model.spec.n_classes > link.classes_in_use:
+            if model.spec.n_classes > built:
                 link.set_classes(model.spec.n_classes)
         elif link.classes_in_use not in (0, model.spec.n_classes):  # 0: no INIT yet, which reading it reports
             # A board that learnt a class keeps no label names: the model that gave it the class has them.
