@@ -112,8 +112,8 @@ def replay_bytes(model: Model, k: int) -> int:
 
 
 def with_new_classes(model: Model, y, what: str) -> tuple[Model, list]:
-    """``model`` with every label of ``y`` it has no prototype for given the next reserved one, in
-    sorted order, and those labels. More of them than reserved prototypes: one line naming the first
+    """``model`` with every label of ``y`` it has no prototype for given the next reserved one (the
+    new labels in sorted order, each after the model's classes), and those labels. More of them than reserved prototypes: one line naming the first
     left without; a model with none reserved is returned as it is (its labels refuse them)."""
     new = new_labels(y, model.labels)
     if len(new) == 0 or len(model.reserved) == 0:
@@ -349,13 +349,15 @@ def adapt(model: Model, target: Dataset, epochs: int = DEFAULT_EPOCHS, labels: f
         raise BEPError(f"board '{board}' cannot be emulated here: flash it and give its --port; emulated boards: "
                        f"{', '.join(n for n, v in boards.BOARDS.items() if v.emulated)}")
     if b is not None:
-        refuse_model_if_too_big(model, b)  # before anything is encoded or built (build judges a new class's too)
+        refuse_model_if_too_big(model, b)  # before anything is encoded or built
     work = prepare(model, target, epochs, labels, recalibrate, source, replay, window,
                    b.cpu if b is not None else DEFAULT_CPU, layers)
     if b is not None:
         with tempfile.TemporaryDirectory(prefix="bep-adapt-") as tmp:
+            # The firmware of the model as deployed: a class given a reserved prototype here is put in
+            # use on the board (SET_CLASSES), as on a board flashed before the class arrived.
             say(f"building the {b.name} firmware ({b.cpu})")
-            fw = build(work.model, b.name, Path(tmp) / "firmware")
+            fw = build(model, b.name, Path(tmp) / "firmware")
             say(f"booting {b.name} in QEMU")
             with EmulatedBoard(fw.elf, b.name) as url:
                 out, trained = on_board(work, url, timeout, say)

@@ -117,7 +117,7 @@ class BEPClassifier(ClassifierMixin, BaseEstimator):
             settings = self._settings()
             model = training.new_model(X, y, settings, classes=np.unique(np.asarray(classes)),
                                        encoder=training.chunk_encoder(X, settings))
-        else:  # a label without a prototype takes the next reserved one (max_classes), sorted
+        else:  # a label without a prototype takes the next reserved one (max_classes), appended
             model = self.model_
             for label in new_labels(y, model.labels) if len(model.reserved) else ():
                 model = model.with_class(label)

@@ -148,9 +148,20 @@ class Model:
 
     # ------------------------------------------------------------ identity
     @property
+    def max_classes(self) -> int:
+        """Classes the network can have: those it has and those it reserved prototypes for."""
+        return self.spec.n_classes + len(self.reserved)
+
+    @property
+    def prototypes(self) -> np.ndarray:
+        """Every prototype, reserved ones last: the classifier table generated code holds."""
+        return np.concatenate([self.classifier, self.reserved])
+
+    @property
     def config_hash(self) -> str:
-        """What a board built from this model reports (shapes and integers)."""
-        return config_hash(self.spec, self.params)
+        """What a board built from this model reports (shapes and integers; its classes are
+        all its prototypes, so a board built before a reserved one was given a class matches)."""
+        return config_hash(self.spec, self.params, self.max_classes)
 
     @property
     def config_hash32(self) -> int:
@@ -162,8 +173,9 @@ class Model:
     def with_class(self, label) -> "Model":
         """This model with ``label`` given the first reserved prototype: one class more, the
         network otherwise the same (its weights, the other prototypes, its training record).
-        The labels stay sorted: the prototype goes to the label's place among the classifier's
-        rows (no state of the network or its training refers to a class by its index)."""
+        The new class takes the index after the others (its prototype is the classifier's last
+        row, as it is the row after them in the frame): the classes keep their indices, which
+        a board running firmware built before the class arrived also counts by."""
         if len(self.reserved) == 0:
             raise BEPError(f"label {validate.show(label)} has no prototype: the model's {self.spec.n_classes} "
                            f"classes are all taken (train with --max-classes to reserve prototypes for new ones)")
@@ -174,11 +186,10 @@ class Model:
             raise BEPError(f"label {validate.show(given[0].item())} is not of the kind of the model's classes "
                            f"({validate.show(self.labels.tolist(), 120)})")
         given = given.astype(self.labels.dtype) if numbers else given
-        at = int(np.searchsorted(self.labels, given[0]))
         return dataclasses.replace(
             self, spec=dataclasses.replace(self.spec, n_classes=self.spec.n_classes + 1),
-            classifier=np.insert(self.classifier, at, self.reserved[0], axis=0), reserved=self.reserved[1:],
-            labels=np.concatenate([self.labels[:at], given, self.labels[at:]]))  # concatenate widens text
+            classifier=np.concatenate([self.classifier, self.reserved[:1]]), reserved=self.reserved[1:],
+            labels=np.concatenate([self.labels, given]))  # concatenate widens text
 
     def with_training(self, **changes) -> "Model":
         return dataclasses.replace(self, training=dataclasses.replace(self.training, **changes))
@@ -222,7 +233,8 @@ def plain_labels(y: np.ndarray) -> np.ndarray:
 
 
 def check_labels(labels, n_classes: int) -> np.ndarray:
-    """Label names: n_classes distinct, sorted int64, float64 (finite) or text values."""
+    """Label names: n_classes distinct int64, float64 (finite) or text values. A model trained
+    once has them sorted; a class given a reserved prototype later comes after them."""
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != n_classes:
         raise BEPError(f"classes must list {n_classes} labels, got shape {labels.shape}")
@@ -237,8 +249,8 @@ def check_labels(labels, n_classes: int) -> np.ndarray:
             raise BEPError(f"class labels must be at most {MAX_LABEL_CHARS} characters")
     else:
         raise BEPError(f"class labels must be numbers or text, got dtype {labels.dtype}")
-    if len(np.unique(labels)) != len(labels) or np.any(labels[1:] < labels[:-1]):
-        raise BEPError("class labels must be distinct and sorted")
+    if len(np.unique(labels)) != len(labels):
+        raise BEPError("class labels must be distinct")
     return labels
 
 

@@ -26,7 +26,7 @@ A model file is untrusted input, so reading it never trusts it (docs/security.md
    is read; unknown members are refused;
 5. the checksum is compared;
 6. the :class:`Model` is built, which checks what spans fields (shapes against the
-   spec, the encoder against the network's inputs, labels distinct and sorted).
+   spec, the encoder against the network's inputs, labels distinct).
 
 Any failure is one ``BEPError`` line naming the file and the field. Files are written
 atomically (``files.write_atomic``).

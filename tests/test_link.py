@@ -326,10 +326,17 @@ def test_every_message_round_trips(trained, device_module, net_model, data):
         assert (info.ram_bytes, info.flash_bytes) == (1 << 20, 2 << 20)
         assert (info.n_layers, info.hidden_bits, info.n_classes, info.steps) == (2, 8, 4, 1)
         assert info.input_words == Xp.shape[1]
+        assert (info.max_classes, info.classes_in_use) == (4, 0)  # no prototype reserved; no INIT yet
         with pytest.raises(BEPError, match="in-process: READ_COUNTERS failed on the board: BEP_ERR_STATE"):
             link.counters()  # never initialised: the runtime refuses, the link reports it
         net = net_model.network()
         link.init(net.seed, net.batch_counter)
+        assert link.hello(0x12345678).classes_in_use == 4
+        for n in (3, 5):  # fewer classes than in use, more than the prototypes: refused, nothing changes
+            with pytest.raises(BEPError, match="SET_CLASSES failed on the board: BEP_ERR_ARG"):
+                link.set_classes(n)
+        link.set_classes(4)
+        assert link.hello(0x12345678).classes_in_use == 4
         shapes = spec.layer_shapes()
         assert_same_hidden(net.hidden_weights(), [link.read_hidden(i, s, np.int8) for i, s in enumerate(shapes)])
         # LOAD_HIDDEN: new weights, read back over the link and straight from the C state
@@ -524,14 +531,14 @@ def test_broken_frames_get_error_replies_and_change_nothing(trained, device_modu
     bad_len += P.crc32(bad_len).to_bytes(4, "little")
     assert error_of(dev.exchange(b"\0" + P.cobs_encode(bad_len) + b"\0")) == (11, E.BAD_LENGTH, P.Msg.TRAIN)
     # unknown types, including a reply type sent as a request
-    for t in (0x00, 0x0B, 0x3F, 0x86, 0xFF):
+    for t in (0x00, 0x0C, 0x3F, 0x86, 0xFF):
         assert error_of(raw(dev, t, 12)) == (12, E.UNKNOWN_TYPE, t)
     # oversized: one byte more than MAX_PAYLOAD, then a huge run of full COBS blocks
     assert error_of(raw(dev, P.Msg.LOAD_HIDDEN, 13, bytes(P.MAX_PAYLOAD + 1))) == (P.NO_SEQ, E.OVERSIZED, 3)
     assert error_of(dev.exchange(b"\0" + b"\xff" * 100_000 + b"\0")) == (P.NO_SEQ, E.OVERSIZED, 0xFF)
     # payload lengths wrong for the type
     for t, payload in ((P.Msg.HELLO, b"\0" * 3), (P.Msg.INIT, b"\0" * 9), (P.Msg.READ_COUNTERS, b"\0"),
-                       (P.Msg.RESET_COUNTERS, b"\0"), (P.Msg.SET_EPOCH, b"\0" * 11), (P.Msg.READ_SCHEDULE, b"\0"),
+                       (P.Msg.RESET_COUNTERS, b"\0"), (P.Msg.SET_EPOCH, b"\0" * 11), (P.Msg.READ_SCHEDULE, b"\0"), (P.Msg.SET_CLASSES, b"\0"),
                        (P.Msg.SET_EPOCH, P.set_epoch_payload([2, 2], [0, 0])[:-1]), (P.Msg.TRAIN, b"\1\0"),
                        (P.Msg.TRAIN, good[:-1]), (P.Msg.EVAL, good[1:] + b"\0"), (P.Msg.READ_HIDDEN, b"\0" * 6),
                        (P.Msg.LOAD_HIDDEN, b"\0" * 5)):

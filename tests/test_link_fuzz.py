@@ -55,7 +55,7 @@ from .test_link import data, net_model, trained  # noqa: F401  (module fixtures)
 
 N_INPUTS = 100_000
 SESSION = 99
-CHANGING = {P.Msg.INIT, P.Msg.LOAD_HIDDEN, P.Msg.SET_EPOCH, P.Msg.TRAIN, P.Msg.RESET_COUNTERS}
+CHANGING = {P.Msg.INIT, P.Msg.LOAD_HIDDEN, P.Msg.SET_EPOCH, P.Msg.TRAIN, P.Msg.RESET_COUNTERS, P.Msg.SET_CLASSES}
 
 DRIVER = r"""
 #include <stdio.h>
@@ -245,7 +245,7 @@ class Corpus:
 
     def valid_body(self) -> bytes:
         r = self.rng
-        kind = int(r.integers(0, 11))
+        kind = int(r.integers(0, 12))
         layer = int(r.integers(0, len(self.layer_bytes)))
         total = self.layer_bytes[layer]
         if kind == 0:
@@ -275,8 +275,11 @@ class Corpus:
             t, payload = P.Msg.READ_COUNTERS, b""
         elif kind == 9:
             t, payload = P.Msg.RESET_COUNTERS, b""
-        else:
+        elif kind == 10:
             t, payload = P.Msg.READ_SCHEDULE, b""
+        else:  # the classes in use, one fewer or one more (refused: no prototype is reserved), or any
+            n = self.n_classes + int(r.integers(-1, 2)) if r.random() < 0.8 else int(r.integers(0, 0x10000))
+            t, payload = P.Msg.SET_CLASSES, P.SET_CLASSES_REQ.pack(n=n)
         return P.frame_body(t, self.seq(), payload)
 
     def record(self) -> dict[str, int]:
@@ -510,7 +513,7 @@ def test_fuzz_bep_link_rx_under_asan_ubsan(trained, net_model, data, tmp_path): 
 
 PLANTED = {
     # the label check dropped: a TRAIN with one bad label trains the samples before it
-    "no_label_check": ("if (bep_rd16(labels + 2u * k) >= cfg->n_classes) return BEP_PROTO_ERR_BAD_PAYLOAD;",
+    "no_label_check": ("if (bep_rd16(labels + 2u * k) >= classes) return BEP_PROTO_ERR_BAD_PAYLOAD;",
                        "(void)labels;", "check"),
     # the receive bound off: a long COBS run overwrites the cached reply (inside bep_link_t)
     "rx_overrun": ("if (link->rx_len >= BEP_LINK_FRAME_MAX) {", "if (link->rx_len >= BEP_LINK_FRAME_MAX + 4000u) {",

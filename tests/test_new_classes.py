@@ -18,6 +18,11 @@ from bep_mcu import BEPClassifier, modelio
 from bep_mcu.data.datasets import load_dataset
 from bep_mcu.engine.classifier import binary_equiangular_frame
 from bep_mcu.engine.spec import MAX_CLASSES
+from bep_mcu.errors import BEPError, BoardError
+
+from bep_mcu.cgen.codegen import generate
+from bep_mcu.training import NumpyTrainer, Plan, encoded, run_epochs
+from bep_mcu.twin.cffi_twin import Twin, TwinTrainer
 
 from .conftest import (assert_error_after_progress, assert_ok, assert_user_error, fit, invoke, last_json, needs_arm,
                        needs_qemu, saved)
@@ -74,8 +79,8 @@ def test_info_tells_the_reserved_classes(files):
 
 def test_a_reserved_prototype_is_never_predicted(files, tmp_path):
     """The network scores only the classes that have a label: the nines, before the model has a
-    prototype for them, are predicted as one of the other nine digits; the generated C has the
-    nine classes (and their nine prototypes) only."""
+    prototype for them, are predicted as one of the other nine digits; the generated C has nine
+    classes in use and all ten prototypes in its table (the tenth for a class to come)."""
     model = modelio.load(files["model"])
     data = np.load(files["target"])
     nines = data["X_test"][data["y_test"] == NEW]
@@ -83,8 +88,48 @@ def test_a_reserved_prototype_is_never_predicted(files, tmp_path):
     assert set(model.predict(nines).tolist()) <= set(range(9))
     assert_ok(invoke("generate", files["model"], "--out", tmp_path / "c"))
     header = (tmp_path / "c" / "src" / "bep_net.h").read_text()
-    assert "#define BEP_NET_N_CLASSES 9u" in header
-    assert "Fixed classifier P (BEF prototypes), packed: 9 x" in (tmp_path / "c" / "src" / "bep_net.c").read_text()
+    assert "#define BEP_NET_N_CLASSES 9u" in header and "#define BEP_NET_MAX_CLASSES 10u" in header
+    assert "Fixed classifier P (BEF prototypes), packed: 10 x" in (tmp_path / "c" / "src" / "bep_net.c").read_text()
+
+
+def test_the_c_twin_puts_a_reserved_prototype_in_use_and_trains_as_numpy(tmp_path):
+    """The C of a model with reserved prototypes holds every one of them and a count of classes in
+    use: with the model's nine it trains bit for bit as numpy's nine-class network, batch after
+    batch; set to ten (bep_net_set_classes) it trains the nines bit for bit as numpy's
+    ``with_class(9)``. The count only grows, never past the table, and labels are checked against it."""
+    data = load_dataset("digits")
+    old = data.y_train != NEW
+    model = fit(data.X_train[old], data.y_train[old], hidden=(32,), epochs=1, max_classes=11)
+    twin = Twin(generate(model, tmp_path / "c"), model.spec)
+    host = NumpyTrainer(model)
+    report = run_epochs([host, TwinTrainer(twin, model.training.seed, model.training.batch_counter)],
+                        encoded(model, data.X_train[old], data.y_train[old]),
+                        Plan.continuing(model, 3, stall_signal="training"))
+    assert report.bit_exact and report.batches > 30 and twin.classes() == 9
+    grown = report.advance(model, host).with_class(NEW)
+    device = TwinTrainer(twin, grown.training.seed, grown.training.batch_counter)  # as a board: INIT, LOAD_HIDDEN,
+    for layer, hidden in enumerate(grown.hidden):                                  # SET_CLASSES
+        twin.load_hidden(layer, hidden)
+    with pytest.raises(RuntimeError, match="ERR_LABEL"):  # a class not in use yet
+        twin.train_batch(encoded(grown, data.X_train[:1], [NEW]).packed, [NEW])
+    twin.set_classes(10)
+    target = encoded(grown, data.X_train, data.y_train)
+    report = run_epochs([NumpyTrainer(grown), device], target, Plan.continuing(grown, 3, stall_signal="training"))
+    assert report.bit_exact and twin.classes() == 10
+    test = encoded(grown, data.X_test, data.y_test)
+    predicted = twin.predict(test.packed)
+    assert np.array_equal(predicted, NumpyTrainer(report.advance(grown, device)).evaluate(test))
+    nines = test.y == NEW
+    assert np.mean(predicted[nines] == NEW) > 0.3, "the new class is learnt (chance: 0.1)"
+    assert twin.scores(test.packed[:3]).shape == (3, 10)
+    for n in (9, 12):  # below the classes in use, past the table: refused, nothing changes
+        with pytest.raises(RuntimeError, match="ERR_ARG"):
+            twin.set_classes(n)
+    assert twin.classes() == 10
+    with pytest.raises(RuntimeError, match="ERR_LABEL"):
+        twin.train_batch(test.packed[:1], [10])
+    twin.set_classes(11)
+    assert twin.classes() == 11
 
 
 def test_the_generated_c_of_a_model_with_a_new_class_is_bit_exact(files, tmp_path):
@@ -111,8 +156,7 @@ def test_adapt_learns_the_new_class_on_the_host(files):
 
 def test_adapt_writes_the_adapted_model_with_out(files, tmp_path):
     """--out: the model with its new class, as trained (its score on the target is the report's
-    after); with --labels 0 the class has its prototype and the weights are the model's, the model
-    whose firmware a board on --port needs."""
+    after); with --labels 0 the class has its prototype and the weights are the model's."""
     model, data = modelio.load(files["model"]), np.load(files["target"])
     r = adapt_json(files, "--epochs", 1, "--out", tmp_path / "adapted.npz")
     adapted = modelio.load(tmp_path / "adapted.npz")
@@ -146,30 +190,84 @@ def test_an_emulated_board_learns_the_new_class_bit_for_bit(files, no_stray_qemu
 
 @needs_arm
 @needs_qemu
-def test_a_board_on_a_port_learns_the_new_class_with_the_grown_model_s_firmware(files, no_stray_qemu, tmp_path):
-    """The documented flow for a board on --port: the class given its prototype (--labels 0
-    --out), firmware built from that model, adapted over the link bit for bit. The firmware of
-    the model without the class is another network: refused in one line."""
+def test_a_deployed_board_learns_the_new_class_without_new_firmware(files, no_stray_qemu, tmp_path, monkeypatch):
+    """The issue's case: firmware built from the model before the nines existed (nine classes in use,
+    the tenth prototype reserved), then `adapt --port` with target data holding nines. The host gives
+    the nines the reserved prototype and puts it in use on the board (SET_CLASSES): nothing is built
+    (the firmware image is the same bytes), the board learns the nines bit for bit as the host's
+    simulation. Then the board refuses to take a class back or to grow past its table, and `pull`
+    with the model of nine classes is one line naming both counts."""
+    from bep_mcu import adapt
     from bep_mcu.device.emulate import EmulatedBoard
     from bep_mcu.device.firmware import build
+    from bep_mcu.device.stream import connect
 
-    adapt_json(files, "--labels", 0, "--out", tmp_path / "grown.npz")
-    grown = build(modelio.load(tmp_path / "grown.npz"), "mps2-an386", tmp_path / "fw-grown")
-    with EmulatedBoard(grown.elf, "mps2-an386") as url:
-        result = invoke("adapt", tmp_path / "grown.npz", "--data", files["target"], "--epochs", 3, "--port", url,
+    board = "netduinoplus2"
+    fw = build(modelio.load(files["model"]), board, tmp_path / "fw")
+    image = fw.elf.read_bytes()
+    monkeypatch.setattr(adapt, "build", lambda *a, **k: pytest.fail("adapt --port built firmware"))
+    with EmulatedBoard(fw.elf, board) as url:
+        result = invoke("adapt", files["model"], "--data", files["target"], "--epochs", 3, "--port", url,
                         "--out", tmp_path / "adapted.npz", "--json")
-    assert_ok(result)
+        assert_ok(result)
+        refused = invoke("pull", files["model"], "--port", url, "--out", tmp_path / "pulled.npz")
+        assert_user_error(refused, "10 classes in use", "the model 9")
+        assert not (tmp_path / "pulled.npz").exists()
+        assert_ok(invoke("pull", tmp_path / "adapted.npz", "--port", url, "--out", tmp_path / "pulled.npz"))
+        with connect(url, modelio.load(files["model"])) as link:
+            assert (link.info.n_classes, link.info.max_classes, link.classes_in_use) == (9, 10, 10)
+            for n in (9, 11):  # fewer than in use, more than the table: refused, the count stays
+                with pytest.raises(BoardError, match="SET_CLASSES failed on the board: BEP_ERR_ARG"):
+                    link.set_classes(n)
+            assert link.hello().classes_in_use == 10
+    assert fw.elf.read_bytes() == image
     r = last_json(result.stdout)
-    host = last_json(invoke("adapt", tmp_path / "grown.npz", "--data", files["target"], "--epochs", 3, "--json").stdout)
-    assert r["bit_exact"] is True and r["new_classes"] == [] and (r["before"], r["after"]) == (host["before"],
-                                                                                                 host["after"])
+    host = last_json(invoke("adapt", files["model"], "--data", files["target"], "--epochs", 3, "--json").stdout)
+    assert r["where"] == "board" and r["bit_exact"] is True and r["first_divergence"] is None
+    assert r["new_classes"] == [NEW] and r["after_new_classes"] > 0.3, r  # chance is 0.1
+    for key in ("before", "after", "before_new_classes", "after_new_classes", "after_old_classes"):
+        assert r[key] == host[key], key
+    adapted, pulled = modelio.load(tmp_path / "adapted.npz"), modelio.load(tmp_path / "pulled.npz")
+    assert adapted.labels.tolist() == list(range(10)) and np.array_equal(pulled.hidden[0], adapted.hidden[0])
+
+
+def test_the_link_checks_the_classes_in_use_against_the_model(files, tmp_path):
+    """Over the link (the board side compiled in-process): firmware built before the nines refuses
+    a label 9 until SET_CLASSES puts it in use; firmware built with ten classes in use refuses to
+    stream the nine-class model (same config hash), and reading a board of ten classes in use
+    with the nine-class model is one line naming both counts."""
+    from bep_mcu.device.link import Link
+    from bep_mcu.device.stream import DeviceTrainer, pull_model
+
+    from .test_link import DeviceTransport, InProcessDevice, build_device_module
+
+    model = modelio.load(files["model"])
+    grown = model.with_class(NEW)
     data = np.load(files["target"])
-    nines = data["y_test"] == NEW
-    assert modelio.load(tmp_path / "adapted.npz").score(data["X_test"][nines], data["y_test"][nines]) > 0.2
-    old = build(modelio.load(files["model"]), "mps2-an386", tmp_path / "fw-old")
-    with EmulatedBoard(old.elf, "mps2-an386") as url:
-        refused = invoke("adapt", files["model"], "--data", files["target"], "--epochs", 1, "--port", url)
-    assert_error_after_progress(refused.exit_code, refused.stderr, ("runs network", "bep-mcu firmware"), status=4)
+    enc = encoded(grown, data["X_train"][:40], data["y_train"][:40])
+    assert NEW in enc.y.tolist()
+    for built, runs, refused in ((model, grown, None), (grown, model, "built with 10 classes in use, the model has 9")):
+        gen = generate(built, tmp_path / f"c{built.spec.n_classes}")
+        device = InProcessDevice(build_device_module(gen, tmp_path / f"b{built.spec.n_classes}"), gen)
+        with Link(DeviceTransport(device), timeout=0.2) as link:
+            info = link.hello()
+            assert info.config_hash == model.config_hash32 == grown.config_hash32
+            assert (info.n_classes, info.max_classes, info.classes_in_use) == (built.spec.n_classes, 10, 0)
+            if refused:
+                with pytest.raises(BEPError, match=refused):
+                    DeviceTrainer(link, runs)
+                DeviceTrainer(link, built)
+                with pytest.raises(BEPError, match="the board has 10 classes in use, the model 9"):
+                    pull_model(link, model)
+                continue
+            link.init(1, 0)
+            with pytest.raises(BoardError, match="TRAIN refused by the board: BAD_PAYLOAD"):
+                link.train(enc.packed, enc.y)  # a label not in use yet: nothing trained
+            assert link.counters()["samples"] == 0
+            DeviceTrainer(link, runs)  # INIT, the weights, SET_CLASSES
+            assert link.hello().classes_in_use == 10
+            link.train(enc.packed, enc.y)
+            assert link.counters()["samples"] == len(enc.y)
 
 
 @pytest.mark.parametrize("case, words", [
@@ -266,21 +364,29 @@ def test_bench_adaptation_s_new_class_scenario():
     assert rows["bep"]["after_new_classes"] > max(0.1, rows["bep"]["before_new_classes"]), rows["bep"]
 
 
-def test_a_new_label_takes_its_sorted_place_and_stays_bit_exact(tmp_path):
-    """A new label that sorts before the others: its prototype goes to the label's place, the
-    labels stay sorted, the other classes keep their prototypes, and the C twin trains the grown
-    network as numpy does."""
+def test_a_new_label_takes_the_next_index_and_stays_bit_exact(tmp_path):
+    """A new label that sorts before the others takes the index after them (its prototype is the
+    classifier's next row): the classes keep their indices and prototypes, the model file keeps
+    the order, and the C twin trains the grown network as numpy does."""
     data = load_dataset("digits")
     old = data.y_train != 3
     np.savez(tmp_path / "d.npz", X_train=data.X_train, y_train=data.y_train, X_test=data.X_test, y_test=data.y_test)
     model = fit(data.X_train[old], data.y_train[old], hidden=(16,), epochs=2, max_classes=11)
     grown = model.with_class(3)
-    assert grown.labels.tolist() == list(range(10)) and len(grown.reserved) == 1
-    assert np.array_equal(grown.classifier[3], model.reserved[0])
-    assert np.array_equal(np.delete(grown.classifier, 3, axis=0), model.classifier)
-    result = invoke("verify", saved(grown, tmp_path / "grown.npz"), "--data", tmp_path / "d.npz", "--epochs", 2,
-                    "--json")
+    assert grown.labels.tolist() == [0, 1, 2, 4, 5, 6, 7, 8, 9, 3] and len(grown.reserved) == 1
+    assert np.array_equal(grown.classifier, np.concatenate([model.classifier, model.reserved[:1]]))
+    assert grown.encode_labels([3, 0, 9]).tolist() == [9, 0, 8]
+    assert set(grown.predict(data.X_test).tolist()) <= set(range(10))
+    back = modelio.load(saved(grown, tmp_path / "grown.npz"))
+    assert back.labels.tolist() == grown.labels.tolist() and np.array_equal(back.classifier, grown.classifier)
+    result = invoke("verify", tmp_path / "grown.npz", "--data", tmp_path / "d.npz", "--epochs", 2, "--json")
     assert_ok(result)
     assert last_json(result.stdout)["bit_exact"] is True
     with pytest.raises(Exception, match="not of the kind"):
         grown.with_class("three")
+
+
+def test_a_forged_repeated_label_is_refused(files, tmp_path):
+    """Labels need not be sorted (a new class comes after the others), but they stay distinct."""
+    bad = forge(files["model"], tmp_path / "bad.npz", arrays_edit=lambda a: a.update(classes=np.r_[0:8, 0]))
+    assert_user_error(invoke("info", bad), "distinct")

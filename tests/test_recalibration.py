@@ -278,7 +278,7 @@ def test_snapshot_carries_the_followed_thresholds(followed_twin, tmp_path):
     schedule = {k: s[k] for k in ("epoch", "level", "stalled", "best_errors", "best_samples")}
     schedule.update(start_errors=c.errors, start_samples=c.samples)
     assert snap == snapshot.compose(model.config_hash32, model.training.seed, c, s["gamma"], s["q"], schedule,
-                                    twin.hidden_weights(), cal.followed())
+                                    twin.hidden_weights(), cal.followed(), classes=model.spec.n_classes)
     fresh = twin_of(model, tmp_path, fmt, window=16)
     fresh.start(99)
     assert fresh.restore(snap) == CODES["OK"]

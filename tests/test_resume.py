@@ -222,7 +222,8 @@ def test_counters_wrap_inside_an_epoch_as_on_the_board(small, tmp_path):
     record = {"epoch": t.epochs, **schedule.state(), "start_errors": near.errors, "start_samples": near.samples}
     twin = TwinTrainer(Twin(generate(model, tmp_path / "gen", "net"), model.spec), t.seed, t.batch_counter)
     assert twin.twin.restore(snapshot.compose(model.config_hash32, t.seed, near, t.gamma, schedule.q(), record,
-                                              model.hidden, twin.twin.calibration())) == 0
+                                              model.hidden, twin.twin.calibration(),
+                                              classes=model.spec.n_classes)) == 0
     host = NumpyTrainer(model)
     host.net.counters = replace(near)
     wrong = []

@@ -47,6 +47,8 @@ OTHER_USES = {
     "patience": "the schedule a board runs (engine.schedule, cgen.protocol, twin.verify, verify --patience)",
     "val_fraction": "the model's record of its split (model, modelio) and the sweep's scoring split (sweep)",
     "preset": "an option of train, sweep (cli and sweep.SweepSettings) and bench, and the presets command",
+    "max_classes": "the classifier's prototypes a network holds (Model, its config hash, the state plan, the "
+                   "flash plan and HELLO), so a board built before a class learns it",
 }
 
 

@@ -10,8 +10,9 @@ aborts it), on:
 * the seed cases of ``tests/corpus/snapshot_seeds.json`` (named edits, among them the two
   proofs of concept of the out-of-bounds Q-table read: a CRC-valid snapshot whose errors
   since the epoch began exceed its samples, and a consistent 10 M-sample state whose
-  counters are reset mid-epoch; and the edges of the 2^31-sample epoch bound), each with
-  the status it must get;
+  counters are reset mid-epoch; the edges of the 2^31-sample epoch bound; classes in use
+  outside 1..the classifier's prototypes, which would read past its table), each with the
+  status it must get;
 * random cases: header fields set to edge or random values with the CRC recomputed (so they
   reach the checks behind it), bit flips without (refused), truncations, length edits,
   random bytes, edits of the hidden weights (accepted: any value is a weight), the followed
@@ -91,16 +92,18 @@ static int32_t calibrate(uint32_t *state)
     return 0;
 }
 
-/* One batch of BATCH samples starting at sample `first` (wrapping). */
+/* One batch of BATCH samples starting at sample `first` (wrapping), their labels within the
+ * classes in use (a snapshot may hold fewer than the data has). */
 static int32_t train_batch(uint32_t *state, uint32_t first)
 {
     uint32_t x[BATCH * 64];
-    uint16_t y[BATCH], pred[BATCH];
+    uint16_t y[BATCH], pred[BATCH], classes;
     uint32_t k;
+    if (FUZZ_READ_CLASSES(state, STATE_BYTES, &classes) != BEP_OK) return -1;
     for (k = 0; k < BATCH; ++k) {
         uint32_t i = (first + k) % n_samples;
         memcpy(x + k * iw, xs + (size_t)i * iw, 4u * iw);
-        y[k] = ys[i];
+        y[k] = (uint16_t)(ys[i] % classes);
     }
     return (int32_t)FUZZ_TRAIN_BATCH(state, STATE_BYTES, x, BATCH * iw, y, pred, BATCH);
 }
@@ -293,7 +296,8 @@ def build(gen, out: Path) -> Path:
     n = gen.name
     fns = {"TRAIN_BATCH": "train_batch", "START": "start", "SAMPLE_INDEX": "sample_index", "END_EPOCH": "end_epoch",
            "SNAPSHOT": "snapshot", "RESTORE": "restore", "RESET_COUNTERS": "reset_counters",
-           "READ_SCHEDULE": "read_schedule", "CALIBRATE": "calibrate", "SHOULD_STOP": "should_stop"}
+           "READ_SCHEDULE": "read_schedule", "CALIBRATE": "calibrate", "SHOULD_STOP": "should_stop",
+           "READ_CLASSES": "read_classes"}
     defines = [f'-DFUZZ_HEADER="bep_{n}_board.h"', f"-DSTATE_BYTES={gen.plan.state_bytes}u",
                f"-DSNAPSHOT_BYTES=BEP_{n.upper()}_SNAPSHOT_BYTES", f"-DBATCH={BATCH}u",
                f"-DFUZZ_LEVELS=bep_{n}_schedule.levels", f"-DFUZZ_CALIB=bep_{n}_calibration",

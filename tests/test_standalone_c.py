@@ -504,7 +504,7 @@ def test_snapshot_bytes_equal_the_host_composition(noisy_model, tmp_path):
     state = {**report.schedule_states[-1], **marks.state(), "epoch": model.training.epochs + 2,
              "start_errors": c.errors, "start_samples": c.samples}
     want = snapshot.compose(model.config_hash32, model.training.seed, c, report.gamma, twin.twin.schedule()["q"],
-                            state, host.hidden_weights(), twin.twin.calibration())
+                            state, host.hidden_weights(), twin.twin.calibration(), classes=model.spec.n_classes)
     assert snap == want and zlib.crc32(snap[:-4]) == int.from_bytes(snap[-4:], "little")
 
 

@@ -78,8 +78,9 @@ static int sim_program(void *ctx, uint32_t off, const uint8_t *src, uint32_t n)
     (void)ctx;
     if (off % 4u != 0u || n % 4u != 0u || (size_t)off + n > sizeof flash) return -1;
     for (k = 0; k < n; ++k, ++ops) {
-        if (budget == 0) { /* the byte being programmed keeps some of its bits */
-            flash[off + k] &= (uint8_t)(src[k] | (uint8_t)next_rand());
+        if (budget == 0) { /* the byte being programmed keeps some of its bits: at least one it was to clear */
+            uint8_t clear = (uint8_t)~src[k];
+            flash[off + k] &= (uint8_t)(src[k] | (uint8_t)next_rand() | (clear & (uint8_t)(0u - clear)));
             return -1;
         }
         if (budget > 0) --budget;

@@ -355,10 +355,10 @@ def test_summary_byte_counts_by_hand():
     words -> 40 * 3 * 4 = 480 B. hidden2: 33 x 40 = 1320 -> 1320 B; ceil(40/32) = 2 words
     -> 33 * 2 * 4 = 264 B, plus its packed transpose for the backward pass: 40 rows of
     ceil(33/32) = 2 words -> 320 B. Classifier 3 x ceil(33/32) = 2 words -> 24 B.
-    Activations of the C state buffer: header 56 B and the schedule's state 44 B (γ, Q and
-    stall counters, and the epoch budget's marks); layer 1: int16 z 40 x 2 = 80 B and a, a*,
+    Activations of the C state buffer: header 60 B and the schedule's state 44 B (γ, Q,
+    the classes in use and stall counters, and the epoch budget's marks); layer 1: int16 z 40 x 2 = 80 B and a, a*,
     dirty rows 3 x 2 words = 24 B; layer 2: z 33 x 2 = 66 -> 68 B (4-aligned) and 24 B; gate
-    mask 2 words = 8 B: 100 + 104 + 92 + 8 = 304 B.
+    mask 2 words = 8 B: 104 + 104 + 92 + 8 = 308 B.
     Inference only: the packed input (3 words) and two vectors of the widest layer
     (2 x 2 words): 28 B of RAM.
     """
@@ -372,8 +372,8 @@ def test_summary_byte_counts_by_hand():
     assert s["synapses"] == 4120
     assert s["classifier_bytes"] == 24
     assert [lay["transpose_bytes"] for lay in s["layers"]] == [0, 320]
-    assert s["activation_bytes"] == 304
-    assert s["training_state_bytes"] == 2800 + 480 + 1320 + 264 + 320 + 304
+    assert s["activation_bytes"] == 308
+    assert s["training_state_bytes"] == 2800 + 480 + 1320 + 264 + 320 + 308
     assert s["inference_state_bytes"] == s["inference_flash_bytes"] == 480 + 264 + 24
     assert s["inference_ram_bytes"] == 4 * (3 + 2 * 2)
     assert s["hidden_bits"] == 8 and s["model"] == "mlp" and s["steps"] == 1
@@ -385,7 +385,7 @@ def test_summary_byte_counts_16_bit():
     assert s["hidden_bits"] == 16
     assert [lay["hidden_weight_bytes"] for lay in s["layers"]] == [5600, 2640]
     assert [lay["packed_weight_bytes"] for lay in s["layers"]] == [480, 264]  # still 1 bit
-    assert s["training_state_bytes"] == 5600 + 480 + 2640 + 264 + 320 + 304
+    assert s["training_state_bytes"] == 5600 + 480 + 2640 + 264 + 320 + 308
     assert s["inference_state_bytes"] == 480 + 264 + 24
 
 
@@ -395,9 +395,9 @@ def test_summary_rnn_byte_counts_by_hand():
     One cell matrix 40 x (3 + 40): 1720 synapses, 1720 B. Packed: x and h parts each
     padded to words: ceil(3/32) + ceil(40/32) = 1 + 2 words -> 40 * 3 * 4 = 480 B.
     W_h^T for the backward pass through time: 40 x 2 words -> 320 B. Classifier 2 x 2
-    words -> 16 B. Activations: header 56 B and the schedule's state 44 B, int16 z for 4
+    words -> 16 B. Activations: header 60 B and the schedule's state 44 B, int16 z for 4
     steps 4 x 40 x 2 = 320 B, packed a for 4 steps 32 B, a*_t, a*_(t-1) and the all-ones
-    a_0 24 B, dirty rows 8 B, gate mask 8 B: 492 B. Inference only: 4 steps of 1 word of
+    a_0 24 B, dirty rows 8 B, gate mask 8 B: 496 B. Inference only: 4 steps of 1 word of
     input and two hidden vectors of 2 words: 32 B of RAM.
     """
     X, y = _pm1(60, 12, 2)
@@ -407,8 +407,8 @@ def test_summary_rnn_byte_counts_by_hand():
     assert cell["shape"] == [40, 43] and cell["synapses"] == 1720
     assert cell["hidden_weight_bytes"] == 1720 and cell["packed_weight_bytes"] == 480
     assert cell["transpose_bytes"] == 320
-    assert s["activation_bytes"] == 492 and s["classifier_bytes"] == 16
-    assert s["training_state_bytes"] == 1720 + 480 + 320 + 492
+    assert s["activation_bytes"] == 496 and s["classifier_bytes"] == 16
+    assert s["training_state_bytes"] == 1720 + 480 + 320 + 496
     assert s["inference_state_bytes"] == 480 + 16 and s["inference_ram_bytes"] == 4 * (4 + 2 * 2)
 
 

@@ -226,7 +226,7 @@ def render(model: Model, name: str = "net", input_format: InputFormat | None = N
         "name": name, "NAME": name.upper(), "version": __version__, "abi": abi.RUNTIME_ABI,
         "config_hash": model.config_hash, "config_hash32": model.config_hash32, "spec": spec, "plan": plan,
         "trigger_margin": params.trigger_margin, "gamma": list(t.gamma), "seed": t.seed,
-        "batches": t.batch_counter, "classifier": bits.pack(model.classifier), "hidden": model.hidden,
+        "batches": t.batch_counter, "classifier": bits.pack(model.prototypes), "hidden": model.hidden,
         "hidden_ctype": HIDDEN_CTYPE[spec.hidden_bits], "status": STATUS,
         "labels": [str(c) for c in model.labels.tolist()], "kinds": plan.bytes_by_kind(),
         "input": input_context(model, fmt), "schedule": schedule_context(model, plan),

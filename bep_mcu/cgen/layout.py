@@ -66,6 +66,7 @@ class StatePlan:
     class_words: int
     schedule_off: int
     hidden_bits: int  # 8 or 16: a layer's hidden weights are n_weights * hidden_bits / 8 bytes (bep_read_hidden)
+    max_classes: int  # rows of the classifier table in flash: the classes and the prototypes reserved for more
     calib_off: int = 0  # the followed thresholds' region (0: none)
     followed: int = 0  # thresholds the board follows
 
@@ -87,12 +88,14 @@ class StatePlan:
 def plan_model(model) -> StatePlan:
     """The state buffer of a :class:`~bep_mcu.model.Model`: its network and the input
     thresholds its board follows."""
-    return plan_state(model.spec, model.params.gate, followed(model.encoder))
+    return plan_state(model.spec, model.params.gate, followed(model.encoder), model.max_classes)
 
 
-def plan_state(spec: NetSpec, gates: tuple[int, ...], followed_thresholds: int = 0) -> StatePlan:
+def plan_state(spec: NetSpec, gates: tuple[int, ...], followed_thresholds: int = 0,
+               max_classes: int | None = None) -> StatePlan:
     """Lay out the state buffer of ``spec`` (gates: G per layer, from IntParams) with room
-    for ``followed_thresholds`` input thresholds (``plan_model`` counts a model's). Every
+    for ``followed_thresholds`` input thresholds (``plan_model`` counts a model's), its
+    classifier holding ``max_classes`` prototypes (default: ``spec.n_classes``). Every
     shape a ``NetSpec`` accepts fits the runtime's types (spec.py holds the limits)."""
     wbytes = spec.hidden_bits // 8
     offset = HEADER_BYTES
@@ -129,7 +132,7 @@ def plan_state(spec: NetSpec, gates: tuple[int, ...], followed_thresholds: int =
                        f"{MAX_STATE_BYTES} (uint32)")
     input_words = spec.steps * words(spec.n_inputs) if spec.model == "rnn" else words(spec.n_inputs)
     return StatePlan(layers, gate_off, offset, input_words, words(spec.hidden[-1]), schedule_off, spec.hidden_bits,
-                     calib_off, followed_thresholds)
+                     max_classes or spec.n_classes, calib_off, followed_thresholds)
 
 
 @dataclass
@@ -176,7 +179,7 @@ def describe(model) -> dict:
                        "shape": [rows, cols], "synapses": rows * cols,
                        "hidden_weight_bytes": p.sizes["h"], "packed_weight_bytes": p.sizes["w"] + p.sizes["wr"],
                        "transpose_bytes": p.sizes["wt"]})
-    classifier_bytes = spec.n_classes * plan.class_words * 4
+    classifier_bytes = plan.max_classes * plan.class_words * 4  # reserved prototypes too: the table in flash
     kinds = plan.bytes_by_kind()
     infer = plan_inference(spec)
     enc = model.encoder
@@ -185,7 +188,7 @@ def describe(model) -> dict:
         "steps": spec.steps, "hidden_bits": spec.hidden_bits, "layers": layers, "synapses": spec.synapses,
         "classifier_bytes": classifier_bytes, "activation_bytes": kinds["activations"] + kinds["header"],
         "training_state_bytes": plan.state_bytes,
-        "inference_state_bytes": sum(lay["packed_weight_bytes"] for lay in layers) + classifier_bytes,
+        "inference_state_bytes": sum(lay["packed_weight_bytes"] for lay in layers) + infer.classifier_bytes,
         "inference_flash_bytes": infer.weight_bytes + infer.classifier_bytes,
         "inference_ram_bytes": 4 * infer.work_words,
         "binarizer": enc.binarizer.describe(), "window": enc.window, "labels": model.labels.tolist(),

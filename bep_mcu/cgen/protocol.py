@@ -23,7 +23,9 @@ from bep_mcu.cgen import abi
 from bep_mcu.engine.schedule import Q_LEVELS, EpochStart
 from bep_mcu.engine.spec import MAX_PATIENCE
 
-PROTO_VERSION = 2  # 2: SET_EPOCH carries the epoch record, READ_SCHEDULE reads it back
+# 2: SET_EPOCH carries the epoch record, READ_SCHEDULE reads it back; 3: SET_CLASSES, and HELLO reports the
+# classifier's prototypes and the classes in use
+PROTO_VERSION = 3
 MAX_PAYLOAD = 1024  # default of BEP_LINK_MAX_PAYLOAD; a board may build with less
 MIN_MAX_PAYLOAD = 64  # smallest BEP_LINK_MAX_PAYLOAD a build accepts (a HELLO reply must fit)
 MAX_MAX_PAYLOAD = 65535 - 9  # the decoded frame (header 5 + payload + crc 4) stays below 64 KB
@@ -46,6 +48,7 @@ MESSAGES: list[tuple[str, int, str]] = [
     ("READ_COUNTERS", 0x08, "read the training counters"),
     ("RESET_COUNTERS", 0x09, "clear the counters (not the batch counter)"),
     ("READ_SCHEDULE", 0x0A, "read the epoch record back, with the samples and errors of the open epoch"),
+    ("SET_CLASSES", 0x0B, "bep_set_classes: put prototypes reserved for new classes in use"),
 ]
 
 # (name, code, meaning): codes of an ERROR reply (type 0xFF), distinct from bep_status_t.
@@ -53,7 +56,7 @@ ERRORS: list[tuple[str, int, str]] = [
     ("BAD_CRC", -20, "the frame's CRC does not match (corrupted on the line)"),
     ("BAD_LENGTH", -21, "the len field disagrees with the frame, or the payload length is wrong for its type"),
     ("UNKNOWN_TYPE", -22, "not a request type this firmware knows"),
-    ("BAD_PAYLOAD", -23, "a field is out of range (layer, offset, n, label, flag)"),
+    ("BAD_PAYLOAD", -23, "a field is out of range (layer, offset, n, label (a class not in use), flag)"),
     ("OVERSIZED", -24, "the frame is longer than the board's MAX_PAYLOAD allows"),
     ("BAD_COBS", -25, "the byte stuffing is broken (frame torn or corrupted)"),
 ]
@@ -133,6 +136,7 @@ MAX_LEVEL = Q_LEVELS
 MAX_STALLED = MAX_PATIENCE - 1
 TRAIN_REQ = Layout("TRAIN_REQ", (("n", "H"), ("end_batch", "B")))  # + inputs n x input_words u32, labels n x u16
 EVAL_REQ = Layout("EVAL_REQ", (("n", "H"),))  # + inputs, labels
+SET_CLASSES_REQ = Layout("SET_CLASSES_REQ", (("n", "H"),))  # classes in use from now (bep_set_classes)
 INPUT_WORD = "I"
 LABEL = "H"
 PREDICTION = "H"
@@ -142,7 +146,7 @@ STATUS_REPLY = Layout("STATUS_REPLY", (("session", "I"), ("status", "b")))
 HELLO_REPLY = Layout("HELLO_REPLY", (  # after REPLY_HEAD; + board ascii
     ("proto_version", "H"), ("fw_version", "H"), ("config_hash", "I"), ("state_bytes", "I"), ("ram_bytes", "I"),
     ("flash_bytes", "I"), ("max_payload", "H"), ("n_layers", "B"), ("hidden_bits", "B"), ("n_classes", "H"),
-    ("input_words", "H"), ("steps", "H"), ("board_len", "B")))
+    ("input_words", "H"), ("steps", "H"), ("max_classes", "H"), ("classes_in_use", "H"), ("board_len", "B")))
 TRAIN_REPLY = Layout("TRAIN_REPLY", (("n", "H"),))  # after STATUS_REPLY; + predictions n x u16
 EVAL_REPLY = Layout("EVAL_REPLY", (("correct", "H"),))  # after STATUS_REPLY; + predictions n x u16
 COUNTERS_REPLY = Layout("COUNTERS_REPLY", (  # after STATUS_REPLY
@@ -150,8 +154,8 @@ COUNTERS_REPLY = Layout("COUNTERS_REPLY", (  # after STATUS_REPLY
 # READ_SCHEDULE's reply after STATUS_REPLY: EPOCH_RECORD (samples and errors: of the open epoch so far), then
 # the γ and Q in use as in SET_EPOCH.
 ERROR_REPLY = Layout("ERROR_REPLY", (("session", "I"), ("code", "b"), ("request_type", "B")))
-LAYOUTS = (HEADER, HELLO_REQ, INIT_REQ, LOAD_HIDDEN_REQ, READ_HIDDEN_REQ, EPOCH_RECORD, TRAIN_REQ, EVAL_REQ, REPLY_HEAD,
-           STATUS_REPLY, HELLO_REPLY, TRAIN_REPLY, EVAL_REPLY, COUNTERS_REPLY, ERROR_REPLY)
+LAYOUTS = (HEADER, HELLO_REQ, INIT_REQ, LOAD_HIDDEN_REQ, READ_HIDDEN_REQ, EPOCH_RECORD, TRAIN_REQ, EVAL_REQ,
+           SET_CLASSES_REQ, REPLY_HEAD, STATUS_REPLY, HELLO_REPLY, TRAIN_REPLY, EVAL_REPLY, COUNTERS_REPLY, ERROR_REPLY)
 # A normal reply whose status is not BEP_OK carries STATUS_REPLY only.
 
 
@@ -363,9 +367,11 @@ class HelloInfo:
     max_payload: int
     n_layers: int
     hidden_bits: int
-    n_classes: int
+    n_classes: int  # classes in use when the firmware was built (INIT's)
     input_words: int
     steps: int
+    max_classes: int  # the classifier's prototypes: n_classes and those reserved for classes to come
+    classes_in_use: int  # the state's (SET_CLASSES); 0 before INIT
     board: str
 
 

@@ -25,11 +25,11 @@ SCHEDULE_FIELDS = ("epoch", "level", "stalled", "best_errors", "best_samples", "
 BUDGET_FIELDS = ("budget_epochs", "marked_epoch", "marked_errors")  # engine/schedule.py: ProgressMarks.state
 # The fixed part, field by field (bep_standalone.h): γ and Q have one entry per possible
 # layer; the generation is a store's write count (bep_store.h), 0 in a snapshot to a buffer;
-# the budget's epoch count and mark come after it.
+# the budget's epoch count and mark come after it, then the classes in use (bep_set_classes).
 HEADER_FIELDS = (("magic", "I"), ("version", "I"), ("hash", "I"), ("bytes", "I"), ("seed", "I"),
                  *((n, "I") for n in Counters.NAMES), *((f"gamma{i}", "H") for i in range(abi.MAX_LAYERS)),
                  *((f"q{i}", "I") for i in range(abi.MAX_LAYERS)), *((n, "I") for n in SCHEDULE_FIELDS),
-                 ("generation", "I"), *((n, "I") for n in BUDGET_FIELDS))
+                 ("generation", "I"), *((n, "I") for n in BUDGET_FIELDS), ("classes", "I"))
 HEADER_FORMAT = "<" + "".join(code for _, code in HEADER_FIELDS)
 
 
@@ -54,16 +54,16 @@ def snapshot_bytes(plan: StatePlan) -> int:
 
 def compose(config_hash32: int, seed: int, counters: Counters, gamma: Sequence[int], q: Sequence[int],
             schedule: dict[str, int], hidden: Sequence[np.ndarray], followed: tuple[np.ndarray, np.ndarray],
-            generation: int = 0) -> bytes:
+            generation: int = 0, *, classes: int) -> bytes:
     """The snapshot of a state (bep_standalone.h's layout): ``schedule`` holds
     ``SCHEDULE_FIELDS`` and ``BUDGET_FIELDS`` (absent: no epoch closed since the start, all 0); γ and Q are the ones in use; ``followed`` the followed input
     thresholds and their accumulators (data/recalibration.py: ``Calibration``; empty when the
-    board follows none); ``generation`` a store's (0: a buffer's)."""
+    board follows none); ``generation`` a store's (0: a buffer's); ``classes`` the classes in use."""
     pad = [0] * (abi.MAX_LAYERS - len(gamma))
     head = struct.pack(HEADER_FORMAT, MAGIC, VERSION, config_hash32, 0, seed & 0xFFFFFFFF,
                        *(getattr(counters, n) & 0xFFFFFFFF for n in Counters.NAMES), *gamma, *pad, *q, *pad,
                        *(schedule[f] & 0xFFFFFFFF for f in SCHEDULE_FIELDS), generation & 0xFFFFFFFF,
-                       *(schedule.get(f, 0) & 0xFFFFFFFF for f in BUDGET_FIELDS))
+                       *(schedule.get(f, 0) & 0xFFFFFFFF for f in BUDGET_FIELDS), classes)
     assert len(head) == HEADER_BYTES
     body = b"".join(_padded(np.ascontiguousarray(h).astype(h.dtype.newbyteorder("<")).tobytes()) for h in hidden)
     body += b"".join(np.asarray(v, dtype=np.int64).astype("<i4").tobytes() for v in followed)

@@ -71,9 +71,9 @@ def adapt(model_path, dataset, data_path, test_data, board, port, timeout, epoch
     (forgetting), bit_exact (the board against the host after every batch), labels_used,
     samples_seen, ram_bytes and instructions_per_sample (predicted). --labels 0 --recalibrate
     adapts without any label. A class MODEL has no prototype for takes one it reserved
-    (train --max-classes), and is reported with its accuracy (new_classes). --out writes the
-    adapted model, with those classes (--labels 0: given their prototypes, untrained: the model
-    whose firmware a board on --port needs to learn them)."""
+    (train --max-classes), and is reported with its accuracy (new_classes); a board running
+    MODEL's firmware puts it in use and learns it, no new firmware needed. --out writes the
+    adapted model, with those classes (the model `pull` needs for the board after)."""
     check_timeout(timeout)
     if out is not None:
         files.check_writable(out)

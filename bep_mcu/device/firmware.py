@@ -88,7 +88,7 @@ class MemoryPlan:
 def plan_memory(state: StatePlan, spec: NetSpec, board: boards.Board, name: str = "net") -> MemoryPlan:
     """RAM and the network's flash tables of a network on ``board`` (see the module docstring)."""
     wbytes = spec.hidden_bits // 8
-    tables = {f"bep_{name}_classifier": spec.n_classes * state.class_words * 4}
+    tables = {f"bep_{name}_classifier": state.max_classes * state.class_words * 4}
     for i, (rows, cols) in enumerate(spec.layer_shapes()):
         tables[f"bep_{name}_hidden{i}"] = rows * cols * wbytes
     tables[f"bep_{name}_config"] = CONFIG_BYTES

@@ -304,6 +304,7 @@ class Link:
         self.seq = 0
         self.session: int | None = None
         self.info: P.HelloInfo | None = None
+        self.classes_in_use = 0  # the board's, as HELLO reported it and INIT and SET_CLASSES left it
         self.frames_sent = self.frames_retried = self.replies_ignored = self.replies_corrupted = 0
 
     # ------------------------------------------------------------ plumbing
@@ -432,7 +433,7 @@ class Link:
         if info.proto_version != P.PROTO_VERSION:
             raise self._error(f"board speaks protocol version {info.proto_version}, this host {P.PROTO_VERSION}: "
                               "update the firmware or bep-mcu")
-        self.session, self.info = token, info
+        self.session, self.info, self.classes_in_use = token, info, info.classes_in_use
         self.max_payload = min(self.host_max_payload, info.max_payload)
         if P.samples_per_frame(info.input_words, self.max_payload) < 1:
             raise self._error(f"one sample ({P.sample_bytes(info.input_words)} bytes) does not fit the board's "
@@ -444,6 +445,14 @@ class Link:
         self._need_hello()
         frame = self.request(P.Msg.INIT, P.INIT_REQ.pack(seed=seed & 0xFFFFFFFF, batches=batches & 0xFFFFFFFF))
         self._status(frame, P.Msg.INIT, 0)
+        self.classes_in_use = self.info.n_classes
+
+    def set_classes(self, n: int) -> None:
+        """Put classes up to ``n`` in use on the board (bep_set_classes): the prototypes its firmware
+        reserved for classes to come; refused below the classes in use or above its prototypes."""
+        self._need_hello()
+        self._status(self.request(P.Msg.SET_CLASSES, P.SET_CLASSES_REQ.pack(n=n)), P.Msg.SET_CLASSES, 0)
+        self.classes_in_use = n
 
     def _hidden_dtype(self) -> np.dtype:
         return np.dtype(HIDDEN_DTYPE[self._need_hello().hidden_bits])

@@ -205,7 +205,8 @@ def simulate(model: Model, data: StandaloneData, plan: Plan, snapshot_after: int
         schedule = {**state, **progress.state(), "epoch": model.training.epochs + k, "start_errors": marks.errors,
                     "start_samples": marks.samples}
         blob = snapshot.compose(model.config_hash32, model.training.seed, counters, gamma,
-                                [row[state["level"]] for row in table], schedule, hidden, followed, generation)
+                                [row[state["level"]] for row in table], schedule, hidden, followed, generation,
+                                classes=model.spec.n_classes)
         return int.from_bytes(blob[-4:], "little")
 
     for k, (counters, hidden) in captured.items():  # after epoch k closed: epoch k + 1 about to begin

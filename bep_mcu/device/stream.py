@@ -26,7 +26,7 @@ import numpy as np
 from bep_mcu.device.link import Link
 from bep_mcu.engine.network import Counters
 from bep_mcu.engine.schedule import Q_LEVELS, EpochStart, q_table
-from bep_mcu.errors import BoardError
+from bep_mcu.errors import BEPError, BoardError
 from bep_mcu.model import Model, Origin
 from bep_mcu.training import EncodedData, Lockstep, NumpyTrainer, Plan, run_epochs, sum_counters
 
@@ -53,14 +53,26 @@ class DeviceTrainer:
     name = "device"
 
     def __init__(self, link: Link, model: Model, start: bool = True) -> None:
-        """``start``: INIT the board and load the model's hidden weights (INIT alone restores
+        """``start``: INIT the board, load the model's hidden weights (INIT alone restores
         those the firmware was built with, which the model's may not be: a model trained on
-        or pulled since); False reads a running board."""
+        or pulled since) and put its classes in use (a class given a reserved prototype since
+        the firmware was built: SET_CLASSES); False reads a running board, whose classes in
+        use must be the model's."""
         self.link, self.spec = link, model.spec
         if start:
+            built = link.info.n_classes  # what INIT puts in use: classes are never taken away
+            if model.spec.n_classes < built:
+                raise BEPError(f"{link.port}: the board's firmware was built with {built} classes in use, the "
+                               f"model has {model.spec.n_classes}: give the model it was built from or adapted to")
             link.init(model.training.seed, model.training.batch_counter)
             for layer, hidden in enumerate(model.hidden):
                 link.load_hidden(layer, hidden)
+            if model.spec.n_classes > built:
+                link.set_classes(model.spec.n_classes)
+        elif link.classes_in_use not in (0, model.spec.n_classes):  # 0: no INIT yet, which reading it reports
+            # A board that learnt a class keeps no label names: the model that gave it the class has them.
+            raise BEPError(f"{link.port}: the board has {link.classes_in_use} classes in use, the model "
+                           f"{model.spec.n_classes}: give the model the board was adapted to (adapt --out)")
 
     def set_epoch(self, gamma, q, start: EpochStart | None = None) -> None:
         self.link.set_epoch(gamma, q, start)

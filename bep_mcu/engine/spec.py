@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 
 from bep_mcu import validate
@@ -203,7 +203,12 @@ def reinforcement_probability(p_r: float, error_rate: float, fan_in: int) -> flo
     return p_r * math.sqrt(max(0.0, error_rate)) * math.sqrt(2.0 / (math.pi * fan_in))
 
 
-def config_hash(spec: NetSpec, ip: IntParams) -> str:
-    """A short hash of everything the C code is specialised on (shapes and integers)."""
+def config_hash(spec: NetSpec, ip: IntParams, max_classes: int | None = None) -> str:
+    """A short hash of everything the C code is specialised on (shapes and integers). The
+    classes are the classifier table's rows, ``max_classes`` (default: ``spec.n_classes``):
+    the classes in use and the prototypes reserved for classes to come, so a model that put a
+    reserved prototype in use still matches the firmware built before it (the board reports
+    its classes in use apart: bep_set_classes)."""
+    spec = replace(spec, n_classes=max_classes or spec.n_classes)
     doc = {"spec": asdict(spec), "int": {"R": ip.trigger_margin, "G": list(ip.gate)}}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]

@@ -172,10 +172,20 @@ class Twin:
             preds[i] = out[0]
         return preds
 
+    def set_classes(self, n: int) -> None:
+        """Put classes up to ``n`` in use (``bep_<net>_set_classes``)."""
+        self._call("set_classes", n)
+
+    def classes(self) -> int:
+        """The classes in use (``bep_<net>_read_classes``)."""
+        out = self.ffi.new("uint16_t *")
+        self._call("read_classes", out)
+        return int(out[0])
+
     def scores(self, x_packed: np.ndarray) -> np.ndarray:
-        """The integer logits of each sample, (n, n_classes) int32 (``bep_<net>_scores``)."""
+        """The integer logits of each sample, (n, classes in use) int32 (``bep_<net>_scores``)."""
         x = np.ascontiguousarray(x_packed, dtype=np.uint32)
-        out = np.empty((len(x), self.spec.n_classes), dtype=np.int32)
+        out = np.empty((len(x), self.classes()), dtype=np.int32)
         for i in range(len(x)):
             self._call("scores", self.ffi.from_buffer("uint32_t[]", x[i]), x.shape[1],
                        self.ffi.from_buffer("int32_t[]", out[i]), out.shape[1])

@@ -161,6 +161,7 @@ static int32_t bep_link_hello(bep_link_t *link, const uint8_t *p, uint32_t len)
     const bep_board_info_t *info = link->info;
     const char *board = info != NULL ? info->board : NULL;
     uint32_t board_len = 0u, limit = BEP_LINK_MAX_PAYLOAD - BEP_PROTO_HELLO_FIXED_BYTES, k;
+    uint16_t in_use;
     uint8_t *out, *h;
     if (len != BEP_PROTO_HELLO_REQ_BYTES) return BEP_PROTO_ERR_BAD_LENGTH;
     if (limit > 255u) limit = 255u;
@@ -179,6 +180,11 @@ static int32_t bep_link_hello(bep_link_t *link, const uint8_t *p, uint32_t len)
     h[BEP_PROTO_HELLO_REPLY_N_LAYERS_OFF] = cfg->n_layers;
     h[BEP_PROTO_HELLO_REPLY_HIDDEN_BITS_OFF] = cfg->hidden_bits;
     bep_wr16(h + BEP_PROTO_HELLO_REPLY_N_CLASSES_OFF, cfg->n_classes);
+    bep_wr16(h + BEP_PROTO_HELLO_REPLY_MAX_CLASSES_OFF, cfg->max_classes);
+    /* The classes in use are the state's (0: not initialised): the config hash covers every
+     * prototype, so the host compares the classes of its model with these. */
+    if (bep_read_classes(cfg, link->state, link->state_len, &in_use) != BEP_OK) in_use = 0u;
+    bep_wr16(h + BEP_PROTO_HELLO_REPLY_CLASSES_IN_USE_OFF, in_use);
     bep_wr16(h + BEP_PROTO_HELLO_REPLY_INPUT_WORDS_OFF, cfg->input_words);
     bep_wr16(h + BEP_PROTO_HELLO_REPLY_STEPS_OFF, cfg->steps);
     h[BEP_PROTO_HELLO_REPLY_BOARD_LEN_OFF] = (uint8_t)board_len;
@@ -341,14 +347,17 @@ static int32_t bep_link_check_samples(const bep_link_t *link, const uint8_t *p, 
 {
     const bep_config_t *cfg = link->cfg;
     uint32_t per = 4u * cfg->input_words + 2u, rest = len - fixed, k;
+    uint16_t classes;
     const uint8_t *labels;
     /* n, per <= rest < 65536 before multiplying, so n * per cannot wrap. */
     if (n != 0u && (per > rest || n > rest)) return BEP_PROTO_ERR_BAD_LENGTH;
     if (n * per != rest) return BEP_PROTO_ERR_BAD_LENGTH;
     if (BEP_PROTO_STATUS_REPLY_BYTES + 2u + 2u * n > BEP_LINK_MAX_PAYLOAD) return BEP_PROTO_ERR_BAD_PAYLOAD;
+    /* A label must name a class in use; a state not initialised is refused by the runtime after. */
+    if (bep_read_classes(cfg, link->state, link->state_len, &classes) != BEP_OK) classes = (uint16_t)cfg->max_classes;
     labels = p + fixed + 4u * cfg->input_words * n;
     for (k = 0; k < n; ++k) {
-        if (bep_rd16(labels + 2u * k) >= cfg->n_classes) return BEP_PROTO_ERR_BAD_PAYLOAD;
+        if (bep_rd16(labels + 2u * k) >= classes) return BEP_PROTO_ERR_BAD_PAYLOAD;
     }
     return 0;
 }
@@ -442,6 +451,15 @@ static int32_t bep_link_reset_counters(bep_link_t *link, const uint8_t *p, uint3
                                     bep_reset_counters(link->cfg, link->state, link->state_len));
 }
 
+/* SET_CLASSES: bep_set_classes (a class the firmware was built before takes a reserved prototype). */
+static int32_t bep_link_set_classes(bep_link_t *link, const uint8_t *p, uint32_t len)
+{
+    if (len != BEP_PROTO_SET_CLASSES_REQ_BYTES) return BEP_PROTO_ERR_BAD_LENGTH;
+    return (int32_t)bep_link_status(link, bep_link_out(link),
+                                    bep_set_classes(link->cfg, link->state, link->state_len,
+                                                    bep_rd16(p + BEP_PROTO_SET_CLASSES_REQ_N_OFF)));
+}
+
 /* Handlers by request type: a const table (flash) rather than a switch, which Thumb-1
  * compilers turn into calls to a libgcc jump-table helper. Positional rather than
  * designated ([BEP_MSG_HELLO] = ...), which C++ lacks, so the file also compiles as C++;
@@ -459,12 +477,14 @@ static const bep_link_handler_t bep_link_handlers[BEP_PROTO_LAST_REQUEST + 1u] =
     bep_link_counters,       /* BEP_MSG_READ_COUNTERS */
     bep_link_reset_counters, /* BEP_MSG_RESET_COUNTERS */
     bep_link_read_schedule,  /* BEP_MSG_READ_SCHEDULE */
+    bep_link_set_classes,    /* BEP_MSG_SET_CLASSES */
 };
 typedef char bep_link_handlers_in_type_order[(BEP_MSG_HELLO == 1 && BEP_MSG_INIT == 2 && BEP_MSG_LOAD_HIDDEN == 3 &&
                                               BEP_MSG_READ_HIDDEN == 4 && BEP_MSG_SET_EPOCH == 5 &&
                                               BEP_MSG_TRAIN == 6 && BEP_MSG_EVAL == 7 &&
                                               BEP_MSG_READ_COUNTERS == 8 && BEP_MSG_RESET_COUNTERS == 9 &&
-                                              BEP_MSG_READ_SCHEDULE == 10 && BEP_PROTO_LAST_REQUEST == 10u) ? 1 : -1];
+                                              BEP_MSG_READ_SCHEDULE == 10 && BEP_MSG_SET_CLASSES == 11 &&
+                                              BEP_PROTO_LAST_REQUEST == 11u) ? 1 : -1];
 
 static int32_t bep_link_dispatch(bep_link_t *link, uint32_t type, const uint8_t *p, uint32_t len)
 {

@@ -184,15 +184,16 @@ static void bep_logits16(const bep_config_t *cfg, const uint32_t *a_last, int32_
 
 /* Logits y_c = <P_c, a_L>; prediction (argmax, ties to the lowest class) and trigger
  * margin (docs/algorithm.md §2.1, §2.3). */
-uint16_t bep_classify(const bep_config_t *cfg, const uint32_t *a_last, int32_t label, int32_t *margin)
+uint16_t bep_classify(const bep_config_t *cfg, uint32_t n_classes, const uint32_t *a_last, int32_t label,
+                      int32_t *margin)
 {
     uint32_t c, b, nb;
     int32_t best = 0, rival = 0, own = 0, k = bep_logit_k(cfg, a_last);
     uint16_t arg = 0;
     int first_rival = 1;
     int16_t y16[32];
-    for (c = 0; c < cfg->n_classes; c += nb) {
-        nb = cfg->n_classes - c < 32u ? cfg->n_classes - c : 32u;
+    for (c = 0; c < n_classes; c += nb) {
+        nb = n_classes - c < 32u ? n_classes - c : 32u;
         bep_logits16(cfg, a_last, k, c, nb, y16);
         for (b = 0; b < nb; ++b) {
             const int32_t y = y16[b];
@@ -212,13 +213,13 @@ uint16_t bep_classify(const bep_config_t *cfg, const uint32_t *a_last, int32_t l
     return arg;
 }
 
-void bep_logits(const bep_config_t *cfg, const uint32_t *a_last, int32_t *y)
+void bep_logits(const bep_config_t *cfg, uint32_t n_classes, const uint32_t *a_last, int32_t *y)
 {
     uint32_t c, b, nb;
     int32_t k = bep_logit_k(cfg, a_last);
     int16_t y16[32];
-    for (c = 0; c < cfg->n_classes; c += nb) {
-        nb = cfg->n_classes - c < 32u ? cfg->n_classes - c : 32u;
+    for (c = 0; c < n_classes; c += nb) {
+        nb = n_classes - c < 32u ? n_classes - c : 32u;
         bep_logits16(cfg, a_last, k, c, nb, y16);
         for (b = 0; b < nb; ++b) y[c + b] = y16[b];
     }

@@ -376,6 +376,7 @@ bep_status_t bep_init(const bep_config_t *cfg, void *state, size_t state_len, ui
     hd->magic = cfg->config_hash;
     hd->seed = seed;
     hd->counters.batches = batches;
+    hd->n_classes_in_use = cfg->n_classes;
     for (l = 0; l < cfg->n_layers; ++l) {
         const bep_layer_t *L = &cfg->layer[l];
         hd->gamma[l] = 1;
@@ -488,7 +489,7 @@ bep_status_t bep_infer(const bep_config_t *cfg, void *state, size_t state_len, c
     if (st != BEP_OK) return st;
     if (x == NULL || out_class == NULL) return BEP_ERR_NULL;
     if (x_words != cfg->input_words) return BEP_ERR_SIZE;
-    *out_class = bep_classify(cfg, bep_forward(cfg, state, x), -1, NULL);
+    *out_class = bep_classify(cfg, bep_header(state)->n_classes_in_use, bep_forward(cfg, state, x), -1, NULL);
     return BEP_OK;
 }
 
@@ -498,8 +499,8 @@ bep_status_t bep_scores(const bep_config_t *cfg, void *state, size_t state_len, 
     bep_status_t st = bep_check(cfg, state, state_len);
     if (st != BEP_OK) return st;
     if (x == NULL || scores == NULL) return BEP_ERR_NULL;
-    if (x_words != cfg->input_words || n_scores < cfg->n_classes) return BEP_ERR_SIZE;
-    bep_logits(cfg, bep_forward(cfg, state, x), scores);
+    if (x_words != cfg->input_words || n_scores < bep_header(state)->n_classes_in_use) return BEP_ERR_SIZE;
+    bep_logits(cfg, bep_header(state)->n_classes_in_use, bep_forward(cfg, state, x), scores);
     return BEP_OK;
 }
 
@@ -508,7 +509,7 @@ static uint16_t bep_learn_sample(const bep_config_t *cfg, void *state, const uin
 {
     bep_state_header_t *hd = bep_header(state);
     int32_t margin = 0;
-    uint16_t pred = bep_classify(cfg, bep_forward(cfg, state, x), (int32_t)label, &margin);
+    uint16_t pred = bep_classify(cfg, hd->n_classes_in_use, bep_forward(cfg, state, x), (int32_t)label, &margin);
     bep_schedule_state_t *sched = bep_schedule(cfg, state);
     hd->counters.samples++;
     if (pred != label) hd->counters.errors++;
@@ -533,7 +534,7 @@ bep_status_t bep_train_sample(const bep_config_t *cfg, void *state, size_t state
     if (st != BEP_OK) return st;
     if (x == NULL || out_class == NULL) return BEP_ERR_NULL;
     if (x_words != cfg->input_words) return BEP_ERR_SIZE;
-    if (label >= cfg->n_classes) return BEP_ERR_LABEL;
+    if (label >= bep_header(state)->n_classes_in_use) return BEP_ERR_LABEL;
     *out_class = bep_learn_sample(cfg, state, x, label);
     return BEP_OK;
 }
@@ -640,11 +641,30 @@ bep_status_t bep_train_batch(const bep_config_t *cfg, void *state, size_t state_
     if (x == NULL || labels == NULL || out_class == NULL) return BEP_ERR_NULL;
     if (x_words != n_samples * cfg->input_words) return BEP_ERR_SIZE;
     for (k = 0; k < n_samples; ++k) {
-        if (labels[k] >= cfg->n_classes) return BEP_ERR_LABEL; /* checked first: a batch applies whole or not at all */
+        /* checked first: a batch applies whole or not at all */
+        if (labels[k] >= bep_header(state)->n_classes_in_use) return BEP_ERR_LABEL;
     }
     /* Checked once for the whole batch, not again per sample. */
     for (k = 0; k < n_samples; ++k) out_class[k] = bep_learn_sample(cfg, state, x + k * cfg->input_words, labels[k]);
     bep_close_batch(cfg, state);
+    return BEP_OK;
+}
+
+bep_status_t bep_set_classes(const bep_config_t *cfg, void *state, size_t state_len, uint32_t n)
+{
+    bep_status_t st = bep_check(cfg, state, state_len);
+    if (st != BEP_OK) return st;
+    if (n < bep_header(state)->n_classes_in_use || n > cfg->max_classes) return BEP_ERR_ARG;
+    bep_header(state)->n_classes_in_use = n;
+    return BEP_OK;
+}
+
+bep_status_t bep_read_classes(const bep_config_t *cfg, const void *state, size_t state_len, uint16_t *out)
+{
+    bep_status_t st = bep_check(cfg, state, state_len);
+    if (st != BEP_OK) return st;
+    if (out == NULL) return BEP_ERR_NULL;
+    *out = (uint16_t)((const bep_state_header_t *)state)->n_classes_in_use;
     return BEP_OK;
 }
 

@@ -66,7 +66,7 @@ extern "C" { /* C linkage for C++ callers */
 #endif
 
 /* Bumped whenever bep_config_t or the state layout changes; generated files check it. */
-#define BEP_RUNTIME_ABI 3
+#define BEP_RUNTIME_ABI 4
 #define BEP_MAX_LAYERS 4
 
 #ifndef BEP_POPCOUNT_TABLE
@@ -138,14 +138,16 @@ typedef struct {
     uint8_t n_layers;
     uint8_t hidden_bits;      /* 8 or 16 */
     uint8_t reserved;
-    uint16_t n_classes;
+    uint16_t n_classes;       /* classes in use when generated: bep_init's count */
     uint16_t steps;           /* rnn: T; mlp: 1 */
     uint16_t input_words;     /* packed words of one sample (rnn: steps x words of K_x) */
     uint16_t class_words;     /* packed words of the last hidden width */
+    uint32_t max_classes;     /* rows of the classifier: n_classes and the prototypes reserved for
+                                 classes to come, which bep_set_classes puts in use */
     int32_t trigger_margin;   /* R */
     uint32_t gate_off;        /* scratch: packed gate mask, largest out_words */
     uint32_t schedule_off;    /* the epoch schedule's bep_schedule_state_t (bep_standalone.h) */
-    const uint32_t *classifier;     /* n_classes x class_words, packed P */
+    const uint32_t *classifier;     /* max_classes x class_words, packed P */
     const void *initial_hidden[BEP_MAX_LAYERS]; /* int8/int16 tables, or NULL */
     bep_layer_t layer[BEP_MAX_LAYERS];
 } bep_config_t;
@@ -170,11 +172,12 @@ typedef struct {
     bep_counters_t counters;
     uint32_t q[BEP_MAX_LAYERS];     /* per-epoch fixed-point reinforcement count */
     uint16_t gamma[BEP_MAX_LAYERS]; /* per-epoch winner-takes-update group size; 0: frozen */
+    uint32_t n_classes_in_use;  /* classes 0..n-1 are predicted and trained (bep_set_classes) */
 } bep_state_header_t;
 
-#define BEP_STATE_HEADER_BYTES 56u
+#define BEP_STATE_HEADER_BYTES 60u
 /* sizeof(bep_config_t) where pointers are 32 bits (Cortex-M): the host plans flash with it. */
-#define BEP_CONFIG_BYTES_32 264u
+#define BEP_CONFIG_BYTES_32 268u
 
 /* The epoch schedule's state (bep_standalone.h), kept in the state buffer at
  * cfg->schedule_off. Declared here because the runtime keeps its epoch-start marks within
@@ -210,7 +213,8 @@ typedef struct {
  * The @return lines below list what each function adds. Layers are numbered 0..n_layers-1;
  * "layer bytes" are rows x cols x hidden_bits / 8 (int8 or int16 weights, row-major). */
 
-/** Initialise a state buffer: copies the initial hidden weights (if any), packs W.
+/** Initialise a state buffer: copies the initial hidden weights (if any), packs W; the
+ * classes in use are cfg->n_classes.
  * @param[in]  cfg        network configuration (generated)
  * @param[out] state      caller buffer, 4-byte aligned, cfg->state_bytes long
  * @param[in]  state_len  bytes available at state: at least cfg->state_bytes
@@ -297,7 +301,7 @@ bep_status_t bep_set_epoch(const bep_config_t *cfg, void *state, size_t state_le
  * @param[in]     state_len  bytes at state: at least cfg->state_bytes
  * @param[in]     x          the packed input (bit i of word i/32 is input i, 1 = +1; padding bits ignored)
  * @param[in]     x_words    words at x: exactly cfg->input_words
- * @param[out]    out_class  the predicted class, 0..cfg->n_classes-1
+ * @param[out]    out_class  the predicted class, 0..n-1 with n the classes in use (bep_set_classes)
  * @return BEP_OK, BEP_ERR_NULL (x, out_class), BEP_ERR_SIZE (x_words) */
 bep_status_t bep_infer(const bep_config_t *cfg, void *state, size_t state_len, const uint32_t *x,
                        size_t x_words, uint16_t *out_class);
@@ -309,9 +313,9 @@ bep_status_t bep_infer(const bep_config_t *cfg, void *state, size_t state_len, c
  * @param[in]     state_len  bytes at state: at least cfg->state_bytes
  * @param[in]     x          the packed input, as for bep_infer
  * @param[in]     x_words    words at x: exactly cfg->input_words
- * @param[out]    scores     the logits of classes 0..cfg->n_classes-1, each in [-K, K] with K the
+ * @param[out]    scores     the logits of the classes in use, 0..n-1, each in [-K, K] with K the
  *                           last hidden layer's width; nothing is written unless BEP_OK
- * @param[in]     n_scores   values at scores: at least cfg->n_classes
+ * @param[in]     n_scores   values at scores: at least n, the classes in use
  * @return BEP_OK, BEP_ERR_NULL (x, scores), BEP_ERR_SIZE (x_words, n_scores) */
 bep_status_t bep_scores(const bep_config_t *cfg, void *state, size_t state_len, const uint32_t *x, size_t x_words,
                         int32_t *scores, size_t n_scores);
@@ -323,8 +327,8 @@ bep_status_t bep_scores(const bep_config_t *cfg, void *state, size_t state_len, 
  * @param[in]     state_len  bytes at state: at least cfg->state_bytes
  * @param[in]     x          the packed input, as for bep_infer
  * @param[in]     x_words    words at x: exactly cfg->input_words
- * @param[in]     label      the sample's class, 0..cfg->n_classes-1
- * @param[out]    out_class  the forward pass's prediction, 0..cfg->n_classes-1
+ * @param[in]     label      the sample's class, 0..n-1 with n the classes in use
+ * @param[out]    out_class  the forward pass's prediction, 0..n-1
  * @return BEP_OK, BEP_ERR_NULL (x, out_class), BEP_ERR_SIZE (x_words), BEP_ERR_LABEL */
 bep_status_t bep_train_sample(const bep_config_t *cfg, void *state, size_t state_len, const uint32_t *x,
                               size_t x_words, uint16_t label, uint16_t *out_class);
@@ -344,12 +348,31 @@ bep_status_t bep_end_batch(const bep_config_t *cfg, void *state, size_t state_le
  * @param[in]     state_len  bytes at state: at least cfg->state_bytes
  * @param[in]     x          n_samples packed inputs of cfg->input_words words each, one after the other
  * @param[in]     x_words    words at x: exactly n_samples x cfg->input_words
- * @param[in]     labels     n_samples classes, each 0..cfg->n_classes-1
+ * @param[in]     labels     n_samples classes, each 0..n-1 with n the classes in use
  * @param[out]    out_class  n_samples forward predictions
  * @param[in]     n_samples  samples in the batch (0: only bep_end_batch)
  * @return BEP_OK, BEP_ERR_NULL (x, labels, out_class), BEP_ERR_SIZE (x_words), BEP_ERR_LABEL */
 bep_status_t bep_train_batch(const bep_config_t *cfg, void *state, size_t state_len, const uint32_t *x,
                              size_t x_words, const uint16_t *labels, uint16_t *out_class, size_t n_samples);
+
+/** Put more classes in use: the classifier's prototypes reserved for classes to come (rows
+ * n_classes..max_classes-1 of its table), in order, so a deployed board learns a class its
+ * firmware was built before (docs/adaptation.md). Classes in use are never taken away: what
+ * was learnt for them stays meaningful.
+ * @param[in]     cfg        network configuration
+ * @param[in,out] state      an initialised state buffer
+ * @param[in]     state_len  bytes at state: at least cfg->state_bytes
+ * @param[in]     n          classes in use from now: from the current count to cfg->max_classes
+ * @return BEP_OK, BEP_ERR_ARG (n below the classes in use or above cfg->max_classes: nothing changes) */
+bep_status_t bep_set_classes(const bep_config_t *cfg, void *state, size_t state_len, uint32_t n);
+
+/** Read how many classes are in use.
+ * @param[in]  cfg        network configuration
+ * @param[in]  state      an initialised state buffer
+ * @param[in]  state_len  bytes at state: at least cfg->state_bytes
+ * @param[out] out        the classes in use, 1..cfg->max_classes
+ * @return BEP_OK, BEP_ERR_NULL (out) */
+bep_status_t bep_read_classes(const bep_config_t *cfg, const void *state, size_t state_len, uint16_t *out);
 
 /** Read the counters (they wrap modulo 2^32).
  * @param[in]  cfg        network configuration

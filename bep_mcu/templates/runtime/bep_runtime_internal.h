@@ -181,20 +181,25 @@ BEP_HOT uint32_t bep_load4(const int8_t *p)
 void bep_layer_forward(const bep_layer_t *L, void *state, const uint32_t *in, const uint32_t *prev, int16_t *z,
                        uint32_t *a_out);
 
-/** The classifier: logits y_c = <P_c, a_last>, the prediction (argmax, ties to the
- * lowest class) and the trigger margin y_label - max_{c != label} y_c.
- * @param[in]  cfg     network configuration (cfg->classifier, cfg->n_classes >= 2)
- * @param[in]  a_last  the last hidden layer's packed activation, cfg->class_words words
- * @param[in]  label   the sample's class, 0..n_classes-1, or -1 (inference: no margin)
- * @param[out] margin  the margin, or NULL when not wanted
+/** The classifier: logits y_c = <P_c, a_last> of the classes in use, the prediction (argmax,
+ * ties to the lowest class) and the trigger margin y_label - max_{c != label} y_c. The
+ * prototypes reserved for classes to come are not looked at: a board with n classes in use
+ * computes what the network of n classes computes.
+ * @param[in]  cfg        network configuration (cfg->classifier)
+ * @param[in]  n_classes  the classes in use, 1..cfg->max_classes (the state header's)
+ * @param[in]  a_last     the last hidden layer's packed activation, cfg->class_words words
+ * @param[in]  label      the sample's class, 0..n_classes-1, or -1 (inference: no margin)
+ * @param[out] margin     the margin, or NULL when not wanted
  * @return the predicted class, 0..n_classes-1 */
-uint16_t bep_classify(const bep_config_t *cfg, const uint32_t *a_last, int32_t label, int32_t *margin);
+uint16_t bep_classify(const bep_config_t *cfg, uint32_t n_classes, const uint32_t *a_last, int32_t label,
+                      int32_t *margin);
 
-/** The logits y_c = <P_c, a_last> of every class (what bep_classify takes the argmax of).
- * @param[in]  cfg     network configuration (cfg->classifier)
- * @param[in]  a_last  the last hidden layer's packed activation, cfg->class_words words
- * @param[out] y       cfg->n_classes logits, each in [-rows, rows] of the last hidden layer */
-void bep_logits(const bep_config_t *cfg, const uint32_t *a_last, int32_t *y);
+/** The logits y_c = <P_c, a_last> of the classes in use (what bep_classify takes the argmax of).
+ * @param[in]  cfg        network configuration (cfg->classifier)
+ * @param[in]  n_classes  the classes in use, 1..cfg->max_classes
+ * @param[in]  a_last     the last hidden layer's packed activation, cfg->class_words words
+ * @param[out] y          n_classes logits, each in [-rows, rows] of the last hidden layer */
+void bep_logits(const bep_config_t *cfg, uint32_t n_classes, const uint32_t *a_last, int32_t *y);
 
 /** h[i] += bit i of (v ^ flip) ? +2 : -2 for i < bits, saturating at [-128, 127].
  * @param[in,out] h     bits int8 hidden weights, any alignment

@@ -267,7 +267,7 @@ static const bep_calib_config_t *bep_followed(const bep_schedule_config_t *sc)
 /* Offsets of the fixed part of a snapshot (bep_standalone.h). */
 enum {
     SNAP_MAGIC = 0, SNAP_VERSION = 4, SNAP_HASH = 8, SNAP_BYTES = 12, SNAP_SEED = 16, SNAP_COUNTERS = 20,
-    SNAP_GAMMA = 40, SNAP_Q = 48, SNAP_SCHEDULE = 64, SNAP_GENERATION = 92, SNAP_BUDGET = 96
+    SNAP_GAMMA = 40, SNAP_Q = 48, SNAP_SCHEDULE = 64, SNAP_GENERATION = 92, SNAP_BUDGET = 96, SNAP_CLASSES = 108
 };
 
 /* Pieces of a snapshot through the sink, with the running CRC: the snapshot is never
@@ -331,6 +331,7 @@ static BEP_NOINLINE bep_status_t bep_snapshot_head(const bep_config_t *cfg, cons
     BEP_EMIT32(s->budget_epochs);
     BEP_EMIT32(s->marked_epoch);
     BEP_EMIT32(s->marked_errors);
+    BEP_EMIT32(hd->n_classes_in_use);
 #undef BEP_EMIT32
     return BEP_OK;
 }
@@ -480,11 +481,13 @@ static bep_status_t bep_check_frame(const bep_config_t *cfg, const bep_schedule_
 
 /* What a whole (CRC-checked) snapshot's header says: this network, γ and Q in range (as
  * bep_set_epoch takes them: γ 0 is a layer frozen by `adapt --layers last`, which a board
- * saves like any other state), a schedule the runtime could have kept. */
+ * saves like any other state), classes in use within the classifier's table (the classifier
+ * reads that many of its rows), a schedule the runtime could have kept. */
 static bep_status_t bep_check_contents(const bep_config_t *cfg, const bep_schedule_config_t *sc, const uint8_t *in)
 {
-    uint32_t l;
+    uint32_t l, classes = bep_get32(in + SNAP_CLASSES);
     if (bep_get32(in + SNAP_HASH) != cfg->config_hash) return BEP_ERR_FOREIGN;
+    if (classes < 1u || classes > cfg->max_classes) return BEP_ERR_CORRUPT;
     for (l = 0; l < BEP_MAX_LAYERS; ++l) {
         uint32_t g = (uint32_t)in[SNAP_GAMMA + 2u * l] | ((uint32_t)in[SNAP_GAMMA + 2u * l + 1u] << 8);
         uint32_t q = bep_get32(in + SNAP_Q + 4u * l);
@@ -618,6 +621,7 @@ static BEP_NOINLINE bep_status_t bep_restore_header(const bep_config_t *cfg, voi
     hd->counters.triggered = bep_get32(in + SNAP_COUNTERS + 4);
     hd->counters.errors = bep_get32(in + SNAP_COUNTERS + 8);
     hd->counters.updates = bep_get32(in + SNAP_COUNTERS + 12);
+    hd->n_classes_in_use = bep_get32(in + SNAP_CLASSES);
     s->magic = cfg->config_hash;
     s->epoch = bep_get32(in + SNAP_SCHEDULE);
     s->level = bep_get32(in + SNAP_SCHEDULE + 4);

@@ -33,11 +33,12 @@
  *   20 counters (samples, triggered, errors, updates, batches), 40 gamma[4] (uint16),
  *   48 q[4], 64 schedule (epoch, level, stalled, best_errors, best_samples,
  *   start_errors, start_samples), 92 generation (a store's write count, bep_store.h; 0
- *   from bep_snapshot), 96 budget (budget_epochs, marked_epoch, marked_errors), 108 hidden
- *   weights of each layer (int8 or int16 little-endian, each padded to 4 bytes), then the
- *   followed input thresholds and their accumulators (int32 each, bep_calibrate.h; none when
- *   the board follows none), then the CRC-32 (IEEE, as zlib.crc32) of every byte before it.
- *   Version 2 added the thresholds, version 3 the budget.
+ *   from bep_snapshot), 96 budget (budget_epochs, marked_epoch, marked_errors), 108 classes
+ *   in use (bep_set_classes), 112 hidden weights of each layer (int8 or int16 little-endian,
+ *   each padded to 4 bytes), then the followed input thresholds and their accumulators (int32
+ *   each, bep_calibrate.h; none when the board follows none), then the CRC-32 (IEEE, as
+ *   zlib.crc32) of every byte before it. Version 2 added the thresholds, version 3 the budget,
+ *   version 4 the classes in use.
  * A snapshot is written and read in pieces through a sink or a source (a buffer here, the
  * pages of a flash store in bep_store.c), so it never has to be whole in RAM.
  */
@@ -57,8 +58,8 @@ extern "C" { /* C linkage for C++ callers */
 /* The sample-order draws' "layer" (bep_mcu/engine/rng.py ORDER_LAYER). */
 #define BEP_ORDER_LAYER 0x5EEDu
 #define BEP_SNAPSHOT_MAGIC 0x53504542u /* "BEPS" */
-#define BEP_SNAPSHOT_VERSION 3u
-#define BEP_SNAPSHOT_HEADER_BYTES 108u
+#define BEP_SNAPSHOT_VERSION 4u
+#define BEP_SNAPSHOT_HEADER_BYTES 112u
 
 /* The budget's rule (bep_mcu/engine/schedule.py ProgressBudget has the same numbers; a test
  * compares them). */
