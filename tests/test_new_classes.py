@@ -130,6 +130,14 @@ def test_the_c_twin_puts_a_reserved_prototype_in_use_and_trains_as_numpy(tmp_pat
         twin.train_batch(test.packed[:1], [10])
     twin.set_classes(11)
     assert twin.classes() == 11
+    # A state buffer whose count was overwritten since (the header's word 14) is refused by every
+    # call before any classifier row is read: the count bounds the rows the runtime reads.
+    for count in (0, 12, 0xFFFFFFFF):
+        twin.state[14] = count
+        with pytest.raises(RuntimeError, match="ERR_STATE"):
+            twin.predict(test.packed[:1])
+    twin.state[14] = 11
+    assert twin.classes() == 11 and len(twin.predict(test.packed[:1])) == 1
 
 
 def test_the_generated_c_of_a_model_with_a_new_class_is_bit_exact(files, tmp_path):

@@ -83,7 +83,11 @@ static bep_status_t bep_check(const bep_config_t *cfg, const void *state, size_t
     if (cfg->abi != BEP_RUNTIME_ABI) return BEP_ERR_ABI;
     if (((uintptr_t)state & 3u) != 0u) return BEP_ERR_ALIGN;
     if (state_len < cfg->state_bytes) return BEP_ERR_SIZE;
-    if (((const bep_state_header_t *)state)->magic != cfg->config_hash) return BEP_ERR_STATE;
+    const bep_state_header_t *hd = (const bep_state_header_t *)state;
+    if (hd->magic != cfg->config_hash) return BEP_ERR_STATE;
+    /* The count bounds the classifier rows read: a buffer overwritten since bep_init or
+     * bep_restore (which range-check it) must not send them past the table. */
+    if (hd->n_classes_in_use == 0u || hd->n_classes_in_use > cfg->max_classes) return BEP_ERR_STATE;
     return BEP_OK;
 }
 

@@ -209,7 +209,8 @@ typedef struct {
  *   BEP_ERR_ABI    cfg was generated for another BEP_RUNTIME_ABI
  *   BEP_ERR_ALIGN  state is not 4-byte aligned
  *   BEP_ERR_SIZE   state_len < cfg->state_bytes
- *   BEP_ERR_STATE  state was not initialised by bep_init for this network (cfg->config_hash)
+ *   BEP_ERR_STATE  state was not initialised by bep_init for this network (cfg->config_hash), or its
+ *                  count of classes in use is outside 1..cfg->max_classes (overwritten since)
  * The @return lines below list what each function adds. Layers are numbered 0..n_layers-1;
  * "layer bytes" are rows x cols x hidden_bits / 8 (int8 or int16 weights, row-major). */
 
