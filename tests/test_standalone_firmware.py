@@ -42,6 +42,7 @@ from bep_mcu import modelio, training
 from bep_mcu.device import boards, persistence
 from bep_mcu.device import firmware as fw
 from bep_mcu.cgen import toolchain
+from bep_mcu.cli.firmware import _human_standalone
 from bep_mcu.device.emulate import exit_command
 from bep_mcu.device.firmware import STANDALONE_SOURCES, fw_dir, standalone_defines
 from bep_mcu.engine.schedule import ProgressBudget
@@ -160,6 +161,10 @@ def test_learns_on_its_own_bit_exactly(runs, board):
     assert report["differing_bits"] <= report["near_threshold_values"] < report["values"] // 20
     if board == "microbit":
         assert d["ram_bytes"] <= 16 * 1024
+    human = _human_standalone(d).splitlines()  # what `firmware --run` prints without --json
+    assert human[-2].endswith("bit-exact with the host")
+    assert human[-1].split() == ["test", "accuracy", "device", f"{d['device_test_accuracy']:.4f}", "host",
+                                 f"{d['host_test_accuracy']:.4f}"]
 
 
 def test_the_schedule_runs_on_the_board(runs):
@@ -193,6 +198,8 @@ def test_power_cuts_keep_what_was_learnt(cut_runs, board):
     assert len(boots) == POWER_CUTS + 1 and boots[0][3] == "0" and all(int(b[3]) >= 1 for b in boots[1:])
     assert sum(line.startswith("CUT") for line in lines) == POWER_CUTS
     assert sum(line.startswith("EPOCH") for line in lines) > 3  # epochs redone after cuts
+    human = _human_standalone(d).splitlines()
+    assert human[-2].startswith("  power cuts: ") and human[-1].startswith("  test accuracy   device ")
     store = d["store"]
     assert store["slots"] == 2 and store["flash_driver"] == boards.BOARDS[board].flash_driver
     assert store["lifetime_seconds_at_least"] == pytest.approx(

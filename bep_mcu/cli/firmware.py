@@ -75,9 +75,9 @@ def _human_standalone(d: dict) -> str:
                   if d["follow_progress"] else "")
         lines.append(f"  ran {d['epochs']} epochs{budget} ({d['samples']} samples) in QEMU in {d['seconds']:.2f} s: "
                      f"{verdict}")
-    if "learning_kept" in d:
-        lines.append(f"  power cuts: {d['resets']} resets during its {d['saves']} saves; {d['learning_kept']} resumed "
-                     f"from a save (learning kept)")
+        if "learning_kept" in d:
+            lines.append(f"  power cuts: {d['resets']} resets during its {d['saves']} saves; {d['learning_kept']} "
+                         f"resumed from a save (learning kept)")
         lines.append(f"  test accuracy   device {d['device_test_accuracy']:.4f}   host {d['host_test_accuracy']:.4f}")
     return "\n".join(lines)
 
