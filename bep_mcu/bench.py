@@ -349,7 +349,8 @@ def main() -> None:
                              "(pip install 'bep-mcu[bench]')")
     parser.add_argument("--sets", default=None,
                         help="accuracy: comma-separated <set>:<network> keys, 'holdout' for the untuned hold-out "
-                             "sets, 'kinds' for the untuned kinds of data, 'fresh' for the fresh held-out check (without --baseline: BEP alone) "
+                             "sets, 'kinds' for the untuned kinds of data, 'fresh' for the fresh held-out check "
+                             "(without --baseline: BEP alone) "
                              "[default with --baseline: "
                              + ",".join(BASELINE_SETS) + "]")
     parser.add_argument("--preset", choices=list(PRESETS), default=None,

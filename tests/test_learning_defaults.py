@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from bep_mcu import modelio, training
-from bep_mcu.bench import BASELINE_SETS, FRESH_KEYS, HOLDOUT_SETS, KINDS_SETS, Parser, parse_config, set_keys
+from bep_mcu.bench import (BASELINE_SETS, FRESH_KEYS, HOLDOUT_SETS, KINDS_SETS, Parser, parse_config,
+                            set_keys)
 from bep_mcu.data import inputformat, recalibration
 from bep_mcu.data.binarize import distinct_quantile_cuts, make_binarizer, tabular_levels
 from bep_mcu.data.datasets import lengthen_series, load_dataset, shorten_series
