@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from bep_mcu import modelio, training
-from bep_mcu.bench import BASELINE_SETS, HOLDOUT_SETS, KINDS_SETS, parse_config
+from bep_mcu.bench import (BASELINE_SETS, FRESH_KEYS, HOLDOUT_SETS, KINDS_SETS, Parser, parse_config,
+                            set_keys)
 from bep_mcu.data import inputformat, recalibration
 from bep_mcu.data.binarize import distinct_quantile_cuts, make_binarizer, tabular_levels
-from bep_mcu.data.datasets import lengthen_series, load_dataset
+from bep_mcu.data.datasets import lengthen_series, load_dataset, shorten_series
 from bep_mcu.engine.schedule import ProgressBudget
 
 from .conftest import assert_error_after_progress, assert_ok, assert_same_weights, assert_user_error, blobs, fit, invoke, \
@@ -320,11 +321,47 @@ def test_long_series_keep_the_padding_flat():
     assert long.X_train.shape == (270, 116, 12) and long.name == "ucr-long:JapaneseVowels"
 
 
+# The fresh held-out check (docs/accuracy.md, "Held-out check"): key → (dataset, train shape, test shape, classes).
+FRESH_SHAPES = {
+    "wine:mlp": ("wine", (142, 13), (36, 13), 3),
+    "breast_cancer:mlp": ("breast_cancer", (456, 30), (113, 30), 2),
+    "hastie:mlp": ("hastie", (800, 10), (200, 10), 2),
+    "quantiles:mlp": ("quantiles", (799, 6), (201, 6), 3),
+    "multiclass-30:mlp": ("multiclass-30", (799, 30), (201, 30), 5),
+    "blobs-12:mlp": ("blobs-12", (800, 12), (200, 12), 5),
+    "ACSF1-down:mlp": ("ucr-down:ACSF1", (100, 182, 1), (100, 182, 1), 10),
+    "ACSF1-down:rnn": ("ucr-down:ACSF1", (100, 182, 1), (100, 182, 1), 10),
+    "ArrowHead-noisy:mlp": ("ucr-noisy:ArrowHead", (36, 251, 1), (175, 251, 1), 3),
+    "ArrowHead-noisy:rnn": ("ucr-noisy:ArrowHead", (36, 251, 1), (175, 251, 1), 3),
+}
+
+
+def test_fresh_group_keys_parse_and_load_with_their_shapes():
+    assert set_keys("fresh", Parser()) == FRESH_KEYS == list(FRESH_SHAPES)
+    for key, (name, train, test, classes) in FRESH_SHAPES.items():
+        dataset, kwargs = parse_config(key)
+        assert dataset == name and kwargs["hidden"] == ((256,) if key.endswith(":rnn") else (512,)), key
+        a, b = load_dataset(name), load_dataset(name)
+        assert (a.X_train.shape, a.X_test.shape, len(np.unique(a.y_train))) == (train, test, classes), key
+        assert np.array_equal(np.unique(a.y_train), np.unique(a.y_test)), key  # every class on both sides
+        assert np.array_equal(a.X_train, b.X_train) and np.array_equal(a.X_test, b.X_test), key  # fixed seeds
+
+
+def test_derived_series_are_shortened_or_noisy_copies_of_the_original():
+    X = np.arange(10.0).reshape(1, 5, 2)  # 5 points, 2 channels
+    np.testing.assert_allclose(shorten_series(X, 2)[0], [[1, 2], [5, 6]])  # block means, remainder dropped
+    plain, noisy = load_dataset("ucr:ArrowHead"), load_dataset("ucr-noisy:ArrowHead")
+    assert np.array_equal(plain.y_test, noisy.y_test)
+    noise = np.concatenate([(noisy.X_train - plain.X_train).ravel(), (noisy.X_test - plain.X_test).ravel()])
+    assert 0.2 < noise.std() / plain.X_train.std() < 0.3 and abs(noise.mean()) < 0.01
+
+
 def test_bench_keys_of_the_new_sets():
     assert parse_config("moons:mlp") == ("moons", {"hidden": (512,)})
     assert parse_config("classification-8:mlp") == ("classification-8", {"hidden": (512,)})
     assert parse_config("JapaneseVowels-long:rnn") == ("ucr-long:JapaneseVowels", {"model": "rnn", "hidden": (256,)})
-    for key, words in (("classification-99:mlp", "2..64"), ("Nope-long:mlp", "names no UCR set")):
+    for key, words in (("classification-99:mlp", "2..64"), ("Nope-long:mlp", "names no UCR set"),
+                       ("Nope-down:rnn", "names no UCR set")):
         out = subprocess.run([sys.executable, "-m", "bep_mcu.bench", "accuracy", "--sets", key],
                              capture_output=True, text=True, timeout=120)
         last = out.stderr.strip().splitlines()[-1]

@@ -54,7 +54,8 @@ DATASET_FORMS = (
     "digits",
     "ucr:<Name>",
     "moons | circles | iris | classification-<F> | digits-28 | spectra",
-    "ucr-long:<Name>",
+    "wine | breast_cancer | hastie | quantiles | multiclass-30 | blobs-12",
+    "ucr-long:<Name> | ucr-down:<Name> | ucr-noisy:<Name>",
     "<file>.csv",
     "<file>.npz",
     "X.npy | X_train.npy (y.npy ... beside it)",
@@ -313,7 +314,12 @@ def load_digits_dataset() -> Dataset:
 GENERATED_SAMPLES = 1000
 GENERATED_SEED = 0
 MAX_GENERATED_FEATURES = 64  # classification-<F>
+# The held-out check of the defaults (``bench --sets fresh``, docs/accuracy.md "Held-out check"): tabular
+# sets nobody here chose a default on.
+FRESH_SETS = ("wine", "breast_cancer", "hastie", "quantiles", "multiclass-30", "blobs-12")
 LONG_FACTOR = 4  # ucr-long: every series resampled to four times its length
+DOWN_FACTOR = 8  # ucr-down: every series averaged over blocks of eight points
+NOISE_SCALE = 0.25  # ucr-noisy: Gaussian noise of a quarter of the training values' standard deviation
 
 
 def _split_generated(name: str, X: np.ndarray, y: np.ndarray) -> Dataset:
@@ -405,23 +411,59 @@ def lengthen_series(X: np.ndarray, factor: int = LONG_FACTOR) -> np.ndarray:
     return X[:, lower] * (1 - frac) + X[:, upper] * frac
 
 
-def load_ucr_long(name: str) -> Dataset:
-    """A UCR set with every series ``LONG_FACTOR`` times as long (``lengthen_series``)."""
+def shorten_series(X: np.ndarray, factor: int = DOWN_FACTOR) -> np.ndarray:
+    """(n, T, channels) → (n, T // factor, channels): the mean of every block of ``factor``
+    points (a remainder shorter than a block is dropped)."""
+    length = X.shape[1] // factor * factor
+    return X[:, :length].reshape(len(X), -1, factor, X.shape[2]).mean(axis=2)
+
+
+def _noisy(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both parts plus seeded Gaussian noise, ``NOISE_SCALE`` times the training values' std."""
+    rng = np.random.default_rng(GENERATED_SEED)
+    sd = NOISE_SCALE * X_train.std()
+    return X_train + rng.normal(0, sd, X_train.shape), X_test + rng.normal(0, sd, X_test.shape)
+
+
+# ucr-<variant>:<Name>: (train, test) → (train, test), each a kind of series no row reads as such.
+UCR_VARIANTS = {
+    "long": lambda a, b: (lengthen_series(a), lengthen_series(b)),
+    "down": lambda a, b: (shorten_series(a), shorten_series(b)),
+    "noisy": _noisy,
+}
+
+
+def load_ucr_variant(variant: str, name: str) -> Dataset:
+    """A UCR set changed by ``UCR_VARIANTS[variant]``: ``long`` (every series ``LONG_FACTOR``
+    times as long, ``lengthen_series``), ``down`` (``DOWN_FACTOR`` times shorter,
+    ``shorten_series``) or ``noisy`` (``_noisy``); the official split."""
     data = load_ucr(name)
-    source = f"ucr-long:{data.name[len('ucr:'):]}"
-    return _finish(source, (lengthen_series(data.X_train), data.y_train),
-                   (lengthen_series(data.X_test), data.y_test), "series", source)
+    source = f"ucr-{variant}:{data.name[len('ucr:'):]}"
+    X_train, X_test = UCR_VARIANTS[variant](data.X_train, data.X_test)
+    return _finish(source, (X_train, data.y_train), (X_test, data.y_test), "series", source)
 
 
 def load_generated(name: str) -> Dataset | None:
     """A generated set by name (``GENERATED_SETS``), None for another name."""
-    if name in ("moons", "circles", "iris"):
+    if name in ("moons", "circles", "iris") + FRESH_SETS:
         datasets = _sklearn_datasets()
         X, y = {"moons": lambda: datasets.make_moons(GENERATED_SAMPLES, noise=0.3, random_state=GENERATED_SEED),
                 "circles": lambda: datasets.make_circles(GENERATED_SAMPLES, noise=0.2, factor=0.5,
                                                          random_state=GENERATED_SEED),
-                "iris": lambda: datasets.load_iris(return_X_y=True)}[name]()
-        return _split_generated(name, np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64))
+                "iris": lambda: datasets.load_iris(return_X_y=True),
+                "wine": lambda: datasets.load_wine(return_X_y=True),
+                "breast_cancer": lambda: datasets.load_breast_cancer(return_X_y=True),
+                "hastie": lambda: datasets.make_hastie_10_2(GENERATED_SAMPLES, random_state=GENERATED_SEED),
+                "quantiles": lambda: datasets.make_gaussian_quantiles(
+                    n_samples=GENERATED_SAMPLES, n_features=6, n_classes=3, random_state=GENERATED_SEED),
+                "multiclass-30": lambda: datasets.make_classification(
+                    GENERATED_SAMPLES, n_features=30, n_informative=10, n_redundant=5, n_classes=5,
+                    n_clusters_per_class=2, flip_y=0.05, random_state=GENERATED_SEED),
+                "blobs-12": lambda: datasets.make_blobs(GENERATED_SAMPLES, n_features=12, centers=5,
+                                                        cluster_std=10.0, random_state=GENERATED_SEED)}[name]()
+        y = np.asarray(y)
+        y = (y > 0).astype(np.int64) if name == "hastie" else y.astype(np.int64)  # hastie labels -1 / +1
+        return _split_generated(name, np.asarray(X, dtype=np.float64), y)
     if name.startswith("classification-"):
         X, y = _classification(name[len("classification-"):])
         return _split_generated(name, X, np.asarray(y, dtype=np.int64))
@@ -836,8 +878,8 @@ def load_dataset(name: str) -> Dataset:
         return load_digits_dataset()
     if head == "ucr" and sep and rest.strip():
         return load_ucr(rest.strip())
-    if head == "ucr-long" and sep and rest.strip():
-        return load_ucr_long(rest.strip())
+    if head.startswith("ucr-") and head[len("ucr-"):] in UCR_VARIANTS and sep and rest.strip():
+        return load_ucr_variant(head[len("ucr-"):], rest.strip())
     generated = load_generated(name)
     if generated is not None:
         return generated
