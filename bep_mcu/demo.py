@@ -56,8 +56,9 @@ def run_demo(board_name: str = DEFAULT_BOARD, dataset: str = DEFAULT_DATASET, hi
     # A stratified part of the training set, so every class is known before the device.
     pre, _ = stratified_split(data.y_train, 1.0 - pretrain_fraction, seed)
     settings = training.Settings(hidden=(width,), epochs=host_epochs, seed=seed)
-    # the network must fit the board: judged on its untrained shape, before minutes of work
-    refuse_model_if_too_big(training.initial_model(data.X_train[pre], data.y_train[pre], settings), board)
+    # the network must fit the board: judged on every untrained shape fit may keep, before minutes of work
+    for shape in training.fit_shapes(data.X_train[pre], data.y_train[pre], settings):
+        refuse_model_if_too_big(shape, board)
     work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="bep-demo-"))
     files.check_tree(work, [MODEL_FILE, DEVICE_MODEL_FILE, DRIFTED_FILE])  # a planted symlink would be followed
     work.mkdir(parents=True, exist_ok=True)

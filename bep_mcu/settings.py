@@ -165,7 +165,8 @@ SETTINGS: tuple[Setting, ...] = (
             stored="input", file_default=None),  # an mlp has none
     Setting("hidden_bits", 8, "Bits per hidden weight: 8 or 16.", "int", choices=HIDDEN_BITS, stored="spec"),
     Setting("bias_bits", None, "Constant +1 input bits (of every step), a threshold per neuron trained like any "
-            "weight [default: 8 for an rnn, 0 for an mlp].", "int", 0, MAX_BIAS_BITS, stored="input",
+            "weight [default: 8 for an rnn, 0 for an mlp; an mlp on tabular data is also trained with 64, kept where "
+            "validation prefers it].", "int", 0, MAX_BIAS_BITS, stored="input",
             file_default=0),
     # The BEP hyperparameters (engine.spec.HyperParams); r and ν's searched values bracket the
     # defaults of the README's sweep.

@@ -380,3 +380,57 @@ def test_bench_row_keeps_each_seeds_training_curve():
 def test_unknown_generated_name_is_one_line(tmp_path):
     assert_user_error(invoke("train", "--dataset", "classification-1", "--out", tmp_path / "m.npz"),
                       "classification-<F>", "2..64")
+
+
+# ------------------------------------------------------------------ a threshold per neuron for tabular data
+
+
+def sphere(n: int, features: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian features, class 1 outside a sphere (as scikit-learn's make_hastie_10_2)."""
+    X = np.random.default_rng(seed).normal(size=(n, features))
+    return X, (np.sum(X ** 2, axis=1) > features - 0.7).astype(np.int64)
+
+
+def shifted_classes(n: int, features: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Three classes of Gaussian features shifted along the diagonal."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    return rng.normal(size=(n, features)) + 0.8 * y[:, None], y
+
+
+def test_only_a_tabular_mlp_left_to_its_defaults_tries_bias_bits():
+    """A tabular MLP whose code and bias bits were left alone, with a validation split to judge:
+    64 bias bits tried beside none; fit_shapes gives both shapes (64 inputs apart) for the demo's
+    memory check. Bias bits or a code the user chose, an RNN, ±1 data or no validation split: no
+    second model."""
+    X, y = sphere(300, 4, 0)
+    split = len(training.split_validation(y, training.Settings().val_fraction, 0)[1])
+    assert split and training.threshold_bits(X, training.Settings(), split) == training.TABULAR_BIAS_BITS == 64
+    for settings in ({"bias_bits": 0}, {"bias_bits": 8}, {"binarize": "thermometer:8"}, {"model": "rnn"}):
+        assert training.threshold_bits(X, training.Settings(**settings), split) is None, settings
+    assert training.threshold_bits(np.sign(X), training.Settings(), split) is None  # ±1 data: passthrough
+    assert training.threshold_bits(X, training.Settings(), 0) is None
+    shapes = training.fit_shapes(X, y, training.Settings())
+    assert [m.encoder.bias_bits for m in shapes] == [0, 64]
+    assert shapes[1].spec.n_inputs == shapes[0].spec.n_inputs + 64
+    assert len(training.fit_shapes(X, y, training.Settings(bias_bits=0))) == 1
+
+
+@pytest.mark.parametrize("data, switches", [(sphere(300, 4, 2), True), (shifted_classes(300, 4, 0), False)],
+                         ids=["sphere", "tie"])
+def test_a_tabular_mlp_keeps_the_bias_bits_validation_prefers(data, switches):
+    """fit trains both and keeps the model with the higher validation accuracy: a sphere's class
+    boundary needs a threshold per neuron (validation 0.63 without bias bits, 0.97 with 64); on
+    shifted classes both score 0.71 and the default (none) is kept. on_epoch sees the kept run."""
+    X, y = data
+    settings = {"hidden": (32,), "epochs": 10}
+    seen: list[dict] = []
+    auto = training.fit(X, y, training.Settings(**settings), on_epoch=seen.append)
+    without, with_bias = (fit(X, y, bias_bits=b, **settings) for b in (0, 64))
+    val = training.split_validation(y, training.Settings().val_fraction, 0)[1]
+    scores = [m.score(X[val], y[val]) for m in (without, with_bias)]
+    assert scores[0] < scores[1] if switches else scores[0] == scores[1]
+    kept = with_bias if switches else without
+    assert auto.encoder.bias_bits == kept.encoder.bias_bits == (64 if switches else 0)
+    assert_same_weights(auto.hidden, kept.hidden)
+    assert len(seen) == 10 and timeless(seen) == timeless(kept.training.history)
