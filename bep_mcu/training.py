@@ -800,7 +800,7 @@ def second_candidate(model: Model, X, settings: Settings, val_samples: int) -> S
     return None if bias is None else replace(settings, bias_bits=bias)
 
 
-def fit(X, y, settings: Settings, on_epoch: Callable[[dict], None] | None = None) -> Model:
+def fit(X, y, settings: Settings, on_epoch: Callable[[dict], None] | None = None, second: bool = True) -> Model:
     """A new model trained on raw data (the encoder sees the training part only): for
     ``settings.epochs``, else at least ``default_epochs`` and on while the training error
     falls (``ProgressBudget``). An RNN whose "auto" code leaves it at chance in at least half
@@ -809,15 +809,16 @@ def fit(X, y, settings: Settings, on_epoch: Callable[[dict], None] | None = None
     time with ``COARSE_CODE``, a tabular MLP left to "auto" a second time with
     ``TABULAR_BIAS_BITS`` bias bits, and the model with the higher validation accuracy is kept
     (a tie keeps the default). ``on_epoch`` sees the epochs of the model returned only (where
-    two are trained, after both)."""
+    two are trained, after both). ``second`` False: the default's model only, whatever the data
+    (a benchmark that compares other things on a fixed network)."""
     model = initial_model(X, y, settings)
     X, y = np.asarray(X), plain_labels(np.asarray(y))
     train_idx, val_idx = split_validation(y, settings.val_fraction, settings.seed)
-    second = second_candidate(model, X, settings, len(val_idx))
-    if second is None:
+    alternative = second_candidate(model, X, settings, len(val_idx)) if second else None
+    if alternative is None:
         return fit_watched(model, X, y, settings, train_idx, on_epoch)
     candidates = []
-    for fit_one in (partial(fit_watched, model, X, y, settings, train_idx), partial(fit, X, y, second)):
+    for fit_one in (partial(fit_watched, model, X, y, settings, train_idx), partial(fit, X, y, alternative)):
         history: list[dict] = []
         trained = fit_one(on_epoch=history.append)
         candidates.append((trained.score(X[val_idx], y[val_idx]), trained, history))

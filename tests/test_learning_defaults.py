@@ -242,8 +242,10 @@ def test_cli_gives_two_features_enough_input_bits(tmp_path):
                     tmp_path / "m.npz", "--json")
     assert_ok(result)
     report = last_json(result.stdout)
-    assert report["binarize"] == "thermometer:64 (quantile)" and report["inputs"] == 128
-    assert modelio.load(tmp_path / "m.npz").encoder.binarizer.spec() == "thermometer:64"
+    model = modelio.load(tmp_path / "m.npz")
+    # 128 bits of the two features (and the bias bits fit keeps where validation prefers them)
+    assert report["binarize"] == "thermometer:64 (quantile)" and report["inputs"] == 128 + model.encoder.bias_bits
+    assert model.encoder.binarizer.spec() == "thermometer:64"
     chosen = invoke("train", "--data", tmp_path / "two.npz", "--hidden", "16", "--epochs", "2", "--binarize",
                     "thermometer:4", "--out", tmp_path / "m4.npz", "--json")
     assert_ok(chosen)
