@@ -717,6 +717,31 @@ def test_unexpected_reply_is_a_clear_error(trained, device_module):
         link.hello()
 
 
+@pytest.mark.parametrize("field, value", [("classes_in_use", 300), ("max_classes", 1), ("n_classes", 0),
+                                          ("max_classes", 60000)])
+def test_a_hello_with_inconsistent_class_counts_is_a_clear_error(trained, device_module, field, value):
+    """The class counts of a HELLO reply (the host compares its model with them and sends
+    SET_CLASSES from them) are checked before the session starts: one line naming them."""
+    dev = make_device(device_module, trained)
+    at = P.REPLY_HEAD.size + P.HELLO_REPLY.offsets()[field]
+
+    class Forger(DeviceTransport):
+        def read(self, timeout):
+            frames = P.FrameReader().feed(self.device.take())
+            out = b""
+            for f in frames:
+                payload = bytearray(f.payload)
+                payload[at:at + 2] = value.to_bytes(2, "little")
+                out += b"\0" + P.encode_frame(f.type, f.seq, bytes(payload))
+            return out
+
+    link = Link(Forger(dev), timeout=0.1)
+    with pytest.raises(BEPError, match=r"^in-process: unexpected reply to HELLO: \d+ classes built, \d+ prototypes, "
+                                       r"\d+ in use$"):
+        link.hello()
+    assert link.session is None
+
+
 def test_over_a_tcp_socket(trained, device_module, net_model, data):
     """pyserial socket:// to a server that starts late (the host retries), TCP_NODELAY set."""
     Xp, X, y = data

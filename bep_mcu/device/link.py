@@ -46,7 +46,7 @@ from bep_mcu import validate
 from bep_mcu.errors import BEPError, BoardError
 from bep_mcu.cgen.status import status_name, status_value
 from bep_mcu.engine.schedule import EpochStart
-from bep_mcu.engine.spec import HIDDEN_DTYPE
+from bep_mcu.engine.spec import HIDDEN_DTYPE, MAX_CLASSES
 
 
 class Transport(Protocol):
@@ -433,6 +433,11 @@ class Link:
         if info.proto_version != P.PROTO_VERSION:
             raise self._error(f"board speaks protocol version {info.proto_version}, this host {P.PROTO_VERSION}: "
                               "update the firmware or bep-mcu")
+        # The counts the host compares its model with and sends SET_CLASSES from: a board that
+        # reports them inconsistent is not one this host built firmware for.
+        if not (2 <= info.n_classes <= info.max_classes <= MAX_CLASSES and info.classes_in_use <= info.max_classes):
+            raise self._error(f"unexpected reply to HELLO: {info.n_classes} classes built, {info.max_classes} "
+                              f"prototypes, {info.classes_in_use} in use")
         self.session, self.info, self.classes_in_use = token, info, info.classes_in_use
         self.max_payload = min(self.host_max_payload, info.max_payload)
         if P.samples_per_frame(info.input_words, self.max_payload) < 1:
