@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bep_mcu import modelio, training
-from bep_mcu.bench import (BASELINE_SETS, FRESH_KEYS, HOLDOUT_SETS, KINDS_SETS, Parser, parse_config,
+from bep_mcu.bench import (BASELINE_SETS, FRESH2_KEYS, FRESH_KEYS, HOLDOUT_SETS, KINDS_SETS, Parser, parse_config,
                             set_keys)
 from bep_mcu.data import inputformat, recalibration
 from bep_mcu.data.binarize import distinct_quantile_cuts, make_binarizer, tabular_levels
@@ -338,9 +338,25 @@ FRESH_SHAPES = {
 }
 
 
-def test_fresh_group_keys_parse_and_load_with_their_shapes():
-    assert set_keys("fresh", Parser()) == FRESH_KEYS == list(FRESH_SHAPES)
-    for key, (name, train, test, classes) in FRESH_SHAPES.items():
+# The second held-out check, frozen before any run (docs/accuracy.md, "Held-out check").
+FRESH2_SHAPES = {
+    "diabetes-3:mlp": ("diabetes-3", (354, 10), (88, 10), 3),
+    "friedman-2:mlp": ("friedman-2", (800, 10), (200, 10), 2),
+    "swissroll-4:mlp": ("swissroll-4", (800, 3), (200, 3), 4),
+    "sparse-50:mlp": ("sparse-50", (800, 50), (200, 50), 3),
+    "clusters-4:mlp": ("clusters-4", (800, 4), (200, 4), 2),
+    "Covid3Month_disc:mlp": ("ucr:Covid3Month_disc", (140, 84, 1), (61, 84, 1), 3),
+    "Covid3Month_disc:rnn": ("ucr:Covid3Month_disc", (140, 84, 1), (61, 84, 1), 3),
+    "JapaneseVowels-noisy:mlp": ("ucr-noisy:JapaneseVowels", (270, 29, 12), (370, 29, 12), 9),
+    "PickupGestureWiimoteZ-down:rnn": ("ucr-down:PickupGestureWiimoteZ", (50, 45, 1), (50, 45, 1), 10),
+}
+
+
+@pytest.mark.parametrize("group, keys, shapes", [("fresh", FRESH_KEYS, FRESH_SHAPES),
+                                                  ("fresh2", FRESH2_KEYS, FRESH2_SHAPES)])
+def test_fresh_group_keys_parse_and_load_with_their_shapes(group, keys, shapes):
+    assert set_keys(group, Parser()) == keys == list(shapes)
+    for key, (name, train, test, classes) in shapes.items():
         dataset, kwargs = parse_config(key)
         assert dataset == name and kwargs["hidden"] == ((256,) if key.endswith(":rnn") else (512,)), key
         a, b = load_dataset(name), load_dataset(name)

@@ -317,6 +317,10 @@ MAX_GENERATED_FEATURES = 64  # classification-<F>
 # The held-out check of the defaults (``bench --sets fresh``, docs/accuracy.md "Held-out check"): tabular
 # sets nobody here chose a default on.
 FRESH_SETS = ("wine", "breast_cancer", "hastie", "quantiles", "multiclass-30", "blobs-12")
+# The second held-out check (``bench --sets fresh2``), frozen on 2026-12-07 before any run, after the
+# first had been seen and defaults chosen with it: regressions binned into classes, a rolled-up
+# manifold, many irrelevant features, several clusters per class.
+FRESH2_SETS = ("diabetes-3", "friedman-2", "swissroll-4", "sparse-50", "clusters-4")
 LONG_FACTOR = 4  # ucr-long: every series resampled to four times its length
 DOWN_FACTOR = 8  # ucr-down: every series averaged over blocks of eight points
 NOISE_SCALE = 0.25  # ucr-noisy: Gaussian noise of a quarter of the training values' standard deviation
@@ -443,8 +447,39 @@ def load_ucr_variant(variant: str, name: str) -> Dataset:
     return _finish(source, (X_train, data.y_train), (X_test, data.y_test), "series", source)
 
 
+def _binned(target: np.ndarray, classes: int) -> np.ndarray:
+    """A regression target as ``classes`` classes of (about) equal size: its quantile bins."""
+    cuts = np.quantile(target, np.arange(1, classes) / classes)
+    return np.searchsorted(cuts, target, side="right").astype(np.int64)
+
+
+def _fresh2(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The sets of ``FRESH2_SETS`` as (X, y)."""
+    datasets = _sklearn_datasets()
+    if name == "diabetes-3":  # 442 patients, 10 features; disease progression in tertiles
+        X, target = datasets.load_diabetes(return_X_y=True)
+        return np.asarray(X, dtype=np.float64), _binned(target, 3)
+    if name == "friedman-2":  # y = 10 sin(pi x1 x2) + 20 (x3 - 1/2)^2 + 10 x4 + 5 x5 + noise, at its median
+        X, target = datasets.make_friedman1(GENERATED_SAMPLES, n_features=10, noise=1.0, random_state=GENERATED_SEED)
+        return X, _binned(target, 2)
+    if name == "swissroll-4":  # 3-d points on a rolled sheet; the class is the quarter of the roll
+        X, position = datasets.make_swiss_roll(GENERATED_SAMPLES, noise=0.5, random_state=GENERATED_SEED)
+        return X, _binned(position, 4)
+    if name == "sparse-50":  # 50 features of which 4 informative and 2 their combinations
+        X, y = datasets.make_classification(GENERATED_SAMPLES, n_features=50, n_informative=4, n_redundant=2,
+                                            n_classes=3, n_clusters_per_class=1, flip_y=0.02,
+                                            random_state=GENERATED_SEED)
+    else:  # clusters-4: two classes of four clusters each in 4 dimensions (XOR-like)
+        X, y = datasets.make_classification(GENERATED_SAMPLES, n_features=4, n_informative=4, n_redundant=0,
+                                            n_classes=2, n_clusters_per_class=4, class_sep=2.0, flip_y=0.02,
+                                            random_state=GENERATED_SEED)
+    return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
+
+
 def load_generated(name: str) -> Dataset | None:
     """A generated set by name (``GENERATED_SETS``), None for another name."""
+    if name in FRESH2_SETS:
+        return _split_generated(name, *_fresh2(name))
     if name in ("moons", "circles", "iris") + FRESH_SETS:
         datasets = _sklearn_datasets()
         X, y = {"moons": lambda: datasets.make_moons(GENERATED_SAMPLES, noise=0.3, random_state=GENERATED_SEED),
