@@ -18,10 +18,15 @@ and the logits carry one learnable positive scale (the argmax is unchanged). Wit
 ``batch_norm`` a BatchNorm1d sits before every sign (in an RNN one per step) and on the
 logits: at inference it folds into an integer threshold per neuron, as in deployed BNNs.
 
-Tuning (documented in docs/accuracy.md): learning rate {1e-3, 1e-2} × weight decay {0, 1e-4},
-and the epoch count among {E/4, E/2, E} of the BEP budget E, chosen per data set by the
-mean validation accuracy over the seeds (ties: lower mean validation cross-entropy, then
-the earlier grid entry). The test split is never looked at for the choice. torch is
+Where ``fit`` trains a second candidate and keeps what validation prefers (a tabular MLP with
+bias bits, a long series' coarser code: ``training.second_candidate``), QAT gets both inputs
+too, as one more dimension of its grid: the same bits to choose from, chosen the same way.
+
+Tuning (documented in docs/accuracy.md): the inputs (the default's, and the second candidate's
+where there is one) × learning rate {1e-3, 1e-2} × weight decay {0, 1e-4} × the epoch count
+among {E/4, E/2, E} of the BEP budget E, chosen per data set by the mean validation accuracy
+over the seeds (ties: lower mean validation cross-entropy, then the earlier grid entry: the
+default's inputs first). The test split is never looked at for the choice. torch is
 imported lazily (``pip install bep-mcu[bench]``); runs are single-threaded and
 deterministic given the seed.
 """
@@ -185,10 +190,19 @@ def train_qat(model: str, hidden: tuple[int, ...], n_classes: int, Xt, yt, Xv, y
     return run
 
 
-def encoded_data(bep_kwargs: dict, seed: int, X_train, y_train, X_test, y_test):
-    """The inputs ``training.fit`` with these settings and seed trains on, and the test
-    set encoded the same way; plus its epoch budget and batch size."""
+def input_settings(bep_kwargs: dict, seed: int, X_train, y_train) -> list[training.Settings]:
+    """The settings of every input code ``training.fit`` with these settings and seed may
+    train on: the default's, then its second candidate's where it has one."""
     settings = training.Settings(seed=seed, **bep_kwargs)
+    X, y = np.asarray(X_train), training.plain_labels(np.asarray(y_train))
+    val_samples = len(training.split_validation(y, settings.val_fraction, seed)[1])
+    second = training.second_candidate(training.initial_model(X, y, settings), X, settings, val_samples)
+    return [settings] if second is None else [settings, second]
+
+
+def encoded_data(settings: training.Settings, X_train, y_train, X_test, y_test):
+    """The inputs ``training.fit`` with these settings trains on, and the test set encoded
+    the same way; plus its epoch budget and batch size."""
     model, train, val = training.encoded_split(X_train, y_train, settings)
     epochs = settings.epochs or training.default_epochs(len(train))
     test = training.encoded(model, X_test, y_test)
@@ -203,25 +217,28 @@ def tuned_qat(bep_kwargs: dict, data, seeds: int, batch_norm: bool,
     final test accuracy per seed and the whole grid."""
     model = bep_kwargs.get("model", "mlp")
     hidden = tuple(bep_kwargs.get("hidden", (512,)))
-    runs: list[QATRun] = []
+    runs: list[tuple[int, QATRun]] = []  # (which inputs, run)
     for seed in range(seeds):
-        Xt, yt, Xv, yv, Xs, ys, n_classes, epochs, batch = encoded_data(
-            bep_kwargs, seed, data.X_train, data.y_train, data.X_test, data.y_test)
-        for lr in learning_rates:
-            for wd in weight_decays:
-                run = train_qat(model, hidden, n_classes, Xt, yt, Xv, yv, Xs, ys, epochs=epochs, batch_size=batch,
-                                lr=lr, weight_decay=wd, batch_norm=batch_norm, seed=seed)
-                runs.append(run)
-                if log:
-                    last = run.checkpoints[max(run.checkpoints)]
-                    log(f"  qat{'+bn' if batch_norm else ''} lr {lr:g} wd {wd:g} seed {seed}: "
-                        f"val {last['val']:.3f} test {last['test']:.4f} ({run.seconds:.1f}s)")
+        for inputs, settings in enumerate(input_settings(bep_kwargs, seed, data.X_train, data.y_train)):
+            Xt, yt, Xv, yv, Xs, ys, n_classes, epochs, batch = encoded_data(
+                settings, data.X_train, data.y_train, data.X_test, data.y_test)
+            for lr in learning_rates:
+                for wd in weight_decays:
+                    run = train_qat(model, hidden, n_classes, Xt, yt, Xv, yv, Xs, ys, epochs=epochs,
+                                    batch_size=batch, lr=lr, weight_decay=wd, batch_norm=batch_norm, seed=seed)
+                    runs.append((inputs, run))
+                    if log:
+                        last = run.checkpoints[max(run.checkpoints)]
+                        log(f"  qat{'+bn' if batch_norm else ''} inputs {inputs} lr {lr:g} wd {wd:g} seed {seed}: "
+                            f"val {last['val']:.3f} test {last['test']:.4f} ({run.seconds:.1f}s)")
     grid = []
-    for gi, (lr, wd) in enumerate((lr, wd) for lr in learning_rates for wd in weight_decays):
-        mine = [r for r in runs if r.lr == lr and r.weight_decay == wd]
+    choices = sorted({(i, r.lr, r.weight_decay) for i, r in runs},
+                     key=lambda c: (c[0], learning_rates.index(c[1]), weight_decays.index(c[2])))
+    for gi, (inputs, lr, wd) in enumerate(choices):
+        mine = [r for i, r in runs if (i, r.lr, r.weight_decay) == (inputs, lr, wd)]
         for ep in sorted(mine[0].checkpoints, reverse=True):
             cps = [r.checkpoints[ep] for r in mine]
-            grid.append({"lr": lr, "weight_decay": wd, "epochs": ep,
+            grid.append({"inputs": inputs, "lr": lr, "weight_decay": wd, "epochs": ep,
                          "val": float(np.nanmean([c["val"] for c in cps])),
                          "val_loss": float(np.nanmean([c.get("val_loss", np.nan) for c in cps])),
                          "test": [c["test"] for c in cps], "train": [c["train"] for c in cps], "order": gi})
@@ -229,8 +246,9 @@ def tuned_qat(bep_kwargs: dict, data, seeds: int, batch_norm: bool,
         loss = g["val_loss"] if math.isfinite(g["val_loss"]) else float("inf")
         return (-g["val"], loss, g["order"], -g["epochs"])
     chosen = min(grid, key=key)
-    full = max(runs[0].checkpoints)
-    chosen_seconds = sum(r.seconds for r in runs if r.lr == chosen["lr"] and r.weight_decay == chosen["weight_decay"])
-    return {"chosen": {k: chosen[k] for k in ("lr", "weight_decay", "epochs", "val")},
+    full = max(runs[0][1].checkpoints)
+    chosen_seconds = sum(r.seconds for i, r in runs
+                         if (i, r.lr, r.weight_decay) == (chosen["inputs"], chosen["lr"], chosen["weight_decay"]))
+    return {"chosen": {k: chosen[k] for k in ("inputs", "lr", "weight_decay", "epochs", "val")},
             "scores": chosen["test"], "train": chosen["train"], "grid": grid,
-            "seconds": chosen_seconds * chosen["epochs"] / full, "grid_seconds": sum(r.seconds for r in runs)}
+            "seconds": chosen_seconds * chosen["epochs"] / full, "grid_seconds": sum(r.seconds for _, r in runs)}

@@ -304,6 +304,27 @@ def test_bench_accuracy_against_qat_runs_end_to_end():
     assert row["bep"]["mean"] > 0.8  # BEP learns this set (about 0.95 over three seeds, docs/accuracy.md)
 
 
+def test_qat_chooses_among_the_inputs_fit_chooses_among():
+    """Where fit trains a second candidate (a tabular MLP with bias bits) and keeps what
+    validation prefers, QAT gets both inputs as one more dimension of its grid."""
+    pytest.importorskip("torch")
+    from bep_mcu import qat
+    from bep_mcu.data.datasets import load_dataset
+    data = load_dataset("iris")
+    kwargs = {"hidden": (32,), "epochs": 4}
+    default, second = qat.input_settings(kwargs, 0, data.X_train, data.y_train)
+    assert default.bias_bits is None and second.bias_bits == training.TABULAR_BIAS_BITS
+    widths = [qat.encoded_data(s, data.X_train, data.y_train, data.X_test, data.y_test)[0].shape[1]
+              for s in (default, second)]
+    assert widths[1] == widths[0] + training.TABULAR_BIAS_BITS
+    res = qat.tuned_qat(kwargs, data, 1, batch_norm=False, learning_rates=(1e-2,), weight_decays=(0.0,))
+    assert sorted({g["inputs"] for g in res["grid"]}) == [0, 1] and res["chosen"]["inputs"] in (0, 1)
+    best = max(g["val"] for g in res["grid"])
+    assert res["chosen"]["val"] == best
+    series = load_dataset("ucr:GunPoint")  # no second candidate: the default's inputs only
+    assert len(qat.input_settings({"hidden": (32,)}, 0, series.X_train, series.y_train)) == 1
+
+
 def test_bench_network_keys():
     from bep_mcu.bench import parse_config
     assert parse_config("ArrowHead:rnn") == ("ucr:ArrowHead", {"model": "rnn", "hidden": (256,)})
