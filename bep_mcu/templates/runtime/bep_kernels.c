@@ -140,6 +140,151 @@ static uint32_t bep_dot_rows(const uint32_t **w, const uint32_t *in, uint32_t n,
     return acts;
 }
 
+/* --------------------------------------- column-form (bit-sliced) forward pass */
+
+/* An MLP layer's z from the transpose wt (bit n of column i: the sign of weight (n, i)):
+ * with S_n = the +1 weights of row n at the set input bits, the disagreements are
+ * d_n = |x| + T_n - 2 S_n (T_n: the row's +1 weights, bep_tn), so
+ * z_n = K - 2 d_n = K - 2|x| - 2 T_n + 4 S_n. When more than half the input bits are set
+ * the clear ones are summed instead (S'_n = T_n - S_n). The sum runs over 32 neurons at
+ * once: one column word per iterated bit goes into bit planes of the counts through a
+ * carry-save adder tree (eight columns give ones, twos, fours and a carry into the
+ * eights), then a bit-matrix transpose turns the planes into one count per neuron. The
+ * iterated bits are listed first (pointers to their columns), BEP_SLICE_CHUNK at a time. */
+#define BEP_SLICE_CHUNK 128u
+
+/* (h, l) = l + a + b, as the bit planes of 32 two-bit sums. */
+#define BEP_CSA(h, l, a, b)                      \
+    do {                                         \
+        const uint32_t u_ = (l) ^ (a), b_ = (b); \
+        (h) = ((l) & (a)) | (u_ & b_);           \
+        (l) = u_ ^ b_;                           \
+    } while (0)
+
+/* Eight columns into the planes: ones, twos and fours in carry-save form, the eights
+ * rippling up c[3..]. */
+#define BEP_CSA8(d0, d1, d2, d3, d4, d5, d6, d7)     \
+    do {                                             \
+        uint32_t ta, tb, fa, fb, e, q;               \
+        BEP_CSA(ta, ones, d0, d1);                   \
+        BEP_CSA(tb, ones, d2, d3);                   \
+        BEP_CSA(fa, twos, ta, tb);                   \
+        BEP_CSA(ta, ones, d4, d5);                   \
+        BEP_CSA(tb, ones, d6, d7);                   \
+        BEP_CSA(fb, twos, ta, tb);                   \
+        BEP_CSA(e, fours, fa, fb);                   \
+        for (q = 3; e != 0u; ++q) {                  \
+            const uint32_t t_ = c[q] & e;            \
+            c[q] ^= e;                               \
+            e = t_;                                  \
+        }                                            \
+    } while (0)
+
+/* c[0..] = the bit planes of the sums, over the n listed columns, of their word w (c[3..]
+ * zero on entry; a sum below 2^16 ripples no further than c[15]). */
+static void bep_slice_count(const uint32_t *const *p, uint32_t n, uint32_t w, uint32_t *c)
+{
+    uint32_t ones = 0, twos = 0, fours = 0;
+    for (; n >= 8u; n -= 8u, p += 8)
+        BEP_CSA8(p[0][w], p[1][w], p[2][w], p[3][w], p[4][w], p[5][w], p[6][w], p[7][w]);
+    if (n != 0u) {
+        uint32_t d[8], k;
+        for (k = 0; k < 8u; ++k) d[k] = k < n ? p[k][w] : 0u;
+        BEP_CSA8(d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]);
+    }
+    c[0] = ones;
+    c[1] = twos;
+    c[2] = fours;
+}
+#undef BEP_CSA8
+#undef BEP_CSA
+
+/* Transposes the 8 x 32 bit matrix c[0..7]: afterwards bit k of byte j of c[r] is bit
+ * 8j + r of plane k, so byte j of c[r] is the count of neuron 8j + r. Three rounds of
+ * swaps of 4, 2 and 1 rows and columns in each 8 x 8 block. */
+BEP_HOT void bep_transpose8(uint32_t *c)
+{
+    static const uint32_t mask[3] = {0x0F0F0F0Fu, 0x33333333u, 0x55555555u};
+    uint32_t s, r, i;
+    for (i = 0, s = 4; s != 0u; ++i, s >>= 1) {
+        for (r = 0; r < 8u; ++r) {
+            if ((r & s) == 0u) {
+                const uint32_t t = ((c[r] >> s) ^ c[r + s]) & mask[i];
+                c[r + s] ^= t;
+                c[r] ^= t << s;
+            }
+        }
+    }
+}
+
+/* What the listed columns add to z (first: z = base + t_mul T_n + s_mul S_n; later
+ * lists add s_mul S_n, modulo 2^16 until the last), and the signs of z. */
+typedef struct {
+    int32_t base, t_mul, s_mul;
+    uint32_t planes, first;
+} bep_slice_t;
+
+static void bep_slice_flush(const bep_layer_t *L, const int16_t *tn, const uint32_t *const *list, uint32_t n,
+                            const bep_slice_t *sl, uint16_t *zu, uint32_t *a_out)
+{
+    uint32_t row;
+    for (row = 0; row < L->rows; row += 32u) {
+        const uint32_t nb = L->rows - row < 32u ? L->rows - row : 32u;
+        uint32_t c[16], q, acts = 0;
+        for (q = 3; q < 16u; ++q) c[q] = 0;
+        bep_slice_count(list, n, row >> 5, c);
+        bep_transpose8(c);
+        if (sl->planes > 8u) bep_transpose8(c + 8);
+        for (q = 0; q < nb; ++q) {
+            const uint32_t sh = q & ~7u, r = q & 7u;
+            uint32_t s = (c[r] >> sh) & 0xFFu, v;
+            if (sl->planes > 8u) s |= ((c[8u + r] >> sh) & 0xFFu) << 8;
+            v = (uint32_t)(sl->s_mul * (int32_t)s);
+            v += sl->first ? (uint32_t)(sl->base + sl->t_mul * (int32_t)tn[row + q]) : zu[row + q];
+            zu[row + q] = (uint16_t)v;
+            acts |= (((v >> 15) & 1u) ^ 1u) << q;
+        }
+        a_out[row >> 5] = acts;
+    }
+}
+
+void bep_layer_forward_cols(const bep_layer_t *L, void *state, const uint32_t *in, int16_t *z, uint32_t *a_out)
+{
+    const uint32_t *wt = bep_u32(state, L->wt_off);
+    const int16_t *tn = bep_tn(state, L);
+    const uint32_t ow = L->out_words, nw = L->in_words, bits = L->in_bits;
+    const uint32_t *list[BEP_SLICE_CHUNK];
+    uint16_t *zu = (uint16_t *)(void *)z;
+    uint32_t ones = 0, flip, m, k, n = 0;
+    bep_slice_t sl;
+    for (k = 0; k < nw; ++k) ones += bep_pop(k + 1u < nw ? in[k] : in[k] & bep_last_mask(bits));
+    flip = 2u * ones > bits ? 0xFFFFFFFFu : 0u; /* sum over the clear bits */
+    m = flip ? bits - ones : ones;
+    for (sl.planes = 0; (m >> sl.planes) != 0u; ++sl.planes) continue;
+    sl.base = (int32_t)bits - 2 * (int32_t)ones;
+    sl.t_mul = flip ? 2 : -2;
+    sl.s_mul = flip ? -4 : 4;
+    sl.first = 1;
+    for (k = 0; k < nw; ++k) {
+        uint32_t left = (in[k] ^ flip) & (k + 1u < nw ? 0xFFFFFFFFu : bep_last_mask(bits)), i = 32u * k;
+#if BEP_HAS_CTZ
+        for (; left != 0u; left &= left - 1u) {
+            list[n++] = wt + (i + (uint32_t)__builtin_ctz(left)) * ow;
+#else
+        for (; left != 0u; left >>= 1, ++i) {
+            if ((left & 1u) == 0u) continue;
+            list[n++] = wt + i * ow;
+#endif
+            if (n == BEP_SLICE_CHUNK) {
+                bep_slice_flush(L, tn, list, n, &sl, zu, a_out);
+                sl.first = 0;
+                n = 0;
+            }
+        }
+    }
+    if (n != 0u || sl.first) bep_slice_flush(L, tn, list, n, &sl, zu, a_out);
+}
+
 /* z = W a (+ W_h a_prev for the RNN), a_out = sign(z), 32 activations per store. */
 void bep_layer_forward(const bep_layer_t *L, void *state, const uint32_t *in, const uint32_t *prev, int16_t *z,
                        uint32_t *a_out)
