@@ -180,16 +180,29 @@ static uint32_t bep_dot_rows(const uint32_t **w, const uint32_t *in, uint32_t n,
         }                                            \
     } while (0)
 
-/* c[0..] = the bit planes of the sums, over the n listed columns, of their word w (c[3..]
- * zero on entry; a sum below 2^16 ripples no further than c[15]). */
-static void bep_slice_count(const uint32_t *const *p, uint32_t n, uint32_t w, uint32_t *c)
+/* c[0..] = the bit planes of the sums, over the n listed columns (word offsets into col),
+ * of their first word (c[0..15] zero on entry, c[16] scratch; a sum below 2^16 ripples no further than
+ * c[15]). */
+static void bep_slice_count(const uint32_t *col, const uint16_t *p, uint32_t n, uint32_t *c)
 {
-    uint32_t ones = 0, twos = 0, fours = 0;
-    for (; n >= 8u; n -= 8u, p += 8)
-        BEP_CSA8(p[0][w], p[1][w], p[2][w], p[3][w], p[4][w], p[5][w], p[6][w], p[7][w]);
-    if (n != 0u) {
+    uint32_t ones, twos, fours;
+#if BEP_USE_ASM && defined(__thumb2__)
+    if (n >= 16u) { /* sixteen at a time in assembly, the end pointer in c[16] */
+        c[16] = (uint32_t)(uintptr_t)(p + (n & ~15u));
+        bep_asm_slice16(col, p, c);
+        p += n & ~15u;
+        n &= 15u;
+    }
+#endif
+    ones = c[0];
+    twos = c[1];
+    fours = c[2];
+    const uint16_t *end = p + (n & ~7u);
+    for (; p != end; p += 8)
+        BEP_CSA8(col[p[0]], col[p[1]], col[p[2]], col[p[3]], col[p[4]], col[p[5]], col[p[6]], col[p[7]]);
+    if ((n & 7u) != 0u) {
         uint32_t d[8], k;
-        for (k = 0; k < 8u; ++k) d[k] = k < n ? p[k][w] : 0u;
+        for (k = 0; k < 8u; ++k) d[k] = k < (n & 7u) ? col[p[k]] : 0u;
         BEP_CSA8(d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]);
     }
     c[0] = ones;
@@ -202,49 +215,93 @@ static void bep_slice_count(const uint32_t *const *p, uint32_t n, uint32_t w, ui
 /* Transposes the 8 x 32 bit matrix c[0..7]: afterwards bit k of byte j of c[r] is bit
  * 8j + r of plane k, so byte j of c[r] is the count of neuron 8j + r. Three rounds of
  * swaps of 4, 2 and 1 rows and columns in each 8 x 8 block. */
+#define BEP_SWAP(a, b, s, m)                            \
+    do {                                                \
+        const uint32_t t_ = (((a) >> (s)) ^ (b)) & (m); \
+        (b) ^= t_;                                      \
+        (a) ^= t_ << (s);                               \
+    } while (0)
 BEP_HOT void bep_transpose8(uint32_t *c)
 {
-    static const uint32_t mask[3] = {0x0F0F0F0Fu, 0x33333333u, 0x55555555u};
-    uint32_t s, r, i;
-    for (i = 0, s = 4; s != 0u; ++i, s >>= 1) {
-        for (r = 0; r < 8u; ++r) {
-            if ((r & s) == 0u) {
-                const uint32_t t = ((c[r] >> s) ^ c[r + s]) & mask[i];
-                c[r + s] ^= t;
-                c[r] ^= t << s;
-            }
-        }
-    }
+    uint32_t c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3], c4 = c[4], c5 = c[5], c6 = c[6], c7 = c[7];
+    uint32_t m = 0x0F0F0F0Fu;
+    BEP_IN_REGISTER(m);
+    BEP_SWAP(c0, c4, 4, m);
+    BEP_SWAP(c1, c5, 4, m);
+    BEP_SWAP(c2, c6, 4, m);
+    BEP_SWAP(c3, c7, 4, m);
+    m = 0x33333333u;
+    BEP_IN_REGISTER(m);
+    BEP_SWAP(c0, c2, 2, m);
+    BEP_SWAP(c1, c3, 2, m);
+    BEP_SWAP(c4, c6, 2, m);
+    BEP_SWAP(c5, c7, 2, m);
+    m = 0x55555555u;
+    BEP_IN_REGISTER(m);
+    BEP_SWAP(c0, c1, 1, m);
+    BEP_SWAP(c2, c3, 1, m);
+    BEP_SWAP(c4, c5, 1, m);
+    BEP_SWAP(c6, c7, 1, m);
+    c[0] = c0;
+    c[1] = c1;
+    c[2] = c2;
+    c[3] = c3;
+    c[4] = c4;
+    c[5] = c5;
+    c[6] = c6;
+    c[7] = c7;
 }
+#undef BEP_SWAP
 
-/* What the listed columns add to z (first: z = base + t_mul T_n + s_mul S_n; later
- * lists add s_mul S_n, modulo 2^16 until the last), and the signs of z. */
+/* How the counts S_n of the listed columns make z: the first list z = base + sg (4 S_n -
+ * 2 T_n); later lists (more than BEP_SLICE_CHUNK iterated bits) add sg 4 S_n, modulo 2^16
+ * until the last. */
 typedef struct {
-    int32_t base, t_mul, s_mul;
+    int32_t base, sg;
     uint32_t planes, first;
 } bep_slice_t;
 
-static void bep_slice_flush(const bep_layer_t *L, const int16_t *tn, const uint32_t *const *list, uint32_t n,
-                            const bep_slice_t *sl, uint16_t *zu, uint32_t *a_out)
+static void bep_slice_flush(const bep_layer_t *L, const uint32_t *wt, const int16_t *tn, const uint16_t *list,
+                            uint32_t n, const bep_slice_t *sl, uint16_t *zu, uint32_t *a_out)
 {
     uint32_t row;
-    for (row = 0; row < L->rows; row += 32u) {
+    for (row = 0; row < L->rows; row += 32u, zu += 32, tn += 32) {
         const uint32_t nb = L->rows - row < 32u ? L->rows - row : 32u;
-        uint32_t c[16], q, acts = 0;
-        for (q = 3; q < 16u; ++q) c[q] = 0;
-        bep_slice_count(list, n, row >> 5, c);
+        uint32_t c[17], q, neg = 0;
+        for (q = 0; q < 16u; ++q) c[q] = 0;
+        bep_slice_count(wt + (row >> 5), list, n, c);
         bep_transpose8(c);
         if (sl->planes > 8u) bep_transpose8(c + 8);
-        for (q = 0; q < nb; ++q) {
-            const uint32_t sh = q & ~7u, r = q & 7u;
-            uint32_t s = (c[r] >> sh) & 0xFFu, v;
-            if (sl->planes > 8u) s |= ((c[8u + r] >> sh) & 0xFFu) << 8;
-            v = (uint32_t)(sl->s_mul * (int32_t)s);
-            v += sl->first ? (uint32_t)(sl->base + sl->t_mul * (int32_t)tn[row + q]) : zu[row + q];
-            zu[row + q] = (uint16_t)v;
-            acts |= (((v >> 15) & 1u) ^ 1u) << q;
+        if (nb == 32u && sl->first && sl->planes <= 8u) {
+            /* Neuron 8j + r is byte j of c[r]; its sign goes to bit 8j of neg_r, and neg_r to
+             * bit r. */
+            const int32_t base = sl->base, sg = sl->sg;
+            for (q = 0; q < 8u; ++q) {
+                const uint32_t x = c[q];
+                uint32_t nq = 0;
+                int32_t v;
+#define BEP_NEURON(j)                                                                                   \
+    v = base + sg * (4 * (int32_t)((x >> (8 * (j))) & 0xFFu) - 2 * (int32_t)tn[8 * (j) + q]);          \
+    zu[8 * (j) + q] = (uint16_t)v;                                                                      \
+    nq |= (((uint32_t)v >> 15) & 1u) << (8 * (j))
+                BEP_NEURON(0);
+                BEP_NEURON(1);
+                BEP_NEURON(2);
+                BEP_NEURON(3);
+#undef BEP_NEURON
+                neg |= nq << q;
+            }
+        } else {
+            for (q = 0; q < nb; ++q) {
+                const uint32_t sh = q & ~7u, r = q & 7u;
+                const uint32_t s = ((c[r] >> sh) & 0xFFu) | (((c[8u + r] >> sh) & 0xFFu) << 8);
+                uint32_t v = (uint32_t)(sl->sg * 4 * (int32_t)s);
+                v += sl->first ? (uint32_t)(sl->base - sl->sg * 2 * (int32_t)tn[q]) : zu[q];
+                zu[q] = (uint16_t)v;
+                neg |= ((v >> 15) & 1u) << q;
+            }
         }
-        a_out[row >> 5] = acts;
+        a_out[row >> 5] = ~neg & (0xFFFFFFFFu >> (32u - nb));
     }
 }
 
@@ -253,36 +310,39 @@ void bep_layer_forward_cols(const bep_layer_t *L, void *state, const uint32_t *i
     const uint32_t *wt = bep_u32(state, L->wt_off);
     const int16_t *tn = bep_tn(state, L);
     const uint32_t ow = L->out_words, nw = L->in_words, bits = L->in_bits;
-    const uint32_t *list[BEP_SLICE_CHUNK];
+    uint16_t list[BEP_SLICE_CHUNK];
     uint16_t *zu = (uint16_t *)(void *)z;
     uint32_t ones = 0, flip, m, k, n = 0;
     bep_slice_t sl;
+    if ((uint32_t)L->cols * ow > 65536u) { /* word offsets of the columns beyond uint16 */
+        bep_layer_forward(L, state, in, NULL, z, a_out);
+        return;
+    }
     for (k = 0; k < nw; ++k) ones += bep_pop(k + 1u < nw ? in[k] : in[k] & bep_last_mask(bits));
     flip = 2u * ones > bits ? 0xFFFFFFFFu : 0u; /* sum over the clear bits */
     m = flip ? bits - ones : ones;
     for (sl.planes = 0; (m >> sl.planes) != 0u; ++sl.planes) continue;
     sl.base = (int32_t)bits - 2 * (int32_t)ones;
-    sl.t_mul = flip ? 2 : -2;
-    sl.s_mul = flip ? -4 : 4;
+    sl.sg = flip ? -1 : 1;
     sl.first = 1;
     for (k = 0; k < nw; ++k) {
         uint32_t left = (in[k] ^ flip) & (k + 1u < nw ? 0xFFFFFFFFu : bep_last_mask(bits)), i = 32u * k;
 #if BEP_HAS_CTZ
         for (; left != 0u; left &= left - 1u) {
-            list[n++] = wt + (i + (uint32_t)__builtin_ctz(left)) * ow;
+            list[n++] = (uint16_t)((i + (uint32_t)__builtin_ctz(left)) * ow);
 #else
         for (; left != 0u; left >>= 1, ++i) {
             if ((left & 1u) == 0u) continue;
-            list[n++] = wt + i * ow;
+            list[n++] = (uint16_t)(i * ow);
 #endif
             if (n == BEP_SLICE_CHUNK) {
-                bep_slice_flush(L, tn, list, n, &sl, zu, a_out);
+                bep_slice_flush(L, wt, tn, list, n, &sl, zu, a_out);
                 sl.first = 0;
                 n = 0;
             }
         }
     }
-    if (n != 0u || sl.first) bep_slice_flush(L, tn, list, n, &sl, zu, a_out);
+    if (n != 0u || sl.first) bep_slice_flush(L, wt, tn, list, n, &sl, zu, a_out);
 }
 
 /* z = W a (+ W_h a_prev for the RNN), a_out = sign(z), 32 activations per store. */

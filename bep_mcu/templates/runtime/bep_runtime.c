@@ -179,15 +179,22 @@ BEP_KERNEL void bep_pack_row(const bep_config_t *cfg, void *state, const bep_lay
             n = L->in_bits - done < 256u ? L->in_bits - done : 256u;
             bep_row_sign(cfg, state, L, row * L->cols + done, n, fresh);
             for (k = 0; k < (n + 31u) >> 5; ++k) {
-                uint32_t diff = fresh[k] ^ w[k];
+                const uint32_t now = fresh[k];
+                uint32_t diff = now ^ w[k];
                 if (diff == 0u) continue;
-                t += (int32_t)bep_pop(fresh[k]) - (int32_t)bep_pop(w[k]);
-                w[k] = fresh[k];
+                w[k] = now;
+                /* One bit per changed sign, and T one up or down. */
 #if BEP_HAS_CTZ
-                for (i = done + 32u * k; diff != 0u; diff &= diff - 1u) wt[(i + (uint32_t)__builtin_ctz(diff)) * ow] ^= bit;
+                for (i = done + 32u * k; diff != 0u; diff &= diff - 1u) {
+                    const uint32_t b = (uint32_t)__builtin_ctz(diff);
+                    wt[(i + b) * ow] ^= bit;
+                    t += (int32_t)((now >> b) & 1u) * 2 - 1;
+                }
 #else
                 for (i = done + 32u * k; diff != 0u; diff >>= 1, ++i) {
-                    if (diff & 1u) wt[i * ow] ^= bit;
+                    if ((diff & 1u) == 0u) continue;
+                    wt[i * ow] ^= bit;
+                    t += (int32_t)((now >> (i & 31u)) & 1u) * 2 - 1;
                 }
 #endif
             }
