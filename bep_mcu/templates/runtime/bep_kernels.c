@@ -310,9 +310,9 @@ void bep_layer_forward_cols(const bep_layer_t *L, void *state, const uint32_t *i
     const uint32_t *wt = bep_u32(state, L->wt_off);
     const int16_t *tn = bep_tn(state, L);
     const uint32_t ow = L->out_words, nw = L->in_words, bits = L->in_bits;
-    uint16_t list[BEP_SLICE_CHUNK];
+    uint16_t list[BEP_SLICE_CHUNK + 32u], *lp = list;
     uint16_t *zu = (uint16_t *)(void *)z;
-    uint32_t ones = 0, flip, m, k, n = 0;
+    uint32_t ones = 0, flip, m, k, off;
     bep_slice_t sl;
     if ((uint32_t)L->cols * ow > 65536u) { /* word offsets of the columns beyond uint16 */
         bep_layer_forward(L, state, in, NULL, z, a_out);
@@ -325,24 +325,26 @@ void bep_layer_forward_cols(const bep_layer_t *L, void *state, const uint32_t *i
     sl.base = (int32_t)bits - 2 * (int32_t)ones;
     sl.sg = flip ? -1 : 1;
     sl.first = 1;
-    for (k = 0; k < nw; ++k) {
-        uint32_t left = (in[k] ^ flip) & (k + 1u < nw ? 0xFFFFFFFFu : bep_last_mask(bits)), i = 32u * k;
-#if BEP_HAS_CTZ
-        for (; left != 0u; left &= left - 1u) {
-            list[n++] = (uint16_t)((i + (uint32_t)__builtin_ctz(left)) * ow);
+    for (k = 0, off = 0; k < nw; ++k, off += 32u * ow) {
+        uint32_t left = (in[k] ^ flip) & (k + 1u < nw ? 0xFFFFFFFFu : bep_last_mask(bits));
+#if BEP_USE_ASM && defined(__thumb2__)
+        if (left != 0u) lp = bep_asm_list_bits(lp, left, off, ow);
+#elif BEP_HAS_CTZ
+        for (; left != 0u; left &= left - 1u) *lp++ = (uint16_t)(off + (uint32_t)__builtin_ctz(left) * ow);
 #else
-        for (; left != 0u; left >>= 1, ++i) {
-            if ((left & 1u) == 0u) continue;
-            list[n++] = (uint16_t)(i * ow);
+        uint32_t o = off;
+        for (; left != 0u; left >>= 1, o += ow) {
+            if (left & 1u) *lp++ = (uint16_t)o;
+        }
 #endif
-            if (n == BEP_SLICE_CHUNK) {
-                bep_slice_flush(L, wt, tn, list, n, &sl, zu, a_out);
-                sl.first = 0;
-                n = 0;
-            }
+        /* The list holds BEP_SLICE_CHUNK and one more word's bits. */
+        if (lp - list >= (ptrdiff_t)BEP_SLICE_CHUNK) {
+            bep_slice_flush(L, wt, tn, list, (uint32_t)(lp - list), &sl, zu, a_out);
+            sl.first = 0;
+            lp = list;
         }
     }
-    if (n != 0u || sl.first) bep_slice_flush(L, wt, tn, list, n, &sl, zu, a_out);
+    if (lp != list || sl.first) bep_slice_flush(L, wt, tn, list, (uint32_t)(lp - list), &sl, zu, a_out);
 }
 
 /* z = W a (+ W_h a_prev for the RNN), a_out = sign(z), 32 activations per store. */

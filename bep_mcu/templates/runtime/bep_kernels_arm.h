@@ -233,6 +233,25 @@ BEP_HOT void bep_asm_slice16(const uint32_t *col, const uint16_t *p, uint32_t *c
     c[2] = fours;
     c[3] = eights;
 }
+/* The list of bep_layer_forward_cols: off + i * ow for every set bit i of x, lowest
+ * first; returns the end of the list. The word is bit-reversed once, so CLZ alone finds
+ * each bit and BICS clears it and tests for the last: six instructions a bit. */
+BEP_HOT uint16_t *bep_asm_list_bits(uint16_t *lp, uint32_t x, uint32_t off, uint32_t ow)
+{
+    uint32_t b, t, top = 0x80000000u;
+    __asm__("rbit %[x], %[x]\n\t"
+            "1:\n\t"
+            "clz %[b], %[x]\n\t"
+            "mla %[t], %[b], %[ow], %[off]\n\t"
+            "strh %[t], [%[lp]], #2\n\t"
+            "lsr %[t], %[top], %[b]\n\t"
+            "bics %[x], %[x], %[t]\n\t"
+            "bne 1b\n\t"
+            : [lp] "+r"(lp), [x] "+r"(x), [b] "=&r"(b), [t] "=&r"(t)
+            : [off] "r"(off), [ow] "r"(ow), [top] "r"(top)
+            : "cc", "memory");
+    return lp;
+}
 #undef BEP_T2_RIPPLE
 #undef BEP_T2_EIGHT
 #undef BEP_T2_LOAD2

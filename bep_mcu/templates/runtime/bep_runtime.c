@@ -155,6 +155,23 @@ static void bep_row_sign(const bep_config_t *cfg, void *state, const bep_layer_t
     }
 }
 
+/* Toggles `bit` in word col[i * ow] for every set bit i of `bits`; returns their count. */
+static int32_t bep_toggle(uint32_t *col, uint32_t ow, uint32_t bits, uint32_t bit)
+{
+    int32_t n = 0;
+#if BEP_HAS_CTZ
+    for (; bits != 0u; bits &= bits - 1u, ++n) col[(uint32_t)__builtin_ctz(bits) * ow] ^= bit;
+#else
+    for (; bits != 0u; bits >>= 1, col += ow) {
+        if (bits & 1u) {
+            *col ^= bit;
+            ++n;
+        }
+    }
+#endif
+    return n;
+}
+
 /* W[row] = sign(H[row]) (sign(0) = +1), and the row's bit in every row of the
  * transpose. MLP: the transpose (the column form of the forward pass) and the row's count
  * of +1 signs follow the row's changed signs only, found by XOR with the old row: a
@@ -179,24 +196,13 @@ BEP_KERNEL void bep_pack_row(const bep_config_t *cfg, void *state, const bep_lay
             n = L->in_bits - done < 256u ? L->in_bits - done : 256u;
             bep_row_sign(cfg, state, L, row * L->cols + done, n, fresh);
             for (k = 0; k < (n + 31u) >> 5; ++k) {
-                const uint32_t now = fresh[k];
-                uint32_t diff = now ^ w[k];
+                const uint32_t now = fresh[k], diff = now ^ w[k];
+                uint32_t *col = wt + (done + 32u * k) * ow;
                 if (diff == 0u) continue;
                 w[k] = now;
-                /* One bit per changed sign, and T one up or down. */
-#if BEP_HAS_CTZ
-                for (i = done + 32u * k; diff != 0u; diff &= diff - 1u) {
-                    const uint32_t b = (uint32_t)__builtin_ctz(diff);
-                    wt[(i + b) * ow] ^= bit;
-                    t += (int32_t)((now >> b) & 1u) * 2 - 1;
-                }
-#else
-                for (i = done + 32u * k; diff != 0u; diff >>= 1, ++i) {
-                    if ((diff & 1u) == 0u) continue;
-                    wt[i * ow] ^= bit;
-                    t += (int32_t)((now >> (i & 31u)) & 1u) * 2 - 1;
-                }
-#endif
+                /* One bit of the transpose per changed sign; T counts the signs that went up
+                 * less those that went down. */
+                t += bep_toggle(col, ow, diff & now, bit) - bep_toggle(col, ow, diff & ~now, bit);
             }
         }
         *tn = (int16_t)t;
