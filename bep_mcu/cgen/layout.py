@@ -9,7 +9,8 @@ State buffer = header, then per layer:
   w      packed visible weights, rows x words(K_in)                     (derived: sign(h))
   wr     rnn: packed recurrent weights, rows x words(K_h)               (derived)
   wt     packed transpose (mlp: cols x words(rows), the column-form forward pass and the
-         backward pass; rnn: W_h^T, K_h x words(K_h))                   (derived)
+         backward pass, then one column of zeros that pads its column lists;
+         rnn: W_h^T, K_h x words(K_h))                                  (derived)
   tn     mlp: int16 per row, its +1 signs (the column-form forward pass; the runtime
          finds it right after wt)                                       (derived)
   z      int16 pre-activations (rnn: one row per step)                  (activations)
@@ -113,7 +114,7 @@ def plan_state(spec: NetSpec, gates: tuple[int, ...], followed_thresholds: int =
             "h": _align4(rows * cols * wbytes),
             "w": rows * p.in_words * 4,
             "wr": rows * p.rec_words * 4,
-            "wt": (rows if rnn else cols) * p.out_words * 4,
+            "wt": (rows if rnn else cols + 1) * p.out_words * 4,
             "tn": 0 if rnn else _align4(rows * 2),
             "z": _align4(steps * rows * 2),
             "a": steps * p.out_words * 4,

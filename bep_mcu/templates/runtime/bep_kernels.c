@@ -152,6 +152,13 @@ static uint32_t bep_dot_rows(const uint32_t **w, const uint32_t *in, uint32_t n,
  * eights), then a bit-matrix transpose turns the planes into one count per neuron. The
  * iterated bits are listed first (pointers to their columns), BEP_SLICE_CHUNK at a time. */
 #define BEP_SLICE_CHUNK 128u
+/* The columns one pass of the counting loop takes (lists are padded with the zero column
+ * to a multiple of it). */
+#if BEP_USE_ASM && defined(__thumb2__)
+#define BEP_SLICE_GROUP 16u
+#else
+#define BEP_SLICE_GROUP 8u
+#endif
 
 /* (h, l) = l + a + b, as the bit planes of 32 two-bit sums. */
 #define BEP_CSA(h, l, a, b)                      \
@@ -180,31 +187,26 @@ static uint32_t bep_dot_rows(const uint32_t **w, const uint32_t *in, uint32_t n,
         }                                            \
     } while (0)
 
-/* c[0..] = the bit planes of the sums, over the n listed columns (word offsets into col),
- * of their first word (c[0..15] zero on entry, c[16] scratch; a sum below 2^16 ripples no further than
+/* c[0..] = the bit planes of the sums, over the n (a multiple of BEP_SLICE_GROUP) listed
+ * columns (word offsets into col), of their first word (c[0..15] zero on entry, c[16]
+ * scratch; a sum below 2^16 ripples no further than
  * c[15]). */
 static void bep_slice_count(const uint32_t *col, const uint16_t *p, uint32_t n, uint32_t *c)
 {
     uint32_t ones, twos, fours;
+    const uint16_t *end = p + n;
 #if BEP_USE_ASM && defined(__thumb2__)
-    if (n >= 16u) { /* sixteen at a time in assembly, the end pointer in c[16] */
-        c[16] = (uint32_t)(uintptr_t)(p + (n & ~15u));
+    if (n != 0u) {
+        c[16] = (uint32_t)(uintptr_t)end; /* sixteen at a time, to the end pointer in c[16] */
         bep_asm_slice16(col, p, c);
-        p += n & ~15u;
-        n &= 15u;
+        p = end;
     }
 #endif
     ones = c[0];
     twos = c[1];
     fours = c[2];
-    const uint16_t *end = p + (n & ~7u);
     for (; p != end; p += 8)
         BEP_CSA8(col[p[0]], col[p[1]], col[p[2]], col[p[3]], col[p[4]], col[p[5]], col[p[6]], col[p[7]]);
-    if ((n & 7u) != 0u) {
-        uint32_t d[8], k;
-        for (k = 0; k < 8u; ++k) d[k] = k < (n & 7u) ? col[p[k]] : 0u;
-        BEP_CSA8(d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]);
-    }
     c[0] = ones;
     c[1] = twos;
     c[2] = fours;
@@ -305,16 +307,25 @@ static void bep_slice_flush(const bep_layer_t *L, const uint32_t *wt, const int1
     }
 }
 
+/* Pads the list from lp to a multiple of BEP_SLICE_GROUP with the zero column; returns
+ * its length. */
+static uint32_t bep_slice_pad(uint16_t *list, uint16_t *lp, uint16_t zero)
+{
+    while (((uint32_t)(lp - list) & (BEP_SLICE_GROUP - 1u)) != 0u) *lp++ = zero;
+    return (uint32_t)(lp - list);
+}
+
 void bep_layer_forward_cols(const bep_layer_t *L, void *state, const uint32_t *in, int16_t *z, uint32_t *a_out)
 {
     const uint32_t *wt = bep_u32(state, L->wt_off);
     const int16_t *tn = bep_tn(state, L);
     const uint32_t ow = L->out_words, nw = L->in_words, bits = L->in_bits;
-    uint16_t list[BEP_SLICE_CHUNK + 32u], *lp = list;
+    const uint16_t zero = (uint16_t)(L->cols * ow); /* the column of zeros after the last */
+    uint16_t list[BEP_SLICE_CHUNK + 32u + BEP_SLICE_GROUP], *lp = list;
     uint16_t *zu = (uint16_t *)(void *)z;
     uint32_t ones = 0, flip, m, k, off;
     bep_slice_t sl;
-    if ((uint32_t)L->cols * ow > 65536u) { /* word offsets of the columns beyond uint16 */
+    if (((uint32_t)L->cols + 1u) * ow > 65536u) { /* word offsets of the columns beyond uint16 */
         bep_layer_forward(L, state, in, NULL, z, a_out);
         return;
     }
@@ -337,14 +348,14 @@ void bep_layer_forward_cols(const bep_layer_t *L, void *state, const uint32_t *i
             if (left & 1u) *lp++ = (uint16_t)o;
         }
 #endif
-        /* The list holds BEP_SLICE_CHUNK and one more word's bits. */
+        /* The list holds BEP_SLICE_CHUNK, one more word's bits and the padding. */
         if (lp - list >= (ptrdiff_t)BEP_SLICE_CHUNK) {
-            bep_slice_flush(L, wt, tn, list, (uint32_t)(lp - list), &sl, zu, a_out);
+            bep_slice_flush(L, wt, tn, list, bep_slice_pad(list, lp, zero), &sl, zu, a_out);
             sl.first = 0;
             lp = list;
         }
     }
-    if (lp != list || sl.first) bep_slice_flush(L, wt, tn, list, (uint32_t)(lp - list), &sl, zu, a_out);
+    if (lp != list || sl.first) bep_slice_flush(L, wt, tn, list, bep_slice_pad(list, lp, zero), &sl, zu, a_out);
 }
 
 /* z = W a (+ W_h a_prev for the RNN), a_out = sign(z), 32 activations per store. */

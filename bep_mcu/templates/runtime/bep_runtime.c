@@ -162,12 +162,11 @@ static int32_t bep_toggle(uint32_t *col, uint32_t ow, uint32_t bits, uint32_t bi
 #if BEP_HAS_CTZ
     for (; bits != 0u; bits &= bits - 1u, ++n) col[(uint32_t)__builtin_ctz(bits) * ow] ^= bit;
 #else
-    for (; bits != 0u; bits >>= 1, col += ow) {
-        if (bits & 1u) {
-            *col ^= bit;
-            ++n;
-        }
-    }
+    /* No CTZ: the lowest bit's index by a de Bruijn multiply (a few changed signs in a
+     * word, not a scan of all 32). */
+    static const uint8_t debruijn[32] = {0,  1,  28, 2,  29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4,  8,
+                                         31, 27, 13, 23, 21, 19, 16, 7, 26, 12, 18, 6,  11, 5,  10, 9};
+    for (; bits != 0u; bits &= bits - 1u, ++n) col[debruijn[((bits & (0u - bits)) * 0x077CB531u) >> 27] * ow] ^= bit;
 #endif
     return n;
 }
@@ -217,7 +216,7 @@ static void bep_pack_layer(const bep_config_t *cfg, void *state, const bep_layer
     } else {
         /* From all-zero signs, every row's +1 signs count as changed (bep_pack_row). */
         bep_zero(bep_u32(state, L->w_off), (uint32_t)L->rows * L->in_words);
-        bep_zero(bep_u32(state, L->wt_off), (uint32_t)L->cols * L->out_words);
+        bep_zero(bep_u32(state, L->wt_off), ((uint32_t)L->cols + 1u) * L->out_words);
         bep_zero((uint32_t *)(void *)bep_tn(state, L), ((uint32_t)L->rows + 1u) / 2u);
     }
     for (row = 0; row < L->rows; ++row) bep_pack_row(cfg, state, L, row);

@@ -110,10 +110,11 @@ static inline bep_schedule_state_t *bep_schedule(const bep_config_t *cfg, void *
 static inline uint8_t *bep_bytes(void *state, uint32_t off) { return (uint8_t *)state + off; }
 static inline uint32_t *bep_u32(void *state, uint32_t off) { return (uint32_t *)(void *)bep_bytes(state, off); }
 static inline int16_t *bep_i16(void *state, uint32_t off) { return (int16_t *)(void *)bep_bytes(state, off); }
-/* MLP: each row's count of +1 signs, int16, right after the transpose (layout.py: tn). */
+/* MLP: each row's count of +1 signs, int16, right after the transpose and its column of
+ * zeros (layout.py: wt, tn). */
 static inline int16_t *bep_tn(void *state, const bep_layer_t *L)
 {
-    return bep_i16(state, L->wt_off + (uint32_t)L->cols * L->out_words * 4u);
+    return bep_i16(state, L->wt_off + ((uint32_t)L->cols + 1u) * L->out_words * 4u);
 }
 
 /* ------------------------------------------------------------- inline helpers */
