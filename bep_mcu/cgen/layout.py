@@ -11,8 +11,9 @@ State buffer = header, then per layer:
   wt     packed transpose (mlp: cols x words(rows), the column-form forward pass and the
          backward pass, then one column of zeros that pads its column lists;
          rnn: W_h^T, K_h x words(K_h))                                  (derived)
-  tn     mlp: int16 per row, its +1 signs (the column-form forward pass; the runtime
-         finds it right after wt)                                       (derived)
+  tn     mlp: int16 per row, its +1 signs (the runtime finds it right after wt) (derived)
+  sl     mlp: the column-form forward pass's list of columns, K_in / 2 + 16 uint16
+         (right after tn)                                               (scratch)
   z      int16 pre-activations (rnn: one row per step)                  (activations)
   a      packed activations (rnn: one per step)                         (activations)
   t      packed desired activations a* (rnn: a*_t, a*_{t-1}, all-ones a_0)
@@ -116,12 +117,13 @@ def plan_state(spec: NetSpec, gates: tuple[int, ...], followed_thresholds: int =
             "wr": rows * p.rec_words * 4,
             "wt": (rows if rnn else cols + 1) * p.out_words * 4,
             "tn": 0 if rnn else _align4(rows * 2),
+            "sl": 0 if rnn else _align4((in_bits // 2 + 16) * 2),
             "z": _align4(steps * rows * 2),
             "a": steps * p.out_words * 4,
             "t": (3 if rnn else 1) * p.out_words * 4,
             "dirty": p.out_words * 4,
         }
-        for name in ("h", "w", "wr", "wt", "tn", "z", "a", "t", "dirty"):
+        for name in ("h", "w", "wr", "wt", "tn", "sl", "z", "a", "t", "dirty"):
             p.offsets[name] = offset if p.sizes[name] else 0
             offset += p.sizes[name]
         layers.append(p)

@@ -150,8 +150,10 @@ static uint32_t bep_dot_rows(const uint32_t **w, const uint32_t *in, uint32_t n,
  * once: one column word per iterated bit goes into bit planes of the counts through a
  * carry-save adder tree (eight columns give ones, twos, fours and a carry into the
  * eights), then a bit-matrix transpose turns the planes into one count per neuron. The
- * iterated bits are listed first (pointers to their columns), BEP_SLICE_CHUNK at a time. */
-#define BEP_SLICE_CHUNK 128u
+ * iterated bits are listed first (word offsets of their columns, in the state: at most
+ * K / 2 of them, padded to whole groups with the column of zeros after the last). Columns
+ * whose offsets pass uint16 (layers of more than 2^21 weights) take the row form
+ * (bep_cols_forward_fits). */
 /* The columns one pass of the counting loop takes (lists are padded with the zero column
  * to a multiple of it). */
 #if BEP_USE_ASM && defined(__thumb2__)
@@ -255,37 +257,30 @@ BEP_HOT void bep_transpose8(uint32_t *c)
 }
 #undef BEP_SWAP
 
-/* How the counts S_n of the listed columns make z: the first list z = base + sg (4 S_n -
- * 2 T_n); later lists (more than BEP_SLICE_CHUNK iterated bits) add sg 4 S_n, modulo 2^16
- * until the last. */
-typedef struct {
-    int32_t base, sg;
-    uint32_t planes, first;
-} bep_slice_t;
-
-static void bep_slice_flush(const bep_layer_t *L, const uint32_t *wt, const int16_t *tn, const uint16_t *list,
-                            uint32_t n, const bep_slice_t *sl, uint16_t *zu, uint32_t *a_out)
+/* z and the activations of the rows in 32-neuron words from the counts S_n of the n
+ * listed columns: z_n = base + sg (4 S_n - 2 T_n); planes: the counts' bits. */
+static void bep_slice_z(const bep_layer_t *L, const uint32_t *wt, const int16_t *tn, const uint16_t *list,
+                        uint32_t n, int32_t base, int32_t sg, uint32_t planes, int16_t *z, uint32_t *a_out)
 {
     uint32_t row;
-    for (row = 0; row < L->rows; row += 32u, zu += 32, tn += 32) {
+    for (row = 0; row < L->rows; row += 32u, z += 32, tn += 32) {
         const uint32_t nb = L->rows - row < 32u ? L->rows - row : 32u;
         uint32_t c[17], q, neg = 0;
         for (q = 0; q < 16u; ++q) c[q] = 0;
         bep_slice_count(wt + (row >> 5), list, n, c);
         bep_transpose8(c);
-        if (sl->planes > 8u) bep_transpose8(c + 8);
-        if (nb == 32u && sl->first && sl->planes <= 8u) {
+        if (planes > 8u) bep_transpose8(c + 8);
+        if (nb == 32u && planes <= 8u) {
             /* Neuron 8j + r is byte j of c[r]; its sign goes to bit 8j of neg_r, and neg_r to
              * bit r. */
-            const int32_t base = sl->base, sg = sl->sg;
             for (q = 0; q < 8u; ++q) {
                 const uint32_t x = c[q];
                 uint32_t nq = 0;
                 int32_t v;
-#define BEP_NEURON(j)                                                                                   \
-    v = base + sg * (4 * (int32_t)((x >> (8 * (j))) & 0xFFu) - 2 * (int32_t)tn[8 * (j) + q]);          \
-    zu[8 * (j) + q] = (uint16_t)v;                                                                      \
-    nq |= (((uint32_t)v >> 15) & 1u) << (8 * (j))
+#define BEP_NEURON(j)                                                                          \
+    v = base + sg * (4 * (int32_t)((x >> (8 * (j))) & 0xFFu) - 2 * (int32_t)tn[8 * (j) + q]); \
+    z[8 * (j) + q] = (int16_t)v;                                                               \
+    nq |= ((uint32_t)v >> 31) << (8 * (j))
                 BEP_NEURON(0);
                 BEP_NEURON(1);
                 BEP_NEURON(2);
@@ -297,22 +292,18 @@ static void bep_slice_flush(const bep_layer_t *L, const uint32_t *wt, const int1
             for (q = 0; q < nb; ++q) {
                 const uint32_t sh = q & ~7u, r = q & 7u;
                 const uint32_t s = ((c[r] >> sh) & 0xFFu) | (((c[8u + r] >> sh) & 0xFFu) << 8);
-                uint32_t v = (uint32_t)(sl->sg * 4 * (int32_t)s);
-                v += sl->first ? (uint32_t)(sl->base - sl->sg * 2 * (int32_t)tn[q]) : zu[q];
-                zu[q] = (uint16_t)v;
-                neg |= ((v >> 15) & 1u) << q;
+                const int32_t v = base + sg * (4 * (int32_t)s - 2 * (int32_t)tn[q]);
+                z[q] = (int16_t)v;
+                neg |= ((uint32_t)v >> 31) << q;
             }
         }
         a_out[row >> 5] = ~neg & (0xFFFFFFFFu >> (32u - nb));
     }
 }
 
-/* Pads the list from lp to a multiple of BEP_SLICE_GROUP with the zero column; returns
- * its length. */
-static uint32_t bep_slice_pad(uint16_t *list, uint16_t *lp, uint16_t zero)
+int bep_cols_forward_fits(const bep_layer_t *L)
 {
-    while (((uint32_t)(lp - list) & (BEP_SLICE_GROUP - 1u)) != 0u) *lp++ = zero;
-    return (uint32_t)(lp - list);
+    return ((uint32_t)L->cols + 1u) * L->out_words <= 65536u;
 }
 
 void bep_layer_forward_cols(const bep_layer_t *L, void *state, const uint32_t *in, int16_t *z, uint32_t *a_out)
@@ -321,21 +312,12 @@ void bep_layer_forward_cols(const bep_layer_t *L, void *state, const uint32_t *i
     const int16_t *tn = bep_tn(state, L);
     const uint32_t ow = L->out_words, nw = L->in_words, bits = L->in_bits;
     const uint16_t zero = (uint16_t)(L->cols * ow); /* the column of zeros after the last */
-    uint16_t list[BEP_SLICE_CHUNK + 32u + BEP_SLICE_GROUP], *lp = list;
-    uint16_t *zu = (uint16_t *)(void *)z;
-    uint32_t ones = 0, flip, m, k, off;
-    bep_slice_t sl;
-    if (((uint32_t)L->cols + 1u) * ow > 65536u) { /* word offsets of the columns beyond uint16 */
-        bep_layer_forward(L, state, in, NULL, z, a_out);
-        return;
-    }
+    uint16_t *list = bep_slice_list(state, L), *lp = list;
+    uint32_t ones = 0, flip, m, k, off, planes;
     for (k = 0; k < nw; ++k) ones += bep_pop(k + 1u < nw ? in[k] : in[k] & bep_last_mask(bits));
     flip = 2u * ones > bits ? 0xFFFFFFFFu : 0u; /* sum over the clear bits */
     m = flip ? bits - ones : ones;
-    for (sl.planes = 0; (m >> sl.planes) != 0u; ++sl.planes) continue;
-    sl.base = (int32_t)bits - 2 * (int32_t)ones;
-    sl.sg = flip ? -1 : 1;
-    sl.first = 1;
+    for (planes = 0; (m >> planes) != 0u; ++planes) continue;
     for (k = 0, off = 0; k < nw; ++k, off += 32u * ow) {
         uint32_t left = (in[k] ^ flip) & (k + 1u < nw ? 0xFFFFFFFFu : bep_last_mask(bits));
 #if BEP_USE_ASM && defined(__thumb2__)
@@ -348,14 +330,10 @@ void bep_layer_forward_cols(const bep_layer_t *L, void *state, const uint32_t *i
             if (left & 1u) *lp++ = (uint16_t)o;
         }
 #endif
-        /* The list holds BEP_SLICE_CHUNK, one more word's bits and the padding. */
-        if (lp - list >= (ptrdiff_t)BEP_SLICE_CHUNK) {
-            bep_slice_flush(L, wt, tn, list, bep_slice_pad(list, lp, zero), &sl, zu, a_out);
-            sl.first = 0;
-            lp = list;
-        }
     }
-    if (lp != list || sl.first) bep_slice_flush(L, wt, tn, list, bep_slice_pad(list, lp, zero), &sl, zu, a_out);
+    while (((uint32_t)(lp - list) & (BEP_SLICE_GROUP - 1u)) != 0u) *lp++ = zero; /* whole groups */
+    bep_slice_z(L, wt, tn, list, (uint32_t)(lp - list), (int32_t)bits - 2 * (int32_t)ones, flip ? -1 : 1, planes, z,
+                a_out);
 }
 
 /* z = W a (+ W_h a_prev for the RNN), a_out = sign(z), 32 activations per store. */

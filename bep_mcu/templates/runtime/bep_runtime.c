@@ -186,23 +186,22 @@ BEP_KERNEL void bep_pack_row(const bep_config_t *cfg, void *state, const bep_lay
         /* W_h^T: row i holds, for every neuron, its recurrent weight from neuron i. */
         for (i = 0; i < L->rows; ++i) bep_put_bit(wt + i * L->out_words, row, bep_get_bit(wr, i));
     } else {
-        uint32_t fresh[8], k, n, done;
+        /* The new signs go to the forward pass's list, scratch until the next forward pass
+         * (in_bits + 32 bytes: room for a row's words). */
+        uint32_t *fresh = (uint32_t *)(void *)bep_slice_list(state, L), k;
         const uint32_t ow = L->out_words, bit = 1u << (row & 31u);
         int16_t *tn = bep_tn(state, L) + row;
         int32_t t = *tn;
         wt += row >> 5;
-        for (done = 0; done < L->in_bits; done += n, w += 8) {
-            n = L->in_bits - done < 256u ? L->in_bits - done : 256u;
-            bep_row_sign(cfg, state, L, row * L->cols + done, n, fresh);
-            for (k = 0; k < (n + 31u) >> 5; ++k) {
-                const uint32_t now = fresh[k], diff = now ^ w[k];
-                uint32_t *col = wt + (done + 32u * k) * ow;
-                if (diff == 0u) continue;
-                w[k] = now;
-                /* One bit of the transpose per changed sign; T counts the signs that went up
-                 * less those that went down. */
-                t += bep_toggle(col, ow, diff & now, bit) - bep_toggle(col, ow, diff & ~now, bit);
-            }
+        bep_row_sign(cfg, state, L, row * L->cols, L->in_bits, fresh);
+        for (k = 0; k < L->in_words; ++k) {
+            const uint32_t now = fresh[k], diff = now ^ w[k];
+            uint32_t *col = wt + 32u * k * ow;
+            if (diff == 0u) continue;
+            w[k] = now;
+            /* One bit of the transpose per changed sign; T counts the signs that went up less
+             * those that went down. */
+            t += bep_toggle(col, ow, diff & now, bit) - bep_toggle(col, ow, diff & ~now, bit);
         }
         *tn = (int16_t)t;
     }
@@ -233,7 +232,10 @@ static const uint32_t *bep_forward(const bep_config_t *cfg, void *state, const u
         for (l = 0; l < cfg->n_layers; ++l) {
             const bep_layer_t *L = &cfg->layer[l];
             uint32_t *a = bep_u32(state, L->a_off);
-            bep_layer_forward_cols(L, state, in, bep_i16(state, L->z_off), a);
+            if (bep_cols_forward_fits(L))
+                bep_layer_forward_cols(L, state, in, bep_i16(state, L->z_off), a);
+            else
+                bep_layer_forward(L, state, in, NULL, bep_i16(state, L->z_off), a);
             in = a;
         }
         return in;

@@ -111,10 +111,15 @@ static inline uint8_t *bep_bytes(void *state, uint32_t off) { return (uint8_t *)
 static inline uint32_t *bep_u32(void *state, uint32_t off) { return (uint32_t *)(void *)bep_bytes(state, off); }
 static inline int16_t *bep_i16(void *state, uint32_t off) { return (int16_t *)(void *)bep_bytes(state, off); }
 /* MLP: each row's count of +1 signs, int16, right after the transpose and its column of
- * zeros (layout.py: wt, tn). */
+ * zeros, then the column list of the forward pass, K_in / 2 + 16 uint16 (layout.py: wt,
+ * tn). */
 static inline int16_t *bep_tn(void *state, const bep_layer_t *L)
 {
     return bep_i16(state, L->wt_off + ((uint32_t)L->cols + 1u) * L->out_words * 4u);
+}
+static inline uint16_t *bep_slice_list(void *state, const bep_layer_t *L)
+{
+    return (uint16_t *)(void *)(bep_tn(state, L) + (((uint32_t)L->rows + 1u) & ~1u));
 }
 
 /* ------------------------------------------------------------- inline helpers */
@@ -202,6 +207,10 @@ void bep_layer_forward(const bep_layer_t *L, void *state, const uint32_t *in, co
  * @param[out] z      L->rows pre-activations
  * @param[out] a_out  packed activations, L->out_words words (padding bits 0) */
 void bep_layer_forward_cols(const bep_layer_t *L, void *state, const uint32_t *in, int16_t *z, uint32_t *a_out);
+
+/** Whether bep_layer_forward_cols takes the MLP layer L: its columns' word offsets fit
+ * uint16 (else bep_layer_forward). */
+int bep_cols_forward_fits(const bep_layer_t *L);
 
 /** The classifier: logits y_c = <P_c, a_last> of the classes in use, the prediction (argmax,
  * ties to the lowest class) and the trigger margin y_label - max_{c != label} y_c. The
