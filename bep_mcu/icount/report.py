@@ -40,7 +40,8 @@ from bep_mcu.training import EncodedData, NumpyTrainer
 
 DEMO_DATA = "prototypes:classes=10,features=256,samples=3000"
 PARTS = {  # breakdown: function (GCC suffixes such as .isra.0 dropped) → part of the step
-    "forward": ("bep_forward", "bep_layer_forward", "bep_layer_forward_cols", "bep_slice_z", "bep_slice_count", "bep_dot_rows", "bep_classify", "bep_logits16", "bep_padding"),
+    "forward": ("bep_forward", "bep_layer_forward", "bep_layer_forward_cols", "bep_slice_z", "bep_slice_count",
+                "bep_dot_rows", "bep_classify", "bep_logits16", "bep_padding"),
     "backward": ("bep_learn_mlp", "bep_learn_rnn", "bep_backward"),
     "update": ("bep_update", "bep_row_add8", "bep_row_add16", "bep_row_add8_split", "bep_row_add8_words"),
     "winner": ("bep_winner",),

@@ -154,6 +154,7 @@ static uint32_t bep_dot_rows(const uint32_t **w, const uint32_t *in, uint32_t n,
  * K / 2 of them, padded to whole groups with the column of zeros after the last). Columns
  * whose offsets pass uint16 (layers of more than 2^21 weights) take the row form
  * (bep_cols_forward_fits). */
+
 /* The columns one pass of the counting loop takes (lists are padded with the zero column
  * to a multiple of it). */
 #if BEP_USE_ASM && defined(__thumb2__)
@@ -191,8 +192,7 @@ static uint32_t bep_dot_rows(const uint32_t **w, const uint32_t *in, uint32_t n,
 
 /* c[0..] = the bit planes of the sums, over the n (a multiple of BEP_SLICE_GROUP) listed
  * columns (word offsets into col), of their first word (c[0..15] zero on entry, c[16]
- * scratch; a sum below 2^16 ripples no further than
- * c[15]). */
+ * scratch; a sum below 2^16 ripples no further than c[15]). */
 static void bep_slice_count(const uint32_t *col, const uint16_t *p, uint32_t n, uint32_t *c)
 {
     uint32_t ones, twos, fours;
