@@ -195,23 +195,20 @@ static uint32_t bep_dot_rows(const uint32_t **w, const uint32_t *in, uint32_t n,
  * scratch; a sum below 2^16 ripples no further than c[15]). */
 static void bep_slice_count(const uint32_t *col, const uint16_t *p, uint32_t n, uint32_t *c)
 {
-    uint32_t ones, twos, fours;
-    const uint16_t *end = p + n;
 #if BEP_USE_ASM && defined(__thumb2__)
     if (n != 0u) {
-        c[16] = (uint32_t)(uintptr_t)end; /* sixteen at a time, to the end pointer in c[16] */
+        c[16] = (uint32_t)(uintptr_t)(p + n); /* sixteen at a time, to the end pointer in c[16] */
         bep_asm_slice16(col, p, c);
-        p = end;
     }
-#endif
-    ones = c[0];
-    twos = c[1];
-    fours = c[2];
+#else
+    uint32_t ones = c[0], twos = c[1], fours = c[2];
+    const uint16_t *end = p + n;
     for (; p != end; p += 8)
         BEP_CSA8(col[p[0]], col[p[1]], col[p[2]], col[p[3]], col[p[4]], col[p[5]], col[p[6]], col[p[7]]);
     c[0] = ones;
     c[1] = twos;
     c[2] = fours;
+#endif
 }
 #undef BEP_CSA8
 #undef BEP_CSA
