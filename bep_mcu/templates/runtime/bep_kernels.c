@@ -298,11 +298,6 @@ static void bep_slice_z(const bep_layer_t *L, const uint32_t *wt, const int16_t 
     }
 }
 
-int bep_cols_forward_fits(const bep_layer_t *L)
-{
-    return ((uint32_t)L->cols + 1u) * L->out_words <= 65536u;
-}
-
 void bep_layer_forward_cols(const bep_layer_t *L, void *state, const uint32_t *in, int16_t *z, uint32_t *a_out)
 {
     const uint32_t *wt = bep_u32(state, L->wt_off);

@@ -121,6 +121,12 @@ static inline uint16_t *bep_slice_list(void *state, const bep_layer_t *L)
 {
     return (uint16_t *)(void *)(bep_tn(state, L) + (((uint32_t)L->rows + 1u) & ~1u));
 }
+/* Whether bep_layer_forward_cols takes the MLP layer L: the word offsets of its columns,
+ * the column of zeros included, fit its uint16 list (else bep_layer_forward). */
+static inline int bep_cols_forward_fits(const bep_layer_t *L)
+{
+    return ((uint32_t)L->cols + 1u) * L->out_words <= 65536u;
+}
 
 /* ------------------------------------------------------------- inline helpers */
 
@@ -207,10 +213,6 @@ void bep_layer_forward(const bep_layer_t *L, void *state, const uint32_t *in, co
  * @param[out] z      L->rows pre-activations
  * @param[out] a_out  packed activations, L->out_words words (padding bits 0) */
 void bep_layer_forward_cols(const bep_layer_t *L, void *state, const uint32_t *in, int16_t *z, uint32_t *a_out);
-
-/** Whether bep_layer_forward_cols takes the MLP layer L: its columns' word offsets fit
- * uint16 (else bep_layer_forward). */
-int bep_cols_forward_fits(const bep_layer_t *L);
 
 /** The classifier: logits y_c = <P_c, a_last> of the classes in use, the prediction (argmax,
  * ties to the lowest class) and the trigger margin y_label - max_{c != label} y_c. The
