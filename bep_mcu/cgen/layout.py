@@ -8,8 +8,12 @@ State buffer = header, then per layer:
   h      hidden weights, int8/int16, rows x cols                        (learnable)
   w      packed visible weights, rows x words(K_in)                     (derived: sign(h))
   wr     rnn: packed recurrent weights, rows x words(K_h)               (derived)
-  wt     packed transpose for the backward pass (mlp layers >= 2: cols x words(rows);
+  wt     packed transpose (mlp: cols x words(rows), the column-form forward pass and the
+         backward pass, then one column of zeros that pads its column lists;
          rnn: W_h^T, K_h x words(K_h))                                  (derived)
+  tn     mlp: int16 per row, its +1 signs (the runtime finds it right after wt) (derived)
+  sl     mlp: the column-form forward pass's list of columns, K_in / 2 + 16 uint16
+         (right after tn)                                               (scratch)
   z      int16 pre-activations (rnn: one row per step)                  (activations)
   a      packed activations (rnn: one per step)                         (activations)
   t      packed desired activations a* (rnn: a*_t, a*_{t-1}, all-ones a_0)
@@ -78,7 +82,7 @@ class StatePlan:
         """Hidden weights, packed weights (incl. transposes), activations/scratch, header
         (the runtime's and the schedule's bookkeeping), the followed input thresholds."""
         hidden = sum(p.sizes["h"] for p in self.layers)
-        packed = sum(p.sizes["w"] + p.sizes["wr"] + p.sizes["wt"] for p in self.layers)
+        packed = sum(p.sizes["w"] + p.sizes["wr"] + p.sizes["wt"] + p.sizes["tn"] for p in self.layers)
         header = HEADER_BYTES + SCHEDULE_STATE_BYTES
         return {"header": header, "hidden_weights": hidden, "packed_weights": packed,
                 "activations": self.state_bytes - header - hidden - packed - self.calib_bytes,
@@ -111,13 +115,15 @@ def plan_state(spec: NetSpec, gates: tuple[int, ...], followed_thresholds: int =
             "h": _align4(rows * cols * wbytes),
             "w": rows * p.in_words * 4,
             "wr": rows * p.rec_words * 4,
-            "wt": (rows * p.out_words * 4) if rnn else (cols * p.out_words * 4 if i > 0 else 0),
+            "wt": (rows if rnn else cols + 1) * p.out_words * 4,
+            "tn": 0 if rnn else _align4(rows * 2),
+            "sl": 0 if rnn else _align4((in_bits // 2 + 16) * 2),
             "z": _align4(steps * rows * 2),
             "a": steps * p.out_words * 4,
             "t": (3 if rnn else 1) * p.out_words * 4,
             "dirty": p.out_words * 4,
         }
-        for name in ("h", "w", "wr", "wt", "z", "a", "t", "dirty"):
+        for name in ("h", "w", "wr", "wt", "tn", "sl", "z", "a", "t", "dirty"):
             p.offsets[name] = offset if p.sizes[name] else 0
             offset += p.sizes[name]
         layers.append(p)

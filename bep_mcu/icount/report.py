@@ -40,12 +40,13 @@ from bep_mcu.training import EncodedData, NumpyTrainer
 
 DEMO_DATA = "prototypes:classes=10,features=256,samples=3000"
 PARTS = {  # breakdown: function (GCC suffixes such as .isra.0 dropped) → part of the step
-    "forward": ("bep_forward", "bep_layer_forward", "bep_dot_rows", "bep_classify", "bep_logits16", "bep_padding"),
+    "forward": ("bep_forward", "bep_layer_forward", "bep_layer_forward_cols", "bep_slice_z", "bep_slice_count",
+                "bep_dot_rows", "bep_classify", "bep_logits16", "bep_padding"),
     "backward": ("bep_learn_mlp", "bep_learn_rnn", "bep_backward"),
     "update": ("bep_update", "bep_row_add8", "bep_row_add16", "bep_row_add8_split", "bep_row_add8_words"),
     "winner": ("bep_winner",),
     "reinforcement": ("bep_reinforce", "bep_draw_key"),
-    "repack": ("bep_repack_dirty", "bep_pack_row", "bep_row_sign"),
+    "repack": ("bep_repack_dirty", "bep_pack_row", "bep_row_sign", "bep_toggle"),
 }
 FLOAT_LR = 0.01
 TUNED_OPTS = ("-Os", "-O2", "-O3")  # the levels the tuned float step is built at; the best is kept

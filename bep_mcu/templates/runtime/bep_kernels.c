@@ -140,6 +140,194 @@ static uint32_t bep_dot_rows(const uint32_t **w, const uint32_t *in, uint32_t n,
     return acts;
 }
 
+/* --------------------------------------- column-form (bit-sliced) forward pass */
+
+/* An MLP layer's z from the transpose wt (bit n of column i: the sign of weight (n, i)):
+ * with S_n = the +1 weights of row n at the set input bits, the disagreements are
+ * d_n = |x| + T_n - 2 S_n (T_n: the row's +1 weights, bep_tn), so
+ * z_n = K - 2 d_n = K - 2|x| - 2 T_n + 4 S_n. When more than half the input bits are set
+ * the clear ones are summed instead (S'_n = T_n - S_n). The sum runs over 32 neurons at
+ * once: one column word per iterated bit goes into bit planes of the counts through a
+ * carry-save adder tree (eight columns give ones, twos, fours and a carry into the
+ * eights), then a bit-matrix transpose turns the planes into one count per neuron. The
+ * iterated bits are listed first (word offsets of their columns, in the state: at most
+ * K / 2 of them, padded to whole groups with the column of zeros after the last). Columns
+ * whose offsets pass uint16 (layers of more than 2^21 weights) take the row form
+ * (bep_cols_forward_fits). */
+
+/* The columns one pass of the counting loop takes (lists are padded with the zero column
+ * to a multiple of it). */
+#if BEP_USE_ASM && defined(__thumb2__)
+#define BEP_SLICE_GROUP 16u
+#else
+#define BEP_SLICE_GROUP 8u
+#endif
+
+/* (h, l) = l + a + b, as the bit planes of 32 two-bit sums. */
+#define BEP_CSA(h, l, a, b)                      \
+    do {                                         \
+        const uint32_t u_ = (l) ^ (a), b_ = (b); \
+        (h) = ((l) & (a)) | (u_ & b_);           \
+        (l) = u_ ^ b_;                           \
+    } while (0)
+
+/* Eight columns into the planes: ones, twos and fours in carry-save form, the eights
+ * rippling up c[3..]. */
+#define BEP_CSA8(d0, d1, d2, d3, d4, d5, d6, d7)     \
+    do {                                             \
+        uint32_t ta, tb, fa, fb, e, q;               \
+        BEP_CSA(ta, ones, d0, d1);                   \
+        BEP_CSA(tb, ones, d2, d3);                   \
+        BEP_CSA(fa, twos, ta, tb);                   \
+        BEP_CSA(ta, ones, d4, d5);                   \
+        BEP_CSA(tb, ones, d6, d7);                   \
+        BEP_CSA(fb, twos, ta, tb);                   \
+        BEP_CSA(e, fours, fa, fb);                   \
+        for (q = 3; e != 0u; ++q) {                  \
+            const uint32_t t_ = c[q] & e;            \
+            c[q] ^= e;                               \
+            e = t_;                                  \
+        }                                            \
+    } while (0)
+
+/* c[0..] = the bit planes of the sums, over the n (a multiple of BEP_SLICE_GROUP) listed
+ * columns (word offsets into col), of their first word (c[0..15] zero on entry, c[16]
+ * scratch; a sum below 2^16 ripples no further than c[15]). */
+static void bep_slice_count(const uint32_t *col, const uint16_t *p, uint32_t n, uint32_t *c)
+{
+#if BEP_USE_ASM && defined(__thumb2__)
+    if (n != 0u) {
+        c[16] = (uint32_t)(uintptr_t)(p + n); /* sixteen at a time, to the end pointer in c[16] */
+        bep_asm_slice16(col, p, c);
+    }
+#else
+    uint32_t ones = c[0], twos = c[1], fours = c[2];
+    const uint16_t *end = p + n;
+    for (; p != end; p += 8)
+        BEP_CSA8(col[p[0]], col[p[1]], col[p[2]], col[p[3]], col[p[4]], col[p[5]], col[p[6]], col[p[7]]);
+    c[0] = ones;
+    c[1] = twos;
+    c[2] = fours;
+#endif
+}
+#undef BEP_CSA8
+#undef BEP_CSA
+
+/* Transposes the 8 x 32 bit matrix c[0..7]: afterwards bit k of byte j of c[r] is bit
+ * 8j + r of plane k, so byte j of c[r] is the count of neuron 8j + r. Three rounds of
+ * swaps of 4, 2 and 1 rows and columns in each 8 x 8 block. */
+#define BEP_SWAP(a, b, s, m)                            \
+    do {                                                \
+        const uint32_t t_ = (((a) >> (s)) ^ (b)) & (m); \
+        (b) ^= t_;                                      \
+        (a) ^= t_ << (s);                               \
+    } while (0)
+BEP_HOT void bep_transpose8(uint32_t *c)
+{
+    uint32_t c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3], c4 = c[4], c5 = c[5], c6 = c[6], c7 = c[7];
+    uint32_t m = 0x0F0F0F0Fu;
+    BEP_IN_REGISTER(m);
+    BEP_SWAP(c0, c4, 4, m);
+    BEP_SWAP(c1, c5, 4, m);
+    BEP_SWAP(c2, c6, 4, m);
+    BEP_SWAP(c3, c7, 4, m);
+    m = 0x33333333u;
+    BEP_IN_REGISTER(m);
+    BEP_SWAP(c0, c2, 2, m);
+    BEP_SWAP(c1, c3, 2, m);
+    BEP_SWAP(c4, c6, 2, m);
+    BEP_SWAP(c5, c7, 2, m);
+    m = 0x55555555u;
+    BEP_IN_REGISTER(m);
+    BEP_SWAP(c0, c1, 1, m);
+    BEP_SWAP(c2, c3, 1, m);
+    BEP_SWAP(c4, c5, 1, m);
+    BEP_SWAP(c6, c7, 1, m);
+    c[0] = c0;
+    c[1] = c1;
+    c[2] = c2;
+    c[3] = c3;
+    c[4] = c4;
+    c[5] = c5;
+    c[6] = c6;
+    c[7] = c7;
+}
+#undef BEP_SWAP
+
+/* z and the activations of the rows in 32-neuron words from the counts S_n of the n
+ * listed columns: z_n = base + sg (4 S_n - 2 T_n); planes: the counts' bits. */
+static void bep_slice_z(const bep_layer_t *L, const uint32_t *wt, const int16_t *tn, const uint16_t *list,
+                        uint32_t n, int32_t base, int32_t sg, uint32_t planes, int16_t *z, uint32_t *a_out)
+{
+    uint32_t row;
+    for (row = 0; row < L->rows; row += 32u, z += 32, tn += 32) {
+        const uint32_t nb = L->rows - row < 32u ? L->rows - row : 32u;
+        uint32_t c[17], q, neg = 0;
+        for (q = 0; q < 16u; ++q) c[q] = 0;
+        bep_slice_count(wt + (row >> 5), list, n, c);
+        bep_transpose8(c);
+        if (planes > 8u) bep_transpose8(c + 8);
+        if (nb == 32u && planes <= 8u) {
+            /* Neuron 8j + r is byte j of c[r]; its sign goes to bit 8j of neg_r, and neg_r to
+             * bit r. */
+            for (q = 0; q < 8u; ++q) {
+                const uint32_t x = c[q];
+                uint32_t nq = 0;
+                int32_t v;
+#define BEP_NEURON(j)                                                                          \
+    v = base + sg * (4 * (int32_t)((x >> (8 * (j))) & 0xFFu) - 2 * (int32_t)tn[8 * (j) + q]); \
+    z[8 * (j) + q] = (int16_t)v;                                                               \
+    nq |= ((uint32_t)v >> 31) << (8 * (j))
+                BEP_NEURON(0);
+                BEP_NEURON(1);
+                BEP_NEURON(2);
+                BEP_NEURON(3);
+#undef BEP_NEURON
+                neg |= nq << q;
+            }
+        } else {
+            for (q = 0; q < nb; ++q) {
+                const uint32_t sh = q & ~7u, r = q & 7u;
+                const uint32_t s = ((c[r] >> sh) & 0xFFu) | (((c[8u + r] >> sh) & 0xFFu) << 8);
+                const int32_t v = base + sg * (4 * (int32_t)s - 2 * (int32_t)tn[q]);
+                z[q] = (int16_t)v;
+                neg |= ((uint32_t)v >> 31) << q;
+            }
+        }
+        a_out[row >> 5] = ~neg & (0xFFFFFFFFu >> (32u - nb));
+    }
+}
+
+void bep_layer_forward_cols(const bep_layer_t *L, void *state, const uint32_t *in, int16_t *z, uint32_t *a_out)
+{
+    const uint32_t *wt = bep_u32(state, L->wt_off);
+    const int16_t *tn = bep_tn(state, L);
+    const uint32_t ow = L->out_words, nw = L->in_words, bits = L->in_bits;
+    const uint16_t zero = (uint16_t)(L->cols * ow); /* the column of zeros after the last */
+    uint16_t *list = bep_slice_list(state, L), *lp = list;
+    uint32_t ones = 0, flip, m, k, off, planes;
+    for (k = 0; k < nw; ++k) ones += bep_pop(k + 1u < nw ? in[k] : in[k] & bep_last_mask(bits));
+    flip = 2u * ones > bits ? 0xFFFFFFFFu : 0u; /* sum over the clear bits */
+    m = flip ? bits - ones : ones;
+    for (planes = 0; (m >> planes) != 0u; ++planes) continue;
+    for (k = 0, off = 0; k < nw; ++k, off += 32u * ow) {
+        uint32_t left = (in[k] ^ flip) & (k + 1u < nw ? 0xFFFFFFFFu : bep_last_mask(bits));
+#if BEP_USE_ASM && defined(__thumb2__)
+        if (left != 0u) lp = bep_asm_list_bits(lp, left, off, ow);
+#elif BEP_HAS_CTZ
+        for (; left != 0u; left &= left - 1u) *lp++ = (uint16_t)(off + (uint32_t)__builtin_ctz(left) * ow);
+#else
+        uint32_t o = off;
+        for (; left != 0u; left >>= 1, o += ow) {
+            if (left & 1u) *lp++ = (uint16_t)o;
+        }
+#endif
+    }
+    while (((uint32_t)(lp - list) & (BEP_SLICE_GROUP - 1u)) != 0u) *lp++ = zero; /* whole groups */
+    bep_slice_z(L, wt, tn, list, (uint32_t)(lp - list), (int32_t)bits - 2 * (int32_t)ones, flip ? -1 : 1, planes, z,
+                a_out);
+}
+
 /* z = W a (+ W_h a_prev for the RNN), a_out = sign(z), 32 activations per store. */
 void bep_layer_forward(const bep_layer_t *L, void *state, const uint32_t *in, const uint32_t *prev, int16_t *z,
                        uint32_t *a_out)

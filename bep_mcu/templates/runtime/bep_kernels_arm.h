@@ -173,6 +173,91 @@ BEP_HOT uint32_t bep_asm_forward_rows(const uint32_t **w, const uint32_t *in, ui
 #undef BEP_T2_OPERANDS
 #endif
 
+#if BEP_USE_ASM && defined(__thumb2__)
+/* The column-form forward pass (bep_slice_count): sixteen listed columns (word offsets
+ * at p) of col into the bit planes, a Harley-Seal tree: ones, twos, fours and eights
+ * stay in registers in carry-save form, the sixteens ripple up c[4..15]. One CSA,
+ * (h, l) = l + a + b, is five instructions that leave h in the register u and use a as
+ * scratch. 13 registers: the loop runs until p reaches c[16]. */
+#define BEP_T2_CSA(u, l, a, b)   \
+    "eor " u ", " l ", " a "\n\t" \
+    "and " a ", " a ", " l "\n\t" \
+    "eor " l ", " u ", " b "\n\t" \
+    "and " u ", " u ", " b "\n\t" \
+    "orr " u ", " u ", " a "\n\t"
+#define BEP_T2_LOAD2(o0, o1)                          \
+    "ldrh %[a], [%[p], #" o0 "]\n\t"                   \
+    "ldrh %[b], [%[p], #" o1 "]\n\t"                   \
+    "ldr %[a], [%[col], %[a], lsl #2]\n\t"             \
+    "ldr %[b], [%[col], %[b], lsl #2]\n\t"
+/* Eight columns: ones and twos take them, the carry into the eights goes to h. */
+#define BEP_T2_EIGHT(o0, o1, o2, o3, o4, o5, o6, o7, h)                \
+    BEP_T2_LOAD2(o0, o1) BEP_T2_CSA("%[u]", "%[ones]", "%[a]", "%[b]") \
+    BEP_T2_LOAD2(o2, o3) BEP_T2_CSA("%[v]", "%[ones]", "%[a]", "%[b]") \
+    BEP_T2_CSA("%[f]", "%[twos]", "%[u]", "%[v]")                    \
+    BEP_T2_LOAD2(o4, o5) BEP_T2_CSA("%[u]", "%[ones]", "%[a]", "%[b]") \
+    BEP_T2_LOAD2(o6, o7) BEP_T2_CSA("%[v]", "%[ones]", "%[a]", "%[b]") \
+    BEP_T2_CSA("%[a]", "%[twos]", "%[u]", "%[v]")                    \
+    BEP_T2_CSA(h, "%[fours]", "%[f]", "%[a]")
+/* The carry u into plane c[off / 4]; done when nothing carries on. */
+#define BEP_T2_RIPPLE(off)                 \
+    "ldr %[b], [%[c], #" off "]\n\t"        \
+    "eor %[a], %[b], %[u]\n\t"              \
+    "str %[a], [%[c], #" off "]\n\t"        \
+    "ands %[u], %[u], %[b]\n\t"             \
+    "beq 2f\n\t"
+BEP_HOT void bep_asm_slice16(const uint32_t *col, const uint16_t *p, uint32_t *c)
+{
+    uint32_t ones = c[0], twos = c[1], fours = c[2], eights = c[3], a, b, u, v, f, e;
+    __asm__ volatile(
+        "1:\n\t"
+        BEP_T2_EIGHT("0", "2", "4", "6", "8", "10", "12", "14", "%[e]")
+        BEP_T2_EIGHT("16", "18", "20", "22", "24", "26", "28", "30", "%[v]")
+        BEP_T2_CSA("%[u]", "%[eights]", "%[e]", "%[v]")
+        "cmp %[u], #0\n\t"
+        "beq 2f\n\t"
+        BEP_T2_RIPPLE("16") BEP_T2_RIPPLE("20") BEP_T2_RIPPLE("24") BEP_T2_RIPPLE("28")
+        BEP_T2_RIPPLE("32") BEP_T2_RIPPLE("36") BEP_T2_RIPPLE("40") BEP_T2_RIPPLE("44")
+        BEP_T2_RIPPLE("48") BEP_T2_RIPPLE("52") BEP_T2_RIPPLE("56") BEP_T2_RIPPLE("60")
+        "2:\n\t"
+        "adds %[p], %[p], #32\n\t"
+        "ldr %[a], [%[c], #64]\n\t"
+        "cmp %[p], %[a]\n\t"
+        "bne 1b\n\t"
+        : [ones] "+r"(ones), [twos] "+r"(twos), [fours] "+r"(fours), [eights] "+r"(eights), [p] "+r"(p),
+          [a] "=&r"(a), [b] "=&r"(b), [u] "=&r"(u), [v] "=&r"(v), [f] "=&r"(f), [e] "=&r"(e)
+        : [col] "r"(col), [c] "r"(c)
+        : "cc", "memory");
+    c[0] = ones;
+    c[1] = twos;
+    c[2] = fours;
+    c[3] = eights;
+}
+/* The list of bep_layer_forward_cols: off + i * ow for every set bit i of x, lowest
+ * first; returns the end of the list. The word is bit-reversed once, so CLZ alone finds
+ * each bit and BICS clears it and tests for the last: six instructions a bit. */
+BEP_HOT uint16_t *bep_asm_list_bits(uint16_t *lp, uint32_t x, uint32_t off, uint32_t ow)
+{
+    uint32_t b, t, top = 0x80000000u;
+    __asm__("rbit %[x], %[x]\n\t"
+            "1:\n\t"
+            "clz %[b], %[x]\n\t"
+            "mla %[t], %[b], %[ow], %[off]\n\t"
+            "strh %[t], [%[lp]], #2\n\t"
+            "lsr %[t], %[top], %[b]\n\t"
+            "bics %[x], %[x], %[t]\n\t"
+            "bne 1b\n\t"
+            : [lp] "+r"(lp), [x] "+r"(x), [b] "=&r"(b), [t] "=&r"(t)
+            : [off] "r"(off), [ow] "r"(ow), [top] "r"(top)
+            : "cc", "memory");
+    return lp;
+}
+#undef BEP_T2_RIPPLE
+#undef BEP_T2_EIGHT
+#undef BEP_T2_LOAD2
+#undef BEP_T2_CSA
+#endif
+
 #if BEP_USE_ASM && defined(__ARM_ARCH_6M__)
 /* x = the disagreements of the next words at w and a counted in 4-bit lanes (the first
  * two steps of a SWAR popcount; p is scratch); LDM's write-back moves both pointers on. */

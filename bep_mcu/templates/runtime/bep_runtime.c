@@ -43,13 +43,6 @@ uint32_t bep_draw(uint32_t seed, uint32_t counter, uint32_t layer, uint32_t inde
 
 /* ------------------------------------------------------------------ helpers */
 
-/* Mask of the valid bits in the last word of a vector of `bits` bits. */
-static uint32_t bep_last_mask(uint32_t bits)
-{
-    uint32_t r = bits & 31u;
-    return r ? ((1u << r) - 1u) : 0xFFFFFFFFu;
-}
-
 static uint32_t bep_get_bit(const uint32_t *v, uint32_t i) { return (v[i >> 5] >> (i & 31u)) & 1u; }
 
 static void bep_put_bit(uint32_t *v, uint32_t i, uint32_t bit)
@@ -162,27 +155,69 @@ static void bep_row_sign(const bep_config_t *cfg, void *state, const bep_layer_t
     }
 }
 
+/* Toggles `bit` in word col[i * ow] for every set bit i of `bits`; returns their count. */
+static int32_t bep_toggle(uint32_t *col, uint32_t ow, uint32_t bits, uint32_t bit)
+{
+    int32_t n = 0;
+#if BEP_HAS_CTZ
+    for (; bits != 0u; bits &= bits - 1u, ++n) col[(uint32_t)__builtin_ctz(bits) * ow] ^= bit;
+#else
+    /* No CTZ: the lowest bit's index by a de Bruijn multiply (a few changed signs in a
+     * word, not a scan of all 32). */
+    static const uint8_t debruijn[32] = {0,  1,  28, 2,  29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4,  8,
+                                         31, 27, 13, 23, 21, 19, 16, 7, 26, 12, 18, 6,  11, 5,  10, 9};
+    for (; bits != 0u; bits &= bits - 1u, ++n) col[debruijn[((bits & (0u - bits)) * 0x077CB531u) >> 27] * ow] ^= bit;
+#endif
+    return n;
+}
+
 /* W[row] = sign(H[row]) (sign(0) = +1), and the row's bit in every row of the
- * transpose kept for the backward pass. */
+ * transpose. MLP: the transpose (the column form of the forward pass) and the row's count
+ * of +1 signs follow the row's changed signs only, found by XOR with the old row: a
+ * repacked row changes few. */
 BEP_KERNEL void bep_pack_row(const bep_config_t *cfg, void *state, const bep_layer_t *L, uint32_t row)
 {
     uint32_t *w = bep_u32(state, L->w_off) + row * L->in_words;
     uint32_t *wt = bep_u32(state, L->wt_off), i;
-    bep_row_sign(cfg, state, L, row * L->cols, L->in_bits, w);
     if (cfg->model == BEP_MODEL_RNN) {
         uint32_t *wr = bep_u32(state, L->wr_off) + row * L->rec_words;
+        bep_row_sign(cfg, state, L, row * L->cols, L->in_bits, w);
         bep_row_sign(cfg, state, L, row * L->cols + L->in_bits, L->rows, wr);
         /* W_h^T: row i holds, for every neuron, its recurrent weight from neuron i. */
         for (i = 0; i < L->rows; ++i) bep_put_bit(wt + i * L->out_words, row, bep_get_bit(wr, i));
-    } else if (L->wt_off != 0u) {
-        for (i = 0; i < L->cols; ++i) bep_put_bit(wt + i * L->out_words, row, bep_get_bit(w, i));
+    } else {
+        /* The new signs go to the forward pass's list, scratch until the next forward pass
+         * (in_bits + 32 bytes: room for a row's words). */
+        uint32_t *fresh = (uint32_t *)(void *)bep_slice_list(state, L), k;
+        const uint32_t ow = L->out_words, bit = 1u << (row & 31u);
+        int16_t *tn = bep_tn(state, L) + row;
+        int32_t t = *tn;
+        wt += row >> 5;
+        bep_row_sign(cfg, state, L, row * L->cols, L->in_bits, fresh);
+        for (k = 0; k < L->in_words; ++k) {
+            const uint32_t now = fresh[k], diff = now ^ w[k];
+            uint32_t *col = wt + 32u * k * ow;
+            if (diff == 0u) continue;
+            w[k] = now;
+            /* One bit of the transpose per changed sign; T counts the signs that went up less
+             * those that went down. */
+            t += bep_toggle(col, ow, diff & now, bit) - bep_toggle(col, ow, diff & ~now, bit);
+        }
+        *tn = (int16_t)t;
     }
 }
 
 static void bep_pack_layer(const bep_config_t *cfg, void *state, const bep_layer_t *L)
 {
     uint32_t row;
-    if (L->wt_off != 0u) bep_zero(bep_u32(state, L->wt_off), (uint32_t)(cfg->model == BEP_MODEL_RNN ? L->rows : L->cols) * L->out_words);
+    if (cfg->model == BEP_MODEL_RNN) {
+        bep_zero(bep_u32(state, L->wt_off), (uint32_t)L->rows * L->out_words);
+    } else {
+        /* From all-zero signs, every row's +1 signs count as changed (bep_pack_row). */
+        bep_zero(bep_u32(state, L->w_off), (uint32_t)L->rows * L->in_words);
+        bep_zero(bep_u32(state, L->wt_off), ((uint32_t)L->cols + 1u) * L->out_words);
+        bep_zero((uint32_t *)(void *)bep_tn(state, L), ((uint32_t)L->rows + 1u) / 2u);
+    }
     for (row = 0; row < L->rows; ++row) bep_pack_row(cfg, state, L, row);
 }
 
@@ -197,7 +232,10 @@ static const uint32_t *bep_forward(const bep_config_t *cfg, void *state, const u
         for (l = 0; l < cfg->n_layers; ++l) {
             const bep_layer_t *L = &cfg->layer[l];
             uint32_t *a = bep_u32(state, L->a_off);
-            bep_layer_forward(L, state, in, NULL, bep_i16(state, L->z_off), a);
+            if (bep_cols_forward_fits(L))
+                bep_layer_forward_cols(L, state, in, bep_i16(state, L->z_off), a);
+            else
+                bep_layer_forward(L, state, in, NULL, bep_i16(state, L->z_off), a);
             in = a;
         }
         return in;

@@ -110,6 +110,23 @@ static inline bep_schedule_state_t *bep_schedule(const bep_config_t *cfg, void *
 static inline uint8_t *bep_bytes(void *state, uint32_t off) { return (uint8_t *)state + off; }
 static inline uint32_t *bep_u32(void *state, uint32_t off) { return (uint32_t *)(void *)bep_bytes(state, off); }
 static inline int16_t *bep_i16(void *state, uint32_t off) { return (int16_t *)(void *)bep_bytes(state, off); }
+/* MLP: each row's count of +1 signs, int16, right after the transpose and its column of
+ * zeros, then the column list of the forward pass, K_in / 2 + 16 uint16 (layout.py: wt,
+ * tn). */
+static inline int16_t *bep_tn(void *state, const bep_layer_t *L)
+{
+    return bep_i16(state, L->wt_off + ((uint32_t)L->cols + 1u) * L->out_words * 4u);
+}
+static inline uint16_t *bep_slice_list(void *state, const bep_layer_t *L)
+{
+    return (uint16_t *)(void *)(bep_tn(state, L) + (((uint32_t)L->rows + 1u) & ~1u));
+}
+/* Whether bep_layer_forward_cols takes the MLP layer L: the word offsets of its columns,
+ * the column of zeros included, fit its uint16 list (else bep_layer_forward). */
+static inline int bep_cols_forward_fits(const bep_layer_t *L)
+{
+    return ((uint32_t)L->cols + 1u) * L->out_words <= 65536u;
+}
 
 /* ------------------------------------------------------------- inline helpers */
 
@@ -156,6 +173,13 @@ BEP_HOT uint32_t bep_mulhi(uint32_t a, uint32_t b)
 #endif
 }
 
+/* Mask of the valid bits in the last word of a vector of `bits` bits. */
+BEP_HOT uint32_t bep_last_mask(uint32_t bits)
+{
+    uint32_t r = bits & 31u;
+    return r ? ((1u << r) - 1u) : 0xFFFFFFFFu;
+}
+
 BEP_HOT uint32_t bep_load4(const int8_t *p)
 {
 #if BEP_LE_BUILTINS
@@ -180,6 +204,15 @@ BEP_HOT uint32_t bep_load4(const int8_t *p)
  * @param[out] a_out  packed activations, L->out_words words (padding bits 0) */
 void bep_layer_forward(const bep_layer_t *L, void *state, const uint32_t *in, const uint32_t *prev, int16_t *z,
                        uint32_t *a_out);
+
+/** An MLP layer's forward pass in column form, from the transpose wt and the rows' +1
+ * counts (bep_tn): z and a_out as bep_layer_forward computes them.
+ * @param[in]  L      the layer (cfg->layer[l]), an MLP layer
+ * @param[in]  state  the state buffer holding the layer's transpose and counts
+ * @param[in]  in     packed input, L->in_words words (padding bits may hold anything)
+ * @param[out] z      L->rows pre-activations
+ * @param[out] a_out  packed activations, L->out_words words (padding bits 0) */
+void bep_layer_forward_cols(const bep_layer_t *L, void *state, const uint32_t *in, int16_t *z, uint32_t *a_out);
 
 /** The classifier: logits y_c = <P_c, a_last> of the classes in use, the prediction (argmax,
  * ties to the lowest class) and the trigger margin y_label - max_{c != label} y_c. The
