@@ -453,15 +453,15 @@ def test_targets_of_the_worst_case_workload(demo):
     for r in (b100, b1, m0_100):
         assert r["bit_exact"]
         assert r["counters"]["triggered"] >= 0.9 * r["samples"]  # the worst case: almost every sample learns
-    assert b100["instructions_per_sample"] <= 19_600
-    assert b1["instructions_per_sample"] <= 32_700
-    assert m0_100["instructions_per_sample"] <= 40_000
+    assert b100["instructions_per_sample"] <= 16_000  # issue 25's goals, but batch 1 (28,000: not met)
+    assert b1["instructions_per_sample"] <= 31_000
+    assert m0_100["instructions_per_sample"] <= 37_000
     flt, tuned = (icount.run_float(icount.build_float_image("cortex-m4", demo.shape, tuned=tuned), demo.X_float[:5],
                                    demo.y[:5], report.float_params(demo.shape, demo.seed), report.FLOAT_LR)
                   for tuned in (False, True))
     assert flt["instructions_per_sample"] >= 17 * b100["instructions_per_sample"]
     assert tuned["instructions_per_sample"] <= 180_000  # the tuned step at -Os (its best level on the M4)
-    assert tuned["instructions_per_sample"] >= 8 * b100["instructions_per_sample"]
+    assert tuned["instructions_per_sample"] >= 10 * b100["instructions_per_sample"]
     assert b100["cycles_per_sample"] > b100["instructions_per_sample"]
 
 
@@ -523,7 +523,9 @@ def test_main_json(capsys):
     assert abs(d["float_tuned_over_batch_100"] - d["float_sgd_tuned"] / d["batch_100"]) < 0.01  # batch_100 rounded
     assert d["cycles_batch_100"] > d["batch_100"]
     assert d["float_sgd_tuned_cycles"] > d["float_sgd_tuned"] and d["float_sgd_tuned_cycles"] < d["float_sgd_cycles"]
-    assert d["float_bytes_per_weight"] > 4 > 1 < d["bytes_per_weight"] < 1.25
+    # the whole state: 1 B hidden weight + 2 sign bits per weight, plus per-neuron buffers and header
+    # (test_verify bounds the per-synapse part at 1.25 B)
+    assert d["float_bytes_per_weight"] > 4 > 1.25 < d["bytes_per_weight"] < 1.3
     assert set(d["breakdown"]) == {"forward", "backward", "update", "winner", "reinforcement", "repack", "other"}
 
 

@@ -82,7 +82,10 @@ class StatePlan:
         """Hidden weights, packed weights (incl. transposes), activations/scratch, header
         (the runtime's and the schedule's bookkeeping), the followed input thresholds."""
         hidden = sum(p.sizes["h"] for p in self.layers)
-        packed = sum(p.sizes["w"] + p.sizes["wr"] + p.sizes["wt"] + p.sizes["tn"] for p in self.layers)
+        # Per synapse: the signs and their transpose; an MLP's column of zeros after the transpose
+        # and its counts per row (tn) are per neuron, and count with the activations.
+        packed = sum(p.sizes["w"] + p.sizes["wr"] + p.sizes["wt"] - (4 * p.out_words if p.sizes["tn"] else 0)
+                     for p in self.layers)
         header = HEADER_BYTES + SCHEDULE_STATE_BYTES
         return {"header": header, "hidden_weights": hidden, "packed_weights": packed,
                 "activations": self.state_bytes - header - hidden - packed - self.calib_bytes,

@@ -66,7 +66,7 @@ extern "C" { /* C linkage for C++ callers */
 #endif
 
 /* Bumped whenever bep_config_t or the state layout changes; generated files check it. */
-#define BEP_RUNTIME_ABI 4
+#define BEP_RUNTIME_ABI 5
 #define BEP_MAX_LAYERS 4
 
 #ifndef BEP_POPCOUNT_TABLE
