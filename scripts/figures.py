@@ -432,8 +432,9 @@ def render_instructions(res: Results) -> str:
             f"its fastest: {m4('float_sgd_tuned_cycles') / m4('cycles_batch_100'):.1f}× BEP's batch 100; as first "
             f"written {round(m4('float_sgd_cycles'), -2):,.0f}, "
             f"{m4('float_sgd_cycles') / m4('cycles_batch_100'):.1f}×). At batch 100 the "
-            f"XNOR-popcount forward pass is {share('forward')} of the step (1,064 words, 10.5 instructions per word in "
-            f"its inner loop), the saturating QADD8 row updates {share('update')}, winner selection {share('winner')}; "
+            f"forward pass (column form: a carry-save count of the listed input columns, 32 neurons a word) is "
+            f"{share('forward')} of the step, the saturating QADD8 row updates {share('update')}, winner selection "
+            f"{share('winner')}; "
             f"at batch 1 the {draws} reinforcement draws add {one('reinforcement')} "
             f"and repacking the updated rows {one('repack')}. Kernels, `-D` options, the cycle model and the floor of "
             f"each part: docs/performance.md.")
@@ -494,12 +495,11 @@ def render_floors(res: Results) -> str:
     """The measured side of the floor analysis: each part per sample (BEP_MEASURE build) beside its floor."""
     c = Counts(res)
     rows = [  # (part, the floor derived in docs/performance.md, core, breakdown, part key)
-        ("forward, M4", 12_000, "cortex-m4", "breakdown", "forward"),
+        ("forward, M4 (column form)", 4_600, "cortex-m4", "breakdown", "forward"),
         ("update, M4", 4_100, "cortex-m4", "breakdown", "update"),
         ("winner selection, M4", 500, "cortex-m4", "breakdown", "winner"),
         ("reinforcement, M4 batch 1", 8_600, "cortex-m4", "breakdown_batch_1", "reinforcement"),
-        ("repack, M4 batch 1", 2_900, "cortex-m4", "breakdown_batch_1", "repack"),
-        ("forward, M0", 15_400, "cortex-m0", "breakdown", "forward"),
+        ("repack, M4 batch 1", 3_900, "cortex-m4", "breakdown_batch_1", "repack"),
         ("update, M0", 15_800, "cortex-m0", "breakdown", "update"),
     ]
     lines = ["| part (per sample) | floor | measured | measured / floor |", "|---|---|---|---|"]

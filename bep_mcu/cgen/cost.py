@@ -34,7 +34,7 @@ off the compiled calibration loop, not a count).
 Example::
 
     features(spec, params.gamma, batch_size=100, error_rate=1.0).instructions(DEFAULT["cortex-m4"])
-    model = calibrate([Measurement("cortex-m4", spec, gamma, 100, 1.0, 19566), ...])
+    model = calibrate([Measurement("cortex-m4", spec, gamma, 100, 1.0, 15691), ...])
 """
 
 from __future__ import annotations
@@ -51,10 +51,11 @@ from bep_mcu.errors import BEPError
 
 # M4 instructions per unit of per-sample work, from icount's breakdown of 256-128-10 at
 # batch 100, E = 1 (features below: 1064 XNOR words, 4096 update bytes, 128 neurons):
-# forward 12,557; update 5,244; winner 1,147 + other 245 + repack/reinforcement 482.
-W_XNOR = 12_557 / 1064
+# forward 8,221 (the column form: about half the input bits' columns, 32 neurons a word, so
+# still in proportion to the XNOR words); update 5,244; winner 1,147 + other 158 + repack/reinforcement 1,031.
+W_XNOR = 8_221 / 1064
 W_UPDATE = 5_244 / 4096
-W_NEURON = 1_392 / 128
+W_NEURON = 1_305 / 128
 
 CORE_FAMILY = {name: core.cost_core for name, core in CORES.items()}  # -mcpu → the core whose coefficients it uses
 P_R = 0.5  # the reinforcement strength icount's published figures were measured with (the default)
@@ -160,10 +161,10 @@ def calibrate(measurements: Iterable[Measurement]) -> dict[str, Coefficients]:
 _ICOUNT_SPEC = NetSpec("mlp", 256, (128,), 10)
 PUBLISHED: tuple[Measurement, ...] = tuple(
     Measurement(core, _ICOUNT_SPEC, (8,), batch, e, n)
-    for core, figures in (("cortex-m4", (19_566, 19_504, 32_695, 26_400)),
-                          ("cortex-m0", (39_930, 39_762, 73_572, 56_349)),
+    for core, figures in (("cortex-m4", (15_691, 15_630, 30_849, 25_232)),
+                          ("cortex-m0", (36_096, 35_930, 73_231, 57_643)),
                           # `python -m bep_mcu.icount --cpus rv32imac` (the portable C, GCC 12.2 -Os)
-                          ("rv32imac", (39_181, 39_102, 59_101, 50_541)))
+                          ("rv32imac", (30_894, 30_817, 53_509, 46_447)))
     for (batch, e), n in zip(((100, 1.0), (100, 0.1), (1, 1.0), (1, 0.1)), figures)
 )
 DEFAULT: dict[str, Coefficients] = calibrate(PUBLISHED)
