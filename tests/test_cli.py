@@ -231,10 +231,12 @@ def test_info_json(trained):
     assert layer["shape"] == [32, 64] and layer["synapses"] == 2048
     assert layer["hidden_weight_bytes"] == 2048  # 8 bits per synapse
     assert layer["packed_weight_bytes"] == 32 * 2 * 4  # ceil(64/32) words per row
+    assert layer["transpose_bytes"] == 64 * 1 * 4  # the column form: ceil(32/32) words per input bit
     assert d["classifier_bytes"] == 3 * 1 * 4
     # C state buffer: 60 B header + 44 B schedule state + int16 z (32 x 2) + a, a*, dirty-row and gate words
-    assert d["activation_bytes"] == 60 + 44 + 64 + 4 * 4
-    assert d["training_state_bytes"] == 2048 + 256 + 184
+    # + the transpose's column of zeros (1 word), the rows' +1 counts (32 x 2) and the column list ((32 + 16) x 2)
+    assert d["activation_bytes"] == 60 + 44 + 64 + 4 * 4 + 4 + 64 + 96
+    assert d["training_state_bytes"] == 2048 + 256 + 256 + 348
     assert d["inference_state_bytes"] == d["inference_flash_bytes"] == 256 + 12
     assert d["inference_ram_bytes"] == 4 * (2 + 2 * 1)  # the packed input and two activation vectors
     assert d["path"] == str(trained[1])

@@ -352,13 +352,17 @@ def test_summary_byte_counts_by_hand():
     """70 input bits (passthrough), hidden 40-33, 3 classes, 8-bit hidden weights.
 
     hidden1: 40 x 70 = 2800 synapses -> 2800 B hidden; packed rows of ceil(70/32) = 3
-    words -> 40 * 3 * 4 = 480 B. hidden2: 33 x 40 = 1320 -> 1320 B; ceil(40/32) = 2 words
-    -> 33 * 2 * 4 = 264 B, plus its packed transpose for the backward pass: 40 rows of
-    ceil(33/32) = 2 words -> 320 B. Classifier 3 x ceil(33/32) = 2 words -> 24 B.
-    Activations of the C state buffer: header 60 B and the schedule's state 44 B (γ, Q,
-    the classes in use and stall counters, and the epoch budget's marks); layer 1: int16 z 40 x 2 = 80 B and a, a*,
-    dirty rows 3 x 2 words = 24 B; layer 2: z 33 x 2 = 66 -> 68 B (4-aligned) and 24 B; gate
-    mask 2 words = 8 B: 104 + 104 + 92 + 8 = 308 B.
+    words -> 40 * 3 * 4 = 480 B, plus its packed transpose (the column-form forward pass):
+    70 columns of ceil(40/32) = 2 words -> 560 B. hidden2: 33 x 40 = 1320 -> 1320 B;
+    ceil(40/32) = 2 words -> 33 * 2 * 4 = 264 B, plus its transpose (forward and backward
+    passes): 40 columns of ceil(33/32) = 2 words -> 320 B. Classifier 3 x ceil(33/32) = 2
+    words -> 24 B. Activations of the C state buffer: header 60 B and the schedule's state
+    44 B (γ, Q, the classes in use and stall counters, and the epoch budget's marks); layer 1:
+    int16 z 40 x 2 = 80 B and a, a*, dirty rows 3 x 2 words = 24 B, the transpose's column of
+    zeros 8 B, the rows' +1 counts 40 x 2 = 80 B, the column list (70 / 2 + 16) x 2 = 102 ->
+    104 B; layer 2: z 33 x 2 = 66 -> 68 B (4-aligned) and 24 B, 8 B, 33 x 2 -> 68 B,
+    (40 / 2 + 16) x 2 = 72 B; gate mask 2 words = 8 B:
+    104 + (104 + 192) + (92 + 148) + 8 = 648 B.
     Inference only: the packed input (3 words) and two vectors of the widest layer
     (2 x 2 words): 28 B of RAM.
     """
@@ -371,9 +375,9 @@ def test_summary_byte_counts_by_hand():
     assert [lay["packed_weight_bytes"] for lay in s["layers"]] == [480, 264]
     assert s["synapses"] == 4120
     assert s["classifier_bytes"] == 24
-    assert [lay["transpose_bytes"] for lay in s["layers"]] == [0, 320]
-    assert s["activation_bytes"] == 308
-    assert s["training_state_bytes"] == 2800 + 480 + 1320 + 264 + 320 + 308
+    assert [lay["transpose_bytes"] for lay in s["layers"]] == [560, 320]
+    assert s["activation_bytes"] == 648
+    assert s["training_state_bytes"] == 2800 + 480 + 560 + 1320 + 264 + 320 + 648
     assert s["inference_state_bytes"] == s["inference_flash_bytes"] == 480 + 264 + 24
     assert s["inference_ram_bytes"] == 4 * (3 + 2 * 2)
     assert s["hidden_bits"] == 8 and s["model"] == "mlp" and s["steps"] == 1
@@ -385,7 +389,7 @@ def test_summary_byte_counts_16_bit():
     assert s["hidden_bits"] == 16
     assert [lay["hidden_weight_bytes"] for lay in s["layers"]] == [5600, 2640]
     assert [lay["packed_weight_bytes"] for lay in s["layers"]] == [480, 264]  # still 1 bit
-    assert s["training_state_bytes"] == 5600 + 480 + 2640 + 264 + 320 + 308
+    assert s["training_state_bytes"] == 5600 + 480 + 560 + 2640 + 264 + 320 + 648
     assert s["inference_state_bytes"] == 480 + 264 + 24
 
 

@@ -254,7 +254,7 @@ def test_training_state_of_256_128_10_int8_fits_1_25_bytes_per_synapse():
     plan = plan_state(NetSpec("mlp", 256, (128,), 10, 8), (0,))
     # one sign bit per synapse in rows and one in columns (the column-form forward pass): 1.25 exactly
     assert plan.bytes_by_kind() == {"header": 60 + 44, "hidden_weights": 32768, "packed_weights": 8192,
-                                    "activations": plan.state_bytes - 104 - 32768 - 4096, "calibration": 0}
+                                    "activations": plan.state_bytes - 104 - 32768 - 8192, "calibration": 0}
     assert plan.bytes_by_kind()["activations"] < 1024
 
 

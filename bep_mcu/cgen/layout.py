@@ -60,6 +60,12 @@ class LayerPlan:
     offsets: dict[str, int] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def transpose_bytes(self) -> int:
+        """The transpose's bit per synapse: an MLP's column of zeros after it (padding of the
+        column lists) is per neuron, and counts with the activations like its counts per row."""
+        return self.sizes["wt"] - (4 * self.out_words if self.sizes["tn"] else 0)
+
 
 @dataclass
 class StatePlan:
@@ -82,10 +88,7 @@ class StatePlan:
         """Hidden weights, packed weights (incl. transposes), activations/scratch, header
         (the runtime's and the schedule's bookkeeping), the followed input thresholds."""
         hidden = sum(p.sizes["h"] for p in self.layers)
-        # Per synapse: the signs and their transpose; an MLP's column of zeros after the transpose
-        # and its counts per row (tn) are per neuron, and count with the activations.
-        packed = sum(p.sizes["w"] + p.sizes["wr"] + p.sizes["wt"] - (4 * p.out_words if p.sizes["tn"] else 0)
-                     for p in self.layers)
+        packed = sum(p.sizes["w"] + p.sizes["wr"] + p.transpose_bytes for p in self.layers)
         header = HEADER_BYTES + SCHEDULE_STATE_BYTES
         return {"header": header, "hidden_weights": hidden, "packed_weights": packed,
                 "activations": self.state_bytes - header - hidden - packed - self.calib_bytes,
@@ -187,7 +190,7 @@ def describe(model) -> dict:
         layers.append({"name": f"hidden{i + 1}" if spec.model == "mlp" else "rnn_cell",
                        "shape": [rows, cols], "synapses": rows * cols,
                        "hidden_weight_bytes": p.sizes["h"], "packed_weight_bytes": p.sizes["w"] + p.sizes["wr"],
-                       "transpose_bytes": p.sizes["wt"]})
+                       "transpose_bytes": p.transpose_bytes})
     classifier_bytes = plan.max_classes * plan.class_words * 4  # reserved prototypes too: the table in flash
     kinds = plan.bytes_by_kind()
     infer = plan_inference(spec)

@@ -53,7 +53,8 @@ def _human(d: dict) -> str:
         lines.append(f"  {layer['name']:<9} {layer['shape'][0]:>5} x {layer['shape'][1]:<5} "
                      f"{layer['synapses']:>9} synapses  hidden {layer['hidden_weight_bytes']:>9} B  "
                      f"packed {layer['packed_weight_bytes']:>8} B"
-                     + (f" (+{layer['transpose_bytes']} B transpose for the backward pass)"
+                     + (f" (+{layer['transpose_bytes']} B transpose: "
+                        f"{'the backward pass' if d['model'] == 'rnn' else 'the forward and backward passes'})"
                         if layer["transpose_bytes"] else ""))
     lines.append(f"  classifier {d['classes']} x {d['hidden'][-1]} (fixed): {d['classifier_bytes']} B")
     lines.append(f"training state:  {d['training_state_bytes']} B (the C state buffer: hidden + packed weights + "
