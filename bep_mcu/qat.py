@@ -194,9 +194,7 @@ def input_settings(bep_kwargs: dict, seed: int, X_train, y_train) -> list[traini
     """The settings of every input code ``training.fit`` with these settings and seed may
     train on: the default's, then its second candidate's where it has one."""
     settings = training.Settings(seed=seed, **bep_kwargs)
-    X, y = np.asarray(X_train), training.plain_labels(np.asarray(y_train))
-    val_samples = len(training.split_validation(y, settings.val_fraction, seed)[1])
-    second = training.second_candidate(training.initial_model(X, y, settings), X, settings, val_samples)
+    second = training.candidates(X_train, y_train, settings)[1]
     return [settings] if second is None else [settings, second]
 
 

@@ -716,12 +716,18 @@ def initial_model(X, y, settings: Settings) -> Model:
     return new_model(X[train_idx], y[train_idx], settings, classes=np.unique(y))
 
 
-def fit_shapes(X, y, settings: Settings) -> list[Model]:
-    """The untrained models of every candidate ``fit`` may keep (``second_candidate``), so
-    memory can be planned before training for the largest (``demo``)."""
+def candidates(X, y, settings: Settings) -> tuple[Model, Settings | None]:
+    """The untrained model ``fit`` starts from on (X, y), and the settings of the second
+    candidate it trains beside it (``second_candidate``), or None."""
     model = initial_model(X, y, settings)
     val_samples = len(split_validation(plain_labels(np.asarray(y)), settings.val_fraction, settings.seed)[1])
-    second = second_candidate(model, np.asarray(X), settings, val_samples)
+    return model, second_candidate(model, np.asarray(X), settings, val_samples)
+
+
+def fit_shapes(X, y, settings: Settings) -> list[Model]:
+    """The untrained models of every candidate ``fit`` may keep (``candidates``), so memory
+    can be planned before training for the largest (``demo``)."""
+    model, second = candidates(X, y, settings)
     return [model] if second is None else [model, initial_model(X, y, second)]
 
 
