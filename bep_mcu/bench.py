@@ -213,13 +213,14 @@ def parse_config(key: str) -> tuple[str, dict]:
     name with ``-long`` (every series four times as long), ``-down`` (eight times shorter) or
     ``-noisy`` (Gaussian noise added); network: ``rnn`` (256 hidden, the benchmark's
     configuration), ``rnn-W`` (W hidden, e.g. ``rnn-512``, the CLI's default width), ``mlp``
-    (512) or widths such as ``512-512`` (an MLP)."""
+    (the CLI's default: 512, and on tabular data the other candidates ``training.fit`` tries) or
+    widths such as ``512`` or ``512-512`` (an MLP of those widths only)."""
     name, _, net = key.partition(":")
     net = net or "mlp"
     if net == "rnn" or net.startswith("rnn-"):
         kwargs: dict = {"model": "rnn", "hidden": (int(net[len("rnn-"):]) if net != "rnn" else 256,)}
     elif net == "mlp":
-        kwargs = {"hidden": (512,)}
+        kwargs = {}  # the CLI's default widths (and the candidates fit tries where they are left to it)
     else:
         kwargs = {"hidden": tuple(int(w) for w in net.split("-"))}
     if name == "prototypes":
@@ -263,7 +264,7 @@ def accuracy_vs_baseline(keys: list[str], seeds: int, rates=None, decays=None, b
         name, kwargs = parse_config(key)
         kwargs = {**kwargs, "preset": preset} if preset else kwargs
         data = load_dataset(name)
-        scores, train, curves = [], [], []
+        scores, train, curves, kept = [], [], [], []
         start = time.perf_counter()
         for seed in range(seeds):
             history: list[dict] = []
@@ -273,12 +274,15 @@ def accuracy_vs_baseline(keys: list[str], seeds: int, rates=None, decays=None, b
             train.append(model.score(data.X_train, data.y_train))
             curves.append({"train_error": [round(h["train_error"], 4) for h in history],
                            "val_accuracy": [h["val_accuracy"] for h in history]})
+            # the candidate fit kept (training.alternatives)
+            kept.append({"hidden": list(model.spec.hidden), "bias_bits": model.encoder.bias_bits,
+                         "binarizer": model.encoder.binarizer.spec()})
         bep_seconds = time.perf_counter() - start
         row = {"config": key, "dataset": name, "kwargs": {k: list(v) if isinstance(v, tuple) else v
                                                           for k, v in kwargs.items()},
                "seeds": seeds, "epochs": model.training.epochs,
                "bep": {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "scores": scores,
-                       "train": train, "seconds": bep_seconds, "curves": curves}}
+                       "train": train, "seconds": bep_seconds, "curves": curves, "kept": kept}}
         rows.append(row)
         if not baseline:
             print(f"{key:<28} {_mean_std(scores):>13} {bep_seconds:6.0f}", flush=True)

@@ -63,7 +63,7 @@ class BEPClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------ helpers
     def _settings(self) -> training.Settings:
         try:
-            hidden = tuple(int(h) for h in np.atleast_1d(self.hidden))
+            hidden = None if self.hidden is None else tuple(int(h) for h in np.atleast_1d(self.hidden))
             gamma = None if self.gamma is None else tuple(int(g) for g in np.atleast_1d(self.gamma))
         except (TypeError, ValueError):
             raise BEPError(f"hidden and gamma must be integers, got {self.hidden!r}, {self.gamma!r}") from None

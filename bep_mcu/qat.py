@@ -18,15 +18,16 @@ and the logits carry one learnable positive scale (the argmax is unchanged). Wit
 ``batch_norm`` a BatchNorm1d sits before every sign (in an RNN one per step) and on the
 logits: at inference it folds into an integer threshold per neuron, as in deployed BNNs.
 
-Where ``fit`` trains a second candidate and keeps what validation prefers (a tabular MLP with
-bias bits, a long series' coarser code: ``training.second_candidate``), QAT gets both inputs
-too, as one more dimension of its grid: the same bits to choose from, chosen the same way.
+Where ``fit`` trains other candidates and keeps what validation prefers (a tabular MLP with
+bias bits, and as two hidden layers of half the width with them; a long series' coarser code:
+``training.alternatives``), QAT gets every candidate's inputs and widths too, as one more
+dimension of its grid: the same choice, made the same way.
 
-Tuning (documented in docs/accuracy.md): the inputs (the default's, and the second candidate's
-where there is one) × learning rate {1e-3, 1e-2} × weight decay {0, 1e-4} × the epoch count
-among {E/4, E/2, E} of the BEP budget E, chosen per data set by the mean validation accuracy
-over the seeds (ties: lower mean validation cross-entropy, then the earlier grid entry: the
-default's inputs first). The test split is never looked at for the choice. torch is
+Tuning (documented in docs/accuracy.md): the candidate (the default's inputs and widths, and
+the others' where there are any; "inputs" in the results) × learning rate {1e-3, 1e-2} ×
+weight decay {0, 1e-4} × the epoch count among {E/4, E/2, E} of the BEP budget E, chosen per
+data set by the mean validation accuracy over the seeds (ties: lower mean validation
+cross-entropy, then the earlier grid entry: the default's candidate first). The test split is never looked at for the choice. torch is
 imported lazily (``pip install bep-mcu[bench]``); runs are single-threaded and
 deterministic given the seed.
 """
@@ -191,11 +192,10 @@ def train_qat(model: str, hidden: tuple[int, ...], n_classes: int, Xt, yt, Xv, y
 
 
 def input_settings(bep_kwargs: dict, seed: int, X_train, y_train) -> list[training.Settings]:
-    """The settings of every input code ``training.fit`` with these settings and seed may
-    train on: the default's, then its second candidate's where it has one."""
+    """The settings of every candidate ``training.fit`` with these settings and seed may
+    keep (inputs and widths): the default's, then the others (``training.alternatives``)."""
     settings = training.Settings(seed=seed, **bep_kwargs)
-    second = training.candidates(X_train, y_train, settings)[1]
-    return [settings] if second is None else [settings, second]
+    return [settings] + training.candidates(X_train, y_train, settings)[1]
 
 
 def encoded_data(settings: training.Settings, X_train, y_train, X_test, y_test):
@@ -214,15 +214,16 @@ def tuned_qat(bep_kwargs: dict, data, seeds: int, batch_norm: bool,
     accuracy over ``seeds`` (then lower validation loss); returns the chosen setting's
     final test accuracy per seed and the whole grid."""
     model = bep_kwargs.get("model", "mlp")
-    hidden = tuple(bep_kwargs.get("hidden", (512,)))
     runs: list[tuple[int, QATRun]] = []  # (which inputs, run)
+    widths: dict[int, list[int]] = {}  # the candidate's hidden widths, by its index ("inputs")
     for seed in range(seeds):
         for inputs, settings in enumerate(input_settings(bep_kwargs, seed, data.X_train, data.y_train)):
+            widths[inputs] = list(settings.widths())
             Xt, yt, Xv, yv, Xs, ys, n_classes, epochs, batch = encoded_data(
                 settings, data.X_train, data.y_train, data.X_test, data.y_test)
             for lr in learning_rates:
                 for wd in weight_decays:
-                    run = train_qat(model, hidden, n_classes, Xt, yt, Xv, yv, Xs, ys, epochs=epochs,
+                    run = train_qat(model, settings.widths(), n_classes, Xt, yt, Xv, yv, Xs, ys, epochs=epochs,
                                     batch_size=batch, lr=lr, weight_decay=wd, batch_norm=batch_norm, seed=seed)
                     runs.append((inputs, run))
                     if log:
@@ -247,6 +248,7 @@ def tuned_qat(bep_kwargs: dict, data, seeds: int, batch_norm: bool,
     full = max(runs[0][1].checkpoints)
     chosen_seconds = sum(r.seconds for i, r in runs
                          if (i, r.lr, r.weight_decay) == (chosen["inputs"], chosen["lr"], chosen["weight_decay"]))
-    return {"chosen": {k: chosen[k] for k in ("inputs", "lr", "weight_decay", "epochs", "val")},
+    return {"chosen": {**{k: chosen[k] for k in ("inputs", "lr", "weight_decay", "epochs", "val")},
+                       "hidden": widths[chosen["inputs"]]},
             "scores": chosen["test"], "train": chosen["train"], "grid": grid,
             "seconds": chosen_seconds * chosen["epochs"] / full, "grid_seconds": sum(r.seconds for _, r in runs)}

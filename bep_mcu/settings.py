@@ -35,6 +35,7 @@ from bep_mcu.errors import BEPError
 from bep_mcu.model import MAX_BATCH_SIZE, MAX_EPOCHS
 
 REQUIRED = object()  # ``file_default`` of a setting every model file holds
+DEFAULT_HIDDEN = (512,)  # the widths of ``hidden`` left to its default (None)
 
 # The Python type of each kind of value (the annotations of training.Settings).
 TYPES = {"choice": "str", "text": "str", "int": "int", "ints": "tuple[int, ...]", "number": "float",
@@ -145,8 +146,9 @@ PRESETS = {p.name: p for p in (
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("model", "mlp", "Binary MLP or binary Elman RNN (BEP-TT).", "choice", choices=MODELS, stored="spec"),
-    Setting("hidden", (512,), "Hidden widths, comma-separated (an rnn takes one).", "ints", 1, MAX_WIDTH,
-            one_for_rnn=True, stored="spec"),
+    Setting("hidden", None, "Hidden widths, comma-separated (an rnn takes one) [default: 512; an mlp on tabular "
+            "data whose --bias-bits are left to their default is also trained as 256,256 with 64 bias bits, kept "
+            "where validation prefers it].", "ints", 1, MAX_WIDTH, one_for_rnn=True, stored="spec"),
     Setting("epochs", None, "Epochs [default: at least 50, more for small sets, then on while the training error "
             "falls, at most 4 times that].", "int", 1, MAX_EPOCHS, continued=True),
     Setting("batch_size", None, "Batch size [default: 100, or 10 below 1000 samples].", "int", 1, MAX_BATCH_SIZE,

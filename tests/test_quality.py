@@ -305,8 +305,9 @@ def test_bench_accuracy_against_qat_runs_end_to_end():
 
 
 def test_qat_chooses_among_the_inputs_fit_chooses_among():
-    """Where fit trains a second candidate (a tabular MLP with bias bits) and keeps what
-    validation prefers, QAT gets both inputs as one more dimension of its grid."""
+    """Where fit trains a second candidate (a tabular MLP with bias bits, as two layers of 256
+    where its widths are left to their default) and keeps what validation prefers, QAT gets both
+    candidates (inputs and widths) as one more dimension of its grid."""
     pytest.importorskip("torch")
     from bep_mcu import qat
     from bep_mcu.data.datasets import load_dataset
@@ -321,6 +322,12 @@ def test_qat_chooses_among_the_inputs_fit_chooses_among():
     assert sorted({g["inputs"] for g in res["grid"]}) == [0, 1] and res["chosen"]["inputs"] in (0, 1)
     best = max(g["val"] for g in res["grid"])
     assert res["chosen"]["val"] == best
+    assert res["chosen"]["hidden"] == [32]
+    # widths left to their default: the bias-bit candidate is two layers of 256, for QAT too
+    default, deep = qat.input_settings({"epochs": 2}, 0, data.X_train, data.y_train)
+    assert default.widths() == (512,) and deep.widths() == training.TABULAR_DEEP_HIDDEN and deep.bias_bits == 64
+    res = qat.tuned_qat({"epochs": 2}, data, 1, batch_norm=False, learning_rates=(1e-2,), weight_decays=(0.0,))
+    assert res["chosen"]["hidden"] == ([512] if res["chosen"]["inputs"] == 0 else [256, 256])
     series = load_dataset("ucr:GunPoint")  # no second candidate: the default's inputs only
     assert len(qat.input_settings({"hidden": (32,)}, 0, series.X_train, series.y_train)) == 1
 
@@ -329,7 +336,8 @@ def test_bench_network_keys():
     from bep_mcu.bench import parse_config
     assert parse_config("ArrowHead:rnn") == ("ucr:ArrowHead", {"model": "rnn", "hidden": (256,)})
     assert parse_config("ArrowHead:rnn-512") == ("ucr:ArrowHead", {"model": "rnn", "hidden": (512,)})
-    assert parse_config("OSULeaf:mlp") == ("ucr:OSULeaf", {"hidden": (512,)})
+    assert parse_config("OSULeaf:mlp") == ("ucr:OSULeaf", {})  # the CLI's default widths
+    assert parse_config("OSULeaf:512") == ("ucr:OSULeaf", {"hidden": (512,)})
     assert parse_config("prototypes-p46:512-512") == ("prototypes:flip=0.46", {"hidden": (512, 512)})
     out = subprocess.run([sys.executable, "-m", "bep_mcu.bench", "accuracy", "--sets", "ArrowHead:rnn-x"],
                          capture_output=True, text=True, timeout=120)
