@@ -382,7 +382,7 @@ def run_one(case: Scenario, seed: int, hidden: int, epochs: int) -> list[dict]:
     # keep where validation prefers it, e.g. with bias bits): the methods are compared on the
     # network the table was first measured with, whatever later defaults choose.
     model = training.fit(source.X_train, source.y_train, training.Settings(
-        hidden=case.hidden(hidden), seed=seed, max_classes=classes if case.new_classes else None), choose=False)
+        hidden=case.hidden(hidden), seed=seed, max_classes=classes if case.new_classes else None), second=False)
     # What the board runs: a class the target adds takes a reserved prototype (as adapt.adapt gives it).
     board, new = adapt.with_new_classes(model, np.concatenate([target.y_train, target.y_test]), target.name)
     parts = ("before", "after", "source_before", "source_after", *(

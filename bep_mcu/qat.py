@@ -18,18 +18,18 @@ and the logits carry one learnable positive scale (the argmax is unchanged). Wit
 ``batch_norm`` a BatchNorm1d sits before every sign (in an RNN one per step) and on the
 logits: at inference it folds into an integer threshold per neuron, as in deployed BNNs.
 
-Where ``fit`` trains other candidates and keeps what validation prefers (a tabular MLP with
-bias bits, and as two hidden layers of half the width with them; a long series' coarser code:
-``training.alternatives``), QAT gets every candidate's inputs and widths too, as one more
-dimension of its grid: the same choice, made the same way.
+Where ``fit`` trains a second candidate and keeps what validation prefers (a tabular MLP with
+bias bits, as two hidden layers of half the width where its widths are left to their default; a
+long series' coarser code: ``training.second_candidate``), QAT gets both candidates' inputs and
+widths too, as one more dimension of its grid: the same choice, made the same way.
 
-Tuning (documented in docs/accuracy.md): the candidate (the default's inputs and widths, and
-the others' where there are any; "inputs" in the results) × learning rate {1e-3, 1e-2} ×
+Tuning (documented in docs/accuracy.md): the candidate (the default's inputs and widths, and the
+second candidate's where there is one; "inputs" in the results) × learning rate {1e-3, 1e-2} ×
 weight decay {0, 1e-4} × the epoch count among {E/4, E/2, E} of the BEP budget E, chosen per
 data set by the mean validation accuracy over the seeds (ties: lower mean validation
-cross-entropy, then the earlier grid entry: the default's candidate first). The test split is never looked at for the choice. torch is
-imported lazily (``pip install bep-mcu[bench]``); runs are single-threaded and
-deterministic given the seed.
+cross-entropy, then the earlier grid entry: the default's candidate first). The test split is
+never looked at for the choice. torch is imported lazily (``pip install bep-mcu[bench]``); runs
+are single-threaded and deterministic given the seed.
 """
 
 from __future__ import annotations
@@ -193,9 +193,10 @@ def train_qat(model: str, hidden: tuple[int, ...], n_classes: int, Xt, yt, Xv, y
 
 def input_settings(bep_kwargs: dict, seed: int, X_train, y_train) -> list[training.Settings]:
     """The settings of every candidate ``training.fit`` with these settings and seed may
-    keep (inputs and widths): the default's, then the others (``training.alternatives``)."""
+    keep (inputs and widths): the default's, then its second candidate's where it has one."""
     settings = training.Settings(seed=seed, **bep_kwargs)
-    return [settings] + training.candidates(X_train, y_train, settings)[1]
+    second = training.candidates(X_train, y_train, settings)[1]
+    return [settings] if second is None else [settings, second]
 
 
 def encoded_data(settings: training.Settings, X_train, y_train, X_test, y_test):
