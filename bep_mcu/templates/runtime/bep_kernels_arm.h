@@ -522,7 +522,7 @@ BEP_HOT void bep_asm_sign_words(const int8_t *h, uint32_t *out, uint32_t words, 
 
 #if BEP_USE_ASM && defined(__thumb2__)
 /* The repack of an MLP row's `words` x 32 int8 weights at h (4-byte aligned, words >= 1)
- * against its old signs w, in one pass (bep_pack_row): per eight weights one LDRD, two
+ * against its old signs w, in one pass (bep_repack_words): per eight weights one LDRD, two
  * ANDs that keep the sign bits (at 8k + 3 and 8k + 7 once the low word is shifted down
  * 4), one ORR and one multiply that gathers them into the top byte as bep_sign8 does,
  * here for the negative signs; a word equal to the old signs' complement costs three

@@ -188,24 +188,14 @@ BEP_KERNEL void bep_pack_row(const bep_config_t *cfg, void *state, const bep_lay
     } else {
         /* The new signs go to the forward pass's list, scratch until the next forward pass
          * (in_bits + 32 bytes: room for a row's words). */
-        uint32_t *fresh = (uint32_t *)(void *)bep_slice_list(state, L), k = 0, k0;
+        uint32_t *fresh = (uint32_t *)(void *)bep_slice_list(state, L), k;
         const uint32_t ow = L->out_words, bit = 1u << (row & 31u);
         int16_t *tn = bep_tn(state, L) + row;
         int32_t t = *tn;
         wt += row >> 5;
-#if BEP_USE_ASM && defined(__thumb2__)
-        {
-            const int8_t *h = (const int8_t *)(void *)bep_bytes(state, L->h_off) + row * L->cols;
-            if (cfg->hidden_bits == 8u && ((uintptr_t)h & 3u) == 0u && L->in_bits >= 32u) {
-                /* Whole words in one pass; the last part word, if any, below. */
-                k = L->in_bits >> 5;
-                t = (int32_t)bep_asm_repack_words(h, w, k, wt, 4u * ow, bit, (uint32_t)t);
-            }
-        }
-#endif
-        if (k < L->in_words) bep_row_sign(cfg, state, L, row * L->cols + 32u * k, L->in_bits - 32u * k, fresh);
-        for (k0 = k; k < L->in_words; ++k) {
-            const uint32_t now = fresh[k - k0], diff = now ^ w[k];
+        bep_row_sign(cfg, state, L, row * L->cols, L->in_bits, fresh);
+        for (k = 0; k < L->in_words; ++k) {
+            const uint32_t now = fresh[k], diff = now ^ w[k];
             uint32_t *col = wt + 32u * k * ow;
             if (diff == 0u) continue;
             w[k] = now;
@@ -648,9 +638,9 @@ BEP_KERNEL void bep_reinforce(const bep_config_t *cfg, void *state, const bep_la
 }
 
 #if BEP_USE_ASM && defined(__thumb2__)
-/* bep_repack_dirty for int8 MLP rows of whole aligned words: bep_pack_row's one pass
- * (bep_asm_repack_words) without its per-row set-up. Out of line: inlined into
- * bep_close_batch, it costs the reinforcement loop registers. */
+/* bep_repack_dirty for int8 MLP rows of whole aligned words: what bep_pack_row does, in
+ * one pass a row (bep_asm_repack_words) and without its per-row set-up. Out of line:
+ * inlined into bep_close_batch, it costs the reinforcement loop registers. */
 static __attribute__((noinline)) void bep_repack_words(void *state, const bep_layer_t *L, uint32_t *dirty)
 {
     const int8_t *h = (const int8_t *)(void *)bep_bytes(state, L->h_off);
