@@ -20,7 +20,7 @@ in the worst case (every sample triggers an update, as in a barely trained netwo
 
 The split of the per-sample work (W_X, W_U, W_N) is the Cortex-M4's, from icount's
 per-part breakdown at batch 100 (``python -m bep_mcu.icount --json``, docs/performance.md:
-forward 15.3 k, row updates 5.2 k, winner selection and the rest 1.9 k for 256-128-10). Each core then
+forward 7.2 k, row updates 5.2 k, winner selection and the rest 1.3 k for 256-128-10). Each core then
 has three coefficients (s, c_draw, c_pack), fitted by :func:`calibrate` to measured
 totals; :data:`PUBLISHED` holds icount's published totals and :data:`DEFAULT` the
 model fitted to them. Counts are instructions, not cycles. Cores without their own
@@ -34,7 +34,7 @@ off the compiled calibration loop, not a count).
 Example::
 
     features(spec, params.gamma, batch_size=100, error_rate=1.0).instructions(DEFAULT["cortex-m4"])
-    model = calibrate([Measurement("cortex-m4", spec, gamma, 100, 1.0, 15691), ...])
+    model = calibrate([Measurement("cortex-m4", spec, gamma, 100, 1.0, 14479), ...])
 """
 
 from __future__ import annotations
@@ -51,11 +51,11 @@ from bep_mcu.errors import BEPError
 
 # M4 instructions per unit of per-sample work, from icount's breakdown of 256-128-10 at
 # batch 100, E = 1 (features below: 1064 XNOR words, 4096 update bytes, 128 neurons):
-# forward 8,221 (the column form: about half the input bits' columns, 32 neurons a word, so
-# still in proportion to the XNOR words); update 5,244; winner 1,147 + other 158 + repack/reinforcement 1,031.
-W_XNOR = 8_221 / 1064
+# forward 7,211 (the column form: about half the input bits' columns, 32 neurons a word, so
+# still in proportion to the XNOR words); update 5,244; winner 1,131 + other 158 + repack/reinforcement 847.
+W_XNOR = 7_211 / 1064
 W_UPDATE = 5_244 / 4096
-W_NEURON = 1_305 / 128
+W_NEURON = 1_289 / 128
 
 CORE_FAMILY = {name: core.cost_core for name, core in CORES.items()}  # -mcpu → the core whose coefficients it uses
 P_R = 0.5  # the reinforcement strength icount's published figures were measured with (the default)
@@ -161,10 +161,10 @@ def calibrate(measurements: Iterable[Measurement]) -> dict[str, Coefficients]:
 _ICOUNT_SPEC = NetSpec("mlp", 256, (128,), 10)
 PUBLISHED: tuple[Measurement, ...] = tuple(
     Measurement(core, _ICOUNT_SPEC, (8,), batch, e, n)
-    for core, figures in (("cortex-m4", (15_691, 15_630, 30_849, 25_232)),
-                          ("cortex-m0", (36_096, 35_930, 73_231, 57_643)),
+    for core, figures in (("cortex-m4", (14_479, 14_421, 27_928, 22_531)),
+                          ("cortex-m0", (35_941, 35_778, 72_687, 57_370)),
                           # `python -m bep_mcu.icount --cpus rv32imac` (the portable C, GCC 12.2 -Os)
-                          ("rv32imac", (30_894, 30_817, 53_509, 46_447)))
+                          ("rv32imac", (30_894, 30_819, 53_121, 46_329)))
     for (batch, e), n in zip(((100, 1.0), (100, 0.1), (1, 1.0), (1, 0.1)), figures)
 )
 DEFAULT: dict[str, Coefficients] = calibrate(PUBLISHED)

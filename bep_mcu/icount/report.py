@@ -46,7 +46,7 @@ PARTS = {  # breakdown: function (GCC suffixes such as .isra.0 dropped) → part
     "update": ("bep_update", "bep_row_add8", "bep_row_add16", "bep_row_add8_split", "bep_row_add8_words"),
     "winner": ("bep_winner",),
     "reinforcement": ("bep_reinforce", "bep_draw_key"),
-    "repack": ("bep_repack_dirty", "bep_pack_row", "bep_row_sign", "bep_toggle"),
+    "repack": ("bep_repack_dirty", "bep_repack_words", "bep_pack_row", "bep_row_sign", "bep_toggle"),
 }
 FLOAT_LR = 0.01
 TUNED_OPTS = ("-Os", "-O2", "-O3")  # the levels the tuned float step is built at; the best is kept

@@ -190,19 +190,18 @@ static uint32_t bep_dot_rows(const uint32_t **w, const uint32_t *in, uint32_t n,
         }                                            \
     } while (0)
 
-/* c[0..] = the bit planes of the sums, over the n (a multiple of BEP_SLICE_GROUP) listed
- * columns (word offsets into col), of their first word (c[0..15] zero on entry, c[16]
- * scratch; a sum below 2^16 ripples no further than c[15]). */
+/* c[0..15] = the bit planes of the sums, over the n (a multiple of BEP_SLICE_GROUP)
+ * listed columns (word offsets into col), of their first word (c[16] scratch; a sum
+ * below 2^16 ripples no further than c[15]). */
 static void bep_slice_count(const uint32_t *col, const uint16_t *p, uint32_t n, uint32_t *c)
 {
 #if BEP_USE_ASM && defined(__thumb2__)
-    if (n != 0u) {
-        c[16] = (uint32_t)(uintptr_t)(p + n); /* sixteen at a time, to the end pointer in c[16] */
-        bep_asm_slice16(col, p, c);
-    }
+    c[16] = (uint32_t)(uintptr_t)(p + n); /* sixteen at a time, to the end pointer in c[16] */
+    bep_asm_slice16(col, p, c);
 #else
-    uint32_t ones = c[0], twos = c[1], fours = c[2];
+    uint32_t ones = 0, twos = 0, fours = 0, i;
     const uint16_t *end = p + n;
+    for (i = 3; i < 16u; ++i) c[i] = 0;
     for (; p != end; p += 8)
         BEP_CSA8(col[p[0]], col[p[1]], col[p[2]], col[p[3]], col[p[4]], col[p[5]], col[p[6]], col[p[7]]);
     c[0] = ones;
@@ -263,13 +262,15 @@ static void bep_slice_z(const bep_layer_t *L, const uint32_t *wt, const int16_t 
     for (row = 0; row < L->rows; row += 32u, z += 32, tn += 32) {
         const uint32_t nb = L->rows - row < 32u ? L->rows - row : 32u;
         uint32_t c[17], q, neg = 0;
-        for (q = 0; q < 16u; ++q) c[q] = 0;
         bep_slice_count(wt + (row >> 5), list, n, c);
         bep_transpose8(c);
         if (planes > 8u) bep_transpose8(c + 8);
         if (nb == 32u && planes <= 8u) {
             /* Neuron 8j + r is byte j of c[r]; its sign goes to bit 8j of neg_r, and neg_r to
              * bit r. */
+#if BEP_USE_ASM && defined(__thumb2__)
+            neg = bep_asm_slice_z8(c, tn, z, base, 2 * sg);
+#else
             for (q = 0; q < 8u; ++q) {
                 const uint32_t x = c[q];
                 uint32_t nq = 0;
@@ -285,6 +286,7 @@ static void bep_slice_z(const bep_layer_t *L, const uint32_t *wt, const int16_t 
 #undef BEP_NEURON
                 neg |= nq << q;
             }
+#endif
         } else {
             for (q = 0; q < nb; ++q) {
                 const uint32_t sh = q & ~7u, r = q & 7u;
@@ -305,24 +307,39 @@ void bep_layer_forward_cols(const bep_layer_t *L, void *state, const uint32_t *i
     const uint32_t ow = L->out_words, nw = L->in_words, bits = L->in_bits;
     const uint16_t zero = (uint16_t)(L->cols * ow); /* the column of zeros after the last */
     uint16_t *list = bep_slice_list(state, L), *lp = list;
-    uint32_t ones = 0, flip, m, k, off, planes;
-    for (k = 0; k < nw; ++k) ones += bep_pop(k + 1u < nw ? in[k] : in[k] & bep_last_mask(bits));
+    const uint32_t last = bep_last_mask(bits);
+    uint32_t ones = 0, flip, m, k, planes;
+    for (k = 0; k + 1u < nw; ++k) ones += bep_pop(in[k]);
+    ones += bep_pop(in[k] & last);
     flip = 2u * ones > bits ? 0xFFFFFFFFu : 0u; /* sum over the clear bits */
     m = flip ? bits - ones : ones;
-    for (planes = 0; (m >> planes) != 0u; ++planes) continue;
-    for (k = 0, off = 0; k < nw; ++k, off += 32u * ow) {
-        uint32_t left = (in[k] ^ flip) & (k + 1u < nw ? 0xFFFFFFFFu : bep_last_mask(bits));
-#if BEP_USE_ASM && defined(__thumb2__)
-        if (left != 0u) lp = bep_asm_list_bits(lp, left, off, ow);
-#elif BEP_HAS_CTZ
-        for (; left != 0u; left &= left - 1u) *lp++ = (uint16_t)(off + (uint32_t)__builtin_ctz(left) * ow);
+#if BEP_HAS_CTZ
+    planes = m != 0u ? 32u - (uint32_t)__builtin_clz(m) : 0u;
 #else
-        uint32_t o = off;
-        for (; left != 0u; left >>= 1, o += ow) {
-            if (left & 1u) *lp++ = (uint16_t)o;
-        }
+    for (planes = 0; (m >> planes) != 0u; ++planes) continue;
 #endif
+#if BEP_USE_ASM && defined(__thumb2__)
+    {
+        const uint32_t left = (in[nw - 1u] ^ flip) & last;
+        lp = bep_asm_list_words(lp, in, nw - 1u, flip, ow);
+        if (left != 0u) lp = bep_asm_list_bits(lp, left, 32u * (nw - 1u) * ow, ow);
     }
+#else
+    {
+        uint32_t off;
+        for (k = 0, off = 0; k < nw; ++k, off += 32u * ow) {
+            uint32_t left = (in[k] ^ flip) & (k + 1u < nw ? 0xFFFFFFFFu : last);
+#if BEP_HAS_CTZ
+            for (; left != 0u; left &= left - 1u) *lp++ = (uint16_t)(off + (uint32_t)__builtin_ctz(left) * ow);
+#else
+            uint32_t o = off;
+            for (; left != 0u; left >>= 1, o += ow) {
+                if (left & 1u) *lp++ = (uint16_t)o;
+            }
+#endif
+        }
+    }
+#endif
     while (((uint32_t)(lp - list) & (BEP_SLICE_GROUP - 1u)) != 0u) *lp++ = zero; /* whole groups */
     bep_slice_z(L, wt, tn, list, (uint32_t)(lp - list), (int32_t)bits - 2 * (int32_t)ones, flip ? -1 : 1, planes, z,
                 a_out);

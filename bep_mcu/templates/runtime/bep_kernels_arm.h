@@ -178,13 +178,15 @@ BEP_HOT uint32_t bep_asm_forward_rows(const uint32_t **w, const uint32_t *in, ui
  * at p) of col into the bit planes, a Harley-Seal tree: ones, twos, fours and eights
  * stay in registers in carry-save form, the sixteens ripple up c[4..15]. One CSA,
  * (h, l) = l + a + b, is five instructions that leave h in the register u and use a as
- * scratch. 13 registers: the loop runs until p reaches c[16]. */
-#define BEP_T2_CSA(u, l, a, b)   \
-    "eor " u ", " l ", " a "\n\t" \
-    "and " a ", " a ", " l "\n\t" \
-    "eor " l ", " u ", " b "\n\t" \
-    "and " u ", " u ", " b "\n\t" \
-    "orr " u ", " u ", " a "\n\t"
+ * scratch; the last one's ORRS tests the carry into the sixteens. All planes start at zero
+ * (six STRDs clear c[4..15]). 13 registers: the loop runs until p reaches c[16]. */
+#define BEP_T2_CSA_OR(u, l, a, b, orr)   \
+    "eor " u ", " l ", " a "\n\t"        \
+    "and " a ", " a ", " l "\n\t"        \
+    "eor " l ", " u ", " b "\n\t"        \
+    "and " u ", " u ", " b "\n\t"        \
+    orr " " u ", " u ", " a "\n\t"
+#define BEP_T2_CSA(u, l, a, b) BEP_T2_CSA_OR(u, l, a, b, "orr")
 #define BEP_T2_LOAD2(o0, o1)                          \
     "ldrh %[a], [%[p], #" o0 "]\n\t"                   \
     "ldrh %[b], [%[p], #" o1 "]\n\t"                   \
@@ -208,13 +210,23 @@ BEP_HOT uint32_t bep_asm_forward_rows(const uint32_t **w, const uint32_t *in, ui
     "beq 2f\n\t"
 BEP_HOT void bep_asm_slice16(const uint32_t *col, const uint16_t *p, uint32_t *c)
 {
-    uint32_t ones = c[0], twos = c[1], fours = c[2], eights = c[3], a, b, u, v, f, e;
+    uint32_t ones = 0, twos = 0, fours = 0, eights = 0, a, b, u, v, f, e;
     __asm__ volatile(
+        "movs %[a], #0\n\t" /* the planes above the eights start at zero */
+        "movs %[b], #0\n\t"
+        "strd %[a], %[b], [%[c], #16]\n\t"
+        "strd %[a], %[b], [%[c], #24]\n\t"
+        "strd %[a], %[b], [%[c], #32]\n\t"
+        "strd %[a], %[b], [%[c], #40]\n\t"
+        "strd %[a], %[b], [%[c], #48]\n\t"
+        "strd %[a], %[b], [%[c], #56]\n\t"
+        "ldr %[a], [%[c], #64]\n\t"
+        "cmp %[p], %[a]\n\t"
+        "beq 3f\n\t"
         "1:\n\t"
         BEP_T2_EIGHT("0", "2", "4", "6", "8", "10", "12", "14", "%[e]")
         BEP_T2_EIGHT("16", "18", "20", "22", "24", "26", "28", "30", "%[v]")
-        BEP_T2_CSA("%[u]", "%[eights]", "%[e]", "%[v]")
-        "cmp %[u], #0\n\t"
+        BEP_T2_CSA_OR("%[u]", "%[eights]", "%[e]", "%[v]", "orrs") /* Z: nothing carries */
         "beq 2f\n\t"
         BEP_T2_RIPPLE("16") BEP_T2_RIPPLE("20") BEP_T2_RIPPLE("24") BEP_T2_RIPPLE("28")
         BEP_T2_RIPPLE("32") BEP_T2_RIPPLE("36") BEP_T2_RIPPLE("40") BEP_T2_RIPPLE("44")
@@ -224,6 +236,7 @@ BEP_HOT void bep_asm_slice16(const uint32_t *col, const uint16_t *p, uint32_t *c
         "ldr %[a], [%[c], #64]\n\t"
         "cmp %[p], %[a]\n\t"
         "bne 1b\n\t"
+        "3:\n\t"
         : [ones] "+r"(ones), [twos] "+r"(twos), [fours] "+r"(fours), [eights] "+r"(eights), [p] "+r"(p),
           [a] "=&r"(a), [b] "=&r"(b), [u] "=&r"(u), [v] "=&r"(v), [f] "=&r"(f), [e] "=&r"(e)
         : [col] "r"(col), [c] "r"(c)
@@ -232,6 +245,43 @@ BEP_HOT void bep_asm_slice16(const uint32_t *col, const uint16_t *p, uint32_t *c
     c[1] = twos;
     c[2] = fours;
     c[3] = eights;
+}
+/* z and the sign bits of 32 neurons (bep_slice_z, counts below 256): byte j of c[r] is
+ * the count S of neuron 8j + r, z = base + sg2 (2 S - T) with T at tn; returns the
+ * negative ones' bits. c[7] down to c[0], so one ORR with a shifted operand puts each
+ * c[r]'s four signs in place: eight instructions a neuron. */
+BEP_HOT uint32_t bep_asm_slice_z8(const uint32_t *c, const int16_t *tn, int16_t *z, int32_t base, int32_t sg2)
+{
+    uint32_t x, s, t, nq, neg = 0, n = 8;
+    c += 8;
+    tn += 8;
+    z += 8;
+#define BEP_T2_NEURON(extract, j, ld, st, collect) \
+    extract                                      \
+    "ldrsh %[t], [%[tn]" ld "\n\t"               \
+    "rsb %[s], %[t], %[s], lsl #1\n\t"          \
+    "mla %[s], %[s], %[sg2], %[base]\n\t"       \
+    "strh %[s], [%[z]" st "\n\t"                \
+    collect
+    __asm__ volatile(
+            "1:\n\t"
+            "ldr %[x], [%[c], #-4]!\n\t"
+            BEP_T2_NEURON("uxtb %[s], %[x]\n\t", 0, ", #-2]!", ", #-2]!", "lsr %[nq], %[s], #31\n\t")
+            BEP_T2_NEURON("ubfx %[s], %[x], #8, #8\n\t", 1, ", #16]", ", #16]",
+                          "lsr %[s], %[s], #31\n\t" "orr %[nq], %[nq], %[s], lsl #8\n\t")
+            BEP_T2_NEURON("ubfx %[s], %[x], #16, #8\n\t", 2, ", #32]", ", #32]",
+                          "lsr %[s], %[s], #31\n\t" "orr %[nq], %[nq], %[s], lsl #16\n\t")
+            BEP_T2_NEURON("lsr %[s], %[x], #24\n\t", 3, ", #48]", ", #48]",
+                          "lsr %[s], %[s], #31\n\t" "orr %[nq], %[nq], %[s], lsl #24\n\t")
+            "orr %[neg], %[nq], %[neg], lsl #1\n\t"
+            "subs %[n], %[n], #1\n\t"
+            "bne 1b"
+            : [c] "+&r"(c), [tn] "+&r"(tn), [z] "+&r"(z), [neg] "+&r"(neg), [n] "+&r"(n), [x] "=&r"(x),
+              [s] "=&r"(s), [t] "=&r"(t), [nq] "=&r"(nq)
+            : [base] "r"(base), [sg2] "r"(sg2)
+            : "cc", "memory");
+#undef BEP_T2_NEURON
+    return neg;
 }
 /* The list of bep_layer_forward_cols: off + i * ow for every set bit i of x, lowest
  * first; returns the end of the list. The word is bit-reversed once, so CLZ alone finds
@@ -252,10 +302,41 @@ BEP_HOT uint16_t *bep_asm_list_bits(uint16_t *lp, uint32_t x, uint32_t off, uint
             : "cc", "memory");
     return lp;
 }
+/* bep_asm_list_bits over n whole words at in, each XORed with flip first, offsets from 0
+ * (word k's from 32 k ow): seven instructions a word around the six a bit. */
+BEP_HOT uint16_t *bep_asm_list_words(uint16_t *lp, const uint32_t *in, uint32_t n, uint32_t flip, uint32_t ow)
+{
+    uint32_t x, b, t, off = 0, top = 0x80000000u;
+    __asm__("cmp %[n], #0\n\t"
+            "beq 4f\n\t"
+            "1:\n\t"
+            "ldr %[x], [%[in]], #4\n\t"
+            "eors %[x], %[x], %[flip]\n\t"
+            "beq 3f\n\t"
+            "rbit %[x], %[x]\n\t"
+            "2:\n\t"
+            "clz %[b], %[x]\n\t"
+            "mla %[t], %[b], %[ow], %[off]\n\t"
+            "strh %[t], [%[lp]], #2\n\t"
+            "lsr %[t], %[top], %[b]\n\t"
+            "bics %[x], %[x], %[t]\n\t"
+            "bne 2b\n\t"
+            "3:\n\t"
+            "add %[off], %[off], %[ow], lsl #5\n\t"
+            "subs %[n], %[n], #1\n\t"
+            "bne 1b\n\t"
+            "4:\n\t"
+            : [lp] "+&r"(lp), [in] "+&r"(in), [n] "+&r"(n), [off] "+&r"(off), [x] "=&r"(x), [b] "=&r"(b),
+              [t] "=&r"(t)
+            : [flip] "r"(flip), [ow] "r"(ow), [top] "r"(top)
+            : "cc", "memory");
+    return lp;
+}
 #undef BEP_T2_RIPPLE
 #undef BEP_T2_EIGHT
 #undef BEP_T2_LOAD2
 #undef BEP_T2_CSA
+#undef BEP_T2_CSA_OR
 #endif
 
 #if BEP_USE_ASM && defined(__ARM_ARCH_6M__)
@@ -436,6 +517,79 @@ BEP_HOT void bep_asm_sign_words(const int8_t *h, uint32_t *out, uint32_t words, 
             : [lo] "r"(m_lo), [hi] "r"(m_hi), [g] "r"(gather)
             : "cc", "memory");
 #undef BEP_SIGN8_STEP
+}
+#endif
+
+#if BEP_USE_ASM && defined(__thumb2__)
+/* The repack of an MLP row's `words` x 32 int8 weights at h (4-byte aligned, words >= 1)
+ * against its old signs w, in one pass (bep_repack_words): per eight weights one LDRD, two
+ * ANDs that keep the sign bits (at 8k + 3 and 8k + 7 once the low word is shifted down
+ * 4), one ORR and one multiply that gathers them into the top byte as bep_sign8 does,
+ * here for the negative signs; a word equal to the old signs' complement costs three
+ * more. A changed word is stored, and each changed sign toggles `bit` in its column
+ * (col + i * stride bytes for bit i of the word; col moves on 32 columns a word) and
+ * counts in t (+1 up, -1 down), nine instructions a toggle. Returns t. */
+BEP_HOT uint32_t bep_asm_repack_words(const int8_t *h, uint32_t *w, uint32_t words, const uint32_t *col,
+                                      uint32_t stride, uint32_t bit, uint32_t t)
+{
+    uint32_t a, b, o, v;
+    const uint32_t g = 0x00204081u, top = 0x80000000u;
+#define BEP_NEG8_STEP                           \
+    "ldrd %[a], %[b], [%[h]], #8\n\t"          \
+    "and %[a], %[a], #0x80808080\n\t"          \
+    "and %[b], %[b], #0x80808080\n\t"          \
+    "orr %[a], %[b], %[a], lsr #4\n\t"         \
+    "mul %[a], %[a], %[g]\n\t"
+/* Toggles the column bit of every set bit of the bit-reversed word s, t op= 1 each. */
+#define BEP_TOGGLES(s, op, label, done)         \
+    "cmp " s ", #0\n\t"                        \
+    "beq " done "f\n\t"                        \
+    label ":\n\t"                              \
+    "clz %[o], " s "\n\t"                      \
+    "lsr %[v], %[top], %[o]\n\t"               \
+    "bics " s ", " s ", %[v]\n\t"              \
+    "mla %[o], %[o], %[stride], %[col]\n\t"    \
+    "ldr %[v], [%[o]]\n\t"                     \
+    "eor %[v], %[v], %[bit]\n\t"               \
+    "str %[v], [%[o]]\n\t"                     \
+    op " %[t], %[t], #1\n\t"                   \
+    "bne " label "b\n\t"                       \
+    done ":\n\t"
+    __asm__ volatile( /* it writes memory */
+            "1:\n\t"
+            BEP_NEG8_STEP
+            "and %[o], %[a], #0xFF000000\n\t"
+            BEP_NEG8_STEP
+            "and %[a], %[a], #0xFF000000\n\t"
+            "orr %[o], %[a], %[o], lsr #8\n\t"
+            BEP_NEG8_STEP
+            "and %[a], %[a], #0xFF000000\n\t"
+            "orr %[o], %[a], %[o], lsr #8\n\t"
+            BEP_NEG8_STEP
+            "and %[a], %[a], #0xFF000000\n\t"
+            "orr %[o], %[a], %[o], lsr #8\n\t"
+            "ldr %[v], [%[w]], #4\n\t"
+            "eor %[a], %[v], %[o]\n\t" /* all ones: no sign changed */
+            "cmn %[a], #1\n\t"
+            "beq 4f\n\t"
+            "mvn %[o], %[o]\n\t"
+            "str %[o], [%[w], #-4]\n\t"
+            "bic %[b], %[o], %[v]\n\t" /* up: new and not old */
+            "bic %[a], %[v], %[o]\n\t" /* down: old and not new */
+            "rbit %[b], %[b]\n\t"
+            "rbit %[a], %[a]\n\t"
+            BEP_TOGGLES("%[b]", "add", "2", "3")
+            BEP_TOGGLES("%[a]", "sub", "5", "4")
+            "add %[col], %[col], %[stride], lsl #5\n\t"
+            "subs %[n], %[n], #1\n\t"
+            "bne 1b"
+            : [h] "+&r"(h), [w] "+&r"(w), [n] "+&r"(words), [col] "+&r"(col), [t] "+&r"(t), [a] "=&r"(a),
+              [b] "=&r"(b), [o] "=&r"(o), [v] "=&r"(v)
+            : [g] "r"(g), [top] "r"(top), [stride] "r"(stride), [bit] "r"(bit)
+            : "cc", "memory");
+#undef BEP_TOGGLES
+#undef BEP_NEG8_STEP
+    return t;
 }
 #endif
 

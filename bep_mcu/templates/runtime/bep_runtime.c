@@ -273,9 +273,9 @@ BEP_KERNEL uint32_t bep_winner(uint32_t start, uint32_t end, const int16_t *z, c
 {
     uint32_t j, stop, best = 0xFFFFFFFFu;
     for (j = start; j < end; j = stop) {
-        uint32_t cand = (act[j >> 5] ^ target[j >> 5]) >> (j & 31u);
+        uint32_t cand;
         stop = (j | 31u) + 1u < end ? (j | 31u) + 1u : end; /* this word's part of the group */
-        if (stop - j < 32u) cand &= (1u << (stop - j)) - 1u;
+        cand = ((act[j >> 5] ^ target[j >> 5]) >> (j & 31u)) & (0xFFFFFFFFu >> (32u - (stop - j)));
 #if BEP_USE_ASM && defined(__thumb2__)
         if (cand != 0u) best = bep_asm_min_key(cand, z + j, j - start, best);
 #elif BEP_USE_ASM && defined(__ARM_ARCH_6M__)
@@ -610,12 +610,16 @@ BEP_KERNEL void bep_reinforce(const bep_config_t *cfg, void *state, const bep_la
         if (m == 0u) return;
         i = bep_mulhi(bep_mix32(key ^ 1u), n);
         h8[i] = bep_reinforce8[h8[i]];
-        for (k = 2; k < m; k += 2u) {
-            const uint32_t d = key ^ k;
-            i = bep_mulhi(bep_mix32(d), n);
-            h8[i] = bep_reinforce8[h8[i]];
-            i = bep_mulhi(bep_mix32(d ^ 1u), n);
-            h8[i] = bep_reinforce8[h8[i]];
+        k = 2;
+        if (k < m) {
+            do { /* the test at the bottom: one branch a pair */
+                const uint32_t d = key ^ k;
+                i = bep_mulhi(bep_mix32(d), n);
+                h8[i] = bep_reinforce8[h8[i]];
+                i = bep_mulhi(bep_mix32(d ^ 1u), n);
+                h8[i] = bep_reinforce8[h8[i]];
+                k += 2u;
+            } while (k < m);
         }
         if (k == m) {
             i = bep_mulhi(bep_mix32(key ^ k), n);
@@ -633,10 +637,39 @@ BEP_KERNEL void bep_reinforce(const bep_config_t *cfg, void *state, const bep_la
     }
 }
 
+#if BEP_USE_ASM && defined(__thumb2__)
+/* bep_repack_dirty for int8 MLP rows of whole aligned words: what bep_pack_row does, in
+ * one pass a row (bep_asm_repack_words) and without its per-row set-up. Out of line:
+ * inlined into bep_close_batch, it costs the reinforcement loop registers. */
+static __attribute__((noinline)) void bep_repack_words(void *state, const bep_layer_t *L, uint32_t *dirty)
+{
+    const int8_t *h = (const int8_t *)(void *)bep_bytes(state, L->h_off);
+    const uint32_t words = L->in_bits >> 5, stride = 4u * L->out_words;
+    uint32_t *w = bep_u32(state, L->w_off), *wt = bep_u32(state, L->wt_off), k;
+    int16_t *tn = bep_tn(state, L);
+    for (k = 0; k < L->out_words; ++k) {
+        uint32_t left = dirty[k];
+        for (; left != 0u; left &= left - 1u) {
+            const uint32_t row = k * 32u + (uint32_t)__builtin_ctz(left);
+            tn[row] = (int16_t)bep_asm_repack_words(h + row * L->in_bits, w + row * words, words, wt + k, stride,
+                                                    left & (0u - left), (uint32_t)(int32_t)tn[row]);
+        }
+        dirty[k] = 0;
+    }
+}
+#endif
+
 /* W = sign(H) for the rows updated in this batch (a dirty bit each), then clear them. */
 BEP_KERNEL void bep_repack_dirty(const bep_config_t *cfg, void *state, const bep_layer_t *L)
 {
     uint32_t *dirty = bep_u32(state, L->dirty_off), k;
+#if BEP_USE_ASM && defined(__thumb2__)
+    if (cfg->model == BEP_MODEL_MLP && cfg->hidden_bits == 8u && (L->in_bits & 31u) == 0u &&
+        ((uintptr_t)bep_bytes(state, L->h_off) & 3u) == 0u) {
+        bep_repack_words(state, L, dirty);
+        return;
+    }
+#endif
     for (k = 0; k < L->out_words; ++k) {
         uint32_t left = dirty[k], row = k * 32u;
 #if BEP_HAS_CTZ
