@@ -29,7 +29,7 @@ from bep_mcu.errors import BEPError
 from bep_mcu.engine import rng
 from bep_mcu.engine.network import BatchResult, Network, winner_mask
 from bep_mcu.model import Model
-from bep_mcu.settings import PRESETS
+from bep_mcu.settings import PRESETS, of_model
 
 
 class DenseBaseline(Network):
@@ -274,9 +274,7 @@ def accuracy_vs_baseline(keys: list[str], seeds: int, rates=None, decays=None, b
             train.append(model.score(data.X_train, data.y_train))
             curves.append({"train_error": [round(h["train_error"], 4) for h in history],
                            "val_accuracy": [h["val_accuracy"] for h in history]})
-            # the candidate fit kept (training.alternatives)
-            kept.append({"hidden": list(model.spec.hidden), "bias_bits": model.encoder.bias_bits,
-                         "binarizer": model.encoder.binarizer.spec()})
+            kept.append(of_model(model))  # the settings of the candidate fit kept (training.second_candidate)
         bep_seconds = time.perf_counter() - start
         row = {"config": key, "dataset": name, "kwargs": {k: list(v) if isinstance(v, tuple) else v
                                                           for k, v in kwargs.items()},
