@@ -255,6 +255,25 @@ def test_forward_row_loops_bit_exact(tiny, wide, cpu):
         assert_same_as_numpy(result, model.reference(25, n=50))
 
 
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """Fan-ins of whole words on both layers (64 inputs, then 96 neurons) and 40 neurons last
+    (a group of 32 and one of 8): the Thumb-2 one-pass repack of int8 rows (bep_repack_words)
+    on the second layer of two and on a partial word of neurons."""
+    return Tiny(tmp_path_factory.mktemp("whole"), features=64, hidden=(96, 40))
+
+
+@pytest.mark.parametrize("batch_size", [1, 25])
+def test_one_pass_repack_of_whole_word_rows_bit_exact(whole, batch_size):
+    """The one-pass repack runs (its function counts instructions in the measurement build)
+    and trains what numpy trains, both layers."""
+    result = whole.run("cortex-m4", batch_size, n=50, flags=("-DBEP_MEASURE=1",))
+    assert [c % 32 for _, c in whole.model.spec.layer_shapes()] == [0, 0]
+    assert result["functions"]["train"].get("bep_repack_words", 0) > 0
+    assert result["counters"]["updates"] > 0
+    assert_same_as_numpy(result, whole.reference(batch_size, n=50))
+
+
 def test_unaligned_rows_are_exercised(odd):
     """The odd model's rows do start off word boundaries (70 and 33 are not multiples of 4)."""
     assert [c % 4 for _, c in odd.model.spec.layer_shapes()] == [2, 1]
