@@ -837,24 +837,25 @@ def fit(X, y, settings: Settings, on_epoch: Callable[[dict], None] | None = None
     ``TABULAR_BIAS_BITS`` bias bits (its widths left to their default, as
     ``TABULAR_DEEP_HIDDEN``), and the model with the higher validation accuracy is kept (a tie
     keeps the one with fewer weights, then the default). ``on_epoch`` sees the epochs of the
-    model returned only (where two are trained, after both). ``second`` False: the default's model only, whatever the data (a benchmark that compares
-    other things on a fixed network)."""
-    model = initial_model(X, y, settings)
+    model returned only (where two are trained, after both). ``second`` False: the default's
+    model only, whatever the data (a benchmark that compares other things on a fixed network)."""
+    # The second candidate comes from ``candidates``, as ``fit_shapes`` and QAT's
+    # ``input_settings`` get it: every caller sees the same choice.
+    model, alternative = candidates(X, y, settings) if second else (initial_model(X, y, settings), None)
     X, y = np.asarray(X), plain_labels(np.asarray(y))
     train_idx, val_idx = split_validation(y, settings.val_fraction, settings.seed)
-    alternative = second_candidate(model, X, settings, len(val_idx)) if second else None
     if alternative is None:
         return fit_watched(model, X, y, settings, train_idx, on_epoch)
-    candidates = []
+    runs = []
     for fit_one in (partial(fit_watched, model, X, y, settings, train_idx), partial(fit, X, y, alternative)):
         history: list[dict] = []
         trained = fit_one(on_epoch=history.append)
-        candidates.append((trained.score(X[val_idx], y[val_idx]), trained, history))
+        runs.append((trained.score(X[val_idx], y[val_idx]), trained, history))
     # A tie keeps the smaller network (fewer weights: less memory and time on a board), and
-    # on equal size the default. Judged on a few validation samples, accuracy ties often: the
-    # coarser code of a long series is the smaller one (PickupGestureWiimoteZ-long seed 2: 34 -> 64).
-    _, _, chosen, history = max(((acc, -trained.spec.synapses, trained, history)
-                                 for acc, trained, history in candidates), key=lambda c: c[:2])
+    # on equal size the default (max keeps the first). Judged on a few validation samples,
+    # accuracy ties often: the coarser code of a long series is the smaller one
+    # (PickupGestureWiimoteZ-long seed 2: 34 -> 64).
+    _, chosen, history = max(runs, key=lambda run: (run[0], -run[1].spec.synapses))
     for record in history if on_epoch else ():
         on_epoch(record)
     return chosen

@@ -33,12 +33,12 @@ def weights(run):  # the hidden weights of the run's network: its kept input bit
 
 
 def chosen(default, second):  # fit's rule: validation, then fewer weights, then the default
-    return max((default, second), key=lambda r: (r["val"], -weights(r), r is default))
+    return max((default, second), key=lambda r: (r["val"], -weights(r)))  # a full tie: max keeps the default
 
 
-def knob(variant):
-    return json.dumps({k: v for k, v in variant.items() if TWO_LAYERS.get(k, ONE_LAYER.get(k)) != v
-                       and not (k == "bias_bits" and v in (0, 64))})
+def knob(variant):  # the setting a variant changes: its settings less the candidate's own
+    return json.dumps({k: v for k, v in variant.items()
+                       if k != "bias_bits" and (k, v) != ("hidden", TWO_LAYERS["hidden"])})
 
 
 today = collections.defaultdict(dict)
