@@ -5,11 +5,13 @@ one setting changed, on the stored runs of seeds 0-9 of the fourteen tabular set
 
 Today's two candidates are mlp-bias-bits-10-seeds.jsonl's '{"bias_bits": 0}' runs (512, no bias
 bits) and two-layer-bias-bits-10-seeds.jsonl's (256-256, 64 bias bits); each variant of
-tabular-candidate-knobs-10-seeds.jsonl changes one setting in both candidates, or in the
-two-layer one only where the file has no one-layer run of it. fit keeps the candidate with the
-higher validation accuracy; a tie keeps the one with fewer weights, then the default
-(training.fit). Prints, per variant, the fourteen sets' mean test / validation accuracy of the
-choice, its change against today's, the sets it moves most, and the largest loss.
+tabular-candidate-knobs-10-seeds.jsonl changes one setting in both candidates, or in one of them
+only where the file has no run of it in the other (today's run stands in). fit keeps the
+candidate with the higher validation accuracy; a tie keeps the one with fewer weights, then the
+default (training.fit). Prints, per variant, the fourteen sets' mean test / validation accuracy
+of the choice, its change against today's, the sets it moves most, and the largest loss; then
+the same for an oracle that keeps the better of today's two on test, and for a fit that would
+train every run of the file and today's two as candidates and keep the best on validation.
 """
 
 import collections
@@ -66,12 +68,23 @@ mean = lambda table, i: statistics.mean(v[i] for v in table.values())
 print(f"today: test {mean(now, 0):.2f} / validation {mean(now, 1):.2f} over {len(now)} sets")
 print("| variant | in | test / validation | change | largest gains | largest loss |")
 print("|---|---|---|---|---|---|")
-for name, by_key in variants.items():
-    both = all("one" in v for v in by_key.values())
-    choices = {key: chosen(v["one"] if both else today[key]["one"], v["two"]) for key, v in by_key.items()}
+def row(name, where, choices):
     table = per_set(choices)
     delta = sorted(((table[s][0] - now[s][0], s) for s in table), reverse=True)
     gains = ", ".join(f"{s.split(':')[0]} {d:+.1f}" for d, s in delta[:2] if d > 0) or "none"
-    print(f"| {name} | {'both' if both else 'two layers'} | {mean(table, 0):.2f} / {mean(table, 1):.2f} | "
+    print(f"| {name} | {where} | {mean(table, 0):.2f} / {mean(table, 1):.2f} | "
           f"{mean(table, 0) - mean(now, 0):+.2f} / {mean(table, 1) - mean(now, 1):+.2f} | {gains} | "
           f"{delta[-1][1].split(':')[0]} {delta[-1][0]:+.1f} |")
+
+
+for name, by_key in variants.items():
+    forms = {form for v in by_key.values() for form in v}
+    where = "both" if forms == {"one", "two"} else "two layers" if forms == {"two"} else "one layer"
+    row(name, where, {key: chosen(v.get("one", today[key]["one"]), v.get("two", today[key]["two"]))
+                      for key, v in by_key.items()})
+pools = {key: [*pair.values(), *(run for v in variants.values() for run in v.get(key, {}).values())]
+         for key, pair in today.items()}
+row("today's two, the better on test (an oracle)", "all",
+    {key: max(pair.values(), key=lambda r: r["test"]) for key, pair in today.items()})
+row(f"every run a candidate (up to {max(map(len, pools.values()))})", "all",
+    {key: max(pool, key=lambda r: (r["val"], -weights(r))) for key, pool in pools.items()})

@@ -68,6 +68,20 @@ class Results:
     def lines(self, name: str) -> list[str]:
         return self._text(name).splitlines()
 
+    def json_lines(self, name: str) -> list:
+        """Every JSON line of an ``.out`` file that holds several runs' output one after the other
+        (a group run one ``--sets`` key at a time)."""
+        values = []
+        for number, line in enumerate(self.lines(name), 1):
+            if line.startswith("{"):
+                try:
+                    values.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise FiguresError(f"results/{name}: line {number} is not JSON") from None
+        if not values:
+            raise FiguresError(f"results/{name}: no JSON line")
+        return values
+
 
 def field(value, *path, source: str):
     """``value[path[0]][path[1]]...``, or one error naming the file and the missing key."""
@@ -118,6 +132,7 @@ class Scores:
 
     scores: tuple[float, ...]
     source: str
+    seconds: float  # the training time of all the seeds together, as the file records it
 
     @property
     def mean(self) -> float:
@@ -128,10 +143,15 @@ class Scores:
 
 
 def _scores(value, *path, source: str) -> Scores:
+    """The accuracies at ``path`` and the ``seconds`` beside them (bench.py writes both)."""
     s = field(value, *path, source=source)
     if not isinstance(s, list) or not s or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in s):
         raise FiguresError(f"results/{source}: {'.'.join(map(str, path))} is not a list of accuracies")
-    return Scores(tuple(float(v) for v in s), source)
+    seconds = number(value, *path[:-1], "seconds", source=source)
+    if not 0 <= seconds < 1e7:
+        raise FiguresError(f"results/{source}: {'.'.join(map(str, (*path[:-1], 'seconds')))} is {seconds}, "
+                           "not a duration")
+    return Scores(tuple(float(v) for v in s), source, seconds)
 
 
 @dataclass(frozen=True)
@@ -268,23 +288,83 @@ def _link(name: str) -> str:
 
 def render_accuracy_table(res: Results) -> str:
     acc = Accuracy(res)
-    lines = ["| `--sets` key | BEP | BEP seeds 0, 1, 2 | QAT | QAT + BN | raw results |", "|---|---|---|---|---|---|"]
+    lines = ["| `--sets` key | BEP | BEP seeds 0, 1, 2 | s | QAT | s | QAT + BN | s | raw results |",
+             "|---|---|---|---|---|---|---|---|---|"]
 
     def row(r: Row) -> str:
         seeds = " ".join(f"{100 * v:.2f}" for v in r.bep.scores)
+        bep = f"| {r.key} | {r.bep.mean_std()} | {seeds} | {r.bep.seconds:.0f}"
         if r.qat is None:
-            return f"| {r.key} | {r.bep.mean_std()} | {seeds} | not run | not run | {_link(r.bep.source)} |"
+            return f"{bep} | not run | | not run | | {_link(r.bep.source)} |"
         source = _link(r.bep.source) if r.qat.source == r.bep.source else \
             f"BEP {_link(r.bep.source)}, QAT {_link(r.qat.source)}"
-        return f"| {r.key} | {r.bep.mean_std()} | {seeds} | {r.qat.mean_std()} | {r.qat_bn.mean_std()} | {source} |"
+        return (f"{bep} | {r.qat.mean_std()} | {r.qat.seconds:.0f} | {r.qat_bn.mean_std()} | {r.qat_bn.seconds:.0f} "
+                f"| {source} |")
 
     for title, rows in (("UCR series", acc.ucr()), ("hold-out: sets nobody tuned on", acc.holdout())):
         lines += [row(r) for r in rows]
         bep, qat, bn = means(rows)
-        lines.append(f"| **mean, {title}** | **{pct(bep)}** | | **{pct(qat)}** | **{pct(bn)}** | |")
+        lines.append(f"| **mean, {title}** | **{pct(bep)}** | | | **{pct(qat)}** | | **{pct(bn)}** | | |")
     lines += [row(r) for r in acc.bep_only()]
     ucr, hold = acc.ucr(), acc.holdout()
     return "\n".join(lines) + "\n\n" + fill(f"UCR series: {summary(ucr)} Hold-out: {summary(hold)}")
+
+
+# The held-out checks' tables (docs/accuracy.md): each as its --sets group ran, one file each,
+# with the means of the groups of rows the page discusses.
+FRESH = "fresh-sets.out"  # python -m bep_mcu.bench accuracy --baseline qat --sets fresh --seeds 3 --json
+FRESH2 = "fresh2-sets.out"  # the same with --sets fresh2
+BAR = 1.5  # the issue's bar: within this many points of the better baseline
+LOW_SEED = 0.9  # and no seed below this share of its row's mean
+
+
+def signed(x: float) -> str:
+    """A difference in points as the tables print it: +0.6, 0.0, −13.5 (a true minus)."""
+    return "0.0" if round(x, 1) == 0 else f"{x:+.1f}".replace("-", "−")
+
+
+def render_heldout(res: Results, name: str, groups: tuple[tuple[str, str], ...]) -> str:
+    """One held-out check: BEP (training accuracy, lowest seed) against QAT and QAT + BN per row,
+    then a mean row per group ("all", "tabular": not a UCR set, "series": a UCR set)."""
+    raw = []
+    for doc in res.json_lines(name):
+        part = field(doc, "rows", source=name)
+        if not isinstance(part, list):
+            raise FiguresError(f"results/{name}: rows is not a list of rows")
+        raw += part
+    rows, training, kinds = [], {}, {}
+    for row in raw:
+        key = field(row, "config", source=name)
+        rows.append(Row(key, _scores(row, "bep", "scores", source=name), _scores(row, "qat", "scores", source=name),
+                        _scores(row, "qat_bn", "scores", source=name)))
+        training[key] = _scores(row, "bep", "train", source=name).mean
+        kinds[key] = "series" if str(field(row, "dataset", source=name)).startswith("ucr") else "tabular"
+    lines = ["| `--sets` key | BEP | BEP seeds 0, 1, 2 | BEP training | s | QAT | s | QAT + BN | s "
+             "| BEP − better baseline | lowest seed / row mean |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (key, gap), r in zip(gaps(rows), rows):
+        low = min(r.bep.scores) / r.bep.mean
+        lines.append(f"| {key} | {r.bep.mean_std()} | {' '.join(f'{100 * v:.2f}' for v in r.bep.scores)} "
+                     f"| {pct(training[key])} | {r.bep.seconds:.0f} | {r.qat.mean_std()} | {r.qat.seconds:.0f} "
+                     f"| {r.qat_bn.mean_std()} | {r.qat_bn.seconds:.0f} "
+                     f"| {signed(gap)}{' **outside**' if round(gap, 1) < -BAR else ''} "
+                     f"| {f'**{100 * low:.0f} %**' if low < LOW_SEED else f'{100 * low:.0f} %'} |")
+    for title, kind in groups:
+        part = [r for r in rows if kind == "all" or kinds[r.key] == kind]
+        if not part:
+            raise FiguresError(f"results/{name}: no {kind} row")
+        bep, qat, bn = (round(100 * m, 1) for m in means(part))
+        lines.append(f"| **mean, {title}** | **{bep:.1f}** | | | | **{qat:.1f}** | | **{bn:.1f}** | "
+                     f"| {signed(bep - max(qat, bn))} | |")
+    return "\n".join(lines)
+
+
+def render_fresh(res: Results) -> str:
+    return render_heldout(res, FRESH, (("ten rows", "all"), ("six tabular rows", "tabular"),
+                                       ("four series rows", "series")))
+
+
+def render_fresh2(res: Results) -> str:
+    return render_heldout(res, FRESH2, (("nine rows", "all"),))
 
 
 # ------------------------------------------------------------------ speed
@@ -758,6 +838,8 @@ RENDER = {
     "instructions": render_instructions,
     "device": render_device,
     "accuracy-table": render_accuracy_table,
+    "fresh-table": render_fresh,
+    "fresh2-table": render_fresh2,
     "instructions-cores": render_instructions_cores,
     "breakdown": render_breakdown,
     "cycles": render_cycles,
@@ -771,7 +853,7 @@ RENDER = {
 }
 FILES = {  # every region each file must hold
     "README.md": ("headline", "accuracy-defaults", "bep-vs-qat", "speed", "instructions", "device"),
-    "docs/accuracy.md": ("accuracy-table",),
+    "docs/accuracy.md": ("accuracy-table", "fresh-table", "fresh2-table"),
     "docs/performance.md": ("instructions-cores", "breakdown", "cycles", "floors"),
     "docs/adaptation.md": ("adaptation", "adaptation-windows", "adaptation-scenarios", "adaptation-forgetting",
                            "adaptation-new-class", "adaptation-costs"),

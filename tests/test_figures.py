@@ -83,6 +83,47 @@ def test_a_new_measurement_changes_every_figure_drawn_from_it(tree: Path):
     assert figures("--check", root=tree).returncode == 0
 
 
+def _change_row(path: Path, config: str, who: str, **values) -> None:
+    """Sets ``values`` in learner ``who``'s part of row ``config`` of a results file's last line."""
+    def edit(doc):
+        next(r for r in doc["rows"] if r["config"] == config)[who].update(values)
+    _json_edit(edit)(path)
+
+
+def _rendered_row(tree: Path, name: str, key: str) -> list[str]:
+    """After the rendering changed: the cells of row ``key`` of docs/accuracy.md's region ``name``."""
+    r = figures("--check", root=tree)
+    assert r.returncode == 1 and r.stdout == f"docs/accuracy.md: region '{name}' differs from results/\n"
+    assert figures(root=tree).returncode == 0
+    table = region((tree / "docs/accuracy.md").read_text(encoding="utf-8"), name)
+    line = next(line for line in table.splitlines() if line.startswith(f"| {key} |"))
+    return [c.strip() for c in line.split("|")[1:-1]]
+
+
+def test_the_accuracy_table_prints_each_learners_training_time(tree: Path):
+    """The s columns are the seconds each file records beside the accuracies: BEP's and QAT's."""
+    raw = tree / "results" / "bep-vs-qat-rnn.out"
+    for who, seconds in (("bep", 123.4), ("qat", 4567.8), ("qat_bn", 89.6)):
+        _change_row(raw, "GunPoint:rnn", who, seconds=seconds)
+    cells = _rendered_row(tree, "accuracy-table", "GunPoint:rnn")
+    assert (cells[3], cells[5], cells[7]) == ("123", "4568", "90")
+
+
+def test_a_held_out_table_marks_rows_outside_the_bar_and_low_seeds(tree: Path):
+    """The held-out checks' tables are computed from their files: the gap to the better baseline
+    (bold "outside" beyond 1.5 points), the lowest seed's share of its row (bold below 90 %), the
+    training accuracy and the seconds."""
+    _change_row(tree / "results" / "fresh2-sets.out", "diabetes-3:mlp", "bep", scores=[0.6, 0.6, 0.4],
+                train=[0.9, 0.8, 0.7], seconds=77.0)
+    cells = _rendered_row(tree, "fresh2-table", "diabetes-3:mlp")
+    # 53.3 against QAT + BN's 53.0: inside the bar now; 40 is 75 % of 53.3
+    assert cells[1:5] == ["53.3 ± 9.4", "60.00 60.00 40.00", "80.0", "77"]
+    assert (cells[9], cells[10]) == ("+0.3", "**75 %**")
+    table = region((tree / "docs/accuracy.md").read_text(encoding="utf-8"), "fresh2-table")
+    pickup = next(line for line in table.splitlines() if line.startswith("| PickupGestureWiimoteZ-down:rnn |"))
+    assert pickup.split("|")[10].strip() == "−5.3 **outside**"
+
+
 def _a_bep_accuracy_changed(doc):
     row = next(r for r in doc["rows"] if (r["scenario"], r["method"]) == ("drift:digits", "bep-last-layer"))
     row["after"] = round(row["after"] - 0.01, 6)
@@ -151,6 +192,12 @@ DAMAGES = {
     "not JSON": ("bep-vs-qat-rnn.out", _last_line_not_json, "results/bep-vs-qat-rnn.out: its last line is not JSON"),
     "accuracy above 1": ("defaults-accuracy.out", _json_edit(_first_row("scores", [0.9, 1.5, 0.9])),
                          "results/defaults-accuracy.out: scores is not a list of accuracies"),
+    "negative seconds": ("defaults-accuracy.out", _json_edit(_first_row("seconds", -3.0)),
+                         "results/defaults-accuracy.out: seconds is -3.0, not a duration"),
+    "no QAT seconds": ("bep-vs-qat-rnn.out", _json_edit(lambda doc: doc["rows"][0]["qat"].pop("seconds")),
+                       "results/bep-vs-qat-rnn.out: no qat.seconds"),
+    "a held-out line not JSON": ("fresh-sets.out", _last_line_not_json,
+                                 "results/fresh-sets.out: line 30 is not JSON"),
     "a row renamed": ("defaults-accuracy.out", _json_edit(_first_row("config", "prototypes 1024")),
                       "results/defaults-accuracy.out: no row 'prototypes 512'"),
     "not bit-exact": ("instructions-per-sample.json", _json_edit(_not_bit_exact),

@@ -1,0 +1,237 @@
+"""Changes to BEP's rule for a tabular MLP, measured in numpy only (docs/accuracy.md, "Rule
+changes for the tabular rows"): each patches the engine or the trainer for the experiment and
+was not built. One JSON line per set, seed and rule, with both of fit's candidates.
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python results/tabular-rule-experiments.py OUT.jsonl RULE KEY[,KEY...] [SEEDS]
+    python results/tabular-rule-experiments.py summary FILE.jsonl
+
+RULE:
+- ``average``: the hidden weights each candidate ends with are the rounded mean of its weights
+  after each of the last quarter, half or three quarters of its epochs (one training, four lines:
+  "none" is today's model, to the bit);
+- ``stability:F``: a group of the winner-takes-update with no wrong neuron updates its right
+  neuron of smallest stability s = a*·z if s < floor(F · fan-in) (a margin that only adds updates);
+- ``noise:P``: every non-bias input bit of every training batch flipped with probability P;
+- ``classifier:S``: the classifier learns: integer hidden weights S · P to start (BEP's frame),
+  P = sign of them after each batch, each triggered sample moving its class's row by +2a and its
+  rival's by -2a (a multi-class perceptron on the last hidden activations a);
+- ``rival``: the last layer's desired activation is the true class's prototype P[c] only where it
+  differs from the rival's (the other class of highest logit), elsewhere the current activation
+  (no update there): the updates that move the margin between the two, as a multi-class hinge.
+
+Each line: the key, the seed, the rule, and per candidate (fit's default first) its widths,
+synapses, epochs and validation / test / training accuracy. ``summary`` replays fit's choice
+(validation, then fewer synapses, then the default) and prints each rule's mean test and
+validation accuracy over the sets, against the file's "none" lines where it has them, else
+against today's stored runs (tabular-candidate-knobs.py's "today").
+"""
+
+import collections
+import json
+import pathlib
+import statistics
+import sys
+import time
+
+HERE = pathlib.Path(__file__).parent
+
+
+def chosen(candidates):  # fit's rule: validation, then fewer synapses; a full tie keeps the default (first)
+    return max(candidates, key=lambda c: (c["val"], -c["synapses"]))
+
+
+def summary(path):
+    lines = [json.loads(line) for line in pathlib.Path(path).read_text().splitlines() if line.strip()]
+    by_rule = collections.defaultdict(lambda: collections.defaultdict(list))
+    for line in lines:
+        by_rule[line["rule"]][line["set"]].append(chosen(line["candidates"]))
+    if "none" in by_rule:
+        today = by_rule["none"]
+    else:  # today's two candidates, as stored by the ten-seed runs of the two-layer decision
+        today = collections.defaultdict(list)
+        runs = lambda name: [json.loads(x) for x in (HERE / name).read_text().splitlines() if x.strip()]  # noqa: E731
+        pairs = collections.defaultdict(dict)
+        for r in runs("mlp-bias-bits-10-seeds.jsonl"):
+            if r["variant"] == {"bias_bits": 0}:
+                pairs[r["set"], r["seed"]]["one"] = r
+        for r in runs("two-layer-bias-bits-10-seeds.jsonl"):
+            pairs[r["set"], r["seed"]]["two"] = r
+        for (name, _), pair in sorted(pairs.items()):
+            def synapses(r):
+                total, fan_in = 0, r["bits"]
+                for width in r["variant"].get("hidden", [512]):
+                    total, fan_in = total + fan_in * width, width
+                return total
+            today[name].append(max((pair["one"], pair["two"]), key=lambda r: (r["val"], -synapses(r))))
+    mean = lambda table, k: 100 * statistics.mean(statistics.mean(c[k] for c in cs) for cs in table.values())  # noqa: E731
+    print(f"today: test {mean(today, 'test'):.2f} / validation {mean(today, 'val'):.2f} over {len(today)} sets")
+    print("| rule | test / validation | change | training | largest gains | largest loss |")
+    print("|---|---|---|---|---|---|")
+    for rule, table in by_rule.items():
+        if rule == "none":
+            continue
+        delta = sorted(((100 * (statistics.mean(c["test"] for c in table[s]) -
+                                statistics.mean(c["test"] for c in today[s])), s) for s in table), reverse=True)
+        gains = ", ".join(f"{s.split(':')[0]} {d:+.1f}" for d, s in delta[:2] if d > 0.05) or "none"
+        print(f"| {rule} | {mean(table, 'test'):.2f} / {mean(table, 'val'):.2f} | "
+              f"{mean(table, 'test') - mean(today, 'test'):+.2f} / {mean(table, 'val') - mean(today, 'val'):+.2f} | "
+              f"{mean(table, 'train') - mean(today, 'train'):+.2f} | {gains} | "
+              f"{delta[-1][1].split(':')[0]} {delta[-1][0]:+.1f} |")
+
+
+def patch(rule):
+    """Patches the package for ``rule``; returns the endings of a trained candidate (name → model)."""
+    import numpy as np
+
+    from bep_mcu import training
+    from bep_mcu.engine import network
+
+    name, _, value = rule.partition(":")
+    if name == "noise":
+        state = {}
+
+        def train_batch(self, batch):
+            x, free = batch.x.copy(), batch.x.shape[1] - state["bias"]
+            flip = state["rng"].random((x.shape[0], free)) < float(value)
+            x[:, :free] = np.where(flip, -x[:, :free], x[:, :free])
+            return self.net.train_batch(x, batch.y).predictions
+        training.NumpyTrainer.train_batch = train_batch
+
+        def start(model, seed):
+            state["bias"], state["rng"] = model.encoder.bias_bits, np.random.default_rng(seed)
+        return start, lambda trained: {rule: trained}
+    if name in ("stability", "rival"):
+        fraction = float(value) if name == "stability" else 0.0
+
+        def winners(stability, gamma, kappa):  # engine.network.winner_mask, right neurons below kappa last
+            n, k = stability.shape
+            groups = -(-k // gamma)
+            key = np.full((n, groups * gamma), np.inf, dtype=np.float32)
+            key[:, :k] = np.where(stability < 0, -stability,
+                                  np.where(stability < kappa, np.float32(1e6) + stability, np.inf))
+            key = key.reshape(n, groups, gamma)
+            winner = key.argmin(axis=2)
+            picked = np.take_along_axis(key, winner[:, :, None], axis=2)[:, :, 0] < np.inf
+            mask = np.zeros((n, groups, gamma), dtype=bool)
+            np.put_along_axis(mask, winner[:, :, None], picked[:, :, None], axis=2)
+            return mask.reshape(n, groups * gamma)[:, :k]
+
+        def learn_mlp(self, ins, zs, a_out, y, hit, trace):  # Network._learn_mlp, every layer learning
+            L = self.spec.n_layers
+            target = [None] * L
+            target[L - 1] = self.P[y[hit]]
+            if name == "rival":
+                logits = a_out[hit] @ self.P.T
+                logits[np.arange(hit.size), y[hit]] = -np.inf
+                rival = self.P[logits.argmax(axis=1)]
+                target[L - 1] = np.where(target[L - 1] != rival, target[L - 1], a_out[hit])
+            for layer in range(L - 2, -1, -1):
+                gated = np.where(np.abs(zs[layer + 1][hit]) <= self.gate[layer + 1], target[layer + 1], np.float32(0))
+                v = gated @ self.W[layer + 1]
+                target[layer] = np.where(v > 0, np.float32(1), np.where(v < 0, np.float32(-1), ins[layer + 1][hit]))
+            changed, updates = [], 0
+            for layer in range(L):
+                kappa = np.floor(fraction * self.spec.fan_in(layer))
+                mask = winners(target[layer] * zs[layer][hit], self.gamma[layer], kappa)
+                updates += int(mask.sum())
+                changed.append(network.apply_updates(self.H[layer], mask, target[layer], ins[layer][hit],
+                                                     self.lo, self.hi))
+            return changed, updates
+        network.Network._learn_mlp = learn_mlp
+        return lambda model, seed: None, lambda trained: {rule: trained}
+    if name == "classifier":
+        # The classifier learns too: integer hidden weights H_P = S · P (BEP's frame, so training
+        # starts from it), P = sign(H_P) refreshed after each batch, and each triggered sample moves
+        # its true class's row by +2a and its rival's (the other class of highest logit) by -2a,
+        # saturating at the hidden weights' bounds: a multi-class perceptron on the last activations.
+        scale = float(value)
+        learn = network.Network._learn_mlp
+        trainers = []
+
+        def learn_mlp(self, ins, zs, a_out, y, hit, trace):
+            if not hasattr(self, "HP"):
+                self.HP = self.P * np.float32(scale)
+            result = learn(self, ins, zs, a_out, y, hit, trace)  # targets from this batch's P
+            a = a_out[hit]
+            logits = a @ self.P.T
+            logits[np.arange(hit.size), y[hit]] = -np.inf
+            rival = logits.argmax(axis=1)
+            for sample, (c, r) in enumerate(zip(y[hit], rival)):  # in sample order, saturating each time
+                self.HP[c] = np.clip(self.HP[c] + 2 * a[sample], self.lo, self.hi)
+                self.HP[r] = np.clip(self.HP[r] - 2 * a[sample], self.lo, self.hi)
+            self.P = network.sign_pm1(self.HP)  # the batch's forward passes are done
+            return result
+        network.Network._learn_mlp = learn_mlp
+        init = training.NumpyTrainer.__init__
+
+        def remember(self, model):
+            init(self, model)
+            trainers.append(self)
+        training.NumpyTrainer.__init__ = remember
+
+        def endings(trained):  # the model keeps the classifier its run learnt
+            return {rule: trained.replace(classifier=trainers[-1].net.P.astype(np.int8))}
+        return lambda model, seed: trainers.clear(), endings
+    if name == "average":
+        snapshots = []
+
+        class Snapshots(training.Observer):
+            def after_epoch(self, run, record):
+                snapshots.append([w.astype(np.float64) for w in run.reference.hidden_weights()])
+        train = training.train
+
+        def watched(model, X, y, epochs, batch_size=None, on_epoch=None, follow_progress=False, observers=()):
+            snapshots.clear()
+            return train(model, X, y, epochs, batch_size, on_epoch, follow_progress, [*observers, Snapshots()])
+        training.train = watched
+
+        def endings(trained):
+            out = {"none": trained}
+            for fraction in (0.25, 0.5, 0.75):
+                tail = snapshots[len(snapshots) - max(1, round(fraction * len(snapshots))):]
+                hidden = [np.round(np.mean([s[i] for s in tail], axis=0)).astype(h.dtype)
+                          for i, h in enumerate(trained.hidden)]
+                out[f"average {fraction}"] = trained.replace(hidden=tuple(hidden))
+            return out
+        return lambda model, seed: None, endings
+    raise SystemExit(f"unknown rule '{rule}'")
+
+
+def run(out, rule, keys, seeds):
+    import numpy as np
+
+    from bep_mcu import training
+    from bep_mcu.bench import parse_config
+    from bep_mcu.data.datasets import load_dataset
+
+    start_candidate, endings = patch(rule)
+    for key in keys:
+        name, kwargs = parse_config(key)
+        data = load_dataset(name)
+        X, y = np.asarray(data.X_train), np.asarray(data.y_train)
+        for seed in range(seeds):
+            settings = training.Settings(seed=seed, **kwargs)
+            model, second = training.candidates(X, y, settings)
+            train_idx, val_idx = training.split_validation(training.plain_labels(y), settings.val_fraction, seed)
+            ends = collections.defaultdict(list)
+            begun = time.time()
+            for m, s in ((model, settings), *(() if second is None else ((training.initial_model(X, y, second), second),))):
+                start_candidate(m, seed)
+                trained = training.fit_watched(m, X, y, s, train_idx)
+                for ending, mm in endings(trained).items():
+                    ends[ending].append({"hidden": list(mm.spec.hidden), "synapses": mm.spec.synapses,
+                                         "epochs": mm.training.epochs, "val": mm.score(X[val_idx], y[val_idx]),
+                                         "test": mm.score(data.X_test, data.y_test),
+                                         "train": mm.score(X[train_idx], y[train_idx])})
+            with open(out, "a") as fh:
+                for ending, candidates in ends.items():
+                    print(json.dumps({"set": key, "seed": seed, "rule": ending, "candidates": candidates,
+                                      "seconds": round(time.time() - begun, 1)}), file=fh)
+            print(key, seed, rule, f"{time.time() - begun:.1f}s", flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "summary":
+        summary(sys.argv[2])
+    else:
+        run(sys.argv[1], sys.argv[2], sys.argv[3].split(","), int(sys.argv[4]) if len(sys.argv) > 4 else 3)
