@@ -34,8 +34,12 @@ def weights(run):  # the hidden weights of the run's network: its kept input bit
     return total
 
 
-def chosen(default, second):  # fit's rule: validation, then fewer weights, then the default
-    return max((default, second), key=lambda r: (r["val"], -weights(r)))  # a full tie: max keeps the default
+def rank(run):  # fit's rule: validation, then fewer weights; on a full tie max keeps the first (the default)
+    return run["val"], -weights(run)
+
+
+def chosen(default, second):
+    return max((default, second), key=rank)
 
 
 def knob(variant):  # the setting a variant changes: its settings less the candidate's own
@@ -68,6 +72,8 @@ mean = lambda table, i: statistics.mean(v[i] for v in table.values())
 print(f"today: test {mean(now, 0):.2f} / validation {mean(now, 1):.2f} over {len(now)} sets")
 print("| variant | in | test / validation | change | largest gains | largest loss |")
 print("|---|---|---|---|---|---|")
+
+
 def row(name, where, choices):
     table = per_set(choices)
     delta = sorted(((table[s][0] - now[s][0], s) for s in table), reverse=True)
@@ -87,4 +93,4 @@ pools = {key: [*pair.values(), *(run for v in variants.values() for run in v.get
 row("today's two, the better on test (an oracle)", "all",
     {key: max(pair.values(), key=lambda r: r["test"]) for key, pair in today.items()})
 row(f"every run a candidate (up to {max(map(len, pools.values()))})", "all",
-    {key: max(pool, key=lambda r: (r["val"], -weights(r))) for key, pool in pools.items()})
+    {key: max(pool, key=rank) for key, pool in pools.items()})

@@ -22,8 +22,8 @@ RULE:
 Each line: the key, the seed, the rule, and per candidate (fit's default first) its widths,
 synapses, epochs and validation / test / training accuracy. ``summary`` replays fit's choice
 (validation, then fewer synapses, then the default) and prints each rule's mean test and
-validation accuracy over the sets, against the file's "none" lines where it has them, else
-against today's stored runs (tabular-candidate-knobs.py's "today").
+validation accuracy over the sets, against the file's "none" lines (today's runs, written by
+``average``).
 """
 
 import collections
@@ -32,8 +32,6 @@ import pathlib
 import statistics
 import sys
 import time
-
-HERE = pathlib.Path(__file__).parent
 
 
 def chosen(candidates):  # fit's rule: validation, then fewer synapses; a full tie keeps the default (first)
@@ -45,24 +43,9 @@ def summary(path):
     by_rule = collections.defaultdict(lambda: collections.defaultdict(list))
     for line in lines:
         by_rule[line["rule"]][line["set"]].append(chosen(line["candidates"]))
-    if "none" in by_rule:
-        today = by_rule["none"]
-    else:  # today's two candidates, as stored by the ten-seed runs of the two-layer decision
-        today = collections.defaultdict(list)
-        runs = lambda name: [json.loads(x) for x in (HERE / name).read_text().splitlines() if x.strip()]  # noqa: E731
-        pairs = collections.defaultdict(dict)
-        for r in runs("mlp-bias-bits-10-seeds.jsonl"):
-            if r["variant"] == {"bias_bits": 0}:
-                pairs[r["set"], r["seed"]]["one"] = r
-        for r in runs("two-layer-bias-bits-10-seeds.jsonl"):
-            pairs[r["set"], r["seed"]]["two"] = r
-        for (name, _), pair in sorted(pairs.items()):
-            def synapses(r):
-                total, fan_in = 0, r["bits"]
-                for width in r["variant"].get("hidden", [512]):
-                    total, fan_in = total + fan_in * width, width
-                return total
-            today[name].append(max((pair["one"], pair["two"]), key=lambda r: (r["val"], -synapses(r))))
+    if "none" not in by_rule:  # today's runs, which every rule is measured against
+        raise SystemExit(f"{path}: no 'none' lines (run the rule 'average', which writes them)")
+    today = by_rule["none"]
     mean = lambda table, k: 100 * statistics.mean(statistics.mean(c[k] for c in cs) for cs in table.values())  # noqa: E731
     print(f"today: test {mean(today, 'test'):.2f} / validation {mean(today, 'val'):.2f} over {len(today)} sets")
     print("| rule | test / validation | change | training | largest gains | largest loss |")
