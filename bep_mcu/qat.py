@@ -4,7 +4,9 @@ straight-through estimator, Adam (the method the BEP paper compares with, as in 
 It trains on exactly the ±1 inputs ``training.fit`` feeds a BEP network (the same
 binariser fit on the same training part, the same dropped constant bits and bias bits,
 the same RNN windows, the same seeded train/validation split, the same batch size,
-epoch budget and sample order) a network of the same shape:
+epoch budget and sample order) a network of the same shape. One difference: where no class can
+give the validation split a sample (``training.too_small_to_split``), ``fit`` trains BEP on all
+the data, while QAT keeps the split, which its tuning needs:
 
 - ``mlp``: ±1 inputs → binary dense layers (no bias) → binary output layer;
 - ``rnn``: an Elman cell ``a_t = sign(W_x x_t + W_h a_{t-1})``, ``a_0 = +1``, binary

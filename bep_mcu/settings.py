@@ -200,7 +200,8 @@ SETTINGS: tuple[Setting, ...] = (
             "training data].", "int", 2, MAX_CLASSES),
     # train --init-from has always accepted (and ignored) it: the continued model keeps its split.
     Setting("val_fraction", 0.1, "Validation split carved from the training data (0: train on all of it, stalls "
-            "judged on the training errors as on a board; docs/accuracy.md §2).", "fraction", 0, 0.5,
+            "judged on the training errors as on a board; also where no class is large enough to give the split "
+            "a sample, the split then only choosing between two candidates; docs/accuracy.md §2).", "fraction", 0, 0.5,
             label="val fraction", stored="training", continued=True),
     # Last, so the estimator's positional parameters keep their order.
     Setting("preset", None, "Start from a preset's values; a setting given another value than its default keeps "

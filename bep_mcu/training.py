@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, make_dataclass, replace
 from fractions import Fraction
-from functools import cached_property, partial
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -610,6 +610,16 @@ def split_validation(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     return np.arange(len(y)), np.zeros(0, dtype=np.int64)
 
 
+def too_small_to_split(y: np.ndarray, fraction: float) -> bool:
+    """Whether no class is large enough to give a validation split of ``fraction`` its share,
+    round(n_c · fraction) >= 1. The stratified split would still take one sample of every class:
+    on five series a class at 0.1 it holds back a fifth of the data and judges stalls on one
+    series a class, so ``fit`` trains on all of it (docs/accuracy.md §2, "Classes too small to
+    split")."""
+    counts = np.unique(y, return_counts=True)[1]
+    return fraction > 0 and len(counts) > 0 and np.round(counts.max() * fraction) < 1
+
+
 def auto_tabular(X, settings: Settings) -> bool:
     """Whether a new model's input code is left to "auto" on tabular data that is not already
     binary (an MLP on rows of raw features): the data ``input_code`` and ``threshold_bits`` act on."""
@@ -734,6 +744,8 @@ def fit_shapes(X, y, settings: Settings) -> list[Model]:
     """The untrained models of every candidate ``fit`` may keep (``candidates``), so memory
     can be planned before training for the largest (``demo``)."""
     model, second = candidates(X, y, settings)
+    if too_small_to_split(plain_labels(np.asarray(y)), settings.val_fraction):  # fit trains on all the data
+        return [initial_model(X, y, replace(s, val_fraction=0.0)) for s in (settings, second) if s is not None]
     return [model] if second is None else [model, initial_model(X, y, second)]
 
 
@@ -836,29 +848,44 @@ def fit(X, y, settings: Settings, on_epoch: Callable[[dict], None] | None = None
     time with ``COARSE_CODE``, a tabular MLP left to "auto" a second time with
     ``TABULAR_BIAS_BITS`` bias bits (its widths left to their default, as
     ``TABULAR_DEEP_HIDDEN``), and the model with the higher validation accuracy is kept (a tie
-    keeps the one with fewer weights, then the default). ``on_epoch`` sees the epochs of the
+    keeps the one with fewer weights, then the default). Where no class is large enough to give
+    the validation split its share (``too_small_to_split``), the split still chooses between two
+    candidates (it is all there is to choose on) and the chosen settings are then trained on all
+    the data, stalls judged on the training errors. ``on_epoch`` sees the epochs of the
     model returned only (where two are trained, after both). ``second`` False: the default's
     model only, whatever the data (a benchmark that compares other things on a fixed network)."""
     # The second candidate comes from ``candidates``, as ``fit_shapes`` and QAT's
-    # ``input_settings`` get it: every caller sees the same choice.
+    # ``input_settings`` get it: every caller sees the same choice. (QAT keeps the split on
+    # classes too small for BEP's: it needs validation to choose its grid.)
     model, alternative = candidates(X, y, settings) if second else (initial_model(X, y, settings), None)
     X, y = np.asarray(X), plain_labels(np.asarray(y))
     train_idx, val_idx = split_validation(y, settings.val_fraction, settings.seed)
+    if too_small_to_split(y, settings.val_fraction):
+        chosen = settings if alternative is None else choose(X, y, settings, model, alternative, train_idx, val_idx)[2]
+        return fit(X, y, replace(chosen, val_fraction=0.0), on_epoch, second=False)
     if alternative is None:
         return fit_watched(model, X, y, settings, train_idx, on_epoch)
+    trained, history, _ = choose(X, y, settings, model, alternative, train_idx, val_idx)
+    for record in history if on_epoch else ():
+        on_epoch(record)
+    return trained
+
+
+def choose(X: np.ndarray, y: np.ndarray, settings: Settings, model: Model, alternative: Settings,
+           train_idx: np.ndarray, val_idx: np.ndarray) -> tuple[Model, list[dict], Settings]:
+    """``fit``'s two candidates trained on the training part: the one of higher validation
+    accuracy, its epochs' records and its settings."""
     runs = []
-    for fit_one in (partial(fit_watched, model, X, y, settings, train_idx), partial(fit, X, y, alternative)):
+    for s, start in ((settings, model), (alternative, initial_model(X, y, alternative))):
         history: list[dict] = []
-        trained = fit_one(on_epoch=history.append)
-        runs.append((trained.score(X[val_idx], y[val_idx]), trained, history))
+        trained = fit_watched(start, X, y, s, train_idx, history.append)
+        runs.append((trained.score(X[val_idx], y[val_idx]), trained, history, s))
     # A tie keeps the smaller network (fewer weights: less memory and time on a board), and
     # on equal size the default (max keeps the first). Judged on a few validation samples,
     # accuracy ties often: the coarser code of a long series is the smaller one
     # (PickupGestureWiimoteZ-long seed 2: 34 -> 64).
-    _, chosen, history = max(runs, key=lambda run: (run[0], -run[1].spec.synapses))
-    for record in history if on_epoch else ():
-        on_epoch(record)
-    return chosen
+    _, chosen, history, chosen_settings = max(runs, key=lambda run: (run[0], -run[1].spec.synapses))
+    return chosen, history, chosen_settings
 
 
 def fit_watched(model: Model, X: np.ndarray, y: np.ndarray, settings: Settings, train_idx: np.ndarray,

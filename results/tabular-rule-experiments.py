@@ -15,6 +15,9 @@ RULE:
 - ``classifier:S``: the classifier learns: integer hidden weights S · P to start (BEP's frame),
   P = sign of them after each batch, each triggered sample moving its class's row by +2a and its
   rival's by -2a (a multi-class perceptron on the last hidden activations a);
+- ``joint:S``: the output layer learns as an integer readout V (S · P to start) and the hidden
+  layers learn through it: the last layer's desired bits are sign(V[true] - V[rival]) where not 0,
+  and each triggered sample moves V[true] by +a and V[rival] by -a (predictions argmax a · Vᵀ);
 - ``rival``: the last layer's desired activation is the true class's prototype P[c] only where it
   differs from the rival's (the other class of highest logit), elsewhere the current activation
   (no update there): the updates that move the margin between the two, as a multi-class hinge.
@@ -62,6 +65,77 @@ def summary(path):
               f"{delta[-1][1].split(':')[0]} {delta[-1][0]:+.1f} |")
 
 
+def winners(stability, gamma, kappa):
+    """engine.network.winner_mask, with right neurons of stability below kappa after the wrong ones
+    (kappa 0: winner_mask itself)."""
+    import numpy as np
+
+    n, k = stability.shape
+    groups = -(-k // gamma)
+    key = np.full((n, groups * gamma), np.inf, dtype=np.float32)
+    key[:, :k] = np.where(stability < 0, -stability, np.where(stability < kappa, np.float32(1e6) + stability, np.inf))
+    key = key.reshape(n, groups, gamma)
+    winner = key.argmin(axis=2)
+    picked = np.take_along_axis(key, winner[:, :, None], axis=2)[:, :, 0] < np.inf
+    mask = np.zeros((n, groups, gamma), dtype=bool)
+    np.put_along_axis(mask, winner[:, :, None], picked[:, :, None], axis=2)
+    return mask.reshape(n, groups * gamma)[:, :k]
+
+
+def learn_through(net, ins, zs, hit, last, fraction=0.0):
+    """Network._learn_mlp (every layer learning) from the last layer's desired bits ``last``,
+    with a stability margin of floor(fraction · fan-in) for the winners."""
+    import numpy as np
+
+    from bep_mcu.engine import network
+
+    L = net.spec.n_layers
+    target = [None] * L
+    target[L - 1] = last
+    for layer in range(L - 2, -1, -1):
+        gated = np.where(np.abs(zs[layer + 1][hit]) <= net.gate[layer + 1], target[layer + 1], np.float32(0))
+        v = gated @ net.W[layer + 1]
+        target[layer] = np.where(v > 0, np.float32(1), np.where(v < 0, np.float32(-1), ins[layer + 1][hit]))
+    changed, updates = [], 0
+    for layer in range(L):
+        mask = winners(target[layer] * zs[layer][hit], net.gamma[layer], np.floor(fraction * net.spec.fan_in(layer)))
+        updates += int(mask.sum())
+        changed.append(network.apply_updates(net.H[layer], mask, target[layer], ins[layer][hit], net.lo, net.hi))
+    return changed, updates
+
+
+def rivals(a, y, P):
+    """Each sample's rival: the other class of highest logit a · Pᵀ."""
+    import numpy as np
+
+    logits = a @ P.T
+    logits[np.arange(len(y)), y] = -np.inf
+    return logits.argmax(axis=1)
+
+
+def perceptron(rows, a, y, rival, step, lo, hi):
+    """Each sample, in order, moves its class's row by +step · a and its rival's by -step · a,
+    saturating at [lo, hi] each time."""
+    import numpy as np
+
+    for sample, (c, r) in enumerate(zip(y, rival)):
+        rows[c] = np.clip(rows[c] + step * a[sample], lo, hi)
+        rows[r] = np.clip(rows[r] - step * a[sample], lo, hi)
+
+
+def remembered_trainers():
+    """The numpy trainers created from now on, in order (a run's own is the last)."""
+    from bep_mcu import training
+
+    trainers, init = [], training.NumpyTrainer.__init__
+
+    def remember(self, model):
+        init(self, model)
+        trainers.append(self)
+    training.NumpyTrainer.__init__ = remember
+    return trainers
+
+
 def patch(rule):
     """Patches the package for ``rule``; returns the endings of a trained candidate (name → model)."""
     import numpy as np
@@ -86,40 +160,12 @@ def patch(rule):
     if name in ("stability", "rival"):
         fraction = float(value) if name == "stability" else 0.0
 
-        def winners(stability, gamma, kappa):  # engine.network.winner_mask, right neurons below kappa last
-            n, k = stability.shape
-            groups = -(-k // gamma)
-            key = np.full((n, groups * gamma), np.inf, dtype=np.float32)
-            key[:, :k] = np.where(stability < 0, -stability,
-                                  np.where(stability < kappa, np.float32(1e6) + stability, np.inf))
-            key = key.reshape(n, groups, gamma)
-            winner = key.argmin(axis=2)
-            picked = np.take_along_axis(key, winner[:, :, None], axis=2)[:, :, 0] < np.inf
-            mask = np.zeros((n, groups, gamma), dtype=bool)
-            np.put_along_axis(mask, winner[:, :, None], picked[:, :, None], axis=2)
-            return mask.reshape(n, groups * gamma)[:, :k]
-
         def learn_mlp(self, ins, zs, a_out, y, hit, trace):  # Network._learn_mlp, every layer learning
-            L = self.spec.n_layers
-            target = [None] * L
-            target[L - 1] = self.P[y[hit]]
+            last = self.P[y[hit]]
             if name == "rival":
-                logits = a_out[hit] @ self.P.T
-                logits[np.arange(hit.size), y[hit]] = -np.inf
-                rival = self.P[logits.argmax(axis=1)]
-                target[L - 1] = np.where(target[L - 1] != rival, target[L - 1], a_out[hit])
-            for layer in range(L - 2, -1, -1):
-                gated = np.where(np.abs(zs[layer + 1][hit]) <= self.gate[layer + 1], target[layer + 1], np.float32(0))
-                v = gated @ self.W[layer + 1]
-                target[layer] = np.where(v > 0, np.float32(1), np.where(v < 0, np.float32(-1), ins[layer + 1][hit]))
-            changed, updates = [], 0
-            for layer in range(L):
-                kappa = np.floor(fraction * self.spec.fan_in(layer))
-                mask = winners(target[layer] * zs[layer][hit], self.gamma[layer], kappa)
-                updates += int(mask.sum())
-                changed.append(network.apply_updates(self.H[layer], mask, target[layer], ins[layer][hit],
-                                                     self.lo, self.hi))
-            return changed, updates
+                rival = self.P[rivals(a_out[hit], y[hit], self.P)]
+                last = np.where(last != rival, last, a_out[hit])
+            return learn_through(self, ins, zs, hit, last, fraction)
         network.Network._learn_mlp = learn_mlp
         return lambda model, seed: None, lambda trained: {rule: trained}
     if name == "classifier":
@@ -129,32 +175,49 @@ def patch(rule):
         # saturating at the hidden weights' bounds: a multi-class perceptron on the last activations.
         scale = float(value)
         learn = network.Network._learn_mlp
-        trainers = []
 
         def learn_mlp(self, ins, zs, a_out, y, hit, trace):
             if not hasattr(self, "HP"):
                 self.HP = self.P * np.float32(scale)
             result = learn(self, ins, zs, a_out, y, hit, trace)  # targets from this batch's P
-            a = a_out[hit]
-            logits = a @ self.P.T
-            logits[np.arange(hit.size), y[hit]] = -np.inf
-            rival = logits.argmax(axis=1)
-            for sample, (c, r) in enumerate(zip(y[hit], rival)):  # in sample order, saturating each time
-                self.HP[c] = np.clip(self.HP[c] + 2 * a[sample], self.lo, self.hi)
-                self.HP[r] = np.clip(self.HP[r] - 2 * a[sample], self.lo, self.hi)
+            perceptron(self.HP, a_out[hit], y[hit], rivals(a_out[hit], y[hit], self.P), 2, self.lo, self.hi)
             self.P = network.sign_pm1(self.HP)  # the batch's forward passes are done
             return result
         network.Network._learn_mlp = learn_mlp
-        init = training.NumpyTrainer.__init__
-
-        def remember(self, model):
-            init(self, model)
-            trainers.append(self)
-        training.NumpyTrainer.__init__ = remember
+        trainers = remembered_trainers()
 
         def endings(trained):  # the model keeps the classifier its run learnt
             return {rule: trained.replace(classifier=trainers[-1].net.P.astype(np.int8))}
         return lambda model, seed: trainers.clear(), endings
+    if name == "joint":
+        # The output layer learns as an integer readout V (S · P to start, the trigger margin scaled
+        # with it) and the hidden layers learn through it: the last layer's desired bits are
+        # sign(V[true] - V[rival]) where that is not 0 (elsewhere the current activation: no update),
+        # the rival being the other class of highest logit; then each triggered sample moves V[true]
+        # by +a and V[rival] by -a, saturating at +-127 S. Predictions are argmax a · Vᵀ.
+        scale = float(value)
+
+        def learn_mlp(self, ins, zs, a_out, y, hit, trace):
+            if not getattr(self, "joint", False):
+                self.P, self.trigger_margin, self.joint = self.P * np.float32(scale), self.trigger_margin * scale, True
+            a, V = a_out[hit], self.P
+            rival = rivals(a, y[hit], V)
+            d = V[y[hit]] - V[rival]
+            result = learn_through(self, ins, zs, hit, np.where(d > 0, np.float32(1), np.where(d < 0, np.float32(-1), a)))
+            perceptron(V, a, y[hit], rival, 1, -127 * scale, 127 * scale)
+            return result
+        network.Network._learn_mlp = learn_mlp
+        trainers = remembered_trainers()
+
+        class Readout:  # the trained model, predicting by argmax a · Vᵀ
+            def __init__(self, model, V):
+                self.model, self.V, self.spec, self.training = model, V.copy(), model.spec, model.training
+
+            def score(self, X, y):
+                a = self.model.network().hidden_activations(self.model.encode(X))
+                return float((np.argmax(a @ self.V.T, axis=1) == self.model.encode_labels(y)).mean())
+
+        return lambda model, seed: trainers.clear(), lambda trained: {rule: Readout(trained, trainers[-1].net.P)}
     if name == "average":
         snapshots = []
 
@@ -180,14 +243,17 @@ def patch(rule):
     raise SystemExit(f"unknown rule '{rule}'")
 
 
-def run(out, rule, keys, seeds):
+def candidate_runs(keys, seeds, on_trained, start_candidate=lambda model, seed: None):
+    """For each set and seed, fit's candidates (its default first) trained on the training part
+    as ``fit`` trains them: yields the key, the seed, ``on_trained(model, parts)`` of each
+    candidate (called as soon as it is trained; ``parts``: name → (X, y) of "train", "val" and
+    "test") and the seconds both took. Also used by ``readout-experiments.py``."""
     import numpy as np
 
     from bep_mcu import training
     from bep_mcu.bench import parse_config
     from bep_mcu.data.datasets import load_dataset
 
-    start_candidate, endings = patch(rule)
     for key in keys:
         name, kwargs = parse_config(key)
         data = load_dataset(name)
@@ -196,21 +262,33 @@ def run(out, rule, keys, seeds):
             settings = training.Settings(seed=seed, **kwargs)
             model, second = training.candidates(X, y, settings)
             train_idx, val_idx = training.split_validation(training.plain_labels(y), settings.val_fraction, seed)
-            ends = collections.defaultdict(list)
-            begun = time.time()
+            parts = {"train": (X[train_idx], y[train_idx]), "val": (X[val_idx], y[val_idx]),
+                     "test": (data.X_test, data.y_test)}
+            begun, done = time.time(), []
             for m, s in ((model, settings), *(() if second is None else ((training.initial_model(X, y, second), second),))):
                 start_candidate(m, seed)
-                trained = training.fit_watched(m, X, y, s, train_idx)
-                for ending, mm in endings(trained).items():
-                    ends[ending].append({"hidden": list(mm.spec.hidden), "synapses": mm.spec.synapses,
-                                         "epochs": mm.training.epochs, "val": mm.score(X[val_idx], y[val_idx]),
-                                         "test": mm.score(data.X_test, data.y_test),
-                                         "train": mm.score(X[train_idx], y[train_idx])})
-            with open(out, "a") as fh:
-                for ending, candidates in ends.items():
-                    print(json.dumps({"set": key, "seed": seed, "rule": ending, "candidates": candidates,
-                                      "seconds": round(time.time() - begun, 1)}), file=fh)
-            print(key, seed, rule, f"{time.time() - begun:.1f}s", flush=True)
+                done.append(on_trained(training.fit_watched(m, X, y, s, train_idx), parts))
+            yield key, seed, done, time.time() - begun
+
+
+def run(out, rule, keys, seeds):
+    start_candidate, endings = patch(rule)
+
+    def scores(trained, parts):
+        return {ending: {"hidden": list(mm.spec.hidden), "synapses": mm.spec.synapses, "epochs": mm.training.epochs,
+                         **{k: mm.score(*parts[k]) for k in ("val", "test", "train")}}
+                for ending, mm in endings(trained).items()}
+
+    for key, seed, done, seconds in candidate_runs(keys, seeds, scores, start_candidate):
+        ends = collections.defaultdict(list)
+        for candidate in done:
+            for ending, record in candidate.items():
+                ends[ending].append(record)
+        with open(out, "a") as fh:
+            for ending, candidates in ends.items():
+                print(json.dumps({"set": key, "seed": seed, "rule": ending, "candidates": candidates,
+                                  "seconds": round(seconds, 1)}), file=fh)
+        print(key, seed, rule, f"{seconds:.1f}s", flush=True)
 
 
 if __name__ == "__main__":

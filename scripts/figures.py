@@ -83,6 +83,20 @@ class Results:
         return values
 
 
+    def rows(self, name: str) -> dict[str, dict]:
+        """The benchmark rows of an ``.out`` file by ``--sets`` key, over all its JSON lines in
+        order: a row run again later (a line appended after a change that moves it) replaces
+        its earlier run, in the earlier one's place."""
+        rows: dict[str, dict] = {}
+        for doc in self.json_lines(name):
+            part = field(doc, "rows", source=name)
+            if not isinstance(part, list):
+                raise FiguresError(f"results/{name}: rows is not a list of rows")
+            for row in part:
+                rows[field(row, "config", source=name)] = row
+        return rows
+
+
 def field(value, *path, source: str):
     """``value[path[0]][path[1]]...``, or one error naming the file and the missing key."""
     for key in path:
@@ -178,12 +192,8 @@ class Accuracy:
             raise FiguresError(f"results/{ACCEPTANCE}: no row '{missing[0]}'")
         return by_label
 
-    def _baseline_rows(self, name: str) -> dict[str, dict]:
-        rows = field(self.r.json(name), "rows", source=name)
-        return {field(row, "config", source=name): row for row in rows}
-
     def _row(self, name: str, key: str) -> dict:
-        rows = self._baseline_rows(name)
+        rows = self.r.rows(name)
         if key not in rows:
             raise FiguresError(f"results/{name}: no row '{key}'")
         return rows[key]
@@ -326,15 +336,8 @@ def signed(x: float) -> str:
 def render_heldout(res: Results, name: str, groups: tuple[tuple[str, str], ...]) -> str:
     """One held-out check: BEP (training accuracy, lowest seed) against QAT and QAT + BN per row,
     then a mean row per group ("all", "tabular": not a UCR set, "series": a UCR set)."""
-    raw = []
-    for doc in res.json_lines(name):
-        part = field(doc, "rows", source=name)
-        if not isinstance(part, list):
-            raise FiguresError(f"results/{name}: rows is not a list of rows")
-        raw += part
     rows, training, kinds = [], {}, {}
-    for row in raw:
-        key = field(row, "config", source=name)
+    for key, row in res.rows(name).items():
         rows.append(Row(key, _scores(row, "bep", "scores", source=name), _scores(row, "qat", "scores", source=name),
                         _scores(row, "qat_bn", "scores", source=name)))
         training[key] = _scores(row, "bep", "train", source=name).mean

@@ -330,6 +330,22 @@ def test_train_and_eval_on_npz_with_its_own_test_part(tmp_path):
     assert d["n"] == 50 and d["accuracy"] == result["test_accuracy"]
 
 
+def test_train_says_when_classes_are_too_small_to_split(tmp_path):
+    """Five samples a class: no 10 % validation split; the model trains on all the data and says so."""
+    X, y = blobs(70, seed=3)
+    keep = np.concatenate([np.flatnonzero(y == c)[:5] for c in np.unique(y)])
+    data = tmp_path / "small.npz"
+    np.savez(data, X_train=X[keep], y_train=y[keep], X_test=X, y_test=y)
+    result = invoke("train", "--data", data, *FAST, "--out", tmp_path / "m.npz", "--json")
+    assert_ok(result)
+    assert "training on all of the data" in result.stderr
+    assert last_json(result.stdout)["val_accuracy"] is None
+    assert modelio.load(tmp_path / "m.npz").training.val_fraction == 0.0
+    larger = invoke("train", "--data", data, *FAST, "--val-fraction", "0.2", "--out", tmp_path / "m2.npz", "--json")
+    assert_ok(larger)  # 0.2 of five is one a class: the split is made
+    assert "training on all" not in larger.stderr and last_json(larger.stdout)["val_accuracy"] is not None
+
+
 def test_train_with_test_data_file(tmp_path):
     X, y = blobs(160, seed=2)
     train = csv_of(tmp_path / "train.csv", X[:120], y[:120])

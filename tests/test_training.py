@@ -480,3 +480,33 @@ def test_training_on_all_the_data_judges_stalls_as_a_board_does(protos):
     gammas = [rec["gamma"] for rec in model.training.history]
     assert gammas == [rec["gamma"] for rec in board.training.history] and gammas[0] != gammas[-1]  # γ grew
     assert model.training.counters == board.training.counters
+
+
+def test_classes_too_small_to_split_train_on_all_the_data():
+    """Where no class can give the validation split its share (five samples a class at 0.1),
+    ``fit`` trains on all the data: the model is the one --val-fraction 0 trains, to the bit,
+    and says so. With two candidates the split still chooses, and the chosen settings train on
+    all of it. One class large enough keeps today's split, and QAT's baseline
+    (``encoded_split``) keeps its one sample a class to tune on."""
+    g = np.random.default_rng(0)
+    X, y = g.normal(size=(50, 6)), np.repeat(np.arange(10), 5)
+    kw = dict(hidden=(32,), epochs=3, seed=1)
+    model = fit(X, y, **kw, bias_bits=0)
+    assert model.training.val_fraction == 0.0
+    assert all(rec["val_accuracy"] is None for rec in model.training.history)
+    assert_same_weights(hidden(model), hidden(fit(X, y, **kw, bias_bits=0, val_fraction=0.0)))
+    assert len(training.encoded_split(X, y, training.Settings(**kw, bias_bits=0))[2]) == 10
+    shapes = training.fit_shapes(X, y, training.Settings(**kw, bias_bits=0))  # memory planned for what fit trains
+    assert len(shapes) == 1 and np.array_equal(shapes[0].encode(X), model.encode(X))
+
+    two = training.Settings(**kw)  # bias bits left to "auto": a second candidate with 64
+    assert len(training.fit_shapes(X, y, two)) == 2
+    chosen = training.fit(X, y, two)
+    bits = chosen.encoder.bias_bits
+    assert chosen.training.val_fraction == 0.0 and bits in (0, training.TABULAR_BIAS_BITS)
+    assert_same_weights(hidden(chosen), hidden(fit(X, y, **kw, bias_bits=bits, val_fraction=0.0)))
+
+    larger = np.concatenate([y, np.full(5, 9)])  # class 9 has 10 samples: round(10 * 0.1) = 1
+    kept = fit(np.concatenate([X, g.normal(size=(5, 6))]), larger, **kw, bias_bits=0)
+    assert kept.training.val_fraction == 0.1
+    assert all(rec["val_accuracy"] is not None for rec in kept.training.history)

@@ -38,6 +38,9 @@ def train(dataset, data_path, test_data, init_from, out, as_json, **chosen) -> N
     files.check_writable(out)
     data = load_data(dataset, data_path, test_data)
     progress(f"{data.name}: {len(data.y_train)} training and {len(data.y_test)} test samples")
+    if init_from is None and training.too_small_to_split(training.plain_labels(data.y_train), settings.val_fraction):
+        progress(f"no class is large enough to give a {settings.val_fraction:g} validation split a sample: training "
+                 "on all of the data (the split only chooses between candidates; docs/accuracy.md §2)")
     start = time.perf_counter()
     with progress_bar("epochs", "epoch", leave=False) as bar:
         def on_epoch(rec: dict) -> None:
