@@ -348,9 +348,13 @@ def plan_trials(X: np.ndarray, y: np.ndarray, settings: SweepSettings, sweep_id:
     X = as_model_shape(X, settings.model)
     y = plain_labels(np.asarray(y))
     _, val = training.split_validation(y, settings.val_fraction, settings.seed)
-    if len(val) == 0:
+    # Trials are scored on the split, so the sweep cannot do without it where fit would
+    # (classes too small to give it a sample: training.too_small_to_split).
+    if len(val) == 0 or training.too_small_to_split(y, settings.val_fraction):
+        need = math.floor(0.5 / settings.val_fraction) + 1
         raise BEPError(f"{len(y)} training samples of {len(np.unique(y))} classes are too few to carve a validation "
-                       f"split from (at least 4 per class)")
+                       f"split from to score trials on (at least 4 per class, and a class of {need} for "
+                       f"--val-fraction {settings.val_fraction:g} to take a sample from it)")
     def plan(trial: int, repeat: int, config: dict) -> dict:
         seed = settings.seed + repeat
         head = {"sweep": sweep_id, "trial": trial, "repeat": repeat, "seed": seed, "config": config}

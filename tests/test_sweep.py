@@ -302,6 +302,10 @@ def test_sweep_bad_input_is_one_error_line(tmp_path, monkeypatch, capsys):
     tiny.write_text("a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(8)))
     result = invoke("sweep", "--data", tiny, "--board", BOARD)
     assert_error_after_progress(result.exit_code, result.stderr, ["too few"])
+    fives = tmp_path / "fives.csv"  # five samples a class: fit would make no split, and trials need one
+    fives.write_text("a,label\n" + "".join(f"{i},{i % 6}\n" for i in range(30)))
+    result = invoke("sweep", "--data", fives, "--board", BOARD)
+    assert_error_after_progress(result.exit_code, result.stderr, ["too few", "a class of 6 for --val-fraction 0.1"])
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
     assert_user_error(invoke("sweep", "--data", data, "--board", BOARD), "Ray Tune", "pip install 'bep-mcu[sweep]'")
 
