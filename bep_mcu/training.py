@@ -617,7 +617,7 @@ def too_small_to_split(y: np.ndarray, fraction: float) -> bool:
     series a class, so ``fit`` trains on all of it (docs/accuracy.md §2, "Classes too small to
     split")."""
     counts = np.unique(y, return_counts=True)[1]
-    return fraction > 0 and len(counts) > 0 and np.round(counts.max() * fraction) < 1
+    return bool(fraction > 0 and len(counts) > 0 and np.round(counts.max() * fraction) < 1)
 
 
 def auto_tabular(X, settings: Settings) -> bool:

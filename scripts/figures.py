@@ -82,7 +82,6 @@ class Results:
             raise FiguresError(f"results/{name}: no JSON line")
         return values
 
-
     def rows(self, name: str) -> dict[str, dict]:
         """The benchmark rows of an ``.out`` file by ``--sets`` key, over all its JSON lines in
         order: a row run again later (a line appended after a change that moves it) replaces
