@@ -351,7 +351,7 @@ def plan_trials(X: np.ndarray, y: np.ndarray, settings: SweepSettings, sweep_id:
     # Trials are scored on the split, so the sweep cannot do without it where fit would
     # (classes too small to give it a sample: training.too_small_to_split).
     if len(val) == 0 or training.too_small_to_split(y, settings.val_fraction):
-        need = math.floor(0.5 / settings.val_fraction) + 1
+        need = training.smallest_split_class(settings.val_fraction)
         raise BEPError(f"{len(y)} training samples of {len(np.unique(y))} classes are too few to carve a validation "
                        f"split from to score trials on (at least 4 per class, and a class of {need} for "
                        f"--val-fraction {settings.val_fraction:g} to take a sample from it)")

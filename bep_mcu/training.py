@@ -28,6 +28,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, make_dataclass, replace
@@ -610,14 +611,25 @@ def split_validation(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     return np.arange(len(y)), np.zeros(0, dtype=np.int64)
 
 
+def smallest_split_class(fraction: float) -> int:
+    """The fewest samples a class needs for a validation split of ``fraction`` (> 0) to take its
+    share, round(n · fraction) >= 1, as ``stratified_split`` rounds (half to even)."""
+    n = math.floor(0.5 / fraction) + 1  # the formula, then corrected for float rounding at the edge
+    while n > 1 and np.round((n - 1) * fraction) >= 1:
+        n -= 1
+    while np.round(n * fraction) < 1:
+        n += 1
+    return n
+
+
 def too_small_to_split(y: np.ndarray, fraction: float) -> bool:
-    """Whether no class is large enough to give a validation split of ``fraction`` its share,
-    round(n_c · fraction) >= 1. The stratified split would still take one sample of every class:
+    """Whether no class is large enough to give a validation split of ``fraction`` its share
+    (``smallest_split_class``). The stratified split would still take one sample of every class:
     on five series a class at 0.1 it holds back a fifth of the data and judges stalls on one
     series a class, so ``fit`` trains on all of it (docs/accuracy.md §2, "Classes too small to
     split")."""
     counts = np.unique(y, return_counts=True)[1]
-    return bool(fraction > 0 and len(counts) > 0 and np.round(counts.max() * fraction) < 1)
+    return bool(fraction > 0 and len(counts) > 0 and counts.max() < smallest_split_class(fraction))
 
 
 def auto_tabular(X, settings: Settings) -> bool:

@@ -45,6 +45,7 @@ class Results:
     def __init__(self, root: Path) -> None:
         self.dir = root / "results"
         self._cache: dict[str, object] = {}
+        self._rows: dict[str, dict[str, dict]] = {}
 
     def _text(self, name: str) -> str:
         try:
@@ -85,15 +86,17 @@ class Results:
     def rows(self, name: str) -> dict[str, dict]:
         """The benchmark rows of an ``.out`` file by ``--sets`` key, over all its JSON lines in
         order: a row run again later (a line appended after a change that moves it) replaces
-        its earlier run, in the earlier one's place."""
-        rows: dict[str, dict] = {}
-        for doc in self.json_lines(name):
-            part = field(doc, "rows", source=name)
-            if not isinstance(part, list):
-                raise FiguresError(f"results/{name}: rows is not a list of rows")
-            for row in part:
-                rows[field(row, "config", source=name)] = row
-        return rows
+        its earlier run, in the earlier one's place. Read once per file."""
+        if name not in self._rows:
+            rows: dict[str, dict] = {}
+            for doc in self.json_lines(name):
+                part = field(doc, "rows", source=name)
+                if not isinstance(part, list):
+                    raise FiguresError(f"results/{name}: rows is not a list of rows")
+                for row in part:
+                    rows[field(row, "config", source=name)] = row
+            self._rows[name] = rows
+        return self._rows[name]
 
 
 def field(value, *path, source: str):
@@ -310,12 +313,12 @@ def render_accuracy_table(res: Results) -> str:
         return (f"{bep} | {r.qat.mean_std()} | {r.qat.seconds:.0f} | {r.qat_bn.mean_std()} | {r.qat_bn.seconds:.0f} "
                 f"| {source} |")
 
-    for title, rows in (("UCR series", acc.ucr()), ("hold-out: sets nobody tuned on", acc.holdout())):
+    ucr, hold = acc.ucr(), acc.holdout()
+    for title, rows in (("UCR series", ucr), ("hold-out: sets nobody tuned on", hold)):
         lines += [row(r) for r in rows]
         bep, qat, bn = means(rows)
         lines.append(f"| **mean, {title}** | **{pct(bep)}** | | | **{pct(qat)}** | | **{pct(bn)}** | | |")
     lines += [row(r) for r in acc.bep_only()]
-    ucr, hold = acc.ucr(), acc.holdout()
     return "\n".join(lines) + "\n\n" + fill(f"UCR series: {summary(ucr)} Hold-out: {summary(hold)}")
 
 

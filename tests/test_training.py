@@ -510,3 +510,14 @@ def test_classes_too_small_to_split_train_on_all_the_data():
     kept = fit(np.concatenate([X, g.normal(size=(5, 6))]), larger, **kw, bias_bits=0)
     assert kept.training.val_fraction == 0.1
     assert all(rec["val_accuracy"] is not None for rec in kept.training.history)
+
+
+@pytest.mark.parametrize("fraction, need", [(0.1, 6), (0.2, 3), (0.25, 3), (0.05, 11), (0.5, 2)])
+def test_the_smallest_class_a_split_takes_a_sample_from(fraction, need):
+    """The boundary of the rule above and of the sweep's refusal: a class of ``need`` samples gives
+    a split of ``fraction`` round(need · fraction) >= 1 samples, one fewer gives none."""
+    assert training.smallest_split_class(fraction) == need
+    assert np.round(need * fraction) >= 1 > np.round((need - 1) * fraction)
+    assert training.too_small_to_split(np.repeat(np.arange(3), need - 1), fraction)
+    assert not training.too_small_to_split(np.concatenate([np.repeat(np.arange(3), need - 1), [0]]), fraction)
+    assert not training.too_small_to_split(np.repeat(np.arange(3), need - 1), 0.0)  # no split asked
