@@ -6,6 +6,7 @@ was not built. One JSON line per set, seed and rule, with both of fit's candidat
     python results/tabular-rule-experiments.py summary FILE.jsonl
 
 RULE:
+- ``none``: today's rule (fit's candidates as it trains them; any data set, series too);
 - ``average``: the hidden weights each candidate ends with are the rounded mean of its weights
   after each of the last quarter, half or three quarters of its epochs (one training, four lines:
   "none" is today's model, to the bit);
@@ -18,6 +19,17 @@ RULE:
 - ``joint:S``: the output layer learns as an integer readout V (S · P to start) and the hidden
   layers learn through it: the last layer's desired bits are sign(V[true] - V[rival]) where not 0,
   and each triggered sample moves V[true] by +a and V[rival] by -a (predictions argmax a · Vᵀ);
+- ``ramp:M``: a sample triggers only while its margin is also at least -floor(M · K_L) (a ramp
+  loss: badly wrong samples, such as mislabelled ones, stop pulling the weights);
+- ``pick:largest``, ``pick:random``: the winner-takes-update takes a group's most wrong neuron
+  (largest |s|), or a wrong neuron drawn at random, instead of the least wrong;
+- ``window:F``: each group updates its neuron of smallest |s| among its wrong neurons and its
+  right ones with s <= floor(F · fan-in), whichever is closer to its threshold (a right one is
+  pushed further from it), as QAT's straight-through gradient moves every neuron near its
+  threshold, right or wrong;
+- ``blocks:B``: the last hidden layer's neurons in B blocks, each triggered on its own margin
+  (floor(r · K_L / B) on its slice of the logits) and learning only when it triggers, as B
+  independent committees whose votes are summed;
 - ``rival``: the last layer's desired activation is the true class's prototype P[c] only where it
   differs from the rival's (the other class of highest logit), elsewhere the current activation
   (no update there): the updates that move the margin between the two, as a multi-class hinge.
@@ -82,9 +94,34 @@ def winners(stability, gamma, kappa):
     return mask.reshape(n, groups * gamma)[:, :k]
 
 
-def learn_through(net, ins, zs, hit, last, fraction=0.0):
+def winners_by(stability, gamma, order, rng):
+    """Winner-takes-update with another choice among a group's wrong neurons: ``largest`` the
+    wrong neuron of largest |s| (the most wrong), ``random`` a wrong neuron drawn uniformly;
+    ``window`` the neuron of smallest |s| among the wrong ones and the right ones with s <= ``rng``
+    (a bound), whichever is closer to its threshold."""
+    import numpy as np
+
+    n, k = stability.shape
+    groups = -(-k // gamma)
+    key = np.full((n, groups * gamma), np.inf, dtype=np.float32)
+    if order == "window":  # the closest to its threshold of the wrong neurons and the right ones with s <= rng
+        key[:, :k] = np.where((stability < 0) | ((stability > 0) & (stability <= rng)), np.abs(stability), np.inf)
+    else:
+        chance = rng.random((n, k), dtype=np.float32) if order == "random" else stability
+        key[:, :k] = np.where(stability < 0, chance, np.inf)
+    key = key.reshape(n, groups, gamma)
+    winner = key.argmin(axis=2)
+    picked = np.take_along_axis(key, winner[:, :, None], axis=2)[:, :, 0] < np.inf
+    mask = np.zeros((n, groups, gamma), dtype=bool)
+    np.put_along_axis(mask, winner[:, :, None], picked[:, :, None], axis=2)
+    return mask.reshape(n, groups * gamma)[:, :k]
+
+
+def learn_through(net, ins, zs, hit, last, fraction=0.0, choose=None, no_opinion=None):
     """Network._learn_mlp (every layer learning) from the last layer's desired bits ``last``,
-    with a stability margin of floor(fraction · fan-in) for the winners."""
+    with a stability margin of floor(fraction · fan-in) for the winners, or the winners
+    ``choose(stability, gamma, layer)``; ``no_opinion``: the desired bit where the layer above
+    sends none (v = 0; BEP's: the current activation)."""
     import numpy as np
 
     from bep_mcu.engine import network
@@ -95,10 +132,13 @@ def learn_through(net, ins, zs, hit, last, fraction=0.0):
     for layer in range(L - 2, -1, -1):
         gated = np.where(np.abs(zs[layer + 1][hit]) <= net.gate[layer + 1], target[layer + 1], np.float32(0))
         v = gated @ net.W[layer + 1]
-        target[layer] = np.where(v > 0, np.float32(1), np.where(v < 0, np.float32(-1), ins[layer + 1][hit]))
+        target[layer] = np.where(v > 0, np.float32(1), np.where(v < 0, np.float32(-1),
+                                 ins[layer + 1][hit] if no_opinion is None else no_opinion))
     changed, updates = [], 0
     for layer in range(L):
-        mask = winners(target[layer] * zs[layer][hit], net.gamma[layer], np.floor(fraction * net.spec.fan_in(layer)))
+        stability = target[layer] * zs[layer][hit]
+        mask = winners(stability, net.gamma[layer], np.floor(fraction * net.spec.fan_in(layer))) if choose is None \
+            else choose(stability, net.gamma[layer], layer)
         updates += int(mask.sum())
         changed.append(network.apply_updates(net.H[layer], mask, target[layer], ins[layer][hit], net.lo, net.hi))
     return changed, updates
@@ -218,6 +258,86 @@ def patch(rule):
                 return float((np.argmax(a @ self.V.T, axis=1) == self.model.encode_labels(y)).mean())
 
         return lambda model, seed: trainers.clear(), lambda trained: {rule: Readout(trained, trainers[-1].net.P)}
+    if name == "none":  # today's rule: both candidates as fit trains them
+        return lambda model, seed: None, lambda trained: {rule: trained}
+    if name == "ramp":
+        # A ramp instead of a hinge: a sample triggers only while its margin is above
+        # -floor(M · K_L) as well as below R, so a sample the network gets badly wrong (a mislabelled
+        # or outlying one, late in training) stops pulling the weights toward itself.
+        floor_at = float(value)
+
+        def triggered(self, logits, y):
+            n = len(y)
+            correct = logits[np.arange(n), y]
+            rivals = logits.copy()
+            rivals[np.arange(n), y] = -np.inf
+            margin = correct - rivals.max(axis=1)
+            return (margin < self.trigger_margin) & (margin >= -np.floor(floor_at * self.spec.hidden[-1]))
+        network.Network._triggered = triggered
+        return lambda model, seed: None, lambda trained: {rule: trained}
+    if name == "pick":
+        # Which wrong neuron of a group updates: BEP's is the one of smallest |s| (the least
+        # disturbance); "largest" takes the most wrong, "random" any wrong one (seeded per run).
+        state = {}
+
+        def learn_mlp(self, ins, zs, a_out, y, hit, trace):
+            return learn_through(self, ins, zs, hit, self.P[y[hit]],
+                                 choose=lambda s, g, layer: winners_by(s, g, value, state["rng"]))
+        network.Network._learn_mlp = learn_mlp
+        return lambda model, seed: state.update(rng=np.random.default_rng(seed)), lambda trained: {rule: trained}
+    if name == "window":
+        # As QAT's straight-through gradient moves every neuron near its threshold, right or wrong:
+        # each group updates its neuron closest to the threshold (smallest |s|) among its wrong
+        # neurons and its right ones with s <= floor(F · fan-in), toward its desired bit (a right
+        # one is pushed further from the threshold). Where the layer above sends no desired bit
+        # (v = 0) there is no update, as a zero gradient moves nothing.
+        fraction = float(value)
+
+        def learn_mlp(self, ins, zs, a_out, y, hit, trace):
+            def choose(s, g, layer):
+                return winners_by(s, g, "window", np.floor(fraction * self.spec.fan_in(layer)))
+            return learn_through(self, ins, zs, hit, self.P[y[hit]], choose=choose, no_opinion=np.float32(0))
+        network.Network._learn_mlp = learn_mlp
+        return lambda model, seed: None, lambda trained: {rule: trained}
+    if name == "blocks":
+        # The last hidden layer's neurons fall into B consecutive blocks, each with its slice of P,
+        # and a sample triggers each block on that block's own margin (logits a_b · P_bᵀ against
+        # floor(r · K_L / B)): the blocks learn as B independent committees, as an ensemble's
+        # members do, while predictions still sum every block's vote (argmax a · Pᵀ, as today).
+        # An untriggered block's desired bits are no opinion (0): no update there, and nothing
+        # sent back to the layer below.
+        blocks = int(value)
+
+        def triggered(self, logits, y):
+            a = self.block_acts
+            k = a.shape[1]
+            edges = [k * b // blocks for b in range(blocks + 1)]
+            hits = []
+            for lo, hi in zip(edges, edges[1:]):
+                part = a[:, lo:hi] @ self.P[:, lo:hi].T
+                correct = part[np.arange(len(y)), y]
+                part[np.arange(len(y)), y] = -np.inf
+                hits.append(correct - part.max(axis=1) < np.floor(self.params.trigger_margin * (hi - lo) / k))
+            self.block_hit = np.stack(hits, axis=1)
+            self.block_edges = edges
+            return self.block_hit.any(axis=1)
+
+        forward = network.Network._forward
+
+        def watched_forward(self, X):
+            out = forward(self, X)
+            self.block_acts = out[2]
+            return out
+
+        def learn_mlp(self, ins, zs, a_out, y, hit, trace):
+            opinion = np.zeros((len(hit), a_out.shape[1]), dtype=np.float32)
+            for b, (lo, hi) in enumerate(zip(self.block_edges, self.block_edges[1:])):
+                opinion[:, lo:hi] = self.block_hit[hit, b][:, None]
+            return learn_through(self, ins, zs, hit, self.P[y[hit]] * opinion)
+        network.Network._triggered = triggered
+        network.Network._forward = watched_forward
+        network.Network._learn_mlp = learn_mlp
+        return lambda model, seed: None, lambda trained: {rule: trained}
     if name == "average":
         snapshots = []
 
