@@ -1,11 +1,13 @@
 """Where does QAT's training of the hidden layers generalise better than BEP's (docs/accuracy.md,
-"Where QAT's update generalises better")? QAT as the benchmark trains it with BEP's classifier
+"Where does QAT's training generalise better?")? QAT as the benchmark trains it with BEP's classifier
 frozen in (`qat-fixed-classifier.py`: float latent weights in [-1, 1], sign with the hard-tanh
 straight-through gradient, Adam, the same inputs, widths, batches and sample order; the setting
 that file's QAT chose per row), with one loss at a time, from QAT's own to BEP's:
 - ``ce``: cross-entropy on the scaled logits (qat-fixed-classifier.jsonl's runs, to the digit);
 - ``bep``: BEP's desired activations as a loss: on a triggered sample (margin < R = floor(r · K)),
   -P[c] · a / K, every last-layer neuron pulled toward its class's prototype bit;
+- ``bepsoft``: as ``bep`` on every sample, weighted by cross-entropy's 1 - p_c (p the softmax of
+  the logits over sqrt(K), QAT's starting scale) instead of the trigger's 0 or 1;
 - ``bepwrong``: as ``bep``, only the neurons whose bit differs from the prototype's (BEP updates
   wrong neurons only);
 - ``hinge``: relu(R - margin) / K on the integer logits P · a (BEP's trigger as a loss; its
@@ -18,7 +20,7 @@ One JSON line per seed.
 CANDIDATE: 0 fit's default, 1 its second candidate; EPOCH_FRACTION of the BEP budget E. The rows
 of the page: ``hastie:mlp 1 LOSS 0.01 1``, ``classification-20:mlp 1 LOSS 0.01 1``,
 ``sparse-50:mlp 0 LOSS 0.01 0.5``, ``diabetes-3:mlp 1 LOSS 0.001 0.5``, 10 seeds, LOSS each of
-the four.
+the five (``bepsoft`` run last, appended).
 """
 
 import collections
@@ -49,7 +51,7 @@ if sys.argv[1] == "summary":
     sys.exit()
 out, key, cand, loss_name, lr, frac, seeds = (sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4],
                                               float(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7]))
-if loss_name not in ("ce", "bep", "bepwrong", "hinge"):
+if loss_name not in ("ce", "bep", "bepsoft", "bepwrong", "hinge"):
     raise SystemExit(f"unknown loss '{loss_name}'")
 
 import numpy as np  # noqa: E402  (after the summary, which needs neither numpy nor the package)
@@ -115,6 +117,9 @@ for seed in range(seeds):
                     loss = (trig * (R - m)).sum() / (K * len(y))
                 else:
                     target = P[y]
+                    if loss_name == "bepsoft":  # each sample weighted by 1 - p_c (QAT's starting scale)
+                        p_c = torch.softmax(logits.detach() / math.sqrt(K), dim=1)[torch.arange(len(y)), y]
+                        trig = 1 - p_c
                     weight = trig[:, None] * ((a.detach() != target).float() if loss_name == "bepwrong" else 1.0)
                     loss = -(weight * target * a).sum() / (K * len(y))
             loss.backward()

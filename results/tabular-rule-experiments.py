@@ -23,6 +23,14 @@ RULE:
   loss: badly wrong samples, such as mislabelled ones, stop pulling the weights);
 - ``pick:largest``, ``pick:random``: the winner-takes-update takes a group's most wrong neuron
   (largest |s|), or a wrong neuron drawn at random, instead of the least wrong;
+- ``linear:S``: a sample triggers iff its margin is below u, u uniform on (0, S · R]: the chance
+  of an update falls linearly from 1 at margin 0 to 0 at S · R;
+- ``graded:F``: every sample triggers with probability 1 - q_c, q the softmax of the logits over
+  F · sqrt(K_L) (cross-entropy's weight of a sample), in place of the margin's all-or-nothing;
+- ``gradedr:F``: the same with the true class's logit less R (a smoothed margin trigger: 1/2
+  at margin R, today's all-or-nothing as F goes to 0);
+- ``soft:F``: the last layer's desired bits on a triggered sample are sign(P[c] - q · P), q the
+  softmax of the logits over F · sqrt(K_L) (cross-entropy's direction; no opinion where 0);
 - ``window:F``: each group updates its neuron of smallest |s| among its wrong neurons and its
   right ones with s <= floor(F · fan-in), whichever is closer to its threshold (a right one is
   pushed further from it), as QAT's straight-through gradient moves every neuron near its
@@ -285,6 +293,58 @@ def patch(rule):
                                  choose=lambda s, g, layer: winners_by(s, g, value, state["rng"]))
         network.Network._learn_mlp = learn_mlp
         return lambda model, seed: state.update(rng=np.random.default_rng(seed)), lambda trained: {rule: trained}
+    if name == "linear":
+        # A margin drawn afresh for every sample: the sample triggers iff its margin is below
+        # u, u uniform on (0, S · R] (a 32-bit draw in C as the reinforcement's are), so its
+        # chance of updating falls linearly from 1 at margin 0 to 0 at S · R: graded between 0
+        # and the margin rather than around either; S 2 keeps today's mean margin R.
+        spread = float(value)
+        state = {}
+
+        def triggered(self, logits, y):
+            n = len(y)
+            correct = logits[np.arange(n), y]
+            rivals = logits.copy()
+            rivals[np.arange(n), y] = -np.inf
+            margin = correct - rivals.max(axis=1)
+            return margin < spread * self.trigger_margin * (1 - state["rng"].random(n))
+        network.Network._triggered = triggered
+        return lambda model, seed: state.update(rng=np.random.default_rng(seed)), lambda trained: {rule: trained}
+    if name in ("graded", "gradedr"):
+        # A graded trigger in place of the margin's all-or-nothing: every sample triggers with
+        # probability 1 - q_c, q the softmax of the logits over T = F · sqrt(K_L) (cross-entropy's
+        # weight of a sample; QAT's starting logit scale at F 1), drawn from a generator seeded
+        # per run, so a sample the network gets right by a wide margin rarely updates and a wrong
+        # one almost always does.
+        scale = float(value)
+        state = {}
+
+        def triggered(self, logits, y):
+            if name == "gradedr":  # the true class's logit less the margin R: a smoothed margin trigger
+                logits = logits.copy()
+                logits[np.arange(len(y)), y] -= self.trigger_margin
+            z = logits / (scale * np.sqrt(self.P.shape[1]))
+            q = np.exp(z - z.max(axis=1, keepdims=True))
+            q = q[np.arange(len(y)), y] / q.sum(axis=1)
+            return state["rng"].random(len(y)) < 1 - q
+        network.Network._triggered = triggered
+        return lambda model, seed: state.update(rng=np.random.default_rng(seed)), lambda trained: {rule: trained}
+    if name == "soft":
+        # Cross-entropy's direction as a desired activation: on a triggered sample the last layer's
+        # desired bits are sign(P[c] - sum_c' q_c' P[c']), q the softmax of the logits over
+        # T = F · sqrt(K_L) (QAT's starting logit scale at F 1), no opinion where that is 0: the
+        # other classes weighted by how likely the network finds them, not the rival alone.
+        scale = float(value)
+
+        def learn_mlp(self, ins, zs, a_out, y, hit, trace):
+            logits = a_out[hit] @ self.P.T / (scale * np.sqrt(self.P.shape[1]))
+            q = np.exp(logits - logits.max(axis=1, keepdims=True))
+            q /= q.sum(axis=1, keepdims=True)
+            direction = self.P[y[hit]] - q @ self.P
+            last = np.where(direction > 0, np.float32(1), np.where(direction < 0, np.float32(-1), np.float32(0)))
+            return learn_through(self, ins, zs, hit, last)
+        network.Network._learn_mlp = learn_mlp
+        return lambda model, seed: None, lambda trained: {rule: trained}
     if name == "window":
         # As QAT's straight-through gradient moves every neuron near its threshold, right or wrong:
         # each group updates its neuron closest to the threshold (smallest |s|) among its wrong
