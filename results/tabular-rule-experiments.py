@@ -85,21 +85,30 @@ def summary(path):
               f"{delta[-1][1].split(':')[0]} {delta[-1][0]:+.1f} |")
 
 
+def smallest_key(key, gamma):
+    """Each group of ``gamma`` consecutive neurons picks its neuron of smallest key (the lowest
+    index on ties), none where every key is inf: the winner-takes-update's mask."""
+    import numpy as np
+
+    n, k = key.shape
+    groups = -(-k // gamma)
+    padded = np.full((n, groups * gamma), np.inf, dtype=np.float32)
+    padded[:, :k] = key
+    padded = padded.reshape(n, groups, gamma)
+    winner = padded.argmin(axis=2)
+    picked = np.take_along_axis(padded, winner[:, :, None], axis=2)[:, :, 0] < np.inf
+    mask = np.zeros((n, groups, gamma), dtype=bool)
+    np.put_along_axis(mask, winner[:, :, None], picked[:, :, None], axis=2)
+    return mask.reshape(n, groups * gamma)[:, :k]
+
+
 def winners(stability, gamma, kappa):
     """engine.network.winner_mask, with right neurons of stability below kappa after the wrong ones
     (kappa 0: winner_mask itself)."""
     import numpy as np
 
-    n, k = stability.shape
-    groups = -(-k // gamma)
-    key = np.full((n, groups * gamma), np.inf, dtype=np.float32)
-    key[:, :k] = np.where(stability < 0, -stability, np.where(stability < kappa, np.float32(1e6) + stability, np.inf))
-    key = key.reshape(n, groups, gamma)
-    winner = key.argmin(axis=2)
-    picked = np.take_along_axis(key, winner[:, :, None], axis=2)[:, :, 0] < np.inf
-    mask = np.zeros((n, groups, gamma), dtype=bool)
-    np.put_along_axis(mask, winner[:, :, None], picked[:, :, None], axis=2)
-    return mask.reshape(n, groups * gamma)[:, :k]
+    return smallest_key(np.where(stability < 0, -stability,
+                                 np.where(stability < kappa, np.float32(1e6) + stability, np.inf)), gamma)
 
 
 def winners_by(stability, gamma, order, rng):
@@ -109,20 +118,21 @@ def winners_by(stability, gamma, order, rng):
     (a bound), whichever is closer to its threshold."""
     import numpy as np
 
-    n, k = stability.shape
-    groups = -(-k // gamma)
-    key = np.full((n, groups * gamma), np.inf, dtype=np.float32)
-    if order == "window":  # the closest to its threshold of the wrong neurons and the right ones with s <= rng
-        key[:, :k] = np.where((stability < 0) | ((stability > 0) & (stability <= rng)), np.abs(stability), np.inf)
-    else:
-        chance = rng.random((n, k), dtype=np.float32) if order == "random" else stability
-        key[:, :k] = np.where(stability < 0, chance, np.inf)
-    key = key.reshape(n, groups, gamma)
-    winner = key.argmin(axis=2)
-    picked = np.take_along_axis(key, winner[:, :, None], axis=2)[:, :, 0] < np.inf
-    mask = np.zeros((n, groups, gamma), dtype=bool)
-    np.put_along_axis(mask, winner[:, :, None], picked[:, :, None], axis=2)
-    return mask.reshape(n, groups * gamma)[:, :k]
+    if order == "window":
+        eligible = (stability < 0) | ((stability > 0) & (stability <= rng))
+        return smallest_key(np.where(eligible, np.abs(stability), np.inf), gamma)
+    chance = rng.random(stability.shape, dtype=np.float32) if order == "random" else stability
+    return smallest_key(np.where(stability < 0, chance, np.inf), gamma)
+
+
+def margins(logits, y):
+    """Each sample's margin: its class's logit less the highest other one (BEP's trigger reads it)."""
+    import numpy as np
+
+    n = len(y)
+    rivals = logits.copy()
+    rivals[np.arange(n), y] = -np.inf
+    return logits[np.arange(n), y] - rivals.max(axis=1)
 
 
 def learn_through(net, ins, zs, hit, last, fraction=0.0, choose=None, no_opinion=None):
@@ -275,11 +285,7 @@ def patch(rule):
         floor_at = float(value)
 
         def triggered(self, logits, y):
-            n = len(y)
-            correct = logits[np.arange(n), y]
-            rivals = logits.copy()
-            rivals[np.arange(n), y] = -np.inf
-            margin = correct - rivals.max(axis=1)
+            margin = margins(logits, y)
             return (margin < self.trigger_margin) & (margin >= -np.floor(floor_at * self.spec.hidden[-1]))
         network.Network._triggered = triggered
         return lambda model, seed: None, lambda trained: {rule: trained}
@@ -302,12 +308,7 @@ def patch(rule):
         state = {}
 
         def triggered(self, logits, y):
-            n = len(y)
-            correct = logits[np.arange(n), y]
-            rivals = logits.copy()
-            rivals[np.arange(n), y] = -np.inf
-            margin = correct - rivals.max(axis=1)
-            return margin < spread * self.trigger_margin * (1 - state["rng"].random(n))
+            return margins(logits, y) < spread * self.trigger_margin * (1 - state["rng"].random(len(y)))
         network.Network._triggered = triggered
         return lambda model, seed: state.update(rng=np.random.default_rng(seed)), lambda trained: {rule: trained}
     if name in ("graded", "gradedr"):
@@ -375,9 +376,7 @@ def patch(rule):
             hits = []
             for lo, hi in zip(edges, edges[1:]):
                 part = a[:, lo:hi] @ self.P[:, lo:hi].T
-                correct = part[np.arange(len(y)), y]
-                part[np.arange(len(y)), y] = -np.inf
-                hits.append(correct - part.max(axis=1) < np.floor(self.params.trigger_margin * (hi - lo) / k))
+                hits.append(margins(part, y) < np.floor(self.params.trigger_margin * (hi - lo) / k))
             self.block_hit = np.stack(hits, axis=1)
             self.block_edges = edges
             return self.block_hit.any(axis=1)
