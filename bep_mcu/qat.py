@@ -149,14 +149,18 @@ def _build(torch, model: str, n_in: int, hidden: tuple[int, ...], n_classes: int
 
 
 def train_qat(model: str, hidden: tuple[int, ...], n_classes: int, Xt, yt, Xv, yv, Xtest, ytest, *,
-              epochs: int, batch_size: int, lr: float, weight_decay: float, batch_norm: bool, seed: int) -> QATRun:
-    """Train one QAT network; accuracies after every epoch count in ``EPOCH_FRACTIONS``."""
+              epochs: int, batch_size: int, lr: float, weight_decay: float, batch_norm: bool, seed: int,
+              loss=None) -> QATRun:
+    """Train one QAT network; accuracies after every epoch count in ``EPOCH_FRACTIONS``.
+    ``loss(net, x, y)``: the training loss of a batch (default: cross-entropy on ``net(x)``; the
+    experiments of results/qat-bisection.py train with others). Validation loss stays cross-entropy."""
     torch = _torch()
     torch.manual_seed(seed)
     net = _build(torch, model, Xt.shape[-1], tuple(hidden), n_classes, batch_norm, Xt.shape[1] if model == "rnn" else 1)
     latent = [m.weight for m in net.modules() if hasattr(m, "n_in")]
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = torch.nn.CrossEntropyLoss()
+    objective = loss or (lambda net, x, y: loss_fn(net(x), y))
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in
                (("t", Xt), ("v", Xv), ("test", Xtest))}
     labels = {k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in (("t", yt), ("v", yv), ("test", ytest))}
@@ -171,7 +175,7 @@ def train_qat(model: str, hidden: tuple[int, ...], n_classes: int, Xt, yt, Xv, y
             if batch_norm and len(b) < 2:
                 continue  # batch norm needs two samples
             opt.zero_grad()
-            loss_fn(net(tensors["t"][b]), labels["t"][b]).backward()
+            objective(net, tensors["t"][b], labels["t"][b]).backward()
             opt.step()
             with torch.no_grad():
                 for w in latent:

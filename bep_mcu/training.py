@@ -614,9 +614,7 @@ def split_validation(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
 def smallest_split_class(fraction: float) -> int:
     """The fewest samples a class needs for a validation split of ``fraction`` (> 0) to take its
     share, round(n · fraction) >= 1, as ``stratified_split`` rounds (half to even)."""
-    n = math.floor(0.5 / fraction) + 1  # the formula, then corrected for float rounding at the edge
-    while n > 1 and np.round((n - 1) * fraction) >= 1:
-        n -= 1
+    n = max(1, math.floor(0.5 / fraction) - 1)  # below the answer, n · fraction > 0.5, whatever the float error
     while np.round(n * fraction) < 1:
         n += 1
     return n

@@ -13,6 +13,7 @@ stored runs of both candidates, "none" lines of
     PYTHONPATH=. python results/one-se-choice.py
 """
 
+import functools
 import json
 import math
 import pathlib
@@ -40,11 +41,10 @@ def one_se(candidates, n_val):
     return large if large["val"] - small["val"] > math.sqrt(2 * p * (1 - p) / n_val) else small
 
 
-def validation_samples(key, seed, cache={}):  # the split fit makes (seeded)
-    if (key, seed) not in cache:
-        y = np.asarray(load_dataset(parse_config(key)[0]).y_train)
-        cache[key, seed] = len(training.split_validation(training.plain_labels(y), 0.1, seed)[1])
-    return cache[key, seed]
+@functools.cache
+def validation_samples(key, seed):  # the split fit makes (seeded)
+    y = np.asarray(load_dataset(parse_config(key)[0]).y_train)
+    return len(training.split_validation(training.plain_labels(y), 0.1, seed)[1])
 
 
 every = []

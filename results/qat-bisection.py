@@ -2,7 +2,8 @@
 "Where does QAT's training generalise better?")? QAT as the benchmark trains it with BEP's classifier
 frozen in (`qat-fixed-classifier.py`: float latent weights in [-1, 1], sign with the hard-tanh
 straight-through gradient, Adam, the same inputs, widths, batches and sample order; the setting
-that file's QAT chose per row), with one loss at a time, from QAT's own to BEP's:
+that file's QAT chose per row; `qat.train_qat` with its ``loss``), with one loss at a time, from
+QAT's own to BEP's:
 - ``ce``: cross-entropy on the scaled logits (qat-fixed-classifier.jsonl's runs, to the digit);
 - ``bep``: BEP's desired activations as a loss: on a triggered sample (margin < R = floor(r · K)),
   -P[c] · a / K, every last-layer neuron pulled toward its class's prototype bit;
@@ -29,7 +30,6 @@ import math
 import pathlib
 import statistics
 import sys
-import time
 
 
 
@@ -54,15 +54,43 @@ out, key, cand, loss_name, lr, frac, seeds = (sys.argv[1], sys.argv[2], int(sys.
 if loss_name not in ("ce", "bep", "bepsoft", "bepwrong", "hinge"):
     raise SystemExit(f"unknown loss '{loss_name}'")
 
-import numpy as np  # noqa: E402  (after the summary, which needs neither numpy nor the package)
+import importlib.util  # noqa: E402  (after the summary, which needs neither torch nor the package)
 
 from bep_mcu import qat, training  # noqa: E402
 from bep_mcu.bench import parse_config  # noqa: E402
 from bep_mcu.data.datasets import load_dataset  # noqa: E402
-from bep_mcu.engine.classifier import binary_equiangular_frame  # noqa: E402
-from bep_mcu.training import epoch_order  # noqa: E402
 
+spec = importlib.util.spec_from_file_location("fixed", pathlib.Path(__file__).with_name("qat-fixed-classifier.py"))
+fixed = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fixed)
+fixed.freeze_classifiers()  # every network below trains with BEP's classifier of its seed, frozen
 torch = qat._torch()
+
+
+def bep_loss(R, K):
+    """The loss ``loss_name`` of a batch, from the hidden activations the frozen classifier reads."""
+    def loss(net, x, y):
+        a = x
+        for i, layer in enumerate(net.layers):
+            a = net._act(i, layer(a))
+        P = net.out.weight  # BEP's classifier, frozen (±1)
+        logits = a @ P.T  # the integer logits P · a
+        rows = torch.arange(len(y))
+        with torch.no_grad():
+            others = logits.clone()
+            others[rows, y] = -float("inf")
+            rival = others.argmax(1)
+            trig = (logits[rows, y] - others.max(1).values < R).float()
+        if loss_name == "hinge":
+            return (trig * (R - (logits[rows, y] - logits[rows, rival]))).sum() / (K * len(y))
+        target = P[y]
+        if loss_name == "bepsoft":  # each sample weighted by 1 - p_c (QAT's starting scale)
+            trig = 1 - torch.softmax(logits.detach() / math.sqrt(K), dim=1)[rows, y]
+        weight = trig[:, None] * ((a.detach() != target).float() if loss_name == "bepwrong" else 1.0)
+        return -(weight * target * a).sum() / (K * len(y))
+    return loss
+
+
 name, kwargs = parse_config(key)
 data = load_dataset(name)
 for seed in range(seeds):
@@ -72,66 +100,14 @@ for seed in range(seeds):
     epochs = max(1, int(epochs * frac))
     hidden = tuple(settings.widths())
     K = hidden[-1]
-    r = settings.r if settings.r is not None else training.default_r(len(hidden))
-    R = math.floor(r * K)
-    torch.manual_seed(seed)
-    net = qat._build(torch, "mlp", Xt.shape[-1], hidden, C, False)
-    frame = binary_equiangular_frame(C, K, seed)
-    P = torch.from_numpy(frame.astype(np.float32))
-    with torch.no_grad():
-        net.out.weight.copy_(P)
-    net.out.weight.requires_grad_(False)
-    params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
-    latent = [m.weight for m in net.layers]
-    T = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in (("t", Xt), ("v", Xv), ("s", Xs))}
-    Y = {k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in (("t", yt), ("v", yv), ("s", ys))}
-    ce = torch.nn.CrossEntropyLoss()
-
-    def hidden_acts(x):  # the frozen classifier reads these (net.forward without its output layer)
-        a = x
-        for i, layer in enumerate(net.layers):
-            a = net._act(i, layer(a))
-        return a
-
-    begun = time.time()
-    for epoch in range(epochs):
-        order = epoch_order(seed, epoch, len(yt))
-        for i in range(0, len(order), batch):
-            b = torch.from_numpy(order[i:i + batch])
-            x, y = T["t"][b], Y["t"][b]
-            opt.zero_grad()
-            a = hidden_acts(x)
-            logits = a @ P.T
-            if loss_name == "ce":
-                loss = ce(logits * net.log_scale.exp(), y)
-            else:
-                with torch.no_grad():
-                    others = logits.clone()
-                    others[torch.arange(len(y)), y] = -float("inf")
-                    rival = others.argmax(1)
-                    margin = logits[torch.arange(len(y)), y] - others.max(1).values
-                    trig = (margin < R).float()
-                if loss_name == "hinge":
-                    m = logits[torch.arange(len(y)), y] - logits[torch.arange(len(y)), rival]
-                    loss = (trig * (R - m)).sum() / (K * len(y))
-                else:
-                    target = P[y]
-                    if loss_name == "bepsoft":  # each sample weighted by 1 - p_c (QAT's starting scale)
-                        p_c = torch.softmax(logits.detach() / math.sqrt(K), dim=1)[torch.arange(len(y)), y]
-                        trig = 1 - p_c
-                    weight = trig[:, None] * ((a.detach() != target).float() if loss_name == "bepwrong" else 1.0)
-                    loss = -(weight * target * a).sum() / (K * len(y))
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                for w in latent:
-                    w.clamp_(-1, 1)
-    with torch.no_grad():
-        acc = {k: float(((hidden_acts(T[k]) @ P.T).argmax(1) == Y[k]).float().mean()) for k in ("t", "v", "s")}
+    R = math.floor((settings.r if settings.r is not None else training.default_r(len(hidden))) * K)
+    run = qat.train_qat("mlp", hidden, C, Xt, yt, Xv, yv, Xs, ys, epochs=epochs, batch_size=batch, lr=lr,
+                        weight_decay=0.0, batch_norm=False, seed=seed,
+                        loss=None if loss_name == "ce" else bep_loss(R, K))
+    acc = run.checkpoints[epochs]
     line = {"set": key, "candidate": cand, "hidden": list(hidden), "loss": loss_name, "lr": lr, "epochs": epochs,
-            "seed": seed, "train": acc["t"], "val": acc["v"], "test": acc["s"],
-            "seconds": round(time.time() - begun, 1)}
+            "seed": seed, "train": acc["train"], "val": acc["val"], "test": acc["test"],
+            "seconds": round(run.seconds, 1)}
     with open(out, "a") as fh:
         print(json.dumps(line), file=fh)
     print(line, flush=True)

@@ -40,17 +40,23 @@ def seeded(*args, seed, **kwargs):
     return train(*args, seed=seed, **kwargs)
 
 
-qat._build, qat.train_qat = fixed_classifier, seeded
+def freeze_classifiers():
+    """From now on every QAT network trains with BEP's classifier of its run's seed, frozen
+    (also used by ``qat-bisection.py``)."""
+    qat._build, qat.train_qat = fixed_classifier, seeded
 
-out, keys, seeds = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
-for key in keys:
-    name, kwargs = parse_config(key)
-    data = load_dataset(name)
-    for label, bn in (("qat", False), ("qat_bn", True)):
-        res = qat.tuned_qat(kwargs, data, seeds, batch_norm=bn)
-        line = {"config": key, "baseline": label, "classifier": "fixed", "seeds": seeds,
-                "mean": float(np.mean(res["scores"])), "scores": res["scores"], "train": res["train"],
-                "chosen": res["chosen"], "seconds": res["seconds"], "grid_seconds": res["grid_seconds"]}
-        with open(out, "a") as fh:
-            print(json.dumps(line), file=fh)
-        print(key, label, f"{100 * line['mean']:.1f}", res["chosen"], flush=True)
+
+if __name__ == "__main__":
+    freeze_classifiers()
+    out, keys, seeds = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
+    for key in keys:
+        name, kwargs = parse_config(key)
+        data = load_dataset(name)
+        for label, bn in (("qat", False), ("qat_bn", True)):
+            res = qat.tuned_qat(kwargs, data, seeds, batch_norm=bn)
+            line = {"config": key, "baseline": label, "classifier": "fixed", "seeds": seeds,
+                    "mean": float(np.mean(res["scores"])), "scores": res["scores"], "train": res["train"],
+                    "chosen": res["chosen"], "seconds": res["seconds"], "grid_seconds": res["grid_seconds"]}
+            with open(out, "a") as fh:
+                print(json.dumps(line), file=fh)
+            print(key, label, f"{100 * line['mean']:.1f}", res["chosen"], flush=True)

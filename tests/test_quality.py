@@ -332,6 +332,27 @@ def test_qat_chooses_among_the_inputs_fit_chooses_among():
     assert len(qat.input_settings({"hidden": (32,)}, 0, series.X_train, series.y_train)) == 1
 
 
+def test_qat_trains_with_the_loss_it_is_given():
+    """``train_qat(loss=)`` (results/qat-bisection.py): cross-entropy given explicitly trains the
+    same network as the default, to the last checkpoint; a loss that moves nothing leaves every
+    checkpoint at the untrained network's accuracy."""
+    torch = pytest.importorskip("torch")
+    from bep_mcu import qat
+    from bep_mcu.data.datasets import load_dataset
+    data = load_dataset("iris")
+    settings = qat.input_settings({"hidden": (32,), "epochs": 8}, 0, data.X_train, data.y_train)[0]
+    Xt, yt, Xv, yv, Xs, ys, C, epochs, batch = qat.encoded_data(settings, data.X_train, data.y_train,
+                                                                  data.X_test, data.y_test)
+    args = ("mlp", (32,), C, Xt, yt, Xv, yv, Xs, ys)
+    kw = dict(epochs=epochs, batch_size=batch, lr=1e-2, weight_decay=0.0, batch_norm=False, seed=0)
+    ce = torch.nn.CrossEntropyLoss()
+    default = qat.train_qat(*args, **kw).checkpoints
+    assert qat.train_qat(*args, **kw, loss=lambda net, x, y: ce(net(x), y)).checkpoints == default
+    still = qat.train_qat(*args, **kw, loss=lambda net, x, y: net(x).sum() * 0).checkpoints
+    assert len({rec["train"] for rec in still.values()}) == 1  # nothing moved between checkpoints
+    assert still[epochs]["train"] != default[epochs]["train"]
+
+
 def test_bench_network_keys():
     from bep_mcu.bench import parse_config
     assert parse_config("ArrowHead:rnn") == ("ucr:ArrowHead", {"model": "rnn", "hidden": (256,)})
