@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bep_mcu import modelio, training
-from bep_mcu.bench import (BASELINE_SETS, FRESH2_KEYS, FRESH_KEYS, HOLDOUT_SETS, KINDS_SETS, Parser, parse_config,
+from bep_mcu.bench import (BASELINE_SETS, FRESH2_KEYS, FRESH3_KEYS, FRESH_KEYS, HOLDOUT_SETS, KINDS_SETS, Parser, parse_config,
                             set_keys)
 from bep_mcu.data import inputformat, recalibration
 from bep_mcu.data.binarize import distinct_quantile_cuts, make_binarizer, tabular_levels
@@ -354,8 +354,20 @@ FRESH2_SHAPES = {
 }
 
 
+# The third, tabular only, frozen before any run (docs/accuracy.md, "Third held-out check").
+FRESH3_SHAPES = {
+    "friedman2-3:mlp": ("friedman2-3", (799, 4), (201, 4), 3),
+    "friedman3-2:mlp": ("friedman3-2", (800, 4), (200, 4), 2),
+    "regression-20-4:mlp": ("regression-20-4", (800, 20), (200, 20), 4),
+    "classification-6c:mlp": ("classification-6c", (800, 15), (200, 15), 6),
+    "aniso-3:mlp": ("aniso-3", (799, 2), (201, 2), 3),
+    "shells-4:mlp": ("shells-4", (800, 4), (200, 4), 4),
+}
+
+
 @pytest.mark.parametrize("group, keys, shapes", [("fresh", FRESH_KEYS, FRESH_SHAPES),
-                                                  ("fresh2", FRESH2_KEYS, FRESH2_SHAPES)])
+                                                  ("fresh2", FRESH2_KEYS, FRESH2_SHAPES),
+                                                  ("fresh3", FRESH3_KEYS, FRESH3_SHAPES)])
 def test_fresh_group_keys_parse_and_load_with_their_shapes(group, keys, shapes):
     assert set_keys(group, Parser()) == keys == list(shapes)
     for key, (name, train, test, classes) in shapes.items():

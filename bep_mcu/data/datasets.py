@@ -321,6 +321,11 @@ FRESH_SETS = ("wine", "breast_cancer", "hastie", "quantiles", "multiclass-30", "
 # first had been seen and defaults chosen with it: regressions binned into classes, a rolled-up
 # manifold, many irrelevant features, several clusters per class.
 FRESH2_SETS = ("diabetes-3", "friedman-2", "swissroll-4", "sparse-50", "clusters-4")
+# The third held-out check (``bench --sets fresh3``), tabular only, frozen on 2026-12-07 before any run,
+# after the second had been seen: to judge a tabular default chosen with the first two. Regressions
+# binned into classes (smooth, linear, an angle), many classes with label noise, elongated clusters
+# in 2 dimensions, nested shells.
+FRESH3_SETS = ("friedman2-3", "friedman3-2", "regression-20-4", "classification-6c", "aniso-3", "shells-4")
 LONG_FACTOR = 4  # ucr-long: every series resampled to four times its length
 DOWN_FACTOR = 8  # ucr-down: every series averaged over blocks of eight points
 NOISE_SCALE = 0.25  # ucr-noisy: Gaussian noise of a quarter of the training values' standard deviation
@@ -476,10 +481,36 @@ def _fresh2(name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
 
 
+def _fresh3(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The sets of ``FRESH3_SETS`` as (X, y)."""
+    datasets = _sklearn_datasets()
+    n, seed = GENERATED_SAMPLES, GENERATED_SEED
+    if name == "friedman2-3":  # 4 features on very different ranges, an impedance; tertiles
+        X, target = datasets.make_friedman2(n, noise=0.0, random_state=seed)
+        return X, _binned(target, 3)
+    if name == "friedman3-2":  # the same 4 features, a phase angle (arctan); at its median
+        X, target = datasets.make_friedman3(n, noise=0.0, random_state=seed)
+        return X, _binned(target, 2)
+    if name == "regression-20-4":  # a linear target of 5 of 20 features plus noise; quartiles
+        X, target = datasets.make_regression(n, n_features=20, n_informative=5, noise=10.0, random_state=seed)
+        return X, _binned(target, 4)
+    if name == "classification-6c":  # 6 classes in 15 features (6 informative, 3 redundant), 10 % flipped
+        X, y = datasets.make_classification(n, n_features=15, n_informative=6, n_redundant=3, n_classes=6,
+                                            n_clusters_per_class=1, flip_y=0.10, random_state=seed)
+        return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
+    if name == "aniso-3":  # 3 Gaussian clusters in 2 dimensions, sheared into overlapping ellipses
+        X, y = datasets.make_blobs(n, n_features=2, centers=3, random_state=seed)
+        return X @ np.array([[0.6, -0.6], [-0.4, 0.8]]), np.asarray(y, dtype=np.int64)
+    X, y = datasets.make_gaussian_quantiles(n_samples=n, n_features=4, n_classes=4, random_state=seed)  # shells-4
+    return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
+
+
 def load_generated(name: str) -> Dataset | None:
     """A generated set by name (``GENERATED_SETS``), None for another name."""
     if name in FRESH2_SETS:
         return _split_generated(name, *_fresh2(name))
+    if name in FRESH3_SETS:
+        return _split_generated(name, *_fresh3(name))
     if name in ("moons", "circles", "iris") + FRESH_SETS:
         datasets = _sklearn_datasets()
         X, y = {"moons": lambda: datasets.make_moons(GENERATED_SAMPLES, noise=0.3, random_state=GENERATED_SEED),
