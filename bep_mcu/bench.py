@@ -24,7 +24,8 @@ import time
 import numpy as np
 
 from bep_mcu import training, validate
-from bep_mcu.data.datasets import FRESH2_SETS, FRESH3_SETS, FRESH_SETS, UCR_VARIANTS, available_ucr, classification_features, load_dataset
+from bep_mcu.data.datasets import (FRESH2_SETS, FRESH3_SETS, FRESH_SETS, UCR_VARIANTS, available_ucr,
+                                   classification_features, load_dataset)
 from bep_mcu.errors import BEPError
 from bep_mcu.engine import rng
 from bep_mcu.engine.network import BatchResult, Network, winner_mask
@@ -213,7 +214,8 @@ def parse_config(key: str) -> tuple[str, dict]:
 
     set: ``prototypes`` (p = 0.44), ``prototypes-p46`` (p = 0.46), ``digits`` (default
     binariser), ``digits-median``, a generated set (``moons``, ``circles``, ``iris``,
-    ``classification-<F>``, ``digits-28``, ``spectra``, ``FRESH_SETS``, ``FRESH2_SETS``, ``FRESH3_SETS``), a UCR name, or a UCR
+    ``classification-<F>``, ``digits-28``, ``spectra``, ``FRESH_SETS``, ``FRESH2_SETS``,
+    ``FRESH3_SETS``), a UCR name, or a UCR
     name with ``-long`` (every series four times as long), ``-down`` (eight times shorter) or
     ``-noisy`` (Gaussian noise added); network: ``rnn`` (256 hidden, the benchmark's
     configuration), ``rnn-W`` (W hidden, e.g. ``rnn-512``, the CLI's default width), ``mlp``
