@@ -86,7 +86,9 @@ class Results:
     def rows(self, name: str) -> dict[str, dict]:
         """The benchmark rows of an ``.out`` file by ``--sets`` key, over all its JSON lines in
         order: a row run again later (a line appended after a change that moves it) replaces
-        its earlier run, in the earlier one's place. Read once per file."""
+        its earlier run, in the earlier one's place; a row run again by BEP alone (``bench
+        accuracy`` without ``--baseline``, after a change of BEP's settings that leaves the
+        baselines' inputs as they were) replaces the BEP columns only. Read once per file."""
         if name not in self._rows:
             rows: dict[str, dict] = {}
             for doc in self.json_lines(name):
@@ -94,7 +96,8 @@ class Results:
                 if not isinstance(part, list):
                     raise FiguresError(f"results/{name}: rows is not a list of rows")
                 for row in part:
-                    rows[field(row, "config", source=name)] = row
+                    key = field(row, "config", source=name)
+                    rows[key] = {**rows.get(key, {}), **row} if "qat" not in row else row
             self._rows[name] = rows
         return self._rows[name]
 
@@ -326,6 +329,7 @@ def render_accuracy_table(res: Results) -> str:
 # with the means of the groups of rows the page discusses.
 FRESH = "fresh-sets.out"  # python -m bep_mcu.bench accuracy --baseline qat --sets fresh --seeds 3 --json
 FRESH2 = "fresh2-sets.out"  # the same with --sets fresh2
+FRESH3 = "fresh3-sets.out"  # the same with --sets fresh3
 BAR = 1.5  # the issue's bar: within this many points of the better baseline
 LOW_SEED = 0.9  # and no seed below this share of its row's mean
 
@@ -370,6 +374,10 @@ def render_fresh(res: Results) -> str:
 
 def render_fresh2(res: Results) -> str:
     return render_heldout(res, FRESH2, (("nine rows", "all"),))
+
+
+def render_fresh3(res: Results) -> str:
+    return render_heldout(res, FRESH3, (("six rows", "all"),))
 
 
 # ------------------------------------------------------------------ speed
@@ -845,6 +853,7 @@ RENDER = {
     "accuracy-table": render_accuracy_table,
     "fresh-table": render_fresh,
     "fresh2-table": render_fresh2,
+    "fresh3-table": render_fresh3,
     "instructions-cores": render_instructions_cores,
     "breakdown": render_breakdown,
     "cycles": render_cycles,
@@ -858,7 +867,7 @@ RENDER = {
 }
 FILES = {  # every region each file must hold
     "README.md": ("headline", "accuracy-defaults", "bep-vs-qat", "speed", "instructions", "device"),
-    "docs/accuracy.md": ("accuracy-table", "fresh-table", "fresh2-table"),
+    "docs/accuracy.md": ("accuracy-table", "fresh-table", "fresh2-table", "fresh3-table"),
     "docs/performance.md": ("instructions-cores", "breakdown", "cycles", "floors"),
     "docs/adaptation.md": ("adaptation", "adaptation-windows", "adaptation-scenarios", "adaptation-forgetting",
                            "adaptation-new-class", "adaptation-costs"),

@@ -60,6 +60,31 @@ def test_the_defaults_are_what_fit_uses():
     assert tabular.encoder.binarizer.spec() == "thermometer:43" and tabular.encoder.bias_bits == 0  # 6 features
 
 
+def test_the_trigger_margin_follows_the_layers_and_the_data():
+    """r 0.25 for one hidden layer of at least 128 on tabular data left to "auto"
+    (training.TABULAR_ONE_LAYER_R, TABULAR_NARROW_MIN_WIDTH), 0.5 for one layer on anything else
+    or narrower, 1.0 for two; R = floor(r · last width) as the C reads it."""
+    Xt, yt = blobs(120)
+    X, y = series(60, 41)
+
+    def margin(X, y, **settings):
+        model = training.initial_model(X, y, Settings(**settings))
+        return model.hyper.r, model.params.trigger_margin
+
+    assert training.TABULAR_NARROW_MIN_WIDTH == 128
+    assert margin(Xt, yt, hidden=(128,)) == (training.TABULAR_ONE_LAYER_R, 32) == (0.25, 32)
+    assert margin(Xt, yt, hidden=(127,)) == (0.5, 63)  # too narrow for a margin of a few votes
+    assert margin(Xt, yt, hidden=(128,), binarize="thermometer:8") == (0.5, 64)  # a code of the user's
+    assert margin(Xt, yt, hidden=(128,), r=0.75) == (0.75, 96)  # an r of the user's
+    assert margin(Xt, yt, hidden=(32, 128)) == (1.0, 128)
+    assert margin(X[:, :, None], y, hidden=(128,)) == (0.5, 64)  # a series for an MLP
+    assert margin(X, y, model="rnn", hidden=(128,)) == (0.5, 64)
+    # What fit returns for tabular data, either candidate, carries its r into the model file.
+    trained = fit(Xt, yt, epochs=1)
+    assert trained.hyper.r == (0.25 if len(trained.spec.hidden) == 1 else 1.0)
+    assert trained.params.trigger_margin == int(trained.hyper.r * trained.spec.hidden[-1])
+
+
 def test_estimator_cli_and_settings_share_names_and_defaults():
     """BEPClassifier's parameters, bep-mcu train's options and Settings' fields: the same
     names (the CLI's with dashes) and the same defaults."""
