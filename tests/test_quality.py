@@ -85,6 +85,32 @@ def test_the_trigger_margin_follows_the_layers_and_the_data():
     assert trained.params.trigger_margin == int(trained.hyper.r * trained.spec.hidden[-1])
 
 
+def test_the_narrow_tabular_margin_trains_bit_exact_in_c(tmp_path):
+    """A tabular model as `bep-mcu train` leaves it (one hidden layer of 128: r 0.25, R 32) trains
+    in the generated C as in numpy, to the bit (`verify`), on overlapping classes where some
+    samples are within the margin and some beyond it; the C reads R from the model."""
+    g = np.random.default_rng(4)
+    X = g.normal(0, 1, (400, 6))
+    y = (X[:, 0] + X[:, 1] + 0.7 * g.normal(0, 1, 400) > 0).astype(int) + (X[:, 2] > 0.5)
+    np.savez(tmp_path / "d.npz", X_train=X[:300], y_train=y[:300], X_test=X[300:], y_test=y[300:])
+    result = invoke("train", "--data", tmp_path / "d.npz", "--hidden", 128, "--epochs", 3, "--out", tmp_path / "m.npz")
+    assert result.exit_code == 0, result.output
+    model = modelio.load(tmp_path / "m.npz")
+    assert (model.hyper.r, model.params.trigger_margin) == (0.25, 32)
+    result = invoke("verify", tmp_path / "m.npz", "--data", tmp_path / "d.npz", "--epochs", 4, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["bit_exact"] is True
+    # the margins the C compares with R: samples on both sides of it, so the trigger decides
+    logits = model.network().hidden_activations(model.encode(X[:300])) @ model.classifier.T.astype(np.int32)
+    labels = model.encode_labels(y[:300])
+    rivals = np.where(np.arange(logits.shape[1]) == labels[:, None], np.iinfo(np.int32).min, logits).max(axis=1)
+    margins = logits[np.arange(300), labels] - rivals
+    assert (margins < 32).any() and (margins >= 32).any()
+    gen = generate(model, tmp_path / "c", name="net")
+    header = next(gen.directory / f for f in gen.files if f.endswith("net.h"))
+    assert "#define BEP_NET_TRIGGER_MARGIN 32" in header.read_text()
+
+
 def test_estimator_cli_and_settings_share_names_and_defaults():
     """BEPClassifier's parameters, bep-mcu train's options and Settings' fields: the same
     names (the CLI's with dashes) and the same defaults."""
