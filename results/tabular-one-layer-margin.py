@@ -42,34 +42,43 @@ def as_candidate(run):  # an untuned-data-experiments line of a one-hidden-layer
     return {"val": run["val"], "test": run["test"], "train": run["train"], "synapses": run["bits"] * 512}
 
 
-def main():
-    runs = lines("tabular-one-layer-margin.jsonl")
-    one_layer = collections.defaultdict(dict)  # r -> (set, seed) -> run
-    series = collections.defaultdict(dict)  # "r 0.5" / "r 0.25" -> (set, seed) -> run
-    for run in runs:
-        variant = run["variant"]
-        if variant.get("bias_bits") == 0:
-            one_layer[variant["r"]][run["set"], run["seed"]] = run
-        else:
-            series[variant.get("r", 0.5)][run["set"], run["seed"]] = run
+def pct(records, field):
+    """The mean of ``field`` over ``records``, in %."""
+    return 100 * statistics.mean(r[field] for r in records)
+
+
+def by_set(keys):
+    """(set, seed) keys grouped by set, in the order the sets first appear."""
+    groups = collections.defaultdict(list)
+    for key in keys:
+        groups[key[0]].append(key)
+    return groups
+
+
+def compare(old, new):
+    """Per set, over the seeds both maps ((set, seed) -> run) hold: the seeds, old and new test
+    accuracy and the change of validation accuracy (None where the runs had no split)."""
+    for s, keys in by_set(k for k in old if k in new).items():
+        a, b = [old[k] for k in keys], [new[k] for k in keys]
+        split = a[0]["val"] is not None  # no split where classes are too small to give one
+        yield s, len(keys), pct(a, "test"), pct(b, "test"), pct(b, "val") - pct(a, "val") if split else None
+
+
+def candidate_margins(one_layer):
+    """fit's choice with the one-layer candidate at each r, against the three files' "none" lines."""
     for group, name in GROUPS.items():
         today = {(d["set"], d["seed"]): d["candidates"] for d in lines(name) if d["rule"] == "none"}
-        sets = list(dict.fromkeys(s for s, _ in today))
         print(f"\n{group} ({name}): today's choice, one-layer candidate at r 0.5")
         for r in sorted(one_layer):
             per_set = []
-            for s in sets:
-                keys = [k for k in today if k[0] == s and k in one_layer[r]]
-                if not keys:
-                    continue
+            for s, keys in by_set(k for k in today if k in one_layer[r]).items():
                 for k in keys:  # the variant's network is today's one-layer candidate's shape
                     assert as_candidate(one_layer[r][k])["synapses"] == today[k][0]["synapses"], k
                 new = [chosen([as_candidate(one_layer[r][k]), today[k][1]]) for k in keys]
                 old = [chosen(today[k]) for k in keys]
-                mean = lambda cs, f: 100 * statistics.mean(c[f] for c in cs)  # noqa: E731
-                per_set.append((s, len(keys), mean(old, "test"), mean(new, "test"),
-                                mean(new, "test") - mean(old, "test"), mean(new, "val") - mean(old, "val"),
-                                mean([one_layer[r][k] for k in keys], "test") - mean([today[k][0] for k in keys], "test")))
+                alone = pct([one_layer[r][k] for k in keys], "test") - pct([today[k][0] for k in keys], "test")
+                per_set.append((s, len(keys), pct(old, "test"), pct(new, "test"),
+                                pct(new, "test") - pct(old, "test"), pct(new, "val") - pct(old, "val"), alone))
             if not per_set:
                 continue
             print(f"  r {r}: test {statistics.mean(p[4] for p in per_set):+.2f}, validation "
@@ -78,35 +87,42 @@ def main():
             for s, n, old, new, dt, dv, alone in per_set:
                 print(f"    {s:24s} seeds {n:2d}  test {old:.1f} -> {new:.1f} ({dt:+.1f}), validation {dv:+.1f}; "
                       f"candidate alone {alone:+.1f}")
+
+
+def series_margin(series):
     print("\nseries MLPs (no second candidate): r 0.5 -> 0.25, the seeds both ran")
-    shared = sorted(set(series[0.5]) & set(series[0.25]))
-    tests, vals = [], []
-    for s in dict.fromkeys(k[0] for k in shared):
-        keys = [k for k in shared if k[0] == s]
-        mean = lambda r, f: 100 * statistics.mean(series[r][k][f] for k in keys)  # noqa: E731
-        tests.append(mean(0.25, "test") - mean(0.5, "test"))
-        split = series[0.5][keys[0]]["val"] is not None  # no split where classes are too small to give one
-        if split:
-            vals.append(mean(0.25, "val") - mean(0.5, "val"))
-        print(f"    {s:32s} seeds {len(keys):2d}  test {mean(0.5, 'test'):.1f} -> {mean(0.25, 'test'):.1f} "
-              f"({tests[-1]:+.1f}), validation {f'{vals[-1]:+.1f}' if split else '(no split)'}")
-    print(f"  mean over {len(tests)} sets: test {statistics.mean(tests):+.2f}, validation "
-          f"{statistics.mean(vals):+.2f} over the {len(vals)} with a split")
+    rows = list(compare(series[0.5], series[0.25]))
+    for s, n, old, new, dv in rows:
+        print(f"    {s:32s} seeds {n:2d}  test {old:.1f} -> {new:.1f} ({new - old:+.1f}), validation "
+              f"{'(no split)' if dv is None else f'{dv:+.1f}'}")
+    vals = [dv for *_, dv in rows if dv is not None]
+    print(f"  mean over {len(rows)} sets: test {statistics.mean(new - old for _, _, old, new, _ in rows):+.2f}, "
+          f"validation {statistics.mean(vals):+.2f} over the {len(vals)} with a split")
+
+
+def width_margins():
     widths = collections.defaultdict(dict)  # (width, r) -> (set, seed) -> run
     for run in lines("tabular-margin-widths.jsonl"):
         widths[run["variant"]["hidden"][0], run["variant"]["r"]][run["set"], run["seed"]] = run
     print("\none hidden layer of another width (both of fit's candidates at r): r 0.5 -> 0.25, seeds 0-2")
     for width in sorted({w for w, _ in widths}):
-        old, new = widths[width, 0.5], widths[width, 0.25]
-        per_set = []
-        for s in dict.fromkeys(k[0] for k in old):
-            keys = [k for k in old if k[0] == s]
-            mean = lambda runs, f: 100 * statistics.mean(runs[k][f] for k in keys)  # noqa: E731
-            per_set.append((s, mean(new, "test") - mean(old, "test"), mean(new, "val") - mean(old, "val")))
-        worst = min(per_set, key=lambda p: p[1])
-        print(f"  {width:4d} neurons: test {statistics.mean(p[1] for p in per_set):+.2f}, validation "
-              f"{statistics.mean(p[2] for p in per_set):+.2f} over {len(per_set)} sets; "
+        rows = [(s, new - old, dv) for s, _, old, new, dv in compare(widths[width, 0.5], widths[width, 0.25])]
+        worst = min(rows, key=lambda row: row[1])
+        print(f"  {width:4d} neurons: test {statistics.mean(row[1] for row in rows):+.2f}, validation "
+              f"{statistics.mean(row[2] for row in rows):+.2f} over {len(rows)} sets; "
               f"largest loss {worst[0]} {worst[1]:+.1f}")
+
+
+def main():
+    one_layer = collections.defaultdict(dict)  # r -> (set, seed) -> run
+    series = collections.defaultdict(dict)  # r -> (set, seed) -> run
+    for run in lines("tabular-one-layer-margin.jsonl"):
+        variant = run["variant"]
+        into = one_layer if variant.get("bias_bits") == 0 else series
+        into[variant.get("r", 0.5)][run["set"], run["seed"]] = run
+    candidate_margins(one_layer)
+    series_margin(series)
+    width_margins()
 
 
 if __name__ == "__main__":

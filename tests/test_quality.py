@@ -100,12 +100,15 @@ def test_the_narrow_tabular_margin_trains_bit_exact_in_c(tmp_path):
     result = invoke("verify", tmp_path / "m.npz", "--data", tmp_path / "d.npz", "--epochs", 4, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["bit_exact"] is True
-    # the margins the C compares with R: samples on both sides of it, so the trigger decides
-    logits = model.network().hidden_activations(model.encode(X[:300])) @ model.classifier.T.astype(np.int32)
+    # R decides here: in one step of the engine over the training part, some samples it gets
+    # right still trigger (margin below R) and some do not (margin at least R)
+    trace: dict = {}
     labels = model.encode_labels(y[:300])
-    rivals = np.where(np.arange(logits.shape[1]) == labels[:, None], np.iinfo(np.int32).min, logits).max(axis=1)
-    margins = logits[np.arange(300), labels] - rivals
-    assert (margins < 32).any() and (margins >= 32).any()
+    model.network().train_batch(model.encode(X[:300]), labels, trace=trace)
+    triggered = np.zeros(300, dtype=bool)
+    triggered[trace["triggered"]] = True
+    right = trace["logits"].argmax(axis=1) == labels
+    assert (triggered & right).any() and (~triggered).any()
     gen = generate(model, tmp_path / "c", name="net")
     header = next(gen.directory / f for f in gen.files if f.endswith("net.h"))
     assert "#define BEP_NET_TRIGGER_MARGIN 32" in header.read_text()
