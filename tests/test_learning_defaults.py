@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from bep_mcu import modelio, training
-from bep_mcu.bench import (BASELINE_SETS, FRESH2_KEYS, FRESH3_KEYS, FRESH_KEYS, HOLDOUT_SETS, KINDS_SETS, Parser, parse_config,
-                            set_keys)
+from bep_mcu.bench import (BASELINE_SETS, FRESH2_KEYS, FRESH3_KEYS, FRESH4_KEYS, FRESH_KEYS, HOLDOUT_SETS, KINDS_SETS,
+                            Parser, parse_config, set_keys)
 from bep_mcu.data import inputformat, recalibration
 from bep_mcu.data.binarize import distinct_quantile_cuts, make_binarizer, tabular_levels
 from bep_mcu.data.datasets import lengthen_series, load_dataset, shorten_series
@@ -365,9 +365,22 @@ FRESH3_SHAPES = {
 }
 
 
+# The fourth, tabular of three classes or more, frozen before any run (docs/accuracy.md, "Fourth held-out check").
+FRESH4_SHAPES = {
+    "friedman1-4:mlp": ("friedman1-4", (800, 10), (200, 10), 4),
+    "regression-6-5:mlp": ("regression-6-5", (800, 6), (200, 6), 5),
+    "sparse-uncorrelated-3:mlp": ("sparse-uncorrelated-3", (799, 10), (201, 10), 3),
+    "scurve-5:mlp": ("scurve-5", (800, 3), (200, 3), 5),
+    "quantiles-5:mlp": ("quantiles-5", (800, 3), (200, 3), 5),
+    "classification-4c:mlp": ("classification-4c", (800, 10), (200, 10), 4),
+    "blobs-7:mlp": ("blobs-7", (798, 6), (202, 6), 7),
+}
+
+
 @pytest.mark.parametrize("group, keys, shapes", [("fresh", FRESH_KEYS, FRESH_SHAPES),
                                                   ("fresh2", FRESH2_KEYS, FRESH2_SHAPES),
-                                                  ("fresh3", FRESH3_KEYS, FRESH3_SHAPES)])
+                                                  ("fresh3", FRESH3_KEYS, FRESH3_SHAPES),
+                                                  ("fresh4", FRESH4_KEYS, FRESH4_SHAPES)])
 def test_fresh_group_keys_parse_and_load_with_their_shapes(group, keys, shapes):
     assert set_keys(group, Parser()) == keys == list(shapes)
     for key, (name, train, test, classes) in shapes.items():

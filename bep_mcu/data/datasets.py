@@ -326,6 +326,12 @@ FRESH2_SETS = ("diabetes-3", "friedman-2", "swissroll-4", "sparse-50", "clusters
 # binned into classes (smooth, linear, an angle), many classes with label noise, elongated clusters
 # in 2 dimensions, nested shells.
 FRESH3_SETS = ("friedman2-3", "friedman3-2", "regression-20-4", "classification-6c", "aniso-3", "shells-4")
+# The fourth (``bench --sets fresh4``), tabular of three classes or more, frozen on 2026-12-07 before
+# any run, after the third had been seen and the centroid frame of two hidden layers chosen with
+# the first three: regressions binned into classes (nonlinear, linear with few features, sparse,
+# along a curved sheet), nested shells, and nominal classes (several clusters each; many blobs).
+FRESH4_SETS = ("friedman1-4", "regression-6-5", "sparse-uncorrelated-3", "scurve-5", "quantiles-5",
+               "classification-4c", "blobs-7")
 LONG_FACTOR = 4  # ucr-long: every series resampled to four times its length
 DOWN_FACTOR = 8  # ucr-down: every series averaged over blocks of eight points
 NOISE_SCALE = 0.25  # ucr-noisy: Gaussian noise of a quarter of the training values' standard deviation
@@ -505,8 +511,36 @@ def _fresh3(name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
 
 
+def _fresh4(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The sets of ``FRESH4_SETS`` as (X, y)."""
+    datasets = _sklearn_datasets()
+    n, seed = GENERATED_SAMPLES, GENERATED_SEED
+    if name == "friedman1-4":  # 10 sin(pi x1 x2) + 20 (x3 - 1/2)^2 + 10 x4 + 5 x5 + noise of 10 features; quartiles
+        X, target = datasets.make_friedman1(n, n_features=10, noise=2.0, random_state=seed)
+        return X, _binned(target, 4)
+    if name == "regression-6-5":  # a linear target of 3 of 6 features plus noise (20); quintiles
+        X, target = datasets.make_regression(n, n_features=6, n_informative=3, noise=20.0, random_state=seed)
+        return X, _binned(target, 5)
+    if name == "sparse-uncorrelated-3":  # x1 + 2 x2 - 2 x3 - 1.5 x4 of 10 features plus noise; tertiles
+        X, target = datasets.make_sparse_uncorrelated(n, n_features=10, random_state=seed)
+        return X, _binned(target, 3)
+    if name == "scurve-5":  # 3-d points on an S-shaped sheet; the class is its fifth along the curve
+        X, position = datasets.make_s_curve(n, noise=0.1, random_state=seed)
+        return X, _binned(position, 5)
+    if name == "quantiles-5":  # 5 nested shells in 3 dimensions
+        X, y = datasets.make_gaussian_quantiles(n_samples=n, n_features=3, n_classes=5, random_state=seed)
+    elif name == "classification-4c":  # 4 classes of 2 clusters each in 10 features (5 informative, 2 redundant)
+        X, y = datasets.make_classification(n, n_features=10, n_informative=5, n_redundant=2, n_classes=4,
+                                            n_clusters_per_class=2, flip_y=0.02, random_state=seed)
+    else:  # blobs-7: 7 overlapping Gaussian blobs in 6 dimensions
+        X, y = datasets.make_blobs(n, n_features=6, centers=7, cluster_std=4.0, random_state=seed)
+    return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
+
+
 def load_generated(name: str) -> Dataset | None:
     """A generated set by name (``GENERATED_SETS``), None for another name."""
+    if name in FRESH4_SETS:
+        return _split_generated(name, *_fresh4(name))
     if name in FRESH2_SETS:
         return _split_generated(name, *_fresh2(name))
     if name in FRESH3_SETS:
