@@ -44,3 +44,41 @@ def binary_equiangular_frame(
         rho[r, k] = -rho[r, k]
         gram = rho @ rho.T
     return rho.astype(np.int8)
+
+
+def centroid_frame(centroids: np.ndarray, width: int, seed: int) -> np.ndarray:
+    """Return P as int8 ±1 of shape (n_classes, width) whose columns are cuts of the classes
+    along random directions in the span of their centroids (``centroids``: one row per class,
+    the mean of its samples' network inputs; at least two classes).
+
+    Column j projects the centred centroids on a random combination of them, p = G c (G their
+    Gram matrix, c Gaussian), sorts the projections, cuts at one of the C − 1 gaps drawn at
+    random and sets +1 above the cut. Where the classes lie along one direction of the inputs
+    (classes by bins of a regression target) every column is a threshold of their order, a
+    target one neuron reading that direction can meet; where they lie in general position,
+    the columns are random splits of them. Deterministic for a given seed.
+    """
+    gram = centred_gram(centroids)
+    rng = np.random.default_rng(seed + 11)  # a stream of its own, apart from the weights' and the BEF's
+    proj = gram @ rng.standard_normal((len(gram), width))
+    ordered = np.sort(proj, axis=0)
+    cut = rng.integers(0, len(gram) - 1, size=width)
+    columns = np.arange(width)
+    threshold = (ordered[cut, columns] + ordered[cut + 1, columns]) / 2
+    return np.where(proj > threshold, 1, -1).astype(np.int8)
+
+
+def centred_gram(centroids: np.ndarray) -> np.ndarray:
+    """The Gram matrix of the class centroids less their mean (float64)."""
+    mu = np.asarray(centroids, dtype=np.float64)
+    mu = mu - mu.mean(axis=0)
+    return mu @ mu.T
+
+
+def leading_share(centroids: np.ndarray) -> float:
+    """The fraction of the centred class centroids' spread (the trace of their Gram matrix)
+    along its leading direction: 1 for classes on a line, 1/(C − 1) for a regular simplex.
+    0 where every centroid is the same."""
+    eigenvalues = np.linalg.eigvalsh(centred_gram(centroids))
+    total = eigenvalues.sum()
+    return float(eigenvalues[-1] / total) if total > 0 else 0.0
