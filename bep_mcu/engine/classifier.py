@@ -1,8 +1,11 @@
-"""The fixed output classifier P: a Binary Equiangular Frame (docs/algorithm.md §2.2).
+"""The fixed output classifier P (docs/algorithm.md §2.2): a Binary Equiangular Frame, or a
+frame from the class centroids.
 
-Rows of P are ±1 class prototypes pushed as far apart as greedy single-bit flips can
-get them, by lowering J = Σ_{i<j} <ρ_i, ρ_j> + α · Var_{i<j}(<ρ_i, ρ_j>). Computed once
-on the host from the seed; the C code receives it as a constant table.
+The equiangular frame's rows are ±1 class prototypes pushed as far apart as greedy single-bit
+flips can get them, by lowering J = Σ_{i<j} <ρ_i, ρ_j> + α · Var_{i<j}(<ρ_i, ρ_j>). The
+centroid frame's columns are cuts of the classes along directions of their mean inputs
+(``training.classifier_frame`` says which models take it). Either is computed once on the
+host; the C code receives P as a constant table.
 """
 
 from __future__ import annotations
