@@ -704,6 +704,7 @@ def new_model(X, y, settings: Settings, classes: np.ndarray | None = None, encod
 # the inputs (at least half their centroids' spread), where the equiangular frame asks most
 # neurons for splits no threshold of that direction makes. Classes spread in many directions
 # (digits' ten: 0.29) learn less with it than with the equiangular frame (docs/accuracy.md).
+# Three classes always pass (their centred centroids span two directions): the test acts from four.
 CENTROID_FRAME_MIN_CLASSES = 3
 CENTROID_FRAME_MIN_SHARE = 0.5
 

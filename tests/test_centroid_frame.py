@@ -47,6 +47,9 @@ def test_centroids_on_a_line_give_every_column_a_threshold_of_their_order():
 def test_leading_share_of_classes_in_general_position():
     assert abs(leading_share(np.eye(5)) - 1 / 4) < 1e-9  # a regular simplex: its 4 directions alike
     assert leading_share(np.ones((3, 8))) == 0.0  # every centroid the same
+    # three classes span two directions, so the leading one always holds at least half
+    g = np.random.default_rng(2)
+    assert all(leading_share(g.normal(0, 1, (3, 40))) >= 0.5 for _ in range(50))
 
 
 def test_a_new_model_takes_the_centroid_frame_where_its_rule_says():
