@@ -89,7 +89,7 @@ def test_a_reserved_prototype_is_never_predicted(files, tmp_path):
     assert_ok(invoke("generate", files["model"], "--out", tmp_path / "c"))
     header = (tmp_path / "c" / "src" / "bep_net.h").read_text()
     assert "#define BEP_NET_N_CLASSES 9u" in header and "#define BEP_NET_MAX_CLASSES 10u" in header
-    assert "Fixed classifier P (BEF prototypes), packed: 10 x" in (tmp_path / "c" / "src" / "bep_net.c").read_text()
+    assert "Fixed classifier P (class prototypes), packed: 10 x" in (tmp_path / "c" / "src" / "bep_net.c").read_text()
 
 
 def test_the_c_twin_puts_a_reserved_prototype_in_use_and_trains_as_numpy(tmp_path):
