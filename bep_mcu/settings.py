@@ -173,8 +173,8 @@ SETTINGS: tuple[Setting, ...] = (
     # The BEP hyperparameters (engine.spec.HyperParams); r and ν's searched values bracket the
     # defaults of the README's sweep.
     Setting("r", None, "Trigger margin r, R = floor(r * last width) [default: 0.5 for one hidden layer "
-            "(0.25 for one of at least 128 on tabular data coded by auto), 1.0 for two or more].", "number", 0, 2, label="r", stored="hyperparams",
-            search=(0.25, 0.5, 0.75, 1.0)),
+            "(0.25 for one of at least 128 on tabular data coded by auto), 1.0 for two or more].", "number", 0, 2,
+            label="r", stored="hyperparams", search=(0.25, 0.5, 0.75, 1.0)),
     Setting("nu", 0.05, "Gate half-width relative to fan-in.", "number", 0, 1, label="nu", stored="hyperparams",
             search=(0.02, 0.05, 0.1)),
     Setting("gamma", None, "Initial winner-takes-update group size per layer "

@@ -735,14 +735,15 @@ def classifier_frame(encoder: Encoder, X, y, labels: np.ndarray, spec: NetSpec, 
 
 def class_centroids(encoder: Encoder, X, classes: np.ndarray, n_classes: int, chunk: int = 4096) -> np.ndarray | None:
     """The mean network input of each class (rows of ``X`` encoded a chunk at a time, so the
-    float copy stays small), or None where a class has no sample."""
+    float copy stays at most ``chunk`` rows), or None where a class has no sample. A chunk's
+    per-class sums of ±1 bits are integers below 2**24, exact in the encoder's float32."""
     counts = np.bincount(classes, minlength=n_classes)
     if counts.min() == 0:
         return None
+    one_hot = np.eye(n_classes, dtype=np.float32)
     sums = np.zeros((n_classes, encoder.n_inputs))
     for start in range(0, len(X), chunk):
-        bits = encoder.encode(X[start:start + chunk]).astype(np.float64)
-        sums += np.eye(n_classes)[classes[start:start + chunk]].T @ bits
+        sums += one_hot[classes[start:start + chunk]].T @ encoder.encode(X[start:start + chunk])
     return sums / counts[:, None]
 
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from bep_mcu import modelio, training
 from bep_mcu.data.datasets import load_dataset
 from bep_mcu.engine.classifier import binary_equiangular_frame, centroid_frame, leading_share
 from bep_mcu.training import Settings
 
-from .conftest import invoke
+from .conftest import assert_user_error, invoke
+from .test_modelio import forge
 
 
 def monotone_columns(frame: np.ndarray) -> np.ndarray:
@@ -89,3 +91,22 @@ def test_a_model_with_the_centroid_frame_trains_bit_exact_in_c(tmp_path):
     result = invoke("verify", tmp_path / "m.npz", "--data", tmp_path / "d.npz", "--epochs", 4, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["bit_exact"] is True
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda a: a["classifier"].__setitem__((1, 3), 0), ("classifier", "-1 or +1")),
+    (lambda a: a["classifier"].__setitem__((0, 0), 7), ("classifier", "-1 or +1")),
+    (lambda a: a.update(classifier=a["classifier"][:, :31]), ("classifier", "int8 of shape")),
+    (lambda a: a.update(classifier=a["classifier"].astype(np.float32)), ("classifier", "int8 of shape")),
+])
+def test_a_forged_classifier_is_refused_before_any_c_is_rendered(tmp_path, edit, words):
+    """The frame travels in the model file to the generated C: a hostile table (an entry that is
+    not ±1, another shape or type) is one error line naming it, for `info` and for `generate`,
+    which writes nothing."""
+    X, y = ordered_classes(200, seed=3)
+    model = training.fit(X, y, Settings(hidden=(48, 32), epochs=1, seed=0))
+    modelio.save(model, tmp_path / "m.npz")
+    bad = forge(tmp_path / "m.npz", tmp_path / "bad.npz", arrays_edit=edit)
+    assert_user_error(invoke("info", bad), *words)
+    assert_user_error(invoke("generate", bad, "--out", tmp_path / "c"), *words)
+    assert not (tmp_path / "c").exists()
