@@ -17,6 +17,10 @@ without its test of the centroids' leading direction); "today" is the package's 
 the labels' order" takes today's run only where the centroids' projections on their leading
 direction also run in the order of the class labels (computed from the data), else the
 equiangular one. Then the mean over all the sets of each variant measured on all four groups.
+Last, the one-layer candidate alone with the centroid frame ("centroid" runs) against the
+equiangular frame, set by set, beside two measures of the data a rule for one layer could test:
+the centroids' leading share and the between-class share (η²) of the training samples'
+projections on the centroids' leading direction (seed 0's training part).
 """
 
 import collections
@@ -133,5 +137,41 @@ def main():
                   f"{statistics.mean(c[4] for c in everything):+.2f}, lowest set {min(c[3] for c in everything):+.1f}")
 
 
+def between_class_share(key):
+    """(leading share, η²) of seed 0's training part: η² is the between-class sum of squares over
+    the total of the encoded samples' projections on the centroids' leading direction."""
+    name, base = parse_config(key)
+    data = load_dataset(name)
+    X, y = np.asarray(data.X_train), plain_labels(np.asarray(data.y_train))
+    settings = training.Settings(seed=0, **base)
+    train_idx, _ = training.split_validation(y, settings.val_fraction, 0)
+    model = training.initial_model(X, y, settings)
+    encoded, classes = model.encode(X[train_idx]).astype(np.float64), model.encode_labels(y[train_idx])
+    centroids = training.class_centroids(model.encoder, X[train_idx], classes, len(model.labels))
+    centred = centroids - centroids.mean(axis=0)
+    direction = np.linalg.eigh(centred_gram(centroids))[1][:, -1] @ centred
+    proj = encoded @ direction
+    between = sum((classes == k).sum() * (proj[classes == k].mean() - proj.mean()) ** 2
+                  for k in range(len(model.labels)))
+    return leading_share(centroids), between / ((proj - proj.mean()) ** 2).sum()
+
+
+def one_layer():
+    base = equiangular_runs()
+    runs = {(r["set"], r["seed"]): r["candidates"] for r in lines("centroid-frame-experiments.jsonl")
+            if r["rule"] == "centroid"}
+    print("\none hidden layer alone, centroid frame against equiangular (test / validation), seeds 0-9")
+    for s in sorted({k[0] for k in runs}):
+        keys = [k for k in runs if k[0] == s and k in base]
+        if not keys or s in TWO_CLASSES:
+            continue
+        test = 100 * statistics.mean(runs[k][0]["test"] - base[k][0]["test"] for k in keys)
+        val = 100 * statistics.mean(runs[k][0]["val"] - base[k][0]["val"] for k in keys)
+        share, eta = between_class_share(s)
+        print(f"    {s:28s} {len(keys):2d} seeds  {test:+5.1f} / {val:+5.1f}  leading share {share:.2f}  "
+              f"between-class share {eta:.2f}")
+
+
 if __name__ == "__main__":
     main()
+    one_layer()
