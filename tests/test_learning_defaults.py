@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from bep_mcu import modelio, training
-from bep_mcu.bench import (BASELINE_SETS, FRESH2_KEYS, FRESH3_KEYS, FRESH4_KEYS, FRESH_KEYS, HOLDOUT_SETS, KINDS_SETS,
-                            Parser, parse_config, set_keys)
+from bep_mcu.bench import (BASELINE_SETS, FRESH2_KEYS, FRESH3_KEYS, FRESH4_KEYS, FRESH5_KEYS, FRESH_KEYS,
+                            HOLDOUT_SETS, KINDS_SETS, Parser, parse_config, set_keys)
 from bep_mcu.data import inputformat, recalibration
 from bep_mcu.data.binarize import distinct_quantile_cuts, make_binarizer, tabular_levels
 from bep_mcu.data.datasets import lengthen_series, load_dataset, shorten_series
@@ -377,10 +377,23 @@ FRESH4_SHAPES = {
 }
 
 
+# The fifth, the same kind, frozen before any run (docs/accuracy.md, "Fifth held-out check").
+FRESH5_SHAPES = {
+    "regression-12-4:mlp": ("regression-12-4", (800, 12), (200, 12), 4),
+    "lowrank-5:mlp": ("lowrank-5", (800, 16), (200, 16), 5),
+    "friedman1-3:mlp": ("friedman1-3", (799, 6), (201, 6), 3),
+    "product-3:mlp": ("product-3", (799, 5), (201, 5), 3),
+    "shells8-4:mlp": ("shells8-4", (800, 8), (200, 8), 4),
+    "classification-5c:mlp": ("classification-5c", (800, 8), (200, 8), 5),
+    "blobs-row-5:mlp": ("blobs-row-5", (800, 4), (200, 4), 5),
+}
+
+
 @pytest.mark.parametrize("group, keys, shapes", [("fresh", FRESH_KEYS, FRESH_SHAPES),
                                                   ("fresh2", FRESH2_KEYS, FRESH2_SHAPES),
                                                   ("fresh3", FRESH3_KEYS, FRESH3_SHAPES),
-                                                  ("fresh4", FRESH4_KEYS, FRESH4_SHAPES)])
+                                                  ("fresh4", FRESH4_KEYS, FRESH4_SHAPES),
+                                                  ("fresh5", FRESH5_KEYS, FRESH5_SHAPES)])
 def test_fresh_group_keys_parse_and_load_with_their_shapes(group, keys, shapes):
     assert set_keys(group, Parser()) == keys == list(shapes)
     for key, (name, train, test, classes) in shapes.items():

@@ -332,6 +332,13 @@ FRESH3_SETS = ("friedman2-3", "friedman3-2", "regression-20-4", "classification-
 # along a curved sheet), nested shells, and nominal classes (several clusters each; many blobs).
 FRESH4_SETS = ("friedman1-4", "regression-6-5", "sparse-uncorrelated-3", "scurve-5", "quantiles-5",
                "classification-4c", "blobs-7")
+# The fifth (``bench --sets fresh5``), tabular of three classes or more, frozen on 2026-12-07 before any
+# run, after the fourth had been seen: to test a frame from the class centroids for one hidden layer
+# (docs/accuracy.md, "Fifth held-out check"). Linear targets binned into classes (many informative
+# features, correlated features), a nonlinear one, a product, nested shells in 8 dimensions, nominal
+# classes of one cluster each, and clusters in a row.
+FRESH5_SETS = ("regression-12-4", "lowrank-5", "friedman1-3", "product-3", "shells8-4", "classification-5c",
+               "blobs-row-5")
 LONG_FACTOR = 4  # ucr-long: every series resampled to four times its length
 DOWN_FACTOR = 8  # ucr-down: every series averaged over blocks of eight points
 NOISE_SCALE = 0.25  # ucr-noisy: Gaussian noise of a quarter of the training values' standard deviation
@@ -537,8 +544,40 @@ def _fresh4(name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
 
 
+def _fresh5(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The sets of ``FRESH5_SETS`` as (X, y)."""
+    datasets = _sklearn_datasets()
+    n, seed = GENERATED_SAMPLES, GENERATED_SEED
+    if name == "regression-12-4":  # a linear target of 8 of 12 features plus noise (30); quartiles
+        X, target = datasets.make_regression(n, n_features=12, n_informative=8, noise=30.0, random_state=seed)
+        return X, _binned(target, 4)
+    if name == "lowrank-5":  # a linear target of 16 correlated features (effective rank 4) plus noise; quintiles
+        X, target = datasets.make_regression(n, n_features=16, n_informative=16, effective_rank=4, noise=5.0,
+                                             random_state=seed)
+        return X, _binned(target, 5)
+    if name == "friedman1-3":  # Friedman's first target of 6 features (5 used) plus noise; tertiles
+        X, target = datasets.make_friedman1(n, n_features=6, noise=1.0, random_state=seed)
+        return X, _binned(target, 3)
+    rng = np.random.default_rng(seed)
+    if name == "product-3":  # x1 x2 of 5 Gaussian features plus noise; tertiles
+        X = rng.standard_normal((n, 5))
+        return X, _binned(X[:, 0] * X[:, 1] + 0.1 * rng.standard_normal(n), 3)
+    if name == "shells8-4":  # 4 nested shells in 8 dimensions
+        X, y = datasets.make_gaussian_quantiles(n_samples=n, n_features=8, n_classes=4, random_state=seed)
+    elif name == "classification-5c":  # 5 classes of one cluster each in 8 features (4 informative)
+        X, y = datasets.make_classification(n, n_features=8, n_informative=4, n_redundant=0, n_classes=5,
+                                            n_clusters_per_class=1, flip_y=0.02, random_state=seed)
+    else:  # blobs-row-5: 5 Gaussian blobs in 4 dimensions whose centres lie in a row, 3 apart
+        direction = np.array([1.0, -1.0, 0.5, 2.0]) / np.linalg.norm([1.0, -1.0, 0.5, 2.0])
+        centres = 3.0 * np.outer(np.arange(5) - 2, direction)
+        X, y = datasets.make_blobs(n, n_features=4, centers=centres, cluster_std=1.5, random_state=seed)
+    return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
+
+
 def load_generated(name: str) -> Dataset | None:
     """A generated set by name (``GENERATED_SETS``), None for another name."""
+    if name in FRESH5_SETS:
+        return _split_generated(name, *_fresh5(name))
     if name in FRESH4_SETS:
         return _split_generated(name, *_fresh4(name))
     if name in FRESH2_SETS:
