@@ -20,7 +20,10 @@ equiangular one. Then the mean over all the sets of each variant measured on all
 Last, the one-layer candidate alone with the centroid frame ("centroid" runs) against the
 equiangular frame, set by set, beside two measures of the data a rule for one layer could test:
 the centroids' leading share and the between-class share (η²) of the training samples'
-projections on the centroids' leading direction (seed 0's training part).
+projections on the centroids' leading direction (seed 0's training part). And the fifth held-out
+check's test of a rule for one hidden layer built on those two measures (its sets' `today` and
+`centroid` lines, the :mlp and :64 keys, run before the package took the rule), and that rule on
+five series MLPs (their `equiangular` and `one-layer-any` lines).
 """
 
 import collections
@@ -104,7 +107,8 @@ def main():
     base = equiangular_runs()
     variants = collections.defaultdict(dict)
     for r in lines("centroid-frame-experiments.jsonl"):
-        variants[r["rule"]][(r["set"], r["seed"])] = r["candidates"]
+        if any(r["set"] in sets for sets in GROUPS.values()):  # the fifth check's lines: fifth_check
+            variants[r["rule"]][(r["set"], r["seed"])] = r["candidates"]
     variants["centroid, two layers"] = {k: [base[k][0], c[1]] for k, c in variants["centroid"].items()
                                         if k in base and len(c) == 2}
     takes = label_order_rule(variants["today"])
@@ -137,14 +141,14 @@ def main():
                   f"{statistics.mean(c[4] for c in everything):+.2f}, lowest set {min(c[3] for c in everything):+.1f}")
 
 
-def between_class_share(key):
-    """(leading share, η²) of seed 0's training part: η² is the between-class sum of squares over
+def between_class_share(key, seed=0):
+    """(leading share, η²) of a seed's training part: η² is the between-class sum of squares over
     the total of the encoded samples' projections on the centroids' leading direction."""
     name, base = parse_config(key)
     data = load_dataset(name)
     X, y = np.asarray(data.X_train), plain_labels(np.asarray(data.y_train))
-    settings = training.Settings(seed=0, **base)
-    train_idx, _ = training.split_validation(y, settings.val_fraction, 0)
+    settings = training.Settings(seed=seed, **base)
+    train_idx, _ = training.split_validation(y, settings.val_fraction, seed)
     model = training.initial_model(X, y, settings)
     encoded, classes = model.encode(X[train_idx]).astype(np.float64), model.encode_labels(y[train_idx])
     centroids = training.class_centroids(model.encoder, X[train_idx], classes, len(model.labels))
@@ -159,7 +163,7 @@ def between_class_share(key):
 def one_layer():
     base = equiangular_runs()
     runs = {(r["set"], r["seed"]): r["candidates"] for r in lines("centroid-frame-experiments.jsonl")
-            if r["rule"] == "centroid"}
+            if r["rule"] == "centroid" and r["set"].split(":")[0] not in FIFTH}
     print("\none hidden layer alone, centroid frame against equiangular (test / validation), seeds 0-9")
     for s in sorted({k[0] for k in runs}):
         keys = [k for k in runs if k[0] == s and k in base]
@@ -172,6 +176,74 @@ def one_layer():
               f"between-class share {eta:.2f}")
 
 
+FIFTH = ["regression-12-4", "lowrank-5", "friedman1-3", "product-3", "shells8-4", "classification-5c", "blobs-row-5"]
+
+
+def fifth_check():
+    """The fifth held-out check's test of the one-layer rule (docs/accuracy.md, "Fifth held-out
+    check"): one hidden layer takes the centroid frame where the seed's training part has a leading
+    share of at least 1/2 and η² of at least 0.75, else keeps the equiangular frame (today's run)."""
+    runs = collections.defaultdict(dict)
+    for r in lines("centroid-frame-experiments.jsonl"):
+        if r["set"].split(":")[0] in FIFTH:
+            runs[r["rule"]][(r["set"], r["seed"])] = r["candidates"]
+    print("\nfifth held-out check: one hidden layer takes the centroid frame where share >= 1/2 and eta^2 >= 0.75"
+          " (change against today, test / validation, seeds 0-9)")
+    sums = collections.defaultdict(list)
+    for name in FIFTH:
+        takes = {seed: between_class_share(f"{name}:mlp", seed) for seed in range(10)}
+        taken = [seed for seed, (share, eta) in takes.items() if share >= 0.5 and eta >= 0.75]
+        row = []
+        for label, key, pick in (("one layer of 512", f"{name}:mlp", lambda c: c[0]),
+                                 ("one layer of 64", f"{name}:64", lambda c: c[0]),
+                                 ("fit's choice", f"{name}:mlp", None)):
+            changes = []
+            for seed in range(10):
+                old, new = runs["today"][(key, seed)], runs["centroid"][(key, seed)]
+                if pick is None:
+                    old, new = chosen(old), chosen([new[0] if seed in taken else old[0], old[1]])
+                else:
+                    old, new = pick(old), pick(new) if seed in taken else pick(old)
+                changes.append((new["test"] - old["test"], new["val"] - old["val"]))
+            test, val = (100 * statistics.mean(c[i] for c in changes) for i in (0, 1))
+            sums[label].append((test, val, bool(taken)))
+            row.append(f"{label} {test:+5.1f} / {val:+5.1f}")
+        share, eta = (statistics.mean(t[i] for t in takes.values()) for i in (0, 1))
+        print(f"    {name:20s} share {share:.2f} eta^2 {eta:.2f} taken on {len(taken):2d} seeds:  " + ",  ".join(row))
+    for label, rows in sums.items():
+        on = [r for r in rows if r[2]]
+        test, val = (statistics.mean(r[i] for r in rows) for i in (0, 1))
+        print(f"  {label}: seven sets {test:+.2f} / {val:+.2f}"
+              + (f", the {len(on)} sets the rule takes {statistics.mean(r[0] for r in on):+.2f} / "
+                 f"{statistics.mean(r[1] for r in on):+.2f}" if on else ""))
+
+
+SERIES = ["BasicMotions:mlp", "ArrowHead:mlp", "ArrowHead-noisy:mlp", "ACSF1-down:mlp", "PickupGestureWiimoteZ:mlp"]
+
+
+def series_mlps():
+    """The one-layer rule applied to series MLPs too (``one-layer-any``), against the equiangular
+    frame: why the package applies it to tabular data only."""
+    runs = collections.defaultdict(dict)
+    for r in lines("centroid-frame-experiments.jsonl"):
+        if r["set"] in SERIES:
+            runs[r["rule"]][(r["set"], r["seed"])] = r["candidates"][0]
+    print("\nseries MLPs of one hidden layer, the rule applied to them (one-layer-any) against the equiangular frame")
+    changes = []
+    for s in SERIES:
+        keys = [k for k in runs["one-layer-any"] if k[0] == s]
+        taken = [k[1] for k in keys if runs["one-layer-any"][k]["test"] != runs["equiangular"][k]["test"]
+                 or runs["one-layer-any"][k]["val"] != runs["equiangular"][k]["val"]]
+        test, val = (100 * statistics.mean(runs["one-layer-any"][k][m] - runs["equiangular"][k][m] for k in keys)
+                     for m in ("test", "val"))
+        changes.append((test, val))
+        print(f"    {s:28s} {len(keys):2d} seeds, {len(taken):2d} changed  {test:+5.1f} / {val:+5.1f}")
+    print(f"  mean over {len(changes)} rows: {statistics.mean(c[0] for c in changes):+.2f} / "
+          f"{statistics.mean(c[1] for c in changes):+.2f}")
+
+
 if __name__ == "__main__":
     main()
     one_layer()
+    fifth_check()
+    series_mlps()

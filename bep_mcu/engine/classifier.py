@@ -78,6 +78,14 @@ def centred_gram(centroids: np.ndarray) -> np.ndarray:
     return mu @ mu.T
 
 
+def leading_direction(centroids: np.ndarray) -> np.ndarray:
+    """The direction of the inputs along which the centred class centroids spread most (float64,
+    not normalised): the centred centroids combined by their Gram matrix's leading eigenvector."""
+    mu = np.asarray(centroids, dtype=np.float64)
+    mu = mu - mu.mean(axis=0)
+    return np.linalg.eigh(mu @ mu.T)[1][:, -1] @ mu
+
+
 def leading_share(centroids: np.ndarray) -> float:
     """The fraction of the centred class centroids' spread (the trace of their Gram matrix)
     along its leading direction: 1 for classes on a line, 1/(C − 1) for a regular simplex.
