@@ -142,22 +142,18 @@ def main():
 
 
 def between_class_share(key, seed=0):
-    """(leading share, η²) of a seed's training part: η² is the between-class sum of squares over
-    the total of the encoded samples' projections on the centroids' leading direction."""
+    """(leading share, η²) of a seed's training part, as ``training.classifier_frame`` computes
+    them: η² is the between-class sum of squares over the total of the encoded samples'
+    projections on the centroids' leading direction."""
     name, base = parse_config(key)
     data = load_dataset(name)
     X, y = np.asarray(data.X_train), plain_labels(np.asarray(data.y_train))
     settings = training.Settings(seed=seed, **base)
     train_idx, _ = training.split_validation(y, settings.val_fraction, seed)
     model = training.initial_model(X, y, settings)
-    encoded, classes = model.encode(X[train_idx]).astype(np.float64), model.encode_labels(y[train_idx])
+    classes = model.encode_labels(y[train_idx])
     centroids = training.class_centroids(model.encoder, X[train_idx], classes, len(model.labels))
-    centred = centroids - centroids.mean(axis=0)
-    direction = np.linalg.eigh(centred_gram(centroids))[1][:, -1] @ centred
-    proj = encoded @ direction
-    between = sum((classes == k).sum() * (proj[classes == k].mean() - proj.mean()) ** 2
-                  for k in range(len(model.labels)))
-    return leading_share(centroids), between / ((proj - proj.mean()) ** 2).sum()
+    return leading_share(centroids), training.between_class_share(model.encoder, X[train_idx], classes, centroids)
 
 
 def one_layer():

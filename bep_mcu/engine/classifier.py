@@ -82,8 +82,7 @@ def leading_direction(centroids: np.ndarray) -> np.ndarray:
     """The direction of the inputs along which the centred class centroids spread most (float64,
     not normalised): the centred centroids combined by their Gram matrix's leading eigenvector."""
     mu = np.asarray(centroids, dtype=np.float64)
-    mu = mu - mu.mean(axis=0)
-    return np.linalg.eigh(mu @ mu.T)[1][:, -1] @ mu
+    return np.linalg.eigh(centred_gram(mu))[1][:, -1] @ (mu - mu.mean(axis=0))
 
 
 def leading_share(centroids: np.ndarray) -> float:
