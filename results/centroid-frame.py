@@ -22,8 +22,9 @@ equiangular frame, set by set, beside two measures of the data a rule for one la
 the centroids' leading share and the between-class share (η²) of the training samples'
 projections on the centroids' leading direction (seed 0's training part). And the fifth held-out
 check's test of a rule for one hidden layer built on those two measures (its sets' `today` and
-`centroid` lines, the :mlp and :64 keys, run before the package took the rule), and that rule on
-five series MLPs (their `equiangular` and `one-layer-any` lines).
+`centroid` lines, the :mlp and :64 keys, run before the package took the rule), that rule on
+five series MLPs (their `equiangular` and `one-layer-any` lines), and one hidden layer of 64 on the
+earlier sets it takes (their `equiangular` and `today` lines, `today` the package with the rule).
 """
 
 import collections
@@ -215,25 +216,28 @@ def fifth_check():
 
 
 SERIES = ["BasicMotions:mlp", "ArrowHead:mlp", "ArrowHead-noisy:mlp", "ACSF1-down:mlp", "PickupGestureWiimoteZ:mlp"]
+# The earlier sets whose one-layer models the rule takes, at a board's width (its `today` lines: the
+# package with the rule).
+BOARD_WIDTH = ["wine:64", "iris:64", "friedman2-3:64", "regression-20-4:64", "aniso-3:64", "regression-6-5:64",
+               "scurve-5:64"]
 
 
-def series_mlps():
-    """The one-layer rule applied to series MLPs too (``one-layer-any``), against the equiangular
-    frame: why the package applies it to tabular data only."""
+def against_equiangular(title, keys, rule):
+    """One network a key (the first candidate): ``rule``'s runs against the `equiangular` ones."""
     runs = collections.defaultdict(dict)
     for r in lines("centroid-frame-experiments.jsonl"):
-        if r["set"] in SERIES:
+        if r["set"] in keys:
             runs[r["rule"]][(r["set"], r["seed"])] = r["candidates"][0]
-    print("\nseries MLPs of one hidden layer, the rule applied to them (one-layer-any) against the equiangular frame")
+    print(f"\n{title} ({rule} against the equiangular frame, test / validation)")
     changes = []
-    for s in SERIES:
-        keys = [k for k in runs["one-layer-any"] if k[0] == s]
-        taken = [k[1] for k in keys if runs["one-layer-any"][k]["test"] != runs["equiangular"][k]["test"]
-                 or runs["one-layer-any"][k]["val"] != runs["equiangular"][k]["val"]]
-        test, val = (100 * statistics.mean(runs["one-layer-any"][k][m] - runs["equiangular"][k][m] for k in keys)
+    for s in keys:
+        seeds = [k for k in runs[rule] if k[0] == s]
+        changed = [k for k in seeds if (runs[rule][k]["test"], runs[rule][k]["val"])
+                   != (runs["equiangular"][k]["test"], runs["equiangular"][k]["val"])]
+        test, val = (100 * statistics.mean(runs[rule][k][m] - runs["equiangular"][k][m] for k in seeds)
                      for m in ("test", "val"))
         changes.append((test, val))
-        print(f"    {s:28s} {len(keys):2d} seeds, {len(taken):2d} changed  {test:+5.1f} / {val:+5.1f}")
+        print(f"    {s:28s} {len(seeds):2d} seeds, {len(changed):2d} changed  {test:+5.1f} / {val:+5.1f}")
     print(f"  mean over {len(changes)} rows: {statistics.mean(c[0] for c in changes):+.2f} / "
           f"{statistics.mean(c[1] for c in changes):+.2f}")
 
@@ -242,4 +246,5 @@ if __name__ == "__main__":
     main()
     one_layer()
     fifth_check()
-    series_mlps()
+    against_equiangular("series MLPs of one hidden layer, the rule applied to them", SERIES, "one-layer-any")
+    against_equiangular("one hidden layer of 64 on the earlier sets the rule takes", BOARD_WIDTH, "today")
