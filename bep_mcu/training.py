@@ -718,7 +718,7 @@ CENTROID_FRAME_ONE_LAYER_MIN_BETWEEN = 0.75
 
 
 def classifier_frame(encoder: Encoder, X, y, labels: np.ndarray, spec: NetSpec, prototypes: int, seed: int,
-                     alpha: float, tabular: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                     alpha: float, tabular: bool) -> tuple[np.ndarray, np.ndarray]:
     """(the classifier's rows for ``labels``, the rows reserved for classes not seen yet) of a
     new model. The reserved rows, and every row of an RNN, come from the Binary Equiangular
     Frame of all the prototypes. An MLP on at least ``CENTROID_FRAME_MIN_CLASSES`` classes,

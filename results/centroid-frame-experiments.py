@@ -35,9 +35,8 @@ from bep_mcu.data.datasets import load_dataset
 from bep_mcu.engine.classifier import centroid_frame
 from bep_mcu.model import plain_labels
 
-out, variant, keys = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
-seeds = range(int(sys.argv[4]) if len(sys.argv) > 4 else 3)
 package_new_model = training.new_model
+variant = "today"  # set by the command line (module-level, as frame and new_model read it)
 
 
 def class_means(values, classes, n_classes):
@@ -78,30 +77,39 @@ def new_model(X, y, settings, classes=None, encoder=None):
     return dataclasses.replace(model, classifier=frame(model, X, y, settings.seed).astype(np.int8))
 
 
-training.new_model = new_model
-if variant == "one-layer-any":
-    package_frame = training.classifier_frame
-    training.classifier_frame = lambda *args: package_frame(*args[:8], True)
-if variant == "equiangular":
-    training.CENTROID_FRAME_MIN_CLASSES = 10 ** 9
-for key in keys:
-    name, base = parse_config(key)
-    data = load_dataset(name)
-    X, y = np.asarray(data.X_train), plain_labels(np.asarray(data.y_train))
-    for seed in seeds:
-        settings = training.Settings(seed=seed, **base)
-        model, alternative = training.candidates(X, y, settings)
-        train_idx, val_idx = training.split_validation(y, settings.val_fraction, seed)
-        candidates = []
-        for s in (settings, alternative):
-            if s is None:
-                continue
-            start = time.time()
-            m = training.fit_watched(model if s is settings else training.initial_model(X, y, s), X, y, s, train_idx)
-            candidates.append({"widths": list(m.spec.hidden), "synapses": m.spec.synapses,
-                               "val": m.score(X[val_idx], y[val_idx]), "test": m.score(data.X_test, data.y_test),
-                               "train": m.score(X[train_idx], y[train_idx]), "s": round(time.time() - start, 1)})
-        with open(out, "a") as fh:
-            print(json.dumps({"set": key, "seed": seed, "rule": variant, "candidates": candidates}), file=fh)
-        print(key, seed, variant, [(c["widths"], round(c["val"], 3), round(c["test"], 3)) for c in candidates],
-              flush=True)
+def run_candidates(out, rule, keys, seeds):
+    """Both of fit's candidates on each key and seed, as the training module is patched now: one
+    JSON line per set and seed, appended to ``out`` (``multi-prototype-experiments.py`` too)."""
+    for key in keys:
+        name, base = parse_config(key)
+        data = load_dataset(name)
+        X, y = np.asarray(data.X_train), plain_labels(np.asarray(data.y_train))
+        for seed in seeds:
+            settings = training.Settings(seed=seed, **base)
+            model, alternative = training.candidates(X, y, settings)
+            train_idx, val_idx = training.split_validation(y, settings.val_fraction, seed)
+            candidates = []
+            for s in (settings, alternative):
+                if s is None:
+                    continue
+                start = time.time()
+                m = training.fit_watched(model if s is settings else training.initial_model(X, y, s), X, y, s,
+                                         train_idx)
+                candidates.append({"widths": list(m.spec.hidden), "synapses": m.spec.synapses,
+                                   "val": m.score(X[val_idx], y[val_idx]), "test": m.score(data.X_test, data.y_test),
+                                   "train": m.score(X[train_idx], y[train_idx]), "s": round(time.time() - start, 1)})
+            with open(out, "a") as fh:
+                print(json.dumps({"set": key, "seed": seed, "rule": rule, "candidates": candidates}), file=fh)
+            print(key, seed, rule, [(c["widths"], round(c["val"], 3), round(c["test"], 3)) for c in candidates],
+                  flush=True)
+
+
+if __name__ == "__main__":
+    variant = sys.argv[2]
+    training.new_model = new_model
+    if variant == "one-layer-any":
+        package_frame = training.classifier_frame
+        training.classifier_frame = lambda *args: package_frame(*args[:8], True)
+    if variant == "equiangular":
+        training.CENTROID_FRAME_MIN_CLASSES = 10 ** 9
+    run_candidates(sys.argv[1], variant, sys.argv[3].split(","), range(int(sys.argv[4]) if len(sys.argv) > 4 else 3))

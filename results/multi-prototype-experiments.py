@@ -17,18 +17,15 @@ default first) its widths, synapses, validation / test / training accuracy and s
 ``results/multi-prototype.py`` replays fit's choice against the package's runs.
 """
 
-import json
+import importlib.util
+import pathlib
 import sys
-import time
 
 import numpy as np
 
-from bep_mcu import training
-from bep_mcu.bench import parse_config
-from bep_mcu.data.datasets import load_dataset
 from bep_mcu.engine.classifier import binary_equiangular_frame
 from bep_mcu.engine.network import Network
-from bep_mcu.model import Model, plain_labels
+from bep_mcu.model import Model
 
 out, K, FRAME, keys = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4].split(",")
 seeds = range(int(sys.argv[5]) if len(sys.argv) > 5 else 3)
@@ -71,25 +68,10 @@ def network(self):
     return net
 
 
-Network._forward, Network._learn_mlp, Model.network = forward, learn_mlp, network
-for key in keys:
-    name, base = parse_config(key)
-    data = load_dataset(name)
-    X, y = np.asarray(data.X_train), plain_labels(np.asarray(data.y_train))
-    for seed in seeds:
-        settings = training.Settings(seed=seed, **base)
-        model, alternative = training.candidates(X, y, settings)
-        train_idx, val_idx = training.split_validation(y, settings.val_fraction, seed)
-        candidates = []
-        for s in (settings, alternative):
-            if s is None:
-                continue
-            start = time.time()
-            m = training.fit_watched(model if s is settings else training.initial_model(X, y, s), X, y, s, train_idx)
-            candidates.append({"widths": list(m.spec.hidden), "synapses": m.spec.synapses,
-                               "val": m.score(X[val_idx], y[val_idx]), "test": m.score(data.X_test, data.y_test),
-                               "train": m.score(X[train_idx], y[train_idx]), "s": round(time.time() - start, 1)})
-        with open(out, "a") as fh:
-            print(json.dumps({"set": key, "seed": seed, "rule": f"k{K}-{FRAME}", "candidates": candidates}), file=fh)
-        print(key, seed, f"k{K}-{FRAME}", [(c["widths"], round(c["val"], 3), round(c["test"], 3)) for c in candidates],
-              flush=True)
+if __name__ == "__main__":
+    Network._forward, Network._learn_mlp, Model.network = forward, learn_mlp, network
+    spec = importlib.util.spec_from_file_location("experiments", pathlib.Path(__file__).with_name(
+        "centroid-frame-experiments.py"))
+    experiments = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(experiments)  # its fit loop; the package's frames (its variant "today")
+    experiments.run_candidates(out, f"k{K}-{FRAME}", keys, seeds)
