@@ -69,7 +69,7 @@ class TrainingRecord:
     counters: Counters = field(default_factory=Counters)
     history: tuple[dict, ...] = ()
     origin: Origin = field(default_factory=Origin)
-    notes: dict = field(default_factory=dict)  # dataset, test/train accuracy: for people, never for code
+    notes: dict = field(default_factory=dict)  # dataset, test/train accuracy, classifier frame: for people, not code
     # Where a stream stopped (``pull``): the schedule's state as epoch ``epochs`` opened and the samples of
     # it already trained; ``stream`` continues there. None: the next epoch starts afresh.
     resume: EpochStart | None = None

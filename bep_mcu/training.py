@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, make_dataclass, replace
 from fractions import Fraction
 from functools import cached_property
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -692,12 +692,11 @@ def new_model(X, y, settings: Settings, classes: np.ndarray | None = None, encod
     hyper = settings.hyper(tabular)
     params = int_params(spec, hyper)
     n_train = len(y)
+    frame = classifier_frame(encoder, X, y, labels, spec, prototypes, settings.seed, hyper.alpha, tabular)
     record = TrainingRecord(seed=settings.seed, batch_size=settings.batch_size or default_batch_size(n_train),
-                            gamma=params.gamma, val_fraction=settings.val_fraction)
-    classifier, reserved = classifier_frame(encoder, X, y, labels, spec, prototypes, settings.seed, hyper.alpha,
-                                            tabular)
-    return Model(spec, hyper, params, tuple(initial_hidden(spec, hyper.sigma, settings.seed)), classifier,
-                 encoder, labels, record, reserved=reserved)
+                            gamma=params.gamma, val_fraction=settings.val_fraction, notes=frame.notes())
+    return Model(spec, hyper, params, tuple(initial_hidden(spec, hyper.sigma, settings.seed)), frame.rows,
+                 encoder, labels, record, reserved=frame.reserved)
 
 
 # With two classes every frame is the same up to the sign of its columns (one split), so the
@@ -717,35 +716,61 @@ CENTROID_FRAME_MIN_SHARE = 0.5
 CENTROID_FRAME_ONE_LAYER_MIN_BETWEEN = 0.75
 
 
+class Frame(NamedTuple):
+    """A new model's classifier: the rows of its classes, the rows reserved for classes not seen
+    yet, which frame the classes' rows came from and the two measures that chose it (None where
+    the rule stopped before computing them)."""
+
+    rows: np.ndarray
+    reserved: np.ndarray
+    kind: str  # "equiangular" or "centroid"
+    leading_share: float | None = None
+    between_class_share: float | None = None
+
+    def notes(self) -> dict:
+        """The training record's notes that tell people (``bep-mcu info``) which frame this is."""
+        measures = {"classifier_leading_share": self.leading_share,
+                    "classifier_between_class_share": self.between_class_share}
+        return {"classifier_frame": self.kind,
+                **{k: round(v, 4) for k, v in measures.items() if v is not None}}
+
+
 def classifier_frame(encoder: Encoder, X, y, labels: np.ndarray, spec: NetSpec, prototypes: int, seed: int,
-                     alpha: float, tabular: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(the classifier's rows for ``labels``, the rows reserved for classes not seen yet) of a
-    new model. The reserved rows, and every row of an RNN, come from the Binary Equiangular
-    Frame of all the prototypes. An MLP on at least ``CENTROID_FRAME_MIN_CLASSES`` classes,
-    each with a sample in ``X`` and their mean input bits (centroids) lying mostly along one
-    direction (``leading_share`` at least ``CENTROID_FRAME_MIN_SHARE``), takes the classes'
-    rows from ``centroid_frame`` if it has two or more hidden layers, or one hidden layer on
-    ``tabular`` data (``auto_tabular``) whose samples that direction separates
-    (``between_class_share`` at least ``CENTROID_FRAME_ONE_LAYER_MIN_BETWEEN``): it learns more
-    on classes ordered along one direction of the inputs (two layers: regression-20-4, shells-4,
-    quantiles, about 3 points each on ten seeds; one layer: binned linear targets,
-    regression-12-4 +6.6 at 512 neurons and +11.9 at 64; series MLPs of one layer lose with it)
-    (docs/accuracy.md, "A frame from the class centroids", "Fifth held-out check")."""
+                     alpha: float, tabular: bool) -> Frame:
+    """The classifier of a new model. The reserved rows, and every row of an RNN, come from the
+    Binary Equiangular Frame of all the prototypes. An MLP on at least
+    ``CENTROID_FRAME_MIN_CLASSES`` classes, each with a sample in ``X`` and their mean input bits
+    (centroids) lying mostly along one direction (``leading_share`` at least
+    ``CENTROID_FRAME_MIN_SHARE``), takes the classes' rows from ``centroid_frame`` if it has two or
+    more hidden layers, or one hidden layer on ``tabular`` data (``auto_tabular``) whose samples
+    that direction separates (``between_class_share`` at least
+    ``CENTROID_FRAME_ONE_LAYER_MIN_BETWEEN``): it learns more on classes ordered along one
+    direction of the inputs (two layers: regression-20-4, shells-4, quantiles, about 3 points
+    each on ten seeds; one layer: binned linear targets, regression-12-4 +6.6 at 512 neurons and
+    +11.9 at 64; series MLPs of one layer lose with it) (docs/accuracy.md, "A frame from the
+    class centroids", "Fifth held-out check")."""
     frame = binary_equiangular_frame(prototypes, spec.hidden[-1], seed, alpha)
-    seen, reserved = frame[:len(labels)], frame[len(labels):]
+    equiangular = Frame(frame[:len(labels)], frame[len(labels):], "equiangular")
     if spec.model != "mlp" or len(labels) < CENTROID_FRAME_MIN_CLASSES:
-        return seen, reserved
+        return equiangular
     classes = encode_labels(y, labels)
     centroids = class_centroids(encoder, X, classes, len(labels))
-    if centroids is None or leading_share(centroids) < CENTROID_FRAME_MIN_SHARE:
-        return seen, reserved
-    if spec.n_layers < 2 and (not tabular or between_class_share(encoder, X, classes, centroids)
-                              < CENTROID_FRAME_ONE_LAYER_MIN_BETWEEN):
-        return seen, reserved
+    if centroids is None:
+        return equiangular
+    share = leading_share(centroids)
+    measured = equiangular._replace(leading_share=share)
+    if share < CENTROID_FRAME_MIN_SHARE:
+        return measured
+    if spec.n_layers < 2:
+        if not tabular:
+            return measured
+        measured = measured._replace(between_class_share=between_class_share(encoder, X, classes, centroids))
+        if measured.between_class_share < CENTROID_FRAME_ONE_LAYER_MIN_BETWEEN:
+            return measured
     rows = centroid_frame(centroids, spec.hidden[-1], seed)
     if len(np.unique(rows, axis=0)) < len(rows):  # two classes of one prototype could never be told apart
-        return seen, reserved
-    return rows, reserved
+        return measured
+    return measured._replace(rows=rows, kind="centroid")
 
 
 def class_centroids(encoder: Encoder, X, classes: np.ndarray, n_classes: int, chunk: int = 4096) -> np.ndarray | None:

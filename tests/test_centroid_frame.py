@@ -63,13 +63,19 @@ def test_a_new_model_takes_the_centroid_frame_where_its_rule_says():
     assert np.array_equal(deep.classifier, centroid_frame(centroids, 32, 5))
     assert monotone_columns(deep.classifier).mean() > 0.9 > monotone_columns(frame[:4]).mean()
     assert np.array_equal(deep.reserved, frame[4:])  # classes not seen yet keep the equiangular rows
+    # the model notes which frame it took and the share that chose it (for `bep-mcu info`)
+    assert deep.training.notes == {"classifier_frame": "centroid",
+                                   "classifier_leading_share": round(leading_share(centroids), 4)}
     # two classes, or classes spread in many directions: the equiangular frame
     two = training.new_model(X, (y >= 2).astype(int), Settings(hidden=(64, 32), seed=5))
     assert np.array_equal(two.classifier, binary_equiangular_frame(2, 32, 5, two.hyper.alpha))
+    assert two.training.notes == {"classifier_frame": "equiangular"}  # nothing to measure for two classes
     digits = load_dataset("digits")
     spread = training.new_model(digits.X_train, digits.y_train, Settings(hidden=(64, 32), seed=5))
     assert leading_share(training.class_centroids(spread.encoder, digits.X_train, digits.y_train, 10)) < 0.5
     assert np.array_equal(spread.classifier, binary_equiangular_frame(10, 32, 5, spread.hyper.alpha))
+    assert spread.training.notes["classifier_frame"] == "equiangular"
+    assert spread.training.notes["classifier_leading_share"] < 0.5
     # a class with no sample in the data the model is built from (partial_fit's first chunk)
     missing = training.new_model(X[y < 3], y[y < 3], Settings(hidden=(64, 32), seed=5), classes=np.arange(4))
     assert np.array_equal(missing.classifier, binary_equiangular_frame(4, 32, 5, missing.hyper.alpha))
@@ -100,6 +106,9 @@ def test_one_hidden_layer_takes_the_centroid_frame_only_where_the_leading_direct
     assert leading_share(centroids) >= training.CENTROID_FRAME_MIN_SHARE
     assert training.between_class_share(shell.encoder, X, y, centroids) < training.CENTROID_FRAME_ONE_LAYER_MIN_BETWEEN
     assert np.array_equal(shell.classifier, binary_equiangular_frame(4, 64, 5, shell.hyper.alpha))
+    assert shell.training.notes == {
+        "classifier_frame": "equiangular", "classifier_leading_share": round(leading_share(centroids), 4),
+        "classifier_between_class_share": round(training.between_class_share(shell.encoder, X, y, centroids), 4)}
     # two hidden layers take it on shells all the same (the leading share alone decides there)
     deep = training.new_model(X, y, Settings(hidden=(64, 32), seed=5))
     assert np.array_equal(deep.classifier, centroid_frame(centroids, 32, 5))
@@ -135,6 +144,32 @@ def test_a_model_with_the_centroid_frame_trains_bit_exact_in_c(tmp_path, hidden,
     result = invoke("verify", tmp_path / "m.npz", "--data", tmp_path / "d.npz", "--epochs", 4, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["bit_exact"] is True
+
+
+def test_info_says_which_frame_the_classifier_took(tmp_path):
+    """`train` reports the frame, and `info` shows it with the measures that chose it, from the
+    model file; a file written before models noted it says only "fixed"."""
+    X, y = ordered_classes(400, seed=2)
+    X_shell, y_shell = shells(400, seed=2)
+    for name, (data, labels, frame) in {"line": (X, y, "centroid"), "shells": (X_shell, y_shell, "equiangular")}.items():
+        np.savez(tmp_path / f"{name}.npz", X_train=data[:300], y_train=labels[:300], X_test=data[300:],
+                 y_test=labels[300:])
+        result = invoke("train", "--data", tmp_path / f"{name}.npz", "--hidden", 32, "--epochs", 1, "--out",
+                        tmp_path / f"{name}.bep.npz", "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout.strip().splitlines()[-1])["classifier_frame"] == frame
+        shown = json.loads(invoke("info", tmp_path / f"{name}.bep.npz", "--json").stdout)
+        assert shown["classifier_frame"] == frame
+        assert shown["classifier_leading_share"] >= training.CENTROID_FRAME_MIN_SHARE  # both line up
+        between = shown["classifier_between_class_share"]
+        assert (between >= training.CENTROID_FRAME_ONE_LAYER_MIN_BETWEEN) == (frame == "centroid")
+        assert f"(fixed, {frame} frame: leading share " in invoke("info", tmp_path / f"{name}.bep.npz").stdout
+        # `train` kept the note beside its own (dataset, accuracies)
+        assert modelio.load(tmp_path / f"{name}.bep.npz").training.notes["dataset"].endswith(f"{name}.npz")
+    old = forge(tmp_path / "line.bep.npz", tmp_path / "old.npz", meta_edit=lambda m: m["training"].update(
+        notes={k: v for k, v in m["training"]["notes"].items() if not k.startswith("classifier")}))
+    assert "classifier 4 x 32 (fixed): " in invoke("info", old).stdout
+    assert json.loads(invoke("info", old, "--json").stdout)["classifier_frame"] is None
 
 
 @pytest.mark.parametrize("edit, words", [

@@ -27,6 +27,24 @@ def training_summary(model: Model) -> dict:
             "open_epoch_samples": t.resume.samples if t.resume else None, **notes}
 
 
+def classifier_summary(model: Model) -> dict:
+    """Which frame the classifier's rows came from and the measures that chose it, as the model
+    noted them when it was made (None in files written before the note)."""
+    notes = model.training.notes
+    return {key: notes[key] if isinstance(notes.get(key), expected) else None
+            for key, expected in (("classifier_frame", str), ("classifier_leading_share", float),
+                                  ("classifier_between_class_share", float))}
+
+
+def _classifier_kind(d: dict) -> str:
+    if d["classifier_frame"] is None:
+        return "fixed"
+    measures = [f"{name} {d[key]:.2f}" for name, key in (("leading share", "classifier_leading_share"),
+                                                          ("between-class share", "classifier_between_class_share"))
+                if d[key] is not None]
+    return f"fixed, {d['classifier_frame']} frame" + (f": {', '.join(measures)}" if measures else "")
+
+
 def _training_line(t: dict) -> str:
     parts = [f"training: {t['epochs']} epoch(s), {t['samples']} samples in batches of {t['batch_size']} "
              f"on {t['trained_on']}, gamma {','.join(map(str, t['gamma']))}"]
@@ -56,7 +74,7 @@ def _human(d: dict) -> str:
                      + (f" (+{layer['transpose_bytes']} B transpose: "
                         f"{'the backward pass' if d['model'] == 'rnn' else 'the forward and backward passes'})"
                         if layer["transpose_bytes"] else ""))
-    lines.append(f"  classifier {d['classes']} x {d['hidden'][-1]} (fixed): {d['classifier_bytes']} B")
+    lines.append(f"  classifier {d['classes']} x {d['hidden'][-1]} ({_classifier_kind(d)}): {d['classifier_bytes']} B")
     lines.append(f"training state:  {d['training_state_bytes']} B (the C state buffer: hidden + packed weights + "
                  f"{d['activation_bytes']} B activations and header)")
     lines.append(f"inference state: {d['inference_flash_bytes']} B of flash (packed weights + classifier), "
@@ -70,8 +88,9 @@ def _human(d: dict) -> str:
 @json_option
 def info(model_path, as_json) -> None:
     """Describe MODEL: layers, 1-bit parameters, classes (and prototypes reserved for new
-    ones), the training and the inference-only footprints, and how its training went."""
+    ones), the classifier's frame, the training and the inference-only footprints, and how its training went."""
     model = load_model(model_path)
     summary = describe(model)
-    summary.update(path=model_path, training=training_summary(model), reserved_classes=len(model.reserved))
+    summary.update(path=model_path, training=training_summary(model), reserved_classes=len(model.reserved),
+                   **classifier_summary(model))
     emit(summary, as_json, _human)

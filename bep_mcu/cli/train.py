@@ -58,8 +58,8 @@ def train(dataset, data_path, test_data, init_from, out, as_json, **chosen) -> N
     train_seconds = sum(rec["seconds"] for rec in new)
     test_acc = trained.score(data.X_test, data.y_test)
     train_acc = trained.score(data.X_train, data.y_train)
-    trained = trained.with_training(notes={"dataset": data.name[:1024], "test_accuracy": test_acc,
-                                           "train_accuracy": train_acc})
+    trained = trained.with_training(notes={**trained.training.notes, "dataset": data.name[:1024],
+                                           "test_accuracy": test_acc, "train_accuracy": train_acc})
     modelio.save(trained, out)
     spec = trained.spec
     result = {
@@ -71,7 +71,7 @@ def train(dataset, data_path, test_data, init_from, out, as_json, **chosen) -> N
         "samples_per_second": (sum(rec["samples_per_second"] * rec["seconds"] for rec in new
                                    if rec["samples_per_second"]) / train_seconds) if train_seconds > 0 else None,
         "seed": trained.training.seed, "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
-        "preset": chosen["preset"],
+        "preset": chosen["preset"], "classifier_frame": trained.training.notes.get("classifier_frame"),
     }
     emit(result, as_json, lambda d: (
         f"{d['network']} {d['inputs']}-{'-'.join(map(str, d['hidden']))}-{spec.n_classes} on {d['dataset']}: "
