@@ -11,10 +11,12 @@ import pytest
 
 from bep_mcu import modelio, training
 from bep_mcu.data.datasets import load_dataset
+from bep_mcu.device.emulate import EmulatedBoard
+from bep_mcu.device.firmware import build
 from bep_mcu.engine.classifier import binary_equiangular_frame, centroid_frame, leading_direction, leading_share
 from bep_mcu.training import Settings
 
-from .conftest import assert_user_error, invoke
+from .conftest import assert_user_error, invoke, needs_qemu
 from .test_modelio import forge
 
 
@@ -170,6 +172,27 @@ def test_info_says_which_frame_the_classifier_took(tmp_path):
         notes={k: v for k, v in m["training"]["notes"].items() if not k.startswith("classifier")}))
     assert "classifier 4 x 32 (fixed): " in invoke("info", old).stdout
     assert json.loads(invoke("info", old, "--json").stdout)["classifier_frame"] is None
+
+
+@needs_qemu
+def test_a_board_trains_a_model_with_the_centroid_frame_as_the_host_does(tmp_path):
+    """The board reads the frame from the model as a table: a model of one hidden layer that took
+    the centroid frame, streamed to firmware on an emulated board, ends with the host's weights
+    and the host's test accuracy, bit for bit."""
+    X, y = ordered_classes(400, seed=2)
+    np.savez(tmp_path / "d.npz", X_train=X[:300], y_train=y[:300], X_test=X[300:], y_test=y[300:])
+    model = training.fit(X[:300], y[:300], Settings(hidden=(48,), epochs=2, seed=1))
+    assert model.training.notes["classifier_frame"] == "centroid"
+    modelio.save(model, tmp_path / "m.npz")
+    board = "mps2-an386"
+    elf = build(model, board, tmp_path / "fw").elf
+    with EmulatedBoard(str(elf), board) as url:
+        result = invoke("stream", tmp_path / "m.npz", "--port", url, "--data", tmp_path / "d.npz", "--epochs", 2,
+                        "--check-host", "--json")
+    assert result.exit_code == 0, result.output
+    streamed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert streamed["bit_exact"] is True and streamed["board"] == board
+    assert streamed["device_test_accuracy"] == streamed["host_test_accuracy"]
 
 
 @pytest.mark.parametrize("edit, words", [
