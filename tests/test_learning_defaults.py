@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bep_mcu import modelio, training
-from bep_mcu.bench import (BASELINE_SETS, FRESH2_KEYS, FRESH3_KEYS, FRESH4_KEYS, FRESH5_KEYS, FRESH_KEYS,
+from bep_mcu.bench import (BASELINE_SETS, FRESH2_KEYS, FRESH3_KEYS, FRESH4_KEYS, FRESH5_KEYS, FRESH6_KEYS, FRESH_KEYS,
                             HOLDOUT_SETS, KINDS_SETS, Parser, parse_config, set_keys)
 from bep_mcu.data import inputformat, recalibration
 from bep_mcu.data.binarize import distinct_quantile_cuts, make_binarizer, tabular_levels
@@ -389,11 +389,24 @@ FRESH5_SHAPES = {
 }
 
 
+# The sixth: rows of binary features, frozen before any run (docs/accuracy.md, "Sixth held-out check").
+FRESH6_SHAPES = {
+    "flags-16-2:mlp": ("flags-16-2", (800, 16), (200, 16), 2),
+    "onehot-6-4:mlp": ("onehot-6-4", (800, 30), (200, 30), 4),
+    "weighted-12-3:mlp": ("weighted-12-3", (799, 12), (201, 12), 3),
+    "digits-bin-16:mlp": ("digits-bin-16", (1438, 16), (359, 16), 10),
+    "bernoulli-5:mlp": ("bernoulli-5", (801, 24), (199, 24), 5),
+    "sparse-120-2:mlp": ("sparse-120-2", (800, 120), (200, 120), 2),
+    "bits-6-2:mlp": ("bits-6-2", (800, 6), (200, 6), 2),
+}
+
+
 @pytest.mark.parametrize("group, keys, shapes", [("fresh", FRESH_KEYS, FRESH_SHAPES),
                                                   ("fresh2", FRESH2_KEYS, FRESH2_SHAPES),
                                                   ("fresh3", FRESH3_KEYS, FRESH3_SHAPES),
                                                   ("fresh4", FRESH4_KEYS, FRESH4_SHAPES),
-                                                  ("fresh5", FRESH5_KEYS, FRESH5_SHAPES)])
+                                                  ("fresh5", FRESH5_KEYS, FRESH5_SHAPES),
+                                                  ("fresh6", FRESH6_KEYS, FRESH6_SHAPES)])
 def test_fresh_group_keys_parse_and_load_with_their_shapes(group, keys, shapes):
     assert set_keys(group, Parser()) == keys == list(shapes)
     for key, (name, train, test, classes) in shapes.items():

@@ -339,6 +339,11 @@ FRESH4_SETS = ("friedman1-4", "regression-6-5", "sparse-uncorrelated-3", "scurve
 # classes of one cluster each, and clusters in a row.
 FRESH5_SETS = ("regression-12-4", "lowrank-5", "friedman1-3", "product-3", "shells8-4", "classification-5c",
                "blobs-row-5")
+# The sixth (``bench --sets fresh6``), frozen on 2026-12-08 before any run: rows of binary features
+# (flags, one-hot categories, binarised images, sparse indicators), fewer than 256 of them, the data
+# a passthrough code gives few input bits (docs/accuracy.md, "Sixth held-out check: binary features").
+FRESH6_SETS = ("flags-16-2", "onehot-6-4", "weighted-12-3", "digits-bin-16", "bernoulli-5", "sparse-120-2",
+               "bits-6-2")
 LONG_FACTOR = 4  # ucr-long: every series resampled to four times its length
 DOWN_FACTOR = 8  # ucr-down: every series averaged over blocks of eight points
 NOISE_SCALE = 0.25  # ucr-noisy: Gaussian noise of a quarter of the training values' standard deviation
@@ -574,8 +579,51 @@ def _fresh5(name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
 
 
+def _fresh6(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The sets of ``FRESH6_SETS`` as (X, y): every feature 0 or 1."""
+    n, rng = GENERATED_SAMPLES, np.random.default_rng(GENERATED_SEED)
+
+    def flipped(y: np.ndarray, share: float, classes: int) -> np.ndarray:  # label noise: a share redrawn
+        return np.where(rng.random(len(y)) < share, rng.integers(0, classes, len(y)), y)
+
+    if name == "flags-16-2":  # 16 flags; a rule of three terms on 8 of them, 8 % of labels redrawn
+        X = rng.integers(0, 2, (n, 16))
+        rule = (X[:, 0] & X[:, 1] & (1 - X[:, 2])) | (X[:, 3] & X[:, 4]) | ((X[:, 5] ^ X[:, 6]) & X[:, 7])
+        return X.astype(np.float64), flipped(rule, 0.08, 2)
+    if name == "onehot-6-4":  # 6 categories of 3-7 levels one-hot (30 columns); additive effects plus
+        levels = (3, 4, 5, 7, 6, 5)  # an interaction of the first two, and noise; quartiles
+        codes = np.stack([rng.integers(0, k, n) for k in levels], axis=1)
+        effects = [rng.standard_normal(k) for k in levels]
+        pair = rng.standard_normal((levels[0], levels[1]))
+        score = sum(effects[j][codes[:, j]] for j in range(len(levels))) + pair[codes[:, 0], codes[:, 1]]
+        X = np.concatenate([np.eye(k)[codes[:, j]] for j, k in enumerate(levels)], axis=1)
+        return X, _binned(score + 0.5 * rng.standard_normal(n), 4)
+    if name == "weighted-12-3":  # 12 bits; integer weights 6, 5, 4, 3, 2, 1 on six of them plus noise; tertiles
+        X = rng.integers(0, 2, (n, 12)).astype(np.float64)
+        score = X[:, :6] @ np.array([6.0, 5.0, 4.0, 3.0, 2.0, 1.0]) + rng.standard_normal(n)
+        return X, _binned(score, 3)
+    if name == "digits-bin-16":  # scikit-learn's digits in 4 x 4 blocks of 2 x 2 pixels, each block's mean >= 8
+        X, y = _sklearn_datasets().load_digits(return_X_y=True)
+        blocks = np.asarray(X).reshape(-1, 4, 2, 4, 2).mean(axis=(2, 4)).reshape(-1, 16)
+        return (blocks >= 8).astype(np.float64), np.asarray(y, dtype=np.int64)
+    if name == "bernoulli-5":  # 5 classes, each its own probability per bit (Beta(0.5, 0.5)) over 24 bits
+        p = rng.beta(0.5, 0.5, (5, 24))
+        y = rng.integers(0, 5, n)
+        return (rng.random((n, 24)) < p[y]).astype(np.float64), y.astype(np.int64)
+    if name == "sparse-120-2":  # 120 indicators, each set with probability 0.08; a logistic label on 15
+        X = (rng.random((n, 120)) < 0.08).astype(np.float64)
+        logit = X[:, :15] @ rng.normal(0.0, 1.5, 15)
+        return X, (rng.random(n) < 1 / (1 + np.exp(-(logit - np.median(logit))))).astype(np.int64)
+    # bits-6-2: 6 bits; the exclusive or of two, or a majority of three, 10 % of labels redrawn
+    X = rng.integers(0, 2, (n, 6))
+    rule = (X[:, 0] ^ X[:, 1]) | (X[:, 2] + X[:, 3] + X[:, 4] >= 2).astype(X.dtype)
+    return X.astype(np.float64), flipped(rule, 0.1, 2)
+
+
 def load_generated(name: str) -> Dataset | None:
     """A generated set by name (``GENERATED_SETS``), None for another name."""
+    if name in FRESH6_SETS:
+        return _split_generated(name, *_fresh6(name))
     if name in FRESH5_SETS:
         return _split_generated(name, *_fresh5(name))
     if name in FRESH4_SETS:
