@@ -39,7 +39,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from bep_mcu import memory, validate
-from bep_mcu.data.binarize import is_binary, tabular_levels
+from bep_mcu.data.binarize import TABULAR_INPUT_BITS, is_binary, tabular_levels
 from bep_mcu.data.datasets import stratified_split
 from bep_mcu.data.encoder import Encoder, as_model_shape
 from bep_mcu.engine import bits, rng
@@ -647,20 +647,30 @@ def too_small_to_split(y: np.ndarray, fraction: float) -> bool:
     return bool(fraction > 0 and len(counts) > 0 and counts.max() < smallest_split_class(fraction))
 
 
+# Rows of binary features (flags, one-hot categories, binarised images) are tabular rows too: passed
+# through, F features are F input bits, each of weight ±1, on the non-tabular network, and few of
+# them underfit (bits-8-4 43.3, flags-12 74.0 on six development sets, 67.0 -> 83.1 with the tabular
+# path). From TABULAR_INPUT_BITS features on they keep the passthrough and the network tuned on Random
+# Prototypes' 1,000 bits (docs/accuracy.md, "Sixth held-out check: binary features").
 def auto_tabular(X, settings: Settings) -> bool:
-    """Whether a new model's input code is left to "auto" on tabular data that is not already
-    binary (an MLP on rows of raw features): the data ``input_code`` and ``threshold_bits`` act on."""
+    """Whether a new model's input code is left to "auto" on tabular data (an MLP on rows of raw
+    features; binary ones only below ``TABULAR_INPUT_BITS`` features): the data ``input_code``,
+    ``threshold_bits`` and the tabular margin act on."""
     X = np.asarray(X)
-    return settings.binarize == "auto" and settings.model == "mlp" and X.ndim == 2 and not is_binary(X)
+    if settings.binarize != "auto" or settings.model != "mlp" or X.ndim != 2:
+        return False
+    return not is_binary(X) or X.shape[1] < TABULAR_INPUT_BITS
 
 
 def input_code(X, settings: Settings) -> str:
-    """The binariser of a new model: ``settings.binarize``, where it is "auto" on tabular data
-    that is not already binary, a thermometer with levels from the feature count
-    (``binarize.tabular_levels``); the encoder decides the rest of "auto" (series: thermometer:8)."""
+    """The binariser of a new model: ``settings.binarize``, where it is "auto" on tabular data, a
+    thermometer with levels from the feature count (``binarize.tabular_levels``; copies of each
+    bit for binary features); the encoder decides the rest of "auto" (series: thermometer:8,
+    binary rows of ``TABULAR_INPUT_BITS`` features or more: passed through)."""
     if not auto_tabular(X, settings):
         return settings.binarize
-    return f"thermometer:{tabular_levels(np.asarray(X).shape[1])}"
+    X = np.asarray(X)
+    return f"thermometer:{tabular_levels(X.shape[1], binary=is_binary(X))}"
 
 
 def chunk_encoder(X, settings: Settings) -> Encoder:

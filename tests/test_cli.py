@@ -24,7 +24,10 @@ from bep_mcu import modelio
 from .conftest import assert_ok, assert_one_error_line, assert_user_error, blobs, invoke, last_json
 
 DATASET = "prototypes:classes=3,features=64,samples=600"
-FAST = ["--hidden", "32", "--epochs", "2"]
+# The binary prototypes pass through (the byte counts below are a 64-input network's); under "auto"
+# binary rows of fewer than 256 features get copies of each bit (test_learning_defaults.py).
+SIZE = ["--hidden", "32", "--epochs", "2"]
+FAST = ["--binarize", "passthrough", *SIZE]
 TRAIN_KEYS = {"test_accuracy", "train_accuracy", "epochs", "seconds", "samples_per_second", "model"}
 BEP_MCU = shutil.which("bep-mcu")
 
@@ -187,7 +190,7 @@ def test_train_overwrites_existing_model(tmp_path, trained):
     out = tmp_path / "m.npz"
     shutil.copyfile(trained[1], out)
     before = out.read_bytes()
-    result, _ = train_json(tmp_path, "--dataset", DATASET, "--hidden", "16", "--epochs", "1", out="m.npz")
+    result, _ = train_json(tmp_path, "--dataset", DATASET, *FAST[:2], "--hidden", "16", "--epochs", "1", out="m.npz")
     assert out.read_bytes() != before
     assert modelio.load(out).hidden[0].shape == (16, 64)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
@@ -336,12 +339,12 @@ def test_train_says_when_classes_are_too_small_to_split(tmp_path):
     keep = np.concatenate([np.flatnonzero(y == c)[:5] for c in np.unique(y)])
     data = tmp_path / "small.npz"
     np.savez(data, X_train=X[keep], y_train=y[keep], X_test=X, y_test=y)
-    result = invoke("train", "--data", data, *FAST, "--out", tmp_path / "m.npz", "--json")
+    result = invoke("train", "--data", data, *SIZE, "--out", tmp_path / "m.npz", "--json")
     assert_ok(result)
     assert "training on all of the data" in result.stderr
     assert last_json(result.stdout)["val_accuracy"] is None
     assert modelio.load(tmp_path / "m.npz").training.val_fraction == 0.0
-    larger = invoke("train", "--data", data, *FAST, "--val-fraction", "0.2", "--out", tmp_path / "m2.npz", "--json")
+    larger = invoke("train", "--data", data, *SIZE, "--val-fraction", "0.2", "--out", tmp_path / "m2.npz", "--json")
     assert_ok(larger)  # 0.2 of five is one a class: the split is made
     assert "training on all" not in larger.stderr and last_json(larger.stdout)["val_accuracy"] is not None
 
@@ -485,7 +488,7 @@ def test_train_unreadable_file(tmp_path):
     data = write_csv(tmp_path / "locked.csv", [[1, 2, 0], [3, 4, 1]], ["a", "b", "label"])
     data.chmod(0)
     try:
-        result = invoke("train", "--data", data, "--out", tmp_path / "m.npz", *FAST)
+        result = invoke("train", "--data", data, "--out", tmp_path / "m.npz", *SIZE)
         assert_user_error(result, "locked.csv")
         assert not (tmp_path / "m.npz").exists()
     finally:

@@ -160,8 +160,11 @@ ARRAY_EDITS = {
 def test_every_forged_array(original, tmp_path):
     names = [n[:-4] for n in members(original) if n not in ("__meta__.npy", "__checksum__.npy")]
     assert {"hidden_0", "classifier", "classes", "input_keep", "binarizer_spec"} <= set(names)
+    kept = np.load(original)
     for name in names:
         for edit_name, edit in ARRAY_EDITS.items():
+            if edit_name == "float" and kept[name].dtype == np.float64:
+                continue  # already float64 (the thermometer's statistics): the edit forges nothing
             def arrays_edit(arrays, name=name, edit=edit):
                 arrays[name] = edit(np.asarray(arrays[name]))
             forged = forge(original, tmp_path / f"{name}_{edit_name}.npz", arrays_edit=arrays_edit)

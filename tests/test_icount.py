@@ -40,7 +40,7 @@ class Tiny:
         from bep_mcu.engine.bits import pack_inputs
 
         data = load_dataset(f"prototypes:classes=4,features={features},samples=600")
-        trained = fit(data.X_train, data.y_train, hidden=hidden, epochs=1, seed=1)
+        trained = fit(data.X_train, data.y_train, hidden=hidden, epochs=1, seed=1, binarize="passthrough")
         self.model = with_hidden_bits(trained, hidden_bits)
         self.gen = generate(self.model, root / "c", "tiny")
         self.X = pack_inputs(trained.encode(data.X_train[:N]))

@@ -254,12 +254,56 @@ def test_cli_gives_two_features_enough_input_bits(tmp_path):
     assert last_json(chosen.stdout)["inputs"] == 8  # a code the user chose is kept
 
 
-def test_series_and_binary_data_keep_their_codes():
+def test_series_and_wide_binary_data_keep_their_codes():
     X, y = blobs(120, features=5)
-    assert training.input_code(np.sign(X), training.Settings()) == "auto"  # ±1 data: passthrough
+    wide = np.sign(np.random.default_rng(0).normal(size=(60, 256)))
+    assert training.input_code(wide, training.Settings()) == "auto"  # 256 ±1 features or more: passthrough
+    assert not training.auto_tabular(wide, training.Settings())  # and the network tuned on Random Prototypes
     assert training.input_code(X[:, :, None].repeat(3, axis=2), training.Settings()) == "auto"  # a series
     assert training.input_code(X, training.Settings(model="rnn", hidden=(8,))) == "auto"
     assert training.input_code(X, training.Settings()) == "thermometer:52"
+
+
+@pytest.mark.parametrize("features,copies", [(1, 64), (5, 52), (16, 16), (64, 4), (100, 3), (255, 2), (256, 1)])
+def test_a_binary_feature_gets_copies_of_its_bit_up_to_the_tabular_target(features, copies):
+    assert tabular_levels(features, binary=True) == copies  # no minimum of four: copies carry no information
+
+
+def test_binary_rows_of_few_features_take_the_tabular_path(tmp_path):
+    """Flags, one-hot categories, binarised images: F < 256 binary features get ceil(256 / F)
+    copies of each bit (each weight then takes ceil(256 / F) + 1 values, not two), the tabular
+    margin and fit's second candidate; 0/1 and ±1 alike. The C encoder makes the same bits."""
+    X, y = blobs(200, features=5)
+    for bits in ((X > 0).astype(np.float64), np.sign(X)):
+        assert training.auto_tabular(bits, training.Settings())
+        assert training.input_code(bits, training.Settings()) == "thermometer:52"
+    flags = (X > 0).astype(np.float64)
+    model = fit(flags, y, hidden=(128,), epochs=1, bias_bits=0)
+    encoded = model.encode(flags)
+    assert encoded.shape[1] == 5 * 52  # every copy kept: none is constant
+    assert all(np.array_equal(encoded[:, 52 * f:52 * (f + 1)], np.repeat(np.where(flags[:, [f]] > 0, 1, -1), 52, 1))
+               for f in range(5))
+    assert model.hyper.r == training.TABULAR_ONE_LAYER_R
+    _, second = training.candidates(flags, y, training.Settings(seed=0))
+    assert second is not None and second.bias_bits == training.TABULAR_BIAS_BITS
+    fmt = inputformat.choose(model.encoder, flags, "uint8", (1,) * 5)
+    assert_encoder_exact(model, fmt, tmp_path, n=120)
+
+
+def test_cli_trains_binary_features_bit_exact_in_c(tmp_path):
+    """`bep-mcu train` on a file of 0/1 flags, defaults but the size, then `verify`: the generated
+    C, reading the raw flags through its encoder, trains as numpy does."""
+    g = np.random.default_rng(3)
+    X = g.integers(0, 2, (300, 10)).astype(np.float64)
+    y = (X[:, 0].astype(int) ^ X[:, 1].astype(int)) | (X[:, 2:5].sum(axis=1) >= 2)
+    np.savez(tmp_path / "flags.npz", X_train=X[:240], y_train=y[:240], X_test=X[240:], y_test=y[240:])
+    result = invoke("train", "--data", tmp_path / "flags.npz", "--hidden", "32", "--epochs", "3", "--out",
+                    tmp_path / "m.npz", "--json")
+    assert_ok(result)
+    assert last_json(result.stdout)["binarize"] == "thermometer:26 (quantile)"
+    result = invoke("verify", tmp_path / "m.npz", "--data", tmp_path / "flags.npz", "--epochs", 3, "--json")
+    assert_ok(result)
+    assert last_json(result.stdout)["bit_exact"] is True
 
 
 # ------------------------------------------------------------------ the epoch budget
@@ -473,13 +517,16 @@ def test_only_a_tabular_mlp_left_to_its_defaults_tries_bias_bits():
     """A tabular MLP whose code and bias bits were left alone, with a validation split to judge:
     64 bias bits tried beside none (with its widths left alone, as two layers of 256); fit_shapes
     gives both shapes (64 inputs apart) for the demo's memory check. Bias bits or a
-    code the user chose, an RNN, ±1 data or no validation split: no other model."""
+    code the user chose, an RNN, ±1 data of 256 features or more, or no validation split: no
+    other model (±1 data of fewer features is tabular data: test_binary_rows_of_few_features...)."""
     X, y = sphere(300, 4, 0)
     split = len(training.split_validation(y, training.Settings().val_fraction, 0)[1])
     assert split and training.threshold_bits(X, training.Settings(), split) == training.TABULAR_BIAS_BITS == 64
     for settings in ({"bias_bits": 0}, {"bias_bits": 8}, {"binarize": "thermometer:8"}, {"model": "rnn"}):
         assert training.threshold_bits(X, training.Settings(**settings), split) is None, settings
-    assert training.threshold_bits(np.sign(X), training.Settings(), split) is None  # ±1 data: passthrough
+    wide = np.sign(np.random.default_rng(0).normal(size=(len(X), 256)))
+    assert training.threshold_bits(wide, training.Settings(), split) is None  # wide ±1 data: passthrough
+    assert training.threshold_bits(np.sign(X), training.Settings(), split) == 64  # four ±1 features: tabular
     assert training.threshold_bits(X, training.Settings(), 0) is None
     shapes = training.fit_shapes(X, y, training.Settings())
     assert [(m.encoder.bias_bits, m.spec.hidden) for m in shapes] == [(0, (512,)), (64, (256, 256))]

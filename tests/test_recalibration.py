@@ -232,7 +232,7 @@ def test_nothing_to_follow(tmp_path, case):
         g = np.random.default_rng(1)
         X = np.where(g.random((200, 30)) < 0.5, 1.0, -1.0)
         y = (X[:, 0] > 0).astype(int)
-        model = fit(X, y, hidden=(8,), epochs=1)
+        model = fit(X, y, hidden=(8,), epochs=1, binarize="passthrough")
     else:
         X, y = blobs(200, features=4)
         full = fit(X, y, hidden=(8,), epochs=1)

@@ -116,7 +116,7 @@ def test_passthrough_inputs(tmp_path, zero_one):
     X = np.where(g.random((200, 40)) < 0.5, 1.0, 0.0 if zero_one else -1.0)
     X[:, 7] = 1.0  # constant: dropped
     y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
-    model = fit(X, y, hidden=(16,), epochs=1)
+    model = fit(X, y, hidden=(16,), epochs=1, binarize="passthrough")
     assert model.encoder.binarizer.spec() == "passthrough" and model.spec.n_inputs == 39
     fmt = inputformat.choose(model.encoder, X)
     assert fmt.input_type == "int8"
@@ -239,7 +239,7 @@ def test_integer_schedule_rule():
 @pytest.fixture(scope="module")
 def noisy_model():
     data = load_dataset(NOISY)
-    model = fit(data.X_train, data.y_train, hidden=(48, 24), epochs=1, patience=1, seed=4)
+    model = fit(data.X_train, data.y_train, hidden=(48, 24), epochs=1, patience=1, seed=4, binarize="passthrough")
     return model, EncodedData(model.encode(data.X_train), model.encode_labels(data.y_train))
 
 

@@ -40,7 +40,7 @@ def one_error_line(out):
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     data = load_dataset(DATA)
-    return str(saved(fit(data.X_train, data.y_train, hidden=(48, 32), epochs=2, seed=1),
+    return str(saved(fit(data.X_train, data.y_train, hidden=(48, 32), epochs=2, seed=1, binarize="passthrough"),
                      tmp_path_factory.mktemp("stream") / "m.npz"))
 
 
@@ -100,7 +100,7 @@ def test_faulty_line_still_ends_in_the_identical_state(model, firmware):
 
 def test_board_with_another_network_is_refused(model, firmware, tmp_path):
     data = load_dataset(DATA)
-    other = saved(fit(data.X_train, data.y_train, hidden=(40,), epochs=1), tmp_path / "other.npz")
+    other = saved(fit(data.X_train, data.y_train, hidden=(40,), epochs=1, binarize="passthrough"), tmp_path / "other.npz")
     with EmulatedBoard(firmware["mps2-an386"], "mps2-an386") as url:
         line = one_error_line(run("stream", str(other), "--port", url, "--dataset", DATA))
     assert "runs network" in line and "build the firmware from this model" in line

@@ -69,7 +69,7 @@ def test_different_seed_gives_different_weights(protos):
 
 def test_training_in_two_parts_equals_training_at_once(protos):
     """train(train(m, 2), 3) == train(m, 5): the record carries the order, γ and Q on."""
-    settings = training.Settings(hidden=(32,), epochs=5, seed=3)
+    settings = training.Settings(hidden=(32,), epochs=5, seed=3, binarize="passthrough")
     m0 = training.new_model(protos.X_train, protos.y_train, settings)
     whole = training.train(m0, protos.X_train, protos.y_train, 5)
     parts = training.train(training.train(m0, protos.X_train, protos.y_train, 2), protos.X_train, protos.y_train, 3)
@@ -313,7 +313,7 @@ def test_bad_settings_are_bep_errors(bad):
 
 
 def test_encode_refuses_wrong_feature_count(protos):
-    model = fit(protos.X_train, protos.y_train, hidden=(16,), epochs=1)
+    model = fit(protos.X_train, protos.y_train, hidden=(16,), epochs=1, binarize="passthrough")
     assert model.encode(protos.X_test).shape == (len(protos.X_test), 128)
     for bad in (protos.X_test[:, :127], np.hstack([protos.X_test, protos.X_test[:, :1]])):
         with pytest.raises(BEPError, match="features") as info:
@@ -367,7 +367,7 @@ def test_summary_byte_counts_by_hand():
     (2 x 2 words): 28 B of RAM.
     """
     X, y = _pm1(90, 70, 3)
-    s = describe(fit(X, y, hidden=(40, 33), epochs=1))
+    s = describe(fit(X, y, hidden=(40, 33), epochs=1, binarize="passthrough"))
     assert s["binarizer"] == "passthrough" and s["inputs"] == 70 and s["classes"] == 3
     assert [lay["shape"] for lay in s["layers"]] == [[40, 70], [33, 40]]
     assert [lay["synapses"] for lay in s["layers"]] == [2800, 1320]
@@ -385,7 +385,7 @@ def test_summary_byte_counts_by_hand():
 
 def test_summary_byte_counts_16_bit():
     X, y = _pm1(90, 70, 3)
-    s = describe(fit(X, y, hidden=(40, 33), epochs=1, hidden_bits=16))
+    s = describe(fit(X, y, hidden=(40, 33), epochs=1, hidden_bits=16, binarize="passthrough"))
     assert s["hidden_bits"] == 16
     assert [lay["hidden_weight_bytes"] for lay in s["layers"]] == [5600, 2640]
     assert [lay["packed_weight_bytes"] for lay in s["layers"]] == [480, 264]  # still 1 bit

@@ -91,9 +91,13 @@ TABULAR_INPUT_BITS = 256
 MIN_TABULAR_LEVELS = 4
 
 
-def tabular_levels(n_features: int) -> int:
-    """Thermometer levels per feature of ``n_features`` tabular features (``TABULAR_INPUT_BITS``)."""
-    return min(MAX_THERMOMETER_BITS, max(MIN_TABULAR_LEVELS, -(-TABULAR_INPUT_BITS // max(1, n_features))))
+def tabular_levels(n_features: int, binary: bool = False) -> int:
+    """Thermometer levels per feature of ``n_features`` tabular features (``TABULAR_INPUT_BITS``).
+    A ``binary`` feature's cuts all fall between its two values, so its levels are copies of one
+    bit: they give its weight more values (k copies, k + 1), not the network more information,
+    and need no minimum (from ``TABULAR_INPUT_BITS`` features on, one copy: the bits as they are)."""
+    levels = -(-TABULAR_INPUT_BITS // max(1, n_features))
+    return min(MAX_THERMOMETER_BITS, levels if binary else max(MIN_TABULAR_LEVELS, levels))
 
 
 def _to_pm1(bits: np.ndarray) -> np.ndarray:
