@@ -87,8 +87,13 @@ SEARCHED = [s for s in SETTINGS if s.search]
 GAMMA_DIVISORS = (4, 8, 16, 32)
 BINARIZERS = {"mlp": ("median", "thermometer:2", "thermometer:4", "thermometer:8"),
               "rnn": ("median", "thermometer:4", "thermometer:8")}
+# Binary data passes through, or (an MLP's rows) as k copies of each bit, a thermometer of a 0/1
+# feature: more input bits, and each bit's weight takes k + 1 values (docs/accuracy.md, "Sixth
+# held-out check: binary features"; the default for fewer than 256 features).
+BINARY_BINARIZERS = {"mlp": ("passthrough", "thermometer:2", "thermometer:4", "thermometer:8"),
+                     "rnn": ("passthrough",)}
 RNN_STEPS = (1, 2, 4, 8)
-SPACE_VERSION = 2  # in the fingerprint: a results file of another space's draws is another sweep's
+SPACE_VERSION = 3  # in the fingerprint: a results file of another space's draws is another sweep's
 MAX_DRAWS = 16  # draws of one trial's configuration until one fits the board (sample_configs)  # window = ceil(series length / steps); 2 is the default (docs/accuracy.md §2)
 
 CODE_BYTES = {
@@ -200,13 +205,13 @@ class SweepSettings:
 
 
 def search_space(model: str, binary_data: bool, widths: Sequence[int] = WIDTHS) -> dict:
-    """Tune's domains of one configuration (binary data is passed through as it is)."""
+    """Tune's domains of one configuration (binary data: ``BINARY_BINARIZERS``)."""
     tune = require_ray()
     widths = list(widths)
     # the order of the domains is the order of the draws: it fixes each trial's configuration
     space = {"width1": tune.choice(widths), **{s.name: tune.choice(s.search) for s in SEARCHED},
              "gamma_divisor": tune.choice(GAMMA_DIVISORS),
-             "binarize": tune.choice(("passthrough",) if binary_data else BINARIZERS[model])}
+             "binarize": tune.choice((BINARY_BINARIZERS if binary_data else BINARIZERS)[model])}
     if model == "mlp":
         space.update(layers=tune.choice(MLP_LAYERS), width2=tune.choice(widths))
     else:

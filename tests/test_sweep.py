@@ -123,7 +123,8 @@ def test_the_same_seed_samples_the_same_configurations():
         assert set(c["hidden"]) <= set(sweep.WIDTHS) and len(c["hidden"]) in sweep.MLP_LAYERS
         assert any(c["gamma"] == [max(1, w // d) for w in c["hidden"]] for d in sweep.GAMMA_DIVISORS)
         assert c["binarize"] in sweep.BINARIZERS["mlp"] and c["window"] is None
-    assert {c["binarize"] for c in sweep.sample_configs("mlp", 4, 0, np.sign(X))} == {"passthrough"}
+    # binary rows: passed through or copies of each bit
+    assert {c["binarize"] for c in sweep.sample_configs("mlp", 12, 0, np.sign(X))} == set(sweep.BINARY_BINARIZERS["mlp"])
     S, _ = series(30, 40)
     for c in sweep.sample_configs("rnn", 6, 0, S[..., None]):
         assert len(c["hidden"]) == 1 and c["window"] in {int(np.ceil(40 / s)) for s in sweep.RNN_STEPS}
