@@ -223,16 +223,19 @@ def test_model_thresholds_until_the_first_value_and_after_a_reset(tmp_path):
     assert np.array_equal(twin.encode(V, calibrated=True), twin.encode(V))
 
 
-@pytest.mark.parametrize("case", ["binary", "older-file"])
+@pytest.mark.parametrize("case", ["binary", "binary-copies", "older-file"])
 def test_nothing_to_follow(tmp_path, case):
-    """Binary inputs have no threshold; a model file written before the training statistics
-    does not know the quantiles: the board follows nothing, its state and snapshots hold no
-    thresholds, and calibrating changes nothing."""
-    if case == "binary":
+    """Binary inputs have no threshold, passed through or as copies of each bit (a cut between
+    a feature's two values could only move onto one of them: a constant bit); a model file
+    written before the training statistics does not know the quantiles: the board follows
+    nothing, its state and snapshots hold no thresholds, and calibrating changes nothing."""
+    if case.startswith("binary"):
         g = np.random.default_rng(1)
-        X = np.where(g.random((200, 30)) < 0.5, 1.0, -1.0)
+        X = np.where(g.random((200, 30)) < 0.5, 1.0, 0.0 if case == "binary-copies" else -1.0)
         y = (X[:, 0] > 0).astype(int)
-        model = fit(X, y, hidden=(8,), epochs=1, binarize="passthrough")
+        model = fit(X, y, hidden=(8,), epochs=1, **({"binarize": "passthrough"} if case == "binary" else {}))
+        assert model.encoder.binarizer.spec() == ("passthrough" if case == "binary" else "thermometer:9")
+        assert not recalibration.follows(model.encoder)
     else:
         X, y = blobs(200, features=4)
         full = fit(X, y, hidden=(8,), epochs=1)

@@ -23,8 +23,10 @@ A fitted encoder also keeps two statistics of its training data, for a board tha
 thresholds follow drifting sensors without labels (data/recalibration.py, docs/adaptation.md):
 ``below``, per kept bit, the fraction of training values whose bit is -1 (the quantile each
 threshold stands at), and ``spread``, per feature, a robust standard deviation of the training
-values (the scale of a threshold's steps). Both are None for binary inputs (nothing to follow)
-and in model files written before them.
+values (the scale of a threshold's steps). Both are None for binary inputs, passed through or
+as copies of each bit under a thermometer (nothing to follow: a cut between a feature's only two
+values can only move onto one of them, which makes its bit constant), and in model files written
+before them.
 """
 
 from __future__ import annotations
@@ -141,8 +143,9 @@ class Encoder:
             raise BEPError(f"every input bit is constant on the training data after {binarize} binarisation")
         if constant:  # the next chunks will vary; no statistics of inputs that do not vary yet
             keep[:] = True
-        stats = {} if constant or isinstance(binarizer, PassthroughBinarizer) or binarizer.per_point else \
-            {"below": (bits[:, keep] < 0).mean(axis=0), "spread": robust_spread(rows)}
+        followable = not (constant or isinstance(binarizer, PassthroughBinarizer) or binarizer.per_point
+                          or is_binary(rows))
+        stats = {"below": (bits[:, keep] < 0).mean(axis=0), "spread": robust_spread(rows)} if followable else {}
         if model == "mlp":
             return cls("mlp", binarizer, keep, X.shape[1], bias_bits=bias_bits, **stats)
         length = X.shape[1]
