@@ -4,6 +4,7 @@ r 0.25) (docs/accuracy.md, "Sixth held-out check: binary features").
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python results/binary-features.py OUT.jsonl VARIANT KEY[;KEY...] [SEEDS]
     python results/binary-features.py summary FILE.jsonl
+    python results/binary-features.py codes KEY     # what a lookup table of the input codes reaches
 
 VARIANT: ``passthrough`` (binary rows are not tabular, as before the sixth check) or ``tabular``
 (binary rows of fewer than 256 features are; the rule the check tested); ``bias64`` and
@@ -14,6 +15,7 @@ variant, the kept model's test, validation (its last epoch's) and training accur
 input bits, code and r.
 """
 
+import collections
 import json
 import sys
 import time
@@ -131,8 +133,27 @@ def summary(path):
                                     f"{'':13}" for v in variants))
 
 
+def codes(key):
+    """A lookup table of the training set's input codes (each code's commonest class): its
+    training accuracy (the most any function of the bits can fit) and its test accuracy (unseen
+    codes take the commonest class), beside the share of test codes seen in training."""
+    data = dev_set(key) if key in DEV_SETS else ds.load_dataset(key)
+    table = {}
+    for x, label in zip(data.X_train.astype(np.int8), data.y_train):
+        table.setdefault(x.tobytes(), collections.Counter())[label] += 1
+    commonest = collections.Counter(data.y_train.tolist()).most_common(1)[0][0]
+    test_codes = [x.tobytes() for x in data.X_test.astype(np.int8)]
+    predicted = [table[c].most_common(1)[0][0] if c in table else commonest for c in test_codes]
+    fit = sum(c.most_common(1)[0][1] for c in table.values()) / len(data.y_train)
+    print(f"{key}: {len(table)} distinct training codes; lookup table: training {100 * fit:.1f}, test "
+          f"{100 * np.mean(np.array(predicted) == data.y_test):.1f}; test codes seen in training "
+          f"{100 * np.mean([c in table for c in test_codes]):.1f} %")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "summary":
         summary(sys.argv[2])
+    elif sys.argv[1] == "codes":
+        codes(sys.argv[2])
     else:
         run(sys.argv[1], sys.argv[2], sys.argv[3].split(";"), int(sys.argv[4]) if len(sys.argv) > 4 else 3)
