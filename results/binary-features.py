@@ -10,7 +10,8 @@ VARIANT: ``passthrough`` (binary rows are not tabular, as before the sixth check
 (binary rows of fewer than 256 features are; the rule the check tested); ``bias64`` and
 ``deep-bias64``: passed through, with 64 bias bits (and 256-256 hidden). KEY: a set the package
 loads (``--sets`` names, ``prototypes:...``) or one of this file's development sets (``DEV_SETS``),
-made up before the check to see whether the question was worth one. Each line: the set, seed,
+made up before the check to see whether the question was worth one; ``KEY:W64``: with one hidden
+layer of 64 neurons. Each line: the set, seed,
 variant, the kept model's test, validation (its last epoch's) and training accuracy, widths,
 input bits, code and r.
 """
@@ -100,10 +101,12 @@ def patch(variant):
 def run(out, variant, keys, seeds):
     settings = patch(variant)
     for key in keys:
-        data = dev_set(key) if key in DEV_SETS else ds.load_dataset(key)
+        name, _, width = key.partition(":W")  # KEY:W64: one hidden layer of 64 (a board's size)
+        data = dev_set(name) if name in DEV_SETS else ds.load_dataset(name)
+        hidden = {"hidden": (int(width),)} if width else {}
         for seed in range(seeds):
             start = time.time()
-            m = training.fit(data.X_train, data.y_train, training.Settings(seed=seed, **settings))
+            m = training.fit(data.X_train, data.y_train, training.Settings(seed=seed, **settings, **hidden))
             rec = {"set": key, "seed": seed, "variant": variant, "test": m.score(data.X_test, data.y_test),
                    "val": m.training.history[-1]["val_accuracy"], "train": m.score(data.X_train, data.y_train),
                    "hidden": list(m.spec.hidden), "inputs": m.spec.n_inputs, "code": m.encoder.binarizer.describe(),
