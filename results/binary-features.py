@@ -128,12 +128,12 @@ def summary(path):
             if not rr:
                 line += " " * 34
                 continue
-            figures = [100 * np.mean([r[k] if r[k] is not None else np.nan for r in rr]) for k in ("test", "val", "train")]
+            figures = [100 * np.mean([np.nan if r[k] is None else r[k] for r in rr]) for k in ("test", "val", "train")]
             means[v].append(figures[:2])
             line += f"{figures[0]:>16.1f} / {figures[1]:5.1f} ({figures[2]:5.1f})   "
         print(line)
-    print(f"{'mean':<48}" + "".join(f"{np.mean([m[0] for m in means[v]]):>16.2f} / {np.mean([m[1] for m in means[v]]):5.2f}"
-                                    f"{'':13}" for v in variants))
+    mean = {v: np.mean(means[v], axis=0) for v in variants}
+    print(f"{'mean':<48}" + "".join(f"{mean[v][0]:>16.2f} / {mean[v][1]:5.2f}{'':13}" for v in variants))
 
 
 def codes(key):

@@ -153,7 +153,8 @@ def test_info_says_which_frame_the_classifier_took(tmp_path):
     model file; a file written before models noted it says only "fixed"."""
     X, y = ordered_classes(400, seed=2)
     X_shell, y_shell = shells(400, seed=2)
-    for name, (data, labels, frame) in {"line": (X, y, "centroid"), "shells": (X_shell, y_shell, "equiangular")}.items():
+    cases = {"line": (X, y, "centroid"), "shells": (X_shell, y_shell, "equiangular")}
+    for name, (data, labels, frame) in cases.items():
         np.savez(tmp_path / f"{name}.npz", X_train=data[:300], y_train=labels[:300], X_test=data[300:],
                  y_test=labels[300:])
         result = invoke("train", "--data", tmp_path / f"{name}.npz", "--hidden", 32, "--epochs", 1, "--out",

@@ -277,17 +277,19 @@ def test_binary_rows_of_few_features_take_the_tabular_path(tmp_path):
     for bits in ((X > 0).astype(np.float64), np.sign(X)):
         assert training.auto_tabular(bits, training.Settings())
         assert training.input_code(bits, training.Settings()) == "thermometer:52"
-    flags = (X > 0).astype(np.float64)
-    model = fit(flags, y, hidden=(128,), epochs=1, bias_bits=0)
-    encoded = model.encode(flags)
-    assert encoded.shape[1] == 5 * 52  # every copy kept: none is constant
-    assert all(np.array_equal(encoded[:, 52 * f:52 * (f + 1)], np.repeat(np.where(flags[:, [f]] > 0, 1, -1), 52, 1))
-               for f in range(5))
-    assert model.hyper.r == training.TABULAR_ONE_LAYER_R
-    _, second = training.candidates(flags, y, training.Settings(seed=0))
-    assert second is not None and second.bias_bits == training.TABULAR_BIAS_BITS
-    fmt = inputformat.choose(model.encoder, flags, "uint8", (1,) * 5)
-    assert_encoder_exact(model, fmt, tmp_path, n=120)
+    (tmp_path / "0").mkdir()
+    (tmp_path / "1").mkdir()
+    for i, (bits, input_type) in enumerate((((X > 0).astype(np.float64), "uint8"), (np.sign(X), "int8"))):
+        model = fit(bits, y, hidden=(128,), epochs=1, bias_bits=0)
+        encoded = model.encode(bits)
+        assert encoded.shape[1] == 5 * 52  # every copy kept: none is constant
+        assert all(np.array_equal(encoded[:, 52 * f:52 * (f + 1)], np.repeat(np.where(bits[:, [f]] > 0, 1, -1), 52, 1))
+                   for f in range(5))
+        assert model.hyper.r == training.TABULAR_ONE_LAYER_R
+        _, second = training.candidates(bits, y, training.Settings(seed=0))
+        assert second is not None and second.bias_bits == training.TABULAR_BIAS_BITS
+        fmt = inputformat.choose(model.encoder, bits, input_type, (1,) * 5)
+        assert_encoder_exact(model, fmt, tmp_path / str(i), n=120)
 
 
 def test_cli_trains_binary_features_bit_exact_in_c(tmp_path):
