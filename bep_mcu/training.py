@@ -659,7 +659,7 @@ def auto_tabular(X, settings: Settings) -> bool:
     X = np.asarray(X)
     if settings.binarize != "auto" or settings.model != "mlp" or X.ndim != 2:
         return False
-    return not is_binary(X) or X.shape[1] < TABULAR_INPUT_BITS
+    return X.shape[1] < TABULAR_INPUT_BITS or not is_binary(X)  # few features: no scan of the values
 
 
 def input_code(X, settings: Settings) -> str:
@@ -724,6 +724,7 @@ def new_model(X, y, settings: Settings, classes: np.ndarray | None = None, encod
 CENTROID_FRAME_MIN_CLASSES = 3
 CENTROID_FRAME_MIN_SHARE = 0.5
 CENTROID_FRAME_ONE_LAYER_MIN_BETWEEN = 0.75
+FRAME_KINDS = ("equiangular", "centroid")  # where a new model's classifier rows came from (its notes)
 
 
 class Frame(NamedTuple):
@@ -733,7 +734,7 @@ class Frame(NamedTuple):
 
     rows: np.ndarray
     reserved: np.ndarray
-    kind: str  # "equiangular" or "centroid"
+    kind: str  # one of FRAME_KINDS
     leading_share: float | None = None
     between_class_share: float | None = None
 

@@ -173,6 +173,19 @@ def test_info_says_which_frame_the_classifier_took(tmp_path):
         notes={k: v for k, v in m["training"]["notes"].items() if not k.startswith("classifier")}))
     assert "classifier 4 x 32 (fixed): " in invoke("info", old).stdout
     assert json.loads(invoke("info", old, "--json").stdout)["classifier_frame"] is None
+    # a file's notes are anyone's text: an unknown frame or a share outside [0, 1] is not shown
+    hostile = forge(tmp_path / "line.bep.npz", tmp_path / "hostile.npz", meta_edit=lambda m: m["training"].update(
+        notes={"classifier_frame": "\x1b[2Jcentroid", "classifier_leading_share": 7.5,
+               "classifier_between_class_share": "high"}))
+    shown = json.loads(invoke("info", hostile, "--json").stdout)
+    assert [shown[k] for k in ("classifier_frame", "classifier_leading_share", "classifier_between_class_share")] \
+        == [None, None, None]
+    human = invoke("info", hostile).stdout
+    assert "classifier 4 x 32 (fixed): " in human and "\x1b" not in human
+    # a note that is neither text nor a number: one error line naming it
+    bad = forge(tmp_path / "line.bep.npz", tmp_path / "bad.npz", meta_edit=lambda m: m["training"].update(
+        notes={"classifier_frame": ["centroid"]}))
+    assert_user_error(invoke("info", bad), "training.notes", "classifier_frame", "text or a number")
 
 
 @needs_qemu

@@ -8,6 +8,7 @@ import click
 from bep_mcu.cgen.layout import describe
 from bep_mcu.cli.common import emit, json_option, load_model, model_argument
 from bep_mcu.model import Model
+from bep_mcu.training import FRAME_KINDS
 
 
 def training_summary(model: Model) -> dict:
@@ -29,11 +30,15 @@ def training_summary(model: Model) -> dict:
 
 def classifier_summary(model: Model) -> dict:
     """Which frame the classifier's rows came from and the measures that chose it, as the model
-    noted them when it was made (None in files written before the note)."""
+    noted them when it was made. Notes are for people and a file's notes are anyone's text, so
+    only a known frame and shares in [0, 1] are shown; anything else (and a file written before
+    the note) is None."""
     notes = model.training.notes
-    return {key: notes[key] if isinstance(notes.get(key), expected) else None
-            for key, expected in (("classifier_frame", str), ("classifier_leading_share", float),
-                                  ("classifier_between_class_share", float))}
+    frame = notes.get("classifier_frame")
+    shares = {key: notes.get(key) for key in ("classifier_leading_share", "classifier_between_class_share")}
+    return {"classifier_frame": frame if frame in FRAME_KINDS else None,
+            **{key: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 else None
+               for key, v in shares.items()}}
 
 
 def _classifier_kind(d: dict) -> str:

@@ -139,8 +139,9 @@ def sweep_cmd(dataset, data_path, test_data, board_name, trials, network, seeds,
     test_accuracy = found.model.score(data.X_test, data.y_test)
     if out is not None:
         modelio.save(found.model.with_training(notes={
-            **found.model.training.notes, "dataset": data.name[:1024], "test_accuracy": test_accuracy, "val_accuracy": found.winner["val_accuracy"],
-            "sweep_board": board_name, "sweep_trial": found.winner["trial"]}), out)
+            **found.model.training.notes, "dataset": data.name[:1024], "test_accuracy": test_accuracy,
+            "val_accuracy": found.winner["val_accuracy"], "sweep_board": board_name,
+            "sweep_trial": found.winner["trial"]}), out)
     if plot_path is not None:
         png = plots.pareto_fronts(found.summaries, found.fronts, found.winner, board_name,
                                   {"ram_bytes": boards.board(board_name).ram_bytes, "instructions": max_instructions})

@@ -9,6 +9,7 @@ import click
 from bep_mcu import files, modelio, training
 from bep_mcu.cli.common import progress_bar, data_options, emit, json_option, load_data, new_settings, progress, \
     setting_options
+from bep_mcu.cli.info import classifier_summary
 from bep_mcu.errors import BEPError
 from bep_mcu.settings import SETTINGS
 
@@ -71,7 +72,7 @@ def train(dataset, data_path, test_data, init_from, out, as_json, **chosen) -> N
         "samples_per_second": (sum(rec["samples_per_second"] * rec["seconds"] for rec in new
                                    if rec["samples_per_second"]) / train_seconds) if train_seconds > 0 else None,
         "seed": trained.training.seed, "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
-        "preset": chosen["preset"], "classifier_frame": trained.training.notes.get("classifier_frame"),
+        "preset": chosen["preset"], "classifier_frame": classifier_summary(trained)["classifier_frame"],
     }
     emit(result, as_json, lambda d: (
         f"{d['network']} {d['inputs']}-{'-'.join(map(str, d['hidden']))}-{spec.n_classes} on {d['dataset']}: "
