@@ -25,6 +25,7 @@ import numpy as np
 
 from bep_mcu import training, validate
 from bep_mcu.data.datasets import (FRESH2_SETS, FRESH3_SETS, FRESH4_SETS, FRESH5_SETS, FRESH6_SETS, FRESH_SETS,
+                                   SPARSE_SETS,
                                    UCR_VARIANTS, available_ucr, classification_features, load_dataset)
 from bep_mcu.errors import BEPError
 from bep_mcu.engine import rng
@@ -212,10 +213,13 @@ FRESH4_KEYS = [f"{name}:mlp" for name in FRESH4_SETS]
 FRESH5_KEYS = [f"{name}:mlp" for name in FRESH5_SETS]
 # The sixth (``--sets fresh6``), frozen before any of it was run: rows of binary features, fewer than 256.
 FRESH6_KEYS = [f"{name}:mlp" for name in FRESH6_SETS]
+# Sparse features (``--sets sparse``): indicators and counts where most input bits take one value.
+SPARSE_KEYS = [f"{name}:mlp" for name in SPARSE_SETS]
 GENERATED = (("moons", "circles", "iris", "digits-28", "spectra") + FRESH_SETS + FRESH2_SETS + FRESH3_SETS
-             + FRESH4_SETS + FRESH5_SETS + FRESH6_SETS)
+             + FRESH4_SETS + FRESH5_SETS + FRESH6_SETS + SPARSE_SETS)
 SET_GROUPS = {"holdout": HOLDOUT_SETS, "kinds": KINDS_SETS, "fresh": FRESH_KEYS, "fresh2": FRESH2_KEYS,
-              "fresh3": FRESH3_KEYS, "fresh4": FRESH4_KEYS, "fresh5": FRESH5_KEYS, "fresh6": FRESH6_KEYS}
+              "fresh3": FRESH3_KEYS, "fresh4": FRESH4_KEYS, "fresh5": FRESH5_KEYS, "fresh6": FRESH6_KEYS,
+              "sparse": SPARSE_KEYS}
 
 
 def parse_config(key: str) -> tuple[str, dict]:
@@ -224,7 +228,7 @@ def parse_config(key: str) -> tuple[str, dict]:
     set: ``prototypes`` (p = 0.44), ``prototypes-p46`` (p = 0.46), ``digits`` (default
     binariser), ``digits-median``, a generated set (``moons``, ``circles``, ``iris``,
     ``classification-<F>``, ``digits-28``, ``spectra``, ``FRESH_SETS``, ``FRESH2_SETS``,
-    ``FRESH3_SETS``, ``FRESH4_SETS``, ``FRESH5_SETS``, ``FRESH6_SETS``), a UCR name, or a UCR
+    ``FRESH3_SETS``, ``FRESH4_SETS``, ``FRESH5_SETS``, ``FRESH6_SETS``, ``SPARSE_SETS``), a UCR name, or a UCR
     name with ``-long`` (every series four times as long), ``-down`` (eight times shorter) or
     ``-noisy`` (Gaussian noise added); network: ``rnn`` (256 hidden, the benchmark's
     configuration), ``rnn-W`` (W hidden, e.g. ``rnn-512``, the CLI's default width), ``mlp``
@@ -371,7 +375,8 @@ def main() -> None:
     parser.add_argument("--sets", default=None,
                         help="accuracy: comma-separated <set>:<network> keys, 'holdout' for the untuned hold-out "
                              "sets, 'kinds' for the untuned kinds of data, 'fresh' and 'fresh2' to "
-                             "'fresh6' for the six held-out checks (without --baseline: BEP alone) "
+                             "'fresh6' for the six held-out checks, 'sparse' for sparse indicators and counts "
+                             "(without --baseline: BEP alone) "
                              "[default with --baseline: "
                              + ",".join(BASELINE_SETS) + "]")
     parser.add_argument("--preset", choices=list(PRESETS), default=None,
@@ -410,7 +415,7 @@ def check_sets(keys: list[str], parser: argparse.ArgumentParser) -> None:
 
 def set_keys(text: str | None, parser: argparse.ArgumentParser) -> list[str]:
     """``--sets`` as keys ('holdout': the hold-out sets, 'kinds': the untuned kinds of data, 'fresh',
-    'fresh2' to 'fresh6': the six held-out checks; not given: the baseline table). An
+    'fresh2' to 'fresh6': the six held-out checks, 'sparse': sparse features; not given: the baseline table). An
     empty list or an empty key is refused: it would measure nothing or the whole default table."""
     if text is None:
         return list(BASELINE_SETS)

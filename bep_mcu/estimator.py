@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -95,7 +96,11 @@ class BEPClassifier(ClassifierMixin, BaseEstimator):
             raise BEPError(f"only one class ({classes[0]!r}) in the training data; a classifier needs 2 or more")
         if len(classes) > MAX_CLASSES:
             raise BEPError(f"{len(classes)} classes; bep-mcu supports at most {MAX_CLASSES}")
-        return self._adopt(training.fit(X, y, settings))
+        model = training.fit(X, y, settings)
+        warning = training.one_class_warning(model, X, y)
+        if warning:  # as `bep-mcu train` says it: a collapsed model is saved, not hidden
+            warnings.warn(f"BEPClassifier: {warning}", RuntimeWarning, stacklevel=2)
+        return self._adopt(model)
 
     def partial_fit(self, X, y, classes=None, end_epoch: bool = False) -> "BEPClassifier":
         """Online learning, as scikit-learn's incremental estimators do it: one pass over

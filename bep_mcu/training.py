@@ -637,6 +637,43 @@ def smallest_split_class(fraction: float) -> int:
     return n
 
 
+# A model that predicts one class for (nearly) every training sample has learnt nothing: ``train``
+# says so rather than save it in silence. Where most input bits sit at one value (sparse indicators,
+# counts that are mostly 0) that is BEP's known collapse: an update moves a neuron for every sample
+# alike (docs/accuracy.md, "Sparse features"). Such inputs have a common mode above 1 (their bits'
+# squared means outweigh their variances); every other set measured has at most 0.78.
+ONE_CLASS_SHARE = 0.99
+SPARSE_COMMON_MODE = 1.0
+
+
+def common_mode(bits: np.ndarray) -> tuple[float, float] | None:
+    """(Σ m² / Σ (1 − m²), mean |m|) over the input bits that vary, m a bit's mean over the rows of
+    ``bits`` (±1, one row a sample): 0 for balanced bits, above 1 where most bits sit at one value.
+    None where no bit varies."""
+    m = (bits.reshape(len(bits), -1) > 0).mean(axis=0) * 2 - 1
+    m = m[np.abs(m) < 1]
+    return (float((m ** 2).sum() / (1 - m ** 2).sum()), float(np.abs(m).mean())) if m.size else None
+
+
+def one_class_warning(model: Model, X, y) -> str | None:
+    """Why ``model`` looks collapsed on its training data ``X``, ``y``, or None: it predicts one
+    class for at least ONE_CLASS_SHARE of the samples, which the labels themselves do not."""
+    y = plain_labels(np.asarray(y))
+    if len(y) == 0:
+        return None
+    predicted = model.predict(X)
+    values, counts = np.unique(predicted, return_counts=True)
+    if counts.max() < ONE_CLASS_SHARE * len(y) or np.unique(y, return_counts=True)[1].max() >= ONE_CLASS_SHARE * len(y):
+        return None
+    text = (f"the model predicts one class ('{values[counts.argmax()]}') for {counts.max() / len(y):.0%} of its "
+            f"{len(y)} training samples")
+    mode = common_mode(model.encode(X))
+    if mode is not None and mode[0] > SPARSE_COMMON_MODE:
+        text += (f": its input bits take their more common value in {(1 + mode[1]) / 2:.0%} of the samples on "
+                 f"average (sparse features), on which BEP collapses (docs/accuracy.md, \"Sparse features\")")
+    return text
+
+
 def too_small_to_split(y: np.ndarray, fraction: float) -> bool:
     """Whether no class is large enough to give a validation split of ``fraction`` its share
     (``smallest_split_class``). The stratified split would still take one sample of every class:

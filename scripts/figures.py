@@ -333,6 +333,7 @@ FRESH3 = "fresh3-sets.out"  # the same with --sets fresh3
 FRESH4 = "fresh4-sets.out"  # the same with --sets fresh4
 FRESH5 = "fresh5-sets.out"  # the same with --sets fresh5
 FRESH6 = "fresh6-sets.out"  # the same with --sets fresh6
+SPARSE = "sparse-sets.out"  # the same with --sets sparse
 BAR = 1.5  # the bar: within this many points of the better baseline
 LOW_SEED = 0.9  # and no seed below this share of its row's mean
 
@@ -393,6 +394,10 @@ def render_fresh5(res: Results) -> str:
 
 def render_fresh6(res: Results) -> str:
     return render_heldout(res, FRESH6, (("seven rows", "all"),))
+
+
+def render_sparse(res: Results) -> str:
+    return render_heldout(res, SPARSE, (("five rows", "all"),))
 
 
 # ------------------------------------------------------------------ speed
@@ -872,6 +877,7 @@ RENDER = {
     "fresh4-table": render_fresh4,
     "fresh5-table": render_fresh5,
     "fresh6-table": render_fresh6,
+    "sparse-table": render_sparse,
     "instructions-cores": render_instructions_cores,
     "breakdown": render_breakdown,
     "cycles": render_cycles,

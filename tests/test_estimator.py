@@ -3,6 +3,8 @@ people use it with (clone, Pipeline, cross_val_score, GridSearchCV, partial_fit)
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -13,6 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
 from bep_mcu import BEPClassifier
+from bep_mcu.data.datasets import load_dataset
 from bep_mcu.errors import BEPError
 from bep_mcu.estimator import EXPECTED_FAILED_CHECKS
 
@@ -160,3 +163,15 @@ def test_rnn_estimator_on_series(tmp_path):
     back = BEPClassifier.load(tmp_path / "rnn.npz")
     np.testing.assert_array_equal(back.predict(X), clf.predict(X))
     assert back.get_params()["window"] == clf.model_.encoder.window
+
+
+def test_fit_warns_when_the_model_predicts_one_class():
+    """Sparse indicators: BEP's known collapse (docs/accuracy.md, "Sparse features"); fit warns
+    as `bep-mcu train` does, and a model that learnt raises no warning."""
+    data = load_dataset("indicators-300-5")
+    with pytest.warns(RuntimeWarning, match=r"predicts one class .* \(sparse features\)"):
+        BEPClassifier().fit(data.X_train, data.y_train)  # the defaults: 50 epochs and on
+    X, y = blobs(200, seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        BEPClassifier(hidden=(32,), epochs=3).fit(X, y)

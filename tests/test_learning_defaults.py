@@ -15,7 +15,7 @@ import pytest
 
 from bep_mcu import modelio, training
 from bep_mcu.bench import (BASELINE_SETS, FRESH2_KEYS, FRESH3_KEYS, FRESH4_KEYS, FRESH5_KEYS, FRESH6_KEYS, FRESH_KEYS,
-                            HOLDOUT_SETS, KINDS_SETS, Parser, parse_config, set_keys)
+                            HOLDOUT_SETS, KINDS_SETS, SPARSE_KEYS, Parser, parse_config, set_keys)
 from bep_mcu.data import inputformat, recalibration
 from bep_mcu.data.binarize import distinct_quantile_cuts, make_binarizer, tabular_levels
 from bep_mcu.data.datasets import lengthen_series, load_dataset, shorten_series
@@ -445,6 +445,14 @@ FRESH6_SHAPES = {
     "sparse-120-2:mlp": ("sparse-120-2", (800, 120), (200, 120), 2),
     "bits-6-2:mlp": ("bits-6-2", (800, 6), (200, 6), 2),
 }
+# Sparse indicators and counts (docs/accuracy.md, "Sparse features").
+SPARSE_SHAPES = {
+    "indicators-300-5:mlp": ("indicators-300-5", (1600, 300), (400, 300), 2),
+    "indicators-300-10:mlp": ("indicators-300-10", (1600, 300), (400, 300), 2),
+    "indicators-60-3:mlp": ("indicators-60-3", (1600, 60), (400, 60), 2),
+    "counts-300:mlp": ("counts-300", (1600, 300), (400, 300), 2),
+    "counts-40-4:mlp": ("counts-40-4", (1600, 40), (400, 40), 4),
+}
 
 
 @pytest.mark.parametrize("group, keys, shapes", [("fresh", FRESH_KEYS, FRESH_SHAPES),
@@ -452,7 +460,8 @@ FRESH6_SHAPES = {
                                                   ("fresh3", FRESH3_KEYS, FRESH3_SHAPES),
                                                   ("fresh4", FRESH4_KEYS, FRESH4_SHAPES),
                                                   ("fresh5", FRESH5_KEYS, FRESH5_SHAPES),
-                                                  ("fresh6", FRESH6_KEYS, FRESH6_SHAPES)])
+                                                  ("fresh6", FRESH6_KEYS, FRESH6_SHAPES),
+                                                  ("sparse", SPARSE_KEYS, SPARSE_SHAPES)])
 def test_fresh_group_keys_parse_and_load_with_their_shapes(group, keys, shapes):
     assert set_keys(group, Parser()) == keys == list(shapes)
     for key, (name, train, test, classes) in shapes.items():
@@ -570,3 +579,27 @@ def test_a_tabular_mlp_left_to_its_widths_tries_its_bias_bits_as_two_layers():
     assert one.score(X[val], y[val]) < two.score(X[val], y[val])
     assert auto.spec.hidden == (256, 256) and auto.encoder.bias_bits == 64
     assert_same_weights(auto.hidden, two.hidden)
+
+
+def test_common_mode_of_balanced_sparse_and_constant_bits():
+    balanced = np.array([[1, -1], [-1, 1], [1, 1], [-1, -1]], dtype=np.float32)
+    assert training.common_mode(balanced) == (0.0, 0.0)
+    sparse = -np.ones((20, 3), dtype=np.float32)
+    sparse[0, 0] = sparse[1, 1] = 1  # two bits set once in 20 rows (mean -0.9); the third is constant: not counted
+    ratio, mean = training.common_mode(sparse)
+    assert ratio == pytest.approx(0.81 / 0.19) and ratio > training.SPARSE_COMMON_MODE and mean == pytest.approx(0.9)
+    assert training.common_mode(-np.ones((4, 2))) is None  # nothing varies
+
+
+def test_one_class_warning_only_where_the_labels_are_not_one_class():
+    """Predictions of one class are flagged unless the labels are that lopsided themselves."""
+    X, y = blobs(200, seed=4)
+    model = training.fit(X, y, training.Settings(hidden=(32,), epochs=3))
+    assert training.one_class_warning(model, X, y) is None  # it learnt the blobs
+    same = np.repeat(X[:1], len(X), axis=0)  # one row 200 times: one prediction, against labels of three classes
+    text = training.one_class_warning(model, same, y)
+    assert text.startswith(f"the model predicts one class ('{model.predict(X[:1])[0]}') for 100% of its 200")
+    assert "sparse" not in text  # no input bit varies: not the sparse case
+    lopsided = np.where(np.arange(len(y)) == 0, y[0] + 1, y[0])  # 199 of one label
+    assert training.one_class_warning(model, same, lopsided) is None
+    assert training.one_class_warning(model, X[:0], y[:0]) is None

@@ -59,6 +59,9 @@ def train(dataset, data_path, test_data, init_from, out, as_json, **chosen) -> N
     train_seconds = sum(rec["seconds"] for rec in new)
     test_acc = trained.score(data.X_test, data.y_test)
     train_acc = trained.score(data.X_train, data.y_train)
+    warning = training.one_class_warning(trained, data.X_train, data.y_train)
+    if warning:
+        progress(f"warning: {warning}")
     trained = trained.with_training(notes={**trained.training.notes, "dataset": data.name[:1024],
                                            "test_accuracy": test_acc, "train_accuracy": train_acc})
     modelio.save(trained, out)
@@ -73,6 +76,7 @@ def train(dataset, data_path, test_data, init_from, out, as_json, **chosen) -> N
                                    if rec["samples_per_second"]) / train_seconds) if train_seconds > 0 else None,
         "seed": trained.training.seed, "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
         "preset": chosen["preset"], "classifier_frame": classifier_summary(trained)["classifier_frame"],
+        "warning": warning,
     }
     emit(result, as_json, lambda d: (
         f"{d['network']} {d['inputs']}-{'-'.join(map(str, d['hidden']))}-{spec.n_classes} on {d['dataset']}: "

@@ -344,6 +344,12 @@ FRESH5_SETS = ("regression-12-4", "lowrank-5", "friedman1-3", "product-3", "shel
 # a passthrough code gives few input bits (docs/accuracy.md, "Sixth held-out check: binary features").
 FRESH6_SETS = ("flags-16-2", "onehot-6-4", "weighted-12-3", "digits-bin-16", "bernoulli-5", "sparse-120-2",
                "bits-6-2")
+# Sparse features (``bench --sets sparse``): rows where most input bits take one value, as bag-of-words
+# indicators, event counts and rare flags give them. Under the defaults BEP collapsed to chance on
+# the sparsest (docs/accuracy.md, "Sparse features"). More samples than the other generated sets:
+# a label on hundreds of rare features needs them for any learner.
+SPARSE_SETS = ("indicators-300-5", "indicators-300-10", "indicators-60-3", "counts-300", "counts-40-4")
+SPARSE_SAMPLES = 2000
 LONG_FACTOR = 4  # ucr-long: every series resampled to four times its length
 DOWN_FACTOR = 8  # ucr-down: every series averaged over blocks of eight points
 NOISE_SCALE = 0.25  # ucr-noisy: Gaussian noise of a quarter of the training values' standard deviation
@@ -620,8 +626,33 @@ def _fresh6(name: str) -> tuple[np.ndarray, np.ndarray]:
     return X.astype(np.float64), flipped(rule, 0.1, 2)
 
 
+def _sparse(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The sets of ``SPARSE_SETS`` as (X, y): indicators (0 or 1) set with a probability of a few
+    per cent, or counts drawn from Poisson distributions of small means. The label is a noisy linear
+    score of every feature, binned into classes of equal size (the score is centred, so a set and an
+    unset feature both carry evidence)."""
+    n, rng = SPARSE_SAMPLES, np.random.default_rng(GENERATED_SEED)
+
+    def labelled(X: np.ndarray, mean: float, classes: int) -> tuple[np.ndarray, np.ndarray]:
+        score = (X - mean) @ rng.standard_normal(X.shape[1])
+        return X.astype(np.float64), _binned(score + 0.3 * score.std() * rng.standard_normal(n), classes)
+
+    if name == "indicators-300-5":  # 300 indicators, each set with probability 0.05 (15 a row)
+        return labelled((rng.random((n, 300)) < 0.05).astype(np.float64), 0.05, 2)
+    if name == "indicators-300-10":  # the same with probability 0.1
+        return labelled((rng.random((n, 300)) < 0.1).astype(np.float64), 0.1, 2)
+    if name == "indicators-60-3":  # 60 indicators set with probability 0.03 (fewer than 256: copies)
+        return labelled((rng.random((n, 60)) < 0.03).astype(np.float64), 0.03, 2)
+    if name == "counts-300":  # 300 counts of mean 0.3 (three in four are 0), two classes
+        return labelled(rng.poisson(0.3, (n, 300)).astype(np.float64), 0.3, 2)
+    # counts-40-4: 40 counts of mean 0.5, four classes
+    return labelled(rng.poisson(0.5, (n, 40)).astype(np.float64), 0.5, 4)
+
+
 def load_generated(name: str) -> Dataset | None:
     """A generated set by name (``GENERATED_SETS``), None for another name."""
+    if name in SPARSE_SETS:
+        return _split_generated(name, *_sparse(name))
     if name in FRESH6_SETS:
         return _split_generated(name, *_fresh6(name))
     if name in FRESH5_SETS:
