@@ -21,7 +21,7 @@ import numpy as np
 
 from bep_mcu import validate
 from bep_mcu.data.encoder import Encoder
-from bep_mcu.engine.network import Counters, Network
+from bep_mcu.engine.network import CENTRE_ONE, MAX_CENTRED_INPUTS, Counters, Network
 from bep_mcu.engine.schedule import EpochStart
 from bep_mcu.engine.spec import MAX_CLASSES, HyperParams, IntParams, NetSpec, config_hash
 from bep_mcu.errors import BEPError
@@ -105,6 +105,9 @@ class Model:
     # frame as ``classifier``, after its rows. The network knows only the classifier's classes, so a
     # reserved one is never predicted; :meth:`with_class` moves the first into the classifier.
     reserved: np.ndarray | None = None
+    # The first layer's input centring (engine.network, "Centred inputs"): M_i = round(256 m_i) per
+    # input bit, int16 in [-256, 256], or None for a network that reads its bits as they are.
+    input_means: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         spec = self.spec
@@ -137,6 +140,19 @@ class Model:
         if not np.all((R == 1) | (R == -1)):
             raise BEPError("reserved prototype entries must be -1 or +1")
         object.__setattr__(self, "reserved", _frozen(R))
+        if self.input_means is not None:
+            M = self.input_means
+            if spec.model != "mlp":
+                raise BEPError("centred inputs are for an mlp's first layer, not an rnn's")
+            if spec.n_inputs > MAX_CENTRED_INPUTS:
+                raise BEPError(f"centred inputs: {spec.n_inputs} input bits exceed {MAX_CENTRED_INPUTS} "
+                               "(an offset as large as the fan-in must fit the int16 pre-activations)")
+            if not isinstance(M, np.ndarray) or M.dtype != np.int16 or M.shape != (spec.n_inputs,):
+                raise BEPError(f"input_means must be int16 of shape ({spec.n_inputs},), got "
+                               f"{getattr(M, 'dtype', type(M).__name__)} {getattr(M, 'shape', '')}")
+            if np.abs(M.astype(np.int32)).max(initial=0) > CENTRE_ONE:
+                raise BEPError(f"input_means entries must lie in [-{CENTRE_ONE}, {CENTRE_ONE}]")
+            object.__setattr__(self, "input_means", _frozen(M))
         object.__setattr__(self, "labels", _frozen(check_labels(self.labels, spec.n_classes)))
         self.encoder.check(spec)
         gamma = validate.integers(self.training.gamma, "training.gamma", 1, max(spec.hidden),
@@ -161,7 +177,7 @@ class Model:
     def config_hash(self) -> str:
         """What a board built from this model reports (shapes and integers; its classes are
         all its prototypes, so a board built before a reserved one was given a class matches)."""
-        return config_hash(self.spec, self.params, self.max_classes)
+        return config_hash(self.spec, self.params, self.max_classes, self.input_means)
 
     @property
     def config_hash32(self) -> int:
@@ -198,7 +214,7 @@ class Model:
     def network(self) -> Network:
         """A fresh numpy engine holding a copy of this model's state."""
         return Network(self.spec, self.params, [h.copy() for h in self.hidden], self.classifier,
-                       self.training.seed, self.training.batch_counter)
+                       self.training.seed, self.training.batch_counter, self.input_means)
 
     def encode(self, X) -> np.ndarray:
         return self.encoder.encode(X)

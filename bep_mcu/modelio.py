@@ -8,9 +8,10 @@ numpy with ``allow_pickle=False``) holding:
   shape), stored as a uint8 array;
 - the arrays: ``hidden_<i>`` (int8/int16), ``classifier`` (int8 ±1), ``classes``
   (label names), ``reserved_prototypes`` (int8 ±1, the classifier's rows kept for classes
-  not seen yet; absent when none are), ``input_keep`` (bool), ``binarizer_spec``, ``binarizer_n_features``
-  and the binariser's ``binarizer_thresholds``; ``input_below`` and ``input_spread``
-  (float64, the encoder's training statistics; absent from older files and for binary inputs);
+  not seen yet; absent when none are), ``input_means`` (int16 in [-256, 256], the first layer's
+  input centring; absent when the network reads its bits as they are), ``input_keep`` (bool),
+  ``binarizer_spec``, ``binarizer_n_features`` and the binariser's ``binarizer_thresholds``;
+  ``input_below`` and ``input_spread`` (float64, the encoder's training statistics; absent from older files and for binary inputs);
 - ``__checksum__``: SHA-256 over the metadata and every array's name, dtype, shape
   and bytes. It detects damage, not tampering: anyone can recompute it.
 
@@ -100,6 +101,8 @@ def document(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
     arrays["classes"] = model.labels
     if len(model.reserved):
         arrays["reserved_prototypes"] = model.reserved
+    if model.input_means is not None:
+        arrays["input_means"] = model.input_means
     arrays["input_keep"] = model.encoder.input_keep
     if model.encoder.below is not None:
         arrays.update({"input_below": model.encoder.below, "input_spread": model.encoder.spread})
@@ -302,7 +305,7 @@ class _Expected:
         self.fixed["classifier"] = (np.dtype("i1"), (spec.n_classes, spec.hidden[-1]))
         self.fixed["binarizer_n_features"] = (np.dtype("<i8"), ())
         self.n_classes, self.n_features, self.length = spec.n_classes, n_features, length
-        self.width = spec.hidden[-1]
+        self.width, self.n_inputs = spec.hidden[-1], spec.n_inputs
         self.seen: set[str] = set()
 
     def check(self, name: str, header: files.NpyHeader) -> None:
@@ -319,6 +322,9 @@ class _Expected:
             ok = dtype == np.dtype("i1") and len(shape) == 2 and 1 <= shape[0] <= MAX_CLASSES - self.n_classes \
                 and shape[1] == self.width
             what = f"int8 of shape (1..{MAX_CLASSES - self.n_classes}, {self.width})"
+        elif name == "input_means":
+            ok = dtype == np.dtype("<i2") and shape == (self.n_inputs,)
+            what = f"int16 of shape ({self.n_inputs},)"
         elif name == "input_keep":
             ok = dtype == np.bool_ and len(shape) == 1 and shape[0] <= self.n_features * MAX_THERMOMETER_BITS
             what = f"a boolean vector of at most {self.n_features * MAX_THERMOMETER_BITS} entries"
@@ -429,4 +435,5 @@ def _read_model(path, z: zipfile.ZipFile) -> Model:
     encoder = Encoder(spec.model, binarizer, arrays["input_keep"], n_features, length, **kept,
                       below=arrays.get("input_below"), spread=arrays.get("input_spread"))
     return Model(spec, hyper, params, tuple(arrays[f"hidden_{i}"] for i in range(spec.n_layers)),
-                 arrays["classifier"], encoder, arrays["classes"], training, arrays.get("reserved_prototypes"))
+                 arrays["classifier"], encoder, arrays["classes"], training, arrays.get("reserved_prototypes"),
+                 arrays.get("input_means"))

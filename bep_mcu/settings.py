@@ -203,6 +203,9 @@ SETTINGS: tuple[Setting, ...] = (
             "judged on the training errors as on a board; also where no class is large enough to give the split "
             "a sample, the split then only choosing between two candidates; docs/accuracy.md §2).", "fraction", 0, 0.5,
             label="val fraction", stored="training", continued=True),
+    Setting("centre", "auto", "An mlp's first layer reads its input bits centred on their training means "
+            "(auto: where most bits sit at one value, sparse features; docs/accuracy.md, \"Sparse features\").",
+            "choice", choices=("auto", "on", "off")),
     # Last, so the estimator's positional parameters keep their order.
     Setting("preset", None, "Start from a preset's values; a setting given another value than its default keeps "
             "it (bep-mcu presets lists them). " + " ".join(p.describe() for p in PRESETS.values()), "choice",
@@ -227,7 +230,9 @@ def stored_in(holder: str) -> list[Setting]:
 
 def of_model(model) -> dict:
     """The settings ``model`` keeps, by name (not ``epochs``); ``binarize`` is its fitted
-    binariser's spec, ``max_classes`` its classes and reserved prototypes (None: none reserved)."""
+    binariser's spec, ``max_classes`` its classes and reserved prototypes (None: none reserved),
+    ``centre`` whether its inputs are centred ("on" or "off")."""
     values = {s.name: getattr(getattr(model, HOLDERS[s.stored]), s.name) for s in SETTINGS if s.stored}
     return {**values, "binarize": model.encoder.binarizer.spec(),
-            "max_classes": model.spec.n_classes + len(model.reserved) if len(model.reserved) else None}
+            "max_classes": model.spec.n_classes + len(model.reserved) if len(model.reserved) else None,
+            "centre": "off" if model.input_means is None else "on"}

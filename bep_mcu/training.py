@@ -44,7 +44,7 @@ from bep_mcu.data.datasets import stratified_split
 from bep_mcu.data.encoder import Encoder, as_model_shape
 from bep_mcu.engine import bits, rng
 from bep_mcu.engine.classifier import binary_equiangular_frame, centroid_frame, leading_direction, leading_share
-from bep_mcu.engine.network import Counters, Network
+from bep_mcu.engine.network import CENTRE_ONE, MAX_CENTRED_INPUTS, Counters, Network
 from bep_mcu.engine.schedule import EPOCH_MAX_SAMPLES, STALL_SIGNALS, EpochStart, IntegerSchedule, ProgressBudget, \
     gamma_caps, stall_counts
 from bep_mcu.engine.spec import MAX_CLASSES, MAX_WIDTH, HyperParams, NetSpec, int_params
@@ -719,6 +719,29 @@ def chunk_encoder(X, settings: Settings) -> Encoder:
                        keep_constant=one_sample)
 
 
+# "auto" centres rows of features, not series given to an MLP: the five sparse sets and sparse-120-2
+# gain 0.7 to 34 points with it, while Covid3Month_disc, a series whose discretised values repeat
+# (common mode 2.3), lost 8.2 (67.2 -> 59.0, 61 test series; docs/accuracy.md, "Sparse features").
+def input_centre(encoder: Encoder, X, settings: Settings, rows: bool = True) -> np.ndarray | None:
+    """The first layer's input centring of a new model (``Model.input_means``): M_i = round(256 m_i), m_i
+    input bit i's mean over the samples of ``X`` (0 for a bit constant over them, such as a bias bit),
+    for an mlp whose ``centre`` setting is "on", or "auto" on ``rows`` (not series) whose bits'
+    common mode is above SPARSE_COMMON_MODE; else None."""
+    if settings.model != "mlp" and settings.centre == "on":
+        raise BEPError("--centre on: centred inputs are for an mlp's first layer, not an rnn's")
+    if settings.model != "mlp" or settings.centre == "off" or (settings.centre == "auto" and not rows):
+        return None
+    bits = encoder.encode(X)
+    mode = common_mode(bits)
+    if settings.centre == "auto" and (mode is None or mode[0] <= SPARSE_COMMON_MODE):
+        return None
+    if bits.shape[1] > MAX_CENTRED_INPUTS:
+        raise BEPError(f"centred inputs: {bits.shape[1]} input bits exceed {MAX_CENTRED_INPUTS}")
+    m = (bits > 0).mean(axis=0) * 2 - 1
+    m[np.abs(m) == 1] = 0
+    return np.round(m * CENTRE_ONE).astype(np.int16)
+
+
 def new_model(X, y, settings: Settings, classes: np.ndarray | None = None, encoder: Encoder | None = None) -> Model:
     """An untrained model for raw training data (encoder fitted on ``X`` only, unless given)."""
     y = plain_labels(np.asarray(y))
@@ -729,6 +752,7 @@ def new_model(X, y, settings: Settings, classes: np.ndarray | None = None, encod
     if encoder is None:
         encoder = Encoder.fit(X, settings.model, input_code(X, settings), settings.window, settings.bias_bits)
     tabular = auto_tabular(X, settings)  # before the reshape: a series for an MLP is flattened to rows
+    rows = np.ndim(X) == 2
     X = as_model_shape(X, settings.model)
     spec = NetSpec(settings.model, encoder.n_inputs, settings.widths(), len(labels), settings.hidden_bits,
                    encoder.steps)
@@ -743,7 +767,7 @@ def new_model(X, y, settings: Settings, classes: np.ndarray | None = None, encod
     record = TrainingRecord(seed=settings.seed, batch_size=settings.batch_size or default_batch_size(n_train),
                             gamma=params.gamma, val_fraction=settings.val_fraction, notes=frame.notes())
     return Model(spec, hyper, params, tuple(initial_hidden(spec, hyper.sigma, settings.seed)), frame.rows,
-                 encoder, labels, record, reserved=frame.reserved)
+                 encoder, labels, record, reserved=frame.reserved, input_means=input_centre(encoder, X, settings, rows))
 
 
 # With two classes every frame is the same up to the sign of its columns (one split), so the

@@ -172,6 +172,24 @@ def assert_user_error(result: Result, *words: str) -> str:
 # ---------------------------------------------------------------------- emulator processes
 
 
+def assert_board_trains_as_host(model: Model, X, y, tmp_path: Path, board: str = "mps2-an386") -> None:
+    """``model``, streamed to its firmware on an emulated ``board`` for two epochs of the first 300 rows
+    of ``X``, ``y`` (the rest the test set), ends with the host's weights and test accuracy, bit for bit."""
+    from bep_mcu.device.emulate import EmulatedBoard
+    from bep_mcu.device.firmware import build
+
+    np.savez(tmp_path / "d.npz", X_train=X[:300], y_train=y[:300], X_test=X[300:], y_test=y[300:])
+    modelio.save(model, tmp_path / "m.npz")
+    elf = build(model, board, tmp_path / "fw").elf
+    with EmulatedBoard(str(elf), board) as url:
+        result = invoke("stream", tmp_path / "m.npz", "--port", url, "--data", tmp_path / "d.npz", "--epochs", 2,
+                        "--check-host", "--json")
+    assert result.exit_code == 0, result.output
+    streamed = last_json(result.stdout)
+    assert streamed["bit_exact"] is True and streamed["board"] == board
+    assert streamed["device_test_accuracy"] == streamed["host_test_accuracy"]
+
+
 def our_qemus() -> list[int]:
     """PIDs of qemu-system-arm processes whose parent is this test process."""
     pids = []

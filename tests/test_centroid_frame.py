@@ -11,12 +11,10 @@ import pytest
 
 from bep_mcu import modelio, training
 from bep_mcu.data.datasets import load_dataset
-from bep_mcu.device.emulate import EmulatedBoard
-from bep_mcu.device.firmware import build
 from bep_mcu.engine.classifier import binary_equiangular_frame, centroid_frame, leading_direction, leading_share
 from bep_mcu.training import Settings
 
-from .conftest import assert_user_error, invoke, needs_qemu
+from .conftest import assert_board_trains_as_host, assert_user_error, invoke, needs_qemu
 from .test_modelio import forge
 
 
@@ -194,19 +192,9 @@ def test_a_board_trains_a_model_with_the_centroid_frame_as_the_host_does(tmp_pat
     the centroid frame, streamed to firmware on an emulated board, ends with the host's weights
     and the host's test accuracy, bit for bit."""
     X, y = ordered_classes(400, seed=2)
-    np.savez(tmp_path / "d.npz", X_train=X[:300], y_train=y[:300], X_test=X[300:], y_test=y[300:])
     model = training.fit(X[:300], y[:300], Settings(hidden=(48,), epochs=2, seed=1))
     assert model.training.notes["classifier_frame"] == "centroid"
-    modelio.save(model, tmp_path / "m.npz")
-    board = "mps2-an386"
-    elf = build(model, board, tmp_path / "fw").elf
-    with EmulatedBoard(str(elf), board) as url:
-        result = invoke("stream", tmp_path / "m.npz", "--port", url, "--data", tmp_path / "d.npz", "--epochs", 2,
-                        "--check-host", "--json")
-    assert result.exit_code == 0, result.output
-    streamed = json.loads(result.stdout.strip().splitlines()[-1])
-    assert streamed["bit_exact"] is True and streamed["board"] == board
-    assert streamed["device_test_accuracy"] == streamed["host_test_accuracy"]
+    assert_board_trains_as_host(model, X, y, tmp_path)
 
 
 @pytest.mark.parametrize("edit, words", [

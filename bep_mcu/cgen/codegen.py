@@ -33,6 +33,7 @@ from bep_mcu.data import inputformat, recalibration
 from bep_mcu.data.binarize import PassthroughBinarizer
 from bep_mcu.data.inputformat import InputFormat
 from bep_mcu.engine import bits
+from bep_mcu.engine.network import centre_offsets
 from bep_mcu.engine.spec import HIDDEN_CTYPE, HIDDEN_DTYPE
 from bep_mcu.engine.schedule import Q_LEVELS, gamma_caps, q_table, rate_level
 from bep_mcu.errors import BEPError
@@ -227,6 +228,7 @@ def render(model: Model, name: str = "net", input_format: InputFormat | None = N
         "config_hash": model.config_hash, "config_hash32": model.config_hash32, "spec": spec, "plan": plan,
         "trigger_margin": params.trigger_margin, "gamma": list(t.gamma), "seed": t.seed,
         "batches": t.batch_counter, "classifier": bits.pack(model.prototypes), "hidden": model.hidden,
+        "input_means": model.input_means,
         "hidden_ctype": HIDDEN_CTYPE[spec.hidden_bits], "status": STATUS,
         "labels": [str(c) for c in model.labels.tolist()], "kinds": plan.bytes_by_kind(),
         "input": input_context(model, fmt), "schedule": schedule_context(model, plan),
@@ -246,12 +248,16 @@ def inference_context(model: Model, plan: InferencePlan) -> dict:
     its recurrent part packed separately, as bep_infer.h reads them."""
     spec = model.spec
     layers = []
-    for h, (rows, cols) in zip(model.hidden, spec.layer_shapes()):
+    for i, (h, (rows, cols)) in enumerate(zip(model.hidden, spec.layer_shapes())):
         in_bits = spec.n_inputs if spec.model == "rnn" else cols
         rnn = spec.model == "rnn"
+        offset = None  # a centred first layer's o_j, from its constant weights (engine.network.centre_offsets)
+        if i == 0 and model.input_means is not None:
+            offset = centre_offsets(np.where(h >= 0, 1, -1), model.input_means).astype(np.int16)
         layers.append({"rows": rows, "in_bits": in_bits, "in_words": bits.n_words(in_bits),
                        "rec_words": bits.n_words(rows) if rnn else 0,
-                       "w": bits.pack(h[:, :in_bits]), "wr": bits.pack(h[:, in_bits:]) if rnn else None})
+                       "w": bits.pack(h[:, :in_bits]), "wr": bits.pack(h[:, in_bits:]) if rnn else None,
+                       "offset": offset})
     return {"layers": layers, "input_words": plan.input_words, "scratch_words": plan.scratch_words,
             "work_words": plan.work_words, "class_words": plan.class_words, "weight_bytes": plan.weight_bytes,
             "classifier_bytes": plan.classifier_bytes}
@@ -262,7 +268,7 @@ def render_inference(model: Model, name: str = "net", input_format: InputFormat 
     """The files of inference-only output: the network's packed weights, the encoder,
     ``bep_<net>_infer_predict``; no training runtime. Its C is named by ``inference_name``."""
     check_name(name)
-    plan = plan_inference(model.spec)
+    plan = plan_inference(model.spec, model.input_means is not None)
     inp = input_context(model, input_format)
     infer = inference_context(model, plan)
     infer["encoder_bytes"] = int(inp["kept"].size + inp["threshold"].size * np.dtype(inp["type"]).itemsize)

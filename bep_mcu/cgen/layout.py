@@ -79,6 +79,7 @@ class StatePlan:
     max_classes: int  # rows of the classifier table in flash: the classes and the prototypes reserved for more
     calib_off: int = 0  # the followed thresholds' region (0: none)
     followed: int = 0  # thresholds the board follows
+    centre_off: int = 0  # a centred first layer's int16 offset per row (0: not centred)
 
     @property
     def calib_bytes(self) -> int:
@@ -98,14 +99,16 @@ class StatePlan:
 def plan_model(model) -> StatePlan:
     """The state buffer of a :class:`~bep_mcu.model.Model`: its network and the input
     thresholds its board follows."""
-    return plan_state(model.spec, model.params.gate, followed(model.encoder), model.max_classes)
+    return plan_state(model.spec, model.params.gate, followed(model.encoder), model.max_classes,
+                      model.input_means is not None)
 
 
 def plan_state(spec: NetSpec, gates: tuple[int, ...], followed_thresholds: int = 0,
-               max_classes: int | None = None) -> StatePlan:
+               max_classes: int | None = None, centred: bool = False) -> StatePlan:
     """Lay out the state buffer of ``spec`` (gates: G per layer, from IntParams) with room
     for ``followed_thresholds`` input thresholds (``plan_model`` counts a model's), its
-    classifier holding ``max_classes`` prototypes (default: ``spec.n_classes``). Every
+    classifier holding ``max_classes`` prototypes (default: ``spec.n_classes``) and, for a
+    ``centred`` first layer, its offset per row (bep_config_t.input_means). Every
     shape a ``NetSpec`` accepts fits the runtime's types (spec.py holds the limits)."""
     wbytes = spec.hidden_bits // 8
     offset = HEADER_BYTES
@@ -139,12 +142,14 @@ def plan_state(spec: NetSpec, gates: tuple[int, ...], followed_thresholds: int =
     offset += SCHEDULE_STATE_BYTES
     calib_off = offset if followed_thresholds else 0
     offset += 4 + 8 * followed_thresholds if followed_thresholds else 0
+    centre_off = offset if centred else 0
+    offset += _align4(2 * spec.hidden[0]) if centred else 0
     if offset > MAX_STATE_BYTES:
         raise BEPError(f"the training state would need {offset} bytes; the C runtime addresses at most "
                        f"{MAX_STATE_BYTES} (uint32)")
     input_words = spec.steps * words(spec.n_inputs) if spec.model == "rnn" else words(spec.n_inputs)
     return StatePlan(layers, gate_off, offset, input_words, words(spec.hidden[-1]), schedule_off, spec.hidden_bits,
-                     max_classes or spec.n_classes, calib_off, followed_thresholds)
+                     max_classes or spec.n_classes, calib_off, followed_thresholds, centre_off)
 
 
 @dataclass
@@ -164,14 +169,15 @@ class InferencePlan:
         return self.input_words + self.scratch_words
 
 
-def plan_inference(spec: NetSpec) -> InferencePlan:
+def plan_inference(spec: NetSpec, centred: bool = False) -> InferencePlan:
+    """``centred``: the first layer's offsets (int16, one a row) are constant tables too."""
     rnn = spec.model == "rnn"
     weight_words = sum(rows * (words(spec.n_inputs if rnn else cols) + (words(rows) if rnn else 0))
                        for rows, cols in spec.layer_shapes())
     class_words = words(spec.hidden[-1])
     input_words = spec.steps * words(spec.n_inputs)
-    return InferencePlan(input_words, 2 * max(words(k) for k in spec.hidden), class_words, 4 * weight_words,
-                         4 * spec.n_classes * class_words)
+    return InferencePlan(input_words, 2 * max(words(k) for k in spec.hidden), class_words,
+                         4 * weight_words + (2 * spec.hidden[0] if centred else 0), 4 * spec.n_classes * class_words)
 
 
 def describe(model) -> dict:
@@ -193,7 +199,7 @@ def describe(model) -> dict:
                        "transpose_bytes": p.transpose_bytes})
     classifier_bytes = plan.max_classes * plan.class_words * 4  # reserved prototypes too: the table in flash
     kinds = plan.bytes_by_kind()
-    infer = plan_inference(spec)
+    infer = plan_inference(spec, model.input_means is not None)
     enc = model.encoder
     return {
         "model": spec.model, "inputs": spec.n_inputs, "hidden": list(spec.hidden), "classes": spec.n_classes,
@@ -203,6 +209,7 @@ def describe(model) -> dict:
         "inference_state_bytes": sum(lay["packed_weight_bytes"] for lay in layers) + infer.classifier_bytes,
         "inference_flash_bytes": infer.weight_bytes + infer.classifier_bytes,
         "inference_ram_bytes": 4 * infer.work_words,
-        "binarizer": enc.binarizer.describe(), "window": enc.window, "labels": model.labels.tolist(),
+        "binarizer": enc.binarizer.describe(), "centred_inputs": model.input_means is not None, "window": enc.window,
+        "labels": model.labels.tolist(),
         "epochs": model.training.epochs, "origin": model.training.origin.kind,
     }

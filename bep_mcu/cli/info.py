@@ -71,7 +71,9 @@ def _human(d: dict) -> str:
              + f", {d['classes']} classes"
              + (f" (+{d['reserved_classes']} reserved: prototypes a new class takes in bep-mcu adapt)"
                 if d["reserved_classes"] else "")
-             + f", {d['hidden_bits']}-bit hidden weights, binariser {d['binarizer']}"]
+             + f", {d['hidden_bits']}-bit hidden weights, binariser {d['binarizer']}"
+             + (", inputs centred on their training means (sparse features; docs/algorithm.md §2.9)"
+                if d["centred_inputs"] else "")]
     for layer in d["layers"]:
         lines.append(f"  {layer['name']:<9} {layer['shape'][0]:>5} x {layer['shape'][1]:<5} "
                      f"{layer['synapses']:>9} synapses  hidden {layer['hidden_weight_bytes']:>9} B  "

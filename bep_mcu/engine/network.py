@@ -31,9 +31,32 @@ from dataclasses import dataclass
 import numpy as np
 
 from bep_mcu.engine import rng
-from bep_mcu.engine.spec import IntParams, NetSpec
+from bep_mcu.engine.spec import MAX_FAN_IN, IntParams, NetSpec
 
 _NOT_WRONG = np.float32(np.inf)
+
+# Centred inputs (docs/algorithm.md §2.9): an MLP's first layer may read its input bits centred on
+# their training means m_i, given as integers M_i = round(m_i · 2^CENTRE_SHIFT) in [-256, 256]. Neuron
+# j then computes z_j = W_j·x − o_j with the integer offset o_j = floor((Σ_i W_ji M_i + 128) / 256),
+# which follows row j whenever its visible weights are repacked, and a chosen row moves by
+# 2 a*_j (x − r) with r_i = round(m_i) (±1 where a bit's rarer value comes in fewer than one row in
+# four, else 0), saturating once. Without it, rows whose bits mostly sit at one value collapse: every
+# update moves a neuron for all samples alike (docs/accuracy.md, "Sparse features").
+CENTRE_SHIFT = 8
+CENTRE_ONE = 1 << CENTRE_SHIFT
+MAX_CENTRED_INPUTS = MAX_FAN_IN // 2  # |z - o| <= 2 K_0 + 1 must fit the int16 pre-activations
+
+
+def centre_offsets(W0: np.ndarray, input_means: np.ndarray) -> np.ndarray:
+    """o_j = floor((Σ_i W_ji M_i + 128) / 256) for rows of ±1 visible weights (float32, exact)."""
+    S = W0.astype(np.int64) @ input_means.astype(np.int64)
+    return ((S + CENTRE_ONE // 2) >> CENTRE_SHIFT).astype(np.float32)
+
+
+def centre_shifts(input_means: np.ndarray) -> np.ndarray:
+    """r_i = round(m_i): sign(M_i) where |M_i| > 128, else 0 (float32)."""
+    M = np.asarray(input_means, dtype=np.int64)
+    return np.where(np.abs(M) > CENTRE_ONE // 2, np.sign(M), 0).astype(np.float32)
 
 
 @dataclass
@@ -152,6 +175,7 @@ class Network:
         classifier: np.ndarray,
         seed: int,
         batch_counter: int = 0,
+        input_means: np.ndarray | None = None,
     ) -> None:
         self.spec = spec
         self.params = params
@@ -169,13 +193,17 @@ class Network:
         self.H = [np.ascontiguousarray(h, dtype=np.float32) for h in hidden]
         self.W = [sign_pm1(h) for h in self.H]
         self.P = np.asarray(classifier, dtype=np.float32)
+        self.input_means = None if input_means is None else np.asarray(input_means, dtype=np.int64)
+        if self.input_means is not None:  # the first layer's offsets and update shifts (module docstring)
+            self.offset = centre_offsets(self.W[0], self.input_means)
+            self.shift = centre_shifts(self.input_means)
 
     # ----------------------------------------------------------------- state
     def copy(self, hidden: list[np.ndarray] | None = None, batch_counter: int | None = None) -> "Network":
         """The same network (shape, integers, classifier, seed) with fresh counters, its
         own copy of these hidden weights (default: this one's) and batch counter."""
         return Network(self.spec, self.params, self.hidden_weights() if hidden is None else hidden, self.P,
-                       self.seed, self.batch_counter if batch_counter is None else batch_counter)
+                       self.seed, self.batch_counter if batch_counter is None else batch_counter, self.input_means)
 
     def hidden_weights(self) -> list[np.ndarray]:
         dtype = np.dtype(self.spec.hidden_dtype)
@@ -193,9 +221,11 @@ class Network:
         if self.spec.model == "mlp":
             ins, zs = [], []
             a = X
-            for W in self.W:
+            for layer, W in enumerate(self.W):
                 ins.append(a)
                 z = a @ W.T
+                if layer == 0 and self.input_means is not None:
+                    z -= self.offset
                 zs.append(z)
                 a = sign_pm1(z)
             return ins, zs, a, a @ self.P.T
@@ -274,6 +304,8 @@ class Network:
             rows = changed[layer]
             if rows.size:
                 self.W[layer][rows] = sign_pm1(H[rows])
+                if layer == 0 and self.input_means is not None:
+                    self.offset[rows] = centre_offsets(self.W[0][rows], self.input_means)
         return BatchResult(predictions, int(hit.size), n_updates)
 
     def _learn_mlp(self, ins, zs, a_out, y, hit, trace):
@@ -304,7 +336,10 @@ class Network:
                 trace["targets"].append(target[layer])
                 trace["masks"].append(mask)
             n_updates += int(mask.sum())
-            changed.append(apply_updates(self.H[layer], mask, target[layer], ins[layer][hit], self.lo, self.hi))
+            inputs = ins[layer][hit]
+            if layer == 0 and self.input_means is not None:
+                inputs = inputs - self.shift  # 2 a* (x − r): 0 where a centred bit is at its commoner value
+            changed.append(apply_updates(self.H[layer], mask, target[layer], inputs, self.lo, self.hi))
         return changed, n_updates
 
     def _learn_rnn(self, ins, zs, acts, y, hit, trace):

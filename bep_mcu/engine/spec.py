@@ -13,6 +13,8 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 
+import numpy as np
+
 from bep_mcu import validate
 from bep_mcu.errors import BEPError
 
@@ -203,12 +205,15 @@ def reinforcement_probability(p_r: float, error_rate: float, fan_in: int) -> flo
     return p_r * math.sqrt(max(0.0, error_rate)) * math.sqrt(2.0 / (math.pi * fan_in))
 
 
-def config_hash(spec: NetSpec, ip: IntParams, max_classes: int | None = None) -> str:
+def config_hash(spec: NetSpec, ip: IntParams, max_classes: int | None = None, input_means=None) -> str:
     """A short hash of everything the C code is specialised on (shapes and integers). The
     classes are the classifier table's rows, ``max_classes`` (default: ``spec.n_classes``):
     the classes in use and the prototypes reserved for classes to come, so a model that put a
     reserved prototype in use still matches the firmware built before it (the board reports
-    its classes in use apart: bep_set_classes)."""
+    its classes in use apart: bep_set_classes). A first layer's input centring (``input_means``, int16)
+    is part of it where the model has one."""
     spec = replace(spec, n_classes=max_classes or spec.n_classes)
     doc = {"spec": asdict(spec), "int": {"R": ip.trigger_margin, "G": list(ip.gate)}}
+    if input_means is not None:
+        doc["input_means"] = hashlib.sha256(np.asarray(input_means, dtype="<i2").tobytes()).hexdigest()
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]

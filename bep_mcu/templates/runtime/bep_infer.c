@@ -33,6 +33,7 @@ static void bep_infer_layer(const bep_infer_layer_t *L, const uint32_t *in, cons
     for (j = 0; j < L->rows; ++j) {
         int32_t z = bep_infer_dot(L->w + (size_t)j * L->in_words, in, L->in_bits);
         if (prev != NULL) z += bep_infer_dot(L->wr + (size_t)j * L->rec_words, prev, L->rows);
+        if (L->offset != NULL) z -= L->offset[j];
         if (z >= 0) a_out[j >> 5] |= 1u << (j & 31u);
     }
 }

@@ -35,6 +35,8 @@ typedef struct {
     uint16_t rec_words;  /* rnn: packed words of the recurrent part (rows bits); else 0 */
     const uint32_t *w;   /* rows x in_words */
     const uint32_t *wr;  /* rnn: rows x rec_words; else NULL */
+    const int16_t *offset; /* a centred first layer: o_j subtracted from each row's z (bep_runtime.h,
+                              bep_config_t.input_means); else NULL */
 } bep_infer_layer_t;
 
 typedef struct {

@@ -171,6 +171,59 @@ static int32_t bep_toggle(uint32_t *col, uint32_t ow, uint32_t bits, uint32_t bi
     return n;
 }
 
+/* The centred first layer's functions are out of line and marked cold: the hot path of every other
+ * network keeps its code and registers (a test of cfg->input_means at each call site is all it pays). */
+#if defined(__GNUC__)
+#define BEP_COLD static __attribute__((noinline, cold))
+#else
+#define BEP_COLD static
+#endif
+
+/* A centred network's first layer (cfg->input_means): o_j = floor((sum_i W_ji M_i + 128) / 256) of
+ * row j from its packed signs, after every repack of the row. ~((~s) >> 8) is the floor of a
+ * negative s / 256 without shifting a negative value (implementation-defined in C99). */
+BEP_COLD void bep_centre_row(const bep_config_t *cfg, void *state, uint32_t row)
+{
+    const bep_layer_t *L = &cfg->layer[0];
+    const uint32_t *w = bep_u32(state, L->w_off) + row * L->in_words;
+    int32_t s = 128;
+    uint32_t i;
+    for (i = 0; i < L->in_bits; ++i)
+        s += (w[i >> 5] >> (i & 31u)) & 1u ? cfg->input_means[i] : -cfg->input_means[i];
+    bep_i16(state, cfg->centre_off)[row] = (int16_t)(s >= 0 ? s >> 8 : ~((~s) >> 8));
+}
+
+/* Layer 0 of a centred network after its forward pass: z_j -= o_j, a_j = (z_j >= 0). */
+BEP_COLD void bep_centre_forward(const bep_config_t *cfg, void *state, int16_t *z, uint32_t *a)
+{
+    const int16_t *o = bep_i16(state, cfg->centre_off);
+    uint32_t j;
+    for (j = 0; j < cfg->layer[0].rows; ++j) {
+        z[j] = (int16_t)(z[j] - o[j]);
+        a[j >> 5] = z[j] >= 0 ? a[j >> 5] | 1u << (j & 31u) : a[j >> 5] & ~(1u << (j & 31u));
+    }
+}
+
+/* A winner's row of a centred first layer: H_i += 2 a* (x_i - r_i), saturating once, r_i =
+ * sign(M_i) where |M_i| > 128 (the bit's rarer value comes in fewer than one row in four) else 0. */
+static void bep_centre_update(const bep_config_t *cfg, void *h, const uint32_t *in, uint32_t flip)
+{
+    const int32_t t = flip ? -2 : 2, hi = cfg->hidden_bits == 8u ? 127 : 32767;
+    uint32_t i;
+    for (i = 0; i < cfg->layer[0].in_bits; ++i) {
+        const int32_t m = cfg->input_means[i], r = m > 128 ? 1 : (m < -128 ? -1 : 0);
+        int32_t v = ((in[i >> 5] >> (i & 31u)) & 1u ? 1 : -1) - r;
+        if (v == 0) continue;
+        if (cfg->hidden_bits == 8u) {
+            v = ((int8_t *)h)[i] + t * v;
+            ((int8_t *)h)[i] = (int8_t)(v > hi ? hi : (v < -hi - 1 ? -hi - 1 : v));
+        } else {
+            v = ((int16_t *)h)[i] + t * v;
+            ((int16_t *)h)[i] = (int16_t)(v > hi ? hi : (v < -hi - 1 ? -hi - 1 : v));
+        }
+    }
+}
+
 /* W[row] = sign(H[row]) (sign(0) = +1), and the row's bit in every row of the
  * transpose. MLP: the transpose (the column form of the forward pass) and the row's count
  * of +1 signs follow the row's changed signs only, found by XOR with the old row: a
@@ -219,6 +272,22 @@ static void bep_pack_layer(const bep_config_t *cfg, void *state, const bep_layer
         bep_zero((uint32_t *)(void *)bep_tn(state, L), ((uint32_t)L->rows + 1u) / 2u);
     }
     for (row = 0; row < L->rows; ++row) bep_pack_row(cfg, state, L, row);
+    if (cfg->input_means != NULL && L == cfg->layer)
+        for (row = 0; row < L->rows; ++row) bep_centre_row(cfg, state, row);
+}
+
+/* bep_repack_dirty for a centred first layer: each repacked row's offset follows its signs. */
+BEP_COLD void bep_repack_centred(const bep_config_t *cfg, void *state, const bep_layer_t *L, uint32_t *dirty)
+{
+    uint32_t k, row;
+    for (k = 0; k < L->out_words; ++k) {
+        for (row = k * 32u; dirty[k] != 0u; dirty[k] >>= 1, ++row) {
+            if (dirty[k] & 1u) {
+                bep_pack_row(cfg, state, L, row);
+                bep_centre_row(cfg, state, row);
+            }
+        }
+    }
 }
 
 /* ----------------------------------------------------------------- forward */
@@ -236,6 +305,7 @@ static const uint32_t *bep_forward(const bep_config_t *cfg, void *state, const u
                 bep_layer_forward_cols(L, state, in, bep_i16(state, L->z_off), a);
             else
                 bep_layer_forward(L, state, in, NULL, bep_i16(state, L->z_off), a);
+            if (l == 0u && cfg->input_means != NULL) bep_centre_forward(cfg, state, bep_i16(state, L->z_off), a);
             in = a;
         }
         return in;
@@ -268,7 +338,7 @@ BEP_HOT uint32_t bep_min_key(int32_t zi, uint32_t offset, uint32_t best)
     return key < best ? key : best;
 }
 
-BEP_KERNEL uint32_t bep_winner(uint32_t start, uint32_t end, const int16_t *z, const uint32_t *act,
+BEP_INLINE_KERNEL uint32_t bep_winner(uint32_t start, uint32_t end, const int16_t *z, const uint32_t *act,
                                const uint32_t *target)
 {
     uint32_t j, stop, best = 0xFFFFFFFFu;
@@ -296,6 +366,26 @@ BEP_KERNEL uint32_t bep_winner(uint32_t start, uint32_t end, const int16_t *z, c
     return best < 0x80000000u ? start + (best & 0xFFFFu) : 0xFFFFFFFFu;
 }
 
+/* bep_update for a centred first layer (bep_config_t.input_means): the same winners, each row moved by
+ * bep_centre_update. A function apart, so that no other layer pays a test per winner. */
+BEP_COLD void bep_update_centred(const bep_config_t *cfg, void *state, uint32_t gamma, const int16_t *z,
+                                 const uint32_t *act, const uint32_t *target, const uint32_t *in)
+{
+    const bep_layer_t *L = cfg->layer;
+    uint32_t *dirty = bep_u32(state, L->dirty_off);
+    uint32_t start, end;
+    for (start = 0; start < L->rows; start = end) {
+        uint32_t winner;
+        end = start + gamma < L->rows ? start + gamma : L->rows;
+        winner = bep_winner(start, end, z, act, target);
+        if (winner == 0xFFFFFFFFu) continue;
+        bep_centre_update(cfg, bep_bytes(state, L->h_off) + winner * L->cols * (cfg->hidden_bits / 8u), in,
+                          (target[winner >> 5] >> (winner & 31u)) & 1u ? 0u : 0xFFFFFFFFu);
+        dirty[winner >> 5] |= 1u << (winner & 31u);
+        bep_header(state)->counters.updates++;
+    }
+}
+
 /* Each winner's row moves by 2 a*_j [in, prev] (saturating) and is marked dirty for the
  * repack at the end of the batch. */
 static void bep_update(const bep_config_t *cfg, void *state, const bep_layer_t *L, uint32_t gamma,
@@ -305,6 +395,10 @@ static void bep_update(const bep_config_t *cfg, void *state, const bep_layer_t *
     bep_state_header_t *hd = bep_header(state);
     uint32_t *dirty = bep_u32(state, L->dirty_off);
     uint32_t start, end;
+    if (cfg->input_means != NULL && L == cfg->layer) {
+        bep_update_centred(cfg, state, gamma, z, act, target, in);
+        return;
+    }
     for (start = 0; start < L->rows; start = end) {
         uint32_t winner, flip, base;
         end = start + gamma < L->rows ? start + gamma : L->rows;
@@ -663,6 +757,10 @@ static __attribute__((noinline)) void bep_repack_words(void *state, const bep_la
 BEP_KERNEL void bep_repack_dirty(const bep_config_t *cfg, void *state, const bep_layer_t *L)
 {
     uint32_t *dirty = bep_u32(state, L->dirty_off), k;
+    if (cfg->input_means != NULL && L == cfg->layer) {
+        bep_repack_centred(cfg, state, L, dirty);
+        return;
+    }
 #if BEP_USE_ASM && defined(__thumb2__)
     if (cfg->model == BEP_MODEL_MLP && cfg->hidden_bits == 8u && (L->in_bits & 31u) == 0u &&
         ((uintptr_t)bep_bytes(state, L->h_off) & 3u) == 0u) {

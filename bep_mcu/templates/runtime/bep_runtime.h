@@ -66,7 +66,7 @@ extern "C" { /* C linkage for C++ callers */
 #endif
 
 /* Bumped whenever bep_config_t or the state layout changes; generated files check it. */
-#define BEP_RUNTIME_ABI 5
+#define BEP_RUNTIME_ABI 6
 #define BEP_MAX_LAYERS 4
 
 #ifndef BEP_POPCOUNT_TABLE
@@ -148,6 +148,12 @@ typedef struct {
     uint32_t gate_off;        /* scratch: packed gate mask, largest out_words */
     uint32_t schedule_off;    /* the epoch schedule's bep_schedule_state_t (bep_standalone.h) */
     const uint32_t *classifier;     /* max_classes x class_words, packed P */
+    /* mlp: the first layer's input centring, M_i = round(256 m_i) per input bit (m_i its training
+     * mean), or NULL. Layer 0 then computes z_j = W_j x - o_j, o_j = floor((sum_i W_ji M_i + 128) / 256)
+     * kept per row at centre_off (int16, refreshed when the row repacks), and a winner's row moves by
+     * 2 a*_j (x - r), r_i = sign(M_i) where |M_i| > 128 else 0, saturating once. */
+    const int16_t *input_means;
+    uint32_t centre_off;
     const void *initial_hidden[BEP_MAX_LAYERS]; /* int8/int16 tables, or NULL */
     bep_layer_t layer[BEP_MAX_LAYERS];
 } bep_config_t;
@@ -177,7 +183,7 @@ typedef struct {
 
 #define BEP_STATE_HEADER_BYTES 60u
 /* sizeof(bep_config_t) where pointers are 32 bits (Cortex-M): the host plans flash with it. */
-#define BEP_CONFIG_BYTES_32 268u
+#define BEP_CONFIG_BYTES_32 276u
 
 /* The epoch schedule's state (bep_standalone.h), kept in the state buffer at
  * cfg->schedule_off. Declared here because the runtime keeps its epoch-start marks within

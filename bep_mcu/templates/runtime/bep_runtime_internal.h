@@ -45,8 +45,12 @@ extern "C" { /* C linkage for C++ callers */
 #endif
 #if BEP_MEASURE && defined(__GNUC__)
 #define BEP_KERNEL static __attribute__((noinline))
+#define BEP_INLINE_KERNEL static __attribute__((noinline))
 #else
 #define BEP_KERNEL static
+/* A kernel with a second, rare caller (bep_winner: a centred first layer's update) stays inline
+ * in its hot one, as when it had one caller. */
+#define BEP_INLINE_KERNEL BEP_HOT
 #endif
 
 /* GCC folds a constant into each instruction that uses it, and Thumb-2 can then not
