@@ -598,6 +598,8 @@ def _check_settings(self) -> None:
         object.__setattr__(self, name, value)  # frozen: this is its construction
     for s in SETTINGS:
         s.check(getattr(self, s.name), model=self.model)
+    if self.centre == "on" and self.model != "mlp":  # before any data is read
+        raise BEPError("--centre on: centred inputs are for an mlp's first layer, not an rnn's")
 
 
 def _widths(self) -> tuple[int, ...]:
@@ -727,8 +729,6 @@ def input_centre(encoder: Encoder, X, settings: Settings, rows: bool = True) -> 
     input bit i's mean over the samples of ``X`` (0 for a bit constant over them, such as a bias bit),
     for an mlp whose ``centre`` setting is "on", or "auto" on ``rows`` (not series) whose bits'
     common mode is above SPARSE_COMMON_MODE; else None."""
-    if settings.model != "mlp" and settings.centre == "on":
-        raise BEPError("--centre on: centred inputs are for an mlp's first layer, not an rnn's")
     if settings.model != "mlp" or settings.centre == "off" or (settings.centre == "auto" and not rows):
         return None
     bits = encoder.encode(X)

@@ -12,6 +12,7 @@ import pytest
 from bep_mcu import modelio, training
 from bep_mcu.data.datasets import load_dataset
 from bep_mcu.engine.network import CENTRE_ONE, Network, centre_offsets, centre_shifts
+from bep_mcu.errors import BEPError
 from bep_mcu.training import Settings
 
 from .conftest import assert_board_trains_as_host, assert_user_error, blobs, invoke, needs_qemu
@@ -58,8 +59,10 @@ def test_an_rnn_reads_its_bits_as_they_are():
     X = np.random.default_rng(0).random((60, 12, 1))
     y = np.arange(60) % 2
     assert training.new_model(X, y, Settings(model="rnn", hidden=(16,), window=4)).input_means is None
-    with pytest.raises(Exception, match="for an mlp's first layer"):
-        training.new_model(X, y, Settings(model="rnn", hidden=(16,), window=4, centre="on"))
+    with pytest.raises(BEPError, match="for an mlp's first layer"):  # refused as the settings are made
+        Settings(model="rnn", hidden=(16,), window=4, centre="on")
+    assert_user_error(invoke("train", "--dataset", "ucr:GunPoint", "--model", "rnn", "--centre", "on"),
+                      "--centre on", "an mlp's first layer")
 
 
 def test_centring_stops_the_collapse_on_sparse_indicators():
