@@ -11,7 +11,8 @@ numpy with ``allow_pickle=False``) holding:
   not seen yet; absent when none are), ``input_means`` (int16 in [-256, 256], the first layer's
   input centring; absent when the network reads its bits as they are), ``input_keep`` (bool),
   ``binarizer_spec``, ``binarizer_n_features`` and the binariser's ``binarizer_thresholds``;
-  ``input_below`` and ``input_spread`` (float64, the encoder's training statistics; absent from older files and for binary inputs);
+  ``input_below`` and ``input_spread`` (float64, the encoder's training statistics; absent from
+  older files and for binary inputs);
 - ``__checksum__``: SHA-256 over the metadata and every array's name, dtype, shape
   and bytes. It detects damage, not tampering: anyone can recompute it.
 

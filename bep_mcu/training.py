@@ -648,13 +648,20 @@ ONE_CLASS_SHARE = 0.99
 SPARSE_COMMON_MODE = 1.0
 
 
-def common_mode(bits: np.ndarray) -> tuple[float, float] | None:
-    """(Σ m² / Σ (1 − m²), mean |m|) over the input bits that vary, m a bit's mean over the rows of
-    ``bits`` (±1, one row a sample): 0 for balanced bits, above 1 where most bits sit at one value.
+def common_mode(means: np.ndarray) -> tuple[float, float] | None:
+    """(Σ m² / Σ (1 − m²), mean |m|) over the input bits that vary, m a bit's mean (±1) over the
+    samples (``input_bit_means``): 0 for balanced bits, above 1 where most bits sit at one value.
     None where no bit varies."""
-    m = (bits.reshape(len(bits), -1) > 0).mean(axis=0) * 2 - 1
-    m = m[np.abs(m) < 1]
+    m = means[np.abs(means) < 1]
     return (float((m ** 2).sum() / (1 - m ** 2).sum()), float(np.abs(m).mean())) if m.size else None
+
+
+def input_bit_means(encoder: Encoder, X) -> np.ndarray:
+    """Each network input bit's mean (±1) over the rows of ``X`` (an MLP's), encoded a chunk at a
+    time (``encoded_sums``): 2 p − 1, p the bit's share of +1."""
+    n = len(X)
+    plus = (encoded_sums(encoder, X, np.zeros(n, dtype=np.intp), 1)[0] + n) / 2  # exact integer counts
+    return plus / n * 2 - 1
 
 
 def one_class_warning(model: Model, X, y) -> str | None:
@@ -669,7 +676,7 @@ def one_class_warning(model: Model, X, y) -> str | None:
         return None
     text = (f"the model predicts one class ('{values[counts.argmax()]}') for {counts.max() / len(y):.0%} of its "
             f"{len(y)} training samples")
-    mode = common_mode(model.encode(X))
+    mode = common_mode(input_bit_means(model.encoder, X)) if model.spec.model == "mlp" else None
     if mode is not None and mode[0] > SPARSE_COMMON_MODE:
         text += (f": its input bits take their more common value in {(1 + mode[1]) / 2:.0%} of the samples on "
                  f"average (sparse features), on which BEP collapses (docs/accuracy.md, \"Sparse features\")")
@@ -728,18 +735,17 @@ def input_centre(encoder: Encoder, X, settings: Settings, rows: bool = True) -> 
     """The first layer's input centring of a new model (``Model.input_means``): M_i = round(256 m_i), m_i
     input bit i's mean over the samples of ``X`` (0 for a bit constant over them, such as a bias bit),
     for an mlp whose ``centre`` setting is "on", or "auto" on ``rows`` (not series) whose bits'
-    common mode is above SPARSE_COMMON_MODE; else None."""
-    if settings.model != "mlp" or settings.centre == "off" or (settings.centre == "auto" and not rows):
+    common mode is above SPARSE_COMMON_MODE and whose offsets fit the int16 pre-activations
+    (``MAX_CENTRED_INPUTS``); else None."""
+    if settings.model != "mlp" or settings.centre == "off":
         return None
-    bits = encoder.encode(X)
-    mode = common_mode(bits)
+    if settings.centre == "auto" and (not rows or encoder.n_inputs > MAX_CENTRED_INPUTS):  # "on": Model refuses
+        return None
+    m = input_bit_means(encoder, X)
+    mode = common_mode(m)
     if settings.centre == "auto" and (mode is None or mode[0] <= SPARSE_COMMON_MODE):
         return None
-    if bits.shape[1] > MAX_CENTRED_INPUTS:
-        raise BEPError(f"centred inputs: {bits.shape[1]} input bits exceed {MAX_CENTRED_INPUTS}")
-    m = (bits > 0).mean(axis=0) * 2 - 1
-    m[np.abs(m) == 1] = 0
-    return np.round(m * CENTRE_ONE).astype(np.int16)
+    return np.round(np.where(np.abs(m) == 1, 0, m) * CENTRE_ONE).astype(np.int16)
 
 
 def new_model(X, y, settings: Settings, classes: np.ndarray | None = None, encoder: Encoder | None = None) -> Model:
@@ -845,18 +851,23 @@ def classifier_frame(encoder: Encoder, X, y, labels: np.ndarray, spec: NetSpec, 
     return measured._replace(rows=rows, kind="centroid")
 
 
-def class_centroids(encoder: Encoder, X, classes: np.ndarray, n_classes: int, chunk: int = 4096) -> np.ndarray | None:
-    """The mean network input of each class (rows of ``X`` encoded a chunk at a time, so the
-    float copy stays at most ``chunk`` rows), or None where a class has no sample. A chunk's
-    per-class sums of ±1 bits are integers below 2**24, exact in the encoder's float32."""
-    counts = np.bincount(classes, minlength=n_classes)
-    if counts.min() == 0:
-        return None
+def encoded_sums(encoder: Encoder, X, classes: np.ndarray, n_classes: int, chunk: int = 4096) -> np.ndarray:
+    """Each class's sum of the network inputs of its rows of ``X`` (an MLP's), encoded a chunk at a
+    time so the float copy stays at most ``chunk`` rows. A chunk's per-class sums of ±1 bits are
+    integers below 2**24, exact in the encoder's float32; their total is exact in float64."""
     one_hot = np.eye(n_classes, dtype=np.float32)
     sums = np.zeros((n_classes, encoder.n_inputs))
     for start in range(0, len(X), chunk):
         sums += one_hot[classes[start:start + chunk]].T @ encoder.encode(X[start:start + chunk])
-    return sums / counts[:, None]
+    return sums
+
+
+def class_centroids(encoder: Encoder, X, classes: np.ndarray, n_classes: int, chunk: int = 4096) -> np.ndarray | None:
+    """The mean network input of each class (``encoded_sums``), or None where a class has no sample."""
+    counts = np.bincount(classes, minlength=n_classes)
+    if counts.min() == 0:
+        return None
+    return encoded_sums(encoder, X, classes, n_classes, chunk) / counts[:, None]
 
 
 def between_class_share(encoder: Encoder, X, classes: np.ndarray, centroids: np.ndarray, chunk: int = 4096) -> float:

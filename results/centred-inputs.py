@@ -92,7 +92,7 @@ def main() -> None:
                        "test": round(model.score(data.X_test, data.y_test), 4),
                        "train": round(model.score(data.X_train, data.y_train), 4),
                        "hidden": list(model.spec.hidden), "share": round(float((bits > 0).mean()), 4),
-                       "common_mode": round(training.common_mode(bits)[0], 3)}
+                       "common_mode": round(training.common_mode((bits > 0).mean(axis=0) * 2 - 1)[0], 3)}
                 print(json.dumps(row), file=f, flush=True)
                 print(json.dumps(row), flush=True)
 

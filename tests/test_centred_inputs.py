@@ -11,7 +11,7 @@ import pytest
 
 from bep_mcu import modelio, training
 from bep_mcu.data.datasets import load_dataset
-from bep_mcu.engine.network import CENTRE_ONE, Network, centre_offsets, centre_shifts
+from bep_mcu.engine.network import CENTRE_ONE, MAX_CENTRED_INPUTS, Network, centre_offsets, centre_shifts
 from bep_mcu.errors import BEPError
 from bep_mcu.training import Settings
 
@@ -40,11 +40,13 @@ def test_a_new_model_is_centred_where_its_inputs_are_sparse():
     X, y = indicators(400)
     model = training.new_model(X, y, Settings(hidden=(32,)))
     bits = model.encode(X)
-    assert model.input_means is not None and model.input_means.dtype == np.int16 and model.input_means.shape == (bits.shape[1],)
+    M = model.input_means
+    assert M is not None and M.dtype == np.int16 and M.shape == (bits.shape[1],)
     m = (bits > 0).mean(axis=0) * 2 - 1
     expected = np.where(np.abs(m) == 1, 0, np.round(m * CENTRE_ONE))
     assert np.array_equal(model.input_means, expected)
-    assert training.common_mode(bits)[0] > training.SPARSE_COMMON_MODE
+    assert training.common_mode(m)[0] > training.SPARSE_COMMON_MODE
+    assert np.array_equal(training.input_bit_means(model.encoder, X), m)  # chunked: the same means, exactly
     # balanced inputs (a thermometer of blobs): not centred, unless asked for; sparse ones on request not
     Xb, yb = blobs(200)
     assert training.new_model(Xb, yb, Settings(hidden=(32,))).input_means is None
@@ -53,6 +55,18 @@ def test_a_new_model_is_centred_where_its_inputs_are_sparse():
     # bias bits are constant: M = 0 for them
     biased = training.new_model(X, y, Settings(hidden=(32,), bias_bits=8))
     assert (biased.input_means[-8:] == 0).all()
+
+
+def test_auto_leaves_a_fan_in_too_wide_for_the_offsets_and_on_refuses_it():
+    """An offset as large as the fan-in must fit the int16 pre-activations: "auto" does not centre
+    more than MAX_CENTRED_INPUTS input bits (the warning of a collapse still says what happened);
+    "on" is one error naming the limit."""
+    X, y = indicators(200, features=MAX_CENTRED_INPUTS + 1, share=0.1, seed=7)  # no column constant
+    model = training.new_model(X, y, Settings(hidden=(8,)))
+    assert model.spec.n_inputs == MAX_CENTRED_INPUTS + 1 and model.input_means is None
+    assert training.common_mode(training.input_bit_means(model.encoder, X))[0] > training.SPARSE_COMMON_MODE
+    with pytest.raises(BEPError, match=f"exceed {MAX_CENTRED_INPUTS}"):
+        training.new_model(X, y, Settings(hidden=(8,), centre="on"))
 
 
 def test_an_rnn_reads_its_bits_as_they_are():
@@ -139,6 +153,27 @@ def test_a_forged_centring_table_is_refused_before_any_c_is_rendered(tmp_path, e
     assert_user_error(invoke("info", bad), *words)
     assert_user_error(invoke("generate", bad, "--out", tmp_path / "c"), *words)
     assert not (tmp_path / "c").exists()
+
+
+def test_a_centring_table_forged_into_an_rnn_or_a_plain_model_is_refused(tmp_path):
+    """The table is an mlp's: one forged into an rnn's file is one error line; one added to a plain
+    mlp's file is read like any other (validated) and changes its config hash, so a board built
+    without it is told apart."""
+    X = np.random.default_rng(0).random((60, 12, 1))
+    y = np.arange(60) % 2
+    rnn = training.fit(X, y, Settings(model="rnn", hidden=(16,), window=4, epochs=1))
+    modelio.save(rnn, tmp_path / "rnn.npz")
+    bad = forge(tmp_path / "rnn.npz", tmp_path / "bad.npz",
+                arrays_edit=lambda a: a.update(input_means=np.zeros(rnn.spec.n_inputs, dtype=np.int16)))
+    assert_user_error(invoke("info", bad), "centred inputs", "not an rnn's")
+    assert_user_error(invoke("generate", bad, "--out", tmp_path / "c"), "centred inputs", "not an rnn's")
+    assert not (tmp_path / "c").exists()
+    Xb, yb = blobs(120)
+    plain = training.fit(Xb, yb, Settings(hidden=(16,), epochs=1))
+    modelio.save(plain, tmp_path / "plain.npz")
+    added = modelio.load(forge(tmp_path / "plain.npz", tmp_path / "added.npz", arrays_edit=lambda a: a.update(
+        input_means=np.full(plain.spec.n_inputs, -200, dtype=np.int16))))
+    assert added.input_means is not None and added.config_hash != plain.config_hash
 
 
 def test_info_says_the_inputs_are_centred(tmp_path):

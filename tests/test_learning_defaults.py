@@ -583,12 +583,12 @@ def test_a_tabular_mlp_left_to_its_widths_tries_its_bias_bits_as_two_layers():
 
 def test_common_mode_of_balanced_sparse_and_constant_bits():
     balanced = np.array([[1, -1], [-1, 1], [1, 1], [-1, -1]], dtype=np.float32)
-    assert training.common_mode(balanced) == (0.0, 0.0)
+    assert training.common_mode(balanced.mean(axis=0)) == (0.0, 0.0)
     sparse = -np.ones((20, 3), dtype=np.float32)
     sparse[0, 0] = sparse[1, 1] = 1  # two bits set once in 20 rows (mean -0.9); the third is constant: not counted
-    ratio, mean = training.common_mode(sparse)
+    ratio, mean = training.common_mode(sparse.mean(axis=0))
     assert ratio == pytest.approx(0.81 / 0.19) and ratio > training.SPARSE_COMMON_MODE and mean == pytest.approx(0.9)
-    assert training.common_mode(-np.ones((4, 2))) is None  # nothing varies
+    assert training.common_mode(-np.ones((4, 2)).mean(axis=0)) is None  # nothing varies
 
 
 def test_one_class_warning_only_where_the_labels_are_not_one_class():

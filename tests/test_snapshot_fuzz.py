@@ -215,17 +215,28 @@ int main(int argc, char **argv)
 """
 
 
-@pytest.fixture(scope="module")
-def board_net(tmp_path_factory):
+def make_board_net(tmp_path_factory, centre: str = "off"):
     """A two-layer network (so γ and Q of a second layer are real) on real-valued inputs
     (thresholds to follow, as int16 of steps above 1), its training data, the generated
-    library and where its snapshots hold the followed thresholds."""
+    library and where its snapshots hold the followed thresholds. ``centre`` "on": its first
+    layer reads centred inputs (docs/algorithm.md §2.9), whose offsets a restore recomputes."""
     X, y = blobs(600, features=16, classes=4, seed=5)
-    model = fit(X, y, hidden=(40, 24), epochs=1, patience=2, seed=3, binarize="thermometer:3")
+    model = fit(X, y, hidden=(40, 24), epochs=1, patience=2, seed=3, binarize="thermometer:3", centre=centre)
+    assert (model.input_means is not None) == (centre == "on")
     enc = EncodedData(model.encode(X), model.encode_labels(y))
     fmt = inputformat.choose(model.encoder, X)
     gen = generate(model, tmp_path_factory.mktemp("snapfuzz") / "gen", "net", fmt)
     return model, enc, gen, Followed.of(model, gen, fmt)
+
+
+@pytest.fixture(scope="module")
+def board_net(tmp_path_factory):
+    return make_board_net(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def centred_board_net(tmp_path_factory):
+    return make_board_net(tmp_path_factory, centre="on")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -449,6 +460,13 @@ def fuzz(board_net, tmp_path, n_cases: int) -> None:
 
 def test_restore_and_schedule_fuzz_under_asan_ubsan(board_net, tmp_path):
     fuzz(board_net, tmp_path, N_CASES)
+
+
+def test_restore_and_schedule_fuzz_of_a_centred_network_under_asan_ubsan(centred_board_net, tmp_path):
+    """The same on a network with centred inputs: every restore repacks its first layer and
+    recomputes the offsets (bep_centre_row), and training after it takes the centred forward pass
+    and update, under the sanitizers."""
+    fuzz(centred_board_net, tmp_path, N_CASES // 3)
 
 
 @pytest.mark.slow

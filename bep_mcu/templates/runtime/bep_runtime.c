@@ -204,22 +204,31 @@ BEP_COLD void bep_centre_forward(const bep_config_t *cfg, void *state, int16_t *
     }
 }
 
-/* A winner's row of a centred first layer: H_i += 2 a* (x_i - r_i), saturating once, r_i =
- * sign(M_i) where |M_i| > 128 (the bit's rarer value comes in fewer than one row in four) else 0. */
+/* Weight i's move in a winner's row of a centred first layer: 2 a* (x_i - r_i), r_i = sign(M_i)
+ * where |M_i| > 128 (the bit's rarer value comes in fewer than one row in four) else 0, so 0, ±2
+ * or ±4 (t = 2 a*). */
+static int32_t bep_centre_step(const bep_config_t *cfg, const uint32_t *in, uint32_t i, int32_t t)
+{
+    const int32_t m = cfg->input_means[i], r = m > 128 ? 1 : (m < -128 ? -1 : 0);
+    return t * (((in[i >> 5] >> (i & 31u)) & 1u ? 1 : -1) - r);
+}
+
+/* A winner's row of a centred first layer: H_i += bep_centre_step, saturating once. */
 static void bep_centre_update(const bep_config_t *cfg, void *h, const uint32_t *in, uint32_t flip)
 {
-    const int32_t t = flip ? -2 : 2, hi = cfg->hidden_bits == 8u ? 127 : 32767;
+    const int32_t t = flip ? -2 : 2;
     uint32_t i;
-    for (i = 0; i < cfg->layer[0].in_bits; ++i) {
-        const int32_t m = cfg->input_means[i], r = m > 128 ? 1 : (m < -128 ? -1 : 0);
-        int32_t v = ((in[i >> 5] >> (i & 31u)) & 1u ? 1 : -1) - r;
-        if (v == 0) continue;
-        if (cfg->hidden_bits == 8u) {
-            v = ((int8_t *)h)[i] + t * v;
-            ((int8_t *)h)[i] = (int8_t)(v > hi ? hi : (v < -hi - 1 ? -hi - 1 : v));
-        } else {
-            v = ((int16_t *)h)[i] + t * v;
-            ((int16_t *)h)[i] = (int16_t)(v > hi ? hi : (v < -hi - 1 ? -hi - 1 : v));
+    if (cfg->hidden_bits == 8u) {
+        int8_t *w = (int8_t *)h;
+        for (i = 0; i < cfg->layer[0].in_bits; ++i) {
+            const int32_t v = w[i] + bep_centre_step(cfg, in, i, t);
+            w[i] = (int8_t)(v > 127 ? 127 : (v < -128 ? -128 : v));
+        }
+    } else {
+        int16_t *w = (int16_t *)h;
+        for (i = 0; i < cfg->layer[0].in_bits; ++i) {
+            const int32_t v = w[i] + bep_centre_step(cfg, in, i, t);
+            w[i] = (int16_t)(v > 32767 ? 32767 : (v < -32768 ? -32768 : v));
         }
     }
 }
